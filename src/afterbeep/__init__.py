@@ -1,0 +1,3 @@
+"""afterbeep: a self-hosted voicemail platform."""
+
+__version__ = "0.1.0"

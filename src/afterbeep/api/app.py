@@ -1,0 +1,38 @@
+"""The FastAPI application: routers, problem handlers, middleware. Built with its services."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI
+
+from afterbeep import __version__
+from afterbeep.api import health, mailboxes, media, messages, numbers, problems, webhooks
+from afterbeep.api.deps import ApiServices
+from afterbeep.api.idempotency import IdempotencyMiddleware
+from afterbeep.api.metrics import MetricsMiddleware
+from afterbeep.services.ports.idempotency import IdempotencyStore
+
+
+def create_app(
+    services: ApiServices,
+    idempotency: IdempotencyStore,
+    readiness: Callable[[], Awaitable[list[str]]] | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="afterbeep",
+        version=__version__,
+        description="Self-hosted voicemail: mailboxes, ringless voicemail, drops, voicemails for reps.",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.services = services
+    app.state.readiness = readiness
+    problems.install(app)
+    app.include_router(health.router)
+    for module in (media, mailboxes, messages, numbers, webhooks):
+        app.include_router(module.router, prefix="/v1")
+    app.add_middleware(IdempotencyMiddleware, store=idempotency)
+    app.add_middleware(MetricsMiddleware)
+    return app

@@ -1,0 +1,108 @@
+"""`Idempotency-Key` on POST: the first response is kept and replayed for the same key.
+
+Keys are scoped to the caller's credentials. A replay with a different request body is refused
+(422); a second request while the first is still running gets 409. Server errors (5xx) are not
+kept, so the client may retry them. Written as ASGI middleware so multipart uploads are hashed
+while they stream through, without buffering them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from afterbeep.api.problems import problem
+from afterbeep.services.ports.idempotency import IdempotencyStore, StoredResponse
+
+MAX_KEY_LENGTH = 255
+KEPT_HEADERS = {b"content-type", b"location"}
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, store: IdempotencyStore) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", [])) if scope["type"] == "http" else {}
+        key_raw = headers.get(b"idempotency-key")
+        auth = headers.get(b"authorization")
+        if scope["type"] != "http" or scope["method"] != "POST" or key_raw is None or not auth:
+            await self.app(scope, receive, send)
+            return
+        key = key_raw.decode("latin-1").strip()
+        if not key or len(key) > MAX_KEY_LENGTH:
+            await problem(
+                422, "invalid-idempotency-key", "Invalid Idempotency-Key",
+                f"the key must be 1 to {MAX_KEY_LENGTH} characters",
+            )(scope, receive, send)
+            return
+        owner = hashlib.sha256(auth).hexdigest()
+        digest = hashlib.sha256(f"{scope['method']} {scope['path']}?".encode())
+        digest.update(scope.get("query_string", b""))
+
+        existing = await self.store.reserve(owner, key)
+        if existing is not None:
+            await self._replay(existing, digest, scope, receive, send)
+            return
+
+        async def hashing_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                digest.update(message.get("body", b""))
+            return message
+
+        status = 500
+        kept: list[tuple[str, str]] = []
+        body = bytearray()
+
+        async def capturing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                kept.extend(
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in message.get("headers", [])
+                    if k.lower() in KEPT_HEADERS
+                )
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, hashing_receive, capturing_send)
+        except BaseException:
+            await self.store.release(owner, key)
+            raise
+        if status >= 500:
+            await self.store.release(owner, key)
+        else:
+            await self.store.complete(owner, key, digest.hexdigest(), status, kept, bytes(body))
+
+    async def _replay(
+        self, existing: StoredResponse, digest: hashlib._Hash, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if existing.status_code is None:
+            await problem(
+                409, "idempotency-key-in-use", "Request in progress",
+                "a request with this Idempotency-Key is still being processed",
+            )(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            digest.update(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        if digest.hexdigest() != existing.fingerprint:
+            await problem(
+                422, "idempotency-key-reused", "Idempotency-Key reused",
+                "this Idempotency-Key was used with a different request",
+            )(scope, receive, send)
+            return
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in existing.headers]
+        raw_headers.append((b"idempotent-replayed", b"true"))
+        raw_headers.append((b"content-length", str(len(existing.body)).encode()))
+        await send({"type": "http.response.start", "status": existing.status_code, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": existing.body})

@@ -1,0 +1,109 @@
+"""The composition root: the one place that builds afterbeep's objects and wires them together.
+
+`Runtime` owns every long-lived resource (database, object store, background workers, the
+HTTP application) and closes them in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from afterbeep.api.app import create_app
+from afterbeep.api.deps import ApiServices
+from afterbeep.config import Settings
+from afterbeep.db.engine import Database
+from afterbeep.db.repos.idempotency import SqlIdempotencyStore
+from afterbeep.db.uow import unit_of_work_factory
+from afterbeep.domain.clock import Clock, SystemClock
+from afterbeep.notify.webhooks import WebhookDispatcher
+from afterbeep.services.accounts import AccountService
+from afterbeep.services.mailboxes import MailboxService
+from afterbeep.services.media import MediaService
+from afterbeep.services.messages import MessageService
+from afterbeep.services.numbers import NumberService
+from afterbeep.services.ports.storage import ObjectStore
+from afterbeep.services.webhooks import WebhookService
+from afterbeep.storage.factory import open_store
+
+log = logging.getLogger("afterbeep")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.data_dir: Path = settings.resolved_data_dir()
+        self.db = Database(settings.resolved_database_url())
+        self.uow = unit_of_work_factory(self.db)
+        self.store: ObjectStore | None = None
+        self.dispatcher: WebhookDispatcher | None = None
+        self.accounts = AccountService(self.uow, self.clock)
+        self._app: FastAPI | None = None
+
+    async def start(self, *, workers: bool = True) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        await self.db.migrate()
+        s = self.settings
+        self.store = await open_store(
+            s.resolved_storage_url(),
+            self.data_dir,
+            s.s3_endpoint,
+            s.s3_region,
+            s.s3_access_key,
+            s.s3_secret_key.get_secret_value() if s.s3_secret_key else None,
+        )
+        self.dispatcher = WebhookDispatcher(
+            self.uow, self.clock, timeout=s.webhook_timeout_seconds, max_attempts=s.webhook_max_attempts
+        )
+        if workers:
+            await self.dispatcher.start()
+
+    @property
+    def app(self) -> FastAPI:
+        if self._app is None:
+            self._app = create_app(self.api_services(), SqlIdempotencyStore(self.db), self.readiness)
+        return self._app
+
+    def api_services(self) -> ApiServices:
+        if self.store is None:
+            raise RuntimeError("Runtime.start() must run first")
+        s = self.settings
+        tmp = self.data_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return ApiServices(
+            accounts=self.accounts,
+            media=MediaService(self.uow, self.store, self.clock, s.max_upload_mb * 1024 * 1024, tmp),
+            mailboxes=MailboxService(self.uow, self.store, self.clock),
+            messages=MessageService(self.uow, self.store, self.clock),
+            numbers=NumberService(self.uow, self.clock, s.default_region),
+            webhooks=WebhookService(self.uow, self.clock),
+            store=self.store,
+            secret_key=s.resolved_secret_key(),
+            public_url=s.resolved_public_url(),
+            max_upload_bytes=s.max_upload_mb * 1024 * 1024,
+        )
+
+    async def readiness(self) -> list[str]:
+        problems: list[str] = []
+        try:
+            async with self.db.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            problems.append("database")
+        try:
+            if self.store is not None:
+                await self.store.exists("readyz/probe")
+        except Exception:
+            problems.append("storage")
+        return problems
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.store is not None:
+            await self.store.close()
+        await self.db.close()

@@ -1,0 +1,106 @@
+"""The `afterbeep` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from afterbeep import logs
+from afterbeep.app import Runtime
+from afterbeep.config import Settings, split_host_port
+
+T = TypeVar("T")
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help="afterbeep voicemail platform")
+account_cli = typer.Typer(no_args_is_help=True, help="Accounts")
+key_cli = typer.Typer(no_args_is_help=True, help="API keys")
+cli.add_typer(account_cli, name="account")
+cli.add_typer(key_cli, name="key")
+
+
+def run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    return uvloop.run(main())
+
+
+async def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
+    runtime = Runtime(Settings())
+    await runtime.start(workers=False)
+    try:
+        return await action(runtime)
+    finally:
+        await runtime.stop()
+
+
+@cli.command()
+def serve() -> None:
+    """Start the HTTP API (and the SIP service and workers) in one process."""
+    import uvicorn
+
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_json)
+
+    async def main() -> None:
+        runtime = Runtime(settings)
+        await runtime.start()
+        host, port = split_host_port(settings.http_addr, 8080)
+        config = uvicorn.Config(
+            runtime.app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        typer.echo(f"afterbeep HTTP API listening on http://{host}:{port} (docs at /docs)", err=True)
+        try:
+            await server.serve()
+        finally:
+            await runtime.stop()
+
+    run(main)
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations."""
+
+    async def action(runtime: Runtime) -> None:
+        return None
+
+    run(lambda: _with_runtime(action))
+    typer.echo("database is up to date")
+
+
+@account_cli.command("create")
+def account_create(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Create an account and its first API key (shown once)."""
+    issued = run(lambda: _with_runtime(lambda rt: rt.accounts.create_account(name)))
+    if as_json:
+        typer.echo(json.dumps({"account_id": issued.account_id, "api_key": issued.secret}))
+    else:
+        typer.echo(f"account {issued.account_id}\napi key {issued.secret}  (shown once)")
+
+
+@key_cli.command("create")
+def key_create(
+    account: Annotated[str, typer.Option("--account", help="account id")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Create another API key for an account (shown once)."""
+    issued = run(lambda: _with_runtime(lambda rt: rt.accounts.create_key(account)))
+    if as_json:
+        typer.echo(json.dumps({"account_id": issued.account_id, "key_id": issued.key_id, "api_key": issued.secret}))
+    else:
+        typer.echo(f"api key {issued.secret}  (shown once)")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,108 @@
+"""Settings read from AFTERBEEP_* environment variables (the names are a public contract)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
+    """Split `host:port` (or `[v6]:port`, or a bare host) into its parts."""
+    if addr.startswith("["):
+        host, _, rest = addr[1:].partition("]")
+        port = rest.lstrip(":")
+        return host, int(port) if port else default_port
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        return addr, default_port
+    return host, int(port)
+
+
+class SmtpTarget:
+    """A parsed AFTERBEEP_SMTP_URL: `smtp://`, `smtp+starttls://` or `smtps://`, optional user:password."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        schemes = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+        if parts.scheme not in schemes:
+            raise ValueError(f"AFTERBEEP_SMTP_URL scheme must be one of {sorted(schemes)}")
+        if not parts.hostname:
+            raise ValueError("AFTERBEEP_SMTP_URL needs a host")
+        self.host: str = parts.hostname
+        self.port: int = parts.port or schemes[parts.scheme]
+        self.starttls = parts.scheme == "smtp+starttls"
+        self.use_tls = parts.scheme == "smtps"
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFTERBEEP_", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    storage_url: str = ""
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    http_addr: str = "127.0.0.1:8080"
+    sip_addr: str = "127.0.0.1:5060"
+    sip_advertise: str | None = None
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 30000
+    public_url: str = ""
+    smtp_url: str = "smtp://127.0.0.1:25"
+    smtp_from: str = "afterbeep@localhost"
+    secret_key: SecretStr = SecretStr("")
+    default_region: str = "US"
+    max_upload_mb: int = Field(default=50, ge=1)
+    log_json: bool = False
+    log_level: str = "INFO"
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp(cls, value: str) -> str:
+        SmtpTarget(value)
+        return value
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.resolved_data_dir() / 'afterbeep.db'}"
+
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{self.resolved_data_dir() / 'objects'}"
+
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, port = split_host_port(self.http_addr, 8080)
+        return f"http://{host}:{port}"
+
+    def resolved_secret_key(self) -> bytes:
+        """The signing key; generated once and kept in the data dir when not configured."""
+        configured = self.secret_key.get_secret_value()
+        if configured:
+            return configured.encode()
+        path = self.resolved_data_dir() / "secret.key"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd_path = path.with_suffix(".tmp")
+            fd_path.write_text(secrets.token_urlsafe(48))
+            fd_path.chmod(0o600)
+            fd_path.replace(path)
+        return path.read_text().strip().encode()
+
+    def smtp(self) -> SmtpTarget:
+        return SmtpTarget(self.smtp_url)

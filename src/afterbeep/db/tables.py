@@ -1,0 +1,222 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations in `migrations/` create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _id(name: str = "id") -> Column[str]:
+    return Column(name, String(40), primary_key=True)
+
+
+def _account() -> Column[str]:
+    return Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True)
+
+
+def _created() -> Column[datetime]:
+    return Column("created_at", UtcDateTime(), nullable=False)
+
+
+def _updated() -> Column[datetime]:
+    return Column("updated_at", UtcDateTime(), nullable=False)
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    _id(),
+    Column("name", String(200), nullable=False),
+    _created(),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    _account(),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    _created(),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("ref", String(200), primary_key=True),
+    _account(),
+    Column("value", Text, nullable=False),
+    _created(),
+    _updated(),
+)
+
+media = Table(
+    "media",
+    metadata,
+    _id(),
+    _account(),
+    Column("name", String(255), nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("sample_rate", Integer, nullable=False),
+    Column("channels", Integer, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("original_key", String(300), nullable=False),
+    Column("telephony_key", String(300), nullable=False),
+    _created(),
+)
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    _id(),
+    _account(),
+    Column("name", String(200), nullable=False),
+    Column("greeting_media_id", String(40), ForeignKey("media.id"), nullable=True),
+    Column("skip_instructions", Boolean, nullable=False),
+    Column("quota_mb", Integer, nullable=False),
+    Column("notify_email", String(320), nullable=True),
+    Column("pin_secret_ref", String(200), nullable=True),
+    Column("language", String(16), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("max_message_seconds", Integer, nullable=False),
+    Column("min_message_seconds", Integer, nullable=False),
+    Column("silence_seconds", Integer, nullable=False),
+    Column("max_messages", Integer, nullable=False),
+    Column("attach_audio", Boolean, nullable=False),
+    Column("full_notified_at", UtcDateTime(), nullable=True),
+    _created(),
+    _updated(),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    _id(),
+    _account(),
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id"), nullable=False),
+    Column("call_id", String(200), nullable=False),
+    Column("caller", String(300), nullable=True),
+    Column("caller_name", String(200), nullable=True),
+    Column("callee", String(300), nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Column("folder", String(16), nullable=False),
+    Column("read", Boolean, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("audio_key", String(300), nullable=False),
+    Column("recovered", Boolean, nullable=False, default=False),
+    _created(),
+    _updated(),
+    UniqueConstraint("account_id", "call_id"),
+    Index("ix_messages_mailbox_folder", "mailbox_id", "folder"),
+)
+
+numbers = Table(
+    "numbers",
+    metadata,
+    _id(),
+    _account(),
+    Column("e164", String(20), nullable=False, unique=True),
+    Column("dest_kind", String(16), nullable=False),
+    Column("dest_id", String(40), nullable=False),
+    Column("schedule_id", String(40), nullable=True),
+    Column("closed_dest_kind", String(16), nullable=True),
+    Column("closed_dest_id", String(40), nullable=True),
+    _created(),
+    _updated(),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    _id(),
+    _account(),
+    Column("url", String(2000), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("secret", String(200), nullable=False),
+    _created(),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    _id(),
+    _account(),
+    Column("webhook_id", String(40), ForeignKey("webhooks.id"), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("claimed_until", UtcDateTime(), nullable=True),
+    _created(),
+    _updated(),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("headers", JSON, nullable=True),
+    Column("body", LargeBinary, nullable=True),
+    _created(),
+)

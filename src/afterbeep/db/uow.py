@@ -1,0 +1,38 @@
+"""The SQL unit of work: one transaction, every repository on the same connection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from afterbeep.db.engine import Database
+from afterbeep.db.repos.accounts import SqlAccountRepo, SqlSecretRepo
+from afterbeep.db.repos.mailboxes import SqlMailboxRepo, SqlMessageRepo
+from afterbeep.db.repos.media import SqlMediaRepo
+from afterbeep.db.repos.numbers import SqlNumberRepo
+from afterbeep.db.repos.webhooks import SqlEventOutbox, SqlWebhookRepo
+from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
+
+
+class SqlUnitOfWork:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.accounts = SqlAccountRepo(conn)
+        self.secrets = SqlSecretRepo(conn)
+        self.media = SqlMediaRepo(conn)
+        self.mailboxes = SqlMailboxRepo(conn)
+        self.messages = SqlMessageRepo(conn)
+        self.numbers = SqlNumberRepo(conn)
+        self.webhooks = SqlWebhookRepo(conn)
+        self.events = SqlEventOutbox(conn)
+
+
+def unit_of_work_factory(db: Database) -> UnitOfWorkFactory:
+    @asynccontextmanager
+    async def unit() -> AsyncIterator[UnitOfWork]:
+        async with db.begin() as conn:
+            yield SqlUnitOfWork(conn)
+
+    return unit

@@ -1,0 +1,43 @@
+"""Accounts (tenants) and their API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+KEY_PREFIX = "abk"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    account_id: str
+    key_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+def make_secret(key_id: str) -> str:
+    """A bearer token `abk_<key id>_<random>`; only its hash is stored."""
+    return f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def hash_secret(secret: str) -> str:
+    # The token has 256 bits of entropy, so a fast hash is enough and keeps each request cheap.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def key_id_of(secret: str) -> str | None:
+    parts = secret.split("_")
+    if len(parts) < 4 or parts[0] != KEY_PREFIX or parts[1] != "key":
+        return None
+    return f"{parts[1]}_{parts[2]}"

@@ -1,0 +1,54 @@
+"""Ports: what services need from the outside world, as Protocols the adapters implement.
+
+A service receives a `UnitOfWorkFactory`; `async with uow_factory() as uow:` is one
+transaction across every repository (committed at the end of the block, rolled back on error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from afterbeep.services.ports.accounts import AccountRepo, SecretRepo
+from afterbeep.services.ports.events import EventOutbox, WebhookRepo
+from afterbeep.services.ports.mailboxes import MailboxRepo, MessageRepo
+from afterbeep.services.ports.media import MediaRepo
+from afterbeep.services.ports.numbers import NumberRepo
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class UnitOfWork(Protocol):
+    accounts: AccountRepo
+    secrets: SecretRepo
+    media: MediaRepo
+    mailboxes: MailboxRepo
+    messages: MessageRepo
+    numbers: NumberRepo
+    webhooks: WebhookRepo
+    events: EventOutbox
+
+
+UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+
+__all__ = [
+    "AccountRepo",
+    "EventOutbox",
+    "MailboxRepo",
+    "MediaRepo",
+    "MessageRepo",
+    "NumberRepo",
+    "Page",
+    "SecretRepo",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "WebhookRepo",
+]
