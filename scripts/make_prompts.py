@@ -1,0 +1,83 @@
+"""Generate the system prompts shipped in src/afterbeep/telephony/prompts/<lang>/<name>.wav.
+
+Run by hand after changing a text (`.venv/bin/python scripts/make_prompts.py`); the WAV files
+are committed. Needs Debian's espeak-ng; output is 8 kHz mono 16-bit PCM, resampled with soxr.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+OUT = Path(__file__).resolve().parent.parent / "src" / "afterbeep" / "telephony" / "prompts"
+
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "vm-greeting": "The person you are calling is not available.",
+        "vm-instructions": "Please leave your message after the tone. When you are done, hang up or press pound.",
+        "vm-max-length": "You have reached the maximum length. Goodbye.",
+        "vm-saved": "Your message has been saved. Goodbye.",
+        "vm-mailbox-full": "The mailbox is full. Goodbye.",
+        "vm-try-later": "We cannot take your call right now. Please try again later. Goodbye.",
+        "vm-goodbye": "Goodbye.",
+    },
+    "es": {
+        "vm-greeting": "La persona a la que llama no está disponible.",
+        "vm-instructions": "Deje su mensaje después del tono. Cuando termine, cuelgue o pulse la tecla almohadilla.",
+        "vm-max-length": "Ha alcanzado la duración máxima. Adiós.",
+        "vm-saved": "Su mensaje ha sido guardado. Adiós.",
+        "vm-mailbox-full": "El buzón está lleno. Adiós.",
+        "vm-try-later": "No podemos atender su llamada ahora. Inténtelo más tarde. Adiós.",
+        "vm-goodbye": "Adiós.",
+    },
+    "fr": {
+        "vm-greeting": "Votre correspondant n'est pas disponible.",
+        "vm-instructions": "Laissez votre message après le bip. Quand vous avez terminé, raccrochez ou appuyez sur dièse.",
+        "vm-max-length": "Vous avez atteint la durée maximale. Au revoir.",
+        "vm-saved": "Votre message a été enregistré. Au revoir.",
+        "vm-mailbox-full": "La messagerie est pleine. Au revoir.",
+        "vm-try-later": "Nous ne pouvons pas prendre votre appel pour le moment. Veuillez réessayer plus tard. Au revoir.",
+        "vm-goodbye": "Au revoir.",
+    },
+    "de": {
+        "vm-greeting": "Der gewünschte Gesprächspartner ist nicht erreichbar.",
+        "vm-instructions": "Bitte sprechen Sie nach dem Signalton. Wenn Sie fertig sind, legen Sie auf oder drücken Sie die Rautetaste.",
+        "vm-max-length": "Die maximale Länge ist erreicht. Auf Wiederhören.",
+        "vm-saved": "Ihre Nachricht wurde gespeichert. Auf Wiederhören.",
+        "vm-mailbox-full": "Die Mailbox ist voll. Auf Wiederhören.",
+        "vm-try-later": "Wir können Ihren Anruf gerade nicht annehmen. Bitte versuchen Sie es später erneut. Auf Wiederhören.",
+        "vm-goodbye": "Auf Wiederhören.",
+    },
+}
+
+
+def render(text: str, language: str, target: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.wav"
+        subprocess.run(["espeak-ng", "-v", language, "-s", "150", "-w", str(raw), text], check=True)
+        audio, rate = sf.read(raw, dtype="float32")
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    audio = soxr.resample(audio, rate, 8000, quality="HQ")
+    peak = float(np.max(np.abs(audio))) or 1.0
+    pcm = np.clip(audio / peak * 0.7 * 32767, -32768, 32767).astype(np.int16)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, pcm, 8000, subtype="PCM_16")
+
+
+def main() -> int:
+    for language, texts in TEXTS.items():
+        for name, text in texts.items():
+            render(text, language, OUT / language / f"{name}.wav")
+    print(f"wrote prompts under {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

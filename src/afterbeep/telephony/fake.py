@@ -1,0 +1,134 @@
+"""A scripted call for unit tests of call scripts: no network, no clock, time is in samples.
+
+The caller side is described up front: the audio it sends from the moment of answer, the keys
+it presses (at ms offsets on the call's timeline) and when it hangs up. Everything the script
+plays is kept in `played` with its start time, so a test can check what the caller heard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from afterbeep.audio.levels import is_silent
+from afterbeep.telephony.interface import Audio, CallEnded, EndedBy, Recording, RecordingSink
+
+SAMPLES_PER_MS = 8
+FRAME = 160
+
+
+@dataclass
+class FakeCall:
+    caller_audio: Audio = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    keys: list[tuple[int, str]] = field(default_factory=list)
+    hangup_at_ms: int | None = None
+    call_id: str = "call_01jg8asp59ps9rtt7azhrhvcre"
+    caller: str | None = "+12025550123"
+    caller_name: str | None = None
+    callee: str | None = "+12025550100"
+
+    now: int = 0  # samples since answer
+    answered: bool = False
+    hung_up_by_us: bool = False
+    played: list[tuple[int, Audio]] = field(default_factory=list)
+    _typed_ahead: list[str] = field(default_factory=list)
+
+    @property
+    def now_ms(self) -> int:
+        return self.now // SAMPLES_PER_MS
+
+    def heard(self) -> Audio:
+        """What the caller heard, placed on the call's timeline."""
+        end = max((start + len(audio) for start, audio in self.played), default=0)
+        out = np.zeros(end, dtype=np.int16)
+        for start, audio in self.played:
+            out[start : start + len(audio)] = audio
+        return out
+
+    def _check_alive(self) -> None:
+        if self.hung_up_by_us or self._remote_gone(self.now):
+            raise CallEnded()
+
+    def _remote_gone(self, at: int) -> bool:
+        return self.hangup_at_ms is not None and at >= self.hangup_at_ms * SAMPLES_PER_MS
+
+    def _keys_between(self, start: int, end: int) -> list[tuple[int, str]]:
+        return [(ms * SAMPLES_PER_MS, k) for ms, k in self.keys if start <= ms * SAMPLES_PER_MS < end]
+
+    async def answer(self) -> None:
+        self.answered = True
+
+    async def play(self, audio: Audio, interrupt_on: str = "") -> str | None:
+        self._check_alive()
+        start, end = self.now, self.now + len(audio)
+        if self.hangup_at_ms is not None:
+            end = min(end, self.hangup_at_ms * SAMPLES_PER_MS)
+        for at, key in self._keys_between(start, end):
+            if key in interrupt_on:
+                self.played.append((start, audio[: at - start]))
+                self.now = at + 1
+                return key
+            self._typed_ahead.append(key)
+        self.played.append((start, audio[: end - start]))
+        self.now = end
+        self._check_alive()
+        return None
+
+    async def record(
+        self,
+        sink: RecordingSink,
+        *,
+        max_seconds: float,
+        silence_seconds: float,
+        finish_on: str = "#",
+        silence_threshold: int = 200,
+    ) -> Recording:
+        self._check_alive()
+        limit = int(max_seconds * 8000)
+        silence_limit = int(silence_seconds * 8000)
+        taken = 0
+        silent_run = 0
+        while True:
+            if self._remote_gone(self.now):
+                return Recording(taken, EndedBy.HANGUP)
+            for at, key in self._keys_between(self.now, self.now + FRAME):
+                if key in finish_on:
+                    self.now = at + 1
+                    return Recording(taken, EndedBy.FINISH_KEY)
+            frame = self.caller_audio[self.now : self.now + FRAME]
+            if len(frame) < FRAME:
+                frame = np.concatenate([frame, np.zeros(FRAME - len(frame), dtype=np.int16)])
+            sink.write(frame)
+            taken += FRAME
+            self.now += FRAME
+            silent_run = silent_run + FRAME if is_silent(frame, silence_threshold) else 0
+            if taken >= limit:
+                return Recording(taken, EndedBy.MAX_LENGTH)
+            if silent_run >= silence_limit:
+                return Recording(taken, EndedBy.SILENCE)
+
+    async def collect_digits(self, max_digits: int, timeout: float, terminator: str = "#") -> str:
+        digits = ""
+        pending = self._typed_ahead
+        self._typed_ahead = []
+        deadline = self.now + int(timeout * 8000)
+        for key in pending:
+            if key == terminator:
+                return digits
+            digits += key
+            if len(digits) >= max_digits:
+                return digits
+        for at, key in self._keys_between(self.now, deadline):
+            self.now = at + 1
+            if key == terminator:
+                return digits
+            digits += key
+            if len(digits) >= max_digits:
+                return digits
+        self.now = deadline
+        self._check_alive()
+        return digits
+
+    async def hangup(self) -> None:
+        self.hung_up_by_us = True

@@ -1,0 +1,82 @@
+"""The small call interface that call scripts are written against.
+
+A script (deposit, phone menu, drop) only sees `Call`: the SIP implementation and the scripted
+`FakeCall` of the unit tests both provide it. Audio is 8 kHz mono int16 PCM throughout.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Audio = npt.NDArray[np.int16]
+
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+
+
+class CallEnded(Exception):
+    """The far end hung up (or the call failed) while the script was waiting on it."""
+
+
+class EndedBy(enum.StrEnum):
+    FINISH_KEY = "finish_key"
+    HANGUP = "hangup"
+    MAX_LENGTH = "max_length"
+    SILENCE = "silence"
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    samples: int
+    ended_by: EndedBy
+
+    @property
+    def duration_ms(self) -> int:
+        return self.samples // 8
+
+
+class RecordingSink(Protocol):
+    """Where `record()` puts audio as it arrives (a spool file for messages)."""
+
+    def write(self, pcm: Audio) -> None: ...
+
+
+class Call(Protocol):
+    call_id: str
+    caller: str | None
+    caller_name: str | None
+    callee: str | None
+
+    async def answer(self) -> None: ...
+
+    async def play(self, audio: Audio, interrupt_on: str = "") -> str | None:
+        """Play to the end, or until one of `interrupt_on` is pressed (that key is returned).
+
+        Raises CallEnded when the far end hangs up.
+        """
+        ...
+
+    async def record(
+        self,
+        sink: RecordingSink,
+        *,
+        max_seconds: float,
+        silence_seconds: float,
+        finish_on: str = "#",
+        silence_threshold: int = 200,
+    ) -> Recording:
+        """Record into `sink` until a finish key, hang-up, the maximum length, or silence.
+
+        A hang-up ends the recording normally (what was said is kept).
+        """
+        ...
+
+    async def collect_digits(self, max_digits: int, timeout: float, terminator: str = "#") -> str:
+        """Keys pressed (including any typed ahead), without the terminator. Raises CallEnded."""
+        ...
+
+    async def hangup(self) -> None: ...

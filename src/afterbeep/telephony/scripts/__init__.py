@@ -1,0 +1,1 @@
+"""Call scripts: short coroutines over the call interface, one per thing a caller can do."""

@@ -1,0 +1,94 @@
+"""Leave a message: the steps a caller hears when a call reaches a mailbox.
+
+answer → greeting (or "not available") → instructions (unless skipped; `#` skips both)
+→ beep → record until `#`, hang-up, maximum length or silence → "saved, goodbye".
+The recording is in the spool (on disk) before any closing prompt plays.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from afterbeep.domain.clock import iso
+from afterbeep.telephony.interface import Audio, Call, CallEnded, EndedBy
+from afterbeep.telephony.prompts import beep, prompt
+from afterbeep.telephony.spool import Spool, SpoolEntry, SpoolMeta
+
+
+class Outcome(enum.StrEnum):
+    SAVED = "saved"
+    TOO_SHORT = "too_short"
+    MAILBOX_FULL = "mailbox_full"
+    NO_MESSAGE = "no_message"
+
+
+@dataclass(frozen=True, slots=True)
+class DepositBox:
+    """What the script needs to know of the mailbox, resolved before the call is answered."""
+
+    account_id: str
+    mailbox_id: str
+    language: str
+    greeting: Audio | None
+    skip_instructions: bool
+    max_message_seconds: int
+    min_message_seconds: int
+    silence_seconds: int
+    silence_threshold: int
+    full: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DepositResult:
+    outcome: Outcome
+    entry: SpoolEntry | None = None
+
+
+async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime) -> DepositResult:
+    await call.answer()
+    if box.full:
+        await _say_and_hang_up(call, prompt("vm-mailbox-full", box.language))
+        return DepositResult(Outcome.MAILBOX_FULL)
+
+    try:
+        greeting = box.greeting if box.greeting is not None else prompt("vm-greeting", box.language)
+        skipped = await call.play(greeting, interrupt_on="#")
+        if skipped is None and not box.skip_instructions:
+            await call.play(prompt("vm-instructions", box.language), interrupt_on="#")
+        await call.play(beep())
+    except CallEnded:
+        return DepositResult(Outcome.NO_MESSAGE)
+
+    meta = SpoolMeta(
+        call_id=call.call_id, account_id=box.account_id, mailbox_id=box.mailbox_id,
+        caller=call.caller, caller_name=call.caller_name, callee=call.callee, started_at=iso(now),
+    )
+    writer = spool.open(meta, box.silence_threshold)
+    recording = await call.record(
+        writer,
+        max_seconds=box.max_message_seconds,
+        silence_seconds=box.silence_seconds,
+        finish_on="#",
+        silence_threshold=box.silence_threshold,
+    )
+    if writer.kept_samples(recording.ended_by) < box.min_message_seconds * 8000:
+        writer.discard()
+        await _say_and_hang_up(call, prompt("vm-goodbye", box.language), recording.ended_by)
+        return DepositResult(Outcome.TOO_SHORT)
+    entry = writer.close(recording.ended_by)
+
+    closing = "vm-max-length" if recording.ended_by is EndedBy.MAX_LENGTH else "vm-saved"
+    await _say_and_hang_up(call, prompt(closing, box.language), recording.ended_by)
+    return DepositResult(Outcome.SAVED, entry)
+
+
+async def _say_and_hang_up(call: Call, audio: Audio, ended_by: EndedBy | None = None) -> None:
+    if ended_by is EndedBy.HANGUP:
+        return
+    try:
+        await call.play(audio)
+        await call.hangup()
+    except CallEnded:
+        return

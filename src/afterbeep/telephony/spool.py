@@ -1,0 +1,139 @@
+"""The recording spool: message audio on local disk while the call is still going.
+
+Each recording is `<spool>/<call_id>.pcm` (raw 8 kHz mono int16, appended as audio arrives and
+flushed to the OS at least once a second of audio) and `<call_id>.json` (who called whom, and
+once the recording ended, how). A kill -9 thus loses at most the last second. Entries are removed
+only after the message is stored and committed; entries found at start-up are recovered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from afterbeep.audio.levels import DEFAULT_SILENCE_THRESHOLD, mean_abs
+from afterbeep.telephony.interface import Audio, EndedBy
+
+FLUSH_SAMPLES = 8000  # one second of audio
+FRAME = 160
+TRIM_KEEP_SAMPLES = 1600  # ~200 ms of trailing silence kept
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolMeta:
+    call_id: str
+    account_id: str
+    mailbox_id: str
+    caller: str | None
+    caller_name: str | None
+    callee: str | None
+    started_at: str
+    ended_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    meta: SpoolMeta
+    pcm_path: Path
+    meta_path: Path
+
+
+def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(data).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class SpoolWriter:
+    """A RecordingSink that appends to the spool file and tracks where speech last was."""
+
+    def __init__(self, entry: SpoolEntry, silence_threshold: int = DEFAULT_SILENCE_THRESHOLD) -> None:
+        self.entry = entry
+        self._fd = os.open(entry.pcm_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._pending: list[bytes] = []
+        self._pending_samples = 0
+        self._threshold = silence_threshold
+        self.samples = 0
+        self.last_sound_end = 0
+
+    def write(self, pcm: Audio) -> None:
+        for start in range(0, len(pcm), FRAME):
+            frame = pcm[start : start + FRAME]
+            if mean_abs(frame) >= self._threshold:
+                self.last_sound_end = self.samples + start + len(frame)
+        self.samples += len(pcm)
+        self._pending.append(pcm.astype("<i2", copy=False).tobytes())
+        self._pending_samples += len(pcm)
+        if self._pending_samples >= FLUSH_SAMPLES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            os.write(self._fd, b"".join(self._pending))
+            self._pending.clear()
+            self._pending_samples = 0
+
+    def kept_samples(self, ended_by: EndedBy) -> int:
+        """How much of the recording a message keeps: all of it after `#`, else trimmed."""
+        if ended_by is EndedBy.FINISH_KEY:
+            return self.samples
+        return min(self.samples, self.last_sound_end + TRIM_KEEP_SAMPLES)
+
+    def close(self, ended_by: EndedBy) -> SpoolEntry:
+        self.flush()
+        os.fsync(self._fd)
+        os.close(self._fd)
+        meta = replace(self.entry.meta, ended_by=ended_by.value)
+        _write_json_atomic(self.entry.meta_path, asdict(meta))
+        self.entry = replace(self.entry, meta=meta)
+        return self.entry
+
+    def discard(self) -> None:
+        os.close(self._fd)
+        Spool.remove(self.entry)
+
+
+class Spool:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def open(self, meta: SpoolMeta, silence_threshold: int = DEFAULT_SILENCE_THRESHOLD) -> SpoolWriter:
+        if not meta.call_id.replace("_", "").isalnum():
+            raise ValueError("call ids in the spool must be plain identifiers")
+        entry = SpoolEntry(
+            meta, self.directory / f"{meta.call_id}.pcm", self.directory / f"{meta.call_id}.json"
+        )
+        _write_json_atomic(entry.meta_path, asdict(meta))
+        return SpoolWriter(entry, silence_threshold)
+
+    def entries(self) -> list[SpoolEntry]:
+        found: list[SpoolEntry] = []
+        for meta_path in sorted(self.directory.glob("*.json")):
+            try:
+                meta = SpoolMeta(**json.loads(meta_path.read_text()))
+            except (ValueError, TypeError):
+                continue
+            found.append(SpoolEntry(meta, meta_path.with_suffix(".pcm"), meta_path))
+        return found
+
+    @staticmethod
+    def read_pcm(entry: SpoolEntry) -> Audio:
+        if not entry.pcm_path.exists():
+            return np.zeros(0, dtype=np.int16)
+        raw = entry.pcm_path.read_bytes()
+        return np.frombuffer(raw[: len(raw) - len(raw) % 2], dtype="<i2").astype(np.int16)
+
+    @staticmethod
+    def remove(entry: SpoolEntry) -> None:
+        entry.pcm_path.unlink(missing_ok=True)
+        entry.meta_path.unlink(missing_ok=True)
