@@ -87,6 +87,7 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 
 @dataclass
 class TestAccount:
+    __test__ = False
     id: str
     key: str
 

@@ -96,7 +96,7 @@ class Runtime:
             problems.append("database")
         try:
             if self.store is not None:
-                await self.store.exists("readyz/probe")
+                await self.store.check()
         except Exception:
             problems.append("storage")
         return problems

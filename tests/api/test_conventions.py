@@ -90,3 +90,21 @@ async def test_idempotency_keys_are_scoped_to_the_caller(
     assert mine.status_code == theirs.status_code == 201
     assert mine.json()["id"] != theirs.json()["id"]
     assert theirs.json()["account_id"] == other_account.id
+
+
+def test_fingerprint_ignores_the_multipart_boundary_even_split_across_chunks() -> None:
+    from afterbeep.api.idempotency import BodyFingerprint
+
+    def fingerprint(boundary: bytes, chunk_size: int, payload: bytes = b"RIFF....audio") -> str:
+        body = (
+            b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+            + payload + b"\r\n--" + boundary + b"--\r\n"
+        )
+        fp = BodyFingerprint("POST", "/v1/media", b"", b"multipart/form-data; boundary=" + boundary)
+        for start in range(0, len(body), chunk_size):
+            fp.update(body[start : start + chunk_size])
+        return fp.hexdigest()
+
+    first = fingerprint(b"abc123boundary", 7)
+    assert first == fingerprint(b"zzzzzzzzzzzzzzzzzzzzzz", 3) == fingerprint(b"q", 1000)
+    assert first != fingerprint(b"abc123boundary", 7, payload=b"RIFF....other")

@@ -9,6 +9,7 @@ while they stream through, without buffering them.
 from __future__ import annotations
 
 import hashlib
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from afterbeep.api.problems import problem
@@ -16,6 +17,40 @@ from afterbeep.services.ports.idempotency import IdempotencyStore, StoredRespons
 
 MAX_KEY_LENGTH = 255
 KEPT_HEADERS = {b"content-type", b"location"}
+
+
+class BodyFingerprint:
+    """SHA-256 of method, path, query and body; a multipart boundary is left out of the body.
+
+    Clients pick a fresh random boundary for every retry of the same upload, so the boundary
+    is replaced with a fixed token as the body streams (a short tail is carried between chunks
+    so a boundary split across two chunks is still found).
+    """
+
+    def __init__(self, method: str, path: str, query: bytes, content_type: bytes) -> None:
+        self._digest = hashlib.sha256(f"{method} {path}?".encode() + query + b"\n")
+        self._boundary = b""
+        self._carry = b""
+        kind, _, params = content_type.partition(b";")
+        if kind.strip().lower().startswith(b"multipart/"):
+            for param in params.split(b";"):
+                name, _, value = param.strip().partition(b"=")
+                if name.lower() == b"boundary" and value:
+                    self._boundary = b"--" + value.strip(b'"')
+
+    def update(self, chunk: bytes) -> None:
+        if not self._boundary:
+            self._digest.update(chunk)
+            return
+        data = (self._carry + chunk).replace(self._boundary, b"--<boundary>")
+        cut = max(len(data) - (len(self._boundary) - 1), 0)
+        self._digest.update(data[:cut])
+        self._carry = data[cut:]
+
+    def hexdigest(self) -> str:
+        self._digest.update(self._carry)
+        self._carry = b""
+        return self._digest.hexdigest()
 
 
 class IdempotencyMiddleware:
@@ -38,8 +73,9 @@ class IdempotencyMiddleware:
             )(scope, receive, send)
             return
         owner = hashlib.sha256(auth).hexdigest()
-        digest = hashlib.sha256(f"{scope['method']} {scope['path']}?".encode())
-        digest.update(scope.get("query_string", b""))
+        digest = BodyFingerprint(
+            scope["method"], scope["path"], scope.get("query_string", b""), headers.get(b"content-type", b"")
+        )
 
         existing = await self.store.reserve(owner, key)
         if existing is not None:
@@ -80,7 +116,7 @@ class IdempotencyMiddleware:
             await self.store.complete(owner, key, digest.hexdigest(), status, kept, bytes(body))
 
     async def _replay(
-        self, existing: StoredResponse, digest: hashlib._Hash, scope: Scope, receive: Receive, send: Send
+        self, existing: StoredResponse, digest: BodyFingerprint, scope: Scope, receive: Receive, send: Send
     ) -> None:
         if existing.status_code is None:
             await problem(

@@ -1,0 +1,325 @@
+"""The media library: import audio files, then list, fetch and delete them.
+
+An import trusts nothing about the file but what decoding it shows: the whole file is decoded,
+then the original and its telephony rendition (8 kHz mono 16-bit PCM WAV) are stored and the row
+is inserted last. When any step fails the objects already written are deleted again, so a
+refused or failed import leaves no row and no object behind.
+
+Uploads stream into a `StagedUpload` (a temp file in the service's tmp dir), which counts and
+hashes the bytes as they arrive and refuses them once they pass the size limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from afterbeep.audio.decode import (
+    AudioError,
+    AudioTooLong,
+    CorruptAudio,
+    DecodedAudio,
+    WrongFormat,
+    probe_and_decode,
+)
+from afterbeep.audio.rendition import telephony_wav_bytes, to_telephony
+from afterbeep.domain.clock import Clock
+from afterbeep.domain.errors import Conflict, InvalidAudio, InvalidInput, NotFound, PayloadTooLarge
+from afterbeep.domain.ids import is_id, new_id
+from afterbeep.domain.media import (
+    MAX_NAME_LENGTH,
+    TELEPHONY_CONTENT_TYPE,
+    ImportRules,
+    Media,
+    Rendition,
+    file_type,
+)
+from afterbeep.services.ports import Page, UnitOfWorkFactory
+from afterbeep.services.ports.storage import (
+    ByteStream,
+    ObjectNotFound,
+    ObjectStore,
+    StorageError,
+    StoredObject,
+    media_original_key,
+    media_prefix,
+    media_telephony_key,
+)
+
+log = logging.getLogger("afterbeep.media")
+
+HASH_CHUNK = 1024 * 1024
+MAX_PAGE_LIMIT = 200
+
+
+class StagedUpload:
+    """An upload streaming into a private temp file, counted and hashed as it arrives.
+
+    `write` raises `PayloadTooLarge` as soon as the total would pass `max_bytes`. Use it as a
+    context manager: the temp file is removed on leaving, whatever happened.
+    """
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=directory)
+        self.path = Path(name)
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+
+    async def write(self, data: bytes) -> None:
+        if self.size + len(data) > self.max_bytes:
+            raise PayloadTooLarge(self.max_bytes)
+        self.size += len(data)
+        await asyncio.to_thread(self._append, data)
+
+    def _append(self, data: bytes) -> None:
+        self._hash.update(data)
+        self._file.write(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> StagedUpload:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.discard()
+
+
+class MediaService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        store: ObjectStore,
+        clock: Clock,
+        max_upload_bytes: int,
+        tmp_dir: Path,
+    ) -> None:
+        self._uow = uow
+        self._store = store
+        self._clock = clock
+        self._max_upload_bytes = max_upload_bytes
+        self._tmp_dir = tmp_dir
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self._max_upload_bytes
+
+    # -- importing --------------------------------------------------------------
+
+    def start_upload(self, max_bytes: int | None = None) -> StagedUpload:
+        """A temp file to stream an upload into, limited to the library's (or a smaller) size."""
+        self._tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return StagedUpload(self._tmp_dir, self._limit(max_bytes))
+
+    async def import_upload(
+        self, account_id: str, upload: StagedUpload, name: str, rules: ImportRules | None = None
+    ) -> Media:
+        """Import a finished upload. The caller still owns (and discards) the temp file."""
+        upload.close()
+        return await self._import(
+            account_id, upload.path, upload.size, upload.sha256, name, rules or ImportRules()
+        )
+
+    async def import_file(
+        self,
+        account_id: str,
+        path: Path,
+        name: str,
+        allowed_formats: set[str] | frozenset[str] | None = None,
+        max_bytes: int | None = None,
+        min_ms: int | None = None,
+        max_ms: int | None = None,
+    ) -> Media:
+        """Import the audio file at `path` (left in place) under the given rules.
+
+        `allowed_formats` holds decoder format names ("MP3", "WAV", "FLAC", ...). Raises
+        `InvalidAudio` (error ids `invalid-audio`, `audio-format-not-allowed`, `audio-too-long`,
+        `audio-too-short`), `PayloadTooLarge` or `InvalidInput` (the name).
+        """
+        rules = ImportRules(
+            allowed_formats=frozenset(f.upper() for f in allowed_formats)
+            if allowed_formats
+            else None,
+            max_bytes=max_bytes,
+            min_ms=min_ms,
+            max_ms=max_ms,
+        )
+        size, digest = await asyncio.to_thread(_measure, path, self._limit(max_bytes))
+        return await self._import(account_id, path, size, digest, name, rules)
+
+    async def _import(
+        self, account_id: str, path: Path, size: int, sha256: str, name: str, rules: ImportRules
+    ) -> Media:
+        name = _check_name(name)
+        limit = self._limit(rules.max_bytes)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        decoded = await asyncio.to_thread(_decode, path, rules)
+        telephony = await asyncio.to_thread(_render_telephony, decoded)
+        media_id = new_id("media")
+        extension, content_type = file_type(decoded.format)
+        media = Media(
+            id=media_id,
+            account_id=account_id,
+            name=name,
+            format=decoded.format.lower(),
+            content_type=content_type,
+            duration_ms=decoded.duration_ms,
+            sample_rate=decoded.sample_rate,
+            channels=decoded.channels,
+            size_bytes=size,
+            sha256=sha256,
+            original_key=media_original_key(account_id, media_id, extension),
+            telephony_key=media_telephony_key(account_id, media_id),
+            created_at=self._clock.now(),
+        )
+        del decoded
+        try:
+            await self._store.put_file(media.original_key, path, content_type)
+            await self._store.put_bytes(media.telephony_key, telephony, TELEPHONY_CONTENT_TYPE)
+            async with self._uow() as uow:
+                await uow.media.add(media)
+        except BaseException:
+            await self._remove_objects(media)
+            raise
+        log.info("media %s imported (%s, %d ms)", media.id, media.format, media.duration_ms)
+        return media
+
+    # -- reading ----------------------------------------------------------------
+
+    async def get(self, account_id: str, media_id: str) -> Media:
+        if not is_id(media_id, "media"):
+            raise NotFound("media", media_id)
+        async with self._uow() as uow:
+            media = await uow.media.get(account_id, media_id)
+        if media is None:
+            raise NotFound("media", media_id)
+        return media
+
+    async def list(
+        self, account_id: str, cursor: str | None = None, limit: int = 50
+    ) -> Page[Media]:
+        if not 1 <= limit <= MAX_PAGE_LIMIT:
+            raise InvalidInput("limit", f"must be 1 to {MAX_PAGE_LIMIT}")
+        async with self._uow() as uow:
+            return await uow.media.list(account_id, cursor, limit)
+
+    async def audio(self, account_id: str, media_id: str, rendition: Rendition) -> StoredObject:
+        """The stored object holding one rendition, with the Content-Type to serve it as."""
+        media = await self.get(account_id, media_id)
+        original = rendition is Rendition.ORIGINAL
+        key = media.original_key if original else media.telephony_key
+        try:
+            stored = await self._store.stat(key)
+        except ObjectNotFound as exc:
+            raise NotFound("media audio", media_id) from exc
+        content_type = media.content_type if original else TELEPHONY_CONTENT_TYPE
+        return StoredObject(key=key, size=stored.size, content_type=content_type, etag=stored.etag)
+
+    async def open_audio(
+        self, audio: StoredObject, start: int = 0, end_inclusive: int | None = None
+    ) -> ByteStream:
+        """Open bytes of an object `audio` returned; raises the store's `RangeNotSatisfiable`."""
+        return await self._store.open_range(audio.key, start, end_inclusive)
+
+    # -- deleting ---------------------------------------------------------------
+
+    async def delete(self, account_id: str, media_id: str) -> None:
+        """Delete the row, then the objects. Refused (`media-in-use`) while a mailbox greets with it."""
+        if not is_id(media_id, "media"):
+            raise NotFound("media", media_id)
+        async with self._uow() as uow:
+            media = await uow.media.get(account_id, media_id)
+            if media is None:
+                raise NotFound("media", media_id)
+            if await uow.media.is_used_as_greeting(account_id, media_id):
+                raise Conflict(f"media {media_id!r} is a mailbox greeting", "media-in-use")
+            await uow.media.delete(account_id, media_id)
+        await self._remove_objects(media)
+
+    async def _remove_objects(self, media: Media) -> None:
+        keys = {media.original_key, media.telephony_key}
+        try:
+            keys.update(await self._store.list(media_prefix(media.account_id, media.id)))
+        except StorageError:
+            log.warning("media %s: could not list its objects", media.id, exc_info=True)
+        for key in sorted(keys):
+            try:
+                await self._store.delete(key)
+            except StorageError:
+                log.warning("media %s: object %s left behind", media.id, key, exc_info=True)
+
+    def _limit(self, max_bytes: int | None) -> int:
+        if max_bytes is None:
+            return self._max_upload_bytes
+        return min(max_bytes, self._max_upload_bytes)
+
+
+def _check_name(name: str) -> str:
+    cleaned = name.strip()
+    if not cleaned or len(cleaned) > MAX_NAME_LENGTH:
+        raise InvalidInput("name", f"must be 1 to {MAX_NAME_LENGTH} characters")
+    if not cleaned.isprintable():
+        raise InvalidInput("name", "must not contain control characters")
+    return cleaned
+
+
+def _measure(path: Path, limit: int) -> tuple[int, str]:
+    """Size and sha256 of a local file, refusing it before reading when it is over `limit`."""
+    size = path.stat().st_size
+    if size > limit:
+        raise PayloadTooLarge(limit)
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(HASH_CHUNK):
+            digest.update(chunk)
+    return size, digest.hexdigest()
+
+
+def _render_telephony(decoded: DecodedAudio) -> bytes:
+    return telephony_wav_bytes(to_telephony(decoded))
+
+
+def _decode(path: Path, rules: ImportRules) -> DecodedAudio:
+    """Decode in full under the rules; every audio error becomes an `InvalidAudio`."""
+    try:
+        decoded = probe_and_decode(
+            path, allowed_formats=rules.allowed_formats, max_duration_ms=rules.max_ms
+        )
+    except WrongFormat as exc:
+        allowed = ", ".join(sorted(exc.allowed))
+        raise InvalidAudio(
+            f"{exc.found} audio is not accepted here, only {allowed}", "audio-format-not-allowed"
+        ) from exc
+    except AudioTooLong as exc:
+        raise InvalidAudio(
+            f"the audio is longer than {exc.max_duration_ms} ms", "audio-too-long"
+        ) from exc
+    except CorruptAudio as exc:
+        raise InvalidAudio(f"the audio is damaged or truncated: {exc}") from exc
+    except AudioError as exc:
+        raise InvalidAudio(f"the file is not audio that can be decoded: {exc}") from exc
+    if rules.min_ms is not None and decoded.duration_ms < rules.min_ms:
+        raise InvalidAudio(
+            f"the audio is {decoded.duration_ms} ms long, shorter than {rules.min_ms} ms",
+            "audio-too-short",
+        )
+    return decoded
