@@ -80,7 +80,7 @@ class Runtime:
             mailboxes=MailboxService(self.uow, self.store, self.clock),
             messages=MessageService(self.uow, self.store, self.clock),
             numbers=NumberService(self.uow, self.clock, s.default_region),
-            webhooks=WebhookService(self.uow, self.clock),
+            webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts()),
             store=self.store,
             secret_key=s.resolved_secret_key(),
             public_url=s.resolved_public_url(),

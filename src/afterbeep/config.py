@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
+    webhook_allowed_hosts: str = ""
+
+    def allowed_webhook_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
 
     @field_validator("smtp_url")
     @classmethod

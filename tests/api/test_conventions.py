@@ -108,3 +108,27 @@ def test_fingerprint_ignores_the_multipart_boundary_even_split_across_chunks() -
     first = fingerprint(b"abc123boundary", 7)
     assert first == fingerprint(b"zzzzzzzzzzzzzzzzzzzzzz", 3) == fingerprint(b"q", 1000)
     assert first != fingerprint(b"abc123boundary", 7, payload=b"RIFF....other")
+
+
+async def test_a_forged_cursor_is_a_422_not_a_crash(client: httpx.AsyncClient, account: TestAccount) -> None:
+    for cursor in ("YV8A", "!!!", "bm90LWFuLWlk"):
+        for path in ("/v1/mailboxes", "/v1/media", "/v1/numbers", "/v1/webhooks"):
+            response = await client.get(path, params={"cursor": cursor}, headers=account.headers)
+            assert response.status_code == 422, (path, cursor, response.text)
+            assert response.json()["errors"][0]["field"] == "cursor"
+
+
+async def test_webhook_hosts_can_be_restricted(runtime: object, account: TestAccount) -> None:
+    import pytest
+
+    from afterbeep.app import Runtime
+    from afterbeep.domain.errors import InvalidInput
+    from afterbeep.services.webhooks import WebhookService
+
+    assert isinstance(runtime, Runtime)
+    service = WebhookService(runtime.uow, runtime.clock, frozenset({"127.0.0.1"}))
+    made = await service.create(account.id, "http://127.0.0.1:9/hook", ["message.created"])
+    assert made.url == "http://127.0.0.1:9/hook"
+    with pytest.raises(InvalidInput) as refused:
+        await service.create(account.id, "https://example.com/hook", ["message.created"])
+    assert refused.value.error_id == "webhook-host-not-allowed"

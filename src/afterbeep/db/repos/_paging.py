@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import Column, Select
 from afterbeep.domain.errors import InvalidInput
 
 MAX_LIMIT = 200
+_ID = re.compile(r"[a-z]{2,8}_[0-9a-z]{26}")
 
 
 def encode_cursor(last_id: str) -> str:
@@ -24,7 +26,7 @@ def decode_cursor(cursor: str) -> str:
         value = base64.urlsafe_b64decode(padded.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput("cursor", "is not a cursor from this API") from exc
-    if not value or len(value) > 40 or "_" not in value:
+    if not _ID.fullmatch(value):
         raise InvalidInput("cursor", "is not a cursor from this API")
     return value
 
