@@ -1,14 +1,42 @@
-"""Mailboxes (seed 003's voicemail row) and the rules on their settings and PINs."""
+"""Mailboxes (seed 003's voicemail row) and the rules on their settings and PINs.
+
+Email addresses are checked for syntax with `email-validator` (no DNS look-up here: whether
+mail arrives is shown by sending it).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import re
+import unicodedata
+import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
-from afterbeep.domain.errors import WeakPin
+from email_validator import EmailNotValidError, validate_email
+
+from afterbeep.domain.errors import InvalidInput, WeakPin
+from afterbeep.domain.ids import is_id
 
 PIN_MIN_DIGITS = 4
 PIN_MAX_DIGITS = 10
+
+NAME_MAX = 200
+EMAIL_MAX = 320
+LANGUAGE_MAX = 16
+# Inclusive bounds of the numeric settings.
+QUOTA_MB = (1, 100_000)
+MAX_MESSAGE_SECONDS = (5, 3600)
+MIN_MESSAGE_SECONDS = (0, 60)
+SILENCE_SECONDS = (1, 60)
+MAX_MESSAGES = (1, 10_000)
+
+# A BCP 47 language tag in its common shapes: `en`, `en-US`, `pt-BR`, `zh-Hant-TW`.
+_LANGUAGE_RE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+# Names zoneinfo can load that are not IANA zones a person would choose.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +80,10 @@ DEFAULTS: dict[str, object] = {
     "attach_audio": True,
 }
 
+# What a client may set (on create and update); the rest is kept by the service.
+EDITABLE = frozenset({"name", *DEFAULTS})
+NULLABLE = frozenset({"greeting_media_id", "notify_email"})
+
 
 def is_full(mailbox: Mailbox, usage: Usage) -> bool:
     return usage.messages >= mailbox.max_messages or usage.bytes >= mailbox.quota_mb * 1024 * 1024
@@ -69,6 +101,71 @@ def check_pin(pin: str) -> None:
         raise WeakPin("pin", f"must be {PIN_MIN_DIGITS} to {PIN_MAX_DIGITS} digits")
     if len(set(pin)) == 1:
         raise WeakPin("pin", "must not repeat a single digit")
-    steps = {(int(b) - int(a)) % 10 for a, b in zip(pin, pin[1:], strict=False)}
+    steps = {(int(b) - int(a)) % 10 for a, b in itertools.pairwise(pin)}
     if steps in ({1}, {9}):
         raise WeakPin("pin", "must not be a straight run of digits")
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones() - _NOT_ZONES)
+
+
+def is_timezone(name: str) -> bool:
+    return name in _zones()
+
+
+def normalise_email(value: str) -> str:
+    """The address in normal form; `InvalidInput` when its syntax is wrong."""
+    if len(value) > EMAIL_MAX:
+        raise InvalidInput("notify_email", f"must be at most {EMAIL_MAX} characters")
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidInput("notify_email", f"is not an email address: {exc}") from exc
+
+
+def _check_int(field: str, value: object, bounds: tuple[int, int]) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(field, "must be an integer")
+    low, high = bounds
+    if not low <= value <= high:
+        raise InvalidInput(field, f"must be between {low} and {high}")
+
+
+def _check_bool(field: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInput(field, "must be true or false")
+
+
+def check_mailbox(mailbox: Mailbox) -> Mailbox:
+    """The mailbox with its settings normalised; `InvalidInput` names the first bad one."""
+    name = mailbox.name.strip() if isinstance(mailbox.name, str) else ""
+    if not 1 <= len(name) <= NAME_MAX:
+        raise InvalidInput("name", f"must be 1 to {NAME_MAX} characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise InvalidInput("name", "must not contain control characters")
+    _check_bool("skip_instructions", mailbox.skip_instructions)
+    _check_bool("attach_audio", mailbox.attach_audio)
+    _check_int("quota_mb", mailbox.quota_mb, QUOTA_MB)
+    _check_int("max_message_seconds", mailbox.max_message_seconds, MAX_MESSAGE_SECONDS)
+    _check_int("min_message_seconds", mailbox.min_message_seconds, MIN_MESSAGE_SECONDS)
+    _check_int("silence_seconds", mailbox.silence_seconds, SILENCE_SECONDS)
+    _check_int("max_messages", mailbox.max_messages, MAX_MESSAGES)
+    if mailbox.min_message_seconds >= mailbox.max_message_seconds:
+        raise InvalidInput("min_message_seconds", "must be less than max_message_seconds")
+    if not isinstance(mailbox.language, str) or not (
+        len(mailbox.language) <= LANGUAGE_MAX and _LANGUAGE_RE.fullmatch(mailbox.language)
+    ):
+        raise InvalidInput("language", "must be a language tag such as 'en' or 'pt-BR'")
+    if not isinstance(mailbox.timezone, str) or not is_timezone(mailbox.timezone):
+        raise InvalidInput("timezone", "must be an IANA time zone such as 'Europe/Paris'")
+    email = mailbox.notify_email
+    if email is not None:
+        if not isinstance(email, str):
+            raise InvalidInput("notify_email", "must be a string")
+        email = normalise_email(email.strip())
+    greeting = mailbox.greeting_media_id
+    if greeting is not None and (not isinstance(greeting, str) or not is_id(greeting, "media")):
+        raise InvalidInput("greeting_media_id", "must be a media id", "invalid-reference")
+    return dataclasses.replace(mailbox, name=name, notify_email=email)

@@ -1,10 +1,25 @@
-"""Voicemail messages left in a mailbox."""
+"""Voicemail messages left in a mailbox, and their public JSON shape (API and webhook events)."""
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from afterbeep.domain.clock import iso
+from afterbeep.domain.errors import InvalidInput
+
+AUDIO_CONTENT_TYPE = "audio/wav"
+CREATED = "message.created"
+UPDATED = "message.updated"
+DELETED = "message.deleted"
+
+
+CALL_ID_MAX = 200
+# One object-key segment: the call id names the audio object `<account>/vm/<call_id>.wav`.
+_CALL_ID_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 
 
 class Folder(enum.StrEnum):
@@ -32,5 +47,33 @@ class Message:
     updated_at: datetime
 
 
+def check_call_id(call_id: str) -> str:
+    """Refuse call ids that could not name an object: map a raw SIP Call-ID to a safe id first."""
+    if len(call_id) > CALL_ID_MAX or not _CALL_ID_RE.fullmatch(call_id):
+        raise InvalidInput(
+            "call_id", f"must be 1 to {CALL_ID_MAX} of A-Z a-z 0-9 _ . -, not starting with '.'"
+        )
+    return call_id
+
+
 def audio_key(account_id: str, call_id: str) -> str:
     return f"{account_id}/vm/{call_id}.wav"
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """The message as the API returns it and webhook events carry it."""
+    return {
+        "id": message.id,
+        "mailbox_id": message.mailbox_id,
+        "call_id": message.call_id,
+        "caller": message.caller,
+        "caller_name": message.caller_name,
+        "callee": message.callee,
+        "duration_ms": message.duration_ms,
+        "folder": message.folder.value,
+        "read": message.read,
+        "size_bytes": message.size_bytes,
+        "recovered": message.recovered,
+        "created_at": iso(message.created_at),
+        "updated_at": iso(message.updated_at),
+    }

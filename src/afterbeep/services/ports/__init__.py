@@ -27,14 +27,22 @@ class Page(Generic[T]):
 
 
 class UnitOfWork(Protocol):
-    accounts: AccountRepo
-    secrets: SecretRepo
-    media: MediaRepo
-    mailboxes: MailboxRepo
-    messages: MessageRepo
-    numbers: NumberRepo
-    webhooks: WebhookRepo
-    events: EventOutbox
+    @property
+    def accounts(self) -> AccountRepo: ...
+    @property
+    def secrets(self) -> SecretRepo: ...
+    @property
+    def media(self) -> MediaRepo: ...
+    @property
+    def mailboxes(self) -> MailboxRepo: ...
+    @property
+    def messages(self) -> MessageRepo: ...
+    @property
+    def numbers(self) -> NumberRepo: ...
+    @property
+    def webhooks(self) -> WebhookRepo: ...
+    @property
+    def events(self) -> EventOutbox: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]

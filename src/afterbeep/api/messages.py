@@ -1,0 +1,239 @@
+"""/v1/messages routes: read, move, delete messages; their audio, and signed links to it.
+
+Audio streams from the object store with single-range HTTP Range support (what browsers use
+to seek); Starlette's `FileResponse` only does that for local files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, with_config
+from typing_extensions import TypedDict
+
+from afterbeep.api.deps import CurrentAccount, Svc
+from afterbeep.api.problems import ProblemError, problem
+from afterbeep.api.schemas import StrictModel
+from afterbeep.domain.clock import iso
+from afterbeep.domain.messages import Folder, Message, to_json
+from afterbeep.services.messages import LINK_TTL_SECONDS, MessageAudio
+from afterbeep.services.ports.storage import ByteStream, RangeNotSatisfiable
+
+router = APIRouter(tags=["messages"])
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"audio/wav": {}}, "description": "the whole recording"},
+    206: {"content": {"audio/wav": {}}, "description": "the requested byte range"},
+    404: _PROBLEM,
+    416: {**_PROBLEM, "description": "the range lies outside the recording"},
+}
+
+
+class MessageOut(BaseModel):
+    id: str
+    mailbox_id: str
+    call_id: str
+    caller: str | None = Field(description="E.164 number or SIP URI")
+    caller_name: str | None
+    callee: str | None
+    duration_ms: int
+    folder: Folder
+    read: bool
+    size_bytes: int
+    recovered: bool = Field(description="rescued from the recording spool after a crash")
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, message: Message) -> MessageOut:
+        return cls.model_validate(to_json(message))
+
+
+@with_config(ConfigDict(extra="forbid"))
+class MessageUpdate(TypedDict, total=False):
+    """Move the message to another folder and/or mark it read or unread."""
+
+    folder: Folder
+    read: bool
+
+
+class AudioLinkIn(StrictModel):
+    ttl_seconds: int = Field(default=LINK_TTL_SECONDS, ge=1, le=LINK_TTL_SECONDS)
+
+
+class AudioLinkOut(BaseModel):
+    url: str = Field(description="fetchable without an API key until expires_at")
+    expires_at: str
+
+
+@router.get("/messages/{message_id}", responses={404: _PROBLEM})
+async def get_message(message_id: str, svc: Svc, account: CurrentAccount) -> MessageOut:
+    return MessageOut.of(await svc.messages.get(account.id, message_id))
+
+
+@router.patch("/messages/{message_id}", responses={404: _PROBLEM, 422: _PROBLEM})
+async def update_message(
+    message_id: str, body: MessageUpdate, svc: Svc, account: CurrentAccount
+) -> MessageOut:
+    message = await svc.messages.update(
+        account.id, message_id, folder=body.get("folder"), read=body.get("read")
+    )
+    return MessageOut.of(message)
+
+
+@router.delete(
+    "/messages/{message_id}", status_code=204, response_class=Response, responses={404: _PROBLEM}
+)
+async def delete_message(message_id: str, svc: Svc, account: CurrentAccount) -> Response:
+    """Deletes the message and its recording."""
+    await svc.messages.delete(account.id, message_id)
+    return Response(status_code=204)
+
+
+RangeHeader = Annotated[str | None, Header(alias="range")]
+IfRangeHeader = Annotated[str | None, Header(alias="if-range")]
+
+
+@router.get("/messages/{message_id}/audio", response_class=Response, responses=_AUDIO_RESPONSES)
+async def message_audio(
+    request: Request,
+    message_id: str,
+    svc: Svc,
+    account: CurrentAccount,
+    range_header: RangeHeader = None,
+    if_range: IfRangeHeader = None,
+) -> Response:
+    """The recording as WAV."""
+    audio = await svc.messages.audio(account.id, message_id)
+    return await _audio_response(request, svc, audio, range_header, if_range)
+
+
+@router.post("/messages/{message_id}/audio-link", responses={404: _PROBLEM, 422: _PROBLEM})
+async def audio_link(
+    message_id: str, svc: Svc, account: CurrentAccount, body: AudioLinkIn | None = None
+) -> AudioLinkOut:
+    """A short-lived URL (at most 15 minutes) to the recording, for a browser or an email."""
+    ttl = body.ttl_seconds if body is not None else LINK_TTL_SECONDS
+    link = await svc.messages.audio_link(
+        account.id,
+        message_id,
+        public_url=svc.public_url,
+        secret_key=svc.secret_key,
+        ttl_seconds=ttl,
+    )
+    return AudioLinkOut(url=link.url, expires_at=iso(link.expires_at))
+
+
+@router.get(
+    "/links/messages/{message_id}/audio",
+    response_class=Response,
+    responses={**_AUDIO_RESPONSES, 403: {**_PROBLEM, "description": "bad or expired link"}},
+)
+async def linked_message_audio(
+    request: Request,
+    message_id: str,
+    svc: Svc,
+    exp: Annotated[str, Query(max_length=20)],
+    sig: Annotated[str, Query(max_length=100)],
+    range_header: RangeHeader = None,
+    if_range: IfRangeHeader = None,
+) -> Response:
+    """The recording for the holder of a signed link from `POST .../audio-link` (no API key)."""
+    audio = await svc.messages.audio_by_link(message_id, exp, sig, svc.secret_key)
+    if audio is None:
+        raise ProblemError(
+            403, "invalid-link", "Invalid link", "the link is not valid or has expired"
+        )
+    return await _audio_response(request, svc, audio, range_header, if_range)
+
+
+class _Unsatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range a `Range` header asks of `size` bytes (RFC 9110 §14.1.2).
+
+    None means "send it all": another unit, bad syntax or several ranges, which a server may
+    answer in full. Raises `_Unsatisfiable` for a range that selects no byte.
+    """
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = (part.strip() for part in spec.strip().partition("-"))
+    if (
+        not dash
+        or not (first or last)
+        or not all(p.isascii() and p.isdigit() for p in (first, last) if p)
+    ):
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise _Unsatisfiable
+        return max(size - suffix, 0), size - 1
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise _Unsatisfiable
+    return start, min(int(last), size - 1) if last else size - 1
+
+
+async def _chunks(stream: ByteStream) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        await stream.aclose()
+
+
+async def _audio_response(
+    request: Request, svc: Svc, audio: MessageAudio, range_header: str | None, if_range: str | None
+) -> Response:
+    etag = f'"{audio.etag}"'
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    wanted: tuple[int, int] | None = None
+    if range_header is not None and (if_range is None or if_range.strip() == etag):
+        try:
+            wanted = parse_range(range_header, audio.size)
+        except _Unsatisfiable:
+            return _unsatisfiable(request, audio.size, headers)
+    if audio.size == 0:
+        return Response(b"", media_type=audio.content_type, headers=headers)
+    start, end = wanted if wanted is not None else (0, audio.size - 1)
+    try:
+        stream = await svc.messages.open_audio(audio, start, end)
+    except RangeNotSatisfiable:
+        return _unsatisfiable(request, audio.size, headers)
+    headers["Content-Length"] = str(end - start + 1)
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {start}-{end}/{audio.size}"
+    return StreamingResponse(
+        _chunks(stream),
+        status_code=206 if wanted is not None else 200,
+        media_type=audio.content_type,
+        headers=headers,
+    )
+
+
+def _unsatisfiable(request: Request, size: int, headers: dict[str, str]) -> Response:
+    response = problem(
+        416,
+        "range-not-satisfiable",
+        "Range not satisfiable",
+        f"the recording has {size} bytes",
+        request.url.path,
+    )
+    response.headers.update(headers)
+    response.headers["Content-Range"] = f"bytes */{size}"
+    return response

@@ -1,0 +1,79 @@
+"""Repositories for mailboxes and their messages."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from afterbeep.domain.mailboxes import Mailbox, Usage
+from afterbeep.domain.messages import Folder, Message
+
+if TYPE_CHECKING:
+    from afterbeep.services.ports import Page
+
+
+class MailboxRepo(Protocol):
+    async def add(self, mailbox: Mailbox) -> None: ...
+
+    async def get(self, account_id: str, mailbox_id: str) -> Mailbox | None:
+        """The mailbox if it exists in `account_id`; another account's id gives None."""
+        ...
+
+    async def list(self, account_id: str, cursor: str | None, limit: int) -> Page[Mailbox]:
+        """Newest first; `cursor` is a `next_cursor` from an earlier page."""
+        ...
+
+    async def update(self, mailbox: Mailbox) -> None:
+        """Write every setting, `pin_secret_ref` and `updated_at` of an existing mailbox."""
+        ...
+
+    async def delete(self, account_id: str, mailbox_id: str) -> bool:
+        """Remove the row (its messages must be gone); False when there was none."""
+        ...
+
+    async def numbers_routed_to(self, account_id: str, mailbox_id: str) -> int:
+        """How many numbers send calls (open or closed hours) to this mailbox."""
+        ...
+
+
+class MessageRepo(Protocol):
+    async def add_if_absent(self, message: Message) -> bool:
+        """Insert unless the account already has a message with this `call_id`; True if inserted."""
+        ...
+
+    async def get(self, account_id: str, message_id: str) -> Message | None: ...
+
+    async def get_by_id(self, message_id: str) -> Message | None:
+        """Any account's message: only for callers that proved access another way (signed links)."""
+        ...
+
+    async def get_by_call_id(self, account_id: str, call_id: str) -> Message | None: ...
+
+    async def list(
+        self,
+        account_id: str,
+        mailbox_id: str,
+        *,
+        folder: Folder | None,
+        since: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[Message]:
+        """Newest first, optionally one folder and only those created at or after `since`."""
+        ...
+
+    async def update(self, message: Message) -> None:
+        """Write `folder`, `read` and `updated_at`."""
+        ...
+
+    async def delete(self, account_id: str, message_id: str) -> bool: ...
+
+    async def delete_in_mailbox(self, account_id: str, mailbox_id: str) -> builtins.list[Message]:
+        """Remove every message of the mailbox; the messages removed, oldest first."""
+        ...
+
+    async def usage(self, account_id: str, mailbox_ids: Sequence[str]) -> dict[str, Usage]:
+        """Message count and bytes per mailbox (every id asked for is in the answer)."""
+        ...
