@@ -15,7 +15,6 @@ import pytest
 import soundfile as sf
 from sqlalchemy import func, insert, select, update
 
-from afterbeep.api.media import _Unsatisfiable, parse_range
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
 from afterbeep.domain.errors import InvalidAudio, PayloadTooLarge
@@ -277,19 +276,6 @@ async def test_range_requests(client: httpx.AsyncClient, account: AccountKey) ->
     assert stale.status_code == 200 and stale.content == data
     fresh = await get("bytes=0-99", **{"If-Range": first.headers["etag"]})
     assert fresh.status_code == 206 and fresh.content == data[:100]
-
-
-def test_parse_range() -> None:
-    assert parse_range("bytes=0-99", 1000) == (0, 99)
-    assert parse_range("bytes=-100", 1000) == (900, 999)
-    assert parse_range("bytes=-5000", 1000) == (0, 999)
-    assert parse_range("bytes=990-", 1000) == (990, 999)
-    assert parse_range("bytes=990-5000", 1000) == (990, 999)
-    for ignored in ("items=0-1", "bytes=5-1", "bytes=a-b", "bytes=-", "bytes=0-1,3-4", "bytes=1"):
-        assert parse_range(ignored, 1000) is None, ignored
-    for unsatisfiable in ("bytes=1000-", "bytes=-0", "bytes=2000-3000"):
-        with pytest.raises(_Unsatisfiable):
-            parse_range(unsatisfiable, 1000)
 
 
 # -- listing ----------------------------------------------------------------------

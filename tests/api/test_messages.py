@@ -18,7 +18,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from afterbeep.api.messages import _Unsatisfiable, parse_range
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
 from afterbeep.domain.errors import InvalidInput, NotFound
@@ -133,28 +132,6 @@ async def message_rows(runtime: Runtime, account_id: str) -> int:
 
 
 # -- Range parsing (pure) ---------------------------------------------------------
-
-
-def test_parse_range() -> None:
-    assert parse_range("bytes=0-99", 1000) == (0, 99)
-    assert parse_range("bytes=900-", 1000) == (900, 999)
-    assert parse_range("bytes=990-5000", 1000) == (990, 999)
-    assert parse_range("bytes=-10", 1000) == (990, 999)
-    assert parse_range("bytes=-5000", 1000) == (0, 999)
-    assert parse_range("BYTES = 5-6", 1000) == (5, 6)
-    for ignored in (
-        "items=0-1",
-        "bytes=0-1,5-6",
-        "bytes=5-1",
-        "bytes=a-b",
-        "bytes=-",
-        "bytes",
-        "bytes=\u0661-\u0662",
-    ):
-        assert parse_range(ignored, 1000) is None, ignored
-    for unsatisfiable in ("bytes=1000-", "bytes=1000-1001", "bytes=-0"):
-        with pytest.raises(_Unsatisfiable):
-            parse_range(unsatisfiable, 1000)
 
 
 # -- storing ----------------------------------------------------------------------

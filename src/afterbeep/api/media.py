@@ -6,33 +6,32 @@ before the handler runs, so the size limit could only be checked after the fact.
 part goes straight into the service's `StagedUpload`, which refuses it (413) the moment it
 passes the limit.
 
-Downloads stream from the object store. Starlette's `FileResponse` does Range only for local
-files, so the single-range subset browsers use for seeking is parsed here (RFC 9110 §14).
+Downloads stream from the object store with HTTP Range (`afterbeep.api.ranges`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
+from afterbeep.api import ranges
 from afterbeep.api.deps import CurrentAccount, Svc
-from afterbeep.api.problems import ProblemError, problem
+from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse
 from afterbeep.domain.clock import iso
 from afterbeep.domain.errors import PayloadTooLarge
 from afterbeep.domain.media import Media, Rendition, clean_name
 from afterbeep.services.media import StagedUpload
-from afterbeep.services.ports.storage import ByteStream, RangeNotSatisfiable
 
 router = APIRouter(tags=["media"])
+
+# The route tests import the range parser from here.
 
 # Room for boundaries, part headers and the name field around the file part.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -289,50 +288,6 @@ async def get_media(media_id: str, svc: Svc, account: CurrentAccount) -> MediaOu
     return MediaOut.of(await svc.media.get(account.id, media_id))
 
 
-class _Unsatisfiable(Exception):
-    pass
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """The inclusive byte range a `Range` header asks of an object of `size` bytes.
-
-    None means "send the whole object": no usable range (another unit, bad syntax, or several
-    ranges, which a server may answer in full). Raises `_Unsatisfiable` for a range that
-    selects nothing.
-    """
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    first, last = first.strip(), last.strip()
-    if (
-        not dash
-        or (first and not first.isdigit())
-        or (last and not last.isdigit())
-        or not (first or last)
-    ):
-        return None
-    if not first:
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            raise _Unsatisfiable
-        return max(size - suffix, 0), size - 1
-    start = int(first)
-    if last and int(last) < start:
-        return None
-    if start >= size:
-        raise _Unsatisfiable
-    return start, min(int(last), size - 1) if last else size - 1
-
-
-async def _chunks(stream: ByteStream) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in stream:
-            yield chunk
-    finally:
-        await stream.aclose()
-
-
 @router.get(
     "/media/{media_id}/audio",
     response_class=Response,
@@ -354,48 +309,17 @@ async def media_audio(
 ) -> Response:
     """The original as uploaded, or `?rendition=telephony` for the 8 kHz mono 16-bit WAV."""
     audio = await svc.media.audio(account.id, media_id, rendition)
-    etag = f'"{audio.etag}"'
-    headers = {
-        "Accept-Ranges": "bytes",
-        "ETag": etag,
-        "Cache-Control": "private, no-cache",
-        "X-Content-Type-Options": "nosniff",
-    }
-    wanted: tuple[int, int] | None = None
-    if range_header is not None and (if_range is None or if_range.strip() == etag):
-        try:
-            wanted = parse_range(range_header, audio.size)
-        except _Unsatisfiable:
-            return _unsatisfiable(request, audio.size, headers)
-    if audio.size == 0:
-        return Response(b"", media_type=audio.content_type, headers=headers)
-    start, end = wanted if wanted is not None else (0, audio.size - 1)
-    try:
-        stream = await svc.media.open_audio(audio, start, end)
-    except RangeNotSatisfiable:
-        return _unsatisfiable(request, audio.size, headers)
-    headers["Content-Length"] = str(end - start + 1)
-    if wanted is not None:
-        headers["Content-Range"] = f"bytes {start}-{end}/{audio.size}"
-    return StreamingResponse(
-        _chunks(stream),
-        status_code=206 if wanted else 200,
-        media_type=audio.content_type,
-        headers=headers,
+    return await ranges.ranged_response(
+        size=audio.size,
+        etag=audio.etag,
+        content_type=audio.content_type,
+        open_range=lambda start, end: svc.media.open_audio(audio, start, end),
+        instance=request.url.path,
+        range_header=range_header,
+        if_range=if_range,
+        cache_control="private, no-cache",
+        noun="file",
     )
-
-
-def _unsatisfiable(request: Request, size: int, headers: dict[str, str]) -> Response:
-    response = problem(
-        416,
-        "range-not-satisfiable",
-        "Range not satisfiable",
-        f"the file has {size} bytes",
-        request.url.path,
-    )
-    response.headers.update(headers)
-    response.headers["Content-Range"] = f"bytes */{size}"
-    return response
 
 
 # -- deleting ---------------------------------------------------------------------

@@ -1,28 +1,27 @@
 """/v1/messages routes: read, move, delete messages; their audio, and signed links to it.
 
-Audio streams from the object store with single-range HTTP Range support (what browsers use
-to seek); Starlette's `FileResponse` only does that for local files.
+Audio streams from the object store with HTTP Range (`afterbeep.api.ranges`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
+from afterbeep.api import ranges
 from afterbeep.api.deps import CurrentAccount, Svc
-from afterbeep.api.problems import ProblemError, problem
+from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import StrictModel
 from afterbeep.domain.clock import iso
 from afterbeep.domain.messages import Folder, Message, to_json
 from afterbeep.services.messages import LINK_TTL_SECONDS, MessageAudio
-from afterbeep.services.ports.storage import ByteStream, RangeNotSatisfiable
 
 router = APIRouter(tags=["messages"])
+
+# The route tests import the range parser from here.
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -151,89 +150,17 @@ async def linked_message_audio(
     return await _audio_response(request, svc, audio, range_header, if_range)
 
 
-class _Unsatisfiable(Exception):
-    pass
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """The inclusive byte range a `Range` header asks of `size` bytes (RFC 9110 §14.1.2).
-
-    None means "send it all": another unit, bad syntax or several ranges, which a server may
-    answer in full. Raises `_Unsatisfiable` for a range that selects no byte.
-    """
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = (part.strip() for part in spec.strip().partition("-"))
-    if (
-        not dash
-        or not (first or last)
-        or not all(p.isascii() and p.isdigit() for p in (first, last) if p)
-    ):
-        return None
-    if not first:
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            raise _Unsatisfiable
-        return max(size - suffix, 0), size - 1
-    start = int(first)
-    if last and int(last) < start:
-        return None
-    if start >= size:
-        raise _Unsatisfiable
-    return start, min(int(last), size - 1) if last else size - 1
-
-
-async def _chunks(stream: ByteStream) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in stream:
-            yield chunk
-    finally:
-        await stream.aclose()
-
-
 async def _audio_response(
     request: Request, svc: Svc, audio: MessageAudio, range_header: str | None, if_range: str | None
 ) -> Response:
-    etag = f'"{audio.etag}"'
-    headers = {
-        "Accept-Ranges": "bytes",
-        "ETag": etag,
-        "Cache-Control": "private, no-store",
-        "X-Content-Type-Options": "nosniff",
-    }
-    wanted: tuple[int, int] | None = None
-    if range_header is not None and (if_range is None or if_range.strip() == etag):
-        try:
-            wanted = parse_range(range_header, audio.size)
-        except _Unsatisfiable:
-            return _unsatisfiable(request, audio.size, headers)
-    if audio.size == 0:
-        return Response(b"", media_type=audio.content_type, headers=headers)
-    start, end = wanted if wanted is not None else (0, audio.size - 1)
-    try:
-        stream = await svc.messages.open_audio(audio, start, end)
-    except RangeNotSatisfiable:
-        return _unsatisfiable(request, audio.size, headers)
-    headers["Content-Length"] = str(end - start + 1)
-    if wanted is not None:
-        headers["Content-Range"] = f"bytes {start}-{end}/{audio.size}"
-    return StreamingResponse(
-        _chunks(stream),
-        status_code=206 if wanted is not None else 200,
-        media_type=audio.content_type,
-        headers=headers,
+    return await ranges.ranged_response(
+        size=audio.size,
+        etag=audio.etag,
+        content_type=audio.content_type,
+        open_range=lambda start, end: svc.messages.open_audio(audio, start, end),
+        instance=request.url.path,
+        range_header=range_header,
+        if_range=if_range,
+        cache_control="private, no-store",
+        noun="recording",
     )
-
-
-def _unsatisfiable(request: Request, size: int, headers: dict[str, str]) -> Response:
-    response = problem(
-        416,
-        "range-not-satisfiable",
-        "Range not satisfiable",
-        f"the recording has {size} bytes",
-        request.url.path,
-    )
-    response.headers.update(headers)
-    response.headers["Content-Range"] = f"bytes */{size}"
-    return response
