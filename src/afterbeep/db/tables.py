@@ -220,3 +220,23 @@ idempotency_keys = Table(
     Column("body", LargeBinary, nullable=True),
     _created(),
 )
+
+email_outbox = Table(
+    "email_outbox",
+    metadata,
+    _id(),
+    _account(),
+    Column("kind", String(32), nullable=False),
+    Column("mailbox_id", String(40), nullable=False),
+    Column("message_id", String(40), nullable=True),
+    Column("dedupe_key", String(120), nullable=False, unique=True),
+    Column("to_addr", String(320), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("claimed_until", UtcDateTime(), nullable=True),
+    Column("last_error", String(500), nullable=True),
+    _created(),
+    _updated(),
+    Index("ix_email_outbox_due", "status", "next_attempt_at"),
+)
