@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,4 +63,5 @@ def test_schemathesis_finds_no_server_error(service: Service, tmp_path: Path) ->
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    assert "not_a_server_error" in output
+    tested = re.search(r"(\d+) passed", output)
+    assert tested is not None and int(tested.group(1)) > 100, output[-3000:]
