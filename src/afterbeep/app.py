@@ -18,15 +18,20 @@ from afterbeep.db.engine import Database
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
+from afterbeep.notify.email import EmailDispatcher, SmtpSender
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.deposits import DepositService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
 from afterbeep.services.messages import MessageService
+from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
+from afterbeep.telephony.spool import Spool
+from afterbeep.telephony.spool_worker import SpoolWorker
 
 log = logging.getLogger("afterbeep")
 
@@ -40,6 +45,10 @@ class Runtime:
         self.uow = unit_of_work_factory(self.db)
         self.store: ObjectStore | None = None
         self.dispatcher: WebhookDispatcher | None = None
+        self.email_dispatcher: EmailDispatcher | None = None
+        self.deposits: DepositService | None = None
+        self.spool: Spool | None = None
+        self.spool_worker: SpoolWorker | None = None
         self.accounts = AccountService(self.uow, self.clock)
         self._app: FastAPI | None = None
 
@@ -59,8 +68,31 @@ class Runtime:
         self.dispatcher = WebhookDispatcher(
             self.uow, self.clock, timeout=s.webhook_timeout_seconds, max_attempts=s.webhook_max_attempts
         )
+        self.email_dispatcher = EmailDispatcher(
+            self.uow,
+            self.store,
+            self.clock,
+            SmtpSender(s.smtp()),
+            from_addr=s.smtp_from,
+            public_url=s.resolved_public_url(),
+            secret_key=s.resolved_secret_key(),
+        )
+        (self.data_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        self.deposits = DepositService(
+            self.uow,
+            self.store,
+            self.clock,
+            public_url=s.resolved_public_url(),
+            secret_key=s.resolved_secret_key(),
+            tmp_dir=self.data_dir / "tmp",
+            on_email_queued=self.email_dispatcher.notify,
+        )
+        self.spool = Spool(self.data_dir / "spool")
+        self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
         if workers:
             await self.dispatcher.start()
+            await self.email_dispatcher.start()
+            await self.spool_worker.recover()
 
     @property
     def app(self) -> FastAPI:
@@ -81,6 +113,7 @@ class Runtime:
             messages=MessageService(self.uow, self.store, self.clock),
             numbers=NumberService(self.uow, self.clock, s.default_region),
             webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts()),
+            notifications=NotificationService(self.uow, self.clock),
             store=self.store,
             secret_key=s.resolved_secret_key(),
             public_url=s.resolved_public_url(),
@@ -102,6 +135,10 @@ class Runtime:
         return problems
 
     async def stop(self) -> None:
+        if self.spool_worker is not None:
+            await self.spool_worker.stop()
+        if self.email_dispatcher is not None:
+            await self.email_dispatcher.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self.store is not None:

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from afterbeep import __version__
 from afterbeep.api import health, mailboxes, media, messages, numbers, problems, webhooks
+from afterbeep.api import notifications as notifications_api
 from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencyMiddleware
 from afterbeep.api.metrics import MetricsMiddleware
@@ -33,6 +34,7 @@ def create_app(
     app.include_router(health.router)
     for module in (media, mailboxes, messages, numbers, webhooks):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(notifications_api.router, prefix="/v1")
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
     app.add_middleware(MetricsMiddleware)
     return app

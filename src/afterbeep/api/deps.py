@@ -13,6 +13,7 @@ from afterbeep.services.accounts import AccountService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
 from afterbeep.services.messages import MessageService
+from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.webhooks import WebhookService
@@ -26,6 +27,7 @@ class ApiServices:
     messages: MessageService
     numbers: NumberService
     webhooks: WebhookService
+    notifications: NotificationService
     store: ObjectStore
     secret_key: bytes
     public_url: str

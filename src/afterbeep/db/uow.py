@@ -11,6 +11,7 @@ from afterbeep.db.engine import Database
 from afterbeep.db.repos.accounts import SqlAccountRepo, SqlSecretRepo
 from afterbeep.db.repos.mailboxes import SqlMailboxRepo, SqlMessageRepo
 from afterbeep.db.repos.media import SqlMediaRepo
+from afterbeep.db.repos.notifications import SqlNotificationRepo
 from afterbeep.db.repos.numbers import SqlNumberRepo
 from afterbeep.db.repos.webhooks import SqlEventOutbox, SqlWebhookRepo
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -27,6 +28,7 @@ class SqlUnitOfWork:
         self.numbers = SqlNumberRepo(conn)
         self.webhooks = SqlWebhookRepo(conn)
         self.events = SqlEventOutbox(conn)
+        self.notifications = SqlNotificationRepo(conn)
 
 
 def unit_of_work_factory(db: Database) -> UnitOfWorkFactory:

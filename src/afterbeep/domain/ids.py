@@ -8,7 +8,7 @@ from ulid import ULID
 
 PREFIXES = frozenset(
     {
-        "acc", "key", "media", "vm", "msg", "num", "wh", "whd", "evt", "uc", "setup",
+        "acc", "key", "ntf", "media", "vm", "msg", "num", "wh", "whd", "evt", "uc", "setup",
         "vmsend", "drop", "camp", "call", "queue", "wi", "sup", "cons", "att", "note",
     }
 )

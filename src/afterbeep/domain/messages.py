@@ -22,6 +22,13 @@ CALL_ID_MAX = 200
 _CALL_ID_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*")
 
 
+class EndedBy(enum.StrEnum):
+    FINISH_KEY = "finish_key"
+    HANGUP = "hangup"
+    MAX_LENGTH = "max_length"
+    SILENCE = "silence"
+
+
 class Folder(enum.StrEnum):
     NEW = "new"
     SAVED = "saved"
@@ -77,3 +84,18 @@ def to_json(message: Message) -> dict[str, Any]:
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """A call recorded into a mailbox: who called whom, when, and how the recording ended
+    (`ended_by` None: the process stopped before the recording ended)."""
+
+    call_id: str
+    account_id: str
+    mailbox_id: str
+    caller: str | None
+    caller_name: str | None
+    callee: str | None
+    started_at: str
+    ended_by: str | None = None

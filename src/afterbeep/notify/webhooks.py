@@ -22,24 +22,23 @@ Each request is:
 
 Receivers check it with `verify_signature(secret, timestamp, body, signature, now)`.
 
-The worker waits on an asyncio.Event: `notify()` (called after a transaction that published
-commits in this process) wakes it at once; otherwise it sleeps until the next row falls due,
-at most `idle_seconds`, which also picks up rows published by other processes.
+The claim/wake/sleep/stop loop is `afterbeep.notify.outbox.OutboxWorker`; `notify()` is called
+after any transaction of this process that published commits (see `watch_published`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
 from afterbeep import __version__
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.webhooks import DeliveryStatus, after_attempt, sign, verify_signature
+from afterbeep.notify.outbox import OutboxWorker
 from afterbeep.services.ports import UnitOfWorkFactory
 from afterbeep.services.ports.events import ClaimedDelivery
 
@@ -48,14 +47,9 @@ __all__ = ["WebhookDispatcher", "sign", "verify_signature"]
 log = logging.getLogger("afterbeep.webhooks")
 
 
-class _State(enum.Enum):
-    IDLE = "idle"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
+class WebhookDispatcher(OutboxWorker[ClaimedDelivery]):
+    name = "webhook-dispatcher"
 
-
-class WebhookDispatcher:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
@@ -66,120 +60,45 @@ class WebhookDispatcher:
         batch_size: int = 20,
         idle_seconds: float = 5.0,
     ) -> None:
+        super().__init__(
+            clock,
+            # Longer than any attempt can take, so a live dispatcher never loses its lease.
+            lease=timedelta(seconds=2 * timeout + 30),
+            batch_size=batch_size,
+            idle_seconds=idle_seconds,
+            stop_grace=timeout + 5,
+            log=log,
+        )
         self._uow = uow
-        self._clock = clock
         self._timeout = timeout
         self._max_attempts = max(1, max_attempts)
-        self._batch_size = batch_size
-        self._idle_seconds = idle_seconds
-        # Longer than any attempt can take, so a live dispatcher never loses its lease.
-        self._lease = timedelta(seconds=2 * timeout + 30)
-        self._state = _State.IDLE
-        self._wake = asyncio.Event()
-        self._sleeping = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._unwatch: Callable[[], None] | None = None
         self._client: httpx.AsyncClient | None = None
-        self._inflight: dict[str, ClaimedDelivery] = {}
 
-    async def start(self) -> None:
-        if self._state is not _State.IDLE:
-            raise RuntimeError(f"dispatcher is {self._state.value}")
-        self._state = _State.RUNNING
-        self._loop = asyncio.get_running_loop()
+    async def _watch(self) -> Callable[[], None] | None:
         async with self._uow() as uow:
-            self._unwatch = uow.webhooks.watch_published(self.notify)
-        self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+            return uow.webhooks.watch_published(self.notify)
 
-    def notify(self) -> None:
-        """Something was published: look for due deliveries now. Safe from any thread."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        loop.call_soon_threadsafe(self._wake.set)
+    async def _claim_due(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        async with self._uow() as uow:
+            return await uow.webhooks.claim_due(now, lease_until, limit)
 
-    async def idle(self) -> None:
-        """Return once the started worker has nothing due and sleeps (tests, drains)."""
-        await self._sleeping.wait()
+    async def _release(self, claims: list[ClaimedDelivery]) -> None:
+        async with self._uow() as uow:
+            await uow.webhooks.release(claims)
 
-    async def run_once(self) -> int:
-        """Attempt every delivery due now (by the injected clock); how many were attempted."""
-        attempted = 0
-        while self._state in (_State.IDLE, _State.RUNNING):
-            now = self._clock.now()
-            async with self._uow() as uow:
-                claims = await uow.webhooks.claim_due(now, now + self._lease, self._batch_size)
-            if not claims:
-                break
-            for claim in claims:
-                self._inflight[claim.delivery.id] = claim
-            async with asyncio.TaskGroup() as group:
-                for claim in claims:
-                    group.create_task(self._deliver(claim), name=f"webhook-{claim.delivery.id}")
-            attempted += len(claims)
-        return attempted
+    async def _next_wakeup(self) -> datetime | None:
+        async with self._uow() as uow:
+            return await uow.webhooks.next_wakeup()
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop claiming; let in-flight attempts finish for `grace` seconds (default: the HTTP
-        timeout and a little), then cancel them and give their claims back unattempted."""
-        if self._state is _State.STOPPED:
-            return
-        self._state = _State.STOPPING
-        self._wake.set()
-        if self._unwatch is not None:
-            self._unwatch()
-            self._unwatch = None
-        task, self._task = self._task, None
-        if task is not None:
-            done, _ = await asyncio.wait(
-                {task}, timeout=self._timeout + 5 if grace is None else grace
-            )
-            if not done:
-                task.cancel()
-                await asyncio.wait({task})
-            if not task.cancelled() and task.exception() is not None:
-                log.error("webhook dispatcher ended with an error", exc_info=task.exception())
-        if self._inflight:
-            async with self._uow() as uow:
-                await uow.webhooks.release(list(self._inflight.values()))
-            self._inflight.clear()
+    def _claim_key(self, claim: ClaimedDelivery) -> str:
+        return claim.delivery.id
+
+    async def _close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-        self._state = _State.STOPPED
-
-    async def _run(self) -> None:
-        while self._state is _State.RUNNING:
-            self._wake.clear()
-            try:
-                attempted = await self.run_once()
-                delay = await self._delay_until_due()
-            except Exception:
-                log.exception(
-                    "webhook dispatch round failed; retrying in %.0f s", self._idle_seconds
-                )
-                attempted, delay = 0, self._idle_seconds
-            if attempted == 0 and delay <= 0:
-                # Due by the database but nothing claimable (rows mid-claim elsewhere): don't spin.
-                delay = min(1.0, self._idle_seconds)
-            if self._state is not _State.RUNNING:
-                break
-            self._sleeping.set()
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._sleeping.clear()
-
-    async def _delay_until_due(self) -> float:
-        async with self._uow() as uow:
-            due = await uow.webhooks.next_wakeup()
-        if due is None:
-            return self._idle_seconds
-        seconds = (due - self._clock.now()).total_seconds()
-        return max(0.0, min(seconds, self._idle_seconds))
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -192,7 +111,7 @@ class WebhookDispatcher:
             )
         return self._client
 
-    async def _deliver(self, claim: ClaimedDelivery) -> None:
+    async def _attempt(self, claim: ClaimedDelivery) -> None:
         delivery = claim.delivery
         body = delivery.payload.encode()
         timestamp = int(self._clock.now().timestamp())
@@ -220,7 +139,6 @@ class WebhookDispatcher:
         outcome = after_attempt(delivery.attempts, status_code, error, now, self._max_attempts)
         async with self._uow() as uow:
             kept = await uow.webhooks.record_attempt(claim, outcome, now)
-        self._inflight.pop(delivery.id, None)
         if not kept:
             log.warning("webhook delivery %s: lease lost, attempt not recorded", delivery.id)
         elif outcome.status is DeliveryStatus.FAILED:

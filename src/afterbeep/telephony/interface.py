@@ -6,12 +6,13 @@ A script (deposit, phone menu, drop) only sees `Call`: the SIP implementation an
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from afterbeep.domain.messages import EndedBy as EndedBy
 
 Audio = npt.NDArray[np.int16]
 
@@ -20,13 +21,6 @@ DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 class CallEnded(Exception):
     """The far end hung up (or the call failed) while the script was waiting on it."""
-
-
-class EndedBy(enum.StrEnum):
-    FINISH_KEY = "finish_key"
-    HANGUP = "hangup"
-    MAX_LENGTH = "max_length"
-    SILENCE = "silence"
 
 
 @dataclass(frozen=True, slots=True)

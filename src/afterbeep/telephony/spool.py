@@ -16,23 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from afterbeep.audio.levels import DEFAULT_SILENCE_THRESHOLD, mean_abs
+from afterbeep.domain.messages import RecordedCall
 from afterbeep.telephony.interface import Audio, EndedBy
+
+SpoolMeta = RecordedCall
 
 FLUSH_SAMPLES = 8000  # one second of audio
 FRAME = 160
 TRIM_KEEP_SAMPLES = 1600  # ~200 ms of trailing silence kept
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolMeta:
-    call_id: str
-    account_id: str
-    mailbox_id: str
-    caller: str | None
-    caller_name: str | None
-    callee: str | None
-    started_at: str
-    ended_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from afterbeep.services.ports.accounts import AccountRepo, SecretRepo
 from afterbeep.services.ports.events import EventOutbox, WebhookRepo
 from afterbeep.services.ports.mailboxes import MailboxRepo, MessageRepo
 from afterbeep.services.ports.media import MediaRepo
+from afterbeep.services.ports.notifications import NotificationRepo
 from afterbeep.services.ports.numbers import NumberRepo
 
 T = TypeVar("T")
@@ -43,6 +44,8 @@ class UnitOfWork(Protocol):
     def webhooks(self) -> WebhookRepo: ...
     @property
     def events(self) -> EventOutbox: ...
+    @property
+    def notifications(self) -> NotificationRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
@@ -53,6 +56,7 @@ __all__ = [
     "MailboxRepo",
     "MediaRepo",
     "MessageRepo",
+    "NotificationRepo",
     "NumberRepo",
     "Page",
     "SecretRepo",

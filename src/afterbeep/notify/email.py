@@ -1,0 +1,350 @@
+"""Email notifications: composing them (text, HTML, the WAV attached), sending them over SMTP,
+and the worker that sends what the email outbox holds.
+
+aiosmtplib does the protocol (plain, STARTTLS or implicit TLS, optional AUTH); its errors are
+translated here into `TemporaryEmailError` (retry later) and `PermanentEmailError` (give up).
+
+`EmailDispatcher` is an `afterbeep.notify.outbox.OutboxWorker` over `email_outbox`: it claims
+due rows under a lease, builds each email from the current message and mailbox (the WAV read
+from storage when `attach_audio`, the time in the mailbox's zone, a fresh signed listen link),
+sends it, and records the outcome (see `afterbeep.services.notifications` for the retry rules
+and the `notification.failed` event). Delivery is at least once: a crash between the server's
+250 and the recording of it sends the email again after the lease.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import aiosmtplib
+
+from afterbeep.config import SmtpTarget
+from afterbeep.domain.clock import Clock
+from afterbeep.notify.outbox import OutboxWorker
+from afterbeep.services import notifications as rules
+from afterbeep.services.mailboxes import find_mailbox
+from afterbeep.services.messages import message_audio_link
+from afterbeep.services.ports import UnitOfWorkFactory
+from afterbeep.services.ports.notifications import (
+    ClaimedNotification,
+    NotificationKind,
+    NotificationOutcome,
+    NotificationStatus,
+)
+from afterbeep.services.ports.storage import ObjectNotFound, ObjectStore, StorageUnavailable
+
+log = logging.getLogger("afterbeep.email")
+
+# Bigger recordings are not attached (many servers refuse mail over 10-25 MB); the link stays.
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+
+
+class EmailError(Exception):
+    pass
+
+
+class TemporaryEmailError(EmailError):
+    """The server is down or answered 4xx: try again later."""
+
+
+class PermanentEmailError(EmailError):
+    """The server refused the message or the recipient for good (5xx)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessageMail:
+    to_addr: str
+    mailbox_name: str
+    timezone: str
+    caller: str | None
+    caller_name: str | None
+    duration_ms: int
+    received_at: datetime
+    listen_url: str
+    wav: bytes | None
+    message_id: str
+    audio_too_large: bool = False
+
+
+def duration_text(duration_ms: int) -> str:
+    seconds = round(duration_ms / 1000)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _local(moment: datetime, timezone: str) -> str:
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return moment.astimezone(zone).strftime("%A %d %B %Y, %H:%M %Z")
+
+
+def _caller_text(caller: str | None, caller_name: str | None) -> str:
+    if caller_name and caller:
+        return f"{caller_name} ({caller})"
+    return caller_name or caller or "an unknown caller"
+
+
+def compose_new_message(mail: NewMessageMail, from_addr: str) -> EmailMessage:
+    who = _caller_text(mail.caller, mail.caller_name)
+    length = duration_text(mail.duration_ms)
+    when = _local(mail.received_at, mail.timezone)
+    msg = EmailMessage()
+    msg["Subject"] = f"New voicemail from {who} ({length})"
+    msg["From"] = from_addr
+    msg["To"] = mail.to_addr
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(idstring=mail.message_id, domain="afterbeep")
+    msg["X-Afterbeep-Message"] = mail.message_id
+    text = (
+        f"You have a new voicemail in {mail.mailbox_name}.\n\n"
+        f"From: {who}\nReceived: {when}\nLength: {length}\n\n"
+        f"Listen: {mail.listen_url}\n(the link expires within 15 minutes; the API and the inbox keep the message)\n"
+    )
+    if mail.audio_too_large:
+        text += "\nThe recording is too large to attach; listen with the link above.\n"
+    msg.set_content(text)
+    e = html.escape
+    msg.add_alternative(
+        "<html><body>"
+        f"<p>You have a new voicemail in <b>{e(mail.mailbox_name)}</b>.</p>"
+        "<table>"
+        f"<tr><td>From</td><td>{e(who)}</td></tr>"
+        f"<tr><td>Received</td><td>{e(when)}</td></tr>"
+        f"<tr><td>Length</td><td>{e(length)}</td></tr>"
+        "</table>"
+        f'<p><a href="{e(mail.listen_url, quote=True)}">Listen to the message</a></p>'
+        "</body></html>",
+        subtype="html",
+    )
+    if mail.wav is not None:
+        msg.add_attachment(
+            mail.wav, maintype="audio", subtype="wav", filename=f"{mail.message_id}.wav"
+        )
+    return msg
+
+
+def compose_mailbox_full(to_addr: str, mailbox_name: str, from_addr: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = f"Voicemail box {mailbox_name} is full"
+    msg["From"] = from_addr
+    msg["To"] = to_addr
+    msg["Date"] = formatdate(localtime=False)
+    msg.set_content(
+        f"The voicemail box {mailbox_name} is full: callers hear that it is full and cannot leave a message.\n"
+        "Delete or save messages elsewhere to make room.\n"
+    )
+    return msg
+
+
+class SmtpSender:
+    def __init__(
+        self, target: SmtpTarget, timeout: float = 30.0, tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        self._target = target
+        self._timeout = timeout
+        self._tls_context = tls_context
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    async def send(self, message: EmailMessage) -> None:
+        t = self._target
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=t.host,
+                port=t.port,
+                use_tls=t.use_tls,
+                start_tls=bool(t.starttls),
+                username=t.username,
+                password=t.password,
+                timeout=self._timeout,
+                tls_context=self._tls_context,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [error.code for error in exc.recipients]
+            if all(500 <= code < 600 for code in codes):
+                raise PermanentEmailError(f"recipient refused ({codes})") from exc
+            raise TemporaryEmailError(f"recipient deferred ({codes})") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                raise PermanentEmailError(f"SMTP {exc.code}: {exc.message[:200]}") from exc
+            raise TemporaryEmailError(f"SMTP {exc.code}: {exc.message[:200]}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TemporaryEmailError(f"SMTP server unreachable: {type(exc).__name__}") from exc
+
+
+class EmailSender(Protocol):
+    """Sends one email; raises `TemporaryEmailError` or `PermanentEmailError`."""
+
+    @property
+    def timeout(self) -> float: ...
+
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Cancelled:
+    reason: str
+
+
+class EmailDispatcher(OutboxWorker[ClaimedNotification]):
+    name = "email-dispatcher"
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        store: ObjectStore,
+        clock: Clock,
+        sender: EmailSender,
+        *,
+        from_addr: str,
+        public_url: str,
+        secret_key: bytes,
+        max_attempts: int = rules.DEFAULT_MAX_ATTEMPTS,
+        retry_base_seconds: float = rules.RETRY_BASE_SECONDS,
+        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+        batch_size: int = 10,
+        idle_seconds: float = 30.0,
+    ) -> None:
+        super().__init__(
+            clock,
+            # Longer than any attempt can take, so a live dispatcher never loses its lease.
+            lease=timedelta(seconds=2 * sender.timeout + 60),
+            batch_size=batch_size,
+            idle_seconds=idle_seconds,
+            stop_grace=sender.timeout + 5,
+            log=log,
+        )
+        self._uow = uow
+        self._store = store
+        self._sender = sender
+        self._from_addr = from_addr
+        self._public_url = public_url
+        self._secret_key = secret_key
+        self._max_attempts = max(1, max_attempts)
+        self._retry_base = retry_base_seconds
+        self._max_attachment = max_attachment_bytes
+
+    async def _claim_due(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedNotification]:
+        async with self._uow() as uow:
+            return await uow.notifications.claim_due(now, lease_until, limit)
+
+    async def _release(self, claims: list[ClaimedNotification]) -> None:
+        async with self._uow() as uow:
+            await uow.notifications.release(claims)
+
+    async def _next_wakeup(self) -> datetime | None:
+        async with self._uow() as uow:
+            return await uow.notifications.next_wakeup()
+
+    def _claim_key(self, claim: ClaimedNotification) -> str:
+        return claim.notification.id
+
+    async def _attempt(self, claim: ClaimedNotification) -> None:
+        n = claim.notification
+        outcome: NotificationOutcome
+        try:
+            email = await self._compose(claim)
+        except StorageUnavailable as exc:
+            email = None
+            outcome = self._after(n.attempts, f"storage unavailable: {exc}"[:200], permanent=False)
+        else:
+            if isinstance(email, _Cancelled):
+                outcome = rules.cancelled(n.attempts, email.reason, self._clock.now())
+                email = None
+        if email is not None:
+            try:
+                await self._sender.send(email)
+            except PermanentEmailError as exc:
+                outcome = self._after(n.attempts, str(exc), permanent=True)
+            except TemporaryEmailError as exc:
+                outcome = self._after(n.attempts, str(exc), permanent=False)
+            else:
+                outcome = self._after(n.attempts, None, permanent=False)
+        now = self._clock.now()
+        async with self._uow() as uow:
+            kept = await uow.notifications.record_attempt(claim, outcome, now)
+            if kept and outcome.status is NotificationStatus.FAILED:
+                final = dataclasses.replace(
+                    n,
+                    status=outcome.status,
+                    attempts=outcome.attempts,
+                    next_attempt_at=outcome.next_attempt_at,
+                    last_error=outcome.last_error,
+                    updated_at=now,
+                )
+                await uow.events.publish(n.account_id, rules.FAILED_EVENT, rules.to_json(final))
+        extra = {"notification_id": n.id, "kind": n.kind.value, "attempts": outcome.attempts}
+        if not kept:
+            log.warning("email %s: lease lost, attempt not recorded", n.id, extra=extra)
+        elif outcome.status is NotificationStatus.FAILED:
+            log.error("email %s failed: %s", n.id, outcome.last_error, extra=extra)
+        elif outcome.status is NotificationStatus.PENDING:
+            log.warning("email %s will be retried: %s", n.id, outcome.last_error, extra=extra)
+        else:
+            log.info("email %s %s", n.id, outcome.status.value, extra=extra)
+
+    def _after(self, attempts: int, error: str | None, *, permanent: bool) -> NotificationOutcome:
+        return rules.after_send(
+            attempts,
+            error,
+            permanent=permanent,
+            now=self._clock.now(),
+            max_attempts=self._max_attempts,
+            retry_base_seconds=self._retry_base,
+        )
+
+    async def _compose(self, claim: ClaimedNotification) -> EmailMessage | _Cancelled:
+        """The email as it reads now; raises `StorageUnavailable` when the WAV cannot be read."""
+        n = claim.notification
+        async with self._uow() as uow:
+            mailbox = await find_mailbox(uow, n.account_id, n.mailbox_id)
+            message = (
+                await uow.messages.get(n.account_id, n.message_id)
+                if n.message_id is not None
+                else None
+            )
+        if mailbox is None:
+            return _Cancelled("the mailbox was deleted before the email was sent")
+        if n.kind is NotificationKind.MAILBOX_FULL:
+            return compose_mailbox_full(n.to_addr, mailbox.name, self._from_addr)
+        if message is None:
+            return _Cancelled("the message was deleted before the email was sent")
+        wav: bytes | None = None
+        too_large = mailbox.attach_audio and message.size_bytes > self._max_attachment
+        if mailbox.attach_audio and not too_large:
+            try:
+                wav = await self._store.get_bytes(message.audio_key)
+            except ObjectNotFound:
+                log.error("message %s has no audio object; email sent without it", message.id)
+        link = message_audio_link(
+            self._public_url, self._secret_key, message.id, now=self._clock.now()
+        )
+        mail = NewMessageMail(
+            to_addr=n.to_addr,
+            mailbox_name=mailbox.name,
+            timezone=mailbox.timezone,
+            caller=message.caller,
+            caller_name=message.caller_name,
+            duration_ms=message.duration_ms,
+            received_at=message.created_at,
+            listen_url=link.url,
+            wav=wav,
+            message_id=message.id,
+            audio_too_large=too_large,
+        )
+        return compose_new_message(mail, self._from_addr)
