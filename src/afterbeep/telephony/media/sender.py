@@ -1,0 +1,320 @@
+"""The send side of one call, without sockets or timers: RTP numbering and paced jobs.
+
+:class:`RtpSendStream` owns the sequence number, the timestamp and the *schedule*:
+``due`` is the monotonic time at which the next frame is to be sent. Frames are
+sent at ``t0 + n * ptime``, never at "previous + sleep(ptime)", so a 60 s prompt
+does not drift. Back-to-back plays continue the same schedule and timestamps
+(no marker bit); after a pause the timestamp jumps by the pause, rounded to whole
+frames, and the first packet carries the marker bit (RFC 3551 section 4.1).
+
+A job (:class:`AudioJob`, :class:`DtmfJob`) is one ``play()`` or ``send_dtmf()``;
+the shared pacer calls :meth:`tick` on it whenever its stream is due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from afterbeep.audio.g711 import ALAW_SILENCE, ULAW_SILENCE, alaw_encode, ulaw_encode
+from afterbeep.telephony.media.dtmf import dtmf_payloads
+from afterbeep.telephony.media.rtp import SEQ_MOD, TS_MOD, build_rtp
+from afterbeep.telephony.media.sdp import CLOCK_RATE, Codec
+
+__all__ = [
+    "MAX_BURST",
+    "AudioJob",
+    "DtmfJob",
+    "PlayResult",
+    "Prompt",
+    "RtpSendStream",
+    "SendTarget",
+    "encode",
+]
+
+MAX_BURST = 5  # frames sent at once to catch up after a stall; beyond that the schedule slips
+
+_ENCODERS: dict[Codec, Callable[[npt.NDArray[np.int16]], bytes]] = {
+    Codec.PCMU: ulaw_encode,
+    Codec.PCMA: alaw_encode,
+}
+_SILENCE = {Codec.PCMU: bytes([ULAW_SILENCE]), Codec.PCMA: bytes([ALAW_SILENCE])}
+
+
+def encode(codec: Codec, pcm: npt.NDArray[np.int16]) -> bytes:
+    return _ENCODERS[codec](pcm)
+
+
+@dataclass(frozen=True, slots=True)
+class PlayResult:
+    """How a play() ended: ``frames`` sent (or due while on hold), ``interrupted`` early."""
+
+    frames: int
+    samples: int
+    interrupted: bool
+
+
+class SendTarget(Protocol):
+    """What a job needs from its session, read at every frame (a re-INVITE may change it)."""
+
+    @property
+    def codec(self) -> Codec: ...
+    @property
+    def payload_type(self) -> int: ...
+    @property
+    def event_payload_type(self) -> int | None: ...
+    @property
+    def ptime(self) -> int: ...
+    @property
+    def sending(self) -> bool: ...
+    def transmit(self, packet: bytes) -> None: ...
+
+
+class RtpSendStream:
+    def __init__(self, ssrc: int, sequence: int, timestamp: int) -> None:
+        self.ssrc = ssrc
+        self.sequence = sequence % SEQ_MOD
+        self.timestamp = timestamp % TS_MOD  # of the next frame
+        self.due = 0.0  # monotonic time the next frame is due (once a job began)
+        self._begun = False
+        self._marker = True
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.frames_withheld = 0
+        self.slips = 0
+
+    def begin(self, now: float, frame_seconds: float, frame_samples: int) -> None:
+        """A job starts at ``now``: continue the schedule, or open a new talkspurt."""
+        if not self._begun:
+            self._begun = True
+            self.due = now
+            self._marker = True
+            return
+        late = now - self.due
+        if late <= frame_seconds:
+            return  # back-to-back: same schedule, contiguous timestamps
+        frames = int(late // frame_seconds)
+        self.due += frames * frame_seconds
+        self.timestamp = (self.timestamp + frames * frame_samples) % TS_MOD
+        self._marker = True
+
+    def slip(self, now: float) -> None:
+        """After a stall longer than MAX_BURST frames: resume from now, timestamps contiguous."""
+        self.due = now
+        self.slips += 1
+
+    def audio(self, pt: int, payload: bytes, frame_seconds: float) -> bytes:
+        sequence, timestamp = self.sequence, self.timestamp
+        packet = build_rtp(pt, self._marker, sequence, timestamp, self.ssrc, payload)
+        self._marker = False
+        octets = len(payload)
+        self.sequence = (sequence + 1) & 0xFFFF
+        self.timestamp = (timestamp + octets) & 0xFFFFFFFF  # G.711: one byte per sample
+        self.due += frame_seconds
+        self.packets_sent += 1
+        self.octets_sent += octets
+        return packet
+
+    def event(
+        self,
+        pt: int,
+        payload: bytes,
+        event_ts: int,
+        first: bool,
+        frame_seconds: float,
+        frame_samples: int,
+    ) -> bytes:
+        packet = build_rtp(pt, first, self.sequence, event_ts, self.ssrc, payload)
+        self._sent(frame_samples, len(payload), frame_seconds)
+        self._marker = True  # audio after an event starts a new talkspurt
+        return packet
+
+    def withhold(self, frame_seconds: float, frame_samples: int) -> None:
+        """A frame falls due while we must not send (hold): time passes, nothing is numbered."""
+        self.timestamp = (self.timestamp + frame_samples) % TS_MOD
+        self.due += frame_seconds
+        self._marker = True
+        self.frames_withheld += 1
+
+    def rtp_time(self, now: float) -> int:
+        """The RTP timestamp that corresponds to ``now`` (for sender reports)."""
+        if not self._begun:
+            return self.timestamp
+        return (self.timestamp + round((now - self.due) * CLOCK_RATE)) % TS_MOD
+
+    def _sent(self, samples: int, octets: int, frame_seconds: float) -> None:
+        self.sequence = (self.sequence + 1) % SEQ_MOD
+        self.timestamp = (self.timestamp + samples) % TS_MOD
+        self.due += frame_seconds
+        self.packets_sent += 1
+        self.octets_sent += octets
+
+
+class _Job:
+    """Common part of a paced job: the stream schedule, the end callback, the burst limit."""
+
+    def __init__(
+        self,
+        stream: RtpSendStream,
+        target: SendTarget,
+        done: Callable[[PlayResult | BaseException], None],
+        interrupted: Callable[[], bool] | None,
+    ) -> None:
+        self.stream = stream
+        self.target = target
+        self._done = done
+        self._interrupted = interrupted
+        self.frames = 0
+        self.samples = 0
+        self.finished = False
+
+    @property
+    def due(self) -> float:
+        return self.stream.due
+
+    def start(self, now: float) -> None:
+        ptime = self.target.ptime
+        self.stream.begin(now, ptime / 1000, CLOCK_RATE * ptime // 1000)
+
+    def tick(self, now: float) -> bool:
+        """Send every frame due by ``now``; False once the job is over."""
+        stream = self.stream
+        interrupted = self._interrupted
+        burst = 0
+        while not self.finished and stream.due <= now:
+            if burst == MAX_BURST:
+                stream.slip(now)
+                break
+            if interrupted is not None and interrupted():
+                self.finish(interrupted=True)
+                break
+            self._frame()
+            burst += 1
+        return not self.finished
+
+    def finish(self, interrupted: bool = False) -> None:
+        if not self.finished:
+            self.finished = True
+            self._done(PlayResult(self.frames, self.samples, interrupted))
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.finished:
+            self.finished = True
+            self._done(exc)
+
+    def _frame(self) -> None:
+        raise NotImplementedError
+
+
+class Prompt:
+    """8 kHz int16 PCM to play, with its G.711 encodings made once and shared.
+
+    Encoding a 60 s prompt takes milliseconds of the event loop; a greeting or beep
+    played on every call should be a Prompt built once, not an array passed each time.
+    """
+
+    def __init__(self, pcm: npt.NDArray[np.int16]) -> None:
+        self.pcm = np.ascontiguousarray(pcm, dtype=np.int16).reshape(-1)
+        self.pcm.setflags(write=False)
+        self._encoded: dict[Codec, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self.pcm)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.pcm) / CLOCK_RATE
+
+    def encoded(self, codec: Codec) -> bytes:
+        data = self._encoded.get(codec)
+        if data is None:
+            data = self._encoded[codec] = encode(codec, self.pcm)
+        return data
+
+
+class AudioJob(_Job):
+    """Plays a prompt, one frame of the negotiated ptime per tick."""
+
+    def __init__(
+        self,
+        stream: RtpSendStream,
+        target: SendTarget,
+        audio: Prompt | npt.NDArray[np.int16],
+        done: Callable[[PlayResult | BaseException], None],
+        interrupted: Callable[[], bool] | None = None,
+    ) -> None:
+        super().__init__(stream, target, done, interrupted)
+        self._prompt = audio if isinstance(audio, Prompt) else Prompt(audio)
+        self._total = len(self._prompt)
+        self._codec = target.codec
+        self._encoded = self._prompt.encoded(self._codec)
+        self._ptime = 0
+        self._frame_samples = 0
+        self._frame_seconds = 0.0
+
+    def _frame(self) -> None:
+        target = self.target
+        if target.ptime != self._ptime:
+            self._ptime = target.ptime
+            self._frame_samples = CLOCK_RATE * self._ptime // 1000
+            self._frame_seconds = self._ptime / 1000
+        if target.codec is not self._codec:  # a re-INVITE changed codec mid-play
+            self._codec = target.codec
+            self._encoded = self._prompt.encoded(self._codec)
+        count = self._frame_samples
+        position = self.samples
+        if target.sending:
+            payload = self._encoded[position : position + count]
+            if len(payload) < count:
+                payload += _SILENCE[self._codec] * (count - len(payload))
+            target.transmit(self.stream.audio(target.payload_type, payload, self._frame_seconds))
+        else:
+            self.stream.withhold(self._frame_seconds, count)
+        self.frames += 1
+        position += count
+        if position >= self._total:
+            self.samples = self._total
+            self.finish()
+        else:
+            self.samples = position
+
+
+class DtmfJob(_Job):
+    """One RFC 4733 event: progress packets every ptime, then three end packets."""
+
+    def __init__(
+        self,
+        stream: RtpSendStream,
+        target: SendTarget,
+        digit: str,
+        duration_ms: int,
+        done: Callable[[PlayResult | BaseException], None],
+    ) -> None:
+        super().__init__(stream, target, done, None)
+        frame_samples = CLOCK_RATE * target.ptime // 1000
+        self._payloads = dtmf_payloads(digit, CLOCK_RATE * duration_ms // 1000, frame_samples)
+        self._event_ts: int | None = None
+
+    def _frame(self) -> None:
+        target = self.target
+        pt = target.event_payload_type
+        ptime = target.ptime
+        frame_samples = CLOCK_RATE * ptime // 1000
+        if self._event_ts is None:
+            self._event_ts = self.stream.timestamp
+        payload, _ = self._payloads[self.frames]
+        if target.sending and pt is not None:
+            packet = self.stream.event(
+                pt, payload, self._event_ts, self.frames == 0, ptime / 1000, frame_samples
+            )
+            target.transmit(packet)
+        else:
+            self.stream.withhold(ptime / 1000, frame_samples)
+        self.frames += 1
+        self.samples += frame_samples
+        if self.frames == len(self._payloads):
+            self.finish()

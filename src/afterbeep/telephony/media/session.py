@@ -1,0 +1,682 @@
+"""RTP sessions on asyncio: the thin I/O shell around the pure receive and send cores.
+
+One :class:`MediaEngine` per process owns the configuration, the RTP port range and
+the shared :class:`Pacer`; it opens one :class:`MediaSession` per call. A session is
+bound (RTP on an even port, RTCP on the next) *before* the SDP answer is built, so
+the 200 OK never advertises a port that is not listening yet:
+
+    session = await engine.open_session(on_audio=..., on_dtmf=..., on_inactivity=...)
+    answer_sdp = session.answer(offer_sdp)          # NoCommonMediaError -> 488
+    ... send 200 OK with answer_sdp ...
+    result = await session.play(pcm, interrupt=event)
+    await session.close()                           # flushes the recording tail
+
+Owned resources: two datagram transports and at most three timer handles (RTCP
+report, RTP inactivity, recorder expiry: a reorder gap or a partial audio block), all
+released by :meth:`MediaSession.close`; no task per session (playout runs on the
+engine's pacer).
+
+Written here instead of using aiortp's ``RTPSession`` (0.8.0): it decodes every
+payload type as audio (telephone-event on PT 96 ends up in the recording), accepts
+RTP from any source, loses the tail of every recording and runs a sender task per
+call even when idle. Its packet classes are used where sound (RTCP, RFC 4733 payload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from aiortp.packet import RtcpSenderInfo
+
+from afterbeep.telephony.media import sdp
+from afterbeep.telephony.media.errors import (
+    MediaSessionStateError,
+    PortsExhaustedError,
+    SdpError,
+)
+from afterbeep.telephony.media.latch import SourceFilter
+from afterbeep.telephony.media.pacer import Pacer
+from afterbeep.telephony.media.ports import PortAllocator
+from afterbeep.telephony.media.recorder import AudioSink, DigitSink, Recorder
+from afterbeep.telephony.media.rtcp import (
+    RTCP_INTERVAL,
+    ReceptionStats,
+    build_compound,
+    ntp_timestamp,
+    parse_sender_reports,
+)
+from afterbeep.telephony.media.rtp import MalformedPacketError, parse_rtp
+from afterbeep.telephony.media.sdp import Codec, Direction, Negotiated, SdpPrefs
+from afterbeep.telephony.media.sender import (
+    AudioJob,
+    DtmfJob,
+    PlayResult,
+    Prompt,
+    RtpSendStream,
+)
+
+__all__ = [
+    "InactivityHandler",
+    "MediaConfig",
+    "MediaEngine",
+    "MediaSession",
+    "MediaStats",
+    "SessionState",
+]
+
+log = logging.getLogger(__name__)
+
+InactivityHandler = Callable[[], None]
+_INACTIVITY_SLACK = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """Media settings of a process.
+
+    ``advertised_ip`` goes into our SDP ``c=``/``o=`` lines (never 0.0.0.0);
+    ``bind_host`` is where the RTP sockets listen. ``inactivity_timeout`` (s, 0 = off)
+    reports a call whose peer stopped sending RTP while it should be sending.
+    ``allow_nat_latching`` accepts the first RTP from any address (peer behind NAT).
+    """
+
+    advertised_ip: str
+    bind_host: str = "0.0.0.0"
+    port_min: int = 20000
+    port_max: int = 30000
+    inactivity_timeout: float = 30.0
+    allow_nat_latching: bool = False
+    rtcp_interval: float = RTCP_INTERVAL
+    reorder_window: int = 5
+    reorder_max_wait: float = 0.1
+    pacer_granularity: float = 0.01
+    sdp: SdpPrefs = field(default_factory=SdpPrefs)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaStats:
+    packets_received: int
+    bytes_received: int
+    packets_sent: int
+    bytes_sent: int
+    lost: int
+    late: int
+    duplicates: int
+    dropped_payload_type: int
+    dropped_source: int
+    malformed: int
+    dtmf_digits: int
+    rtcp_sent: int
+    rtcp_received: int
+    samples_recorded: int
+    jitter_ms: float
+    frames_withheld: int
+    schedule_slips: int
+
+
+class SessionState(enum.Enum):
+    OPEN = "open"  # bound, not negotiated yet
+    STARTED = "started"
+    CLOSED = "closed"
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    """Feeds datagrams of one socket to its session; knows nothing else."""
+
+    def __init__(self, rtcp: bool) -> None:
+        self._rtcp = rtcp
+        self.session: MediaSession | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.DatagramTransport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        session = self.session
+        if session is None:
+            return
+        if self._rtcp:
+            session._rtcp_in(data, addr)
+        else:
+            session._rtp_in(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like, for a previous sendto: the peer may be gone;
+        # the inactivity timer decides, not a single ICMP message.
+        if self.session is not None:
+            self.session._socket_errors += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class MediaEngine:
+    """Process-wide media: configuration, RTP ports, the shared pacer, open sessions."""
+
+    def __init__(self, config: MediaConfig) -> None:
+        sdp.check_local_address(config.advertised_ip, config.port_min)
+        self.config = config
+        self.ports = PortAllocator(config.port_min, config.port_max)
+        self.pacer = Pacer(config.pacer_granularity)
+        self._sessions: set[MediaSession] = set()
+        self._closed = False
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)
+
+    async def open_session(
+        self,
+        *,
+        on_audio: AudioSink | None = None,
+        on_dtmf: DigitSink | None = None,
+        on_inactivity: InactivityHandler | None = None,
+    ) -> MediaSession:
+        """Bind an RTP/RTCP port pair; raises PortsExhaustedError (answer 503) when none is free."""
+        if self._closed:
+            raise MediaSessionStateError("media engine is closed")
+        loop = asyncio.get_running_loop()
+        host = self.config.bind_host
+        for port in self.ports.candidates():
+            try:
+                rtp_t, rtp_p = await loop.create_datagram_endpoint(
+                    lambda: _Endpoint(rtcp=False), local_addr=(host, port)
+                )
+            except OSError:
+                continue
+            try:
+                rtcp_t, rtcp_p = await loop.create_datagram_endpoint(
+                    lambda: _Endpoint(rtcp=True), local_addr=(host, port + 1)
+                )
+            except OSError:
+                rtp_t.close()
+                continue
+            self.ports.reserve(port)
+            session = MediaSession(self, port, (rtp_t, rtp_p), (rtcp_t, rtcp_p))
+            session.on_audio = on_audio
+            session.on_dtmf = on_dtmf
+            session.on_inactivity = on_inactivity
+            self._sessions.add(session)
+            return session
+        raise PortsExhaustedError(
+            f"no free RTP port pair in {self.config.port_min}-{self.config.port_max}"
+        )
+
+    async def close(self) -> None:
+        """Close every session (each flushes its recording), then stop the pacer."""
+        self._closed = True
+        for session in list(self._sessions):
+            await session.close()
+        await self.pacer.close()
+
+    def _forget(self, session: MediaSession) -> None:
+        self._sessions.discard(session)
+        self.ports.release(session.local_port)
+
+
+def _settle(future: asyncio.Future[PlayResult], outcome: PlayResult | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+class MediaSession:
+    """One call's RTP/RTCP. Create with :meth:`MediaEngine.open_session`.
+
+    Callbacks (plain attributes, may be changed at any time, run on the event loop):
+    ``on_audio(pcm: NDArray[int16], offset: int)`` gets the recording, 8 kHz,
+    gaps already filled with zeros, ``offset`` = samples since the first audio packet;
+    ``on_dtmf(digit: str)`` once per RFC 4733 event; ``on_inactivity()`` once when no
+    RTP arrived for ``inactivity_timeout`` seconds while the peer should be sending.
+    """
+
+    def __init__(
+        self,
+        engine: MediaEngine,
+        port: int,
+        rtp: tuple[asyncio.DatagramTransport, _Endpoint],
+        rtcp: tuple[asyncio.DatagramTransport, _Endpoint],
+    ) -> None:
+        self._engine = engine
+        self._config = engine.config
+        self._loop = asyncio.get_running_loop()
+        self.local_port = port
+        self.local_ip = self._config.advertised_ip
+        self._rtp_transport, self._rtp_endpoint = rtp
+        self._rtcp_transport, self._rtcp_endpoint = rtcp
+        self.state = SessionState.OPEN
+        self._receiving = False  # state is STARTED (a bool: enum access is slow per packet)
+        self.negotiated: Negotiated | None = None
+        self.on_inactivity: InactivityHandler | None = None
+        self._recorder = Recorder(
+            window=self._config.reorder_window, max_wait=self._config.reorder_max_wait
+        )
+        self._reception = ReceptionStats()
+        self._filter = SourceFilter(None, self._config.allow_nat_latching)
+        self._stream = RtpSendStream(
+            secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
+        )
+        self._cname = f"{secrets.token_hex(8)}@afterbeep".encode()
+        self._send_lock = asyncio.Lock()
+        self._jobs: set[AudioJob | DtmfJob] = set()
+        self._pending_offer: bytes | None = None
+        self._last_rtp = 0.0
+        self._inactivity_reported = False
+        self._inactivity_timer: asyncio.TimerHandle | None = None
+        self._rtcp_timer: asyncio.TimerHandle | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._rtcp_source: tuple[str, int] | None = None
+        self._reported_packets = 0
+        self._audio_pts: frozenset[int] = frozenset()
+        self.codec = Codec.PCMU
+        self.payload_type = 0
+        self.event_payload_type: int | None = None
+        self.ptime = 20
+        self.sending = False
+        self._packets_received = 0
+        self._bytes_received = 0
+        self._bytes_sent = 0
+        self._dropped_source = 0
+        self._malformed = 0
+        self._rtcp_sent = 0
+        self._rtcp_received = 0
+        self._socket_errors = 0
+        self._rtp_endpoint.session = self
+        self._rtcp_endpoint.session = self
+
+    # --- callbacks ------------------------------------------------------------------------
+
+    @property
+    def on_audio(self) -> AudioSink | None:
+        return self._recorder.on_audio
+
+    @on_audio.setter
+    def on_audio(self, sink: AudioSink | None) -> None:
+        self._recorder.on_audio = sink
+
+    @property
+    def on_dtmf(self) -> DigitSink | None:
+        return self._recorder.on_dtmf
+
+    @on_dtmf.setter
+    def on_dtmf(self, sink: DigitSink | None) -> None:
+        self._recorder.on_dtmf = sink
+
+    # --- negotiation ----------------------------------------------------------------------
+
+    def answer(self, offer: bytes, *, direction: Direction = Direction.SENDRECV) -> bytes:
+        """Answer an offer (INVITE or re-INVITE) and start or update the session with it.
+
+        Raises NoCommonMediaError / SdpError (answer 488) and leaves the session as it was.
+        """
+        body, negotiated = sdp.answer(
+            offer,
+            self.local_ip,
+            self.local_port,
+            self._config.sdp,
+            direction=direction,
+            previous=self.negotiated,
+        )
+        self._apply(negotiated)
+        return body
+
+    def handle_reinvite(self, offer: bytes) -> bytes | None:
+        """For the SIP layer's ``Dialog.on_reinvite``: the answer to put in the 200, or None
+        (answer 488) when the offer is unusable; the session keeps its current media then.
+
+        An offerless re-INVITE gets our offer; its answer comes in the ACK and goes to
+        :meth:`accept_answer`.
+        """
+        if not offer.strip():
+            return self.offer()
+        try:
+            return self.answer(offer)
+        except SdpError as exc:
+            log.info("re-INVITE offer refused: %s", exc)
+            return None
+
+    def offer(self, *, direction: Direction = Direction.SENDRECV) -> bytes:
+        """Our offer (outbound INVITE, late-offer 200, or a hold/resume re-INVITE)."""
+        self._require_open()
+        body = sdp.offer(
+            self.local_ip,
+            self.local_port,
+            self._config.sdp,
+            direction=direction,
+            previous=self.negotiated,
+        )
+        self._pending_offer = body
+        return body
+
+    def accept_answer(self, answer: bytes, offer: bytes | None = None) -> Negotiated:
+        """Apply the answer to our last :meth:`offer` (from a 18x/200, or the ACK of a late offer)."""
+        ours = offer if offer is not None else self._pending_offer
+        if ours is None:
+            raise MediaSessionStateError("no offer of ours is pending")
+        negotiated = sdp.parse_answer(answer, ours)
+        self._apply(negotiated)
+        return negotiated
+
+    def _apply(self, negotiated: Negotiated) -> None:
+        if self.state is SessionState.OPEN:
+            self.start(negotiated)
+        else:
+            self.update(negotiated)
+
+    def start(self, negotiated: Negotiated) -> None:
+        """Begin receiving and reporting with the first negotiation."""
+        if self.state is not SessionState.OPEN:
+            raise MediaSessionStateError(f"cannot start a session that is {self.state.value}")
+        self._check_port(negotiated)
+        self.state = SessionState.STARTED
+        self._receiving = True
+        self._last_rtp = self._loop.time()
+        self._set_negotiated(negotiated)
+        self._schedule_rtcp()
+
+    def update(self, negotiated: Negotiated) -> None:
+        """A new negotiation inside the dialog (hold, resume, new address or codec)."""
+        self._require_started()
+        self._check_port(negotiated)
+        previous = self.negotiated
+        if previous is not None and not previous.expects_rtp and negotiated.expects_rtp:
+            self._last_rtp = self._loop.time()  # resumed: the peer gets a full timeout again
+        self._set_negotiated(negotiated)
+
+    def _check_port(self, negotiated: Negotiated) -> None:
+        if negotiated.local_port != self.local_port:
+            raise ValueError("negotiation is for another RTP port")
+
+    def _set_negotiated(self, negotiated: Negotiated) -> None:
+        self.negotiated = negotiated
+        if negotiated.remote_reachable:  # a c=0.0.0.0 hold keeps the source we know
+            self._filter.reset(negotiated.remote_address)
+        self._recorder.configure(negotiated.receive_payload_types, negotiated.receive_event_pts)
+        self._audio_pts = frozenset(negotiated.receive_payload_types)
+        self.codec = negotiated.codec
+        self.payload_type = negotiated.payload_type
+        self.event_payload_type = negotiated.telephone_event_pt
+        self.ptime = negotiated.ptime
+        self.sending = negotiated.sends
+        self._inactivity_reported = False
+        self._arm_inactivity()
+
+    # --- SendTarget (read by paced jobs at every frame) -----------------------------------
+    # codec, payload_type, event_payload_type, ptime and sending are plain attributes,
+    # refreshed by _set_negotiated and close: the pacer reads them 30 000 times a second.
+
+    def transmit(self, packet: bytes) -> None:
+        destination = self._filter.send_to
+        if destination is not None:
+            self._rtp_transport.sendto(packet, destination)
+            self._bytes_sent += len(packet)
+
+    # --- playout --------------------------------------------------------------------------
+
+    async def play(
+        self, audio: Prompt | npt.NDArray[np.int16], interrupt: asyncio.Event | None = None
+    ) -> PlayResult:
+        """Send 8 kHz int16 PCM (or a shared :class:`Prompt`) in ptime frames on an
+        absolute schedule.
+
+        Returns when every frame was sent, or early (``interrupted=True``) when
+        ``interrupt`` is set or the session closes. Successive plays are serialised
+        and continue sequence numbers and timestamps. While the stream is on hold the
+        frames still take their time but are not sent.
+        """
+        self._require_started()
+        if len(audio) == 0:
+            return PlayResult(0, 0, False)
+        async with self._send_lock:
+            self._require_started()
+            if interrupt is not None and interrupt.is_set():
+                return PlayResult(0, 0, True)
+            future: asyncio.Future[PlayResult] = self._loop.create_future()
+            job = AudioJob(
+                self._stream,
+                self,
+                audio,
+                lambda outcome: _settle(future, outcome),
+                interrupt.is_set if interrupt is not None else None,
+            )
+            return await self._run_job(job, future)
+
+    async def send_dtmf(self, digit: str, duration_ms: int = 100) -> PlayResult:
+        """Send one RFC 4733 event on the negotiated telephone-event payload type."""
+        self._require_started()
+        async with self._send_lock:
+            self._require_started()
+            if self.event_payload_type is None:
+                raise MediaSessionStateError("telephone-event was not negotiated")
+            future: asyncio.Future[PlayResult] = self._loop.create_future()
+            job = DtmfJob(
+                self._stream, self, digit, duration_ms, lambda outcome: _settle(future, outcome)
+            )
+            return await self._run_job(job, future)
+
+    async def _run_job(
+        self, job: AudioJob | DtmfJob, future: asyncio.Future[PlayResult]
+    ) -> PlayResult:
+        job.start(self._loop.time())
+        self._jobs.add(job)
+        self._engine.pacer.add(job)
+        try:
+            return await future
+        finally:
+            self._engine.pacer.discard(job)
+            self._jobs.discard(job)
+            job.finished = True
+
+    # --- receive path ---------------------------------------------------------------------
+
+    def _rtp_in(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if not self._receiving:
+            self._dropped_source += 1
+            return
+        if len(data) > 1 and 192 <= data[1] <= 223:  # RTCP on a muxed port (RFC 5761 4)
+            self._rtcp_in(data, addr)
+            return
+        now = self._loop.time()
+        try:
+            packet = parse_rtp(data, now)
+        except MalformedPacketError:
+            self._malformed += 1
+            return
+        latched = self._filter.latched
+        if (
+            latched is None or addr[0] != latched[0] or addr[1] != latched[1]
+        ) and not self._filter.accept(addr):
+            self._dropped_source += 1
+            return
+        self._last_rtp = now
+        self._packets_received += 1
+        self._bytes_received += len(data)
+        self._reception.packet(
+            packet.ssrc,
+            packet.sequence,
+            packet.timestamp,
+            now,
+            packet.payload_type in self._audio_pts,
+        )
+        recorder = self._recorder
+        recorder.receive(packet)
+        if self._expiry_timer is None and recorder.holding:
+            self._arm_expiry()
+        if self._inactivity_reported:
+            self._inactivity_reported = False
+            self._arm_inactivity()
+
+    def _rtcp_in(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self.state is not SessionState.STARTED or not self._filter.accept_control(addr):
+            self._dropped_source += 1
+            return
+        try:
+            reports = parse_sender_reports(data)
+        except MalformedPacketError:
+            self._malformed += 1
+            return
+        self._rtcp_received += 1
+        self._rtcp_source = (addr[0], addr[1])
+        now = self._loop.time()
+        for ssrc, ntp in reports:
+            self._reception.sender_report(ssrc, ntp, now)
+
+    def _arm_expiry(self) -> None:
+        deadline = self._recorder.deadline
+        if deadline is not None:
+            self._expiry_timer = self._loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry_timer = None
+        self._recorder.expire(self._loop.time())
+        self._arm_expiry()
+
+    # --- RTP inactivity -------------------------------------------------------------------
+
+    def _arm_inactivity(self) -> None:
+        if self._inactivity_timer is not None:
+            self._inactivity_timer.cancel()
+            self._inactivity_timer = None
+        timeout = self._config.inactivity_timeout
+        n = self.negotiated
+        if timeout <= 0 or n is None or not n.expects_rtp or self.state is not SessionState.STARTED:
+            return
+        self._inactivity_timer = self._loop.call_at(
+            self._last_rtp + timeout, self._check_inactivity
+        )
+
+    def _check_inactivity(self) -> None:
+        self._inactivity_timer = None
+        n = self.negotiated
+        if self.state is not SessionState.STARTED or n is None or not n.expects_rtp:
+            return
+        timeout = self._config.inactivity_timeout
+        if self._loop.time() - self._last_rtp + _INACTIVITY_SLACK < timeout:
+            self._inactivity_timer = self._loop.call_at(
+                self._last_rtp + timeout, self._check_inactivity
+            )
+            return
+        self._inactivity_reported = True
+        log.info("no RTP for %.0f s on port %d", timeout, self.local_port)
+        if self.on_inactivity is not None:
+            self.on_inactivity()
+
+    # --- RTCP -----------------------------------------------------------------------------
+
+    def _schedule_rtcp(self) -> None:
+        interval = self._config.rtcp_interval * random.uniform(0.5, 1.5)  # RFC 3550 6.3.1
+        self._rtcp_timer = self._loop.call_later(interval, self._send_rtcp)
+
+    def _send_rtcp(self) -> None:
+        self._rtcp_timer = None
+        if self.state is not SessionState.STARTED:
+            return
+        self._transmit_rtcp(self._rtcp_report())
+        self._schedule_rtcp()
+
+    def _rtcp_report(self, bye: bool = False) -> bytes:
+        now = self._loop.time()
+        stream = self._stream
+        sender = None
+        if stream.packets_sent != self._reported_packets:
+            self._reported_packets = stream.packets_sent
+            sender = RtcpSenderInfo(
+                ntp_timestamp=ntp_timestamp(time.time()),
+                rtp_timestamp=stream.rtp_time(now),
+                packet_count=stream.packets_sent & 0xFFFFFFFF,
+                octet_count=stream.octets_sent & 0xFFFFFFFF,
+            )
+        block = self._reception.report_block(now)
+        return build_compound(stream.ssrc, self._cname, block, sender, bye)
+
+    def _transmit_rtcp(self, data: bytes) -> None:
+        n = self.negotiated
+        if n is None:
+            return
+        destination = self._rtcp_source
+        if destination is None:
+            destination = n.remote_rtcp_address
+            latched = self._filter.latched
+            if destination is not None and n.rtcp_mux and latched is not None:
+                destination = latched
+        if destination is None:
+            return
+        transport = self._rtp_transport if n.rtcp_mux else self._rtcp_transport
+        transport.sendto(data, destination)
+        self._rtcp_sent += 1
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def stats(self) -> MediaStats:
+        recorder = self._recorder
+        return MediaStats(
+            packets_received=self._packets_received,
+            bytes_received=self._bytes_received,
+            packets_sent=self._stream.packets_sent,
+            bytes_sent=self._bytes_sent,
+            lost=recorder.lost,
+            late=recorder.late,
+            duplicates=recorder.duplicates,
+            dropped_payload_type=recorder.dropped_payload_type,
+            dropped_source=self._dropped_source,
+            malformed=self._malformed + recorder.dtmf.malformed,
+            dtmf_digits=recorder.dtmf.digits,
+            rtcp_sent=self._rtcp_sent,
+            rtcp_received=self._rtcp_received,
+            samples_recorded=recorder.samples,
+            jitter_ms=self._reception.jitter_seconds * 1000,
+            frames_withheld=self._stream.frames_withheld,
+            schedule_slips=self._stream.slips,
+        )
+
+    async def close(self) -> None:
+        """Stop playout, deliver the recording's tail, send RTCP BYE, close the sockets."""
+        if self.state is SessionState.CLOSED:
+            return
+        was_started = self.state is SessionState.STARTED
+        self.state = SessionState.CLOSED
+        self._receiving = False
+        self.sending = False
+        for timer in (self._inactivity_timer, self._rtcp_timer, self._expiry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._inactivity_timer = self._rtcp_timer = self._expiry_timer = None
+        for job in list(self._jobs):
+            self._engine.pacer.discard(job)
+            job.finish(interrupted=True)
+        try:
+            self._recorder.flush()
+            if was_started:
+                with contextlib.suppress(OSError):
+                    self._transmit_rtcp(self._rtcp_report(bye=True))
+        finally:
+            self._rtp_endpoint.session = None
+            self._rtcp_endpoint.session = None
+            self._rtp_transport.close()
+            self._rtcp_transport.close()
+            await asyncio.gather(self._rtp_endpoint.closed, self._rtcp_endpoint.closed)
+            self._engine._forget(self)
+
+    def _require_started(self) -> None:
+        if self.state is not SessionState.STARTED:
+            raise MediaSessionStateError(f"media session is {self.state.value}, not started")
+
+    def _require_open(self) -> None:
+        if self.state is SessionState.CLOSED:
+            raise MediaSessionStateError("media session is closed")
