@@ -112,19 +112,19 @@ def _codes(data: bytes | bytearray | memoryview) -> npt.NDArray[np.uint8]:
 
 def ulaw_encode(pcm: npt.NDArray[np.int16]) -> bytes:
     """Encode int16 samples (any shape, flattened) to µ-law bytes."""
-    return _ULAW_ENCODE[_as_index(pcm)].tobytes()
+    return _ULAW_ENCODE.take(_as_index(pcm)).tobytes()
 
 
 def ulaw_decode(data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:
     """Decode µ-law bytes to a new int16 array, one sample per byte."""
-    return _ULAW_DECODE[_codes(data)]
+    return _ULAW_DECODE.take(_codes(data))
 
 
 def alaw_encode(pcm: npt.NDArray[np.int16]) -> bytes:
     """Encode int16 samples (any shape, flattened) to A-law bytes."""
-    return _ALAW_ENCODE[_as_index(pcm)].tobytes()
+    return _ALAW_ENCODE.take(_as_index(pcm)).tobytes()
 
 
 def alaw_decode(data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:
     """Decode A-law bytes to a new int16 array, one sample per byte."""
-    return _ALAW_DECODE[_codes(data)]
+    return _ALAW_DECODE.take(_codes(data))
