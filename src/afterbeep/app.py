@@ -7,6 +7,7 @@ HTTP application) and closes them in reverse order.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -28,8 +29,12 @@ from afterbeep.services.messages import MessageService
 from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
+from afterbeep.services.routing import CallRouter
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
+from afterbeep.telephony.call import CallSettings
+from afterbeep.telephony.inbound import InboundCalls
+from afterbeep.telephony.server import Router, ServerLimits, TelephonyServer, telephony_configs
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolWorker
 
@@ -49,6 +54,7 @@ class Runtime:
         self.deposits: DepositService | None = None
         self.spool: Spool | None = None
         self.spool_worker: SpoolWorker | None = None
+        self.telephony: TelephonyServer | None = None
         self.accounts = AccountService(self.uow, self.clock)
         self._app: FastAPI | None = None
 
@@ -93,6 +99,40 @@ class Runtime:
             await self.dispatcher.start()
             await self.email_dispatcher.start()
             await self.spool_worker.recover()
+            await self.start_telephony()
+
+    def inbound_calls(self) -> InboundCalls:
+        """Numbers → mailboxes → the deposit script (the default router of the SIP service)."""
+        if self.store is None or self.spool is None or self.spool_worker is None or self.deposits is None:
+            raise RuntimeError("Runtime.start() must run first")
+        numbers = NumberService(self.uow, self.clock, self.settings.default_region)
+        return InboundCalls(
+            CallRouter(self.uow, numbers),
+            self.store,
+            self.spool,
+            self.spool_worker,
+            self.deposits,
+            self.clock,
+            silence_threshold=self.settings.silence_threshold,
+        )
+
+    async def start_telephony(self, router: Router | None = None) -> TelephonyServer:
+        """SIP on AFTERBEEP_SIP_ADDR (UDP and TCP) and RTP in AFTERBEEP_RTP_PORT_MIN/MAX,
+        routing calls by number to mailboxes unless another router is given."""
+        s = self.settings
+        ua_config, media_config = telephony_configs(
+            s.sip_addr, s.sip_advertise, s.rtp_port_min, s.rtp_port_max
+        )
+        media_config = replace(media_config, inactivity_timeout=s.rtp_timeout_seconds)
+        self.telephony = TelephonyServer(
+            ua_config,
+            media_config,
+            router=router or self.inbound_calls().route,
+            limits=ServerLimits(max_calls=s.max_calls, drain_timeout=s.drain_seconds),
+            call_settings=CallSettings(default_region=s.default_region),
+        )
+        await self.telephony.start()
+        return self.telephony
 
     @property
     def app(self) -> FastAPI:
@@ -135,6 +175,8 @@ class Runtime:
         return problems
 
     async def stop(self) -> None:
+        if self.telephony is not None:
+            await self.telephony.stop()
         if self.spool_worker is not None:
             await self.spool_worker.stop()
         if self.email_dispatcher is not None:

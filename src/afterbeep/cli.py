@@ -57,6 +57,8 @@ def serve() -> None:
         )
         server = uvicorn.Server(config)
         typer.echo(f"afterbeep HTTP API listening on http://{host}:{port} (docs at /docs)", err=True)
+        if runtime.telephony is not None:
+            typer.echo(f"afterbeep SIP listening on {runtime.telephony.listening()}", err=True)
         try:
             await server.serve()
         finally:

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     sip_advertise: str | None = None
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
+    max_calls: int = Field(default=600, ge=1)
+    rtp_timeout_seconds: float = Field(default=30.0, ge=0)
+    drain_seconds: float = Field(default=30.0, ge=0)
+    silence_threshold: int = Field(default=200, ge=0, le=32767)
     public_url: str = ""
     smtp_url: str = "smtp://127.0.0.1:25"
     smtp_from: str = "afterbeep@localhost"

@@ -1,0 +1,861 @@
+"""Calls over SIP and RTP: `SipCall`, the real `Call` that call scripts run on, and `dial()`.
+
+A `SipCall` joins the signalling of one call (an `IncomingInvite`, then its `Dialog`) to its
+media (one `MediaSession`). Everything runs in callbacks of the event loop: RTP audio goes to
+the recording that is in progress (if any), keys pressed arrive by RFC 4733 or SIP INFO and
+are merged into one stream (a press sent both ways counts once), the remote BYE, a CANCEL, a
+missing ACK or RTP inactivity set `ended`. The call owns no task: the script awaits it, and
+whoever runs the script calls `hangup()` at the end (the server does, in a `finally`).
+
+A recording starts with the audio received after `record()` is called and ends, for a finish
+key sent by RFC 4733, exactly where the key's first packet sits in the RTP stream (the media
+layer delivers in packet order). Nothing is trimmed before the key: a phone that also sends the
+tone in-band for the few ms before its first event packet leaves those ms in the recording.
+
+Errors (`CallEnded` of the call interface is what scripts see when the far end goes away):
+
+    CallError
+    ├── CallStateError   an operation the call's state does not allow (play before answer)
+    └── DialFailed       an outbound call that was not answered (SIP code and reason)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import urllib.parse
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from afterbeep.domain.errors import InvalidPhoneNumber
+from afterbeep.domain.ids import new_id
+from afterbeep.domain.phone import mask, to_e164
+from afterbeep.telephony.interface import (
+    Audio,
+    CallEnded,
+    EndedBy,
+    Recording,
+    RecordingSink,
+)
+from afterbeep.telephony.media import (
+    MediaEngine,
+    MediaError,
+    MediaSession,
+    MediaSessionStateError,
+    MediaStats,
+    PortsExhaustedError,
+    SdpError,
+)
+from afterbeep.telephony.sip import (
+    Answered,
+    CallFailed,
+    Cancelled,
+    Credentials,
+    Dialog,
+    DialogAck,
+    DialogEvent,
+    DtmfReceived,
+    Failed,
+    HangUp,
+    IncomingEvent,
+    IncomingInvite,
+    OutgoingEvent,
+    OutgoingInvite,
+    OutgoingState,
+    Provisional,
+    SipStateError,
+    UserAgent,
+)
+from afterbeep.telephony.sip.message import uri_of
+
+__all__ = [
+    "CallEndpoint",
+    "CallError",
+    "CallSettings",
+    "CallStateError",
+    "DialFailed",
+    "DialState",
+    "DigitMerger",
+    "OutboundCall",
+    "RecordingTake",
+    "SipCall",
+    "caller_identity",
+    "dial",
+    "display_name",
+    "uri_user",
+]
+
+log = logging.getLogger(__name__)
+
+RATE = 8000
+FRAME = 160  # 20 ms: the unit of silence detection, as in the fake call
+RFC4733 = "rfc4733"
+SIP_INFO = "info"
+_PLACEMENT_SLACK = 0.6  # s: the media layer may hold received audio this long before delivery
+
+
+class CallError(Exception):
+    """Base of the errors raised by afterbeep.telephony.call (besides CallEnded)."""
+
+
+class CallStateError(CallError):
+    """The call is not in a state that allows this operation."""
+
+
+class DialFailed(CallError):
+    """An outbound call ended without an answer: the SIP final response code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    """``default_region`` turns national caller numbers into E.164; ``hangup_grace`` is how
+    long RTP still in flight is awaited after a remote BYE before the recording is closed;
+    ``dtmf_dedup_window``: the same key by RFC 4733 and by INFO within this is one press."""
+
+    default_region: str = "US"
+    hangup_grace: float = 0.1
+    dtmf_dedup_window: float = 0.5
+    retry_after: int = 30
+
+
+# --- who is calling -------------------------------------------------------------------------
+
+
+def uri_user(uri: str) -> str | None:
+    """The user part of a SIP URI (``sip:+1202...;npdi@host`` → ``+1202...``), the number of a
+    ``tel:`` URI, percent-decoded, without user parameters; None if it has none."""
+    scheme, sep, rest = uri.strip().partition(":")
+    if not sep:
+        return None
+    scheme = scheme.lower()
+    if scheme == "tel":
+        user = rest.split(";", 1)[0]
+    elif scheme in ("sip", "sips"):
+        if "@" not in rest:
+            return None
+        user = rest.rsplit("@", 1)[0].split(";", 1)[0].split(":", 1)[0]
+    else:
+        return None
+    user = urllib.parse.unquote(user).strip()
+    return user or None
+
+
+def display_name(header: str | None) -> str | None:
+    """The display name of a name-addr header value (``"Alice" <sip:...>``), if any."""
+    if not header:
+        return None
+    text = header.strip()
+    lt = text.find("<")
+    if lt <= 0:
+        return None
+    name = text[:lt].strip()
+    if name.startswith('"'):
+        end = name.rfind('"')
+        name = name[1:end] if end > 0 else name[1:]
+        name = name.replace('\\"', '"').replace("\\\\", "\\")
+    return name.strip() or None
+
+
+def _number_or(uri: str, user: str | None, region: str) -> str:
+    if user:
+        try:
+            return to_e164(user, region)
+        except InvalidPhoneNumber:
+            pass
+    return uri
+
+
+def caller_identity(
+    from_header: str, pai_header: str | None, region: str
+) -> tuple[str | None, str | None]:
+    """(caller, caller_name): the number from P-Asserted-Identity, else from From, in E.164 when
+    it is one, else that header's SIP URI; the display name of the same header, else From's."""
+    source = pai_header if pai_header and pai_header.strip() else from_header
+    if not source:
+        return None, None
+    uri = uri_of(source)
+    caller = _number_or(uri, uri_user(uri), region)
+    name = display_name(source) or (
+        display_name(from_header) if source is not from_header else None
+    )
+    return caller, name
+
+
+# --- keys pressed ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Press:
+    key: str
+    source: str
+    time: float
+    paired: bool = False
+
+
+class DigitMerger:
+    """One key stream out of two sources (RFC 4733 and SIP INFO), no I/O, time passed in.
+
+    A phone set to send both reports every press twice: a key is dropped when the *other*
+    source reported the same key within ``window`` seconds and that report was not already
+    paired. Two presses of the same key on one source are always two keys.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._recent: deque[_Press] = deque()
+        self.duplicates = 0
+
+    def accept(self, key: str, source: str, now: float) -> bool:
+        while self._recent and now - self._recent[0].time > self.window:
+            self._recent.popleft()
+        for press in self._recent:
+            if press.key == key and press.source != source and not press.paired:
+                press.paired = True
+                self.duplicates += 1
+                return False
+        self._recent.append(_Press(key, source, now))
+        return True
+
+
+# --- the pieces of one call that are in progress ------------------------------------------
+
+
+class _Player:
+    __slots__ = ("interrupt", "key", "keys")
+
+    def __init__(self, keys: str) -> None:
+        self.keys = keys
+        self.key: str | None = None
+        self.interrupt = asyncio.Event()
+
+
+class RecordingTake:
+    """A recording in progress: writes to the sink, stops at the limits. No I/O of its own.
+
+    Silence is Asterisk's rule of `afterbeep.audio.levels` (a 20 ms frame whose mean absolute
+    value is below the threshold), counted over frames aligned on the start of the take; it
+    is computed for a whole delivered block at once, since `SilenceDetector.feed` frame by
+    frame costs about 100 us per 200 ms block, a third of a core at 600 calls.
+    """
+
+    def __init__(
+        self, sink: RecordingSink, limit: int, silence_ms: int, threshold: int, finish_on: str
+    ) -> None:
+        self.sink = sink
+        self.limit = limit
+        self.finish_on = finish_on
+        self.threshold = threshold
+        self.silence_limit = silence_ms * RATE // 1000
+        self.silent_run = 0
+        self._carry: Audio = np.zeros(0, dtype=np.int16)  # a partial frame from the last block
+        self.samples = 0
+        self.ended_by: EndedBy | None = None
+        self.error: BaseException | None = None
+        self.changed = asyncio.Event()
+        self.last_audio = asyncio.get_running_loop().time()
+
+    def feed(self, pcm: Audio, now: float) -> None:
+        if self.ended_by is not None or pcm.size == 0:
+            return
+        self.last_audio = now
+        end = min(pcm.size, self.limit - self.samples)
+        stop: EndedBy | None = EndedBy.MAX_LENGTH if end < pcm.size else None
+        cut = self._silence_end(pcm[:end])
+        if cut is not None:
+            end, stop = cut, EndedBy.SILENCE
+        if stop is None and self.samples + end >= self.limit:
+            stop = EndedBy.MAX_LENGTH
+        if end > 0:
+            try:
+                self.sink.write(pcm[:end])
+            except Exception as exc:  # surfaces from record(), not from a socket callback
+                self.error = exc
+                stop = stop or EndedBy.HANGUP
+            self.samples += end
+        if stop is not None:
+            self.finish(stop)
+
+    def _silence_end(self, pcm: Audio) -> int | None:
+        """Where in ``pcm`` the silence reaches its limit (the end of that frame), if it does."""
+        carry = self._carry
+        data = np.concatenate([carry, pcm]) if carry.size else pcm
+        whole = data.size // FRAME * FRAME
+        if whole:
+            means = np.abs(data[:whole].reshape(-1, FRAME), dtype=np.int32).mean(axis=1)
+            for index, silent in enumerate((means < self.threshold).tolist()):
+                self.silent_run = self.silent_run + FRAME if silent else 0
+                if self.silent_run >= self.silence_limit:
+                    return (index + 1) * FRAME - carry.size
+        self._carry = data[whole:].copy()
+        return None
+
+    def finish(self, ended_by: EndedBy) -> None:
+        if self.ended_by is None:
+            self.ended_by = ended_by
+        self.changed.set()
+
+
+# --- the call --------------------------------------------------------------------------------
+
+
+class SipCall:
+    """One call leg over SIP and RTP implementing `afterbeep.telephony.interface.Call`.
+
+    ``call_id`` is ours (``call_<ulid>``); ``sip_call_id`` the SIP Call-ID. ``ended`` is set
+    when the call is over for the script (remote BYE, CANCEL, no ACK, RTP inactivity,
+    shutdown); ``end_reason`` says which.
+    """
+
+    call_id: str
+    caller: str | None
+    caller_name: str | None
+    callee: str | None
+
+    def __init__(
+        self,
+        engine: MediaEngine,
+        settings: CallSettings = CallSettings(),
+        *,
+        invite: IncomingInvite | None = None,
+        direction: str = "inbound",
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._loop = asyncio.get_running_loop()
+        self.call_id = new_id("call")
+        self.direction = direction
+        self.invite = invite
+        self.dialog: Dialog | None = None
+        self.media: MediaSession | None = None
+        self.caller = self.caller_name = self.callee = None
+        self.request_user: str | None = None
+        self.ended = asyncio.Event()
+        self.end_reason: str | None = None
+        self.answered = False
+        self._hung_up = False
+        self._answer_lock = asyncio.Lock()
+        self._awaiting_answer_in_ack = False
+        self._acked = asyncio.Event()
+        self._merger = DigitMerger(settings.dtmf_dedup_window)
+        self._typed: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._player: _Player | None = None
+        self._take: RecordingTake | None = None
+        self.digits_received = 0
+        if invite is not None:
+            self._identify(invite)
+            invite.listener = self._on_invite_event
+            if not invite.answerable:
+                self._end("cancelled")
+
+    def _identify(self, invite: IncomingInvite) -> None:
+        region = self._settings.default_region
+        self.caller, self.caller_name = caller_identity(
+            invite.from_header, invite.request.headers.get_first("p-asserted-identity"), region
+        )
+        self.request_user = uri_user(invite.request.uri)
+        user = self.request_user or uri_user(invite.to_uri)
+        self.callee = _number_or(user, user, region) if user else None
+
+    @property
+    def sip_call_id(self) -> str:
+        if self.dialog is not None:
+            return self.dialog.call_id
+        return self.invite.call_id if self.invite is not None else ""
+
+    def __repr__(self) -> str:
+        return f"<SipCall {self.call_id} {self.direction} caller={mask(self.caller)}>"
+
+    def media_stats(self) -> MediaStats | None:
+        return self.media.stats() if self.media is not None else None
+
+    # --- signalling events (run on the loop, from datagram callbacks) ---------------------
+
+    def _on_invite_event(self, event: IncomingEvent) -> None:
+        if isinstance(event, Cancelled):
+            self._end("cancelled" if event.reason == "CANCEL" else event.reason)
+
+    def _on_dialog_event(self, event: DialogEvent) -> None:
+        if isinstance(event, DtmfReceived):
+            self._on_key(event.digit, SIP_INFO)
+        elif isinstance(event, DialogAck):
+            self._on_ack(event.body)
+        elif isinstance(event, HangUp):
+            self._end(event.reason)
+
+    def _on_ack(self, body: bytes) -> None:
+        if self._awaiting_answer_in_ack and self.media is not None:
+            self._awaiting_answer_in_ack = False
+            try:
+                self.media.accept_answer(body)
+            except (SdpError, MediaSessionStateError) as exc:
+                log.info("call %s: unusable SDP answer in ACK: %s", self.call_id, exc)
+                self._end("bad-sdp")
+        self._acked.set()
+
+    def _on_reinvite(self, offer: bytes) -> bytes | None:
+        """Hold, resume, new address or codec; None answers 488."""
+        media = self.media
+        if media is None or self.ended.is_set():
+            return None
+        try:
+            if not offer:
+                self._awaiting_answer_in_ack = True
+                return media.offer()
+            return media.answer(offer)
+        except (SdpError, MediaSessionStateError, ValueError) as exc:
+            log.info("call %s: re-INVITE refused: %s", self.call_id, exc)
+            return None
+
+    def _on_inactivity(self) -> None:
+        log.info("call %s: no RTP, hanging up", self.call_id)
+        self._end("rtp-timeout")
+
+    # --- media events ---------------------------------------------------------------------
+
+    def _on_audio(self, pcm: Audio, offset: int) -> None:
+        take = self._take
+        if take is not None:
+            take.feed(pcm, self._loop.time())
+
+    def _on_rfc4733(self, key: str) -> None:
+        self._on_key(key, RFC4733)
+
+    def _flush_received(self) -> None:
+        """Have the media layer deliver the audio it holds (re-setting the sink does that)."""
+        if self.media is not None:
+            self.media.on_audio = self._on_audio
+
+    def _on_key(self, key: str, source: str) -> None:
+        if not self._merger.accept(key, source, self._loop.time()):
+            return
+        self.digits_received += 1
+        player, take = self._player, self._take
+        if player is not None and player.key is None and key in player.keys:
+            player.key = key
+            player.interrupt.set()
+        elif take is not None and take.ended_by is None:
+            if key in take.finish_on:
+                self._flush_received()  # audio before the key (RFC 4733 keeps packet order)
+                take.finish(EndedBy.FINISH_KEY)
+            # other keys during a recording are ignored, as in the fake call
+        else:
+            self._typed.append(key)
+            self._wake.set()
+
+    def _end(self, reason: str) -> None:
+        if self.ended.is_set():
+            return
+        self.end_reason = reason
+        self.ended.set()
+        self._wake.set()
+        if self._player is not None:
+            self._player.interrupt.set()
+        if self._take is not None:
+            self._take.changed.set()
+
+    def end(self, reason: str = "shutdown") -> None:
+        """End the call for the script now (it sees CallEnded, a recording ends as by hang-up);
+        the BYE goes out when `hangup()` runs."""
+        self._end(reason)
+
+    # --- the Call interface ---------------------------------------------------------------
+
+    def ringing(self) -> None:
+        """Send 180 Ringing (inbound, before answer)."""
+        if self.invite is not None and not self.answered:
+            self.invite.ringing()
+
+    async def answer(self) -> None:
+        """Bind RTP, answer the offer (488 when nothing is common), send 200; hold and resume
+        are then answered from the same session. Raises CallEnded if the caller is gone."""
+        async with self._answer_lock:
+            if self.answered:
+                return
+            invite = self.invite
+            if invite is None:
+                raise CallStateError("an outbound call is answered by the far end")
+            if self.ended.is_set() or not invite.answerable:
+                self._end("cancelled")
+                raise CallEnded()
+            try:
+                media = await self._engine.open_session(
+                    on_audio=self._on_audio,
+                    on_dtmf=self._on_rfc4733,
+                    on_inactivity=self._on_inactivity,
+                )
+            except (PortsExhaustedError, MediaSessionStateError) as exc:
+                log.warning("call %s: %s", self.call_id, exc)
+                retry = (("Retry-After", str(self._settings.retry_after)),)
+                invite.reject(503, "No Media Ports", retry)
+                self._end("no-media-ports")
+                raise CallEnded() from exc
+            self.media = media
+            try:
+                if invite.sdp:
+                    local_sdp = media.answer(invite.sdp)
+                else:
+                    local_sdp = media.offer()
+                    self._awaiting_answer_in_ack = True
+            except SdpError as exc:
+                log.info("call %s: 488, %s", self.call_id, exc)
+                invite.reject(488)
+                await self._close_media()
+                self._end("no-common-media")
+                raise CallEnded() from exc
+            dialog = invite.accept(local_sdp)
+            if dialog is None:
+                await self._close_media()
+                self._end("cancelled")
+                raise CallEnded()
+            self._attach(dialog)
+        if not invite.sdp:  # late offer: the answer comes with the ACK
+            await self._wait_for(self._acked)
+            if self.ended.is_set():
+                raise CallEnded()
+
+    def _attach(self, dialog: Dialog) -> None:
+        self.dialog = dialog
+        self.answered = True
+        dialog.listener = self._on_dialog_event
+        dialog.on_reinvite = self._on_reinvite
+        if dialog.terminated:
+            self._end("remote")
+
+    async def _wait_for(self, event: asyncio.Event) -> None:
+        """Until ``event`` or the end of the call."""
+        if event.is_set() or self.ended.is_set():
+            return
+        waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.ended.wait())}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    def _require_media(self) -> MediaSession:
+        if not self.answered or self.media is None:
+            raise CallStateError("the call is not answered")
+        if self.ended.is_set():
+            raise CallEnded()
+        return self.media
+
+    async def play(self, audio: Audio, interrupt_on: str = "") -> str | None:
+        """Play to the end, or until one of `interrupt_on` is pressed (that key is returned).
+
+        Raises CallEnded when the far end hangs up.
+        """
+        media = self._require_media()
+        player = _Player(interrupt_on)
+        self._player = player
+        try:
+            await media.play(audio, interrupt=player.interrupt)
+        except MediaSessionStateError as exc:
+            raise CallEnded() from exc
+        finally:
+            if self._player is player:
+                self._player = None
+        if player.key is not None:
+            return player.key
+        if self.ended.is_set():
+            raise CallEnded()
+        return None
+
+    async def record(
+        self,
+        sink: RecordingSink,
+        *,
+        max_seconds: float,
+        silence_seconds: float,
+        finish_on: str = "#",
+        silence_threshold: int = 200,
+    ) -> Recording:
+        """Record into `sink` until a finish key, hang-up, the maximum length, or silence.
+
+        A hang-up ends the recording normally (what was said is kept).
+        """
+        self._require_media()
+        self._flush_received()  # what arrived before now is not part of the recording
+        take = RecordingTake(
+            sink,
+            limit=round(max_seconds * RATE),
+            silence_ms=round(silence_seconds * 1000),
+            threshold=silence_threshold,
+            finish_on=finish_on,
+        )
+        self._take = take
+        started = self._loop.time()
+        try:
+            while take.ended_by is None:
+                if self.ended.is_set():
+                    await self._collect_tail()
+                    take.finish(EndedBy.HANGUP)
+                    break
+                now = self._loop.time()
+                max_at = started + max_seconds + _PLACEMENT_SLACK
+                quiet_at = take.last_audio + silence_seconds + _PLACEMENT_SLACK
+                if now >= max_at:
+                    take.finish(EndedBy.MAX_LENGTH)  # the caller sent too little audio to count
+                elif now >= quiet_at:
+                    take.finish(EndedBy.SILENCE)  # nothing arrived at all (hold, DTX)
+                else:
+                    take.changed.clear()
+                    try:
+                        async with asyncio.timeout(min(max_at, quiet_at) - now):
+                            await take.changed.wait()
+                    except TimeoutError:
+                        pass
+        finally:
+            if self._take is take:
+                self._take = None
+        if take.error is not None:
+            raise take.error
+        assert take.ended_by is not None
+        return Recording(take.samples, take.ended_by)
+
+    async def _collect_tail(self) -> None:
+        """After a hang-up: let RTP in flight land, then close the media (flushing its buffers)."""
+        if self.media is not None and self.end_reason == "remote":
+            await asyncio.sleep(self._settings.hangup_grace)
+        await self._close_media()
+
+    async def collect_digits(self, max_digits: int, timeout: float, terminator: str = "#") -> str:
+        """Keys pressed (including any typed ahead), without the terminator. Raises CallEnded."""
+        digits = ""
+        deadline = self._loop.time() + timeout
+        while True:
+            while self._typed:
+                key = self._typed.popleft()
+                if key == terminator:
+                    return digits
+                digits += key
+                if len(digits) >= max_digits:
+                    return digits
+            if self.ended.is_set():
+                raise CallEnded()
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                return digits
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def hangup(self) -> None:
+        """BYE (or, before answer, 480), close the media. Idempotent; safe after a remote BYE."""
+        if self._hung_up:
+            return
+        self._hung_up = True
+        self._end("local")
+        await self._close_media()
+        if self.dialog is not None:
+            await self.dialog.bye()
+        elif self.invite is not None and self.invite.answerable:
+            self.invite.reject(480)
+
+    async def _close_media(self) -> None:
+        media = self.media
+        if media is not None:
+            try:
+                await media.close()
+            except (OSError, MediaError) as exc:
+                log.warning("call %s: closing media failed: %s", self.call_id, exc)
+
+
+# --- outbound --------------------------------------------------------------------------------
+
+
+class CallEndpoint(Protocol):
+    """What `dial()` needs: a started user agent, the media engine, call settings."""
+
+    @property
+    def ua(self) -> UserAgent: ...
+
+    @property
+    def media(self) -> MediaEngine: ...
+
+    @property
+    def call_settings(self) -> CallSettings: ...
+
+
+class DialState(enum.Enum):
+    CALLING = "calling"
+    RINGING = "ringing"  # 180 (or any 18x without SDP)
+    EARLY_MEDIA = "early_media"  # 18x with SDP: the callee's audio flows before the answer
+    ANSWERED = "answered"
+    FAILED = "failed"
+
+
+class OutboundCall:
+    """An INVITE we sent. ``updates()`` yields each state; ``wait_answered()`` gives the `SipCall`
+    or raises DialFailed (code, reason). Call ``aclose()`` if you stop caring before the end."""
+
+    def __init__(self, endpoint: CallEndpoint, media: MediaSession, offer: bytes) -> None:
+        self._endpoint = endpoint
+        self.media = media
+        self._offer = offer
+        self.state = DialState.CALLING
+        self.ringing = asyncio.Event()
+        self.early_media = asyncio.Event()
+        self.call: SipCall | None = None
+        self.failure: DialFailed | None = None
+        self._out: OutgoingInvite | None = None
+        self._settled = asyncio.Event()
+        self._updates: asyncio.Queue[DialState] = asyncio.Queue()
+        self._pending_bye: Dialog | None = None
+
+    @property
+    def sip_call_id(self) -> str:
+        return self._out.call_id if self._out is not None else ""
+
+    def _set(self, state: DialState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        self._updates.put_nowait(state)
+        if state in (DialState.ANSWERED, DialState.FAILED):
+            self._settled.set()
+
+    def _fail(self, code: int, reason: str) -> None:
+        if self.state in (DialState.ANSWERED, DialState.FAILED):
+            return
+        self.failure = DialFailed(code, reason)
+        self._set(DialState.FAILED)
+
+    def _on_event(self, event: OutgoingEvent) -> None:
+        if isinstance(event, Provisional):
+            if event.sdp and self.state is not DialState.EARLY_MEDIA:
+                try:
+                    self.media.accept_answer(event.sdp, self._offer)
+                except SdpError as exc:
+                    log.info("unusable early media SDP: %s", exc)
+                else:
+                    self.early_media.set()
+                    self._set(DialState.EARLY_MEDIA)
+                    return
+            if self.state is DialState.CALLING:
+                self.ringing.set()
+                self._set(DialState.RINGING)
+        elif isinstance(event, Answered):
+            self._on_answered(event.dialog, event.sdp)
+        elif isinstance(event, Failed):
+            self._fail(event.code, event.reason)
+
+    def _on_answered(self, dialog: Dialog, sdp: bytes) -> None:
+        if sdp or self.media.negotiated is None:
+            try:
+                self.media.accept_answer(sdp, self._offer)
+            except SdpError as exc:
+                log.info("unusable SDP answer, hanging up: %s", exc)
+                self._fail(488, "Not Acceptable Here")
+                self._pending_bye = dialog
+                return
+        call = SipCall(self._endpoint.media, self._endpoint.call_settings, direction="outbound")
+        call.media = self.media
+        self.media.on_audio = call._on_audio
+        self.media.on_dtmf = call._on_rfc4733
+        self.media.on_inactivity = call._on_inactivity
+        out = self._out
+        if out is not None:
+            region = self._endpoint.call_settings.default_region
+            from_uri = out.request.headers.get_first("from") or ""
+            to_uri = out.request.headers.get_first("to") or ""
+            call.caller, call.caller_name = caller_identity(from_uri, None, region)
+            call.callee, _ = caller_identity(to_uri, None, region)
+        call._attach(dialog)
+        self.call = call
+        self._set(DialState.ANSWERED)
+
+    async def updates(self) -> AsyncIterator[DialState]:
+        """Each new state, up to ANSWERED or FAILED."""
+        while True:
+            state = await self._updates.get()
+            yield state
+            if state in (DialState.ANSWERED, DialState.FAILED):
+                return
+
+    async def wait_answered(self) -> SipCall:
+        await self._settled.wait()
+        if self.call is not None:
+            return self.call
+        await self.aclose()
+        assert self.failure is not None
+        raise self.failure
+
+    def cancel(self) -> None:
+        """Give up before the answer: CANCEL goes out, the call fails with 487."""
+        if self._out is not None:
+            self._out.cancel()
+        self._fail(487, "Request Terminated")
+
+    async def aclose(self) -> None:
+        """Cancel if still ringing; release the media unless a `SipCall` took it over."""
+        if self.state in (DialState.CALLING, DialState.RINGING, DialState.EARLY_MEDIA):
+            self.cancel()
+        dialog, self._pending_bye = self._pending_bye, None
+        if dialog is not None:
+            await dialog.bye()
+        if self.call is None:
+            await self.media.close()
+
+
+async def dial(
+    endpoint: CallEndpoint,
+    to_uri: str,
+    from_uri: str,
+    *,
+    credentials: Credentials | None = None,
+    outbound_proxy: str | None = None,
+    timeout: float = 60.0,
+    headers: Iterable[tuple[str, str]] = (),
+) -> OutboundCall:
+    """Place a call: binds RTP, sends the INVITE with our offer, returns at once.
+
+    Raises DialFailed(503) when no RTP port is free or the user agent is closing; every
+    other failure (busy, no answer by ``timeout``, unreachable) comes from ``wait_answered()``.
+    """
+    try:
+        media = await endpoint.media.open_session()
+    except (PortsExhaustedError, MediaSessionStateError) as exc:
+        raise DialFailed(503, str(exc)) from exc
+    offer = media.offer()
+    outbound = OutboundCall(endpoint, media, offer)
+    try:
+        out = await endpoint.ua.invite(
+            to_uri,
+            from_uri,
+            to_uri,
+            offer,
+            headers=headers,
+            credentials=credentials,
+            answer_timeout=timeout,
+            outbound_proxy=outbound_proxy,
+        )
+    except (SipStateError, ValueError) as exc:
+        await media.close()
+        raise DialFailed(503, str(exc)) from exc
+    except BaseException:
+        await media.close()
+        raise
+    outbound._out = out
+    out.listener = outbound._on_event
+    if out.state is OutgoingState.FAILED:  # failed inside invite(), before the listener was set
+        try:
+            await out.wait_answered()
+        except CallFailed as exc:
+            outbound._fail(exc.code, exc.reason)
+    log.info("dialing %s", mask(uri_user(to_uri)))
+    return outbound

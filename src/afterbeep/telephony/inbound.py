@@ -1,0 +1,103 @@
+"""Inbound calls: the dialled number decides (services.routing), a call script runs.
+
+This is the router the `TelephonyServer` asks about each INVITE before anything is answered:
+an unknown number is rejected (404), a voicemail destination runs the deposit script. What the
+script leaves in the spool goes to the spool worker, which stores it and tells the owner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+from afterbeep.audio.rendition import read_wav_pcm
+from afterbeep.domain.clock import Clock
+from afterbeep.services.deposits import DepositService
+from afterbeep.services.ports.storage import ObjectStore, StorageError
+from afterbeep.services.routing import CallRouter, NoRoute, VoicemailRoute
+from afterbeep.telephony.call import SipCall, uri_user
+from afterbeep.telephony.interface import Audio, Call
+from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
+from afterbeep.telephony.server import Route
+from afterbeep.telephony.sip import IncomingInvite
+from afterbeep.telephony.spool import Spool
+from afterbeep.telephony.spool_worker import SpoolWorker
+
+log = logging.getLogger(__name__)
+
+GREETING_CACHE = 64
+
+
+class InboundCalls:
+    def __init__(
+        self,
+        router: CallRouter,
+        store: ObjectStore,
+        spool: Spool,
+        spool_worker: SpoolWorker,
+        deposits: DepositService,
+        clock: Clock,
+        silence_threshold: int = 200,
+    ) -> None:
+        self._router = router
+        self._store = store
+        self._spool = spool
+        self._spool_worker = spool_worker
+        self._deposits = deposits
+        self._clock = clock
+        self._silence_threshold = silence_threshold
+        self._greetings: OrderedDict[str, Audio] = OrderedDict()
+
+    async def route(self, invite: IncomingInvite) -> Route:
+        dialed = uri_user(invite.request.uri) or ""
+        decision = await self._router.route(dialed)
+        if isinstance(decision, NoRoute):
+            return decision.code
+        box = await self._deposit_box(decision)
+
+        async def deposit(call: SipCall) -> None:
+            await self.leave_message(call, box)
+
+        return deposit
+
+    async def leave_message(self, call: Call, box: DepositBox) -> None:
+        result = await leave_message(call, box, self._spool, self._clock.now())
+        if result.outcome is Outcome.SAVED and result.entry is not None:
+            self._spool_worker.submit(result.entry)
+        elif result.outcome is Outcome.MAILBOX_FULL:
+            await self._deposits.mailbox_full(box.account_id, box.mailbox_id)
+
+    async def _deposit_box(self, route: VoicemailRoute) -> DepositBox:
+        mailbox = route.mailbox
+        return DepositBox(
+            account_id=mailbox.account_id,
+            mailbox_id=mailbox.id,
+            language=mailbox.language,
+            greeting=await self._greeting(route.greeting_key),
+            skip_instructions=mailbox.skip_instructions,
+            max_message_seconds=mailbox.max_message_seconds,
+            min_message_seconds=mailbox.min_message_seconds,
+            silence_seconds=mailbox.silence_seconds,
+            silence_threshold=self._silence_threshold,
+            full=route.full,
+        )
+
+    async def _greeting(self, key: str | None) -> Audio | None:
+        """The greeting's telephony rendition (media never changes, so it is cached by key);
+        None falls back to the system prompt, also when storage cannot give it now."""
+        if key is None:
+            return None
+        cached = self._greetings.get(key)
+        if cached is not None:
+            self._greetings.move_to_end(key)
+            return cached
+        try:
+            pcm, _rate = read_wav_pcm(await self._store.get_bytes(key))
+        except (StorageError, ValueError):
+            log.warning("greeting %s unavailable; playing the system greeting", key)
+            return None
+        pcm.setflags(write=False)
+        self._greetings[key] = pcm
+        if len(self._greetings) > GREETING_CACHE:
+            self._greetings.popitem(last=False)
+        return pcm

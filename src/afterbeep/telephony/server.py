@@ -1,0 +1,354 @@
+"""The telephony server: one SIP user agent and one media engine, a task per call, routing,
+overload protection and a phased shutdown.
+
+Each INVITE becomes a `SipCall` run by a task the server owns (kept in a set, removed by a
+done-callback). The router decides what runs: a handler (a call script) or a SIP error code
+(404 by default). Past ``max_calls`` calls in progress, new INVITEs get 503 with Retry-After
+at once, before any media is bound. Shutdown runs in phases with deadlines, like uvicorn's:
+stop accepting (503), let calls in progress finish for ``drain_timeout``, end the rest (a
+recording in progress ends as by hang-up, so the script keeps what was said) and give their
+scripts ``hangup_timeout`` to finish, cancel what is left, then close the user agent (BYE to
+any dialog still up) and the media engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from afterbeep.domain.phone import mask
+from afterbeep.telephony.call import (
+    CallSettings,
+    DialFailed,
+    OutboundCall,
+    SipCall,
+    dial,
+)
+from afterbeep.telephony.interface import CallEnded
+from afterbeep.telephony.media import MediaConfig, MediaEngine
+from afterbeep.telephony.sip import Credentials, IncomingInvite, UAConfig, UserAgent
+from afterbeep.telephony.sip.ua import parse_hostport
+
+__all__ = [
+    "CallHandler",
+    "Route",
+    "Router",
+    "ServerLimits",
+    "ServerState",
+    "ServerStats",
+    "TelephonyServer",
+    "telephony_configs",
+]
+
+log = logging.getLogger(__name__)
+
+CallHandler = Callable[[SipCall], Awaitable[None]]
+Route = CallHandler | int  # a handler, or the SIP code to reject with (300-699)
+Router = Callable[[IncomingInvite], Awaitable[Route]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_calls: int = 600
+    retry_after: int = 30  # seconds, in the 503 of an overload or a shutdown
+    route_timeout: float = 5.0  # a router that takes longer answers 503
+    drain_timeout: float = 30.0  # shutdown: how long calls in progress may go on
+    hangup_timeout: float = 5.0  # shutdown: how long scripts of ended calls may take to finish
+
+
+class ServerState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class ServerStats:
+    accepted: int = 0  # INVITEs given to the router
+    rejected_overload: int = 0
+    rejected_draining: int = 0
+    handler_errors: int = 0
+    ended_by_shutdown: int = 0
+    cancelled_by_shutdown: int = 0
+
+
+def telephony_configs(
+    sip_addr: str,
+    sip_advertise: str | None,
+    rtp_port_min: int,
+    rtp_port_max: int,
+    *,
+    user_agent: str = "afterbeep",
+    retry_after: int = 30,
+) -> tuple[UAConfig, MediaConfig]:
+    """Settings → configurations: SIP on UDP and TCP at ``sip_addr``; the advertised host is
+    ``sip_advertise`` or the listen host, never a wildcard (ValueError); RTP binds next to SIP
+    and advertises the same host (resolved once if it is a name)."""
+    listen_host, port = parse_hostport(sip_addr)
+    advertise = sip_advertise or listen_host
+    adv_host, _ = parse_hostport(advertise)
+    if _is_wildcard(adv_host):
+        raise ValueError(
+            f"SIP listens on the wildcard address {listen_host}: set AFTERBEEP_SIP_ADVERTISE "
+            "to the address peers reach this node at"
+        )
+    try:
+        media_ip = str(ipaddress.ip_address(adv_host))
+    except ValueError:
+        media_ip = str(socket.getaddrinfo(adv_host, None, type=socket.SOCK_DGRAM)[0][4][0])
+    listen = f"[{listen_host}]:{port}" if ":" in listen_host else f"{listen_host}:{port}"
+    ua = UAConfig(
+        advertise=advertise,
+        listen_udp=listen,
+        listen_tcp=listen,
+        user_agent=user_agent,
+        retry_after=retry_after,
+    )
+    media = MediaConfig(
+        advertised_ip=media_ip,
+        bind_host=listen_host,
+        port_min=rtp_port_min,
+        port_max=rtp_port_max,
+    )
+    return ua, media
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+class TelephonyServer:
+    """Use as ``async with TelephonyServer(ua_config, media_config, on_call=script):``.
+
+    ``router`` (async, gets the IncomingInvite) wins over ``on_call``; with neither, every
+    INVITE is answered 404. The handler gets an unanswered `SipCall`; whatever it does, the
+    call is hung up when it returns or raises.
+    """
+
+    def __init__(
+        self,
+        config: UAConfig,
+        media_config: MediaConfig,
+        on_call: CallHandler | None = None,
+        *,
+        router: Router | None = None,
+        limits: ServerLimits = ServerLimits(),
+        call_settings: CallSettings = CallSettings(),
+    ) -> None:
+        self.config = config
+        self.limits = limits
+        self._call_settings = call_settings
+        self._on_call = on_call
+        self._router = router
+        self._ua = UserAgent(config, self._on_invite)
+        self._media = MediaEngine(media_config)
+        self._calls: dict[asyncio.Task[None], SipCall] = {}
+        self._all_done = asyncio.Event()
+        self._all_done.set()
+        self.state = ServerState.NEW
+        self.stats = ServerStats()
+        self._stopped: asyncio.Future[None] | None = None
+
+    # --- CallEndpoint (used by dial) -------------------------------------------------------
+
+    @property
+    def ua(self) -> UserAgent:
+        return self._ua
+
+    @property
+    def media(self) -> MediaEngine:
+        return self._media
+
+    @property
+    def call_settings(self) -> CallSettings:
+        return self._call_settings
+
+    # --- introspection ----------------------------------------------------------------------
+
+    @property
+    def udp_port(self) -> int | None:
+        return self._ua.udp_port
+
+    @property
+    def tcp_port(self) -> int | None:
+        return self._ua.tcp_port
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    @property
+    def calls(self) -> list[SipCall]:
+        return list(self._calls.values())
+
+    async def idle(self) -> None:
+        """Until no call is in progress."""
+        await self._all_done.wait()
+
+    def listening(self) -> str:
+        """Where SIP listens, for the operator: ``udp+tcp 127.0.0.1:5060, advertised as ...``."""
+        listen = self.config.listen_udp or self.config.listen_tcp or ""
+        host, _ = parse_hostport(listen)
+        host = f"[{host}]" if ":" in host else host
+        parts = [f"udp {host}:{self.udp_port}"] if self.udp_port else []
+        parts += [f"tcp {host}:{self.tcp_port}"] if self.tcp_port else []
+        return f"{', '.join(parts)}, advertised as {self._ua.advertised_host}"
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> TelephonyServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self.state is not ServerState.NEW:
+            raise RuntimeError(f"telephony server is {self.state.value}")
+        try:
+            await self._ua.start()
+        except BaseException:
+            await self._media.close()
+            self.state = ServerState.CLOSED
+            raise
+        self.state = ServerState.RUNNING
+
+    async def stop(
+        self, drain_timeout: float | None = None, hangup_timeout: float | None = None
+    ) -> None:
+        """Stop in phases (see the module docstring); returns once everything is closed."""
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
+            return
+        self._stopped = asyncio.get_running_loop().create_future()
+        drain = self.limits.drain_timeout if drain_timeout is None else drain_timeout
+        grace = self.limits.hangup_timeout if hangup_timeout is None else hangup_timeout
+        try:
+            self.state = ServerState.DRAINING
+            await self._wait_calls(drain)
+            if self._calls:
+                log.info("shutdown: ending %d calls still in progress", len(self._calls))
+                for call in self._calls.values():
+                    self.stats.ended_by_shutdown += 1
+                    call.end("shutdown")
+                await self._wait_calls(grace)
+            if self._calls:
+                tasks = list(self._calls)
+                self.stats.cancelled_by_shutdown += len(tasks)
+                for task in tasks:
+                    task.cancel()
+                # a cancelled script still says BYE in its finally; a dead peer gets no longer
+                _, stuck = await asyncio.wait(tasks, timeout=grace)
+                for task in stuck:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await self._ua.close()
+            await self._media.close()
+        finally:
+            self.state = ServerState.CLOSED
+            self._stopped.set_result(None)
+
+    async def _wait_calls(self, timeout: float) -> None:
+        if not self._calls or timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._all_done.wait()
+
+    # --- inbound ----------------------------------------------------------------------------
+
+    def _on_invite(self, invite: IncomingInvite) -> None:
+        retry = (("Retry-After", str(self.limits.retry_after)),)
+        if self.state is not ServerState.RUNNING:
+            self.stats.rejected_draining += 1
+            invite.reject(503, "Service Unavailable", retry)
+            return
+        if len(self._calls) >= self.limits.max_calls:
+            self.stats.rejected_overload += 1
+            log.warning("overload: %d calls in progress, INVITE refused", len(self._calls))
+            invite.reject(503, "Service Unavailable", retry)
+            return
+        self.stats.accepted += 1
+        call = SipCall(self._media, self._call_settings, invite=invite)
+        task = asyncio.get_running_loop().create_task(self._run(call), name=call.call_id)
+        self._calls[task] = call
+        self._all_done.clear()
+        task.add_done_callback(self._call_done)
+
+    def _call_done(self, task: asyncio.Task[None]) -> None:
+        self._calls.pop(task, None)
+        if not self._calls:
+            self._all_done.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _route(self, invite: IncomingInvite) -> Route:
+        if self._router is not None:
+            return await self._router(invite)
+        if self._on_call is not None:
+            return self._on_call
+        return 404
+
+    async def _run(self, call: SipCall) -> None:
+        invite = call.invite
+        assert invite is not None
+        log.info("call %s from %s to %s", call.call_id, mask(call.caller), mask(call.callee))
+        try:
+            try:
+                async with asyncio.timeout(self.limits.route_timeout):
+                    target = await self._route(invite)
+            except TimeoutError:
+                log.error("call %s: routing took too long", call.call_id)
+                target = 503
+            if isinstance(target, int):
+                code = target if 300 <= target <= 699 else 500
+                invite.reject(code)
+                call.end(f"rejected {code}")
+                return
+            await target(call)
+        except CallEnded:
+            pass
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("call %s: handler failed", call.call_id)
+            if invite.answerable:
+                invite.reject(500)
+        finally:
+            await call.hangup()
+            log.info("call %s ended (%s)", call.call_id, call.end_reason)
+
+    # --- outbound ---------------------------------------------------------------------------
+
+    async def dial(
+        self,
+        to_uri: str,
+        from_uri: str,
+        *,
+        credentials: Credentials | None = None,
+        outbound_proxy: str | None = None,
+        timeout: float = 60.0,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> OutboundCall:
+        """`afterbeep.telephony.call.dial` from this server; DialFailed(503) unless running."""
+        if self.state is not ServerState.RUNNING:
+            raise DialFailed(503, f"telephony server is {self.state.value}")
+        return await dial(
+            self,
+            to_uri,
+            from_uri,
+            credentials=credentials,
+            outbound_proxy=outbound_proxy,
+            timeout=timeout,
+            headers=headers,
+        )
