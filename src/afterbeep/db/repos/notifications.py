@@ -13,11 +13,12 @@ import builtins
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
+from afterbeep.db.repos import _leases as leases
 from afterbeep.db.repos._paging import page_query, split_page
 from afterbeep.services.ports import Page
 from afterbeep.services.ports.notifications import (
@@ -112,20 +113,9 @@ class SqlNotificationRepo:
     async def claim_due(
         self, now: datetime, lease_until: datetime, limit: int
     ) -> builtins.list[ClaimedNotification]:
-        due = and_(
-            _E.c.status == _PENDING,
-            _E.c.next_attempt_at <= now,
-            or_(_E.c.claimed_until.is_(None), _E.c.claimed_until <= now),
-        )
-        query = select(_E.c.id).where(due).order_by(_E.c.next_attempt_at, _E.c.id).limit(limit)
-        if self._conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = [r.id for r in (await self._conn.execute(query)).all()]
+        ids = await leases.claim_due_ids(self._conn, _E, now, lease_until, limit)
         if not ids:
             return []
-        await self._conn.execute(
-            update(_E).where(_E.c.id.in_(ids)).values(claimed_until=lease_until)
-        )
         rows = (
             await self._conn.execute(
                 select(_E).where(_E.c.id.in_(ids)).order_by(_E.c.next_attempt_at, _E.c.id)
@@ -136,43 +126,25 @@ class SqlNotificationRepo:
     async def record_attempt(
         self, claimed: ClaimedNotification, outcome: NotificationOutcome, now: datetime
     ) -> bool:
-        result = await self._conn.execute(
-            update(_E)
-            .where(
-                _E.c.id == claimed.notification.id,
-                _E.c.status == _PENDING,
-                _E.c.claimed_until == claimed.lease_until,
-            )
-            .values(
-                status=outcome.status.value,
-                attempts=outcome.attempts,
-                next_attempt_at=outcome.next_attempt_at,
-                last_error=outcome.last_error,
-                claimed_until=None,
-                updated_at=now,
-            )
+        return await leases.record_attempt(
+            self._conn,
+            _E,
+            claimed.notification.id,
+            claimed.lease_until,
+            {
+                "status": outcome.status.value,
+                "attempts": outcome.attempts,
+                "next_attempt_at": outcome.next_attempt_at,
+                "last_error": outcome.last_error,
+                "updated_at": now,
+            },
         )
-        return bool(result.rowcount)
 
     async def release(self, claims: builtins.list[ClaimedNotification]) -> None:
-        for claimed in claims:
-            await self._conn.execute(
-                update(_E)
-                .where(
-                    _E.c.id == claimed.notification.id,
-                    _E.c.claimed_until == claimed.lease_until,
-                )
-                .values(claimed_until=None)
-            )
+        await leases.release(self._conn, _E, ((c.notification.id, c.lease_until) for c in claims))
 
     async def next_wakeup(self) -> datetime | None:
-        leased_later = and_(
-            _E.c.claimed_until.is_not(None), _E.c.claimed_until > _E.c.next_attempt_at
-        )
-        claimable_at = case((leased_later, _E.c.claimed_until), else_=_E.c.next_attempt_at)
-        query = select(func.min(claimable_at, type_=t.UtcDateTime())).where(_E.c.status == _PENDING)
-        value = (await self._conn.execute(query)).scalar_one_or_none()
-        return value if isinstance(value, datetime) else None
+        return await leases.next_claimable_at(self._conn, _E)
 
     async def mark_full_notified(self, account_id: str, mailbox_id: str, now: datetime) -> bool:
         result = await self._conn.execute(

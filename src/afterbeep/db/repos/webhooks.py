@@ -23,11 +23,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, event, func, insert, or_, select, update
+from sqlalchemy import delete, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import Pool
 
 from afterbeep.db import tables as t
+from afterbeep.db.repos import _leases as leases
 from afterbeep.db.repos._paging import page_query, split_page
 from afterbeep.domain.clock import iso
 from afterbeep.domain.ids import new_id
@@ -142,20 +143,9 @@ class SqlWebhookRepo:
     async def claim_due(
         self, now: datetime, lease_until: datetime, limit: int
     ) -> builtins.list[ClaimedDelivery]:
-        due = and_(
-            _D.c.status == _PENDING,
-            _D.c.next_attempt_at <= now,
-            or_(_D.c.claimed_until.is_(None), _D.c.claimed_until <= now),
-        )
-        query = select(_D.c.id).where(due).order_by(_D.c.next_attempt_at, _D.c.id).limit(limit)
-        if self._conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = [r.id for r in (await self._conn.execute(query)).all()]
+        ids = await leases.claim_due_ids(self._conn, _D, now, lease_until, limit)
         if not ids:
             return []
-        await self._conn.execute(
-            update(_D).where(_D.c.id.in_(ids)).values(claimed_until=lease_until)
-        )
         joined = (
             select(_D, _W.c.url, _W.c.secret)
             .join(_W, _W.c.id == _D.c.webhook_id)
@@ -168,41 +158,26 @@ class SqlWebhookRepo:
     async def record_attempt(
         self, claimed: ClaimedDelivery, outcome: AttemptOutcome, now: datetime
     ) -> bool:
-        result = await self._conn.execute(
-            update(_D)
-            .where(
-                _D.c.id == claimed.delivery.id,
-                _D.c.status == _PENDING,
-                _D.c.claimed_until == claimed.lease_until,
-            )
-            .values(
-                status=outcome.status.value,
-                attempts=outcome.attempts,
-                next_attempt_at=outcome.next_attempt_at,
-                last_status_code=outcome.last_status_code,
-                last_error=outcome.last_error,
-                claimed_until=None,
-                updated_at=now,
-            )
+        return await leases.record_attempt(
+            self._conn,
+            _D,
+            claimed.delivery.id,
+            claimed.lease_until,
+            {
+                "status": outcome.status.value,
+                "attempts": outcome.attempts,
+                "next_attempt_at": outcome.next_attempt_at,
+                "last_status_code": outcome.last_status_code,
+                "last_error": outcome.last_error,
+                "updated_at": now,
+            },
         )
-        return bool(result.rowcount)
 
     async def release(self, claims: builtins.list[ClaimedDelivery]) -> None:
-        for claimed in claims:
-            await self._conn.execute(
-                update(_D)
-                .where(_D.c.id == claimed.delivery.id, _D.c.claimed_until == claimed.lease_until)
-                .values(claimed_until=None)
-            )
+        await leases.release(self._conn, _D, ((c.delivery.id, c.lease_until) for c in claims))
 
     async def next_wakeup(self) -> datetime | None:
-        leased_later = and_(
-            _D.c.claimed_until.is_not(None), _D.c.claimed_until > _D.c.next_attempt_at
-        )
-        claimable_at = case((leased_later, _D.c.claimed_until), else_=_D.c.next_attempt_at)
-        query = select(func.min(claimable_at, type_=t.UtcDateTime())).where(_D.c.status == _PENDING)
-        value = (await self._conn.execute(query)).scalar_one_or_none()
-        return value if isinstance(value, datetime) else None
+        return await leases.next_claimable_at(self._conn, _D)
 
     def watch_published(self, callback: Watcher) -> Watcher:
         return _watch_pool(self._conn.engine.sync_engine.pool, callback)
