@@ -31,7 +31,6 @@ from afterbeep.services.ports.notifications import (
 
 _E = t.email_outbox
 _B = t.mailboxes
-_PENDING = NotificationStatus.PENDING.value
 
 
 def _notification(row: Any) -> Notification:
