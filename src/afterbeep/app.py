@@ -7,6 +7,7 @@ HTTP application) and closes them in reverse order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,12 +17,14 @@ from afterbeep.api.app import create_app
 from afterbeep.api.deps import ApiServices
 from afterbeep.config import Settings
 from afterbeep.db.engine import Database
+from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
 from afterbeep.notify.email import EmailDispatcher, SmtpSender
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.delivery import DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
@@ -29,10 +32,13 @@ from afterbeep.services.messages import MessageService
 from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
+from afterbeep.services.ringless import RinglessService
 from afterbeep.services.routing import CallRouter
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
+from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor
+from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers
 from afterbeep.telephony.inbound import InboundCalls
 from afterbeep.telephony.server import Router, ServerLimits, TelephonyServer, telephony_configs
 from afterbeep.telephony.spool import Spool
@@ -55,7 +61,11 @@ class Runtime:
         self.spool: Spool | None = None
         self.spool_worker: SpoolWorker | None = None
         self.telephony: TelephonyServer | None = None
+        self.delivery_worker: DeliveryWorker | None = None
+        self.deposit_receiver: DepositReceiver | None = None
         self.accounts = AccountService(self.uow, self.clock)
+        # Called after each accepted voicemail send (the delivery engine adds its wake-up).
+        self.voicemail_accepted: list[Callable[[], None]] = []
         self._app: FastAPI | None = None
 
     async def start(self, *, workers: bool = True) -> None:
@@ -100,6 +110,8 @@ class Runtime:
             await self.email_dispatcher.start()
             await self.spool_worker.recover()
             await self.start_telephony()
+            if s.delivery_enabled:
+                await self.start_delivery()
 
     def inbound_calls(self) -> InboundCalls:
         """Numbers → mailboxes → the deposit script (the default router of the SIP service)."""
@@ -116,6 +128,59 @@ class Runtime:
             silence_threshold=self.settings.silence_threshold,
         )
 
+    def delivery(self) -> DeliveryWorker:
+        """The ringless delivery worker (built once; `start_delivery` starts it)."""
+        if self.delivery_worker is None:
+            if self.store is None or self.deposits is None or self.dispatcher is None:
+                raise RuntimeError("Runtime.start() must run first")
+            s = self.settings
+            numbers = NumberService(self.uow, self.clock, s.default_region)
+            depositor = SipDepositor(
+                lambda: self.telephony, Pacer(), ring_timeout=s.delivery_ring_timeout_seconds
+            )
+            service = DeliveryService(
+                SqlDeliveryStore(self.db),
+                self.store,
+                self.clock,
+                CallRouter(self.uow, numbers),
+                self.deposits,
+                depositor,
+                on_event=self.dispatcher.notify,
+            )
+            self.delivery_worker = DeliveryWorker(
+                SqlDeliveryStore(self.db),
+                service,
+                self.clock,
+                lease=lease_for(s.delivery_ring_timeout_seconds),
+                batch_size=s.delivery_batch_size,
+                idle_seconds=s.delivery_idle_seconds,
+            )
+        return self.delivery_worker
+
+    async def start_delivery(self) -> DeliveryWorker:
+        worker = self.delivery()
+        self.voicemail_accepted.append(worker.notify)
+        await worker.recover()
+        await worker.start()
+        return worker
+
+    def receiving_deposits(self, fallback: Router) -> Router:
+        """`fallback` behind the SIP deposit receiver (AFTERBEEP_DEPOSIT_PEERS)."""
+        if self.spool is None or self.spool_worker is None:
+            raise RuntimeError("Runtime.start() must run first")
+        s = self.settings
+        numbers = NumberService(self.uow, self.clock, s.default_region)
+        self.deposit_receiver = DepositReceiver(
+            fallback,
+            CallRouter(self.uow, numbers),
+            self.spool,
+            self.spool_worker,
+            self.clock,
+            parse_peers(s.deposit_peers),
+            silence_threshold=s.silence_threshold,
+        )
+        return self.deposit_receiver.route
+
     async def start_telephony(self, router: Router | None = None) -> TelephonyServer:
         """SIP on AFTERBEEP_SIP_ADDR (UDP and TCP) and RTP in AFTERBEEP_RTP_PORT_MIN/MAX,
         routing calls by number to mailboxes unless another router is given."""
@@ -127,7 +192,7 @@ class Runtime:
         self.telephony = TelephonyServer(
             ua_config,
             media_config,
-            router=router or self.inbound_calls().route,
+            router=router or self.receiving_deposits(self.inbound_calls().route),
             limits=ServerLimits(max_calls=s.max_calls, drain_timeout=s.drain_seconds),
             call_settings=CallSettings(default_region=s.default_region),
         )
@@ -146,19 +211,27 @@ class Runtime:
         s = self.settings
         tmp = self.data_dir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
+        media = MediaService(self.uow, self.store, self.clock, s.max_upload_mb * 1024 * 1024, tmp)
         return ApiServices(
             accounts=self.accounts,
-            media=MediaService(self.uow, self.store, self.clock, s.max_upload_mb * 1024 * 1024, tmp),
+            media=media,
             mailboxes=MailboxService(self.uow, self.store, self.clock),
             messages=MessageService(self.uow, self.store, self.clock),
             numbers=NumberService(self.uow, self.clock, s.default_region),
             webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts()),
             notifications=NotificationService(self.uow, self.clock),
+            ringless=RinglessService(
+                self.uow, self.clock, media, s.default_region, self._voicemail_accepted
+            ),
             store=self.store,
             secret_key=s.resolved_secret_key(),
             public_url=s.resolved_public_url(),
             max_upload_bytes=s.max_upload_mb * 1024 * 1024,
         )
+
+    def _voicemail_accepted(self) -> None:
+        for wake in self.voicemail_accepted:
+            wake()
 
     async def readiness(self) -> list[str]:
         problems: list[str] = []
@@ -175,6 +248,8 @@ class Runtime:
         return problems
 
     async def stop(self) -> None:
+        if self.delivery_worker is not None:
+            await self.delivery_worker.stop()
         if self.telephony is not None:
             await self.telephony.stop()
         if self.spool_worker is not None:

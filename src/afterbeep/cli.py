@@ -12,6 +12,7 @@ import typer
 from afterbeep import logs
 from afterbeep.app import Runtime
 from afterbeep.config import Settings, split_host_port
+from afterbeep.voicemail_cli import voicemails_cli
 
 T = TypeVar("T")
 
@@ -20,6 +21,7 @@ account_cli = typer.Typer(no_args_is_help=True, help="Accounts")
 key_cli = typer.Typer(no_args_is_help=True, help="API keys")
 cli.add_typer(account_cli, name="account")
 cli.add_typer(key_cli, name="key")
+cli.add_typer(voicemails_cli, name="voicemails")
 
 
 def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:

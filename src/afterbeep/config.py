@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
     webhook_allowed_hosts: str = ""
+    deposit_peers: str = ""
+    delivery_enabled: bool = True
+    delivery_batch_size: int = Field(default=20, ge=1)
+    delivery_ring_timeout_seconds: float = Field(default=45.0, gt=0)
+    delivery_idle_seconds: float = Field(default=30.0, gt=0)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

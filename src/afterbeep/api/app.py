@@ -7,7 +7,20 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 
 from afterbeep import __version__
-from afterbeep.api import health, mailboxes, media, messages, numbers, problems, webhooks
+from afterbeep.api import (
+    consents,
+    health,
+    mailboxes,
+    media,
+    messages,
+    numbers,
+    problems,
+    suppressions,
+    telephony_setups,
+    use_cases,
+    voicemails,
+    webhooks,
+)
 from afterbeep.api import notifications as notifications_api
 from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencyMiddleware
@@ -35,6 +48,8 @@ def create_app(
     for module in (media, mailboxes, messages, numbers, webhooks):
         app.include_router(module.router, prefix="/v1")
     app.include_router(notifications_api.router, prefix="/v1")
+    for ringless in (telephony_setups, use_cases, voicemails, suppressions, consents):
+        app.include_router(ringless.router, prefix="/v1")
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
     app.add_middleware(MetricsMiddleware)
     return app

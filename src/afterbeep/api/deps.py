@@ -16,6 +16,7 @@ from afterbeep.services.messages import MessageService
 from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
+from afterbeep.services.ringless import RinglessService
 from afterbeep.services.webhooks import WebhookService
 
 
@@ -28,6 +29,7 @@ class ApiServices:
     numbers: NumberService
     webhooks: WebhookService
     notifications: NotificationService
+    ringless: RinglessService
     store: ObjectStore
     secret_key: bytes
     public_url: str

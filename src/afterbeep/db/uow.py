@@ -13,6 +13,13 @@ from afterbeep.db.repos.mailboxes import SqlMailboxRepo, SqlMessageRepo
 from afterbeep.db.repos.media import SqlMediaRepo
 from afterbeep.db.repos.notifications import SqlNotificationRepo
 from afterbeep.db.repos.numbers import SqlNumberRepo
+from afterbeep.db.repos.ringless import (
+    SqlConsentRepo,
+    SqlSuppressionRepo,
+    SqlTelephonySetupRepo,
+    SqlUseCaseRepo,
+    SqlVoicemailSendRepo,
+)
 from afterbeep.db.repos.webhooks import SqlEventOutbox, SqlWebhookRepo
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
 
@@ -29,6 +36,11 @@ class SqlUnitOfWork:
         self.webhooks = SqlWebhookRepo(conn)
         self.events = SqlEventOutbox(conn)
         self.notifications = SqlNotificationRepo(conn)
+        self.telephony_setups = SqlTelephonySetupRepo(conn)
+        self.use_cases = SqlUseCaseRepo(conn)
+        self.voicemail_sends = SqlVoicemailSendRepo(conn)
+        self.suppressions = SqlSuppressionRepo(conn)
+        self.consents = SqlConsentRepo(conn)
 
 
 def unit_of_work_factory(db: Database) -> UnitOfWorkFactory:

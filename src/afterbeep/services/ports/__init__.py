@@ -17,6 +17,13 @@ from afterbeep.services.ports.mailboxes import MailboxRepo, MessageRepo
 from afterbeep.services.ports.media import MediaRepo
 from afterbeep.services.ports.notifications import NotificationRepo
 from afterbeep.services.ports.numbers import NumberRepo
+from afterbeep.services.ports.ringless import (
+    ConsentRepo,
+    SuppressionRepo,
+    TelephonySetupRepo,
+    UseCaseRepo,
+    VoicemailSendRepo,
+)
 
 T = TypeVar("T")
 
@@ -46,12 +53,23 @@ class UnitOfWork(Protocol):
     def events(self) -> EventOutbox: ...
     @property
     def notifications(self) -> NotificationRepo: ...
+    @property
+    def telephony_setups(self) -> TelephonySetupRepo: ...
+    @property
+    def use_cases(self) -> UseCaseRepo: ...
+    @property
+    def voicemail_sends(self) -> VoicemailSendRepo: ...
+    @property
+    def suppressions(self) -> SuppressionRepo: ...
+    @property
+    def consents(self) -> ConsentRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 __all__ = [
     "AccountRepo",
+    "ConsentRepo",
     "EventOutbox",
     "MailboxRepo",
     "MediaRepo",
@@ -60,7 +78,11 @@ __all__ = [
     "NumberRepo",
     "Page",
     "SecretRepo",
+    "SuppressionRepo",
+    "TelephonySetupRepo",
     "UnitOfWork",
     "UnitOfWorkFactory",
+    "UseCaseRepo",
+    "VoicemailSendRepo",
     "WebhookRepo",
 ]

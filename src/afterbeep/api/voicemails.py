@@ -1,0 +1,450 @@
+"""/v1/voicemails routes: send a ringless voicemail, follow it, cancel it, and delivery stats.
+
+`POST /v1/voicemails` takes either multipart/form-data (an `audio` MP3 file with the fields)
+or JSON (a stored `media_id` instead of the file). The multipart body is parsed here with
+python-multipart's streaming parser, as in `api/media.py`, so the MP3 goes straight into a
+size-limited `StagedUpload` and an upload over 8 MB is refused while it streams.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
+
+from afterbeep.api.deps import CurrentAccount, Svc
+from afterbeep.api.problems import ProblemError
+from afterbeep.api.schemas import ListResponse, StrictModel
+from afterbeep.db.repos._paging import MAX_LIMIT
+from afterbeep.domain.clock import iso
+from afterbeep.domain.errors import PayloadTooLarge
+from afterbeep.domain.media import clean_name
+from afterbeep.domain.ringless import (
+    MAX_AUDIO_BYTES,
+    SendAttempt,
+    SendStats,
+    SendStatus,
+    VoicemailSend,
+)
+from afterbeep.services.media import StagedUpload
+from afterbeep.services.ports.ringless import SendFilter
+
+router = APIRouter(tags=["voicemails"])
+M = TypeVar("M", bound=BaseModel)
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+FORM_OVERHEAD_BYTES = 64 * 1024
+MAX_FIELD_BYTES = 16 * 1024
+MAX_JSON_BYTES = 64 * 1024
+AUDIO_FIELD = "audio"
+TEXT_FIELDS = frozenset({"to", "use_case_id", "foreign_id", "metadata", "send_at"})
+
+
+class SendJson(StrictModel):
+    to: Annotated[str, Field(min_length=1, max_length=32)]
+    use_case_id: Annotated[str, Field(min_length=1, max_length=40)]
+    media_id: Annotated[str, Field(min_length=1, max_length=40)]
+    foreign_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    metadata: dict[str, Any] | None = None
+    send_at: AwareDatetime | None = None
+
+
+class SendForm(StrictModel):
+    to: Annotated[str, Field(min_length=1, max_length=32)]
+    use_case_id: Annotated[str, Field(min_length=1, max_length=40)]
+    foreign_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    metadata: dict[str, Any] | None = None
+    send_at: AwareDatetime | None = None
+
+
+class AttemptOut(BaseModel):
+    number: int
+    method: str
+    started_at: str
+    ended_at: str | None
+    sip_code: int | None
+    duration_ms: int | None
+    outcome: str
+    reason: str | None
+
+    @classmethod
+    def of(cls, a: SendAttempt) -> AttemptOut:
+        return cls(
+            number=a.number,
+            method=a.method.value,
+            started_at=iso(a.started_at),
+            ended_at=iso(a.ended_at) if a.ended_at else None,
+            sip_code=a.sip_code,
+            duration_ms=a.duration_ms,
+            outcome=a.outcome,
+            reason=a.reason,
+        )
+
+
+class SendOut(BaseModel):
+    id: str
+    status: SendStatus
+    from_: str = Field(serialization_alias="from")
+    to: str
+    use_case_id: str
+    setup_id: str
+    media_id: str
+    foreign_id: str | None
+    metadata: dict[str, Any] | None
+    send_at: str | None
+    attempt_count: int
+    method: str | None
+    failure_reason: str | None
+    skip_reason: str | None
+    created_at: str
+    updated_at: str
+    delivered_at: str | None
+
+    @classmethod
+    def of(cls, s: VoicemailSend) -> SendOut:
+        return cls(
+            id=s.id,
+            status=s.status,
+            from_=s.from_e164,
+            to=s.to_e164,
+            use_case_id=s.use_case_id,
+            setup_id=s.setup_id,
+            media_id=s.media_id,
+            foreign_id=s.foreign_id,
+            metadata=dict(s.metadata) if s.metadata is not None else None,
+            send_at=iso(s.send_at) if s.send_at else None,
+            attempt_count=s.attempts,
+            method=s.method.value if s.method else None,
+            failure_reason=s.failure_reason,
+            skip_reason=s.skip_reason,
+            created_at=iso(s.created_at),
+            updated_at=iso(s.updated_at),
+            delivered_at=iso(s.delivered_at) if s.delivered_at else None,
+        )
+
+
+class SendDetailOut(SendOut):
+    attempts: list[AttemptOut]
+
+
+class ReasonCount(BaseModel):
+    reason: str
+    count: int
+
+
+class StatsOut(BaseModel):
+    total: int
+    counts: dict[str, int]
+    delivery_rate: float | None = Field(description="delivered / (delivered + failed)")
+    failure_reasons: list[ReasonCount]
+
+    @classmethod
+    def of(cls, stats: SendStats) -> StatsOut:
+        reasons = sorted(stats.failure_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        return cls(
+            total=stats.total,
+            counts={s.value: stats.counts.get(s, 0) for s in SendStatus},
+            delivery_rate=stats.delivery_rate,
+            failure_reasons=[ReasonCount(reason=r, count=n) for r, n in reasons],
+        )
+
+
+# -- the multipart form -----------------------------------------------------------------
+
+
+def _malformed(detail: str) -> ProblemError:
+    return ProblemError(400, "malformed-multipart", "Malformed multipart body", detail)
+
+
+def _invalid_field(name: str, message: str) -> ProblemError:
+    return ProblemError(
+        422,
+        "validation-failed",
+        "Validation failed",
+        "the request is not valid",
+        errors=[{"field": name, "message": message}],
+    )
+
+
+@dataclass
+class _SendForm:
+    """Callbacks for `MultipartParser`: audio bytes collect in `pending`, text fields in `fields`."""
+
+    audio_seen: bool = False
+    filename: str | None = None
+    fields: dict[str, bytearray] = field(default_factory=dict)
+    finished: bool = False
+    pending: bytearray = field(default_factory=bytearray)
+    _part: str | None = None
+    _headers: dict[bytes, bytes] = field(default_factory=dict)
+    _header_field: bytearray = field(default_factory=bytearray)
+    _header_value: bytearray = field(default_factory=bytearray)
+
+    def parser(self, boundary: bytes) -> MultipartParser:
+        return MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field_data,
+                "on_header_value": self._header_value_data,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_end": self._end,
+            },
+        )
+
+    def _part_begin(self) -> None:
+        self._part = None
+        self._headers = {}
+
+    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._header_field).strip().lower()] = bytes(self._header_value).strip()
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        disposition, options = parse_options_header(self._headers.get(b"content-disposition"))
+        field_name = options.get(b"name")
+        if disposition != b"form-data" or field_name is None:
+            raise _malformed("every part needs Content-Disposition: form-data with a name")
+        name = field_name.decode("utf-8", "replace")
+        if name == AUDIO_FIELD:
+            if self.audio_seen:
+                raise _invalid_field(AUDIO_FIELD, "send one file")
+            self.audio_seen = True
+            raw_filename = options.get(b"filename")
+            if raw_filename is not None:
+                self.filename = clean_name(raw_filename.decode("utf-8", "replace").rsplit("/", 1)[-1])
+        elif name in TEXT_FIELDS:
+            if name in self.fields:
+                raise _invalid_field(name, "send it once")
+            self.fields[name] = bytearray()
+        else:
+            raise _invalid_field(name[:100], "unknown field")
+        self._part = name
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._part == AUDIO_FIELD:
+            self.pending += data[start:end]
+        elif self._part is not None:
+            value = self.fields[self._part]
+            value += data[start:end]
+            if len(value) > MAX_FIELD_BYTES:
+                raise _invalid_field(self._part, "too long")
+
+    def _end(self) -> None:
+        self.finished = True
+
+    def text(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, raw in self.fields.items():
+            try:
+                out[name] = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _invalid_field(name, "must be UTF-8 text") from exc
+        return out
+
+
+async def _receive_form(request: Request, boundary: bytes, upload: StagedUpload) -> _SendForm:
+    body_limit = upload.max_bytes + FORM_OVERHEAD_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > body_limit:
+        raise PayloadTooLarge(upload.max_bytes)
+    form = _SendForm()
+    try:
+        parser = form.parser(boundary)
+    except ValueError as exc:
+        raise _malformed(str(exc)) from exc
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > body_limit:
+                raise PayloadTooLarge(upload.max_bytes)
+            try:
+                parser.write(chunk)
+            except MultipartParseError as exc:
+                raise _malformed("the multipart body does not parse") from exc
+            if form.pending:
+                await upload.write(bytes(form.pending))
+                form.pending.clear()
+    except ClientDisconnect as exc:
+        raise _malformed("the client went away during the upload") from exc
+    if not form.finished:
+        raise _malformed("the body ends before the closing boundary")
+    if not form.audio_seen:
+        raise _invalid_field(AUDIO_FIELD, "Field required")
+    return form
+
+
+def _form_fields(form: _SendForm) -> SendForm:
+    values: dict[str, Any] = dict(form.text())
+    if "metadata" in values:
+        try:
+            values["metadata"] = json.loads(values["metadata"])
+        except ValueError as exc:
+            raise _invalid_field("metadata", "must be a JSON object") from exc
+    return _validated(SendForm, values)
+
+
+def _validated(model: type[M], values: Any) -> M:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+
+
+async def _json_body(request: Request) -> Any:
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BYTES:
+            raise PayloadTooLarge(MAX_JSON_BYTES)
+    try:
+        return json.loads(bytes(raw))
+    except ValueError as exc:
+        raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is not JSON") from exc
+
+
+_SEND_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        AUDIO_FIELD: {"type": "string", "format": "binary", "description": "MP3, 10 to 60 s, at most 8 MB"},
+                        "to": {"type": "string"},
+                        "use_case_id": {"type": "string"},
+                        "foreign_id": {"type": "string"},
+                        "metadata": {"type": "string", "description": "a JSON object"},
+                        "send_at": {"type": "string", "format": "date-time"},
+                    },
+                    "required": [AUDIO_FIELD, "to", "use_case_id"],
+                }
+            },
+            "application/json": {"schema": SendJson.model_json_schema()},
+        },
+    }
+}
+
+
+# -- routes ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/voicemails",
+    status_code=202,
+    response_model=SendOut,
+    openapi_extra=_SEND_OPENAPI,
+    responses={
+        400: {**_PROBLEM, "description": "malformed body"},
+        413: {**_PROBLEM, "description": "the audio is over 8 MB"},
+        415: {**_PROBLEM, "description": "neither multipart/form-data nor JSON"},
+        422: {**_PROBLEM, "description": "invalid-audio, invalid-phone-number, unknown-reference, ..."},
+    },
+)
+async def send_voicemail(request: Request, svc: Svc, account: CurrentAccount) -> SendOut:
+    """Accept a ringless voicemail; delivery happens later (follow `status` or the webhook)."""
+    content_type, params = parse_options_header(request.headers.get("content-type"))
+    if content_type == b"application/json":
+        body = _validated(SendJson, await _json_body(request))
+        send = await svc.ringless.create_send(
+            account.id,
+            body.to,
+            body.use_case_id,
+            media_id=body.media_id,
+            foreign_id=body.foreign_id,
+            metadata=body.metadata,
+            send_at=body.send_at,
+        )
+        return SendOut.of(send)
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise ProblemError(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send multipart/form-data with an audio field, or JSON with a media_id",
+        )
+    with svc.media.start_upload(max_bytes=MAX_AUDIO_BYTES) as upload:
+        form = await _receive_form(request, boundary, upload)
+        fields = _form_fields(form)
+        send = await svc.ringless.create_send(
+            account.id,
+            fields.to,
+            fields.use_case_id,
+            upload=upload,
+            audio_name=form.filename or "voicemail.mp3",
+            foreign_id=fields.foreign_id,
+            metadata=fields.metadata,
+            send_at=fields.send_at,
+        )
+    return SendOut.of(send)
+
+
+@router.get("/voicemails", response_model=ListResponse[SendOut])
+async def list_voicemails(
+    svc: Svc,
+    account: CurrentAccount,
+    use_case_id: Annotated[str | None, Query(max_length=40)] = None,
+    setup_id: Annotated[str | None, Query(max_length=40)] = None,
+    status: SendStatus | None = None,
+    to: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ListResponse[SendOut]:
+    where = SendFilter(use_case_id, setup_id, status, to, created_after, created_before)
+    page = await svc.ringless.list_sends(account.id, where, cursor, limit)
+    return ListResponse[SendOut](items=[SendOut.of(s) for s in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/voicemails/stats", response_model=StatsOut)
+async def voicemail_stats(
+    svc: Svc,
+    account: CurrentAccount,
+    use_case_id: Annotated[str | None, Query(max_length=40)] = None,
+    setup_id: Annotated[str | None, Query(max_length=40)] = None,
+    created_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    created_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+) -> StatsOut:
+    """Counts per status, the delivery rate and failure reasons of sends created in [from, to)."""
+    start: datetime | None = created_from
+    end: datetime | None = created_to
+    where = SendFilter(use_case_id=use_case_id, setup_id=setup_id, created_after=start, created_before=end)
+    return StatsOut.of(await svc.ringless.stats(account.id, where))
+
+
+@router.get("/voicemails/{send_id}", response_model=SendDetailOut, responses={404: _PROBLEM})
+async def get_voicemail(send_id: str, svc: Svc, account: CurrentAccount) -> SendDetailOut:
+    detail = await svc.ringless.get_send(account.id, send_id)
+    base = SendOut.of(detail.send)
+    return SendDetailOut(**base.model_dump(), attempts=[AttemptOut.of(a) for a in detail.attempts])
+
+
+@router.post(
+    "/voicemails/{send_id}/cancel",
+    response_model=SendOut,
+    responses={404: _PROBLEM, 409: {**_PROBLEM, "description": "voicemail-not-cancellable"}},
+)
+async def cancel_voicemail(send_id: str, svc: Svc, account: CurrentAccount) -> SendOut:
+    """Stop a send before its first attempt: it ends `skipped` with reason `cancelled`."""
+    return SendOut.of(await svc.ringless.cancel_send(account.id, send_id))

@@ -1,0 +1,387 @@
+"""The delivery engine's SQL: claiming due sends under a lease, recording attempts and outcomes.
+
+A send is due when it is `accepted`, its `next_attempt_at` has come and no live lease holds it
+(the same lease discipline as `_leases`, which only knows the outboxes' `pending` status). On
+PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers and nodes claim at once; SQLite's
+single writer makes the claim exclusive. Every later write is guarded by the exact lease, so a
+worker that lost its lease (it was too slow, or presumed dead) cannot overwrite a newer result.
+A crashed worker's sends come back when the lease runs out; their started attempts stay
+recorded (outcome `interrupted`), so they still count against `max_attempts`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from afterbeep.db import tables as t
+from afterbeep.db.engine import Database
+from afterbeep.db.repos.webhooks import SqlEventOutbox
+from afterbeep.domain.ids import new_id
+from afterbeep.domain.ringless import (
+    CallingWindow,
+    Channel,
+    Consent,
+    DeliveryMethod,
+    RecipientCap,
+    SenderSelection,
+    SendStatus,
+    SetupNumber,
+    TelephonySetup,
+    Transport,
+    UseCase,
+    VoicemailSend,
+)
+from afterbeep.services.delivery import STATUS_EVENT, AttemptResult, Claim, DeliveryContext
+
+_S = t.voicemail_sends
+_A = t.send_attempts
+ACCEPTED = SendStatus.ACCEPTED.value
+STARTED = "started"
+
+
+def _send(row: Any) -> VoicemailSend:
+    metadata = row.metadata
+    if isinstance(metadata, str):
+        metadata = json.loads(metadata)
+    return VoicemailSend(
+        id=row.id,
+        account_id=row.account_id,
+        use_case_id=row.use_case_id,
+        setup_id=row.setup_id,
+        media_id=row.media_id,
+        from_e164=row.from_e164,
+        to_e164=row.to_e164,
+        foreign_id=row.foreign_id,
+        metadata=metadata,
+        send_at=row.send_at,
+        status=SendStatus(row.status),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        claimed_until=row.claimed_until,
+        method=DeliveryMethod(row.method) if row.method else None,
+        failure_reason=row.failure_reason,
+        skip_reason=row.skip_reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        delivered_at=row.delivered_at,
+    )
+
+
+def _use_case(row: Any) -> UseCase:
+    return UseCase(
+        id=row.id,
+        account_id=row.account_id,
+        channel=Channel(row.channel),
+        name=row.name,
+        description=row.description,
+        setup_id=row.setup_id,
+        sender_selection=SenderSelection(row.sender_selection),
+        sender_number=row.sender_number,
+        require_consent=bool(row.require_consent),
+        calling_window=CallingWindow(
+            time.fromisoformat(row.window_start), time.fromisoformat(row.window_end)
+        ),
+        max_attempts=row.max_attempts,
+        retry_backoff_seconds=row.retry_backoff_seconds,
+        recipient_cap=RecipientCap(row.cap_attempts, row.cap_period_hours),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _setup(row: Any, numbers: Sequence[SetupNumber]) -> TelephonySetup:
+    headers = row.deposit_headers
+    if isinstance(headers, str):
+        headers = json.loads(headers)
+    return TelephonySetup(
+        id=row.id,
+        account_id=row.account_id,
+        name=row.name,
+        trunk_host=row.trunk_host,
+        trunk_port=row.trunk_port,
+        transport=Transport(row.transport),
+        username=row.username,
+        password_ref=row.password_ref,
+        outbound_proxy=row.outbound_proxy,
+        from_domain=row.from_domain,
+        max_calls_per_second=row.max_calls_per_second,
+        max_concurrent_calls=row.max_concurrent_calls,
+        numbers=tuple(numbers),
+        deposit_uri=row.deposit_uri,
+        deposit_headers=dict(headers or {}),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class SqlDeliveryStore:
+    """`services.delivery.DeliveryStore` over the database; one transaction per call."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
+        c = _S.c
+        due = and_(
+            c.status == ACCEPTED,
+            c.next_attempt_at <= now,
+            or_(c.claimed_until.is_(None), c.claimed_until <= now),
+        )
+        query = select(c.id, c.setup_id).where(due).order_by(c.next_attempt_at, c.id).limit(limit)
+        async with self._db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = (await conn.execute(query)).all()
+            if rows:
+                await conn.execute(
+                    update(_S)
+                    .where(c.id.in_([r.id for r in rows]))
+                    .values(claimed_until=lease_until)
+                )
+        return [Claim(r.id, r.setup_id, lease_until) for r in rows]
+
+    async def release(self, claims: Sequence[Claim]) -> None:
+        async with self._db.begin() as conn:
+            for claim in claims:
+                await conn.execute(
+                    update(_S)
+                    .where(_S.c.id == claim.send_id, _S.c.claimed_until == claim.lease_until)
+                    .values(claimed_until=None)
+                )
+
+    async def next_claimable_at(self) -> datetime | None:
+        c = _S.c
+        leased_later = and_(c.claimed_until.is_not(None), c.claimed_until > c.next_attempt_at)
+        claimable_at = case((leased_later, c.claimed_until), else_=c.next_attempt_at)
+        query = select(func.min(claimable_at, type_=t.UtcDateTime())).where(
+            c.status == ACCEPTED, c.next_attempt_at.is_not(None)
+        )
+        async with self._db.begin() as conn:
+            value = (await conn.execute(query)).scalar_one_or_none()
+        return value if isinstance(value, datetime) else None
+
+    async def load(self, send_id: str, now: datetime) -> DeliveryContext | None:
+        async with self._db.begin() as conn:
+            row = (await conn.execute(select(_S).where(_S.c.id == send_id))).first()
+            if row is None:
+                return None
+            send = _send(row)
+            account = send.account_id
+            uc_row = (
+                await conn.execute(select(t.use_cases).where(t.use_cases.c.id == send.use_case_id))
+            ).first()
+            setup_row = (
+                await conn.execute(
+                    select(t.telephony_setups).where(t.telephony_setups.c.id == send.setup_id)
+                )
+            ).first()
+            if uc_row is None or setup_row is None:
+                return None
+            use_case = _use_case(uc_row)
+            n = t.setup_numbers.c
+            numbers = [
+                SetupNumber(r.e164, bool(r.verified))
+                for r in await conn.execute(
+                    select(n.e164, n.verified)
+                    .where(n.setup_id == send.setup_id)
+                    .order_by(n.position)
+                )
+            ]
+            setup = _setup(setup_row, numbers)
+            audio_key = (
+                await conn.execute(
+                    select(t.media.c.telephony_key).where(
+                        t.media.c.id == send.media_id, t.media.c.account_id == account
+                    )
+                )
+            ).scalar_one_or_none()
+            suppressed = (
+                await conn.execute(
+                    select(t.suppressions.c.id).where(
+                        t.suppressions.c.account_id == account,
+                        t.suppressions.c.e164 == send.to_e164,
+                    )
+                )
+            ).first() is not None
+            k = t.consents.c
+            consent_row = (
+                await conn.execute(
+                    select(t.consents)
+                    .where(k.account_id == account, k.e164 == send.to_e164)
+                    .order_by(k.revoked_at.is_not(None), k.captured_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            consent = (
+                Consent(
+                    id=consent_row.id,
+                    account_id=consent_row.account_id,
+                    e164=consent_row.e164,
+                    source=consent_row.source,
+                    captured_at=consent_row.captured_at,
+                    revoked_at=consent_row.revoked_at,
+                    created_at=consent_row.created_at,
+                )
+                if consent_row is not None
+                else None
+            )
+            since = now - use_case.recipient_cap.period
+            attempts_in_period = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(_A)
+                    .where(
+                        _A.c.account_id == account,
+                        _A.c.to_e164 == send.to_e164,
+                        _A.c.started_at > since,
+                    )
+                )
+            ).scalar_one()
+            password = None
+            if setup.password_ref:
+                password = (
+                    await conn.execute(
+                        select(t.secrets.c.value).where(
+                            t.secrets.c.ref == setup.password_ref, t.secrets.c.account_id == account
+                        )
+                    )
+                ).scalar_one_or_none()
+        return DeliveryContext(
+            send=send,
+            use_case=use_case,
+            setup=setup,
+            audio_key=audio_key,
+            suppressed=suppressed,
+            consent=consent,
+            attempts_in_period=int(attempts_in_period),
+            password=str(password) if password is not None else None,
+        )
+
+    async def hold(self, claim: Claim, until: datetime) -> bool:
+        async with self._db.begin() as conn:
+            return await self._guarded(
+                conn, claim, {"next_attempt_at": until, "claimed_until": None}
+            )
+
+    async def begin_attempt(
+        self, claim: Claim, number: int, method: DeliveryMethod, now: datetime
+    ) -> str | None:
+        attempt_id = new_id("att")
+        async with self._db.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(_S.c.account_id, _S.c.to_e164).where(
+                        _S.c.id == claim.send_id,
+                        _S.c.status == ACCEPTED,
+                        _S.c.claimed_until == claim.lease_until,
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            await conn.execute(
+                update(_S)
+                .where(_S.c.id == claim.send_id)
+                .values(attempts=number, method=method.value, updated_at=now)
+            )
+            await conn.execute(
+                insert(_A).values(
+                    id=attempt_id,
+                    account_id=row.account_id,
+                    send_id=claim.send_id,
+                    to_e164=row.to_e164,
+                    number=number,
+                    method=method.value,
+                    started_at=now,
+                    ended_at=None,
+                    sip_code=None,
+                    duration_ms=None,
+                    outcome=STARTED,
+                    reason=None,
+                )
+            )
+        return attempt_id
+
+    async def conclude(
+        self,
+        claim: Claim,
+        *,
+        status: SendStatus,
+        now: datetime,
+        attempt_id: str | None = None,
+        attempt: AttemptResult | None = None,
+        method: DeliveryMethod | None = None,
+        reason: str | None = None,
+        next_attempt_at: datetime | None = None,
+        event: Mapping[str, object] | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": status.value, "claimed_until": None, "updated_at": now}
+        if method is not None:
+            values["method"] = method.value
+        if status is SendStatus.ACCEPTED:
+            values["next_attempt_at"] = next_attempt_at
+            values["failure_reason"] = reason
+        else:
+            values["next_attempt_at"] = None
+        if status is SendStatus.DELIVERED:
+            values["delivered_at"] = now
+            values["failure_reason"] = None
+        elif status is SendStatus.FAILED:
+            values["failure_reason"] = reason
+        elif status is SendStatus.SKIPPED:
+            values["skip_reason"] = reason
+        async with self._db.begin() as conn:
+            if not await self._guarded(conn, claim, values):
+                return False
+            if attempt_id is not None and attempt is not None:
+                outcome = "delivered" if attempt.delivered else "not_delivered"
+                await conn.execute(
+                    update(_A)
+                    .where(_A.c.id == attempt_id)
+                    .values(
+                        ended_at=now,
+                        sip_code=attempt.sip_code,
+                        duration_ms=attempt.duration_ms,
+                        outcome=outcome,
+                        reason=attempt.reason,
+                    )
+                )
+            if event is not None:
+                account = (
+                    await conn.execute(select(_S.c.account_id).where(_S.c.id == claim.send_id))
+                ).scalar_one()
+                await SqlEventOutbox(conn).publish(account, STATUS_EVENT, event)
+        return True
+
+    async def mark_interrupted(self, now: datetime) -> int:
+        """Started attempts whose send is no longer leased by anyone: the worker died."""
+        c = _S.c
+        stale = select(c.id).where(
+            c.status == ACCEPTED, or_(c.claimed_until.is_(None), c.claimed_until <= now)
+        )
+        async with self._db.begin() as conn:
+            result = await conn.execute(
+                update(_A)
+                .where(_A.c.outcome == STARTED, _A.c.send_id.in_(stale))
+                .values(outcome="interrupted", reason="delivery interrupted (worker stopped)")
+            )
+        return int(result.rowcount or 0)
+
+    @staticmethod
+    async def _guarded(conn: AsyncConnection, claim: Claim, values: Mapping[str, Any]) -> bool:
+        result = await conn.execute(
+            update(_S)
+            .where(
+                _S.c.id == claim.send_id,
+                _S.c.status == ACCEPTED,
+                _S.c.claimed_until == claim.lease_until,
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount)

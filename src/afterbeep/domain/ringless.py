@@ -1,0 +1,418 @@
+"""Ringless voicemail: telephony setups, use cases, sends and the rules checked before every attempt.
+
+A telephony setup is a SIP trunk with the numbers it owns and its deposit settings; a use case
+ties a setup to sending rules (who the sender is, consent, calling window, attempts). A send is
+`accepted` until the delivery engine ends it `delivered`, `failed` (with a reason) or `skipped`
+(stopped by a rule before any call, with a reason). The rule functions here are pure: the engine
+passes in the time and what it read from the database, and acts on the decision.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import timezone as pn_timezone
+
+from afterbeep.domain.errors import InvalidInput
+
+MIN_AUDIO_MS = 10_000
+MAX_AUDIO_MS = 60_000
+MAX_AUDIO_BYTES = 8 * 1024 * 1024
+AUDIO_FORMATS = frozenset({"MP3"})
+DEFAULT_WINDOW_START = time(8, 0)
+DEFAULT_WINDOW_END = time(21, 0)
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_RETRY_BACKOFF_SECONDS = 300
+MAX_RETRY_DELAY = timedelta(hours=6)
+DEFAULT_CAP_ATTEMPTS = 3
+DEFAULT_CAP_PERIOD_HOURS = 72
+TO_PLACEHOLDER = "{to}"
+
+
+class Channel(enum.StrEnum):
+    RINGLESS_VOICEMAIL = "ringless_voicemail"
+    VOICEMAIL_DROP = "voicemail_drop"
+
+
+# Channels that can be used today; voicemail_drop is reserved for the drop feature.
+SUPPORTED_CHANNELS = frozenset({Channel.RINGLESS_VOICEMAIL})
+
+
+class Transport(enum.StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+
+
+class SenderSelection(enum.StrEnum):
+    FIXED = "fixed"
+    ROUND_ROBIN = "round_robin"
+    LOCAL_PRESENCE = "local_presence"
+
+
+class SendStatus(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+FINAL_STATUSES = frozenset({SendStatus.DELIVERED, SendStatus.FAILED, SendStatus.SKIPPED})
+
+
+class SkipReason(enum.StrEnum):
+    SUPPRESSED = "suppressed"
+    NO_CONSENT = "no_consent"
+    RECIPIENT_CAP = "recipient_cap"
+    CANCELLED = "cancelled"
+
+
+class DeliveryMethod(enum.StrEnum):
+    LOCAL_DEPOSIT = "local_deposit"
+    SIP_DEPOSIT = "sip_deposit"
+    DROP = "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class SetupNumber:
+    e164: str
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TelephonySetup:
+    id: str
+    account_id: str
+    name: str
+    trunk_host: str
+    trunk_port: int
+    transport: Transport
+    username: str | None
+    password_ref: str | None
+    outbound_proxy: str | None
+    from_domain: str | None
+    max_calls_per_second: float
+    max_concurrent_calls: int
+    numbers: tuple[SetupNumber, ...]
+    deposit_uri: str
+    deposit_headers: Mapping[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+    def deposit_target(self, to_e164: str) -> str:
+        return self.deposit_uri.replace(TO_PLACEHOLDER, to_e164)
+
+
+def password_ref(setup_id: str) -> str:
+    """Where a setup's SIP password lives in the secret store."""
+    return f"kv:setup:{setup_id}:password"
+
+
+@dataclass(frozen=True, slots=True)
+class CallingWindow:
+    start: time = DEFAULT_WINDOW_START
+    end: time = DEFAULT_WINDOW_END
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientCap:
+    attempts: int = DEFAULT_CAP_ATTEMPTS
+    period_hours: int = DEFAULT_CAP_PERIOD_HOURS
+
+    @property
+    def period(self) -> timedelta:
+        return timedelta(hours=self.period_hours)
+
+
+@dataclass(frozen=True, slots=True)
+class UseCase:
+    id: str
+    account_id: str
+    channel: Channel
+    name: str
+    description: str | None
+    setup_id: str
+    sender_selection: SenderSelection
+    sender_number: str | None
+    require_consent: bool
+    calling_window: CallingWindow
+    max_attempts: int
+    retry_backoff_seconds: int
+    recipient_cap: RecipientCap
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailSend:
+    id: str
+    account_id: str
+    use_case_id: str
+    setup_id: str
+    media_id: str
+    from_e164: str
+    to_e164: str
+    foreign_id: str | None
+    metadata: Mapping[str, Any] | None
+    send_at: datetime | None
+    status: SendStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    claimed_until: datetime | None
+    method: DeliveryMethod | None
+    failure_reason: str | None
+    skip_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None = None
+
+    @property
+    def reason(self) -> str | None:
+        return self.failure_reason or self.skip_reason
+
+
+@dataclass(frozen=True, slots=True)
+class SendAttempt:
+    """One try at delivering a send: when, how, and what the far end answered."""
+
+    id: str
+    account_id: str
+    send_id: str
+    to_e164: str
+    number: int
+    method: DeliveryMethod
+    started_at: datetime
+    ended_at: datetime | None
+    sip_code: int | None
+    duration_ms: int | None
+    outcome: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    id: str
+    account_id: str
+    e164: str
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    id: str
+    account_id: str
+    e164: str
+    source: str
+    captured_at: datetime
+    revoked_at: datetime | None
+    created_at: datetime
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class SendStats:
+    counts: Mapping[SendStatus, int]
+    failure_reasons: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """Delivered among the sends that ended (delivered or failed); None before any ended."""
+        delivered = self.counts.get(SendStatus.DELIVERED, 0)
+        ended = delivered + self.counts.get(SendStatus.FAILED, 0)
+        return delivered / ended if ended else None
+
+
+# -- rules ---------------------------------------------------------------------
+
+
+class RuleAction(enum.StrEnum):
+    ALLOW = "allow"
+    SKIP = "skip"
+    HOLD = "hold"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDecision:
+    action: RuleAction
+    reason: SkipReason | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def allow(cls) -> RuleDecision:
+        return cls(RuleAction.ALLOW)
+
+    @classmethod
+    def skip(cls, reason: SkipReason) -> RuleDecision:
+        return cls(RuleAction.SKIP, reason=reason)
+
+    @classmethod
+    def hold_until(cls, until: datetime) -> RuleDecision:
+        return cls(RuleAction.HOLD, until=until)
+
+
+def check_rules(
+    send: VoicemailSend,
+    use_case: UseCase,
+    now: datetime,
+    suppressed: bool,
+    consent: Consent | None,
+    attempts_in_period: int,
+) -> RuleDecision:
+    """What to do with `send` at `now`, before an attempt.
+
+    `attempts_in_period` counts the attempts already made to this recipient by this account
+    in the use case's cap period ending at `now` (this send's earlier attempts included).
+    Stopping rules come first (suppression, consent, cap), then timing (send_at, window).
+    """
+    if suppressed:
+        return RuleDecision.skip(SkipReason.SUPPRESSED)
+    if use_case.require_consent and (consent is None or not consent.active):
+        return RuleDecision.skip(SkipReason.NO_CONSENT)
+    if attempts_in_period >= use_case.recipient_cap.attempts:
+        return RuleDecision.skip(SkipReason.RECIPIENT_CAP)
+    if send.send_at is not None and send.send_at > now:
+        return RuleDecision.hold_until(send.send_at)
+    window = use_case.calling_window
+    opens = calling_window_opens(now, recipient_timezone(send.to_e164), window.start, window.end)
+    if opens is not None:
+        return RuleDecision.hold_until(opens)
+    return RuleDecision.allow()
+
+
+def recipient_timezone(e164: str) -> str | None:
+    """The first time zone phonenumbers gives for the number; None when it knows none."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None
+    zones = pn_timezone.time_zones_for_number(parsed)
+    if not zones or zones[0] == pn_timezone.UNKNOWN_TIMEZONE:
+        return None
+    return str(zones[0])
+
+
+def _zone(tz: str | None) -> ZoneInfo:
+    if tz is None:
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def calling_window_opens(now: datetime, tz: str | None, start: time, end: time) -> datetime | None:
+    """None when `now` is inside the window [start, end) in zone `tz` (UTC when unknown);
+    otherwise the UTC instant the window next opens. A window with start > end spans midnight."""
+    if start == end:
+        return None
+    zone = _zone(tz)
+    local = now.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    inside = (start <= clock < end) if start < end else (clock >= start or clock < end)
+    if inside:
+        return None
+    day = local.date()
+    if clock >= start:
+        day = day + timedelta(days=1)
+    return datetime.combine(day, start, tzinfo=zone).astimezone(UTC)
+
+
+def area_code(e164: str) -> str | None:
+    """The NANP area code (the three digits after +1); None for other numbers."""
+    if e164.startswith("+1") and len(e164) == 12 and e164[1:].isdigit():
+        return e164[2:5]
+    return None
+
+
+def pick_sender(
+    use_case: UseCase, numbers: Sequence[SetupNumber], to_e164: str, rr_counter: int
+) -> str:
+    """The caller id for a send: only verified numbers of the use case's setup qualify."""
+    verified = [n.e164 for n in numbers if n.verified]
+    if use_case.sender_selection is SenderSelection.FIXED:
+        if use_case.sender_number is None or use_case.sender_number not in verified:
+            raise InvalidInput(
+                "sender_number",
+                "must be a verified number of the use case's setup",
+                error_id="no-verified-sender",
+            )
+        return use_case.sender_number
+    if not verified:
+        raise InvalidInput(
+            "setup_id", "the setup has no verified number to send from", error_id="no-verified-sender"
+        )
+    pool = verified
+    if use_case.sender_selection is SenderSelection.LOCAL_PRESENCE:
+        code = area_code(to_e164)
+        local = [n for n in verified if code is not None and area_code(n) == code]
+        pool = local or verified
+    return pool[rr_counter % len(pool)]
+
+
+def retry_delay(attempt: int, base_seconds: int = DEFAULT_RETRY_BACKOFF_SECONDS) -> timedelta:
+    """The wait after failed attempt number `attempt` (1-based): doubling from the base, capped."""
+    exponent = max(attempt - 1, 0)
+    seconds = base_seconds * (2 ** min(exponent, 16))
+    return min(timedelta(seconds=seconds), MAX_RETRY_DELAY)
+
+
+def check_deposit_uri(uri: str) -> None:
+    lowered = uri.lower()
+    if TO_PLACEHOLDER not in uri or not (lowered.startswith("sip:") or lowered.startswith("sips:")):
+        raise InvalidInput("deposit_uri", "must be a sip: URI containing {to}")
+
+
+def check_use_case(use_case: UseCase, setup: TelephonySetup) -> None:
+    """The rules a use case must keep against its setup whenever it is written."""
+    if use_case.channel not in SUPPORTED_CHANNELS:
+        raise InvalidInput(
+            "channel",
+            f"{use_case.channel.value!r} is not available yet; supported: ringless_voicemail",
+            error_id="unsupported-channel",
+        )
+    if use_case.sender_selection is SenderSelection.FIXED:
+        verified = {n.e164 for n in setup.numbers if n.verified}
+        if use_case.sender_number is None:
+            raise InvalidInput("sender_number", "is required when sender_selection is fixed")
+        if use_case.sender_number not in verified:
+            raise InvalidInput(
+                "sender_number",
+                "must be a verified number of the setup",
+                error_id="no-verified-sender",
+            )
+    if not 1 <= use_case.max_attempts <= 10:
+        raise InvalidInput("max_attempts", "must be 1 to 10")
+    if not 1 <= use_case.retry_backoff_seconds <= 86_400:
+        raise InvalidInput("retry_backoff_seconds", "must be 1 to 86400")
+    cap = use_case.recipient_cap
+    if not 1 <= cap.attempts <= 100 or not 1 <= cap.period_hours <= 24 * 90:
+        raise InvalidInput("recipient_cap", "attempts 1 to 100, period_hours 1 to 2160")
+
+
+VOICEMAIL_STATUS_EVENT = "voicemail.status"
+
+
+def status_payload(send: VoicemailSend) -> dict[str, Any]:
+    """The `voicemail.status` event body, published on every status change of a send."""
+    return {
+        "voicemail_id": send.id,
+        "status": send.status.value,
+        "failure_reason": send.failure_reason,
+        "skip_reason": send.skip_reason,
+        "to": send.to_e164,
+        "foreign_id": send.foreign_id,
+        "use_case_id": send.use_case_id,
+    }

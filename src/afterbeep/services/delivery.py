@@ -1,0 +1,361 @@
+"""Delivering one ringless voicemail send: the use case the delivery workers run per claim.
+
+For a claimed send (held under a lease), in order:
+
+1. the rules (`domain.ringless.check_rules`): a stopping rule ends it `skipped` with the reason
+   and no call; outside the calling window (or before `send_at`) it is held: it stays
+   `accepted`, due again when the window opens;
+2. the attempt is recorded as started (attempt number, method, time) before anything goes out,
+   so a crash mid-delivery still counts it, and the send comes back when the lease runs out;
+3. **local deposit** when the recipient is a number of this afterbeep routed to a mailbox: the
+   send's telephony audio is stored straight into that mailbox (`DepositService.finalize`), no
+   call; else **SIP deposit** through the `DepositDialer` port: an INVITE to the setup's
+   `deposit_uri` with the chosen sender as caller id, the whole audio played, then BYE;
+4. the outcome is recorded with the attempt (SIP code, duration): `delivered`; or, for busy,
+   no answer, 5xx, time-outs and early hang-ups, a retry after the use case's backoff until
+   `max_attempts`; otherwise (or then) `failed` with the last reason. Every status change
+   publishes `voicemail.status` in the same transaction.
+
+Both deposit methods name the message after the send (`rvm_<send id>`), and the receiving side
+stores a message once per name, so a retry after a crash never deposits twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from afterbeep.audio.rendition import read_wav_pcm
+from afterbeep.domain import ringless as rules
+from afterbeep.domain.clock import Clock, iso
+from afterbeep.domain.messages import EndedBy, RecordedCall
+from afterbeep.domain.phone import mask
+from afterbeep.domain.ringless import (
+    Consent,
+    DeliveryMethod,
+    RuleAction,
+    SendStatus,
+    TelephonySetup,
+    UseCase,
+    VoicemailSend,
+)
+from afterbeep.services.deposits import DepositService
+from afterbeep.services.ports.storage import ObjectStore, StorageError
+from afterbeep.services.routing import CallRouter, VoicemailRoute
+
+Audio = npt.NDArray[np.int16]
+
+log = logging.getLogger("afterbeep.delivery")
+
+STATUS_EVENT = "voicemail.status"
+DEPOSIT_HEADER = ("X-Afterbeep-Deposit", "1")
+SEND_HEADER = "X-Afterbeep-Send"
+RETRYABLE_CODES = frozenset({408, 480, 486, 487, 600})
+
+
+def retryable(code: int | None) -> bool:
+    """Busy, no answer, time-outs, server errors and dropped calls (None) are worth another try."""
+    return code is None or code in RETRYABLE_CODES or 500 <= code <= 599
+
+
+def message_call_id(send_id: str) -> str:
+    """The call id of the message a send deposits (the receiver derives the same one)."""
+    return f"rvm_{send_id}"
+
+
+# -- ports ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    send_id: str
+    setup_id: str
+    lease_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryContext:
+    """What one attempt needs, read in one transaction."""
+
+    send: VoicemailSend
+    use_case: UseCase
+    setup: TelephonySetup
+    audio_key: str | None
+    suppressed: bool
+    consent: Consent | None
+    attempts_in_period: int
+    password: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    delivered: bool
+    sip_code: int | None
+    reason: str | None
+    duration_ms: int
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SipDeposit:
+    send_id: str
+    setup_id: str
+    calls_per_second: float
+    max_concurrent_calls: int
+    to_uri: str
+    from_uri: str
+    username: str | None
+    password: str | None
+    outbound_proxy: str | None
+    headers: tuple[tuple[str, str], ...]
+    audio: Audio = field(repr=False)
+
+
+class DepositDialer(Protocol):
+    """Places a SIP deposit and reports how it went (never raises for call outcomes)."""
+
+    async def sip_deposit(self, deposit: SipDeposit) -> AttemptResult: ...
+
+
+class DeliveryStore(Protocol):
+    """The send rows under a lease. Every write is applied only while `lease_until` still
+    holds the row (False otherwise: another worker owns it now)."""
+
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Claim]: ...
+
+    async def release(self, claims: Sequence[Claim]) -> None: ...
+
+    async def next_claimable_at(self) -> datetime | None: ...
+
+    async def load(self, send_id: str, now: datetime) -> DeliveryContext | None: ...
+
+    async def hold(self, claim: Claim, until: datetime) -> bool: ...
+
+    async def begin_attempt(
+        self, claim: Claim, number: int, method: DeliveryMethod, now: datetime
+    ) -> str | None: ...
+
+    async def conclude(
+        self,
+        claim: Claim,
+        *,
+        status: SendStatus,
+        now: datetime,
+        attempt_id: str | None = None,
+        attempt: AttemptResult | None = None,
+        method: DeliveryMethod | None = None,
+        reason: str | None = None,
+        next_attempt_at: datetime | None = None,
+        event: dict[str, object] | None = None,
+    ) -> bool: ...
+
+
+# -- the use case --------------------------------------------------------------
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        store: DeliveryStore,
+        objects: ObjectStore,
+        clock: Clock,
+        router: CallRouter,
+        deposits: DepositService,
+        dialer: DepositDialer | None,
+        *,
+        on_event: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._objects = objects
+        self._clock = clock
+        self._router = router
+        self._deposits = deposits
+        self._dialer = dialer
+        self._on_event = on_event
+
+    async def attempt(self, claim: Claim) -> SendStatus | None:
+        """Run one claimed send as the module docstring says; the status it is left in (None
+        when it was not ours any more or is gone)."""
+        now = self._clock.now()
+        ctx = await self._store.load(claim.send_id, now)
+        if ctx is None or ctx.send.status is not SendStatus.ACCEPTED:
+            await self._store.release([claim])
+            return None
+        send, use_case = ctx.send, ctx.use_case
+        decision = rules.check_rules(
+            send, use_case, now, ctx.suppressed, ctx.consent, ctx.attempts_in_period
+        )
+        if decision.action is RuleAction.SKIP:
+            reason = decision.reason.value if decision.reason else "skipped"
+            return await self._conclude(claim, send, SendStatus.SKIPPED, now, reason=reason)
+        if decision.action is RuleAction.HOLD:
+            assert decision.until is not None
+            await self._store.hold(claim, decision.until)
+            log.info("send %s held until %s", send.id, iso(decision.until))
+            return SendStatus.ACCEPTED
+        if send.attempts >= use_case.max_attempts:
+            # Its last attempt was cut short by a crash: no outcome is known, and none is left.
+            return await self._conclude(
+                claim, send, SendStatus.FAILED, now, reason="interrupted; no attempts left"
+            )
+
+        route = await self._router.route(send.to_e164)
+        method = (
+            DeliveryMethod.LOCAL_DEPOSIT
+            if isinstance(route, VoicemailRoute)
+            else DeliveryMethod.SIP_DEPOSIT
+        )
+        number = send.attempts + 1
+        attempt_id = await self._store.begin_attempt(claim, number, method, now)
+        if attempt_id is None:
+            return None
+        audio = await self._audio(ctx)
+        if audio is None:
+            result = AttemptResult(False, None, "audio unavailable", 0, retry=True)
+        elif isinstance(route, VoicemailRoute):
+            result = await self._local_deposit(send, route, audio)
+        else:
+            result = await self._sip_deposit(ctx, audio)
+        ended = self._clock.now()
+
+        if result.delivered:
+            return await self._conclude(
+                claim,
+                send,
+                SendStatus.DELIVERED,
+                ended,
+                attempt_id=attempt_id,
+                attempt=result,
+                method=method,
+            )
+        reason = result.reason or "not delivered"
+        if result.retry and number < use_case.max_attempts:
+            delay = rules.retry_delay(number, use_case.retry_backoff_seconds)
+            await self._store.conclude(
+                claim,
+                status=SendStatus.ACCEPTED,
+                now=ended,
+                attempt_id=attempt_id,
+                attempt=result,
+                method=method,
+                reason=reason,
+                next_attempt_at=ended + delay,
+            )
+            log.info("send %s attempt %d: %s; retry in %s", send.id, number, reason, delay)
+            return SendStatus.ACCEPTED
+        return await self._conclude(
+            claim,
+            send,
+            SendStatus.FAILED,
+            ended,
+            attempt_id=attempt_id,
+            attempt=result,
+            method=method,
+            reason=reason,
+        )
+
+    async def _conclude(
+        self,
+        claim: Claim,
+        send: VoicemailSend,
+        status: SendStatus,
+        now: datetime,
+        *,
+        attempt_id: str | None = None,
+        attempt: AttemptResult | None = None,
+        method: DeliveryMethod | None = None,
+        reason: str | None = None,
+    ) -> SendStatus | None:
+        changed = replace(
+            send,
+            status=status,
+            failure_reason=reason if status is SendStatus.FAILED else None,
+            skip_reason=reason if status is SendStatus.SKIPPED else None,
+        )
+        event: dict[str, object] = rules.status_payload(changed)
+        done = await self._store.conclude(
+            claim,
+            status=status,
+            now=now,
+            attempt_id=attempt_id,
+            attempt=attempt,
+            method=method,
+            reason=reason,
+            event=event,
+        )
+        if not done:
+            log.warning("send %s: lease lost before its outcome (%s) was recorded", send.id, status)
+            return None
+        log.info("send %s to %s: %s %s", send.id, mask(send.to_e164), status.value, reason or "")
+        if self._on_event is not None:
+            self._on_event()
+        return status
+
+    async def _audio(self, ctx: DeliveryContext) -> Audio | None:
+        if ctx.audio_key is None:
+            return None
+        try:
+            pcm, _rate = read_wav_pcm(await self._objects.get_bytes(ctx.audio_key))
+        except (StorageError, ValueError):
+            log.warning("send %s: its audio is unavailable", ctx.send.id)
+            return None
+        return pcm
+
+    async def _local_deposit(
+        self, send: VoicemailSend, route: VoicemailRoute, audio: Audio
+    ) -> AttemptResult:
+        if route.full:
+            return AttemptResult(False, None, "mailbox full", 0, retry=True)
+        mailbox = route.mailbox
+        meta = RecordedCall(
+            call_id=message_call_id(send.id),
+            account_id=mailbox.account_id,
+            mailbox_id=mailbox.id,
+            caller=send.from_e164,
+            caller_name=None,
+            callee=send.to_e164,
+            started_at=iso(self._clock.now()),
+            ended_by=EndedBy.FINISH_KEY.value,
+        )
+        message = await self._deposits.finalize(meta, audio, recovered=False)
+        if message is None:
+            return AttemptResult(False, None, "mailbox refused the message", 0)
+        return AttemptResult(True, None, None, message.duration_ms)
+
+    async def _sip_deposit(self, ctx: DeliveryContext, audio: Audio) -> AttemptResult:
+        if self._dialer is None:
+            return AttemptResult(False, 503, "SIP is not running on this node", 0, retry=True)
+        setup, send = ctx.setup, ctx.send
+        domain = setup.from_domain or setup.trunk_host
+        from_uri = f"sip:{send.from_e164}@{domain}"
+        headers = (
+            ("P-Asserted-Identity", f"<{from_uri}>"),
+            *((name, value) for name, value in setup.deposit_headers.items()),
+            DEPOSIT_HEADER,
+            (SEND_HEADER, send.id),
+        )
+        deposit = SipDeposit(
+            send_id=send.id,
+            setup_id=setup.id,
+            calls_per_second=setup.max_calls_per_second,
+            max_concurrent_calls=setup.max_concurrent_calls,
+            to_uri=setup.deposit_target(send.to_e164),
+            from_uri=from_uri,
+            username=setup.username,
+            password=ctx.password,
+            outbound_proxy=setup.outbound_proxy,
+            headers=headers,
+            audio=audio,
+        )
+        return await self._dialer.sip_deposit(deposit)
+
+
+def lease_for(ring_timeout: float, max_audio_ms: int = rules.MAX_AUDIO_MS) -> timedelta:
+    """A lease long enough for one whole attempt: ringing, the audio, and a margin."""
+    return timedelta(seconds=ring_timeout + max_audio_ms / 1000 + 60)

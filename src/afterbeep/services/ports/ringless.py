@@ -1,0 +1,164 @@
+"""Repositories for ringless voicemail: setups, use cases, sends and their attempts,
+suppressions and consents. The engine's side of the send table (claiming due sends under a
+lease, recording outcomes) lives on `VoicemailSendRepo` too."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from afterbeep.domain.ringless import (
+    Channel,
+    Consent,
+    DeliveryMethod,
+    SendAttempt,
+    SendStats,
+    SendStatus,
+    Suppression,
+    TelephonySetup,
+    UseCase,
+    VoicemailSend,
+)
+
+if TYPE_CHECKING:
+    from afterbeep.services.ports import Page
+
+
+@dataclass(frozen=True, slots=True)
+class SendFilter:
+    use_case_id: str | None = None
+    setup_id: str | None = None
+    status: SendStatus | None = None
+    to_e164: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendUpdate:
+    """The new state of a claimed send after the engine acted on it."""
+
+    status: SendStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    method: DeliveryMethod | None
+    failure_reason: str | None
+    skip_reason: str | None
+    delivered_at: datetime | None
+    updated_at: datetime
+
+
+class TelephonySetupRepo(Protocol):
+    async def add(self, setup: TelephonySetup) -> None: ...
+    async def get(self, account_id: str, setup_id: str) -> TelephonySetup | None: ...
+    async def get_any(self, setup_id: str) -> TelephonySetup | None:
+        """The setup whatever its account (the engine's lookup)."""
+        ...
+
+    async def list(self, account_id: str, cursor: str | None, limit: int) -> Page[TelephonySetup]: ...
+    async def update(self, setup: TelephonySetup) -> None: ...
+    async def delete(self, account_id: str, setup_id: str) -> bool: ...
+    async def in_use(self, account_id: str, setup_id: str) -> bool:
+        """True while a use case or a send refers to the setup."""
+        ...
+
+
+class UseCaseRepo(Protocol):
+    async def add(self, use_case: UseCase) -> None: ...
+    async def get(self, account_id: str, use_case_id: str) -> UseCase | None: ...
+    async def get_any(self, use_case_id: str) -> UseCase | None: ...
+    async def list(
+        self,
+        account_id: str,
+        channel: Channel | None,
+        setup_id: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[UseCase]: ...
+    async def update(self, use_case: UseCase) -> None: ...
+    async def delete(self, account_id: str, use_case_id: str) -> bool: ...
+    async def has_sends(self, account_id: str, use_case_id: str) -> bool: ...
+
+
+class VoicemailSendRepo(Protocol):
+    async def add(self, send: VoicemailSend) -> None: ...
+    async def get(self, account_id: str, send_id: str) -> VoicemailSend | None: ...
+    async def get_any(self, send_id: str) -> VoicemailSend | None: ...
+    async def list(
+        self, account_id: str, where: SendFilter, cursor: str | None, limit: int
+    ) -> Page[VoicemailSend]:
+        """Newest first."""
+        ...
+
+    async def attempts(self, account_id: str, send_id: str) -> builtins.list[SendAttempt]:
+        """The send's attempts, oldest first."""
+        ...
+
+    async def stats(self, account_id: str, where: SendFilter) -> SendStats: ...
+
+    async def cancel(self, account_id: str, send_id: str, now: datetime) -> VoicemailSend | None:
+        """Mark an accepted, never attempted, unclaimed send `skipped` (`cancelled`); None when
+        it is not in that state."""
+        ...
+
+    # The delivery engine's side.
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> builtins.list[VoicemailSend]:
+        """Lease up to `limit` accepted sends due at `now` that no live lease holds
+        (`FOR UPDATE SKIP LOCKED` on PostgreSQL). The returned sends carry the new lease in
+        `claimed_until`. Expired leases (a crashed worker) are claimable again."""
+        ...
+
+    async def add_attempt(self, attempt: SendAttempt) -> None: ...
+
+    async def finish_attempt(self, attempt: SendAttempt) -> None:
+        """Store the end of an attempt added earlier (ended_at, sip_code, duration, outcome)."""
+        ...
+
+    async def update_claimed(
+        self, send_id: str, lease_until: datetime, change: SendUpdate
+    ) -> VoicemailSend | None:
+        """Apply `change` and drop the lease if the lease still holds; None when it was lost."""
+        ...
+
+    async def release(self, claims: builtins.list[tuple[str, datetime]]) -> None:
+        """Give leased sends (id, lease) back unattempted."""
+        ...
+
+    async def next_wakeup(self) -> datetime | None:
+        """When the earliest accepted send becomes claimable."""
+        ...
+
+    async def count_attempts_to(self, account_id: str, to_e164: str, since: datetime) -> int:
+        """Attempts to this recipient by the account started at or after `since`."""
+        ...
+
+
+class SuppressionRepo(Protocol):
+    async def add(self, suppression: Suppression) -> bool:
+        """False when the number is already suppressed in the account."""
+        ...
+
+    async def get(self, account_id: str, suppression_id: str) -> Suppression | None: ...
+    async def by_e164(self, account_id: str, e164: str) -> Suppression | None: ...
+    async def list(self, account_id: str, cursor: str | None, limit: int) -> Page[Suppression]: ...
+    async def delete(self, account_id: str, suppression_id: str) -> bool: ...
+    async def is_suppressed(self, account_id: str, e164: str) -> bool: ...
+
+
+class ConsentRepo(Protocol):
+    async def add(self, consent: Consent) -> None: ...
+    async def get(self, account_id: str, consent_id: str) -> Consent | None: ...
+    async def list(
+        self, account_id: str, e164: str | None, cursor: str | None, limit: int
+    ) -> Page[Consent]: ...
+    async def revoke(self, account_id: str, consent_id: str, at: datetime) -> bool:
+        """Set revoked_at if not yet revoked; False when it was already revoked or is unknown."""
+        ...
+
+    async def current(self, account_id: str, e164: str) -> Consent | None:
+        """The newest active consent for the number, else the newest revoked one, else None."""
+        ...

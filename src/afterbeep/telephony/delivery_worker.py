@@ -1,0 +1,205 @@
+"""The ringless delivery workers: claim due sends, pace them per trunk, place the deposits.
+
+`DeliveryWorker` is an `OutboxWorker` (claim under a lease, attempt, wake on `notify()`, a
+graceful `stop()` that hands unfinished claims back) over `SqlDeliveryStore`, running
+`DeliveryService.attempt` per claim. SIP deposits of one telephony setup are paced: at most
+`max_calls_per_second` new INVITEs (a token bucket, `TokenBucket`, pure and driven by the
+time passed in) and `max_concurrent_calls` at once. Local deposits place no call and are not
+paced. `SipDepositor` is the `DepositDialer` over the `TelephonyServer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from afterbeep.db.repos.delivery import SqlDeliveryStore
+from afterbeep.domain.clock import Clock
+from afterbeep.notify.outbox import OutboxWorker
+from afterbeep.services.delivery import (
+    AttemptResult,
+    Claim,
+    DeliveryService,
+    SipDeposit,
+    retryable,
+)
+from afterbeep.telephony.call import DialFailed
+from afterbeep.telephony.interface import CallEnded
+from afterbeep.telephony.server import TelephonyServer
+from afterbeep.telephony.sip import Credentials
+
+__all__ = ["DeliveryWorker", "Pacer", "SipDepositor", "TokenBucket", "TrunkLimits"]
+
+log = logging.getLogger("afterbeep.delivery")
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` kept. `reserve(now)` takes one token and says
+    how long to wait before using it (0 when one was there)."""
+
+    def __init__(self, rate: float, burst: float = 1.0) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._tokens = self.burst
+        self._at: float | None = None
+
+    def reserve(self, now: float) -> float:
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        self._tokens -= 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkLimits:
+    calls_per_second: float
+    max_concurrent: int
+
+
+class Pacer:
+    """Per-setup pacing: a token bucket for INVITEs per second and a semaphore for calls at once."""
+
+    def __init__(self, monotonic: Callable[[], float] | None = None) -> None:
+        self._monotonic = monotonic
+        self._buckets: dict[str, TokenBucket] = {}
+        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
+
+    def _now(self) -> float:
+        return self._monotonic() if self._monotonic else asyncio.get_running_loop().time()
+
+    @contextlib.asynccontextmanager
+    async def call_slot(self, setup_id: str, limits: TrunkLimits) -> AsyncIterator[None]:
+        held = self._slots.get(setup_id)
+        if held is None or held[0] != limits.max_concurrent:
+            held = (limits.max_concurrent, asyncio.Semaphore(max(1, limits.max_concurrent)))
+            self._slots[setup_id] = held
+        async with held[1]:
+            bucket = self._buckets.get(setup_id)
+            if bucket is None or bucket.rate != limits.calls_per_second:
+                bucket = TokenBucket(limits.calls_per_second)
+                self._buckets[setup_id] = bucket
+            delay = bucket.reserve(self._now())
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield
+
+
+class SipDepositor:
+    """Places SIP deposits from a `TelephonyServer`, paced per setup by the `Pacer`."""
+
+    def __init__(
+        self,
+        server: Callable[[], TelephonyServer | None],
+        pacer: Pacer,
+        *,
+        ring_timeout: float = 45.0,
+        tail_seconds: float = 0.3,
+    ) -> None:
+        self._server = server
+        self._pacer = pacer
+        self._ring_timeout = ring_timeout
+        self._tail = tail_seconds
+        self.invites = 0
+
+    async def sip_deposit(self, deposit: SipDeposit) -> AttemptResult:
+        limits = TrunkLimits(deposit.calls_per_second, deposit.max_concurrent_calls)
+        async with self._pacer.call_slot(deposit.setup_id, limits):
+            return await self._place(deposit)
+
+    async def _place(self, deposit: SipDeposit) -> AttemptResult:
+        server = self._server()
+        if server is None:
+            return AttemptResult(False, 503, "SIP is not running on this node", 0, retry=True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        def elapsed() -> int:
+            return int((loop.time() - started) * 1000)
+
+        credentials = (
+            Credentials(deposit.username, deposit.password)
+            if deposit.username and deposit.password is not None
+            else None
+        )
+        self.invites += 1
+        try:
+            outbound = await server.dial(
+                deposit.to_uri,
+                deposit.from_uri,
+                credentials=credentials,
+                outbound_proxy=deposit.outbound_proxy,
+                timeout=self._ring_timeout,
+                headers=deposit.headers,
+            )
+            call = await outbound.wait_answered()
+        except DialFailed as exc:
+            return AttemptResult(
+                False, exc.code, f"{exc.code} {exc.reason}", elapsed(), retry=retryable(exc.code)
+            )
+        answered = loop.time()
+        try:
+            await call.play(deposit.audio)
+            await asyncio.sleep(self._tail)
+            if call.ended.is_set():
+                raise CallEnded()
+        except CallEnded:
+            return AttemptResult(
+                False, 200, "far end hung up before the end of the audio", elapsed(), retry=True
+            )
+        finally:
+            await call.hangup()
+        return AttemptResult(True, 200, None, int((loop.time() - answered) * 1000))
+
+
+class DeliveryWorker(OutboxWorker[Claim]):
+    """Claims due sends and runs `DeliveryService.attempt` on each; see the module docstring."""
+
+    name = "delivery"
+
+    def __init__(
+        self,
+        store: SqlDeliveryStore,
+        service: DeliveryService,
+        clock: Clock,
+        *,
+        lease: timedelta,
+        batch_size: int = 20,
+        idle_seconds: float = 30.0,
+        stop_grace: float = 10.0,
+    ) -> None:
+        super().__init__(
+            clock,
+            lease=lease,
+            batch_size=batch_size,
+            idle_seconds=idle_seconds,
+            stop_grace=stop_grace,
+            log=log,
+        )
+        self._store = store
+        self._service = service
+
+    async def recover(self) -> int:
+        """At start-up: mark attempts a dead worker left open as interrupted."""
+        return await self._store.mark_interrupted(self._clock.now())
+
+    async def _claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
+        return await self._store.claim_due(now, lease_until, limit)
+
+    async def _attempt(self, claim: Claim) -> None:
+        await self._service.attempt(claim)
+
+    async def _release(self, claims: list[Claim]) -> None:
+        await self._store.release(claims)
+
+    async def _next_wakeup(self) -> datetime | None:
+        return await self._store.next_claimable_at()
+
+    def _claim_key(self, claim: Claim) -> str:
+        return claim.send_id
