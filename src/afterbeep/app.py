@@ -113,13 +113,17 @@ class Runtime:
             if s.delivery_enabled:
                 await self.start_delivery()
 
+    def call_router(self) -> CallRouter:
+        """Routing look-ups run on read-only units of work: an INVITE never queues behind writes."""
+        lookups = unit_of_work_factory(self.db, readonly=True)
+        return CallRouter(lookups, NumberService(lookups, self.clock, self.settings.default_region))
+
     def inbound_calls(self) -> InboundCalls:
         """Numbers → mailboxes → the deposit script (the default router of the SIP service)."""
         if self.store is None or self.spool is None or self.spool_worker is None or self.deposits is None:
             raise RuntimeError("Runtime.start() must run first")
-        numbers = NumberService(self.uow, self.clock, self.settings.default_region)
         return InboundCalls(
-            CallRouter(self.uow, numbers),
+            self.call_router(),
             self.store,
             self.spool,
             self.spool_worker,
@@ -134,7 +138,6 @@ class Runtime:
             if self.store is None or self.deposits is None or self.dispatcher is None:
                 raise RuntimeError("Runtime.start() must run first")
             s = self.settings
-            numbers = NumberService(self.uow, self.clock, s.default_region)
             depositor = SipDepositor(
                 lambda: self.telephony, Pacer(), ring_timeout=s.delivery_ring_timeout_seconds
             )
@@ -142,7 +145,7 @@ class Runtime:
                 SqlDeliveryStore(self.db),
                 self.store,
                 self.clock,
-                CallRouter(self.uow, numbers),
+                self.call_router(),
                 self.deposits,
                 depositor,
                 on_event=self.dispatcher.notify,
@@ -169,10 +172,9 @@ class Runtime:
         if self.spool is None or self.spool_worker is None:
             raise RuntimeError("Runtime.start() must run first")
         s = self.settings
-        numbers = NumberService(self.uow, self.clock, s.default_region)
         self.deposit_receiver = DepositReceiver(
             fallback,
-            CallRouter(self.uow, numbers),
+            self.call_router(),
             self.spool,
             self.spool_worker,
             self.clock,

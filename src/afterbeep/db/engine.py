@@ -47,9 +47,19 @@ class Database:
         self._sqlite_writer = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction: committed when the block ends, rolled back on error."""
-        if self._sqlite_writer is not None:
+    async def begin(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A transaction: committed when the block ends, rolled back on error.
+
+        `readonly` transactions on SQLite skip the writer queue and start deferred, so look-ups
+        on the call path (routing an INVITE) never wait behind message commits (WAL lets readers
+        run beside the one writer).
+        """
+        if readonly and self._sqlite_writer is not None:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(afterbeep_readonly=True)
+                async with conn.begin():
+                    yield conn
+        elif self._sqlite_writer is not None:
             async with self._sqlite_writer, self.engine.begin() as conn:
                 yield conn
         else:
@@ -86,4 +96,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    readonly = conn.get_execution_options().get("afterbeep_readonly", False)
+    conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")

@@ -43,10 +43,12 @@ class SqlUnitOfWork:
         self.consents = SqlConsentRepo(conn)
 
 
-def unit_of_work_factory(db: Database) -> UnitOfWorkFactory:
+def unit_of_work_factory(db: Database, *, readonly: bool = False) -> UnitOfWorkFactory:
+    """Units of work on `db`; `readonly` ones are for look-ups that must not queue behind writes."""
+
     @asynccontextmanager
     async def unit() -> AsyncIterator[UnitOfWork]:
-        async with db.begin() as conn:
+        async with db.begin(readonly=readonly) as conn:
             yield SqlUnitOfWork(conn)
 
     return unit

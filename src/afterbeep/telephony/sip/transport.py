@@ -10,6 +10,7 @@ on that flow (the source address and port of a datagram, the same TCP connection
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_SIZE = 65_535
 MAX_HEADER_SIZE = 16_384
 
+
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 class Flow:
     """The way a message came in and the way its answers go back."""
@@ -72,6 +75,12 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A burst of INVITEs during a short event-loop stall must wait in the kernel, not be
+            # dropped (the default buffer holds about 200 KB); the kernel caps it at rmem_max.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         peer = (str(addr[0]), int(addr[1]))
