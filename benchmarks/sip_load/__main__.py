@@ -1,0 +1,3 @@
+from benchmarks.sip_load.run import main
+
+main()

@@ -1,0 +1,102 @@
+"""The service of ``--mode core``: a Runtime whose router answers every call, records until the
+caller hangs up and writes the recording to ``<out>/<n>.wav``.
+
+Run by `benchmarks.sip_load.run` as its own process (on uvloop, like ``afterbeep serve``) so
+its CPU time can be read from /proc. Prints ``READY <udp port>`` once SIP is listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import signal
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from afterbeep.app import Runtime
+from afterbeep.cli import run
+from afterbeep.config import Settings
+from afterbeep.telephony.call import SipCall
+from afterbeep.telephony.interface import Audio
+from afterbeep.telephony.server import Route
+from afterbeep.telephony.sip import IncomingInvite
+
+
+class MemorySink:
+    """One growing buffer per call (not an array per packet: no garbage-collector load of our own)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, pcm: Audio) -> None:
+        self.data += pcm.astype("<i2").tobytes()
+
+    def pcm(self) -> Audio:
+        return np.frombuffer(bytes(self.data), dtype="<i2").astype(np.int16)
+
+
+def write_wav(path: Path, pcm: Audio) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(pcm.astype("<i2").tobytes())
+
+
+async def watch_loop_lag(lags: list[float], period: float = 0.05) -> None:
+    """How late the event loop wakes a sleeper: the delay any callback (a SIP message) waits."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(period)
+        lags.append(loop.time() - before - period)
+
+
+async def serve(out: Path) -> None:
+    counter = itertools.count()
+    lags: list[float] = []
+
+    async def record(call: SipCall) -> None:
+        await call.answer()
+        sink = MemorySink()
+        await call.record(sink, max_seconds=600, silence_seconds=600, finish_on="")
+        await asyncio.to_thread(write_wav, out / f"{next(counter):06d}.wav", sink.pcm())
+
+    async def router(invite: IncomingInvite) -> Route:
+        return record
+
+    runtime = Runtime(Settings())
+    await runtime.start(workers=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    watcher = asyncio.create_task(watch_loop_lag(lags))
+    try:
+        server = await runtime.start_telephony(router=router)
+        print(f"READY {server.udp_port}", flush=True)
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        await runtime.stop()
+        if lags:
+            ms = np.asarray(lags) * 1000
+            p50, p99 = np.percentile(ms, [50, 99])
+            print(f"LOOPLAG p50={p50:.1f} p99={p99:.1f} max={ms.max():.1f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, required=True, help="directory for the recordings")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    run(lambda: serve(args.out))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,582 @@
+"""SIPp load against the afterbeep SIP service on 127.0.0.1, then every recording checked.
+
+``--mode core``: a Runtime whose router answers, records until the caller hangs up and writes
+the recording (benchmarks.sip_load.core_server). ``--mode deposit``: the real ``afterbeep
+serve`` (SQLite, local storage, uvloop) with a number routed to a mailbox; every call is a full
+deposit (greeting, instructions, beep, recording, spool, storage, message row, email through
+an aiosmtpd server run here).
+
+SIPp is the caller (``-r`` rate, ``-l`` concurrency, ``-m`` calls) and replays a pcap of
+speech-like G.711 audio after the answer (deposit: after the beep), then hangs up. Measured:
+peak concurrent calls and failed calls (SIPp statistics), CPU seconds of the service process
+(/proc/<pid>/stat), INVITE-to-200 latency (SIPp ``rtd``, from the first INVITE sent to the 200
+received), and each recording or stored message compared with the G.711 round trip of the
+audio sent (SNR >= 30 dB, at most 20 ms missing at either end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import wave
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+from tests.fixtures.rtp_pcap import RtpStreamBuilder, g711_roundtrip, write_pcap
+from tests.fixtures.smtp import SmtpServer, smtp_server
+
+from afterbeep.audio.compare import compare
+from afterbeep.audio.tones import speech_like
+from afterbeep.telephony.media import Codec
+from afterbeep.telephony.prompts import beep, prompt
+
+BIN = Path(sys.executable).parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NUMBER = "+12025550100"
+MIN_SNR_DB = 30.0
+MAX_MISSING_MS = 20.0
+LEAD_MS = 800  # deposit: the caller starts speaking this long after the beep should have ended
+TAIL_MS = 400  # the caller hangs up this long after its last packet
+
+Pcm = npt.NDArray[np.int16]
+
+SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="afterbeep sip_load caller">
+  <send retrans="500">
+    <![CDATA[
+
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Load" <sip:+12025550123@[local_ip]:[local_port]>;tag=[pid]L[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=sipp 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send>
+    <![CDATA[
+
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Load" <sip:+12025550123@[local_ip]:[local_port]>;tag=[pid]L[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  {wait}
+  <nop><action><exec play_pcap_audio="speech.pcap"/></action></nop>
+  <pause milliseconds="{hold_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Load" <sip:+12025550123@[local_ip]:[local_port]>;tag=[pid]L[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+
+
+@dataclass
+class Result:
+    mode: str
+    calls: int
+    concurrency: int
+    rate: float
+    hold_seconds: float
+    sipp_exit: int = -1
+    created: int = 0
+    successful: int = 0
+    failed: int = 0
+    retransmissions: int = 0
+    peak_concurrent: int = 0
+    wall_seconds: float = 0.0
+    cpu_seconds_during_calls: float = 0.0
+    cpu_seconds_total: float = 0.0
+    cores_avg: float = 0.0
+    cores_peak_5s: float = 0.0
+    sipp_cpu_seconds: float = 0.0
+    machine_busy_cores_avg: float = 0.0
+    machine_cores: int = 0
+    udp_receive_drops: int = 0
+    sip_drops_service: int = 0
+    sip_drops_sipp: int = 0
+    cpu_ms_per_call: float = 0.0
+    invite_to_200_ms: dict[str, float] = field(default_factory=dict)
+    recordings: int = 0
+    recordings_exact: int = 0
+    mismatches: int = 0
+    worst_snr_db: float | None = None
+    worst_missing_tail_ms: float | None = None
+    worst_missing_head_ms: float | None = None
+    emails: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.sipp_exit == 0
+            and self.failed == 0
+            and self.successful == self.calls
+            and self.recordings == self.calls
+            and self.mismatches == 0
+        )
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def socket_drops(ports: tuple[int, ...]) -> dict[int, int]:
+    """The ``drops`` column of /proc/net/udp for the sockets bound to ``ports`` on 127.0.0.1."""
+    found: dict[int, int] = {}
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        cols = line.split()
+        port = int(cols[1].split(":")[1], 16)
+        if port in ports:
+            found[port] = found.get(port, 0) + int(cols[-1])
+    return found
+
+
+class CpuSampler:
+    """Samples a process's CPU time every second (for the busiest 5-second window) and the
+    receive drops of the SIP sockets (the largest count seen: a socket's counter dies with it)."""
+
+    def __init__(self, pid: int, ports: tuple[int, ...] = ()) -> None:
+        self.pid = pid
+        self.ports = ports
+        self.drops: dict[int, int] = {}
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                self.samples.append((time.monotonic(), cpu_seconds(self.pid)))
+                for port, count in socket_drops(self.ports).items():
+                    self.drops[port] = max(self.drops.get(port, 0), count)
+            self._stop.wait(1.0)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_cores(self, window: int = 5) -> float:
+        best = 0.0
+        for i in range(len(self.samples) - window):
+            (t0, c0), (t1, c1) = self.samples[i], self.samples[i + window]
+            best = max(best, (c1 - c0) / (t1 - t0))
+        return best
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent running (user, nice, system, irq, softirq in /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:7]) - fields[3] - fields[4]) / CLK_TCK
+
+
+def udp_receive_drops() -> int:
+    """Datagrams the kernel dropped for full socket receive buffers, machine-wide (/proc/net/snmp)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    counters = dict(zip(lines[0][1:], lines[1][1:], strict=True))
+    return int(counters.get("RcvbufErrors", 0))
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def wait_ready(process: subprocess.Popen[bytes], log: Path, check: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited: {log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the service did not come up: {log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def service_env(data_dir: Path, sip_port: int, max_calls: int, extra: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AFTERBEEP_DATA_DIR": str(data_dir),
+        "AFTERBEEP_SIP_ADDR": f"127.0.0.1:{sip_port}",
+        "AFTERBEEP_MAX_CALLS": str(max_calls),
+        "AFTERBEEP_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path.cwd())
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class DepositApi:
+    """The account, mailbox and number of deposit mode, through the CLI and the HTTP API."""
+
+    def __init__(self, url: str, env: dict[str, str]) -> None:
+        created = subprocess.run(
+            [str(BIN / "afterbeep"), "account", "create", "sip-load", "--json"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )
+        key = json.loads(created.stdout)["api_key"]
+        self.http = httpx.Client(base_url=url + "/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        mailbox = self.http.post(
+            "/mailboxes",
+            json={
+                "name": "sip-load",
+                "notify_email": "owner@example.com",
+                "quota_mb": 100_000,
+                "max_messages": 10_000,
+                "min_message_seconds": 1,
+            },
+        )
+        if mailbox.status_code != 201:
+            raise RuntimeError(f"mailbox: {mailbox.status_code} {mailbox.text}")
+        self.mailbox_id: str = mailbox.json()["id"]
+        self.http.post(
+            "/numbers", json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": self.mailbox_id}
+        ).raise_for_status()
+
+    def messages(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if cursor:
+                params["cursor"] = cursor
+            page = self.http.get(f"/mailboxes/{self.mailbox_id}/messages", params=params)
+            page.raise_for_status()
+            body = page.json()
+            items += body["items"]
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return items
+
+    def audio(self, message_id: str) -> bytes:
+        response = self.http.get(f"/messages/{message_id}/audio")
+        response.raise_for_status()
+        return response.content
+
+
+def read_wav(data: bytes) -> Pcm:
+    with wave.open(io.BytesIO(data), "rb") as w:
+        if w.getframerate() != 8000 or w.getnchannels() != 1 or w.getsampwidth() != 2:
+            raise ValueError("not 8 kHz mono 16-bit")
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+
+
+def check_recordings(result: Result, reference: Pcm, recordings: Iterator[Pcm]) -> None:
+    snrs: list[float] = []
+    tails: list[float] = []
+    heads: list[float] = []
+    for pcm in recordings:
+        result.recordings += 1
+        c = compare(reference, pcm, max_lag_ms=3000)
+        snrs.append(c.snr_db)
+        tails.append(c.missing_tail_ms)
+        heads.append(c.missing_head_ms)
+        if c.snr_db >= MIN_SNR_DB and c.missing_tail_ms <= MAX_MISSING_MS and c.missing_head_ms <= MAX_MISSING_MS:
+            result.recordings_exact += 1
+    result.mismatches = result.recordings - result.recordings_exact
+    if snrs:
+        result.worst_snr_db = min(snrs)
+        result.worst_missing_tail_ms = max(tails)
+        result.worst_missing_head_ms = max(heads)
+
+
+def run_sipp(
+    args: argparse.Namespace, work: Path, sip_port: int, result: Result, pid: int
+) -> CpuSampler:
+    sipp = shutil.which("sipp")
+    sipp_port = free_port()
+    if sipp is None:
+        raise SystemExit("sipp not found: apt-get install sip-tester")
+    cmd = [
+        sipp, f"127.0.0.1:{sip_port}",
+        "-sf", str(work / "caller.xml"),
+        "-s", NUMBER,
+        "-i", "127.0.0.1", "-t", "u1",
+        "-mp", str(free_port()),
+        "-p", str(sipp_port),
+        "-r", str(args.rate), "-l", str(args.concurrency), "-m", str(args.calls),
+        "-timeout", f"{args.time_limit}s", "-timeout_error",
+        "-recv_timeout", "30000",
+        "-nostdin",
+        "-trace_stat", "-stf", str(work / "stat.csv"), "-fd", "1",
+        "-trace_rtt", "-rtt_freq", "1",
+        "-trace_err", "-error_file", str(work / "sipp_errors.log"),
+    ]
+    result.notes.append("sipp " + " ".join(cmd[1:]))
+    before = cpu_seconds(pid)
+    machine_before = machine_busy_seconds()
+    drops_before = udp_receive_drops()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    with CpuSampler(pid, (sip_port, sipp_port)) as sampler, (work / "sipp.out").open("wb") as out:
+        proc = subprocess.run(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, timeout=args.time_limit + 30, check=False)
+    result.wall_seconds = time.monotonic() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result.sipp_cpu_seconds = (children.ru_utime + children.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
+    result.machine_busy_cores_avg = (machine_busy_seconds() - machine_before) / result.wall_seconds
+    result.machine_cores = os.cpu_count() or 0
+    result.udp_receive_drops = udp_receive_drops() - drops_before
+    result.cpu_seconds_during_calls = cpu_seconds(pid) - before
+    result.sipp_exit = proc.returncode
+    result.cores_avg = result.cpu_seconds_during_calls / result.wall_seconds
+    result.cores_peak_5s = sampler.peak_cores()
+    result.sip_drops_service = sampler.drops.get(sip_port, 0)
+    result.sip_drops_sipp = sampler.drops.get(sipp_port, 0)
+    read_sipp_stats(work, result)
+    return sampler
+
+
+def read_sipp_stats(work: Path, result: Result) -> None:
+    stat = work / "stat.csv"
+    if stat.exists():
+        rows = list(csv.DictReader(stat.read_text().splitlines(), delimiter=";"))
+        if rows:
+            last = rows[-1]
+            result.created = int(last["TotalCallCreated"])
+            result.successful = int(last["SuccessfulCall(C)"])
+            result.failed = int(last["FailedCall(C)"])
+            result.retransmissions = int(last["Retransmissions(C)"])
+            result.peak_concurrent = max(int(r["CurrentCall"]) for r in rows)
+    rtts: list[float] = []
+    for path in work.glob("*_rtt.csv"):
+        for line in path.read_text().splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 2 and parts[1].strip():
+                rtts.append(float(parts[1]))
+    if rtts:
+        result.invite_to_200_ms = {
+            "n": len(rtts), "p50": percentile(rtts, 50), "p99": percentile(rtts, 99), "max": max(rtts)
+        }
+
+
+def run_core(args: argparse.Namespace, work: Path, reference: Pcm, result: Result) -> None:
+    sip_port = free_port()
+    recordings = work / "recordings"
+    env = service_env(work / "var", sip_port, args.max_calls, {})
+    cmd = [sys.executable, "-m", "benchmarks.sip_load.core_server", "--out", str(recordings)]
+    log = work / "service.log"
+    with process(cmd, env, log) as proc:
+        wait_ready(proc, log, lambda: "READY" in log.read_text())
+        start_cpu = cpu_seconds(proc.pid)
+        run_sipp(args, work, sip_port, result, proc.pid)
+        time.sleep(1.0)  # the last recordings are written when their scripts end
+        result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
+    lag = [line for line in log.read_text().splitlines() if line.startswith("LOOPLAG")]
+    if lag:
+        result.notes.append("service event loop lag ms: " + lag[-1].removeprefix("LOOPLAG "))
+    files = sorted(recordings.glob("*.wav"))
+    check_recordings(result, reference, (read_wav(f.read_bytes()) for f in files))
+
+
+def run_deposit(args: argparse.Namespace, work: Path, reference: Pcm, result: Result) -> None:
+    sip_port = free_port()
+    http_port = free_port(socket.SOCK_STREAM)
+    url = f"http://127.0.0.1:{http_port}"
+    with smtp_server() as smtp:
+        env = service_env(
+            work / "var",
+            sip_port,
+            args.max_calls,
+            {"AFTERBEEP_HTTP_ADDR": f"127.0.0.1:{http_port}", "AFTERBEEP_SMTP_URL": smtp.url()},
+        )
+        log = work / "service.log"
+        with process([str(BIN / "afterbeep"), "serve"], env, log) as proc:
+            wait_ready(proc, log, lambda: _healthy(url))
+            api = DepositApi(url, env)
+            start_cpu = cpu_seconds(proc.pid)
+            run_sipp(args, work, sip_port, result, proc.pid)
+            messages = wait_for(lambda: api.messages(), lambda m: len(m) >= result.successful, args.drain_seconds)
+            emails = wait_for(lambda: _emails(smtp), lambda n: n >= len(messages), args.drain_seconds)
+            result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
+            result.emails = emails
+            if len({m["call_id"] for m in messages}) != len(messages):
+                result.notes.append("duplicate call_id among messages")
+            check_recordings(result, reference, (read_wav(api.audio(m["id"])) for m in messages))
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _emails(smtp: SmtpServer) -> int:
+    return sum(1 for m in smtp.messages() if any(p.get_content_type() == "audio/wav" or p.get_filename() for p in m.message.iter_attachments()))
+
+
+def wait_for(get: Any, done: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(1.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--mode", choices=["core", "deposit"], default="core")
+    parser.add_argument("--calls", type=int, default=200, help="total calls (SIPp -m)")
+    parser.add_argument("--concurrency", type=int, default=100, help="concurrent calls (SIPp -l)")
+    parser.add_argument("--rate", type=float, default=20, help="new calls per second (SIPp -r)")
+    parser.add_argument("--hold-seconds", type=float, default=3.0, help="seconds of speech per call")
+    parser.add_argument("--max-calls", type=int, default=0, help="AFTERBEEP_MAX_CALLS (default: concurrency + 200)")
+    parser.add_argument("--time-limit", type=int, default=170, help="SIPp -timeout, seconds")
+    parser.add_argument("--drain-seconds", type=float, default=90, help="deposit: wait for messages and emails")
+    parser.add_argument("--json", type=Path, default=None, help="write the result here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    if args.calls > 5000 or args.concurrency > 2000 or args.time_limit > 900:
+        parser.error("bounded: at most 5000 calls, 2000 concurrent, 900 s")
+    args.max_calls = args.max_calls or args.concurrency + 200
+
+    work = Path(tempfile.mkdtemp(prefix=f"sip_load_{args.mode}_"))
+    hold_ms = round(args.hold_seconds * 1000 / 20) * 20
+    speech = speech_like(hold_ms, seed=11)
+    write_pcap(work / "speech.pcap", RtpStreamBuilder(Codec.PCMU, 20, 101).audio(speech).take())
+    reference = g711_roundtrip(Codec.PCMU, speech)
+    if args.mode == "deposit":
+        prompts_ms = (len(prompt("vm-greeting")) + len(prompt("vm-instructions")) + len(beep())) // 8
+        wait = f'<pause milliseconds="{prompts_ms + LEAD_MS}"/>'
+    else:
+        wait = ""
+    (work / "caller.xml").write_text(SCENARIO.replace("{wait}", wait).replace("{hold_ms}", str(hold_ms + TAIL_MS)))
+
+    result = Result(args.mode, args.calls, args.concurrency, args.rate, hold_ms / 1000)
+    try:
+        if args.mode == "core":
+            run_core(args, work, reference, result)
+        else:
+            run_deposit(args, work, reference, result)
+    finally:
+        if result.created:
+            result.cpu_ms_per_call = 1000 * result.cpu_seconds_total / result.created
+        report(result, work)
+        if args.json is not None:
+            args.json.write_text(json.dumps({**asdict(result), "passed": result.passed, "work": str(work)}, indent=2))
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if result.passed else 1)
+
+
+def report(r: Result, work: Path) -> None:
+    lat = r.invite_to_200_ms
+    rows = [
+        ("mode", r.mode),
+        ("calls created / successful / failed", f"{r.created} / {r.successful} / {r.failed}"),
+        ("SIPp -l / peak concurrent", f"{r.concurrency} / {r.peak_concurrent}"),
+        ("SIPp exit / retransmissions", f"{r.sipp_exit} / {r.retransmissions}"),
+        ("wall seconds (SIPp run)", f"{r.wall_seconds:.1f}"),
+        ("service CPU s during calls / total", f"{r.cpu_seconds_during_calls:.1f} / {r.cpu_seconds_total:.1f}"),
+        ("cores used avg / peak 5 s", f"{r.cores_avg:.2f} / {r.cores_peak_5s:.2f}"),
+        ("CPU ms per call", f"{r.cpu_ms_per_call:.1f}"),
+        ("SIPp CPU s / machine busy cores (of n)", f"{r.sipp_cpu_seconds:.1f} / {r.machine_busy_cores_avg:.2f} ({r.machine_cores})"),
+        ("UDP drops: all / service SIP / SIPp SIP", f"{r.udp_receive_drops} / {r.sip_drops_service} / {r.sip_drops_sipp}"),
+        (
+            "INVITE->200 ms p50 / p99 / max",
+            f"{lat.get('p50', float('nan')):.1f} / {lat.get('p99', float('nan')):.1f} / {lat.get('max', float('nan')):.1f}",
+        ),
+        ("recordings / exact / mismatches", f"{r.recordings} / {r.recordings_exact} / {r.mismatches}"),
+        (
+            "worst SNR dB / tail ms / head ms",
+            f"{r.worst_snr_db} / {r.worst_missing_tail_ms} / {r.worst_missing_head_ms}",
+        ),
+    ]
+    if r.emails is not None:
+        rows.append(("emails with WAV received", str(r.emails)))
+    rows.append(("PASSED", str(r.passed)))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    for note in r.notes:
+        print("note:", note)
+    print("work dir:", work)
+
+
+if __name__ == "__main__":
+    main()
