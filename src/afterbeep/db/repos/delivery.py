@@ -1,12 +1,11 @@
 """The delivery engine's SQL: claiming due sends under a lease, recording attempts and outcomes.
 
-A send is due when it is `accepted`, its `next_attempt_at` has come and no live lease holds it
-(the same lease discipline as `_leases`, which only knows the outboxes' `pending` status). On
-PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers and nodes claim at once; SQLite's
-single writer makes the claim exclusive. Every later write is guarded by the exact lease, so a
-worker that lost its lease (it was too slow, or presumed dead) cannot overwrite a newer result.
-A crashed worker's sends come back when the lease runs out; their started attempts stay
-recorded (outcome `interrupted`), so they still count against `max_attempts`.
+A send is due when it is `accepted`, its `next_attempt_at` has come and no live lease holds it;
+claiming, releasing and the lease-guarded writes are `_leases` (the outboxes' lease discipline)
+on the send's own status. Every later write is guarded by the exact lease, so a worker that lost
+its lease (it was too slow, or presumed dead) cannot overwrite a newer result. A crashed
+worker's sends come back when the lease runs out; their started attempts stay recorded (outcome
+`interrupted`), so they still count against `max_attempts`.
 """
 
 from __future__ import annotations
@@ -16,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
 from afterbeep.db.engine import Database
+from afterbeep.db.repos import _leases as leases
 from afterbeep.db.repos.webhooks import SqlEventOutbox
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.ringless import (
@@ -127,44 +127,21 @@ class SqlDeliveryStore:
         self._db = db
 
     async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
-        c = _S.c
-        due = and_(
-            c.status == ACCEPTED,
-            c.next_attempt_at <= now,
-            or_(c.claimed_until.is_(None), c.claimed_until <= now),
-        )
-        query = select(c.id, c.setup_id).where(due).order_by(c.next_attempt_at, c.id).limit(limit)
         async with self._db.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = (await conn.execute(query)).all()
-            if rows:
-                await conn.execute(
-                    update(_S)
-                    .where(c.id.in_([r.id for r in rows]))
-                    .values(claimed_until=lease_until)
-                )
-        return [Claim(r.id, r.setup_id, lease_until) for r in rows]
+            ids = await leases.claim_due_ids(conn, _S, now, lease_until, limit, status=ACCEPTED)
+            if not ids:
+                return []
+            query = select(_S.c.id, _S.c.setup_id).where(_S.c.id.in_(ids))
+            setups = {r.id: r.setup_id for r in await conn.execute(query)}
+        return [Claim(i, setups[i], lease_until) for i in ids]
 
     async def release(self, claims: Sequence[Claim]) -> None:
         async with self._db.begin() as conn:
-            for claim in claims:
-                await conn.execute(
-                    update(_S)
-                    .where(_S.c.id == claim.send_id, _S.c.claimed_until == claim.lease_until)
-                    .values(claimed_until=None)
-                )
+            await leases.release(conn, _S, ((c.send_id, c.lease_until) for c in claims))
 
     async def next_claimable_at(self) -> datetime | None:
-        c = _S.c
-        leased_later = and_(c.claimed_until.is_not(None), c.claimed_until > c.next_attempt_at)
-        claimable_at = case((leased_later, c.claimed_until), else_=c.next_attempt_at)
-        query = select(func.min(claimable_at, type_=t.UtcDateTime())).where(
-            c.status == ACCEPTED, c.next_attempt_at.is_not(None)
-        )
         async with self._db.begin() as conn:
-            value = (await conn.execute(query)).scalar_one_or_none()
-        return value if isinstance(value, datetime) else None
+            return await leases.next_claimable_at(conn, _S, status=ACCEPTED)
 
     async def load(self, send_id: str, now: datetime) -> DeliveryContext | None:
         async with self._db.begin() as conn:
@@ -265,9 +242,7 @@ class SqlDeliveryStore:
 
     async def hold(self, claim: Claim, until: datetime) -> bool:
         async with self._db.begin() as conn:
-            return await self._guarded(
-                conn, claim, {"next_attempt_at": until, "claimed_until": None}
-            )
+            return await self._guarded(conn, claim, {"next_attempt_at": until})
 
     async def begin_attempt(
         self, claim: Claim, number: int, method: DeliveryMethod, now: datetime
@@ -321,7 +296,7 @@ class SqlDeliveryStore:
         next_attempt_at: datetime | None = None,
         event: Mapping[str, object] | None = None,
     ) -> bool:
-        values: dict[str, Any] = {"status": status.value, "claimed_until": None, "updated_at": now}
+        values: dict[str, Any] = {"status": status.value, "updated_at": now}
         if method is not None:
             values["method"] = method.value
         if status is SendStatus.ACCEPTED:
@@ -375,13 +350,7 @@ class SqlDeliveryStore:
 
     @staticmethod
     async def _guarded(conn: AsyncConnection, claim: Claim, values: Mapping[str, Any]) -> bool:
-        result = await conn.execute(
-            update(_S)
-            .where(
-                _S.c.id == claim.send_id,
-                _S.c.status == ACCEPTED,
-                _S.c.claimed_until == claim.lease_until,
-            )
-            .values(**values)
+        """Write `values` and drop the lease if the claim's lease still holds."""
+        return await leases.record_attempt(
+            conn, _S, claim.send_id, claim.lease_until, values, status=ACCEPTED
         )
-        return bool(result.rowcount)

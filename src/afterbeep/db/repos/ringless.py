@@ -1,17 +1,14 @@
 """SQL repositories for ringless voicemail: setups (with their numbers), use cases, sends and
-attempts, suppressions and consents.
-
-Due sends are claimed under a lease like the webhook outbox (`_leases.py`), but on the send's
-own status (`accepted`) and with the whole row returned, since the engine needs it."""
+attempts, suppressions and consents. The delivery engine claims and updates sends through
+`delivery.SqlDeliveryStore`, not here."""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,7 +32,7 @@ from afterbeep.domain.ringless import (
     VoicemailSend,
 )
 from afterbeep.services.ports import Page
-from afterbeep.services.ports.ringless import SendFilter, SendUpdate
+from afterbeep.services.ports.ringless import SendFilter
 
 _S = t.telephony_setups
 _SN = t.setup_numbers
@@ -342,19 +339,6 @@ def _filters(account_id: str, where: SendFilter) -> builtins.list[Any]:
     return conds
 
 
-def _update_values(change: SendUpdate) -> Mapping[str, Any]:
-    return {
-        "status": change.status.value,
-        "attempts": change.attempts,
-        "next_attempt_at": change.next_attempt_at,
-        "method": change.method.value if change.method else None,
-        "failure_reason": change.failure_reason,
-        "skip_reason": change.skip_reason,
-        "delivered_at": change.delivered_at,
-        "updated_at": change.updated_at,
-    }
-
-
 class SqlVoicemailSendRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -446,95 +430,6 @@ class SqlVoicemailSendRepo:
         if not result.rowcount:
             return None
         return await self.get(account_id, send_id)
-
-    async def claim_due(
-        self, now: datetime, lease_until: datetime, limit: int
-    ) -> builtins.list[VoicemailSend]:
-        due = and_(
-            _V.c.status == ACCEPTED,
-            _V.c.next_attempt_at <= now,
-            or_(_V.c.claimed_until.is_(None), _V.c.claimed_until <= now),
-        )
-        query = select(_V.c.id).where(due).order_by(_V.c.next_attempt_at, _V.c.id).limit(limit)
-        if self._conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = [row.id for row in (await self._conn.execute(query)).all()]
-        if not ids:
-            return []
-        await self._conn.execute(
-            update(_V).where(_V.c.id.in_(ids)).values(claimed_until=lease_until)
-        )
-        rows = (
-            await self._conn.execute(
-                select(_V).where(_V.c.id.in_(ids)).order_by(_V.c.next_attempt_at, _V.c.id)
-            )
-        ).all()
-        return [_send(r) for r in rows]
-
-    async def add_attempt(self, attempt: SendAttempt) -> None:
-        await self._conn.execute(
-            insert(_A).values(
-                id=attempt.id,
-                account_id=attempt.account_id,
-                send_id=attempt.send_id,
-                to_e164=attempt.to_e164,
-                number=attempt.number,
-                method=attempt.method.value,
-                started_at=attempt.started_at,
-                ended_at=attempt.ended_at,
-                sip_code=attempt.sip_code,
-                duration_ms=attempt.duration_ms,
-                outcome=attempt.outcome,
-                reason=attempt.reason,
-            )
-        )
-
-    async def finish_attempt(self, attempt: SendAttempt) -> None:
-        await self._conn.execute(
-            update(_A)
-            .where(_A.c.id == attempt.id)
-            .values(
-                ended_at=attempt.ended_at,
-                sip_code=attempt.sip_code,
-                duration_ms=attempt.duration_ms,
-                outcome=attempt.outcome,
-                reason=attempt.reason,
-                method=attempt.method.value,
-            )
-        )
-
-    async def update_claimed(
-        self, send_id: str, lease_until: datetime, change: SendUpdate
-    ) -> VoicemailSend | None:
-        result = await self._conn.execute(
-            update(_V)
-            .where(
-                _V.c.id == send_id, _V.c.status == ACCEPTED, _V.c.claimed_until == lease_until
-            )
-            .values(**_update_values(change), claimed_until=None)
-        )
-        if not result.rowcount:
-            return None
-        return await self.get_any(send_id)
-
-    async def release(self, claims: builtins.list[tuple[str, datetime]]) -> None:
-        for send_id, lease_until in claims:
-            await self._conn.execute(
-                update(_V)
-                .where(_V.c.id == send_id, _V.c.claimed_until == lease_until)
-                .values(claimed_until=None)
-            )
-
-    async def next_wakeup(self) -> datetime | None:
-        leased_later = and_(
-            _V.c.claimed_until.is_not(None), _V.c.claimed_until > _V.c.next_attempt_at
-        )
-        claimable_at = case((leased_later, _V.c.claimed_until), else_=_V.c.next_attempt_at)
-        query = select(func.min(claimable_at, type_=t.UtcDateTime())).where(
-            _V.c.status == ACCEPTED, _V.c.next_attempt_at.is_not(None)
-        )
-        value = (await self._conn.execute(query)).scalar_one_or_none()
-        return value if isinstance(value, datetime) else None
 
     async def count_attempts_to(self, account_id: str, to_e164: str, since: datetime) -> int:
         query = select(func.count()).where(

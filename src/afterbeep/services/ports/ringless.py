@@ -1,6 +1,6 @@
 """Repositories for ringless voicemail: setups, use cases, sends and their attempts,
-suppressions and consents. The engine's side of the send table (claiming due sends under a
-lease, recording outcomes) lives on `VoicemailSendRepo` too."""
+suppressions and consents. The delivery engine's side of the send table (claiming due sends
+under a lease, recording outcomes) is `services.delivery.DeliveryStore`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Protocol
 from afterbeep.domain.ringless import (
     Channel,
     Consent,
-    DeliveryMethod,
     SendAttempt,
     SendStats,
     SendStatus,
@@ -34,20 +33,6 @@ class SendFilter:
     to_e164: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SendUpdate:
-    """The new state of a claimed send after the engine acted on it."""
-
-    status: SendStatus
-    attempts: int
-    next_attempt_at: datetime | None
-    method: DeliveryMethod | None
-    failure_reason: str | None
-    skip_reason: str | None
-    delivered_at: datetime | None
-    updated_at: datetime
 
 
 class TelephonySetupRepo(Protocol):
@@ -101,35 +86,6 @@ class VoicemailSendRepo(Protocol):
     async def cancel(self, account_id: str, send_id: str, now: datetime) -> VoicemailSend | None:
         """Mark an accepted, never attempted, unclaimed send `skipped` (`cancelled`); None when
         it is not in that state."""
-        ...
-
-    # The delivery engine's side.
-    async def claim_due(
-        self, now: datetime, lease_until: datetime, limit: int
-    ) -> builtins.list[VoicemailSend]:
-        """Lease up to `limit` accepted sends due at `now` that no live lease holds
-        (`FOR UPDATE SKIP LOCKED` on PostgreSQL). The returned sends carry the new lease in
-        `claimed_until`. Expired leases (a crashed worker) are claimable again."""
-        ...
-
-    async def add_attempt(self, attempt: SendAttempt) -> None: ...
-
-    async def finish_attempt(self, attempt: SendAttempt) -> None:
-        """Store the end of an attempt added earlier (ended_at, sip_code, duration, outcome)."""
-        ...
-
-    async def update_claimed(
-        self, send_id: str, lease_until: datetime, change: SendUpdate
-    ) -> VoicemailSend | None:
-        """Apply `change` and drop the lease if the lease still holds; None when it was lost."""
-        ...
-
-    async def release(self, claims: builtins.list[tuple[str, datetime]]) -> None:
-        """Give leased sends (id, lease) back unattempted."""
-        ...
-
-    async def next_wakeup(self) -> datetime | None:
-        """When the earliest accepted send becomes claimable."""
         ...
 
     async def count_attempts_to(self, account_id: str, to_e164: str, since: datetime) -> int:
