@@ -10,9 +10,8 @@ worker's sends come back when the lease runs out; their started attempts stay re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, time
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
@@ -21,21 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from afterbeep.db import tables as t
 from afterbeep.db.engine import Database
 from afterbeep.db.repos import _leases as leases
+from afterbeep.db.repos.ringless import send_from_row, setup_from_row, use_case_from_row
 from afterbeep.db.repos.webhooks import SqlEventOutbox
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.ringless import (
-    CallingWindow,
-    Channel,
     Consent,
     DeliveryMethod,
-    RecipientCap,
-    SenderSelection,
     SendStatus,
     SetupNumber,
-    TelephonySetup,
-    Transport,
-    UseCase,
-    VoicemailSend,
 )
 from afterbeep.services.delivery import STATUS_EVENT, AttemptResult, Claim, DeliveryContext
 
@@ -43,81 +35,6 @@ _S = t.voicemail_sends
 _A = t.send_attempts
 ACCEPTED = SendStatus.ACCEPTED.value
 STARTED = "started"
-
-
-def _send(row: Any) -> VoicemailSend:
-    metadata = row.metadata
-    if isinstance(metadata, str):
-        metadata = json.loads(metadata)
-    return VoicemailSend(
-        id=row.id,
-        account_id=row.account_id,
-        use_case_id=row.use_case_id,
-        setup_id=row.setup_id,
-        media_id=row.media_id,
-        from_e164=row.from_e164,
-        to_e164=row.to_e164,
-        foreign_id=row.foreign_id,
-        metadata=metadata,
-        send_at=row.send_at,
-        status=SendStatus(row.status),
-        attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at,
-        claimed_until=row.claimed_until,
-        method=DeliveryMethod(row.method) if row.method else None,
-        failure_reason=row.failure_reason,
-        skip_reason=row.skip_reason,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        delivered_at=row.delivered_at,
-    )
-
-
-def _use_case(row: Any) -> UseCase:
-    return UseCase(
-        id=row.id,
-        account_id=row.account_id,
-        channel=Channel(row.channel),
-        name=row.name,
-        description=row.description,
-        setup_id=row.setup_id,
-        sender_selection=SenderSelection(row.sender_selection),
-        sender_number=row.sender_number,
-        require_consent=bool(row.require_consent),
-        calling_window=CallingWindow(
-            time.fromisoformat(row.window_start), time.fromisoformat(row.window_end)
-        ),
-        max_attempts=row.max_attempts,
-        retry_backoff_seconds=row.retry_backoff_seconds,
-        recipient_cap=RecipientCap(row.cap_attempts, row.cap_period_hours),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _setup(row: Any, numbers: Sequence[SetupNumber]) -> TelephonySetup:
-    headers = row.deposit_headers
-    if isinstance(headers, str):
-        headers = json.loads(headers)
-    return TelephonySetup(
-        id=row.id,
-        account_id=row.account_id,
-        name=row.name,
-        trunk_host=row.trunk_host,
-        trunk_port=row.trunk_port,
-        transport=Transport(row.transport),
-        username=row.username,
-        password_ref=row.password_ref,
-        outbound_proxy=row.outbound_proxy,
-        from_domain=row.from_domain,
-        max_calls_per_second=row.max_calls_per_second,
-        max_concurrent_calls=row.max_concurrent_calls,
-        numbers=tuple(numbers),
-        deposit_uri=row.deposit_uri,
-        deposit_headers=dict(headers or {}),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
 
 
 class SqlDeliveryStore:
@@ -148,7 +65,7 @@ class SqlDeliveryStore:
             row = (await conn.execute(select(_S).where(_S.c.id == send_id))).first()
             if row is None:
                 return None
-            send = _send(row)
+            send = send_from_row(row)
             account = send.account_id
             uc_row = (
                 await conn.execute(select(t.use_cases).where(t.use_cases.c.id == send.use_case_id))
@@ -160,7 +77,7 @@ class SqlDeliveryStore:
             ).first()
             if uc_row is None or setup_row is None:
                 return None
-            use_case = _use_case(uc_row)
+            use_case = use_case_from_row(uc_row)
             n = t.setup_numbers.c
             numbers = [
                 SetupNumber(r.e164, bool(r.verified))
@@ -170,7 +87,7 @@ class SqlDeliveryStore:
                     .order_by(n.position)
                 )
             ]
-            setup = _setup(setup_row, numbers)
+            setup = setup_from_row(setup_row, numbers)
             audio_key = (
                 await conn.execute(
                     select(t.media.c.telephony_key).where(

@@ -5,6 +5,8 @@ attempts, suppressions and consents. The delivery engine claims and updates send
 from __future__ import annotations
 
 import builtins
+import json
+from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any
 
@@ -47,7 +49,10 @@ ACCEPTED = SendStatus.ACCEPTED.value
 # -- setups ----------------------------------------------------------------------
 
 
-def _setup(row: Any, numbers: tuple[SetupNumber, ...]) -> TelephonySetup:
+def setup_from_row(row: Any, numbers: Sequence[SetupNumber]) -> TelephonySetup:
+    headers = row.deposit_headers
+    if isinstance(headers, str):
+        headers = json.loads(headers)
     return TelephonySetup(
         id=row.id,
         account_id=row.account_id,
@@ -61,9 +66,9 @@ def _setup(row: Any, numbers: tuple[SetupNumber, ...]) -> TelephonySetup:
         from_domain=row.from_domain,
         max_calls_per_second=float(row.max_calls_per_second),
         max_concurrent_calls=row.max_concurrent_calls,
-        numbers=numbers,
+        numbers=tuple(numbers),
         deposit_uri=row.deposit_uri,
-        deposit_headers=dict(row.deposit_headers or {}),
+        deposit_headers=dict(headers or {}),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -130,7 +135,7 @@ class SqlTelephonySetupRepo:
         row = (await self._conn.execute(query)).first()
         if row is None:
             return None
-        return _setup(row, (await self._numbers([row.id]))[row.id])
+        return setup_from_row(row, (await self._numbers([row.id]))[row.id])
 
     async def get(self, account_id: str, setup_id: str) -> TelephonySetup | None:
         return await self._one(select(_S).where(_S.c.id == setup_id, _S.c.account_id == account_id))
@@ -142,7 +147,7 @@ class SqlTelephonySetupRepo:
         query = page_query(select(_S).where(_S.c.account_id == account_id), _S.c.id, cursor, limit)
         rows, next_cursor = split_page((await self._conn.execute(query)).all(), limit)
         numbers = await self._numbers([r.id for r in rows])
-        return Page([_setup(r, numbers[r.id]) for r in rows], next_cursor)
+        return Page([setup_from_row(r, numbers[r.id]) for r in rows], next_cursor)
 
     async def update(self, setup: TelephonySetup) -> None:
         await self._conn.execute(
@@ -176,7 +181,7 @@ def _hhmm(value: time) -> str:
     return value.strftime("%H:%M")
 
 
-def _use_case(row: Any) -> UseCase:
+def use_case_from_row(row: Any) -> UseCase:
     return UseCase(
         id=row.id,
         account_id=row.account_id,
@@ -233,11 +238,11 @@ class SqlUseCaseRepo:
     async def get(self, account_id: str, use_case_id: str) -> UseCase | None:
         query = select(_U).where(_U.c.id == use_case_id, _U.c.account_id == account_id)
         row = (await self._conn.execute(query)).first()
-        return _use_case(row) if row else None
+        return use_case_from_row(row) if row else None
 
     async def get_any(self, use_case_id: str) -> UseCase | None:
         row = (await self._conn.execute(select(_U).where(_U.c.id == use_case_id))).first()
-        return _use_case(row) if row else None
+        return use_case_from_row(row) if row else None
 
     async def list(
         self,
@@ -255,7 +260,7 @@ class SqlUseCaseRepo:
         rows, next_cursor = split_page(
             (await self._conn.execute(page_query(query, _U.c.id, cursor, limit))).all(), limit
         )
-        return Page([_use_case(r) for r in rows], next_cursor)
+        return Page([use_case_from_row(r) for r in rows], next_cursor)
 
     async def update(self, use_case: UseCase) -> None:
         await self._conn.execute(
@@ -280,7 +285,10 @@ class SqlUseCaseRepo:
 # -- sends -----------------------------------------------------------------------
 
 
-def _send(row: Any) -> VoicemailSend:
+def send_from_row(row: Any) -> VoicemailSend:
+    metadata = row._mapping["metadata"]
+    if isinstance(metadata, str):
+        metadata = json.loads(metadata)
     return VoicemailSend(
         id=row.id,
         account_id=row.account_id,
@@ -290,7 +298,7 @@ def _send(row: Any) -> VoicemailSend:
         from_e164=row.from_e164,
         to_e164=row.to_e164,
         foreign_id=row.foreign_id,
-        metadata=row._mapping["metadata"],
+        metadata=metadata,
         send_at=row.send_at,
         status=SendStatus(row.status),
         attempts=row.attempts,
@@ -372,18 +380,18 @@ class SqlVoicemailSendRepo:
     async def get(self, account_id: str, send_id: str) -> VoicemailSend | None:
         query = select(_V).where(_V.c.id == send_id, _V.c.account_id == account_id)
         row = (await self._conn.execute(query)).first()
-        return _send(row) if row else None
+        return send_from_row(row) if row else None
 
     async def get_any(self, send_id: str) -> VoicemailSend | None:
         row = (await self._conn.execute(select(_V).where(_V.c.id == send_id))).first()
-        return _send(row) if row else None
+        return send_from_row(row) if row else None
 
     async def list(
         self, account_id: str, where: SendFilter, cursor: str | None, limit: int
     ) -> Page[VoicemailSend]:
         query = page_query(select(_V).where(*_filters(account_id, where)), _V.c.id, cursor, limit)
         rows, next_cursor = split_page((await self._conn.execute(query)).all(), limit)
-        return Page([_send(r) for r in rows], next_cursor)
+        return Page([send_from_row(r) for r in rows], next_cursor)
 
     async def attempts(self, account_id: str, send_id: str) -> builtins.list[SendAttempt]:
         query = (
