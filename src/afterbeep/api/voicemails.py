@@ -1,32 +1,29 @@
 """/v1/voicemails routes: send a ringless voicemail, follow it, cancel it, and delivery stats.
 
 `POST /v1/voicemails` takes either multipart/form-data (an `audio` MP3 file with the fields)
-or JSON (a stored `media_id` instead of the file). The multipart body is parsed here with
-python-multipart's streaming parser, as in `api/media.py`, so the MP3 goes straight into a
-size-limited `StagedUpload` and an upload over 8 MB is refused while it streams.
+or JSON (a stored `media_id` instead of the file). The multipart body is parsed with
+`afterbeep.api.multipart`'s streaming form, so the MP3 goes straight into a size-limited
+`StagedUpload` and an upload over 8 MB is refused while it streams.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import ClientDisconnect
+from python_multipart.multipart import parse_options_header
 
 from afterbeep.api.deps import CurrentAccount, Svc
+from afterbeep.api.multipart import StreamingForm, invalid_field, receive_form
 from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
 from afterbeep.domain.errors import PayloadTooLarge
-from afterbeep.domain.media import clean_name
 from afterbeep.domain.ringless import (
     MAX_AUDIO_BYTES,
     SendAttempt,
@@ -34,14 +31,12 @@ from afterbeep.domain.ringless import (
     SendStatus,
     VoicemailSend,
 )
-from afterbeep.services.media import StagedUpload
 from afterbeep.services.ports.ringless import SendFilter
 
 router = APIRouter(tags=["voicemails"])
 M = TypeVar("M", bound=BaseModel)
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-FORM_OVERHEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 16 * 1024
 MAX_JSON_BYTES = 64 * 1024
 AUDIO_FIELD = "audio"
@@ -160,145 +155,13 @@ class StatsOut(BaseModel):
 # -- the multipart form -----------------------------------------------------------------
 
 
-def _malformed(detail: str) -> ProblemError:
-    return ProblemError(400, "malformed-multipart", "Malformed multipart body", detail)
-
-
-def _invalid_field(name: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "validation-failed",
-        "Validation failed",
-        "the request is not valid",
-        errors=[{"field": name, "message": message}],
-    )
-
-
-@dataclass
-class _SendForm:
-    """Callbacks for `MultipartParser`: audio bytes collect in `pending`, text fields in `fields`."""
-
-    audio_seen: bool = False
-    filename: str | None = None
-    fields: dict[str, bytearray] = field(default_factory=dict)
-    finished: bool = False
-    pending: bytearray = field(default_factory=bytearray)
-    _part: str | None = None
-    _headers: dict[bytes, bytes] = field(default_factory=dict)
-    _header_field: bytearray = field(default_factory=bytearray)
-    _header_value: bytearray = field(default_factory=bytearray)
-
-    def parser(self, boundary: bytes) -> MultipartParser:
-        return MultipartParser(
-            boundary,
-            {
-                "on_part_begin": self._part_begin,
-                "on_header_field": self._header_field_data,
-                "on_header_value": self._header_value_data,
-                "on_header_end": self._header_end,
-                "on_headers_finished": self._headers_finished,
-                "on_part_data": self._part_data,
-                "on_end": self._end,
-            },
-        )
-
-    def _part_begin(self) -> None:
-        self._part = None
-        self._headers = {}
-
-    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
-        self._header_field += data[start:end]
-
-    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def _header_end(self) -> None:
-        self._headers[bytes(self._header_field).strip().lower()] = bytes(self._header_value).strip()
-        self._header_field.clear()
-        self._header_value.clear()
-
-    def _headers_finished(self) -> None:
-        disposition, options = parse_options_header(self._headers.get(b"content-disposition"))
-        field_name = options.get(b"name")
-        if disposition != b"form-data" or field_name is None:
-            raise _malformed("every part needs Content-Disposition: form-data with a name")
-        name = field_name.decode("utf-8", "replace")
-        if name == AUDIO_FIELD:
-            if self.audio_seen:
-                raise _invalid_field(AUDIO_FIELD, "send one file")
-            self.audio_seen = True
-            raw_filename = options.get(b"filename")
-            if raw_filename is not None:
-                self.filename = clean_name(raw_filename.decode("utf-8", "replace").rsplit("/", 1)[-1])
-        elif name in TEXT_FIELDS:
-            if name in self.fields:
-                raise _invalid_field(name, "send it once")
-            self.fields[name] = bytearray()
-        else:
-            raise _invalid_field(name[:100], "unknown field")
-        self._part = name
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._part == AUDIO_FIELD:
-            self.pending += data[start:end]
-        elif self._part is not None:
-            value = self.fields[self._part]
-            value += data[start:end]
-            if len(value) > MAX_FIELD_BYTES:
-                raise _invalid_field(self._part, "too long")
-
-    def _end(self) -> None:
-        self.finished = True
-
-    def text(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, raw in self.fields.items():
-            try:
-                out[name] = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _invalid_field(name, "must be UTF-8 text") from exc
-        return out
-
-
-async def _receive_form(request: Request, boundary: bytes, upload: StagedUpload) -> _SendForm:
-    body_limit = upload.max_bytes + FORM_OVERHEAD_BYTES
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > body_limit:
-        raise PayloadTooLarge(upload.max_bytes)
-    form = _SendForm()
-    try:
-        parser = form.parser(boundary)
-    except ValueError as exc:
-        raise _malformed(str(exc)) from exc
-    received = 0
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > body_limit:
-                raise PayloadTooLarge(upload.max_bytes)
-            try:
-                parser.write(chunk)
-            except MultipartParseError as exc:
-                raise _malformed("the multipart body does not parse") from exc
-            if form.pending:
-                await upload.write(bytes(form.pending))
-                form.pending.clear()
-    except ClientDisconnect as exc:
-        raise _malformed("the client went away during the upload") from exc
-    if not form.finished:
-        raise _malformed("the body ends before the closing boundary")
-    if not form.audio_seen:
-        raise _invalid_field(AUDIO_FIELD, "Field required")
-    return form
-
-
-def _form_fields(form: _SendForm) -> SendForm:
+def _form_fields(form: StreamingForm) -> SendForm:
     values: dict[str, Any] = dict(form.text())
     if "metadata" in values:
         try:
             values["metadata"] = json.loads(values["metadata"])
         except ValueError as exc:
-            raise _invalid_field("metadata", "must be a JSON object") from exc
+            raise invalid_field("metadata", "must be a JSON object") from exc
     return _validated(SendForm, values)
 
 
@@ -384,7 +247,8 @@ async def send_voicemail(request: Request, svc: Svc, account: CurrentAccount) ->
             "send multipart/form-data with an audio field, or JSON with a media_id",
         )
     with svc.media.start_upload(max_bytes=MAX_AUDIO_BYTES) as upload:
-        form = await _receive_form(request, boundary, upload)
+        form = StreamingForm(AUDIO_FIELD, TEXT_FIELDS, MAX_FIELD_BYTES)
+        await receive_form(request, boundary, upload, form)
         fields = _form_fields(form)
         send = await svc.ringless.create_send(
             account.id,
