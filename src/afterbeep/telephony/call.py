@@ -521,7 +521,8 @@ class SipCall:
             self._attach(dialog)
         if not invite.sdp:  # late offer: the answer comes with the ACK
             await self._wait_for(self._acked)
-            if self.ended.is_set():
+            # Answered once a usable ACK came, even if the caller hung up right after it.
+            if not self._acked.is_set() or self.end_reason == "bad-sdp":
                 raise CallEnded()
 
     def _attach(self, dialog: Dialog) -> None:
