@@ -537,35 +537,45 @@ async def test_a_crash_mid_delivery_is_retried_and_delivered_once(backend: Backe
 
 
 @SQLITE
+
+
+async def trunk_and_use_case(api: Any, **use_case: Any) -> dict[str, Any]:
+    """A consent-free use case on a new setup with a dead trunk (port 9) and the fixed SENDER."""
+    setup = await api.post(
+        "/v1/telephony-setups",
+        {
+            "name": "trunk",
+            "trunk_host": "127.0.0.1",
+            "trunk_port": 9,
+            "transport": "udp",
+            "max_calls_per_second": 5,
+            "max_concurrent_calls": 2,
+            "numbers": [{"e164": SENDER, "verified": True}],
+            "deposit_uri": "sip:{to}@127.0.0.1:9",
+        },
+    )
+    created = await api.post(
+        "/v1/use-cases",
+        {
+            "channel": "ringless_voicemail",
+            "name": "reminders",
+            "setup_id": setup["id"],
+            "sender_selection": "fixed",
+            "sender_number": SENDER,
+            "require_consent": False,
+            **use_case,
+        },
+    )
+    return created
+
+
 async def test_a_send_through_the_api_wakes_the_worker_and_is_delivered(backend: Backend) -> None:
     from tests.ringless.support import audio as mp3
 
     async with runtime_of(backend, None, workers=True) as rt, api_of(rt) as api:
         mailbox = await api.mailbox()
-        setup = await api.post(
-            "/v1/telephony-setups",
-            {
-                "name": "trunk",
-                "trunk_host": "127.0.0.1",
-                "trunk_port": 9,
-                "transport": "udp",
-                "max_calls_per_second": 5,
-                "max_concurrent_calls": 2,
-                "numbers": [{"e164": SENDER, "verified": True}],
-                "deposit_uri": "sip:{to}@127.0.0.1:9",
-            },
-        )
-        use_case = await api.post(
-            "/v1/use-cases",
-            {
-                "channel": "ringless_voicemail",
-                "name": "reminders",
-                "setup_id": setup["id"],
-                "sender_selection": "fixed",
-                "sender_number": SENDER,
-                "require_consent": False,
-                "calling_window": {"start": "00:00", "end": "00:00"},
-            },
+        use_case = await trunk_and_use_case(
+            api, calling_window={"start": "00:00", "end": "00:00"}
         )
         response = await api.http.post(
             "/v1/voicemails",

@@ -12,7 +12,7 @@ from afterbeep.voicemail_cli import list_sends, read_numbers, send_one, upload
 from tests.conftest import Backend
 from tests.e2e.rig import api_of
 from tests.ringless.support import audio as mp3
-from tests.ringless.test_delivery import SENDER, SQLITE, runtime_of
+from tests.ringless.test_delivery import SQLITE, runtime_of, trunk_and_use_case
 
 
 def test_numbers_file_skips_a_header_and_blank_lines(tmp_path: Path) -> None:
@@ -37,30 +37,7 @@ def test_send_needs_exactly_one_recipient_option(tmp_path: Path) -> None:
 @pytest.mark.parametrize("repeat", [2])
 async def test_send_and_list_through_the_api(backend: Backend, repeat: int) -> None:
     async with runtime_of(backend, None) as rt, api_of(rt) as api:
-        setup = await api.post(
-            "/v1/telephony-setups",
-            {
-                "name": "trunk",
-                "trunk_host": "127.0.0.1",
-                "trunk_port": 9,
-                "transport": "udp",
-                "max_calls_per_second": 5,
-                "max_concurrent_calls": 2,
-                "numbers": [{"e164": SENDER, "verified": True}],
-                "deposit_uri": "sip:{to}@127.0.0.1:9",
-            },
-        )
-        use_case = await api.post(
-            "/v1/use-cases",
-            {
-                "channel": "ringless_voicemail",
-                "name": "reminders",
-                "setup_id": setup["id"],
-                "sender_selection": "fixed",
-                "sender_number": SENDER,
-                "require_consent": False,
-            },
-        )
+        use_case = await trunk_and_use_case(api)
         api.http.headers.update(api.headers)
         media_id = await upload(api.http, "reminder.mp3", mp3(12))
         numbers = ["+12025550101", "(202) 555-0102", "not a number"]
