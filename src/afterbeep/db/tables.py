@@ -300,6 +300,31 @@ use_cases = Table(
     Column("cap_period_hours", Integer, nullable=False),
     _created(),
     _updated(),
+    # the next round-robin position over the setup's verified numbers (bumped per send)
+    Column("rr_next", Integer, nullable=False, server_default="0"),
+    # ringless: the drop use case tried when no deposit method applies
+    Column("fallback_use_case_id", String(40), ForeignKey("use_cases.id"), nullable=True),
+    # drops: the two-call technique's timing
+    Column("second_call_delay_ms", Integer, nullable=False, server_default="2000"),
+    Column("first_call_bound_ms", Integer, nullable=False, server_default="6000"),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    _id(),
+    _account(),
+    Column("name", String(200), nullable=True),
+    Column("use_case_id", String(40), ForeignKey("use_cases.id"), nullable=False),
+    Column("media_id", String(40), ForeignKey("media.id"), nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("technique", String(16), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("start_at", UtcDateTime(), nullable=True),
+    Column("recipients_total", Integer, nullable=False),
+    _created(),
+    _updated(),
+    Index("ix_campaigns_account_id_id", "account_id", "id"),
 )
 
 voicemail_sends = Table(
@@ -325,7 +350,16 @@ voicemail_sends = Table(
     _created(),
     _updated(),
     Column("delivered_at", UtcDateTime(), nullable=True),
+    # `ringless` (listed under /v1/voicemails) or `drop` (/v1/drops)
+    Column("kind", String(16), nullable=False, server_default="ringless"),
+    Column("technique", String(16), nullable=True),
+    Column("answered_by", String(32), nullable=True),
+    Column("detection_ms", Integer, nullable=True),
+    Column("beep_ms", Integer, nullable=True),
+    Column("campaign_id", String(40), ForeignKey("campaigns.id"), nullable=True),
     Index("ix_voicemail_sends_due", "status", "next_attempt_at"),
+    Index("ix_voicemail_sends_account_kind", "account_id", "kind", "id"),
+    Index("ix_voicemail_sends_campaign", "campaign_id", "status"),
     Index("ix_voicemail_sends_account_use_case", "account_id", "use_case_id", "id"),
     Index("ix_voicemail_sends_account_setup", "account_id", "setup_id", "id"),
     Index("ix_voicemail_sends_account_to", "account_id", "to_e164", "id"),
