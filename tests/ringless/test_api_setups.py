@@ -155,7 +155,7 @@ async def test_use_case_validation(
         ({**base, "setup_id": foreign_setup}, "unknown-reference"),
         ({**base, "sender_selection": "fixed"}, None),
         ({**base, "sender_selection": "fixed", "sender_number": UNVERIFIED}, "no-verified-sender"),
-        ({**base, "channel": "voicemail_drop"}, "unsupported-channel"),
+        ({**base, "channel": "fax_broadcast"}, None),
         ({**base, "calling_window": {"start": "25:00", "end": "21:00"}}, None),
         ({**base, "max_attempts": 0}, None),
     ]

@@ -351,7 +351,7 @@ async def test_stats_arithmetic(
     r = await client.get(f"/v1/voicemails/stats?use_case_id={use_case}", headers=h)
     assert r.status_code == 200, r.text
     stats = r.json()
-    assert stats["counts"] == {"accepted": 0, "delivered": 3, "failed": 2, "skipped": 1}
+    assert stats["counts"] == {"accepted": 0, "delivered": 3, "failed": 2, "skipped": 1, "paused": 0}
     assert stats["total"] == 6
     assert stats["delivery_rate"] == pytest.approx(0.6)
     assert stats["failure_reasons"] == [{"reason": "busy", "count": 1}, {"reason": "no_answer", "count": 1}]

@@ -146,7 +146,7 @@ class StatsOut(BaseModel):
         reasons = sorted(stats.failure_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
         return cls(
             total=stats.total,
-            counts={s.value: stats.counts.get(s, 0) for s in SendStatus},
+            counts={s.value: n for s, n in stats.counts.items()},
             delivery_rate=stats.delivery_rate,
             failure_reasons=[ReasonCount(reason=r, count=n) for r, n in reasons],
         )

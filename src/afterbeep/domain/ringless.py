@@ -40,8 +40,19 @@ class Channel(enum.StrEnum):
     VOICEMAIL_DROP = "voicemail_drop"
 
 
-# Channels that can be used today; voicemail_drop is reserved for the drop feature.
-SUPPORTED_CHANNELS = frozenset({Channel.RINGLESS_VOICEMAIL})
+SUPPORTED_CHANNELS = frozenset({Channel.RINGLESS_VOICEMAIL, Channel.VOICEMAIL_DROP})
+
+
+class SendKind(enum.StrEnum):
+    """A ringless send (`/v1/voicemails`) or a voicemail drop (`/v1/drops`): one table, one engine."""
+
+    RINGLESS = "ringless"
+    DROP = "drop"
+
+
+class DropTechnique(enum.StrEnum):
+    TWO_CALL = "two_call"
+    SINGLE = "single"
 
 
 class Transport(enum.StrEnum):
@@ -60,9 +71,30 @@ class SendStatus(enum.StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     SKIPPED = "skipped"
+    # a campaign's sends while the campaign is paused (back to accepted on resume)
+    PAUSED = "paused"
+    # drops
+    LEFT_VOICEMAIL = "left_voicemail"
+    HUMAN_ANSWERED = "human_answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
 
 
-FINAL_STATUSES = frozenset({SendStatus.DELIVERED, SendStatus.FAILED, SendStatus.SKIPPED})
+FINAL_STATUSES = frozenset(
+    {
+        SendStatus.DELIVERED,
+        SendStatus.FAILED,
+        SendStatus.SKIPPED,
+        SendStatus.LEFT_VOICEMAIL,
+        SendStatus.HUMAN_ANSWERED,
+        SendStatus.NO_ANSWER,
+        SendStatus.BUSY,
+    }
+)
+RINGLESS_STATUSES = frozenset(
+    {SendStatus.ACCEPTED, SendStatus.PAUSED, SendStatus.DELIVERED, SendStatus.FAILED, SendStatus.SKIPPED}
+)
+DROP_STATUSES = frozenset(SendStatus) - {SendStatus.DELIVERED}
 
 
 class SkipReason(enum.StrEnum):
@@ -146,6 +178,9 @@ class UseCase:
     recipient_cap: RecipientCap
     created_at: datetime
     updated_at: datetime
+    fallback_use_case_id: str | None = None
+    second_call_delay_ms: int = 2000
+    first_call_bound_ms: int = 6000
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +205,12 @@ class VoicemailSend:
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None = None
+    kind: SendKind = SendKind.RINGLESS
+    technique: DropTechnique | None = None
+    answered_by: str | None = None
+    detection_ms: int | None = None
+    beep_ms: int | None = None
+    campaign_id: str | None = None
 
     @property
     def reason(self) -> str | None:

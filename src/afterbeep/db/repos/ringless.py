@@ -17,13 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from afterbeep.db import tables as t
 from afterbeep.db.repos._paging import page_query, split_page
 from afterbeep.domain.ringless import (
+    DROP_STATUSES,
+    RINGLESS_STATUSES,
     CallingWindow,
     Channel,
     Consent,
     DeliveryMethod,
+    DropTechnique,
     RecipientCap,
     SendAttempt,
     SenderSelection,
+    SendKind,
     SendStats,
     SendStatus,
     SetupNumber,
@@ -200,6 +204,9 @@ def use_case_from_row(row: Any) -> UseCase:
         recipient_cap=RecipientCap(row.cap_attempts, row.cap_period_hours),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        fallback_use_case_id=row.fallback_use_case_id,
+        second_call_delay_ms=row.second_call_delay_ms,
+        first_call_bound_ms=row.first_call_bound_ms,
     )
 
 
@@ -218,6 +225,9 @@ def _use_case_values(uc: UseCase) -> dict[str, Any]:
         "retry_backoff_seconds": uc.retry_backoff_seconds,
         "cap_attempts": uc.recipient_cap.attempts,
         "cap_period_hours": uc.recipient_cap.period_hours,
+        "fallback_use_case_id": uc.fallback_use_case_id,
+        "second_call_delay_ms": uc.second_call_delay_ms,
+        "first_call_bound_ms": uc.first_call_bound_ms,
         "updated_at": uc.updated_at,
     }
 
@@ -310,6 +320,12 @@ def send_from_row(row: Any) -> VoicemailSend:
         created_at=row.created_at,
         updated_at=row.updated_at,
         delivered_at=row.delivered_at,
+        kind=SendKind(row.kind),
+        technique=DropTechnique(row.technique) if row.technique else None,
+        answered_by=row.answered_by,
+        detection_ms=row.detection_ms,
+        beep_ms=row.beep_ms,
+        campaign_id=row.campaign_id,
     )
 
 
@@ -331,7 +347,7 @@ def _attempt(row: Any) -> SendAttempt:
 
 
 def _filters(account_id: str, where: SendFilter) -> builtins.list[Any]:
-    conds: builtins.list[Any] = [_V.c.account_id == account_id]
+    conds: builtins.list[Any] = [_V.c.account_id == account_id, _V.c.kind == where.kind.value]
     if where.use_case_id is not None:
         conds.append(_V.c.use_case_id == where.use_case_id)
     if where.setup_id is not None:
@@ -373,6 +389,12 @@ class SqlVoicemailSendRepo:
                 created_at=send.created_at,
                 updated_at=send.updated_at,
                 delivered_at=send.delivered_at,
+                kind=send.kind.value,
+                technique=send.technique.value if send.technique else None,
+                answered_by=send.answered_by,
+                detection_ms=send.detection_ms,
+                beep_ms=send.beep_ms,
+                campaign_id=send.campaign_id,
                 **{"metadata": dict(send.metadata) if send.metadata is not None else None},
             )
         )
@@ -404,7 +426,8 @@ class SqlVoicemailSendRepo:
     async def stats(self, account_id: str, where: SendFilter) -> SendStats:
         conds = _filters(account_id, where)
         by_status = select(_V.c.status, func.count()).where(*conds).group_by(_V.c.status)
-        counts = {s: 0 for s in SendStatus}
+        shown = RINGLESS_STATUSES if where.kind is SendKind.RINGLESS else DROP_STATUSES
+        counts = {s: 0 for s in SendStatus if s in shown}
         for status, count in (await self._conn.execute(by_status)).all():
             counts[SendStatus(status)] = int(count)
         reason = func.coalesce(_V.c.failure_reason, "unknown")

@@ -13,6 +13,7 @@ from afterbeep.domain.ringless import (
     Channel,
     Consent,
     SendAttempt,
+    SendKind,
     SendStats,
     SendStatus,
     Suppression,
@@ -33,6 +34,7 @@ class SendFilter:
     to_e164: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    kind: SendKind = SendKind.RINGLESS
 
 
 class TelephonySetupRepo(Protocol):
