@@ -20,6 +20,7 @@ import numpy as np
 from afterbeep.app import Runtime
 from afterbeep.cli import run
 from afterbeep.config import Settings
+from afterbeep.metrics import SIP_INVITE_TO_200, histogram_quantile
 from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.server import Route
@@ -87,6 +88,16 @@ async def serve(out: Path) -> None:
             ms = np.asarray(lags) * 1000
             p50, p99 = np.percentile(ms, [50, 99])
             print(f"LOOPLAG p50={p50:.1f} p99={p99:.1f} max={ms.max():.1f}", flush=True)
+        print("INVITE200 " + invite_to_200_quantiles(), flush=True)
+
+
+def invite_to_200_quantiles() -> str:
+    """The service's own INVITE-to-200 p50 and p99 (bucket upper bounds, ms)."""
+    parts = []
+    for q in (0.5, 0.99):
+        bound = histogram_quantile(q, SIP_INVITE_TO_200)
+        parts.append(f"p{round(q * 100)}<={bound * 1000:g}" if bound is not None else f"p{round(q * 100)}=n/a")
+    return " ".join(parts)
 
 
 def main() -> None:

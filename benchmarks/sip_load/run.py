@@ -445,9 +445,13 @@ def run_core(args: argparse.Namespace, work: Path, reference: Pcm, result: Resul
         run_sipp(args, work, sip_port, result, proc.pid)
         time.sleep(1.0)  # the last recordings are written when their scripts end
         result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
-    lag = [line for line in log.read_text().splitlines() if line.startswith("LOOPLAG")]
+    lines = log.read_text().splitlines()
+    lag = [line for line in lines if line.startswith("LOOPLAG")]
     if lag:
         result.notes.append("service event loop lag ms: " + lag[-1].removeprefix("LOOPLAG "))
+    answered = [line for line in lines if line.startswith("INVITE200")]
+    if answered:
+        result.notes.append("service-side INVITE->200 ms: " + answered[-1].removeprefix("INVITE200 "))
     files = sorted(recordings.glob("*.wav"))
     check_recordings(result, reference, (read_wav(f.read_bytes()) for f in files))
 
@@ -476,6 +480,23 @@ def run_deposit(args: argparse.Namespace, work: Path, reference: Pcm, result: Re
             if len({m["call_id"] for m in messages}) != len(messages):
                 result.notes.append("duplicate call_id among messages")
             check_recordings(result, reference, (read_wav(api.audio(m["id"])) for m in messages))
+            result.notes.append("service-side INVITE->200 ms: " + scraped_invite_to_200(url))
+
+
+def scraped_invite_to_200(url: str) -> str:
+    """p50/p99 of the service's INVITE-to-200 histogram from /metrics (bucket upper bounds)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    buckets = [
+        (float(line.split('le="')[1].split('"')[0]), float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("afterbeep_sip_invite_to_200_seconds_bucket")
+    ]
+    total = buckets[-1][1] if buckets else 0.0
+    parts = []
+    for q in (0.5, 0.99):
+        bound = next((b for b, n in buckets if total and n >= q * total), None)
+        parts.append(f"p{round(q * 100)}<={bound * 1000:g}" if bound is not None else f"p{round(q * 100)}=n/a")
+    return " ".join(parts)
 
 
 def _healthy(url: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from afterbeep.metrics import SIP_INVITE_TO_200
 from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.interface import EndedBy, Recording
 from afterbeep.telephony.server import (
@@ -242,3 +243,29 @@ async def test_shutdown_cancels_a_script_that_ignores_the_end_and_still_says_bye
         assert server.stats.ended_by_shutdown == 1
         assert server.stats.cancelled_by_shutdown == 1
         assert server.active_calls == 0 and server.media.sessions == 0
+
+
+def _answered_count() -> float:
+    return sum(
+        s.value
+        for m in SIP_INVITE_TO_200.collect()
+        for s in m.samples
+        if s.name.endswith("_count")
+    )
+
+
+async def test_answered_invites_are_timed_and_refused_ones_are_not() -> None:
+    async def answer_and_leave(call: SipCall) -> None:
+        await call.answer()
+
+    answer = True
+
+    async def router(invite: IncomingInvite) -> Route:
+        return answer_and_leave if answer else 480
+
+    before = _answered_count()
+    async with serve(router=router) as server:
+        assert await _invite_with(server) == 200
+        answer = False
+        assert await _invite_with(server) == 480
+    assert _answered_count() == before + 1

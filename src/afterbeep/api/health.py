@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from afterbeep.api.deps import CurrentAccount
-from afterbeep.api.metrics import REGISTRY
+from afterbeep.metrics import REGISTRY
 
 router = APIRouter(tags=["health"])
 

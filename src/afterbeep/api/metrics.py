@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+from afterbeep.metrics import REGISTRY
 
 HTTP_REQUESTS = Counter(
     "afterbeep_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -35,6 +36,7 @@ import numpy as np
 from afterbeep.domain.errors import InvalidPhoneNumber
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.phone import mask, to_e164
+from afterbeep.metrics import SIP_INVITE_TO_200
 from afterbeep.telephony.interface import (
     Audio,
     CallEnded,
@@ -518,6 +520,7 @@ class SipCall:
                 await self._close_media()
                 self._end("cancelled")
                 raise CallEnded()
+            SIP_INVITE_TO_200.observe(time.monotonic() - invite.received_at)
             self._attach(dialog)
         if not invite.sdp:  # late offer: the answer comes with the ACK
             await self._wait_for(self._acked)

@@ -24,6 +24,7 @@ import contextlib
 import enum
 import ipaddress
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -253,6 +254,7 @@ class IncomingInvite(_EventSource[IncomingEvent]):
         self._ua = ua
         self.request = request
         self._entry = entry
+        self.received_at = time.monotonic()
         self.to_tag = new_tag()
         self.state = InviteState.PENDING
         self.dialog: Dialog | None = None
