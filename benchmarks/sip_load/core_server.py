@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from afterbeep.app import Runtime
-from afterbeep.cli import run
+from afterbeep.cli import run, settle_garbage_collector
 from afterbeep.config import Settings
 from afterbeep.metrics import SIP_INVITE_TO_200, histogram_quantile
 from afterbeep.telephony.call import SipCall
@@ -79,6 +79,7 @@ async def serve(out: Path) -> None:
     watcher = asyncio.create_task(watch_loop_lag(lags))
     try:
         server = await runtime.start_telephony(router=router)
+        settle_garbage_collector()
         print(f"READY {server.udp_port}", flush=True)
         await stop.wait()
     finally:
