@@ -1,0 +1,1 @@
+"""Answering machine detection benchmark: our detector against the app_amd baseline."""

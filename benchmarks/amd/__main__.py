@@ -1,0 +1,3 @@
+from benchmarks.amd.run import main
+
+main()

@@ -1,0 +1,149 @@
+"""Answering machine detection on speech generated at test time with espeak-ng."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from afterbeep.audio import tones
+from afterbeep.audio.amd import AmdDecision, AnsweredBy, MachineDetector, classify
+from afterbeep.audio.amd_corpus import generate, speak
+from afterbeep.audio.rendition import read_wav_pcm
+
+MACHINE_ENDS = {AnsweredBy.MACHINE_END_BEEP, AnsweredBy.MACHINE_END_SILENCE, AnsweredBy.MACHINE_END_OTHER}
+
+
+def pcm_of(*parts: npt.NDArray[np.float64] | npt.NDArray[np.int16], seed: int = 1) -> npt.NDArray[np.int16]:
+    """Concatenate float [-1, 1] speech and int16 tones over a faint noise floor."""
+    floats = [p / 32767 if p.dtype == np.int16 else p for p in parts]
+    signal = np.concatenate(floats)
+    signal = signal + np.random.default_rng(seed).normal(0, 0.002, len(signal))
+    return np.clip(np.rint(signal * 32767), -32768, 32767).astype(np.int16)
+
+
+def say(text: str, voice: str = "en-us", level: float = 0.1) -> npt.NDArray[np.float64]:
+    speech = speak(text, voice, 170, 50)
+    return speech * (level / float(np.sqrt(np.mean(speech**2))))
+
+
+def quiet(ms: float) -> npt.NDArray[np.float64]:
+    return np.zeros(round(ms * 8))
+
+
+def check_sequence(decisions: list[AmdDecision]) -> None:
+    """One final decision, last; machine_start only first and only before a machine_end_*."""
+    assert decisions and decisions[-1].final
+    assert all(not d.final for d in decisions[:-1])
+    if decisions[0].answered_by is AnsweredBy.MACHINE_START:
+        assert len(decisions) == 2 and decisions[1].answered_by in MACHINE_ENDS
+    else:
+        assert len(decisions) == 1 and decisions[0].answered_by not in MACHINE_ENDS
+    assert [d.detection_ms for d in decisions] == sorted(d.detection_ms for d in decisions)
+
+
+GREETING = (
+    "Hi, you've reached John Smith. I can't come to the phone right now. "
+    "Please leave your name, number and a short message after the tone."
+)
+
+
+def test_a_hello_is_a_person_decided_within_two_seconds_of_audio() -> None:
+    decisions = classify(pcm_of(quiet(300), say("Hello?"), quiet(4000)))
+    check_sequence(decisions)
+    assert decisions[-1].answered_by is AnsweredBy.HUMAN
+    assert decisions[-1].detection_ms <= 2000
+
+
+def test_a_business_greeting_then_hello_again_is_a_person() -> None:
+    audio = pcm_of(quiet(200), say("Good morning, Acme Dental, this is Sarah speaking, how can I help you?"),
+                   quiet(1600), say("Hello?"), quiet(4000))
+    decisions = classify(audio)
+    check_sequence(decisions)
+    assert decisions[-1].answered_by is AnsweredBy.HUMAN
+
+
+def test_carrier_silence_then_a_greeting_and_beep_is_a_machine_with_the_beep_end() -> None:
+    greeting = say(GREETING)
+    beep_end_ms = 2500 + len(greeting) // 8 + 400 + 300
+    audio = pcm_of(quiet(2500), greeting, quiet(400), tones.tone(1000, 300), quiet(3000))
+    decisions = classify(audio)
+    check_sequence(decisions)
+    assert decisions[0].answered_by is AnsweredBy.MACHINE_START
+    end = decisions[-1]
+    assert end.answered_by is AnsweredBy.MACHINE_END_BEEP and end.beep_end_ms is not None
+    assert abs(end.beep_end_ms - beep_end_ms) <= 100
+    assert 0 <= end.detection_ms - beep_end_ms <= 100
+
+
+def test_a_greeting_then_silence_ends_in_silence() -> None:
+    decisions = classify(pcm_of(quiet(400), say(GREETING), quiet(6000)))
+    check_sequence(decisions)
+    assert [d.answered_by for d in decisions] == [AnsweredBy.MACHINE_START, AnsweredBy.MACHINE_END_SILENCE]
+
+
+def test_only_silence_is_unknown_not_a_person() -> None:
+    decisions = classify(pcm_of(quiet(8000)))
+    check_sequence(decisions)
+    assert decisions[-1].answered_by is AnsweredBy.UNKNOWN
+
+
+@pytest.mark.parametrize("kind", ["ced", "cng"])
+def test_fax_tones_are_fax(kind: str) -> None:
+    if kind == "ced":
+        audio = pcm_of(quiet(500), tones.tone(2100, 3000), quiet(2000))
+    else:
+        audio = pcm_of(quiet(500), *[np.concatenate([tones.tone(1100, 500) / 32767, quiet(3000)])] * 2)
+    decisions = classify(audio)
+    check_sequence(decisions)
+    assert decisions[-1].answered_by is AnsweredBy.FAX
+
+
+def test_ringback_before_the_answer_is_not_a_beep() -> None:
+    ringback = tones.dual_tone(440, 480, 2000)
+    decisions = classify(pcm_of(ringback, quiet(300), say("Hello?"), quiet(3000)))
+    assert decisions[-1].answered_by is AnsweredBy.HUMAN
+
+
+@pytest.mark.parametrize("chunk", [1, 77, 160, 333, 2000])
+def test_streaming_in_any_chunk_size_gives_the_decisions_of_classify(chunk: int) -> None:
+    audio = pcm_of(quiet(700), say(GREETING), quiet(250), tones.tone(850, 500), quiet(2000))
+    expected = classify(audio)
+    detector = MachineDetector()
+    got: list[AmdDecision] = []
+    for i in range(0, len(audio), chunk):
+        got.extend(detector.feed(audio[i : i + chunk]))
+    assert got == expected
+    assert detector.decision == expected[-1]
+    assert detector.feed(audio[:1600]) == []
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("amd_corpus")
+    generate(out, 30, seed=99)
+    return out
+
+
+def test_a_small_generated_corpus_is_mostly_right(small_corpus: Path) -> None:
+    rows = (small_corpus / "labels.csv").read_text().splitlines()[1:]
+    right = 0
+    people_as_machines = 0
+    for row in rows:
+        name, label = row.split(",")[:2]
+        pcm, rate = read_wav_pcm(small_corpus / name)
+        assert rate == 8000
+        decisions = classify(pcm)
+        check_sequence(decisions)
+        got = decisions[-1].answered_by
+        right += (
+            got is AnsweredBy.HUMAN if label == "human"
+            else got in MACHINE_ENDS if label.startswith("machine")
+            else got is AnsweredBy.FAX
+        )
+        people_as_machines += label == "human" and got in MACHINE_ENDS
+    assert len(rows) == 30
+    assert right >= 23  # >= 75 %: 30 files are too few for the benchmark's figures (92 % on 1000)
+    assert people_as_machines <= 1
