@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = 8
     webhook_allowed_hosts: str = ""
     deposit_peers: str = ""
+    # Deposit peers that authenticate by SIP digest: "name:password,..." (parsed at start-up by
+    # telephony.deposit_receiver.parse_users; a password may hold ":" but not ",").
+    deposit_users: SecretStr = SecretStr("")
     delivery_enabled: bool = True
     delivery_batch_size: int = Field(default=20, ge=1)
     delivery_ring_timeout_seconds: float = Field(default=45.0, gt=0)

@@ -6,6 +6,16 @@ graceful `stop()` that hands unfinished claims back) over `SqlDeliveryStore`, ru
 `max_calls_per_second` new INVITEs (a token bucket, `TokenBucket`, pure and driven by the
 time passed in) and `max_concurrent_calls` at once. Local deposits place no call and are not
 paced. `SipDepositor` is the `DepositDialer` over the `TelephonyServer`.
+
+A claim must not wait behind the pacer longer than its lease allows (else another claimer takes
+the send again while it is still queued here). So the worker keeps a pipeline rather than
+batches: it claims only what can start at once, per setup at most `claimable_now()` sends
+(no more than the setup's concurrent calls, no more than the INVITEs its rate allows within
+`start_within`), hands any excess straight back, and claims more as attempts end. That also
+keeps a trunk busy at its configured rate instead of waiting for a whole batch to end.
+
+On SQLite one process owns the database, so at start-up the worker can take back at once the
+leases its previous life held (`reclaim`); with several nodes they come back when they expire.
 """
 
 from __future__ import annotations
@@ -13,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.domain.clock import Clock
-from afterbeep.notify.outbox import OutboxWorker
+from afterbeep.notify.outbox import OutboxWorker, WorkerState
 from afterbeep.services.delivery import (
     AttemptResult,
     Claim,
@@ -32,7 +42,14 @@ from afterbeep.telephony.interface import CallEnded
 from afterbeep.telephony.server import TelephonyServer
 from afterbeep.telephony.sip import Credentials
 
-__all__ = ["DeliveryWorker", "Pacer", "SipDepositor", "TokenBucket", "TrunkLimits"]
+__all__ = [
+    "DeliveryWorker",
+    "Pacer",
+    "SipDepositor",
+    "TokenBucket",
+    "TrunkLimits",
+    "claimable_now",
+]
 
 log = logging.getLogger("afterbeep.delivery")
 
@@ -61,6 +78,14 @@ class TokenBucket:
 class TrunkLimits:
     calls_per_second: float
     max_concurrent: int
+
+
+def claimable_now(limits: TrunkLimits, start_within: float) -> int:
+    """How many sends of one setup a worker may hold at once so that each starts its call
+    within `start_within` seconds: no more than its concurrent calls (one more would wait for
+    a whole call to end) and no more than the INVITEs its rate allows in that time."""
+    by_rate = 1 + int(max(0.0, start_within) * limits.calls_per_second)
+    return max(1, min(limits.max_concurrent, by_rate))
 
 
 class Pacer:
@@ -173,7 +198,14 @@ class DeliveryWorker(OutboxWorker[Claim]):
         batch_size: int = 20,
         idle_seconds: float = 30.0,
         stop_grace: float = 10.0,
+        limits: Callable[[str], Awaitable[TrunkLimits | None]] | None = None,
+        start_within: timedelta | None = None,
+        reclaim: Callable[[datetime], Awaitable[int]] | None = None,
     ) -> None:
+        """`batch_size` bounds the sends in flight; `limits` gives a setup's pacing (None:
+        no bound per setup); `start_within` is how long a claim may wait for its call to
+        start (the lease less one whole attempt); `reclaim(now)` hands back the leases left
+        by a previous life of this sole claimer."""
         super().__init__(
             clock,
             lease=lease,
@@ -184,10 +216,92 @@ class DeliveryWorker(OutboxWorker[Claim]):
         )
         self._store = store
         self._service = service
+        self._limits = limits
+        self._start_within = (start_within or lease).total_seconds()
+        self._reclaim = reclaim
+        self._more = asyncio.Event()  # an attempt ended, or new sends were written
+
+    def notify(self) -> None:
+        super().notify()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._more.set)
 
     async def recover(self) -> int:
-        """At start-up: mark attempts a dead worker left open as interrupted."""
-        return await self._store.mark_interrupted(self._clock.now())
+        """At start-up: take back our previous life's leases (sole claimer only), then mark
+        the attempts a dead worker left open as interrupted."""
+        now = self._clock.now()
+        if self._reclaim is not None:
+            released = await self._reclaim(now)
+            if released:
+                log.warning("took back %d sends left in flight by a stopped worker", released)
+        return await self._store.mark_interrupted(now)
+
+    async def run_once(self) -> int:
+        """Attempt every send due now (by the injected clock) as a pipeline (see the module
+        docstring); how many were attempted."""
+        attempted = 0
+        running: dict[str, str] = {}  # send id -> setup id, claimed by this round, not ended
+        ended = self._more
+
+        def done(key: str) -> Callable[[object], None]:
+            def callback(_task: object) -> None:
+                running.pop(key, None)
+                ended.set()
+
+            return callback
+
+        async with asyncio.TaskGroup() as group:
+            while self._state in (WorkerState.IDLE, WorkerState.RUNNING):
+                ended.clear()
+                room = self._batch_size - len(running)
+                if room > 0:
+                    now = self._clock.now()
+                    claims = await self._claim_due(now, now + self._lease, room)
+                    admitted, refused = await self._admit(claims, running)
+                    if refused:
+                        await self._release(refused)
+                    for claim in admitted:
+                        running[claim.send_id] = claim.setup_id
+                        self._inflight[claim.send_id] = claim
+                        task = group.create_task(
+                            self._attempt_owned(claim), name=f"{self.name}-{claim.send_id}"
+                        )
+                        task.add_done_callback(done(claim.send_id))
+                    attempted += len(admitted)
+                    if len(claims) == room and not refused:
+                        continue  # more may be due
+                if not running:
+                    break
+                await ended.wait()
+        return attempted
+
+    async def _admit(
+        self, claims: list[Claim], running: dict[str, str]
+    ) -> tuple[list[Claim], list[Claim]]:
+        """Split fresh claims into those that can start now and the excess to hand back."""
+        if self._limits is None or not claims:
+            return claims, []
+        held: dict[str, int] = {}
+        for setup_id in running.values():
+            held[setup_id] = held.get(setup_id, 0) + 1
+        caps: dict[str, int | None] = {}
+        admitted: list[Claim] = []
+        refused: list[Claim] = []
+        for claim in claims:
+            if claim.setup_id not in caps:
+                limits = await self._limits(claim.setup_id)
+                caps[claim.setup_id] = (
+                    None if limits is None else claimable_now(limits, self._start_within)
+                )
+            cap = caps[claim.setup_id]
+            count = held.get(claim.setup_id, 0)
+            if cap is not None and count >= cap:
+                refused.append(claim)
+                continue
+            held[claim.setup_id] = count + 1
+            admitted.append(claim)
+        return admitted, refused
 
     async def _claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
         return await self._store.claim_due(now, lease_until, limit)

@@ -4,9 +4,18 @@ A deposit is an INVITE to one of our numbers carrying the marker header
 ``X-Afterbeep-Deposit: 1`` (the documented deposit marker). From a source address listed in
 ``AFTERBEEP_DEPOSIT_PEERS`` it is answered at once and recorded into the number's mailbox: no
 greeting, no instructions, no beep; the recording ends when the peer hangs up after playing
-its audio. A marker from any other address is refused with 403 (a caller must not be able to
-skip the greeting by adding a header). INVITEs without the marker follow the normal inbound
-route.
+its audio. A deposit whose peer vanished without BYE (RTP timeout) is dropped, not stored: the
+peer never saw it through and will send it again. A peer at any other address may instead authenticate by SIP digest (RFC 3261
+§22.4, RFC 7616) as one of the ``AFTERBEEP_DEPOSIT_USERS``: its first INVITE gets 401 with a
+SHA-256 and an MD5 challenge (qop=auth, a nonce that expires after `NONCE_SECONDS`; an expired
+nonce is challenged again with ``stale=true``), and a wrong answer, an unknown user or a replayed
+nonce count gets 403. A marker from a peer neither allowed by address nor authenticated is
+refused with 403 (a caller must not be able to skip the greeting by adding a header); INVITEs
+without the marker follow the normal inbound route.
+
+The digest check (`DigestGuard`) is ours: the SIP library only answers challenges. It is pure
+(time passed in) and stateless but for the highest nonce count seen per live nonce; nonces are
+signed with a per-process key, so after a restart an old nonce is simply challenged again.
 
 The sender may name its send in ``X-Afterbeep-Send``; the message's call id is then derived
 from it, so a deposit the sender repeats (it never saw our answer) stores no second message.
@@ -14,10 +23,17 @@ from it, so a deposit the sender repeats (it never saw our answer) stores no sec
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import hmac
 import ipaddress
 import logging
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from aiosipua.headers import parse_auth
 
 from afterbeep.domain.clock import Clock, iso
 from afterbeep.domain.phone import mask
@@ -32,10 +48,14 @@ from afterbeep.telephony.spool_worker import SpoolWorker
 __all__ = [
     "DEPOSIT_HEADER",
     "SEND_HEADER",
+    "AuthCheck",
+    "AuthOutcome",
     "DepositReceiver",
+    "DigestGuard",
     "PeerList",
     "deposit_call_id",
     "parse_peers",
+    "parse_users",
 ]
 
 log = logging.getLogger("afterbeep.deposit_receiver")
@@ -58,6 +78,144 @@ def parse_peers(text: str) -> PeerList:
         if item:
             peers.append(ipaddress.ip_network(item, strict=False))
     return tuple(peers)
+
+
+def parse_users(text: str) -> dict[str, str]:
+    """``"name:password, other:secret"`` → {name: password}; a password may hold ``:`` but not
+    ``,``. ValueError on an item without a name or a password."""
+    users: dict[str, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, password = item.partition(":")
+        if not sep or not name.strip() or not password:
+            raise ValueError("deposit users are name:password items separated by commas")
+        users[name.strip()] = password
+    return users
+
+
+# -- digest authentication of deposit peers (the server side) ------------------
+
+REALM = "afterbeep"
+NONCE_SECONDS = 60.0
+_HASHES = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
+
+
+class AuthOutcome(enum.Enum):
+    OK = "ok"
+    CHALLENGE = "challenge"  # no usable credentials: send 401
+    STALE = "stale"  # the right answer to an expired nonce: send 401 with stale=true
+    REFUSED = "refused"  # wrong answer, unknown user, replay: send 403
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCheck:
+    outcome: AuthOutcome
+    user: str | None = None
+    detail: str = ""
+
+
+class DigestGuard:
+    """Checks ``Authorization: Digest`` answers against a table of users; see the module
+    docstring. `now` is seconds since the epoch, passed in."""
+
+    def __init__(
+        self,
+        users: Mapping[str, str],
+        *,
+        realm: str = REALM,
+        nonce_seconds: float = NONCE_SECONDS,
+        key: bytes | None = None,
+    ) -> None:
+        self._users = dict(users)
+        self.realm = realm
+        self._nonce_seconds = nonce_seconds
+        self._key = key if key is not None else os.urandom(32)
+        self._counts: dict[str, tuple[float, int]] = {}  # nonce -> (expires, highest nc)
+
+    def _sign(self, expires: int) -> str:
+        return hmac.new(self._key, str(expires).encode(), hashlib.sha256).hexdigest()[:32]
+
+    def nonce(self, now: float) -> str:
+        expires = int(now + self._nonce_seconds)
+        return f"{expires}.{self._sign(expires)}"
+
+    def challenges(self, now: float, *, stale: bool = False) -> list[tuple[str, str]]:
+        """``WWW-Authenticate`` headers: SHA-256 first, then MD5, one nonce for both."""
+        nonce = self.nonce(now)
+        extra = ", stale=true" if stale else ""
+        return [
+            (
+                "WWW-Authenticate",
+                f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={algorithm}, '
+                f'qop="auth"{extra}',
+            )
+            for algorithm in ("SHA-256", "MD5")
+        ]
+
+    def _nonce_expiry(self, nonce: str) -> int | None:
+        """The expiry a nonce of ours carries; None for a nonce we did not sign."""
+        head, _, signature = nonce.partition(".")
+        if not head.isdigit() or not hmac.compare_digest(signature, self._sign(int(head))):
+            return None
+        return int(head)
+
+    def check(
+        self, method: str, request_uri: str, authorizations: Sequence[str], now: float
+    ) -> AuthCheck:
+        self._forget(now)
+        for value in authorizations:
+            parsed = parse_auth(value)
+            if parsed.scheme.lower() != "digest":
+                continue
+            params = {k.strip().lower(): v for k, v in parsed.params.items()}
+            if params.get("realm") != self.realm:
+                continue
+            return self._check(method, request_uri, params, now)
+        return AuthCheck(AuthOutcome.CHALLENGE)
+
+    def _check(
+        self, method: str, request_uri: str, params: Mapping[str, str], now: float
+    ) -> AuthCheck:
+        user = params.get("username", "")
+        nonce = params.get("nonce", "")
+        algorithm = params.get("algorithm", "MD5").upper()
+        digest = _HASHES.get(algorithm)
+        expires = self._nonce_expiry(nonce)
+        if expires is None:
+            return AuthCheck(AuthOutcome.STALE, detail="not our nonce")
+        password = self._users.get(user)
+        if password is None or digest is None:
+            return AuthCheck(AuthOutcome.REFUSED, detail="unknown user or algorithm")
+        if params.get("qop", "").lower() != "auth" or params.get("uri") != request_uri:
+            return AuthCheck(AuthOutcome.REFUSED, user, "qop or uri does not match")
+        nc_text, cnonce = params.get("nc", ""), params.get("cnonce", "")
+        try:
+            nc = int(nc_text, 16)
+        except ValueError:
+            return AuthCheck(AuthOutcome.REFUSED, user, "bad nonce count")
+
+        def h(text: str) -> str:
+            assert digest is not None
+            return digest(text.encode()).hexdigest()
+
+        ha1 = h(f"{user}:{self.realm}:{password}")
+        ha2 = h(f"{method}:{request_uri}")
+        expected = h(f"{ha1}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}")
+        if not hmac.compare_digest(expected, params.get("response", "").lower()):
+            return AuthCheck(AuthOutcome.REFUSED, user, "wrong answer")
+        if expires <= now:
+            return AuthCheck(AuthOutcome.STALE, user, "nonce expired")
+        _, seen = self._counts.get(nonce, (expires, 0))
+        if nc <= seen:
+            return AuthCheck(AuthOutcome.REFUSED, user, "nonce count replayed")
+        self._counts[nonce] = (expires, nc)
+        return AuthCheck(AuthOutcome.OK, user)
+
+    def _forget(self, now: float) -> None:
+        for nonce in [n for n, (expires, _) in self._counts.items() if expires <= now]:
+            del self._counts[nonce]
 
 
 def peer_allowed(peers: Iterable[Network], host: str) -> bool:
@@ -87,6 +245,7 @@ class DepositReceiver:
         clock: Clock,
         peers: PeerList,
         *,
+        users: Mapping[str, str] | None = None,
         silence_threshold: int = 200,
     ) -> None:
         self._fallback = fallback
@@ -95,6 +254,7 @@ class DepositReceiver:
         self._spool_worker = spool_worker
         self._clock = clock
         self._peers = peers
+        self._guard = DigestGuard(users) if users else None
         self._silence_threshold = silence_threshold
         self.received = 0
         self.refused = 0
@@ -105,9 +265,9 @@ class DepositReceiver:
             return await self._fallback(invite)
         host = invite.source[0]
         if not peer_allowed(self._peers, host):
-            self.refused += 1
-            log.warning("deposit refused: %s is not a deposit peer", host)
-            return 403
+            refusal = self._authenticate(invite, host)
+            if refusal is not None:
+                return refusal
         decision = await self._router.route(uri_user(invite.request.uri) or "")
         if isinstance(decision, NoRoute):
             return decision.code
@@ -119,6 +279,30 @@ class DepositReceiver:
             await self._receive(call, decision, call_id)
 
         return receive
+
+    def _authenticate(self, invite: IncomingInvite, host: str) -> Route | None:
+        """None when the peer proved who it is; else the 401 challenge or the 403."""
+        if self._guard is None:
+            self.refused += 1
+            log.warning("deposit refused: %s is not a deposit peer", host)
+            return 403
+        now = self._clock.now().timestamp()
+        check = self._guard.check(
+            "INVITE", invite.request.uri, invite.request.headers.get("authorization"), now
+        )
+        if check.outcome is AuthOutcome.OK:
+            return None
+        if check.outcome is AuthOutcome.REFUSED:
+            self.refused += 1
+            log.warning("deposit refused from %s: %s", host, check.detail)
+            return 403
+        headers = self._guard.challenges(now, stale=check.outcome is AuthOutcome.STALE)
+
+        async def challenge(call: SipCall) -> None:
+            assert call.invite is not None
+            call.invite.reject(401, "Unauthorized", headers)
+
+        return challenge
 
     async def _receive(self, call: SipCall, route: VoicemailRoute, call_id: str | None) -> None:
         if call_id is not None:
@@ -146,6 +330,12 @@ class DepositReceiver:
         except (CallEnded, OSError):
             writer.discard()
             raise
+        if recording.ended_by is EndedBy.HANGUP and call.end_reason != "remote":
+            # No BYE: the sender died mid-audio (RTP timeout). It will deposit again under the
+            # same name; keeping this part would make that whole deposit the duplicate.
+            writer.discard()
+            log.warning("deposit for %s cut short (%s): dropped", mask(call.callee), call.end_reason)
+            return
         # Kept whole: a deposit's trailing silence is part of the sender's audio.
         entry = writer.close(EndedBy.FINISH_KEY)
         self.received += 1

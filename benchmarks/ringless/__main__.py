@@ -1,0 +1,3 @@
+from benchmarks.ringless.run import main
+
+main()
