@@ -29,7 +29,10 @@ Cps = Annotated[float, Field(gt=0, le=1000)]
 Concurrency = Annotated[int, Field(ge=1, le=10_000)]
 DepositUri = Annotated[
     str,
-    Field(min_length=5, max_length=500, description="a sip: URI with `{to}`, e.g. sip:{to}@vm.carrier.example"),
+    Field(
+        max_length=500,
+        description='a sip: URI with `{to}`, e.g. sip:{to}@vm.carrier.example; "" for none (drops only)',
+    ),
 ]
 
 
@@ -50,7 +53,7 @@ class SetupCreate(StrictModel):
     max_calls_per_second: Cps = 1.0
     max_concurrent_calls: Concurrency = 10
     numbers: Annotated[list[NumberIn], Field(max_length=1000)] = []
-    deposit_uri: DepositUri
+    deposit_uri: DepositUri = ""
     deposit_headers: Annotated[dict[str, str], Field(max_length=20)] = {}
 
 

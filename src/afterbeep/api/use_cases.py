@@ -9,14 +9,20 @@ from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 from afterbeep.api.deps import CurrentAccount, Svc
+from afterbeep.api.multipart import invalid_field
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
 from afterbeep.domain.ringless import (
     DEFAULT_CAP_ATTEMPTS,
     DEFAULT_CAP_PERIOD_HOURS,
+    DEFAULT_FIRST_CALL_BOUND_MS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_SECONDS,
+    DEFAULT_SECOND_CALL_DELAY_MS,
+    MAX_FIRST_CALL_BOUND_MS,
+    MAX_SECOND_CALL_DELAY_MS,
+    MIN_SECOND_CALL_DELAY_MS,
     CallingWindow,
     Channel,
     RecipientCap,
@@ -37,6 +43,24 @@ SetupId = Annotated[str, Field(min_length=1, max_length=40)]
 Phone = Annotated[str, Field(min_length=1, max_length=32)]
 Attempts = Annotated[int, Field(ge=1, le=10)]
 Backoff = Annotated[int, Field(ge=1, le=86_400, description="the first retry's delay; doubles")]
+UseCaseId = Annotated[str, Field(min_length=1, max_length=40)]
+SecondCallDelay = Annotated[
+    int,
+    Field(
+        ge=MIN_SECOND_CALL_DELAY_MS,
+        le=MAX_SECOND_CALL_DELAY_MS,
+        description="drops, two-call technique: when call 2 is placed after call 1 (ms)",
+    ),
+]
+FirstCallBound = Annotated[
+    int,
+    Field(
+        ge=MIN_SECOND_CALL_DELAY_MS,
+        le=MAX_FIRST_CALL_BOUND_MS,
+        description="drops, two-call technique: call 1 is cancelled by then at the latest (ms)",
+    ),
+]
+DROP_ONLY = ("second_call_delay_ms", "first_call_bound_ms")
 
 
 class WindowIn(StrictModel):
@@ -50,7 +74,7 @@ class CapIn(StrictModel):
 
 
 class UseCaseCreate(StrictModel):
-    channel: Channel = Field(description="`ringless_voicemail`; `voicemail_drop` is reserved")
+    channel: Channel = Field(description="`ringless_voicemail` or `voicemail_drop`")
     name: Name
     description: Description | None = None
     setup_id: SetupId
@@ -61,6 +85,12 @@ class UseCaseCreate(StrictModel):
     max_attempts: Attempts = DEFAULT_MAX_ATTEMPTS
     retry_backoff_seconds: Backoff = DEFAULT_RETRY_BACKOFF_SECONDS
     recipient_cap: CapIn = CapIn()
+    fallback_use_case_id: UseCaseId | None = Field(
+        default=None,
+        description="ringless only: a voicemail_drop use case that delivers when no deposit applies",
+    )
+    second_call_delay_ms: SecondCallDelay | None = None
+    first_call_bound_ms: FirstCallBound | None = None
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -78,6 +108,9 @@ class UseCaseUpdate(TypedDict, total=False):
     max_attempts: Attempts
     retry_backoff_seconds: Backoff
     recipient_cap: CapIn
+    fallback_use_case_id: UseCaseId | None
+    second_call_delay_ms: SecondCallDelay
+    first_call_bound_ms: FirstCallBound
 
 
 class WindowOut(BaseModel):
@@ -103,11 +136,15 @@ class UseCaseOut(BaseModel):
     max_attempts: int
     retry_backoff_seconds: int
     recipient_cap: CapOut
+    fallback_use_case_id: str | None
+    second_call_delay_ms: int | None = Field(description="voicemail_drop only")
+    first_call_bound_ms: int | None = Field(description="voicemail_drop only")
     created_at: str
     updated_at: str
 
     @classmethod
     def of(cls, uc: UseCase) -> UseCaseOut:
+        drop = uc.channel is Channel.VOICEMAIL_DROP
         return cls(
             id=uc.id,
             channel=uc.channel,
@@ -126,6 +163,9 @@ class UseCaseOut(BaseModel):
             recipient_cap=CapOut(
                 attempts=uc.recipient_cap.attempts, period_hours=uc.recipient_cap.period_hours
             ),
+            fallback_use_case_id=uc.fallback_use_case_id,
+            second_call_delay_ms=uc.second_call_delay_ms if drop else None,
+            first_call_bound_ms=uc.first_call_bound_ms if drop else None,
             created_at=iso(uc.created_at),
             updated_at=iso(uc.updated_at),
         )
@@ -145,6 +185,10 @@ def _cap(c: CapIn) -> RecipientCap:
 async def create_use_case(
     body: UseCaseCreate, response: Response, svc: Svc, account: CurrentAccount
 ) -> UseCaseOut:
+    if body.channel is not Channel.VOICEMAIL_DROP:
+        for name in DROP_ONLY:
+            if getattr(body, name) is not None:
+                raise invalid_field(name, "is for voicemail_drop use cases only")
     spec = UseCaseSpec(
         name=body.name,
         setup_id=body.setup_id,
@@ -157,6 +201,9 @@ async def create_use_case(
         max_attempts=body.max_attempts,
         retry_backoff_seconds=body.retry_backoff_seconds,
         recipient_cap=_cap(body.recipient_cap),
+        fallback_use_case_id=body.fallback_use_case_id,
+        second_call_delay_ms=body.second_call_delay_ms or DEFAULT_SECOND_CALL_DELAY_MS,
+        first_call_bound_ms=body.first_call_bound_ms or DEFAULT_FIRST_CALL_BOUND_MS,
     )
     use_case = await svc.ringless.create_use_case(account.id, spec)
     response.headers["Location"] = f"/v1/use-cases/{use_case.id}"
@@ -190,6 +237,11 @@ async def update_use_case(
     use_case_id: str, body: UseCaseUpdate, svc: Svc, account: CurrentAccount
 ) -> UseCaseOut:
     changes: dict[str, Any] = dict(body)
+    if any(name in body for name in DROP_ONLY):
+        current = await svc.ringless.get_use_case(account.id, use_case_id)
+        if body.get("channel", current.channel) is not Channel.VOICEMAIL_DROP:
+            name = next(n for n in DROP_ONLY if n in body)
+            raise invalid_field(name, "is for voicemail_drop use cases only")
     if "calling_window" in body:
         changes["calling_window"] = _window(WindowIn.model_validate(body["calling_window"]))
     if "recipient_cap" in body:

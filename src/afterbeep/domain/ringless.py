@@ -33,6 +33,12 @@ MAX_RETRY_DELAY = timedelta(hours=6)
 DEFAULT_CAP_ATTEMPTS = 3
 DEFAULT_CAP_PERIOD_HOURS = 72
 TO_PLACEHOLDER = "{to}"
+# drops, two-call technique: call 2 after this delay; call 1 cancelled by this bound at the latest
+DEFAULT_SECOND_CALL_DELAY_MS = 2000
+DEFAULT_FIRST_CALL_BOUND_MS = 6000
+MIN_SECOND_CALL_DELAY_MS = 500
+MAX_SECOND_CALL_DELAY_MS = 10_000
+MAX_FIRST_CALL_BOUND_MS = 30_000
 
 
 class Channel(enum.StrEnum):
@@ -138,6 +144,16 @@ class TelephonySetup:
 
     def deposit_target(self, to_e164: str) -> str:
         return self.deposit_uri.replace(TO_PLACEHOLDER, to_e164)
+
+    @property
+    def offers_deposit(self) -> bool:
+        """False when the setup has no `deposit_uri` (drops only, or a ringless fallback)."""
+        return bool(self.deposit_uri)
+
+    def call_target(self, to_e164: str) -> str:
+        """The SIP URI that calls `to_e164` through the trunk (a drop's INVITE)."""
+        uri = f"sip:{to_e164}@{self.trunk_host}:{self.trunk_port}"
+        return uri + ";transport=tcp" if self.transport is Transport.TCP else uri
 
 
 def password_ref(setup_id: str) -> str:
@@ -411,6 +427,9 @@ def retry_delay(attempt: int, base_seconds: int = DEFAULT_RETRY_BACKOFF_SECONDS)
 
 
 def check_deposit_uri(uri: str) -> None:
+    """A deposit URI template, or "" for a setup that offers no SIP deposit."""
+    if uri == "":
+        return
     lowered = uri.lower()
     if TO_PLACEHOLDER not in uri or not (lowered.startswith("sip:") or lowered.startswith("sips:")):
         raise InvalidInput("deposit_uri", "must be a sip: URI containing {to}")
@@ -441,6 +460,20 @@ def check_use_case(use_case: UseCase, setup: TelephonySetup) -> None:
     cap = use_case.recipient_cap
     if not 1 <= cap.attempts <= 100 or not 1 <= cap.period_hours <= 24 * 90:
         raise InvalidInput("recipient_cap", "attempts 1 to 100, period_hours 1 to 2160")
+    if not MIN_SECOND_CALL_DELAY_MS <= use_case.second_call_delay_ms <= MAX_SECOND_CALL_DELAY_MS:
+        raise InvalidInput(
+            "second_call_delay_ms",
+            f"must be {MIN_SECOND_CALL_DELAY_MS} to {MAX_SECOND_CALL_DELAY_MS}",
+        )
+    if not use_case.second_call_delay_ms <= use_case.first_call_bound_ms <= MAX_FIRST_CALL_BOUND_MS:
+        raise InvalidInput(
+            "first_call_bound_ms",
+            f"must be from second_call_delay_ms to {MAX_FIRST_CALL_BOUND_MS}",
+        )
+    if use_case.fallback_use_case_id is not None and use_case.channel is not Channel.RINGLESS_VOICEMAIL:
+        raise InvalidInput(
+            "fallback_use_case_id", "only a ringless_voicemail use case has a fallback"
+        )
 
 
 VOICEMAIL_STATUS_EVENT = "voicemail.status"

@@ -18,6 +18,15 @@ For a claimed send (held under a lease), in order:
 
 Both deposit methods name the message after the send (`rvm_<send id>`), and the receiving side
 stores a message once per name, so a retry after a crash never deposits twice.
+
+**Drops** (sends of kind `drop`) run through the same claim, rules, attempt log and retries,
+with one method: a call to the recipient through the use case's trunk by the `DropDialer`
+port (detection, then the audio after the beep, only to a machine). The outcome maps to the
+status by `domain.drops.drop_step`, and every status change publishes `drop.status`. A ringless
+send for which no deposit method applies (the recipient is not local and the setup has no
+`deposit_uri`) is delivered as a drop when its use case names a fallback drop use case: the
+fallback's trunk, sender rules and timings, the ringless send's attempts and retry rules
+(`domain.drops.fallback_step`); left in voicemail, it is `delivered` with method `drop`.
 """
 
 from __future__ import annotations
@@ -34,18 +43,31 @@ import numpy.typing as npt
 from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.domain import ringless as rules
 from afterbeep.domain.clock import Clock, iso
+from afterbeep.domain.drops import (
+    DROP_STATUS_EVENT,
+    DropFailure,
+    DropOutcome,
+    DropResult,
+    drop_status_payload,
+    drop_step,
+    fallback_step,
+)
+from afterbeep.domain.errors import InvalidInput
 from afterbeep.domain.messages import EndedBy, RecordedCall
 from afterbeep.domain.phone import mask
 from afterbeep.domain.ringless import (
     Consent,
     DeliveryMethod,
+    DropTechnique,
     RuleAction,
+    SendKind,
     SendStatus,
     TelephonySetup,
     UseCase,
     VoicemailSend,
 )
 from afterbeep.services.deposits import DepositService
+from afterbeep.services.ports.drops import DropDialer, DropRequest
 from afterbeep.services.ports.storage import ObjectStore, StorageError
 from afterbeep.services.routing import CallRouter, VoicemailRoute
 
@@ -80,6 +102,15 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Fallback:
+    """The drop use case a ringless use case falls back to, with its setup and trunk password."""
+
+    use_case: UseCase
+    setup: TelephonySetup
+    password: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryContext:
     """What one attempt needs, read in one transaction."""
 
@@ -91,6 +122,7 @@ class DeliveryContext:
     consent: Consent | None
     attempts_in_period: int
     password: str | None
+    fallback: Fallback | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +132,7 @@ class AttemptResult:
     reason: str | None
     duration_ms: int
     retry: bool = False
+    outcome: str | None = None  # the attempt's outcome when not delivered/not_delivered (drops)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +186,11 @@ class DeliveryStore(Protocol):
         reason: str | None = None,
         next_attempt_at: datetime | None = None,
         event: dict[str, object] | None = None,
-    ) -> bool: ...
+        event_name: str = STATUS_EVENT,
+        detection: DropResult | None = None,
+    ) -> bool:
+        """`detection`: a drop's answered_by, detection_ms and beep_ms to keep on the send."""
+        ...
 
 
 # -- the use case --------------------------------------------------------------
@@ -170,6 +207,7 @@ class DeliveryService:
         dialer: DepositDialer | None,
         *,
         on_event: Callable[[], None] | None = None,
+        dropper: DropDialer | None = None,
     ) -> None:
         self._store = store
         self._objects = objects
@@ -177,6 +215,7 @@ class DeliveryService:
         self._router = router
         self._deposits = deposits
         self._dialer = dialer
+        self._dropper = dropper
         self._on_event = on_event
 
     async def attempt(self, claim: Claim) -> SendStatus | None:
@@ -205,7 +244,15 @@ class DeliveryService:
                 claim, send, SendStatus.FAILED, now, reason="interrupted; no attempts left"
             )
 
+        if send.kind is SendKind.DROP:
+            return await self._attempt_drop(claim, ctx, now, fallback=False)
         route = await self._router.route(send.to_e164)
+        if not isinstance(route, VoicemailRoute) and not ctx.setup.offers_deposit:
+            if ctx.fallback is not None:
+                return await self._attempt_drop(claim, ctx, now, fallback=True)
+            return await self._conclude(
+                claim, send, SendStatus.FAILED, now, reason="no deposit method for this recipient"
+            )
         method = (
             DeliveryMethod.LOCAL_DEPOSIT
             if isinstance(route, VoicemailRoute)
@@ -271,6 +318,7 @@ class DeliveryService:
         attempt: AttemptResult | None = None,
         method: DeliveryMethod | None = None,
         reason: str | None = None,
+        detection: DropResult | None = None,
     ) -> SendStatus | None:
         changed = replace(
             send,
@@ -278,7 +326,18 @@ class DeliveryService:
             failure_reason=reason if status is SendStatus.FAILED else None,
             skip_reason=reason if status is SendStatus.SKIPPED else None,
         )
-        event: dict[str, object] = rules.status_payload(changed)
+        if detection is not None:
+            changed = replace(
+                changed,
+                answered_by=detection.answered_by,
+                detection_ms=detection.detection_ms,
+                beep_ms=detection.beep_ms,
+            )
+        event: dict[str, object]
+        if send.kind is SendKind.DROP:
+            event, event_name = drop_status_payload(changed), DROP_STATUS_EVENT
+        else:
+            event, event_name = rules.status_payload(changed), STATUS_EVENT
         done = await self._store.conclude(
             claim,
             status=status,
@@ -288,6 +347,8 @@ class DeliveryService:
             method=method,
             reason=reason,
             event=event,
+            event_name=event_name,
+            detection=detection,
         )
         if not done:
             log.warning("send %s: lease lost before its outcome (%s) was recorded", send.id, status)
@@ -296,6 +357,91 @@ class DeliveryService:
         if self._on_event is not None:
             self._on_event()
         return status
+
+    async def _attempt_drop(
+        self, claim: Claim, ctx: DeliveryContext, now: datetime, *, fallback: bool
+    ) -> SendStatus | None:
+        """One drop call: of a drop send, or of a ringless send through its fallback use case."""
+        send, use_case = ctx.send, ctx.use_case
+        number = send.attempts + 1
+        attempt_id = await self._store.begin_attempt(claim, number, DeliveryMethod.DROP, now)
+        if attempt_id is None:
+            return None
+        audio = await self._audio(ctx)
+        if audio is None:
+            result = DropResult(DropOutcome.FAILED, reason="audio unavailable")
+        else:
+            result = await self._place_drop(ctx, audio, fallback=fallback)
+        ended = self._clock.now()
+        step = (fallback_step if fallback else drop_step)(result, number, use_case.max_attempts)
+        attempt = AttemptResult(
+            result.outcome is DropOutcome.LEFT_VOICEMAIL,
+            result.sip_code,
+            result.reason,
+            result.duration_ms,
+            retry=step.retry,
+            outcome=result.outcome.value,
+        )
+        if step.retry:
+            delay = rules.retry_delay(number, use_case.retry_backoff_seconds)
+            await self._store.conclude(
+                claim,
+                status=SendStatus.ACCEPTED,
+                now=ended,
+                attempt_id=attempt_id,
+                attempt=attempt,
+                method=DeliveryMethod.DROP,
+                reason=step.reason,
+                next_attempt_at=ended + delay,
+                detection=result,
+            )
+            log.info("send %s drop %d: %s; retry in %s", send.id, number, step.reason, delay)
+            return SendStatus.ACCEPTED
+        return await self._conclude(
+            claim,
+            send,
+            step.status,
+            ended,
+            attempt_id=attempt_id,
+            attempt=attempt,
+            method=DeliveryMethod.DROP,
+            reason=step.reason,
+            detection=result,
+        )
+
+    async def _place_drop(self, ctx: DeliveryContext, audio: Audio, *, fallback: bool) -> DropResult:
+        if self._dropper is None:
+            return DropResult(DropOutcome.FAILED, 503, DropFailure.TRUNK_ERROR.value)
+        send = ctx.send
+        use_case, setup, password = ctx.use_case, ctx.setup, ctx.password
+        sender = send.from_e164
+        if fallback:
+            assert ctx.fallback is not None
+            fb = ctx.fallback
+            use_case, setup, password = fb.use_case, fb.setup, fb.password
+            try:
+                sender = rules.pick_sender(use_case, setup.numbers, send.to_e164, send.attempts)
+            except InvalidInput:
+                return DropResult(DropOutcome.FAILED, None, "no verified sender in the fallback")
+        domain = setup.from_domain or setup.trunk_host
+        from_uri = f"sip:{sender}@{domain}"
+        request = DropRequest(
+            send_id=send.id,
+            setup_id=setup.id,
+            calls_per_second=setup.max_calls_per_second,
+            max_concurrent_calls=setup.max_concurrent_calls,
+            to_uri=setup.call_target(send.to_e164),
+            from_uri=from_uri,
+            username=setup.username,
+            password=password,
+            outbound_proxy=setup.outbound_proxy,
+            headers=(("P-Asserted-Identity", f"<{from_uri}>"),),
+            audio=audio,
+            technique=send.technique or DropTechnique.TWO_CALL,
+            second_call_delay_ms=use_case.second_call_delay_ms,
+            first_call_bound_ms=use_case.first_call_bound_ms,
+        )
+        return await self._dropper.drop(request)
 
     async def _audio(self, ctx: DeliveryContext) -> Audio | None:
         if ctx.audio_key is None:

@@ -9,7 +9,6 @@ Delivery itself (claiming due sends, rules, attempts) is the delivery engine's.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import re
@@ -20,14 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from afterbeep.domain.clock import Clock
+from afterbeep.domain.drops import DROP_STATUS_EVENT, drop_status_payload
 from afterbeep.domain.errors import Conflict, InvalidAudio, InvalidInput, NotFound
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.media import ImportRules, Media
 from afterbeep.domain.phone import mask, to_e164
 from afterbeep.domain.ringless import (
     AUDIO_FORMATS,
+    DEFAULT_FIRST_CALL_BOUND_MS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_BACKOFF_SECONDS,
+    DEFAULT_SECOND_CALL_DELAY_MS,
     MAX_AUDIO_BYTES,
     MAX_AUDIO_MS,
     MIN_AUDIO_MS,
@@ -35,9 +37,11 @@ from afterbeep.domain.ringless import (
     CallingWindow,
     Channel,
     Consent,
+    DropTechnique,
     RecipientCap,
     SendAttempt,
     SenderSelection,
+    SendKind,
     SendStats,
     SendStatus,
     SetupNumber,
@@ -99,6 +103,9 @@ class UseCaseSpec:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     retry_backoff_seconds: int = DEFAULT_RETRY_BACKOFF_SECONDS
     recipient_cap: RecipientCap = field(default_factory=RecipientCap)
+    fallback_use_case_id: str | None = None  # ringless only: a voicemail_drop use case
+    second_call_delay_ms: int = DEFAULT_SECOND_CALL_DELAY_MS  # drops only
+    first_call_bound_ms: int = DEFAULT_FIRST_CALL_BOUND_MS  # drops only
 
 
 USE_CASE_FIELDS = frozenset(UseCaseSpec.__dataclass_fields__)
@@ -124,7 +131,6 @@ class RinglessService:
         self._media = media
         self._region = default_region
         self.on_accepted = on_accepted
-        self._rr = itertools.count()
 
     # -- telephony setups ---------------------------------------------------------
 
@@ -289,6 +295,9 @@ class RinglessService:
                 max_attempts=current.max_attempts,
                 retry_backoff_seconds=current.retry_backoff_seconds,
                 recipient_cap=current.recipient_cap,
+                fallback_use_case_id=current.fallback_use_case_id,
+                second_call_delay_ms=current.second_call_delay_ms,
+                first_call_bound_ms=current.first_call_bound_ms,
             )
             spec = replace(spec, **changes)
             use_case = await self._use_case_from(
@@ -302,6 +311,10 @@ class RinglessService:
             await _use_case_of(uow, account_id, use_case_id)
             if await uow.use_cases.has_sends(account_id, use_case_id):
                 raise Conflict("the use case has sends", error_id="use-case-in-use")
+            if await uow.use_cases.is_fallback(account_id, use_case_id):
+                raise Conflict(
+                    "the use case is the fallback of another use case", error_id="use-case-in-use"
+                )
             await uow.use_cases.delete(account_id, use_case_id)
 
     async def _use_case_from(
@@ -340,8 +353,22 @@ class RinglessService:
             recipient_cap=spec.recipient_cap,
             created_at=created,
             updated_at=updated,
+            fallback_use_case_id=spec.fallback_use_case_id,
+            second_call_delay_ms=spec.second_call_delay_ms,
+            first_call_bound_ms=spec.first_call_bound_ms,
         )
         check_use_case(use_case, setup)
+        if use_case.fallback_use_case_id is not None:
+            fallback_id = use_case.fallback_use_case_id
+            fallback = (
+                await uow.use_cases.get(account_id, fallback_id) if is_id(fallback_id, "uc") else None
+            )
+            if fallback is None or fallback.channel is not Channel.VOICEMAIL_DROP:
+                raise InvalidInput(
+                    "fallback_use_case_id",
+                    "must be a voicemail_drop use case of your account",
+                    error_id="unknown-reference",
+                )
         return use_case
 
     # -- sends --------------------------------------------------------------------
@@ -359,21 +386,30 @@ class RinglessService:
         foreign_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         send_at: datetime | None = None,
+        kind: SendKind = SendKind.RINGLESS,
+        technique: DropTechnique | None = None,
     ) -> VoicemailSend:
         """Accept a send. The audio is exactly one of `media_id` (a stored MP3 of the account),
-        `upload` (a finished upload the caller still owns) or `audio_path` (a local file)."""
+        `upload` (a finished upload the caller still owns) or `audio_path` (a local file).
+        A drop (`kind=drop`) needs a voicemail_drop use case; its technique defaults to
+        two_call. A ringless send needs a ringless_voicemail use case and has no technique."""
         if sum(x is not None for x in (media_id, upload, audio_path)) != 1:
             raise InvalidInput("audio", "send exactly one of an audio file or a media_id")
+        if kind is SendKind.DROP:
+            technique = technique or DropTechnique.TWO_CALL
+        elif technique is not None:
+            raise InvalidInput("technique", "is for drops only")
         to_e = to_e164(to, self._region, "to")
         _check_foreign_id(foreign_id)
         _check_metadata(metadata)
         if send_at is not None and send_at.tzinfo is None:
             raise InvalidInput("send_at", "needs a time zone offset")
         async with self._uow() as uow:
-            use_case, setup = await self._sending_context(uow, account_id, use_case_id)
+            use_case, setup = await self._sending_context(uow, account_id, use_case_id, kind)
             if media_id is not None:
                 media = await self._stored_media(uow, account_id, media_id)
-        sender = pick_sender(use_case, setup.numbers, to_e, next(self._rr))
+        # Checked before any import; the round-robin pick itself is made where the send is stored.
+        sender = pick_sender(use_case, setup.numbers, to_e, 0)
         imported: Media | None = None
         if upload is not None:
             imported = await self._media.import_upload(account_id, upload, audio_name, SEND_RULES)
@@ -391,7 +427,7 @@ class RinglessService:
             media = imported
         now = self._clock.now()
         send = VoicemailSend(
-            id=new_id("vmsend"),
+            id=new_id(_PREFIX[kind]),
             account_id=account_id,
             use_case_id=use_case.id,
             setup_id=setup.id,
@@ -410,31 +446,37 @@ class RinglessService:
             skip_reason=None,
             created_at=now,
             updated_at=now,
+            kind=kind,
+            technique=technique,
         )
         try:
             async with self._uow() as uow:
+                if use_case.sender_selection is not SenderSelection.FIXED:
+                    turn = await uow.use_cases.advance_rr(account_id, use_case.id)
+                    send = replace(send, from_e164=pick_sender(use_case, setup.numbers, to_e, turn))
                 await uow.voicemail_sends.add(send)
-                await uow.events.publish(account_id, VOICEMAIL_STATUS_EVENT, status_payload(send))
+                await uow.events.publish(account_id, *_status_event(send))
         except BaseException:
             if imported is not None:
                 await self._media.delete(account_id, imported.id)
             raise
-        log.info("voicemail %s accepted for %s", send.id, mask(to_e))
+        log.info("%s %s accepted for %s", kind.value, send.id, mask(to_e))
         if self.on_accepted is not None:
             self.on_accepted()
         return send
 
     async def _sending_context(
-        self, uow: UnitOfWork, account_id: str, use_case_id: str
+        self, uow: UnitOfWork, account_id: str, use_case_id: str, kind: SendKind
     ) -> tuple[UseCase, TelephonySetup]:
         if not is_id(use_case_id, "uc"):
             raise _unknown_use_case()
         use_case = await uow.use_cases.get(account_id, use_case_id)
         if use_case is None:
             raise _unknown_use_case()
-        if use_case.channel is not Channel.RINGLESS_VOICEMAIL:
+        channel = _CHANNEL[kind]
+        if use_case.channel is not channel:
             raise InvalidInput(
-                "use_case_id", "is not a ringless_voicemail use case", error_id="wrong-channel"
+                "use_case_id", f"is not a {channel.value} use case", error_id="wrong-channel"
             )
         setup = await uow.telephony_setups.get(account_id, use_case.setup_id)
         if setup is None:
@@ -460,13 +502,15 @@ class RinglessService:
             raise InvalidAudio("the audio is larger than 8 MB", "audio-too-large")
         return media
 
-    async def get_send(self, account_id: str, send_id: str) -> SendDetail:
-        if not is_id(send_id, "vmsend"):
-            raise NotFound("voicemail", send_id[:40])
+    async def get_send(
+        self, account_id: str, send_id: str, kind: SendKind = SendKind.RINGLESS
+    ) -> SendDetail:
+        if not is_id(send_id, _PREFIX[kind]):
+            raise NotFound(_NOUN[kind], send_id[:40])
         async with self._uow() as uow:
             send = await uow.voicemail_sends.get(account_id, send_id)
-            if send is None:
-                raise NotFound("voicemail", send_id)
+            if send is None or send.kind is not kind:
+                raise NotFound(_NOUN[kind], send_id)
             attempts = await uow.voicemail_sends.attempts(account_id, send_id)
         return SendDetail(send, attempts)
 
@@ -487,21 +531,23 @@ class RinglessService:
         async with self._uow() as uow:
             return await uow.voicemail_sends.stats(account_id, where)
 
-    async def cancel_send(self, account_id: str, send_id: str) -> VoicemailSend:
-        if not is_id(send_id, "vmsend"):
-            raise NotFound("voicemail", send_id[:40])
+    async def cancel_send(
+        self, account_id: str, send_id: str, kind: SendKind = SendKind.RINGLESS
+    ) -> VoicemailSend:
+        noun = _NOUN[kind]
+        if not is_id(send_id, _PREFIX[kind]):
+            raise NotFound(noun, send_id[:40])
         async with self._uow() as uow:
+            found = await uow.voicemail_sends.get(account_id, send_id)
+            if found is None or found.kind is not kind:
+                raise NotFound(noun, send_id)
             cancelled = await uow.voicemail_sends.cancel(account_id, send_id, self._clock.now())
             if cancelled is None:
-                if await uow.voicemail_sends.get(account_id, send_id) is None:
-                    raise NotFound("voicemail", send_id)
                 raise Conflict(
-                    "the voicemail was already attempted or has ended",
-                    error_id="voicemail-not-cancellable",
+                    f"the {noun} was already attempted or has ended",
+                    error_id=f"{noun}-not-cancellable",
                 )
-            await uow.events.publish(
-                account_id, VOICEMAIL_STATUS_EVENT, status_payload(cancelled)
-            )
+            await uow.events.publish(account_id, *_status_event(cancelled))
         return cancelled
 
     def _normalise_filter(self, where: SendFilter) -> SendFilter:
@@ -625,6 +671,18 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> None:
         return
     if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
         raise InvalidInput("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+
+
+_PREFIX = {SendKind.RINGLESS: "vmsend", SendKind.DROP: "drop"}
+_NOUN = {SendKind.RINGLESS: "voicemail", SendKind.DROP: "drop"}
+_CHANNEL = {SendKind.RINGLESS: Channel.RINGLESS_VOICEMAIL, SendKind.DROP: Channel.VOICEMAIL_DROP}
+
+
+def _status_event(send: VoicemailSend) -> tuple[str, dict[str, Any]]:
+    """The status event of a send: `voicemail.status` or, for a drop, `drop.status`."""
+    if send.kind is SendKind.DROP:
+        return DROP_STATUS_EVENT, drop_status_payload(send)
+    return VOICEMAIL_STATUS_EVENT, status_payload(send)
 
 
 def _unknown_setup() -> InvalidInput:

@@ -27,7 +27,7 @@ import logging
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,6 +76,7 @@ from afterbeep.telephony.sip import (
 from afterbeep.telephony.sip.message import uri_of
 
 __all__ = [
+    "AudioTap",
     "CallEndpoint",
     "CallError",
     "CallSettings",
@@ -232,6 +233,34 @@ class DigitMerger:
 # --- the pieces of one call that are in progress ------------------------------------------
 
 
+class AudioTap:
+    """Received audio handed to one listener as it arrives (`listen()`): blocks queue up
+    here until read; `close()` ends the iteration once the queue is drained. No I/O."""
+
+    def __init__(self) -> None:
+        self._blocks: deque[Audio] = deque()
+        self._changed = asyncio.Event()
+        self.closed = False
+
+    def put(self, pcm: Audio) -> None:
+        if not self.closed and pcm.size:
+            self._blocks.append(pcm)
+            self._changed.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._changed.set()
+
+    async def blocks(self) -> AsyncGenerator[Audio, None]:
+        while True:
+            while self._blocks:
+                yield self._blocks.popleft()
+            if self.closed:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+
 class _Player:
     __slots__ = ("interrupt", "key", "keys")
 
@@ -353,6 +382,7 @@ class SipCall:
         self._wake = asyncio.Event()
         self._player: _Player | None = None
         self._take: RecordingTake | None = None
+        self._taps: list[AudioTap] = []
         self.digits_received = 0
         if invite is not None:
             self._identify(invite)
@@ -429,6 +459,8 @@ class SipCall:
         take = self._take
         if take is not None:
             take.feed(pcm, self._loop.time())
+        for tap in self._taps:
+            tap.put(pcm)
 
     def _on_rfc4733(self, key: str) -> None:
         self._on_key(key, RFC4733)
@@ -461,6 +493,8 @@ class SipCall:
         self.end_reason = reason
         self.ended.set()
         self._wake.set()
+        for tap in self._taps:
+            tap.close()
         if self._player is not None:
             self._player.interrupt.set()
         if self._take is not None:
@@ -628,6 +662,19 @@ class SipCall:
         assert take.ended_by is not None
         return Recording(take.samples, take.ended_by)
 
+    async def listen(self) -> AsyncGenerator[Audio, None]:
+        """The audio received from now on, in blocks as the media layer delivers them (gaps
+        filled with zeros), until the call ends. Close it (`contextlib.aclosing`) when done."""
+        tap = AudioTap()
+        if self.ended.is_set():
+            tap.close()
+        self._taps.append(tap)
+        try:
+            async for block in tap.blocks():
+                yield block
+        finally:
+            self._taps.remove(tap)
+
     async def _collect_tail(self) -> None:
         """After a hang-up: let RTP in flight land, then close the media (flushing its buffers)."""
         if self.media is not None and self.end_reason == "remote":
@@ -720,6 +767,7 @@ class OutboundCall:
         self._settled = asyncio.Event()
         self._updates: asyncio.Queue[DialState] = asyncio.Queue()
         self._pending_bye: Dialog | None = None
+        self._early_taps: list[AudioTap] = []
 
     @property
     def sip_call_id(self) -> str:
@@ -732,6 +780,31 @@ class OutboundCall:
         self._updates.put_nowait(state)
         if state in (DialState.ANSWERED, DialState.FAILED):
             self._settled.set()
+            for tap in self._early_taps:
+                tap.close()
+
+    def _on_early_audio(self, pcm: Audio, offset: int) -> None:
+        for tap in self._early_taps:
+            tap.put(pcm)
+
+    async def early_audio(self) -> AsyncGenerator[Audio, None]:
+        """Early media (18x with SDP) as it arrives, until the call is answered or fails."""
+        tap = AudioTap()
+        if self._settled.is_set():
+            tap.close()
+        self._early_taps.append(tap)
+        if self.call is None:
+            self.media.on_audio = self._on_early_audio
+        try:
+            async for block in tap.blocks():
+                yield block
+        finally:
+            self._early_taps.remove(tap)
+
+    async def settled(self) -> DialState:
+        """Wait until the call is answered or has failed; that state."""
+        await self._settled.wait()
+        return self.state
 
     def _fail(self, code: int, reason: str) -> None:
         if self.state in (DialState.ANSWERED, DialState.FAILED):

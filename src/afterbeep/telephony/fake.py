@@ -7,6 +7,7 @@ plays is kept in `played` with its start time, so a test can check what the call
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,6 +130,16 @@ class FakeCall:
         self.now = deadline
         self._check_alive()
         return digits
+
+    async def listen(self) -> AsyncGenerator[Audio, None]:
+        """The caller's audio from `now` in 20 ms frames (silence after its end), until the
+        caller hangs up or we do; time moves with every frame taken."""
+        while not self.hung_up_by_us and not self._remote_gone(self.now):
+            frame = self.caller_audio[self.now : self.now + FRAME]
+            if len(frame) < FRAME:
+                frame = np.concatenate([frame, np.zeros(FRAME - len(frame), dtype=np.int16)])
+            self.now += FRAME
+            yield frame
 
     async def hangup(self) -> None:
         self.hung_up_by_us = True

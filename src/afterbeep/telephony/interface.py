@@ -6,6 +6,7 @@ A script (deposit, phone menu, drop) only sees `Call`: the SIP implementation an
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,3 +75,13 @@ class Call(Protocol):
         ...
 
     async def hangup(self) -> None: ...
+
+
+class ListeningCall(Call, Protocol):
+    """A call whose received audio a script can listen to as it arrives (the drop's
+    answering machine detector does); `SipCall` and `FakeCall` are both."""
+
+    def listen(self) -> AsyncGenerator[Audio, None]:
+        """The audio received from now on, as it arrives, until the call ends. Close it when
+        done (`contextlib.aclosing`)."""
+        ...

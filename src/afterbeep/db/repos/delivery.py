@@ -22,14 +22,24 @@ from afterbeep.db.engine import Database
 from afterbeep.db.repos import _leases as leases
 from afterbeep.db.repos.ringless import send_from_row, setup_from_row, use_case_from_row
 from afterbeep.db.repos.webhooks import SqlEventOutbox
+from afterbeep.domain.drops import DropResult
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.ringless import (
+    FINAL_STATUSES,
     Consent,
     DeliveryMethod,
+    SendKind,
     SendStatus,
     SetupNumber,
+    TelephonySetup,
 )
-from afterbeep.services.delivery import STATUS_EVENT, AttemptResult, Claim, DeliveryContext
+from afterbeep.services.delivery import (
+    STATUS_EVENT,
+    AttemptResult,
+    Claim,
+    DeliveryContext,
+    Fallback,
+)
 
 _S = t.voicemail_sends
 _A = t.send_attempts
@@ -146,6 +156,9 @@ class SqlDeliveryStore:
                         )
                     )
                 ).scalar_one_or_none()
+            fallback = None
+            if send.kind is SendKind.RINGLESS and use_case.fallback_use_case_id is not None:
+                fallback = await _fallback(conn, use_case.fallback_use_case_id, account)
         return DeliveryContext(
             send=send,
             use_case=use_case,
@@ -155,6 +168,7 @@ class SqlDeliveryStore:
             consent=consent,
             attempts_in_period=int(attempts_in_period),
             password=str(password) if password is not None else None,
+            fallback=fallback,
         )
 
     async def hold(self, claim: Claim, until: datetime) -> bool:
@@ -212,8 +226,14 @@ class SqlDeliveryStore:
         reason: str | None = None,
         next_attempt_at: datetime | None = None,
         event: Mapping[str, object] | None = None,
+        event_name: str = STATUS_EVENT,
+        detection: DropResult | None = None,
     ) -> bool:
         values: dict[str, Any] = {"status": status.value, "updated_at": now}
+        if detection is not None:
+            values["answered_by"] = detection.answered_by
+            values["detection_ms"] = detection.detection_ms
+            values["beep_ms"] = detection.beep_ms
         if method is not None:
             values["method"] = method.value
         if status is SendStatus.ACCEPTED:
@@ -228,11 +248,16 @@ class SqlDeliveryStore:
             values["failure_reason"] = reason
         elif status is SendStatus.SKIPPED:
             values["skip_reason"] = reason
+        elif status is SendStatus.LEFT_VOICEMAIL:
+            values["delivered_at"] = now
+            values["failure_reason"] = None
+        elif status in FINAL_STATUSES:  # human_answered, busy, no_answer: the status says it
+            values["failure_reason"] = None
         async with self._db.begin() as conn:
             if not await self._guarded(conn, claim, values):
                 return False
             if attempt_id is not None and attempt is not None:
-                outcome = "delivered" if attempt.delivered else "not_delivered"
+                outcome = attempt.outcome or ("delivered" if attempt.delivered else "not_delivered")
                 await conn.execute(
                     update(_A)
                     .where(_A.c.id == attempt_id)
@@ -248,7 +273,7 @@ class SqlDeliveryStore:
                 account = (
                     await conn.execute(select(_S.c.account_id).where(_S.c.id == claim.send_id))
                 ).scalar_one()
-                await SqlEventOutbox(conn).publish(account, STATUS_EVENT, event)
+                await SqlEventOutbox(conn).publish(account, event_name, event)
         return True
 
     async def mark_interrupted(self, now: datetime) -> int:
@@ -271,3 +296,45 @@ class SqlDeliveryStore:
         return await leases.record_attempt(
             conn, _S, claim.send_id, claim.lease_until, values, status=ACCEPTED
         )
+
+
+async def _setup_of(conn: AsyncConnection, setup_id: str) -> TelephonySetup | None:
+    row = (
+        await conn.execute(select(t.telephony_setups).where(t.telephony_setups.c.id == setup_id))
+    ).first()
+    if row is None:
+        return None
+    n = t.setup_numbers.c
+    numbers = [
+        SetupNumber(r.e164, bool(r.verified))
+        for r in await conn.execute(
+            select(n.e164, n.verified).where(n.setup_id == setup_id).order_by(n.position)
+        )
+    ]
+    return setup_from_row(row, numbers)
+
+
+async def _fallback(conn: AsyncConnection, use_case_id: str, account_id: str) -> Fallback | None:
+    """A ringless use case's drop fallback: the use case, its setup and the trunk password."""
+    u = t.use_cases.c
+    row = (
+        await conn.execute(
+            select(t.use_cases).where(u.id == use_case_id, u.account_id == account_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    use_case = use_case_from_row(row)
+    setup = await _setup_of(conn, use_case.setup_id)
+    if setup is None:
+        return None
+    password = None
+    if setup.password_ref:
+        password = (
+            await conn.execute(
+                select(t.secrets.c.value).where(
+                    t.secrets.c.ref == setup.password_ref, t.secrets.c.account_id == account_id
+                )
+            )
+        ).scalar_one_or_none()
+    return Fallback(use_case, setup, str(password) if password is not None else None)

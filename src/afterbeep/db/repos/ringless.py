@@ -291,6 +291,26 @@ class SqlUseCaseRepo:
         )
         return bool((await self._conn.execute(query)).scalar())
 
+    async def is_fallback(self, account_id: str, use_case_id: str) -> bool:
+        query = select(
+            exists().where(_U.c.fallback_use_case_id == use_case_id, _U.c.account_id == account_id)
+        )
+        return bool((await self._conn.execute(query)).scalar())
+
+    async def advance_rr(self, account_id: str, use_case_id: str) -> int:
+        """Take the round-robin cursor and move it on, in one statement: the row stays locked
+        until the caller's transaction ends, so concurrent senders (and nodes) never share a
+        value."""
+        c = _U.c
+        result = await self._conn.execute(
+            update(_U)
+            .where(c.id == use_case_id, c.account_id == account_id)
+            .values(rr_next=c.rr_next + 1)
+            .returning(c.rr_next)
+        )
+        after = result.scalar_one_or_none()
+        return 0 if after is None else int(after) - 1
+
 
 # -- sends -----------------------------------------------------------------------
 
@@ -360,6 +380,8 @@ def _filters(account_id: str, where: SendFilter) -> builtins.list[Any]:
         conds.append(_V.c.created_at >= where.created_after)
     if where.created_before is not None:
         conds.append(_V.c.created_at < where.created_before)
+    if where.campaign_id is not None:
+        conds.append(_V.c.campaign_id == where.campaign_id)
     return conds
 
 
@@ -461,6 +483,17 @@ class SqlVoicemailSendRepo:
         if not result.rowcount:
             return None
         return await self.get(account_id, send_id)
+
+    async def release_leases(self, now: datetime) -> int:
+        """Hand back every live lease on waiting sends: only for a sole claimer starting up
+        (SQLite), whose previous life held them all."""
+        c = _V.c
+        result = await self._conn.execute(
+            update(_V)
+            .where(c.status == SendStatus.ACCEPTED.value, c.claimed_until > now)
+            .values(claimed_until=None)
+        )
+        return int(result.rowcount or 0)
 
     async def count_attempts_to(self, account_id: str, to_e164: str, since: datetime) -> int:
         query = select(func.count()).where(

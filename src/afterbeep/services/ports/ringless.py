@@ -35,6 +35,7 @@ class SendFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     kind: SendKind = SendKind.RINGLESS
+    campaign_id: str | None = None
 
 
 class TelephonySetupRepo(Protocol):
@@ -67,6 +68,13 @@ class UseCaseRepo(Protocol):
     async def update(self, use_case: UseCase) -> None: ...
     async def delete(self, account_id: str, use_case_id: str) -> bool: ...
     async def has_sends(self, account_id: str, use_case_id: str) -> bool: ...
+    async def is_fallback(self, account_id: str, use_case_id: str) -> bool:
+        """True while another use case names this one as its `fallback_use_case_id`."""
+        ...
+    async def advance_rr(self, account_id: str, use_case_id: str) -> int:
+        """The round-robin cursor before this call, moved on by one (atomically, in the
+        caller's transaction)."""
+        ...
 
 
 class VoicemailSendRepo(Protocol):
@@ -88,6 +96,11 @@ class VoicemailSendRepo(Protocol):
     async def cancel(self, account_id: str, send_id: str, now: datetime) -> VoicemailSend | None:
         """Mark an accepted, never attempted, unclaimed send `skipped` (`cancelled`); None when
         it is not in that state."""
+        ...
+
+    async def release_leases(self, now: datetime) -> int:
+        """Clear every lease still live at `now` on waiting sends (a sole claimer's start-up);
+        how many."""
         ...
 
     async def count_attempts_to(self, account_id: str, to_e164: str, since: datetime) -> int:
