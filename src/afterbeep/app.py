@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -21,9 +22,11 @@ from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
+from afterbeep.domain.ringless import MAX_AUDIO_MS
 from afterbeep.notify.email import EmailDispatcher, SmtpSender
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.delivery import DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.mailboxes import MailboxService
@@ -37,8 +40,9 @@ from afterbeep.services.routing import CallRouter
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
-from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor
-from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers
+from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
+from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
+from afterbeep.telephony.drop import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
 from afterbeep.telephony.server import Router, ServerLimits, TelephonyServer, telephony_configs
 from afterbeep.telephony.spool import Spool
@@ -138,8 +142,12 @@ class Runtime:
             if self.store is None or self.deposits is None or self.dispatcher is None:
                 raise RuntimeError("Runtime.start() must run first")
             s = self.settings
+            pacer = Pacer()  # per trunk, for deposits and drops (both calls of a two-call drop)
             depositor = SipDepositor(
-                lambda: self.telephony, Pacer(), ring_timeout=s.delivery_ring_timeout_seconds
+                lambda: self.telephony, pacer, ring_timeout=s.delivery_ring_timeout_seconds
+            )
+            dropper = SipDropper(
+                lambda: self.telephony, pacer, ring_timeout=s.delivery_ring_timeout_seconds
             )
             service = DeliveryService(
                 SqlDeliveryStore(self.db),
@@ -149,16 +157,34 @@ class Runtime:
                 self.deposits,
                 depositor,
                 on_event=self.dispatcher.notify,
+                dropper=dropper,
             )
+            lease = lease_for(s.delivery_ring_timeout_seconds)
             self.delivery_worker = DeliveryWorker(
                 SqlDeliveryStore(self.db),
                 service,
                 self.clock,
-                lease=lease_for(s.delivery_ring_timeout_seconds),
+                lease=lease,
                 batch_size=s.delivery_batch_size,
                 idle_seconds=s.delivery_idle_seconds,
+                limits=self.trunk_limits,
+                start_within=lease
+                - timedelta(seconds=s.delivery_ring_timeout_seconds + MAX_AUDIO_MS / 1000),
+                reclaim=self._release_send_leases if self.db.engine.dialect.name == "sqlite" else None,
             )
         return self.delivery_worker
+
+    async def trunk_limits(self, setup_id: str) -> TrunkLimits | None:
+        """The pacing of a telephony setup, as the delivery worker bounds its claims by it."""
+        async with unit_of_work_factory(self.db, readonly=True)() as uow:
+            setup = await uow.telephony_setups.get_any(setup_id)
+        if setup is None:
+            return None
+        return TrunkLimits(setup.max_calls_per_second, setup.max_concurrent_calls)
+
+    async def _release_send_leases(self, now: datetime) -> int:
+        async with self.uow() as uow:
+            return await uow.voicemail_sends.release_leases(now)
 
     async def start_delivery(self) -> DeliveryWorker:
         worker = self.delivery()
@@ -179,6 +205,7 @@ class Runtime:
             self.spool_worker,
             self.clock,
             parse_peers(s.deposit_peers),
+            users=parse_users(s.deposit_users.get_secret_value()),
             silence_threshold=s.silence_threshold,
         )
         return self.deposit_receiver.route
@@ -224,6 +251,9 @@ class Runtime:
             notifications=NotificationService(self.uow, self.clock),
             ringless=RinglessService(
                 self.uow, self.clock, media, s.default_region, self._voicemail_accepted
+            ),
+            campaigns=CampaignService(
+                self.uow, self.clock, s.default_region, self._voicemail_accepted
             ),
             store=self.store,
             secret_key=s.resolved_secret_key(),

@@ -13,6 +13,7 @@ import typer
 from afterbeep import logs
 from afterbeep.amd_cli import amd_app
 from afterbeep.app import Runtime
+from afterbeep.campaign_cli import campaigns_cli
 from afterbeep.config import Settings, split_host_port
 from afterbeep.voicemail_cli import voicemails_cli
 
@@ -24,6 +25,7 @@ key_cli = typer.Typer(no_args_is_help=True, help="API keys")
 cli.add_typer(account_cli, name="account")
 cli.add_typer(key_cli, name="key")
 cli.add_typer(voicemails_cli, name="voicemails")
+cli.add_typer(campaigns_cli, name="campaigns")
 cli.add_typer(amd_app, name="amd")
 
 

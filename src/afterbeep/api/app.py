@@ -8,7 +8,9 @@ from fastapi import FastAPI
 
 from afterbeep import __version__
 from afterbeep.api import (
+    campaigns,
     consents,
+    drops,
     health,
     mailboxes,
     media,
@@ -48,7 +50,8 @@ def create_app(
     for module in (media, mailboxes, messages, numbers, webhooks):
         app.include_router(module.router, prefix="/v1")
     app.include_router(notifications_api.router, prefix="/v1")
-    for ringless in (telephony_setups, use_cases, voicemails, suppressions, consents):
+    app.include_router(campaigns.router, prefix="/v1")
+    for ringless in (telephony_setups, use_cases, voicemails, drops, suppressions, consents):
         app.include_router(ringless.router, prefix="/v1")
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
     app.add_middleware(MetricsMiddleware)

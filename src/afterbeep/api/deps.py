@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from afterbeep.api.problems import ProblemError
 from afterbeep.domain.accounts import Account
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
 from afterbeep.services.messages import MessageService
@@ -30,6 +31,7 @@ class ApiServices:
     webhooks: WebhookService
     notifications: NotificationService
     ringless: RinglessService
+    campaigns: CampaignService
     store: ObjectStore
     secret_key: bytes
     public_url: str

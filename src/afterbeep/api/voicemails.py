@@ -273,10 +273,13 @@ async def list_voicemails(
     to: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
     created_after: AwareDatetime | None = None,
     created_before: AwareDatetime | None = None,
+    campaign_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ListResponse[SendOut]:
-    where = SendFilter(use_case_id, setup_id, status, to, created_after, created_before)
+    where = SendFilter(
+        use_case_id, setup_id, status, to, created_after, created_before, campaign_id=campaign_id
+    )
     page = await svc.ringless.list_sends(account.id, where, cursor, limit)
     return ListResponse[SendOut](items=[SendOut.of(s) for s in page.items], next_cursor=page.next_cursor)
 

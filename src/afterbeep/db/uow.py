@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db.engine import Database
 from afterbeep.db.repos.accounts import SqlAccountRepo, SqlSecretRepo
+from afterbeep.db.repos.campaigns import SqlCampaignRepo
 from afterbeep.db.repos.mailboxes import SqlMailboxRepo, SqlMessageRepo
 from afterbeep.db.repos.media import SqlMediaRepo
 from afterbeep.db.repos.notifications import SqlNotificationRepo
@@ -41,6 +42,7 @@ class SqlUnitOfWork:
         self.voicemail_sends = SqlVoicemailSendRepo(conn)
         self.suppressions = SqlSuppressionRepo(conn)
         self.consents = SqlConsentRepo(conn)
+        self.campaigns = SqlCampaignRepo(conn)
 
 
 def unit_of_work_factory(db: Database, *, readonly: bool = False) -> UnitOfWorkFactory:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from afterbeep.services.ports.accounts import AccountRepo, SecretRepo
+from afterbeep.services.ports.campaigns import CampaignRepo
 from afterbeep.services.ports.events import EventOutbox, WebhookRepo
 from afterbeep.services.ports.mailboxes import MailboxRepo, MessageRepo
 from afterbeep.services.ports.media import MediaRepo
@@ -63,12 +64,15 @@ class UnitOfWork(Protocol):
     def suppressions(self) -> SuppressionRepo: ...
     @property
     def consents(self) -> ConsentRepo: ...
+    @property
+    def campaigns(self) -> CampaignRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 __all__ = [
     "AccountRepo",
+    "CampaignRepo",
     "ConsentRepo",
     "EventOutbox",
     "MailboxRepo",
