@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -22,12 +22,11 @@ from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
-from afterbeep.domain.ringless import MAX_AUDIO_MS
 from afterbeep.notify.email import EmailDispatcher, SmtpSender
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.services.accounts import AccountService
 from afterbeep.services.campaigns import CampaignService
-from afterbeep.services.delivery import DeliveryService, lease_for
+from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
@@ -168,8 +167,7 @@ class Runtime:
                 batch_size=s.delivery_batch_size,
                 idle_seconds=s.delivery_idle_seconds,
                 limits=self.trunk_limits,
-                start_within=lease
-                - timedelta(seconds=s.delivery_ring_timeout_seconds + MAX_AUDIO_MS / 1000),
+                start_within=START_WITHIN,
                 reclaim=self._release_send_leases if self.db.engine.dialect.name == "sqlite" else None,
             )
         return self.delivery_worker

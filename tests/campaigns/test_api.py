@@ -67,7 +67,9 @@ async def stored(runtime: Runtime) -> tuple[int, int]:
     """(campaigns, sends) in the database."""
     async with runtime.db.begin() as conn:
         campaigns = (await conn.execute(select(func.count()).select_from(t.campaigns))).scalar_one()
-        sends = (await conn.execute(select(func.count()).select_from(t.voicemail_sends))).scalar_one()
+        sends = (
+            await conn.execute(select(func.count()).select_from(t.voicemail_sends))
+        ).scalar_one()
     return int(campaigns), int(sends)
 
 
@@ -172,9 +174,7 @@ async def test_create_from_a_csv_upload_starting_later(
         b'"first","TO","note"\n"A","+12125550123","x"\n"B","+13105550124",""\n',
     ],
 )
-async def test_csv_shapes(
-    client: httpx.AsyncClient, account: TestAccount, content: bytes
-) -> None:
+async def test_csv_shapes(client: httpx.AsyncClient, account: TestAccount, content: bytes) -> None:
     use_case_id, media_id = await ringless(client, account)
     r = await upload_csv(client, account, content, use_case_id=use_case_id, media_id=media_id)
     assert r.status_code == 201, r.text
@@ -224,10 +224,14 @@ async def test_drop_campaign_on_a_drop_use_case(
     async with runtime.db.begin() as conn:
         v = t.voicemail_sends.c
         rows = (
-            await conn.execute(select(v.id, v.kind, v.technique).where(v.campaign_id == campaign["id"]))
+            await conn.execute(
+                select(v.id, v.kind, v.technique).where(v.campaign_id == campaign["id"])
+            )
         ).all()
     assert len(rows) == 3
-    assert all(r.id.startswith("drop_") and (r.kind, r.technique) == ("drop", "two_call") for r in rows)
+    assert all(
+        r.id.startswith("drop_") and (r.kind, r.technique) == ("drop", "two_call") for r in rows
+    )
     listed = await client.get(campaign["sends_url"], headers=account.headers)
     assert sorted(d["id"] for d in listed.json()["items"]) == sorted(r.id for r in rows)
     everything = await client.get("/v1/drops", headers=account.headers)
@@ -255,7 +259,11 @@ async def test_bad_inputs_are_refused_and_store_nothing(
         ({**good, "use_case_id": "uc_nope"}, 422, "unknown-reference"),
         ({**good, "media_id": other_media}, 422, "unknown-reference"),
         ({**good, "recipients": []}, 422, "no-recipients"),
-        ({**good, "recipients": ["+12125550123"] * (MAX_RECIPIENTS + 1)}, 422, "too-many-recipients"),
+        (
+            {**good, "recipients": ["+12125550123"] * (MAX_RECIPIENTS + 1)},
+            422,
+            "too-many-recipients",
+        ),
         ({**good, "method": "fax"}, 422, "validation-failed"),
         ({**good, "start_at": "2026-06-01T10:00:00"}, 422, "validation-failed"),  # no offset
         ({**good, "extra": 1}, 422, "validation-failed"),
@@ -265,11 +273,15 @@ async def test_bad_inputs_are_refused_and_store_nothing(
         r = await client.post("/v1/campaigns", json=body, headers=account.headers)
         assert_problem(r, status, error_id)
     r = await client.post(
-        "/v1/campaigns", content=b"{not json", headers={**account.headers, "content-type": "application/json"}
+        "/v1/campaigns",
+        content=b"{not json",
+        headers={**account.headers, "content-type": "application/json"},
     )
     assert_problem(r, 400, "malformed-json")
     r = await client.post(
-        "/v1/campaigns", content=b"to\n+12125550123", headers={**account.headers, "content-type": "text/csv"}
+        "/v1/campaigns",
+        content=b"to\n+12125550123",
+        headers={**account.headers, "content-type": "text/csv"},
     )
     assert_problem(r, 415, "unsupported-media-type")
 
@@ -280,7 +292,11 @@ async def test_bad_inputs_are_refused_and_store_nothing(
         (b"first,last\nAnn,Lee\n", 422, "bad-csv"),  # several columns, none named to/number
         (b"+12125550123,+13105550124\n", 422, "bad-csv"),  # two numbers on one row
         (b"to\n\xff\xfe+1212\n", 422, "bad-csv"),  # not UTF-8
-        ("\n".join(["to"] + ["+12125550123"] * (MAX_RECIPIENTS + 1)).encode(), 422, "too-many-recipients"),
+        (
+            "\n".join(["to"] + ["+12125550123"] * (MAX_RECIPIENTS + 1)).encode(),
+            422,
+            "too-many-recipients",
+        ),
     ]
     for content, status, error_id in csv_cases:
         r = await upload_csv(client, account, content, **fields)
@@ -338,7 +354,11 @@ async def test_another_accounts_campaign_is_not_found(
 
 
 async def act(
-    client: httpx.AsyncClient, account: TestAccount, campaign_id: str, action: str, status: int = 200
+    client: httpx.AsyncClient,
+    account: TestAccount,
+    campaign_id: str,
+    action: str,
+    status: int = 200,
 ) -> dict[str, Any]:
     r = await client.post(f"/v1/campaigns/{campaign_id}/{action}", headers=account.headers)
     if status == 409:
@@ -405,6 +425,39 @@ async def test_pause_resume_cancel(
     assert_adds_up(final)
 
 
+async def test_a_retry_after_pause_or_cancel_is_held_by_the_engine(
+    client: httpx.AsyncClient, runtime: Runtime, account: TestAccount
+) -> None:
+    """A send in flight when its campaign was paused (or cancelled) comes back `accepted` for a
+    retry; the engine then sets it aside (or skips it) instead of calling again."""
+    use_case_id, media_id = await ringless(client, account)
+    numbers = [f"+1212555{n:04d}" for n in range(200, 203)]
+    campaign = await create(
+        client, account, {"use_case_id": use_case_id, "media_id": media_id, "recipients": numbers}
+    )
+    cid = campaign["id"]
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    await act(client, account, cid, "pause")
+    await set_sends(runtime, cid, numbers[0], status="accepted", attempts=1, next_attempt_at=past)
+    worker = runtime.delivery()
+    assert await worker.run_once() == 1
+    statuses = {s["to"]: s["status"] for s in await sends_of(client, account, cid)}
+    assert statuses == dict.fromkeys(numbers, "paused")
+
+    await act(client, account, cid, "cancel")
+    await set_sends(runtime, cid, numbers[1], status="accepted", attempts=1, next_attempt_at=past)
+    assert await worker.run_once() == 1
+    sends = {s["to"]: s for s in await sends_of(client, account, cid)}
+    assert {n: s["status"] for n, s in sends.items()} == dict.fromkeys(numbers, "skipped")
+    assert sends[numbers[1]]["skip_reason"] == "campaign_canceled"
+    async with runtime.db.begin() as conn:
+        a = t.send_attempts.c
+        attempts = await conn.scalar(
+            select(func.count()).where(a.send_id.in_([s["id"] for s in sends.values()]))
+        )
+    assert attempts == 0  # no call was placed for either
+
+
 async def test_scheduled_campaign_can_be_paused_and_resumes_scheduled(
     client: httpx.AsyncClient, account: TestAccount
 ) -> None:
@@ -437,7 +490,11 @@ async def test_completed_when_every_send_is_final(
     await set_sends(runtime, cid, E164[2], status="skipped", skip_reason="suppressed")
     done = (await client.get(f"/v1/campaigns/{cid}", headers=account.headers)).json()
     assert done["status"] == "completed"
-    assert (done["progress"]["delivered"], done["progress"]["failed"], done["progress"]["skipped"]) == (1, 1, 1)
+    assert (
+        done["progress"]["delivered"],
+        done["progress"]["failed"],
+        done["progress"]["skipped"],
+    ) == (1, 1, 1)
     assert_adds_up(done)
     for action in ("pause", "resume", "cancel"):
         await act(client, account, cid, action, 409)

@@ -24,6 +24,7 @@ from afterbeep.audio.rendition import read_wav_pcm, telephony_wav_bytes
 from afterbeep.config import Settings
 from afterbeep.db import tables as t
 from afterbeep.domain.ids import new_id
+from afterbeep.services.delivery import lease_for
 from afterbeep.services.ports.storage import media_telephony_key
 from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.sip.errors import SipTransportError
@@ -635,7 +636,7 @@ async def test_fifty_sends_survive_a_worker_killed_mid_batch(backend: Backend) -
     rt.delivery_worker = None  # killed: its claims are never handed back
     await rt.stop()
 
-    clock.advance(settings.delivery_ring_timeout_seconds + 60 + 60 + 1)
+    clock.advance(lease_for(settings.delivery_ring_timeout_seconds).total_seconds() + 1)
     async with runtime_of(backend, clock) as rt2:
         worker = rt2.delivery()
         await worker.recover()

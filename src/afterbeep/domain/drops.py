@@ -25,6 +25,7 @@ from typing import Any
 from afterbeep.domain.ringless import SendStatus, VoicemailSend
 
 DROP_STATUS_EVENT = "drop.status"
+DETECTION_LIMIT_S = 35.0  # wall clock a drop listens at most; the detector decides by 30 s of audio
 
 
 class DropOutcome(enum.StrEnum):

@@ -42,8 +42,10 @@ import numpy.typing as npt
 
 from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.domain import ringless as rules
+from afterbeep.domain.campaigns import CAMPAIGN_CANCELED, CampaignStatus
 from afterbeep.domain.clock import Clock, iso
 from afterbeep.domain.drops import (
+    DETECTION_LIMIT_S,
     DROP_STATUS_EVENT,
     DropFailure,
     DropOutcome,
@@ -123,6 +125,7 @@ class DeliveryContext:
     attempts_in_period: int
     password: str | None
     fallback: Fallback | None = None
+    campaign_status: CampaignStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,10 @@ class DeliveryStore(Protocol):
     async def load(self, send_id: str, now: datetime) -> DeliveryContext | None: ...
 
     async def hold(self, claim: Claim, until: datetime) -> bool: ...
+
+    async def pause(self, claim: Claim) -> bool:
+        """Set the send aside as `paused` (its campaign is paused) and drop the lease."""
+        ...
 
     async def begin_attempt(
         self, claim: Claim, number: int, method: DeliveryMethod, now: datetime
@@ -227,6 +234,13 @@ class DeliveryService:
             await self._store.release([claim])
             return None
         send, use_case = ctx.send, ctx.use_case
+        # A campaign paused or cancelled while this send was in flight, or waiting for a retry.
+        if ctx.campaign_status is CampaignStatus.CANCELED:
+            return await self._conclude(
+                claim, send, SendStatus.SKIPPED, now, reason=CAMPAIGN_CANCELED
+            )
+        if ctx.campaign_status is CampaignStatus.PAUSED:
+            return SendStatus.PAUSED if await self._store.pause(claim) else None
         decision = rules.check_rules(
             send, use_case, now, ctx.suppressed, ctx.consent, ctx.attempts_in_period
         )
@@ -502,6 +516,19 @@ class DeliveryService:
         return await self._dialer.sip_deposit(deposit)
 
 
+START_WITHIN = timedelta(seconds=60)  # the longest a claimed send may wait for its trunk
+
+
+def attempt_seconds(ring_timeout: float, max_audio_ms: int = rules.MAX_AUDIO_MS) -> float:
+    """The longest one attempt can take once it starts: a drop's second call placed late,
+    ringing, listening for the answering machine, then the whole audio."""
+    return (
+        rules.MAX_SECOND_CALL_DELAY_MS / 1000 + ring_timeout + DETECTION_LIMIT_S + max_audio_ms / 1000
+    )
+
+
 def lease_for(ring_timeout: float, max_audio_ms: int = rules.MAX_AUDIO_MS) -> timedelta:
-    """A lease long enough for one whole attempt: ringing, the audio, and a margin."""
-    return timedelta(seconds=ring_timeout + max_audio_ms / 1000 + 60)
+    """A lease long enough for a send to wait `START_WITHIN` for its trunk, then run one whole
+    attempt, with a margin."""
+    attempt = timedelta(seconds=attempt_seconds(ring_timeout, max_audio_ms))
+    return START_WITHIN + attempt + timedelta(seconds=30)

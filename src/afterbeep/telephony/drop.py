@@ -38,7 +38,13 @@ from typing import Protocol
 
 from afterbeep.audio.amd import AmdDecision, AnsweredBy, MachineDetector
 from afterbeep.audio.sit import SitDetector
-from afterbeep.domain.drops import DropFailure, DropOutcome, DropResult, outcome_of_code
+from afterbeep.domain.drops import (
+    DETECTION_LIMIT_S,
+    DropFailure,
+    DropOutcome,
+    DropResult,
+    outcome_of_code,
+)
 from afterbeep.domain.ringless import DropTechnique
 from afterbeep.services.ports.drops import DropRequest
 from afterbeep.telephony.call import DialFailed, DialState, OutboundCall, SipCall
@@ -51,7 +57,6 @@ __all__ = ["Detector", "SipDropper", "drop_message"]
 
 log = logging.getLogger("afterbeep.drop")
 
-DETECTION_LIMIT_S = 35.0  # wall clock; the detector itself decides by 30 s of audio
 UNDETERMINED = "undetermined"
 MACHINE_ENDS = frozenset(
     {AnsweredBy.MACHINE_END_BEEP, AnsweredBy.MACHINE_END_SILENCE, AnsweredBy.MACHINE_END_OTHER}

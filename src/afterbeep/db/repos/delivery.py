@@ -22,6 +22,7 @@ from afterbeep.db.engine import Database
 from afterbeep.db.repos import _leases as leases
 from afterbeep.db.repos.ringless import send_from_row, setup_from_row, use_case_from_row
 from afterbeep.db.repos.webhooks import SqlEventOutbox
+from afterbeep.domain.campaigns import CampaignStatus
 from afterbeep.domain.drops import DropResult
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.ringless import (
@@ -156,6 +157,14 @@ class SqlDeliveryStore:
                         )
                     )
                 ).scalar_one_or_none()
+            campaign_status = None
+            if send.campaign_id is not None:
+                stored = (
+                    await conn.execute(
+                        select(t.campaigns.c.status).where(t.campaigns.c.id == send.campaign_id)
+                    )
+                ).scalar_one_or_none()
+                campaign_status = CampaignStatus(stored) if stored is not None else None
             fallback = None
             if send.kind is SendKind.RINGLESS and use_case.fallback_use_case_id is not None:
                 fallback = await _fallback(conn, use_case.fallback_use_case_id, account)
@@ -169,11 +178,16 @@ class SqlDeliveryStore:
             attempts_in_period=int(attempts_in_period),
             password=str(password) if password is not None else None,
             fallback=fallback,
+            campaign_status=campaign_status,
         )
 
     async def hold(self, claim: Claim, until: datetime) -> bool:
         async with self._db.begin() as conn:
             return await self._guarded(conn, claim, {"next_attempt_at": until})
+
+    async def pause(self, claim: Claim) -> bool:
+        async with self._db.begin() as conn:
+            return await self._guarded(conn, claim, {"status": SendStatus.PAUSED.value})
 
     async def begin_attempt(
         self, claim: Claim, number: int, method: DeliveryMethod, now: datetime
