@@ -22,6 +22,7 @@ Errors (`CallEnded` of the call interface is what scripts see when the far end g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -51,6 +52,7 @@ from afterbeep.telephony.media import (
     MediaSessionStateError,
     MediaStats,
     PortsExhaustedError,
+    Prompt,
     SdpError,
 )
 from afterbeep.telephony.sip import (
@@ -99,6 +101,7 @@ RATE = 8000
 FRAME = 160  # 20 ms: the unit of silence detection, as in the fake call
 RFC4733 = "rfc4733"
 SIP_INFO = "info"
+_LISTEN_SILENCE = Prompt(np.zeros(RATE * 60, dtype=np.int16))  # sent while listening
 _PLACEMENT_SLACK = 0.6  # s: the media layer may hold received audio this long before delivery
 
 
@@ -664,16 +667,29 @@ class SipCall:
 
     async def listen(self) -> AsyncGenerator[Audio, None]:
         """The audio received from now on, in blocks as the media layer delivers them (gaps
-        filled with zeros), until the call ends. Close it (`contextlib.aclosing`) when done."""
+        filled with zeros), until the call ends. Close it (`contextlib.aclosing`) when done.
+
+        While it is open the call sends silence, so that the far end's media path (a NAT
+        binding, an SBC that latches on our packets, an RTP inactivity timer) stays open."""
         tap = AudioTap()
         if self.ended.is_set():
             tap.close()
         self._taps.append(tap)
+        quiet = asyncio.Event()
+        filler = None
+        if self.media is not None and not self.ended.is_set():
+            filler = asyncio.create_task(
+                self.media.play(_LISTEN_SILENCE, interrupt=quiet), name=f"silence-{self.call_id}"
+            )
         try:
             async for block in tap.blocks():
                 yield block
         finally:
             self._taps.remove(tap)
+            if filler is not None:
+                quiet.set()
+                with contextlib.suppress(MediaSessionStateError):
+                    await filler
 
     async def _collect_tail(self) -> None:
         """After a hang-up: let RTP in flight land, then close the media (flushing its buffers)."""
