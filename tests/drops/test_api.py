@@ -266,6 +266,11 @@ async def test_use_case_drop_settings_and_fallback(
     again = await client.patch(f"/v1/use-cases/{ringless}", json={"fallback_use_case_id": drop}, headers=h)
     assert again.status_code == 200
     assert_problem(await client.delete(f"/v1/use-cases/{drop}", headers=h), 409, "use-case-in-use")
+    to_ringless = {"channel": "ringless_voicemail"}
+    moved = await client.patch(f"/v1/use-cases/{drop}", json=to_ringless, headers=h)
+    assert_problem(moved, 409, "use-case-in-use")
+    renamed = await client.patch(f"/v1/use-cases/{drop}", json={"name": "renamed"}, headers=h)
+    assert renamed.status_code == 200
 
 
 async def test_setups_may_have_no_deposit_uri(client: httpx.AsyncClient, account: TestAccount) -> None:

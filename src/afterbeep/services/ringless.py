@@ -300,6 +300,14 @@ class RinglessService:
                 first_call_bound_ms=current.first_call_bound_ms,
             )
             spec = replace(spec, **changes)
+            if spec.channel != current.channel and (
+                await uow.use_cases.has_sends(account_id, use_case_id)
+                or await uow.use_cases.is_fallback(account_id, use_case_id)
+            ):
+                raise Conflict(
+                    "the channel of a use case with sends, or named as a fallback, cannot change",
+                    error_id="use-case-in-use",
+                )
             use_case = await self._use_case_from(
                 uow, account_id, use_case_id, spec, current.created_at, self._clock.now()
             )
