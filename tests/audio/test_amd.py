@@ -147,3 +147,38 @@ def test_a_small_generated_corpus_is_mostly_right(small_corpus: Path) -> None:
     assert len(rows) == 30
     assert right >= 23  # >= 75 %: 30 files are too few for the benchmark's figures (92 % on 1000)
     assert people_as_machines <= 1
+
+
+def in_white_noise(speech: npt.NDArray[np.float64], snr_db: float, seed: int = 5) -> npt.NDArray[np.float64]:
+    """Speech (and whatever follows it) under white noise `snr_db` below the speech's level."""
+    level = float(np.sqrt(np.mean(speech[np.abs(speech) > 0.01] ** 2)))
+    noise = np.random.default_rng(seed).standard_normal(len(speech))
+    return speech + noise * level * 10 ** (-snr_db / 20)
+
+
+def test_a_greeting_in_heavy_noise_is_not_taken_for_a_person_between_its_words() -> None:
+    # At 10 dB SNR the VAD hears only fragments of words; gaps between them are not a person waiting.
+    greeting = np.concatenate([say(GREETING), quiet(500)])
+    beep_end_ms = 300 + len(greeting) // 8 + 300
+    audio = np.concatenate([quiet(300), greeting, tones.tone(1000, 300) / 32767, quiet(3000)])
+    decisions = classify(pcm_of(in_white_noise(audio, 10)))
+    check_sequence(decisions)
+    assert decisions[0].answered_by is AnsweredBy.MACHINE_START
+    assert decisions[-1].answered_by is AnsweredBy.MACHINE_END_BEEP
+    assert decisions[-1].beep_end_ms is not None and abs(decisions[-1].beep_end_ms - beep_end_ms) <= 100
+
+
+def test_a_hello_in_heavy_noise_is_still_a_person() -> None:
+    audio = np.concatenate([quiet(300), say("Hello?"), quiet(4000)])
+    decisions = classify(pcm_of(in_white_noise(audio, 10)))
+    check_sequence(decisions)
+    assert decisions[-1].answered_by is AnsweredBy.HUMAN
+
+
+def test_a_short_greeting_with_a_late_beep_is_a_machine() -> None:
+    # The beep starts 900 ms after "Leave a message.": a person would not yet have been decided.
+    greeting = say("Leave a message.")
+    audio = pcm_of(quiet(300), greeting, quiet(900), tones.tone(1000, 400), quiet(3000))
+    decisions = classify(audio)
+    check_sequence(decisions)
+    assert decisions[-1].answered_by is AnsweredBy.MACHINE_END_BEEP

@@ -10,8 +10,13 @@ shorter than the wait of a person who said something and expects an answer). The
 
 - nothing heard for 6 s: ``unknown`` (INITIALSILENCE). Carrier silence before a greeting is
   only waiting, never evidence of a person.
-- a turn of <= 1 s then 800 ms of silence, or <= 2 s then 1 s of silence: ``human``
+- a turn of <= 1 s then 1 s of silence, or <= 2 s then 1.1 s of silence: ``human``
   (HUMAN-SHORT for the first turn; HUMAN-REPROMPT for a later one: "Hello? ... Hello?").
+  The wait is long enough for a beep that follows a short greeting to start (a tone in
+  progress holds every decision). For this rule only, speech fragments too short to open an
+  utterance (>= 40 ms) that come less than a turn gap after the talk before them still count as
+  talk: in heavy noise the VAD hears only the loud bits of a greeting's words, and the gaps
+  between them are not a person waiting.
 - a turn of 9 s, or a long turn after others making 9 s: ``machine_start`` (LONGGREETING).
 - a first turn longer than 2 s, then 3 s of silence: a greeting with no beep:
   ``machine_start`` + ``machine_end_silence`` (AFTERGREETINGSILENCE).
@@ -81,13 +86,15 @@ class AmdSettings:
     speech_gate_db: float = 6.0  # a speech frame is this far above the noise floor
     min_speech_dbfs: float = -55.0
     min_onset_ms: int = 100  # speech must last this long to open an utterance
+    blip_ms: int = 40  # speech runs too short to open an utterance but this long, close to
+    # the talk before them, still mean "not silent": the loud bits of words in heavy noise
     min_turn_speech_ms: int = 140  # a lone turn with less speech than this was a noise
     word_gap_ms: int = 300  # shorter gaps join speech into one utterance
     turn_gap_ms: int = 950  # shorter gaps join utterances into one turn
     human_quick_turn_ms: int = 1000  # a turn up to this long, then ...
-    human_silence_ms: int = 800  # ... this much silence: a person waiting
+    human_silence_ms: int = 1000  # ... this much silence: a person waiting
     human_max_turn_ms: int = 2000  # a turn up to this long, then ...
-    human_long_silence_ms: int = 1000  # ... this much silence: a person waiting
+    human_long_silence_ms: int = 1100  # ... this much silence: a person waiting
     machine_speech_ms: int = 9000  # a turn this long is a recorded greeting
     greeting_silence_ms: int = 3000  # after a longer first turn: a machine recording in silence
     end_silence_ms: int = 2000  # after machine_start: the greeting is over
@@ -136,6 +143,7 @@ class MachineDetector:
         self._run = 0  # consecutive speech frames
         self._in_utterance = False
         self._last_speech = -1  # end of the last speech frame, ms
+        self._last_voice = -1  # end of the last speech run of >= blip_ms, even too short to count
         self._turn_start = -1
         self._turns = 0
         self._first_speech = -1
@@ -218,6 +226,10 @@ class MachineDetector:
     def _speech(self, t: int, speech: bool) -> list[AmdDecision]:
         s = self.settings
         self._run = self._run + 1 if speech else 0
+        run_start = t - self._run * FRAME_MS
+        talk_end = max(self._last_voice, self._last_speech)
+        if self._run * FRAME_MS >= s.blip_ms and run_start - talk_end < s.turn_gap_ms:
+            self._last_voice = t  # a fragment close to the talk before it: still talking
         if speech and self._in_utterance:
             self._speech_ms += FRAME_MS
             self._last_speech = t
@@ -225,7 +237,8 @@ class MachineDetector:
             start = t - self._run * FRAME_MS
             self._in_utterance = True
             self._speech_ms += self._run * FRAME_MS
-            if self._turns == 0 or start - self._last_speech >= s.turn_gap_ms:
+            gap = start - self._last_speech
+            if self._turns == 0 or gap >= s.turn_gap_ms:
                 self._turns += 1
                 self._turn_start = start
                 if self._turns == 1:
@@ -263,6 +276,7 @@ class MachineDetector:
                 self._speech_ms = 0
             return self._time_limit(t)
         if turn <= s.human_max_turn_ms:
+            silence = min(silence, t - max(self._last_voice, self._last_speech))
             wait = s.human_silence_ms if turn <= s.human_quick_turn_ms else s.human_long_silence_ms
             if silence >= wait:
                 cause = "HUMAN-SHORT" if self._turns == 1 else "HUMAN-REPROMPT"
