@@ -24,7 +24,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -44,6 +46,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SENDER = "+12025550177"
 MAX_SENDS = 5000
 MAX_CLIENTS = 64
+PY_SPY_EXTRA = os.environ.get("PY_SPY_EXTRA", "").split()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -122,6 +125,29 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+async def start_py_spy(out: Path | None, pid: int) -> asyncio.subprocess.Process | None:
+    """py-spy sampling the service (collapsed stacks, thread ids, idle frames left out)."""
+    if out is None:
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return await asyncio.create_subprocess_exec(
+        py_spy, "record", "--pid", str(pid), "-r", "200", "-f", "raw", "--threads", *PY_SPY_EXTRA,
+        "-o", str(out), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def stop_py_spy(spy: asyncio.subprocess.Process | None) -> None:
+    if spy is None:
+        return
+    spy.send_signal(signal.SIGINT)
+    try:
+        async with asyncio.timeout(30):
+            await spy.wait()
+    except TimeoutError:
+        spy.kill()
+        await spy.wait()
+
+
 # -- accept ------------------------------------------------------------------------------------
 
 
@@ -133,6 +159,12 @@ async def accept(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         limits = httpx.Limits(max_connections=args.clients)
         async with httpx.AsyncClient(base_url=service.url, timeout=60, limits=limits) as http:
             uc = await use_case(http, headers, "sip:{to}@127.0.0.1:9", 1, 1)
+            media: str | None = None
+            if args.stored_media:
+                r = await http.post(
+                    "/v1/media", files={"file": ("m.mp3", audio, "audio/mpeg")}, headers=headers
+                )
+                media = r.json()["id"]
             latencies: list[float] = []
             failures: Counter[int] = Counter()
             todo = iter(range(args.sends))
@@ -140,12 +172,16 @@ async def accept(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             async def client() -> None:
                 for i in todo:
                     started = time.perf_counter()
-                    r = await http.post(
-                        "/v1/voicemails",
-                        files={"audio": ("message.mp3", audio, "audio/mpeg")},
-                        data={"to": recipient(i), "use_case_id": uc},
-                        headers=headers,
-                    )
+                    if media is not None:
+                        body = {"to": recipient(i), "use_case_id": uc, "media_id": media}
+                        r = await http.post("/v1/voicemails", json=body, headers=headers)
+                    else:
+                        r = await http.post(
+                            "/v1/voicemails",
+                            files={"audio": ("message.mp3", audio, "audio/mpeg")},
+                            data={"to": recipient(i), "use_case_id": uc},
+                            headers=headers,
+                        )
                     latencies.append(time.perf_counter() - started)
                     if r.status_code != 202:
                         failures[r.status_code] += 1
@@ -159,14 +195,19 @@ async def accept(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     data={"to": recipient(i), "use_case_id": uc},
                     headers=headers,
                 )
+            spy = await start_py_spy(args.py_spy, service.process.pid)
             cpu0, t0 = cpu_seconds(service.process.pid), time.perf_counter()
-            async with asyncio.timeout(args.time_limit):
-                await asyncio.gather(*(client() for _ in range(args.clients)))
-            elapsed = time.perf_counter() - t0
-            cpu = cpu_seconds(service.process.pid) - cpu0
+            try:
+                async with asyncio.timeout(args.time_limit):
+                    await asyncio.gather(*(client() for _ in range(args.clients)))
+            finally:
+                elapsed = time.perf_counter() - t0
+                cpu = cpu_seconds(service.process.pid) - cpu0
+                await stop_py_spy(spy)
     return {
         "sends": args.sends,
         "clients": args.clients,
+        "body": "json media_id" if args.stored_media else "multipart mp3",
         "audio_seconds": args.seconds,
         "mp3_bytes": len(audio),
         "failed": dict(failures),
@@ -302,6 +343,12 @@ def main() -> None:
     a.add_argument("--clients", type=int, default=8)
     a.add_argument("--seconds", type=float, default=20.0, help="MP3 length, 10 to 60")
     a.add_argument("--time-limit", type=float, default=300.0)
+    a.add_argument(
+        "--stored-media",
+        action="store_true",
+        help="post JSON with one stored media_id instead of the MP3 (the floor without audio)",
+    )
+    a.add_argument("--py-spy", type=Path, help="sample the service with py-spy into this file")
     d = sub.add_parser("drain", help="queued sends drained at the configured calls per second")
     d.add_argument("--sends", type=int, default=1000)
     d.add_argument("--cps", type=float, default=20.0)

@@ -66,7 +66,8 @@ class Runtime:
         self.telephony: TelephonyServer | None = None
         self.delivery_worker: DeliveryWorker | None = None
         self.deposit_receiver: DepositReceiver | None = None
-        self.accounts = AccountService(self.uow, self.clock)
+        self.lookups = unit_of_work_factory(self.db, readonly=True)
+        self.accounts = AccountService(self.uow, self.clock, lookups=self.lookups)
         # Called after each accepted voicemail send (the delivery engine adds its wake-up).
         self.voicemail_accepted: list[Callable[[], None]] = []
         self._app: FastAPI | None = None
@@ -248,7 +249,12 @@ class Runtime:
             webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts()),
             notifications=NotificationService(self.uow, self.clock),
             ringless=RinglessService(
-                self.uow, self.clock, media, s.default_region, self._voicemail_accepted
+                self.uow,
+                self.clock,
+                media,
+                s.default_region,
+                self._voicemail_accepted,
+                lookups=self.lookups,
             ),
             campaigns=CampaignService(
                 self.uow, self.clock, s.default_region, self._voicemail_accepted

@@ -246,3 +246,39 @@ async def test_uploaded_mp3_greeting_is_what_the_caller_hears(rt: Runtime, api: 
     after = compare(sent(beep()), heard, max_lag_ms=20_000)
     assert after.lag >= result.lag + len(greeting) - 160 and after.snr_db >= 20  # then the beep
     assert not np.array_equal(greeting[:8000], prompt("vm-greeting")[:8000])
+
+
+async def test_a_greeting_whose_rendition_is_pending_is_rendered_for_the_caller(
+    rt: Runtime, api: Api
+) -> None:
+    """A media accepted with a send has no telephony rendition until first use; as a greeting,
+    the first caller's call renders it (and hears it, not the system greeting)."""
+    rate = 22050
+    t_axis = np.arange(int(rate * 2.0)) / rate
+    voice = 0.3 * np.sin(2 * np.pi * 523 * t_axis) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t_axis))
+    buffer = io.BytesIO()
+    sf.write(buffer, voice.astype(np.float32), rate, format="MP3")
+    response = await api.http.post(
+        "/v1/media",
+        files={"file": ("pending.mp3", buffer.getvalue(), "audio/mpeg")},
+        headers=api.headers,
+    )
+    assert response.status_code == 201, response.text
+    media = response.json()
+    rendition = await api.http.get(
+        f"/v1/media/{media['id']}/audio", params={"rendition": "telephony"}, headers=api.headers
+    )
+    greeting, _rate = read_wav_pcm(rendition.content)
+    assert rt.store is not None
+    from afterbeep.services.ports.storage import media_telephony_key
+
+    account_id = (await api.http.get(f"/v1/media/{media['id']}", headers=api.headers)).json()[
+        "account_id"
+    ]
+    await rt.store.delete(media_telephony_key(account_id, media["id"]))  # as a send leaves it
+    await api.mailbox(greeting_media_id=media["id"], skip_instructions=True)
+
+    caller = await python_caller(rt, limit=len(greeting) / 8000 + 3)
+    result = compare(sent(greeting), caller.heard.pcm, max_lag_ms=10_000)
+    assert result.snr_db >= 20 and result.missing_head_ms <= 20 and result.missing_tail_ms <= 20
+    assert await rt.store.get_bytes(media_telephony_key(account_id, media["id"]))  # stored now

@@ -198,3 +198,42 @@ async def test_a_sole_claimer_takes_back_its_leases_at_start_up(backend: Backend
         assert attempt.outcome == "interrupted"
         (again,) = await store.claim_due(clock.now(), clock.now() + lease, 10)
         assert again.send_id == send_id
+
+
+@SQLITE
+async def test_a_busy_trunk_does_not_hold_back_another_trunks_sends(backend: Backend) -> None:
+    """Trunk A is full with sends still due; the worker claims around it and B's send starts."""
+    clock = FakeClock(NOON_EDT)
+    async with runtime_of(backend, clock) as rt, api_of(rt) as api:
+        account_id = await account_id_of(rt, api)
+        busy = await ringless_setup(rt, account_id, speech(10.0), max_concurrent=2, cap_attempts=100)
+        a_sends = [await add_send(rt, account_id, busy, f"+1202555{1100 + i}") for i in range(10)]
+        other = await ringless_setup(rt, account_id, speech(10.0), cap_attempts=100)
+        b_send = await add_send(rt, account_id, other, "+12025551200")  # the last in due order
+        dialer = HeldDialer()
+        assert rt.store is not None and rt.deposits is not None
+        service = DeliveryService(
+            SqlDeliveryStore(rt.db), rt.store, clock, rt.call_router(), rt.deposits, dialer
+        )
+        worker = DeliveryWorker(
+            SqlDeliveryStore(rt.db),
+            service,
+            clock,
+            lease=lease_for(rt.settings.delivery_ring_timeout_seconds),
+            batch_size=5,
+            limits=rt.trunk_limits,
+            start_within=timedelta(seconds=START_WITHIN),
+        )
+        drain = asyncio.create_task(worker.run_once())
+        try:
+            await dialer.wait_in_flight(3)
+            assert b_send in dialer.calls
+            assert len(set(dialer.calls) & set(a_sends)) == 2
+            dialer.release.set()
+            async with asyncio.timeout(30):
+                assert await drain == len(a_sends) + 1
+        finally:
+            dialer.release.set()
+            if not drain.done():
+                drain.cancel()
+        assert sorted(dialer.calls) == sorted([*a_sends, b_send])

@@ -12,12 +12,12 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from python_multipart.multipart import parse_options_header
 
-from afterbeep.api.deps import CurrentAccount, Svc
+from afterbeep.api.deps import ApiServices, CurrentAccount, services
 from afterbeep.api.multipart import StreamingForm, invalid_field, receive_form
 from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse, StrictModel
@@ -34,6 +34,15 @@ from afterbeep.domain.ringless import (
 from afterbeep.services.ports.ringless import SendFilter
 
 router = APIRouter(tags=["voicemails"])
+
+
+async def _services(request: Request) -> ApiServices:
+    """`deps.services` as a coroutine: FastAPI runs a plain function dependency in a worker
+    thread, one thread hop per request for a dictionary look-up."""
+    return services(request)
+
+
+Svc = Annotated[ApiServices, Depends(_services)]
 M = TypeVar("M", bound=BaseModel)
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}

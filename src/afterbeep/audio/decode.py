@@ -1,8 +1,9 @@
 """Probe and decode an uploaded audio file, refusing anything that does not decode cleanly.
 
 The file is judged by decoding it with libsndfile (through soundfile), never by
-its name or declared content type.  The whole stream is decoded, block by
-block, because a truncated MP3 opens fine and only comes up short at the end:
+its name or declared content type.  The whole stream is decoded (into one
+array sized from the header, then block by block if it runs longer), because
+a truncated MP3 opens fine and only comes up short at the end:
 the decoded length is compared with what the header claims (the Xing/Info
 frame count for MP3, the data chunk size for WAV, STREAMINFO for FLAC).
 When libsndfile cannot open a file at all, its first bytes decide only which
@@ -66,6 +67,7 @@ class AudioTooLong(AudioError):
 AudioSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 
 BLOCK_FRAMES = 65536
+_PREALLOCATE_SAMPLES = 48000 * 60 * 2  # the most a header makes us allocate at once (23 MB)
 _MP3_FRAME_SAMPLES = 1152
 _TRUNCATION_TOLERANCE = 0.005
 _WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -170,26 +172,41 @@ def _format_name(major: str, subtype: str) -> str:
 def _read_all(
     handle: sf.SoundFile, name: str, max_frames: int | None, max_duration_ms: int | None
 ) -> npt.NDArray[np.float32]:
-    blocks: list[npt.NDArray[np.float32]] = []
-    total = 0
+    """Every frame, read into one array sized from the header (a block more, to see the end).
+
+    One read into a preallocated array costs less than blocks joined afterwards; a stream that
+    runs past its header's length goes on in blocks.
+    """
+    channels = handle.channels
+    expected = max(handle.frames, 0)
+    if max_frames is not None:
+        expected = min(expected, max_frames)
+    first = min(expected, _PREALLOCATE_SAMPLES // channels) + BLOCK_FRAMES
+    out = np.empty((first, channels), np.float32)
+    total = _read_into(handle, name, out, 0)
+    if max_frames is not None and max_duration_ms is not None and total > max_frames:
+        raise AudioTooLong(f"{name} runs past the limit", max_duration_ms=max_duration_ms)
+    if total < first:
+        return out[:total]
+    blocks = [out]
     while True:
-        try:
-            block: npt.NDArray[np.float32] = handle.read(
-                BLOCK_FRAMES, dtype="float32", always_2d=True
-            )
-        except sf.LibsndfileError as exc:
-            raise CorruptAudio(f"{name} stream fails to decode after {total} frames") from exc
-        if block.shape[0] == 0:
-            break
-        total += block.shape[0]
+        block = np.empty((BLOCK_FRAMES, channels), np.float32)
+        got = _read_into(handle, name, block, total)
+        total += got
         if max_frames is not None and max_duration_ms is not None and total > max_frames:
             raise AudioTooLong(f"{name} runs past the limit", max_duration_ms=max_duration_ms)
-        blocks.append(block)
-    if not blocks:
-        return np.zeros((0, handle.channels), dtype=np.float32)
-    if len(blocks) == 1:
-        return blocks[0]
+        if got == 0:
+            break
+        blocks.append(block[:got])
     return np.concatenate(blocks)
+
+
+def _read_into(handle: sf.SoundFile, name: str, out: npt.NDArray[np.float32], done: int) -> int:
+    try:
+        result: npt.NDArray[np.float32] = handle.read(out=out)
+    except sf.LibsndfileError as exc:
+        raise CorruptAudio(f"{name} stream fails to decode after {done} frames") from exc
+    return int(result.shape[0])
 
 
 def _check_complete(name: str, claimed: int, decoded: int, log: str) -> None:

@@ -31,7 +31,8 @@ __all__ = [
 
 def to_telephony(decoded: DecodedAudio, rate: int = TELEPHONY_RATE) -> npt.NDArray[np.int16]:
     """Mix down to mono, resample with soxr (HQ) to ``rate``, convert to int16 with clipping."""
-    mono = mix_to_mono(decoded.samples)
+    samples = decoded.samples
+    mono = samples[:, 0] if samples.ndim == 2 and samples.shape[1] == 1 else mix_to_mono(samples)
     if decoded.sample_rate != rate:
         mono = soxr.resample(mono, decoded.sample_rate, rate)
     return float_to_int16(mono)

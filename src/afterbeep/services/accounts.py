@@ -19,8 +19,12 @@ class IssuedKey:
 
 
 class AccountService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, clock: Clock, *, lookups: UnitOfWorkFactory | None = None
+    ) -> None:
+        """`lookups`: read-only units of work for `authenticate` (every API request)."""
         self._uow = uow
+        self._lookups = lookups or uow
         self._clock = clock
 
     async def create_account(self, name: str) -> IssuedKey:
@@ -41,7 +45,7 @@ class AccountService:
     async def authenticate(self, secret: str) -> Account | None:
         if key_id_of(secret) is None:
             return None
-        async with self._uow() as uow:
+        async with self._lookups() as uow:
             return await uow.accounts.account_for_key_hash(hash_secret(secret))
 
     async def _issue(self, repo: AccountRepo, account_id: str) -> IssuedKey:

@@ -11,6 +11,9 @@ For a claimed send (held under a lease), in order:
    send's telephony audio is stored straight into that mailbox (`DepositService.finalize`), no
    call; else **SIP deposit** through the `DepositDialer` port: an INVITE to the setup's
    `deposit_uri` with the chosen sender as caller id, the whole audio played, then BYE;
+   a send accepted with its rendition pending has it made here first (`Renditions`: once per
+   media); when the original does not decode in full the send ends `failed` with
+   `audio could not be decoded` (no retry);
 4. the outcome is recorded with the attempt (SIP code, duration): `delivered`; or, for busy,
    no answer, 5xx, time-outs and early hang-ups, a retry after the use case's backoff until
    `max_attempts`; otherwise (or then) `failed` with the last reason. Every status change
@@ -32,7 +35,7 @@ fallback's trunk, sender rules and timings, the ringless send's attempts and ret
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -54,7 +57,7 @@ from afterbeep.domain.drops import (
     drop_step,
     fallback_step,
 )
-from afterbeep.domain.errors import InvalidInput
+from afterbeep.domain.errors import InvalidAudio, InvalidInput
 from afterbeep.domain.messages import EndedBy, RecordedCall
 from afterbeep.domain.phone import mask
 from afterbeep.domain.ringless import (
@@ -69,6 +72,7 @@ from afterbeep.domain.ringless import (
     VoicemailSend,
 )
 from afterbeep.services.deposits import DepositService
+from afterbeep.services.media import Renditions
 from afterbeep.services.ports.drops import DropDialer, DropRequest
 from afterbeep.services.ports.storage import ObjectStore, StorageError
 from afterbeep.services.routing import CallRouter, VoicemailRoute
@@ -81,6 +85,7 @@ STATUS_EVENT = "voicemail.status"
 DEPOSIT_HEADER = ("X-Afterbeep-Deposit", "1")
 SEND_HEADER = "X-Afterbeep-Send"
 RETRYABLE_CODES = frozenset({408, 480, 486, 487, 600})
+UNDECODABLE = "audio could not be decoded"
 
 
 def retryable(code: int | None) -> bool:
@@ -126,6 +131,8 @@ class DeliveryContext:
     password: str | None
     fallback: Fallback | None = None
     campaign_status: CampaignStatus | None = None
+    original_key: str | None = None  # to render the telephony audio from when it is pending
+    media_duration_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +170,15 @@ class DeliveryStore(Protocol):
     """The send rows under a lease. Every write is applied only while `lease_until` still
     holds the row (False otherwise: another worker owns it now)."""
 
-    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Claim]: ...
+    async def claim_due(
+        self,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        exclude_setups: Collection[str] = (),
+    ) -> list[Claim]:
+        """Due sends, oldest first, leaving out those of `exclude_setups` (trunks already busy)."""
+        ...
 
     async def release(self, claims: Sequence[Claim]) -> None: ...
 
@@ -224,6 +239,7 @@ class DeliveryService:
         self._dialer = dialer
         self._dropper = dropper
         self._on_event = on_event
+        self.renditions = Renditions(objects)
 
     async def attempt(self, claim: Claim) -> SendStatus | None:
         """Run one claimed send as the module docstring says; the status it is left in (None
@@ -276,7 +292,10 @@ class DeliveryService:
         attempt_id = await self._store.begin_attempt(claim, number, method, now)
         if attempt_id is None:
             return None
-        audio = await self._audio(ctx)
+        try:
+            audio = await self._audio(ctx)
+        except InvalidAudio:
+            return await self._undecodable(claim, send, attempt_id, method)
         if audio is None:
             result = AttemptResult(False, None, "audio unavailable", 0, retry=True)
         elif isinstance(route, VoicemailRoute):
@@ -381,7 +400,10 @@ class DeliveryService:
         attempt_id = await self._store.begin_attempt(claim, number, DeliveryMethod.DROP, now)
         if attempt_id is None:
             return None
-        audio = await self._audio(ctx)
+        try:
+            audio = await self._audio(ctx)
+        except InvalidAudio:
+            return await self._undecodable(claim, send, attempt_id, DeliveryMethod.DROP)
         if audio is None:
             result = DropResult(DropOutcome.FAILED, reason="audio unavailable")
         else:
@@ -457,11 +479,34 @@ class DeliveryService:
         )
         return await self._dropper.drop(request)
 
+    async def _undecodable(
+        self, claim: Claim, send: VoicemailSend, attempt_id: str, method: DeliveryMethod
+    ) -> SendStatus | None:
+        log.warning("send %s: its audio could not be decoded", send.id)
+        return await self._conclude(
+            claim,
+            send,
+            SendStatus.FAILED,
+            self._clock.now(),
+            attempt_id=attempt_id,
+            attempt=AttemptResult(False, None, UNDECODABLE, 0),
+            method=method,
+            reason=UNDECODABLE,
+        )
+
     async def _audio(self, ctx: DeliveryContext) -> Audio | None:
+        """The send's telephony audio (rendered first when pending); None when unavailable.
+        Raises `InvalidAudio` when the original does not decode."""
         if ctx.audio_key is None:
             return None
         try:
-            pcm, _rate = read_wav_pcm(await self._objects.get_bytes(ctx.audio_key))
+            if ctx.original_key is None:
+                wav = await self._objects.get_bytes(ctx.audio_key)
+            else:
+                wav = await self.renditions.telephony(
+                    ctx.original_key, ctx.audio_key, ctx.media_duration_ms
+                )
+            pcm, _rate = read_wav_pcm(wav)
         except (StorageError, ValueError):
             log.warning("send %s: its audio is unavailable", ctx.send.id)
             return None

@@ -1,12 +1,20 @@
 """The media library: import audio files, then list, fetch and delete them.
 
-An import trusts nothing about the file but what decoding it shows: the whole file is decoded,
-then the original and its telephony rendition (8 kHz mono 16-bit PCM WAV) are stored and the row
-is inserted last. When any step fails the objects already written are deleted again, so a
-refused or failed import leaves no row and no object behind.
+An import trusts nothing about the file but what decoding it shows: the whole file is decoded
+once and the telephony rendition (8 kHz mono 16-bit PCM WAV) made from those samples in the same
+worker-thread hop, then the original and the rendition are stored and the row is inserted last
+(by the caller, in its own transaction, after `prepare_upload`). When any step fails the objects
+already written are deleted again, so a refused or failed import leaves no row and no object.
 
 Uploads stream into a `StagedUpload` (a temp file in the service's tmp dir), which counts and
 hashes the bytes as they arrive and refuses them once they pass the size limit.
+
+A send's MP3 (`prepare_upload(..., defer_rendition=True)`) is checked without a full decode: its
+frame headers are scanned (`audio.mp3scan`: a real MP3 stream, its exact duration) and only its
+first second is decoded. Only the original is stored; the telephony rendition is pending (its
+object is absent) until `Renditions.telephony` renders it on first use, once per process and
+atomically in the store (a put replaces the whole object), and a stream that then fails to decode
+raises `InvalidAudio` there.
 """
 
 from __future__ import annotations
@@ -16,9 +24,12 @@ import hashlib
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
+
+import soundfile as sf
 
 from afterbeep.audio.decode import (
     AudioError,
@@ -28,6 +39,7 @@ from afterbeep.audio.decode import (
     WrongFormat,
     probe_and_decode,
 )
+from afterbeep.audio.mp3scan import Mp3ScanError, NotMp3, scan_mp3
 from afterbeep.audio.rendition import telephony_wav_bytes, to_telephony
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import Conflict, InvalidAudio, InvalidInput, NotFound, PayloadTooLarge
@@ -116,6 +128,7 @@ class MediaService:
         self._store = store
         self._clock = clock
         self._max_upload_bytes = max_upload_bytes
+        self._renditions = Renditions(store)
         self._tmp_dir = tmp_dir
 
     @property
@@ -168,39 +181,98 @@ class MediaService:
     async def _import(
         self, account_id: str, path: Path, size: int, sha256: str, name: str, rules: ImportRules
     ) -> Media:
-        name = _check_name(name)
-        limit = self._limit(rules.max_bytes)
-        if size > limit:
-            raise PayloadTooLarge(limit)
-        decoded = await asyncio.to_thread(_decode, path, rules)
-        telephony = await asyncio.to_thread(_render_telephony, decoded)
-        media_id = new_id("media")
-        extension, content_type = file_type(decoded.format)
-        media = Media(
-            id=media_id,
-            account_id=account_id,
-            name=name,
-            format=decoded.format.lower(),
-            content_type=content_type,
-            duration_ms=decoded.duration_ms,
-            sample_rate=decoded.sample_rate,
-            channels=decoded.channels,
-            size_bytes=size,
-            sha256=sha256,
-            original_key=media_original_key(account_id, media_id, extension),
-            telephony_key=media_telephony_key(account_id, media_id),
-            created_at=self._clock.now(),
-        )
-        del decoded
+        media = await self._store_objects(account_id, path, size, sha256, name, rules)
         try:
-            await self._store.put_file(media.original_key, path, content_type)
-            await self._store.put_bytes(media.telephony_key, telephony, TELEPHONY_CONTENT_TYPE)
             async with self._uow() as uow:
                 await uow.media.add(media)
         except BaseException:
             await self._remove_objects(media)
             raise
         log.info("media %s imported (%s, %d ms)", media.id, media.format, media.duration_ms)
+        return media
+
+    async def prepare_upload(
+        self,
+        account_id: str,
+        upload: StagedUpload,
+        name: str,
+        rules: ImportRules,
+        *,
+        defer_rendition: bool = False,
+    ) -> Media:
+        """Check and store a finished upload's objects, but leave adding its row to the caller.
+
+        For callers that add the media row in their own transaction (a send with its media):
+        they call `uow.media.add(media)` there, and `discard_prepared(media)` if that fails.
+        `defer_rendition` (MP3 only): check by a frame scan and the first second, store only
+        the original; the rendition is made on first use (`Renditions`).
+        """
+        upload.close()
+        return await self._store_objects(
+            account_id, upload.path, upload.size, upload.sha256, name, rules, defer_rendition
+        )
+
+    async def prepare_file(
+        self,
+        account_id: str,
+        path: Path,
+        name: str,
+        rules: ImportRules,
+        *,
+        defer_rendition: bool = False,
+    ) -> Media:
+        """`prepare_upload` for a local file (left in place)."""
+        size, digest = await asyncio.to_thread(_measure, path, self._limit(rules.max_bytes))
+        return await self._store_objects(
+            account_id, path, size, digest, name, rules, defer_rendition
+        )
+
+    async def discard_prepared(self, media: Media) -> None:
+        """Remove the objects of a `prepare_upload` whose row was never added."""
+        await self._remove_objects(media)
+
+    async def _store_objects(
+        self,
+        account_id: str,
+        path: Path,
+        size: int,
+        sha256: str,
+        name: str,
+        rules: ImportRules,
+        defer_rendition: bool = False,
+    ) -> Media:
+        name = _check_name(name)
+        limit = self._limit(rules.max_bytes)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        check = _check_mp3 if defer_rendition else _decode_and_render
+        checked = await asyncio.to_thread(check, path, rules)
+        media_id = new_id("media")
+        extension, content_type = file_type(checked.format)
+        media = Media(
+            id=media_id,
+            account_id=account_id,
+            name=name,
+            format=checked.format.lower(),
+            content_type=content_type,
+            duration_ms=checked.duration_ms,
+            sample_rate=checked.sample_rate,
+            channels=checked.channels,
+            size_bytes=size,
+            sha256=sha256,
+            original_key=media_original_key(account_id, media_id, extension),
+            telephony_key=media_telephony_key(account_id, media_id),
+            created_at=self._clock.now(),
+        )
+        try:
+            await self._store.put_file(media.original_key, path, content_type)
+            if checked.telephony_wav is not None:
+                await self._store.put_bytes(
+                    media.telephony_key, checked.telephony_wav, TELEPHONY_CONTENT_TYPE
+                )
+        except BaseException:
+            await self._remove_objects(media)
+            raise
         return media
 
     # -- reading ----------------------------------------------------------------
@@ -227,6 +299,10 @@ class MediaService:
         media = await self.get(account_id, media_id)
         original = rendition is Rendition.ORIGINAL
         key = media.original_key if original else media.telephony_key
+        if not original:
+            await self._renditions.telephony(
+                media.original_key, media.telephony_key, media.duration_ms
+            )
         try:
             stored = await self._store.stat(key)
         except ObjectNotFound as exc:
@@ -294,7 +370,118 @@ def _measure(path: Path, limit: int) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _render_telephony(decoded: DecodedAudio) -> bytes:
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What an import keeps of the decoded file: its facts and the telephony WAV."""
+
+    format: str
+    duration_ms: int
+    sample_rate: int
+    channels: int
+    telephony_wav: bytes | None  # None: pending, made on first use
+
+
+def _decode_and_render(path: Path, rules: ImportRules) -> _Checked:
+    """Decode once and render the telephony WAV from those samples, in one worker-thread hop."""
+    decoded = _decode(path, rules)
+    return _Checked(
+        decoded.format,
+        decoded.duration_ms,
+        decoded.sample_rate,
+        decoded.channels,
+        telephony_wav_bytes(to_telephony(decoded)),
+    )
+
+
+def _check_mp3(path: Path, rules: ImportRules) -> _Checked:
+    """An MP3 judged by its frame headers and its first second of audio (no full decode).
+
+    Anything the scan calls not MP3 goes through the full decode, whose errors say what it is
+    (a WAV renamed .mp3 is refused as WAV, not as a damaged MP3).
+    """
+    data = path.read_bytes()
+    try:
+        info = scan_mp3(data)
+    except NotMp3 as exc:
+        _decode(path, rules)
+        raise InvalidAudio(f"the audio is not an MPEG Layer III stream: {exc}") from exc
+    except Mp3ScanError as exc:
+        raise InvalidAudio(f"the audio is damaged or truncated: {exc}") from exc
+    if rules.max_ms is not None and info.duration_ms > rules.max_ms:
+        raise InvalidAudio(f"the audio is longer than {rules.max_ms} ms", "audio-too-long")
+    if rules.min_ms is not None and info.duration_ms < rules.min_ms:
+        raise InvalidAudio(
+            f"the audio is {info.duration_ms} ms long, shorter than {rules.min_ms} ms",
+            "audio-too-short",
+        )
+    try:
+        with sf.SoundFile(path) as handle:
+            if handle.subtype != "MPEG_LAYER_III" or handle.samplerate != info.sample_rate:
+                raise InvalidAudio("the audio's frames and its decoder disagree")
+            head = handle.read(min(info.sample_rate, info.samples), dtype="float32")
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise InvalidAudio(f"the audio does not decode: {exc}") from exc
+    if len(head) < min(info.sample_rate, info.samples):
+        raise InvalidAudio("the audio is damaged or truncated: its first second does not decode")
+    return _Checked("MP3", info.duration_ms, info.sample_rate, info.channels, None)
+
+
+class Renditions:
+    """Telephony renditions made on first use, when an import left them pending.
+
+    Concurrent callers in this process wait for one rendering; across processes each may render,
+    and the store's put replaces the object whole, so the result is the same object either way.
+    """
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.rendered = 0
+
+    async def telephony(
+        self, original_key: str, telephony_key: str, duration_ms: int | None = None
+    ) -> bytes:
+        """The rendition's WAV bytes, rendered and stored first when it is pending.
+
+        Raises `InvalidAudio` when the original does not decode in full (a decoder that stops
+        early without an error is caught by `duration_ms`, the length the import found), and the
+        store's
+        errors (`ObjectNotFound` when the original is gone too).
+        """
+        try:
+            return await self._store.get_bytes(telephony_key)
+        except ObjectNotFound:
+            pass
+        lock = self._locks.setdefault(telephony_key, asyncio.Lock())
+        try:
+            async with lock:
+                try:
+                    return await self._store.get_bytes(telephony_key)
+                except ObjectNotFound:
+                    pass
+                original = await self._store.get_bytes(original_key)
+                wav = await asyncio.to_thread(_render_original, original, duration_ms)
+                await self._store.put_bytes(telephony_key, wav, TELEPHONY_CONTENT_TYPE)
+                self.rendered += 1
+                log.info("rendition %s made on first use", telephony_key)
+                return wav
+        finally:
+            if self._locks.get(telephony_key) is lock and not lock.locked():
+                del self._locks[telephony_key]
+
+
+_SHORT_TOLERANCE_MS = 100
+
+
+def _render_original(data: bytes, duration_ms: int | None) -> bytes:
+    try:
+        decoded = probe_and_decode(data)
+    except AudioError as exc:
+        raise InvalidAudio(f"the audio could not be decoded: {exc}") from exc
+    if duration_ms is not None and decoded.duration_ms < duration_ms - _SHORT_TOLERANCE_MS:
+        raise InvalidAudio(
+            f"the audio decodes to {decoded.duration_ms} ms of the {duration_ms} ms it holds"
+        )
     return telephony_wav_bytes(to_telephony(decoded))
 
 

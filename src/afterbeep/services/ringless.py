@@ -1,9 +1,11 @@
 """RinglessService: telephony setups, use cases, suppressions, consents, and accepting sends.
 
 Accepting a send checks everything that can be checked without the media first (recipient,
-use case, sender), then imports the MP3 (MP3 only, 10 to 60 s, at most 8 MB), then stores the
-send `accepted` together with its `voicemail.status` event in one transaction. If storing the
-send fails, the media it just imported is deleted again, so a refused send leaves nothing.
+use case, sender; on read-only units of work), then checks the MP3 (MP3 only, 10 to 60 s, at
+most 8 MB: its frame headers scanned and its first second decoded, see `services.media`) and
+stores the original (the telephony rendition is made by the delivery engine on first use), then adds the media row, the send `accepted` and its `voicemail.status`
+event in one transaction. If that transaction fails, the objects are removed again, so a
+refused send leaves nothing. A send of a stored `media_id` is one transaction.
 Delivery itself (claiming due sends, rules, attempts) is the delivery engine's.
 """
 
@@ -125,8 +127,13 @@ class RinglessService:
         media: MediaService,
         default_region: str,
         on_accepted: Callable[[], None] | None = None,
+        *,
+        lookups: UnitOfWorkFactory | None = None,
     ) -> None:
+        """`lookups`: read-only units of work for the look-ups before a send's insert (on
+        SQLite they do not queue behind writers); `uow` when not given."""
         self._uow = uow
+        self._lookups = lookups or uow
         self._clock = clock
         self._media = media
         self._region = default_region
@@ -412,27 +419,61 @@ class RinglessService:
         _check_metadata(metadata)
         if send_at is not None and send_at.tzinfo is None:
             raise InvalidInput("send_at", "needs a time zone offset")
-        async with self._uow() as uow:
-            use_case, setup = await self._sending_context(uow, account_id, use_case_id, kind)
-            if media_id is not None:
+        if media_id is not None:
+            async with self._uow() as uow:
+                use_case, setup = await self._sending_context(uow, account_id, use_case_id, kind)
                 media = await self._stored_media(uow, account_id, media_id)
-        # Checked before any import; the round-robin pick itself is made where the send is stored.
-        sender = pick_sender(use_case, setup.numbers, to_e, 0)
-        imported: Media | None = None
-        if upload is not None:
-            imported = await self._media.import_upload(account_id, upload, audio_name, SEND_RULES)
-        elif audio_path is not None:
-            imported = await self._media.import_file(
-                account_id,
-                audio_path,
-                audio_name,
-                allowed_formats=AUDIO_FORMATS,
-                max_bytes=MAX_AUDIO_BYTES,
-                min_ms=MIN_AUDIO_MS,
-                max_ms=MAX_AUDIO_MS,
-            )
-        if imported is not None:
-            media = imported
+                send = await self._add_send(
+                    uow, account_id, use_case, setup, media, to_e, foreign_id, metadata,
+                    send_at, kind, technique,
+                )  # fmt: skip
+        else:
+            async with self._lookups() as uow:
+                use_case, setup = await self._sending_context(uow, account_id, use_case_id, kind)
+            # Checked before the audio is looked at; the round-robin pick is made with the insert.
+            pick_sender(use_case, setup.numbers, to_e, 0)
+            if upload is not None:
+                media = await self._media.prepare_upload(
+                    account_id, upload, audio_name, SEND_RULES, defer_rendition=True
+                )
+            else:
+                assert audio_path is not None
+                media = await self._media.prepare_file(
+                    account_id, audio_path, audio_name, SEND_RULES, defer_rendition=True
+                )
+            try:
+                async with self._uow() as uow:
+                    await uow.media.add(media)
+                    send = await self._add_send(
+                        uow, account_id, use_case, setup, media, to_e, foreign_id, metadata,
+                        send_at, kind, technique,
+                    )  # fmt: skip
+            except BaseException:
+                await self._media.discard_prepared(media)
+                raise
+        log.info("%s %s accepted for %s", kind.value, send.id, mask(to_e))
+        if self.on_accepted is not None:
+            self.on_accepted()
+        return send
+
+    async def _add_send(
+        self,
+        uow: UnitOfWork,
+        account_id: str,
+        use_case: UseCase,
+        setup: TelephonySetup,
+        media: Media,
+        to_e: str,
+        foreign_id: str | None,
+        metadata: Mapping[str, Any] | None,
+        send_at: datetime | None,
+        kind: SendKind,
+        technique: DropTechnique | None,
+    ) -> VoicemailSend:
+        """Insert the send `accepted` and its status event, in the caller's transaction."""
+        turn = 0
+        if use_case.sender_selection is not SenderSelection.FIXED:
+            turn = await uow.use_cases.advance_rr(account_id, use_case.id)
         now = self._clock.now()
         send = VoicemailSend(
             id=new_id(_PREFIX[kind]),
@@ -440,7 +481,7 @@ class RinglessService:
             use_case_id=use_case.id,
             setup_id=setup.id,
             media_id=media.id,
-            from_e164=sender,
+            from_e164=pick_sender(use_case, setup.numbers, to_e, turn),
             to_e164=to_e,
             foreign_id=foreign_id,
             metadata=dict(metadata) if metadata is not None else None,
@@ -457,20 +498,8 @@ class RinglessService:
             kind=kind,
             technique=technique,
         )
-        try:
-            async with self._uow() as uow:
-                if use_case.sender_selection is not SenderSelection.FIXED:
-                    turn = await uow.use_cases.advance_rr(account_id, use_case.id)
-                    send = replace(send, from_e164=pick_sender(use_case, setup.numbers, to_e, turn))
-                await uow.voicemail_sends.add(send)
-                await uow.events.publish(account_id, *_status_event(send))
-        except BaseException:
-            if imported is not None:
-                await self._media.delete(account_id, imported.id)
-            raise
-        log.info("%s %s accepted for %s", kind.value, send.id, mask(to_e))
-        if self.on_accepted is not None:
-            self.on_accepted()
+        await uow.voicemail_sends.add(send)
+        await uow.events.publish(account_id, *_status_event(send))
         return send
 
     async def _sending_context(

@@ -23,6 +23,8 @@ class VoicemailRoute:
     mailbox: Mailbox
     full: bool
     greeting_key: str | None
+    greeting_original_key: str | None = None  # to render the greeting when it is still pending
+    greeting_duration_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,12 @@ class CallRouter:
             if mailbox is None:
                 return NoRoute(480, "Temporarily Unavailable")
             usage = (await uow.messages.usage(number.account_id, [mailbox.id]))[mailbox.id]
-            greeting_key = None
+            media = None
             if mailbox.greeting_media_id is not None:
                 media = await uow.media.get(number.account_id, mailbox.greeting_media_id)
-                greeting_key = media.telephony_key if media is not None else None
-        return VoicemailRoute(number, mailbox, mailbox_rules.is_full(mailbox, usage), greeting_key)
+        full = mailbox_rules.is_full(mailbox, usage)
+        if media is None:
+            return VoicemailRoute(number, mailbox, full, None)
+        return VoicemailRoute(
+            number, mailbox, full, media.telephony_key, media.original_key, media.duration_ms
+        )

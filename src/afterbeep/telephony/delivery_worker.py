@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -251,14 +251,16 @@ class DeliveryWorker(OutboxWorker[Claim]):
 
             return callback
 
+        caps: dict[str, int | None] = {}  # per setup, looked up once a round
         async with asyncio.TaskGroup() as group:
             while self._state in (WorkerState.IDLE, WorkerState.RUNNING):
                 ended.clear()
                 room = self._batch_size - len(running)
                 if room > 0:
                     now = self._clock.now()
-                    claims = await self._claim_due(now, now + self._lease, room)
-                    admitted, refused = await self._admit(claims, running)
+                    busy = _full_setups(running, caps)
+                    claims = await self._claim_due(now, now + self._lease, room, busy)
+                    admitted, refused = await self._admit(claims, running, caps)
                     if refused:
                         await self._release(refused)
                     for claim in admitted:
@@ -269,15 +271,15 @@ class DeliveryWorker(OutboxWorker[Claim]):
                         )
                         task.add_done_callback(done(claim.send_id))
                     attempted += len(admitted)
-                    if len(claims) == room and not refused:
-                        continue  # more may be due
+                    if refused or len(claims) == room:
+                        continue  # more may be due (around the trunks that are full now)
                 if not running:
                     break
                 await ended.wait()
         return attempted
 
     async def _admit(
-        self, claims: list[Claim], running: dict[str, str]
+        self, claims: list[Claim], running: dict[str, str], caps: dict[str, int | None]
     ) -> tuple[list[Claim], list[Claim]]:
         """Split fresh claims into those that can start now and the excess to hand back."""
         if self._limits is None or not claims:
@@ -285,7 +287,6 @@ class DeliveryWorker(OutboxWorker[Claim]):
         held: dict[str, int] = {}
         for setup_id in running.values():
             held[setup_id] = held.get(setup_id, 0) + 1
-        caps: dict[str, int | None] = {}
         admitted: list[Claim] = []
         refused: list[Claim] = []
         for claim in claims:
@@ -303,8 +304,10 @@ class DeliveryWorker(OutboxWorker[Claim]):
             admitted.append(claim)
         return admitted, refused
 
-    async def _claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
-        return await self._store.claim_due(now, lease_until, limit)
+    async def _claim_due(
+        self, now: datetime, lease_until: datetime, limit: int, busy: Collection[str] = ()
+    ) -> list[Claim]:
+        return await self._store.claim_due(now, lease_until, limit, busy)
 
     async def _attempt(self, claim: Claim) -> None:
         await self._service.attempt(claim)
@@ -317,3 +320,13 @@ class DeliveryWorker(OutboxWorker[Claim]):
 
     def _claim_key(self, claim: Claim) -> str:
         return claim.send_id
+
+
+def _full_setups(running: dict[str, str], caps: dict[str, int | None]) -> set[str]:
+    """The setups that have as many sends in flight as they may start (claim none for them)."""
+    held: dict[str, int] = {}
+    for setup_id in running.values():
+        held[setup_id] = held.get(setup_id, 0) + 1
+    return {
+        setup_id for setup_id, cap in caps.items() if cap is not None and held.get(setup_id, 0) >= cap
+    }

@@ -12,7 +12,9 @@ from collections import OrderedDict
 
 from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.domain.clock import Clock
+from afterbeep.domain.errors import InvalidAudio
 from afterbeep.services.deposits import DepositService
+from afterbeep.services.media import Renditions
 from afterbeep.services.ports.storage import ObjectStore, StorageError
 from afterbeep.services.routing import CallRouter, NoRoute, VoicemailRoute
 from afterbeep.telephony.call import SipCall, uri_user
@@ -47,6 +49,7 @@ class InboundCalls:
         self._clock = clock
         self._silence_threshold = silence_threshold
         self._greetings: OrderedDict[str, Audio] = OrderedDict()
+        self._renditions = Renditions(store)
 
     async def route(self, invite: IncomingInvite) -> Route:
         dialed = uri_user(invite.request.uri) or ""
@@ -73,7 +76,7 @@ class InboundCalls:
             account_id=mailbox.account_id,
             mailbox_id=mailbox.id,
             language=mailbox.language,
-            greeting=await self._greeting(route.greeting_key),
+            greeting=await self._greeting(route),
             skip_instructions=mailbox.skip_instructions,
             max_message_seconds=mailbox.max_message_seconds,
             min_message_seconds=mailbox.min_message_seconds,
@@ -82,9 +85,11 @@ class InboundCalls:
             full=route.full,
         )
 
-    async def _greeting(self, key: str | None) -> Audio | None:
-        """The greeting's telephony rendition (media never changes, so it is cached by key);
-        None falls back to the system prompt, also when storage cannot give it now."""
+    async def _greeting(self, route: VoicemailRoute) -> Audio | None:
+        """The greeting's telephony rendition (media never changes, so it is cached by key;
+        rendered first if its import left it pending); None falls back to the system prompt,
+        also when storage cannot give it now or it does not decode."""
+        key = route.greeting_key
         if key is None:
             return None
         cached = self._greetings.get(key)
@@ -92,8 +97,14 @@ class InboundCalls:
             self._greetings.move_to_end(key)
             return cached
         try:
-            pcm, _rate = read_wav_pcm(await self._store.get_bytes(key))
-        except (StorageError, ValueError):
+            if route.greeting_original_key is None:
+                wav = await self._store.get_bytes(key)
+            else:
+                wav = await self._renditions.telephony(
+                    route.greeting_original_key, key, route.greeting_duration_ms
+                )
+            pcm, _rate = read_wav_pcm(wav)
+        except (StorageError, InvalidAudio, ValueError):
             log.warning("greeting %s unavailable; playing the system greeting", key)
             return None
         pcm.setflags(write=False)

@@ -11,12 +11,13 @@ single writer (`BEGIN IMMEDIATE`) makes the claim exclusive there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from afterbeep.db import tables as t
 
@@ -31,12 +32,14 @@ async def claim_due_ids(
     limit: int,
     *,
     status: str = PENDING,
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> list[str]:
     c = table.c
     due = and_(
         c.status == status,
         c.next_attempt_at <= now,
         or_(c.claimed_until.is_(None), c.claimed_until <= now),
+        *where,
     )
     query = select(c.id).where(due).order_by(c.next_attempt_at, c.id).limit(limit)
     if conn.dialect.name == "postgresql":

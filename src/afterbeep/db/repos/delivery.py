@@ -10,7 +10,7 @@ worker's sends come back when the lease runs out; their started attempts stay re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -54,9 +54,18 @@ class SqlDeliveryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Claim]:
+    async def claim_due(
+        self,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        exclude_setups: Collection[str] = (),
+    ) -> list[Claim]:
+        where = [_S.c.setup_id.not_in(list(exclude_setups))] if exclude_setups else []
         async with self._db.begin() as conn:
-            ids = await leases.claim_due_ids(conn, _S, now, lease_until, limit, status=ACCEPTED)
+            ids = await leases.claim_due_ids(
+                conn, _S, now, lease_until, limit, status=ACCEPTED, where=where
+            )
             if not ids:
                 return []
             query = select(_S.c.id, _S.c.setup_id).where(_S.c.id.in_(ids))
@@ -99,13 +108,15 @@ class SqlDeliveryStore:
                 )
             ]
             setup = setup_from_row(setup_row, numbers)
-            audio_key = (
+            media_row = (
                 await conn.execute(
-                    select(t.media.c.telephony_key).where(
+                    select(
+                        t.media.c.telephony_key, t.media.c.original_key, t.media.c.duration_ms
+                    ).where(
                         t.media.c.id == send.media_id, t.media.c.account_id == account
                     )
                 )
-            ).scalar_one_or_none()
+            ).first()
             suppressed = (
                 await conn.execute(
                     select(t.suppressions.c.id).where(
@@ -172,7 +183,9 @@ class SqlDeliveryStore:
             send=send,
             use_case=use_case,
             setup=setup,
-            audio_key=audio_key,
+            audio_key=media_row.telephony_key if media_row is not None else None,
+            original_key=media_row.original_key if media_row is not None else None,
+            media_duration_ms=media_row.duration_ms if media_row is not None else None,
             suppressed=suppressed,
             consent=consent,
             attempts_in_period=int(attempts_in_period),
