@@ -9,29 +9,18 @@ a size-limited upload, or JSON with a `media_id`) plus `technique` (`two_call`, 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field
-from python_multipart.multipart import parse_options_header
 
 from afterbeep.api.deps import CurrentAccount, Svc
-from afterbeep.api.multipart import StreamingForm, invalid_field, receive_form
-from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse, StrictModel
-from afterbeep.api.voicemails import (
-    MAX_FIELD_BYTES,
-    AttemptOut,
-    ReasonCount,
-    _json_body,
-    _validated,
-)
+from afterbeep.api.voicemails import AttemptOut, ReasonCount, accept_send
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
 from afterbeep.domain.ringless import (
-    MAX_AUDIO_BYTES,
     DropTechnique,
     SendKind,
     SendStats,
@@ -146,16 +135,6 @@ class DropStatsOut(BaseModel):
         )
 
 
-def _form_fields(form: StreamingForm) -> DropForm:
-    values: dict[str, Any] = dict(form.text())
-    if "metadata" in values:
-        try:
-            values["metadata"] = json.loads(values["metadata"])
-        except ValueError as exc:
-            raise invalid_field("metadata", "must be a JSON object") from exc
-    return _validated(DropForm, values)
-
-
 _DROP_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -199,45 +178,16 @@ _DROP_OPENAPI: dict[str, Any] = {
 )
 async def create_drop(request: Request, svc: Svc, account: CurrentAccount) -> DropOut:
     """Accept a voicemail drop; the call happens later (follow `status` or `drop.status`)."""
-    content_type, params = parse_options_header(request.headers.get("content-type"))
-    if content_type == b"application/json":
-        body = _validated(DropJson, await _json_body(request))
-        send = await svc.ringless.create_send(
-            account.id,
-            body.to,
-            body.use_case_id,
-            media_id=body.media_id,
-            foreign_id=body.foreign_id,
-            metadata=body.metadata,
-            send_at=body.send_at,
-            kind=SendKind.DROP,
-            technique=body.technique,
-        )
-        return DropOut.of(send)
-    boundary = params.get(b"boundary")
-    if content_type != b"multipart/form-data" or not boundary:
-        raise ProblemError(
-            415,
-            "unsupported-media-type",
-            "Unsupported media type",
-            "send multipart/form-data with an audio field, or JSON with a media_id",
-        )
-    with svc.media.start_upload(max_bytes=MAX_AUDIO_BYTES) as upload:
-        form = StreamingForm(AUDIO_FIELD, TEXT_FIELDS, MAX_FIELD_BYTES)
-        await receive_form(request, boundary, upload, form)
-        fields = _form_fields(form)
-        send = await svc.ringless.create_send(
-            account.id,
-            fields.to,
-            fields.use_case_id,
-            upload=upload,
-            audio_name=form.filename or "drop.mp3",
-            foreign_id=fields.foreign_id,
-            metadata=fields.metadata,
-            send_at=fields.send_at,
-            kind=SendKind.DROP,
-            technique=fields.technique,
-        )
+    send = await accept_send(
+        request,
+        svc,
+        account.id,
+        SendKind.DROP,
+        json_model=DropJson,
+        form_model=DropForm,
+        text_fields=TEXT_FIELDS,
+        default_name="drop.mp3",
+    )
     return DropOut.of(send)
 
 

@@ -27,6 +27,7 @@ from afterbeep.domain.errors import PayloadTooLarge
 from afterbeep.domain.ringless import (
     MAX_AUDIO_BYTES,
     SendAttempt,
+    SendKind,
     SendStats,
     SendStatus,
     VoicemailSend,
@@ -164,14 +165,14 @@ class StatsOut(BaseModel):
 # -- the multipart form -----------------------------------------------------------------
 
 
-def _form_fields(form: StreamingForm) -> SendForm:
+def _form_fields(form: StreamingForm, model: type[M]) -> M:
     values: dict[str, Any] = dict(form.text())
     if "metadata" in values:
         try:
             values["metadata"] = json.loads(values["metadata"])
         except ValueError as exc:
             raise invalid_field("metadata", "must be a JSON object") from exc
-    return _validated(SendForm, values)
+    return _validated(model, values)
 
 
 def _validated(model: type[M], values: Any) -> M:
@@ -234,19 +235,47 @@ _SEND_OPENAPI: dict[str, Any] = {
 )
 async def send_voicemail(request: Request, svc: Svc, account: CurrentAccount) -> SendOut:
     """Accept a ringless voicemail; delivery happens later (follow `status` or the webhook)."""
+    send = await accept_send(
+        request,
+        svc,
+        account.id,
+        SendKind.RINGLESS,
+        json_model=SendJson,
+        form_model=SendForm,
+        text_fields=TEXT_FIELDS,
+        default_name="voicemail.mp3",
+    )
+    return SendOut.of(send)
+
+
+async def accept_send(
+    request: Request,
+    svc: ApiServices,
+    account_id: str,
+    kind: SendKind,
+    *,
+    json_model: type[BaseModel],
+    form_model: type[BaseModel],
+    text_fields: frozenset[str],
+    default_name: str,
+) -> VoicemailSend:
+    """A send of `kind` from JSON with a `media_id`, or from multipart/form-data with the MP3
+    streamed into a size-limited upload (the drop routes use it too). The models carry `to`,
+    `use_case_id`, `foreign_id`, `metadata`, `send_at`, and for drops `technique`."""
     content_type, params = parse_options_header(request.headers.get("content-type"))
     if content_type == b"application/json":
-        body = _validated(SendJson, await _json_body(request))
-        send = await svc.ringless.create_send(
-            account.id,
+        body: Any = _validated(json_model, await _json_body(request))
+        return await svc.ringless.create_send(
+            account_id,
             body.to,
             body.use_case_id,
             media_id=body.media_id,
             foreign_id=body.foreign_id,
             metadata=body.metadata,
             send_at=body.send_at,
+            kind=kind,
+            technique=getattr(body, "technique", None),
         )
-        return SendOut.of(send)
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise ProblemError(
@@ -256,20 +285,21 @@ async def send_voicemail(request: Request, svc: Svc, account: CurrentAccount) ->
             "send multipart/form-data with an audio field, or JSON with a media_id",
         )
     with svc.media.start_upload(max_bytes=MAX_AUDIO_BYTES) as upload:
-        form = StreamingForm(AUDIO_FIELD, TEXT_FIELDS, MAX_FIELD_BYTES)
+        form = StreamingForm(AUDIO_FIELD, text_fields, MAX_FIELD_BYTES)
         await receive_form(request, boundary, upload, form)
-        fields = _form_fields(form)
-        send = await svc.ringless.create_send(
-            account.id,
+        fields: Any = _form_fields(form, form_model)
+        return await svc.ringless.create_send(
+            account_id,
             fields.to,
             fields.use_case_id,
             upload=upload,
-            audio_name=form.filename or "voicemail.mp3",
+            audio_name=form.filename or default_name,
             foreign_id=fields.foreign_id,
             metadata=fields.metadata,
             send_at=fields.send_at,
+            kind=kind,
+            technique=getattr(fields, "technique", None),
         )
-    return SendOut.of(send)
 
 
 @router.get("/voicemails", response_model=ListResponse[SendOut])
