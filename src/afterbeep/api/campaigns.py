@@ -14,16 +14,15 @@ A campaign's sends are listed with `/v1/voicemails?campaign_id=` (ringless) or
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field
 from python_multipart.multipart import parse_options_header
 
+from afterbeep.api.bodies import json_body, validated
 from afterbeep.api.deps import CurrentAccount, Svc
 from afterbeep.api.multipart import StreamingForm, receive_form
 from afterbeep.api.problems import ProblemError
@@ -37,12 +36,10 @@ from afterbeep.domain.campaigns import (
     RecipientError,
 )
 from afterbeep.domain.clock import iso
-from afterbeep.domain.errors import PayloadTooLarge
 from afterbeep.domain.ringless import DropTechnique, SendKind
 from afterbeep.services.campaigns import CampaignCreated, CampaignSpec, CampaignView
 
 router = APIRouter(tags=["campaigns"])
-M = TypeVar("M", bound=BaseModel)
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 RECIPIENTS_FIELD = "recipients"
@@ -138,25 +135,6 @@ class CampaignCreatedOut(CampaignOut):
         )
 
 
-def _validated(model: type[M], values: Any) -> M:
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from exc
-
-
-async def _json_body(request: Request) -> Any:
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_JSON_BYTES:
-            raise PayloadTooLarge(MAX_JSON_BYTES)
-    try:
-        return json.loads(bytes(raw))
-    except ValueError as exc:
-        raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is not JSON") from exc
-
-
 def _spec(fields: CampaignFields) -> CampaignSpec:
     return CampaignSpec(
         use_case_id=fields.use_case_id,
@@ -228,7 +206,7 @@ async def create_campaign(request: Request, svc: Svc, account: CurrentAccount) -
     content_type, params = parse_options_header(request.headers.get("content-type"))
     try:
         if content_type == b"application/json":
-            body = _validated(CampaignJson, await _json_body(request))
+            body = validated(CampaignJson, await json_body(request, MAX_JSON_BYTES))
             result = await svc.campaigns.create(
                 account.id, _spec(body), recipients=body.recipients
             )
@@ -245,7 +223,7 @@ async def create_campaign(request: Request, svc: Svc, account: CurrentAccount) -
             form = StreamingForm(RECIPIENTS_FIELD, TEXT_FIELDS, MAX_FIELD_BYTES)
             await receive_form(request, boundary, upload, form)
             upload.close()
-            fields = _validated(CampaignFields, form.text())
+            fields = validated(CampaignFields, form.text())
             result = await svc.campaigns.create(account.id, _spec(fields), csv_path=upload.path)
         return CampaignCreatedOut.created(result)
     except InvalidRecipients as exc:

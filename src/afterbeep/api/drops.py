@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from afterbeep.api.deps import CurrentAccount, Svc
 from afterbeep.api.schemas import ListResponse, StrictModel
-from afterbeep.api.voicemails import AttemptOut, ReasonCount, accept_send
+from afterbeep.api.voicemails import AttemptOut, ReasonCount, accept_send, send_openapi
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
 from afterbeep.domain.ringless import (
@@ -32,7 +32,6 @@ from afterbeep.services.ports.ringless import SendFilter
 router = APIRouter(tags=["drops"])
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-AUDIO_FIELD = "audio"
 TEXT_FIELDS = frozenset({"to", "use_case_id", "technique", "foreign_id", "metadata", "send_at"})
 Phone = Annotated[str, Field(min_length=1, max_length=32)]
 Id = Annotated[str, Field(min_length=1, max_length=40)]
@@ -135,40 +134,15 @@ class DropStatsOut(BaseModel):
         )
 
 
-_DROP_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        AUDIO_FIELD: {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "MP3, 10 to 60 s, at most 8 MB",
-                        },
-                        "to": {"type": "string"},
-                        "use_case_id": {"type": "string"},
-                        "technique": {"type": "string", "enum": ["two_call", "single"]},
-                        "foreign_id": {"type": "string"},
-                        "metadata": {"type": "string", "description": "a JSON object"},
-                        "send_at": {"type": "string", "format": "date-time"},
-                    },
-                    "required": [AUDIO_FIELD, "to", "use_case_id"],
-                }
-            },
-            "application/json": {"schema": DropJson.model_json_schema()},
-        },
-    }
-}
 
 
 @router.post(
     "/drops",
     status_code=202,
     response_model=DropOut,
-    openapi_extra=_DROP_OPENAPI,
+    openapi_extra=send_openapi(
+        DropJson, technique={"type": "string", "enum": ["two_call", "single"]}
+    ),
     responses={
         400: {**_PROBLEM, "description": "malformed body"},
         413: {**_PROBLEM, "description": "the audio is over 8 MB"},

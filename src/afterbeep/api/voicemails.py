@@ -13,17 +13,16 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field
 from python_multipart.multipart import parse_options_header
 
+from afterbeep.api.bodies import json_body, validated
 from afterbeep.api.deps import ApiServices, CurrentAccount, services
 from afterbeep.api.multipart import StreamingForm, invalid_field, receive_form
 from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
-from afterbeep.domain.errors import PayloadTooLarge
 from afterbeep.domain.ringless import (
     MAX_AUDIO_BYTES,
     SendAttempt,
@@ -172,50 +171,35 @@ def _form_fields(form: StreamingForm, model: type[M]) -> M:
             values["metadata"] = json.loads(values["metadata"])
         except ValueError as exc:
             raise invalid_field("metadata", "must be a JSON object") from exc
-    return _validated(model, values)
+    return validated(model, values)
 
 
-def _validated(model: type[M], values: Any) -> M:
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from exc
-
-
-async def _json_body(request: Request) -> Any:
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_JSON_BYTES:
-            raise PayloadTooLarge(MAX_JSON_BYTES)
-    try:
-        return json.loads(bytes(raw))
-    except ValueError as exc:
-        raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is not JSON") from exc
-
-
-_SEND_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        AUDIO_FIELD: {"type": "string", "format": "binary", "description": "MP3, 10 to 60 s, at most 8 MB"},
-                        "to": {"type": "string"},
-                        "use_case_id": {"type": "string"},
-                        "foreign_id": {"type": "string"},
-                        "metadata": {"type": "string", "description": "a JSON object"},
-                        "send_at": {"type": "string", "format": "date-time"},
-                    },
-                    "required": [AUDIO_FIELD, "to", "use_case_id"],
-                }
-            },
-            "application/json": {"schema": SendJson.model_json_schema()},
+def send_openapi(json_model: type[BaseModel], **extra: dict[str, Any]) -> dict[str, Any]:
+    """The request body of a send route in the OpenAPI document: multipart with the MP3, or
+    JSON with a `media_id`; `extra` adds form fields (a drop's `technique`)."""
+    properties: dict[str, Any] = {
+        AUDIO_FIELD: {
+            "type": "string",
+            "format": "binary",
+            "description": "MP3, 10 to 60 s, at most 8 MB",
         },
+        "to": {"type": "string"},
+        "use_case_id": {"type": "string"},
+        **extra,
+        "foreign_id": {"type": "string"},
+        "metadata": {"type": "string", "description": "a JSON object"},
+        "send_at": {"type": "string", "format": "date-time"},
     }
-}
+    form = {"type": "object", "properties": properties, "required": [AUDIO_FIELD, "to", "use_case_id"]}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": form},
+                "application/json": {"schema": json_model.model_json_schema()},
+            },
+        }
+    }
 
 
 # -- routes ---------------------------------------------------------------------------
@@ -225,7 +209,7 @@ _SEND_OPENAPI: dict[str, Any] = {
     "/voicemails",
     status_code=202,
     response_model=SendOut,
-    openapi_extra=_SEND_OPENAPI,
+    openapi_extra=send_openapi(SendJson),
     responses={
         400: {**_PROBLEM, "description": "malformed body"},
         413: {**_PROBLEM, "description": "the audio is over 8 MB"},
@@ -264,7 +248,7 @@ async def accept_send(
     `use_case_id`, `foreign_id`, `metadata`, `send_at`, and for drops `technique`."""
     content_type, params = parse_options_header(request.headers.get("content-type"))
     if content_type == b"application/json":
-        body: Any = _validated(json_model, await _json_body(request))
+        body: Any = validated(json_model, await json_body(request, MAX_JSON_BYTES))
         return await svc.ringless.create_send(
             account_id,
             body.to,

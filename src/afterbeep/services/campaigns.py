@@ -44,14 +44,9 @@ from afterbeep.domain.campaigns import (
     shown_status,
 )
 from afterbeep.domain.clock import Clock
-from afterbeep.domain.errors import InvalidAudio, InvalidInput, NotFound
+from afterbeep.domain.errors import InvalidInput, NotFound
 from afterbeep.domain.ids import is_id, new_id
-from afterbeep.domain.media import Media
 from afterbeep.domain.ringless import (
-    AUDIO_FORMATS,
-    MAX_AUDIO_BYTES,
-    MAX_AUDIO_MS,
-    MIN_AUDIO_MS,
     DropTechnique,
     SendKind,
     SendStatus,
@@ -61,6 +56,7 @@ from afterbeep.domain.ringless import (
     pick_sender,
 )
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
+from afterbeep.services.ringless import stored_send_media
 
 log = logging.getLogger("afterbeep.campaigns")
 
@@ -127,7 +123,7 @@ class CampaignService:
             raise InvalidInput("start_at", "needs a time zone offset")
         async with self._uow() as uow:
             use_case, setup = await self._use_case(uow, account_id, spec.use_case_id)
-            media = await self._media(uow, account_id, spec.media_id)
+            media = await stored_send_media(uow, account_id, spec.media_id)
         method = spec.method or method_for(use_case.channel)
         if use_case.channel is not channel_for(method):
             raise InvalidInput(
@@ -197,25 +193,6 @@ class CampaignService:
         if setup is None:
             raise _unknown_use_case()
         return use_case, setup
-
-    @staticmethod
-    async def _media(uow: UnitOfWork, account_id: str, media_id: str) -> Media:
-        media = await uow.media.get(account_id, media_id) if is_id(media_id, "media") else None
-        if media is None:
-            raise InvalidInput(
-                "media_id", "no media with this id in your account", error_id="unknown-reference"
-            )
-        if media.format.upper() not in AUDIO_FORMATS:
-            raise InvalidAudio(
-                f"{media.format} audio is not accepted here, only MP3", "audio-format-not-allowed"
-            )
-        if media.duration_ms < MIN_AUDIO_MS:
-            raise InvalidAudio("the audio is shorter than 10 s", "audio-too-short")
-        if media.duration_ms > MAX_AUDIO_MS:
-            raise InvalidAudio("the audio is longer than 60 s", "audio-too-long")
-        if media.size_bytes > MAX_AUDIO_BYTES:
-            raise InvalidAudio("the audio is larger than 8 MB", "audio-too-large")
-        return media
 
     async def _recipients(
         self, recipients: Sequence[str] | None, csv_path: Path | None

@@ -422,7 +422,7 @@ class RinglessService:
         if media_id is not None:
             async with self._uow() as uow:
                 use_case, setup = await self._sending_context(uow, account_id, use_case_id, kind)
-                media = await self._stored_media(uow, account_id, media_id)
+                media = await stored_send_media(uow, account_id, media_id)
                 send = await self._add_send(
                     uow, account_id, use_case, setup, media, to_e, foreign_id, metadata,
                     send_at, kind, technique,
@@ -519,25 +519,6 @@ class RinglessService:
         if setup is None:
             raise _unknown_use_case()
         return use_case, setup
-
-    @staticmethod
-    async def _stored_media(uow: UnitOfWork, account_id: str, media_id: str) -> Media:
-        media = await uow.media.get(account_id, media_id) if is_id(media_id, "media") else None
-        if media is None:
-            raise InvalidInput(
-                "media_id", "no media with this id in your account", error_id="unknown-reference"
-            )
-        if media.format.upper() not in AUDIO_FORMATS:
-            raise InvalidAudio(
-                f"{media.format} audio is not accepted here, only MP3", "audio-format-not-allowed"
-            )
-        if media.duration_ms < MIN_AUDIO_MS:
-            raise InvalidAudio("the audio is shorter than 10 s", "audio-too-short")
-        if media.duration_ms > MAX_AUDIO_MS:
-            raise InvalidAudio("the audio is longer than 60 s", "audio-too-long")
-        if media.size_bytes > MAX_AUDIO_BYTES:
-            raise InvalidAudio("the audio is larger than 8 MB", "audio-too-large")
-        return media
 
     async def get_send(
         self, account_id: str, send_id: str, kind: SendKind = SendKind.RINGLESS
@@ -666,6 +647,27 @@ class RinglessService:
             found = await uow.consents.get(account_id, consent_id)
         assert found is not None
         return found
+
+
+
+async def stored_send_media(uow: UnitOfWork, account_id: str, media_id: str) -> Media:
+    """A stored media of the account that meets the send audio rules (MP3, 10 to 60 s, 8 MB)."""
+    media = await uow.media.get(account_id, media_id) if is_id(media_id, "media") else None
+    if media is None:
+        raise InvalidInput(
+            "media_id", "no media with this id in your account", error_id="unknown-reference"
+        )
+    if media.format.upper() not in AUDIO_FORMATS:
+        raise InvalidAudio(
+            f"{media.format} audio is not accepted here, only MP3", "audio-format-not-allowed"
+        )
+    if media.duration_ms < MIN_AUDIO_MS:
+        raise InvalidAudio("the audio is shorter than 10 s", "audio-too-short")
+    if media.duration_ms > MAX_AUDIO_MS:
+        raise InvalidAudio("the audio is longer than 60 s", "audio-too-long")
+    if media.size_bytes > MAX_AUDIO_BYTES:
+        raise InvalidAudio("the audio is larger than 8 MB", "audio-too-large")
+    return media
 
 
 def parse_hhmm(value: str, field_name: str) -> time:
