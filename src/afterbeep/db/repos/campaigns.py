@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
 from afterbeep.db.repos._paging import page_query, split_page
+from afterbeep.db.repos.ringless import send_values
 from afterbeep.domain.campaigns import Campaign, CampaignStatus
 from afterbeep.domain.ringless import DropTechnique, SendKind, SendStatus, VoicemailSend
 from afterbeep.services.ports import Page
@@ -45,35 +46,6 @@ def campaign_from_row(row: Any) -> Campaign:
     )
 
 
-def _send_values(send: VoicemailSend) -> dict[str, Any]:
-    return {
-        "id": send.id,
-        "account_id": send.account_id,
-        "use_case_id": send.use_case_id,
-        "setup_id": send.setup_id,
-        "media_id": send.media_id,
-        "from_e164": send.from_e164,
-        "to_e164": send.to_e164,
-        "foreign_id": send.foreign_id,
-        "metadata": dict(send.metadata) if send.metadata is not None else None,
-        "send_at": send.send_at,
-        "status": send.status.value,
-        "attempts": send.attempts,
-        "next_attempt_at": send.next_attempt_at,
-        "claimed_until": send.claimed_until,
-        "method": send.method.value if send.method else None,
-        "failure_reason": send.failure_reason,
-        "skip_reason": send.skip_reason,
-        "created_at": send.created_at,
-        "updated_at": send.updated_at,
-        "delivered_at": send.delivered_at,
-        "kind": send.kind.value,
-        "technique": send.technique.value if send.technique else None,
-        "answered_by": send.answered_by,
-        "detection_ms": send.detection_ms,
-        "beep_ms": send.beep_ms,
-        "campaign_id": send.campaign_id,
-    }
 
 
 class SqlCampaignRepo:
@@ -100,7 +72,7 @@ class SqlCampaignRepo:
 
     async def add_sends(self, sends: Sequence[VoicemailSend]) -> None:
         for start in range(0, len(sends), INSERT_CHUNK):
-            chunk = [_send_values(s) for s in sends[start : start + INSERT_CHUNK]]
+            chunk = [send_values(s) for s in sends[start : start + INSERT_CHUNK]]
             await self._conn.execute(insert(_V), chunk)
 
     async def reserve_senders(self, account_id: str, use_case_id: str, count: int) -> int | None:

@@ -349,6 +349,38 @@ def send_from_row(row: Any) -> VoicemailSend:
     )
 
 
+def send_values(send: VoicemailSend) -> dict[str, Any]:
+    """The columns of a send row (the inverse of `send_from_row`)."""
+    return {
+        "id": send.id,
+        "account_id": send.account_id,
+        "use_case_id": send.use_case_id,
+        "setup_id": send.setup_id,
+        "media_id": send.media_id,
+        "from_e164": send.from_e164,
+        "to_e164": send.to_e164,
+        "foreign_id": send.foreign_id,
+        "metadata": dict(send.metadata) if send.metadata is not None else None,
+        "send_at": send.send_at,
+        "status": send.status.value,
+        "attempts": send.attempts,
+        "next_attempt_at": send.next_attempt_at,
+        "claimed_until": send.claimed_until,
+        "method": send.method.value if send.method else None,
+        "failure_reason": send.failure_reason,
+        "skip_reason": send.skip_reason,
+        "created_at": send.created_at,
+        "updated_at": send.updated_at,
+        "delivered_at": send.delivered_at,
+        "kind": send.kind.value,
+        "technique": send.technique.value if send.technique else None,
+        "answered_by": send.answered_by,
+        "detection_ms": send.detection_ms,
+        "beep_ms": send.beep_ms,
+        "campaign_id": send.campaign_id,
+    }
+
+
 def _attempt(row: Any) -> SendAttempt:
     return SendAttempt(
         id=row.id,
@@ -390,36 +422,7 @@ class SqlVoicemailSendRepo:
         self._conn = conn
 
     async def add(self, send: VoicemailSend) -> None:
-        await self._conn.execute(
-            insert(_V).values(
-                id=send.id,
-                account_id=send.account_id,
-                use_case_id=send.use_case_id,
-                setup_id=send.setup_id,
-                media_id=send.media_id,
-                from_e164=send.from_e164,
-                to_e164=send.to_e164,
-                foreign_id=send.foreign_id,
-                send_at=send.send_at,
-                status=send.status.value,
-                attempts=send.attempts,
-                next_attempt_at=send.next_attempt_at,
-                claimed_until=send.claimed_until,
-                method=send.method.value if send.method else None,
-                failure_reason=send.failure_reason,
-                skip_reason=send.skip_reason,
-                created_at=send.created_at,
-                updated_at=send.updated_at,
-                delivered_at=send.delivered_at,
-                kind=send.kind.value,
-                technique=send.technique.value if send.technique else None,
-                answered_by=send.answered_by,
-                detection_ms=send.detection_ms,
-                beep_ms=send.beep_ms,
-                campaign_id=send.campaign_id,
-                **{"metadata": dict(send.metadata) if send.metadata is not None else None},
-            )
-        )
+        await self._conn.execute(insert(_V).values(**send_values(send)))
 
     async def get(self, account_id: str, send_id: str) -> VoicemailSend | None:
         query = select(_V).where(_V.c.id == send_id, _V.c.account_id == account_id)
