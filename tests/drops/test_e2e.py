@@ -197,9 +197,14 @@ async def sender(backend: Backend) -> AsyncIterator[tuple[Runtime, FakeClock, ob
 
 
 async def a_drop(
-    rt: Runtime, account: str, port: int, technique: str, **use_case: object
+    rt: Runtime,
+    account: str,
+    port: int,
+    technique: str,
+    max_concurrent: int = 10,
+    **use_case: object,
 ) -> str:
-    setup = await insert_setup(rt, account, trunk_port=port)
+    setup = await insert_setup(rt, account, trunk_port=port, max_concurrent=max_concurrent)
     uc = await insert_use_case(rt, account, setup, **use_case)  # type: ignore[arg-type]
     media = await insert_media(rt, account, MESSAGE)
     return await insert_send(rt, account, setup, uc, media, technique=technique)
@@ -295,3 +300,15 @@ async def test_busy_is_retried_then_busy(backend: Backend) -> None:
         assert [(a.sip_code, a.outcome) for a in attempts] == [(486, "busy"), (486, "busy")]
         assert len(line_owner.lines) == 4  # two calls per attempt: each INVITE met 486
         assert RECIPIENT.endswith("0188")
+
+
+async def test_two_calls_on_a_one_call_trunk_place_a_single_call(backend: Backend) -> None:
+    async with callee(machine) as line_owner, sender(backend) as (rt, _clock, _api, account):
+        drop_id = await a_drop(rt, account, line_owner.port, "two_call", max_concurrent=1)
+        async with asyncio.timeout(WAIT + 40):
+            assert await rt.delivery().run_once() == 1
+        await line_owner.idle()
+        (line,) = line_owner.lines  # one INVITE, answered at once: no first call held the line
+        assert line.answered is not None
+        row = await row_of(rt, drop_id)
+        assert (row.status, row.technique) == ("left_voicemail", "two_call"), row

@@ -208,7 +208,8 @@ class SipDropper:
             return DropResult(DropOutcome.FAILED, 503, DropFailure.TRUNK_ERROR.value)
         loop = asyncio.get_running_loop()
         began = loop.time()
-        if request.technique is DropTechnique.SINGLE:
+        if request.technique is DropTechnique.SINGLE or request.max_concurrent_calls < 2:
+            # A trunk that carries one call at a time cannot hold the line with a first call.
             result = await self._single(server, request)
         else:
             result = await self._two_call(server, request)
