@@ -160,7 +160,7 @@ async def _leave_message(runtime: Runtime, smtp: SmtpServer, tmp_path: Path) -> 
                 while not any(spool.glob("*.pcm")):  # noqa: ASYNC110 (no event to wait on)
                     await asyncio.sleep(0.05)
             await phone.set_source(spoken)  # the caller speaks after the beep
-            await asyncio.sleep(3.3)
+            await asyncio.sleep(5.0)  # 3 s of speech, and room for baresip to switch its source late
             await phone.send_digits("#")  # ends the message; "saved, goodbye", then the service hangs up
             await phone.wait_event("CALL_CLOSED", timeout=15)
 
