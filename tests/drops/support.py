@@ -16,11 +16,13 @@ from afterbeep.db import tables as t
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.domain.drops import DropResult
 from afterbeep.domain.ids import new_id
+from afterbeep.domain.ringless import DropTechnique, SendKind
 from afterbeep.services.delivery import DeliveryService
 from afterbeep.services.ports.drops import DropDialer, DropRequest
 from afterbeep.services.ports.storage import media_telephony_key
 from afterbeep.telephony.delivery_worker import DeliveryWorker
 from afterbeep.telephony.interface import Audio
+from tests.ringless.support import insert_accepted_send
 
 SENDER = "+12025550177"
 RECIPIENT = "+12025550188"
@@ -173,36 +175,17 @@ async def insert_send(
     kind: str = "drop",
     technique: str | None = "two_call",
 ) -> str:
-    send_id = new_id("drop" if kind == "drop" else "vmsend")
-    now = rt.clock.now()
-    async with rt.db.begin() as conn:
-        await conn.execute(
-            insert(t.voicemail_sends).values(
-                id=send_id,
-                account_id=account_id,
-                use_case_id=use_case_id,
-                setup_id=setup_id,
-                media_id=media_id,
-                from_e164=SENDER,
-                to_e164=to,
-                foreign_id="f-1",
-                metadata=None,
-                send_at=None,
-                status="accepted",
-                attempts=0,
-                next_attempt_at=now,
-                claimed_until=None,
-                method=None,
-                failure_reason=None,
-                skip_reason=None,
-                created_at=now,
-                updated_at=now,
-                delivered_at=None,
-                kind=kind,
-                technique=technique if kind == "drop" else None,
-            )
-        )
-    return send_id
+    return await insert_accepted_send(
+        rt,
+        account_id,
+        setup_id,
+        use_case_id,
+        media_id,
+        from_e164=SENDER,
+        to=to,
+        kind=SendKind(kind),
+        technique=DropTechnique(technique) if kind == "drop" and technique else None,
+    )
 
 
 async def row_of(rt: Runtime, send_id: str) -> Any:

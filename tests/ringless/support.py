@@ -14,7 +14,9 @@ from sqlalchemy import Table, func, insert, select
 
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
+from afterbeep.db.repos.ringless import send_values
 from afterbeep.domain.ids import new_id
+from afterbeep.domain.ringless import DropTechnique, SendKind, SendStatus, VoicemailSend
 from tests.conftest import TestAccount
 
 PROBLEM = "application/problem+json"
@@ -113,3 +115,46 @@ async def subscribe(runtime: Runtime, account_id: str, event: str) -> None:
                 created_at=datetime.now(UTC),
             )
         )
+
+
+async def insert_accepted_send(
+    rt: Runtime,
+    account_id: str,
+    setup_id: str,
+    use_case_id: str,
+    media_id: str,
+    *,
+    from_e164: str,
+    to: str,
+    foreign_id: str | None = "f-1",
+    kind: SendKind = SendKind.RINGLESS,
+    technique: DropTechnique | None = None,
+) -> str:
+    """A send row due now, written straight to the database (no API, no audio checks)."""
+    now = rt.clock.now()
+    send = VoicemailSend(
+        id=new_id("drop" if kind is SendKind.DROP else "vmsend"),
+        account_id=account_id,
+        use_case_id=use_case_id,
+        setup_id=setup_id,
+        media_id=media_id,
+        from_e164=from_e164,
+        to_e164=to,
+        foreign_id=foreign_id,
+        metadata=None,
+        send_at=None,
+        status=SendStatus.ACCEPTED,
+        attempts=0,
+        next_attempt_at=now,
+        claimed_until=None,
+        method=None,
+        failure_reason=None,
+        skip_reason=None,
+        created_at=now,
+        updated_at=now,
+        kind=kind,
+        technique=technique,
+    )
+    async with rt.db.begin() as conn:
+        await conn.execute(insert(t.voicemail_sends).values(**send_values(send)))
+    return send.id

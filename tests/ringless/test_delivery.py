@@ -30,6 +30,7 @@ from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.sip.errors import SipTransportError
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import NUMBER, Api, api_of, rtp_range, sent, speech
+from tests.ringless.support import insert_accepted_send
 
 SENDER = "+12025550177"
 OTHER = "+12025550188"  # a recipient no afterbeep holds
@@ -217,34 +218,9 @@ async def add_send(
     rt: Runtime, account_id: str, ids: tuple[str, str, str], to: str, foreign_id: str = "f-1"
 ) -> str:
     setup_id, uc_id, media_id = ids
-    send_id = new_id("vmsend")
-    now = rt.clock.now()
-    async with rt.db.begin() as conn:
-        await conn.execute(
-            insert(t.voicemail_sends).values(
-                id=send_id,
-                account_id=account_id,
-                use_case_id=uc_id,
-                setup_id=setup_id,
-                media_id=media_id,
-                from_e164=SENDER,
-                to_e164=to,
-                foreign_id=foreign_id,
-                metadata=None,
-                send_at=None,
-                status="accepted",
-                attempts=0,
-                next_attempt_at=now,
-                claimed_until=None,
-                method=None,
-                failure_reason=None,
-                skip_reason=None,
-                created_at=now,
-                updated_at=now,
-                delivered_at=None,
-            )
-        )
-    return send_id
+    return await insert_accepted_send(
+        rt, account_id, setup_id, uc_id, media_id, from_e164=SENDER, to=to, foreign_id=foreign_id
+    )
 
 
 async def send_row(rt: Runtime, send_id: str) -> Any:
