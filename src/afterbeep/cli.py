@@ -6,16 +6,20 @@ import asyncio
 import gc
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from afterbeep import logs
 from afterbeep.amd_cli import amd_app
-from afterbeep.app import Runtime
 from afterbeep.campaign_cli import campaigns_cli
 from afterbeep.config import Settings, split_host_port
 from afterbeep.voicemail_cli import voicemails_cli
+
+if TYPE_CHECKING:
+    # The service's whole stack takes seconds to import; the HTTP-client commands
+    # (`voicemails`, `campaigns`) must not pay for it.
+    from afterbeep.app import Runtime
 
 T = TypeVar("T")
 
@@ -49,6 +53,8 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 async def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
+    from afterbeep.app import Runtime
+
     runtime = Runtime(Settings())
     await runtime.start(workers=False)
     try:
@@ -61,6 +67,8 @@ async def _with_runtime(action: Callable[[Runtime], Awaitable[T]]) -> T:
 def serve() -> None:
     """Start the HTTP API (and the SIP service and workers) in one process."""
     import uvicorn
+
+    from afterbeep.app import Runtime
 
     settings = Settings()
     logs.configure(settings.log_level, settings.log_json)
