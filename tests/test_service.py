@@ -53,7 +53,7 @@ def test_schemathesis_finds_no_server_error(service: Service, tmp_path: Path) ->
         [
             str(BIN / "schemathesis"), "run", service.url + "/openapi.json",
             "--checks", "not_a_server_error",
-            "--max-examples", "25",
+            "--max-examples", "15",
             "--seed", "1",
             "--request-timeout", "20",
             "-H", f"Authorization: Bearer {key}",

@@ -183,7 +183,9 @@ async def test_outbound_to_dead_port_retransmits_per_timer_a_and_fails_per_timer
     sink, _ = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", 0))
     port = sink.get_extra_info("sockname")[1]
     try:
-        async with UserAgent(make_config(t1=0.02)) as ua:
+        # T1 = 100 ms: the last retransmission (63 T1) is due 100 ms before timer B (64 T1),
+        # room enough for a loaded machine's late timers to add up.
+        async with UserAgent(make_config(t1=0.1)) as ua:
             call = await ua.invite(
                 f"sip:nobody@127.0.0.1:{port}",
                 "sip:afterbeep@127.0.0.1",
@@ -191,7 +193,7 @@ async def test_outbound_to_dead_port_retransmits_per_timer_a_and_fails_per_timer
                 CANNED_SDP,
                 answer_timeout=30,
             )
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(20):
                 event = await call.next_event()
             assert type(event).__name__ == "Failed"
             assert getattr(event, "code", None) == 408
