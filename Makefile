@@ -25,7 +25,9 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# Two workers (these are 2-core machines and most of the suite waits on real-time audio),
+# one test file per worker at a time so a file's peers and fixtures stay together.
 unit: venv system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 test: lint typecheck unit
