@@ -1,9 +1,10 @@
 """Ringless voicemail benchmarks against a real `afterbeep serve` (SQLite, local storage).
 
 ``accept``: sends accepted per second with MP3 validation. Concurrent HTTP clients each post
-multipart sends (`POST /v1/voicemails`, an MP3 of `--seconds` s, so every request streams,
-decodes, validates and renders the audio and stores the send), delivery switched off so only
-the accepting is measured. Reported: sends/s, latency p50/p99, the service's CPU.
+multipart sends (`POST /v1/voicemails`, an MP3 of `--seconds` s, so every request streams the
+audio, scans all its frames and decodes its first second, stores it and the send), delivery
+switched off so only the accepting is measured. Reported: sends/s, latency p50/p99, the
+service's CPU, the client's CPU (this process) and the load average.
 
 ``drain``: `--sends` queued sends drained at the setup's calls per second. The sends are
 accepted with one `send_at` a little in the future, so they fall due together; the callee is a
@@ -197,12 +198,14 @@ async def accept(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 )
             spy = await start_py_spy(args.py_spy, service.process.pid)
             cpu0, t0 = cpu_seconds(service.process.pid), time.perf_counter()
+            client0 = time.process_time()
             try:
                 async with asyncio.timeout(args.time_limit):
                     await asyncio.gather(*(client() for _ in range(args.clients)))
             finally:
                 elapsed = time.perf_counter() - t0
                 cpu = cpu_seconds(service.process.pid) - cpu0
+                client_cpu = time.process_time() - client0
                 await stop_py_spy(spy)
     return {
         "sends": args.sends,
@@ -219,6 +222,9 @@ async def accept(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "service_cores": round(cpu / elapsed, 2),
         "cpu_ms_per_send": round(cpu / args.sends * 1000, 2),
         "sends_per_cpu_s": round(args.sends / cpu, 1) if cpu else None,
+        "client_cpu_s": round(client_cpu, 2),
+        "client_cores": round(client_cpu / elapsed, 2),
+        "load_average": os.getloadavg(),
     }
 
 

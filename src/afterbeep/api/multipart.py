@@ -21,6 +21,9 @@ from afterbeep.services.media import StagedUpload
 
 # Room for boundaries, part headers and the text fields around the file part.
 FORM_OVERHEAD_BYTES = 64 * 1024
+# File bytes are handed to the upload (a worker-thread write each time) in pieces of at least
+# this much, or at the end: a typical MP3 of a send is then one write, not one per chunk.
+WRITE_BYTES = 1024 * 1024
 
 
 def malformed(detail: str) -> ProblemError:
@@ -153,12 +156,18 @@ async def receive_form(
             except MultipartParseError as exc:
                 raise malformed("the multipart body does not parse") from exc
             if form.pending:
-                await upload.write(bytes(form.pending))
-                form.pending.clear()
+                if upload.size + len(form.pending) > upload.max_bytes:
+                    raise PayloadTooLarge(upload.max_bytes)
+                if len(form.pending) >= WRITE_BYTES:
+                    await upload.write(bytes(form.pending))
+                    form.pending.clear()
     except ClientDisconnect as exc:
         raise malformed("the client went away during the upload") from exc
     if not form.finished:
         raise malformed("the body ends before the closing boundary")
+    if form.pending:
+        await upload.write(bytes(form.pending))
+        form.pending.clear()
     if not form.file_seen:
         raise invalid_field(form.file_field, "Field required")
     return form

@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 from python_multipart.multipart import parse_options_header
 
@@ -217,7 +217,7 @@ def send_openapi(json_model: type[BaseModel], **extra: dict[str, Any]) -> dict[s
         422: {**_PROBLEM, "description": "invalid-audio, invalid-phone-number, unknown-reference, ..."},
     },
 )
-async def send_voicemail(request: Request, svc: Svc, account: CurrentAccount) -> SendOut:
+async def send_voicemail(request: Request, svc: Svc, account: CurrentAccount) -> Response:
     """Accept a ringless voicemail; delivery happens later (follow `status` or the webhook)."""
     send = await accept_send(
         request,
@@ -229,7 +229,13 @@ async def send_voicemail(request: Request, svc: Svc, account: CurrentAccount) ->
         text_fields=TEXT_FIELDS,
         default_name="voicemail.mp3",
     )
-    return SendOut.of(send)
+    return accepted_response(SendOut.of(send))
+
+
+def accepted_response(body: BaseModel) -> Response:
+    """The 202 with `body` serialised once (as FastAPI would: by alias), not validated again
+    against the route's response model on the way out."""
+    return Response(body.model_dump_json(by_alias=True), 202, media_type="application/json")
 
 
 async def accept_send(

@@ -160,8 +160,15 @@ def scan_mp3(data: bytes | memoryview) -> Mp3Info:
         raise NotMp3("no MPEG Layer III frame where the audio starts")
     vbr = _vbr_header(data, start, first)
     pos, frames, broken = start, 0, False
+    raw = bytes(data) if isinstance(data, memoryview) else data
+    # A stream repeats a handful of distinct headers (bitrates x padding): parse each once.
+    seen: dict[bytes, _Header | None] = {}
     while pos < end:
-        header = _header(data, pos)
+        key = raw[pos : pos + 4]
+        try:
+            header = seen[key]
+        except KeyError:
+            header = seen[key] = _header(raw, pos)
         if header is None:
             break
         if header.version != first.version or header.sample_rate != first.sample_rate:

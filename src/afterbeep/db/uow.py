@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cached_property
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from afterbeep.db.engine import Database
+from afterbeep.db.engine import Database, DirectConnection
 from afterbeep.db.repos.accounts import SqlAccountRepo, SqlSecretRepo
 from afterbeep.db.repos.campaigns import SqlCampaignRepo
 from afterbeep.db.repos.mailboxes import SqlMailboxRepo, SqlMessageRepo
@@ -21,36 +23,110 @@ from afterbeep.db.repos.ringless import (
     SqlUseCaseRepo,
     SqlVoicemailSendRepo,
 )
-from afterbeep.db.repos.webhooks import SqlEventOutbox, SqlWebhookRepo
+from afterbeep.db.repos.webhooks import (
+    SqlEventOutbox,
+    SqlWebhookRepo,
+    notify_published,
+    take_published,
+)
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
 class SqlUnitOfWork:
+    """Repositories are made on first use: a unit on the send path touches three or four of them."""
+
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-        self.accounts = SqlAccountRepo(conn)
-        self.secrets = SqlSecretRepo(conn)
-        self.media = SqlMediaRepo(conn)
-        self.mailboxes = SqlMailboxRepo(conn)
-        self.messages = SqlMessageRepo(conn)
-        self.numbers = SqlNumberRepo(conn)
-        self.webhooks = SqlWebhookRepo(conn)
-        self.events = SqlEventOutbox(conn)
-        self.notifications = SqlNotificationRepo(conn)
-        self.telephony_setups = SqlTelephonySetupRepo(conn)
-        self.use_cases = SqlUseCaseRepo(conn)
-        self.voicemail_sends = SqlVoicemailSendRepo(conn)
-        self.suppressions = SqlSuppressionRepo(conn)
-        self.consents = SqlConsentRepo(conn)
-        self.campaigns = SqlCampaignRepo(conn)
+
+    @cached_property
+    def accounts(self) -> SqlAccountRepo:
+        return SqlAccountRepo(self.conn)
+
+    @cached_property
+    def secrets(self) -> SqlSecretRepo:
+        return SqlSecretRepo(self.conn)
+
+    @cached_property
+    def media(self) -> SqlMediaRepo:
+        return SqlMediaRepo(self.conn)
+
+    @cached_property
+    def mailboxes(self) -> SqlMailboxRepo:
+        return SqlMailboxRepo(self.conn)
+
+    @cached_property
+    def messages(self) -> SqlMessageRepo:
+        return SqlMessageRepo(self.conn)
+
+    @cached_property
+    def numbers(self) -> SqlNumberRepo:
+        return SqlNumberRepo(self.conn)
+
+    @cached_property
+    def webhooks(self) -> SqlWebhookRepo:
+        return SqlWebhookRepo(self.conn)
+
+    @cached_property
+    def events(self) -> SqlEventOutbox:
+        return SqlEventOutbox(self.conn)
+
+    @cached_property
+    def notifications(self) -> SqlNotificationRepo:
+        return SqlNotificationRepo(self.conn)
+
+    @cached_property
+    def telephony_setups(self) -> SqlTelephonySetupRepo:
+        return SqlTelephonySetupRepo(self.conn)
+
+    @cached_property
+    def use_cases(self) -> SqlUseCaseRepo:
+        return SqlUseCaseRepo(self.conn)
+
+    @cached_property
+    def voicemail_sends(self) -> SqlVoicemailSendRepo:
+        return SqlVoicemailSendRepo(self.conn)
+
+    @cached_property
+    def suppressions(self) -> SqlSuppressionRepo:
+        return SqlSuppressionRepo(self.conn)
+
+    @cached_property
+    def consents(self) -> SqlConsentRepo:
+        return SqlConsentRepo(self.conn)
+
+    @cached_property
+    def campaigns(self) -> SqlCampaignRepo:
+        return SqlCampaignRepo(self.conn)
 
 
-def unit_of_work_factory(db: Database, *, readonly: bool = False) -> UnitOfWorkFactory:
-    """Units of work on `db`; `readonly` ones are for look-ups that must not queue behind writes."""
+def unit_of_work_factory(
+    db: Database, *, readonly: bool = False, direct: bool = False
+) -> UnitOfWorkFactory:
+    """Units of work on `db`; `readonly` ones are for look-ups that must not queue behind writes.
+
+    `direct` ones (`Database.begin_direct`) are for the hot request path: on a SQLite file their
+    statements skip aiosqlite. A unit must then not hold its transaction across other awaits
+    for long: a read-only one runs on the event loop, a writing one holds the writer queue.
+    """
+    if not direct:
+
+        @asynccontextmanager
+        async def unit() -> AsyncIterator[UnitOfWork]:
+            async with db.begin(readonly=readonly) as conn:
+                yield SqlUnitOfWork(conn)
+
+        return unit
 
     @asynccontextmanager
-    async def unit() -> AsyncIterator[UnitOfWork]:
-        async with db.begin(readonly=readonly) as conn:
-            yield SqlUnitOfWork(conn)
+    async def direct_unit() -> AsyncIterator[UnitOfWork]:
+        published = False
+        async with db.begin_direct(readonly=readonly) as conn:
+            # The repositories only use execute, dialect, engine and info, which
+            # DirectConnection has with the same meaning.
+            yield SqlUnitOfWork(cast(AsyncConnection, conn))
+            if isinstance(conn, DirectConnection):
+                published = take_published(conn.info)
+        if published:
+            notify_published(db.engine.sync_engine.pool)
 
-    return unit
+    return direct_unit

@@ -6,8 +6,10 @@ worker-thread hop, then the original and the rendition are stored and the row is
 (by the caller, in its own transaction, after `prepare_upload`). When any step fails the objects
 already written are deleted again, so a refused or failed import leaves no row and no object.
 
-Uploads stream into a `StagedUpload` (a temp file in the service's tmp dir), which counts and
-hashes the bytes as they arrive and refuses them once they pass the size limit.
+Uploads stream into a `StagedUpload`, which counts the bytes as they arrive and refuses them
+once they pass the size limit. It holds them in memory up to `MEMORY_BYTES` (a send's MP3 is
+then checked and stored from memory: no temp file, no extra thread hops) and spills anything
+larger to a temp file in the service's tmp dir, hashed as it is written.
 
 A send's MP3 (`prepare_upload(..., defer_rendition=True)`) is checked without a full decode: its
 frame headers are scanned (`audio.mp3scan`: a real MP3 stream, its exact duration) and only its
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import os
 import tempfile
@@ -68,43 +71,81 @@ log = logging.getLogger("afterbeep.media")
 
 HASH_CHUNK = 1024 * 1024
 MAX_PAGE_LIMIT = 200
+MEMORY_BYTES = 1024 * 1024
 
 
 class StagedUpload:
-    """An upload streaming into a private temp file, counted and hashed as it arrives.
+    """An upload counted as it arrives, held in memory up to `memory_bytes`, past that in a
+    private temp file (hashed as it is written).
 
-    `write` raises `PayloadTooLarge` as soon as the total would pass `max_bytes`. Use it as a
-    context manager: the temp file is removed on leaving, whatever happened.
+    `write` raises `PayloadTooLarge` as soon as the total would pass `max_bytes`. `data` is the
+    whole upload while it is held in memory; `close()` puts it in the temp file (`path`) if it
+    is not there yet. Use it as a context manager: the temp file is removed on leaving,
+    whatever happened.
     """
 
-    def __init__(self, directory: Path, max_bytes: int) -> None:
-        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=directory)
-        self.path = Path(name)
+    def __init__(self, directory: Path, max_bytes: int, memory_bytes: int = MEMORY_BYTES) -> None:
+        self._directory = directory
         self.max_bytes = max_bytes
         self.size = 0
+        self._memory_bytes = memory_bytes
+        self._buffer = bytearray()
         self._hash = hashlib.sha256()
-        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._path: Path | None = None
+        self._file: BinaryIO | None = None
 
     async def write(self, data: bytes) -> None:
         if self.size + len(data) > self.max_bytes:
             raise PayloadTooLarge(self.max_bytes)
         self.size += len(data)
+        if self._path is None and self.size <= self._memory_bytes:
+            self._buffer += data
+            return
         await asyncio.to_thread(self._append, data)
 
+    def _spill(self) -> BinaryIO:
+        if self._file is None:
+            fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self._directory)
+            self._path = Path(name)
+            self._file = os.fdopen(fd, "wb")
+            self._append(bytes(self._buffer))
+            self._buffer = bytearray()
+        return self._file
+
     def _append(self, data: bytes) -> None:
+        file = self._spill()
         self._hash.update(data)
-        self._file.write(data)
+        file.write(data)
+
+    @property
+    def data(self) -> bytes | None:
+        """The whole upload, while it is held in memory (None once it is in the temp file)."""
+        return bytes(self._buffer) if self._path is None else None
+
+    @property
+    def path(self) -> Path:
+        """The temp file (after `close()`)."""
+        if self._path is None:
+            raise RuntimeError("the upload is in memory: close() it first")
+        return self._path
 
     @property
     def sha256(self) -> str:
+        if self._path is None:
+            return hashlib.sha256(self._buffer).hexdigest()
         return self._hash.hexdigest()
 
     def close(self) -> None:
-        self._file.close()
+        if self._path is None:
+            self._spill()
+        if self._file is not None:
+            self._file.close()
 
     def discard(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
+        if self._file is not None:
+            self._file.close()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
     def __enter__(self) -> StagedUpload:
         return self
@@ -146,7 +187,7 @@ class MediaService:
         self, account_id: str, upload: StagedUpload, name: str, rules: ImportRules | None = None
     ) -> Media:
         """Import a finished upload. The caller still owns (and discards) the temp file."""
-        upload.close()
+        await asyncio.to_thread(upload.close)
         return await self._import(
             account_id, upload.path, upload.size, upload.sha256, name, rules or ImportRules()
         )
@@ -205,9 +246,15 @@ class MediaService:
         For callers that add the media row in their own transaction (a send with its media):
         they call `uow.media.add(media)` there, and `discard_prepared(media)` if that fails.
         `defer_rendition` (MP3 only): check by a frame scan and the first second, store only
-        the original; the rendition is made on first use (`Renditions`).
+        the original; the rendition is made on first use (`Renditions`). An upload still in
+        memory is then checked and stored from there.
         """
-        upload.close()
+        data = upload.data if defer_rendition else None
+        if data is not None:
+            return await self._store_objects(
+                account_id, data, upload.size, None, name, rules, defer_rendition
+            )
+        await asyncio.to_thread(upload.close)
         return await self._store_objects(
             account_id, upload.path, upload.size, upload.sha256, name, rules, defer_rendition
         )
@@ -234,19 +281,26 @@ class MediaService:
     async def _store_objects(
         self,
         account_id: str,
-        path: Path,
+        path: Path | bytes,
         size: int,
-        sha256: str,
+        sha256: str | None,
         name: str,
         rules: ImportRules,
         defer_rendition: bool = False,
     ) -> Media:
+        """`path`: the file, or its bytes (then `sha256` None: hashed with the check)."""
         name = _check_name(name)
         limit = self._limit(rules.max_bytes)
         if size > limit:
             raise PayloadTooLarge(limit)
-        check = _check_mp3 if defer_rendition else _decode_and_render
-        checked = await asyncio.to_thread(check, path, rules)
+        if isinstance(path, bytes):
+            assert defer_rendition
+            checked = await asyncio.to_thread(_check_mp3, path, rules)
+        else:
+            check = _check_mp3 if defer_rendition else _decode_and_render
+            checked = await asyncio.to_thread(check, path, rules)
+        sha256 = sha256 or checked.sha256
+        assert sha256 is not None
         media_id = new_id("media")
         extension, content_type = file_type(checked.format)
         media = Media(
@@ -265,7 +319,11 @@ class MediaService:
             created_at=self._clock.now(),
         )
         try:
-            await self._store.put_file(media.original_key, path, content_type)
+            if checked.original is not None:
+                await self._store.put_bytes(media.original_key, checked.original, content_type)
+            else:
+                assert isinstance(path, Path)
+                await self._store.put_file(media.original_key, path, content_type)
             if checked.telephony_wav is not None:
                 await self._store.put_bytes(
                     media.telephony_key, checked.telephony_wav, TELEPHONY_CONTENT_TYPE
@@ -379,6 +437,8 @@ class _Checked:
     sample_rate: int
     channels: int
     telephony_wav: bytes | None  # None: pending, made on first use
+    original: bytes | None = None  # the file's bytes when the check read them all
+    sha256: str | None = None  # computed by the check when it was given the bytes
 
 
 def _decode_and_render(path: Path, rules: ImportRules) -> _Checked:
@@ -393,17 +453,19 @@ def _decode_and_render(path: Path, rules: ImportRules) -> _Checked:
     )
 
 
-def _check_mp3(path: Path, rules: ImportRules) -> _Checked:
-    """An MP3 judged by its frame headers and its first second of audio (no full decode).
+def _check_mp3(source: Path | bytes, rules: ImportRules) -> _Checked:
+    """An MP3 (a file, or its bytes: then also hashed) judged by its frame headers and its first
+    second of audio (no full decode).
 
     Anything the scan calls not MP3 goes through the full decode, whose errors say what it is
     (a WAV renamed .mp3 is refused as WAV, not as a damaged MP3).
     """
-    data = path.read_bytes()
+    data = source if isinstance(source, bytes) else source.read_bytes()
+    digest = hashlib.sha256(data).hexdigest() if isinstance(source, bytes) else None
     try:
         info = scan_mp3(data)
     except NotMp3 as exc:
-        _decode(path, rules)
+        _decode(source, rules)
         raise InvalidAudio(f"the audio is not an MPEG Layer III stream: {exc}") from exc
     except Mp3ScanError as exc:
         raise InvalidAudio(f"the audio is damaged or truncated: {exc}") from exc
@@ -415,7 +477,7 @@ def _check_mp3(path: Path, rules: ImportRules) -> _Checked:
             "audio-too-short",
         )
     try:
-        with sf.SoundFile(path) as handle:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
             if handle.subtype != "MPEG_LAYER_III" or handle.samplerate != info.sample_rate:
                 raise InvalidAudio("the audio's frames and its decoder disagree")
             head = handle.read(min(info.sample_rate, info.samples), dtype="float32")
@@ -423,7 +485,7 @@ def _check_mp3(path: Path, rules: ImportRules) -> _Checked:
         raise InvalidAudio(f"the audio does not decode: {exc}") from exc
     if len(head) < min(info.sample_rate, info.samples):
         raise InvalidAudio("the audio is damaged or truncated: its first second does not decode")
-    return _Checked("MP3", info.duration_ms, info.sample_rate, info.channels, None)
+    return _Checked("MP3", info.duration_ms, info.sample_rate, info.channels, None, data, digest)
 
 
 class Renditions:
@@ -485,11 +547,11 @@ def _render_original(data: bytes, duration_ms: int | None) -> bytes:
     return telephony_wav_bytes(to_telephony(decoded))
 
 
-def _decode(path: Path, rules: ImportRules) -> DecodedAudio:
+def _decode(source: Path | bytes, rules: ImportRules) -> DecodedAudio:
     """Decode in full under the rules; every audio error becomes an `InvalidAudio`."""
     try:
         decoded = probe_and_decode(
-            path, allowed_formats=rules.allowed_formats, max_duration_ms=rules.max_ms
+            source, allowed_formats=rules.allowed_formats, max_duration_ms=rules.max_ms
         )
     except WrongFormat as exc:
         allowed = ", ".join(sorted(exc.allowed))

@@ -129,11 +129,15 @@ class RinglessService:
         on_accepted: Callable[[], None] | None = None,
         *,
         lookups: UnitOfWorkFactory | None = None,
+        sends: UnitOfWorkFactory | None = None,
     ) -> None:
         """`lookups`: read-only units of work for the look-ups before a send's insert (on
-        SQLite they do not queue behind writers); `uow` when not given."""
+        SQLite they do not queue behind writers); `sends`: units of work for a send's insert
+        (its media row, the send and its event; they hold no other awaits). Both are
+        `uow` when not given."""
         self._uow = uow
         self._lookups = lookups or uow
+        self._sends = sends or uow
         self._clock = clock
         self._media = media
         self._region = default_region
@@ -420,7 +424,7 @@ class RinglessService:
         if send_at is not None and send_at.tzinfo is None:
             raise InvalidInput("send_at", "needs a time zone offset")
         if media_id is not None:
-            async with self._uow() as uow:
+            async with self._sends() as uow:
                 use_case, setup = await self._sending_context(uow, account_id, use_case_id, kind)
                 media = await stored_send_media(uow, account_id, media_id)
                 send = await self._add_send(
@@ -442,7 +446,7 @@ class RinglessService:
                     account_id, audio_path, audio_name, SEND_RULES, defer_rendition=True
                 )
             try:
-                async with self._uow() as uow:
+                async with self._sends() as uow:
                     await uow.media.add(media)
                     send = await self._add_send(
                         uow, account_id, use_case, setup, media, to_e, foreign_id, metadata,

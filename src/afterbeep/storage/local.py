@@ -1,7 +1,9 @@
 """Object store on the local filesystem, the default (`<data_dir>/objects`).
 
 Each object is a plain file at `<root>/<key>`, its content type in a hidden sidecar
-`.<name>.ct` beside it. A write goes to a hidden temp file `.<name>.tmp-<random>` in the same
+`.<name>.ct` beside it, except when it is the type its extension implies (`IMPLIED_TYPES`: an
+MP3 as `audio/mpeg`, a WAV as `audio/wav`), which saves a second file and its fsync on every
+media write; such a write removes a sidecar left from an earlier object at that key. A write goes to a hidden temp file `.<name>.tmp-<random>` in the same
 directory, is fsynced, renamed over the final name (`os.replace`) and the directory fsynced:
 a reader sees the old object or the new one, never a partial file, and a crash leaves at most
 a hidden temp file. Keys cannot start a segment with a dot, so hidden names never collide with
@@ -44,6 +46,9 @@ CHUNK_SIZE = 64 * 1024
 COPY_CHUNK_SIZE = 1024 * 1024
 TEMP_MARKER = ".tmp-"
 CONTENT_TYPE_SUFFIX = ".ct"
+# Content types stored without a sidecar: fixed here, not taken from the system's mime.types,
+# so an object reads back with the type it was written with on any machine.
+IMPLIED_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/wav"}
 
 # Errors that may go away by themselves (space freed, device back): callers may retry.
 _TEMPORARY_ERRNOS = frozenset(
@@ -58,6 +63,10 @@ def temp_path_for(final: Path) -> Path:
 
 def content_type_path_for(final: Path) -> Path:
     return final.with_name(f".{final.name}{CONTENT_TYPE_SUFFIX}")
+
+
+def implied_type(final: Path) -> str | None:
+    return IMPLIED_TYPES.get(os.path.splitext(final.name)[1].lower())
 
 
 def _translate(exc: OSError) -> StorageError:
@@ -151,11 +160,15 @@ class LocalObjectStore:
 
     def _stage(self, final: Path, fill: Callable[[int], None]) -> Path:
         """Write a temp file beside `final` with `fill(fd)`, fsync it, return its path."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         for attempt in range(3):
             temp = temp_path_for(final)
             try:
-                self._ensure_dir(final.parent)
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+                try:
+                    fd = os.open(temp, flags, FILE_MODE)
+                except FileNotFoundError:
+                    self._ensure_dir(final.parent)
+                    fd = os.open(temp, flags, FILE_MODE)
             except FileNotFoundError:
                 # A concurrent delete pruned the freshly created directory; create it again.
                 if attempt == 2:
@@ -176,6 +189,16 @@ class LocalObjectStore:
 
     def _commit(self, final: Path, fill: Callable[[int], None], content_type: str) -> None:
         data_temp = self._stage(final, fill)
+        if content_type == implied_type(final):
+            try:
+                os.replace(data_temp, final)
+            except BaseException:
+                data_temp.unlink(missing_ok=True)
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(content_type_path_for(final))
+            _fsync_dir(final.parent)
+            return
         try:
             ct_temp = self._stage(
                 content_type_path_for(final), lambda fd: _write_all(fd, content_type.encode())
@@ -239,7 +262,7 @@ class LocalObjectStore:
         try:
             return content_type_path_for(final).read_text(encoding="ascii").strip()
         except (FileNotFoundError, UnicodeDecodeError):
-            guessed, _ = mimetypes.guess_type(final.name)
+            guessed = implied_type(final) or mimetypes.guess_type(final.name)[0]
             return guessed or DEFAULT_CONTENT_TYPE
 
     def _stat(self, key: str) -> StoredObject:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
 from afterbeep.domain.accounts import Account, ApiKey
+
+# Built once: looked up on every API request, and a statement object reused keeps its cache key.
+_ACCOUNT_FOR_KEY = (
+    select(t.accounts)
+    .join(t.api_keys, t.api_keys.c.account_id == t.accounts.c.id)
+    .where(t.api_keys.c.key_hash == bindparam("key_hash"), t.api_keys.c.revoked_at.is_(None))
+)
 
 
 class SqlAccountRepo:
@@ -32,12 +39,7 @@ class SqlAccountRepo:
         )
 
     async def account_for_key_hash(self, key_hash: str) -> Account | None:
-        query = (
-            select(t.accounts)
-            .join(t.api_keys, t.api_keys.c.account_id == t.accounts.c.id)
-            .where(t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None))
-        )
-        row = (await self._conn.execute(query)).first()
+        row = (await self._conn.execute(_ACCOUNT_FOR_KEY, {"key_hash": key_hash})).first()
         return Account(id=row.id, name=row.name, created_at=row.created_at) if row else None
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,6 +48,15 @@ _A = t.send_attempts
 _SUP = t.suppressions
 _C = t.consents
 ACCEPTED = SendStatus.ACCEPTED.value
+
+# Statements on the send path are built once (parameters given at execute): building one per
+# call, with its column coercions and cache key, costs more than running it on SQLite.
+_SETUP_GET = select(_S).where(_S.c.id == bindparam("id"), _S.c.account_id == bindparam("account_id"))
+_SETUP_NUMBERS = select(_SN).where(_SN.c.setup_id == bindparam("setup_id")).order_by(_SN.c.position)
+_USE_CASE_GET = select(_U).where(
+    _U.c.id == bindparam("id"), _U.c.account_id == bindparam("account_id")
+)
+_SEND_INSERT = insert(_V)
 
 
 # -- setups ----------------------------------------------------------------------
@@ -102,7 +111,10 @@ class SqlTelephonySetupRepo:
 
     async def _numbers(self, setup_ids: builtins.list[str]) -> dict[str, tuple[SetupNumber, ...]]:
         found: dict[str, builtins.list[SetupNumber]] = {i: [] for i in setup_ids}
-        if setup_ids:
+        if len(setup_ids) == 1:
+            rows = (await self._conn.execute(_SETUP_NUMBERS, {"setup_id": setup_ids[0]})).all()
+            found[setup_ids[0]] = [SetupNumber(r.e164, bool(r.verified)) for r in rows]
+        elif setup_ids:
             query = select(_SN).where(_SN.c.setup_id.in_(setup_ids)).order_by(_SN.c.position)
             for row in (await self._conn.execute(query)).all():
                 found[row.setup_id].append(SetupNumber(row.e164, bool(row.verified)))
@@ -135,14 +147,14 @@ class SqlTelephonySetupRepo:
         await self._conn.execute(insert(_S).values(**values))
         await self._write_numbers(setup)
 
-    async def _one(self, query: Any) -> TelephonySetup | None:
-        row = (await self._conn.execute(query)).first()
+    async def _one(self, query: Any, params: dict[str, Any] | None = None) -> TelephonySetup | None:
+        row = (await self._conn.execute(query, params)).first()
         if row is None:
             return None
         return setup_from_row(row, (await self._numbers([row.id]))[row.id])
 
     async def get(self, account_id: str, setup_id: str) -> TelephonySetup | None:
-        return await self._one(select(_S).where(_S.c.id == setup_id, _S.c.account_id == account_id))
+        return await self._one(_SETUP_GET, {"id": setup_id, "account_id": account_id})
 
     async def get_any(self, setup_id: str) -> TelephonySetup | None:
         return await self._one(select(_S).where(_S.c.id == setup_id))
@@ -246,8 +258,8 @@ class SqlUseCaseRepo:
         await self._conn.execute(insert(_U).values(**values))
 
     async def get(self, account_id: str, use_case_id: str) -> UseCase | None:
-        query = select(_U).where(_U.c.id == use_case_id, _U.c.account_id == account_id)
-        row = (await self._conn.execute(query)).first()
+        params = {"id": use_case_id, "account_id": account_id}
+        row = (await self._conn.execute(_USE_CASE_GET, params)).first()
         return use_case_from_row(row) if row else None
 
     async def get_any(self, use_case_id: str) -> UseCase | None:
@@ -422,7 +434,7 @@ class SqlVoicemailSendRepo:
         self._conn = conn
 
     async def add(self, send: VoicemailSend) -> None:
-        await self._conn.execute(insert(_V).values(**send_values(send)))
+        await self._conn.execute(_SEND_INSERT, send_values(send))
 
     async def get(self, account_id: str, send_id: str) -> VoicemailSend | None:
         query = select(_V).where(_V.c.id == send_id, _V.c.account_id == account_id)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, event, insert, select
+from sqlalchemy import bindparam, delete, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import Pool
 
@@ -40,6 +40,10 @@ _W = t.webhooks
 _D = t.webhook_deliveries
 _PUBLISHED = "afterbeep.published"
 _PENDING = DeliveryStatus.PENDING.value
+# Built once: every accepted send publishes (see `_SETUP_GET` in `ringless`).
+_SUBSCRIBERS = (
+    select(_W.c.id, _W.c.events).where(_W.c.account_id == bindparam("account_id")).order_by(_W.c.id)
+)
 
 Watcher = Callable[[], None]
 _watchers: weakref.WeakKeyDictionary[Pool, list[Watcher]] = weakref.WeakKeyDictionary()
@@ -72,6 +76,17 @@ def _delivery(row: Any) -> Delivery:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def take_published(info: dict[Any, Any]) -> bool:
+    """Whether a unit of work published an event (and forget it): for connections that are not
+    checked in to the watched pool (`DirectConnection`), whose caller fires `notify_published`."""
+    return bool(info.pop(_PUBLISHED, False))
+
+
+def notify_published(pool: Pool) -> None:
+    for watcher in list(_watchers.get(pool, ())):
+        watcher()
 
 
 def _watch_pool(pool: Pool, callback: Watcher) -> Watcher:
@@ -188,10 +203,8 @@ class SqlEventOutbox:
         self._conn = conn
 
     async def publish(self, account_id: str, event: str, data: Mapping[str, Any]) -> None:
-        query = select(_W.c.id, _W.c.events).where(_W.c.account_id == account_id).order_by(_W.c.id)
-        targets = [
-            row.id for row in (await self._conn.execute(query)).all() if event in (row.events or ())
-        ]
+        rows = (await self._conn.execute(_SUBSCRIBERS, {"account_id": account_id})).all()
+        targets = [row.id for row in rows if event in (row.events or ())]
         if not targets:
             return
         # The port carries no clock: rows are due now by the wall clock.
