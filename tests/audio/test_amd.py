@@ -182,3 +182,29 @@ def test_a_short_greeting_with_a_late_beep_is_a_machine() -> None:
     decisions = classify(audio)
     check_sequence(decisions)
     assert decisions[-1].answered_by is AnsweredBy.MACHINE_END_BEEP
+
+
+def word_fragments(count: int, gap_ms: float = 400) -> npt.NDArray[np.float64]:
+    """What the VAD hears of words in heavy noise: `count` 60 ms bits of a vowel, `gap_ms` apart
+    (too short to open an utterance, too far apart to continue one)."""
+    hello = say("Hello")
+    loud = int(np.argmax(np.convolve(hello**2, np.ones(480), "valid")))
+    bit = hello[loud : loud + 480] * np.hanning(480)
+    return np.concatenate([quiet(gap_ms)] + [np.concatenate([bit, quiet(gap_ms)]) for _ in range(count)])
+
+
+def test_fragments_of_words_keep_a_long_greeting_whole() -> None:
+    # 1.2 s with only fragments heard, then the greeting's last sentence: not "Hello?" said again.
+    long_part = say("Hi, you've reached John Smith. I can't come to the phone right now.")
+    audio = pcm_of(quiet(300), long_part, word_fragments(2), say("Please leave a message."), quiet(5000))
+    decisions = classify(audio)
+    check_sequence(decisions)
+    assert decisions[0].answered_by is AnsweredBy.MACHINE_START
+
+
+def test_fragments_between_two_hellos_do_not_join_them() -> None:
+    # A person's hello is short: what comes after it stays a second turn, heard as a reprompt.
+    audio = pcm_of(quiet(300), say("Hello?"), word_fragments(2), say("Hello?"), quiet(4000))
+    decisions = classify(audio)
+    check_sequence(decisions)
+    assert decisions[-1].answered_by is AnsweredBy.HUMAN

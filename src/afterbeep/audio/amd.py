@@ -6,7 +6,11 @@ energy: 6 dB over a noise floor that is the minimum frame energy over the last 3
 packets and suppressed silence, digital zero, do not count). Every frame also goes through
 the beep detector (`afterbeep.audio.beep`). Speech runs of >= 100 ms open an utterance;
 utterances join into a turn across gaps < 950 ms (a greeting's pauses between sentences are
-shorter than the wait of a person who said something and expects an answer). Then timing:
+shorter than the wait of a person who said something and expects an answer). Once a turn is
+longer than a person's hello (2 s), speech fragments too short to open an utterance (>= 40 ms,
+see below) also bridge the gap: in heavy noise the VAD hears only the loud bits of a long
+greeting's words, and a hole in them must not split off its last sentence as a "Hello?" said
+again. Then timing:
 
 - nothing heard for 6 s: ``unknown`` (INITIALSILENCE). Carrier silence before a greeting is
   only waiting, never evidence of a person.
@@ -143,6 +147,7 @@ class MachineDetector:
         self._run = 0  # consecutive speech frames
         self._in_utterance = False
         self._last_speech = -1  # end of the last speech frame, ms
+        self._voice_before_run = -1  # _last_voice when the current speech run began
         self._last_voice = -1  # end of the last speech run of >= blip_ms, even too short to count
         self._turn_start = -1
         self._turns = 0
@@ -226,6 +231,8 @@ class MachineDetector:
     def _speech(self, t: int, speech: bool) -> list[AmdDecision]:
         s = self.settings
         self._run = self._run + 1 if speech else 0
+        if self._run == 1:
+            self._voice_before_run = self._last_voice
         run_start = t - self._run * FRAME_MS
         talk_end = max(self._last_voice, self._last_speech)
         if self._run * FRAME_MS >= s.blip_ms and run_start - talk_end < s.turn_gap_ms:
@@ -238,6 +245,8 @@ class MachineDetector:
             self._in_utterance = True
             self._speech_ms += self._run * FRAME_MS
             gap = start - self._last_speech
+            if self._last_speech - self._turn_start > s.human_max_turn_ms:
+                gap = start - max(self._last_speech, self._voice_before_run)  # fragments bridge it
             if self._turns == 0 or gap >= s.turn_gap_ms:
                 self._turns += 1
                 self._turn_start = start

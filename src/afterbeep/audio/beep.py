@@ -2,12 +2,15 @@
 
 Fed 20 ms frames of 8 kHz audio. Each frame loud enough to matter gets one FFT over the last
 64 ms (Hann window): a tone candidate is a spectral peak in range holding most of the
-in-band power (spectral purity) at the same frequency in consecutive frames. Voiced speech
-spreads its power over many moving harmonics and fails the purity test; ringback (440 +
-480 Hz) puts half its power in each of two peaks and fails it too (and is also refused by
-name). Once a candidate frequency is known, its on/off timing is followed with a Goertzel
-filter at that frequency over 10 ms half-frames, so the start and end are found to about
-10 ms and the end is reported at most 20 ms after it happens.
+in-band power above the broadband noise floor (spectral purity; the floor is the median bin's
+level, so a beep in white noise at 10 dB still counts) at the same frequency in consecutive
+frames. Voiced speech spreads its power over many moving harmonics and fails the purity
+test; ringback (440 + 480 Hz) puts half its power in each of two peaks and fails it too (and
+is also refused by name). Once a candidate frequency is known, its on/off timing is followed
+with a Goertzel filter at that frequency over 10 ms half-frames, so the start and end are found
+to about 10 ms and the end is reported at most 20 ms after it happens. Half-frames of digital
+silence (a lost packet: the jitter buffer fills the gap with zeros) neither continue nor end a
+tone, up to 100 ms, and stay out of the FFT window: a beep is not cut in two by packet loss.
 
 Written here because no maintained package does telephony beep detection on a stream.
 """
@@ -26,6 +29,9 @@ HALF = FRAME // 2  # 10 ms, the timing resolution
 FFT_SIZE = 512  # 64 ms window
 _HISTORY_FRAMES = 25  # 500 ms kept to find where a tone began
 _RINGBACK = (440.0, 480.0)
+_DIGITAL_SILENCE = 24  # a 10 ms block within +-24: lost packet or silence suppression, not line noise
+_MIN_RAW_PURITY = 0.6  # a tone 5 dB over white noise still holds this share of the band
+_MAX_LOST = 10  # 100 ms of digital silence ends a tone all the same
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +40,7 @@ class BeepSettings:
     max_hz: float = 2500.0
     min_ms: int = 120
     timing_slack_ms: int = 10  # a tone measured this much shorter than min_ms still counts
-    purity: float = 0.9  # share of the 100..3800 Hz power within +-2 bins of the peak
+    purity: float = 0.9  # share of the 100..3800 Hz power (less the noise floor) within +-2 bins of the peak
     max_subharmonic: float = 0.03  # power at half the frequency, relative: a voice's harmonic
     max_drift: float = 0.015  # frame-to-frame frequency change allowed, relative
     min_level_dbfs: float = -50.0  # quieter frames are not looked at
@@ -71,7 +77,7 @@ Floats = npt.NDArray[np.float32]
 class _Tracker:
     """Follows one tone at a known frequency, half-frame by half-frame."""
 
-    __slots__ = ("_c", "_s", "fft_misses", "freq", "last_on_ms", "level", "misses", "start_ms")
+    __slots__ = ("_c", "_s", "fft_misses", "freq", "last_on_ms", "level", "lost", "misses", "start_ms")
 
     def __init__(self, freq: float, start_ms: int, last_on_ms: int, level: float) -> None:
         self.freq = freq
@@ -80,6 +86,7 @@ class _Tracker:
         self.level = level
         self.misses = 0
         self.fft_misses = 0
+        self.lost = 0  # consecutive half-frames of digital silence
         self._c, self._s = _oscillator(freq)
 
     def power(self, block: Floats) -> float:
@@ -147,11 +154,15 @@ class BeepDetector:
         x = frame.astype(np.float32)
         t0 = self._frames * 20
         self._frames += 1
-        self._window = np.concatenate((self._window[FRAME:], x))
-        self._history.append(x)
         energy = float(np.dot(x, x)) / FRAME
+        lost = energy <= _DIGITAL_SILENCE**2 and float(np.abs(x).max()) <= _DIGITAL_SILENCE
+        if not lost:  # a lost packet would smear the spectrum of the next 64 ms: skip it
+            self._window = np.concatenate((self._window[FRAME:], x))
+        self._history.append(x)
         if self._tracker is not None:
             return self._follow(self._tracker, x, t0, energy)
+        if lost:
+            return None  # keep the candidate across it
         if energy < self._min_energy:
             self._candidate = None
             return None
@@ -173,8 +184,16 @@ class BeepDetector:
             return None
         k = self._lo + int(np.argmax(spectrum[self._lo : self._hi]))
         peak = float(spectrum[k - 2 : k + 3].sum())
+        if peak < _MIN_RAW_PURITY * total:
+            return None  # not a tone even if all the rest were noise: speech, music
         if peak < self.settings.purity * total:
-            return None
+            # Broadband noise is not part of the signal: what lies beyond the median bin's
+            # level, outside the peak, is (speech harmonics, a second tone).
+            band = spectrum[_BAND[0] : _BAND[1]]
+            middle = len(band) // 2
+            noise = float(np.partition(band, middle)[middle]) * (len(band) - 5)
+            if peak < self.settings.purity * (peak + max(0.0, total - peak - noise)):
+                return None
         half = k // 2
         if float(spectrum[half - 2 : half + 3].sum()) > self.settings.max_subharmonic * peak:
             return None
@@ -190,8 +209,11 @@ class BeepDetector:
 
     @staticmethod
     def _is_ringback(spectrum: npt.NDArray[np.floating]) -> bool:
-        low, high = (float(spectrum[round(f / _BIN_HZ)]) for f in _RINGBACK)
-        return min(low, high) > 0.25 * max(low, high)
+        """Both 440 and 480 Hz near the top of that stretch of spectrum. One tone between them
+        (a 460 Hz beep) also lights both bins, but well below its own peak in the middle."""
+        i, j = (round(f / _BIN_HZ) for f in _RINGBACK)
+        top = float(spectrum[i - 1 : j + 2].max())
+        return min(float(spectrum[i]), float(spectrum[j])) > 0.2 * top
 
     def _begin(self, freq: float, t0: int) -> None:
         """A tone at `freq` is present now: walk back through the history to its start."""
@@ -199,6 +221,7 @@ class BeepDetector:
         blocks = [h[i : i + HALF] for h in self._history for i in (0, HALF)]
         powers = [_goertzel(b, c, s) for b in blocks]
         energies = [float(np.dot(b, b)) / HALF for b in blocks]
+        lost = [float(np.abs(b).max()) <= _DIGITAL_SILENCE for b in blocks]
         level = max(powers[-2:])
         on = [p >= self._on_level * level and p >= self.settings.on_ratio * e
               for p, e in zip(powers, energies, strict=True)]
@@ -206,8 +229,10 @@ class BeepDetector:
             return
         last = len(on) - 1 if on[-1] else len(on) - 2
         first = last
-        while first > 0 and on[first - 1]:
+        while first > 0 and (on[first - 1] or lost[first - 1]):
             first -= 1
+        while lost[first]:
+            first += 1
         frame_end = t0 + 20
         start_ms = frame_end - (len(on) - first) * 10
         last_on_ms = frame_end - (len(on) - 1 - last) * 10
@@ -219,6 +244,14 @@ class BeepDetector:
         both_on = True
         for k in (0, 1):
             block = x[k * HALF : (k + 1) * HALF]
+            if float(np.abs(block).max()) <= _DIGITAL_SILENCE:
+                # a lost packet or silence suppression inside the tone: neither on nor off
+                both_on = False
+                tr.lost += 1
+                if tr.lost > _MAX_LOST:
+                    return self._end(tr)
+                continue
+            tr.lost = 0
             p = tr.power(block)
             e = float(np.dot(block, block)) / HALF
             if p >= self._on_level * tr.level and p >= s.on_ratio * e:
