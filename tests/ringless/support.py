@@ -13,13 +13,17 @@ import soundfile as sf
 from sqlalchemy import Table, func, insert, select
 
 from afterbeep.app import Runtime
+from afterbeep.audio.rendition import telephony_wav_bytes
 from afterbeep.db import tables as t
 from afterbeep.db.repos.ringless import send_values
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.ringless import DropTechnique, SendKind, SendStatus, VoicemailSend
+from afterbeep.services.ports.storage import media_telephony_key
+from afterbeep.telephony.interface import Audio
 from tests.conftest import TestAccount
 
 PROBLEM = "application/problem+json"
+SENDER = "+12025550177"  # the verified number of the setups written by `insert_setup`
 NYC_SENDER = "+12125550100"
 LA_SENDER = "+13105550100"
 UNVERIFIED = "+12125550199"
@@ -158,3 +162,123 @@ async def insert_accepted_send(
     async with rt.db.begin() as conn:
         await conn.execute(insert(t.voicemail_sends).values(**send_values(send)))
     return send.id
+
+
+async def insert_setup(
+    rt: Runtime,
+    account_id: str,
+    *,
+    trunk_port: int = 9,
+    deposit_uri: str = "",
+    deposit_headers: dict[str, str] | None = None,
+    calls_per_second: float = 50.0,
+    max_concurrent: int = 10,
+) -> str:
+    """A telephony setup with SENDER verified, written straight to the database."""
+    now = rt.clock.now()
+    setup_id = new_id("setup")
+    async with rt.db.begin() as conn:
+        await conn.execute(
+            insert(t.telephony_setups).values(
+                id=setup_id,
+                account_id=account_id,
+                name="trunk",
+                trunk_host="127.0.0.1",
+                trunk_port=trunk_port,
+                transport="udp",
+                username=None,
+                password_ref=None,
+                outbound_proxy=None,
+                from_domain="afterbeep-a.test",
+                max_calls_per_second=calls_per_second,
+                max_concurrent_calls=max_concurrent,
+                deposit_uri=deposit_uri,
+                deposit_headers=deposit_headers or {},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await conn.execute(
+            insert(t.setup_numbers).values(
+                setup_id=setup_id, e164=SENDER, account_id=account_id, verified=True, position=0
+            )
+        )
+    return setup_id
+
+
+async def insert_use_case(
+    rt: Runtime,
+    account_id: str,
+    setup_id: str,
+    *,
+    channel: str = "voicemail_drop",
+    name: str = "drops",
+    require_consent: bool = False,
+    window: tuple[str, str] = ("00:00", "00:00"),
+    max_attempts: int = 3,
+    backoff: int = 60,
+    cap_attempts: int = 100,
+    fallback: str | None = None,
+    second_call_delay_ms: int = 2000,
+    first_call_bound_ms: int = 6000,
+) -> str:
+    """A use case sending from SENDER over `setup_id`, written straight to the database."""
+    now = rt.clock.now()
+    uc_id = new_id("uc")
+    async with rt.db.begin() as conn:
+        await conn.execute(
+            insert(t.use_cases).values(
+                id=uc_id,
+                account_id=account_id,
+                channel=channel,
+                name=name,
+                description=None,
+                setup_id=setup_id,
+                sender_selection="fixed",
+                sender_number=SENDER,
+                require_consent=require_consent,
+                window_start=window[0],
+                window_end=window[1],
+                max_attempts=max_attempts,
+                retry_backoff_seconds=backoff,
+                cap_attempts=cap_attempts,
+                cap_period_hours=72,
+                fallback_use_case_id=fallback,
+                second_call_delay_ms=second_call_delay_ms,
+                first_call_bound_ms=first_call_bound_ms,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return uc_id
+
+
+async def insert_media(
+    rt: Runtime, account_id: str, audio: Audio, *, name: str = "drop.mp3"
+) -> str:
+    """A media whose telephony rendition is `audio` (8 kHz PCM), stored and written as a row."""
+    now = rt.clock.now()
+    media_id = new_id("media")
+    assert rt.store is not None
+    key = media_telephony_key(account_id, media_id)
+    wav = telephony_wav_bytes(audio)
+    await rt.store.put_bytes(key, wav, "audio/wav")
+    async with rt.db.begin() as conn:
+        await conn.execute(
+            insert(t.media).values(
+                id=media_id,
+                account_id=account_id,
+                name=name,
+                format="MP3",
+                content_type="audio/mpeg",
+                duration_ms=len(audio) // 8,
+                sample_rate=8000,
+                channels=1,
+                size_bytes=len(wav),
+                sha256="0" * 64,
+                original_key=key,
+                telephony_key=key,
+                created_at=now,
+            )
+        )
+    return media_id

@@ -20,19 +20,23 @@ from sqlalchemy import insert, select
 
 from afterbeep.app import Runtime
 from afterbeep.audio.compare import compare
-from afterbeep.audio.rendition import read_wav_pcm, telephony_wav_bytes
+from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.config import Settings
 from afterbeep.db import tables as t
 from afterbeep.domain.ids import new_id
 from afterbeep.services.delivery import lease_for
-from afterbeep.services.ports.storage import media_telephony_key
 from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.sip.errors import SipTransportError
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import NUMBER, Api, api_of, rtp_range, sent, speech
-from tests.ringless.support import insert_accepted_send
+from tests.ringless.support import (
+    SENDER,
+    insert_accepted_send,
+    insert_media,
+    insert_setup,
+    insert_use_case,
+)
 
-SENDER = "+12025550177"
 OTHER = "+12025550188"  # a recipient no afterbeep holds
 WAIT = 30.0
 SQLITE = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
@@ -141,76 +145,27 @@ async def ringless_setup(
     cap_attempts: int = 10,
 ) -> tuple[str, str, str]:
     """A setup (SENDER verified), a use case and a media; (setup_id, use_case_id, media_id)."""
-    now = rt.clock.now()
-    setup_id, uc_id, media_id = new_id("setup"), new_id("uc"), new_id("media")
-    assert rt.store is not None
-    key = media_telephony_key(account_id, media_id)
-    wav = telephony_wav_bytes(audio)
-    await rt.store.put_bytes(key, wav, "audio/wav")
-    async with rt.db.begin() as conn:
-        await conn.execute(
-            insert(t.telephony_setups).values(
-                id=setup_id,
-                account_id=account_id,
-                name="trunk",
-                trunk_host="127.0.0.1",
-                trunk_port=9,
-                transport="udp",
-                username=None,
-                password_ref=None,
-                outbound_proxy=None,
-                from_domain="afterbeep-a.test",
-                max_calls_per_second=calls_per_second,
-                max_concurrent_calls=max_concurrent,
-                deposit_uri=deposit_uri,
-                deposit_headers={"X-Campaign": "spring"},
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        await conn.execute(
-            insert(t.setup_numbers).values(
-                setup_id=setup_id, e164=SENDER, account_id=account_id, verified=True, position=0
-            )
-        )
-        await conn.execute(
-            insert(t.use_cases).values(
-                id=uc_id,
-                account_id=account_id,
-                channel="ringless_voicemail",
-                name="reminders",
-                description=None,
-                setup_id=setup_id,
-                sender_selection="fixed",
-                sender_number=SENDER,
-                require_consent=require_consent,
-                window_start="08:00",
-                window_end="21:00",
-                max_attempts=max_attempts,
-                retry_backoff_seconds=backoff,
-                cap_attempts=cap_attempts,
-                cap_period_hours=72,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        await conn.execute(
-            insert(t.media).values(
-                id=media_id,
-                account_id=account_id,
-                name="reminder.mp3",
-                format="MP3",
-                content_type="audio/mpeg",
-                duration_ms=len(audio) // 8,
-                sample_rate=8000,
-                channels=1,
-                size_bytes=len(wav),
-                sha256="0" * 64,
-                original_key=key,
-                telephony_key=key,
-                created_at=now,
-            )
-        )
+    setup_id = await insert_setup(
+        rt,
+        account_id,
+        deposit_uri=deposit_uri,
+        deposit_headers={"X-Campaign": "spring"},
+        calls_per_second=calls_per_second,
+        max_concurrent=max_concurrent,
+    )
+    uc_id = await insert_use_case(
+        rt,
+        account_id,
+        setup_id,
+        channel="ringless_voicemail",
+        name="reminders",
+        require_consent=require_consent,
+        window=("08:00", "21:00"),
+        max_attempts=max_attempts,
+        backoff=backoff,
+        cap_attempts=cap_attempts,
+    )
+    media_id = await insert_media(rt, account_id, audio, name="reminder.mp3")
     return setup_id, uc_id, media_id
 
 
