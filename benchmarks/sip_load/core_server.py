@@ -16,14 +16,15 @@ import wave
 from pathlib import Path
 
 import numpy as np
+from prometheus_client import Histogram
 
 from afterbeep.app import Runtime
 from afterbeep.cli import run, settle_garbage_collector
 from afterbeep.config import Settings
-from afterbeep.metrics import SIP_INVITE_TO_200, histogram_quantile
+from afterbeep.metrics import SIP_INVITE_ROUTED, SIP_INVITE_TO_200, histogram_quantile
 from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.interface import Audio
-from afterbeep.telephony.server import Route
+from afterbeep.telephony.server import Answer, Route
 from afterbeep.telephony.sip import IncomingInvite
 
 
@@ -68,7 +69,10 @@ async def serve(out: Path) -> None:
         await asyncio.to_thread(write_wav, out / f"{next(counter):06d}.wav", sink.pcm())
 
     async def router(invite: IncomingInvite) -> Route:
-        return record
+        return Answer(record)
+
+    def quick_router(invite: IncomingInvite) -> Route:
+        return Answer(record)
 
     runtime = Runtime(Settings())
     await runtime.start(workers=False)
@@ -78,10 +82,11 @@ async def serve(out: Path) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     watcher = asyncio.create_task(watch_loop_lag(lags))
     try:
-        server = await runtime.start_telephony(router=router)
+        server = await runtime.start_telephony(router=router, quick_router=quick_router)
         settle_garbage_collector()
         print(f"READY {server.udp_port}", flush=True)
         await stop.wait()
+        print(f"PREBOUND misses={server.media.prebound_misses}", flush=True)
     finally:
         watcher.cancel()
         await runtime.stop()
@@ -89,14 +94,15 @@ async def serve(out: Path) -> None:
             ms = np.asarray(lags) * 1000
             p50, p99 = np.percentile(ms, [50, 99])
             print(f"LOOPLAG p50={p50:.1f} p99={p99:.1f} max={ms.max():.1f}", flush=True)
-        print("INVITE200 " + invite_to_200_quantiles(), flush=True)
+        print("INVITE200 " + quantiles(SIP_INVITE_TO_200), flush=True)
+        print("ROUTED " + quantiles(SIP_INVITE_ROUTED), flush=True)
 
 
-def invite_to_200_quantiles() -> str:
-    """The service's own INVITE-to-200 p50 and p99 (bucket upper bounds, ms)."""
+def quantiles(histogram: Histogram) -> str:
+    """The service's own p50 and p99 of ``histogram`` (bucket upper bounds, ms)."""
     parts = []
     for q in (0.5, 0.99):
-        bound = histogram_quantile(q, SIP_INVITE_TO_200)
+        bound = histogram_quantile(q, histogram)
         parts.append(f"p{round(q * 100)}<={bound * 1000:g}" if bound is not None else f"p{round(q * 100)}=n/a")
     return " ".join(parts)
 

@@ -452,6 +452,12 @@ def run_core(args: argparse.Namespace, work: Path, reference: Pcm, result: Resul
     answered = [line for line in lines if line.startswith("INVITE200")]
     if answered:
         result.notes.append("service-side INVITE->200 ms: " + answered[-1].removeprefix("INVITE200 "))
+    misses = [line for line in lines if line.startswith("PREBOUND")]
+    if misses:
+        result.notes.append("INVITEs that found no pre-bound RTP pair: " + misses[-1].removeprefix("PREBOUND misses="))
+    routed = [line for line in lines if line.startswith("ROUTED")]
+    if routed:
+        result.notes.append("service-side INVITE->route known ms: " + routed[-1].removeprefix("ROUTED "))
     files = sorted(recordings.glob("*.wav"))
     check_recordings(result, reference, (read_wav(f.read_bytes()) for f in files))
 
@@ -481,16 +487,20 @@ def run_deposit(args: argparse.Namespace, work: Path, reference: Pcm, result: Re
                 result.notes.append("duplicate call_id among messages")
             check_recordings(result, reference, (read_wav(api.audio(m["id"])) for m in messages))
             result.notes.append("service-side INVITE->200 ms: " + scraped_invite_to_200(url))
+            routed = scraped_invite_to_200(url, "afterbeep_sip_invite_routed_seconds")
+            result.notes.append("service-side INVITE->route known ms: " + routed)
 
 
-def scraped_invite_to_200(url: str) -> str:
-    """p50/p99 of the service's INVITE-to-200 histogram from /metrics (bucket upper bounds)."""
+def scraped_invite_to_200(url: str, name: str = "afterbeep_sip_invite_to_200_seconds") -> str:
+    """p50/p99 of one of the service's histograms from /metrics (bucket upper bounds, summed
+    over label sets)."""
     text = httpx.get(url + "/metrics", timeout=10).text
-    buckets = [
-        (float(line.split('le="')[1].split('"')[0]), float(line.rsplit(" ", 1)[1]))
-        for line in text.splitlines()
-        if line.startswith("afterbeep_sip_invite_to_200_seconds_bucket")
-    ]
+    counts: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket"):
+            bound = float(line.split('le="')[1].split('"')[0])
+            counts[bound] = counts.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    buckets = sorted(counts.items())
     total = buckets[-1][1] if buckets else 0.0
     parts = []
     for q in (0.5, 0.99):

@@ -35,7 +35,7 @@ from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.ringless import RinglessService
-from afterbeep.services.routing import CallRouter
+from afterbeep.services.routing import CallRouter, RouteCache, invalidating
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
@@ -43,11 +43,19 @@ from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDeposi
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
 from afterbeep.telephony.drop import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
-from afterbeep.telephony.server import Router, ServerLimits, TelephonyServer, telephony_configs
+from afterbeep.telephony.server import (
+    QuickRouter,
+    Router,
+    ServerLimits,
+    TelephonyServer,
+    telephony_configs,
+)
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolWorker
 
 log = logging.getLogger("afterbeep")
+
+PREBOUND_RTP_PAIRS = 128  # RTP/RTCP pairs bound ahead, so an INVITE is answered without waiting
 
 
 class Runtime:
@@ -56,7 +64,8 @@ class Runtime:
         self.clock: Clock = clock or SystemClock()
         self.data_dir: Path = settings.resolved_data_dir()
         self.db = Database(settings.resolved_database_url())
-        self.uow = unit_of_work_factory(self.db)
+        self.routes = RouteCache()  # cleared by every change written through self.uow
+        self.uow = invalidating(unit_of_work_factory(self.db), self.routes)
         self.store: ObjectStore | None = None
         self.dispatcher: WebhookDispatcher | None = None
         self.email_dispatcher: EmailDispatcher | None = None
@@ -66,7 +75,7 @@ class Runtime:
         self.telephony: TelephonyServer | None = None
         self.delivery_worker: DeliveryWorker | None = None
         self.deposit_receiver: DepositReceiver | None = None
-        self.lookups = unit_of_work_factory(self.db, readonly=True)
+        self.lookups = unit_of_work_factory(self.db, readonly=True, direct=True)
         self.accounts = AccountService(self.uow, self.clock, lookups=self.lookups)
         # Called after each accepted voicemail send (the delivery engine adds its wake-up).
         self.voicemail_accepted: list[Callable[[], None]] = []
@@ -118,9 +127,10 @@ class Runtime:
                 await self.start_delivery()
 
     def call_router(self) -> CallRouter:
-        """Routing look-ups run on read-only units of work: an INVITE never queues behind writes."""
-        lookups = unit_of_work_factory(self.db, readonly=True)
-        return CallRouter(lookups, NumberService(lookups, self.clock, self.settings.default_region))
+        """Routing look-ups run on the direct read-only units of work: an INVITE never queues
+        behind writes, nor (on SQLite) behind aiosqlite's thread hops."""
+        numbers = NumberService(self.lookups, self.clock, self.settings.default_region)
+        return CallRouter(self.lookups, numbers, self.routes)
 
     def inbound_calls(self) -> InboundCalls:
         """Numbers → mailboxes → the deposit script (the default router of the SIP service)."""
@@ -192,7 +202,9 @@ class Runtime:
         await worker.start()
         return worker
 
-    def receiving_deposits(self, fallback: Router) -> Router:
+    def receiving_deposits(
+        self, fallback: Router, quick_fallback: QuickRouter | None = None
+    ) -> Router:
         """`fallback` behind the SIP deposit receiver (AFTERBEEP_DEPOSIT_PEERS)."""
         if self.spool is None or self.spool_worker is None:
             raise RuntimeError("Runtime.start() must run first")
@@ -206,21 +218,32 @@ class Runtime:
             parse_peers(s.deposit_peers),
             users=parse_users(s.deposit_users.get_secret_value()),
             silence_threshold=s.silence_threshold,
+            quick_fallback=quick_fallback,
         )
         return self.deposit_receiver.route
 
-    async def start_telephony(self, router: Router | None = None) -> TelephonyServer:
+    async def start_telephony(
+        self, router: Router | None = None, quick_router: QuickRouter | None = None
+    ) -> TelephonyServer:
         """SIP on AFTERBEEP_SIP_ADDR (UDP and TCP) and RTP in AFTERBEEP_RTP_PORT_MIN/MAX,
         routing calls by number to mailboxes unless another router is given."""
         s = self.settings
         ua_config, media_config = telephony_configs(
             s.sip_addr, s.sip_advertise, s.rtp_port_min, s.rtp_port_max
         )
-        media_config = replace(media_config, inactivity_timeout=s.rtp_timeout_seconds)
+        media_config = replace(
+            media_config, inactivity_timeout=s.rtp_timeout_seconds, prebound=PREBOUND_RTP_PAIRS
+        )
+        if router is None:
+            inbound = self.inbound_calls()
+            router = self.receiving_deposits(inbound.route, inbound.route_now)
+            assert self.deposit_receiver is not None
+            quick_router = self.deposit_receiver.quick_route
         self.telephony = TelephonyServer(
             ua_config,
             media_config,
-            router=router or self.receiving_deposits(self.inbound_calls().route),
+            router=router,
+            quick_router=quick_router,
             limits=ServerLimits(max_calls=s.max_calls, drain_timeout=s.drain_seconds),
             call_settings=CallSettings(default_region=s.default_region),
         )
@@ -255,6 +278,7 @@ class Runtime:
                 s.default_region,
                 self._voicemail_accepted,
                 lookups=self.lookups,
+                sends=unit_of_work_factory(self.db, direct=True),
             ),
             campaigns=CampaignService(
                 self.uow, self.clock, s.default_region, self._voicemail_accepted

@@ -6,21 +6,37 @@ from prometheus_client import CollectorRegistry, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+_SIP_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2,
+    0.5, 1.0, 2.0, 5.0,
+)  # fmt: skip
+
 SIP_INVITE_TO_200 = Histogram(
     "afterbeep_sip_invite_to_200_seconds",
     "From an INVITE's arrival to its 200 OK being sent",
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+    buckets=_SIP_BUCKETS,
+    registry=REGISTRY,
+)
+
+SIP_INVITE_ROUTED = Histogram(
+    "afterbeep_sip_invite_routed_seconds",
+    "From an INVITE's arrival to its route being known (the rest of INVITE-to-200 is answering)",
+    ["path"],  # "quick": decided in the INVITE's own callback; "async": by the router task
+    buckets=_SIP_BUCKETS,
     registry=REGISTRY,
 )
 
 
 def histogram_quantile(quantile: float, histogram: Histogram) -> float | None:
-    """The upper bound of the bucket holding `quantile` of the observations (None if empty)."""
-    buckets: list[tuple[float, float]] = []
+    """The upper bound of the bucket holding `quantile` of the observations, over every label
+    set of the histogram (None if empty)."""
+    counts: dict[float, float] = {}
     for metric in histogram.collect():
         for sample in metric.samples:
             if sample.name.endswith("_bucket"):
-                buckets.append((float(sample.labels["le"]), sample.value))
+                bound = float(sample.labels["le"])
+                counts[bound] = counts.get(bound, 0.0) + sample.value
+    buckets = sorted(counts.items())
     total = buckets[-1][1] if buckets else 0.0
     if total == 0:
         return None

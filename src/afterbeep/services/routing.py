@@ -3,18 +3,32 @@
 Only voicemail destinations exist today. Schedules (`schedule_id` → `closed_dest_*`), flows,
 queues and users plug in here: `route()` is the one seam, and the telephony layer only acts on
 the `Route` it returns.
+
+A number's destination (number, mailbox, greeting) is kept for a few seconds in a
+`RouteCache`, so that an INVITE to a number called a moment ago can be answered without a
+database round trip (`CallRouter.cached`). The cache is cleared whenever this process commits a
+change to numbers, mailboxes or media (`invalidating` wraps the unit of work the services
+write through), and its entries expire after ``ttl`` seconds, so the changes of another
+instance are seen that late at most. Whether the mailbox is full is never cached: it is read
+for every call (`CallRouter.complete`).
 """
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, cast
 
 from afterbeep.domain import mailboxes as mailbox_rules
 from afterbeep.domain.mailboxes import Mailbox
+from afterbeep.domain.media import Media
 from afterbeep.domain.numbers import DestKind, Number
 from afterbeep.services.mailboxes import find_mailbox
 from afterbeep.services.numbers import NumberService
-from afterbeep.services.ports import UnitOfWorkFactory
+from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +52,74 @@ class NoRoute:
 Route = VoicemailRoute | NoRoute
 
 
+@dataclass(frozen=True, slots=True)
+class VoicemailDestination:
+    """What a number leads to, without the mailbox's usage (that changes with every message)."""
+
+    number: Number
+    mailbox: Mailbox
+    greeting: Media | None
+
+
+class RouteCache:
+    """Voicemail destinations by dialled string, each for ``ttl`` seconds, at most ``size``.
+
+    A look-up started before an `invalidate()` does not store what it read (`generation`).
+    """
+
+    def __init__(
+        self, ttl: float = 2.0, size: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, VoicemailDestination]] = OrderedDict()
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, dialed: str) -> VoicemailDestination | None:
+        entry = self._entries.get(dialed)
+        if entry is None:
+            return None
+        expires, destination = entry
+        if self._clock() >= expires:
+            del self._entries[dialed]
+            return None
+        return destination
+
+    def put(self, dialed: str, destination: VoicemailDestination, generation: int) -> None:
+        """Keep ``destination`` unless the cache was invalidated since ``generation`` was read."""
+        if generation != self.generation or self.ttl <= 0:
+            return
+        self._entries[dialed] = (self._clock() + self.ttl, destination)
+        self._entries.move_to_end(dialed)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+
+
 class CallRouter:
-    def __init__(self, uow: UnitOfWorkFactory, numbers: NumberService) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, numbers: NumberService, cache: RouteCache | None = None
+    ) -> None:
         self._uow = uow
         self._numbers = numbers
+        self._cache = cache
+
+    def cached(self, dialed: str) -> VoicemailDestination | None:
+        """The destination of ``dialed`` if it was looked up a moment ago (no I/O)."""
+        return self._cache.get(dialed) if self._cache is not None else None
 
     async def route(self, dialed: str) -> Route:
+        destination = self.cached(dialed)
+        if destination is not None:
+            return await self.complete(destination)
+        generation = self._cache.generation if self._cache is not None else 0
         number = await self._numbers.resolve(dialed)
         if number is None:
             return NoRoute(404, "Not Found")
@@ -58,9 +134,72 @@ class CallRouter:
             media = None
             if mailbox.greeting_media_id is not None:
                 media = await uow.media.get(number.account_id, mailbox.greeting_media_id)
-        full = mailbox_rules.is_full(mailbox, usage)
-        if media is None:
-            return VoicemailRoute(number, mailbox, full, None)
-        return VoicemailRoute(
-            number, mailbox, full, media.telephony_key, media.original_key, media.duration_ms
-        )
+        destination = VoicemailDestination(number, mailbox, media)
+        if self._cache is not None:
+            self._cache.put(dialed, destination, generation)
+        return _route(destination, mailbox_rules.is_full(mailbox, usage))
+
+    async def complete(self, destination: VoicemailDestination) -> VoicemailRoute:
+        """The route to ``destination`` with the mailbox's usage read now."""
+        mailbox = destination.mailbox
+        async with self._uow() as uow:
+            usage = (await uow.messages.usage(mailbox.account_id, [mailbox.id]))[mailbox.id]
+        return _route(destination, mailbox_rules.is_full(mailbox, usage))
+
+
+def _route(destination: VoicemailDestination, full: bool) -> VoicemailRoute:
+    number, mailbox, media = destination.number, destination.mailbox, destination.greeting
+    if media is None:
+        return VoicemailRoute(number, mailbox, full, None)
+    return VoicemailRoute(
+        number, mailbox, full, media.telephony_key, media.original_key, media.duration_ms
+    )
+
+
+_WATCHED_REPOS = frozenset({"numbers", "mailboxes", "media"})
+_WRITES = ("add", "update", "delete", "put", "set", "remove")
+
+
+def invalidating(uow: UnitOfWorkFactory, cache: RouteCache) -> UnitOfWorkFactory:
+    """``uow`` whose units clear ``cache`` once they commit after a write to numbers,
+    mailboxes or media (any call of those repositories' add/update/delete... methods)."""
+
+    @asynccontextmanager
+    async def unit() -> AsyncIterator[UnitOfWork]:
+        async with uow() as inner:
+            watched = _WatchedUnit(inner)
+            yield cast(UnitOfWork, watched)
+        if watched.wrote:
+            cache.invalidate()
+
+    return unit
+
+
+class _WatchedUnit:
+    def __init__(self, inner: UnitOfWork) -> None:
+        self._inner = inner
+        self.wrote = False
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if name in _WATCHED_REPOS:
+            return _WatchedRepo(value, self)
+        return value
+
+
+class _WatchedRepo:
+    def __init__(self, repo: Any, unit: _WatchedUnit) -> None:
+        self._repo = repo
+        self._unit = unit
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._repo, name)
+        if not name.startswith(_WRITES) or not callable(value):
+            return value
+        unit = self._unit
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            unit.wrote = True
+            return value(*args, **kwargs)
+
+        return write

@@ -30,7 +30,7 @@ import urllib.parse
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import numpy as np
 
@@ -519,51 +519,95 @@ class SipCall:
         """Bind RTP, answer the offer (488 when nothing is common), send 200; hold and resume
         are then answered from the same session. Raises CallEnded if the caller is gone."""
         async with self._answer_lock:
-            if self.answered:
-                return
-            invite = self.invite
-            if invite is None:
-                raise CallStateError("an outbound call is answered by the far end")
-            if self.ended.is_set() or not invite.answerable:
-                self._end("cancelled")
-                raise CallEnded()
-            try:
-                media = await self._engine.open_session(
-                    on_audio=self._on_audio,
-                    on_dtmf=self._on_rfc4733,
-                    on_inactivity=self._on_inactivity,
-                )
-            except (PortsExhaustedError, MediaSessionStateError) as exc:
-                log.warning("call %s: %s", self.call_id, exc)
-                retry = (("Retry-After", str(self._settings.retry_after)),)
-                invite.reject(503, "No Media Ports", retry)
-                self._end("no-media-ports")
-                raise CallEnded() from exc
-            self.media = media
-            try:
-                if invite.sdp:
-                    local_sdp = media.answer(invite.sdp)
-                else:
-                    local_sdp = media.offer()
-                    self._awaiting_answer_in_ack = True
-            except SdpError as exc:
-                log.info("call %s: 488, %s", self.call_id, exc)
-                invite.reject(488)
-                await self._close_media()
-                self._end("no-common-media")
-                raise CallEnded() from exc
-            dialog = invite.accept(local_sdp)
-            if dialog is None:
-                await self._close_media()
-                self._end("cancelled")
-                raise CallEnded()
-            SIP_INVITE_TO_200.observe(time.monotonic() - invite.received_at)
-            self._attach(dialog)
-        if not invite.sdp:  # late offer: the answer comes with the ACK
-            await self._wait_for(self._acked)
-            # Answered once a usable ACK came, even if the caller hung up right after it.
-            if not self._acked.is_set() or self.end_reason == "bad-sdp":
-                raise CallEnded()
+            if not self.answered:
+                self._answerable()
+                try:
+                    media = await self._engine.open_session(
+                        on_audio=self._on_audio,
+                        on_dtmf=self._on_rfc4733,
+                        on_inactivity=self._on_inactivity,
+                    )
+                except (PortsExhaustedError, MediaSessionStateError) as exc:
+                    self._no_media(exc)
+                try:
+                    self._answer_with(media)
+                except CallEnded:
+                    await self._close_media()
+                    raise
+        await self._late_offer_acked()
+
+    def answer_now(self) -> bool:
+        """Answer without waiting, if the media engine has a pre-bound port pair: the 200 is
+        sent before this returns. False (nothing done) when there is none or an `answer()` is
+        under way; raises CallEnded like `answer()` (the media is closed by `hangup()`). A
+        late-offer call still needs `answer()` afterwards, to wait for the ACK's answer."""
+        if self.answered:
+            return True
+        if self._answer_lock.locked():
+            return False
+        self._answerable()
+        try:
+            media = self._engine.session_now(
+                on_audio=self._on_audio,
+                on_dtmf=self._on_rfc4733,
+                on_inactivity=self._on_inactivity,
+            )
+        except MediaSessionStateError as exc:
+            self._no_media(exc)
+        if media is None:
+            return False
+        self._answer_with(media)
+        return True
+
+    def _answerable(self) -> IncomingInvite:
+        invite = self.invite
+        if invite is None:
+            raise CallStateError("an outbound call is answered by the far end")
+        if self.ended.is_set() or not invite.answerable:
+            self._end("cancelled")
+            raise CallEnded()
+        return invite
+
+    def _no_media(self, exc: Exception) -> NoReturn:
+        log.warning("call %s: %s", self.call_id, exc)
+        retry = (("Retry-After", str(self._settings.retry_after)),)
+        assert self.invite is not None
+        self.invite.reject(503, "No Media Ports", retry)
+        self._end("no-media-ports")
+        raise CallEnded() from exc
+
+    def _answer_with(self, media: MediaSession) -> None:
+        """The SDP answer (or, for a late offer, our offer) on ``media`` and the 200; raises
+        CallEnded (after 488, or if the INVITE was cancelled meanwhile)."""
+        invite = self.invite
+        assert invite is not None
+        self.media = media
+        try:
+            if invite.sdp:
+                local_sdp = media.answer(invite.sdp)
+            else:
+                local_sdp = media.offer()
+                self._awaiting_answer_in_ack = True
+        except SdpError as exc:
+            log.info("call %s: 488, %s", self.call_id, exc)
+            invite.reject(488)
+            self._end("no-common-media")
+            raise CallEnded() from exc
+        dialog = invite.accept(local_sdp)
+        if dialog is None:
+            self._end("cancelled")
+            raise CallEnded()
+        SIP_INVITE_TO_200.observe(time.monotonic() - invite.received_at)
+        self._attach(dialog)
+
+    async def _late_offer_acked(self) -> None:
+        invite = self.invite
+        if invite is None or invite.sdp or not self.answered:
+            return
+        await self._wait_for(self._acked)
+        # Answered once a usable ACK came, even if the caller hung up right after it.
+        if not self._acked.is_set() or self.end_reason == "bad-sdp":
+            raise CallEnded()
 
     def _attach(self, dialog: Dialog) -> None:
         self.dialog = dialog

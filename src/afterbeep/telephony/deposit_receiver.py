@@ -23,6 +23,7 @@ from it, so a deposit the sender repeats (it never saw our answer) stores no sec
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import hmac
@@ -40,7 +41,7 @@ from afterbeep.domain.phone import mask
 from afterbeep.services.routing import CallRouter, NoRoute, VoicemailRoute
 from afterbeep.telephony.call import SipCall, uri_user
 from afterbeep.telephony.interface import CallEnded, EndedBy
-from afterbeep.telephony.server import Route, Router
+from afterbeep.telephony.server import QuickRouter, Route, Router
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.spool import Spool, SpoolMeta
 from afterbeep.telephony.spool_worker import SpoolWorker
@@ -233,6 +234,11 @@ def deposit_call_id(send_id: str | None) -> str | None:
     return f"rvm_{send_id.strip()}"
 
 
+def _is_deposit(invite: IncomingInvite) -> bool:
+    marker = invite.request.headers.get_first(DEPOSIT_HEADER.lower())
+    return marker is not None and marker.strip() == "1"
+
+
 class DepositReceiver:
     """A `Router` in front of the normal inbound one (``fallback``)."""
 
@@ -247,8 +253,10 @@ class DepositReceiver:
         *,
         users: Mapping[str, str] | None = None,
         silence_threshold: int = 200,
+        quick_fallback: QuickRouter | None = None,
     ) -> None:
         self._fallback = fallback
+        self._quick_fallback = quick_fallback
         self._router = router
         self._spool = spool
         self._spool_worker = spool_worker
@@ -259,9 +267,14 @@ class DepositReceiver:
         self.received = 0
         self.refused = 0
 
+    def quick_route(self, invite: IncomingInvite) -> Route | None:
+        """The fallback's quick route for an ordinary call; None (ask `route`) for a deposit."""
+        if self._quick_fallback is None or _is_deposit(invite):
+            return None
+        return self._quick_fallback(invite)
+
     async def route(self, invite: IncomingInvite) -> Route:
-        marker = invite.request.headers.get_first(DEPOSIT_HEADER.lower())
-        if marker is None or marker.strip() != "1":
+        if not _is_deposit(invite):
             return await self._fallback(invite)
         host = invite.source[0]
         if not peer_allowed(self._peers, host):
@@ -337,7 +350,7 @@ class DepositReceiver:
             log.warning("deposit for %s cut short (%s): dropped", mask(call.callee), call.end_reason)
             return
         # Kept whole: a deposit's trailing silence is part of the sender's audio.
-        entry = writer.close(EndedBy.FINISH_KEY)
+        entry = await asyncio.to_thread(writer.close, EndedBy.FINISH_KEY)  # fsyncs: off the loop
         self.received += 1
         log.info(
             "deposit received for %s (%s, %d ms)",

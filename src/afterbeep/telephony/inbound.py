@@ -1,7 +1,9 @@
 """Inbound calls: the dialled number decides (services.routing), a call script runs.
 
 This is the router the `TelephonyServer` asks about each INVITE before anything is answered:
-an unknown number is rejected (404), a voicemail destination runs the deposit script. What the
+an unknown number is rejected (404), a voicemail destination runs the deposit script.
+`route_now` is its quick router: a number whose destination the router has cached is answered
+at once (`Answer`), and the mailbox's usage and greeting are read while the call is set up. What the
 script leaves in the spool goes to the spool worker, which stores it and tells the owner.
 """
 
@@ -16,11 +18,11 @@ from afterbeep.domain.errors import InvalidAudio
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.media import Renditions
 from afterbeep.services.ports.storage import ObjectStore, StorageError
-from afterbeep.services.routing import CallRouter, NoRoute, VoicemailRoute
+from afterbeep.services.routing import CallRouter, NoRoute, VoicemailDestination, VoicemailRoute
 from afterbeep.telephony.call import SipCall, uri_user
 from afterbeep.telephony.interface import Audio, Call
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
-from afterbeep.telephony.server import Route
+from afterbeep.telephony.server import Answer, CallHandler, Route
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolWorker
@@ -59,6 +61,20 @@ class InboundCalls:
         box = await self._deposit_box(decision)
 
         async def deposit(call: SipCall) -> None:
+            await self.leave_message(call, box)
+
+        return deposit
+
+    def route_now(self, invite: IncomingInvite) -> Route | None:
+        """`route` without I/O when the dialled number's destination is cached, else None."""
+        destination = self._router.cached(uri_user(invite.request.uri) or "")
+        if destination is None:
+            return None
+        return Answer(self._answered_deposit(destination))
+
+    def _answered_deposit(self, destination: VoicemailDestination) -> CallHandler:
+        async def deposit(call: SipCall) -> None:
+            box = await self._deposit_box(await self._router.complete(destination))
             await self.leave_message(call, box)
 
         return deposit

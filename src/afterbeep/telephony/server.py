@@ -2,9 +2,13 @@
 overload protection and a phased shutdown.
 
 Each INVITE becomes a `SipCall` run by a task the server owns (kept in a set, removed by a
-done-callback). The router decides what runs: a handler (a call script) or a SIP error code
-(404 by default). Past ``max_calls`` calls in progress, new INVITEs get 503 with Retry-After
-at once, before any media is bound. Shutdown runs in phases with deadlines, like uvicorn's:
+done-callback). The router decides what runs: a handler (a call script), `Answer(handler)` (the
+server answers, then runs the handler) or a SIP error code (404 by default). A ``quick_router``
+is asked first, synchronously, in the callback that received the INVITE: when it knows the
+route (None: ask the router), an `Answer` route is answered right there on a pre-bound RTP pair
+(`MediaConfig.prebound`), so the 200 does not wait for the task to be scheduled behind a loop
+turn's worth of RTP callbacks. Past ``max_calls`` calls in progress, new INVITEs get 503 with
+Retry-After at once, before any media is bound. Shutdown runs in phases with deadlines, like uvicorn's:
 stop accepting (503), let calls in progress finish for ``drain_timeout``, end the rest (a
 recording in progress ends as by hang-up, so the script keeps what was said) and give their
 scripts ``hangup_timeout`` to finish, cancel what is left, then close the user agent (BYE to
@@ -19,10 +23,12 @@ import enum
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from afterbeep.domain.phone import mask
+from afterbeep.metrics import SIP_INVITE_ROUTED
 from afterbeep.telephony.call import (
     CallSettings,
     DialFailed,
@@ -36,7 +42,9 @@ from afterbeep.telephony.sip import Credentials, IncomingInvite, UAConfig, UserA
 from afterbeep.telephony.sip.ua import parse_hostport
 
 __all__ = [
+    "Answer",
     "CallHandler",
+    "QuickRouter",
     "Route",
     "Router",
     "ServerLimits",
@@ -49,8 +57,18 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CallHandler = Callable[[SipCall], Awaitable[None]]
-Route = CallHandler | int  # a handler, or the SIP code to reject with (300-699)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The route "answer, then run ``handler``" (the handler's own `answer()` is then a no-op)."""
+
+    handler: CallHandler
+
+
+Route = CallHandler | Answer | int  # a handler, answer + handler, or the SIP code (300-699)
 Router = Callable[[IncomingInvite], Awaitable[Route]]
+QuickRouter = Callable[[IncomingInvite], Route | None]  # synchronous; None: ask the Router
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +149,9 @@ class TelephonyServer:
     """Use as ``async with TelephonyServer(ua_config, media_config, on_call=script):``.
 
     ``router`` (async, gets the IncomingInvite) wins over ``on_call``; with neither, every
-    INVITE is answered 404. The handler gets an unanswered `SipCall`; whatever it does, the
-    call is hung up when it returns or raises.
+    INVITE is answered 404. ``quick_router`` (sync) is asked before ``router``. The handler
+    gets the `SipCall` (unanswered unless the route was `Answer`); whatever it does, the call
+    is hung up when it returns or raises.
     """
 
     def __init__(
@@ -142,6 +161,7 @@ class TelephonyServer:
         on_call: CallHandler | None = None,
         *,
         router: Router | None = None,
+        quick_router: QuickRouter | None = None,
         limits: ServerLimits = ServerLimits(),
         call_settings: CallSettings = CallSettings(),
     ) -> None:
@@ -150,6 +170,7 @@ class TelephonyServer:
         self._call_settings = call_settings
         self._on_call = on_call
         self._router = router
+        self._quick_router = quick_router
         self._ua = UserAgent(config, self._on_invite)
         self._media = MediaEngine(media_config)
         self._calls: dict[asyncio.Task[None], SipCall] = {}
@@ -217,6 +238,7 @@ class TelephonyServer:
         if self.state is not ServerState.NEW:
             raise RuntimeError(f"telephony server is {self.state.value}")
         try:
+            await self._media.prebind()
             await self._ua.start()
         except BaseException:
             await self._media.close()
@@ -281,7 +303,11 @@ class TelephonyServer:
             return
         self.stats.accepted += 1
         call = SipCall(self._media, self._call_settings, invite=invite)
-        task = asyncio.get_running_loop().create_task(self._run(call), name=call.call_id)
+        route = self._quick_route(invite)
+        if isinstance(route, Answer):
+            with contextlib.suppress(CallEnded):
+                call.answer_now()  # else the task answers (no pre-bound pair, or gone)
+        task = asyncio.get_running_loop().create_task(self._run(call, route), name=call.call_id)
         self._calls[task] = call
         self._all_done.clear()
         task.add_done_callback(self._call_done)
@@ -293,29 +319,48 @@ class TelephonyServer:
         if not task.cancelled() and task.exception() is not None:
             log.error("call task %s failed", task.get_name(), exc_info=task.exception())
 
+    def _quick_route(self, invite: IncomingInvite) -> Route | None:
+        if self._quick_router is None:
+            return None
+        try:
+            route = self._quick_router(invite)
+        except Exception:
+            log.exception("quick router failed; asking the router")
+            return None
+        if route is not None:
+            SIP_INVITE_ROUTED.labels("quick").observe(time.monotonic() - invite.received_at)
+        return route
+
     async def _route(self, invite: IncomingInvite) -> Route:
         if self._router is not None:
-            return await self._router(invite)
-        if self._on_call is not None:
-            return self._on_call
-        return 404
+            route = await self._router(invite)
+        elif self._on_call is not None:
+            route = self._on_call
+        else:
+            route = 404
+        SIP_INVITE_ROUTED.labels("async").observe(time.monotonic() - invite.received_at)
+        return route
 
-    async def _run(self, call: SipCall) -> None:
+    async def _run(self, call: SipCall, target: Route | None = None) -> None:
         invite = call.invite
         assert invite is not None
         log.info("call %s from %s to %s", call.call_id, mask(call.caller), mask(call.callee))
         try:
-            try:
-                async with asyncio.timeout(self.limits.route_timeout):
-                    target = await self._route(invite)
-            except TimeoutError:
-                log.error("call %s: routing took too long", call.call_id)
-                target = 503
+            if target is None:
+                try:
+                    async with asyncio.timeout(self.limits.route_timeout):
+                        target = await self._route(invite)
+                except TimeoutError:
+                    log.error("call %s: routing took too long", call.call_id)
+                    target = 503
             if isinstance(target, int):
                 code = target if 300 <= target <= 699 else 500
                 invite.reject(code)
                 call.end(f"rejected {code}")
                 return
+            if isinstance(target, Answer):
+                await call.answer()
+                target = target.handler
             await target(call)
         except CallEnded:
             pass

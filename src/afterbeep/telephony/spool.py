@@ -57,11 +57,21 @@ class SpoolWriter:
         self.last_sound_end = 0
 
     def write(self, pcm: Audio) -> None:
-        for start in range(0, len(pcm), FRAME):
-            frame = pcm[start : start + FRAME]
-            if mean_abs(frame) >= self._threshold:
-                self.last_sound_end = self.samples + start + len(frame)
-        self.samples += len(pcm)
+        # The end of the last loud frame (frames aligned on the block), for a block at once:
+        # a numpy call per 20 ms frame was a tenth of the service's CPU at 400 deposits.
+        size = len(pcm)
+        whole = size // FRAME * FRAME
+        loud_end = 0
+        if whole < size and mean_abs(pcm[whole:]) >= self._threshold:
+            loud_end = size
+        elif whole:
+            means = np.abs(pcm[:whole].reshape(-1, FRAME), dtype=np.int32).mean(axis=1)
+            loud = np.flatnonzero(means >= self._threshold)
+            if loud.size:
+                loud_end = (int(loud[-1]) + 1) * FRAME
+        if loud_end:
+            self.last_sound_end = self.samples + loud_end
+        self.samples += size
         self._pending.append(pcm.astype("<i2", copy=False).tobytes())
         self._pending_samples += len(pcm)
         if self._pending_samples >= FLUSH_SAMPLES:

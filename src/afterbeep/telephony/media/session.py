@@ -32,6 +32,7 @@ import random
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,7 @@ class MediaConfig:
     ``bind_host`` is where the RTP sockets listen. ``inactivity_timeout`` (s, 0 = off)
     reports a call whose peer stopped sending RTP while it should be sending.
     ``allow_nat_latching`` accepts the first RTP from any address (peer behind NAT).
+    ``prebound`` port pairs are bound before they are needed (see `MediaEngine.session_now`).
     """
 
     advertised_ip: str
@@ -103,6 +105,7 @@ class MediaConfig:
     reorder_max_wait: float = 0.1
     pacer_granularity: float = 0.01
     sdp: SdpPrefs = field(default_factory=SdpPrefs)
+    prebound: int = 0  # RTP/RTCP pairs kept bound ahead of time, so answering never waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +167,29 @@ class _Endpoint(asyncio.DatagramProtocol):
             self.closed.set_result(None)
 
 
+@dataclass(slots=True)
+class _BoundPair:
+    """An RTP socket on an even port and RTCP on the next, with their transports."""
+
+    port: int
+    rtp: tuple[asyncio.DatagramTransport, _Endpoint]
+    rtcp: tuple[asyncio.DatagramTransport, _Endpoint]
+
+    async def close(self) -> None:
+        self.rtp[0].close()
+        self.rtcp[0].close()
+        await asyncio.gather(self.rtp[1].closed, self.rtcp[1].closed)
+
+
 class MediaEngine:
-    """Process-wide media: configuration, RTP ports, the shared pacer, open sessions."""
+    """Process-wide media: configuration, RTP ports, the shared pacer, open sessions.
+
+    With ``config.prebound`` > 0 the engine keeps that many port pairs bound in a pool (filled
+    by `prebind()`, topped up by a task the engine owns after each one is taken), so that
+    `session_now()` opens a session without waiting: an INVITE can be answered in the callback
+    that received it. A session's pair is closed with the session (never put back: stray
+    packets of the old call would reach the next one), and the pool is closed by `close()`.
+    """
 
     def __init__(self, config: MediaConfig) -> None:
         sdp.check_local_address(config.advertised_ip, config.port_min)
@@ -173,11 +197,44 @@ class MediaEngine:
         self.ports = PortAllocator(config.port_min, config.port_max)
         self.pacer = Pacer(config.pacer_granularity)
         self._sessions: set[MediaSession] = set()
+        self._pool: deque[_BoundPair] = deque()
+        self._refill: asyncio.Task[None] | None = None
+        self.prebound_misses = 0  # sessions asked for while the pool was empty
         self._closed = False
 
     @property
     def sessions(self) -> int:
         return len(self._sessions)
+
+    @property
+    def pooled(self) -> int:
+        """Port pairs bound and waiting for a session."""
+        return len(self._pool)
+
+    async def prebind(self) -> None:
+        """Fill the pool of pre-bound pairs now (up to ``config.prebound``, fewer if the port
+        range has no more)."""
+        if self._refill is not None and not self._refill.done():
+            await asyncio.shield(self._refill)
+        await self._fill()
+
+    def session_now(
+        self,
+        *,
+        on_audio: AudioSink | None = None,
+        on_dtmf: DigitSink | None = None,
+        on_inactivity: InactivityHandler | None = None,
+    ) -> MediaSession | None:
+        """A session on a pre-bound pair, without waiting; None when the pool is empty."""
+        if self._closed:
+            raise MediaSessionStateError("media engine is closed")
+        pair = self._pool.popleft() if self._pool else None
+        self._top_up()
+        if pair is None:
+            if self.config.prebound:
+                self.prebound_misses += 1
+            return None
+        return self._session(pair, on_audio, on_dtmf, on_inactivity)
 
     async def open_session(
         self,
@@ -186,39 +243,104 @@ class MediaEngine:
         on_dtmf: DigitSink | None = None,
         on_inactivity: InactivityHandler | None = None,
     ) -> MediaSession:
-        """Bind an RTP/RTCP port pair; raises PortsExhaustedError (answer 503) when none is free."""
+        """A pre-bound pair if there is one, else bind one; raises PortsExhaustedError (answer
+        503) when none is free."""
+        session = self.session_now(on_audio=on_audio, on_dtmf=on_dtmf, on_inactivity=on_inactivity)
+        if session is not None:
+            return session
+        pair = await self._bind_pair()
+        if pair is None:
+            raise PortsExhaustedError(
+                f"no free RTP port pair in {self.config.port_min}-{self.config.port_max}"
+            )
         if self._closed:
+            await self._discard(pair)
             raise MediaSessionStateError("media engine is closed")
+        return self._session(pair, on_audio, on_dtmf, on_inactivity)
+
+    def _session(
+        self,
+        pair: _BoundPair,
+        on_audio: AudioSink | None,
+        on_dtmf: DigitSink | None,
+        on_inactivity: InactivityHandler | None,
+    ) -> MediaSession:
+        session = MediaSession(self, pair.port, pair.rtp, pair.rtcp)
+        session.on_audio = on_audio
+        session.on_dtmf = on_dtmf
+        session.on_inactivity = on_inactivity
+        self._sessions.add(session)
+        return session
+
+    async def _bind_pair(self) -> _BoundPair | None:
+        """Bind the next free pair (both sockets synchronously, so no concurrent binder can take
+        the port meanwhile); None when the range has none."""
         loop = asyncio.get_running_loop()
         host = self.config.bind_host
         for port in self.ports.candidates():
             try:
-                rtp_t, rtp_p = await loop.create_datagram_endpoint(
-                    lambda: _Endpoint(rtcp=False), sock=_bound_udp_socket(host, port)
-                )
+                rtp_sock = _bound_udp_socket(host, port)
             except OSError:
                 continue
             try:
-                rtcp_t, rtcp_p = await loop.create_datagram_endpoint(
-                    lambda: _Endpoint(rtcp=True), sock=_bound_udp_socket(host, port + 1)
-                )
+                rtcp_sock = _bound_udp_socket(host, port + 1)
             except OSError:
-                rtp_t.close()
+                rtp_sock.close()
                 continue
             self.ports.reserve(port)
-            session = MediaSession(self, port, (rtp_t, rtp_p), (rtcp_t, rtcp_p))
-            session.on_audio = on_audio
-            session.on_dtmf = on_dtmf
-            session.on_inactivity = on_inactivity
-            self._sessions.add(session)
-            return session
-        raise PortsExhaustedError(
-            f"no free RTP port pair in {self.config.port_min}-{self.config.port_max}"
-        )
+            rtp: tuple[asyncio.DatagramTransport, _Endpoint] | None = None
+            try:
+                rtp = await loop.create_datagram_endpoint(
+                    lambda: _Endpoint(rtcp=False), sock=rtp_sock
+                )
+                rtcp = await loop.create_datagram_endpoint(
+                    lambda: _Endpoint(rtcp=True), sock=rtcp_sock
+                )
+            except BaseException as exc:
+                if rtp is not None:
+                    rtp[0].close()
+                rtp_sock.close()
+                rtcp_sock.close()
+                self.ports.release(port)
+                if isinstance(exc, OSError):
+                    continue
+                raise
+            return _BoundPair(port, rtp, rtcp)
+        return None
+
+    def _top_up(self) -> None:
+        if self._closed or len(self._pool) >= self.config.prebound:
+            return
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.get_running_loop().create_task(
+                self._fill(), name="media-prebind"
+            )
+            self._refill.add_done_callback(_log_refill_failure)
+
+    async def _fill(self) -> None:
+        while not self._closed and len(self._pool) < self.config.prebound:
+            missing = self.config.prebound - len(self._pool)
+            pairs = await asyncio.gather(*(self._bind_pair() for _ in range(missing)))
+            bound = [pair for pair in pairs if pair is not None]
+            for pair in bound:
+                if self._closed or len(self._pool) >= self.config.prebound:
+                    await self._discard(pair)  # closed meanwhile, or filled by a second filler
+                else:
+                    self._pool.append(pair)
+            if len(bound) < missing:
+                return  # the range is full: the next session taken tries again
+
+    async def _discard(self, pair: _BoundPair) -> None:
+        await pair.close()
+        self.ports.release(pair.port)
 
     async def close(self) -> None:
-        """Close every session (each flushes its recording), then stop the pacer."""
+        """Close every session (each flushes its recording) and the pool, then stop the pacer."""
         self._closed = True
+        if self._refill is not None:  # not cancelled: it discards what it binds from now on
+            await asyncio.gather(self._refill, return_exceptions=True)
+        while self._pool:
+            await self._discard(self._pool.popleft())
         for session in list(self._sessions):
             await session.close()
         await self.pacer.close()
@@ -226,6 +348,11 @@ class MediaEngine:
     def _forget(self, session: MediaSession) -> None:
         self._sessions.discard(session)
         self.ports.release(session.local_port)
+
+
+def _log_refill_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("binding RTP port pairs ahead failed", exc_info=task.exception())
 
 
 def _settle(future: asyncio.Future[PlayResult], outcome: PlayResult | BaseException) -> None:

@@ -7,6 +7,7 @@ The recording is in the spool (on disk) before any closing prompt plays.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,7 +78,7 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
         writer.discard()
         await _say_and_hang_up(call, prompt("vm-goodbye", box.language), recording.ended_by)
         return DepositResult(Outcome.TOO_SHORT)
-    entry = writer.close(recording.ended_by)
+    entry = await asyncio.to_thread(writer.close, recording.ended_by)  # fsyncs: off the loop
 
     closing = "vm-max-length" if recording.ended_by is EndedBy.MAX_LENGTH else "vm-saved"
     await _say_and_hang_up(call, prompt(closing, box.language), recording.ended_by)

@@ -1,0 +1,194 @@
+"""The route cache: what a number leads to is kept briefly and forgotten on every change."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+import httpx
+
+from afterbeep.app import Runtime
+from afterbeep.domain.messages import RecordedCall
+from afterbeep.domain.numbers import Number
+from afterbeep.services.routing import (
+    CallRouter,
+    NoRoute,
+    RouteCache,
+    VoicemailDestination,
+    VoicemailRoute,
+)
+from tests.conftest import TestAccount
+from tests.e2e.rig import speech
+
+NUMBER = "+12025550142"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def destination(dest_id: str = "vm_1") -> VoicemailDestination:
+    number = Number.__new__(Number)  # only identity matters to the cache
+    return VoicemailDestination(number, dest_id, None)  # type: ignore[arg-type]
+
+
+def test_entries_expire_after_the_ttl() -> None:
+    clock = FakeClock()
+    cache = RouteCache(ttl=2.0, clock=clock)
+    dest = destination()
+    cache.put("2025550142", dest, cache.generation)
+    assert cache.get("2025550142") is dest
+    clock.now += 1.9
+    assert cache.get("2025550142") is dest
+    clock.now += 0.2
+    assert cache.get("2025550142") is None
+    assert len(cache) == 0
+
+
+def test_a_lookup_started_before_an_invalidation_is_not_kept() -> None:
+    cache = RouteCache()
+    started = cache.generation
+    cache.invalidate()
+    cache.put("2025550142", destination(), started)
+    assert cache.get("2025550142") is None
+    cache.put("2025550142", destination(), cache.generation)
+    assert cache.get("2025550142") is not None
+    cache.invalidate()
+    assert cache.get("2025550142") is None
+
+
+def test_the_cache_is_bounded_and_forgets_the_oldest() -> None:
+    cache = RouteCache(size=3)
+    for n in range(5):
+        cache.put(str(n), destination(f"vm_{n}"), cache.generation)
+    assert len(cache) == 3
+    assert cache.get("0") is None and cache.get("1") is None
+    assert cache.get("4") is not None
+
+
+def test_a_zero_ttl_keeps_nothing() -> None:
+    cache = RouteCache(ttl=0)
+    cache.put("1", destination(), cache.generation)
+    assert cache.get("1") is None
+
+
+async def _mailbox(client: httpx.AsyncClient, account: TestAccount, name: str) -> str:
+    created = await client.post(
+        "/v1/mailboxes", json={"name": name}, headers=account.headers
+    )
+    assert created.status_code == 201, created.text
+    mailbox_id: str = created.json()["id"]
+    return mailbox_id
+
+
+async def _route(router: CallRouter) -> str | int:
+    route = await router.route(NUMBER)
+    if isinstance(route, NoRoute):
+        return route.code
+    assert isinstance(route, VoicemailRoute)
+    return route.mailbox.id
+
+
+async def test_changes_through_the_api_are_seen_by_the_next_call_at_once(
+    client: httpx.AsyncClient, runtime: Runtime, account: TestAccount
+) -> None:
+    router = runtime.call_router()
+    first = await _mailbox(client, account, "First")
+    second = await _mailbox(client, account, "Second")
+    assert await _route(router) == 404  # unknown numbers are not cached
+    created = await client.post(
+        "/v1/numbers",
+        json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": first},
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+    number_id = created.json()["id"]
+    assert await _route(router) == first
+    cached = router.cached(NUMBER)
+    assert cached is not None and cached.mailbox.id == first
+
+    moved = await client.patch(
+        f"/v1/numbers/{number_id}", json={"dest_id": second}, headers=account.headers
+    )
+    assert moved.status_code == 200, moved.text
+    assert router.cached(NUMBER) is None
+    assert await _route(router) == second
+
+    renamed = await client.patch(
+        f"/v1/mailboxes/{second}", json={"max_message_seconds": 42}, headers=account.headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert router.cached(NUMBER) is None
+    route = await router.route(NUMBER)
+    assert isinstance(route, VoicemailRoute) and route.mailbox.max_message_seconds == 42
+
+    deleted = await client.delete(f"/v1/numbers/{number_id}", headers=account.headers)
+    assert deleted.status_code == 204, deleted.text
+    assert router.cached(NUMBER) is None
+    assert await _route(router) == 404
+
+
+async def test_reads_and_other_writes_keep_the_cache(
+    client: httpx.AsyncClient, runtime: Runtime, account: TestAccount
+) -> None:
+    router = runtime.call_router()
+    mailbox = await _mailbox(client, account, "Front")
+    created = await client.post(
+        "/v1/numbers",
+        json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": mailbox},
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+    assert await _route(router) == mailbox
+    listed = await client.get("/v1/numbers", headers=account.headers)
+    assert listed.status_code == 200
+    hook = await client.post(
+        "/v1/webhooks",
+        json={"url": "https://hooks.example.com/x", "events": ["message.created"]},
+        headers=account.headers,
+    )
+    assert router.cached(NUMBER) is not None, hook.text
+
+
+async def test_whether_the_mailbox_is_full_is_read_for_every_call(
+    client: httpx.AsyncClient, runtime: Runtime, account: TestAccount
+) -> None:
+    router = runtime.call_router()
+    created_box = await client.post(
+        "/v1/mailboxes", json={"name": "Tiny", "max_messages": 1}, headers=account.headers
+    )
+    assert created_box.status_code == 201, created_box.text
+    mailbox = created_box.json()["id"]
+    created = await client.post(
+        "/v1/numbers",
+        json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": mailbox},
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+    route = await router.route(NUMBER)
+    assert isinstance(route, VoicemailRoute) and not route.full
+    assert runtime.deposits is not None
+    stored = await runtime.deposits.finalize(
+        RecordedCall(
+            call_id="call_fill" + secrets.token_hex(4),
+            account_id=account.id,
+            mailbox_id=mailbox,
+            caller="+12025550199",
+            caller_name=None,
+            callee=NUMBER,
+            started_at=datetime.now(UTC).isoformat(),
+            ended_by="hangup",
+        ),
+        speech(2.0),
+        False,
+    )
+    assert stored is not None
+    cached = router.cached(NUMBER)
+    assert cached is not None  # a new message does not clear the cache...
+    assert (await router.complete(cached)).full  # ...but the usage is read again
+    route = await router.route(NUMBER)
+    assert isinstance(route, VoicemailRoute) and route.full
