@@ -152,6 +152,15 @@ async def stop_py_spy(spy: asyncio.subprocess.Process | None) -> None:
 # -- accept ------------------------------------------------------------------------------------
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of `pid` (and those it starts later) on `cpu`; this process on the others."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpu})
+    others = set(os.sched_getaffinity(0)) - {cpu}
+    if others:
+        os.sched_setaffinity(0, others)
+
+
 async def accept(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     audio = mp3(args.seconds)
     env = {"AFTERBEEP_DELIVERY_ENABLED": "false", "AFTERBEEP_LOG_LEVEL": "WARNING"}
@@ -196,6 +205,8 @@ async def accept(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     data={"to": recipient(i), "use_case_id": uc},
                     headers=headers,
                 )
+            if args.service_cpu is not None:
+                pin(service.process.pid, args.service_cpu)
             spy = await start_py_spy(args.py_spy, service.process.pid)
             cpu0, t0 = cpu_seconds(service.process.pid), time.perf_counter()
             client0 = time.process_time()
@@ -210,6 +221,7 @@ async def accept(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "sends": args.sends,
         "clients": args.clients,
+        "service_cpu": args.service_cpu,
         "body": "json media_id" if args.stored_media else "multipart mp3",
         "audio_seconds": args.seconds,
         "mp3_bytes": len(audio),
@@ -355,6 +367,11 @@ def main() -> None:
         help="post JSON with one stored media_id instead of the MP3 (the floor without audio)",
     )
     a.add_argument("--py-spy", type=Path, help="sample the service with py-spy into this file")
+    a.add_argument(
+        "--service-cpu",
+        type=int,
+        help="pin every thread of the service to this CPU, and the clients to the others",
+    )
     d = sub.add_parser("drain", help="queued sends drained at the configured calls per second")
     d.add_argument("--sends", type=int, default=1000)
     d.add_argument("--cps", type=float, default=20.0)
