@@ -35,7 +35,7 @@ class MemorySink:
         self.data = bytearray()
 
     def write(self, pcm: Audio) -> None:
-        self.data += pcm.astype("<i2").tobytes()
+        self.data += np.ascontiguousarray(pcm, dtype="<i2").data
 
     def pcm(self) -> Audio:
         return np.frombuffer(bytes(self.data), dtype="<i2").astype(np.int16)

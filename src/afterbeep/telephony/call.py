@@ -325,8 +325,9 @@ class RecordingTake:
         data = np.concatenate([carry, pcm]) if carry.size else pcm
         whole = data.size // FRAME * FRAME
         if whole:
-            means = np.abs(data[:whole].reshape(-1, FRAME), dtype=np.int32).mean(axis=1)
-            for index, silent in enumerate((means < self.threshold).tolist()):
+            # mean < threshold as integer sums: np.mean costs ~10 us of Python per block
+            sums = np.add.reduce(np.abs(data[:whole].reshape(-1, FRAME), dtype=np.int32), axis=1)
+            for index, silent in enumerate((sums < self.threshold * FRAME).tolist()):
                 self.silent_run = self.silent_run + FRAME if silent else 0
                 if self.silent_run >= self.silence_limit:
                     return (index + 1) * FRAME - carry.size
