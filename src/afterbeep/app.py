@@ -231,8 +231,11 @@ class Runtime:
         ua_config, media_config = telephony_configs(
             s.sip_addr, s.sip_advertise, s.rtp_port_min, s.rtp_port_max
         )
+        # Never hoard more than an eighth of the range: outbound calls and other processes
+        # sharing it still find free pairs.
+        prebound = min(PREBOUND_RTP_PAIRS, (s.rtp_port_max - s.rtp_port_min + 1) // 2 // 8)
         media_config = replace(
-            media_config, inactivity_timeout=s.rtp_timeout_seconds, prebound=PREBOUND_RTP_PAIRS
+            media_config, inactivity_timeout=s.rtp_timeout_seconds, prebound=prebound
         )
         if router is None:
             inbound = self.inbound_calls()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import re
 import socket
@@ -72,7 +73,11 @@ def caller_pcap(directory: Path, *parts: Audio | str) -> Path:
 
 
 def rtp_range() -> tuple[int, int]:
-    base = random.randrange(30000, 39600, 200)
+    """200 RTP ports at random in 30000-39999, in this pytest-xdist worker's own lane."""
+    lanes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    lane = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % lanes
+    width = 10000 // lanes // 200 * 200
+    base = random.randrange(30000 + lane * width, 30000 + (lane + 1) * width - 199, 200)
     return base, base + 199
 
 
