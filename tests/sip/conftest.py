@@ -181,3 +181,15 @@ async def uas() -> AsyncIterator[CannedUas]:
         yield app
     finally:
         await ua.close()
+
+
+def received_count(messages: str, start: str, cseq_method: str) -> int:
+    """How many messages SIPp received whose start line begins with ``start``, for one method."""
+    count = 0
+    for block in re.split(r"^-{10,}.*$", messages, flags=re.M):
+        if "message received" not in block:
+            continue
+        body = block.split("bytes :", 1)[-1].lstrip()
+        if body.startswith(start) and re.search(rf"^CSeq:\s*\d+ {cseq_method}\s*$", body, re.M):
+            count += 1
+    return count

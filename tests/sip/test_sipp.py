@@ -16,7 +16,7 @@ from afterbeep.telephony.sip.ua import (
     UserAgent,
 )
 
-from .conftest import CANNED_SDP, CannedUas, free_udp_port, make_config, run_sipp
+from .conftest import CANNED_SDP, CannedUas, free_udp_port, make_config, received_count, run_sipp
 
 
 async def _dialog_events(dialog: Dialog) -> list[str]:
@@ -26,18 +26,6 @@ async def _dialog_events(dialog: Dialog) -> list[str]:
         while not names or names[-1] != "HangUp":
             names.append(type(await dialog.next_event()).__name__)
     return names
-
-
-def _received_count(messages: str, start: str, cseq_method: str) -> int:
-    """How many messages SIPp received whose start line begins with ``start``."""
-    count = 0
-    for block in re.split(r"^-{10,}.*$", messages, flags=re.M):
-        if "message received" not in block:
-            continue
-        body = block.split("bytes :", 1)[-1].lstrip()
-        if body.startswith(start) and re.search(rf"^CSeq:\s*\d+ {cseq_method}\s*$", body, re.M):
-            count += 1
-    return count
 
 
 async def test_invite_retransmitted_before_and_after_final_makes_one_call(
@@ -55,7 +43,7 @@ async def test_invite_retransmitted_before_and_after_final_makes_one_call(
     assert len(uas.invites) == 1
     assert len(uas.dialogs) == 1
     assert len(result.to_tags()) == 1, result.to_tags()
-    assert _received_count(result.messages, "SIP/2.0 200", "INVITE") == 2
+    assert received_count(result.messages, "SIP/2.0 200", "INVITE") == 2
     assert await _dialog_events(uas.dialogs[0]) == ["DialogAck", "HangUp"]
     assert uas.ua.dialog_count == 0
 
@@ -71,8 +59,8 @@ async def test_bye_retransmitted_gets_the_same_200(
         extra=("-nr",),
     )
     assert result.returncode == 0, result.output
-    assert _received_count(result.messages, "SIP/2.0 200", "BYE") == 2
-    assert _received_count(result.messages, "SIP/2.0 481", "BYE") == 0
+    assert received_count(result.messages, "SIP/2.0 200", "BYE") == 2
+    assert received_count(result.messages, "SIP/2.0 481", "BYE") == 0
     assert len(result.to_tags()) == 1
     assert not re.search(r"^To:.*tag=.*tag=", result.messages, flags=re.M)
     assert len(uas.invites) == 1
@@ -100,9 +88,9 @@ async def test_cancel_before_answer_gives_487_and_never_200(
     )
     assert result.returncode == 0, result.output
     assert accepts_after_cancel == [None, None]
-    assert _received_count(result.messages, "SIP/2.0 487", "INVITE") == 1
-    assert _received_count(result.messages, "SIP/2.0 200", "CANCEL") == 1
-    assert _received_count(result.messages, "SIP/2.0 200", "INVITE") == 0
+    assert received_count(result.messages, "SIP/2.0 487", "INVITE") == 1
+    assert received_count(result.messages, "SIP/2.0 200", "CANCEL") == 1
+    assert received_count(result.messages, "SIP/2.0 200", "INVITE") == 0
     assert uas.ua.dialog_count == 0
 
 
@@ -113,8 +101,8 @@ async def test_options_200_and_unknown_method_405(
         sipp_bin, "uac_options_unknown.xml", tmp_path, remote=f"127.0.0.1:{uas.ua.udp_port}"
     )
     assert result.returncode == 0, result.output
-    assert _received_count(result.messages, "SIP/2.0 200", "OPTIONS") == 1
-    assert _received_count(result.messages, "SIP/2.0 405", "FROBNICATE") == 1
+    assert received_count(result.messages, "SIP/2.0 200", "OPTIONS") == 1
+    assert received_count(result.messages, "SIP/2.0 405", "FROBNICATE") == 1
     assert re.search(r"^Allow:.*INVITE.*BYE", result.messages, flags=re.M)
 
 

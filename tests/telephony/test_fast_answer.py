@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,7 +32,7 @@ from afterbeep.telephony.server import (
 from afterbeep.telephony.sip import IncomingInvite
 from tests.media.helpers import engine
 from tests.sip import conftest as sip_rig
-from tests.sip.conftest import free_udp_port, run_sipp
+from tests.sip.conftest import free_udp_port, received_count, run_sipp
 
 sipp_bin = sip_rig.sipp_bin
 
@@ -210,17 +209,6 @@ async def test_a_quick_router_that_does_not_know_leaves_it_to_the_router(
     assert script.ended == ["remote"]
 
 
-def _received_count(messages: str, start: str, cseq_method: str) -> int:
-    count = 0
-    for block in re.split(r"^-{10,}.*$", messages, flags=re.M):
-        if "message received" not in block:
-            continue
-        body = block.split("bytes :", 1)[-1].lstrip()
-        if body.startswith(start) and re.search(rf"^CSeq:\s*\d+ {cseq_method}\s*$", body, re.M):
-            count += 1
-    return count
-
-
 async def test_an_invite_retransmitted_after_the_quick_200_gets_the_same_200(
     sipp_bin: str, tmp_path: Path
 ) -> None:
@@ -232,7 +220,7 @@ async def test_an_invite_retransmitted_after_the_quick_200_gets_the_same_200(
         await finished(server)
         assert server.stats.accepted == 1
     assert len(result.to_tags()) == 1, result.to_tags()
-    assert _received_count(result.messages, "SIP/2.0 200", "INVITE") == 2
+    assert received_count(result.messages, "SIP/2.0 200", "INVITE") == 2
     assert script.ended == ["remote"]
 
 
