@@ -17,7 +17,7 @@ from afterbeep.audio.rendition import telephony_wav_bytes
 from afterbeep.db import tables as t
 from afterbeep.db.repos.ringless import send_values
 from afterbeep.domain.ids import new_id
-from afterbeep.domain.ringless import DropTechnique, SendKind, SendStatus, VoicemailSend
+from afterbeep.domain.ringless import DropTechnique, SendKind, VoicemailSend
 from afterbeep.services.ports.storage import media_telephony_key
 from afterbeep.telephony.interface import Audio
 from tests.conftest import TestAccount
@@ -135,27 +135,15 @@ async def insert_accepted_send(
     technique: DropTechnique | None = None,
 ) -> str:
     """A send row due now, written straight to the database (no API, no audio checks)."""
-    now = rt.clock.now()
-    send = VoicemailSend(
-        id=new_id("drop" if kind is SendKind.DROP else "vmsend"),
+    send = VoicemailSend.accepted(
         account_id=account_id,
         use_case_id=use_case_id,
         setup_id=setup_id,
         media_id=media_id,
         from_e164=from_e164,
         to_e164=to,
+        now=rt.clock.now(),
         foreign_id=foreign_id,
-        metadata=None,
-        send_at=None,
-        status=SendStatus.ACCEPTED,
-        attempts=0,
-        next_attempt_at=now,
-        claimed_until=None,
-        method=None,
-        failure_reason=None,
-        skip_reason=None,
-        created_at=now,
-        updated_at=now,
         kind=kind,
         technique=technique,
     )

@@ -20,6 +20,7 @@ import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
 from afterbeep.domain.errors import InvalidInput
+from afterbeep.domain.ids import new_id
 
 MIN_AUDIO_MS = 10_000
 MAX_AUDIO_MS = 60_000
@@ -54,6 +55,9 @@ class SendKind(enum.StrEnum):
 
     RINGLESS = "ringless"
     DROP = "drop"
+
+
+SEND_ID_PREFIX = {SendKind.RINGLESS: "vmsend", SendKind.DROP: "drop"}
 
 
 class DropTechnique(enum.StrEnum):
@@ -231,6 +235,50 @@ class VoicemailSend:
     @property
     def reason(self) -> str | None:
         return self.failure_reason or self.skip_reason
+
+    @classmethod
+    def accepted(
+        cls,
+        *,
+        account_id: str,
+        use_case_id: str,
+        setup_id: str,
+        media_id: str,
+        from_e164: str,
+        to_e164: str,
+        now: datetime,
+        send_at: datetime | None = None,
+        foreign_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        kind: SendKind = SendKind.RINGLESS,
+        technique: DropTechnique | None = None,
+        campaign_id: str | None = None,
+    ) -> VoicemailSend:
+        """A new send, `accepted`, due at `send_at` (now if it is unset or already past)."""
+        return cls(
+            id=new_id(SEND_ID_PREFIX[kind]),
+            account_id=account_id,
+            use_case_id=use_case_id,
+            setup_id=setup_id,
+            media_id=media_id,
+            from_e164=from_e164,
+            to_e164=to_e164,
+            foreign_id=foreign_id,
+            metadata=dict(metadata) if metadata is not None else None,
+            send_at=send_at.astimezone(UTC) if send_at is not None else None,
+            status=SendStatus.ACCEPTED,
+            attempts=0,
+            next_attempt_at=max(send_at, now) if send_at is not None else now,
+            claimed_until=None,
+            method=None,
+            failure_reason=None,
+            skip_reason=None,
+            created_at=now,
+            updated_at=now,
+            kind=kind,
+            technique=technique,
+            campaign_id=campaign_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,6 @@ log = logging.getLogger("afterbeep.campaigns")
 MAX_PAGE_LIMIT = 200
 # Lists longer than this are parsed off the event loop (phonenumbers takes ~50 µs a number).
 THREAD_THRESHOLD = 500
-_SEND_PREFIX = {SendKind.RINGLESS: "vmsend", SendKind.DROP: "drop"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,29 +269,16 @@ def _sends(
     turn: int,
     now: datetime,
 ) -> list[VoicemailSend]:
-    next_at = max(campaign.start_at, now) if campaign.start_at is not None else now
-    prefix = _SEND_PREFIX[campaign.method]
     return [
-        VoicemailSend(
-            id=new_id(prefix),
+        VoicemailSend.accepted(
             account_id=campaign.account_id,
             use_case_id=use_case.id,
             setup_id=setup.id,
             media_id=campaign.media_id,
             from_e164=pick_sender(use_case, setup.numbers, to, turn + i),
             to_e164=to,
-            foreign_id=None,
-            metadata=None,
+            now=now,
             send_at=campaign.start_at,
-            status=SendStatus.ACCEPTED,
-            attempts=0,
-            next_attempt_at=next_at,
-            claimed_until=None,
-            method=None,
-            failure_reason=None,
-            skip_reason=None,
-            created_at=now,
-            updated_at=now,
             kind=campaign.method,
             technique=campaign.technique,
             campaign_id=campaign.id,

@@ -35,6 +35,7 @@ from afterbeep.domain.ringless import (
     MAX_AUDIO_BYTES,
     MAX_AUDIO_MS,
     MIN_AUDIO_MS,
+    SEND_ID_PREFIX,
     VOICEMAIL_STATUS_EVENT,
     CallingWindow,
     Channel,
@@ -45,7 +46,6 @@ from afterbeep.domain.ringless import (
     SenderSelection,
     SendKind,
     SendStats,
-    SendStatus,
     SetupNumber,
     Suppression,
     TelephonySetup,
@@ -479,26 +479,17 @@ class RinglessService:
         if use_case.sender_selection is not SenderSelection.FIXED:
             turn = await uow.use_cases.advance_rr(account_id, use_case.id)
         now = self._clock.now()
-        send = VoicemailSend(
-            id=new_id(_PREFIX[kind]),
+        send = VoicemailSend.accepted(
             account_id=account_id,
             use_case_id=use_case.id,
             setup_id=setup.id,
             media_id=media.id,
             from_e164=pick_sender(use_case, setup.numbers, to_e, turn),
             to_e164=to_e,
+            now=now,
+            send_at=send_at,
             foreign_id=foreign_id,
-            metadata=dict(metadata) if metadata is not None else None,
-            send_at=send_at.astimezone(UTC) if send_at is not None else None,
-            status=SendStatus.ACCEPTED,
-            attempts=0,
-            next_attempt_at=max(send_at, now) if send_at is not None else now,
-            claimed_until=None,
-            method=None,
-            failure_reason=None,
-            skip_reason=None,
-            created_at=now,
-            updated_at=now,
+            metadata=metadata,
             kind=kind,
             technique=technique,
         )
@@ -527,7 +518,7 @@ class RinglessService:
     async def get_send(
         self, account_id: str, send_id: str, kind: SendKind = SendKind.RINGLESS
     ) -> SendDetail:
-        if not is_id(send_id, _PREFIX[kind]):
+        if not is_id(send_id, SEND_ID_PREFIX[kind]):
             raise NotFound(_NOUN[kind], send_id[:40])
         async with self._uow() as uow:
             send = await uow.voicemail_sends.get(account_id, send_id)
@@ -557,7 +548,7 @@ class RinglessService:
         self, account_id: str, send_id: str, kind: SendKind = SendKind.RINGLESS
     ) -> VoicemailSend:
         noun = _NOUN[kind]
-        if not is_id(send_id, _PREFIX[kind]):
+        if not is_id(send_id, SEND_ID_PREFIX[kind]):
             raise NotFound(noun, send_id[:40])
         async with self._uow() as uow:
             found = await uow.voicemail_sends.get(account_id, send_id)
@@ -716,7 +707,6 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> None:
         raise InvalidInput("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
 
 
-_PREFIX = {SendKind.RINGLESS: "vmsend", SendKind.DROP: "drop"}
 _NOUN = {SendKind.RINGLESS: "voicemail", SendKind.DROP: "drop"}
 _CHANNEL = {SendKind.RINGLESS: Channel.RINGLESS_VOICEMAIL, SendKind.DROP: Channel.VOICEMAIL_DROP}
 
