@@ -41,6 +41,7 @@ import soundfile as sf
 from tests.fixtures.service import Service, running_service
 
 from afterbeep.audio.tones import speech_like
+from benchmarks.affinity import pin
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -150,15 +151,6 @@ async def stop_py_spy(spy: asyncio.subprocess.Process | None) -> None:
 
 
 # -- accept ------------------------------------------------------------------------------------
-
-
-def pin(pid: int, cpu: int) -> None:
-    """Every thread of `pid` (and those it starts later) on `cpu`; this process on the others."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), {cpu})
-    others = set(os.sched_getaffinity(0)) - {cpu}
-    if others:
-        os.sched_setaffinity(0, others)
 
 
 async def accept(args: argparse.Namespace, work: Path) -> dict[str, Any]:

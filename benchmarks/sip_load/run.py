@@ -47,6 +47,7 @@ from afterbeep.audio.compare import compare
 from afterbeep.audio.tones import speech_like
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.prompts import beep, prompt
+from benchmarks.affinity import pin
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -441,6 +442,8 @@ def run_core(args: argparse.Namespace, work: Path, reference: Pcm, result: Resul
     log = work / "service.log"
     with process(cmd, env, log) as proc:
         wait_ready(proc, log, lambda: "READY" in log.read_text())
+        if args.service_cpu is not None:
+            pin(proc.pid, args.service_cpu)
         start_cpu = cpu_seconds(proc.pid)
         run_sipp(args, work, sip_port, result, proc.pid)
         time.sleep(1.0)  # the last recordings are written when their scripts end
@@ -476,6 +479,8 @@ def run_deposit(args: argparse.Namespace, work: Path, reference: Pcm, result: Re
         log = work / "service.log"
         with process([str(BIN / "afterbeep"), "serve"], env, log) as proc:
             wait_ready(proc, log, lambda: _healthy(url))
+            if args.service_cpu is not None:
+                pin(proc.pid, args.service_cpu)
             api = DepositApi(url, env)
             start_cpu = cpu_seconds(proc.pid)
             run_sipp(args, work, sip_port, result, proc.pid)
@@ -541,6 +546,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drain-seconds", type=float, default=90, help="deposit: wait for messages and emails")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--service-cpu", type=int, default=None, help="pin the service to this CPU, SIPp to the others")
     args = parser.parse_args(argv)
     if args.calls > 5000 or args.concurrency > 2000 or args.time_limit > 900:
         parser.error("bounded: at most 5000 calls, 2000 concurrent, 900 s")

@@ -51,14 +51,22 @@ class PlayoutPlacer:
     def started(self) -> bool:
         return self._ssrc is not None
 
+    def is_next(self, ssrc: int, timestamp: int) -> bool:
+        """Whether a packet would be placed right after the last one (see `advance`)."""
+        return timestamp == self._next_ts and ssrc == self._ssrc
+
+    def advance(self, timestamp: int, samples: int, arrival: float) -> None:
+        """`place` for a packet that `is_next`: no silence, nothing skipped."""
+        self._next_ts = (timestamp + samples) % TS_MOD
+        if arrival > self._last_arrival:
+            self._last_arrival = arrival
+        self.position += samples
+
     def place(
         self, ssrc: int, timestamp: int, samples: int, arrival: float, marker: bool = False
     ) -> Placement:
         if ssrc == self._ssrc and timestamp == self._next_ts:  # the common case: contiguous
-            self._next_ts = (timestamp + samples) % TS_MOD
-            if arrival > self._last_arrival:
-                self._last_arrival = arrival
-            self.position += samples
+            self.advance(timestamp, samples, arrival)
             return _CONTIGUOUS
         if self._ssrc is None:
             return self._anchor(ssrc, timestamp, samples, arrival, silence=0, discontinuity=False)

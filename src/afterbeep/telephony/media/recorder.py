@@ -136,6 +136,45 @@ class Recorder:
         for released in self._reorderer.push(packet.sequence, packet, packet.arrival):
             self._dispatch(released)
 
+    def receive_next(
+        self,
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        arrival: float,
+    ) -> bool:
+        """The common case in one step, without building an :class:`RtpIn`: the next packet of
+        the current stream (nothing held), audio of the codec being collected, contiguous on
+        the timeline, a sink listening. Returns False, having changed nothing, for anything
+        else: the caller then parses the packet and calls :meth:`receive`."""
+        codec = self._audio_pts.get(payload_type)
+        placer = self.placer
+        if (
+            codec is None
+            or ssrc != self._ssrc
+            or not payload
+            or self._on_audio is None
+            or (self._pending and codec is not self._pending_codec)
+            or not placer.is_next(ssrc, timestamp)
+            or not self._reorderer.take_next(sequence)
+        ):
+            return False
+        self._ssrc_seen = arrival
+        self.audio_packets += 1
+        start = placer.position
+        placer.advance(timestamp, len(payload), arrival)
+        pending = self._pending
+        if not pending:
+            self._pending_codec = codec
+            self._pending_offset = start
+            self._pending_since = arrival
+        pending += payload
+        if len(pending) >= self._block:
+            self._emit()
+        return True
+
     def expire(self, now: float) -> None:
         for released in self._reorderer.expire(now):
             self._dispatch(released)

@@ -31,6 +31,7 @@ import logging
 import random
 import secrets
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -58,7 +59,13 @@ from afterbeep.telephony.media.rtcp import (
     ntp_timestamp,
     parse_sender_reports,
 )
-from afterbeep.telephony.media.rtp import MalformedPacketError, parse_rtp
+from afterbeep.telephony.media.rtp import (
+    RTCP_MUX_PT_RANGE,
+    RTP_HEADER_SIZE,
+    RTP_VERSION,
+    MalformedPacketError,
+    parse_rtp,
+)
 from afterbeep.telephony.media.sdp import Codec, Direction, Negotiated, SdpPrefs
 from afterbeep.telephony.media.sender import (
     AudioJob,
@@ -81,6 +88,8 @@ log = logging.getLogger(__name__)
 
 InactivityHandler = Callable[[], None]
 _INACTIVITY_SLACK = 0.001
+_PLAIN_RTP = RTP_VERSION << 6  # first octet: no padding, extension or CSRCs
+_AFTER_FIRST_OCTET = struct.Struct("!BHII")  # marker and payload type, sequence, timestamp, SSRC
 
 
 @dataclass(frozen=True, slots=True)
@@ -614,6 +623,36 @@ class MediaSession:
     # --- receive path ---------------------------------------------------------------------
 
     def _rtp_in(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        # The fast path (nearly every packet of a call): a plain 12-byte header from the
+        # latched source, the next audio packet of the stream. Anything else, or anything the
+        # recorder does not take as "next", goes the general way below.
+        latched = self._filter.latched
+        if (
+            latched is not None
+            and len(data) > RTP_HEADER_SIZE
+            and data[0] == _PLAIN_RTP
+            and addr[1] == latched[1]
+            and addr[0] == latched[0]
+            and self._receiving
+        ):
+            second, sequence, timestamp, ssrc = _AFTER_FIRST_OCTET.unpack_from(data, 1)
+            now = self._loop.time()
+            if second not in RTCP_MUX_PT_RANGE and self._recorder.receive_next(
+                second & 0x7F, sequence, timestamp, ssrc, data[RTP_HEADER_SIZE:], now
+            ):
+                self._last_rtp = now
+                self._packets_received += 1
+                self._bytes_received += len(data)
+                self._reception.packet(ssrc, sequence, timestamp, now, True)
+                if self._expiry_timer is None and self._recorder.holding:
+                    self._arm_expiry()
+                if self._inactivity_reported:
+                    self._inactivity_reported = False
+                    self._arm_inactivity()
+                return
+        self._rtp_in_general(data, addr)
+
+    def _rtp_in_general(self, data: bytes, addr: tuple[Any, ...]) -> None:
         if not self._receiving:
             self._dropped_source += 1
             return
@@ -823,4 +862,3 @@ def _bound_udp_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
