@@ -164,6 +164,10 @@ class Result:
     worst_missing_tail_ms: float | None = None
     worst_missing_head_ms: float | None = None
     emails: int | None = None
+    loop_thread_on_cpu_s: float = 0.0
+    loop_thread_waiting_s: float = 0.0
+    messages_stored_after_s: float | None = None
+    emails_received_after_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -187,6 +191,12 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of the process (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def loop_thread_schedstat(pid: int) -> tuple[float, float]:
+    """Seconds the service's main (event loop) thread ran, and waited runnable for a CPU."""
+    on_cpu, waiting, _ = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
 def socket_drops(ports: tuple[int, ...]) -> dict[int, int]:
@@ -387,6 +397,7 @@ def run_sipp(
     ]
     result.notes.append("sipp " + " ".join(cmd[1:]))
     before = cpu_seconds(pid)
+    sched_before = loop_thread_schedstat(pid)
     machine_before = machine_busy_seconds()
     drops_before = udp_receive_drops()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -402,6 +413,9 @@ def run_sipp(
     result.machine_cores = os.cpu_count() or 0
     result.udp_receive_drops = udp_receive_drops() - drops_before
     result.cpu_seconds_during_calls = cpu_seconds(pid) - before
+    sched_after = loop_thread_schedstat(pid)
+    result.loop_thread_on_cpu_s = sched_after[0] - sched_before[0]
+    result.loop_thread_waiting_s = sched_after[1] - sched_before[1]
     result.sipp_exit = proc.returncode
     result.cores_avg = result.cpu_seconds_during_calls / result.wall_seconds
     result.cores_peak_5s = sampler.peak_cores()
@@ -484,8 +498,11 @@ def run_deposit(args: argparse.Namespace, work: Path, reference: Pcm, result: Re
             api = DepositApi(url, env)
             start_cpu = cpu_seconds(proc.pid)
             run_sipp(args, work, sip_port, result, proc.pid)
+            calls_ended = time.monotonic()
             messages = wait_for(lambda: api.messages(), lambda m: len(m) >= result.successful, args.drain_seconds)
+            result.messages_stored_after_s = time.monotonic() - calls_ended
             emails = wait_for(lambda: _emails(smtp), lambda n: n >= len(messages), args.drain_seconds)
+            result.emails_received_after_s = time.monotonic() - calls_ended
             result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
             result.emails = emails
             if len({m["call_id"] for m in messages}) != len(messages):
@@ -592,6 +609,7 @@ def report(r: Result, work: Path) -> None:
         ("service CPU s during calls / total", f"{r.cpu_seconds_during_calls:.1f} / {r.cpu_seconds_total:.1f}"),
         ("cores used avg / peak 5 s", f"{r.cores_avg:.2f} / {r.cores_peak_5s:.2f}"),
         ("CPU ms per call", f"{r.cpu_ms_per_call:.1f}"),
+        ("loop thread s on a CPU / waiting for one", f"{r.loop_thread_on_cpu_s:.1f} / {r.loop_thread_waiting_s:.1f}"),
         ("SIPp CPU s / machine busy cores (of n)", f"{r.sipp_cpu_seconds:.1f} / {r.machine_busy_cores_avg:.2f} ({r.machine_cores})"),
         ("UDP drops: all / service SIP / SIPp SIP", f"{r.udp_receive_drops} / {r.sip_drops_service} / {r.sip_drops_sipp}"),
         (
@@ -606,6 +624,13 @@ def report(r: Result, work: Path) -> None:
     ]
     if r.emails is not None:
         rows.append(("emails with WAV received", str(r.emails)))
+    if r.messages_stored_after_s is not None and r.emails_received_after_s is not None:
+        rows.append(
+            (
+                "s after the last call: all stored / emailed",
+                f"{r.messages_stored_after_s:.1f} / {r.emails_received_after_s:.1f}",
+            )
+        )
     rows.append(("PASSED", str(r.passed)))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
