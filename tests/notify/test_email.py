@@ -3,12 +3,14 @@ refusals, a closed port), and how the notification emails are composed."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from aiosmtplib.email import flatten_message
 
 from afterbeep.config import SmtpTarget
 from afterbeep.notify.email import (
@@ -16,9 +18,11 @@ from afterbeep.notify.email import (
     PermanentEmailError,
     SmtpSender,
     TemporaryEmailError,
+    attach_base64,
     compose_mailbox_full,
     compose_new_message,
     duration_text,
+    wire_bytes,
 )
 from tests.fixtures.smtp import (
     Certificate,
@@ -191,3 +195,40 @@ def test_mailbox_full_email() -> None:
 )
 def test_duration_text(ms: int, text: str) -> None:
     assert duration_text(ms) == text
+
+
+def with_attachment(data: bytes, fast: bool) -> EmailMessage:
+    msg = note("voicemail")
+    msg.add_alternative("<p>body</p>", subtype="html")
+    if fast:
+        attach_base64(msg, data, "audio/wav", "msg_1.wav")
+    else:
+        msg.add_attachment(data, maintype="audio", subtype="wav", filename="msg_1.wav")
+    for i, part in enumerate(p for p in msg.walk() if p.is_multipart()):
+        part.set_boundary(f"fixed-{i}")
+    return msg
+
+
+@pytest.mark.parametrize("size", [0, 1, 57, 4000, 200_003])
+@pytest.mark.parametrize("cte_type", ["8bit", "7bit"])
+def test_fast_attachment_and_flattening_give_the_same_bytes(size: int, cte_type: str) -> None:
+    data = os.urandom(size)
+    reference = flatten_message(with_attachment(data, fast=False), cte_type=cte_type)
+    fast = with_attachment(data, fast=True)
+    assert flatten_message(fast, cte_type=cte_type) == reference
+    assert wire_bytes(fast, cte_type=cte_type) == reference
+    assert wire_bytes(fast, cte_type=cte_type) == reference  # the message is left as it was
+    [attachment] = list(fast.iter_attachments())
+    assert attachment.get_content() == data
+
+
+async def test_a_big_attachment_arrives_whole() -> None:
+    wav = os.urandom(300_000)
+    msg = compose_new_message(mail(wav=wav), "voicemail@afterbeep.test")
+    with smtp_server() as server:
+        await sender(server.url()).send(msg)
+        [received] = server.messages()
+    [attachment] = list(received.message.iter_attachments())
+    assert attachment.get_filename() == "msg_1.wav" and attachment.get_content() == wav
+    assert received.message["Subject"] == msg["Subject"]
+    assert received.rcpt_tos == ["owner@clinic.example"]
