@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ import httpx
 from afterbeep.app import Runtime
 from afterbeep.domain.messages import RecordedCall
 from afterbeep.domain.numbers import Number
+from afterbeep.services.numbers import NumberService
 from afterbeep.services.routing import (
     CallRouter,
     NoRoute,
@@ -70,6 +72,17 @@ def test_the_cache_is_bounded_and_forgets_the_oldest() -> None:
     assert cache.get("4") is not None
 
 
+def test_an_entry_is_due_for_refresh_in_the_second_half_of_its_life() -> None:
+    clock = FakeClock()
+    cache = RouteCache(ttl=2.0, clock=clock)
+    cache.put("1", destination(), cache.generation)
+    assert not cache.refresh_due("1") and not cache.refresh_due("2")
+    clock.now += 1.0
+    assert cache.refresh_due("1")
+    cache.forget("1")
+    assert cache.get("1") is None and not cache.refresh_due("1")
+
+
 def test_a_zero_ttl_keeps_nothing() -> None:
     cache = RouteCache(ttl=0)
     cache.put("1", destination(), cache.generation)
@@ -77,9 +90,7 @@ def test_a_zero_ttl_keeps_nothing() -> None:
 
 
 async def _mailbox(client: httpx.AsyncClient, account: TestAccount, name: str) -> str:
-    created = await client.post(
-        "/v1/mailboxes", json={"name": name}, headers=account.headers
-    )
+    created = await client.post("/v1/mailboxes", json={"name": name}, headers=account.headers)
     assert created.status_code == 201, created.text
     mailbox_id: str = created.json()["id"]
     return mailbox_id
@@ -192,3 +203,47 @@ async def test_whether_the_mailbox_is_full_is_read_for_every_call(
     assert (await router.complete(cached)).full  # ...but the usage is read again
     route = await router.route(NUMBER)
     assert isinstance(route, VoicemailRoute) and route.full
+
+
+async def test_a_number_in_use_is_read_again_before_it_expires(
+    client: httpx.AsyncClient, runtime: Runtime, account: TestAccount
+) -> None:
+    """Refresh-ahead: the changes of another instance (here: a cache the API does not clear)
+    are picked up in the background, and a number called all the time never misses."""
+    clock = FakeClock()
+    cache = RouteCache(ttl=2.0, clock=clock)
+    router = CallRouter(runtime.lookups, NumberService(runtime.lookups, runtime.clock, "US"), cache)
+    first = await _mailbox(client, account, "First")
+    second = await _mailbox(client, account, "Second")
+    created = await client.post(
+        "/v1/numbers",
+        json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": first},
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+    number_id = created.json()["id"]
+    assert await _route(router) == first
+
+    clock.now += 0.5
+    cached = router.cached(NUMBER)  # young: no refresh
+    assert cached is not None and not router._refreshing
+    moved = await client.patch(
+        f"/v1/numbers/{number_id}", json={"dest_id": second}, headers=account.headers
+    )
+    assert moved.status_code == 200, moved.text
+    clock.now += 0.7
+    cached = router.cached(NUMBER)  # past half its life: served, and read again
+    assert cached is not None and cached.mailbox.id == first
+    [refresh] = router._refreshing.values()
+    await refresh
+    clock.now += 1.5  # past the first entry's expiry
+    cached = router.cached(NUMBER)
+    assert cached is not None and cached.mailbox.id == second
+
+    deleted = await client.delete(f"/v1/numbers/{number_id}", headers=account.headers)
+    assert deleted.status_code == 204, deleted.text
+    clock.now += 1.0
+    assert router.cached(NUMBER) is not None
+    await asyncio.gather(*router._refreshing.values())
+    assert router.cached(NUMBER) is None
+    assert await _route(router) == 404

@@ -9,12 +9,16 @@ A number's destination (number, mailbox, greeting) is kept for a few seconds in 
 database round trip (`CallRouter.cached`). The cache is cleared whenever this process commits a
 change to numbers, mailboxes or media (`invalidating` wraps the unit of work the services
 write through), and its entries expire after ``ttl`` seconds, so the changes of another
-instance are seen that late at most. Whether the mailbox is full is never cached: it is read
-for every call (`CallRouter.complete`).
+instance are seen that late at most. An entry used in the second half of its life is read
+again in the background (refresh-ahead), so a number that keeps being called never misses the
+cache. Whether the mailbox is full is never cached: it is read for every call
+(`CallRouter.complete`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -23,12 +27,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from afterbeep.domain import mailboxes as mailbox_rules
-from afterbeep.domain.mailboxes import Mailbox
+from afterbeep.domain.mailboxes import Mailbox, Usage
 from afterbeep.domain.media import Media
 from afterbeep.domain.numbers import DestKind, Number
 from afterbeep.services.mailboxes import find_mailbox
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,14 @@ class RouteCache:
             return None
         return destination
 
+    def refresh_due(self, dialed: str) -> bool:
+        """Whether the entry of ``dialed`` is in the second half of its life."""
+        entry = self._entries.get(dialed)
+        return entry is not None and self._clock() >= entry[0] - self.ttl / 2
+
+    def forget(self, dialed: str) -> None:
+        self._entries.pop(dialed, None)
+
     def put(self, dialed: str, destination: VoicemailDestination, generation: int) -> None:
         """Keep ``destination`` unless the cache was invalidated since ``generation`` was read."""
         if generation != self.generation or self.ttl <= 0:
@@ -110,16 +124,37 @@ class CallRouter:
         self._uow = uow
         self._numbers = numbers
         self._cache = cache
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
 
     def cached(self, dialed: str) -> VoicemailDestination | None:
-        """The destination of ``dialed`` if it was looked up a moment ago (no I/O)."""
-        return self._cache.get(dialed) if self._cache is not None else None
+        """The destination of ``dialed`` if it was looked up a moment ago (no I/O); an entry
+        past half its life is looked up again in the background."""
+        cache = self._cache
+        if cache is None:
+            return None
+        destination = cache.get(dialed)
+        if destination is not None and dialed not in self._refreshing and cache.refresh_due(dialed):
+            task = asyncio.get_running_loop().create_task(
+                self._refresh(dialed), name="route-refresh"
+            )
+            self._refreshing[dialed] = task
+            task.add_done_callback(lambda done: self._refreshed(dialed, done))
+        return destination
 
     async def route(self, dialed: str) -> Route:
         destination = self.cached(dialed)
         if destination is not None:
             return await self.complete(destination)
         generation = self._cache.generation if self._cache is not None else 0
+        found = await self._look_up(dialed)
+        if isinstance(found, NoRoute):
+            return found
+        destination, usage = found
+        if self._cache is not None:
+            self._cache.put(dialed, destination, generation)
+        return _route(destination, mailbox_rules.is_full(destination.mailbox, usage))
+
+    async def _look_up(self, dialed: str) -> tuple[VoicemailDestination, Usage] | NoRoute:
         number = await self._numbers.resolve(dialed)
         if number is None:
             return NoRoute(404, "Not Found")
@@ -134,10 +169,23 @@ class CallRouter:
             media = None
             if mailbox.greeting_media_id is not None:
                 media = await uow.media.get(number.account_id, mailbox.greeting_media_id)
-        destination = VoicemailDestination(number, mailbox, media)
-        if self._cache is not None:
-            self._cache.put(dialed, destination, generation)
-        return _route(destination, mailbox_rules.is_full(mailbox, usage))
+        return VoicemailDestination(number, mailbox, media), usage
+
+    async def _refresh(self, dialed: str) -> None:
+        cache = self._cache
+        assert cache is not None
+        generation = cache.generation
+        found = await self._look_up(dialed)
+        if isinstance(found, NoRoute):
+            if generation == cache.generation:
+                cache.forget(dialed)  # the next call takes the slow path and gets the refusal
+        else:
+            cache.put(dialed, found[0], generation)
+
+    def _refreshed(self, dialed: str, task: asyncio.Task[None]) -> None:
+        self._refreshing.pop(dialed, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("route refresh failed", exc_info=task.exception())
 
     async def complete(self, destination: VoicemailDestination) -> VoicemailRoute:
         """The route to ``destination`` with the mailbox's usage read now."""
