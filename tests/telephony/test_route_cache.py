@@ -96,6 +96,17 @@ async def _mailbox(client: httpx.AsyncClient, account: TestAccount, name: str) -
     return mailbox_id
 
 
+async def _number(client: httpx.AsyncClient, account: TestAccount, mailbox_id: str) -> str:
+    created = await client.post(
+        "/v1/numbers",
+        json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": mailbox_id},
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+    number_id: str = created.json()["id"]
+    return number_id
+
+
 async def _route(router: CallRouter) -> str | int:
     route = await router.route(NUMBER)
     if isinstance(route, NoRoute):
@@ -111,13 +122,7 @@ async def test_changes_through_the_api_are_seen_by_the_next_call_at_once(
     first = await _mailbox(client, account, "First")
     second = await _mailbox(client, account, "Second")
     assert await _route(router) == 404  # unknown numbers are not cached
-    created = await client.post(
-        "/v1/numbers",
-        json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": first},
-        headers=account.headers,
-    )
-    assert created.status_code == 201, created.text
-    number_id = created.json()["id"]
+    number_id = await _number(client, account, first)
     assert await _route(router) == first
     cached = router.cached(NUMBER)
     assert cached is not None and cached.mailbox.id == first
@@ -148,12 +153,7 @@ async def test_reads_and_other_writes_keep_the_cache(
 ) -> None:
     router = runtime.call_router()
     mailbox = await _mailbox(client, account, "Front")
-    created = await client.post(
-        "/v1/numbers",
-        json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": mailbox},
-        headers=account.headers,
-    )
-    assert created.status_code == 201, created.text
+    await _number(client, account, mailbox)
     assert await _route(router) == mailbox
     listed = await client.get("/v1/numbers", headers=account.headers)
     assert listed.status_code == 200
@@ -174,12 +174,7 @@ async def test_whether_the_mailbox_is_full_is_read_for_every_call(
     )
     assert created_box.status_code == 201, created_box.text
     mailbox = created_box.json()["id"]
-    created = await client.post(
-        "/v1/numbers",
-        json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": mailbox},
-        headers=account.headers,
-    )
-    assert created.status_code == 201, created.text
+    await _number(client, account, mailbox)
     route = await router.route(NUMBER)
     assert isinstance(route, VoicemailRoute) and not route.full
     assert runtime.deposits is not None
@@ -215,13 +210,7 @@ async def test_a_number_in_use_is_read_again_before_it_expires(
     router = CallRouter(runtime.lookups, NumberService(runtime.lookups, runtime.clock, "US"), cache)
     first = await _mailbox(client, account, "First")
     second = await _mailbox(client, account, "Second")
-    created = await client.post(
-        "/v1/numbers",
-        json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": first},
-        headers=account.headers,
-    )
-    assert created.status_code == 201, created.text
-    number_id = created.json()["id"]
+    number_id = await _number(client, account, first)
     assert await _route(router) == first
 
     clock.now += 0.5
