@@ -640,15 +640,7 @@ class MediaSession:
             if second not in RTCP_MUX_PT_RANGE and self._recorder.receive_next(
                 second & 0x7F, sequence, timestamp, ssrc, data[RTP_HEADER_SIZE:], now
             ):
-                self._last_rtp = now
-                self._packets_received += 1
-                self._bytes_received += len(data)
-                self._reception.packet(ssrc, sequence, timestamp, now, True)
-                if self._expiry_timer is None and self._recorder.holding:
-                    self._arm_expiry()
-                if self._inactivity_reported:
-                    self._inactivity_reported = False
-                    self._arm_inactivity()
+                self._received(len(data), ssrc, sequence, timestamp, now, True)
                 return
         self._rtp_in_general(data, addr)
 
@@ -671,19 +663,25 @@ class MediaSession:
         ) and not self._filter.accept(addr):
             self._dropped_source += 1
             return
-        self._last_rtp = now
-        self._packets_received += 1
-        self._bytes_received += len(data)
-        self._reception.packet(
+        self._recorder.receive(packet)
+        self._received(
+            len(data),
             packet.ssrc,
             packet.sequence,
             packet.timestamp,
             now,
             packet.payload_type in self._audio_pts,
         )
-        recorder = self._recorder
-        recorder.receive(packet)
-        if self._expiry_timer is None and recorder.holding:
+
+    def _received(
+        self, size: int, ssrc: int, sequence: int, timestamp: int, now: float, audio: bool
+    ) -> None:
+        """Bookkeeping after a packet from the accepted source went to the recorder."""
+        self._last_rtp = now
+        self._packets_received += 1
+        self._bytes_received += size
+        self._reception.packet(ssrc, sequence, timestamp, now, audio)
+        if self._expiry_timer is None and self._recorder.holding:
             self._arm_expiry()
         if self._inactivity_reported:
             self._inactivity_reported = False
