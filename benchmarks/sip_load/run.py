@@ -463,18 +463,15 @@ def run_core(args: argparse.Namespace, work: Path, reference: Pcm, result: Resul
         time.sleep(1.0)  # the last recordings are written when their scripts end
         result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
     lines = log.read_text().splitlines()
-    lag = [line for line in lines if line.startswith("LOOPLAG")]
-    if lag:
-        result.notes.append("service event loop lag ms: " + lag[-1].removeprefix("LOOPLAG "))
-    answered = [line for line in lines if line.startswith("INVITE200")]
-    if answered:
-        result.notes.append("service-side INVITE->200 ms: " + answered[-1].removeprefix("INVITE200 "))
-    misses = [line for line in lines if line.startswith("PREBOUND")]
-    if misses:
-        result.notes.append("INVITEs that found no pre-bound RTP pair: " + misses[-1].removeprefix("PREBOUND misses="))
-    routed = [line for line in lines if line.startswith("ROUTED")]
-    if routed:
-        result.notes.append("service-side INVITE->route known ms: " + routed[-1].removeprefix("ROUTED "))
+    for prefix, label in (
+        ("LOOPLAG ", "service event loop lag ms: "),
+        ("INVITE200 ", "service-side INVITE->200 ms: "),
+        ("PREBOUND misses=", "INVITEs that found no pre-bound RTP pair: "),
+        ("ROUTED ", "service-side INVITE->route known ms: "),
+    ):
+        found = [line for line in lines if line.startswith(prefix)]
+        if found:
+            result.notes.append(label + found[-1].removeprefix(prefix))
     files = sorted(recordings.glob("*.wav"))
     check_recordings(result, reference, (read_wav(f.read_bytes()) for f in files))
 
