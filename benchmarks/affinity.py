@@ -12,11 +12,29 @@ import os
 from pathlib import Path
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process it started (children, grandchildren ...) that is still alive."""
+    parents: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(line for line in status.read_text().splitlines() if line.startswith("PPid:"))
+        except (OSError, StopIteration):
+            continue
+        parents.setdefault(int(ppid.split()[1]), []).append(int(status.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(parents.get(current, []))
+    return tree
+
+
 def pin(pid: int, cpu: int) -> None:
-    """Every thread of `pid` (and those it starts later) on `cpu`; this process, and the
-    processes it starts later, on the others."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), {cpu})
+    """Every thread of `pid` and of the processes it started (and the threads and processes
+    they start later) on `cpu`; this process, and the processes it starts later, on the others."""
+    for process in process_tree(pid):
+        for task in Path(f"/proc/{process}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {cpu})
     others = set(os.sched_getaffinity(0)) - {cpu}
     if others:
         os.sched_setaffinity(0, others)

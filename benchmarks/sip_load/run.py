@@ -47,7 +47,7 @@ from afterbeep.audio.compare import compare
 from afterbeep.audio.tones import speech_like
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.prompts import beep, prompt
-from benchmarks.affinity import pin
+from benchmarks.affinity import pin, process_tree
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -188,9 +188,14 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """utime + stime of the process (all its threads) and of the processes it started (the
+    post-call worker of `afterbeep serve`)."""
+    total = 0
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
 
 
 def loop_thread_schedstat(pid: int) -> tuple[float, float]:
@@ -523,8 +528,8 @@ def scraped_invite_to_200(url: str, name: str = "afterbeep_sip_invite_to_200_sec
     total = buckets[-1][1] if buckets else 0.0
     parts = []
     for q in (0.5, 0.99):
-        bound = next((b for b, n in buckets if total and n >= q * total), None)
-        parts.append(f"p{round(q * 100)}<={bound * 1000:g}" if bound is not None else f"p{round(q * 100)}=n/a")
+        edge = next((b for b, n in buckets if total and n >= q * total), None)
+        parts.append(f"p{round(q * 100)}<={edge * 1000:g}" if edge is not None else f"p{round(q * 100)}=n/a")
     return " ".join(parts)
 
 

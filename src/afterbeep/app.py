@@ -24,6 +24,7 @@ from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
 from afterbeep.notify.email import EmailDispatcher, SmtpSender
 from afterbeep.notify.webhooks import WebhookDispatcher
+from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
 from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
@@ -51,7 +52,7 @@ from afterbeep.telephony.server import (
     telephony_configs,
 )
 from afterbeep.telephony.spool import Spool
-from afterbeep.telephony.spool_worker import SpoolWorker
+from afterbeep.telephony.spool_worker import SpoolHandoff, SpoolWorker
 
 log = logging.getLogger("afterbeep")
 
@@ -72,6 +73,7 @@ class Runtime:
         self.deposits: DepositService | None = None
         self.spool: Spool | None = None
         self.spool_worker: SpoolWorker | None = None
+        self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
         self.delivery_worker: DeliveryWorker | None = None
         self.deposit_receiver: DepositReceiver | None = None
@@ -81,7 +83,11 @@ class Runtime:
         self.voicemail_accepted: list[Callable[[], None]] = []
         self._app: FastAPI | None = None
 
-    async def start(self, *, workers: bool = True) -> None:
+    async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
+        """Open storage and the database and build the services; with `workers`, also start the
+        outbox dispatchers, the spool recovery, SIP and the delivery engine. With
+        `postcall_process`, finished recordings are stored, and emails sent, by a child process
+        (`afterbeep.postcall`) instead of on this event loop."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         await self.db.migrate()
@@ -114,17 +120,37 @@ class Runtime:
             public_url=s.resolved_public_url(),
             secret_key=s.resolved_secret_key(),
             tmp_dir=self.data_dir / "tmp",
-            on_email_queued=self.email_dispatcher.notify,
+            on_email_queued=self._email_queued,
         )
         self.spool = Spool(self.data_dir / "spool")
         self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
         if workers:
             await self.dispatcher.start()
-            await self.email_dispatcher.start()
-            await self.spool_worker.recover()
+            if postcall_process:
+                await self.spool_worker.recover(closed=False)
+                self.postcall = PostCallProcess()
+                await self.postcall.start()
+            else:
+                await self.email_dispatcher.start()
+                await self.spool_worker.recover()
             await self.start_telephony()
             if s.delivery_enabled:
                 await self.start_delivery()
+
+    @property
+    def handoff(self) -> SpoolHandoff:
+        """Where calls hand their finished recordings."""
+        if self.postcall is not None:
+            return self.postcall
+        if self.spool_worker is None:
+            raise RuntimeError("Runtime.start() must run first")
+        return self.spool_worker
+
+    def _email_queued(self) -> None:
+        if self.postcall is not None:
+            self.postcall.wake_email()
+        elif self.email_dispatcher is not None:
+            self.email_dispatcher.notify()
 
     def call_router(self) -> CallRouter:
         """Routing look-ups run on the direct read-only units of work: an INVITE never queues
@@ -140,7 +166,7 @@ class Runtime:
             self.call_router(),
             self.store,
             self.spool,
-            self.spool_worker,
+            self.handoff,
             self.deposits,
             self.clock,
             silence_threshold=self.settings.silence_threshold,
@@ -213,7 +239,7 @@ class Runtime:
             fallback,
             self.call_router(),
             self.spool,
-            self.spool_worker,
+            self.handoff,
             self.clock,
             parse_peers(s.deposit_peers),
             users=parse_users(s.deposit_users.get_secret_value()),
@@ -317,6 +343,8 @@ class Runtime:
             await self.telephony.stop()
         if self.spool_worker is not None:
             await self.spool_worker.stop()
+        if self.postcall is not None:
+            await self.postcall.stop()
         if self.email_dispatcher is not None:
             await self.email_dispatcher.stop()
         if self.dispatcher is not None:

@@ -75,7 +75,7 @@ def serve() -> None:
 
     async def main() -> None:
         runtime = Runtime(settings)
-        await runtime.start()
+        await runtime.start(postcall_process=settings.postcall == "process")
         settle_garbage_collector()
         host, port = split_host_port(settings.http_addr, 8080)
         config = uvicorn.Config(
@@ -91,6 +91,17 @@ def serve() -> None:
             await runtime.stop()
 
     run(main)
+
+
+@cli.command(hidden=True)
+def postcall() -> None:
+    """The post-call worker process that `serve` starts (reads its orders on stdin)."""
+    from afterbeep.postcall import lower_priority, run_child
+
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_json)
+    lower_priority()
+    run(lambda: run_child(settings))
 
 
 @cli.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -73,6 +74,9 @@ class Settings(BaseSettings):
     # Deposit peers that authenticate by SIP digest: "name:password,..." (parsed at start-up by
     # telephony.deposit_receiver.parse_users; a password may hold ":" but not ",").
     deposit_users: SecretStr = SecretStr("")
+    # "process": `serve` stores finished recordings and sends their emails from a child process
+    # at idle CPU priority (afterbeep.postcall); "inline": on the event loop that takes calls.
+    postcall: Literal["process", "inline"] = "process"
     delivery_enabled: bool = True
     delivery_batch_size: int = Field(default=20, ge=1)
     delivery_ring_timeout_seconds: float = Field(default=45.0, gt=0)

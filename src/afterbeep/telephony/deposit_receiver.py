@@ -44,7 +44,7 @@ from afterbeep.telephony.interface import CallEnded, EndedBy
 from afterbeep.telephony.server import QuickRouter, Route, Router
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.spool import Spool, SpoolMeta
-from afterbeep.telephony.spool_worker import SpoolWorker
+from afterbeep.telephony.spool_worker import SpoolHandoff
 
 __all__ = [
     "DEPOSIT_HEADER",
@@ -247,7 +247,7 @@ class DepositReceiver:
         fallback: Router,
         router: CallRouter,
         spool: Spool,
-        spool_worker: SpoolWorker,
+        spool_worker: SpoolHandoff,
         clock: Clock,
         peers: PeerList,
         *,

@@ -25,7 +25,7 @@ from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_messa
 from afterbeep.telephony.server import Answer, CallHandler, Route
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.spool import Spool
-from afterbeep.telephony.spool_worker import SpoolWorker
+from afterbeep.telephony.spool_worker import SpoolHandoff
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class InboundCalls:
         router: CallRouter,
         store: ObjectStore,
         spool: Spool,
-        spool_worker: SpoolWorker,
+        spool_worker: SpoolHandoff,
         deposits: DepositService,
         clock: Clock,
         silence_threshold: int = 200,

@@ -120,12 +120,24 @@ class Spool:
     def entries(self) -> list[SpoolEntry]:
         found: list[SpoolEntry] = []
         for meta_path in sorted(self.directory.glob("*.json")):
-            try:
-                meta = SpoolMeta(**json.loads(meta_path.read_text()))
-            except (ValueError, TypeError):
-                continue
-            found.append(SpoolEntry(meta, meta_path.with_suffix(".pcm"), meta_path))
+            entry = self._read(meta_path)
+            if entry is not None:
+                found.append(entry)
         return found
+
+    def entry(self, call_id: str) -> SpoolEntry | None:
+        """The entry of `call_id`, None if there is none (or it is unreadable)."""
+        if not call_id.replace("_", "").isalnum():
+            return None
+        return self._read(self.directory / f"{call_id}.json")
+
+    @staticmethod
+    def _read(meta_path: Path) -> SpoolEntry | None:
+        try:
+            meta = SpoolMeta(**json.loads(meta_path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        return SpoolEntry(meta, meta_path.with_suffix(".pcm"), meta_path)
 
     @staticmethod
     def read_pcm(entry: SpoolEntry) -> Audio:

@@ -47,6 +47,13 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+class SpoolHandoff(Protocol):
+    """Where a live call hands its closed spool entry: a `SpoolWorker` in this process, or the
+    post-call worker process (`afterbeep.postcall.PostCallProcess`)."""
+
+    def submit(self, entry: SpoolEntry) -> None: ...
+
+
 class Finalizer(Protocol):
     async def finalize(self, meta: RecordedCall, pcm: Audio, recovered: bool) -> Message | None: ...
 
@@ -96,11 +103,15 @@ class SpoolWorker:
         """Store the message of a closed entry (a live call just ended)."""
         self._spawn(entry, recovered=entry.meta.ended_by is None)
 
-    async def recover(self) -> int:
-        """Hand over every entry in the spool (start-up); how many were not already in hand."""
+    async def recover(self, *, closed: bool | None = None) -> int:
+        """Hand over every entry in the spool (start-up), or only the closed ones (`closed=True`:
+        their call ended) or only those whose call never ended (`closed=False`: a crash); how
+        many were not already in hand."""
         entries = await asyncio.to_thread(self._spool.entries)
         taken = 0
         for entry in entries:
+            if closed is not None and (entry.meta.ended_by is not None) is not closed:
+                continue
             if entry.meta.call_id not in self._tasks:
                 self._spawn(entry, recovered=entry.meta.ended_by is None)
                 taken += 1

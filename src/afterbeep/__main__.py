@@ -1,0 +1,5 @@
+"""`python -m afterbeep`: the command line."""
+
+from afterbeep.cli import main
+
+main()
