@@ -28,7 +28,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from afterbeep.config import Settings
 from afterbeep.telephony.spool import SpoolEntry
@@ -49,10 +49,12 @@ class PostCallProcess:
         self,
         command: Sequence[str] | None = None,
         *,
+        env: Mapping[str, str] | None = None,
         restart_seconds: float = 1.0,
         stop_grace: float = 15.0,
     ) -> None:
         self._command = list(command or child_command())
+        self._env = dict(env) if env is not None else None
         self._restart_seconds = restart_seconds
         self._stop_grace = stop_grace
         self._process: asyncio.subprocess.Process | None = None
@@ -64,6 +66,10 @@ class PostCallProcess:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
 
     async def start(self) -> None:
         self._supervisor = asyncio.create_task(self._supervise(), name="postcall-supervisor")
@@ -107,13 +113,14 @@ class PostCallProcess:
         while not self._stopping:
             try:
                 self._process = await asyncio.create_subprocess_exec(
-                    *self._command, stdin=asyncio.subprocess.PIPE
+                    *self._command, stdin=asyncio.subprocess.PIPE, env=self._env
                 )
             except OSError:
                 log.exception("post-call worker could not start; retrying")
                 self._started.set()
                 await asyncio.sleep(self._restart_seconds)
                 continue
+            lower_priority(self._process.pid)  # before the child has started any thread
             self._started.set()
             code = await self._process.wait()
             if self._stopping:
@@ -127,14 +134,15 @@ class PostCallProcess:
             await asyncio.sleep(self._restart_seconds)
 
 
-def lower_priority() -> None:
-    """This process (its threads, and those it starts later) runs only when nothing else wants
-    the CPU; the nicest nice value where SCHED_IDLE is not available."""
+def lower_priority(pid: int = 0) -> None:
+    """Process `pid` (this one by default; its main thread, and the threads it starts later)
+    runs only when nothing else wants the CPU; the nicest nice value where SCHED_IDLE is not
+    available."""
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         with contextlib.suppress(OSError):
-            os.nice(19)
+            os.setpriority(os.PRIO_PROCESS, pid, 19)
 
 
 async def _stdin_lines() -> asyncio.StreamReader:

@@ -179,17 +179,24 @@ async def test_kill_9_with_fifty_sends_in_flight(tmp_path: Path) -> None:
                 assert attempts > SENDS  # the sends cut off by the kill were attempted again
 
                 await asyncio.sleep(3.5)  # B's RTP timeout: calls A left hanging are over
-                r = await http_b.get(
-                    f"/v1/mailboxes/{mailbox['id']}/messages",
-                    params={"limit": 100},
-                    headers=api_b.headers,
-                )
-                messages = r.json()["items"]
-                by_name = Counter(m["call_id"] for m in messages)
+                delivered = [i for i, s in enumerate(sends) if final[s]["status"] == "delivered"]
+                # B stores what it received in its post-call worker process, soon after each call.
+                give_up = time.monotonic() + 30
+                while True:
+                    r = await http_b.get(
+                        f"/v1/mailboxes/{mailbox['id']}/messages",
+                        params={"limit": 100},
+                        headers=api_b.headers,
+                    )
+                    messages = r.json()["items"]
+                    by_name = Counter(m["call_id"] for m in messages)
+                    stored = {f"rvm_{sends[i]}" for i in delivered} <= set(by_name)
+                    if stored or time.monotonic() > give_up:
+                        break
+                    await asyncio.sleep(0.2)
                 assert max(by_name.values()) == 1, by_name  # never two for one send
                 assert set(by_name) <= {f"rvm_{s}" for s in sends}
-                delivered = [i for i, s in enumerate(sends) if final[s]["status"] == "delivered"]
-                assert {f"rvm_{sends[i]}" for i in delivered} <= set(by_name)
+                assert stored, sorted({f"rvm_{sends[i]}" for i in delivered} - set(by_name))
                 named = {m["call_id"]: m for m in messages}
                 for i in delivered:
                     reference, rate = read_wav_pcm(references[i % 5])
