@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -130,3 +131,25 @@ async def test_hang_up_during_greeting_leaves_nothing(spool: Spool) -> None:
     call = FakeCall(caller_audio=speech(5), hangup_at_ms=1500)
     result = await leave_message(call, box(), spool, NOW)
     assert result.outcome is Outcome.NO_MESSAGE and spool.entries() == []
+
+
+class _StuckInGreeting(FakeCall):
+    """A call whose greeting never ends (until the script is cancelled)."""
+
+    async def play(self, audio: Audio, interrupt_on: str = "") -> str | None:
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_a_script_cancelled_during_the_greeting_leaves_nothing(spool: Spool) -> None:
+    call = _StuckInGreeting(caller_audio=speech(5))
+    task = asyncio.create_task(leave_message(call, box(), spool, NOW))
+    async with asyncio.timeout(20):
+        while not spool.entries():  # noqa: ASYNC110  (the entry is created on a thread)
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        while spool.entries():  # noqa: ASYNC110  (removed once its creation is done)
+            await asyncio.sleep(0.01)
+    assert list(spool.directory.iterdir()) == []

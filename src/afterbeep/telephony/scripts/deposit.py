@@ -15,7 +15,7 @@ from datetime import datetime
 from afterbeep.domain.clock import iso
 from afterbeep.telephony.interface import Audio, Call, CallEnded, EndedBy
 from afterbeep.telephony.prompts import beep, prompt
-from afterbeep.telephony.spool import Spool, SpoolEntry, SpoolMeta
+from afterbeep.telephony.spool import Spool, SpoolEntry, SpoolMeta, SpoolWriter
 
 
 class Outcome(enum.StrEnum):
@@ -53,6 +53,12 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
         await _say_and_hang_up(call, prompt("vm-mailbox-full", box.language))
         return DepositResult(Outcome.MAILBOX_FULL)
 
+    meta = SpoolMeta(
+        call_id=call.call_id, account_id=box.account_id, mailbox_id=box.mailbox_id,
+        caller=call.caller, caller_name=call.caller_name, callee=call.callee, started_at=iso(now),
+    )
+    # Creating the spool entry fsyncs: on a thread, while the greeting plays.
+    opening = asyncio.ensure_future(asyncio.to_thread(spool.open, meta, box.silence_threshold))
     try:
         greeting = box.greeting if box.greeting is not None else prompt("vm-greeting", box.language)
         skipped = await call.play(greeting, interrupt_on="#")
@@ -60,13 +66,12 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
             await call.play(prompt("vm-instructions", box.language), interrupt_on="#")
         await call.play(beep())
     except CallEnded:
+        (await opening).discard()
         return DepositResult(Outcome.NO_MESSAGE)
-
-    meta = SpoolMeta(
-        call_id=call.call_id, account_id=box.account_id, mailbox_id=box.mailbox_id,
-        caller=call.caller, caller_name=call.caller_name, callee=call.callee, started_at=iso(now),
-    )
-    writer = spool.open(meta, box.silence_threshold)
+    except BaseException:
+        opening.add_done_callback(_discard)  # cancelled: not waiting for the thread
+        raise
+    writer = await opening
     recording = await call.record(
         writer,
         max_seconds=box.max_message_seconds,
@@ -83,6 +88,12 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
     closing = "vm-max-length" if recording.ended_by is EndedBy.MAX_LENGTH else "vm-saved"
     await _say_and_hang_up(call, prompt(closing, box.language), recording.ended_by)
     return DepositResult(Outcome.SAVED, entry)
+
+
+def _discard(opening: asyncio.Future[SpoolWriter]) -> None:
+    """No message after all: remove the spool entry once its creation is done."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().discard()
 
 
 async def _say_and_hang_up(call: Call, audio: Audio, ended_by: EndedBy | None = None) -> None:
