@@ -21,15 +21,6 @@ again. Then timing:
   utterance (>= 40 ms) that come less than a turn gap after the talk before them still count as
   talk: in heavy noise the VAD hears only the loud bits of a greeting's words, and the gaps
   between them are not a person waiting.
-- words: before HUMAN-SHORT on a first turn of >= 500 ms, the turn's buffered audio (the
-  detector keeps the last 4.1 s) goes through a keyword search for the words of a recorded
-  greeting ("leave a message", "not available", "after the tone":
-  `afterbeep.audio.greeting_words`, pocketsphinx). A hit gives ``machine_start``
-  (GREETINGWORDS) instead; the greeting then ends as below (a beep, or 2 s of silence). English
-  only, and it finds only some: its thresholds were raised until no person's hello in the
-  tuning corpora was hit, which on espeak-ng voices leaves about a third of the English short
-  greetings found and none in other languages. It costs one search of <= 2.4 s of audio
-  (tens of ms of CPU) when a person would otherwise be decided.
 - a turn of 9 s, or a long turn after others making 9 s: ``machine_start`` (LONGGREETING).
 - a first turn longer than 2 s, then 3 s of silence: a greeting with no beep:
   ``machine_start`` + ``machine_end_silence`` (AFTERGREETINGSILENCE).
@@ -43,13 +34,8 @@ again. Then timing:
 All thresholds are in `AmdSettings`. Our own code because no package does AMD; the features
 are the ones Asterisk app_amd and the literature use (initial silence, greeting length,
 pauses, words), read from a real VAD instead of a fixed energy threshold. The trade-off is
-deliberate: timing cannot tell a short greeting with no beep ("Leave a message." then
-silence) from a person's one hello, so unless its words are found it reads as a person rather
-than risk playing a message to one. The waits cannot be much shorter either: a greeting's
-pauses between sentences and before its beep (up to 0.7 s and 1 s in the benchmark corpus)
-must not read as a person waiting, so a person is decided 1 to 1.1 s after the hello ends.
-Measured on the tuning corpora: waits of 0.5 and 0.6 s instead of 1 and 1.1 s bring the median
-decision on people from 2.7 to 2.2 s but let 26 % of machines through as people instead of 7 %.
+deliberate: a short greeting with no beep ("Leave a message." then silence) reads as a person
+rather than risk playing a message to one.
 """
 
 from __future__ import annotations
@@ -63,7 +49,6 @@ import numpy.typing as npt
 import webrtcvad
 
 from afterbeep.audio.beep import Beep, BeepDetector, BeepSettings
-from afterbeep.audio.greeting_words import GreetingWords, shared
 
 Audio = npt.NDArray[np.int16]
 
@@ -114,9 +99,6 @@ class AmdSettings:
     human_silence_ms: int = 1000  # ... this much silence: a person waiting
     human_max_turn_ms: int = 2000  # a turn up to this long, then ...
     human_long_silence_ms: int = 1100  # ... this much silence: a person waiting
-    greeting_words: bool = True  # before taking a first short turn for a person, look for the
-    # words of a recorded greeting in it ("leave a message": `afterbeep.audio.greeting_words`)
-    greeting_words_min_turn_ms: int = 500  # shorter turns are one word: not worth the search
     machine_speech_ms: int = 9000  # a turn this long is a recorded greeting
     greeting_silence_ms: int = 3000  # after a longer first turn: a machine recording in silence
     end_silence_ms: int = 2000  # after machine_start: the greeting is over
@@ -146,18 +128,8 @@ class MachineDetector:
     """Feed audio as it arrives; decisions come back as they are made: `human`, `fax` or
     `unknown` (final), or `machine_start` and later one `machine_end_*` (final)."""
 
-    def __init__(
-        self,
-        settings: AmdSettings | None = None,
-        beep: BeepSettings | None = None,
-        words: GreetingWords | None = None,
-    ) -> None:
+    def __init__(self, settings: AmdSettings | None = None, beep: BeepSettings | None = None) -> None:
         self.settings = s = settings or AmdSettings()
-        self._words = words  # None: the process-wide spotter, loaded when first needed
-        # the audio of a short first turn and the wait after it, for the greeting word search
-        self._recent: deque[Audio] = deque(
-            maxlen=(s.human_max_turn_ms + s.human_long_silence_ms + 1000) // FRAME_MS
-        )
         self._vad = webrtcvad.Vad(s.vad_mode)
         self._beeps = BeepDetector(beep)
         self._gate = 10 ** (s.speech_gate_db / 10)
@@ -220,8 +192,6 @@ class MachineDetector:
         s = self.settings
         self._t += FRAME_MS
         t = self._t
-        if s.greeting_words:
-            self._recent.append(frame.copy())
         x = frame.astype(np.float32)
         y = x - _PRE_EMPHASIS * np.concatenate(((self._previous,), x[:-1]))
         self._previous = float(x[-1])
@@ -318,29 +288,12 @@ class MachineDetector:
             silence = min(silence, t - max(self._last_voice, self._last_speech))
             wait = s.human_silence_ms if turn <= s.human_quick_turn_ms else s.human_long_silence_ms
             if silence >= wait:
-                if self._turns == 1 and self._greeting_words(turn):
-                    return [self._start("GREETINGWORDS")]
                 cause = "HUMAN-SHORT" if self._turns == 1 else "HUMAN-REPROMPT"
                 return [self._final(AnsweredBy.HUMAN, cause)]
         elif silence >= s.greeting_silence_ms:
             return [self._start("AFTERGREETINGSILENCE"),
                     self._final(AnsweredBy.MACHINE_END_SILENCE, "AFTERGREETINGSILENCE")]
         return self._time_limit(t)
-
-    def _greeting_words(self, turn: int) -> bool:
-        """Whether the first turn, ended `turn` ms after it began, says "leave a message"."""
-        s = self.settings
-        if not s.greeting_words or turn < s.greeting_words_min_turn_ms:
-            return False
-        margin = 200  # onsets and endings the VAD cut off
-        start = self._t - len(self._recent) * FRAME_MS
-        first = max(0, (self._turn_start - margin - start) // FRAME_MS)
-        last = max(first, (self._last_speech + margin - start) // FRAME_MS)
-        frames = list(self._recent)[first:last]
-        if not frames:
-            return False
-        words = self._words or shared()
-        return bool(words.spot(np.concatenate(frames)))
 
     def _time_limit(self, t: int) -> list[AmdDecision]:
         if t >= self.settings.total_ms:
