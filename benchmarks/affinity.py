@@ -31,10 +31,12 @@ def process_tree(pid: int) -> list[int]:
 
 def pin(pid: int, cpu: int) -> None:
     """Every thread of `pid` and of the processes it started (and the threads and processes
-    they start later) on `cpu`; this process, and the processes it starts later, on the others."""
+    they start later) on `cpu`; this process (every thread of it), and the processes it starts
+    later, on the others."""
     for process in process_tree(pid):
         for task in Path(f"/proc/{process}/task").iterdir():
             os.sched_setaffinity(int(task.name), {cpu})
     others = set(os.sched_getaffinity(0)) - {cpu}
     if others:
-        os.sched_setaffinity(0, others)
+        for task in Path("/proc/self/task").iterdir():  # the SMTP server's thread too
+            os.sched_setaffinity(int(task.name), others)
