@@ -156,8 +156,10 @@ async def _leave_message(runtime: Runtime, smtp: SmtpServer, tmp_path: Path) -> 
         async with baresip_phone(tmp_path, silence(30_000)) as phone:
             await phone.dial(f"sip:2025550100@127.0.0.1:{runtime.telephony.udp_port}")
             await phone.wait_event("CALL_ESTABLISHED", timeout=10)
-            async with asyncio.timeout(20):  # greeting, instructions, beep: then the spool file
-                while not any(spool.glob("*.pcm")):  # noqa: ASYNC110 (no event to wait on)
+            # Greeting, instructions, beep; then the recording fills the spool file (the
+            # entry itself is created while the greeting plays).
+            async with asyncio.timeout(20):
+                while not any(p.stat().st_size for p in spool.glob("*.pcm")):  # noqa: ASYNC110 (no event to wait on)
                     await asyncio.sleep(0.05)
             await phone.set_source(spoken)  # the caller speaks after the beep
             await asyncio.sleep(5.0)  # 3 s of speech, and room for baresip to switch its source late
