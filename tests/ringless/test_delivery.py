@@ -549,23 +549,24 @@ async def test_fifty_sends_survive_a_worker_killed_mid_batch(backend: Backend) -
         account_id = await account_id_of(rt, api)
         ids = await ringless_setup(rt, account_id, speech(10.0, seed=2), cap_attempts=100)
         sends = [await add_send(rt, account_id, ids, NUMBER, f"f-{i}") for i in range(50)]
-        doomed = asyncio.create_task(rt.delivery().run_once())
-        s = t.voicemail_sends.c
-        in_flight = select(s.id).where(s.status == "accepted", s.claimed_until.is_not(None))
+        worker = rt.delivery()
+        doomed = asyncio.create_task(worker.run_once())
         for _ in range(int(WAIT / 0.01)):
             if doomed.done():
                 break
-            if len(await api.messages(mailbox["id"])) >= 10:
-                async with rt.db.begin() as conn:  # not between two batches
-                    if (await conn.execute(in_flight)).first() is not None:
-                        break
+            delivered = len(await api.messages(mailbox["id"]))
+            if delivered >= 10 and worker.in_flight >= 3:
+                break  # and cancelled with no await in between: sends are mid-attempt
             await asyncio.sleep(0.01)
         assert not doomed.done()
         doomed.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await doomed
         async with rt.db.begin() as conn:
-            leased = await conn.execute(in_flight)
+            s = t.voicemail_sends.c
+            leased = await conn.execute(
+                select(s.id).where(s.status == "accepted", s.claimed_until.is_not(None))
+            )
             assert leased.all(), "the kill left no send in flight"
     rt.delivery_worker = None  # killed: its claims are never handed back
     await rt.stop()
