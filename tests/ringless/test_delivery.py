@@ -24,6 +24,7 @@ from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.config import Settings
 from afterbeep.db import tables as t
 from afterbeep.domain.ids import new_id
+from afterbeep.domain.messages import Message, RecordedCall
 from afterbeep.services.delivery import lease_for
 from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.sip.errors import SipTransportError
@@ -549,15 +550,26 @@ async def test_fifty_sends_survive_a_worker_killed_mid_batch(backend: Backend) -
         account_id = await account_id_of(rt, api)
         ids = await ringless_setup(rt, account_id, speech(10.0, seed=2), cap_attempts=100)
         sends = [await add_send(rt, account_id, ids, NUMBER, f"f-{i}") for i in range(50)]
-        worker = rt.delivery()
-        doomed = asyncio.create_task(worker.run_once())
-        for _ in range(int(WAIT / 0.01)):
-            if doomed.done():
-                break
-            delivered = len(await api.messages(mailbox["id"]))
-            if delivered >= 10 and worker.in_flight >= 3:
-                break  # and cancelled with no await in between: sends are mid-attempt
-            await asyncio.sleep(0.01)
+        # Ten deposits are stored; the attempts after them hang mid-deposit, leases held.
+        deposits = rt.deposits
+        assert deposits is not None
+        store, stored, held = deposits.finalize, 0, 0
+
+        async def finalize(meta: RecordedCall, audio: Audio, recovered: bool) -> Message | None:
+            nonlocal stored, held
+            if stored >= 10:
+                held += 1
+                await asyncio.Event().wait()
+            stored += 1
+            return await store(meta, audio, recovered)
+
+        deposits.finalize = finalize  # type: ignore[method-assign]
+        doomed = asyncio.create_task(rt.delivery().run_once())
+        async with asyncio.timeout(WAIT):
+            while not doomed.done() and not (  # noqa: ASYNC110  (no event to wait on)
+                held and len(await api.messages(mailbox["id"])) == 10
+            ):
+                await asyncio.sleep(0.01)
         assert not doomed.done()
         doomed.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -122,11 +122,6 @@ class OutboxWorker(abc.ABC, Generic[C]):
         """Return once the started worker has nothing due and sleeps (tests, drains)."""
         await self._sleeping.wait()
 
-    @property
-    def in_flight(self) -> int:
-        """Claims being attempted now."""
-        return len(self._inflight)
-
     async def run_once(self) -> int:
         """Attempt every row due now (by the injected clock); how many were attempted."""
         attempted = 0
