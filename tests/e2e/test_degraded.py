@@ -4,6 +4,7 @@ every answered call keeps its message)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -95,9 +96,14 @@ async def test_smtp_down_message_stored_at_once_email_sent_when_back(
         assert run.returncode == 0, run.output
         [message] = await api.wait_messages(mailbox["id"], 1)
         assert compare(sent(words), await api.audio(message["id"])).snr_db >= 30
-        log = await api.http.get("/v1/notifications", headers=api.headers)
-        [pending] = log.json()["items"]  # the email is queued and has been tried
-        assert pending["status"] == "pending" and pending["attempts"] >= 1, pending
+        async with asyncio.timeout(WAIT):  # the email is queued and gets tried (and fails)
+            while True:
+                log = await api.http.get("/v1/notifications", headers=api.headers)
+                [pending] = log.json()["items"]
+                assert pending["status"] == "pending", pending
+                if pending["attempts"] >= 1:
+                    break
+                await asyncio.sleep(0.1)
         with smtp_server(port=port) as smtp:
             [mail] = await smtp.collector.wait_for(1, timeout=WAIT)
         assert mail.rcpt_tos == [OWNER]

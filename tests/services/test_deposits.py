@@ -155,6 +155,7 @@ class Rig:
         if ended_by is not None:
             return writer.close(ended_by)
         writer.flush()
+        assert writer._fd is not None
         os.close(writer._fd)  # what a kill -9 does: the data written so far stays
         return writer.entry
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from afterbeep.audio.compare import compare
 from afterbeep.telephony.fake import FakeCall
-from afterbeep.telephony.interface import Audio, EndedBy
+from afterbeep.telephony.interface import Audio, EndedBy, Recording, RecordingSink
 from afterbeep.telephony.prompts import beep, prompt
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
-from afterbeep.telephony.spool import Spool
+from afterbeep.telephony.spool import Spool, SpoolWriter
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 GREETING_MS = len(prompt("vm-greeting")) // 8
@@ -32,9 +34,16 @@ def speech(seconds: float, seed: int = 1) -> Audio:
 
 def box(**overrides: object) -> DepositBox:
     values: dict[str, object] = dict(
-        account_id="acc_01jf18ah3jeb5w6dfp27sgjsbt", mailbox_id="vm_01jg8asp59ps9rtt7azhrhvcre",
-        language="en", greeting=None, skip_instructions=False, max_message_seconds=180,
-        min_message_seconds=2, silence_seconds=8, silence_threshold=200, full=False,
+        account_id="acc_01jf18ah3jeb5w6dfp27sgjsbt",
+        mailbox_id="vm_01jg8asp59ps9rtt7azhrhvcre",
+        language="en",
+        greeting=None,
+        skip_instructions=False,
+        max_message_seconds=180,
+        min_message_seconds=2,
+        silence_seconds=8,
+        silence_threshold=200,
+        full=False,
     )
     values.update(overrides)
     return DepositBox(**values)  # type: ignore[arg-type]
@@ -95,7 +104,9 @@ async def test_silence_ends_the_message(spool: Spool) -> None:
 
 async def test_too_short_message_is_discarded(spool: Spool) -> None:
     beep_end = GREETING_MS + INSTRUCTIONS_MS + BEEP_MS
-    call = FakeCall(caller_audio=caller_timeline(speech(0.8), beep_end), hangup_at_ms=beep_end + 3000)
+    call = FakeCall(
+        caller_audio=caller_timeline(speech(0.8), beep_end), hangup_at_ms=beep_end + 3000
+    )
     result = await leave_message(call, box(min_message_seconds=2), spool, NOW)
     assert result.outcome is Outcome.TOO_SHORT
     assert spool.entries() == []
@@ -153,3 +164,43 @@ async def test_a_script_cancelled_during_the_greeting_leaves_nothing(spool: Spoo
         while spool.entries():  # noqa: ASYNC110  (removed once its creation is done)
             await asyncio.sleep(0.01)
     assert list(spool.directory.iterdir()) == []
+
+
+class _NoticesRecording(FakeCall):
+    """A fake call that tells when the script starts recording (a SIP call drops what the
+    caller says before that)."""
+
+    recording: asyncio.Event
+
+    async def record(self, sink: RecordingSink, **limits: Any) -> Recording:
+        self.recording.set()
+        return await super().record(sink, **limits)
+
+
+async def test_recording_starts_at_the_beep_even_if_the_spool_entry_is_late(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    create = SpoolWriter.create
+
+    def slow_create(writer: SpoolWriter) -> None:
+        gate.wait(20)
+        create(writer)
+
+    monkeypatch.setattr(SpoolWriter, "create", slow_create)
+    beep_end = GREETING_MS + INSTRUCTIONS_MS + BEEP_MS
+    said = speech(4)
+    call = _NoticesRecording(
+        caller_audio=caller_timeline(said, beep_end), keys=[(beep_end + 5000, "#")]
+    )
+    call.recording = asyncio.Event()
+    task = asyncio.create_task(leave_message(call, box(), spool, NOW))
+    try:
+        async with asyncio.timeout(10):
+            await call.recording.wait()  # while the entry is still being created
+        assert spool.entries() == []
+    finally:
+        gate.set()
+    result = await task
+    assert result.outcome is Outcome.SAVED and result.entry is not None
+    assert compare(said, Spool.read_pcm(result.entry)).snr_db > 60

@@ -47,9 +47,11 @@ def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
 class SpoolWriter:
     """A RecordingSink that appends to the spool file and tracks where speech last was."""
 
-    def __init__(self, entry: SpoolEntry, silence_threshold: int = DEFAULT_SILENCE_THRESHOLD) -> None:
+    def __init__(
+        self, entry: SpoolEntry, silence_threshold: int = DEFAULT_SILENCE_THRESHOLD
+    ) -> None:
         self.entry = entry
-        self._fd = os.open(entry.pcm_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd: int | None = None  # until `create()`: audio is held in memory
         self._pending: list[bytes] = []
         self._pending_samples = 0
         self._threshold = silence_threshold
@@ -77,8 +79,14 @@ class SpoolWriter:
         if self._pending_samples >= FLUSH_SAMPLES:
             self.flush()
 
+    def create(self) -> None:
+        """Put the entry on disk (its metadata fsynced). Blocking: a deposit runs it on a
+        thread while the greeting plays, and records into the writer even if it is late."""
+        _write_json_atomic(self.entry.meta_path, asdict(self.entry.meta))
+        self._fd = os.open(self.entry.pcm_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
     def flush(self) -> None:
-        if self._pending:
+        if self._pending and self._fd is not None:
             os.write(self._fd, b"".join(self._pending))
             self._pending.clear()
             self._pending_samples = 0
@@ -90,6 +98,8 @@ class SpoolWriter:
         return min(self.samples, self.last_sound_end + TRIM_KEEP_SAMPLES)
 
     def close(self, ended_by: EndedBy) -> SpoolEntry:
+        if self._fd is None:
+            raise RuntimeError("the spool entry was never created")
         self.flush()
         os.fsync(self._fd)
         os.close(self._fd)
@@ -99,7 +109,9 @@ class SpoolWriter:
         return self.entry
 
     def discard(self) -> None:
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         Spool.remove(self.entry)
 
 
@@ -108,13 +120,23 @@ class Spool:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def open(self, meta: SpoolMeta, silence_threshold: int = DEFAULT_SILENCE_THRESHOLD) -> SpoolWriter:
+    def open(
+        self, meta: SpoolMeta, silence_threshold: int = DEFAULT_SILENCE_THRESHOLD
+    ) -> SpoolWriter:
+        """A writer whose entry is on disk."""
+        writer = self.writer(meta, silence_threshold)
+        writer.create()
+        return writer
+
+    def writer(
+        self, meta: SpoolMeta, silence_threshold: int = DEFAULT_SILENCE_THRESHOLD
+    ) -> SpoolWriter:
+        """A writer for `meta`, not yet on disk (no I/O): `create()` it."""
         if not meta.call_id.replace("_", "").isalnum():
             raise ValueError("call ids in the spool must be plain identifiers")
         entry = SpoolEntry(
             meta, self.directory / f"{meta.call_id}.pcm", self.directory / f"{meta.call_id}.json"
         )
-        _write_json_atomic(entry.meta_path, asdict(meta))
         return SpoolWriter(entry, silence_threshold)
 
     def entries(self) -> list[SpoolEntry]:

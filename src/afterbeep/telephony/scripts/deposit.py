@@ -15,7 +15,7 @@ from datetime import datetime
 from afterbeep.domain.clock import iso
 from afterbeep.telephony.interface import Audio, Call, CallEnded, EndedBy
 from afterbeep.telephony.prompts import beep, prompt
-from afterbeep.telephony.spool import Spool, SpoolEntry, SpoolMeta, SpoolWriter
+from afterbeep.telephony.spool import Spool, SpoolEntry, SpoolMeta
 
 
 class Outcome(enum.StrEnum):
@@ -54,31 +54,41 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
         return DepositResult(Outcome.MAILBOX_FULL)
 
     meta = SpoolMeta(
-        call_id=call.call_id, account_id=box.account_id, mailbox_id=box.mailbox_id,
-        caller=call.caller, caller_name=call.caller_name, callee=call.callee, started_at=iso(now),
+        call_id=call.call_id,
+        account_id=box.account_id,
+        mailbox_id=box.mailbox_id,
+        caller=call.caller,
+        caller_name=call.caller_name,
+        callee=call.callee,
+        started_at=iso(now),
     )
-    # Creating the spool entry fsyncs: on a thread, while the greeting plays.
-    opening = asyncio.ensure_future(asyncio.to_thread(spool.open, meta, box.silence_threshold))
+    # Creating the spool entry fsyncs: on a thread, while the greeting plays. The recording
+    # goes into the writer from the beep on, held in memory if the entry is not there yet.
+    writer = spool.writer(meta, box.silence_threshold)
+    creating = asyncio.ensure_future(asyncio.to_thread(writer.create))
     try:
         greeting = box.greeting if box.greeting is not None else prompt("vm-greeting", box.language)
         skipped = await call.play(greeting, interrupt_on="#")
         if skipped is None and not box.skip_instructions:
             await call.play(prompt("vm-instructions", box.language), interrupt_on="#")
         await call.play(beep())
+        if creating.done():
+            creating.result()  # a spool that cannot be written fails the call before recording
+        recording = await call.record(
+            writer,
+            max_seconds=box.max_message_seconds,
+            silence_seconds=box.silence_seconds,
+            finish_on="#",
+            silence_threshold=box.silence_threshold,
+        )
+        await asyncio.shield(creating)  # a cancelled script must not cancel the thread's task
     except CallEnded:
-        (await opening).discard()
+        await asyncio.shield(creating)
+        writer.discard()
         return DepositResult(Outcome.NO_MESSAGE)
     except BaseException:
-        opening.add_done_callback(_discard)  # cancelled: not waiting for the thread
+        creating.add_done_callback(lambda _: writer.discard())  # not waiting for the thread
         raise
-    writer = await opening
-    recording = await call.record(
-        writer,
-        max_seconds=box.max_message_seconds,
-        silence_seconds=box.silence_seconds,
-        finish_on="#",
-        silence_threshold=box.silence_threshold,
-    )
     if writer.kept_samples(recording.ended_by) < box.min_message_seconds * 8000:
         writer.discard()
         await _say_and_hang_up(call, prompt("vm-goodbye", box.language), recording.ended_by)
@@ -88,12 +98,6 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
     closing = "vm-max-length" if recording.ended_by is EndedBy.MAX_LENGTH else "vm-saved"
     await _say_and_hang_up(call, prompt(closing, box.language), recording.ended_by)
     return DepositResult(Outcome.SAVED, entry)
-
-
-def _discard(opening: asyncio.Future[SpoolWriter]) -> None:
-    """No message after all: remove the spool entry once its creation is done."""
-    if not opening.cancelled() and opening.exception() is None:
-        opening.result().discard()
 
 
 async def _say_and_hang_up(call: Call, audio: Audio, ended_by: EndedBy | None = None) -> None:
