@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from afterbeep.telephony.sip.auth import Credentials
 from afterbeep.telephony.sip.ua import (
@@ -160,7 +164,19 @@ async def test_outbound_call_through_401_with_retransmitted_challenge(
         assert re.search(r"^Authorization: Digest .*qop=auth.*nc=00000001", result.messages, re.M)
 
 
-async def test_outbound_to_dead_port_retransmits_per_timer_a_and_fails_per_timer_b() -> None:
+@pytest.mark.parametrize("late", [0.0, 0.03], ids=["on-time", "loop-30ms-late"])
+async def test_outbound_to_dead_port_retransmits_per_timer_a_and_fails_per_timer_b(
+    late: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also with every timer handled 30 ms late (a busy loop): the retransmissions keep
+    their schedule instead of drifting past timer B."""
+    on_timer = UserAgent._on_timer
+
+    def late_on_timer(ua: UserAgent, entry: Any, timer: Any) -> None:
+        time.sleep(late)
+        on_timer(ua, entry, timer)
+
+    monkeypatch.setattr(UserAgent, "_on_timer", late_on_timer)
     loop = asyncio.get_running_loop()
     received: list[bytes] = []
 

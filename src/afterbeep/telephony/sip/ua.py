@@ -225,13 +225,14 @@ class _EventSource(Generic[E]):
 
 
 class _Entry:
-    __slots__ = ("done", "flow", "handles", "machine", "tu")
+    __slots__ = ("done", "firing", "flow", "handles", "machine", "tu")
 
     def __init__(self, machine: Transaction, flow: Flow, tu: Callable[[TUEvent], None] | None):
         self.machine = machine
         self.flow = flow
         self.tu = tu
         self.handles: dict[Timer, asyncio.TimerHandle] = {}
+        self.firing: tuple[Timer, float] | None = None  # the timer being handled, when it was due
         self.done = False
 
 
@@ -975,8 +976,13 @@ class UserAgent:
                 if old is not None:
                     old.cancel()
                 if not self._closed and self._loop is not None:
-                    entry.handles[action.timer] = self._loop.call_later(
-                        action.delay, self._on_timer, entry, action.timer
+                    # A timer re-armed as it fires (A, E, G) counts from when it was due, so
+                    # that a late loop does not push the retransmissions past timer B or F.
+                    base = self._loop.time()
+                    if entry.firing is not None and entry.firing[0] is action.timer:
+                        base = entry.firing[1]
+                    entry.handles[action.timer] = self._loop.call_at(
+                        base + action.delay, self._on_timer, entry, action.timer
                     )
             elif isinstance(action, StopTimer):
                 handle = entry.handles.pop(action.timer, None)
@@ -1000,9 +1006,13 @@ class UserAgent:
             del self._txns[entry.machine.key]
 
     def _on_timer(self, entry: _Entry, timer: Timer) -> None:
-        entry.handles.pop(timer, None)
+        handle = entry.handles.pop(timer, None)
         if not entry.done:
-            self._apply(entry, entry.machine.on_timer(timer))
+            entry.firing = (timer, handle.when()) if handle is not None else None
+            try:
+                self._apply(entry, entry.machine.on_timer(timer))
+            finally:
+                entry.firing = None
 
     def _start_client(
         self, req: SipRequest, flow: Flow, tu: Callable[[TUEvent], None] | None
