@@ -73,11 +73,14 @@ def caller_pcap(directory: Path, *parts: Audio | str) -> Path:
 
 
 def rtp_range() -> tuple[int, int]:
-    """200 RTP ports at random in 30000-39999, in this pytest-xdist worker's own lane."""
+    """200 RTP ports at random in 10000-19999, in this pytest-xdist worker's own lane.
+
+    Below the kernel's ephemeral ports (32768-60999), so that a port the kernel picked for a
+    SIP or HTTP listener (`free_port()`) is never taken by a call's RTP socket meanwhile."""
     lanes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     lane = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % lanes
     width = 10000 // lanes // 200 * 200
-    base = random.randrange(30000 + lane * width, 30000 + (lane + 1) * width - 199, 200)
+    base = random.randrange(10000 + lane * width, 10000 + (lane + 1) * width - 199, 200)
     return base, base + 199
 
 

@@ -64,8 +64,8 @@ async def bench(calls: int, seconds: float, play: bool = True) -> dict[str, obje
         MediaConfig(
             advertised_ip="127.0.0.1",
             bind_host="127.0.0.1",
-            port_min=44000,
-            port_max=44000 + 4 * calls + 100,
+            port_min=10000,
+            port_max=10000 + 4 * calls + 100,
             inactivity_timeout=0,
         )
     )

@@ -36,8 +36,8 @@ def engine(**overrides: Any) -> MediaEngine:
     settings: dict[str, Any] = {
         "advertised_ip": "127.0.0.1",
         "bind_host": "127.0.0.1",
-        "port_min": 42000,
-        "port_max": 42999,
+        "port_min": 22000,
+        "port_max": 22999,
         "rtcp_interval": 0.5,
     }
     settings.update(overrides)

@@ -254,17 +254,17 @@ async def test_rtcp_reports_flow_both_ways(mux: bool) -> None:
 
 
 async def test_ports_are_even_pairs_and_exhaustion_is_reported() -> None:
-    eng = engine(port_min=43000, port_max=43005)
+    eng = engine(port_min=31000, port_max=31005)
     try:
         sessions = [await eng.open_session() for _ in range(3)]
-        assert sorted(s.local_port for s in sessions) == [43000, 43002, 43004]
+        assert sorted(s.local_port for s in sessions) == [31000, 31002, 31004]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe, pytest.raises(OSError):
-            probe.bind(("127.0.0.1", 43001))  # the RTCP port is bound too
+            probe.bind(("127.0.0.1", 31001))  # the RTCP port is bound too
         with pytest.raises(PortsExhaustedError):
             await eng.open_session()
         await sessions[1].close()
         again = await eng.open_session()
-        assert again.local_port == 43002
+        assert again.local_port == 31002
     finally:
         await eng.close()
     assert eng.sessions == 0

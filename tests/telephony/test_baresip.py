@@ -64,8 +64,8 @@ def make_runtime(tmp_path: Path, smtp_url: str = "smtp://127.0.0.1:9") -> Runtim
             data_dir=tmp_path / "var",
             secret_key="test-secret-" + "x" * 32,
             sip_addr=f"127.0.0.1:{free_port()}",
-            rtp_port_min=44000,
-            rtp_port_max=44999,
+            rtp_port_min=24000,
+            rtp_port_max=24999,
             smtp_url=smtp_url,
         )
     )

@@ -25,7 +25,7 @@ sipp_bin = sip_rig.sipp_bin
 
 @pytest.fixture
 async def server() -> AsyncIterator[TelephonyServer]:
-    ua_config, media_config = telephony_configs("127.0.0.1:0", None, 44000, 44999)
+    ua_config, media_config = telephony_configs("127.0.0.1:0", None, 24000, 24999)
     async with TelephonyServer(ua_config, media_config) as srv:
         yield srv
 

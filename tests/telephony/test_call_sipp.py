@@ -32,7 +32,7 @@ sipp_bin = sip_rig.sipp_bin  # the session fixture of tests/sip: installs sip-te
 
 pytestmark = pytest.mark.timeout(60)
 
-RTP_RANGE = (43000, 43999)
+RTP_RANGE = (23000, 23999)
 CALLER = "+12025550123"  # the From of the media_* scenarios
 SERVICE = "2025550100"
 

@@ -38,7 +38,7 @@ sipp_bin = sip_rig.sipp_bin
 
 pytestmark = pytest.mark.timeout(60)
 
-POOL_RANGE = (46000, 46007)  # four even/odd pairs
+POOL_RANGE = (31100, 31107)  # four even/odd pairs
 
 
 async def eventually(check: Callable[[], bool]) -> None:

@@ -34,7 +34,7 @@ sipp_bin = sip_rig.sipp_bin
 async def serve(
     script: Callable[[SipCall], Awaitable[None]] | None = None, **kwargs: Any
 ) -> AsyncIterator[TelephonyServer]:
-    ua_config, media_config = telephony_configs("127.0.0.1:0", None, 45000, 45999)
+    ua_config, media_config = telephony_configs("127.0.0.1:0", None, 25000, 25999)
     server = TelephonyServer(ua_config, media_config, script, **kwargs)
     await server.start()
     try:
