@@ -45,3 +45,30 @@ def test_the_last_sound_is_where_frame_by_frame_puts_it(tmp_path: Path) -> None:
         assert writer.last_sound_end == frame_by_frame(blocks, 200), case
         assert writer.samples == sum(len(b) for b in blocks)
         writer.close(EndedBy.HANGUP)
+
+
+def _meta(call_id: str) -> SpoolMeta:
+    return SpoolMeta(
+        call_id=call_id, account_id="acct_1", mailbox_id="vm_1", caller=None,
+        caller_name=None, callee=None, started_at="2026-11-23T00:00:00+00:00",
+    )  # fmt: skip
+
+
+def test_audio_reaches_the_file_every_half_second_and_waits_in_memory_for_the_entry(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    block = np.full(1600, 3000, dtype=np.int16)  # 200 ms, as the media layer delivers
+    writer = spool.writer(_meta("call_late"), 200)
+    for _ in range(4):
+        writer.write(block)  # 800 ms before the entry exists: held
+    assert spool.entries() == [] and not writer.entry.pcm_path.exists()
+    writer.create()
+    assert writer.entry.pcm_path.stat().st_size == 0
+    sizes = []
+    for _ in range(5):
+        writer.write(block)
+        sizes.append(writer.entry.pcm_path.stat().st_size // 2)
+    assert sizes == [8000, 8000, 8000, 12800, 12800]  # at most 400 ms behind after a write
+    entry = writer.close(EndedBy.HANGUP)
+    assert np.array_equal(Spool.read_pcm(entry), np.tile(block, 9))

@@ -1,9 +1,11 @@
 """The recording spool: message audio on local disk while the call is still going.
 
 Each recording is `<spool>/<call_id>.pcm` (raw 8 kHz mono int16, appended as audio arrives and
-flushed to the OS at least once a second of audio) and `<call_id>.json` (who called whom, and
-once the recording ended, how). A kill -9 thus loses at most the last second. Entries are removed
-only after the message is stored and committed; entries found at start-up are recovered.
+flushed to the OS every half second of audio) and `<call_id>.json` (who called whom, and
+once the recording ended, how). A kill -9 thus loses at most the last second: the half second
+not yet flushed, plus what the media layer still holds (a delivered block, reordering).
+Entries are removed only after the message is stored and committed; entries found at start-up
+are recovered.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from afterbeep.telephony.interface import Audio, EndedBy
 
 SpoolMeta = RecordedCall
 
-FLUSH_SAMPLES = 8000  # one second of audio
+FLUSH_SAMPLES = 4000  # half a second of audio
 FRAME = 160
 TRIM_KEEP_SAMPLES = 1600  # ~200 ms of trailing silence kept
 
