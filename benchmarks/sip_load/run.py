@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-limit", type=int, default=170, help="SIPp -timeout, seconds")
     parser.add_argument("--drain-seconds", type=float, default=90, help="deposit: wait for messages and emails")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (a run that fails always keeps it)")
     parser.add_argument("--service-cpu", type=int, default=None, help="pin the service to this CPU, SIPp to the others")
     args = parser.parse_args(argv)
     if args.calls > 5000 or args.concurrency > 2000 or args.time_limit > 900:
@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> None:
         report(result, work)
         if args.json is not None:
             args.json.write_text(json.dumps({**asdict(result), "passed": result.passed, "work": str(work)}, indent=2))
-        if not args.keep:
+        if not args.keep and result.passed:  # a failed run keeps its evidence
             shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if result.passed else 1)
 
