@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from afterbeep.audio import tones
-from afterbeep.audio.amd import AmdDecision, AnsweredBy, MachineDetector, classify
+from afterbeep.audio.amd import AmdDecision, AmdSettings, AnsweredBy, MachineDetector, classify
 from afterbeep.audio.amd_corpus import generate, speak
 from afterbeep.audio.rendition import read_wav_pcm
 
@@ -208,3 +208,32 @@ def test_fragments_between_two_hellos_do_not_join_them() -> None:
     decisions = classify(audio)
     check_sequence(decisions)
     assert decisions[-1].answered_by is AnsweredBy.HUMAN
+
+
+def far_talk(n: int, level: float, seed: int) -> npt.NDArray[np.float64]:
+    """Other people talking far from the phone: three voices summed and smeared, at `level` rms."""
+    rng = np.random.default_rng(seed)
+    texts = ["I will be out of the office until Monday.", "Our office is currently closed.",
+             "Hi, this is Kevin.", "For billing questions, please visit our website."]
+    out = np.zeros(n)
+    for voice in ("en-gb", "en+f2", "en+m7"):
+        talk = np.concatenate([say(str(t), voice, 1.0) for t in rng.permutation(texts)])
+        talk = np.tile(talk, n // len(talk) + 1)
+        start = int(rng.integers(len(talk) - n + 1))
+        out += talk[start : start + n]
+    out = np.convolve(out, np.ones(8) / 8, mode="same")
+    return out * (level / float(np.sqrt(np.mean(out**2))))
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_far_talk_20_db_under_the_voice_does_not_join_a_hello_to_its_reprompts(seed: int) -> None:
+    person = np.concatenate([quiet(200), say("Hello, this is Jenny."), quiet(1100), say("Hello?"), quiet(1400),
+                             say("Hello? Anyone there?"), quiet(5000)])
+    audio = pcm_of(person + far_talk(len(person), 0.01, seed))
+    decisions = classify(audio)
+    check_sequence(decisions)
+    assert decisions[-1].answered_by is AnsweredBy.HUMAN
+    # what the rule is about: counting the far talk's quiet frames as talk made this one long turn
+    # (a greeting) followed by silence
+    counted = classify(audio, AmdSettings(quiet_below_speech_db=99.0))
+    assert counted[0].answered_by is AnsweredBy.MACHINE_START

@@ -5,6 +5,8 @@ through webrtcvad (the WebRTC voice activity detector, from ``webrtcvad-wheels``
 energy: 6 dB over a noise floor that is the minimum frame energy over the last 3 s (lost
 packets and suppressed silence, digital zero, do not count). Every frame also goes through
 the beep detector (`afterbeep.audio.beep`). Speech runs of >= 100 ms open an utterance;
+inside one, a frame more than 15 dB below the voice heard so far does not extend it (far talk
+that the VAD calls speech would otherwise join a hello to the "Hello?" said after it);
 utterances join into a turn across gaps < 950 ms (a greeting's pauses between sentences are
 shorter than the wait of a person who said something and expects an answer). Once a turn is
 longer than a person's hello (2 s), speech fragments too short to open an utterance (>= 40 ms,
@@ -92,6 +94,8 @@ class AmdSettings:
     min_onset_ms: int = 100  # speech must last this long to open an utterance
     blip_ms: int = 40  # speech runs too short to open an utterance but this long, close to
     # the talk before them, still mean "not silent": the loud bits of words in heavy noise
+    quiet_below_speech_db: float = 15.0  # a speech frame this far below the voice does not extend
+    # an utterance: far talk (babble) the VAD calls speech must not join a hello to its reprompt
     min_turn_speech_ms: int = 140  # a lone turn with less speech than this was a noise
     word_gap_ms: int = 300  # shorter gaps join speech into one utterance
     turn_gap_ms: int = 950  # shorter gaps join utterances into one turn
@@ -134,6 +138,7 @@ class MachineDetector:
         self._beeps = BeepDetector(beep)
         self._gate = 10 ** (s.speech_gate_db / 10)
         self._beep_margin = 10 ** (-s.beep_below_speech_db / 10)
+        self._quiet_margin = 10 ** (-s.quiet_below_speech_db / 10)
         self._min_speech = (32768.0 * 10 ** (s.min_speech_dbfs / 20)) ** 2
         self._blocks: deque[float] = deque(maxlen=max(1, s.noise_window_ms // (_BLOCK_FRAMES * FRAME_MS)))
         self._block_min = float("inf")
@@ -211,9 +216,10 @@ class MachineDetector:
             and energy >= self._floor * self._gate
             and self._vad.is_speech(np.clip(y, -32768, 32767).astype(np.int16).tobytes(), RATE)
         )
+        level = float(np.dot(x, x)) / FRAME
         if speech:
-            self._speech_level += 0.05 * (float(np.dot(x, x)) / FRAME - self._speech_level)
-        return self._speech(t, speech)
+            self._speech_level += 0.05 * (level - self._speech_level)
+        return self._speech(t, speech, level)
 
     def _track_floor(self, energy: float) -> None:
         """Noise floor: the minimum frame energy per 500 ms block, over the last blocks."""
@@ -228,7 +234,7 @@ class MachineDetector:
         elif not self._blocks and self._block_min != float("inf"):
             self._floor = self._block_min
 
-    def _speech(self, t: int, speech: bool) -> list[AmdDecision]:
+    def _speech(self, t: int, speech: bool, level: float) -> list[AmdDecision]:
         s = self.settings
         self._run = self._run + 1 if speech else 0
         if self._run == 1:
@@ -238,8 +244,9 @@ class MachineDetector:
         if self._run * FRAME_MS >= s.blip_ms and run_start - talk_end < s.turn_gap_ms:
             self._last_voice = t  # a fragment close to the talk before it: still talking
         if speech and self._in_utterance:
-            self._speech_ms += FRAME_MS
-            self._last_speech = t
+            if level >= self._speech_level * self._quiet_margin:
+                self._speech_ms += FRAME_MS
+                self._last_speech = t
         elif speech and self._run * FRAME_MS >= s.min_onset_ms:
             start = t - self._run * FRAME_MS
             self._in_utterance = True
