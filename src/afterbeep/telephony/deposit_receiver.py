@@ -19,6 +19,10 @@ signed with a per-process key, so after a restart an old nonce is simply challen
 
 The sender may name its send in ``X-Afterbeep-Send``; the message's call id is then derived
 from it, so a deposit the sender repeats (it never saw our answer) stores no second message.
+Calls of one send never share its spool entry: a repeat that arrives while the earlier call is
+still live (the sender restarted, or gave up on it, before our RTP timeout) ends that call and
+drops its partial recording, the newest call wins; a repeat of a deposit received whole and
+still waiting in the spool is answered and heard out, and the entry already there is kept.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiosipua.headers import parse_auth
 
@@ -40,7 +44,7 @@ from afterbeep.domain.clock import Clock, iso
 from afterbeep.domain.phone import mask
 from afterbeep.services.routing import CallRouter, NoRoute, VoicemailRoute
 from afterbeep.telephony.call import SipCall, uri_user
-from afterbeep.telephony.interface import CallEnded, EndedBy
+from afterbeep.telephony.interface import Audio, CallEnded, EndedBy
 from afterbeep.telephony.server import QuickRouter, Route, Router
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.spool import Spool, SpoolMeta
@@ -239,6 +243,21 @@ def _is_deposit(invite: IncomingInvite) -> bool:
     return marker is not None and marker.strip() == "1"
 
 
+@dataclass(slots=True)
+class _Live:
+    """The call currently depositing a send, and whether its handling has finished."""
+
+    call: SipCall
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Ignored:
+    """A recording sink that keeps nothing."""
+
+    def write(self, pcm: Audio) -> None:
+        pass
+
+
 class DepositReceiver:
     """A `Router` in front of the normal inbound one (``fallback``)."""
 
@@ -264,8 +283,10 @@ class DepositReceiver:
         self._peers = peers
         self._guard = DigestGuard(users) if users else None
         self._silence_threshold = silence_threshold
+        self._live: dict[str, _Live] = {}
         self.received = 0
         self.refused = 0
+        self.repeats = 0
 
     def quick_route(self, invite: IncomingInvite) -> Route | None:
         """The fallback's quick route for an ordinary call; None (ask `route`) for a deposit."""
@@ -318,8 +339,52 @@ class DepositReceiver:
         return challenge
 
     async def _receive(self, call: SipCall, route: VoicemailRoute, call_id: str | None) -> None:
-        if call_id is not None:
-            call.call_id = call_id
+        if call_id is None:
+            await self._record(call, route)  # named by its SIP Call-ID: no earlier call shares it
+            return
+        call.call_id = call_id
+        live = await self._claim(call)
+        try:
+            held = await asyncio.to_thread(self._spool.entry, call_id)
+            if held is not None and held.meta.ended_by is not None:
+                await self._hear_out(call, route)
+            else:
+                await self._record(call, route)
+        finally:
+            live.done.set()
+            if self._live.get(call_id) is live:
+                del self._live[call_id]
+
+    async def _claim(self, call: SipCall) -> _Live:
+        """Make `call` the one live deposit of its send. An earlier call of the same send still
+        live is an attempt its sender gave up on (it died, or timed out, and sent again before
+        our RTP timeout): it is ended and its partial recording dropped before this one opens
+        the same spool entry."""
+        while (earlier := self._live.get(call.call_id)) is not None:
+            log.warning("deposit for %s sent again: ending the earlier call", mask(call.callee))
+            earlier.call.end("superseded")
+            await earlier.done.wait()
+        live = _Live(call)
+        self._live[call.call_id] = live
+        return live
+
+    async def _hear_out(self, call: SipCall, route: VoicemailRoute) -> None:
+        """A repeat of a deposit already received whole and not yet stored: answered and heard
+        to the end like any other (its sender then knows it landed), but the entry in the spool
+        is the one kept."""
+        await call.answer()
+        mailbox = route.mailbox
+        await call.record(
+            _Ignored(),
+            max_seconds=mailbox.max_message_seconds,
+            silence_seconds=max(DEPOSIT_SILENCE_SECONDS, mailbox.silence_seconds),
+            finish_on="",
+            silence_threshold=self._silence_threshold,
+        )
+        self.repeats += 1
+        log.info("deposit for %s repeated: the first one is kept", mask(call.callee))
+
+    async def _record(self, call: SipCall, route: VoicemailRoute) -> None:
         await call.answer()
         mailbox = route.mailbox
         meta = SpoolMeta(
@@ -344,8 +409,8 @@ class DepositReceiver:
             writer.discard()
             raise
         if recording.ended_by is EndedBy.HANGUP and call.end_reason != "remote":
-            # No BYE: the sender died mid-audio (RTP timeout). It will deposit again under the
-            # same name; keeping this part would make that whole deposit the duplicate.
+            # No BYE: the sender died mid-audio (RTP timeout), or sent the deposit again. It will
+            # deposit again under the same name; keeping this part would make that one the duplicate.
             writer.discard()
             log.warning("deposit for %s cut short (%s): dropped", mask(call.callee), call.end_reason)
             return
