@@ -14,8 +14,10 @@ from pathlib import Path
 
 from afterbeep.audio.compare import compare
 from afterbeep.domain.ids import new_id
+from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers
-from afterbeep.telephony.server import Route
+from afterbeep.telephony.interface import Audio
+from afterbeep.telephony.server import Route, TelephonyServer
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.spool import Spool, SpoolEntry
 from tests.conftest import Backend
@@ -24,8 +26,17 @@ from tests.ringless.support import SENDER
 from tests.ringless.test_delivery import SQLITE, runtime_of
 
 
-def deposit_headers(send_id: str) -> list[tuple[str, str]]:
-    return [("X-Afterbeep-Deposit", "1"), ("X-Afterbeep-Send", send_id)]
+def receiver_side(backend: Backend, tmp_path: Path) -> Backend:
+    """B's backend: the same database kind, its own data directory."""
+    return Backend(backend.name, {**backend.env, "data_dir": tmp_path / "var-b"})
+
+
+async def deposit(a: TelephonyServer, uri: str, send_id: str, audio: Audio) -> SipCall:
+    """Dial B as the delivery engine does, and play `audio` (the call stays up)."""
+    headers = [("X-Afterbeep-Deposit", "1"), ("X-Afterbeep-Send", send_id)]
+    call = await (await a.dial(uri, f"sip:{SENDER}@127.0.0.1", headers=headers)).wait_answered()
+    await call.play(audio)
+    return call
 
 
 class Held:
@@ -48,9 +59,9 @@ async def test_a_deposit_sent_again_while_the_first_call_is_live_ends_that_call(
 ) -> None:
     first_audio, second_audio = speech(2.0, seed=31), speech(6.0, seed=32)
     send_id = new_id("vmsend")
-    backend_b = Backend(backend.name, {**backend.env, "data_dir": tmp_path / "var-b"})
     async with (
-        runtime_of(backend_b, None, workers=True, deposit_peers="127.0.0.1") as rt_b,
+        runtime_of(receiver_side(backend, tmp_path), None, workers=True, deposit_peers="127.0.0.1")
+        as rt_b,
         api_of(rt_b, "Receiver") as api_b,
     ):
         assert rt_b.telephony is not None and rt_b.deposit_receiver is not None
@@ -60,16 +71,12 @@ async def test_a_deposit_sent_again_while_the_first_call_is_live_ends_that_call(
             assert rt_a.telephony is not None
             a = rt_a.telephony
             async with asyncio.timeout(WAIT):
-                first = await (
-                    await a.dial(uri, f"sip:{SENDER}@127.0.0.1", headers=deposit_headers(send_id))
-                ).wait_answered()
-                await first.play(first_audio)  # then nothing more, and no BYE: a sender that died
-                second = await (
-                    await a.dial(uri, f"sip:{SENDER}@127.0.0.1", headers=deposit_headers(send_id))
-                ).wait_answered()
+                # 2 s of audio, then nothing more and no BYE: a sender that died
+                first = await deposit(a, uri, send_id, first_audio)
+                second_call = asyncio.create_task(deposit(a, uri, send_id, second_audio))
                 await first.ended.wait()
                 assert first.end_reason == "remote"  # B hung up the call it gave up on
-                await second.play(second_audio)
+                second = await second_call
                 await asyncio.sleep(0.3)
                 await second.hangup()
         await settle(rt_b)
@@ -88,8 +95,7 @@ async def test_a_repeat_of_a_deposit_still_in_the_spool_leaves_that_entry_whole(
 ) -> None:
     first_audio, second_audio = speech(3.0, seed=33), speech(4.0, seed=34)
     send_id = new_id("vmsend")
-    backend_b = Backend(backend.name, {**backend.env, "data_dir": tmp_path / "var-b"})
-    async with runtime_of(backend_b, None) as rt_b, api_of(rt_b, "Receiver") as api_b:
+    async with runtime_of(receiver_side(backend, tmp_path), None) as rt_b, api_of(rt_b, "Receiver") as api_b:
         assert rt_b.spool is not None and rt_b.spool_worker is not None
         mailbox = await api_b.mailbox()
         held = Held()
@@ -103,10 +109,7 @@ async def test_a_repeat_of_a_deposit_still_in_the_spool_leaves_that_entry_whole(
             a = rt_a.telephony
             async with asyncio.timeout(WAIT):
                 for audio in (first_audio, second_audio):
-                    call = await (
-                        await a.dial(uri, f"sip:{SENDER}@127.0.0.1", headers=deposit_headers(send_id))
-                    ).wait_answered()
-                    await call.play(audio)
+                    call = await deposit(a, uri, send_id, audio)
                     await asyncio.sleep(0.3)
                     await call.hangup()
                     await call.ended.wait()
