@@ -44,7 +44,7 @@ from afterbeep.domain.clock import Clock, iso
 from afterbeep.domain.phone import mask
 from afterbeep.services.routing import CallRouter, NoRoute, VoicemailRoute
 from afterbeep.telephony.call import SipCall, uri_user
-from afterbeep.telephony.interface import Audio, CallEnded, EndedBy
+from afterbeep.telephony.interface import Audio, CallEnded, EndedBy, Recording, RecordingSink
 from afterbeep.telephony.server import QuickRouter, Route, Router
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.spool import Spool, SpoolMeta
@@ -373,16 +373,20 @@ class DepositReceiver:
         to the end like any other (its sender then knows it landed), but the entry in the spool
         is the one kept."""
         await call.answer()
+        await self._take(call, route, _Ignored())
+        self.repeats += 1
+        log.info("deposit for %s repeated: the first one is kept", mask(call.callee))
+
+    async def _take(self, call: SipCall, route: VoicemailRoute, sink: RecordingSink) -> Recording:
+        """The deposit's audio into `sink`, until the sender hangs up (no key ends it)."""
         mailbox = route.mailbox
-        await call.record(
-            _Ignored(),
+        return await call.record(
+            sink,
             max_seconds=mailbox.max_message_seconds,
             silence_seconds=max(DEPOSIT_SILENCE_SECONDS, mailbox.silence_seconds),
             finish_on="",
             silence_threshold=self._silence_threshold,
         )
-        self.repeats += 1
-        log.info("deposit for %s repeated: the first one is kept", mask(call.callee))
 
     async def _record(self, call: SipCall, route: VoicemailRoute) -> None:
         await call.answer()
@@ -398,13 +402,7 @@ class DepositReceiver:
         )
         writer = self._spool.open(meta, self._silence_threshold)
         try:
-            recording = await call.record(
-                writer,
-                max_seconds=mailbox.max_message_seconds,
-                silence_seconds=max(DEPOSIT_SILENCE_SECONDS, mailbox.silence_seconds),
-                finish_on="",
-                silence_threshold=self._silence_threshold,
-            )
+            recording = await self._take(call, route, writer)
         except (CallEnded, OSError):
             writer.discard()
             raise
