@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from afterbeep.api.app import create_app
 from afterbeep.api.deps import ApiServices
+from afterbeep.api.idempotency import IdempotencySweeper
 from afterbeep.config import Settings
 from afterbeep.db.engine import Database
 from afterbeep.db.repos.delivery import SqlDeliveryStore
@@ -81,6 +82,8 @@ class Runtime:
         self.accounts = AccountService(self.uow, self.clock, lookups=self.lookups)
         # Called after each accepted voicemail send (the delivery engine adds its wake-up).
         self.voicemail_accepted: list[Callable[[], None]] = []
+        self.idempotency = SqlIdempotencyStore(self.db)
+        self.idempotency_sweeper = IdempotencySweeper(self.idempotency, self.clock)
         self._app: FastAPI | None = None
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
@@ -125,6 +128,7 @@ class Runtime:
         self.spool = Spool(self.data_dir / "spool")
         self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
         if workers:
+            self.idempotency_sweeper.start()
             await self.dispatcher.start()
             if postcall_process:
                 await self.spool_worker.recover(closed=False)
@@ -282,7 +286,7 @@ class Runtime:
     @property
     def app(self) -> FastAPI:
         if self._app is None:
-            self._app = create_app(self.api_services(), SqlIdempotencyStore(self.db), self.readiness)
+            self._app = create_app(self.api_services(), self.idempotency, self.readiness)
         return self._app
 
     def api_services(self) -> ApiServices:
@@ -316,6 +320,7 @@ class Runtime:
             secret_key=s.resolved_secret_key(),
             public_url=s.resolved_public_url(),
             max_upload_bytes=s.max_upload_mb * 1024 * 1024,
+            max_body_bytes=s.max_body_kb * 1024,
         )
 
     def _voicemail_accepted(self) -> None:
@@ -349,6 +354,7 @@ class Runtime:
             await self.email_dispatcher.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
+        await self.idempotency_sweeper.stop()
         if self.store is not None:
             await self.store.close()
         await self.db.close()

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("")
     default_region: str = "US"
     max_upload_mb: int = Field(default=50, ge=1)
+    max_body_kb: int = Field(default=256, ge=1)
     log_json: bool = False
     log_level: str = "INFO"
     webhook_timeout_seconds: float = 10.0

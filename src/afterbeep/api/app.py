@@ -26,6 +26,7 @@ from afterbeep.api import (
 from afterbeep.api import notifications as notifications_api
 from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencyMiddleware
+from afterbeep.api.limits import RequestGate
 from afterbeep.api.metrics import MetricsMiddleware
 from afterbeep.services.ports.idempotency import IdempotencyStore
 
@@ -57,5 +58,12 @@ def create_app(
     for ringless in (telephony_setups, use_cases, drops, suppressions, consents):
         app.include_router(ringless.router, prefix="/v1")
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
+    app.add_middleware(
+        RequestGate,
+        authenticate=services.accounts.authenticate,
+        max_json_bytes=services.max_body_bytes,
+        max_upload_bytes=services.max_upload_bytes,
+        route_json_bytes={("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES},
+    )
     app.add_middleware(MetricsMiddleware)
     return app

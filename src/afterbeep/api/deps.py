@@ -36,6 +36,7 @@ class ApiServices:
     secret_key: bytes
     public_url: str
     max_upload_bytes: int
+    max_body_bytes: int = 256 * 1024
 
 
 def services(request: Request) -> ApiServices:
@@ -44,14 +45,29 @@ def services(request: Request) -> ApiServices:
     return found
 
 
-async def current_account(request: Request) -> Account:
-    header = request.headers.get("authorization", "")
+NO_KEY = "send Authorization: Bearer <api key>"
+BAD_KEY = "the API key is not valid"
+
+
+def bearer_token(header: str) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header (any case of `Bearer`), or None."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ProblemError(401, "unauthorized", "Unauthorized", "send Authorization: Bearer <api key>")
-    account = await services(request).accounts.authenticate(token.strip())
+        return None
+    return token.strip()
+
+
+async def current_account(request: Request) -> Account:
+    known = getattr(request.state, "account", None)
+    if isinstance(known, Account):  # already checked by the request gate (afterbeep.api.limits)
+        return known
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is None:
+        raise ProblemError(401, "unauthorized", "Unauthorized", NO_KEY)
+    account = await services(request).accounts.authenticate(token)
     if account is None:
-        raise ProblemError(401, "unauthorized", "Unauthorized", "the API key is not valid")
+        raise ProblemError(401, "unauthorized", "Unauthorized", BAD_KEY)
+    request.state.account = account
     request.state.account_id = account.id
     return account
 

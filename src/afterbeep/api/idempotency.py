@@ -1,21 +1,32 @@
 """`Idempotency-Key` on POST: the first response is kept and replayed for the same key.
 
-Keys are scoped to the caller's credentials. A replay with a different request body is refused
-(422); a second request while the first is still running gets 409. Server errors (5xx) are not
+Keys are scoped to the caller's account, known only once the request gate
+(`afterbeep.api.limits`) has checked its API key: a request without a valid key writes nothing.
+Records are kept for `RETENTION`, then removed by `IdempotencySweeper`. A replay with a
+different request body is refused (422); a second request while the first is still running gets 409. Server errors (5xx) are not
 kept, so the client may retry them. Written as ASGI middleware so multipart uploads are hashed
 while they stream through, without buffering them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
+from datetime import timedelta
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from afterbeep.api.problems import problem
+from afterbeep.domain.clock import Clock
 from afterbeep.services.ports.idempotency import IdempotencyStore, StoredResponse
 
+log = logging.getLogger("afterbeep.api")
+
 MAX_KEY_LENGTH = 255
+RETENTION = timedelta(hours=24)
+SWEEP_EVERY_SECONDS = 600.0
 KEPT_HEADERS = {b"content-type", b"location"}
 
 
@@ -61,8 +72,8 @@ class IdempotencyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", [])) if scope["type"] == "http" else {}
         key_raw = headers.get(b"idempotency-key")
-        auth = headers.get(b"authorization")
-        if scope["type"] != "http" or scope["method"] != "POST" or key_raw is None or not auth:
+        account_id = (scope.get("state") or {}).get("account_id")
+        if scope["type"] != "http" or scope["method"] != "POST" or key_raw is None or not account_id:
             await self.app(scope, receive, send)
             return
         key = key_raw.decode("latin-1").strip()
@@ -72,7 +83,7 @@ class IdempotencyMiddleware:
                 f"the key must be 1 to {MAX_KEY_LENGTH} characters",
             )(scope, receive, send)
             return
-        owner = hashlib.sha256(auth).hexdigest()
+        owner = str(account_id)
         digest = BodyFingerprint(
             scope["method"], scope["path"], scope.get("query_string", b""), headers.get(b"content-type", b"")
         )
@@ -142,3 +153,40 @@ class IdempotencyMiddleware:
         raw_headers.append((b"content-length", str(len(existing.body)).encode()))
         await send({"type": "http.response.start", "status": existing.status_code, "headers": raw_headers})
         await send({"type": "http.response.body", "body": existing.body})
+
+
+class IdempotencySweeper:
+    """Removes idempotency records older than `RETENTION`, every `every` seconds, until stopped."""
+
+    def __init__(self, store: IdempotencyStore, clock: Clock, every: float = SWEEP_EVERY_SECONDS) -> None:
+        self._store = store
+        self._clock = clock
+        self._every = every
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> int:
+        return await self._store.sweep(self._clock.now() - RETENTION)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._run(), name="idempotency-sweeper")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping.set()
+            await task
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                removed = await self.run_once()
+            except Exception:
+                log.exception("idempotency sweep failed")
+            else:
+                if removed:
+                    log.info("removed %d expired idempotency records", removed)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._every)

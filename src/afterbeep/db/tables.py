@@ -220,6 +220,7 @@ idempotency_keys = Table(
     Column("headers", JSON, nullable=True),
     Column("body", LargeBinary, nullable=True),
     _created(),
+    Index("ix_idempotency_keys_created", "created_at"),
 )
 
 email_outbox = Table(

@@ -54,3 +54,10 @@ class SqlIdempotencyStore:
         where = (t.idempotency_keys.c.scope == scope) & (t.idempotency_keys.c.key == key)
         async with self._db.begin() as conn:
             await conn.execute(delete(t.idempotency_keys).where(where))
+
+    async def sweep(self, created_before: datetime) -> int:
+        async with self._db.begin() as conn:
+            result = await conn.execute(
+                delete(t.idempotency_keys).where(t.idempotency_keys.c.created_at < created_before)
+            )
+        return int(result.rowcount or 0)

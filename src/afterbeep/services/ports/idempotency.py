@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -24,3 +25,7 @@ class IdempotencyStore(Protocol):
     ) -> None: ...
 
     async def release(self, scope: str, key: str) -> None: ...
+
+    async def sweep(self, created_before: datetime) -> int:
+        """Remove the records created before `created_before`; how many were removed."""
+        ...

@@ -1,0 +1,132 @@
+"""The request gate: a request that writes is checked before a byte of its body is read.
+
+Under `/v1/`, a request that carries a body (or writes: POST, PUT, PATCH, DELETE) is refused
+with 401 unless its API key is valid, and its body is held to a size: a declared
+`Content-Length` past the limit is refused with 413 at once, and a streamed body is refused
+the moment its byte count passes it. Multipart bodies get the media upload limit, others the
+JSON limit (a few routes declare a larger one). Refusals close the connection, so the rest of
+the body is never read. The checked account is left in the request state for the routes (and
+for the idempotency middleware, which keys its records by account).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from afterbeep.api.deps import BAD_KEY, NO_KEY, bearer_token
+from afterbeep.api.multipart import FORM_OVERHEAD_BYTES
+from afterbeep.api.problems import problem
+from afterbeep.domain.accounts import Account
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+GATED_PREFIX = "/v1/"
+
+Authenticate = Callable[[str], Awaitable[Account | None]]
+
+
+class _BodyRefused(Exception):
+    """Raised into the route from `receive` once the 413 answer has been sent."""
+
+
+def _refusal(status: int, error_id: str, title: str, detail: str, path: str, **extra: object) -> Response:
+    response = problem(status, error_id, title, detail, path, **extra)
+    response.headers["connection"] = "close"
+    return response
+
+
+class RequestGate:
+    def __init__(
+        self,
+        app: ASGIApp,
+        authenticate: Authenticate,
+        max_json_bytes: int,
+        max_upload_bytes: int,
+        route_json_bytes: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
+        self.app = app
+        self.authenticate = authenticate
+        self.max_json_bytes = max_json_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.route_json_bytes = dict(route_json_bytes or {})
+
+    def limit_for(self, method: str, path: str, content_type: str) -> tuple[int, str]:
+        """The body limit of a request, and the 413 detail that names it."""
+        if content_type.strip().lower().startswith("multipart/"):
+            upload = self.max_upload_bytes
+            return upload + FORM_OVERHEAD_BYTES, f"the upload is larger than {upload} bytes"
+        limit = self.route_json_bytes.get((method, path.rstrip("/")), self.max_json_bytes)
+        return limit, f"the body is larger than {limit} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope["path"]).startswith(GATED_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        method = str(scope["method"])
+        path = str(scope["path"])
+        headers = Headers(scope=scope)
+        declared_raw = headers.get("content-length")
+        declared = int(declared_raw) if declared_raw is not None and declared_raw.isdigit() else None
+        has_body = (declared is not None and declared > 0) or "transfer-encoding" in headers
+        if not has_body and method not in WRITE_METHODS:
+            await self.app(scope, receive, send)
+            return
+
+        token = bearer_token(headers.get("authorization", ""))
+        account = await self.authenticate(token) if token is not None else None
+        if account is None:
+            await _refusal(401, "unauthorized", "Unauthorized", BAD_KEY if token else NO_KEY, path)(
+                scope, receive, send
+            )
+            return
+        state = scope.setdefault("state", {})
+        state["account"] = account
+        state["account_id"] = account.id
+        if not has_body:
+            await self.app(scope, receive, send)
+            return
+
+        limit, detail = self.limit_for(method, path, headers.get("content-type", ""))
+        too_large = _refusal(413, "payload-too-large", "Payload too large", detail, path)
+        if declared is not None and declared > limit:
+            await too_large(scope, receive, send)
+            return
+
+        received = 0
+        body_done = False
+        started = False
+        refused = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, refused, body_done
+            message = await receive()
+            if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
+                received += len(message.get("body", b""))
+                if received > limit:
+                    if not started:
+                        refused = True
+                        await too_large(scope, receive, send)
+                    raise _BodyRefused
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+                if not body_done:
+                    # Answered before the body was read through (a 413 from the route, say):
+                    # close rather than read the rest of it.
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
