@@ -180,7 +180,7 @@ class IdempotencySweeper:
             await task
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
+        while True:
             try:
                 removed = await self.run_once()
             except Exception:
@@ -190,3 +190,4 @@ class IdempotencySweeper:
                     log.info("removed %d expired idempotency records", removed)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._every)
+                return
