@@ -128,11 +128,20 @@ async def test_create_from_a_list(
     assert {k: shown[k] for k in ("id", "status", "recipients_total", "progress")} == {
         k: campaign[k] for k in ("id", "status", "recipients_total", "progress")
     }
-    redirect = await client.get(
+    # The campaign's sends answer here, without a redirect, paged as the send list is.
+    listed = await client.get(
         f"/v1/campaigns/{campaign['id']}/sends", params={"limit": 2}, headers=account.headers
     )
-    assert redirect.status_code == 307
-    assert redirect.headers["location"] == f"/v1/voicemails?limit=2&campaign_id={campaign['id']}"
+    assert listed.status_code == 200, listed.text
+    first_page = listed.json()
+    assert len(first_page["items"]) == 2 and first_page["next_cursor"]
+    rest = await client.get(
+        f"/v1/campaigns/{campaign['id']}/sends",
+        params={"limit": 2, "cursor": first_page["next_cursor"]},
+        headers=account.headers,
+    )
+    assert rest.status_code == 200
+    assert [s["id"] for s in first_page["items"] + rest.json()["items"]] == [s["id"] for s in sends]
     assert campaign["sends_url"] == f"/v1/voicemails?campaign_id={campaign['id']}"
 
 
@@ -234,6 +243,8 @@ async def test_drop_campaign_on_a_drop_use_case(
     )
     listed = await client.get(campaign["sends_url"], headers=account.headers)
     assert sorted(d["id"] for d in listed.json()["items"]) == sorted(r.id for r in rows)
+    own = await client.get(f"/v1/campaigns/{campaign['id']}/sends", headers=account.headers)
+    assert own.status_code == 200 and own.json() == listed.json()
     everything = await client.get("/v1/drops", headers=account.headers)
     assert len(everything.json()["items"]) == 6
 

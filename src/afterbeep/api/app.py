@@ -10,6 +10,7 @@ from afterbeep import __version__
 from afterbeep.api import (
     campaigns,
     consents,
+    docs,
     drops,
     health,
     mailboxes,
@@ -40,13 +41,14 @@ def create_app(
         title="afterbeep",
         version=__version__,
         description="Self-hosted voicemail: mailboxes, ringless voicemail, drops, voicemails for reps.",
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.services = services
     app.state.readiness = readiness
     problems.install(app)
+    docs.install(app)
     app.include_router(health.router)
     # First after the health checks: the router is matched route by route, and accepting
     # sends is the busiest route (the order changes no match: no other path overlaps).

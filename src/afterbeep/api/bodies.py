@@ -33,5 +33,11 @@ async def json_body(request: Request, max_bytes: int) -> Any:
             raise PayloadTooLarge(max_bytes)
     try:
         return json.loads(bytes(raw))
+    except json.JSONDecodeError as exc:
+        raise ProblemError(
+            400, "malformed-json", "Malformed JSON",
+            f"the body is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} (character {exc.pos})",
+            line=exc.lineno, column=exc.colno, position=exc.pos,
+        ) from exc
     except ValueError as exc:
-        raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is not JSON") from exc
+        raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is not UTF-8 JSON") from exc

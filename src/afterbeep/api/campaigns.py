@@ -9,7 +9,8 @@ unless `skip_invalid` is true: then the campaign is created without them and the
 them. Duplicate numbers count once.
 
 A campaign's sends are listed with `/v1/voicemails?campaign_id=` (ringless) or
-`/v1/drops?campaign_id=` (drops); `/v1/campaigns/{id}/sends` redirects there.
+`/v1/drops?campaign_id=` (drops), or with `/v1/campaigns/{id}/sends`, which answers the same list
+itself (no redirect).
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse
 from pydantic import AwareDatetime, BaseModel, Field
 from python_multipart.multipart import parse_options_header
 
 from afterbeep.api.bodies import json_body, validated
 from afterbeep.api.deps import CurrentAccount, Svc
+from afterbeep.api.drops import DropOut
 from afterbeep.api.multipart import StreamingForm, receive_form
 from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse, StrictModel
+from afterbeep.api.voicemails import SendOut
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.campaigns import (
     MAX_CSV_BYTES,
@@ -36,8 +38,9 @@ from afterbeep.domain.campaigns import (
     RecipientError,
 )
 from afterbeep.domain.clock import iso
-from afterbeep.domain.ringless import DropTechnique, SendKind
+from afterbeep.domain.ringless import DropTechnique, SendKind, SendStatus
 from afterbeep.services.campaigns import CampaignCreated, CampaignSpec, CampaignView
+from afterbeep.services.ports.ringless import SendFilter
 
 router = APIRouter(tags=["campaigns"])
 
@@ -250,18 +253,30 @@ async def get_campaign(campaign_id: str, svc: Svc, account: CurrentAccount) -> C
 
 @router.get(
     "/campaigns/{campaign_id}/sends",
-    status_code=307,
-    response_class=RedirectResponse,
+    response_model=ListResponse[SendOut] | ListResponse[DropOut],
     responses={404: _PROBLEM},
 )
 async def campaign_sends(
-    campaign_id: str, request: Request, svc: Svc, account: CurrentAccount
-) -> RedirectResponse:
-    """Redirects to the send list filtered by this campaign (query parameters kept)."""
+    campaign_id: str,
+    svc: Svc,
+    account: CurrentAccount,
+    status: SendStatus | None = None,
+    to: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ListResponse[SendOut] | ListResponse[DropOut]:
+    """The campaign's sends, as `/v1/voicemails` (ringless) or `/v1/drops` (drops) list them."""
     view = await svc.campaigns.get(account.id, campaign_id)
-    query = [(k, v) for k, v in request.query_params.multi_items() if k != "campaign_id"]
-    query.append(("campaign_id", view.campaign.id))
-    return RedirectResponse(f"{SENDS_PATH[view.campaign.method]}?{urlencode(query)}", 307)
+    kind = view.campaign.method
+    where = SendFilter(
+        None, None, status, to, created_after, created_before, kind=kind, campaign_id=view.campaign.id
+    )
+    page = await svc.ringless.list_sends(account.id, where, cursor, limit)
+    if kind is SendKind.DROP:
+        return ListResponse[DropOut](items=[DropOut.of(s) for s in page.items], next_cursor=page.next_cursor)
+    return ListResponse[SendOut](items=[SendOut.of(s) for s in page.items], next_cursor=page.next_cursor)
 
 
 _TRANSITION: dict[int | str, dict[str, Any]] = {409: {**_PROBLEM, "description": "campaign-transition-not-allowed"}, 404: _PROBLEM}

@@ -57,6 +57,97 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+MAX_ERRORS_IN_DETAIL = 3
+
+# What a value must be, for the pydantic error types whose own message does not say it.
+_EXPECTED: dict[str, str] = {
+    "missing": "a value (the field is required)",
+    "extra_forbidden": "nothing: the field is not known",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "list_type": "an array",
+    "datetime_type": "a date-time with a UTC offset (ISO 8601)",
+    "datetime_parsing": "a date-time with a UTC offset (ISO 8601)",
+    "datetime_from_date_parsing": "a date-time with a UTC offset (ISO 8601)",
+    "timezone_aware": "a date-time with a UTC offset (ISO 8601)",
+}
+
+
+def _expected(err: dict[str, Any]) -> str | None:
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    if kind in _EXPECTED:
+        return _EXPECTED[kind]
+    if kind == "string_too_long":
+        return f"a string of at most {ctx.get('max_length')} characters"
+    if kind == "string_too_short":
+        return f"a string of at least {ctx.get('min_length')} characters"
+    if kind == "string_pattern_mismatch":
+        return f"a string matching {ctx.get('pattern')}"
+    if kind == "too_long":
+        return f"at most {ctx.get('max_length')} items"
+    if kind == "too_short":
+        return f"at least {ctx.get('min_length')} items"
+    if kind in ("enum", "literal_error"):
+        return f"one of {ctx.get('expected')}"
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "")
+        return f"a number {bounds[kind]} {limit}"
+    return None
+
+
+def describe(err: dict[str, Any]) -> dict[str, str]:
+    """One validation error as the problem's `errors` show it: the field (dotted path; `body`
+    for the whole body), the message, and the expected shape when known."""
+    loc = [str(part) for part in err.get("loc", ())]
+    if loc[:1] == ["body"]:
+        loc = loc[1:] or ["body"]
+    kind = str(err.get("type", ""))
+    message = {"missing": "required", "extra_forbidden": "unknown field"}.get(kind, str(err.get("msg", "")))
+    out = {"field": ".".join(loc), "message": message}
+    expected = _expected(err)
+    if expected is not None:
+        out["expected"] = expected
+    return out
+
+
+def json_position(doc: str, pos: int) -> tuple[int, int]:
+    """1-based line and column of character `pos` of `doc`."""
+    line = doc.count("\n", 0, pos) + 1
+    return line, pos - (doc.rfind("\n", 0, pos) + 1) + 1
+
+
+def malformed_json(request: Request, doc: Any, err: dict[str, Any]) -> JSONResponse:
+    loc = err.get("loc", ())
+    pos = int(loc[-1]) if loc and isinstance(loc[-1], int) else 0
+    reason = str((err.get("ctx") or {}).get("error", "not JSON"))
+    text = doc if isinstance(doc, str) else ""
+    line, column = json_position(text, pos)
+    return problem(
+        400, "malformed-json", "Malformed JSON",
+        f"the body is not JSON: {reason} at line {line}, column {column} (character {pos})",
+        request.url.path, line=line, column=column, position=pos,
+    )
+
+
+def _body_not_json(request: Request) -> bool:
+    has_body = request.headers.get("content-length", "0") not in ("", "0") or (
+        "transfer-encoding" in request.headers
+    )
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return has_body and not (media_type == "application/json" or media_type.endswith("+json"))
+
+
 def status_for(exc: e.DomainError) -> int:
     for cls, status in _STATUS:
         if isinstance(exc, cls):
@@ -79,17 +170,21 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"),
-                "message": str(err.get("msg", "")),
-            }
-            for err in exc.errors()
-        ]
-        return problem(
-            422, "validation-failed", "Validation failed", "the request is not valid",
-            request.url.path, errors=errors,
-        )
+        found = exc.errors()
+        for err in found:
+            if err.get("type") == "json_invalid":
+                return malformed_json(request, exc.body, err)
+        if _body_not_json(request) and any(err.get("loc", ())[:1] == ("body",) for err in found):
+            return problem(
+                415, "unsupported-media-type", "Unsupported media type",
+                "send the body as JSON, with Content-Type: application/json",
+                request.url.path, accepted=["application/json"],
+            )
+        errors = [describe(err) for err in found]
+        shown = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:MAX_ERRORS_IN_DETAIL])
+        more = len(errors) - MAX_ERRORS_IN_DETAIL
+        detail = shown + (f" (and {more} more)" if more > 0 else "")
+        return problem(422, "validation-failed", "Validation failed", detail, request.url.path, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
