@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite talks to, when they are missing:
 # PostgreSQL (initdb/pg_ctl), SIPp (sip-tester), baresip (a real softphone), espeak-ng and sox.
+#
+# Another apt or dpkg run (unattended-upgrades on a fresh machine, say) may hold the package
+# manager's locks: we wait for them, up to APT_LOCK_TIMEOUT seconds (default 600), instead of
+# failing. dpkg's lock is waited for by apt itself (DPkg::Lock::Timeout); the lists lock that
+# `apt-get update` takes is not, so a run refused for a held lock is tried again until then.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
@@ -13,5 +18,24 @@ echo "installing system packages: ${need[*]}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+lock_timeout="${APT_LOCK_TIMEOUT:-600}"
+retry_every="${APT_LOCK_RETRY_SECONDS:-5}"
+
+# Runs apt-get with its arguments; while it fails because a lock is held, waits and tries again.
+apt_get() {
+  local deadline=$((SECONDS + lock_timeout)) output status
+  while true; do
+    status=0
+    output="$($SUDO apt-get -o DPkg::Lock::Timeout="$lock_timeout" "$@" 2>&1)" || status=$?
+    if [ "$status" -eq 0 ]; then return 0; fi
+    if ! grep -qiE "could not get lock|unable to (acquire|lock)" <<<"$output" || [ "$SECONDS" -ge "$deadline" ]; then
+      printf '%s\n' "$output" >&2
+      return "$status"
+    fi
+    echo "apt-get $1: another package manager run holds its lock; waiting" >&2
+    sleep "$retry_every"
+  done
+}
+
+apt_get update -qq
+apt_get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
