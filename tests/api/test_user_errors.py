@@ -38,6 +38,8 @@ async def test_malformed_json_says_where(client: httpx.AsyncClient, account: Tes
     assert body["error_id"] == "malformed-json"
     assert (body["line"], body["column"]) == (3, 3)
     assert "line 3, column 3" in body["detail"]
+    response = await client.post("/v1/mailboxes", content=b'{"name": "\xff"}', headers=headers)
+    assert response.status_code == 400 and response.json()["error_id"] == "malformed-json"
     # Routes that read their JSON themselves say the same.
     response = await client.post("/v1/campaigns", content=b'{"name": "x",}', headers=headers)
     assert response.status_code == 400 and response.json()["error_id"] == "malformed-json"
@@ -84,6 +86,8 @@ async def test_validation_names_the_field_and_the_shape(
     assert response.json()["errors"] == [
         {"field": "body", "message": response.json()["errors"][0]["message"], "expected": "an object"}
     ]
+    response = await client.post("/v1/mailboxes", headers=account.headers)
+    assert response.json()["errors"] == [{"field": "body", "message": "required", "expected": "a JSON object"}]
     response = await client.post("/v1/mailboxes", json={}, headers=account.headers)
     assert response.json()["errors"] == [
         {"field": "name", "message": "required", "expected": "a value (the field is required)"}

@@ -58,6 +58,8 @@ def problem(
 
 
 MAX_ERRORS_IN_DETAIL = 3
+# What FastAPI answers for a JSON body it cannot even decode (not UTF-8, say).
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 # What a value must be, for the pydantic error types whose own message does not say it.
 _EXPECTED: dict[str, str] = {
@@ -115,7 +117,7 @@ def describe(err: dict[str, Any]) -> dict[str, str]:
     kind = str(err.get("type", ""))
     message = {"missing": "required", "extra_forbidden": "unknown field"}.get(kind, str(err.get("msg", "")))
     out = {"field": ".".join(loc), "message": message}
-    expected = _expected(err)
+    expected = "a JSON object" if loc == ["body"] and kind == "missing" else _expected(err)
     if expected is not None:
         out["expected"] = expected
     return out
@@ -188,6 +190,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
+            return problem(400, "malformed-json", "Malformed JSON", "the body is not UTF-8 JSON", request.url.path)
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         error_id = title.lower().replace(" ", "-")
         return problem(exc.status_code, error_id, title, str(exc.detail or ""), request.url.path)
