@@ -32,9 +32,11 @@ class _BodyRefused(Exception):
     """Raised into the route from `receive` once the 413 answer has been sent."""
 
 
-def _refusal(status: int, error_id: str, title: str, detail: str, path: str, **extra: object) -> Response:
-    response = problem(status, error_id, title, detail, path, **extra)
-    response.headers["connection"] = "close"
+def _refusal(status: int, error_id: str, title: str, detail: str, path: str, *, close: bool = True) -> Response:
+    """The problem answer; with `close`, the connection closes after it (the body is not read)."""
+    response = problem(status, error_id, title, detail, path)
+    if close:
+        response.headers["connection"] = "close"
     return response
 
 
@@ -78,9 +80,8 @@ class RequestGate:
         token = bearer_token(headers.get("authorization", ""))
         account = await self.authenticate(token) if token is not None else None
         if account is None:
-            await _refusal(401, "unauthorized", "Unauthorized", BAD_KEY if token else NO_KEY, path)(
-                scope, receive, send
-            )
+            detail = BAD_KEY if token else NO_KEY
+            await _refusal(401, "unauthorized", "Unauthorized", detail, path, close=has_body)(scope, receive, send)
             return
         state = scope.setdefault("state", {})
         state["account"] = account
