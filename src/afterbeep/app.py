@@ -6,6 +6,7 @@ HTTP application) and closes them in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -203,6 +204,7 @@ class Runtime:
                 lease=lease,
                 batch_size=s.delivery_batch_size,
                 idle_seconds=s.delivery_idle_seconds,
+                stop_grace=s.drain_seconds,
                 limits=self.trunk_limits,
                 start_within=START_WITHIN,
                 reclaim=self._release_send_leases if self.db.engine.dialect.name == "sqlite" else None,
@@ -337,10 +339,18 @@ class Runtime:
         return problems
 
     async def stop(self) -> None:
-        if self.delivery_worker is not None:
-            await self.delivery_worker.stop()
+        """Inbound and outbound calls drain together, until one deadline
+        (AFTERBEEP_DRAIN_SECONDS): no new call or send is taken from now on; the delivery
+        worker hangs up what it still runs at the deadline (its attempts recorded interrupted
+        and released), then the SIP service ends its own calls and closes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_seconds
         if self.telephony is not None:
-            await self.telephony.stop()
+            self.telephony.drain()
+        if self.delivery_worker is not None:
+            await self.delivery_worker.stop(self.settings.drain_seconds)
+        if self.telephony is not None:
+            await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.spool_worker is not None:
             await self.spool_worker.stop()
         if self.postcall is not None:
