@@ -10,7 +10,9 @@ softphone's keys and hang-up land.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import socket
 import time
 import wave
 from collections.abc import AsyncIterator
@@ -30,7 +32,14 @@ from afterbeep.telephony.interface import Audio, EndedBy
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.server import Route, TelephonyServer
 from afterbeep.telephony.sip import IncomingInvite
-from tests.fixtures.baresip import available, baresip_phone, free_port, write_wav
+from tests.fixtures.baresip import (
+    PhonePorts,
+    available,
+    baresip_phone,
+    free_port,
+    pick_ports,
+    write_wav,
+)
 from tests.fixtures.rtp_pcap import g711_roundtrip
 from tests.fixtures.smtp import SmtpServer, smtp_server
 
@@ -185,3 +194,64 @@ async def _leave_message(runtime: Runtime, smtp: SmtpServer, tmp_path: Path) -> 
     assert await asyncio.to_thread(_wait_emails, smtp, 1) == 1
     attachments = list(smtp.messages()[0].message.iter_attachments())
     assert [a.get_content_type() for a in attachments] == ["audio/wav"]
+
+
+# --- the fixture's ports --------------------------------------------------------------------
+
+
+def held_socket(kind: str, port: int) -> socket.socket:
+    """Another process's socket on `port`: a TCP listener, or a bound UDP socket."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", port))
+    if kind != "udp":
+        sock.listen()
+    return sock
+
+
+@pytest.mark.parametrize("taken", ["sip/udp", "sip/tls", "ctrl"])
+async def test_a_phone_whose_port_is_taken_is_started_again_on_other_ports(
+    tmp_path: Path, taken: str
+) -> None:
+    first = pick_ports()
+    port = {"sip/udp": first.sip, "sip/tls": first.tls, "ctrl": first.ctrl}[taken]
+    picks = iter([first])
+
+    def ports() -> PhonePorts:
+        return next(picks, None) or pick_ports()
+
+    with held_socket("udp" if taken == "sip/udp" else "tcp", port):
+        async with baresip_phone(tmp_path, silence(1000), ports=ports) as phone:
+            assert phone.starts == 2 and port not in {p for _, p in phone.ports.bound()}
+            about = await phone.command("about")  # the ctrl connection is our baresip's
+            assert about["ok"] and "baresip" in about["data"]
+    assert "Address already in use" in (tmp_path / "baresip-1.log").read_text(errors="replace")
+
+
+def listening(pid: int) -> set[tuple[str, str, int]]:
+    """(protocol, address, port) of the TCP listeners and UDP sockets of process `pid`."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = fd.readlink().name
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for proto in ("tcp", "udp", "tcp6", "udp6"):
+        for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port = fields[1].rsplit(":", 1)
+            if fields[9] not in inodes or (proto.startswith("tcp") and fields[3] != "0A"):
+                continue  # not this process's, or a TCP connection rather than a listener
+            host = "127.0.0.1" if address == "0100007F" else "*" if set(address) == {"0"} else address
+            found.add((proto.rstrip("6"), host, int(port, 16)))
+    return found
+
+
+async def test_baresip_binds_only_the_ports_the_fixture_gave_it(tmp_path: Path) -> None:
+    async with baresip_phone(tmp_path, silence(1000)) as phone:
+        sockets = listening(phone.process.pid)
+    on_loopback = {(proto, port) for proto, host, port in sockets if host == "127.0.0.1"}
+    assert on_loopback == phone.ports.bound(), sockets
+    # The rest are its DNS client's sockets: UDP on the wildcard address, on ports the kernel
+    # chose (bound to port 0), which no other process can hold.
+    assert {(proto, host) for proto, host, _ in sockets if host != "127.0.0.1"} <= {("udp", "*")}
