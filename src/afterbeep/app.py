@@ -83,6 +83,7 @@ class Runtime:
         # Called after each accepted voicemail send (the delivery engine adds its wake-up).
         self.voicemail_accepted: list[Callable[[], None]] = []
         self._app: FastAPI | None = None
+        self._drain_deadline: float | None = None  # loop time, once shutdown has begun
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -338,17 +339,27 @@ class Runtime:
             problems.append("storage")
         return problems
 
-    async def stop(self) -> None:
-        """Inbound and outbound calls drain together, until one deadline
-        (AFTERBEEP_DRAIN_SECONDS): no new call or send is taken from now on; the delivery
-        worker hangs up what it still runs at the deadline (its attempts recorded interrupted
-        and released), then the SIP service ends its own calls and closes."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.drain_seconds
+    def begin_drain(self) -> None:
+        """Take no new call or send from now on; the calls in progress, inbound and outbound,
+        have AFTERBEEP_DRAIN_SECONDS from now to end (`stop()` enforces it). Idempotent."""
+        if self._drain_deadline is None:
+            loop = asyncio.get_running_loop()
+            self._drain_deadline = loop.time() + self.settings.drain_seconds
         if self.telephony is not None:
             self.telephony.drain()
         if self.delivery_worker is not None:
-            await self.delivery_worker.stop(self.settings.drain_seconds)
+            self.delivery_worker.stop_claiming()
+
+    async def stop(self) -> None:
+        """Inbound and outbound calls drain together, until one deadline (`begin_drain`):
+        the delivery worker hangs up what it still runs then (its attempts recorded
+        interrupted and released at once), then the SIP service ends its own calls and closes."""
+        loop = asyncio.get_running_loop()
+        self.begin_drain()
+        assert self._drain_deadline is not None
+        deadline = self._drain_deadline
+        if self.delivery_worker is not None:
+            await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.spool_worker is not None:

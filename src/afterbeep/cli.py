@@ -8,6 +8,7 @@ import gc
 import json
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -94,11 +95,18 @@ def serve() -> None:
         typer.echo(f"afterbeep HTTP API listening on http://{host}:{port} (docs at /docs)", err=True)
         if runtime.telephony is not None:
             typer.echo(f"afterbeep SIP listening on {runtime.telephony.listening()}", err=True)
-        # SIGINT/SIGTERM stop the HTTP server, then the runtime drains the calls in progress
-        # (AFTERBEEP_DRAIN_SECONDS). uvicorn's own handling raises the signal again as soon as
-        # the HTTP server has stopped, which killed the process before the drain: the signals
-        # are caught here instead, for the whole shutdown, and the process then exits 0.
-        caught = {sig: signal.signal(sig, server.handle_exit) for sig in STOP_SIGNALS}
+        # SIGINT/SIGTERM: the runtime takes no new work and its calls in progress begin their
+        # drain (AFTERBEEP_DRAIN_SECONDS) while the HTTP server stops; then the runtime stops.
+        # uvicorn's own handling raises the signal again as soon as the HTTP server has
+        # stopped, which killed the process before the drain: the signals are caught here
+        # instead, for the whole shutdown, and the process then exits 0.
+        loop = asyncio.get_running_loop()
+
+        def stop_signal(sig: int, frame: FrameType | None) -> None:
+            server.handle_exit(sig, frame)
+            loop.call_soon_threadsafe(runtime.begin_drain)
+
+        caught = {sig: signal.signal(sig, stop_signal) for sig in STOP_SIGNALS}
         try:
             try:
                 await server.serve()

@@ -147,6 +147,12 @@ class OutboxWorker(abc.ABC, Generic[C]):
             attempted += len(claims)
         return attempted
 
+    def stop_claiming(self) -> None:
+        """The first step of `stop()` alone: claim nothing more; attempts in flight go on."""
+        if self._state is WorkerState.RUNNING:
+            self._state = WorkerState.STOPPING
+            self._wake.set()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; let in-flight attempts finish for `grace` seconds (default: the
         worker's own), then cancel them (`cancel_grace` seconds more to clean up) and give
