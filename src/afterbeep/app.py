@@ -339,9 +339,10 @@ class Runtime:
             problems.append("storage")
         return problems
 
-    def begin_drain(self) -> None:
+    def begin_drain(self) -> float:
         """Take no new call or send from now on; the calls in progress, inbound and outbound,
-        have AFTERBEEP_DRAIN_SECONDS from now to end (`stop()` enforces it). Idempotent."""
+        have AFTERBEEP_DRAIN_SECONDS from the first call to end (`stop()` enforces it).
+        Returns that deadline (event loop time)."""
         if self._drain_deadline is None:
             loop = asyncio.get_running_loop()
             self._drain_deadline = loop.time() + self.settings.drain_seconds
@@ -349,15 +350,14 @@ class Runtime:
             self.telephony.drain()
         if self.delivery_worker is not None:
             self.delivery_worker.stop_claiming()
+        return self._drain_deadline
 
     async def stop(self) -> None:
         """Inbound and outbound calls drain together, until one deadline (`begin_drain`):
         the delivery worker hangs up what it still runs then (its attempts recorded
         interrupted and released at once), then the SIP service ends its own calls and closes."""
         loop = asyncio.get_running_loop()
-        self.begin_drain()
-        assert self._drain_deadline is not None
-        deadline = self._drain_deadline
+        deadline = self.begin_drain()
         if self.delivery_worker is not None:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
         if self.telephony is not None:
