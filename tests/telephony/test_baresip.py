@@ -30,18 +30,19 @@ from afterbeep.config import Settings
 from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.interface import Audio, EndedBy
 from afterbeep.telephony.media import Codec
-from afterbeep.telephony.server import Route, TelephonyServer
+from afterbeep.telephony.server import Route, Router, TelephonyServer
 from afterbeep.telephony.sip import IncomingInvite
+from afterbeep.telephony.sip.errors import SipTransportError
 from tests.fixtures.baresip import (
     PhonePorts,
     available,
     baresip_phone,
-    free_port,
     pick_ports,
     write_wav,
 )
 from tests.fixtures.rtp_pcap import g711_roundtrip
 from tests.fixtures.smtp import SmtpServer, smtp_server
+from tests.ringless.test_delivery import free_sip_port
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -72,12 +73,41 @@ def make_runtime(tmp_path: Path, smtp_url: str = "smtp://127.0.0.1:9") -> Runtim
         Settings(
             data_dir=tmp_path / "var",
             secret_key="test-secret-" + "x" * 32,
-            sip_addr=f"127.0.0.1:{free_port()}",
+            sip_addr=f"127.0.0.1:{free_sip_port()}",
             rtp_port_min=24000,
             rtp_port_max=24999,
             smtp_url=smtp_url,
         )
     )
+
+
+async def start_telephony(runtime: Runtime, router: Router) -> TelephonyServer:
+    """SIP for `router`, on a port chosen again if another process took it meanwhile."""
+    for attempt in range(3):
+        try:
+            return await runtime.start_telephony(router=router)
+        except SipTransportError:
+            if attempt == 2:
+                raise
+            runtime.settings = runtime.settings.model_copy(
+                update={"sip_addr": f"127.0.0.1:{free_sip_port()}"}
+            )
+    raise AssertionError("unreachable")
+
+
+async def started_runtime(tmp_path: Path, smtp_url: str) -> Runtime:
+    """A runtime with its workers and SIP, started again on another SIP port if one was taken."""
+    for attempt in range(3):
+        runtime = make_runtime(tmp_path, smtp_url)
+        try:
+            await runtime.start(workers=True)
+        except SipTransportError:
+            await runtime.stop()
+            if attempt == 2:
+                raise
+            continue
+        return runtime
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -115,7 +145,7 @@ async def test_a_baresip_call_is_recorded_and_its_keys_arrive(runtime: Runtime, 
     async def router(invite: IncomingInvite) -> Route:
         return script
 
-    server: TelephonyServer = await runtime.start_telephony(router=router)
+    server = await start_telephony(runtime, router)
     async with baresip_phone(tmp_path, np.concatenate([speech, silence(5000)])) as phone:
         await phone.dial(f"sip:{NUMBER}@127.0.0.1:{server.udp_port}")
         await phone.wait_event("CALL_ESTABLISHED", timeout=10)
@@ -139,8 +169,7 @@ async def test_a_baresip_call_is_recorded_and_its_keys_arrive(runtime: Runtime, 
 
 async def test_a_baresip_call_to_a_number_leaves_a_message(tmp_path: Path) -> None:
     with smtp_server() as smtp:
-        runtime = make_runtime(tmp_path, smtp.url())
-        await runtime.start(workers=True)  # SIP on settings.sip_addr, the spool and email workers
+        runtime = await started_runtime(tmp_path, smtp.url())  # SIP, the spool and email workers
         try:
             await _leave_message(runtime, smtp, tmp_path)
         finally:
