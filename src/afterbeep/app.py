@@ -6,6 +6,7 @@ HTTP application) and closes them in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -85,6 +86,7 @@ class Runtime:
         self.idempotency = SqlIdempotencyStore(self.db)
         self.idempotency_sweeper = IdempotencySweeper(self.idempotency, self.clock)
         self._app: FastAPI | None = None
+        self._drain_deadline: float | None = None  # loop time, once shutdown has begun
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -207,6 +209,7 @@ class Runtime:
                 lease=lease,
                 batch_size=s.delivery_batch_size,
                 idle_seconds=s.delivery_idle_seconds,
+                stop_grace=s.drain_seconds,
                 limits=self.trunk_limits,
                 start_within=START_WITHIN,
                 reclaim=self._release_send_leases if self.db.engine.dialect.name == "sqlite" else None,
@@ -341,11 +344,29 @@ class Runtime:
             problems.append("storage")
         return problems
 
-    async def stop(self) -> None:
-        if self.delivery_worker is not None:
-            await self.delivery_worker.stop()
+    def begin_drain(self) -> float:
+        """Take no new call or send from now on; the calls in progress, inbound and outbound,
+        have AFTERBEEP_DRAIN_SECONDS from the first call to end (`stop()` enforces it).
+        Returns that deadline (event loop time)."""
+        if self._drain_deadline is None:
+            loop = asyncio.get_running_loop()
+            self._drain_deadline = loop.time() + self.settings.drain_seconds
         if self.telephony is not None:
-            await self.telephony.stop()
+            self.telephony.drain()
+        if self.delivery_worker is not None:
+            self.delivery_worker.stop_claiming()
+        return self._drain_deadline
+
+    async def stop(self) -> None:
+        """Inbound and outbound calls drain together, until one deadline (`begin_drain`):
+        the delivery worker hangs up what it still runs then (its attempts recorded
+        interrupted and released at once), then the SIP service ends its own calls and closes."""
+        loop = asyncio.get_running_loop()
+        deadline = self.begin_drain()
+        if self.delivery_worker is not None:
+            await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
+        if self.telephony is not None:
+            await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.spool_worker is not None:
             await self.spool_worker.stop()
         if self.postcall is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     from afterbeep.app import Runtime
 
 T = TypeVar("T")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a graceful stop of `serve`
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="afterbeep voicemail platform")
 account_cli = typer.Typer(no_args_is_help=True, help="Accounts")
@@ -73,6 +78,11 @@ def serve() -> None:
     settings = Settings()
     logs.configure(settings.log_level, settings.log_json)
 
+    class _SignalFreeServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # `main` catches the signals
+
     async def main() -> None:
         runtime = Runtime(settings)
         await runtime.start(postcall_process=settings.postcall == "process")
@@ -81,14 +91,30 @@ def serve() -> None:
         config = uvicorn.Config(
             runtime.app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
         )
-        server = uvicorn.Server(config)
+        server = _SignalFreeServer(config)
         typer.echo(f"afterbeep HTTP API listening on http://{host}:{port} (docs at /docs)", err=True)
         if runtime.telephony is not None:
             typer.echo(f"afterbeep SIP listening on {runtime.telephony.listening()}", err=True)
+        # SIGINT/SIGTERM: the runtime takes no new work and its calls in progress begin their
+        # drain (AFTERBEEP_DRAIN_SECONDS) while the HTTP server stops; then the runtime stops.
+        # uvicorn's own handling raises the signal again as soon as the HTTP server has
+        # stopped, which killed the process before the drain: the signals are caught here
+        # instead, for the whole shutdown, and the process then exits 0.
+        loop = asyncio.get_running_loop()
+
+        def stop_signal(sig: int, frame: FrameType | None) -> None:
+            server.handle_exit(sig, frame)
+            loop.call_soon_threadsafe(runtime.begin_drain)
+
+        caught = {sig: signal.signal(sig, stop_signal) for sig in STOP_SIGNALS}
         try:
-            await server.serve()
+            try:
+                await server.serve()
+            finally:
+                await runtime.stop()
         finally:
-            await runtime.stop()
+            for sig, handler in caught.items():
+                signal.signal(sig, handler)
 
     run(main)
 

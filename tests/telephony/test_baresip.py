@@ -10,7 +10,9 @@ softphone's keys and hang-up land.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import socket
 import time
 import wave
 from collections.abc import AsyncIterator
@@ -28,11 +30,19 @@ from afterbeep.config import Settings
 from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.interface import Audio, EndedBy
 from afterbeep.telephony.media import Codec
-from afterbeep.telephony.server import Route, TelephonyServer
+from afterbeep.telephony.server import Route, Router, TelephonyServer
 from afterbeep.telephony.sip import IncomingInvite
-from tests.fixtures.baresip import available, baresip_phone, free_port, write_wav
+from afterbeep.telephony.sip.errors import SipTransportError
+from tests.fixtures.baresip import (
+    PhonePorts,
+    available,
+    baresip_phone,
+    pick_ports,
+    write_wav,
+)
 from tests.fixtures.rtp_pcap import g711_roundtrip
 from tests.fixtures.smtp import SmtpServer, smtp_server
+from tests.ringless.test_delivery import free_sip_port
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -63,12 +73,41 @@ def make_runtime(tmp_path: Path, smtp_url: str = "smtp://127.0.0.1:9") -> Runtim
         Settings(
             data_dir=tmp_path / "var",
             secret_key="test-secret-" + "x" * 32,
-            sip_addr=f"127.0.0.1:{free_port()}",
+            sip_addr=f"127.0.0.1:{free_sip_port()}",
             rtp_port_min=24000,
             rtp_port_max=24999,
             smtp_url=smtp_url,
         )
     )
+
+
+async def start_telephony(runtime: Runtime, router: Router) -> TelephonyServer:
+    """SIP for `router`, on a port chosen again if another process took it meanwhile."""
+    for attempt in range(3):
+        try:
+            return await runtime.start_telephony(router=router)
+        except SipTransportError:
+            if attempt == 2:
+                raise
+            runtime.settings = runtime.settings.model_copy(
+                update={"sip_addr": f"127.0.0.1:{free_sip_port()}"}
+            )
+    raise AssertionError("unreachable")
+
+
+async def started_runtime(tmp_path: Path, smtp_url: str) -> Runtime:
+    """A runtime with its workers and SIP, started again on another SIP port if one was taken."""
+    for attempt in range(3):
+        runtime = make_runtime(tmp_path, smtp_url)
+        try:
+            await runtime.start(workers=True)
+        except SipTransportError:
+            await runtime.stop()
+            if attempt == 2:
+                raise
+            continue
+        return runtime
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -106,7 +145,7 @@ async def test_a_baresip_call_is_recorded_and_its_keys_arrive(runtime: Runtime, 
     async def router(invite: IncomingInvite) -> Route:
         return script
 
-    server: TelephonyServer = await runtime.start_telephony(router=router)
+    server = await start_telephony(runtime, router)
     async with baresip_phone(tmp_path, np.concatenate([speech, silence(5000)])) as phone:
         await phone.dial(f"sip:{NUMBER}@127.0.0.1:{server.udp_port}")
         await phone.wait_event("CALL_ESTABLISHED", timeout=10)
@@ -130,8 +169,7 @@ async def test_a_baresip_call_is_recorded_and_its_keys_arrive(runtime: Runtime, 
 
 async def test_a_baresip_call_to_a_number_leaves_a_message(tmp_path: Path) -> None:
     with smtp_server() as smtp:
-        runtime = make_runtime(tmp_path, smtp.url())
-        await runtime.start(workers=True)  # SIP on settings.sip_addr, the spool and email workers
+        runtime = await started_runtime(tmp_path, smtp.url())  # SIP, the spool and email workers
         try:
             await _leave_message(runtime, smtp, tmp_path)
         finally:
@@ -185,3 +223,64 @@ async def _leave_message(runtime: Runtime, smtp: SmtpServer, tmp_path: Path) -> 
     assert await asyncio.to_thread(_wait_emails, smtp, 1) == 1
     attachments = list(smtp.messages()[0].message.iter_attachments())
     assert [a.get_content_type() for a in attachments] == ["audio/wav"]
+
+
+# --- the fixture's ports --------------------------------------------------------------------
+
+
+def held_socket(kind: str, port: int) -> socket.socket:
+    """Another process's socket on `port`: a TCP listener, or a bound UDP socket."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", port))
+    if kind != "udp":
+        sock.listen()
+    return sock
+
+
+@pytest.mark.parametrize("taken", ["sip/udp", "sip/tls", "ctrl"])
+async def test_a_phone_whose_port_is_taken_is_started_again_on_other_ports(
+    tmp_path: Path, taken: str
+) -> None:
+    first = pick_ports()
+    port = {"sip/udp": first.sip, "sip/tls": first.tls, "ctrl": first.ctrl}[taken]
+    picks = iter([first])
+
+    def ports() -> PhonePorts:
+        return next(picks, None) or pick_ports()
+
+    with held_socket("udp" if taken == "sip/udp" else "tcp", port):
+        async with baresip_phone(tmp_path, silence(1000), ports=ports) as phone:
+            assert phone.starts == 2 and port not in {p for _, p in phone.ports.bound()}
+            about = await phone.command("about")  # the ctrl connection is our baresip's
+            assert about["ok"] and "baresip" in about["data"]
+    assert "Address already in use" in (tmp_path / "baresip-1.log").read_text(errors="replace")
+
+
+def listening(pid: int) -> set[tuple[str, str, int]]:
+    """(protocol, address, port) of the TCP listeners and UDP sockets of process `pid`."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = fd.readlink().name
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for proto in ("tcp", "udp", "tcp6", "udp6"):
+        for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port = fields[1].rsplit(":", 1)
+            if fields[9] not in inodes or (proto.startswith("tcp") and fields[3] != "0A"):
+                continue  # not this process's, or a TCP connection rather than a listener
+            host = "127.0.0.1" if address == "0100007F" else "*" if set(address) == {"0"} else address
+            found.add((proto.rstrip("6"), host, int(port, 16)))
+    return found
+
+
+async def test_baresip_binds_only_the_ports_the_fixture_gave_it(tmp_path: Path) -> None:
+    async with baresip_phone(tmp_path, silence(1000)) as phone:
+        sockets = listening(phone.process.pid)
+    on_loopback = {(proto, port) for proto, host, port in sockets if host == "127.0.0.1"}
+    assert on_loopback == phone.ports.bound(), sockets
+    # The rest are its DNS client's sockets: UDP on the wildcard address, on ports the kernel
+    # chose (bound to port 0), which no other process can hold.
+    assert {(proto, host) for proto, host, _ in sockets if host != "127.0.0.1"} <= {("udp", "*")}

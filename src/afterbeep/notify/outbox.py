@@ -11,7 +11,8 @@ belongs to the subclass; this module holds the loop:
   at once, otherwise it sleeps until the next row falls due, at most `idle_seconds`, which
   also picks up rows written by other processes;
 - `stop(grace)` stops claiming, gives in-flight attempts `grace` seconds, cancels the rest and
-  hands their claims back unattempted, so nothing waits for a lease to expire after a restart.
+  hands their claims back (`_interrupted`: unattempted by default), so nothing waits for a
+  lease to expire after a restart.
 
 The state machine is explicit: IDLE → RUNNING → STOPPING → STOPPED (`run_once` also works in
 IDLE, for tests and one-shot drains).
@@ -53,12 +54,14 @@ class OutboxWorker(abc.ABC, Generic[C]):
         idle_seconds: float,
         stop_grace: float,
         log: logging.Logger,
+        cancel_grace: float = 5.0,
     ) -> None:
         self._clock = clock
         self._lease = lease
         self._batch_size = max(1, batch_size)
         self._idle_seconds = idle_seconds
         self._stop_grace = stop_grace
+        self._cancel_grace = cancel_grace
         self._log = log
         self._state = WorkerState.IDLE
         self._wake = asyncio.Event()
@@ -96,6 +99,10 @@ class OutboxWorker(abc.ABC, Generic[C]):
 
     async def _close(self) -> None:
         """Release what attempts opened (HTTP clients...), once the loop has ended."""
+
+    async def _interrupted(self, claims: list[C]) -> None:
+        """Give back the claims whose attempts `stop()` cut short (by default as unattempted)."""
+        await self._release(claims)
 
     # The loop.
 
@@ -140,9 +147,16 @@ class OutboxWorker(abc.ABC, Generic[C]):
             attempted += len(claims)
         return attempted
 
+    def stop_claiming(self) -> None:
+        """The first step of `stop()` alone: claim nothing more; attempts in flight go on."""
+        if self._state is WorkerState.RUNNING:
+            self._state = WorkerState.STOPPING
+            self._wake.set()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; let in-flight attempts finish for `grace` seconds (default: the
-        worker's own), then cancel them and give their claims back unattempted."""
+        worker's own), then cancel them (`cancel_grace` seconds more to clean up) and give
+        their claims back through `_interrupted`."""
         if self._state is WorkerState.STOPPED:
             return
         self._state = WorkerState.STOPPING
@@ -157,6 +171,10 @@ class OutboxWorker(abc.ABC, Generic[C]):
             )
             if not done:
                 task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=self._cancel_grace)
+            if not done:
+                # A cancelled attempt still hangs up in its `finally`; a dead peer gets no longer.
+                task.cancel()
                 await asyncio.wait({task})
             if not task.cancelled() and task.exception() is not None:
                 self._log.error(
@@ -164,7 +182,7 @@ class OutboxWorker(abc.ABC, Generic[C]):
                 )
         if self._inflight:
             try:
-                await self._release(list(self._inflight.values()))
+                await self._interrupted(list(self._inflight.values()))
             except Exception:
                 self._log.exception("%s worker: could not release its claims", self.name)
             self._inflight.clear()

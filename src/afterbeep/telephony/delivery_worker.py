@@ -2,7 +2,10 @@
 
 `DeliveryWorker` is an `OutboxWorker` (claim under a lease, attempt, wake on `notify()`, a
 graceful `stop()` that hands unfinished claims back) over `SqlDeliveryStore`, running
-`DeliveryService.attempt` per claim. SIP deposits of one telephony setup are paced: at most
+`DeliveryService.attempt` per claim. A stopping worker claims nothing more and lets the calls
+in progress go on for its grace (AFTERBEEP_DRAIN_SECONDS), then cancels them: each hangs up
+(BYE, or CANCEL while it rings), its attempt is recorded `interrupted` and its lease dropped at
+once, so any node retries it. SIP deposits of one telephony setup are paced: at most
 `max_calls_per_second` new INVITEs (a token bucket, `TokenBucket`, pure and driven by the
 time passed in) and `max_concurrent_calls` at once. Local deposits place no call and are not
 paced. `SipDepositor` is the `DepositDialer` over the `TelephonyServer`.
@@ -163,7 +166,11 @@ class SipDepositor:
                 timeout=self._ring_timeout,
                 headers=deposit.headers,
             )
-            call = await outbound.wait_answered()
+            try:
+                call = await outbound.wait_answered()
+            except asyncio.CancelledError:
+                await outbound.aclose()  # CANCEL while it rings (a stopping worker gave up)
+                raise
         except DialFailed as exc:
             return AttemptResult(
                 False, exc.code, f"{exc.code} {exc.reason}", elapsed(), retry=retryable(exc.code)
@@ -314,6 +321,11 @@ class DeliveryWorker(OutboxWorker[Claim]):
 
     async def _release(self, claims: list[Claim]) -> None:
         await self._store.release(claims)
+
+    async def _interrupted(self, claims: list[Claim]) -> None:
+        count = await self._store.interrupt(claims, self._clock.now())
+        if count:
+            log.warning("shutdown: %d attempts interrupted and handed back for a retry", count)
 
     async def _next_wakeup(self) -> datetime | None:
         return await self._store.next_claimable_at()

@@ -173,9 +173,14 @@ class _Leg:
 
     async def close(self) -> None:
         """Cancel it if it is still ringing, hang it up if it was answered."""
-        if not self.answer.done():
-            self.outbound.cancel()
-        result = await self.answer
+        result: SipCall | DialFailed | None
+        if self.answer.cancelled():  # a stopping worker cut the wait for the answer short
+            await self.outbound.aclose()
+            result = self.outbound.call
+        else:
+            if not self.answer.done():
+                self.outbound.cancel()
+            result = await self.answer
         if isinstance(result, SipCall):
             await result.hangup()
         self._watch.cancel()

@@ -246,6 +246,12 @@ class TelephonyServer:
             raise
         self.state = ServerState.RUNNING
 
+    def drain(self) -> None:
+        """The first phase of `stop()` alone: new INVITEs get 503; calls in progress go on, and
+        outbound calls can still be placed (the second call of a drop in progress)."""
+        if self.state is ServerState.RUNNING:
+            self.state = ServerState.DRAINING
+
     async def stop(
         self, drain_timeout: float | None = None, hangup_timeout: float | None = None
     ) -> None:
@@ -385,8 +391,9 @@ class TelephonyServer:
         timeout: float = 60.0,
         headers: Iterable[tuple[str, str]] = (),
     ) -> OutboundCall:
-        """`afterbeep.telephony.call.dial` from this server; DialFailed(503) unless running."""
-        if self.state is not ServerState.RUNNING:
+        """`afterbeep.telephony.call.dial` from this server; DialFailed(503) unless running
+        or draining (calls of work already in progress)."""
+        if self.state not in (ServerState.RUNNING, ServerState.DRAINING):
             raise DialFailed(503, f"telephony server is {self.state.value}")
         return await dial(
             self,

@@ -5,7 +5,8 @@ claiming, releasing and the lease-guarded writes are `_leases` (the outboxes' le
 on the send's own status. Every later write is guarded by the exact lease, so a worker that lost
 its lease (it was too slow, or presumed dead) cannot overwrite a newer result. A crashed
 worker's sends come back when the lease runs out; their started attempts stay recorded (outcome
-`interrupted`), so they still count against `max_attempts`.
+`interrupted`), so they still count against `max_attempts`. A worker stopped gracefully records
+the attempts it cut short as `interrupted` itself and drops their leases at once (`interrupt`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ _S = t.voicemail_sends
 _A = t.send_attempts
 ACCEPTED = SendStatus.ACCEPTED.value
 STARTED = "started"
+INTERRUPTED = "interrupted"
+SHUTDOWN_REASON = "interrupted by shutdown"
 
 
 class SqlDeliveryStore:
@@ -303,6 +306,32 @@ class SqlDeliveryStore:
                 await SqlEventOutbox(conn).publish(account, event_name, event)
         return True
 
+    async def interrupt(self, claims: Sequence[Claim], now: datetime) -> int:
+        """Claims whose attempt a stopping worker cut short: the started attempt ends
+        `interrupted` and the lease is dropped, so the send is due again at once (on any node).
+        Claims whose lease was lost meanwhile are left alone; how many were interrupted."""
+        interrupted = 0
+        async with self._db.begin() as conn:
+            for claim in claims:
+                released = await conn.execute(
+                    update(_S)
+                    .where(
+                        _S.c.id == claim.send_id,
+                        _S.c.status == ACCEPTED,
+                        _S.c.claimed_until == claim.lease_until,
+                    )
+                    .values(claimed_until=None, updated_at=now)
+                )
+                if not released.rowcount:
+                    continue
+                ended = await conn.execute(
+                    update(_A)
+                    .where(_A.c.send_id == claim.send_id, _A.c.outcome == STARTED)
+                    .values(ended_at=now, outcome=INTERRUPTED, reason=SHUTDOWN_REASON)
+                )
+                interrupted += int(ended.rowcount or 0)
+        return interrupted
+
     async def mark_interrupted(self, now: datetime) -> int:
         """Started attempts whose send is no longer leased by anyone: the worker died."""
         c = _S.c
@@ -313,7 +342,7 @@ class SqlDeliveryStore:
             result = await conn.execute(
                 update(_A)
                 .where(_A.c.outcome == STARTED, _A.c.send_id.in_(stale))
-                .values(outcome="interrupted", reason="delivery interrupted (worker stopped)")
+                .values(outcome=INTERRUPTED, reason="delivery interrupted (worker stopped)")
             )
         return int(result.rowcount or 0)
 
