@@ -380,7 +380,8 @@ class MediaSession:
     ``on_audio(pcm: NDArray[int16], offset: int)`` gets the recording, 8 kHz,
     gaps already filled with zeros, ``offset`` = samples since the first audio packet;
     ``on_dtmf(digit: str)`` once per RFC 4733 event; ``on_inactivity()`` once when no
-    RTP arrived for ``inactivity_timeout`` seconds while the peer should be sending.
+    RTP arrived for ``inactivity_timeout`` seconds while the peer should be sending;
+    ``on_first_rtp()`` once, for the first RTP packet accepted from the SDP's IP address.
     """
 
     def __init__(
@@ -401,6 +402,7 @@ class MediaSession:
         self._receiving = False  # state is STARTED (a bool: enum access is slow per packet)
         self.negotiated: Negotiated | None = None
         self.on_inactivity: InactivityHandler | None = None
+        self.on_first_rtp: Callable[[], None] | None = None
         self._recorder = Recorder(
             window=self._config.reorder_window, max_wait=self._config.reorder_max_wait
         )
@@ -663,6 +665,8 @@ class MediaSession:
         ) and not self._filter.accept(addr):
             self._dropped_source += 1
             return
+        if self.on_first_rtp is not None:
+            self._first_rtp(addr)
         self._recorder.receive(packet)
         self._received(
             len(data),
@@ -672,6 +676,15 @@ class MediaSession:
             now,
             packet.payload_type in self._audio_pts,
         )
+
+    def _first_rtp(self, addr: tuple[Any, ...]) -> None:
+        """``on_first_rtp``, once, for a packet from the IP address the SDP named (the first
+        accepted packet always comes this way: the fast path needs a latched source)."""
+        n = self.negotiated
+        callback = self.on_first_rtp
+        if callback is not None and n is not None and addr[0] == n.remote_ip:
+            self.on_first_rtp = None
+            callback()
 
     def _received(
         self, size: int, ssrc: int, sequence: int, timestamp: int, now: float, audio: bool
