@@ -67,9 +67,12 @@ class _Null:
 
 
 @contextlib.asynccontextmanager
-async def serving(script: Callable[[SipCall], Awaitable[None]], t1: float = 0.5) -> AsyncIterator[int]:
+async def serving(
+    script: Callable[[SipCall], Awaitable[None]], t1: float = 0.5, rtcp_interval: float = 5.0
+) -> AsyncIterator[int]:
     low, high = rtp_range()
     ua_config, media_config = telephony_configs("127.0.0.1:0", None, low, high)
+    media_config = replace(media_config, rtcp_interval=rtcp_interval)
     ua_config = replace(ua_config, timers=TimerConfig(t1=t1, t2=min(4.0, 8 * t1), t4=10 * t1))
     async with TelephonyServer(ua_config, media_config, script) as server:
         assert server.udp_port is not None
@@ -77,11 +80,13 @@ async def serving(script: Callable[[SipCall], Awaitable[None]], t1: float = 0.5)
 
 
 class Caller:
-    """One call from a raw SIP peer whose SDP names `rtp` (an RtpCapture) as its media port."""
+    """One call from a raw SIP peer whose SDP names `rtp` and `rtcp` (RtpCaptures, the latter
+    counting RTCP in `other`) as its media ports."""
 
-    def __init__(self, sip: RawPeer, rtp: RtpCapture, server_port: int) -> None:
+    def __init__(self, sip: RawPeer, rtp: RtpCapture, rtcp: RtpCapture, server_port: int) -> None:
         self.sip = sip
         self.rtp = rtp
+        self.rtcp = rtcp
         self.server_port = server_port
         n = next(_calls)
         self.call_id = f"confirm-{n}@127.0.0.1"
@@ -104,6 +109,7 @@ class Caller:
         sdp = (
             "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
             f"m=audio {self.rtp.port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n"
+            f"a=rtcp:{self.rtcp.port}\r\n"
         ).encode()
         head = self._head("INVITE", self.branch, 1, "<sip:+12025550100@127.0.0.1>")
         head += f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n"
@@ -155,11 +161,13 @@ class Caller:
 async def caller(server_port: int) -> AsyncIterator[Caller]:
     sip = await RawPeer.open()
     rtp = await RtpCapture.open()
+    rtcp = await RtpCapture.open()
     try:
-        yield Caller(sip, rtp, server_port)
+        yield Caller(sip, rtp, rtcp, server_port)
     finally:
         sip.close()
         rtp.close()
+        rtcp.close()
 
 
 async def packets(rtp: RtpCapture, count: int) -> None:
@@ -171,11 +179,13 @@ async def packets(rtp: RtpCapture, count: int) -> None:
 
 async def test_an_invite_never_acked_gets_no_rtp_and_ends_by_timer_h() -> None:
     script = Script()
-    async with serving(script, t1=0.02) as port, caller(port) as call:  # timer H: 1.28 s
+    # timer H: 1.28 s; RTCP would be sent every 0.05-0.15 s
+    async with serving(script, t1=0.02, rtcp_interval=0.1) as port, caller(port) as call:
         await call.invite()
         bye = await call.bye_received()  # the service gives up on the missing ACK
         assert bye is not None
         assert call.rtp.packets == []  # nothing reflected to the address the SDP named
+        assert call.rtcp.other == 0 and call.rtp.other == 0  # no RTCP either (no BYE report)
         async with asyncio.timeout(WAIT):
             while not script.outcome:  # noqa: ASYNC110 (the script ends on its own)
                 await asyncio.sleep(0.01)

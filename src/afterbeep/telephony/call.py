@@ -500,6 +500,8 @@ class SipCall:
                 self._end("bad-sdp")
         self._acked.set()
         self._confirmed.set()
+        if self.media is not None:
+            self.media.confirm()
 
     def _on_caller_rtp(self) -> None:
         self._confirmed.set()
@@ -650,7 +652,8 @@ class SipCall:
         invite = self.invite
         assert invite is not None
         self.media = media
-        media.on_first_rtp = self._on_caller_rtp
+        if not self._confirmed.is_set():
+            media.expect_confirmation(self._on_caller_rtp)
         try:
             if invite.sdp:
                 local_sdp = media.answer(invite.sdp)
