@@ -283,9 +283,9 @@ class AudioTap:
 
     def fill(self, now: float) -> None:
         """Queue zeros for the time without audio up to ``now`` (less the slack)."""
-        if self.closed:
+        if self.closed or not self._clocked:
             return
-        due = self._anchor + int((now - self._anchor_at - _PLACEMENT_SLACK) * RATE)
+        due = self._anchor + round((now - self._anchor_at - _PLACEMENT_SLACK) * RATE)
         missing = due - self._queued
         if missing < _FILL_BLOCK:
             return
