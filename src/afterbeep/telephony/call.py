@@ -445,7 +445,7 @@ class SipCall:
         self._player: _Player | None = None
         self._plays = 0  # play() calls in progress
         self._played = asyncio.Event()  # set when the last of them ended
-        self._fillers: set[asyncio.Event] = set()  # stop the silence being sent (`_silence`)
+        self._fillers: dict[asyncio.Event, asyncio.Event] = {}  # `_silence`: hush → its quiet
         self._take: RecordingTake | None = None
         self._taps: list[AudioTap] = []
         self.digits_received = 0
@@ -835,19 +835,20 @@ class SipCall:
                 await self._wait_for(self._played, quiet)
                 continue
             hush = asyncio.Event()
-            self._fillers.add(hush)
+            self._fillers[hush] = quiet
             try:
                 result = await media.play(_LISTEN_SILENCE, interrupt=hush)
             finally:
-                self._fillers.discard(hush)
+                del self._fillers[hush]
             if result.interrupted and not self._plays:
                 return  # quiet, or the session closed
 
     async def _stop_silence(self, filler: asyncio.Task[None] | None, quiet: asyncio.Event) -> None:
         if filler is not None:
             quiet.set()
-            for hush in self._fillers:
-                hush.set()
+            for hush, its_quiet in self._fillers.items():
+                if its_quiet is quiet:
+                    hush.set()
             with contextlib.suppress(MediaSessionStateError):
                 await filler
 
