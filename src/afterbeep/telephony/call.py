@@ -387,6 +387,12 @@ class RecordingTake:
         self._carry = data[whole:].copy()
         return None
 
+    def quiet_at(self) -> float:
+        """When the silence limit is reached if no more audio arrives: the silence heard at the
+        end of the audio so far, then the time without packets, count as silence."""
+        still = max(0, self.silence_limit - self.silent_run) / RATE
+        return self.last_audio + still + _PLACEMENT_SLACK
+
     def finish(self, ended_by: EndedBy) -> None:
         if self.ended_by is None:
             self.ended_by = ended_by
@@ -776,9 +782,7 @@ class SipCall:
                     break
                 now = self._loop.time()
                 max_at = started + max_seconds + _PLACEMENT_SLACK
-                # silence already heard, then missing packets, count as silence
-                still = max(0, take.silence_limit - take.silent_run) / RATE
-                quiet_at = take.last_audio + still + _PLACEMENT_SLACK
+                quiet_at = take.quiet_at()
                 if now >= max_at:
                     take.finish(EndedBy.MAX_LENGTH)  # the caller sent too little audio to count
                 elif now >= quiet_at:

@@ -1,4 +1,6 @@
-"""AudioTap (what `SipCall.listen()` yields): time passes when packets stop, with a fake clock."""
+"""Time passes when packets stop (issue 15, point 11), with a fake clock: for a listener
+(`AudioTap`, what `SipCall.listen()` yields to the drop's detectors) and for a recording's
+silence limit (`RecordingTake`)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ import asyncio
 
 import numpy as np
 
-from afterbeep.telephony.call import AudioTap
+from afterbeep.audio.tones import tone
+from afterbeep.telephony.call import AudioTap, RecordingTake
 
 
 def queued(tap: AudioTap) -> list[np.ndarray]:
@@ -67,3 +70,16 @@ async def test_a_listener_hears_silence_when_nothing_arrives() -> None:
             if heard >= 1600:
                 tap.close()
     assert heard >= 1600
+
+
+class _Sink:
+    def write(self, pcm: np.ndarray) -> None:
+        pass
+
+
+async def test_a_recording_counts_missing_packets_after_its_silence_as_silence() -> None:
+    take = RecordingTake(_Sink(), limit=800000, silence_ms=5000, threshold=200, finish_on="#")
+    take.feed(tone(440, 1000), 10.0)
+    assert take.quiet_at() == 10.0 + 5.0 + 0.6  # after sound: the whole silence limit
+    take.feed(np.zeros(3 * 8000, np.int16), 13.0)  # 3 s of silence, then the packets stop
+    assert take.quiet_at() == 13.0 + 2.0 + 0.6  # only the rest of the limit
