@@ -103,6 +103,7 @@ RFC4733 = "rfc4733"
 SIP_INFO = "info"
 _LISTEN_SILENCE = Prompt(np.zeros(RATE * 60, dtype=np.int16))  # sent while listening
 _PLACEMENT_SLACK = 0.6  # s: the media layer may hold received audio this long before delivery
+_FILL_BLOCK = RATE // 5  # zeros for missing audio come 200 ms at a time, as received audio does
 
 
 class CallError(Exception):
@@ -238,30 +239,82 @@ class DigitMerger:
 
 class AudioTap:
     """Received audio handed to one listener as it arrives (`listen()`): blocks queue up
-    here until read; `close()` ends the iteration once the queue is drained. No I/O."""
+    here until read; `close()` ends the iteration once the queue is drained. No I/O.
 
-    def __init__(self) -> None:
+    Clocked (``since``, a loop time), time passes for the listener when no audio comes: once
+    nothing was delivered for `_PLACEMENT_SLACK` s past where the audio so far ends, zeros
+    stand for the time gone by (a far end that stopped sending RTP is silent to a detector),
+    and the media layer's own zeros for that gap, should the far end come back, are not
+    counted again. The count of samples queued then follows the clock, a little behind it.
+    """
+
+    def __init__(self, since: float | None = None) -> None:
         self._blocks: deque[Audio] = deque()
         self._changed = asyncio.Event()
         self.closed = False
+        self._clocked = since is not None
+        self._anchor_at = since or 0.0  # when audio was last delivered ...
+        self._anchor = 0  # ... and the samples queued then
+        self._queued = 0  # samples queued, received and filled
+        self._owed = 0  # zeros filled in that the media layer's gap fill may repeat
+        self.filled = 0
 
-    def put(self, pcm: Audio) -> None:
-        if not self.closed and pcm.size:
-            self._blocks.append(pcm)
-            self._changed.set()
+    def put(self, pcm: Audio, now: float = 0.0) -> None:
+        if self.closed or not pcm.size:
+            return
+        if self._owed:
+            if pcm.any():
+                self._owed = 0  # sound: the far end is back, on a timeline without the gap
+            else:
+                cut = min(self._owed, pcm.size)
+                self._owed -= cut
+                pcm = pcm[cut:]
+                if not pcm.size:
+                    return
+        self._blocks.append(pcm)
+        self._changed.set()
+        self._queued += pcm.size
+        self._anchor_at, self._anchor = now, self._queued
+
+    def wake_at(self) -> float:
+        """When the next block of zeros is due if nothing arrives meanwhile."""
+        ahead = self._queued - self._anchor + _FILL_BLOCK
+        return self._anchor_at + _PLACEMENT_SLACK + ahead / RATE
+
+    def fill(self, now: float) -> None:
+        """Queue zeros for the time without audio up to ``now`` (less the slack)."""
+        if self.closed or not self._clocked:
+            return
+        due = self._anchor + round((now - self._anchor_at - _PLACEMENT_SLACK) * RATE)
+        missing = due - self._queued
+        if missing < _FILL_BLOCK:
+            return
+        for start in range(0, missing, RATE):
+            self._blocks.append(np.zeros(min(RATE, missing - start), dtype=np.int16))
+        self._queued += missing
+        self._owed += missing
+        self.filled += missing
+        self._changed.set()
 
     def close(self) -> None:
         self.closed = True
         self._changed.set()
 
     async def blocks(self) -> AsyncGenerator[Audio, None]:
+        loop = asyncio.get_running_loop()
         while True:
             while self._blocks:
                 yield self._blocks.popleft()
             if self.closed:
                 return
             self._changed.clear()
-            await self._changed.wait()
+            if not self._clocked:
+                await self._changed.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(self.wake_at()):
+                    await self._changed.wait()
+            self.fill(loop.time())
 
 
 class _Player:
@@ -334,6 +387,12 @@ class RecordingTake:
         self._carry = data[whole:].copy()
         return None
 
+    def quiet_at(self) -> float:
+        """When the silence limit is reached if no more audio arrives: the silence heard at the
+        end of the audio so far, then the time without packets, count as silence."""
+        still = max(0, self.silence_limit - self.silent_run) / RATE
+        return self.last_audio + still + _PLACEMENT_SLACK
+
     def finish(self, ended_by: EndedBy) -> None:
         if self.ended_by is None:
             self.ended_by = ended_by
@@ -381,10 +440,18 @@ class SipCall:
         self._answer_lock = asyncio.Lock()
         self._awaiting_answer_in_ack = False
         self._acked = asyncio.Event()
+        # Inbound, nothing is sent before the caller is confirmed (the ACK, or its RTP): until
+        # then the SDP address is only the INVITE's word, maybe a victim's (reflection).
+        self._confirmed = asyncio.Event()
+        if invite is None:
+            self._confirmed.set()  # outbound: the far end answered our INVITE
         self._merger = DigitMerger(settings.dtmf_dedup_window)
         self._typed: deque[str] = deque()
         self._wake = asyncio.Event()
         self._player: _Player | None = None
+        self._plays = 0  # play() calls in progress
+        self._played = asyncio.Event()  # set when the last of them ended
+        self._fillers: dict[asyncio.Event, asyncio.Event] = {}  # `_silence`: hush → its quiet
         self._take: RecordingTake | None = None
         self._taps: list[AudioTap] = []
         self.digits_received = 0
@@ -438,6 +505,12 @@ class SipCall:
                 log.info("call %s: unusable SDP answer in ACK: %s", self.call_id, exc)
                 self._end("bad-sdp")
         self._acked.set()
+        self._confirmed.set()
+        if self.media is not None:
+            self.media.confirm()
+
+    def _on_caller_rtp(self) -> None:
+        self._confirmed.set()
 
     def _on_reinvite(self, offer: bytes) -> bytes | None:
         """Hold, resume, new address or codec; None answers 488."""
@@ -463,8 +536,10 @@ class SipCall:
         take = self._take
         if take is not None:
             take.feed(pcm, self._loop.time())
-        for tap in self._taps:
-            tap.put(pcm)
+        if self._taps:
+            now = self._loop.time()
+            for tap in self._taps:
+                tap.put(pcm, now)
 
     def _on_rfc4733(self, key: str) -> None:
         self._on_key(key, RFC4733)
@@ -583,6 +658,8 @@ class SipCall:
         invite = self.invite
         assert invite is not None
         self.media = media
+        if not self._confirmed.is_set():
+            media.expect_confirmation(self._on_caller_rtp)
         try:
             if invite.sdp:
                 local_sdp = media.answer(invite.sdp)
@@ -618,11 +695,11 @@ class SipCall:
         if dialog.terminated:
             self._end("remote")
 
-    async def _wait_for(self, event: asyncio.Event) -> None:
-        """Until ``event`` or the end of the call."""
-        if event.is_set() or self.ended.is_set():
+    async def _wait_for(self, *events: asyncio.Event) -> None:
+        """Until one of ``events`` or the end of the call."""
+        if self.ended.is_set() or any(event.is_set() for event in events):
             return
-        waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self.ended.wait())}
+        waiters = {asyncio.ensure_future(e.wait()) for e in (*events, self.ended)}
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -643,15 +720,27 @@ class SipCall:
         Raises CallEnded when the far end hangs up.
         """
         media = self._require_media()
-        player = _Player(interrupt_on)
-        self._player = player
+        self._plays += 1
+        for hush in self._fillers:
+            hush.set()  # silence being sent gives way
         try:
-            await media.play(audio, interrupt=player.interrupt)
-        except MediaSessionStateError as exc:
-            raise CallEnded() from exc
+            if not self._confirmed.is_set():
+                await self._wait_for(self._confirmed)  # the prompt then starts from its beginning
+                if not self._confirmed.is_set():
+                    raise CallEnded()
+            player = _Player(interrupt_on)
+            self._player = player
+            try:
+                await media.play(audio, interrupt=player.interrupt)
+            except MediaSessionStateError as exc:
+                raise CallEnded() from exc
+            finally:
+                if self._player is player:
+                    self._player = None
         finally:
-            if self._player is player:
-                self._player = None
+            self._plays -= 1
+            if not self._plays:
+                self._played.set()
         if player.key is not None:
             return player.key
         if self.ended.is_set():
@@ -669,9 +758,10 @@ class SipCall:
     ) -> Recording:
         """Record into `sink` until a finish key, hang-up, the maximum length, or silence.
 
-        A hang-up ends the recording normally (what was said is kept).
+        A hang-up ends the recording normally (what was said is kept). While it records the
+        call sends silence: carriers and NATs drop a leg that is silent one way.
         """
-        self._require_media()
+        media = self._require_media()
         self._flush_received()  # what arrived before now is not part of the recording
         take = RecordingTake(
             sink,
@@ -682,6 +772,8 @@ class SipCall:
         )
         self._take = take
         started = self._loop.time()
+        quiet = asyncio.Event()
+        filler = self._send_silence(media, quiet)
         try:
             while take.ended_by is None:
                 if self.ended.is_set():
@@ -690,7 +782,7 @@ class SipCall:
                     break
                 now = self._loop.time()
                 max_at = started + max_seconds + _PLACEMENT_SLACK
-                quiet_at = take.last_audio + silence_seconds + _PLACEMENT_SLACK
+                quiet_at = take.quiet_at()
                 if now >= max_at:
                     take.finish(EndedBy.MAX_LENGTH)  # the caller sent too little audio to count
                 elif now >= quiet_at:
@@ -705,6 +797,7 @@ class SipCall:
         finally:
             if self._take is take:
                 self._take = None
+            await self._stop_silence(filler, quiet)
         if take.error is not None:
             raise take.error
         assert take.ended_by is not None
@@ -716,25 +809,52 @@ class SipCall:
 
         While it is open the call sends silence, so that the far end's media path (a NAT
         binding, an SBC that latches on our packets, an RTP inactivity timer) stays open."""
-        tap = AudioTap()
+        tap = AudioTap(since=self._loop.time())
         if self.ended.is_set():
             tap.close()
         self._taps.append(tap)
         quiet = asyncio.Event()
-        filler = None
-        if self.media is not None and not self.ended.is_set():
-            filler = asyncio.create_task(
-                self.media.play(_LISTEN_SILENCE, interrupt=quiet), name=f"silence-{self.call_id}"
-            )
+        filler = self._send_silence(self.media, quiet)
         try:
             async for block in tap.blocks():
                 yield block
         finally:
             self._taps.remove(tap)
-            if filler is not None:
-                quiet.set()
-                with contextlib.suppress(MediaSessionStateError):
-                    await filler
+            await self._stop_silence(filler, quiet)
+
+    def _send_silence(
+        self, media: MediaSession | None, quiet: asyncio.Event
+    ) -> asyncio.Task[None] | None:
+        """Silence sent on the shared pacer, once the caller is confirmed and whenever nothing
+        else plays, until ``quiet`` is set (stop it with `_stop_silence`)."""
+        if media is None or self.ended.is_set():
+            return None
+        return asyncio.create_task(self._silence(media, quiet), name=f"silence-{self.call_id}")
+
+    async def _silence(self, media: MediaSession, quiet: asyncio.Event) -> None:
+        await self._wait_for(self._confirmed, quiet)
+        while self._confirmed.is_set() and not quiet.is_set() and not self.ended.is_set():
+            if self._plays:
+                self._played.clear()
+                await self._wait_for(self._played, quiet)
+                continue
+            hush = asyncio.Event()
+            self._fillers[hush] = quiet
+            try:
+                result = await media.play(_LISTEN_SILENCE, interrupt=hush)
+            finally:
+                del self._fillers[hush]
+            if result.interrupted and not self._plays:
+                return  # quiet, or the session closed
+
+    async def _stop_silence(self, filler: asyncio.Task[None] | None, quiet: asyncio.Event) -> None:
+        if filler is not None:
+            quiet.set()
+            for hush, its_quiet in self._fillers.items():
+                if its_quiet is quiet:
+                    hush.set()
+            with contextlib.suppress(MediaSessionStateError):
+                await filler
 
     async def _collect_tail(self) -> None:
         """After a hang-up: let RTP in flight land, then close the media (flushing its buffers)."""

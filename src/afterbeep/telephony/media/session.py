@@ -381,6 +381,7 @@ class MediaSession:
     gaps already filled with zeros, ``offset`` = samples since the first audio packet;
     ``on_dtmf(digit: str)`` once per RFC 4733 event; ``on_inactivity()`` once when no
     RTP arrived for ``inactivity_timeout`` seconds while the peer should be sending.
+    An inbound call's peer is not confirmed at first: see `expect_confirmation`.
     """
 
     def __init__(
@@ -401,6 +402,8 @@ class MediaSession:
         self._receiving = False  # state is STARTED (a bool: enum access is slow per packet)
         self.negotiated: Negotiated | None = None
         self.on_inactivity: InactivityHandler | None = None
+        self.confirmed = True  # see expect_confirmation()
+        self._on_confirmed: Callable[[], None] | None = None
         self._recorder = Recorder(
             window=self._config.reorder_window, max_wait=self._config.reorder_max_wait
         )
@@ -554,6 +557,18 @@ class MediaSession:
         self._inactivity_reported = False
         self._arm_inactivity()
 
+    # --- confirmation of the peer ---------------------------------------------------------
+
+    def expect_confirmation(self, on_confirmed: Callable[[], None]) -> None:
+        """Until `confirm()` (the ACK) or the first RTP from the SDP's IP address (which calls
+        ``on_confirmed``), the SDP address is only the INVITE's word: no RTCP goes there."""
+        self.confirmed = False
+        self._on_confirmed = on_confirmed
+
+    def confirm(self) -> None:
+        self.confirmed = True
+        self._on_confirmed = None
+
     # --- SendTarget (read by paced jobs at every frame) -----------------------------------
     # codec, payload_type, event_payload_type, ptime and sending are plain attributes,
     # refreshed by _set_negotiated and close: the pacer reads them 30 000 times a second.
@@ -663,6 +678,8 @@ class MediaSession:
         ) and not self._filter.accept(addr):
             self._dropped_source += 1
             return
+        if not self.confirmed:
+            self._first_rtp(addr)
         self._recorder.receive(packet)
         self._received(
             len(data),
@@ -672,6 +689,16 @@ class MediaSession:
             now,
             packet.payload_type in self._audio_pts,
         )
+
+    def _first_rtp(self, addr: tuple[Any, ...]) -> None:
+        """RTP from the IP address the SDP named confirms the peer (the first accepted packet
+        always comes this way: the fast path needs a latched source)."""
+        n = self.negotiated
+        if n is not None and addr[0] == n.remote_ip:
+            callback = self._on_confirmed
+            self.confirm()
+            if callback is not None:
+                callback()
 
     def _received(
         self, size: int, ssrc: int, sequence: int, timestamp: int, now: float, audio: bool
@@ -752,7 +779,8 @@ class MediaSession:
         self._rtcp_timer = None
         if self.state is not SessionState.STARTED:
             return
-        self._transmit_rtcp(self._rtcp_report())
+        if self.confirmed:
+            self._transmit_rtcp(self._rtcp_report())
         self._schedule_rtcp()
 
     def _rtcp_report(self, bye: bool = False) -> bytes:
@@ -827,7 +855,7 @@ class MediaSession:
             job.finish(interrupted=True)
         try:
             self._recorder.flush()
-            if was_started:
+            if was_started and self.confirmed:
                 with contextlib.suppress(OSError):
                     self._transmit_rtcp(self._rtcp_report(bye=True))
         finally:
