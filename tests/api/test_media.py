@@ -286,7 +286,8 @@ async def test_list_is_paged_newest_first(
 ) -> None:
     ids = []
     for index in range(3):
-        response = await upload(client, account, MP3, f"m{index}.mp3", name=f"clip {index}")
+        clip = encode(tones(8000, 0.5, (440 + 100 * index,)), 8000, "WAV")
+        response = await upload(client, account, clip, f"m{index}.wav", name=f"clip {index}")
         ids.append(response.json()["id"])
 
     first = await client.get("/v1/media", params={"limit": 2}, headers=account.headers)
