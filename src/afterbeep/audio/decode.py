@@ -36,6 +36,9 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+_SND = sf._snd
+_FFI = sf._ffi
+
 
 class AudioError(Exception):
     """Base of every error raised by ``afterbeep.audio``."""
@@ -298,11 +301,22 @@ def _read_all(
 
 
 def _read_into(handle: sf.SoundFile, name: str, out: npt.NDArray[np.float32], done: int) -> int:
-    try:
-        result: npt.NDArray[np.float32] = handle.read(out=out)
-    except sf.LibsndfileError as exc:
-        raise CorruptAudio(f"{name} stream fails to decode after {done} frames") from exc
-    return int(result.shape[0])
+    """Fill ``out`` (C-contiguous, one column a channel) from the current position.
+
+    Calls libsndfile's ``sf_readf_float`` itself: ``SoundFile.read`` seeks to where it already
+    is after every read, and libsndfile 1.2.2's MP3 decoder answers a seek by restarting
+    mpg123, which then decodes silence for the frames whose bit reservoir was dropped (every
+    read of a block-by-block decode started with up to 0.3 s of silence).
+    """
+    assert out.flags.c_contiguous and out.shape[1] == handle.channels
+    pointer = _FFI.cast("float *", out.__array_interface__["data"][0])
+    got = int(_SND.sf_readf_float(handle._file, pointer, out.shape[0]))
+    error = int(_SND.sf_error(handle._file))
+    if error != 0:
+        raise CorruptAudio(
+            f"{name} stream fails to decode after {done} frames"
+        ) from sf.LibsndfileError(error)
+    return got
 
 
 def _check_complete(name: str, claimed: int, decoded: int, log: str) -> None:
