@@ -332,14 +332,14 @@ class MediaService:
         if sha256 is None:
             assert isinstance(path, bytes)
             sha256 = hashlib.sha256(path).hexdigest()
+        rules = replace(
+            rules, max_ms=self._max_ms if rules.max_ms is None else min(rules.max_ms, self._max_ms)
+        )
         async with self._uow() as uow:
             existing = await uow.media.find(account_id, sha256)
         if existing is not None:
             _check_stored(existing, rules)
             return existing
-        rules = replace(
-            rules, max_ms=self._max_ms if rules.max_ms is None else min(rules.max_ms, self._max_ms)
-        )
         if isinstance(path, bytes):
             assert defer_rendition
             checked = await asyncio.to_thread(_check_mp3, path, rules)
