@@ -1,10 +1,15 @@
 """The media library: import audio files, then list, fetch and delete them.
 
-An import trusts nothing about the file but what decoding it shows: the whole file is decoded
-once and the telephony rendition (8 kHz mono 16-bit PCM WAV) made from those samples in the same
-worker-thread hop, then the original and the rendition are stored and the row is inserted last
-(by the caller, in its own transaction, after `prepare_upload`). When any step fails the objects
-already written are deleted again, so a refused or failed import leaves no row and no object.
+An import trusts nothing about the file but what decoding it shows: its header is checked
+(sample rate, channels, declared length against `max_media_seconds`) before a frame is decoded,
+then it is decoded block by block straight into the telephony rendition (8 kHz mono 16-bit PCM
+WAV) in one worker-thread hop, so memory holds one block and the rendition (16 000 bytes a
+second, bounded by the length limit) whatever the file expands to. The original and the rendition
+are stored, both counted in `stored_bytes` against the account's quota, and the row is inserted
+last (by the caller, in its own transaction, after `prepare_upload`). When any step fails the
+objects already written are deleted again, so a refused or failed import leaves no row and no
+object. Audio the account already holds (same sha256) is not stored again: the import answers
+with that media.
 
 Uploads stream into a `StagedUpload`, which counts the bytes as they arrive and refuses them
 once they pass the size limit. It holds them in memory up to `MEMORY_BYTES` (a send's MP3 is
@@ -241,8 +246,8 @@ class MediaService:
     async def _import(
         self, account_id: str, path: Path, size: int, sha256: str, name: str, rules: ImportRules
     ) -> tuple[Media, bool]:
-        media = await self._store_objects(account_id, path, size, sha256, name, rules)
-        if await self._is_stored(media):
+        media, new = await self._store_objects(account_id, path, size, sha256, name, rules)
+        if not new:
             return media, False
         try:
             async with self._uow() as uow:
@@ -277,13 +282,15 @@ class MediaService:
         """
         data = upload.data if defer_rendition else None
         if data is not None:
-            return await self._store_objects(
+            media, _new = await self._store_objects(
                 account_id, data, upload.size, None, name, rules, defer_rendition
             )
+            return media
         await asyncio.to_thread(upload.close)
-        return await self._store_objects(
+        media, _new = await self._store_objects(
             account_id, upload.path, upload.size, upload.sha256, name, rules, defer_rendition
         )
+        return media
 
     async def prepare_file(
         self,
@@ -296,9 +303,10 @@ class MediaService:
     ) -> Media:
         """`prepare_upload` for a local file (left in place)."""
         size, digest = await asyncio.to_thread(_measure, path, self._limit(rules.max_bytes))
-        return await self._store_objects(
+        media, _new = await self._store_objects(
             account_id, path, size, digest, name, rules, defer_rendition
         )
+        return media
 
     async def discard_prepared(self, media: Media) -> None:
         """Remove the objects of a `prepare_upload` whose row was never added (nothing, when it
@@ -319,8 +327,9 @@ class MediaService:
         name: str,
         rules: ImportRules,
         defer_rendition: bool = False,
-    ) -> Media:
-        """`path`: the file, or its bytes (then `sha256` None: hashed here).
+    ) -> tuple[Media, bool]:
+        """`path`: the file, or its bytes (then `sha256` None: hashed here). Returns the media
+        and whether it is new (False: the account's media of the same audio, nothing stored).
 
         Nothing is stored before the audio has passed every check: the rules, the library's
         length limit and the account's storage quota.
@@ -339,7 +348,7 @@ class MediaService:
             existing = await uow.media.find(account_id, sha256)
         if existing is not None:
             _check_stored(existing, rules)
-            return existing
+            return existing, False
         if isinstance(path, bytes):
             assert defer_rendition
             checked = await asyncio.to_thread(_check_mp3, path, rules)
@@ -379,7 +388,7 @@ class MediaService:
         except BaseException:
             await self._remove_objects(media)
             raise
-        return media
+        return media, True
 
     async def _check_quota(self, account_id: str, adding: int) -> None:
         if self._quota_bytes is None:
