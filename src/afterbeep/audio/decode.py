@@ -1,9 +1,12 @@
 """Probe and decode an uploaded audio file, refusing anything that does not decode cleanly.
 
 The file is judged by decoding it with libsndfile (through soundfile), never by
-its name or declared content type.  The whole stream is decoded (into one
-array sized from the header, then block by block if it runs longer), because
-a truncated MP3 opens fine and only comes up short at the end:
+its name or declared content type.  Its header is checked first: 8 to 192 kHz,
+1 to 8 channels, a declared length within the caller's limit.  ``open_audio``
+then decodes block by block (memory: one block, whatever the file expands to);
+``probe_and_decode`` into one array, for callers that want every sample.  The
+whole stream is decoded, because a truncated MP3 opens fine and only comes up
+short at the end:
 the decoded length is compared with what the header claims (the Xing/Info
 frame count for MP3, the data chunk size for WAV, STREAMINFO for FLAC).
 When libsndfile cannot open a file at all, its first bytes decide only which
