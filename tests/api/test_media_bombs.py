@@ -59,6 +59,11 @@ def wav_zero_channels() -> bytes:
     return wav_header(8000, 0, len(data)) + data
 
 
+def wav_nine_channels() -> bytes:
+    data = noise(9 * 8000)
+    return wav_header(8000, 9, len(data)) + data
+
+
 def silence(fmt: str, rate: int, seconds: int, channels: int = 1) -> bytes:
     """Seconds of silence, encoded ten seconds at a time (small in memory here too)."""
     buffer = io.BytesIO()
@@ -130,6 +135,7 @@ def test_expanding_media_is_refused_with_bounded_memory(
         "1hz.wav": (wav_1_hz(), None),
         "huge-frames.wav": (wav_huge_frame_count(), None),
         "zero-channels.wav": (wav_zero_channels(), None),
+        "nine-channels.wav": (wav_nine_channels(), None),
         "hour.flac": (hour_flac, "audio-too-long"),
         # STREAMINFO says "length unknown", the stream goes on for an hour
         "unknown-length.flac": (flac_claiming(hour_flac, 0), "audio-too-long"),
