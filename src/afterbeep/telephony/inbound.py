@@ -118,6 +118,10 @@ class InboundCalls:
             return cached
         try:
             if route.greeting_original_key is None:
+                if (await self._store.stat(key)).size > GREETING_CACHE_BYTES:
+                    # only an older version stored one this long (a 1 Hz WAV made 160 MB)
+                    log.warning("greeting %s is too long to hold; playing the system greeting", key)
+                    return None
                 wav = await self._store.get_bytes(key)
             else:
                 wav = await self._renditions.telephony(
