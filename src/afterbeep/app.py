@@ -298,7 +298,10 @@ class Runtime:
         s = self.settings
         tmp = self.data_dir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        media = MediaService(self.uow, self.store, self.clock, s.max_upload_mb * 1024 * 1024, tmp)
+        media = MediaService(
+            self.uow, self.store, self.clock, s.max_upload_mb * 1024 * 1024, tmp,
+            s.max_media_seconds, s.media_quota_mb * 1024 * 1024,
+        )  # fmt: skip
         return ApiServices(
             accounts=self.accounts,
             media=media,

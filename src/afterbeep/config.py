@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     default_region: str = "US"
     max_upload_mb: int = Field(default=50, ge=1)
     max_body_kb: int = Field(default=256, ge=1)
+    max_media_seconds: int = Field(default=600, ge=1)
+    media_quota_mb: int = Field(default=1024, ge=1)
     log_json: bool = False
     log_level: str = "INFO"
     webhook_timeout_seconds: float = 10.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 from collections.abc import AsyncIterator
@@ -230,6 +231,27 @@ async def test_idempotent_upload_is_stored_once(
     assert await media_rows(runtime, account.id) == 1
 
 
+async def test_the_same_audio_is_stored_once_also_when_uploaded_at_once(
+    client: httpx.AsyncClient, account: AccountKey, other_account: AccountKey, runtime: Runtime
+) -> None:
+    wav = encode(tones(8000, 1.0, (500,)), 8000, "WAV")
+    responses = await asyncio.gather(
+        *(upload(client, account, wav, f"copy{index}.wav") for index in range(4))
+    )
+    assert {r.status_code for r in responses} <= {200, 201}, [r.text for r in responses]
+    ids = {r.json()["id"] for r in responses}
+    assert len(ids) == 1
+    later = await upload(client, account, wav, "again.wav", name="another name")
+    assert later.status_code == 200
+    assert later.json()["id"] in ids and later.headers["location"] == f"/v1/media/{later.json()['id']}"
+    assert await media_rows(runtime, account.id) == 1
+    assert runtime.store is not None
+    assert len(await runtime.store.list(f"{account.id}/media/")) == 2
+    # another account's copy is its own
+    theirs = await upload(client, other_account, wav, "theirs.wav")
+    assert theirs.status_code == 201 and theirs.json()["id"] not in ids
+
+
 # -- downloads with Range ---------------------------------------------------------
 
 
@@ -286,7 +308,8 @@ async def test_list_is_paged_newest_first(
 ) -> None:
     ids = []
     for index in range(3):
-        response = await upload(client, account, MP3, f"m{index}.mp3", name=f"clip {index}")
+        clip = encode(tones(8000, 0.5, (440 + 100 * index,)), 8000, "WAV")
+        response = await upload(client, account, clip, f"m{index}.wav", name=f"clip {index}")
         ids.append(response.json()["id"])
 
     first = await client.get("/v1/media", params={"limit": 2}, headers=account.headers)

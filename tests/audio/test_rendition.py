@@ -13,13 +13,16 @@ from afterbeep.audio.decode import (
     DecodedAudio,
     UnsupportedAudio,
     WrongFormat,
+    open_audio,
     probe_and_decode,
 )
 from afterbeep.audio.levels import rms_dbfs
 from afterbeep.audio.rendition import (
     TELEPHONY_RATE,
     read_wav_pcm,
+    render_telephony,
     telephony_wav_bytes,
+    telephony_wav_size,
     to_telephony,
     write_wav,
 )
@@ -40,6 +43,19 @@ def test_stereo_mp3_to_telephony(stereo_mp3: Path) -> None:
     hz = np.fft.rfftfreq(16000, 1 / TELEPHONY_RATE)
     peaks = sorted(hz[np.argsort(spectrum)[-2:]])
     assert peaks == pytest.approx([LEFT_HZ, RIGHT_HZ], abs=1)
+
+
+def test_rendered_block_by_block_as_in_one_piece(stereo_mp3: Path) -> None:
+    """The decoder, the resampler and the writer carry their state across blocks (a read of
+    libsndfile's MP3 decoder through `SoundFile.read` began with up to 0.3 s of silence)."""
+    whole = to_telephony(probe_and_decode(stereo_mp3))
+    wav = io.BytesIO()
+    with open_audio(stereo_mp3) as stream:
+        written = render_telephony(stream, wav)
+    pcm, rate = read_wav_pcm(wav.getvalue())
+    assert rate == TELEPHONY_RATE and written == len(pcm)
+    assert np.array_equal(pcm, whole)
+    assert len(wav.getvalue()) == telephony_wav_size(stream.decoded_frames, stream.sample_rate)
 
 
 def test_length_follows_the_rate() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import secrets
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -263,7 +264,7 @@ async def insert_media(
                 sample_rate=8000,
                 channels=1,
                 size_bytes=len(wav),
-                sha256="0" * 64,
+                sha256=secrets.token_hex(32),
                 original_key=key,
                 telephony_key=key,
                 created_at=now,

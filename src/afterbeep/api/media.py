@@ -4,6 +4,11 @@ The upload reads the request body itself with `afterbeep.api.multipart`'s stream
 the file part goes straight into the service's `StagedUpload`, which refuses it (413) the
 moment it passes the limit.
 
+An upload of audio the account already holds (same sha256) answers 200 with that media instead
+of storing a copy. `purpose=voicemail` applies the rules of a send's audio (MP3, 10 to 60 s,
+8 MB) before anything is stored, so a client that uploads first and sends by `media_id` (the
+CLI) leaves nothing behind when the audio is refused.
+
 Downloads stream from the object store with HTTP Range (`afterbeep.api.ranges`).
 """
 
@@ -17,11 +22,12 @@ from python_multipart.multipart import parse_options_header
 
 from afterbeep.api import ranges
 from afterbeep.api.deps import CurrentAccount, Svc
-from afterbeep.api.multipart import StreamingForm, receive_form
+from afterbeep.api.multipart import StreamingForm, invalid_field, receive_form
 from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse
 from afterbeep.domain.clock import iso
-from afterbeep.domain.media import Media, Rendition
+from afterbeep.domain.media import ImportRules, Media, Rendition
+from afterbeep.services.ringless import SEND_RULES
 
 router = APIRouter(tags=["media"])
 
@@ -29,6 +35,8 @@ MAX_NAME_FIELD_BYTES = 4 * 1024
 DEFAULT_NAME = "untitled"
 FILE_FIELD = "file"
 NAME_FIELD = "name"
+PURPOSE_FIELD = "purpose"
+PURPOSES: dict[str, ImportRules | None] = {"library": None, "voicemail": SEND_RULES}
 
 
 class MediaOut(BaseModel):
@@ -41,6 +49,7 @@ class MediaOut(BaseModel):
     sample_rate: int
     channels: int
     size_bytes: int
+    stored_bytes: int
     sha256: str
     created_at: str
 
@@ -56,6 +65,7 @@ class MediaOut(BaseModel):
             sample_rate=media.sample_rate,
             channels=media.channels,
             size_bytes=media.size_bytes,
+            stored_bytes=media.stored_bytes,
             sha256=media.sha256,
             created_at=iso(media.created_at),
         )
@@ -80,6 +90,11 @@ _UPLOAD_OPENAPI: dict[str, Any] = {
                             "maxLength": 255,
                             "description": "display name",
                         },
+                        PURPOSE_FIELD: {
+                            "type": "string",
+                            "enum": list(PURPOSES),
+                            "description": "voicemail: refuse audio a send would refuse",
+                        },
                     },
                     "required": [FILE_FIELD],
                 }
@@ -103,7 +118,9 @@ def _display_name(form: StreamingForm) -> str:
     response_model=MediaOut,
     openapi_extra=_UPLOAD_OPENAPI,
     responses={
+        200: {"model": MediaOut, "description": "the account already holds this audio"},
         400: {"content": _PROBLEM, "description": "malformed multipart body"},
+        409: {"content": _PROBLEM, "description": "the account's media storage is full"},
         413: {"content": _PROBLEM, "description": "the file is over the upload limit"},
         415: {"content": _PROBLEM, "description": "not multipart/form-data"},
         422: {"content": _PROBLEM, "description": "not decodable audio, or a missing field"},
@@ -125,13 +142,20 @@ async def upload_media(
             )
         form = StreamingForm(
             FILE_FIELD,
-            frozenset({NAME_FIELD}),
+            frozenset({NAME_FIELD, PURPOSE_FIELD}),
             MAX_NAME_FIELD_BYTES,
-            unknown_message="unknown field; this form takes file and name",
-            repeated_message="send one name",
+            unknown_message="unknown field; this form takes file, name and purpose",
+            repeated_message="send one name and one purpose",
         )
         await receive_form(request, boundary, upload, form)
-        media = await svc.media.import_upload(account.id, upload, _display_name(form))
+        purpose = form.text().get(PURPOSE_FIELD, "library")
+        if purpose not in PURPOSES:
+            raise invalid_field(PURPOSE_FIELD, f"must be one of {', '.join(PURPOSES)}")
+        media, created = await svc.media.import_upload(
+            account.id, upload, _display_name(form), PURPOSES[purpose]
+        )
+    if not created:
+        response.status_code = 200
     response.headers["Location"] = f"/v1/media/{media.id}"
     return MediaOut.of(media)
 

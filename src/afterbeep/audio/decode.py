@@ -1,9 +1,12 @@
 """Probe and decode an uploaded audio file, refusing anything that does not decode cleanly.
 
 The file is judged by decoding it with libsndfile (through soundfile), never by
-its name or declared content type.  The whole stream is decoded (into one
-array sized from the header, then block by block if it runs longer), because
-a truncated MP3 opens fine and only comes up short at the end:
+its name or declared content type.  Its header is checked first: 8 to 192 kHz,
+1 to 8 channels, a declared length within the caller's limit.  ``open_audio``
+then decodes block by block (memory: one block, whatever the file expands to);
+``probe_and_decode`` into one array, for callers that want every sample.  The
+whole stream is decoded, because a truncated MP3 opens fine and only comes up
+short at the end:
 the decoded length is compared with what the header claims (the Xing/Info
 frame count for MP3, the data chunk size for WAV, STREAMINFO for FLAC).
 When libsndfile cannot open a file at all, its first bytes decide only which
@@ -27,12 +30,17 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
+
+_SND = sf._snd
+_FFI = sf._ffi
 
 
 class AudioError(Exception):
@@ -67,9 +75,13 @@ class AudioTooLong(AudioError):
 AudioSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 
 BLOCK_FRAMES = 65536
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192000
+MAX_CHANNELS = 8
 _PREALLOCATE_SAMPLES = 48000 * 60 * 2  # the most a header makes us allocate at once (23 MB)
 _MP3_FRAME_SAMPLES = 1152
 _TRUNCATION_TOLERANCE = 0.005
+_UNKNOWN_FRAMES = 2**63 - 1
 _WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _WAV_SIZE_PLACEHOLDERS = (0, 0x7FFFFFFF, 0xFFFFFFFF)
 
@@ -120,6 +132,82 @@ def probe_and_decode(
     is checked against the header before decoding and again while decoding, so
     a long file is refused without being held in memory.
     """
+    handle, name = _open(source, allowed_formats)
+    with handle:
+        rate, channels, claimed = handle.samplerate, handle.channels, _declared_frames(handle)
+        subtype = handle.subtype
+        max_frames = _check_header(name, rate, channels, claimed, max_duration_ms)
+        samples = _read_all(handle, name, max_frames, max_duration_ms)
+        log = handle.extra_info
+
+    decoded = int(samples.shape[0])
+    if decoded == 0:
+        raise CorruptAudio(f"{name} file holds no audio samples")
+    _check_complete(name, claimed, decoded, log)
+    return DecodedAudio(samples, rate, channels, name, subtype)
+
+
+class AudioStream:
+    """An open audio file whose header passed the checks, decoded block by block.
+
+    ``blocks()`` yields at most ``BLOCK_FRAMES`` frames at a time (float32, shape (frames,
+    channels)) in one buffer it reuses: use each block before asking for the next. It refuses the
+    stream once it runs past ``max_duration_ms`` and, at the end, one that came up short of its
+    header or held no sample, so memory stays one block whatever the file claims or holds.
+    """
+
+    def __init__(self, handle: sf.SoundFile, name: str, max_duration_ms: int | None) -> None:
+        self._handle = handle
+        self.format = name
+        self.subtype: str = handle.subtype
+        self.sample_rate: int = handle.samplerate
+        self.channels: int = handle.channels
+        self.claimed_frames: int = _declared_frames(handle)
+        self._max_duration_ms = max_duration_ms
+        self._max_frames = _check_header(
+            name, self.sample_rate, self.channels, self.claimed_frames, max_duration_ms
+        )
+        self.decoded_frames = 0
+
+    @property
+    def duration_ms(self) -> int:
+        """The decoded length once ``blocks()`` has run to the end."""
+        return round(self.decoded_frames * 1000 / self.sample_rate)
+
+    def blocks(self, frames: int = BLOCK_FRAMES) -> Iterator[npt.NDArray[np.float32]]:
+        buffer = np.empty((frames, self.channels), np.float32)
+        total = 0
+        while got := _read_into(self._handle, self.format, buffer, total):
+            total += got
+            if self._max_frames is not None and total > self._max_frames:
+                assert self._max_duration_ms is not None
+                raise AudioTooLong(
+                    f"{self.format} runs past the limit", max_duration_ms=self._max_duration_ms
+                )
+            yield buffer[:got]
+        self.decoded_frames = total
+        if total == 0:
+            raise CorruptAudio(f"{self.format} file holds no audio samples")
+        _check_complete(self.format, self.claimed_frames, total, self._handle.extra_info)
+
+
+@contextmanager
+def open_audio(
+    source: AudioSource,
+    *,
+    allowed_formats: set[str] | frozenset[str] | None = None,
+    max_duration_ms: int | None = None,
+) -> Iterator[AudioStream]:
+    """Open ``source`` and check its header (format, sample rate, channels, declared length)
+    before a single frame is decoded; decode it with the stream's ``blocks()``."""
+    handle, name = _open(source, allowed_formats)
+    with handle:
+        yield AudioStream(handle, name, max_duration_ms)
+
+
+def _open(
+    source: AudioSource, allowed_formats: set[str] | frozenset[str] | None
+) -> tuple[sf.SoundFile, str]:
     allowed = None if allowed_formats is None else frozenset(f.upper() for f in allowed_formats)
     if isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(source)
@@ -129,31 +217,45 @@ def probe_and_decode(
         handle = sf.SoundFile(source)
     except sf.LibsndfileError as exc:
         raise _classify_unopenable(source) from exc
-    with handle:
-        name = _format_name(handle.format, handle.subtype)
-        if allowed is not None and name not in allowed:
-            raise WrongFormat(
-                f"{name} audio where {', '.join(sorted(allowed))} is required",
-                found=name,
-                allowed=allowed,
-            )
-        rate, channels, claimed = handle.samplerate, handle.channels, handle.frames
-        subtype = handle.subtype
-        if rate <= 0 or channels <= 0:
-            raise CorruptAudio(f"{name} header has {rate} Hz and {channels} channels")
-        max_frames = None if max_duration_ms is None else max_duration_ms * rate // 1000
-        if max_frames is not None and max_duration_ms is not None and claimed > max_frames:
-            raise AudioTooLong(
-                f"{name} is {claimed * 1000 // rate} ms long", max_duration_ms=max_duration_ms
-            )
-        samples = _read_all(handle, name, max_frames, max_duration_ms)
-        log = handle.extra_info
+    name = _format_name(handle.format, handle.subtype)
+    if allowed is not None and name not in allowed:
+        handle.close()
+        raise WrongFormat(
+            f"{name} audio where {', '.join(sorted(allowed))} is required",
+            found=name,
+            allowed=allowed,
+        )
+    return handle, name
 
-    decoded = int(samples.shape[0])
-    if decoded == 0:
-        raise CorruptAudio(f"{name} file holds no audio samples")
-    _check_complete(name, claimed, decoded, log)
-    return DecodedAudio(samples, rate, channels, name, subtype)
+
+def _declared_frames(handle: sf.SoundFile) -> int:
+    """The header's length in frames; 0 when it gives none (libsndfile's SF_COUNT_MAX)."""
+    frames = int(handle.frames)
+    return 0 if frames >= _UNKNOWN_FRAMES else frames
+
+
+def _check_header(
+    name: str, rate: int, channels: int, claimed: int, max_duration_ms: int | None
+) -> int | None:
+    """Refuse a header no telephony audio has (a 1 Hz rate, 0 or 200 channels) or one that
+    declares more than ``max_duration_ms``; the most frames to decode (None: no limit)."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise CorruptAudio(
+            f"{name} header has a {rate} Hz sample rate, outside"
+            f" {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz"
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise CorruptAudio(f"{name} header has {channels} channels, outside 1 to {MAX_CHANNELS}")
+    if claimed < 0:
+        raise CorruptAudio(f"{name} header declares {claimed} frames")
+    if max_duration_ms is None:
+        return None
+    max_frames = max_duration_ms * rate // 1000
+    if claimed > max_frames:
+        raise AudioTooLong(
+            f"{name} is {claimed * 1000 // rate} ms long", max_duration_ms=max_duration_ms
+        )
+    return max_frames
 
 
 def _is_empty(source: str | os.PathLike[str] | BinaryIO) -> bool:
@@ -202,11 +304,22 @@ def _read_all(
 
 
 def _read_into(handle: sf.SoundFile, name: str, out: npt.NDArray[np.float32], done: int) -> int:
-    try:
-        result: npt.NDArray[np.float32] = handle.read(out=out)
-    except sf.LibsndfileError as exc:
-        raise CorruptAudio(f"{name} stream fails to decode after {done} frames") from exc
-    return int(result.shape[0])
+    """Fill ``out`` (C-contiguous, one column a channel) from the current position.
+
+    Calls libsndfile's ``sf_readf_float`` itself: ``SoundFile.read`` seeks to where it already
+    is after every read, and libsndfile 1.2.2's MP3 decoder answers a seek by restarting
+    mpg123, which then decodes silence for the frames whose bit reservoir was dropped (every
+    read of a block-by-block decode started with up to 0.3 s of silence).
+    """
+    assert out.flags.c_contiguous and out.shape[1] == handle.channels
+    pointer = _FFI.cast("float *", out.__array_interface__["data"][0])
+    got = int(_SND.sf_readf_float(handle._file, pointer, out.shape[0]))
+    error = int(_SND.sf_error(handle._file))
+    if error != 0:
+        raise CorruptAudio(
+            f"{name} stream fails to decode after {done} frames"
+        ) from sf.LibsndfileError(error)
+    return got
 
 
 def _check_complete(name: str, claimed: int, decoded: int, log: str) -> None:

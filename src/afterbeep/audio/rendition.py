@@ -1,5 +1,10 @@
 """The telephony rendition of an audio file: 8 kHz mono 16-bit PCM, and WAV I/O for it.
 
+`render_telephony` makes it from an open `AudioStream` block by block (decoder, mix-down,
+soxr's streaming resampler, int16, WAV writer), so it needs one decoded block and the resampler's
+state in memory whatever the file's rate, channels or length: the WAV it writes is the only thing
+that grows, 16 000 bytes a second of audio.
+
 WAV files are written with the stdlib ``wave`` module (a plain 44-byte
 RIFF header, nothing else) and read back with soundfile, so any PCM WAV a
 person or another tool produced can be read too.
@@ -17,13 +22,21 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from afterbeep.audio.decode import CorruptAudio, DecodedAudio, UnsupportedAudio, WrongFormat
+from afterbeep.audio.decode import (
+    AudioStream,
+    CorruptAudio,
+    DecodedAudio,
+    UnsupportedAudio,
+    WrongFormat,
+)
 from afterbeep.audio.pcm import TELEPHONY_RATE, float_to_int16, mix_to_mono
 
 __all__ = [
     "TELEPHONY_RATE",
     "read_wav_pcm",
+    "render_telephony",
     "telephony_wav_bytes",
+    "telephony_wav_size",
     "to_telephony",
     "write_wav",
 ]
@@ -36,6 +49,45 @@ def to_telephony(decoded: DecodedAudio, rate: int = TELEPHONY_RATE) -> npt.NDArr
     if decoded.sample_rate != rate:
         mono = soxr.resample(mono, decoded.sample_rate, rate)
     return float_to_int16(mono)
+
+
+def render_telephony(
+    stream: AudioStream, target: BinaryIO, rate: int = TELEPHONY_RATE
+) -> int:
+    """Decode ``stream`` to the end, writing its telephony rendition to ``target`` as a WAV file
+    (``target`` must be seekable: the header's sizes are written last). Returns the frames
+    written. The stream's errors (too long, damaged, short) propagate; ``target`` then holds
+    a partial file."""
+    resampler = (
+        None
+        if stream.sample_rate == rate
+        else soxr.ResampleStream(stream.sample_rate, rate, 1, dtype="float32", quality="HQ")
+    )
+    written = 0
+    wav: wave.Wave_write
+    with wave.open(target, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        for block in stream.blocks():
+            mono = block[:, 0] if stream.channels == 1 else mix_to_mono(block)
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono)
+            wav.writeframes(float_to_int16(mono).astype("<i2", copy=False).tobytes())
+            written += len(mono)
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            wav.writeframes(float_to_int16(tail).astype("<i2", copy=False).tobytes())
+            written += len(tail)
+    return written
+
+
+def telephony_wav_size(frames: int, sample_rate: int, rate: int = TELEPHONY_RATE) -> int:
+    """The bytes of the rendition of ``frames`` frames at ``sample_rate`` (header included)."""
+    return _WAV_HEADER_BYTES + 2 * round(frames * rate / sample_rate)
+
+
+_WAV_HEADER_BYTES = 44
 
 
 def write_wav(

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -116,6 +117,9 @@ media = Table(
     Column("original_key", String(300), nullable=False),
     Column("telephony_key", String(300), nullable=False),
     _created(),
+    Column("stored_bytes", BigInteger, nullable=False, server_default=text("0")),
+    # Identical audio is stored once per account.
+    Index("uq_media_account_sha256", "account_id", "sha256", unique=True),
 )
 
 mailboxes = Table(

@@ -46,6 +46,9 @@ class Media:
     original_key: str
     telephony_key: str
     created_at: datetime
+    # The original and its telephony rendition together (the rendition counted from the start,
+    # also while it is pending): what the media takes of the account's storage.
+    stored_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

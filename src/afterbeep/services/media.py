@@ -1,10 +1,15 @@
 """The media library: import audio files, then list, fetch and delete them.
 
-An import trusts nothing about the file but what decoding it shows: the whole file is decoded
-once and the telephony rendition (8 kHz mono 16-bit PCM WAV) made from those samples in the same
-worker-thread hop, then the original and the rendition are stored and the row is inserted last
-(by the caller, in its own transaction, after `prepare_upload`). When any step fails the objects
-already written are deleted again, so a refused or failed import leaves no row and no object.
+An import trusts nothing about the file but what decoding it shows: its header is checked
+(sample rate, channels, declared length against `max_media_seconds`) before a frame is decoded,
+then it is decoded block by block straight into the telephony rendition (8 kHz mono 16-bit PCM
+WAV) in one worker-thread hop, so memory holds one block and the rendition (16 000 bytes a
+second, bounded by the length limit) whatever the file expands to. The original and the rendition
+are stored, both counted in `stored_bytes` against the account's quota, and the row is inserted
+last (by the caller, in its own transaction, after `prepare_upload`). When any step fails the
+objects already written are deleted again, so a refused or failed import leaves no row and no
+object. Audio the account already holds (same sha256) is not stored again: the import answers
+with that media.
 
 Uploads stream into a `StagedUpload`, which counts the bytes as they arrive and refuses them
 once they pass the size limit. It holds them in memory up to `MEMORY_BYTES` (a send's MP3 is
@@ -27,7 +32,9 @@ import io
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -36,16 +43,23 @@ import soundfile as sf
 
 from afterbeep.audio.decode import (
     AudioError,
+    AudioStream,
     AudioTooLong,
     CorruptAudio,
-    DecodedAudio,
     WrongFormat,
-    probe_and_decode,
+    open_audio,
 )
 from afterbeep.audio.mp3scan import Mp3ScanError, NotMp3, scan_mp3
-from afterbeep.audio.rendition import telephony_wav_bytes, to_telephony
+from afterbeep.audio.rendition import render_telephony, telephony_wav_size
 from afterbeep.domain.clock import Clock
-from afterbeep.domain.errors import Conflict, InvalidAudio, InvalidInput, NotFound, PayloadTooLarge
+from afterbeep.domain.errors import (
+    Conflict,
+    InvalidAudio,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+)
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.media import (
     MAX_NAME_LENGTH,
@@ -72,6 +86,7 @@ log = logging.getLogger("afterbeep.media")
 HASH_CHUNK = 1024 * 1024
 MAX_PAGE_LIMIT = 200
 MEMORY_BYTES = 1024 * 1024
+MAX_MEDIA_SECONDS = 600
 
 
 class StagedUpload:
@@ -164,12 +179,16 @@ class MediaService:
         clock: Clock,
         max_upload_bytes: int,
         tmp_dir: Path,
+        max_media_seconds: int = MAX_MEDIA_SECONDS,
+        quota_bytes: int | None = None,
     ) -> None:
         self._uow = uow
         self._store = store
         self._clock = clock
         self._max_upload_bytes = max_upload_bytes
-        self._renditions = Renditions(store)
+        self._max_ms = max_media_seconds * 1000
+        self._quota_bytes = quota_bytes
+        self._renditions = Renditions(store, self._max_ms)
         self._tmp_dir = tmp_dir
 
     @property
@@ -185,8 +204,12 @@ class MediaService:
 
     async def import_upload(
         self, account_id: str, upload: StagedUpload, name: str, rules: ImportRules | None = None
-    ) -> Media:
-        """Import a finished upload. The caller still owns (and discards) the temp file."""
+    ) -> tuple[Media, bool]:
+        """Import a finished upload. The caller still owns (and discards) the temp file.
+
+        Returns the media and whether it is new: the account's media holding the same audio is
+        returned (after checking it against `rules`) instead of a second copy.
+        """
         await asyncio.to_thread(upload.close)
         return await self._import(
             account_id, upload.path, upload.size, upload.sha256, name, rules or ImportRules()
@@ -206,7 +229,7 @@ class MediaService:
 
         `allowed_formats` holds decoder format names ("MP3", "WAV", "FLAC", ...). Raises
         `InvalidAudio` (error ids `invalid-audio`, `audio-format-not-allowed`, `audio-too-long`,
-        `audio-too-short`), `PayloadTooLarge` or `InvalidInput` (the name).
+        `audio-too-short`), `PayloadTooLarge`, `QuotaExceeded` or `InvalidInput` (the name).
         """
         rules = ImportRules(
             allowed_formats=frozenset(f.upper() for f in allowed_formats)
@@ -217,20 +240,26 @@ class MediaService:
             max_ms=max_ms,
         )
         size, digest = await asyncio.to_thread(_measure, path, self._limit(max_bytes))
-        return await self._import(account_id, path, size, digest, name, rules)
+        media, _new = await self._import(account_id, path, size, digest, name, rules)
+        return media
 
     async def _import(
         self, account_id: str, path: Path, size: int, sha256: str, name: str, rules: ImportRules
-    ) -> Media:
-        media = await self._store_objects(account_id, path, size, sha256, name, rules)
+    ) -> tuple[Media, bool]:
+        media, new = await self._store_objects(account_id, path, size, sha256, name, rules)
+        if not new:
+            return media, False
         try:
             async with self._uow() as uow:
-                await uow.media.add(media)
+                stored = await uow.media.add(media)
         except BaseException:
             await self._remove_objects(media)
             raise
+        if stored.id != media.id:  # the same audio was imported meanwhile
+            await self._remove_objects(media)
+            return stored, False
         log.info("media %s imported (%s, %d ms)", media.id, media.format, media.duration_ms)
-        return media
+        return media, True
 
     async def prepare_upload(
         self,
@@ -244,20 +273,24 @@ class MediaService:
         """Check and store a finished upload's objects, but leave adding its row to the caller.
 
         For callers that add the media row in their own transaction (a send with its media):
-        they call `uow.media.add(media)` there, and `discard_prepared(media)` if that fails.
-        `defer_rendition` (MP3 only): check by a frame scan and the first second, store only
-        the original; the rendition is made on first use (`Renditions`). An upload still in
-        memory is then checked and stored from there.
+        they call `uow.media.add(media)` there (which gives the row stored for this audio),
+        and `discard_prepared(media)` if that fails or gave another row. When the account
+        already holds the same audio, that media is returned (checked against `rules`) and
+        nothing is stored. `defer_rendition` (MP3 only): check by a frame scan and the first
+        second, store only the original; the rendition is made on first use (`Renditions`). An
+        upload still in memory is then checked and stored from there.
         """
         data = upload.data if defer_rendition else None
         if data is not None:
-            return await self._store_objects(
+            media, _new = await self._store_objects(
                 account_id, data, upload.size, None, name, rules, defer_rendition
             )
+            return media
         await asyncio.to_thread(upload.close)
-        return await self._store_objects(
+        media, _new = await self._store_objects(
             account_id, upload.path, upload.size, upload.sha256, name, rules, defer_rendition
         )
+        return media
 
     async def prepare_file(
         self,
@@ -270,13 +303,20 @@ class MediaService:
     ) -> Media:
         """`prepare_upload` for a local file (left in place)."""
         size, digest = await asyncio.to_thread(_measure, path, self._limit(rules.max_bytes))
-        return await self._store_objects(
+        media, _new = await self._store_objects(
             account_id, path, size, digest, name, rules, defer_rendition
         )
+        return media
 
     async def discard_prepared(self, media: Media) -> None:
-        """Remove the objects of a `prepare_upload` whose row was never added."""
-        await self._remove_objects(media)
+        """Remove the objects of a `prepare_upload` whose row was never added (nothing, when it
+        returned media already stored)."""
+        if not await self._is_stored(media):
+            await self._remove_objects(media)
+
+    async def _is_stored(self, media: Media) -> bool:
+        async with self._uow() as uow:
+            return await uow.media.get(media.account_id, media.id) is not None
 
     async def _store_objects(
         self,
@@ -287,20 +327,36 @@ class MediaService:
         name: str,
         rules: ImportRules,
         defer_rendition: bool = False,
-    ) -> Media:
-        """`path`: the file, or its bytes (then `sha256` None: hashed with the check)."""
+    ) -> tuple[Media, bool]:
+        """`path`: the file, or its bytes (then `sha256` None: hashed here). Returns the media
+        and whether it is new (False: the account's media of the same audio, nothing stored).
+
+        Nothing is stored before the audio has passed every check: the rules, the library's
+        length limit and the account's storage quota.
+        """
         name = _check_name(name)
         limit = self._limit(rules.max_bytes)
         if size > limit:
             raise PayloadTooLarge(limit)
+        if sha256 is None:
+            assert isinstance(path, bytes)
+            sha256 = hashlib.sha256(path).hexdigest()
+        rules = replace(
+            rules, max_ms=self._max_ms if rules.max_ms is None else min(rules.max_ms, self._max_ms)
+        )
+        async with self._uow() as uow:
+            existing = await uow.media.find(account_id, sha256)
+        if existing is not None:
+            _check_stored(existing, rules)
+            return existing, False
         if isinstance(path, bytes):
             assert defer_rendition
             checked = await asyncio.to_thread(_check_mp3, path, rules)
         else:
-            check = _check_mp3 if defer_rendition else _decode_and_render
+            check = _check_mp3_file if defer_rendition else _decode_and_render
             checked = await asyncio.to_thread(check, path, rules)
-        sha256 = sha256 or checked.sha256
-        assert sha256 is not None
+        stored_bytes = size + checked.telephony_bytes
+        await self._check_quota(account_id, stored_bytes)
         media_id = new_id("media")
         extension, content_type = file_type(checked.format)
         media = Media(
@@ -317,6 +373,7 @@ class MediaService:
             original_key=media_original_key(account_id, media_id, extension),
             telephony_key=media_telephony_key(account_id, media_id),
             created_at=self._clock.now(),
+            stored_bytes=stored_bytes,
         )
         try:
             if checked.original is not None:
@@ -331,7 +388,18 @@ class MediaService:
         except BaseException:
             await self._remove_objects(media)
             raise
-        return media
+        return media, True
+
+    async def _check_quota(self, account_id: str, adding: int) -> None:
+        if self._quota_bytes is None:
+            return
+        async with self._uow() as uow:
+            used = await uow.media.stored_bytes(account_id)
+        if used + adding > self._quota_bytes:
+            raise QuotaExceeded(
+                f"the account's media would take {used + adding} bytes, over its"
+                f" {self._quota_bytes} bytes"
+            )
 
     # -- reading ----------------------------------------------------------------
 
@@ -437,35 +505,60 @@ class _Checked:
     sample_rate: int
     channels: int
     telephony_wav: bytes | None  # None: pending, made on first use
+    telephony_bytes: int  # the rendition's size, also while it is pending
     original: bytes | None = None  # the file's bytes when the check read them all
-    sha256: str | None = None  # computed by the check when it was given the bytes
+
+
+def _check_stored(media: Media, rules: ImportRules) -> None:
+    """The rules, judged on what the import of the same audio found."""
+    if rules.allowed_formats is not None and media.format.upper() not in rules.allowed_formats:
+        allowed = ", ".join(sorted(rules.allowed_formats))
+        raise InvalidAudio(
+            f"{media.format.upper()} audio is not accepted here, only {allowed}",
+            "audio-format-not-allowed",
+        )
+    if rules.max_bytes is not None and media.size_bytes > rules.max_bytes:
+        raise PayloadTooLarge(rules.max_bytes)
+    if rules.max_ms is not None and media.duration_ms > rules.max_ms:
+        raise InvalidAudio(f"the audio is longer than {rules.max_ms} ms", "audio-too-long")
+    if rules.min_ms is not None and media.duration_ms < rules.min_ms:
+        raise InvalidAudio(
+            f"the audio is {media.duration_ms} ms long, shorter than {rules.min_ms} ms",
+            "audio-too-short",
+        )
 
 
 def _decode_and_render(path: Path, rules: ImportRules) -> _Checked:
-    """Decode once and render the telephony WAV from those samples, in one worker-thread hop."""
-    decoded = _decode(path, rules)
+    """Decode block by block into the telephony WAV, in one worker-thread hop: one decoded block
+    in memory, and the WAV (16 000 bytes a second, so bounded by the length limit)."""
+    wav = io.BytesIO()
+    with _audio_errors(), open_audio(
+        path, allowed_formats=rules.allowed_formats, max_duration_ms=rules.max_ms
+    ) as stream:
+        render_telephony(stream, wav)
+    _check_min(stream, rules)
+    telephony = wav.getvalue()
     return _Checked(
-        decoded.format,
-        decoded.duration_ms,
-        decoded.sample_rate,
-        decoded.channels,
-        telephony_wav_bytes(to_telephony(decoded)),
+        stream.format,
+        stream.duration_ms,
+        stream.sample_rate,
+        stream.channels,
+        telephony,
+        len(telephony),
     )
 
 
-def _check_mp3(source: Path | bytes, rules: ImportRules) -> _Checked:
-    """An MP3 (a file, or its bytes: then also hashed) judged by its frame headers and its first
-    second of audio (no full decode).
+def _check_mp3(data: bytes, rules: ImportRules) -> _Checked:
+    """An MP3 (its bytes) judged by its frame headers and its first second of audio (no full
+    decode).
 
     Anything the scan calls not MP3 goes through the full decode, whose errors say what it is
     (a WAV renamed .mp3 is refused as WAV, not as a damaged MP3).
     """
-    data = source if isinstance(source, bytes) else source.read_bytes()
-    digest = hashlib.sha256(data).hexdigest() if isinstance(source, bytes) else None
     try:
         info = scan_mp3(data)
     except NotMp3 as exc:
-        _decode(source, rules)
+        _decode_and_render_bytes(data, rules)
         raise InvalidAudio(f"the audio is not an MPEG Layer III stream: {exc}") from exc
     except Mp3ScanError as exc:
         raise InvalidAudio(f"the audio is damaged or truncated: {exc}") from exc
@@ -485,7 +578,19 @@ def _check_mp3(source: Path | bytes, rules: ImportRules) -> _Checked:
         raise InvalidAudio(f"the audio does not decode: {exc}") from exc
     if len(head) < min(info.sample_rate, info.samples):
         raise InvalidAudio("the audio is damaged or truncated: its first second does not decode")
-    return _Checked("MP3", info.duration_ms, info.sample_rate, info.channels, None, data, digest)
+    return _Checked(
+        "MP3",
+        info.duration_ms,
+        info.sample_rate,
+        info.channels,
+        None,
+        telephony_wav_size(info.samples, info.sample_rate),
+        data,
+    )
+
+
+def _check_mp3_file(path: Path, rules: ImportRules) -> _Checked:
+    return _check_mp3(path.read_bytes(), rules)
 
 
 class Renditions:
@@ -495,8 +600,9 @@ class Renditions:
     and the store's put replaces the object whole, so the result is the same object either way.
     """
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, max_ms: int = MAX_MEDIA_SECONDS * 1000) -> None:
         self._store = store
+        self._max_ms = max_ms
         self._locks: dict[str, asyncio.Lock] = {}
         self.rendered = 0
 
@@ -507,8 +613,8 @@ class Renditions:
 
         Raises `InvalidAudio` when the original does not decode in full (a decoder that stops
         early without an error is caught by `duration_ms`, the length the import found), and the
-        store's
-        errors (`ObjectNotFound` when the original is gone too).
+        store's errors (`ObjectNotFound` when the original is gone too). A rendition is at most
+        the length limit: 16 000 bytes a second.
         """
         try:
             return await self._store.get_bytes(telephony_key)
@@ -522,7 +628,7 @@ class Renditions:
                 except ObjectNotFound:
                     pass
                 original = await self._store.get_bytes(original_key)
-                wav = await asyncio.to_thread(_render_original, original, duration_ms)
+                wav = await asyncio.to_thread(_render_original, original, duration_ms, self._max_ms)
                 await self._store.put_bytes(telephony_key, wav, TELEPHONY_CONTENT_TYPE)
                 self.rendered += 1
                 log.info("rendition %s made on first use", telephony_key)
@@ -535,24 +641,33 @@ class Renditions:
 _SHORT_TOLERANCE_MS = 100
 
 
-def _render_original(data: bytes, duration_ms: int | None) -> bytes:
+def _render_original(data: bytes, duration_ms: int | None, max_ms: int) -> bytes:
+    wav = io.BytesIO()
     try:
-        decoded = probe_and_decode(data)
+        with open_audio(data, max_duration_ms=max_ms) as stream:
+            render_telephony(stream, wav)
     except AudioError as exc:
         raise InvalidAudio(f"the audio could not be decoded: {exc}") from exc
-    if duration_ms is not None and decoded.duration_ms < duration_ms - _SHORT_TOLERANCE_MS:
+    if duration_ms is not None and stream.duration_ms < duration_ms - _SHORT_TOLERANCE_MS:
         raise InvalidAudio(
-            f"the audio decodes to {decoded.duration_ms} ms of the {duration_ms} ms it holds"
+            f"the audio decodes to {stream.duration_ms} ms of the {duration_ms} ms it holds"
         )
-    return telephony_wav_bytes(to_telephony(decoded))
+    return wav.getvalue()
 
 
-def _decode(source: Path | bytes, rules: ImportRules) -> DecodedAudio:
-    """Decode in full under the rules; every audio error becomes an `InvalidAudio`."""
+def _decode_and_render_bytes(data: bytes, rules: ImportRules) -> None:
+    with _audio_errors(), open_audio(
+        data, allowed_formats=rules.allowed_formats, max_duration_ms=rules.max_ms
+    ) as stream:
+        for _block in stream.blocks():
+            pass
+
+
+@contextmanager
+def _audio_errors() -> Iterator[None]:
+    """Every audio error becomes an `InvalidAudio` with the error id that names it."""
     try:
-        decoded = probe_and_decode(
-            source, allowed_formats=rules.allowed_formats, max_duration_ms=rules.max_ms
-        )
+        yield
     except WrongFormat as exc:
         allowed = ", ".join(sorted(exc.allowed))
         raise InvalidAudio(
@@ -566,9 +681,11 @@ def _decode(source: Path | bytes, rules: ImportRules) -> DecodedAudio:
         raise InvalidAudio(f"the audio is damaged or truncated: {exc}") from exc
     except AudioError as exc:
         raise InvalidAudio(f"the file is not audio that can be decoded: {exc}") from exc
-    if rules.min_ms is not None and decoded.duration_ms < rules.min_ms:
+
+
+def _check_min(stream: AudioStream, rules: ImportRules) -> None:
+    if rules.min_ms is not None and stream.duration_ms < rules.min_ms:
         raise InvalidAudio(
-            f"the audio is {decoded.duration_ms} ms long, shorter than {rules.min_ms} ms",
+            f"the audio is {stream.duration_ms} ms long, shorter than {rules.min_ms} ms",
             "audio-too-short",
         )
-    return decoded

@@ -447,14 +447,16 @@ class RinglessService:
                 )
             try:
                 async with self._sends() as uow:
-                    await uow.media.add(media)
+                    stored = await uow.media.add(media)
                     send = await self._add_send(
-                        uow, account_id, use_case, setup, media, to_e, foreign_id, metadata,
+                        uow, account_id, use_case, setup, stored, to_e, foreign_id, metadata,
                         send_at, kind, technique,
                     )  # fmt: skip
             except BaseException:
                 await self._media.discard_prepared(media)
                 raise
+            if stored.id != media.id:  # the same audio was stored meanwhile: that copy is used
+                await self._media.discard_prepared(media)
         log.info("%s %s accepted for %s", kind.value, send.id, mask(to_e))
         if self.on_accepted is not None:
             self.on_accepted()

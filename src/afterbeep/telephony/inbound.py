@@ -30,6 +30,10 @@ from afterbeep.telephony.spool_worker import SpoolHandoff
 log = logging.getLogger(__name__)
 
 GREETING_CACHE = 64
+# A greeting is held whole and shared by the calls that play it: 16 000 bytes a second, at most
+# AFTERBEEP_MAX_MEDIA_SECONDS long (9.6 MB at the default 600 s). The cache keeps this many
+# bytes of them at most (and always the one being played).
+GREETING_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class InboundCalls:
@@ -114,6 +118,10 @@ class InboundCalls:
             return cached
         try:
             if route.greeting_original_key is None:
+                if (await self._store.stat(key)).size > GREETING_CACHE_BYTES:
+                    # only an older version stored one this long (a 1 Hz WAV made 160 MB)
+                    log.warning("greeting %s is too long to hold; playing the system greeting", key)
+                    return None
                 wav = await self._store.get_bytes(key)
             else:
                 wav = await self._renditions.telephony(
@@ -125,6 +133,9 @@ class InboundCalls:
             return None
         pcm.setflags(write=False)
         self._greetings[key] = pcm
-        if len(self._greetings) > GREETING_CACHE:
+        while len(self._greetings) > 1 and (
+            len(self._greetings) > GREETING_CACHE
+            or sum(cached.nbytes for cached in self._greetings.values()) > GREETING_CACHE_BYTES
+        ):
             self._greetings.popitem(last=False)
         return pcm

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,8 +17,12 @@ from afterbeep.services.ports import Page
 
 _m = t.media.c
 # Statements on the send path are built once (parameters given at execute): building one per
-# call, with its column coercions and cache key, costs more than running it on SQLite.
-_INSERT = insert(t.media)
+# call, with its column coercions and cache key, costs more than running it on SQLite. ON
+# CONFLICT keeps a concurrent upload of the same audio from aborting the whole transaction.
+_INSERT = {
+    "postgresql": postgresql.insert(t.media).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(t.media).on_conflict_do_nothing(),
+}
 
 
 def _media(row: Any) -> Media:
@@ -35,6 +40,7 @@ def _media(row: Any) -> Media:
         original_key=row.original_key,
         telephony_key=row.telephony_key,
         created_at=row.created_at,
+        stored_bytes=int(row.stored_bytes),
     )
 
 
@@ -42,9 +48,9 @@ class SqlMediaRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def add(self, media: Media) -> None:
-        await self._conn.execute(
-            _INSERT,
+    async def add(self, media: Media) -> Media:
+        result = await self._conn.execute(
+            _INSERT[self._conn.dialect.name],
             {
                 "id": media.id,
                 "account_id": media.account_id,
@@ -59,8 +65,26 @@ class SqlMediaRepo:
                 "original_key": media.original_key,
                 "telephony_key": media.telephony_key,
                 "created_at": media.created_at,
+                "stored_bytes": media.stored_bytes,
             },
         )
+        if result.rowcount:
+            return media
+        stored = await self.find(media.account_id, media.sha256)
+        if stored is None:  # the conflict was on the id
+            raise Conflict(f"media {media.id!r} exists", "media-exists")
+        return stored
+
+    async def find(self, account_id: str, sha256: str) -> Media | None:
+        query = select(t.media).where(_m.account_id == account_id, _m.sha256 == sha256)
+        row = (await self._conn.execute(query)).first()
+        return _media(row) if row else None
+
+    async def stored_bytes(self, account_id: str) -> int:
+        query = select(func.coalesce(func.sum(_m.stored_bytes), 0)).where(
+            _m.account_id == account_id
+        )
+        return int((await self._conn.execute(query)).scalar_one())
 
     async def get(self, account_id: str, media_id: str) -> Media | None:
         query = select(t.media).where(_m.id == media_id, _m.account_id == account_id)

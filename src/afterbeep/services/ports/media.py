@@ -11,7 +11,18 @@ if TYPE_CHECKING:
 
 
 class MediaRepo(Protocol):
-    async def add(self, media: Media) -> None: ...
+    async def add(self, media: Media) -> Media:
+        """Insert the row, unless the account already holds the same audio (`sha256`): the row
+        stored for that audio either way (compare its id to know which)."""
+        ...
+
+    async def find(self, account_id: str, sha256: str) -> Media | None:
+        """The account's media whose original has this sha256."""
+        ...
+
+    async def stored_bytes(self, account_id: str) -> int:
+        """What the account's media take in storage, originals and renditions."""
+        ...
 
     async def get(self, account_id: str, media_id: str) -> Media | None:
         """The media item if it exists in `account_id`; another account's id gives None."""
