@@ -35,3 +35,5 @@ async def json_body(request: Request, max_bytes: int) -> Any:
         return json.loads(bytes(raw))
     except ValueError as exc:
         raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is not JSON") from exc
+    except RecursionError as exc:
+        raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is nested too deeply") from exc

@@ -20,6 +20,7 @@ from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.api.voicemails import AttemptOut, ReasonCount, accept_send, send_openapi
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
+from afterbeep.domain.metadata import RULES as METADATA_RULES
 from afterbeep.domain.ringless import (
     DropTechnique,
     SendKind,
@@ -44,7 +45,7 @@ class DropJson(StrictModel):
     media_id: Id
     technique: DropTechnique = DropTechnique.TWO_CALL
     foreign_id: ForeignId | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, Field(description=METADATA_RULES)] = None
     send_at: AwareDatetime | None = None
 
 
@@ -53,7 +54,7 @@ class DropForm(StrictModel):
     use_case_id: Id
     technique: DropTechnique = DropTechnique.TWO_CALL
     foreign_id: ForeignId | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, Field(description=METADATA_RULES)] = None
     send_at: AwareDatetime | None = None
 
 

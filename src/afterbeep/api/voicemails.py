@@ -23,6 +23,7 @@ from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
+from afterbeep.domain.metadata import RULES as METADATA_RULES
 from afterbeep.domain.ringless import (
     MAX_AUDIO_BYTES,
     SendAttempt,
@@ -57,7 +58,7 @@ class SendJson(StrictModel):
     use_case_id: Annotated[str, Field(min_length=1, max_length=40)]
     media_id: Annotated[str, Field(min_length=1, max_length=40)]
     foreign_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, Field(description=METADATA_RULES)] = None
     send_at: AwareDatetime | None = None
 
 
@@ -65,7 +66,7 @@ class SendForm(StrictModel):
     to: Annotated[str, Field(min_length=1, max_length=32)]
     use_case_id: Annotated[str, Field(min_length=1, max_length=40)]
     foreign_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, Field(description=METADATA_RULES)] = None
     send_at: AwareDatetime | None = None
 
 
@@ -169,8 +170,8 @@ def _form_fields(form: StreamingForm, model: type[M]) -> M:
     if "metadata" in values:
         try:
             values["metadata"] = json.loads(values["metadata"])
-        except ValueError as exc:
-            raise invalid_field("metadata", "must be a JSON object") from exc
+        except (ValueError, RecursionError) as exc:
+            raise invalid_field("metadata", f"must be {METADATA_RULES}") from exc
     return validated(model, values)
 
 
@@ -187,7 +188,7 @@ def send_openapi(json_model: type[BaseModel], **extra: dict[str, Any]) -> dict[s
         "use_case_id": {"type": "string"},
         **extra,
         "foreign_id": {"type": "string"},
-        "metadata": {"type": "string", "description": "a JSON object"},
+        "metadata": {"type": "string", "description": METADATA_RULES},
         "send_at": {"type": "string", "format": "date-time"},
     }
     form = {"type": "object", "properties": properties, "required": [AUDIO_FIELD, "to", "use_case_id"]}

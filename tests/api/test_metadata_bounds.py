@@ -1,0 +1,180 @@
+"""`metadata` is bounded when written, and one stored row that cannot be shown never fails a
+list: against the real `afterbeep serve` process and its SQLite file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from afterbeep.domain.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_METADATA_KEYS
+from tests.fixtures.service import Service, running_service
+from tests.ringless.support import PROBLEM, audio
+
+SENDER = "+12125550100"
+RECIPIENT = "+12125550123"
+
+
+@dataclass
+class Tenant:
+    service: Service
+    headers: dict[str, str]
+    use_case_id: str
+    drop_use_case_id: str
+
+    @property
+    def db(self) -> Path:
+        return Path(self.service.env["AFTERBEEP_DATA_DIR"]) / "afterbeep.db"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.service.url, headers=self.headers, timeout=30)
+
+    def rows(self, table: str) -> int:
+        with sqlite3.connect(self.db) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenant]:
+    with running_service(tmp_path_factory.mktemp("meta") / "var") as svc:
+        key = json.loads(svc.cli("account", "create", "Meta", "--json").stdout)["api_key"]
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=svc.url, headers=headers, timeout=30) as client:
+            setup = client.post(
+                "/v1/telephony-setups",
+                json={
+                    "name": "trunk",
+                    "trunk_host": "127.0.0.1",
+                    "trunk_port": 9,
+                    "transport": "udp",
+                    "numbers": [{"e164": SENDER}],
+                    "deposit_uri": "sip:{to}@127.0.0.1:9",
+                },
+            )
+            assert setup.status_code == 201, setup.text
+            # Verified by hand, as an operator would: the tests here are about metadata.
+            with sqlite3.connect(Path(svc.env["AFTERBEEP_DATA_DIR"]) / "afterbeep.db") as conn:
+                conn.execute("UPDATE setup_numbers SET verified = 1")
+            use_cases = []
+            for channel in ("ringless_voicemail", "voicemail_drop"):
+                made = client.post(
+                    "/v1/use-cases",
+                    json={
+                        "channel": channel,
+                        "name": channel,
+                        "setup_id": setup.json()["id"],
+                        "sender_selection": "fixed",
+                        "sender_number": SENDER,
+                    },
+                )
+                assert made.status_code == 201, made.text
+                use_cases.append(str(made.json()["id"]))
+        yield Tenant(svc, headers, *use_cases)
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """An object `depth` levels deep: {"a": {"a": ... {"a": 1}}}."""
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    assert isinstance(value, dict)
+    return value
+
+
+def nested_text(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+TOO_DEEP = nested(MAX_METADATA_DEPTH + 1)
+TOO_MANY_KEYS = {"k": {f"k{i}": i for i in range(MAX_METADATA_KEYS)}}  # 51 keys over two levels
+TOO_LARGE = {"note": "x" * MAX_METADATA_BYTES}
+REFUSED = {"too-deep": TOO_DEEP, "too-many-keys": TOO_MANY_KEYS, "too-large": TOO_LARGE}
+
+
+def assert_refused_naming_metadata(response: httpx.Response) -> None:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert [e["field"] for e in response.json()["errors"]] == ["metadata"], response.json()
+
+
+def multipart_send(client: httpx.Client, path: str, use_case_id: str, metadata: str) -> httpx.Response:
+    return client.post(
+        path,
+        files={"audio": ("v.mp3", audio(11), "audio/mpeg")},
+        data={"to": RECIPIENT, "use_case_id": use_case_id, "metadata": metadata},
+    )
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+@pytest.mark.parametrize("path", ["/v1/voicemails", "/v1/drops"])
+def test_metadata_past_its_bounds_is_refused_and_nothing_is_stored(
+    tenant: Tenant, path: str, case: str
+) -> None:
+    use_case = tenant.use_case_id if path == "/v1/voicemails" else tenant.drop_use_case_id
+    sends, media = tenant.rows("voicemail_sends"), tenant.rows("media")
+    with tenant.client() as client:
+        assert_refused_naming_metadata(
+            multipart_send(client, path, use_case, json.dumps(REFUSED[case]))
+        )
+    assert (tenant.rows("voicemail_sends"), tenant.rows("media")) == (sends, media)
+
+
+@pytest.mark.parametrize("depth", [500, 5000])
+def test_metadata_nested_past_any_decoder_is_refused_not_a_server_error(
+    tenant: Tenant, depth: int
+) -> None:
+    sends = tenant.rows("voicemail_sends")
+    with tenant.client() as client:
+        assert_refused_naming_metadata(
+            multipart_send(client, "/v1/voicemails", tenant.use_case_id, nested_text(depth))
+        )
+        listed = client.get("/v1/voicemails")
+    assert listed.status_code == 200, listed.text
+    assert tenant.rows("voicemail_sends") == sends
+
+
+def test_metadata_within_its_bounds_is_kept(tenant: Tenant) -> None:
+    fits: dict[str, Any] = {
+        "deep": nested(MAX_METADATA_DEPTH - 1),
+        **{f"k{i}": i for i in range(MAX_METADATA_KEYS - MAX_METADATA_DEPTH)},
+    }
+    with tenant.client() as client:
+        sent = multipart_send(client, "/v1/voicemails", tenant.use_case_id, json.dumps(fits))
+        assert sent.status_code == 202, sent.text
+        assert sent.json()["metadata"] == fits
+        assert client.get(f"/v1/voicemails/{sent.json()['id']}").json()["metadata"] == fits
+
+
+def test_a_stored_row_that_cannot_be_shown_does_not_break_the_list(tenant: Tenant) -> None:
+    bad = {"undecodable": nested_text(5000), "not-json": "{not json", "too-deep": nested_text(500)}
+    ids: dict[str, str] = {}
+    with tenant.client() as client:
+        for name in [*bad, "good"]:
+            sent = multipart_send(
+                client, "/v1/voicemails", tenant.use_case_id, json.dumps({"name": name})
+            )
+            assert sent.status_code == 202, sent.text
+            ids[name] = sent.json()["id"]
+        with sqlite3.connect(tenant.db) as conn:
+            for name, text in bad.items():
+                conn.execute("UPDATE voicemail_sends SET metadata = ? WHERE id = ?", (text, ids[name]))
+
+        listed = client.get("/v1/voicemails", params={"limit": 200})
+        assert listed.status_code == 200, listed.text
+        shown = {item["id"]: item["metadata"] for item in listed.json()["items"]}
+        assert {name: shown[send_id] for name, send_id in ids.items()} == {
+            "undecodable": None, "not-json": None, "too-deep": None, "good": {"name": "good"},
+        }  # fmt: skip
+        for name in bad:
+            one = client.get(f"/v1/voicemails/{ids[name]}")
+            assert one.status_code == 200, one.text
+            assert one.json()["metadata"] is None
+    log = tenant.service.log.read_text()
+    for name in bad:
+        assert f"send {ids[name]}: metadata shown as null" in log
