@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from afterbeep import __version__
 from afterbeep.api import (
@@ -27,6 +27,7 @@ from afterbeep.api import notifications as notifications_api
 from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencyMiddleware
 from afterbeep.api.metrics import MetricsMiddleware
+from afterbeep.api.query_params import reject_unknown_query
 from afterbeep.services.ports.idempotency import IdempotencyStore
 
 
@@ -42,6 +43,7 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.services = services
     app.state.readiness = readiness

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import AwareDatetime, BaseModel, Field
 from python_multipart.multipart import parse_options_header
@@ -248,11 +248,25 @@ async def get_campaign(campaign_id: str, svc: Svc, account: CurrentAccount) -> C
     return CampaignOut.of(await svc.campaigns.get(account.id, campaign_id))
 
 
+def _passed_on(
+    use_case_id: str | None = None,
+    setup_id: str | None = None,
+    status: str | None = None,
+    to: str | None = None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+    limit: str | None = None,
+    cursor: str | None = None,
+) -> None:
+    """The query parameters the redirect passes on; the list it redirects to checks them."""
+
+
 @router.get(
     "/campaigns/{campaign_id}/sends",
     status_code=307,
     response_class=RedirectResponse,
     responses={404: _PROBLEM},
+    dependencies=[Depends(_passed_on)],
 )
 async def campaign_sends(
     campaign_id: str, request: Request, svc: Svc, account: CurrentAccount

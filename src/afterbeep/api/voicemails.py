@@ -9,7 +9,6 @@ or JSON (a stored `media_id` instead of the file). The multipart body is parsed 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -20,6 +19,7 @@ from afterbeep.api.bodies import json_body, validated
 from afterbeep.api.deps import ApiServices, CurrentAccount, services
 from afterbeep.api.multipart import StreamingForm, invalid_field, receive_form
 from afterbeep.api.problems import ProblemError
+from afterbeep.api.query_params import CreatedAfter, CreatedBefore
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
@@ -301,8 +301,8 @@ async def list_voicemails(
     setup_id: Annotated[str | None, Query(max_length=40)] = None,
     status: SendStatus | None = None,
     to: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
     campaign_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -320,13 +320,17 @@ async def voicemail_stats(
     account: CurrentAccount,
     use_case_id: Annotated[str | None, Query(max_length=40)] = None,
     setup_id: Annotated[str | None, Query(max_length=40)] = None,
-    created_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    created_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
 ) -> StatsOut:
-    """Counts per status, the delivery rate and failure reasons of sends created in [from, to)."""
-    start: datetime | None = created_from
-    end: datetime | None = created_to
-    where = SendFilter(use_case_id=use_case_id, setup_id=setup_id, created_after=start, created_before=end)
+    """Counts per status, the delivery rate and failure reasons of sends created in
+    [created_after, created_before)."""
+    where = SendFilter(
+        use_case_id=use_case_id,
+        setup_id=setup_id,
+        created_after=created_after,
+        created_before=created_before,
+    )
     return StatsOut.of(await svc.ringless.stats(account.id, where))
 
 
