@@ -6,76 +6,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from afterbeep.domain.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_METADATA_KEYS
-from tests.fixtures.service import Service, running_service
-from tests.ringless.support import PROBLEM, audio
-
-SENDER = "+12125550100"
-RECIPIENT = "+12125550123"
-
-
-@dataclass
-class Tenant:
-    service: Service
-    headers: dict[str, str]
-    use_case_id: str
-    drop_use_case_id: str
-
-    @property
-    def db(self) -> Path:
-        return Path(self.service.env["AFTERBEEP_DATA_DIR"]) / "afterbeep.db"
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.service.url, headers=self.headers, timeout=30)
-
-    def rows(self, table: str) -> int:
-        with sqlite3.connect(self.db) as conn:
-            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+from tests.api.service_tenant import Tenant, make_tenant, multipart_send
+from tests.fixtures.service import running_service
+from tests.ringless.support import PROBLEM
 
 
 @pytest.fixture(scope="module")
 def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenant]:
     with running_service(tmp_path_factory.mktemp("meta") / "var") as svc:
-        key = json.loads(svc.cli("account", "create", "Meta", "--json").stdout)["api_key"]
-        headers = {"Authorization": f"Bearer {key}"}
-        with httpx.Client(base_url=svc.url, headers=headers, timeout=30) as client:
-            setup = client.post(
-                "/v1/telephony-setups",
-                json={
-                    "name": "trunk",
-                    "trunk_host": "127.0.0.1",
-                    "trunk_port": 9,
-                    "transport": "udp",
-                    "numbers": [{"e164": SENDER}],
-                    "deposit_uri": "sip:{to}@127.0.0.1:9",
-                },
-            )
-            assert setup.status_code == 201, setup.text
-            # Verified by hand, as an operator would: the tests here are about metadata.
-            with sqlite3.connect(Path(svc.env["AFTERBEEP_DATA_DIR"]) / "afterbeep.db") as conn:
-                conn.execute("UPDATE setup_numbers SET verified = 1")
-            use_cases = []
-            for channel in ("ringless_voicemail", "voicemail_drop"):
-                made = client.post(
-                    "/v1/use-cases",
-                    json={
-                        "channel": channel,
-                        "name": channel,
-                        "setup_id": setup.json()["id"],
-                        "sender_selection": "fixed",
-                        "sender_number": SENDER,
-                    },
-                )
-                assert made.status_code == 201, made.text
-                use_cases.append(str(made.json()["id"]))
-        yield Tenant(svc, headers, *use_cases)
+        yield make_tenant(svc, "Meta")
 
 
 def nested(depth: int) -> dict[str, Any]:
@@ -101,14 +46,6 @@ def assert_refused_naming_metadata(response: httpx.Response) -> None:
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
     assert [e["field"] for e in response.json()["errors"]] == ["metadata"], response.json()
-
-
-def multipart_send(client: httpx.Client, path: str, use_case_id: str, metadata: str) -> httpx.Response:
-    return client.post(
-        path,
-        files={"audio": ("v.mp3", audio(11), "audio/mpeg")},
-        data={"to": RECIPIENT, "use_case_id": use_case_id, "metadata": metadata},
-    )
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))

@@ -24,6 +24,7 @@ from afterbeep.api import (
     webhooks,
 )
 from afterbeep.api import notifications as notifications_api
+from afterbeep.api.access_log import AccessLogMiddleware
 from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencyMiddleware
 from afterbeep.api.metrics import MetricsMiddleware
@@ -60,4 +61,6 @@ def create_app(
         app.include_router(ringless.router, prefix="/v1")
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
     app.add_middleware(MetricsMiddleware)
+    # Added last, so outermost: one line for every request, whatever answers it.
+    app.add_middleware(AccessLogMiddleware, prefixes=frozenset({"", "/v1"}))
     return app
