@@ -115,3 +115,25 @@ def test_a_stored_row_that_cannot_be_shown_does_not_break_the_list(tenant: Tenan
     log = tenant.service.log.read_text()
     for name in bad:
         assert f"send {ids[name]}: metadata shown as null" in log
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_metadata_past_its_bounds_is_refused_in_json_too(tenant: Tenant, case: str) -> None:
+    body = {
+        "to": "+12125550123",
+        "use_case_id": tenant.use_case_id,
+        "media_id": "media_01jf18ah3jeb5w6dfp27sgjsbt",
+        "metadata": REFUSED[case],
+    }
+    with tenant.client() as client:
+        assert_refused_naming_metadata(client.post("/v1/voicemails", json=body))
+
+
+def test_a_json_body_nested_past_the_decoder_is_a_client_error(tenant: Tenant) -> None:
+    body = '{"to":"+12125550123","metadata":' + nested_text(5000) + "}"
+    with tenant.client() as client:
+        response = client.post(
+            "/v1/voicemails", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
