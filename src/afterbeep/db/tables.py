@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +49,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class CallerJSON(TypeDecorator[Any]):
     """JSON a caller wrote. A stored value that cannot be decoded (too deep for the decoder,
-    not JSON) reads as `UNREADABLE` instead of failing the whole query that holds its row."""
+    not JSON) reads as `UNREADABLE` instead of failing the whole query that holds its row.
+    (asyncpg decodes JSON in the driver, so on PostgreSQL `tolerant_json_loads` does it.)"""
 
     impl = JSON
     cache_ok = True
@@ -75,6 +77,14 @@ class Unreadable:
 
 
 UNREADABLE = Unreadable()
+
+
+def tolerant_json_loads(text: str | bytes) -> Any:
+    """The engine's JSON decoder where the driver decodes: `UNREADABLE` for what cannot be."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return UNREADABLE
 
 
 metadata = MetaData(
