@@ -62,6 +62,12 @@ def test_every_operation_refuses_an_unknown_query_parameter(client: httpx.Client
     assert {op: status for op, status in answered.items() if status != 422} == {}
 
 
+def test_a_request_without_a_key_is_refused_for_the_key_first(service: Service) -> None:
+    response = httpx.get(service.url + "/v1/voicemails", params={UNKNOWN: "1"})
+    assert response.status_code == 401, response.text
+    assert httpx.get(service.url + "/healthz", params={UNKNOWN: "1"}).status_code == 422
+
+
 def test_declared_parameters_are_still_taken(client: httpx.Client) -> None:
     for path in ("/v1/voicemails", "/v1/drops", "/v1/media", "/v1/mailboxes", "/v1/webhooks"):
         response = client.get(path, params={"limit": 1})

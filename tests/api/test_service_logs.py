@@ -126,9 +126,7 @@ def test_one_access_line_per_request_and_no_secrets(tenant: Tenant, receiver: Re
         "(unmatched)",
         "/v1/account",
     ]
-    # Unknown query parameters are refused before the key is looked at: no account on that line.
-    account = tenant.account_id
-    assert [m["account"] for m in lines] == [account] * 6 + ["-", account, account, "-", "-"]
+    assert [m["account"] for m in lines] == [tenant.account_id] * 9 + ["-", "-"]
     assert "uvicorn.access" not in log
     assert [s for s in SECRETS if s in log] == []
 

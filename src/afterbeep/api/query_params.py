@@ -7,14 +7,15 @@ route declares (those of its dependencies included)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Query, Request
-from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BeforeValidator
 
+from afterbeep.api.deps import current_account
 from afterbeep.api.problems import ProblemError
 
 _NUMBER = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
@@ -54,38 +55,51 @@ MessagesBefore = Annotated[
 _DECLARED = "afterbeep_declared_query"
 
 
-def declared_query(route: APIRoute) -> frozenset[str]:
-    """The query parameters `route` declares, worked out once and kept on the route."""
-    found: frozenset[str] | None = getattr(route, _DECLARED, None)
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """What a route's dependencies declare: its query parameters, and whether it needs a key."""
+
+    query: frozenset[str]
+    authenticated: bool
+
+
+def declared(route: APIRoute) -> Declared:
+    """Worked out once per route and kept on it."""
+    found: Declared | None = getattr(route, _DECLARED, None)
     if found is None:
-        found = frozenset(_query_names(route.dependant))
+        names: set[str] = set()
+        authenticated = False
+        pending = [route.dependant]
+        while pending:
+            current = pending.pop()
+            names.update(param.alias for param in current.query_params)
+            authenticated = authenticated or current.call is current_account
+            pending.extend(current.dependencies)
+        found = Declared(frozenset(names), authenticated)
         setattr(route, _DECLARED, found)
     return found
-
-
-def _query_names(dependant: Dependant) -> set[str]:
-    names: set[str] = set()
-    pending = [dependant]
-    while pending:
-        current = pending.pop()
-        names.update(param.alias for param in current.query_params)
-        pending.extend(current.dependencies)
-    return names
 
 
 async def reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.query_params:
         return
-    declared = declared_query(route)
-    unknown = sorted(set(request.query_params.keys()) - declared)
+    known = declared(route)
+    unknown = sorted(set(request.query_params.keys()) - known.query)
     if not unknown:
         return
-    accepted = ", ".join(sorted(declared)) or "none"
+    if known.authenticated:
+        # App-wide dependencies run before a route's own: the key is checked first here,
+        # so a request without one is still a 401 and the refusal is logged with its account.
+        await current_account(request)
+    accepted = ", ".join(sorted(known.query)) or "none"
     raise ProblemError(
         422,
         "validation-failed",
         "Validation failed",
         f"unknown query parameter: {', '.join(unknown)} (this operation accepts: {accepted})",
-        errors=[{"field": f"query.{name}", "message": "is not a query parameter of this operation"} for name in unknown],
+        errors=[
+            {"field": f"query.{name}", "message": "is not a query parameter of this operation"}
+            for name in unknown
+        ],
     )
