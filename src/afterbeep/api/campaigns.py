@@ -248,7 +248,7 @@ async def get_campaign(campaign_id: str, svc: Svc, account: CurrentAccount) -> C
     return CampaignOut.of(await svc.campaigns.get(account.id, campaign_id))
 
 
-def _passed_on(
+async def _passed_on(
     use_case_id: str | None = None,
     setup_id: str | None = None,
     status: str | None = None,
