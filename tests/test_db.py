@@ -6,10 +6,13 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert, select
 
 from afterbeep.db import tables as t
 from afterbeep.db.engine import Database
+from afterbeep.db.uow import unit_of_work_factory
+from afterbeep.domain.accounts import Account
 
 
 async def test_readonly_lookup_runs_while_a_write_is_open(tmp_path: Path) -> None:
@@ -40,4 +43,21 @@ async def test_readonly_lookup_runs_while_a_write_is_open(tmp_path: Path) -> Non
         release_writer.set()
         await writer
     assert await lookup() == ["acc_01jf18ah3jeb5w6dfp27sgjsbt"]
+    await db.close()
+
+
+@pytest.mark.parametrize("direct", [False, True])
+async def test_a_unit_that_raises_after_writing_keeps_nothing(tmp_path: Path, direct: bool) -> None:
+    """Every request writes through units of work: one that fails after its writes (as a
+    request that answers 500 does) must leave no row behind, on both SQLite paths."""
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    await db.migrate()
+    unit = unit_of_work_factory(db, direct=direct)
+    now = datetime.now(UTC)
+    with pytest.raises(RuntimeError):
+        async with unit() as uow:
+            await uow.accounts.add(Account("acc_01jf18ah3jeb5w6dfp27sgjsbt", "A", now))
+            raise RuntimeError("failed after the write")
+    async with db.begin(readonly=True) as conn:
+        assert (await conn.execute(select(t.accounts))).all() == []
     await db.close()

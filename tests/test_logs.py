@@ -6,7 +6,7 @@ import json
 import logging
 
 from afterbeep.domain.phone import mask
-from afterbeep.logs import RedactingFormatter, redact
+from afterbeep.logs import RedactingFormatter, mask_url, redact
 
 
 def test_mask_keeps_last_four_digits() -> None:
@@ -28,3 +28,18 @@ def test_json_formatter_redacts_message_and_extra_fields() -> None:
     assert line["msg"] == "caller ***0123"
     assert line["callee"] == "***0123"
     assert line["level"] == "info"
+
+
+def test_urls_lose_credentials_query_and_fragment() -> None:
+    assert mask_url("https://user:pw@hooks.example:8443/a/b?token=x#f") == "https://hooks.example:8443/a/b"
+    assert mask_url("http://[::1]:8080/h?k=v") == "http://[::1]:8080/h"
+    text = redact('HTTP Request: POST http://u:s3cret@127.0.0.1:9/hook?sig=abc "HTTP/1.1 200 OK"')
+    assert text == 'HTTP Request: POST http://127.0.0.1:9/hook "HTTP/1.1 200 OK"'
+    assert redact("sip:+12025550123@carrier.example") == "sip:***0123@carrier.example"
+
+
+def test_no_colour_codes_in_a_line() -> None:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started %s", ("\x1b[1mx\x1b[0m",), None)
+    record.color_message = "Started \x1b[36m%s\x1b[0m"
+    line = RedactingFormatter(json_lines=False).format(record)
+    assert "\x1b" not in line and "color_message" not in line and line.endswith("Started x")

@@ -1,7 +1,9 @@
 """Structured logging: key=value or JSON lines; phone numbers masked, secrets never written.
 
 Call sites pass phone numbers through `afterbeep.domain.phone.mask`; as a second line of
-defence the formatter masks anything that looks like an E.164 number or a bearer key.
+defence the formatter masks anything that looks like an E.164 number or a bearer key, writes
+URLs as scheme://host[:port]/path (no user:password@, no query, no fragment) and never
+writes terminal colour codes (uvicorn's `color_message`, or ANSI escapes from anywhere).
 """
 
 from __future__ import annotations
@@ -15,10 +17,27 @@ from typing import Any
 
 _PHONE = re.compile(r"(?<![\w/])\+?\d[\d\- ]{5,}(\d{4})(?!\w)")
 _KEY = re.compile(r"abk_key_[0-9a-z]{26}_[A-Za-z0-9_\-]+")
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# A URL: scheme, optional userinfo, host[:port], path, then the query and fragment to drop.
+_URL = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?:[^\s/?#@]*@)?(?P<host>[^\s/?#\"'<>]*)"
+    r"(?P<path>[^\s?#\"'<>]*)(?:\?[^\s#\"'<>]*)?(?:#[^\s\"'<>]*)?"
+)
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+# Left out of every line: uvicorn's coloured copy of its message.
+_DROPPED = {"color_message"}
+_STANDARD = (
+    set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"} | _DROPPED
+)
+
+
+def mask_url(url: str) -> str:
+    """`url` as scheme://host[:port]/path: credentials, query and fragment left out."""
+    return _URL.sub(lambda m: m["scheme"] + m["host"] + m["path"], url)
 
 
 def redact(text: str) -> str:
+    text = _ANSI.sub("", text)
+    text = mask_url(text)
     text = _KEY.sub("abk_key_***", text)
     return _PHONE.sub(lambda m: "***" + m.group(1), text)
 
@@ -52,5 +71,6 @@ def configure(level: str = "INFO", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "aiosqlite", "botocore", "aiobotocore"):
+    # httpx logs every request with its full URL (a webhook's credentials and query).
+    for noisy in ("uvicorn.access", "aiosqlite", "botocore", "aiobotocore", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

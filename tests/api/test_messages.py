@@ -235,7 +235,7 @@ async def test_usage_and_full(
 # -- listing ----------------------------------------------------------------------
 
 
-async def test_list_filters_by_folder_and_since_and_pages(
+async def test_list_filters_by_folder_and_time_and_pages(
     client: httpx.AsyncClient, account: TestAccount, deposit: Deposit, clock: FakeClock
 ) -> None:
     made: list[Message] = []
@@ -258,10 +258,14 @@ async def test_list_filters_by_folder_and_since_and_pages(
     assert await ids(folder="saved") == [made[1].id]
     assert await ids(folder="new") == [m for m in newest_first if m != made[1].id]
     assert await ids(folder="urgent") == []
-    assert await ids(since="2025-03-04T09:50:00Z") == newest_first[:3]
-    assert await ids(since="2025-03-04T11:00:00+01:00") == newest_first[:2]
-    assert await ids(since="2025-03-04T10:05:00") == newest_first[:1]
-    assert await ids(since="2025-03-04T09:40:00Z", folder="new") == [
+    assert await ids(created_after="2025-03-04T09:50:00Z") == newest_first[:3]
+    assert await ids(created_after="2025-03-04T11:00:00+01:00") == newest_first[:2]
+    assert await ids(created_after="2025-03-04T10:05:00") == newest_first[:1]
+    assert await ids(created_before="2025-03-04T09:50:00Z") == newest_first[3:]
+    assert await ids(
+        created_after="2025-03-04T09:50:00Z", created_before="2025-03-04T10:10:00Z"
+    ) == newest_first[1:3]
+    assert await ids(created_after="2025-03-04T09:40:00Z", folder="new") == [
         made[4].id,
         made[3].id,
         made[2].id,
@@ -281,8 +285,10 @@ async def test_list_filters_by_folder_and_since_and_pages(
 
     bad_queries: list[dict[str, Any]] = [
         {"folder": "trash"},
-        {"since": "yesterday"},
-        {"since": "0001-01-01T00:00:00+01:00"},
+        {"created_after": "yesterday"},
+        {"created_after": "0001-01-01T00:00:00+01:00"},
+        {"created_before": "1741081800"},
+        {"since": "2025-03-04T09:50:00Z"},
         {"limit": 0},
         {"limit": 201},
         {"cursor": "***"},

@@ -355,5 +355,5 @@ async def test_stats_arithmetic(
     assert stats["total"] == 6
     assert stats["delivery_rate"] == pytest.approx(0.6)
     assert stats["failure_reasons"] == [{"reason": "busy", "count": 1}, {"reason": "no_answer", "count": 1}]
-    empty = await client.get("/v1/voicemails/stats?to=2000-01-01T00:00:00Z", headers=h)
+    empty = await client.get("/v1/voicemails/stats?created_before=2000-01-01T00:00:00Z", headers=h)
     assert empty.json()["total"] == 0 and empty.json()["delivery_rate"] is None

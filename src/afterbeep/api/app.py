@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from afterbeep import __version__
 from afterbeep.api import (
@@ -25,10 +25,12 @@ from afterbeep.api import (
     webhooks,
 )
 from afterbeep.api import notifications as notifications_api
+from afterbeep.api.access_log import AccessLogMiddleware
 from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencyMiddleware
 from afterbeep.api.limits import RequestGate
 from afterbeep.api.metrics import MetricsMiddleware
+from afterbeep.api.query_params import reject_unknown_query
 from afterbeep.services.ports.idempotency import IdempotencyStore
 
 
@@ -44,6 +46,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.services = services
     app.state.readiness = readiness
@@ -68,4 +71,6 @@ def create_app(
         route_json_bytes={("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES},
     )
     app.add_middleware(MetricsMiddleware)
+    # Added last, so outermost: one line for every request, whatever answers it.
+    app.add_middleware(AccessLogMiddleware, prefixes=frozenset({"", "/v1"}))
     return app

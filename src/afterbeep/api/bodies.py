@@ -41,3 +41,5 @@ async def json_body(request: Request, max_bytes: int) -> Any:
         ) from exc
     except ValueError as exc:
         raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is not UTF-8 JSON") from exc
+    except RecursionError as exc:
+        raise ProblemError(400, "malformed-json", "Malformed JSON", "the body is nested too deeply") from exc

@@ -9,17 +9,18 @@ a size-limited upload, or JSON with a `media_id`) plus `technique` (`two_call`, 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field
 
 from afterbeep.api.deps import CurrentAccount, Svc
+from afterbeep.api.query_params import CreatedAfter, CreatedBefore
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.api.voicemails import AttemptOut, ReasonCount, accept_send, send_openapi
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
+from afterbeep.domain.metadata import RULES as METADATA_RULES
 from afterbeep.domain.ringless import (
     DropTechnique,
     SendKind,
@@ -44,7 +45,7 @@ class DropJson(StrictModel):
     media_id: Id
     technique: DropTechnique = DropTechnique.TWO_CALL
     foreign_id: ForeignId | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, Field(description=METADATA_RULES)] = None
     send_at: AwareDatetime | None = None
 
 
@@ -53,7 +54,7 @@ class DropForm(StrictModel):
     use_case_id: Id
     technique: DropTechnique = DropTechnique.TWO_CALL
     foreign_id: ForeignId | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, Field(description=METADATA_RULES)] = None
     send_at: AwareDatetime | None = None
 
 
@@ -173,8 +174,8 @@ async def list_drops(
     setup_id: Annotated[str | None, Query(max_length=40)] = None,
     status: SendStatus | None = None,
     to: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
     campaign_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -199,18 +200,16 @@ async def drop_stats(
     account: CurrentAccount,
     use_case_id: Annotated[str | None, Query(max_length=40)] = None,
     setup_id: Annotated[str | None, Query(max_length=40)] = None,
-    created_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    created_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
 ) -> DropStatsOut:
     """Counts per status, the share left in voicemail and failure reasons of drops created in
-    [from, to)."""
-    start: datetime | None = created_from
-    end: datetime | None = created_to
+    [created_after, created_before)."""
     where = SendFilter(
         use_case_id=use_case_id,
         setup_id=setup_id,
-        created_after=start,
-        created_before=end,
+        created_after=created_after,
+        created_before=created_before,
         kind=SendKind.DROP,
     )
     return DropStatsOut.of(await svc.ringless.stats(account.id, where))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -11,6 +10,7 @@ from typing_extensions import TypedDict
 
 from afterbeep.api.deps import CurrentAccount, Svc
 from afterbeep.api.messages import MessageOut
+from afterbeep.api.query_params import MessagesAfter, MessagesBefore
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain import mailboxes as rules
@@ -200,16 +200,20 @@ async def list_messages(
     svc: Svc,
     account: CurrentAccount,
     folder: Folder | None = None,
-    since: Annotated[
-        datetime | None,
-        Query(description="ISO 8601; messages left at or after it (UTC if no zone)"),
-    ] = None,
+    created_after: MessagesAfter = None,
+    created_before: MessagesBefore = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> ListResponse[MessageOut]:
     """The mailbox's messages, newest first."""
     page = await svc.messages.list(
-        account.id, mailbox_id, folder=folder, since=since, cursor=cursor, limit=limit
+        account.id,
+        mailbox_id,
+        folder=folder,
+        created_after=created_after,
+        created_before=created_before,
+        cursor=cursor,
+        limit=limit,
     )
     return ListResponse[MessageOut](
         items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor

@@ -9,7 +9,6 @@ or JSON (a stored `media_id` instead of the file). The multipart body is parsed 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -20,9 +19,11 @@ from afterbeep.api.bodies import json_body, validated
 from afterbeep.api.deps import ApiServices, CurrentAccount, services
 from afterbeep.api.multipart import StreamingForm, invalid_field, receive_form
 from afterbeep.api.problems import ProblemError
+from afterbeep.api.query_params import CreatedAfter, CreatedBefore
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
+from afterbeep.domain.metadata import RULES as METADATA_RULES
 from afterbeep.domain.ringless import (
     MAX_AUDIO_BYTES,
     SendAttempt,
@@ -57,7 +58,7 @@ class SendJson(StrictModel):
     use_case_id: Annotated[str, Field(min_length=1, max_length=40)]
     media_id: Annotated[str, Field(min_length=1, max_length=40)]
     foreign_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, Field(description=METADATA_RULES)] = None
     send_at: AwareDatetime | None = None
 
 
@@ -65,7 +66,7 @@ class SendForm(StrictModel):
     to: Annotated[str, Field(min_length=1, max_length=32)]
     use_case_id: Annotated[str, Field(min_length=1, max_length=40)]
     foreign_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, Field(description=METADATA_RULES)] = None
     send_at: AwareDatetime | None = None
 
 
@@ -169,8 +170,8 @@ def _form_fields(form: StreamingForm, model: type[M]) -> M:
     if "metadata" in values:
         try:
             values["metadata"] = json.loads(values["metadata"])
-        except ValueError as exc:
-            raise invalid_field("metadata", "must be a JSON object") from exc
+        except (ValueError, RecursionError) as exc:
+            raise invalid_field("metadata", f"must be {METADATA_RULES}") from exc
     return validated(model, values)
 
 
@@ -187,7 +188,7 @@ def send_openapi(json_model: type[BaseModel], **extra: dict[str, Any]) -> dict[s
         "use_case_id": {"type": "string"},
         **extra,
         "foreign_id": {"type": "string"},
-        "metadata": {"type": "string", "description": "a JSON object"},
+        "metadata": {"type": "string", "description": METADATA_RULES},
         "send_at": {"type": "string", "format": "date-time"},
     }
     form = {"type": "object", "properties": properties, "required": [AUDIO_FIELD, "to", "use_case_id"]}
@@ -300,8 +301,8 @@ async def list_voicemails(
     setup_id: Annotated[str | None, Query(max_length=40)] = None,
     status: SendStatus | None = None,
     to: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
     campaign_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -319,13 +320,17 @@ async def voicemail_stats(
     account: CurrentAccount,
     use_case_id: Annotated[str | None, Query(max_length=40)] = None,
     setup_id: Annotated[str | None, Query(max_length=40)] = None,
-    created_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    created_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
 ) -> StatsOut:
-    """Counts per status, the delivery rate and failure reasons of sends created in [from, to)."""
-    start: datetime | None = created_from
-    end: datetime | None = created_to
-    where = SendFilter(use_case_id=use_case_id, setup_id=setup_id, created_after=start, created_before=end)
+    """Counts per status, the delivery rate and failure reasons of sends created in
+    [created_after, created_before)."""
+    where = SendFilter(
+        use_case_id=use_case_id,
+        setup_id=setup_id,
+        created_after=created_after,
+        created_before=created_before,
+    )
     return StatsOut.of(await svc.ringless.stats(account.id, where))
 
 

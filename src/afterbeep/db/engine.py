@@ -25,6 +25,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from afterbeep.db.tables import tolerant_json_loads
+
 log = logging.getLogger("afterbeep.db")
 BUSY_TIMEOUT_MS = 30_000
 CHECKPOINT_EVERY = 100  # direct commits between passive checkpoints (each adds a few pages)
@@ -54,6 +56,8 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # asyncpg decodes JSON columns itself: a row it cannot decode must not fail a query.
+            kwargs["json_deserializer"] = tolerant_json_loads
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +46,46 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CallerJSON(TypeDecorator[Any]):
+    """JSON a caller wrote. A stored value that cannot be decoded (too deep for the decoder,
+    not JSON) reads as `UNREADABLE` instead of failing the whole query that holds its row.
+    (asyncpg decodes JSON in the driver, so on PostgreSQL `tolerant_json_loads` does it.)"""
+
+    impl = JSON
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        decode = super().result_processor(dialect, coltype)
+        if decode is None:
+            return None
+
+        def tolerant(value: Any) -> Any:
+            try:
+                return decode(value)
+            except (ValueError, TypeError, RecursionError):
+                return UNREADABLE
+
+        return tolerant
+
+
+class Unreadable:
+    """The value of a `CallerJSON` column that could not be decoded."""
+
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+
+UNREADABLE = Unreadable()
+
+
+def tolerant_json_loads(text: str | bytes) -> Any:
+    """The engine's JSON decoder where the driver decodes: `UNREADABLE` for what cannot be."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return UNREADABLE
 
 
 metadata = MetaData(
@@ -343,7 +384,7 @@ voicemail_sends = Table(
     Column("from_e164", String(20), nullable=False),
     Column("to_e164", String(20), nullable=False),
     Column("foreign_id", String(200), nullable=True),
-    Column("metadata", JSON, nullable=True),
+    Column("metadata", CallerJSON, nullable=True),
     Column("send_at", UtcDateTime(), nullable=True),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),

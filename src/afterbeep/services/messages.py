@@ -84,6 +84,15 @@ def _clean_text(value: str | None, limit: int) -> str | None:
     return value[:limit] or None
 
 
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError as exc:
+        raise InvalidInput(field, "is out of range") from exc
+
+
 class MessageService:
     def __init__(self, uow: UnitOfWorkFactory, store: ObjectStore, clock: Clock) -> None:
         self._uow = uow
@@ -177,20 +186,25 @@ class MessageService:
         mailbox_id: str,
         *,
         folder: Folder | None = None,
-        since: datetime | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Message]:
-        if since is not None:
-            try:
-                since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
-            except OverflowError as exc:
-                raise InvalidInput("since", "is out of range") from exc
+        """Newest first; `created_after`/`created_before` bound [after, before), naive = UTC."""
+        created_after = _utc(created_after, "created_after")
+        created_before = _utc(created_before, "created_before")
         async with self._uow() as uow:
             if await find_mailbox(uow, account_id, mailbox_id) is None:
                 raise NotFound("mailbox", mailbox_id)
             return await uow.messages.list(
-                account_id, mailbox_id, folder=folder, since=since, cursor=cursor, limit=limit
+                account_id,
+                mailbox_id,
+                folder=folder,
+                created_after=created_after,
+                created_before=created_before,
+                cursor=cursor,
+                limit=limit,
             )
 
     async def update(

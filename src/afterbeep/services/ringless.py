@@ -11,7 +11,6 @@ Delivery itself (claiming due sends, rules, attempts) is the delivery engine's.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +24,7 @@ from afterbeep.domain.drops import DROP_STATUS_EVENT, drop_status_payload
 from afterbeep.domain.errors import Conflict, InvalidAudio, InvalidInput, NotFound
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.media import ImportRules, Media
+from afterbeep.domain.metadata import check_metadata
 from afterbeep.domain.phone import mask, to_e164
 from afterbeep.domain.ringless import (
     AUDIO_FORMATS,
@@ -65,7 +65,6 @@ from afterbeep.services.ports.ringless import SendFilter
 log = logging.getLogger("afterbeep.ringless")
 
 MAX_PAGE_LIMIT = 200
-MAX_METADATA_BYTES = 8 * 1024
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 SEND_RULES = ImportRules(
     allowed_formats=AUDIO_FORMATS, max_bytes=MAX_AUDIO_BYTES, min_ms=MIN_AUDIO_MS, max_ms=MAX_AUDIO_MS
@@ -420,7 +419,7 @@ class RinglessService:
             raise InvalidInput("technique", "is for drops only")
         to_e = to_e164(to, self._region, "to")
         _check_foreign_id(foreign_id)
-        _check_metadata(metadata)
+        check_metadata(metadata)
         if send_at is not None and send_at.tzinfo is None:
             raise InvalidInput("send_at", "needs a time zone offset")
         if media_id is not None:
@@ -700,13 +699,6 @@ def _check_limit(limit: int) -> None:
 def _check_foreign_id(foreign_id: str | None) -> None:
     if foreign_id is not None and not 1 <= len(foreign_id) <= 200:
         raise InvalidInput("foreign_id", "must be 1 to 200 characters")
-
-
-def _check_metadata(metadata: Mapping[str, Any] | None) -> None:
-    if metadata is None:
-        return
-    if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
-        raise InvalidInput("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
 
 
 _NOUN = {SendKind.RINGLESS: "voicemail", SendKind.DROP: "drop"}

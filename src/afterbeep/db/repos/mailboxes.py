@@ -179,15 +179,18 @@ class SqlMessageRepo:
         mailbox_id: str,
         *,
         folder: Folder | None,
-        since: datetime | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
         cursor: str | None,
         limit: int,
     ) -> Page[Message]:
         query = select(t.messages).where(_m.account_id == account_id, _m.mailbox_id == mailbox_id)
         if folder is not None:
             query = query.where(_m.folder == folder.value)
-        if since is not None:
-            query = query.where(_m.created_at >= since)
+        if created_after is not None:
+            query = query.where(_m.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(_m.created_at < created_before)
         rows, next_cursor = split_page(
             (await self._conn.execute(page_query(query, _m.id, cursor, limit))).all(), limit
         )

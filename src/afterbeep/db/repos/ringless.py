@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime, time
 from typing import Any
 
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
 from afterbeep.db.repos._paging import page_query, split_page
+from afterbeep.db.tables import UNREADABLE
+from afterbeep.domain.metadata import readable_metadata
 from afterbeep.domain.ringless import (
     DROP_STATUSES,
     RINGLESS_STATUSES,
@@ -39,6 +42,8 @@ from afterbeep.domain.ringless import (
 )
 from afterbeep.services.ports import Page
 from afterbeep.services.ports.ringless import SendFilter
+
+log = logging.getLogger("afterbeep.db")
 
 _S = t.telephony_setups
 _SN = t.setup_numbers
@@ -328,9 +333,6 @@ class SqlUseCaseRepo:
 
 
 def send_from_row(row: Any) -> VoicemailSend:
-    metadata = row._mapping["metadata"]
-    if isinstance(metadata, str):
-        metadata = json.loads(metadata)
     return VoicemailSend(
         id=row.id,
         account_id=row.account_id,
@@ -340,7 +342,7 @@ def send_from_row(row: Any) -> VoicemailSend:
         from_e164=row.from_e164,
         to_e164=row.to_e164,
         foreign_id=row.foreign_id,
-        metadata=metadata,
+        metadata=_stored_metadata(row.id, row._mapping["metadata"]),
         send_at=row.send_at,
         status=SendStatus(row.status),
         attempts=row.attempts,
@@ -359,6 +361,20 @@ def send_from_row(row: Any) -> VoicemailSend:
         beep_ms=row.beep_ms,
         campaign_id=row.campaign_id,
     )
+
+
+def _stored_metadata(send_id: str, value: Any) -> Mapping[str, Any] | None:
+    """The metadata of a stored send as it can be shown: one unreadable value (stored by hand,
+    or under older rules) reads as None with a log line, and never fails a list."""
+    try:
+        if value is UNREADABLE:
+            raise ValueError("stored metadata is not decodable JSON")
+        if isinstance(value, str):
+            value = json.loads(value)
+        return readable_metadata(value)
+    except (ValueError, RecursionError) as exc:
+        log.warning("send %s: metadata shown as null: %s", send_id, exc)
+        return None
 
 
 def send_values(send: VoicemailSend) -> dict[str, Any]:

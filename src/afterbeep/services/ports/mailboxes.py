@@ -57,11 +57,12 @@ class MessageRepo(Protocol):
         mailbox_id: str,
         *,
         folder: Folder | None,
-        since: datetime | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
         cursor: str | None,
         limit: int,
     ) -> Page[Message]:
-        """Newest first, optionally one folder and only those created at or after `since`."""
+        """Newest first, optionally one folder and only those created in [created_after, created_before)."""
         ...
 
     async def update(self, message: Message) -> None:
