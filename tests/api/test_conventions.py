@@ -57,8 +57,12 @@ async def test_health_ready_metrics_docs(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).json() == {"status": "ok"}
     await client.get("/healthz")
+    await client.get("/v1/mailboxes/vm_nosuchbox")
     metrics = await client.get("/metrics")
     assert 'afterbeep_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics.text
+    # the route template with its /v1 prefix, never the id
+    assert 'route="/v1/mailboxes/{mailbox_id}"' in metrics.text
+    assert "vm_nosuchbox" not in metrics.text
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/mailboxes" in spec["paths"] and "/v1/media" in spec["paths"]
     assert (await client.get("/docs")).status_code == 200

@@ -33,6 +33,8 @@ from afterbeep.api.metrics import MetricsMiddleware
 from afterbeep.api.query_params import reject_unknown_query
 from afterbeep.services.ports.idempotency import IdempotencyStore
 
+_PREFIXES = frozenset({"", "/v1"})  # the prefixes routers are included under
+
 
 def create_app(
     services: ApiServices,
@@ -70,7 +72,7 @@ def create_app(
         max_upload_bytes=services.max_upload_bytes,
         route_json_bytes={("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES},
     )
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(MetricsMiddleware, prefixes=_PREFIXES)
     # Added last, so outermost: one line for every request, whatever answers it.
-    app.add_middleware(AccessLogMiddleware, prefixes=frozenset({"", "/v1"}))
+    app.add_middleware(AccessLogMiddleware, prefixes=_PREFIXES)
     return app
