@@ -168,6 +168,7 @@ async def deliveries(runtime: Runtime) -> list[Delivery]:
 
 
 def dispatcher(runtime: Runtime, clock: Any, **kwargs: Any) -> WebhookDispatcher:
+    kwargs.setdefault("policy", runtime.settings.network_policy())
     return WebhookDispatcher(
         runtime.uow, clock, timeout=kwargs.pop("timeout", 5.0), max_attempts=MAX_ATTEMPTS, **kwargs
     )
