@@ -206,22 +206,16 @@ def sip_uri_hosts(uri: str) -> list[str]:
         text = text[5:]
     elif text[:4].lower() == "sip:":
         text = text[4:]
-    text = text.partition("?")[0]
-    before_params, _, params = text.partition(";") if "[" not in text else _split_v6(text)
-    hostport = before_params.rpartition("@")[2]
-    if hostport.startswith("["):
-        host = hostport[: hostport.find("]") + 1]
+    text = text.partition("?")[0].rpartition("@")[2]
+    if text.startswith("["):
+        end = text.find("]")
+        host, rest = (text, "") if end < 0 else (text[: end + 1], text[end + 1 :])
     else:
-        host = hostport.partition(":")[0]
+        end = min((i for i in (text.find(":"), text.find(";")) if i >= 0), default=len(text))
+        host, rest = text[:end], text[end:]
     hosts = [host]
-    for param in params.split(";"):
+    for param in rest.partition(";")[2].split(";"):
         name, _, value = param.partition("=")
         if name.strip().lower() == "maddr" and value:
             hosts.append(value.strip())
     return hosts
-
-
-def _split_v6(text: str) -> tuple[str, str, str]:
-    end = text.find("]")
-    head, sep, params = text[end + 1 :].partition(";")
-    return text[: end + 1] + head, sep, params
