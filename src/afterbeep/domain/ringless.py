@@ -494,6 +494,7 @@ HEADER_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 # P-Asserted-Identity is not among them: the service sets it from a verified sender number.
 DEPOSIT_HEADER_ALLOWLIST = frozenset({"diversion", "history-info", "privacy", "subject"})
 MAX_HEADER_VALUE = 1000
+RESERVED_HEADER_PREFIX = "x-afterbeep-"  # the service's own deposit headers
 
 
 def has_control(value: str) -> bool:
@@ -530,11 +531,14 @@ def check_deposit_headers(headers: Mapping[str, str]) -> None:
     for name, value in headers.items():
         if not HEADER_TOKEN.match(name):
             raise InvalidInput("deposit_headers", f"{name[:40]!r} is not a header name")
-        if not (name[:2].lower() == "x-" and len(name) > 2) and name.lower() not in DEPOSIT_HEADER_ALLOWLIST:
+        extension = name[:2].lower() == "x-" and len(name) > 2
+        if name.lower().startswith(RESERVED_HEADER_PREFIX) or (
+            not extension and name.lower() not in DEPOSIT_HEADER_ALLOWLIST
+        ):
             allowed = ", ".join(sorted(h.title() for h in DEPOSIT_HEADER_ALLOWLIST))
             raise InvalidInput(
                 "deposit_headers",
-                f"{name!r} is not allowed; use X- headers or one of {allowed}",
+                f"{name!r} is not allowed; use X- headers (not X-Afterbeep-) or one of {allowed}",
                 "header-not-allowed",
             )
         if has_control(value) or len(value) > MAX_HEADER_VALUE:
