@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from afterbeep.domain.ringless import deposit_header_allowed
 from tests.fixtures.service import Service, running_service
 from tests.ringless.support import audio as mp3
 
@@ -166,3 +167,13 @@ def test_deposit_invite_carries_its_own_headers_once(tmp_path: Path, udp_peer: s
     lines = head.split("\r\n")
     assert "X-Campaign: spring" in lines and "Diversion: <sip:+12025550100@example.com>" in lines
     assert "evil" not in head
+
+
+def test_stored_headers_outside_the_rules_never_reach_the_wire() -> None:
+    """Rows written before these rules: the deposit skips what would be refused today."""
+    assert deposit_header_allowed("X-Campaign", "spring")
+    assert deposit_header_allowed("Diversion", "<sip:+12025550100@example.com>")
+    for name, value in [("Via", "SIP/2.0/UDP 10.0.0.1"), ("X-A", "a\r\nVia: x"), ("X-A", "a\x00"),
+                        ("X-Afterbeep-Send", "vmsend_x"), ("P-Asserted-Identity", "<sip:1@x>"),
+                        ("X A", "1")]:  # fmt: skip
+        assert not deposit_header_allowed(name, value), name

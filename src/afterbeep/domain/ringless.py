@@ -525,16 +525,25 @@ def check_sip_uri(field: str, uri: str) -> None:
         raise InvalidInput(field, "must name a host name or an IP address")
 
 
+def deposit_header_name_allowed(name: str) -> bool:
+    lowered = name.lower()
+    if not HEADER_TOKEN.match(name) or lowered.startswith(RESERVED_HEADER_PREFIX):
+        return False
+    return (lowered.startswith("x-") and len(name) > 2) or lowered in DEPOSIT_HEADER_ALLOWLIST
+
+
+def deposit_header_allowed(name: str, value: str) -> bool:
+    """Whether a stored deposit header may go on the wire (rows written before these rules)."""
+    return deposit_header_name_allowed(name) and not has_control(value)
+
+
 def check_deposit_headers(headers: Mapping[str, str]) -> None:
     """Extra INVITE headers of a deposit: `X-` names and `DEPOSIT_HEADER_ALLOWLIST` only,
     values of one line."""
     for name, value in headers.items():
         if not HEADER_TOKEN.match(name):
             raise InvalidInput("deposit_headers", f"{name[:40]!r} is not a header name")
-        extension = name[:2].lower() == "x-" and len(name) > 2
-        if name.lower().startswith(RESERVED_HEADER_PREFIX) or (
-            not extension and name.lower() not in DEPOSIT_HEADER_ALLOWLIST
-        ):
+        if not deposit_header_name_allowed(name):
             allowed = ", ".join(sorted(h.title() for h in DEPOSIT_HEADER_ALLOWLIST))
             raise InvalidInput(
                 "deposit_headers",
