@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
+from afterbeep.domain.errors import InvalidInput
 from afterbeep.domain.netpolicy import (
     NetworkPolicy,
     is_hostname,
@@ -16,6 +17,7 @@ from afterbeep.domain.netpolicy import (
     parse_networks,
     sip_uri_hosts,
 )
+from afterbeep.services.netguard import HostGuard
 
 DEFAULT = NetworkPolicy()
 LOOPBACK = NetworkPolicy.parse("127.0.0.0/8")
@@ -191,3 +193,25 @@ def test_hostnames(host: str) -> None:
 )  # fmt: skip
 def test_not_hostnames(host: str) -> None:
     assert not is_hostname(host)
+
+
+async def test_save_time_check_resolves_names() -> None:
+    answers = {
+        "internal.example": ["10.0.0.7"],
+        "mixed.example": ["93.184.216.34", "127.0.0.1"],
+        "public.example": ["93.184.216.34", "2606:2800:220:1::"],
+        "unknown.example": [],
+    }
+
+    async def resolve(host: str) -> list[str]:
+        return answers[host]
+
+    guard = HostGuard(NetworkPolicy(), resolve)
+    for host in ["internal.example", "mixed.example", "127.1", "localhost"]:
+        with pytest.raises(InvalidInput) as refused:
+            await guard.check("trunk_host", host)
+        assert refused.value.error_id == "address-not-allowed"
+        assert refused.value.field == "trunk_host"
+    for host in ["public.example", "unknown.example", "8.8.8.8"]:
+        await guard.check("trunk_host", host)
+    await HostGuard(NetworkPolicy.parse("10.0.0.0/8"), resolve).check("url", "internal.example")
