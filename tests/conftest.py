@@ -48,7 +48,11 @@ class Backend:
 
 @pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    env: dict[str, Any] = {"data_dir": tmp_path / "var", "secret_key": "test-secret-" + "x" * 32}
+    env: dict[str, Any] = {
+        "data_dir": tmp_path / "var",
+        "secret_key": "test-secret-" + "x" * 32,
+        "allow_private_networks": "127.0.0.0/8",  # test peers listen on loopback
+    }
     if request.param == "postgres-s3":
         pg_url: str = request.getfixturevalue("pg_url")
         s3: SeaweedS3 = request.getfixturevalue("seaweed_s3")

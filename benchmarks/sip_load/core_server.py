@@ -74,7 +74,7 @@ async def serve(out: Path) -> None:
     def quick_router(invite: IncomingInvite) -> Route:
         return Answer(record)
 
-    runtime = Runtime(Settings())
+    runtime = Runtime(Settings(allow_private_networks="127.0.0.0/8"))
     await runtime.start(workers=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -285,6 +285,7 @@ def service_env(data_dir: Path, sip_port: int, max_calls: int, extra: dict[str, 
         "AFTERBEEP_SIP_ADDR": f"127.0.0.1:{sip_port}",
         "AFTERBEEP_MAX_CALLS": str(max_calls),
         "AFTERBEEP_LOG_LEVEL": "WARNING",
+        "AFTERBEEP_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
         **extra,
     }
 

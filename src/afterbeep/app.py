@@ -34,6 +34,7 @@ from afterbeep.services.deposits import DepositService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
 from afterbeep.services.messages import MessageService
+from afterbeep.services.netguard import HostGuard
 from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
@@ -106,7 +107,11 @@ class Runtime:
             s.s3_secret_key.get_secret_value() if s.s3_secret_key else None,
         )
         self.dispatcher = WebhookDispatcher(
-            self.uow, self.clock, timeout=s.webhook_timeout_seconds, max_attempts=s.webhook_max_attempts
+            self.uow,
+            self.clock,
+            timeout=s.webhook_timeout_seconds,
+            max_attempts=s.webhook_max_attempts,
+            policy=s.network_policy(),
         )
         self.email_dispatcher = EmailDispatcher(
             self.uow,
@@ -270,6 +275,7 @@ class Runtime:
         media_config = replace(
             media_config, inactivity_timeout=s.rtp_timeout_seconds, prebound=prebound
         )
+        ua_config = replace(ua_config, network_policy=s.network_policy())
         if router is None:
             inbound = self.inbound_calls()
             router = self.receiving_deposits(inbound.route, inbound.route_now)
@@ -302,13 +308,14 @@ class Runtime:
             self.uow, self.store, self.clock, s.max_upload_mb * 1024 * 1024, tmp,
             s.max_media_seconds, s.media_quota_mb * 1024 * 1024,
         )  # fmt: skip
+        guard = HostGuard(s.network_policy())
         return ApiServices(
             accounts=self.accounts,
             media=media,
             mailboxes=MailboxService(self.uow, self.store, self.clock),
             messages=MessageService(self.uow, self.store, self.clock),
             numbers=NumberService(self.uow, self.clock, s.default_region),
-            webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts()),
+            webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts(), guard),
             notifications=NotificationService(self.uow, self.clock),
             ringless=RinglessService(
                 self.uow,
@@ -318,6 +325,7 @@ class Runtime:
                 self._voicemail_accepted,
                 lookups=self.lookups,
                 sends=unit_of_work_factory(self.db, direct=True),
+                guard=guard,
             ),
             campaigns=CampaignService(
                 self.uow, self.clock, s.default_region, self._voicemail_accepted

@@ -9,6 +9,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from afterbeep.domain.netpolicy import NetworkPolicy
+
 
 def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
     """Split `host:port` (or `[v6]:port`, or a bare host) into its parts."""
@@ -73,6 +75,8 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     webhook_max_attempts: int = 8
     webhook_allowed_hosts: str = ""
+    # CIDR list of non-public ranges that webhooks, trunks and deposit URIs may reach.
+    allow_private_networks: str = ""
     deposit_peers: str = ""
     # Deposit peers that authenticate by SIP digest: "name:password,..." (parsed at start-up by
     # telephony.deposit_receiver.parse_users; a password may hold ":" but not ",").
@@ -87,6 +91,15 @@ class Settings(BaseSettings):
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
+
+    def network_policy(self) -> NetworkPolicy:
+        return NetworkPolicy.parse(self.allow_private_networks)
+
+    @field_validator("allow_private_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        NetworkPolicy.parse(value)
+        return value
 
     @field_validator("smtp_url")
     @classmethod

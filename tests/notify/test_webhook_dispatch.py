@@ -19,6 +19,7 @@ from sqlalchemy import select
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
 from afterbeep.domain.clock import SystemClock
+from afterbeep.domain.netpolicy import NetworkPolicy
 from afterbeep.domain.webhooks import Delivery
 from afterbeep.notify.webhooks import WebhookDispatcher, verify_signature
 from afterbeep.services.webhooks import WebhookService
@@ -56,6 +57,7 @@ class Receiver:
         self.status = status
         self.delay = delay
         self.hang = hang
+        self.location: str | None = None
         self.requests: list[Received] = []
         self._arrived = asyncio.Event()
         self._release = asyncio.Event()
@@ -99,8 +101,9 @@ class Receiver:
                 return
             if self.delay:
                 await asyncio.sleep(self.delay)
+            location = f"Location: {self.location}\r\n" if self.location else ""
             writer.write(
-                f"HTTP/1.1 {self.status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".encode()
+                f"HTTP/1.1 {self.status} X\r\n{location}Content-Length: 2\r\nConnection: close\r\n\r\nok".encode()
             )
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -168,6 +171,7 @@ async def deliveries(runtime: Runtime) -> list[Delivery]:
 
 
 def dispatcher(runtime: Runtime, clock: Any, **kwargs: Any) -> WebhookDispatcher:
+    kwargs.setdefault("policy", runtime.settings.network_policy())
     return WebhookDispatcher(
         runtime.uow, clock, timeout=kwargs.pop("timeout", 5.0), max_attempts=MAX_ATTEMPTS, **kwargs
     )
@@ -431,3 +435,57 @@ async def test_two_dispatchers_send_each_delivery_once(backend: Backend, clock: 
     assert len(sent) == total and len(set(sent)) == total
     assert {d.id for d in rows} == set(sent)
     assert all(d.status == "delivered" and d.attempts == 1 for d in rows)
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "127.1", "2130706433", "0x7f000001", "[::ffff:127.0.0.1]", "127.0.0.1"]
+)
+async def test_blocked_at_connection_time_without_details(
+    rt: Runtime, clock: FakeClock, receiver: Receiver, host: str
+) -> None:
+    """A URL saved while it was allowed (or a name that resolves elsewhere now) is checked on
+    the address actually connected to: nothing is sent, the delivery is `blocked` for good,
+    and its row says nothing of what is there."""
+    account_id, _ = await subscribe(rt, f"http://{host}:{receiver.port}/hook")
+    await publish(rt, account_id, {"message_id": "msg_1"})
+    closed = dispatcher(rt, clock, policy=NetworkPolicy())
+    try:
+        assert await closed.run_once() == 1
+        [d] = await deliveries(rt)
+        assert (d.status, d.attempts, d.last_status_code, d.last_error) == ("blocked", 1, None, None)
+        clock.advance(3600)
+        assert await closed.run_once() == 0
+    finally:
+        await closed.stop()
+    assert receiver.requests == []
+
+
+async def test_opened_range_is_delivered(rt: Runtime, clock: FakeClock, receiver: Receiver) -> None:
+    account_id, _ = await subscribe(rt, f"http://127.1:{receiver.port}/hook")
+    await publish(rt, account_id, {"message_id": "msg_1"})
+    opened = dispatcher(rt, clock, policy=NetworkPolicy.parse("127.0.0.0/8"))
+    try:
+        assert await opened.run_once() == 1
+    finally:
+        await opened.stop()
+    [d] = await deliveries(rt)
+    assert (d.status, d.last_status_code) == ("delivered", 200)
+    assert len(receiver.requests) == 1
+
+
+async def test_redirect_is_not_followed(rt: Runtime, clock: FakeClock, receiver: Receiver) -> None:
+    target = Receiver()
+    await target.start()
+    try:
+        receiver.status = 307
+        receiver.location = target.url
+        account_id, _ = await subscribe(rt, receiver.url)
+        await publish(rt, account_id, {"message_id": "msg_1"})
+        assert rt.dispatcher is not None
+        assert await rt.dispatcher.run_once() == 1
+        [d] = await deliveries(rt)
+        assert (d.status, d.last_status_code, d.last_error) == ("pending", 307, "HTTP 307")
+        assert len(receiver.requests) == 1
+        assert target.requests == []
+    finally:
+        await target.close()

@@ -10,6 +10,7 @@ passes in the time and what it read from the database, and acts on the decision.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -21,6 +22,7 @@ from phonenumbers import timezone as pn_timezone
 
 from afterbeep.domain.errors import InvalidInput
 from afterbeep.domain.ids import new_id
+from afterbeep.domain.netpolicy import is_hostname, sip_uri_hosts
 
 MIN_AUDIO_MS = 10_000
 MAX_AUDIO_MS = 60_000
@@ -481,6 +483,78 @@ def check_deposit_uri(uri: str) -> None:
     lowered = uri.lower()
     if TO_PLACEHOLDER not in uri or not (lowered.startswith("sip:") or lowered.startswith("sips:")):
         raise InvalidInput("deposit_uri", "must be a sip: URI containing {to}")
+    check_sip_uri("deposit_uri", uri.replace(TO_PLACEHOLDER, "+15550000000"))
+
+
+# Characters that would end a SIP header line, a quoted string or a bracketed URI.
+_UNSAFE_IN_URI = frozenset('<>"\\ ')
+# RFC 3261 `token`, the grammar of a header name.
+HEADER_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+# deposit_headers names besides `X-...`: headers a voicemail platform reads to file a deposit.
+# P-Asserted-Identity is not among them: the service sets it from a verified sender number.
+DEPOSIT_HEADER_ALLOWLIST = frozenset({"diversion", "history-info", "privacy", "subject"})
+MAX_HEADER_VALUE = 1000
+RESERVED_HEADER_PREFIX = "x-afterbeep-"  # the service's own deposit headers
+
+
+def has_control(value: str) -> bool:
+    """CR, LF, NUL or another control character (tab excepted): never in a header field."""
+    return any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value)
+
+
+def check_text(field: str, value: str | None) -> None:
+    if value is not None and has_control(value):
+        raise InvalidInput(field, "must not contain CR, LF, NUL or other control characters")
+
+
+def check_host(field: str, value: str | None) -> None:
+    """A host name or IP literal (a trunk host, a From domain)."""
+    if value is None:
+        return
+    check_text(field, value)
+    if not is_hostname(value):
+        raise InvalidInput(field, "must be a host name or an IP address")
+
+
+def check_sip_uri(field: str, uri: str) -> None:
+    """A SIP URI (or `host:port`) with no character that could break out of a header."""
+    check_text(field, uri)
+    if any(c in _UNSAFE_IN_URI for c in uri):
+        raise InvalidInput(field, "must not contain spaces, quotes, backslashes or angle brackets")
+    if not all(is_hostname(host) for host in sip_uri_hosts(uri)):
+        raise InvalidInput(field, "must name a host name or an IP address")
+
+
+def deposit_header_name_allowed(name: str) -> bool:
+    lowered = name.lower()
+    if not HEADER_TOKEN.match(name) or lowered.startswith(RESERVED_HEADER_PREFIX):
+        return False
+    return (lowered.startswith("x-") and len(name) > 2) or lowered in DEPOSIT_HEADER_ALLOWLIST
+
+
+def deposit_header_allowed(name: str, value: str) -> bool:
+    """Whether a stored deposit header may go on the wire (rows written before these rules)."""
+    return deposit_header_name_allowed(name) and not has_control(value)
+
+
+def check_deposit_headers(headers: Mapping[str, str]) -> None:
+    """Extra INVITE headers of a deposit: `X-` names and `DEPOSIT_HEADER_ALLOWLIST` only,
+    values of one line."""
+    for name, value in headers.items():
+        if not HEADER_TOKEN.match(name):
+            raise InvalidInput("deposit_headers", f"{name[:40]!r} is not a header name")
+        if not deposit_header_name_allowed(name):
+            allowed = ", ".join(sorted(h.title() for h in DEPOSIT_HEADER_ALLOWLIST))
+            raise InvalidInput(
+                "deposit_headers",
+                f"{name!r} is not allowed; use X- headers (not X-Afterbeep-) or one of {allowed}",
+                "header-not-allowed",
+            )
+        if has_control(value) or len(value) > MAX_HEADER_VALUE:
+            raise InvalidInput(
+                "deposit_headers",
+                f"the value of {name!r} must be one line of at most {MAX_HEADER_VALUE} characters",
+            )
 
 
 def check_use_case(use_case: UseCase, setup: TelephonySetup) -> None:

@@ -45,6 +45,8 @@ class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+    # refused by the network policy at connection time; final, and says nothing of the target
+    BLOCKED = "blocked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,11 @@ def after_attempt(
     return AttemptOutcome(
         DeliveryStatus.PENDING, attempts, now + backoff(attempts), status_code, error[:500]
     )
+
+
+def blocked_attempt(attempts_before: int, now: datetime) -> AttemptOutcome:
+    """The delivery's state when its target address is not allowed: final, no detail."""
+    return AttemptOutcome(DeliveryStatus.BLOCKED, attempts_before + 1, now, None, None)
 
 
 def check_url(url: str, allowed_hosts: frozenset[str] = frozenset()) -> str:

@@ -5,7 +5,9 @@ Deliveries sit in the durable outbox table `webhook_deliveries`, written by
 rows under a lease (several dispatchers, on one node or many, never claim the same row; see
 `afterbeep.db.repos.webhooks`), POSTs each one, and records the attempt: 2xx is `delivered`;
 anything else (status, connection error, timeout) retries after `domain.webhooks.backoff`
-until `max_attempts`, then `failed`. Delivery is at least once: a receiver should de-duplicate
+until `max_attempts`, then `failed`. A URL whose host resolves, at connection time, to an
+address the network policy refuses is `blocked` at once, with no detail of the target.
+Redirects are never followed. Delivery is at least once: a receiver should de-duplicate
 on `Afterbeep-Delivery`.
 
 Each request is:
@@ -30,14 +32,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
+import httpcore
 import httpx
 
 from afterbeep import __version__
 from afterbeep.domain.clock import Clock
-from afterbeep.domain.webhooks import DeliveryStatus, after_attempt, sign, verify_signature
+from afterbeep.domain.netpolicy import AddressBlocked, NetworkPolicy, literal_address
+from afterbeep.domain.webhooks import (
+    DeliveryStatus,
+    after_attempt,
+    blocked_attempt,
+    sign,
+    verify_signature,
+)
 from afterbeep.notify.outbox import OutboxWorker
 from afterbeep.services.ports import UnitOfWorkFactory
 from afterbeep.services.ports.events import ClaimedDelivery
@@ -59,6 +70,7 @@ class WebhookDispatcher(OutboxWorker[ClaimedDelivery]):
         max_attempts: int,
         batch_size: int = 20,
         idle_seconds: float = 5.0,
+        policy: NetworkPolicy | None = None,
     ) -> None:
         super().__init__(
             clock,
@@ -72,6 +84,7 @@ class WebhookDispatcher(OutboxWorker[ClaimedDelivery]):
         self._uow = uow
         self._timeout = timeout
         self._max_attempts = max(1, max_attempts)
+        self._policy = policy if policy is not None else NetworkPolicy()
         self._client: httpx.AsyncClient | None = None
 
     async def _watch(self) -> Callable[[], None] | None:
@@ -106,8 +119,8 @@ class WebhookDispatcher(OutboxWorker[ClaimedDelivery]):
                 timeout=self._timeout,
                 follow_redirects=False,
                 trust_env=False,
-                limits=httpx.Limits(max_connections=self._batch_size),
                 headers={"User-Agent": f"afterbeep-webhooks/{__version__}"},
+                transport=GuardedTransport(self._policy, max_connections=self._batch_size),
             )
         return self._client
 
@@ -125,22 +138,30 @@ class WebhookDispatcher(OutboxWorker[ClaimedDelivery]):
         }
         status_code: int | None = None
         error: str | None = None
+        blocked = False
         try:
             async with asyncio.timeout(self._timeout):
                 async with self._http().stream(
                     "POST", claim.url, content=body, headers=headers
                 ) as response:
                     status_code = response.status_code
+        except AddressBlocked:
+            blocked = True
         except TimeoutError:
             error = f"timed out after {self._timeout:g} s"
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         now = self._clock.now()
-        outcome = after_attempt(delivery.attempts, status_code, error, now, self._max_attempts)
+        if blocked:
+            outcome = blocked_attempt(delivery.attempts, now)
+        else:
+            outcome = after_attempt(delivery.attempts, status_code, error, now, self._max_attempts)
         async with self._uow() as uow:
             kept = await uow.webhooks.record_attempt(claim, outcome, now)
         if not kept:
             log.warning("webhook delivery %s: lease lost, attempt not recorded", delivery.id)
+        elif outcome.status is DeliveryStatus.BLOCKED:
+            log.warning("webhook delivery %s blocked by the network policy", delivery.id)
         elif outcome.status is DeliveryStatus.FAILED:
             log.warning(
                 "webhook delivery %s failed after %d attempts", delivery.id, outcome.attempts
@@ -152,3 +173,60 @@ class WebhookDispatcher(OutboxWorker[ClaimedDelivery]):
                 outcome.attempts,
                 outcome.status.value,
             )
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """An httpx transport whose connections go only to addresses the policy permits: the
+    host is resolved once, the address checked, and the connection made to that address
+    (TLS still verifies the certificate against the URL's host name)."""
+
+    def __init__(self, policy: NetworkPolicy, *, max_connections: int) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=max_connections,
+            network_backend=_GuardedBackend(policy),
+        )
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, policy: NetworkPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        literal = literal_address(host)
+        if literal is not None:
+            addresses = [str(literal)]
+        else:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+            except OSError as exc:
+                raise httpcore.ConnectError(f"cannot resolve {host}") from exc
+            addresses = [str(info[4][0]) for info in infos]
+        chosen = self._policy.first_permitted(addresses)
+        if chosen is None:
+            raise AddressBlocked()
+        return await self._inner.connect_tcp(
+            chosen, port, timeout, local_address, socket_options
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise AddressBlocked()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)

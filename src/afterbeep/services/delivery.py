@@ -541,7 +541,11 @@ class DeliveryService:
         from_uri = f"sip:{send.from_e164}@{domain}"
         headers = (
             ("P-Asserted-Identity", f"<{from_uri}>"),
-            *((name, value) for name, value in setup.deposit_headers.items()),
+            *(
+                (name, value)
+                for name, value in setup.deposit_headers.items()
+                if rules.deposit_header_allowed(name, value)
+            ),
             DEPOSIT_HEADER,
             (SEND_HEADER, send.id),
         )

@@ -25,6 +25,7 @@ from afterbeep.domain.errors import Conflict, InvalidAudio, InvalidInput, NotFou
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.media import ImportRules, Media
 from afterbeep.domain.metadata import check_metadata
+from afterbeep.domain.netpolicy import sip_uri_hosts
 from afterbeep.domain.phone import mask, to_e164
 from afterbeep.domain.ringless import (
     AUDIO_FORMATS,
@@ -52,20 +53,24 @@ from afterbeep.domain.ringless import (
     Transport,
     UseCase,
     VoicemailSend,
+    check_deposit_headers,
     check_deposit_uri,
+    check_host,
+    check_sip_uri,
+    check_text,
     check_use_case,
     password_ref,
     pick_sender,
     status_payload,
 )
 from afterbeep.services.media import MediaService, StagedUpload
+from afterbeep.services.netguard import HostGuard
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ports.ringless import SendFilter
 
 log = logging.getLogger("afterbeep.ringless")
 
 MAX_PAGE_LIMIT = 200
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 SEND_RULES = ImportRules(
     allowed_formats=AUDIO_FORMATS, max_bytes=MAX_AUDIO_BYTES, min_ms=MIN_AUDIO_MS, max_ms=MAX_AUDIO_MS
 )
@@ -129,11 +134,13 @@ class RinglessService:
         *,
         lookups: UnitOfWorkFactory | None = None,
         sends: UnitOfWorkFactory | None = None,
+        guard: HostGuard | None = None,
     ) -> None:
         """`lookups`: read-only units of work for the look-ups before a send's insert (on
         SQLite they do not queue behind writers); `sends`: units of work for a send's insert
         (its media row, the send and its event; they hold no other awaits). Both are
-        `uow` when not given."""
+        `uow` when not given. `guard`: refuses hosts the network policy does not allow."""
+        self._guard = guard
         self._uow = uow
         self._lookups = lookups or uow
         self._sends = sends or uow
@@ -148,6 +155,7 @@ class RinglessService:
         now = self._clock.now()
         setup_id = new_id("setup")
         setup = self._setup_from(account_id, setup_id, spec, now, now)
+        await self._check_hosts(setup, SETUP_FIELDS)
         async with self._uow() as uow:
             await uow.telephony_setups.add(setup)
             if spec.password:
@@ -191,9 +199,11 @@ class RinglessService:
             setup = self._setup_from(
                 account_id, setup_id, spec, current.created_at, self._clock.now()
             )
+            await self._check_hosts(setup, frozenset(changes))
             if "password" in changes:
                 ref = password_ref(setup_id)
                 password = changes["password"]
+                check_text("password", password)
                 if password:
                     await uow.secrets.put(account_id, ref, str(password))
                 else:
@@ -222,6 +232,15 @@ class RinglessService:
             raise InvalidInput("name", "must be 1 to 200 characters")
         if not spec.trunk_host.strip():
             raise InvalidInput("trunk_host", "is required")
+        check_text("name", name)
+        check_host("trunk_host", spec.trunk_host.strip())
+        check_host("from_domain", spec.from_domain)
+        check_text("username", spec.username)
+        if spec.username is not None and ('"' in spec.username or "\\" in spec.username):
+            raise InvalidInput("username", "must not contain quotes or backslashes")
+        check_text("password", spec.password)
+        if spec.outbound_proxy is not None:
+            check_sip_uri("outbound_proxy", spec.outbound_proxy)
         if not 1 <= spec.trunk_port <= 65535:
             raise InvalidInput("trunk_port", "must be 1 to 65535")
         if not 0 < spec.max_calls_per_second <= 1000:
@@ -229,11 +248,7 @@ class RinglessService:
         if not 1 <= spec.max_concurrent_calls <= 10_000:
             raise InvalidInput("max_concurrent_calls", "must be 1 to 10000")
         check_deposit_uri(spec.deposit_uri)
-        for header, value in spec.deposit_headers.items():
-            if not _HEADER_NAME.match(header):
-                raise InvalidInput("deposit_headers", f"{header[:40]!r} is not a header name")
-            if "\r" in value or "\n" in value or len(value) > 1000:
-                raise InvalidInput("deposit_headers", f"the value of {header!r} is not allowed")
+        check_deposit_headers(spec.deposit_headers)
         numbers: list[SetupNumber] = []
         for i, number in enumerate(spec.numbers):
             e164 = to_e164(number.e164, self._region, f"numbers[{i}].e164")
@@ -259,6 +274,21 @@ class RinglessService:
             created_at=created,
             updated_at=updated,
         )
+
+    async def _check_hosts(self, setup: TelephonySetup, fields: frozenset[str]) -> None:
+        """The hosts among `fields` that the service would connect to, against the policy."""
+        if self._guard is None:
+            return
+        hosts: list[tuple[str, str]] = []
+        if "trunk_host" in fields:
+            hosts.append(("trunk_host", setup.trunk_host))
+        if "outbound_proxy" in fields and setup.outbound_proxy:
+            hosts += [("outbound_proxy", h) for h in sip_uri_hosts(setup.outbound_proxy)]
+        if "deposit_uri" in fields and setup.deposit_uri:
+            target = setup.deposit_target("+15550000000")
+            hosts += [("deposit_uri", h) for h in sip_uri_hosts(target)]
+        for field_name, host in hosts:
+            await self._guard.check(field_name, host)
 
     # -- use cases ----------------------------------------------------------------
 

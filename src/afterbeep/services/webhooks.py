@@ -7,6 +7,7 @@ and sent by `afterbeep.notify.webhooks.WebhookDispatcher`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import NotFound
@@ -19,25 +20,34 @@ from afterbeep.domain.webhooks import (
     check_url,
     new_secret,
 )
+from afterbeep.services.netguard import HostGuard
 from afterbeep.services.ports import Page, UnitOfWorkFactory
 
 
 class WebhookService:
     def __init__(
-        self, uow: UnitOfWorkFactory, clock: Clock, allowed_hosts: frozenset[str] = frozenset()
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        allowed_hosts: frozenset[str] = frozenset(),
+        guard: HostGuard | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._allowed_hosts = allowed_hosts
+        self._guard = guard
 
     async def create(
         self, account_id: str, url: str, events: Iterable[str], secret: str | None = None
     ) -> Webhook:
         """The new subscription; its `secret` is shown to the caller only here."""
+        url = check_url(url, self._allowed_hosts)
+        if self._guard is not None:
+            await self._guard.check("url", urlsplit(url).hostname or "")
         webhook = Webhook(
             id=new_id("wh"),
             account_id=account_id,
-            url=check_url(url, self._allowed_hosts),
+            url=url,
             events=check_events(events),
             secret=new_secret() if secret is None else check_secret(secret),
             created_at=self._clock.now(),

@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from aiosipua.headers import Via, parse_uri
 from aiosipua.message import SipRequest, SipResponse
 
+from afterbeep.domain.netpolicy import AddressBlocked, NetworkPolicy, literal_address
 from afterbeep.telephony.sip.auth import Credentials, DigestSession
 from afterbeep.telephony.sip.dialog import (
     DialogId,
@@ -126,6 +127,9 @@ class UAConfig:
     timers: TimerConfig = field(default_factory=TimerConfig)
     retry_after: int = 30
     ring_timeout: float = 180.0
+    # Outbound INVITEs go only to addresses it permits (resolved once, checked, then used);
+    # None: no restriction (calls placed by tests and tools).
+    network_policy: NetworkPolicy | None = None
 
     def __post_init__(self) -> None:
         host, _ = parse_hostport(self.advertise)
@@ -416,6 +420,9 @@ class Dialog(_EventSource[DialogEvent]):
         self._credentials: Credentials | None = None
         self._bye_sent = False
         self._reinvite_in_progress = False
+        # A dialog we opened: its in-dialog requests follow the answerer's Contact, so they
+        # are held to the network policy as the INVITE was.
+        self.outbound = False
 
     @property
     def id(self) -> DialogId:
@@ -471,7 +478,13 @@ class Dialog(_EventSource[DialogEvent]):
         hop = hop_of(self.state.next_hop_uri())
         if self._flow is not None and self._flow.reliable:
             hop = Hop(hop.host, hop.port, "TCP")
-        flow = await self._ua._transport.flow_to(hop.host, hop.port, hop.transport)
+        host = hop.host
+        if self.outbound:
+            try:
+                host = await self._ua._permitted_host(hop)
+            except AddressBlocked as exc:
+                raise SipTransportError("destination not allowed") from exc
+        flow = await self._ua._transport.flow_to(host, hop.port, hop.transport)
         if flow.reliable:
             self._flow = flow
         return flow
@@ -777,6 +790,7 @@ class OutgoingInvite(_EventSource[OutgoingEvent]):
             return
         state = DialogState.for_uac(self.request, resp)
         dialog = Dialog(self._ua, state, self._flow if self._flow.reliable else None)
+        dialog.outbound = True
         dialog._credentials = self._credentials
         ack = state.create_request(
             "ACK",
@@ -896,11 +910,14 @@ class UserAgent:
         from_value = from_uri if "<" in from_uri else f"<{from_uri}>"
         to_value = to_uri if "<" in to_uri else f"<{to_uri}>"
         flow: Flow | None = None
-        failure = "Transport Error"
+        failure, code = "Transport Error", 503
         try:
-            flow = await self._transport.flow_to(hop.host, hop.port, hop.transport)
+            host = await self._permitted_host(hop)
+            flow = await self._transport.flow_to(host, hop.port, hop.transport)
         except SipTransportError as exc:
             failure = str(exc)
+        except AddressBlocked:
+            failure, code = "Destination Not Allowed", 403
         req = SipRequest(method="INVITE", uri=request_uri, body=sdp_offer)
         h = req.headers
         h.append("Via", self._via(flow or _DeadFlow(hop), new_branch()))
@@ -918,7 +935,7 @@ class UserAgent:
             h.set_single("Content-Type", SDP)
         if flow is None:
             out = OutgoingInvite(self, req, _DeadFlow(hop), credentials)
-            out._fail(503, failure)
+            out._fail(code, failure)
             return out
         out = OutgoingInvite(self, req, flow, credentials)
         self._outgoing.add(out)
@@ -927,6 +944,17 @@ class UserAgent:
         out._timeout = loop.call_later(answer_timeout, out._give_up, 408, "Request Timeout")
         out._send()
         return out
+
+    async def _permitted_host(self, hop: Hop) -> str:
+        """The address to connect to for `hop`: resolved once and checked against the
+        network policy (raises AddressBlocked), or the hop's host when there is no policy."""
+        policy = self.config.network_policy
+        if policy is None:
+            return hop.host
+        ip = literal_address(await self._transport.resolve(hop.host, hop.port, hop.transport))
+        if ip is None or not policy.permits(ip):
+            raise AddressBlocked()
+        return str(ip)
 
     # --- shutdown ---
 
