@@ -22,6 +22,8 @@ from tests.fixtures.postgres import postgres_cluster
 from tests.fixtures.seaweed import SeaweedS3, seaweed_s3  # noqa: F401  (session fixture)
 
 BACKENDS = ["sqlite-local", "postgres-s3"]
+ADMIN_KEY = "test-admin-" + "a" * 32  # AFTERBEEP_ADMIN_KEY of the test services
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +50,11 @@ class Backend:
 
 @pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    env: dict[str, Any] = {"data_dir": tmp_path / "var", "secret_key": "test-secret-" + "x" * 32}
+    env: dict[str, Any] = {
+        "data_dir": tmp_path / "var",
+        "secret_key": "test-secret-" + "x" * 32,
+        "admin_key": ADMIN_KEY,
+    }
     if request.param == "postgres-s3":
         pg_url: str = request.getfixturevalue("pg_url")
         s3: SeaweedS3 = request.getfixturevalue("seaweed_s3")

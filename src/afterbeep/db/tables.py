@@ -408,3 +408,13 @@ consents = Table(
     _created(),
     Index("ix_consents_account_e164", "account_id", "e164"),
 )
+
+# Caller ids an account may send from: written by the operator only (`afterbeep numbers verify`,
+# the admin API), one account per number. `setup_numbers.verified` mirrors it.
+verified_senders = Table(
+    "verified_senders",
+    metadata,
+    Column("e164", String(20), primary_key=True),
+    _account(),
+    Column("verified_at", UtcDateTime(), nullable=False),
+)

@@ -31,6 +31,11 @@ def make_secret(key_id: str) -> str:
     return f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
 
 
+def secret_prefix(key_id: str) -> str:
+    """The part of a key's secret that is not secret: how it begins."""
+    return f"{KEY_PREFIX}_{key_id}_"
+
+
 def hash_secret(secret: str) -> str:
     # The token has 256 bits of entropy, so a fast hash is enough and keeps each request cheap.
     return hashlib.sha256(secret.encode()).hexdigest()

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from afterbeep.domain.accounts import Account, ApiKey, hash_secret, key_id_of, make_secret
 from afterbeep.domain.clock import Clock
-from afterbeep.domain.errors import InvalidInput, NotFound
-from afterbeep.domain.ids import new_id
+from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
+from afterbeep.domain.ids import is_id, new_id
 from afterbeep.services.ports import AccountRepo, UnitOfWorkFactory
+from afterbeep.services.ports.storage import ObjectStore
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedKey:
+    account_id: str
+    key_id: str
+    keys_left: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +25,7 @@ class IssuedKey:
     account_id: str
     key_id: str
     secret: str
+    created_at: datetime
 
 
 class AccountService:
@@ -39,8 +49,48 @@ class AccountService:
     async def create_key(self, account_id: str) -> IssuedKey:
         async with self._uow() as uow:
             if await uow.accounts.get(account_id) is None:
-                raise NotFound("account", account_id)
+                raise NotFound("account", account_id[:40])
             return await self._issue(uow.accounts, account_id)
+
+    async def list_keys(self, account_id: str) -> list[ApiKey]:
+        """The account's keys that are not revoked, oldest first (hashes only, never secrets)."""
+        async with self._uow() as uow:
+            return await uow.accounts.active_keys(account_id)
+
+    async def revoke_key(self, account_id: str | None, key_id: str) -> RevokedKey:
+        """Revoke at once: the next request with the key is refused. With `account_id` (a
+        tenant revoking its own key) the account's last key is refused; without (the
+        operator) any key of any account may go."""
+        async with self._uow() as uow:
+            found = await uow.accounts.get_key(key_id) if is_id(key_id, "key") else None
+            if found is None or found.revoked_at is not None or (
+                account_id is not None and found.account_id != account_id
+            ):
+                raise NotFound("API key", key_id[:40])
+            await uow.accounts.lock(found.account_id)
+            active = await uow.accounts.active_keys(found.account_id)
+            if account_id is not None and [k.id for k in active] == [key_id]:
+                raise Conflict(
+                    "this is the account's last API key: create another one first",
+                    error_id="last-api-key",
+                )
+            if not await uow.accounts.revoke_key(key_id, self._clock.now()):
+                raise NotFound("API key", key_id[:40])
+        return RevokedKey(found.account_id, key_id, keys_left=len(active) - 1)
+
+    async def delete_account(self, account_id: str, store: ObjectStore) -> dict[str, int]:
+        """Erase the account: its stored objects, then every row keyed by it. What was
+        removed, counted per table (and `objects`). Run again after a failure, it finishes."""
+        async with self._uow() as uow:
+            if await uow.accounts.get(account_id) is None:
+                raise NotFound("account", account_id[:40])
+        objects = 0
+        for key in await store.list(f"{account_id}/"):
+            await store.delete(key)
+            objects += 1
+        async with self._uow() as uow:
+            removed = await uow.accounts.erase(account_id)
+        return {**removed, "objects": objects}
 
     async def authenticate(self, secret: str) -> Account | None:
         if key_id_of(secret) is None:
@@ -51,7 +101,8 @@ class AccountService:
     async def _issue(self, repo: AccountRepo, account_id: str) -> IssuedKey:
         key_id = new_id("key")
         secret = make_secret(key_id)
+        now = self._clock.now()
         await repo.add_key(
-            ApiKey(id=key_id, account_id=account_id, key_hash=hash_secret(secret), created_at=self._clock.now())
+            ApiKey(id=key_id, account_id=account_id, key_hash=hash_secret(secret), created_at=now)
         )
-        return IssuedKey(account_id=account_id, key_id=key_id, secret=secret)
+        return IssuedKey(account_id=account_id, key_id=key_id, secret=secret, created_at=now)
