@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -67,6 +68,16 @@ class CannotListen(Exception):
 
     def __init__(self, addr: str, what: str, reason: str) -> None:
         super().__init__(f"cannot listen on {addr} ({what}): {reason}")
+
+
+def _os_reason(exc: BaseException) -> str:
+    """`address already in use`: the first errno in the chain of causes (uvloop wraps it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno).lower()
+        seen = seen.__cause__ or seen.__context__
+    return str(exc).lower()
 
 
 def admin_key_hash(settings: Settings) -> bytes | None:
@@ -294,9 +305,7 @@ class Runtime:
         try:
             await server.start()
         except SipTransportError as exc:
-            cause = exc.__cause__
-            reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)
-            raise CannotListen(s.sip_addr, "SIP", reason.lower()) from exc
+            raise CannotListen(s.sip_addr, "SIP", _os_reason(exc)) from exc
         self.telephony = server
         return server
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -137,7 +138,7 @@ def bind_http(host: str, port: int) -> socket.socket:
 
 
 def _reason(exc: OSError) -> str:
-    return (exc.strerror or str(exc)).lower()
+    return (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
 
 
 @cli.command()
@@ -149,9 +150,9 @@ def serve() -> None:
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_json)
-    open_database(settings, create=True)
     host, port = split_host_port(settings.http_addr, 8080)
     http_socket = bind_http(host, port)
+    open_database(settings, create=True)
 
     async def main() -> None:
         runtime = Runtime(settings)
