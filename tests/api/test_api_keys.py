@@ -4,7 +4,10 @@ never the account's last key."""
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import select
 
+from afterbeep.app import Runtime
+from afterbeep.db import tables as t
 from tests.conftest import TestAccount
 
 
@@ -51,3 +54,16 @@ async def test_keys_are_listed_created_and_revoked(
     r = await client.delete(f"/v1/api-keys/{new['id']}", headers=second)
     _problem(r, 409, "last-api-key")
     assert (await client.get("/v1/api-keys", headers=second)).status_code == 200
+
+
+async def test_a_new_key_is_never_kept_for_an_idempotent_replay(
+    client: httpx.AsyncClient, runtime: Runtime, account: TestAccount
+) -> None:
+    headers = {**account.headers, "Idempotency-Key": "new-key-1"}
+    first = await client.post("/v1/api-keys", headers=headers)
+    second = await client.post("/v1/api-keys", headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] != second.json()["id"]
+    async with runtime.db.begin() as conn:
+        kept = (await conn.execute(select(t.idempotency_keys.c.body))).scalars().all()
+    assert not any(first.json()["api_key"].encode() in (body or b"") for body in kept)

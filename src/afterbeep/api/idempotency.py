@@ -17,6 +17,8 @@ from afterbeep.services.ports.idempotency import IdempotencyStore, StoredRespons
 
 MAX_KEY_LENGTH = 255
 KEPT_HEADERS = {b"content-type", b"location"}
+# Answers that carry a secret shown once (a new API key's) are never kept, so never replayed.
+UNKEPT_PATHS = frozenset({"/v1/api-keys"})
 
 
 class BodyFingerprint:
@@ -63,6 +65,9 @@ class IdempotencyMiddleware:
         key_raw = headers.get(b"idempotency-key")
         auth = headers.get(b"authorization")
         if scope["type"] != "http" or scope["method"] != "POST" or key_raw is None or not auth:
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in UNKEPT_PATHS:
             await self.app(scope, receive, send)
             return
         key = key_raw.decode("latin-1").strip()
