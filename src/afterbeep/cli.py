@@ -121,19 +121,20 @@ def _with_database(action: Callable[[Runtime], Awaitable[T]], *, create: bool = 
 
 def bind_http(host: str, port: int) -> socket.socket:
     """The HTTP socket, bound (uvicorn listens on it once the rest is up)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         family, kind, proto, _, addr = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port} (HTTP): {_reason(exc)}")
+        fail(f"cannot listen on {where} (HTTP): {_reason(exc)}")
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
     except OSError as exc:
         sock.close()
-        fail(f"cannot listen on {host}:{port} (HTTP): {_reason(exc)}")
+        fail(f"cannot listen on {where} (HTTP): {_reason(exc)}")
     return sock
 
 
