@@ -45,7 +45,7 @@ def normalise_url(url: str) -> str:
 
 def describe_url(url: str) -> str:
     """The database for the operator: a SQLite file's path, another URL without its password."""
-    parsed = make_url(normalise_url(url))
+    parsed = make_url(url)
     if parsed.drivername.startswith("sqlite"):
         return parsed.database or ":memory:"
     return parsed.render_as_string(hide_password=True)
