@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
+from afterbeep.domain.accounts import MAX_ACTIVE_KEYS
 from tests.conftest import TestAccount
 
 
@@ -67,3 +68,14 @@ async def test_a_new_key_is_never_kept_for_an_idempotent_replay(
     async with runtime.db.begin() as conn:
         kept = (await conn.execute(select(t.idempotency_keys.c.body))).scalars().all()
     assert not any(first.json()["api_key"].encode() in (body or b"") for body in kept)
+
+
+async def test_an_account_holds_a_bounded_number_of_keys(
+    client: httpx.AsyncClient, runtime: Runtime, account: TestAccount
+) -> None:
+    for _ in range(MAX_ACTIVE_KEYS - 1):
+        await runtime.accounts.create_key(account.id)
+    r = await client.post("/v1/api-keys", headers=account.headers)
+    _problem(r, 409, "too-many-api-keys")
+    listed = await client.get("/v1/api-keys", headers=account.headers)
+    assert len(listed.json()["items"]) == MAX_ACTIVE_KEYS

@@ -38,7 +38,9 @@ async def list_api_keys(svc: Svc, account: CurrentAccount) -> ListResponse[ApiKe
     return ListResponse[ApiKeyOut](items=[ApiKeyOut.of(k) for k in keys])
 
 
-@router.post("/api-keys", status_code=201)
+@router.post(
+    "/api-keys", status_code=201, responses={409: {**_PROBLEM, "description": "too-many-api-keys"}}
+)
 async def create_api_key(svc: Svc, account: CurrentAccount, response: Response) -> ApiKeyCreated:
     issued = await svc.accounts.create_key(account.id)
     response.headers["Location"] = f"/v1/api-keys/{issued.key_id}"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 KEY_PREFIX = "abk"
+MAX_ACTIVE_KEYS = 100  # per account: the key list stays one short page
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from afterbeep.domain.accounts import Account, ApiKey, hash_secret, key_id_of, make_secret
+from afterbeep.domain.accounts import (
+    MAX_ACTIVE_KEYS,
+    Account,
+    ApiKey,
+    hash_secret,
+    key_id_of,
+    make_secret,
+)
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
 from afterbeep.domain.ids import is_id, new_id
@@ -48,8 +55,13 @@ class AccountService:
 
     async def create_key(self, account_id: str) -> IssuedKey:
         async with self._uow() as uow:
-            if await uow.accounts.get(account_id) is None:
+            if await uow.accounts.lock(account_id) is None:
                 raise NotFound("account", account_id[:40])
+            if len(await uow.accounts.active_keys(account_id)) >= MAX_ACTIVE_KEYS:
+                raise Conflict(
+                    f"the account has {MAX_ACTIVE_KEYS} API keys: revoke one first",
+                    error_id="too-many-api-keys",
+                )
             return await self._issue(uow.accounts, account_id)
 
     async def list_keys(self, account_id: str) -> list[ApiKey]:
