@@ -25,7 +25,8 @@ async def test_keys_are_listed_created_and_revoked(
     listed = await client.get("/v1/api-keys", headers=first)
     assert listed.status_code == 200, listed.text
     [only] = listed.json()["items"]
-    assert set(only) == {"id", "prefix", "created_at"}
+    assert set(only) == {"id", "prefix", "created_at", "last_used_at"}
+    assert only["last_used_at"] is not None  # this very request
     assert account.key.startswith(only["prefix"]) and only["id"] in only["prefix"]
 
     created = await client.post("/v1/api-keys", headers=first)
@@ -34,8 +35,9 @@ async def test_keys_are_listed_created_and_revoked(
     assert created.headers["location"] == f"/v1/api-keys/{new['id']}"
     assert new["api_key"].startswith(new["prefix"]) and new["api_key"] != account.key
     second = {"Authorization": f"Bearer {new['api_key']}"}
-    listed = await client.get("/v1/api-keys", headers=second)
+    listed = await client.get("/v1/api-keys", headers=first)
     assert [k["id"] for k in listed.json()["items"]] == [only["id"], new["id"]]
+    assert listed.json()["items"][1]["last_used_at"] is None  # not used yet
     assert account.key not in listed.text and new["api_key"] not in listed.text
 
     # Another account's key is not ours to revoke, nor an id that is no key at all.

@@ -22,10 +22,16 @@ class ApiKeyOut(BaseModel):
     id: str
     prefix: str = Field(description="how the key's secret begins, to recognise it")
     created_at: str
+    last_used_at: str | None = Field(default=None, description="to the minute; null: never used")
 
     @classmethod
     def of(cls, key: ApiKey) -> ApiKeyOut:
-        return cls(id=key.id, prefix=secret_prefix(key.id), created_at=iso(key.created_at))
+        return cls(
+            id=key.id,
+            prefix=secret_prefix(key.id),
+            created_at=iso(key.created_at),
+            last_used_at=iso(key.last_used_at) if key.last_used_at else None,
+        )
 
 
 class ApiKeyCreated(ApiKeyOut):

@@ -88,6 +88,8 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     _created(),
     Column("revoked_at", UtcDateTime(), nullable=True),
+    # written at most once a minute per key and process (AccountService.authenticate)
+    Column("last_used_at", UtcDateTime(), nullable=True),
 )
 
 secrets = Table(

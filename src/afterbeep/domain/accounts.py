@@ -25,6 +25,7 @@ class ApiKey:
     key_hash: str
     created_at: datetime
     revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
 
 
 def make_secret(key_id: str) -> str:

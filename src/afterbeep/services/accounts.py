@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from afterbeep.domain.accounts import (
     MAX_ACTIVE_KEYS,
@@ -18,6 +18,9 @@ from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.services.ports import AccountRepo, UnitOfWorkFactory
 from afterbeep.services.ports.storage import ObjectStore
+
+USE_PRECISION = timedelta(minutes=1)
+MAX_NOTED_KEYS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class AccountService:
         self._uow = uow
         self._lookups = lookups or uow
         self._clock = clock
+        self._noted: dict[str, datetime] = {}  # key id -> when its use was last written
 
     async def create_account(self, name: str) -> IssuedKey:
         name = name.strip()
@@ -105,10 +109,26 @@ class AccountService:
         return {**removed, "objects": objects}
 
     async def authenticate(self, secret: str) -> Account | None:
-        if key_id_of(secret) is None:
+        key_id = key_id_of(secret)
+        if key_id is None:
             return None
         async with self._lookups() as uow:
-            return await uow.accounts.account_for_key_hash(hash_secret(secret))
+            account = await uow.accounts.account_for_key_hash(hash_secret(secret))
+        if account is not None:
+            await self._note_use(key_id)
+        return account
+
+    async def _note_use(self, key_id: str) -> None:
+        """`last_used_at`, to the minute: one write per key and minute, not one per request."""
+        now = self._clock.now()
+        last = self._noted.get(key_id)
+        if last is not None and now - last < USE_PRECISION:
+            return
+        if len(self._noted) >= MAX_NOTED_KEYS:
+            self._noted.clear()
+        self._noted[key_id] = now
+        async with self._uow() as uow:
+            await uow.accounts.touch_key(key_id, now)
 
     async def _issue(self, repo: AccountRepo, account_id: str) -> IssuedKey:
         key_id = new_id("key")

@@ -29,6 +29,7 @@ def _key(row: Any) -> ApiKey:
         key_hash=row.key_hash,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
     )
 
 
@@ -78,6 +79,9 @@ class SqlAccountRepo:
             update(_K).where(_K.c.id == key_id, _K.c.revoked_at.is_(None)).values(revoked_at=now)
         )
         return bool(result.rowcount)
+
+    async def touch_key(self, key_id: str, now: datetime) -> None:
+        await self._conn.execute(update(_K).where(_K.c.id == key_id).values(last_used_at=now))
 
     async def erase(self, account_id: str) -> dict[str, int]:
         # Children before parents (rows of one account refer only to rows of that account).

@@ -31,6 +31,10 @@ class AccountRepo(Protocol):
         """False when there is no such active key."""
         ...
 
+    async def touch_key(self, key_id: str, now: datetime) -> None:
+        """Record that the key was just used."""
+        ...
+
     async def erase(self, account_id: str) -> dict[str, int]:
         """Delete every row of the account and the account; the rows removed per table."""
         ...

@@ -1,4 +1,4 @@
-"""keys and numbers: caller ids verified by the operator
+"""keys and numbers: caller ids verified by the operator, when a key was last used
 
 Revision ID: 0006
 Revises: 0004
@@ -24,6 +24,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('last_used_at', afterbeep.db.tables.UtcDateTime(timezone=True), nullable=True))
+
     op.create_table('verified_senders',
     sa.Column('e164', sa.String(length=20), nullable=False),
     sa.Column('account_id', sa.String(length=40), nullable=False),
@@ -50,3 +53,5 @@ def downgrade() -> None:
     with op.batch_alter_table('verified_senders', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_verified_senders_account_id'))
     op.drop_table('verified_senders')
+    with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_column('last_used_at')
