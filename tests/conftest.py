@@ -22,6 +22,8 @@ from tests.fixtures.postgres import postgres_cluster
 from tests.fixtures.seaweed import SeaweedS3, seaweed_s3  # noqa: F401  (session fixture)
 
 BACKENDS = ["sqlite-local", "postgres-s3"]
+ADMIN_KEY = "test-admin-" + "a" * 32  # AFTERBEEP_ADMIN_KEY of the test services
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +54,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         "data_dir": tmp_path / "var",
         "secret_key": "test-secret-" + "x" * 32,
         "allow_private_networks": "127.0.0.0/8",  # test peers listen on loopback
+        "admin_key": ADMIN_KEY,
     }
     if request.param == "postgres-s3":
         pg_url: str = request.getfixturevalue("pg_url")

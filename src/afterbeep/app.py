@@ -7,7 +7,9 @@ HTTP application) and closes them in reverse order.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -40,6 +42,7 @@ from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.ringless import RinglessService
 from afterbeep.services.routing import CallRouter, RouteCache, invalidating
+from afterbeep.services.sender_numbers import SenderNumberService
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
@@ -54,12 +57,35 @@ from afterbeep.telephony.server import (
     TelephonyServer,
     telephony_configs,
 )
+from afterbeep.telephony.sip.errors import SipTransportError
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolHandoff, SpoolWorker
 
 log = logging.getLogger("afterbeep")
 
 PREBOUND_RTP_PAIRS = 128  # RTP/RTCP pairs bound ahead, so an INVITE is answered without waiting
+
+
+class CannotListen(Exception):
+    """A socket the service needs is taken (or not allowed)."""
+
+    def __init__(self, addr: str, what: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {addr} ({what}): {reason}")
+
+
+def _os_reason(exc: BaseException) -> str:
+    """`address already in use`: the first errno in the chain of causes (uvloop wraps it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno).lower()
+        seen = seen.__cause__ or seen.__context__
+    return str(exc).lower()
+
+
+def admin_key_hash(settings: Settings) -> bytes | None:
+    key = settings.admin_key.get_secret_value()
+    return hashlib.sha256(key.encode()).digest() if key else None
 
 
 class Runtime:
@@ -281,7 +307,7 @@ class Runtime:
             router = self.receiving_deposits(inbound.route, inbound.route_now)
             assert self.deposit_receiver is not None
             quick_router = self.deposit_receiver.quick_route
-        self.telephony = TelephonyServer(
+        server = TelephonyServer(
             ua_config,
             media_config,
             router=router,
@@ -289,8 +315,12 @@ class Runtime:
             limits=ServerLimits(max_calls=s.max_calls, drain_timeout=s.drain_seconds),
             call_settings=CallSettings(default_region=s.default_region),
         )
-        await self.telephony.start()
-        return self.telephony
+        try:
+            await server.start()
+        except SipTransportError as exc:
+            raise CannotListen(s.sip_addr, "SIP", _os_reason(exc)) from exc
+        self.telephony = server
+        return server
 
     @property
     def app(self) -> FastAPI:
@@ -335,7 +365,12 @@ class Runtime:
             public_url=s.resolved_public_url(),
             max_upload_bytes=s.max_upload_mb * 1024 * 1024,
             max_body_bytes=s.max_body_kb * 1024,
+            senders=self.senders(),
+            admin_key_hash=admin_key_hash(s),
         )
+
+    def senders(self) -> SenderNumberService:
+        return SenderNumberService(self.uow, self.clock, self.settings.default_region)
 
     def _voicemail_accepted(self) -> None:
         for wake in self.voicemail_accepted:

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     smtp_url: str = "smtp://127.0.0.1:25"
     smtp_from: str = "afterbeep@localhost"
     secret_key: SecretStr = SecretStr("")
+    # The operator's key for /v1/admin (verifying caller ids); "" keeps the admin API closed.
+    admin_key: SecretStr = SecretStr("")
     default_region: str = "US"
     max_upload_mb: int = Field(default=50, ge=1)
     max_body_kb: int = Field(default=256, ge=1)
@@ -105,6 +107,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_smtp(cls, value: str) -> str:
         SmtpTarget(value)
+        return value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _check_admin_key(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < 32:
+            raise ValueError("AFTERBEEP_ADMIN_KEY must be at least 32 characters")
         return value
 
     def resolved_data_dir(self) -> Path:

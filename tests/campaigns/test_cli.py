@@ -55,7 +55,9 @@ def test_create_needs_exactly_one_audio_option(tmp_path: Path) -> None:
 
 def test_create_wait_show_and_refusals(tmp_path: Path) -> None:
     with running_service(tmp_path / "var") as service:
-        key = json.loads(service.cli("account", "create", "Acme", "--json").stdout)["api_key"]
+        created = json.loads(service.cli("account", "create", "Acme", "--json").stdout)
+        key = created["api_key"]
+        service.cli("numbers", "verify", SENDER, "--account", created["account_id"])
         setup = post(
             service,
             key,
@@ -64,7 +66,7 @@ def test_create_wait_show_and_refusals(tmp_path: Path) -> None:
                 "name": "trunk",
                 "trunk_host": "127.0.0.1",
                 "trunk_port": 9,
-                "numbers": [{"e164": SENDER, "verified": True}],
+                "numbers": [{"e164": SENDER}],
                 "deposit_uri": "sip:{to}@127.0.0.1:9",
             },
         )

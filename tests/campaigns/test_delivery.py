@@ -148,10 +148,11 @@ async def deposit_use_case(api: Api, sip_port: int) -> str:
             "transport": "udp",
             "max_calls_per_second": 100,
             "max_concurrent_calls": 80,
-            "numbers": [{"e164": SENDER, "verified": True}],
+            "numbers": [{"e164": SENDER}],
             "deposit_uri": f"sip:{{to}}@127.0.0.1:{sip_port}",
         },
     )
+    await api.verify_sender(SENDER)
     use_case = await api.post(
         "/v1/use-cases",
         {

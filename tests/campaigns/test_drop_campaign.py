@@ -77,10 +77,11 @@ async def drop_use_case(api: Api, port: int) -> str:
             "transport": "udp",
             "max_calls_per_second": 50,
             "max_concurrent_calls": 20,
-            "numbers": [{"e164": SENDER, "verified": True}],
+            "numbers": [{"e164": SENDER}],
             "deposit_uri": "sip:{to}@127.0.0.1:9",
         },
     )
+    await api.verify_sender(SENDER)
     use_case = await api.post(
         "/v1/use-cases",
         {

@@ -232,6 +232,15 @@ class Api:
 
     http: httpx.AsyncClient
     headers: dict[str, str]
+    account_id: str = ""
+
+    async def verify_sender(self, number: str) -> None:
+        """The operator verifies `number` for this account (the admin API)."""
+        from tests.conftest import ADMIN_HEADERS
+
+        body = {"account_id": self.account_id, "number": number}
+        response = await self.http.post("/v1/admin/numbers/verify", json=body, headers=ADMIN_HEADERS)
+        assert response.status_code == 200, response.text
 
     async def post(self, path: str, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
         response = await self.http.post(path, json=body, headers=self.headers)
@@ -275,7 +284,7 @@ async def api_of(rt: Runtime, name: str = "Acme Clinic") -> AsyncIterator[Api]:
     issued = await rt.accounts.create_account(name)
     transport = httpx.ASGITransport(app=rt.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://afterbeep.test") as http:
-        yield Api(http, {"Authorization": f"Bearer {issued.secret}"})
+        yield Api(http, {"Authorization": f"Bearer {issued.secret}"}, issued.account_id)
 
 
 async def settle(rt: Runtime) -> None:

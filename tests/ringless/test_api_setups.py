@@ -17,6 +17,7 @@ from tests.ringless.support import (
     make_setup,
     make_use_case,
     setup_body,
+    verify_sender,
 )
 
 
@@ -32,10 +33,15 @@ async def test_setup_crud_keeps_the_password_secret(
     assert "password" not in setup and setup["password_set"] is True
     assert "s3cret-pass" not in r.text
     assert setup["numbers"] == [
-        {"e164": NYC_SENDER, "verified": True},
-        {"e164": LA_SENDER, "verified": True},
+        {"e164": NYC_SENDER, "verified": False},
+        {"e164": LA_SENDER, "verified": False},
         {"e164": UNVERIFIED, "verified": False},
     ]
+    for number in (NYC_SENDER, LA_SENDER):
+        assert (await verify_sender(client, account.id, number)).status_code == 200
+    got = await client.get(f"/v1/telephony-setups/{setup['id']}", headers=h)
+    setup["numbers"][0]["verified"] = setup["numbers"][1]["verified"] = True
+    assert got.json()["numbers"] == setup["numbers"]
     assert setup["deposit_headers"] == {"X-Deposit": "1"}
     async with runtime.db.begin() as conn:
         stored = (await conn.execute(select(t.secrets.c.value))).scalars().all()
@@ -48,14 +54,13 @@ async def test_setup_crud_keeps_the_password_secret(
 
     patched = await client.patch(
         f"/v1/telephony-setups/{setup['id']}",
-        json={"name": "Carrier B", "numbers": [{"e164": "(212) 555-0111", "verified": True}],
-              "password": None},
+        json={"name": "Carrier B", "numbers": [{"e164": "(212) 555-0111"}], "password": None},
         headers=h,
     )
     assert patched.status_code == 200, patched.text
     body = patched.json()
     assert body["name"] == "Carrier B"
-    assert body["numbers"] == [{"e164": "+12125550111", "verified": True}]
+    assert body["numbers"] == [{"e164": "+12125550111", "verified": False}]
     assert body["password_set"] is False
     assert body["trunk_host"] == "sip.carrier.example"
     assert await count(runtime, t.secrets) == 0
@@ -71,7 +76,7 @@ async def test_setup_validation(
     h = account.headers
     for bad in (
         setup_body(deposit_uri="sip:vm@carrier.example"),
-        setup_body(numbers=[{"e164": "12", "verified": True}]),
+        setup_body(numbers=[{"e164": "12"}]),
         setup_body(transport="carrier-pigeon"),
         setup_body(max_calls_per_second=0),
         setup_body(colour="blue"),

@@ -481,10 +481,11 @@ async def trunk_and_use_case(api: Any, **use_case: Any) -> dict[str, Any]:
             "transport": "udp",
             "max_calls_per_second": 5,
             "max_concurrent_calls": 2,
-            "numbers": [{"e164": SENDER, "verified": True}],
+            "numbers": [{"e164": SENDER}],
             "deposit_uri": "sip:{to}@127.0.0.1:9",
         },
     )
+    await api.verify_sender(SENDER)
     created = await api.post(
         "/v1/use-cases",
         {

@@ -8,6 +8,8 @@ from fastapi import Depends, FastAPI
 
 from afterbeep import __version__
 from afterbeep.api import (
+    admin,
+    api_keys,
     campaigns,
     consents,
     docs,
@@ -64,6 +66,8 @@ def create_app(
     app.include_router(campaigns.router, prefix="/v1")
     for ringless in (telephony_setups, use_cases, drops, suppressions, consents):
         app.include_router(ringless.router, prefix="/v1")
+    for keys_and_admin in (api_keys, admin):
+        app.include_router(keys_and_admin.router, prefix="/v1")
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
     app.add_middleware(
         RequestGate,

@@ -18,6 +18,7 @@ from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.ringless import RinglessService
+from afterbeep.services.sender_numbers import SenderNumberService
 from afterbeep.services.webhooks import WebhookService
 
 
@@ -36,6 +37,8 @@ class ApiServices:
     secret_key: bytes
     public_url: str
     max_upload_bytes: int
+    senders: SenderNumberService
+    admin_key_hash: bytes | None  # SHA-256 of AFTERBEEP_ADMIN_KEY; None: the admin API is closed
     max_body_bytes: int = 256 * 1024
 
 

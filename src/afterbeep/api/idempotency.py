@@ -28,6 +28,8 @@ MAX_KEY_LENGTH = 255
 RETENTION = timedelta(hours=24)
 SWEEP_EVERY_SECONDS = 600.0
 KEPT_HEADERS = {b"content-type", b"location"}
+# Answers that carry a secret shown once (a new API key's) are never kept, so never replayed.
+UNKEPT_PATHS = frozenset({"/v1/api-keys"})
 
 
 class BodyFingerprint:
@@ -74,6 +76,9 @@ class IdempotencyMiddleware:
         key_raw = headers.get(b"idempotency-key")
         account_id = (scope.get("state") or {}).get("account_id")
         if scope["type"] != "http" or scope["method"] != "POST" or key_raw is None or not account_id:
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in UNKEPT_PATHS:
             await self.app(scope, receive, send)
             return
         key = key_raw.decode("latin-1").strip()

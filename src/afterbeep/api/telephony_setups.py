@@ -15,7 +15,7 @@ from afterbeep.api.deps import CurrentAccount, Svc
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
-from afterbeep.domain.ringless import SetupNumber, TelephonySetup, Transport
+from afterbeep.domain.ringless import TelephonySetup, Transport
 from afterbeep.services.ringless import SetupSpec
 
 router = APIRouter(tags=["telephony setups"])
@@ -37,8 +37,10 @@ DepositUri = Annotated[
 
 
 class NumberIn(StrictModel):
+    """A caller id of the setup. Whether it is verified is the operator's word (`afterbeep
+    numbers verify`), never the client's: `verified` is refused here."""
+
     e164: Annotated[str, Field(min_length=1, max_length=32)]
-    verified: bool = False
 
 
 class SetupCreate(StrictModel):
@@ -78,7 +80,7 @@ class SetupUpdate(TypedDict, total=False):
 
 class NumberOut(BaseModel):
     e164: str
-    verified: bool
+    verified: bool = Field(description="verified for this account by the operator (read-only)")
 
 
 class SetupOut(BaseModel):
@@ -121,8 +123,8 @@ class SetupOut(BaseModel):
         )
 
 
-def _numbers(items: list[NumberIn]) -> tuple[SetupNumber, ...]:
-    return tuple(SetupNumber(n.e164, n.verified) for n in items)
+def _numbers(items: list[NumberIn]) -> tuple[str, ...]:
+    return tuple(n.e164 for n in items)
 
 
 @router.post(

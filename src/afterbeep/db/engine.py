@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +21,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -42,6 +43,30 @@ def normalise_url(url: str) -> str:
     elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
+
+
+def describe_url(url: str) -> str:
+    """The database for the operator: a SQLite file's path, another URL without its password."""
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite"):
+        return parsed.database or ":memory:"
+    return parsed.render_as_string(hide_password=True)
+
+
+async def database_exists(url: str) -> bool:
+    """Whether `url` names a database afterbeep already set up (so opening it creates none)."""
+    parsed = make_url(normalise_url(url))
+    if parsed.drivername.startswith("sqlite"):
+        database = parsed.database
+        if database in (None, "", ":memory:"):
+            return False
+        return await asyncio.to_thread(os.path.exists, str(database))
+    engine = create_async_engine(parsed)
+    try:
+        async with engine.connect() as conn:
+            return bool(await conn.run_sync(lambda c: inspect(c).has_table("alembic_version")))
+    finally:
+        await engine.dispose()
 
 
 class Database:

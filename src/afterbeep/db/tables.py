@@ -130,6 +130,8 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     _created(),
     Column("revoked_at", UtcDateTime(), nullable=True),
+    # written at most once a minute per key and process (AccountService.authenticate)
+    Column("last_used_at", UtcDateTime(), nullable=True),
 )
 
 secrets = Table(
@@ -453,4 +455,14 @@ consents = Table(
     Column("revoked_at", UtcDateTime(), nullable=True),
     _created(),
     Index("ix_consents_account_e164", "account_id", "e164"),
+)
+
+# Caller ids an account may send from: written by the operator only (`afterbeep numbers verify`,
+# the admin API), one account per number. `setup_numbers.verified` mirrors it.
+verified_senders = Table(
+    "verified_senders",
+    metadata,
+    Column("e164", String(20), primary_key=True),
+    _account(),
+    Column("verified_at", UtcDateTime(), nullable=False),
 )

@@ -15,7 +15,7 @@ from afterbeep.db.repos.campaigns import SqlCampaignRepo
 from afterbeep.db.repos.mailboxes import SqlMailboxRepo, SqlMessageRepo
 from afterbeep.db.repos.media import SqlMediaRepo
 from afterbeep.db.repos.notifications import SqlNotificationRepo
-from afterbeep.db.repos.numbers import SqlNumberRepo
+from afterbeep.db.repos.numbers import SqlNumberRepo, SqlVerifiedSenderRepo
 from afterbeep.db.repos.ringless import (
     SqlConsentRepo,
     SqlSuppressionRepo,
@@ -97,6 +97,10 @@ class SqlUnitOfWork:
     @cached_property
     def campaigns(self) -> SqlCampaignRepo:
         return SqlCampaignRepo(self.conn)
+
+    @cached_property
+    def verified_senders(self) -> SqlVerifiedSenderRepo:
+        return SqlVerifiedSenderRepo(self.conn)
 
 
 def unit_of_work_factory(

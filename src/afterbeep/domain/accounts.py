@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 KEY_PREFIX = "abk"
+MAX_ACTIVE_KEYS = 100  # per account: the key list stays one short page
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +25,17 @@ class ApiKey:
     key_hash: str
     created_at: datetime
     revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
 
 
 def make_secret(key_id: str) -> str:
     """A bearer token `abk_<key id>_<random>`; only its hash is stored."""
     return f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def secret_prefix(key_id: str) -> str:
+    """The part of a key's secret that is not secret: how it begins."""
+    return f"{KEY_PREFIX}_{key_id}_"
 
 
 def hash_secret(secret: str) -> str:

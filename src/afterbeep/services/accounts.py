@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from afterbeep.domain.accounts import Account, ApiKey, hash_secret, key_id_of, make_secret
+from afterbeep.domain.accounts import (
+    MAX_ACTIVE_KEYS,
+    Account,
+    ApiKey,
+    hash_secret,
+    key_id_of,
+    make_secret,
+)
 from afterbeep.domain.clock import Clock
-from afterbeep.domain.errors import InvalidInput, NotFound
-from afterbeep.domain.ids import new_id
+from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
+from afterbeep.domain.ids import is_id, new_id
 from afterbeep.services.ports import AccountRepo, UnitOfWorkFactory
+from afterbeep.services.ports.storage import ObjectStore
+
+USE_PRECISION = timedelta(minutes=1)
+MAX_NOTED_KEYS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedKey:
+    account_id: str
+    key_id: str
+    keys_left: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +35,7 @@ class IssuedKey:
     account_id: str
     key_id: str
     secret: str
+    created_at: datetime
 
 
 class AccountService:
@@ -26,6 +46,7 @@ class AccountService:
         self._uow = uow
         self._lookups = lookups or uow
         self._clock = clock
+        self._noted: dict[str, datetime] = {}  # key id -> when its use was last written
 
     async def create_account(self, name: str) -> IssuedKey:
         name = name.strip()
@@ -38,20 +59,82 @@ class AccountService:
 
     async def create_key(self, account_id: str) -> IssuedKey:
         async with self._uow() as uow:
-            if await uow.accounts.get(account_id) is None:
-                raise NotFound("account", account_id)
+            if await uow.accounts.lock(account_id) is None:
+                raise NotFound("account", account_id[:40])
+            if len(await uow.accounts.active_keys(account_id)) >= MAX_ACTIVE_KEYS:
+                raise Conflict(
+                    f"the account has {MAX_ACTIVE_KEYS} API keys: revoke one first",
+                    error_id="too-many-api-keys",
+                )
             return await self._issue(uow.accounts, account_id)
 
+    async def list_keys(self, account_id: str) -> list[ApiKey]:
+        """The account's keys that are not revoked, oldest first (hashes only, never secrets)."""
+        async with self._uow() as uow:
+            return await uow.accounts.active_keys(account_id)
+
+    async def revoke_key(self, account_id: str | None, key_id: str) -> RevokedKey:
+        """Revoke at once: the next request with the key is refused. With `account_id` (a
+        tenant revoking its own key) the account's last key is refused; without (the
+        operator) any key of any account may go."""
+        async with self._uow() as uow:
+            found = await uow.accounts.get_key(key_id) if is_id(key_id, "key") else None
+            if found is None or found.revoked_at is not None or (
+                account_id is not None and found.account_id != account_id
+            ):
+                raise NotFound("API key", key_id[:40])
+            await uow.accounts.lock(found.account_id)
+            active = await uow.accounts.active_keys(found.account_id)
+            if account_id is not None and [k.id for k in active] == [key_id]:
+                raise Conflict(
+                    "this is the account's last API key: create another one first",
+                    error_id="last-api-key",
+                )
+            if not await uow.accounts.revoke_key(key_id, self._clock.now()):
+                raise NotFound("API key", key_id[:40])
+        return RevokedKey(found.account_id, key_id, keys_left=len(active) - 1)
+
+    async def delete_account(self, account_id: str, store: ObjectStore) -> dict[str, int]:
+        """Erase the account: its stored objects, then every row keyed by it. What was
+        removed, counted per table (and `objects`). Run again after a failure, it finishes."""
+        async with self._uow() as uow:
+            if await uow.accounts.get(account_id) is None:
+                raise NotFound("account", account_id[:40])
+        objects = 0
+        for key in await store.list(f"{account_id}/"):
+            await store.delete(key)
+            objects += 1
+        async with self._uow() as uow:
+            removed = await uow.accounts.erase(account_id)
+        return {**removed, "objects": objects}
+
     async def authenticate(self, secret: str) -> Account | None:
-        if key_id_of(secret) is None:
+        key_id = key_id_of(secret)
+        if key_id is None:
             return None
         async with self._lookups() as uow:
-            return await uow.accounts.account_for_key_hash(hash_secret(secret))
+            account = await uow.accounts.account_for_key_hash(hash_secret(secret))
+        if account is not None:
+            await self._note_use(key_id)
+        return account
+
+    async def _note_use(self, key_id: str) -> None:
+        """`last_used_at`, to the minute: one write per key and minute, not one per request."""
+        now = self._clock.now()
+        last = self._noted.get(key_id)
+        if last is not None and now - last < USE_PRECISION:
+            return
+        if len(self._noted) >= MAX_NOTED_KEYS:
+            self._noted.clear()
+        self._noted[key_id] = now
+        async with self._uow() as uow:
+            await uow.accounts.touch_key(key_id, now)
 
     async def _issue(self, repo: AccountRepo, account_id: str) -> IssuedKey:
         key_id = new_id("key")
         secret = make_secret(key_id)
+        now = self._clock.now()
         await repo.add_key(
-            ApiKey(id=key_id, account_id=account_id, key_hash=hash_secret(secret), created_at=self._clock.now())
+            ApiKey(id=key_id, account_id=account_id, key_hash=hash_secret(secret), created_at=now)
         )
-        return IssuedKey(account_id=account_id, key_id=key_id, secret=secret)
+        return IssuedKey(account_id=account_id, key_id=key_id, secret=secret, created_at=now)

@@ -88,7 +88,7 @@ class SetupSpec:
     from_domain: str | None = None
     max_calls_per_second: float = 1.0
     max_concurrent_calls: int = 10
-    numbers: Sequence[SetupNumber] = ()
+    numbers: Sequence[str] = ()  # caller ids; the operator verifies them
     deposit_uri: str = "sip:{to}@localhost"
     deposit_headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -157,6 +157,7 @@ class RinglessService:
         setup = self._setup_from(account_id, setup_id, spec, now, now)
         await self._check_hosts(setup, SETUP_FIELDS)
         async with self._uow() as uow:
+            setup = await _with_verified(uow, setup)
             await uow.telephony_setups.add(setup)
             if spec.password:
                 await uow.secrets.put(account_id, password_ref(setup_id), spec.password)
@@ -191,7 +192,7 @@ class RinglessService:
                 from_domain=current.from_domain,
                 max_calls_per_second=current.max_calls_per_second,
                 max_concurrent_calls=current.max_concurrent_calls,
-                numbers=current.numbers,
+                numbers=[n.e164 for n in current.numbers],
                 deposit_uri=current.deposit_uri,
                 deposit_headers=current.deposit_headers,
             )
@@ -211,6 +212,7 @@ class RinglessService:
                     setup = replace(setup, password_ref=None)
             elif current.password_ref is not None:
                 setup = replace(setup, password_ref=current.password_ref)
+            setup = await _with_verified(uow, setup)
             await uow.telephony_setups.update(setup)
         return setup
 
@@ -251,10 +253,10 @@ class RinglessService:
         check_deposit_headers(spec.deposit_headers)
         numbers: list[SetupNumber] = []
         for i, number in enumerate(spec.numbers):
-            e164 = to_e164(number.e164, self._region, f"numbers[{i}].e164")
+            e164 = to_e164(number, self._region, f"numbers[{i}].e164")
             if any(n.e164 == e164 for n in numbers):
                 raise InvalidInput(f"numbers[{i}].e164", "is listed twice")
-            numbers.append(SetupNumber(e164, number.verified))
+            numbers.append(SetupNumber(e164, verified=False))
         return TelephonySetup(
             id=setup_id,
             account_id=account_id,
@@ -712,6 +714,15 @@ async def _setup_of(uow: UnitOfWork, account_id: str, setup_id: str) -> Telephon
     if setup is None:
         raise NotFound("telephony setup", setup_id[:40])
     return setup
+
+
+async def _with_verified(uow: UnitOfWork, setup: TelephonySetup) -> TelephonySetup:
+    """The setup's numbers marked as the operator verified them for its account."""
+    verified = await uow.verified_senders.verified_among(
+        setup.account_id, (n.e164 for n in setup.numbers)
+    )
+    numbers = tuple(SetupNumber(n.e164, n.e164 in verified) for n in setup.numbers)
+    return replace(setup, numbers=numbers)
 
 
 async def _use_case_of(uow: UnitOfWork, account_id: str, use_case_id: str) -> UseCase:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,6 +17,20 @@ _ACCOUNT_FOR_KEY = (
     .join(t.api_keys, t.api_keys.c.account_id == t.accounts.c.id)
     .where(t.api_keys.c.key_hash == bindparam("key_hash"), t.api_keys.c.revoked_at.is_(None))
 )
+
+
+_K = t.api_keys
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        account_id=row.account_id,
+        key_hash=row.key_hash,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
 
 
 class SqlAccountRepo:
@@ -41,6 +56,51 @@ class SqlAccountRepo:
     async def account_for_key_hash(self, key_hash: str) -> Account | None:
         row = (await self._conn.execute(_ACCOUNT_FOR_KEY, {"key_hash": key_hash})).first()
         return Account(id=row.id, name=row.name, created_at=row.created_at) if row else None
+
+    async def lock(self, account_id: str) -> Account | None:
+        query = select(t.accounts).where(t.accounts.c.id == account_id).with_for_update()
+        row = (await self._conn.execute(query)).first()
+        return Account(id=row.id, name=row.name, created_at=row.created_at) if row else None
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = (await self._conn.execute(select(_K).where(_K.c.id == key_id))).first()
+        return _key(row) if row else None
+
+    async def active_keys(self, account_id: str) -> list[ApiKey]:
+        query = (
+            select(_K)
+            .where(_K.c.account_id == account_id, _K.c.revoked_at.is_(None))
+            .order_by(_K.c.created_at, _K.c.id)
+        )
+        return [_key(r) for r in await self._conn.execute(query)]
+
+    async def revoke_key(self, key_id: str, now: datetime) -> bool:
+        result = await self._conn.execute(
+            update(_K).where(_K.c.id == key_id, _K.c.revoked_at.is_(None)).values(revoked_at=now)
+        )
+        return bool(result.rowcount)
+
+    async def touch_key(self, key_id: str, now: datetime) -> None:
+        await self._conn.execute(update(_K).where(_K.c.id == key_id).values(last_used_at=now))
+
+    async def erase(self, account_id: str) -> dict[str, int]:
+        # Children before parents (rows of one account refer only to rows of that account).
+        removed: dict[str, int] = {}
+        for table in reversed(t.metadata.sorted_tables):
+            if table is t.accounts or "account_id" not in table.c:
+                continue
+            result = await self._conn.execute(delete(table).where(table.c.account_id == account_id))
+            if result.rowcount:
+                removed[table.name] = int(result.rowcount)
+        # Idempotency records are scoped by the account id.
+        result = await self._conn.execute(
+            delete(t.idempotency_keys).where(t.idempotency_keys.c.scope == account_id)
+        )
+        if result.rowcount:
+            removed[t.idempotency_keys.name] = int(result.rowcount)
+        result = await self._conn.execute(delete(t.accounts).where(t.accounts.c.id == account_id))
+        removed[t.accounts.name] = int(result.rowcount)
+        return removed
 
 
 class SqlSecretRepo:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, delete, exists, insert, or_, select, update
@@ -119,3 +121,48 @@ class SqlNumberRepo:
             select(_N).where(_N.c.account_id == account_id, or_(direct, closed)).order_by(_N.c.id)
         )
         return [_number(r) for r in (await self._conn.execute(query)).all()]
+
+
+_VS = t.verified_senders
+_SN = t.setup_numbers
+
+
+class SqlVerifiedSenderRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def holder(self, e164: str) -> str | None:
+        row = (await self._conn.execute(select(_VS.c.account_id).where(_VS.c.e164 == e164))).first()
+        return str(row.account_id) if row else None
+
+    async def add(self, account_id: str, e164: str, now: datetime) -> bool:
+        try:
+            await self._conn.execute(
+                insert(_VS).values(e164=e164, account_id=account_id, verified_at=now)
+            )
+        except IntegrityError:
+            # Verified meanwhile by a concurrent transaction; the caller raises, rolling back.
+            return False
+        await self._mirror(account_id, e164, verified=True)
+        return True
+
+    async def remove(self, account_id: str, e164: str) -> bool:
+        result = await self._conn.execute(
+            delete(_VS).where(_VS.c.e164 == e164, _VS.c.account_id == account_id)
+        )
+        await self._mirror(account_id, e164, verified=False)
+        return bool(result.rowcount)
+
+    async def verified_among(self, account_id: str, e164s: Iterable[str]) -> set[str]:
+        wanted = list(e164s)
+        if not wanted:
+            return set()
+        query = select(_VS.c.e164).where(_VS.c.account_id == account_id, _VS.c.e164.in_(wanted))
+        return {str(r.e164) for r in await self._conn.execute(query)}
+
+    async def _mirror(self, account_id: str, e164: str, *, verified: bool) -> None:
+        await self._conn.execute(
+            update(_SN)
+            .where(_SN.c.account_id == account_id, _SN.c.e164 == e164)
+            .values(verified=verified)
+        )

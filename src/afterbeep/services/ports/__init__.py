@@ -17,7 +17,7 @@ from afterbeep.services.ports.events import EventOutbox, WebhookRepo
 from afterbeep.services.ports.mailboxes import MailboxRepo, MessageRepo
 from afterbeep.services.ports.media import MediaRepo
 from afterbeep.services.ports.notifications import NotificationRepo
-from afterbeep.services.ports.numbers import NumberRepo
+from afterbeep.services.ports.numbers import NumberRepo, VerifiedSenderRepo
 from afterbeep.services.ports.ringless import (
     ConsentRepo,
     SuppressionRepo,
@@ -66,6 +66,8 @@ class UnitOfWork(Protocol):
     def consents(self) -> ConsentRepo: ...
     @property
     def campaigns(self) -> CampaignRepo: ...
+    @property
+    def verified_senders(self) -> VerifiedSenderRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
@@ -87,6 +89,7 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkFactory",
     "UseCaseRepo",
+    "VerifiedSenderRepo",
     "VoicemailSendRepo",
     "WebhookRepo",
 ]

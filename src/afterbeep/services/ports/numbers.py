@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from afterbeep.domain.numbers import DestKind, Number
@@ -39,3 +41,22 @@ class NumberRepo(Protocol):
     ) -> builtins.list[Number]:
         """Numbers whose destination or closed-hours destination is this object."""
         ...
+
+
+class VerifiedSenderRepo(Protocol):
+    """Caller ids verified by the operator: each number for at most one account."""
+
+    async def holder(self, e164: str) -> str | None:
+        """The account the number is verified for, if any."""
+        ...
+
+    async def add(self, account_id: str, e164: str, now: datetime) -> bool:
+        """Verify; False when the number is verified already (for any account). The
+        account's setups listing the number send from it at once."""
+        ...
+
+    async def remove(self, account_id: str, e164: str) -> bool:
+        """False when the number was not verified for this account."""
+        ...
+
+    async def verified_among(self, account_id: str, e164s: Iterable[str]) -> set[str]: ...
