@@ -69,8 +69,9 @@ async def post(http: httpx.AsyncClient, headers: dict[str, str], path: str, body
 async def a_drop(service: Service, line_port: int) -> tuple[str, dict[str, str], Audio]:
     """An account, a trunk to the test's line, a drop use case and one single-call drop; its
     id, the API headers and the message as the service plays it (its telephony rendition)."""
-    created = service.cli("account", "create", "Acme", "--json").stdout
-    headers = {"Authorization": f"Bearer {json.loads(created)['api_key']}"}
+    created = json.loads(service.cli("account", "create", "Acme", "--json").stdout)
+    headers = {"Authorization": f"Bearer {created['api_key']}"}
+    service.cli("numbers", "verify", SENDER, "--account", created["account_id"])
     async with httpx.AsyncClient(base_url=service.url, timeout=10) as http:
         setup = await post(
             http,
@@ -83,7 +84,7 @@ async def a_drop(service: Service, line_port: int) -> tuple[str, dict[str, str],
                 "transport": "udp",
                 "max_calls_per_second": 5,
                 "max_concurrent_calls": 5,
-                "numbers": [{"e164": SENDER, "verified": True}],
+                "numbers": [{"e164": SENDER}],
                 "deposit_uri": "",
             },
         )
