@@ -9,7 +9,9 @@ functions the engine calls:
 - `left_voicemail` and `human_answered` are final at once;
 - `busy` and `no_answer` are retried with the use case's backoff up to `max_attempts`, then
   become the final status;
-- `failed` carries a reason: `sit_tone`, `fax` and `invalid_number` are final at once;
+- `failed` carries a reason: `sit_tone`, `fax`, `invalid_number` and
+  `media_address_not_allowed` (the far end's SDP aimed our audio outside the network policy)
+  are final at once;
   `trunk_error` and `message_cut_off` are retried, then final.
 
 A ringless send whose use case names a drop use case as its fallback may be delivered by a
@@ -42,9 +44,17 @@ class DropFailure(enum.StrEnum):
     INVALID_NUMBER = "invalid_number"
     TRUNK_ERROR = "trunk_error"
     MESSAGE_CUT_OFF = "message_cut_off"  # the far end hung up while the message played
+    MEDIA_ADDRESS_NOT_ALLOWED = "media_address_not_allowed"
 
 
-FINAL_FAILURES = frozenset({DropFailure.SIT_TONE, DropFailure.FAX, DropFailure.INVALID_NUMBER})
+FINAL_FAILURES = frozenset(
+    {
+        DropFailure.SIT_TONE,
+        DropFailure.FAX,
+        DropFailure.INVALID_NUMBER,
+        DropFailure.MEDIA_ADDRESS_NOT_ALLOWED,
+    }
+)
 INVALID_NUMBER_CODES = frozenset({404, 484, 604})
 BUSY_CODES = frozenset({486, 600, 603})
 NO_ANSWER_CODES = frozenset({408, 480, 487})

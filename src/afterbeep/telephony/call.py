@@ -46,6 +46,7 @@ from afterbeep.telephony.interface import (
     RecordingSink,
 )
 from afterbeep.telephony.media import (
+    MediaAddressNotAllowed,
     MediaEngine,
     MediaError,
     MediaSession,
@@ -121,6 +122,19 @@ class DialFailed(CallError):
         super().__init__(f"{code} {reason}")
         self.code = code
         self.reason = reason
+
+
+MEDIA_NOT_ALLOWED_REASON = "Media Address Not Allowed"
+# `SipCall.end_reason` of a call ended because a re-INVITE moved its media out of the policy.
+MEDIA_NOT_ALLOWED = "media-address-not-allowed"
+
+
+class MediaNotAllowed(DialFailed):
+    """The far end's SDP named an RTP/RTCP address outside the network policy: the call was
+    refused (CANCEL, or BYE after the answer) before any media went there."""
+
+    def __init__(self) -> None:
+        super().__init__(488, MEDIA_NOT_ALLOWED_REASON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +515,9 @@ class SipCall:
             self._awaiting_answer_in_ack = False
             try:
                 self.media.accept_answer(body)
+            except MediaAddressNotAllowed:
+                log.warning("call %s: media address not allowed, hanging up", self.call_id)
+                self._end(MEDIA_NOT_ALLOWED)
             except (SdpError, MediaSessionStateError) as exc:
                 log.info("call %s: unusable SDP answer in ACK: %s", self.call_id, exc)
                 self._end("bad-sdp")
@@ -522,6 +539,10 @@ class SipCall:
                 self._awaiting_answer_in_ack = True
                 return media.offer()
             return media.answer(offer)
+        except MediaAddressNotAllowed:
+            log.warning("call %s: re-INVITE media address not allowed, hanging up", self.call_id)
+            self._end(MEDIA_NOT_ALLOWED)
+            return None
         except (SdpError, MediaSessionStateError, ValueError) as exc:
             log.info("call %s: re-INVITE refused: %s", self.call_id, exc)
             return None
@@ -987,17 +1008,31 @@ class OutboundCall:
         await self._settled.wait()
         return self.state
 
-    def _fail(self, code: int, reason: str) -> None:
+    def _fail(self, code: int, reason: str, failure: DialFailed | None = None) -> None:
         if self.state in (DialState.ANSWERED, DialState.FAILED):
             return
-        self.failure = DialFailed(code, reason)
+        self.failure = failure if failure is not None else DialFailed(code, reason)
         self._set(DialState.FAILED)
+
+    def _refuse_media(self, dialog: Dialog | None) -> None:
+        """The far end's SDP names a media address the policy refuses: the attempt fails, the
+        INVITE is cancelled (or, answered, the dialog gets its BYE from `aclose`)."""
+        log.warning("call %s: media address not allowed, giving up", self.sip_call_id)
+        failure = MediaNotAllowed()
+        self._fail(failure.code, failure.reason, failure)
+        if dialog is not None:
+            self._pending_bye = dialog
+        elif self._out is not None:
+            self._out.cancel()
 
     def _on_event(self, event: OutgoingEvent) -> None:
         if isinstance(event, Provisional):
             if event.sdp and self.state is not DialState.EARLY_MEDIA:
                 try:
                     self.media.accept_answer(event.sdp, self._offer)
+                except MediaAddressNotAllowed:
+                    self._refuse_media(None)
+                    return
                 except SdpError as exc:
                     log.info("unusable early media SDP: %s", exc)
                 else:
@@ -1016,6 +1051,9 @@ class OutboundCall:
         if sdp or self.media.negotiated is None:
             try:
                 self.media.accept_answer(sdp, self._offer)
+            except MediaAddressNotAllowed:
+                self._refuse_media(dialog)
+                return
             except SdpError as exc:
                 log.info("unusable SDP answer, hanging up: %s", exc)
                 self._fail(488, "Not Acceptable Here")
@@ -1089,6 +1127,8 @@ async def dial(
         media = await endpoint.media.open_session()
     except (PortsExhaustedError, MediaSessionStateError) as exc:
         raise DialFailed(503, str(exc)) from exc
+    # The far end's SDP is a tenant's trunk's word: media goes only where signalling may.
+    media.destination_policy = endpoint.ua.config.network_policy
     offer = media.offer()
     outbound = OutboundCall(endpoint, media, offer)
     try:

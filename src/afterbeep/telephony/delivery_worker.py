@@ -40,7 +40,7 @@ from afterbeep.services.delivery import (
     SipDeposit,
     retryable,
 )
-from afterbeep.telephony.call import DialFailed
+from afterbeep.telephony.call import MEDIA_NOT_ALLOWED, DialFailed, MediaNotAllowed
 from afterbeep.telephony.interface import CallEnded
 from afterbeep.telephony.server import TelephonyServer
 from afterbeep.telephony.sip import Credentials
@@ -182,6 +182,11 @@ class SipDepositor:
             if call.ended.is_set():
                 raise CallEnded()
         except CallEnded:
+            if call.end_reason == MEDIA_NOT_ALLOWED:  # a re-INVITE aimed the audio elsewhere
+                refused = MediaNotAllowed()
+                return AttemptResult(
+                    False, refused.code, f"{refused.code} {refused.reason}", elapsed(), retry=False
+                )
             return AttemptResult(
                 False, 200, "far end hung up before the end of the audio", elapsed(), retry=True
             )

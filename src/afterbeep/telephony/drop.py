@@ -9,6 +9,8 @@ SIT detector hear every received frame. Then:
   or `machine_end_other`: no beep came): the whole recording, then BYE: `left_voicemail`;
   a hang-up while it plays is `failed` / `message_cut_off` (retried);
 - a fax: `failed` / `fax`; special information tones: `failed` / `sit_tone`;
+- an answer (or re-INVITE) aiming our audio outside the network policy: BYE, nothing sent
+  there, `failed` / `media_address_not_allowed` (final);
 - `unknown` (nothing to go on by the detector's time limit), or the far end hanging up before
   any decision: hang up, nothing played, `no_answer` (reason `undetermined`), retried like any
   no-answer. Audio is never risked on a call the detector has not classed as a machine; a
@@ -47,7 +49,14 @@ from afterbeep.domain.drops import (
 )
 from afterbeep.domain.ringless import DropTechnique
 from afterbeep.services.ports.drops import DropRequest
-from afterbeep.telephony.call import DialFailed, DialState, OutboundCall, SipCall
+from afterbeep.telephony.call import (
+    MEDIA_NOT_ALLOWED,
+    DialFailed,
+    DialState,
+    MediaNotAllowed,
+    OutboundCall,
+    SipCall,
+)
 from afterbeep.telephony.delivery_worker import Pacer, TrunkLimits
 from afterbeep.telephony.interface import Audio, CallEnded, ListeningCall
 from afterbeep.telephony.server import TelephonyServer
@@ -315,6 +324,15 @@ class SipDropper:
         outcome = await drop_message(
             result, request.audio, self._detector(), detection_limit=self._detection_limit
         )
+        if result.end_reason == MEDIA_NOT_ALLOWED and outcome.outcome in (
+            DropOutcome.FAILED,
+            DropOutcome.NO_ANSWER,
+        ):  # a re-INVITE moved the media out of the network policy: we hung up
+            outcome = replace(
+                outcome,
+                outcome=DropOutcome.FAILED,
+                reason=DropFailure.MEDIA_ADDRESS_NOT_ALLOWED.value,
+            )
         return replace(outcome, sip_code=200)
 
 
@@ -334,6 +352,10 @@ async def _progress(outbound: OutboundCall) -> None:
 def _unanswered(failure: DialFailed, *, sit: bool) -> DropResult:
     if sit:
         return DropResult(DropOutcome.FAILED, failure.code, DropFailure.SIT_TONE.value)
+    if isinstance(failure, MediaNotAllowed):
+        return DropResult(
+            DropOutcome.FAILED, failure.code, DropFailure.MEDIA_ADDRESS_NOT_ALLOWED.value
+        )
     outcome, reason = outcome_of_code(failure.code)
     detail = reason.value if reason is not None else f"{failure.code} {failure.reason}"
     return DropResult(outcome, failure.code, detail)

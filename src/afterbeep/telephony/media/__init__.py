@@ -7,6 +7,7 @@ send loop for every session).
 """
 
 from afterbeep.telephony.media.errors import (
+    MediaAddressNotAllowed,
     MediaError,
     MediaSessionStateError,
     NoCommonMediaError,
@@ -37,6 +38,7 @@ __all__ = [
     "Codec",
     "DigitSink",
     "Direction",
+    "MediaAddressNotAllowed",
     "MediaConfig",
     "MediaEngine",
     "MediaError",

@@ -42,8 +42,10 @@ import numpy as np
 import numpy.typing as npt
 from aiortp.packet import RtcpSenderInfo
 
+from afterbeep.domain.netpolicy import NetworkPolicy, literal_address
 from afterbeep.telephony.media import sdp
 from afterbeep.telephony.media.errors import (
+    MediaAddressNotAllowed,
     MediaSessionStateError,
     PortsExhaustedError,
     SdpError,
@@ -382,6 +384,8 @@ class MediaSession:
     ``on_dtmf(digit: str)`` once per RFC 4733 event; ``on_inactivity()`` once when no
     RTP arrived for ``inactivity_timeout`` seconds while the peer should be sending.
     An inbound call's peer is not confirmed at first: see `expect_confirmation`.
+    ``destination_policy`` (set on an outbound call's session) bounds where RTP and RTCP may
+    go: a negotiation naming another address raises MediaAddressNotAllowed and is not applied.
     """
 
     def __init__(
@@ -401,6 +405,7 @@ class MediaSession:
         self.state = SessionState.OPEN
         self._receiving = False  # state is STARTED (a bool: enum access is slow per packet)
         self.negotiated: Negotiated | None = None
+        self.destination_policy: NetworkPolicy | None = None
         self.on_inactivity: InactivityHandler | None = None
         self.confirmed = True  # see expect_confirmation()
         self._on_confirmed: Callable[[], None] | None = None
@@ -514,6 +519,8 @@ class MediaSession:
         return negotiated
 
     def _apply(self, negotiated: Negotiated) -> None:
+        if self.destination_policy is not None:
+            self._check_destination(negotiated, self.destination_policy)
         if self.state is SessionState.OPEN:
             self.start(negotiated)
         else:
@@ -538,6 +545,20 @@ class MediaSession:
         if previous is not None and not previous.expects_rtp and negotiated.expects_rtp:
             self._last_rtp = self._loop.time()  # resumed: the peer gets a full timeout again
         self._set_negotiated(negotiated)
+
+    @staticmethod
+    def _check_destination(negotiated: Negotiated, policy: NetworkPolicy) -> None:
+        """Once per negotiation, never per packet: every address we would send to (RTP,
+        RTCP) must be permitted. A hold address (c=0.0.0.0, port 0) sends nothing."""
+        if not negotiated.remote_reachable:
+            return
+        rtcp = negotiated.remote_rtcp_address
+        for host in (negotiated.remote_ip, rtcp[0] if rtcp is not None else None):
+            if host is None:
+                continue
+            ip = literal_address(host)
+            if ip is None or not policy.permits(ip):
+                raise MediaAddressNotAllowed()
 
     def _check_port(self, negotiated: Negotiated) -> None:
         if negotiated.local_port != self.local_port:
