@@ -123,3 +123,22 @@ async def test_the_admin_api_takes_only_the_admin_key(
     assert_problem(await client.post(url, json=unknown, headers=ADMIN_HEADERS), 404)
     bad = {"account_id": account.id, "number": "12"}
     assert_problem(await client.post(url, json=bad, headers=ADMIN_HEADERS), 422)
+
+
+async def test_the_admin_api_checks_its_key_before_reading_a_body(
+    client: httpx.AsyncClient, account: TestAccount
+) -> None:
+    """The request gate holds /v1/admin to the admin key (not an account's) before the body,
+    and to the JSON body limit after it."""
+    path = "/v1/admin/numbers/verify"
+    body = {"account_id": account.id, "number": NYC_SENDER}
+    huge = {"content-length": str(10**10), "content-type": "application/json"}
+    for headers, status in (({}, 401), (account.headers, 403), (OTHER_KEY, 403)):
+        r = await client.post(path, json=body, headers=headers)
+        assert r.status_code == status, r.text
+        r = await client.post(path, content=b"{}", headers={**headers, **huge})
+        assert r.status_code == status, r.text
+    r = await client.post(path, content=b"{}", headers={**ADMIN_HEADERS, **huge})
+    assert r.status_code == 413, r.text
+    r = await client.post(path, json=body, headers=ADMIN_HEADERS)
+    assert r.status_code == 200, r.text

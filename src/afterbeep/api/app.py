@@ -75,6 +75,7 @@ def create_app(
         max_json_bytes=services.max_body_bytes,
         max_upload_bytes=services.max_upload_bytes,
         route_json_bytes={("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES},
+        admin_key_hash=services.admin_key_hash,
     )
     app.add_middleware(MetricsMiddleware, prefixes=_PREFIXES)
     # Added last, so outermost: one line for every request, whatever answers it.

@@ -6,11 +6,14 @@ with 401 unless its API key is valid, and its body is held to a size: a declared
 the moment its byte count passes it. Multipart bodies get the media upload limit, others the
 JSON limit (a few routes declare a larger one). Refusals close the connection, so the rest of
 the body is never read. The checked account is left in the request state for the routes (and
-for the idempotency middleware, which keys its records by account).
+for the idempotency middleware, which keys its records by account). Under `/v1/admin/` the
+key checked is the operator's admin key instead (401 without a key, 403 for any other).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.datastructures import Headers
@@ -24,6 +27,7 @@ from afterbeep.domain.accounts import Account
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 GATED_PREFIX = "/v1/"
+ADMIN_PREFIX = "/v1/admin/"
 
 Authenticate = Callable[[str], Awaitable[Account | None]]
 
@@ -48,12 +52,19 @@ class RequestGate:
         max_json_bytes: int,
         max_upload_bytes: int,
         route_json_bytes: Mapping[tuple[str, str], int] | None = None,
+        admin_key_hash: bytes | None = None,
     ) -> None:
         self.app = app
+        self.admin_key_hash = admin_key_hash
         self.authenticate = authenticate
         self.max_json_bytes = max_json_bytes
         self.max_upload_bytes = max_upload_bytes
         self.route_json_bytes = dict(route_json_bytes or {})
+
+    def is_admin_key(self, token: str | None) -> bool:
+        if token is None or self.admin_key_hash is None:
+            return False
+        return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self.admin_key_hash)
 
     def limit_for(self, method: str, path: str, content_type: str) -> tuple[int, str]:
         """The body limit of a request, and the 413 detail that names it."""
@@ -78,14 +89,22 @@ class RequestGate:
             return
 
         token = bearer_token(headers.get("authorization", ""))
-        account = await self.authenticate(token) if token is not None else None
-        if account is None:
-            detail = BAD_KEY if token else NO_KEY
-            await _refusal(401, "unauthorized", "Unauthorized", detail, path, close=has_body)(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
-        state["account"] = account
-        state["account_id"] = account.id
+        if path.startswith(ADMIN_PREFIX):
+            if not self.is_admin_key(token):
+                status, title = (403, "Forbidden") if token else (401, "Unauthorized")
+                detail = "this is not the admin key" if token else NO_KEY
+                error_id = title.lower()
+                await _refusal(status, error_id, title, detail, path, close=has_body)(scope, receive, send)
+                return
+        else:
+            account = await self.authenticate(token) if token is not None else None
+            if account is None:
+                detail = BAD_KEY if token else NO_KEY
+                await _refusal(401, "unauthorized", "Unauthorized", detail, path, close=has_body)(scope, receive, send)
+                return
+            state = scope.setdefault("state", {})
+            state["account"] = account
+            state["account_id"] = account.id
         if not has_body:
             await self.app(scope, receive, send)
             return
