@@ -162,7 +162,7 @@ def test_no_colour_codes_on_a_terminal(tmp_path: Path) -> None:
     reader.start()
     try:
         deadline = time.monotonic() + 60  # a bound on start-up, not a measurement
-        while b"Uvicorn running" not in output:
+        while b"afterbeep HTTP API listening" not in output:
             assert process.poll() is None, output.decode(errors="replace")
             assert time.monotonic() < deadline, output.decode(errors="replace")
             time.sleep(0.1)
@@ -173,5 +173,5 @@ def test_no_colour_codes_on_a_terminal(tmp_path: Path) -> None:
         reader.join(timeout=10)
         os.close(leader)
     text = output.decode(errors="replace")
-    assert "Uvicorn running" in text and "Finished server process" in text
+    assert "Started server process" in text and "Finished server process" in text
     assert "\x1b" not in text

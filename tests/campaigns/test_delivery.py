@@ -25,8 +25,9 @@ from afterbeep.app import Runtime
 from afterbeep.domain.ringless import FINAL_STATUSES
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import Api, api_of
+from tests.fixtures.service import free_sip_port
 from tests.ringless.support import audio as mp3
-from tests.ringless.test_delivery import SQLITE, free_sip_port
+from tests.ringless.test_delivery import SQLITE
 from tests.sip.conftest import free_udp_port, sipp_bin
 
 __all__ = ["sipp_bin"]  # the session fixture, used by name

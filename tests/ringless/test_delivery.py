@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -30,6 +29,7 @@ from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.sip.errors import SipTransportError
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import NUMBER, Api, api_of, rtp_range, sent, speech
+from tests.fixtures.service import free_sip_port
 from tests.ringless.support import (
     SENDER,
     insert_accepted_send,
@@ -58,21 +58,6 @@ class FakeClock:
 
 
 NOON_EDT = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)  # 12:00 in Washington DC
-
-
-def free_sip_port() -> int:
-    """A port free for both UDP and TCP (an ephemeral one: no test's RTP range is there)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free SIP port")
 
 
 async def started(

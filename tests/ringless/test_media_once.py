@@ -50,7 +50,9 @@ def send_multipart(client: httpx.Client, use_case: str, mp3: bytes, to: str) -> 
 def test_refused_audio_is_not_stored_and_one_file_is_stored_once(tmp_path: Path) -> None:
     env = {"AFTERBEEP_DELIVERY_ENABLED": "false"}
     with running_service(tmp_path / "var", env) as service:
-        key = json.loads(service.cli("account", "create", "Acme", "--json").stdout)["api_key"]
+        account = json.loads(service.cli("account", "create", "Acme", "--json").stdout)
+        service.cli("numbers", "verify", NYC_SENDER, "--account", account["account_id"])
+        key = account["api_key"]
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=service.url, headers=headers, timeout=60) as client:
             setup = created(client.post("/v1/telephony-setups", json=setup_body()))

@@ -41,8 +41,8 @@ from tests.fixtures.baresip import (
     write_wav,
 )
 from tests.fixtures.rtp_pcap import g711_roundtrip
+from tests.fixtures.service import free_sip_port
 from tests.fixtures.smtp import SmtpServer, smtp_server
-from tests.ringless.test_delivery import free_sip_port
 
 pytestmark = [
     pytest.mark.timeout(60),
