@@ -132,6 +132,30 @@ def test_hold_withholds_frames_but_keeps_time() -> None:
     assert target.sent[0].seq == 0 and target.sent[0].marker and target.sent[0].ts == 1600
 
 
+def test_a_keepalive_sends_one_frame_in_every_and_keeps_time() -> None:
+    stream, target, results = RtpSendStream(1, 0, 0), Target(), Outcomes()
+    job = AudioJob(stream, target, np.zeros(8000, dtype=np.int16), results.append, every=10)
+    run(job, target, 0.0)
+    assert results == [PlayResult(50, 8000, False)]  # a second of time, five packets
+    assert [s.seq for s in target.sent] == [0, 1, 2, 3, 4]
+    assert [s.ts for s in target.sent] == [0, 1600, 3200, 4800, 6400]
+    assert all(s.marker for s in target.sent)  # each starts a talkspurt after the unsent frames
+    assert stream.frames_withheld == 0  # not a hold
+    run(audio_job(stream, target, 0.04, results), target, target.now)  # a prompt goes on at once
+    assert [s.seq for s in target.sent[5:]] == [5, 6] and target.sent[5].ts == 8000
+
+
+def test_a_keepalive_sees_an_interrupt_within_one_frame() -> None:
+    stream, target, results = RtpSendStream(1, 0, 0), Target(), Outcomes()
+    stop = False
+    job = AudioJob(stream, target, np.zeros(8000, dtype=np.int16), results.append, lambda: stop, every=10)
+    job.start(0.0)
+    job.tick(0.0)
+    stop = True
+    job.tick(0.021)
+    assert job.finished and results == [PlayResult(1, 160, True)] and len(target.sent) == 1
+
+
 def test_interrupt_stops_before_the_next_frame() -> None:
     stream, target, results = RtpSendStream(1, 0, 0), Target(), Outcomes()
     run(audio_job(stream, target, 5, results, interrupted=True), target, 0.0)

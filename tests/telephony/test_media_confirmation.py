@@ -231,11 +231,15 @@ async def test_a_recording_call_keeps_sending_rtp() -> None:
     async with serving(script) as port, caller(port) as call:
         await call.invite()
         call.ack()
-        await packets(call.rtp, 50)  # one second of silence frames while it records
+        await packets(call.rtp, 10)  # two seconds of keep-alive silence while it records
         assert {p.payload_type for p in call.rtp.packets} == {0}
         assert all(p.payload == bytes([0xFF]) * 160 for p in call.rtp.packets)
         assert script.outcome == []  # still recording
-        sequences = [p.sequence for p in call.rtp.packets[:50]]
-        assert sequences == [(sequences[0] + i) & 0xFFFF for i in range(50)]
+        first = call.rtp.packets[:10]
+        # one 20 ms frame every 200 ms: numbered in turn, stamped with the time gone by, each
+        # marked as the start of a talkspurt after the frames left unsent
+        assert [p.sequence for p in first] == [(first[0].sequence + i) & 0xFFFF for i in range(10)]
+        assert [p.timestamp for p in first] == [(first[0].timestamp + 1600 * i) & 0xFFFFFFFF for i in range(10)]
+        assert all(p.marker for p in first[1:])
         call.bye()
         assert await call.sip.response(call.branch + "-bye", timeout=WAIT) is not None

@@ -105,6 +105,10 @@ SIP_INFO = "info"
 _LISTEN_SILENCE = Prompt(np.zeros(RATE * 60, dtype=np.int16))  # sent while listening
 _PLACEMENT_SLACK = 0.6  # s: the media layer may hold received audio this long before delivery
 _FILL_BLOCK = RATE // 5  # zeros for missing audio come 200 ms at a time, as received audio does
+# While recording, one silence frame in ten (every 200 ms) keeps the leg two-way for NATs and
+# the far end's media timers (as Asterisk's rtpkeepalive does, more often): every frame would
+# cost a deposit more CPU than all the rest of its recording.
+_RECORDING_KEEPALIVE_EVERY = 10
 
 
 class CallError(Exception):
@@ -794,7 +798,7 @@ class SipCall:
         self._take = take
         started = self._loop.time()
         quiet = asyncio.Event()
-        filler = self._send_silence(media, quiet)
+        filler = self._send_silence(media, quiet, every=_RECORDING_KEEPALIVE_EVERY)
         try:
             while take.ended_by is None:
                 if self.ended.is_set():
@@ -844,15 +848,18 @@ class SipCall:
             await self._stop_silence(filler, quiet)
 
     def _send_silence(
-        self, media: MediaSession | None, quiet: asyncio.Event
+        self, media: MediaSession | None, quiet: asyncio.Event, every: int = 1
     ) -> asyncio.Task[None] | None:
-        """Silence sent on the shared pacer, once the caller is confirmed and whenever nothing
-        else plays, until ``quiet`` is set (stop it with `_stop_silence`)."""
+        """Silence sent on the shared pacer (one frame in ``every``), once the caller is
+        confirmed and whenever nothing else plays, until ``quiet`` is set (stop it with
+        `_stop_silence`)."""
         if media is None or self.ended.is_set():
             return None
-        return asyncio.create_task(self._silence(media, quiet), name=f"silence-{self.call_id}")
+        return asyncio.create_task(
+            self._silence(media, quiet, every), name=f"silence-{self.call_id}"
+        )
 
-    async def _silence(self, media: MediaSession, quiet: asyncio.Event) -> None:
+    async def _silence(self, media: MediaSession, quiet: asyncio.Event, every: int) -> None:
         await self._wait_for(self._confirmed, quiet)
         while self._confirmed.is_set() and not quiet.is_set() and not self.ended.is_set():
             if self._plays:
@@ -862,7 +869,7 @@ class SipCall:
             hush = asyncio.Event()
             self._fillers[hush] = quiet
             try:
-                result = await media.play(_LISTEN_SILENCE, interrupt=hush)
+                result = await media.play(_LISTEN_SILENCE, interrupt=hush, every=every)
             finally:
                 del self._fillers[hush]
             if result.interrupted and not self._plays:

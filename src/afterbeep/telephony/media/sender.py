@@ -133,11 +133,15 @@ class RtpSendStream:
         self._marker = True  # audio after an event starts a new talkspurt
         return packet
 
-    def withhold(self, frame_seconds: float, frame_samples: int) -> None:
-        """A frame falls due while we must not send (hold): time passes, nothing is numbered."""
+    def skip(self, frame_seconds: float, frame_samples: int) -> None:
+        """A frame's time passes unsent (as in silence suppression): the next one is marked."""
         self.timestamp = (self.timestamp + frame_samples) % TS_MOD
         self.due += frame_seconds
         self._marker = True
+
+    def withhold(self, frame_seconds: float, frame_samples: int) -> None:
+        """A frame falls due while we must not send (hold): time passes, nothing is numbered."""
+        self.skip(frame_seconds, frame_samples)
         self.frames_withheld += 1
 
     def rtp_time(self, now: float) -> int:
@@ -237,7 +241,12 @@ class Prompt:
 
 
 class AudioJob(_Job):
-    """Plays a prompt, one frame of the negotiated ptime per tick."""
+    """Plays a prompt, one frame of the negotiated ptime per tick.
+
+    With ``every`` > 1 only one frame in ``every`` is sent and the others' time passes unsent
+    (a keep-alive: silence that keeps a NAT binding and the far end's media timers alive at a
+    fraction of the packets); an interrupt is still seen within one frame.
+    """
 
     def __init__(
         self,
@@ -246,8 +255,10 @@ class AudioJob(_Job):
         audio: Prompt | npt.NDArray[np.int16],
         done: Callable[[PlayResult | BaseException], None],
         interrupted: Callable[[], bool] | None = None,
+        every: int = 1,
     ) -> None:
         super().__init__(stream, target, done, interrupted)
+        self._every = max(1, every)
         self._prompt = audio if isinstance(audio, Prompt) else Prompt(audio)
         self._total = len(self._prompt)
         self._codec = target.codec
@@ -267,7 +278,9 @@ class AudioJob(_Job):
             self._encoded = self._prompt.encoded(self._codec)
         count = self._frame_samples
         position = self.samples
-        if target.sending:
+        if self._every > 1 and self.frames % self._every:
+            self.stream.skip(self._frame_seconds, count)
+        elif target.sending:
             payload = self._encoded[position : position + count]
             if len(payload) < count:
                 payload += _SILENCE[self._codec] * (count - len(payload))

@@ -603,7 +603,10 @@ class MediaSession:
     # --- playout --------------------------------------------------------------------------
 
     async def play(
-        self, audio: Prompt | npt.NDArray[np.int16], interrupt: asyncio.Event | None = None
+        self,
+        audio: Prompt | npt.NDArray[np.int16],
+        interrupt: asyncio.Event | None = None,
+        every: int = 1,
     ) -> PlayResult:
         """Send 8 kHz int16 PCM (or a shared :class:`Prompt`) in ptime frames on an
         absolute schedule.
@@ -611,7 +614,8 @@ class MediaSession:
         Returns when every frame was sent, or early (``interrupted=True``) when
         ``interrupt`` is set or the session closes. Successive plays are serialised
         and continue sequence numbers and timestamps. While the stream is on hold the
-        frames still take their time but are not sent.
+        frames still take their time but are not sent. With ``every`` > 1 only one frame
+        in ``every`` is sent (a keep-alive of silence).
         """
         self._require_started()
         if len(audio) == 0:
@@ -627,6 +631,7 @@ class MediaSession:
                 audio,
                 lambda outcome: _settle(future, outcome),
                 interrupt.is_set if interrupt is not None else None,
+                every,
             )
             return await self._run_job(job, future)
 
