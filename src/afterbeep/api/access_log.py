@@ -1,4 +1,4 @@
-"""One access-log line per HTTP request (uvicorn's own access log is off).
+"""One access-log line per HTTP request (uvicorn's own access log is off), and its metrics.
 
 The line names the route template (`/v1/mailboxes/{mailbox_id}`), never the raw path or the
 query: paths and query values carry ids, phone numbers and signatures.
@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from afterbeep.api import metrics
 
 log = logging.getLogger("afterbeep.access")
 
@@ -55,13 +57,16 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope, self.prefixes)
+            metrics.observe(scope["method"], route, status, seconds)
             log.info(
                 "%s %s %d",
                 scope["method"],
-                route_template(scope, self.prefixes),
+                route,
                 status,
                 extra={
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "duration_ms": round(seconds * 1000, 1),
                     "account_id": state.get("account_id") or "-",
                 },
             )

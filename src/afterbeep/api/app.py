@@ -31,7 +31,6 @@ from afterbeep.api.access_log import AccessLogMiddleware
 from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencyMiddleware
 from afterbeep.api.limits import RequestGate
-from afterbeep.api.metrics import MetricsMiddleware
 from afterbeep.api.query_params import reject_unknown_query
 from afterbeep.services.ports.idempotency import IdempotencyStore
 
@@ -77,7 +76,6 @@ def create_app(
         route_json_bytes={("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES},
         admin_key_hash=services.admin_key_hash,
     )
-    app.add_middleware(MetricsMiddleware, prefixes=_PREFIXES)
-    # Added last, so outermost: one line for every request, whatever answers it.
+    # Added last, so outermost: one line (and its metrics) for every request, whatever answers it.
     app.add_middleware(AccessLogMiddleware, prefixes=_PREFIXES)
     return app

@@ -1,13 +1,10 @@
-"""Prometheus metrics of the HTTP surface (one registry for the process)."""
+"""Prometheus metrics of the HTTP surface (one registry for the process), observed by the
+access-log middleware (`afterbeep.api.access_log`) with the same route template."""
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from afterbeep.api.access_log import route_template
 from afterbeep.metrics import REGISTRY
 
 HTTP_REQUESTS = Counter(
@@ -18,27 +15,6 @@ HTTP_LATENCY = Histogram(
 )
 
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, prefixes: frozenset[str] = frozenset({""})) -> None:
-        self.app = app
-        self.prefixes = prefixes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            path = route_template(scope, self.prefixes)
-            HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
-            HTTP_LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
+def observe(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_LATENCY.labels(method, route).observe(seconds)
