@@ -253,7 +253,12 @@ class FlowGraph:
         return {
             "nodes": [{"id": n.id, "type": n.type, "data": dict(n.data)} for n in self.nodes],
             "edges": [
-                {"id": e.id, "source": e.source, "sourceHandle": e.source_handle, "target": e.target}
+                {
+                    "id": e.id,
+                    "source": e.source,
+                    "sourceHandle": e.source_handle,
+                    "target": e.target,
+                }
                 for e in self.edges
             ],
         }
@@ -305,7 +310,12 @@ def _parse_node(index: int, raw: object, errors: list[FlowError]) -> FlowNode | 
     node_id = raw.get("id")
     if not _is_id(node_id):
         errors.append(
-            FlowError(None, None, f"nodes[{index}].id", f"must be a string of 1 to {MAX_ID_CHARS} characters")
+            FlowError(
+                None,
+                None,
+                f"nodes[{index}].id",
+                f"must be a string of 1 to {MAX_ID_CHARS} characters",
+            )
         )
         return None
     assert isinstance(node_id, str)
@@ -331,7 +341,12 @@ def _parse_edge(index: int, raw: object, errors: list[FlowError]) -> FlowEdge | 
     edge_id = raw.get("id")
     if not _is_id(edge_id):
         errors.append(
-            FlowError(None, None, f"edges[{index}].id", f"must be a string of 1 to {MAX_ID_CHARS} characters")
+            FlowError(
+                None,
+                None,
+                f"edges[{index}].id",
+                f"must be a string of 1 to {MAX_ID_CHARS} characters",
+            )
         )
         return None
     assert isinstance(edge_id, str)
@@ -378,15 +393,21 @@ def validate(graph: FlowGraph) -> list[FlowError]:
         if kind is None:
             known = ", ".join(k.value for k in NodeKind)
             errors.append(
-                FlowError(node.id, None, "data.kind", f"unknown node kind {node.kind!r} (one of {known})")
+                FlowError(
+                    node.id, None, "data.kind", f"unknown node kind {node.kind!r} (one of {known})"
+                )
             )
             continue
         if kind is NodeKind.ENTRY:
             entries.append(node)
-        errors.extend(FlowError(node.id, None, f"data.{f}", m) for f, m in _check_data(kind, node.data))
+        errors.extend(
+            FlowError(node.id, None, f"data.{f}", m) for f, m in _check_data(kind, node.data)
+        )
 
     if not entries:
-        errors.append(FlowError(None, None, "nodes", "a flow needs exactly one entry node; it has none"))
+        errors.append(
+            FlowError(None, None, "nodes", "a flow needs exactly one entry node; it has none")
+        )
     for extra in entries[1:]:
         errors.append(FlowError(extra.id, None, "data.kind", "a flow needs exactly one entry node"))
 
@@ -394,7 +415,14 @@ def validate(graph: FlowGraph) -> list[FlowError]:
     used: set[tuple[str, str]] = set()
     for edge in graph.edges:
         if edge.id in seen_edges:
-            errors.append(FlowError(edge.source if graph.node(edge.source) else None, edge.id, "id", "duplicate edge id"))
+            errors.append(
+                FlowError(
+                    edge.source if graph.node(edge.source) else None,
+                    edge.id,
+                    "id",
+                    "duplicate edge id",
+                )
+            )
             continue
         seen_edges.add(edge.id)
         source = graph.node(edge.source)
@@ -402,7 +430,9 @@ def validate(graph: FlowGraph) -> list[FlowError]:
             errors.append(FlowError(None, edge.id, "source", f"no node {edge.source!r}"))
         if graph.node(edge.target) is None:
             errors.append(
-                FlowError(source.id if source else None, edge.id, "target", f"no node {edge.target!r}")
+                FlowError(
+                    source.id if source else None, edge.id, "target", f"no node {edge.target!r}"
+                )
             )
         if source is None or (kind := source.node_kind) is None:
             continue
@@ -418,7 +448,10 @@ def validate(graph: FlowGraph) -> list[FlowError]:
         if (source.id, edge.source_handle) in used:
             errors.append(
                 FlowError(
-                    source.id, edge.id, "sourceHandle", f"outcome {edge.source_handle!r} already has an edge"
+                    source.id,
+                    edge.id,
+                    "sourceHandle",
+                    f"outcome {edge.source_handle!r} already has an edge",
                 )
             )
             continue
@@ -429,7 +462,9 @@ def validate(graph: FlowGraph) -> list[FlowError]:
         reached = _reachable(graph, (e.id for e in entries))
         for node_id in graph._nodes_by_id:
             if node_id not in reached:
-                errors.append(FlowError(node_id, None, "id", "node is not reachable from the entry"))
+                errors.append(
+                    FlowError(node_id, None, "id", "node is not reachable from the entry")
+                )
     return errors
 
 
@@ -460,7 +495,14 @@ def check_flow(nodes: object, edges: object) -> tuple[FlowGraph, list[FlowError]
 _Problems = list[tuple[str, str]]
 
 
-def _int_in(data: Mapping[str, Any], name: str, bounds: tuple[int, int], out: _Problems, *, number: bool = False) -> None:
+def _int_in(
+    data: Mapping[str, Any],
+    name: str,
+    bounds: tuple[int, int],
+    out: _Problems,
+    *,
+    number: bool = False,
+) -> None:
     """An optional integer (or, with `number`, any JSON number) within `bounds`."""
     if name not in data:
         return
@@ -481,7 +523,9 @@ def _id_field(data: Mapping[str, Any], name: str, out: _Problems, *, required: b
         out.append((name, f"must be an id of 1 to {MAX_ID_CHARS} characters"))
 
 
-def _text_field(data: Mapping[str, Any], name: str, out: _Problems, *, required: bool, max_chars: int) -> None:
+def _text_field(
+    data: Mapping[str, Any], name: str, out: _Problems, *, required: bool, max_chars: int
+) -> None:
     if name not in data or data[name] is None:
         if required:
             out.append((name, "is required"))
@@ -554,7 +598,12 @@ def _check_data(kind: NodeKind, data: Mapping[str, Any]) -> _Problems:
         if variable is None:
             out.append(("variable", "is required"))
         elif not isinstance(variable, str) or not _VARIABLE_RE.match(variable):
-            out.append(("variable", "must be a name of letters, digits and _ (not starting with a digit), at most 64"))
+            out.append(
+                (
+                    "variable",
+                    "must be a name of letters, digits and _ (not starting with a digit), at most 64",
+                )
+            )
         _prompt(data, out)
         _id_field(data, "invalidAudioId", out, required=False)
         _digit_range(data, kind, out)
