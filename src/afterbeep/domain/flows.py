@@ -222,6 +222,8 @@ class FlowGraph:
     edges: tuple[FlowEdge, ...]
     # Errors of shape found while parsing (an entry that is not an object, an id missing, ...).
     parse_errors: tuple[FlowError, ...] = ()
+    # Set when the raw lists were over MAX_NODES / MAX_EDGES and nothing was read.
+    too_large: bool = False
 
     @cached_property
     def _nodes_by_id(self) -> Mapping[str, FlowNode]:
@@ -288,7 +290,7 @@ def parse_graph(nodes: object, edges: object) -> FlowGraph:
     if len(edges) > MAX_EDGES:
         errors.append(FlowError(None, None, "edges", f"at most {MAX_EDGES} edges"))
     if len(nodes) > MAX_NODES or len(edges) > MAX_EDGES:
-        return FlowGraph((), (), tuple(errors))
+        return FlowGraph((), (), tuple(errors), too_large=True)
 
     parsed_nodes: list[FlowNode] = []
     for index, raw in enumerate(nodes):
@@ -375,6 +377,8 @@ def _parse_edge(index: int, raw: object, errors: list[FlowError]) -> FlowEdge | 
 def validate(graph: FlowGraph) -> list[FlowError]:
     """Every error of the graph, in a stable order: shape, nodes, edges, reachability."""
     errors = list(graph.parse_errors)
+    if graph.too_large:
+        return errors
     if len(graph.nodes) > MAX_NODES:
         errors.append(FlowError(None, None, "nodes", f"at most {MAX_NODES} nodes"))
     if len(graph.edges) > MAX_EDGES:
