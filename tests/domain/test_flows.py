@@ -80,9 +80,10 @@ def test_the_four_node_flow_is_valid() -> None:
     assert errors == []
     assert [n.kind for n in graph.nodes] == ["entry", "timeCondition", "menu", "voicemail"]
     assert graph.entry is not None and graph.entry.id == "start"
-    assert graph.node("main") is not None
-    assert setting(graph.node("main"), "bargeIn") is True  # type: ignore[arg-type]
-    assert setting(graph.node("main"), "maxFailures") == 2  # type: ignore[arg-type]
+    main = graph.node("main")
+    assert main is not None
+    assert setting(main, "bargeIn") is True  # the default
+    assert setting(main, "maxFailures") == 2
 
 
 def test_every_kind_with_its_outcomes_is_valid() -> None:
@@ -255,23 +256,25 @@ def test_edge_to_a_missing_node() -> None:
         ("main", "digit:a"),
         ("main", "digit:12"),
         ("main", "default"),
+        ("main", None),  # a null handle means `default`, which a menu does not have
         ("hours", "closed"),
         ("start", "timeout"),
-        ("start", None),  # null means `default`: fine for entry, so use a second edge below
     ],
 )
 def test_handle_not_valid_for_its_kind(source: str, handle: str | None) -> None:
     raw = four_node_flow()
-    if handle is None:
-        # `start` already has its `default` edge: a second one is a duplicate outcome.
-        raw["edges"].append(_edge("e9", source, handle, "vm"))
-        error = only_error(raw)
-        assert "already has an edge" in error.message
-    else:
-        raw["edges"].append(_edge("e9", source, handle, "vm"))
-        error = only_error(raw)
-        assert "no outcome" in error.message
+    raw["edges"].append(_edge("e9", source, handle, "vm"))
+    error = only_error(raw)
     assert (error.node_id, error.edge_id, error.field) == (source, "e9", "sourceHandle")
+    assert "no outcome" in error.message
+
+
+def test_a_null_handle_is_the_default_outcome() -> None:
+    raw = four_node_flow()
+    raw["edges"].append(_edge("e9", "start", None, "vm"))  # `start` already has `default`
+    error = only_error(raw)
+    assert (error.node_id, error.edge_id, error.field) == ("start", "e9", "sourceHandle")
+    assert "already has an edge" in error.message
 
 
 def test_edge_leaving_a_terminal_node() -> None:
