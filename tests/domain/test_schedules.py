@@ -353,7 +353,7 @@ def test_date_range_with_special_hours() -> None:
 
 
 def test_closed_date_wins_over_special_hours_on_the_same_date() -> None:
-    rules = [
+    rules: list[dict[str, Any]] = [
         {"kind": "date", "start_date": "2026-12-24", "start_time": "09:00", "end_time": "12:00"},
         {"kind": "date", "start_date": "2026-12-24", "is_closed": True},
     ]
