@@ -33,6 +33,7 @@ from afterbeep.services.accounts import AccountService
 from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
+from afterbeep.services.flows import FlowService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
 from afterbeep.services.messages import MessageService
@@ -360,6 +361,7 @@ class Runtime:
             campaigns=CampaignService(
                 self.uow, self.clock, s.default_region, self._voicemail_accepted
             ),
+            flows=FlowService(self.uow, self.clock),
             store=self.store,
             secret_key=s.resolved_secret_key(),
             public_url=s.resolved_public_url(),

@@ -14,6 +14,7 @@ from afterbeep.api import (
     consents,
     docs,
     drops,
+    flows,
     health,
     mailboxes,
     media,
@@ -59,7 +60,7 @@ def create_app(
     # First after the health checks: the router is matched route by route, and accepting
     # sends is the busiest route (the order changes no match: no other path overlaps).
     app.include_router(voicemails.router, prefix="/v1")
-    for module in (media, mailboxes, messages, numbers, webhooks):
+    for module in (media, mailboxes, messages, numbers, webhooks, flows):
         app.include_router(module.router, prefix="/v1")
     app.include_router(notifications_api.router, prefix="/v1")
     app.include_router(campaigns.router, prefix="/v1")

@@ -11,6 +11,7 @@ from afterbeep.api.problems import ProblemError
 from afterbeep.domain.accounts import Account
 from afterbeep.services.accounts import AccountService
 from afterbeep.services.campaigns import CampaignService
+from afterbeep.services.flows import FlowService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
 from afterbeep.services.messages import MessageService
@@ -33,6 +34,7 @@ class ApiServices:
     notifications: NotificationService
     ringless: RinglessService
     campaigns: CampaignService
+    flows: FlowService
     store: ObjectStore
     secret_key: bytes
     public_url: str

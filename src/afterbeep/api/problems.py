@@ -161,7 +161,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(e.DomainError)
     async def _domain(request: Request, exc: e.DomainError) -> JSONResponse:
         extra: dict[str, Any] = {}
-        if isinstance(exc, e.InvalidInput):
+        if isinstance(exc, e.InvalidFlow):
+            extra["errors"] = exc.errors
+        elif isinstance(exc, e.InvalidInput):
             extra["errors"] = [{"field": exc.field, "message": exc.detail}]
         title = exc.error_id.replace("-", " ").capitalize()
         return problem(status_for(exc), exc.error_id, title, exc.message, request.url.path, **extra)

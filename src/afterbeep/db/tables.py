@@ -466,3 +466,25 @@ verified_senders = Table(
     _account(),
     Column("verified_at", UtcDateTime(), nullable=False),
 )
+
+# Call flows: `flows.version` is the current one; every saved graph stays in `flow_versions`,
+# so a call keeps the version it started with.
+flows = Table(
+    "flows",
+    metadata,
+    _id(),
+    _account(),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    _created(),
+    _updated(),
+)
+
+flow_versions = Table(
+    "flow_versions",
+    metadata,
+    Column("flow_id", String(40), ForeignKey("flows.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("graph", CallerJSON(), nullable=False),
+    _created(),
+)

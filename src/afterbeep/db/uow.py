@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from afterbeep.db.engine import Database, DirectConnection
 from afterbeep.db.repos.accounts import SqlAccountRepo, SqlSecretRepo
 from afterbeep.db.repos.campaigns import SqlCampaignRepo
+from afterbeep.db.repos.flows import SqlFlowRepo
 from afterbeep.db.repos.mailboxes import SqlMailboxRepo, SqlMessageRepo
 from afterbeep.db.repos.media import SqlMediaRepo
 from afterbeep.db.repos.notifications import SqlNotificationRepo
@@ -101,6 +102,10 @@ class SqlUnitOfWork:
     @cached_property
     def verified_senders(self) -> SqlVerifiedSenderRepo:
         return SqlVerifiedSenderRepo(self.conn)
+
+    @cached_property
+    def flows(self) -> SqlFlowRepo:
+        return SqlFlowRepo(self.conn)
 
 
 def unit_of_work_factory(

@@ -5,6 +5,7 @@ DomainError
  ├── Conflict            the object exists but its state refuses the change
  ├── InvalidInput        a value breaks a rule (field, message)
  │    ├── InvalidPhoneNumber
+ │    ├── InvalidFlow     every error of a flow graph, each naming its node
  │    └── WeakPin
  ├── InvalidAudio        an upload that is not acceptable audio
  ├── PayloadTooLarge     an upload over its size limit
@@ -78,3 +79,15 @@ class PayloadTooLarge(DomainError):
 
 class QuotaExceeded(DomainError):
     error_id = "quota-exceeded"
+
+
+class InvalidFlow(InvalidInput):
+    """A flow that cannot be saved: every problem found, each naming its node (and edge)."""
+
+    error_id = "invalid-flow"
+
+    def __init__(self, errors: list[dict[str, str | None]]) -> None:
+        first = errors[0] if errors else {"field": "flow", "message": "is not valid"}
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(str(first["field"]), f"{first['message']}{more}")
+        self.errors = errors

@@ -14,6 +14,7 @@ from typing import Generic, Protocol, TypeVar
 from afterbeep.services.ports.accounts import AccountRepo, SecretRepo
 from afterbeep.services.ports.campaigns import CampaignRepo
 from afterbeep.services.ports.events import EventOutbox, WebhookRepo
+from afterbeep.services.ports.flows import FlowRepo
 from afterbeep.services.ports.mailboxes import MailboxRepo, MessageRepo
 from afterbeep.services.ports.media import MediaRepo
 from afterbeep.services.ports.notifications import NotificationRepo
@@ -68,6 +69,8 @@ class UnitOfWork(Protocol):
     def campaigns(self) -> CampaignRepo: ...
     @property
     def verified_senders(self) -> VerifiedSenderRepo: ...
+    @property
+    def flows(self) -> FlowRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
@@ -77,6 +80,7 @@ __all__ = [
     "CampaignRepo",
     "ConsentRepo",
     "EventOutbox",
+    "FlowRepo",
     "MailboxRepo",
     "MediaRepo",
     "MessageRepo",
