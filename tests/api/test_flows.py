@@ -228,3 +228,16 @@ async def test_too_many_nodes_is_one_error(client: httpx.AsyncClient, account: T
         await client.post("/v1/flows", json=body, headers=account.headers), 422
     )
     assert [e["field"] for e in problem["errors"]] == ["nodes"]
+
+
+async def test_a_graph_with_nan_is_refused_not_stored(
+    client: httpx.AsyncClient, account: TestAccount, runtime: Runtime
+) -> None:
+    body = await _valid_body(client, account)
+    raw = httpx.Request("POST", "/", json=body).content.decode().replace('"x":1', '"x":NaN', 1)
+    headers = {**account.headers, "Content-Type": "application/json"}
+    response = await client.post("/v1/flows", content=raw, headers=headers)
+    assert "NaN" in raw
+    problem = assert_problem(response, 422, "invalid-flow")
+    assert [e["field"] for e in problem["errors"]] == ["body"]
+    assert await _stored(runtime) == (0, 0)

@@ -11,6 +11,7 @@ ones readable, so a call keeps the version it started with.
 from __future__ import annotations
 
 import builtins
+import json
 from typing import Any
 
 from afterbeep.domain.clock import Clock
@@ -115,6 +116,12 @@ class FlowService:
 
 
 async def _check(uow: UnitOfWork, account_id: str, nodes: list[Any], edges: list[Any]) -> None:
+    try:
+        json.dumps([nodes, edges], allow_nan=False)
+    except ValueError as exc:
+        # NaN and Infinity parse in Python but are not JSON: no database column takes them.
+        problem = FlowError(None, None, "body", "numbers must be finite (no NaN or Infinity)")
+        raise InvalidFlow([problem.as_dict()]) from exc
     graph, errors = check_flow(nodes, edges)
     if not graph.too_large:
         sites = reference_sites(graph)
