@@ -128,12 +128,14 @@ def _broken(body: dict[str, Any]) -> dict[str, Any]:
     nodes.append(_node("odd", "teleport"))
     nodes.append(_node("gone", "play", audioId="media_01jg8asp59ps9rtt7azhrhvcre"))
     nodes.append(_node("box", "voicemail", mailboxId="not-a-mailbox"))
+    nodes.append(_node("when", "timeCondition", scheduleId="office"))
     edges = list(body["edges"])
     edges += [
         _edge("e6", "main", "digit:2", "q"),
         _edge("e7", "main", "digit:3", "odd"),
         _edge("e8", "main", "digit:4", "gone"),
         _edge("e9", "main", "digit:5", "box"),
+        _edge("e10", "main", "digit:7", "when"),
         _edge("bad", "main", "sideways", "vm"),
         _edge("dangling", "main", "digit:6", "nowhere"),
     ]
@@ -155,6 +157,7 @@ async def test_every_error_names_its_node_and_nothing_is_stored(
     assert "not found" in by_node[("gone", None)]["message"]
     assert by_node[("gone", None)]["field"] == "data.audioId"
     assert by_node[("box", None)]["field"] == "data.mailboxId"
+    assert by_node[("when", None)]["message"] == "is not a schedule id (sch_...)"
     assert any(e["edge_id"] == "bad" for e in errors)
     assert any(e["edge_id"] == "dangling" for e in errors)
     assert await _stored(runtime) == (0, 0)

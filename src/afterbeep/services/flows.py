@@ -27,6 +27,8 @@ _LATER = {
     RefKind.RING_GROUP: "ring group",
     RefKind.USER: "user",
 }
+# The references whose existence in the account is checked when a flow is saved.
+CHECKED_IN_ACCOUNT = (RefKind.MEDIA, RefKind.MAILBOX)
 _PREFIX = {RefKind.MEDIA: "media", RefKind.MAILBOX: "vm", RefKind.SCHEDULE: "sch"}
 
 
@@ -125,7 +127,9 @@ async def _check(uow: UnitOfWork, account_id: str, nodes: list[Any], edges: list
     graph, errors = check_flow(nodes, edges)
     if not graph.too_large:
         sites = reference_sites(graph)
-        wanted: dict[RefKind, set[str]] = {RefKind.MEDIA: set(), RefKind.MAILBOX: set()}
+        # Schedules join these once they are stored; until then a schedule id is checked
+        # for its shape only (`_reference_problem`).
+        wanted: dict[RefKind, set[str]] = {kind: set() for kind in CHECKED_IN_ACCOUNT}
         for site in sites:
             prefix = _PREFIX.get(site.kind)
             if prefix is not None and is_id(site.id, prefix) and site.kind in wanted:
