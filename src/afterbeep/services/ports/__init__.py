@@ -25,6 +25,7 @@ from afterbeep.services.ports.ringless import (
     UseCaseRepo,
     VoicemailSendRepo,
 )
+from afterbeep.services.ports.schedules import ScheduleRepo
 
 T = TypeVar("T")
 
@@ -48,6 +49,8 @@ class UnitOfWork(Protocol):
     def messages(self) -> MessageRepo: ...
     @property
     def numbers(self) -> NumberRepo: ...
+    @property
+    def schedules(self) -> ScheduleRepo: ...
     @property
     def webhooks(self) -> WebhookRepo: ...
     @property
@@ -83,6 +86,7 @@ __all__ = [
     "NotificationRepo",
     "NumberRepo",
     "Page",
+    "ScheduleRepo",
     "SecretRepo",
     "SuppressionRepo",
     "TelephonySetupRepo",
