@@ -247,3 +247,16 @@ async def test_account_settings(
     assert unknown.status_code == 422
     final = await client.get("/v1/account", headers=account.headers)
     assert final.json() == patched.json()
+
+
+async def test_state_at_the_edges_of_time_is_refused_not_crashed(
+    client: httpx.AsyncClient, account: Acct
+) -> None:
+    schedule = await create(
+        client, account, name="Kiribati", timezone="Pacific/Kiritimati", rules=[MONDAY_9_TO_6]
+    )
+    for at in ("9999-12-31T23:59:59-12:00", "9999-12-31T23:00:00Z", "0001-01-01T00:00:00+14:00"):
+        response = await client.get(
+            f"/v1/schedules/{schedule['id']}/state", params={"at": at}, headers=account.headers
+        )
+        assert problem_of(response, 422, "invalid-input")["errors"][0]["field"] == "at", at
