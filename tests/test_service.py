@@ -29,7 +29,9 @@ def test_account_and_key_commands(service: Service) -> None:
     created = json.loads(service.cli("account", "create", "Acme Clinic", "--json").stdout)
     assert created["account_id"].startswith("acc_") and created["api_key"].startswith("abk_")
     who = httpx.get(service.url + "/v1/account", headers={"Authorization": f"Bearer {created['api_key']}"})
-    assert who.json() == {"id": created["account_id"], "name": "Acme Clinic"}
+    assert who.json() == {
+        "id": created["account_id"], "name": "Acme Clinic", "timezone": "UTC", "language": "en"
+    }
 
     second = json.loads(service.cli("key", "create", "--account", created["account_id"], "--json").stdout)
     assert second["api_key"] != created["api_key"]

@@ -43,6 +43,7 @@ from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.ringless import RinglessService
 from afterbeep.services.routing import CallRouter, RouteCache, invalidating
+from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
@@ -369,6 +370,7 @@ class Runtime:
             max_body_bytes=s.max_body_kb * 1024,
             senders=self.senders(),
             admin_key_hash=admin_key_hash(s),
+            schedules=ScheduleService(self.uow, self.clock),
         )
 
     def senders(self) -> SenderNumberService:

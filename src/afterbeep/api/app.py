@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI
 
 from afterbeep import __version__
 from afterbeep.api import (
+    account,
     admin,
     api_keys,
     campaigns,
@@ -21,6 +22,7 @@ from afterbeep.api import (
     messages,
     numbers,
     problems,
+    schedules,
     suppressions,
     telephony_setups,
     use_cases,
@@ -66,6 +68,8 @@ def create_app(
     app.include_router(campaigns.router, prefix="/v1")
     for ringless in (telephony_setups, use_cases, drops, suppressions, consents):
         app.include_router(ringless.router, prefix="/v1")
+    for module in (account, schedules):
+        app.include_router(module.router, prefix="/v1")
     for keys_and_admin in (api_keys, admin):
         app.include_router(keys_and_admin.router, prefix="/v1")
     app.add_middleware(IdempotencyMiddleware, store=idempotency)

@@ -19,6 +19,7 @@ from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.ringless import RinglessService
+from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
 from afterbeep.services.webhooks import WebhookService
 
@@ -41,6 +42,7 @@ class ApiServices:
     max_upload_bytes: int
     senders: SenderNumberService
     admin_key_hash: bytes | None  # SHA-256 of AFTERBEEP_ADMIN_KEY; None: the admin API is closed
+    schedules: ScheduleService
     max_body_bytes: int = 256 * 1024
 
 

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from afterbeep.api.deps import CurrentAccount
 from afterbeep.metrics import REGISTRY
 
 router = APIRouter(tags=["health"])
@@ -29,8 +28,3 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-
-@router.get("/v1/account", tags=["account"])
-async def whoami(account: CurrentAccount) -> dict[str, str]:
-    return {"id": account.id, "name": account.name}

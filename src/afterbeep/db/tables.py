@@ -120,6 +120,8 @@ accounts = Table(
     _id(),
     Column("name", String(200), nullable=False),
     _created(),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("language", String(35), nullable=False, server_default="en"),
 )
 
 api_keys = Table(
@@ -221,6 +223,18 @@ numbers = Table(
     Column("schedule_id", String(40), nullable=True),
     Column("closed_dest_kind", String(16), nullable=True),
     Column("closed_dest_id", String(40), nullable=True),
+    _created(),
+    _updated(),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    _id(),
+    _account(),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=True),
+    Column("rules", JSON, nullable=False),
     _created(),
     _updated(),
 )

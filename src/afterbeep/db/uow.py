@@ -24,6 +24,7 @@ from afterbeep.db.repos.ringless import (
     SqlUseCaseRepo,
     SqlVoicemailSendRepo,
 )
+from afterbeep.db.repos.schedules import SqlScheduleRepo
 from afterbeep.db.repos.webhooks import (
     SqlEventOutbox,
     SqlWebhookRepo,
@@ -62,6 +63,10 @@ class SqlUnitOfWork:
     @cached_property
     def numbers(self) -> SqlNumberRepo:
         return SqlNumberRepo(self.conn)
+
+    @cached_property
+    def schedules(self) -> SqlScheduleRepo:
+        return SqlScheduleRepo(self.conn)
 
     @cached_property
     def webhooks(self) -> SqlWebhookRepo:

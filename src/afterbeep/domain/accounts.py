@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+
+from afterbeep.domain.errors import InvalidInput
 
 KEY_PREFIX = "abk"
 MAX_ACTIVE_KEYS = 100  # per account: the key list stays one short page
@@ -16,6 +19,25 @@ class Account:
     id: str
     name: str
     created_at: datetime
+    timezone: str = "UTC"  # IANA; schedules and mailboxes without their own use it
+    language: str = "en"  # a short BCP 47 tag
+
+
+# A language, an optional script and an optional region or UN M.49 area: en, es, en-US, zh-Hant-TW.
+_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$")
+
+
+def parse_language(raw: object, field: str = "language") -> str:
+    """A short BCP 47 tag in its canonical case (`en`, `es`, `en-US`, `zh-Hant-TW`)."""
+    if isinstance(raw, str) and len(raw) <= 35:
+        parts = raw.split("-")
+        canonical = "-".join(
+            [parts[0].lower()]
+            + [p.title() if len(p) == 4 else p.upper() for p in parts[1:]]
+        )
+        if _LANGUAGE_RE.match(canonical):
+            return canonical
+    raise InvalidInput(field, "must be a short BCP 47 language tag such as 'en', 'es' or 'en-US'")
 
 
 @dataclass(frozen=True, slots=True)

@@ -360,3 +360,14 @@ def _rules_for(rules: Sequence[ScheduleRule], day: date) -> tuple[bool, list[Sch
             return False, covering
     dow = (day.weekday() + 1) % 7  # Python: Monday=0; rules: Sunday=0
     return False, [rule for rule in rules if rule.kind is RuleKind.WEEKLY and rule.dow == dow]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSchedule:
+    """A schedule as an account keeps it."""
+
+    id: str
+    account_id: str
+    schedule: Schedule
+    created_at: datetime
+    updated_at: datetime

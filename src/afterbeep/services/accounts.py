@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from afterbeep.domain.accounts import (
@@ -12,10 +12,12 @@ from afterbeep.domain.accounts import (
     hash_secret,
     key_id_of,
     make_secret,
+    parse_language,
 )
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
 from afterbeep.domain.ids import is_id, new_id
+from afterbeep.domain.schedules import parse_timezone
 from afterbeep.services.ports import AccountRepo, UnitOfWorkFactory
 from afterbeep.services.ports.storage import ObjectStore
 
@@ -107,6 +109,24 @@ class AccountService:
         async with self._uow() as uow:
             removed = await uow.accounts.erase(account_id)
         return {**removed, "objects": objects}
+
+    async def update_settings(
+        self, account_id: str, timezone: object = None, language: object = None
+    ) -> Account:
+        """Change the account's default timezone and/or language (None: unchanged)."""
+        async with self._uow() as uow:
+            account = await uow.accounts.lock(account_id)
+            if account is None:
+                raise NotFound("account", account_id[:40])
+            changed = replace(
+                account,
+                timezone=account.timezone
+                if timezone is None
+                else parse_timezone(timezone) or account.timezone,
+                language=account.language if language is None else parse_language(language),
+            )
+            await uow.accounts.update_settings(account_id, changed.timezone, changed.language)
+        return changed
 
     async def authenticate(self, secret: str) -> Account | None:
         key_id = key_id_of(secret)

@@ -22,6 +22,16 @@ _ACCOUNT_FOR_KEY = (
 _K = t.api_keys
 
 
+def _account(row: Any) -> Account:
+    return Account(
+        id=row.id,
+        name=row.name,
+        created_at=row.created_at,
+        timezone=row.timezone,
+        language=row.language,
+    )
+
+
 def _key(row: Any) -> ApiKey:
     return ApiKey(
         id=row.id,
@@ -39,12 +49,25 @@ class SqlAccountRepo:
 
     async def add(self, account: Account) -> None:
         await self._conn.execute(
-            insert(t.accounts).values(id=account.id, name=account.name, created_at=account.created_at)
+            insert(t.accounts).values(
+                id=account.id,
+                name=account.name,
+                created_at=account.created_at,
+                timezone=account.timezone,
+                language=account.language,
+            )
+        )
+
+    async def update_settings(self, account_id: str, timezone: str, language: str) -> None:
+        await self._conn.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(timezone=timezone, language=language)
         )
 
     async def get(self, account_id: str) -> Account | None:
         row = (await self._conn.execute(select(t.accounts).where(t.accounts.c.id == account_id))).first()
-        return Account(id=row.id, name=row.name, created_at=row.created_at) if row else None
+        return _account(row) if row else None
 
     async def add_key(self, key: ApiKey) -> None:
         await self._conn.execute(
@@ -55,12 +78,12 @@ class SqlAccountRepo:
 
     async def account_for_key_hash(self, key_hash: str) -> Account | None:
         row = (await self._conn.execute(_ACCOUNT_FOR_KEY, {"key_hash": key_hash})).first()
-        return Account(id=row.id, name=row.name, created_at=row.created_at) if row else None
+        return _account(row) if row else None
 
     async def lock(self, account_id: str) -> Account | None:
         query = select(t.accounts).where(t.accounts.c.id == account_id).with_for_update()
         row = (await self._conn.execute(query)).first()
-        return Account(id=row.id, name=row.name, created_at=row.created_at) if row else None
+        return _account(row) if row else None
 
     async def get_key(self, key_id: str) -> ApiKey | None:
         row = (await self._conn.execute(select(_K).where(_K.c.id == key_id))).first()

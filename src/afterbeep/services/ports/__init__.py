@@ -26,6 +26,7 @@ from afterbeep.services.ports.ringless import (
     UseCaseRepo,
     VoicemailSendRepo,
 )
+from afterbeep.services.ports.schedules import ScheduleRepo
 
 T = TypeVar("T")
 
@@ -49,6 +50,8 @@ class UnitOfWork(Protocol):
     def messages(self) -> MessageRepo: ...
     @property
     def numbers(self) -> NumberRepo: ...
+    @property
+    def schedules(self) -> ScheduleRepo: ...
     @property
     def webhooks(self) -> WebhookRepo: ...
     @property
@@ -87,6 +90,7 @@ __all__ = [
     "NotificationRepo",
     "NumberRepo",
     "Page",
+    "ScheduleRepo",
     "SecretRepo",
     "SuppressionRepo",
     "TelephonySetupRepo",

@@ -14,6 +14,10 @@ class AccountRepo(Protocol):
     async def add_key(self, key: ApiKey) -> None: ...
     async def account_for_key_hash(self, key_hash: str) -> Account | None: ...
 
+    async def update_settings(self, account_id: str, timezone: str, language: str) -> None:
+        """Set the account's default timezone and language."""
+        ...
+
     async def lock(self, account_id: str) -> Account | None:
         """The account, its row locked until the transaction ends (key revocations of one
         account run one at a time)."""
