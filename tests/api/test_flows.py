@@ -17,7 +17,7 @@ from tests.api.test_mailboxes import create as create_mailbox
 if TYPE_CHECKING:
     from tests.conftest import TestAccount
 
-SCHEDULE_ID = "sch_01jg8asp59ps9rtt7azhrhvcre"
+MISSING_SCHEDULE = "sch_01jg8asp59ps9rtt7azhrhvcre"
 
 
 def _node(node_id: str, kind: str, **data: Any) -> dict[str, Any]:
@@ -33,13 +33,13 @@ def _edge(edge_id: str, source: str, handle: str | None, target: str) -> dict[st
     return {"id": edge_id, "source": source, "sourceHandle": handle, "target": target}
 
 
-def four_node_flow(media_id: str, mailbox_id: str) -> dict[str, Any]:
+def four_node_flow(media_id: str, mailbox_id: str, schedule_id: str) -> dict[str, Any]:
     """entry → timeCondition → menu → voicemail."""
     return {
         "name": "Front desk",
         "nodes": [
             _node("start", "entry", trigger="inbound"),
-            _node("hours", "timeCondition", scheduleId=SCHEDULE_ID),
+            _node("hours", "timeCondition", scheduleId=schedule_id),
             _node("main", "menu", promptAudioId=media_id, maxDigits=1, timeoutSec=5),
             _node("vm", "voicemail", mailboxId=mailbox_id),
         ],
@@ -56,7 +56,9 @@ def four_node_flow(media_id: str, mailbox_id: str) -> dict[str, Any]:
 async def _valid_body(client: httpx.AsyncClient, account: TestAccount) -> dict[str, Any]:
     media_id = await upload_media(client, account)
     mailbox = await create_mailbox(client, account)
-    return four_node_flow(media_id, mailbox["id"])
+    schedule = await client.post("/v1/schedules", json={"name": "Office"}, headers=account.headers)
+    assert schedule.status_code == 201, schedule.text
+    return four_node_flow(media_id, mailbox["id"], schedule.json()["id"])
 
 
 async def _create(
@@ -129,6 +131,7 @@ def _broken(body: dict[str, Any]) -> dict[str, Any]:
     nodes.append(_node("gone", "play", audioId="media_01jg8asp59ps9rtt7azhrhvcre"))
     nodes.append(_node("box", "voicemail", mailboxId="not-a-mailbox"))
     nodes.append(_node("when", "timeCondition", scheduleId="office"))
+    nodes.append(_node("later", "timeCondition", scheduleId=MISSING_SCHEDULE))
     edges = list(body["edges"])
     edges += [
         _edge("e6", "main", "digit:2", "q"),
@@ -136,6 +139,7 @@ def _broken(body: dict[str, Any]) -> dict[str, Any]:
         _edge("e8", "main", "digit:4", "gone"),
         _edge("e9", "main", "digit:5", "box"),
         _edge("e10", "main", "digit:7", "when"),
+        _edge("e11", "main", "digit:8", "later"),
         _edge("bad", "main", "sideways", "vm"),
         _edge("dangling", "main", "digit:6", "nowhere"),
     ]
@@ -158,6 +162,7 @@ async def test_every_error_names_its_node_and_nothing_is_stored(
     assert by_node[("gone", None)]["field"] == "data.audioId"
     assert by_node[("box", None)]["field"] == "data.mailboxId"
     assert by_node[("when", None)]["message"] == "is not a schedule id (sch_...)"
+    assert "not found" in by_node[("later", None)]["message"]
     assert any(e["edge_id"] == "bad" for e in errors)
     assert any(e["edge_id"] == "dangling" for e in errors)
     assert await _stored(runtime) == (0, 0)
@@ -181,13 +186,13 @@ async def test_a_bad_put_keeps_the_current_version(
     assert current["version"] == 1
 
 
-@pytest.mark.parametrize("kind", ["mailbox", "media"])
-async def test_another_accounts_mailbox_or_media_is_refused(
+@pytest.mark.parametrize("kind", ["mailbox", "media", "schedule"])
+async def test_another_accounts_mailbox_media_or_schedule_is_refused(
     client: httpx.AsyncClient, account: TestAccount, other_account: TestAccount, kind: str
 ) -> None:
     mine = await _valid_body(client, account)
     theirs = await _valid_body(client, other_account)
-    node = {"mailbox": 3, "media": 2}[kind]
+    node = {"mailbox": 3, "media": 2, "schedule": 1}[kind]
     mine["nodes"][node] = theirs["nodes"][node]
     response = await client.post("/v1/flows", json=mine, headers=account.headers)
     problem = assert_problem(response, 422, "invalid-flow")

@@ -1,9 +1,8 @@
 """FlowService: an account's call flows, saved as numbered versions of their graph.
 
 Saving checks the graph with `afterbeep.domain.flows` and then every id its nodes refer to:
-media and mailboxes must exist in the same account; a schedule id must be a schedule id
-(`sch_...`): whether it exists is checked once schedules are stored; queues, ring groups and
-users are refused until the issue that builds them. Every error is raised at once
+media, mailboxes and schedules must exist in the same account; queues, ring groups and users
+are refused until the issue that builds them. Every error is raised at once
 (`InvalidFlow`), and nothing is stored then. A save makes a new version and leaves the older
 ones readable, so a call keeps the version it started with.
 """
@@ -28,7 +27,7 @@ _LATER = {
     RefKind.USER: "user",
 }
 # The references whose existence in the account is checked when a flow is saved.
-CHECKED_IN_ACCOUNT = (RefKind.MEDIA, RefKind.MAILBOX)
+CHECKED_IN_ACCOUNT = (RefKind.MEDIA, RefKind.MAILBOX, RefKind.SCHEDULE)
 _PREFIX = {RefKind.MEDIA: "media", RefKind.MAILBOX: "vm", RefKind.SCHEDULE: "sch"}
 
 
@@ -127,8 +126,6 @@ async def _check(uow: UnitOfWork, account_id: str, nodes: list[Any], edges: list
     graph, errors = check_flow(nodes, edges)
     if not graph.too_large:
         sites = reference_sites(graph)
-        # Schedules join these once they are stored; until then a schedule id is checked
-        # for its shape only (`_reference_problem`).
         wanted: dict[RefKind, set[str]] = {kind: set() for kind in CHECKED_IN_ACCOUNT}
         for site in sites:
             prefix = _PREFIX.get(site.kind)
@@ -138,6 +135,9 @@ async def _check(uow: UnitOfWork, account_id: str, nodes: list[Any], edges: list
             RefKind.MEDIA: await uow.flows.existing_media(account_id, wanted[RefKind.MEDIA]),
             RefKind.MAILBOX: await uow.flows.existing_mailboxes(
                 account_id, wanted[RefKind.MAILBOX]
+            ),
+            RefKind.SCHEDULE: await uow.flows.existing_schedules(
+                account_id, wanted[RefKind.SCHEDULE]
             ),
         }
         for site in sites:

@@ -125,3 +125,12 @@ class SqlFlowRepo:
             t.mailboxes.c.account_id == account_id, t.mailboxes.c.id.in_(wanted)
         )
         return set((await self._conn.execute(query)).scalars())
+
+    async def existing_schedules(self, account_id: str, ids: Iterable[str]) -> builtins.set[str]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return set()
+        query = select(t.schedules.c.id).where(
+            t.schedules.c.account_id == account_id, t.schedules.c.id.in_(wanted)
+        )
+        return set((await self._conn.execute(query)).scalars())

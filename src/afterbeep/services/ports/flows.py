@@ -65,3 +65,7 @@ class FlowRepo(Protocol):
     async def existing_mailboxes(self, account_id: str, ids: Iterable[str]) -> builtins.set[str]:
         """Which of `ids` are mailboxes of `account_id`."""
         ...
+
+    async def existing_schedules(self, account_id: str, ids: Iterable[str]) -> builtins.set[str]:
+        """Which of `ids` are schedules of `account_id`."""
+        ...
