@@ -6,7 +6,6 @@ target in its delivery log."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.service import Service, running_service
+from tests.fixtures.service import running_service
 from tests.ringless.support import audio as mp3
 
 pytestmark = pytest.mark.timeout(180)
@@ -31,13 +30,6 @@ PRIVATE_HOSTS = [
     "foo.localhost",
 ]  # fmt: skip
 SENDER = "+12025550177"
-
-
-def key_of(service: Service) -> dict[str, str]:
-    """A new account's API headers; the operator has verified its sender number."""
-    created = json.loads(service.cli("account", "create", "Acme", "--json").stdout)
-    service.cli("numbers", "verify", SENDER, "--account", created["account_id"])
-    return {"Authorization": f"Bearer {created['api_key']}"}
 
 
 def refused(r: httpx.Response, field: str) -> str | None:
@@ -62,7 +54,7 @@ def setup_body(**changes: Any) -> dict[str, Any]:
 
 def test_private_targets_are_refused_when_saved(tmp_path: Path) -> None:
     with running_service(tmp_path / "var", CLOSED) as service, httpx.Client(
-        base_url=service.url, headers=key_of(service), timeout=30
+        base_url=service.url, headers=service.account_headers(SENDER), timeout=30
     ) as http:
         wrong: list[str] = []
         for host in PRIVATE_HOSTS:
@@ -116,7 +108,7 @@ def test_private_targets_are_refused_when_saved(tmp_path: Path) -> None:
 def test_opened_range_is_accepted(tmp_path: Path) -> None:
     env = {**CLOSED, "AFTERBEEP_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8, 10.1.0.0/16"}
     with running_service(tmp_path / "var", env) as service, httpx.Client(
-        base_url=service.url, headers=key_of(service), timeout=30
+        base_url=service.url, headers=service.account_headers(SENDER), timeout=30
     ) as http:
         for host in ["127.0.0.1", "127.1", "2130706433", "[::ffff:127.0.0.1]", "10.1.2.3"]:
             hook = {"url": f"http://{host}:8080/hook", "events": ["message.created"]}
@@ -183,7 +175,7 @@ def test_delivery_blocked_at_connection_time_says_nothing_of_the_target(tmp_path
     quiet = {"AFTERBEEP_DELIVERY_ENABLED": "false"}
     with receiver() as (url, hits):
         with running_service(data, quiet) as service, httpx.Client(
-            base_url=service.url, headers=key_of(service), timeout=30
+            base_url=service.url, headers=service.account_headers(SENDER), timeout=30
         ) as http:
             webhook = http.post("/v1/webhooks", json={"url": url, "events": ["voicemail.status"]})
             assert webhook.status_code == 201, webhook.text

@@ -6,7 +6,6 @@ same way, while the allowed address did get the audio until then."""
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import threading
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.service import Service, running_service
+from tests.fixtures.service import running_service
 from tests.ringless.support import audio as mp3
 
 pytestmark = pytest.mark.timeout(180)
@@ -211,13 +210,6 @@ def open_sink() -> Iterator[MediaSink]:
         sink.close()
 
 
-def key_of(service: Service) -> dict[str, str]:
-    """A new account's API headers; the operator has verified its sender number."""
-    created = json.loads(service.cli("account", "create", "Acme", "--json").stdout)
-    service.cli("numbers", "verify", SENDER, "--account", created["account_id"])
-    return {"Authorization": f"Bearer {created['api_key']}"}
-
-
 def setup_for(http: httpx.Client, trunk: Trunk, *, drop: bool) -> str:
     r = http.post(
         "/v1/telephony-setups",
@@ -287,7 +279,7 @@ def test_answer_aiming_media_outside_the_policy_is_refused(
     try:
         with (
             running_service(tmp_path / "var", OPENED) as service,
-            httpx.Client(base_url=service.url, headers=key_of(service), timeout=30) as http,
+            httpx.Client(base_url=service.url, headers=service.account_headers(SENDER), timeout=30) as http,
         ):
             path = place(http, setup_for(http, trunk, drop=drop), drop=drop)
             assert trunk.got_bye.wait(WAIT), trunk.methods()
@@ -312,7 +304,7 @@ def test_reinvite_moving_media_outside_the_policy_ends_the_deposit(
     try:
         with (
             running_service(tmp_path / "var", OPENED) as service,
-            httpx.Client(base_url=service.url, headers=key_of(service), timeout=30) as http,
+            httpx.Client(base_url=service.url, headers=service.account_headers(SENDER), timeout=30) as http,
         ):
             path = place(http, setup_for(http, trunk, drop=False), drop=False)
             assert trunk.got_bye.wait(WAIT), trunk.methods()

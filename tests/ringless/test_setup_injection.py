@@ -5,7 +5,6 @@ a deposit sends, caught by a Python UDP peer, has each of its own headers once."
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from afterbeep.domain.ringless import deposit_header_allowed
-from tests.fixtures.service import Service, running_service
+from tests.fixtures.service import running_service
 from tests.ringless.support import audio as mp3
 
 pytestmark = pytest.mark.timeout(180)
@@ -31,13 +30,6 @@ STACK_HEADERS = [
     "X-Afterbeep-Send", "x-afterbeep-deposit",
 ]  # fmt: skip
 ALLOWED_HEADERS = {"X-Campaign": "spring", "x-lower": "1", "Diversion": "<sip:+12025550100@example.com>"}
-
-
-def key_of(service: Service) -> dict[str, str]:
-    """A new account's API headers; the operator has verified its sender number."""
-    created = json.loads(service.cli("account", "create", "Acme", "--json").stdout)
-    service.cli("numbers", "verify", SENDER, "--account", created["account_id"])
-    return {"Authorization": f"Bearer {created['api_key']}"}
 
 
 def setup_body(port: int = 9, **changes: Any) -> dict[str, Any]:
@@ -62,7 +54,7 @@ def is_problem(r: httpx.Response) -> bool:
 
 def test_line_breaks_and_stack_headers_are_refused(tmp_path: Path) -> None:
     with running_service(tmp_path / "var") as service, httpx.Client(
-        base_url=service.url, headers=key_of(service), timeout=30
+        base_url=service.url, headers=service.account_headers(SENDER), timeout=30
     ) as http:
         created = http.post("/v1/telephony-setups", json=setup_body())
         assert created.status_code == 201, created.text
@@ -132,7 +124,7 @@ def udp_peer() -> Iterator[socket.socket]:
 def test_deposit_invite_carries_its_own_headers_once(tmp_path: Path, udp_peer: socket.socket) -> None:
     port = int(udp_peer.getsockname()[1])
     with running_service(tmp_path / "var") as service, httpx.Client(
-        base_url=service.url, headers=key_of(service), timeout=30
+        base_url=service.url, headers=service.account_headers(SENDER), timeout=30
     ) as http:
         setup = http.post("/v1/telephony-setups", json=setup_body(port, deposit_headers={}))
         assert setup.status_code == 201, setup.text
