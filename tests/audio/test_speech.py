@@ -85,6 +85,7 @@ async def test_another_language_speaks_differently(espeak: EspeakSynthesizer) ->
         ("zh-Hant-TW", None, "cmn"),
         ("en", "f3", "en-gb+f3"),
         ("en", "female3", "en-gb+f3"),
+        ("es-MX", "+m3", "es-419+m3"),
         ("en-US", "Annie", "en-us+Annie"),
         ("en", "en-gb-scotland", "en-gb-scotland"),
         ("en", "en-gb-scotland+m3", "en-gb-scotland+m3"),
@@ -105,6 +106,7 @@ async def test_languages_and_variants_pick_espeak_voices(
         ("en", "de", "'de' does not speak 'en'"),
         ("en", "en-us+nosuch", "no voice variant 'nosuch'"),
         ("en", "-w /tmp/x", "no voice or variant"),
+        ("en", "+", "no voice or variant ''"),
     ],
 )
 async def test_unknown_languages_and_voices_are_refused(

@@ -123,7 +123,7 @@ class Catalogue:
             voice = named.lower()
         elif not variant_name and named.lower() in self.variants:
             chosen_variant = self.variants[named.lower()]
-        else:
+        elif named or chosen_variant is None:  # `+f3` alone: the language's voice, that variant
             raise UnknownVoice(
                 f"espeak-ng has no voice or variant {named!r} (see `espeak-ng --voices`"
                 " and `espeak-ng --voices=variant`)"
