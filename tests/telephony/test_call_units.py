@@ -221,3 +221,10 @@ async def test_fake_any_terminator_key_ends_the_entry() -> None:
     call = FakeCall(keys=[(100, "1"), (200, "*"), (300, "2"), (400, "#")])
     assert await call.collect_digits(10, timeout=5, terminator="*#") == "1"
     assert await call.collect_digits(10, timeout=5, terminator="*#") == "2"
+
+
+async def test_fake_keys_typed_ahead_past_max_digits_stay_typed_ahead() -> None:
+    call = FakeCall(keys=[(100, "1"), (200, "2"), (300, "3")])
+    await call.play(tone(440, 500))
+    assert await call.collect_digits(1, timeout=0, terminator="") == "1"
+    assert await call.collect_digits(5, timeout=0, terminator="") == "23"

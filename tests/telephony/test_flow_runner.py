@@ -249,6 +249,27 @@ async def test_menu_key_typed_ahead_skips_the_prompt() -> None:
     assert heard(call) == ["b", "a"]
 
 
+async def test_keys_typed_ahead_go_through_two_menus() -> None:
+    graph = flow(
+        {
+            "start": ENTRY,
+            "hello": {"kind": "play", "audioId": "med_b"},
+            "m1": {"kind": "menu", "promptAudioId": "med_prompt"},
+            "m2": {"kind": "menu", "promptAudioId": "med_reprompt"},
+            "a": {"kind": "play", "audioId": "med_a"},
+        },
+        [
+            ("start", "default", "hello"),
+            ("hello", "default", "m1"),
+            ("m1", "digit:1", "m2"),
+            ("m2", "digit:2", "a"),
+        ],
+    )
+    call = FakeCall(keys=[(100, "1"), (200, "2")])  # both during the play node
+    await run(graph, call)
+    assert heard(call) == ["b", "a"]
+
+
 async def test_menu_no_input_twice_reprompts_then_takes_timeout() -> None:
     call = FakeCall()
     await run(menu_flow(repromptAudioId="med_reprompt", maxTimeouts=2, timeoutSec=2), call)

@@ -121,12 +121,11 @@ class FakeCall:
         pending = self._typed_ahead
         self._typed_ahead = []
         deadline = self.now + int(timeout * 8000)
-        for key in pending:
-            if key in terminator:
-                return digits
+        for index, key in enumerate(pending):
+            if key in terminator or len(digits) + 1 >= max_digits:
+                self._typed_ahead = pending[index + 1 :]  # the rest stays typed ahead
+                return digits if key in terminator else digits + key
             digits += key
-            if len(digits) >= max_digits:
-                return digits
         if digits and inter_digit_timeout is not None:
             deadline = self.now + int(inter_digit_timeout * 8000)
         while upcoming := self._keys_between(self.now, deadline):

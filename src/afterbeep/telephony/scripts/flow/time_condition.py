@@ -15,4 +15,4 @@ async def time_condition(call: Call, run: FlowRun, env: FlowEnv, node: FlowNode)
         log.warning("%s: no schedule; failing open (in_hours)", run.where(node))
         return IN_HOURS
     state = await env.schedule_state(run, schedule_id, env.now())
-    return state.value
+    return str(state)
