@@ -51,7 +51,7 @@ from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
-from afterbeep.telephony.drop import SipDropper
+from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
 from afterbeep.telephony.server import (
     QuickRouter,
