@@ -199,6 +199,8 @@ def test_unknown_kind() -> None:
         (_node("vm", "collect", promptText="t", variable="1abc"), "data.variable"),
         (_node("vm", "collect", variable="acct"), "data.promptAudioId"),
         (_node("vm", "collect", variable="acct", promptText="t", regex="(["), "data.regex"),
+        (_node("vm", "collect", variable="acct", promptText="t", regex=r"(1)\1"), "data.regex"),
+        (_node("vm", "collect", variable="acct", promptText="t", regex=r"1(?=2)"), "data.regex"),
         (_node("vm", "collect", variable="acct", promptText="t", regex="a" * 201), "data.regex"),
         (_node("vm", "collect", variable="acct", promptText="t", maxTries=0), "data.maxTries"),
         (

@@ -410,6 +410,15 @@ async def test_collect_stores_a_matching_entry_and_takes_ok(
     assert "48213" not in caplog.text and "+12025550123" not in caplog.text
 
 
+async def test_collect_matches_in_linear_time_a_pattern_that_backtracks_in_re() -> None:
+    # Python's re needs about 2**32 steps for this on 32 keys: the call would stall.
+    keys = [(1100 + 100 * i, "1") for i in range(32)]
+    call = FakeCall(keys=keys, hangup_at_ms=60_000)
+    flow_run = await run(collect_flow(regex="(1+)+2", maxDigits=32, maxTries=1), call)
+    assert flow_run.variables == {}
+    assert heard(call)[-1] == "fail"
+
+
 async def test_collect_entry_typed_during_the_prompt_counts() -> None:
     call = FakeCall(keys=[(200, "5"), (300, "5"), (400, "#")])
     flow_run = await run(collect_flow(), call)

@@ -12,9 +12,7 @@ prompt again. The value is never logged.
 
 from __future__ import annotations
 
-import re
-
-from afterbeep.domain.flows import FAIL, OK, FlowNode
+from afterbeep.domain.flows import FAIL, OK, FlowNode, compile_entry_pattern
 from afterbeep.telephony.interface import Audio, Call
 from afterbeep.telephony.prompts import prompt
 from afterbeep.telephony.scripts.flow.base import (
@@ -42,7 +40,7 @@ async def collect(call: Call, run: FlowRun, env: FlowEnv, node: FlowNode) -> str
     inter_digit_timeout = seconds_setting(node, "interDigitTimeoutSec")
     tries = int_setting(node, "maxTries")
     regex = node.data.get("regex")
-    pattern = re.compile(regex) if isinstance(regex, str) and regex else None
+    pattern = compile_entry_pattern(regex) if isinstance(regex, str) and regex else None
 
     first_prompt = await prompt_audio(run, env, node)
     invalid = await node_audio(run, env, node, "invalidAudioId")
