@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Text, cast, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
@@ -134,3 +134,20 @@ class SqlFlowRepo:
             t.schedules.c.account_id == account_id, t.schedules.c.id.in_(wanted)
         )
         return set((await self._conn.execute(query)).scalars())
+
+    async def current_versions_mentioning(
+        self, account_id: str, text: str
+    ) -> builtins.list[FlowVersion]:
+        query = (
+            select(_F, _V.c.graph, _V.c.created_at.label("version_created_at"))
+            .join(_V, (_V.c.flow_id == _F.c.id) & (_V.c.version == _F.c.version))
+            .where(
+                _F.c.account_id == account_id,
+                cast(_V.c.graph, Text).contains(text, autoescape=True),
+            )
+            .order_by(_F.c.id)
+        )
+        return [
+            FlowVersion(_flow(row), row.version, _graph(row.graph), row.version_created_at)
+            for row in (await self._conn.execute(query)).all()
+        ]

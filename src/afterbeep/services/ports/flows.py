@@ -69,3 +69,10 @@ class FlowRepo(Protocol):
     async def existing_schedules(self, account_id: str, ids: Iterable[str]) -> builtins.set[str]:
         """Which of `ids` are schedules of `account_id`."""
         ...
+
+    async def current_versions_mentioning(
+        self, account_id: str, text: str
+    ) -> builtins.list[FlowVersion]:
+        """The current versions of the account's flows whose stored graph contains `text`
+        anywhere (a coarse filter: the caller reads the graphs to be sure)."""
+        ...
