@@ -92,7 +92,9 @@ class InboundCalls:
         destinations = self._router.cached(uri_user(invite.request.uri) or "")
         if destinations is None:
             return None
-        target = self._router.target(destinations, anonymous=anonymous_caller(invite))
+        refuses_anonymous = not destinations.number.allow_anonymous
+        anonymous = refuses_anonymous and anonymous_caller(invite)
+        target = self._router.target(destinations, anonymous=anonymous)
         if isinstance(target, VoicemailDestination):
             return Answer(self._answered_deposit(target))
         return self._act(target)
