@@ -1,7 +1,7 @@
 """Generate the system prompts shipped in src/afterbeep/telephony/prompts/<lang>/<name>.wav.
 
-Run by hand after changing a text (`.venv/bin/python scripts/make_prompts.py`); the WAV files
-are committed. Needs Debian's espeak-ng; output is 8 kHz mono 16-bit PCM, resampled with soxr.
+Run by hand after changing a text (`.venv/bin/python scripts/make_prompts.py [NAME ...]`: only
+the prompts named, or all); the WAV files are committed. Needs Debian's espeak-ng; output is 8 kHz mono 16-bit PCM, resampled with soxr.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "vm-mailbox-full": "The mailbox is full. Goodbye.",
         "vm-try-later": "We cannot take your call right now. Please try again later. Goodbye.",
         "vm-goodbye": "Goodbye.",
+        "ivr-invalid": "That is not a valid choice.",
     },
     "es": {
         "vm-greeting": "La persona a la que llama no está disponible.",
@@ -35,6 +36,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "vm-mailbox-full": "El buzón está lleno. Adiós.",
         "vm-try-later": "No podemos atender su llamada ahora. Inténtelo más tarde. Adiós.",
         "vm-goodbye": "Adiós.",
+        "ivr-invalid": "Esa opción no es válida.",
     },
     "fr": {
         "vm-greeting": "Votre correspondant n'est pas disponible.",
@@ -44,6 +46,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "vm-mailbox-full": "La messagerie est pleine. Au revoir.",
         "vm-try-later": "Nous ne pouvons pas prendre votre appel pour le moment. Veuillez réessayer plus tard. Au revoir.",
         "vm-goodbye": "Au revoir.",
+        "ivr-invalid": "Ce choix n'est pas valide.",
     },
     "de": {
         "vm-greeting": "Der gewünschte Gesprächspartner ist nicht erreichbar.",
@@ -53,6 +56,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "vm-mailbox-full": "Die Mailbox ist voll. Auf Wiederhören.",
         "vm-try-later": "Wir können Ihren Anruf gerade nicht annehmen. Bitte versuchen Sie es später erneut. Auf Wiederhören.",
         "vm-goodbye": "Auf Wiederhören.",
+        "ivr-invalid": "Diese Auswahl ist ungültig.",
     },
 }
 
@@ -71,10 +75,16 @@ def render(text: str, language: str, target: Path) -> None:
     sf.write(target, pcm, 8000, subtype="PCM_16")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    names = set(sys.argv[1:] if argv is None else argv)
+    unknown = names - {name for texts in TEXTS.values() for name in texts}
+    if unknown:
+        print(f"no prompt named {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     for language, texts in TEXTS.items():
         for name, text in texts.items():
-            render(text, language, OUT / language / f"{name}.wav")
+            if not names or name in names:
+                render(text, language, OUT / language / f"{name}.wav")
     print(f"wrote prompts under {OUT}")
     return 0
 

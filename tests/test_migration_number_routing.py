@@ -6,15 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from afterbeep.db.engine import alembic_config
+
+REVISION = "0010_number_routing"
+
+
+def _parent() -> str:
+    parent = ScriptDirectory.from_config(alembic_config()).get_revision(REVISION).down_revision
+    assert isinstance(parent, str)
+    return parent
 
 
 def test_0010_keeps_existing_numbers_routing_as_before(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0009")
+        command.upgrade(alembic_config(conn), _parent())
         conn.execute(
             text(
                 "INSERT INTO accounts (id, name, created_at)"
@@ -28,7 +37,7 @@ def test_0010_keeps_existing_numbers_routing_as_before(tmp_path: Path) -> None:
                 " '2026-12-01 10:00:00.000000', '2026-12-01 10:00:00.000000')"
             )
         )
-        command.upgrade(alembic_config(conn), "0010_number_routing")
+        command.upgrade(alembic_config(conn), REVISION)
         row = conn.execute(
             text(
                 "SELECT dest_kind, dest_id, status, allow_anonymous, holiday_dest_kind,"
@@ -43,7 +52,7 @@ def test_0010_keeps_existing_numbers_routing_as_before(tmp_path: Path) -> None:
                 " '2026-12-01 10:00:00.000000', '2026-12-01 10:00:00.000000')"
             )
         )
-        command.downgrade(alembic_config(conn), "0009")
+        command.downgrade(alembic_config(conn), _parent())
         columns = {c["name"] for c in inspect(conn).get_columns("numbers")}
         assert "status" not in columns and "holiday_dest_id" not in columns
         assert conn.execute(text("SELECT id FROM numbers")).scalars().all() == ["num_a"]

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from afterbeep.api.app import create_app
 from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencySweeper
+from afterbeep.audio.speech import EspeakSynthesizer
 from afterbeep.config import Settings
 from afterbeep.db.engine import Database
 from afterbeep.db.repos.delivery import SqlDeliveryStore
@@ -50,7 +51,7 @@ from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
-from afterbeep.telephony.drop import SipDropper
+from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
 from afterbeep.telephony.server import (
     QuickRouter,
@@ -112,6 +113,7 @@ class Runtime:
         self.accounts = AccountService(self.uow, self.clock, lookups=self.lookups)
         # Called after each accepted voicemail send (the delivery engine adds its wake-up).
         self.voicemail_accepted: list[Callable[[], None]] = []
+        self.speech = EspeakSynthesizer()
         self.idempotency = SqlIdempotencyStore(self.db)
         self.idempotency_sweeper = IdempotencySweeper(self.idempotency, self.clock)
         self._app: FastAPI | None = None
@@ -362,7 +364,7 @@ class Runtime:
             campaigns=CampaignService(
                 self.uow, self.clock, s.default_region, self._voicemail_accepted
             ),
-            flows=FlowService(self.uow, self.clock),
+            flows=FlowService(self.uow, self.clock, media, self.speech),
             store=self.store,
             secret_key=s.resolved_secret_key(),
             public_url=s.resolved_public_url(),

@@ -18,9 +18,9 @@ from afterbeep.domain.drops import (
     outcome_of_code,
 )
 from afterbeep.domain.ringless import SendStatus
-from afterbeep.telephony.drop import drop_message
 from afterbeep.telephony.fake import FakeCall
 from afterbeep.telephony.interface import Audio
+from afterbeep.telephony.scripts.drop import drop_message
 
 MESSAGE = speech_like(10_000, seed=4)
 

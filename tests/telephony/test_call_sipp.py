@@ -211,6 +211,30 @@ async def test_key_by_sip_info_interrupts_play_and_others_are_typed_ahead(
     assert 0 < seen["stats"].packets_sent < len(long_prompt) // 160
 
 
+async def test_inter_digit_timeout_ends_an_entry_over_rfc4733(
+    sipp_bin: str, tmp_path: Path
+) -> None:
+    """"1" and "2" 0.2 s apart, "3" 2.5 s later: a one-second inter-digit timeout ends the entry
+    at "12"; the "3" is the next entry's."""
+    keys = RtpStreamBuilder().digits("12").pause(2500).digit("3")
+    write_pcap(tmp_path / "key.pcap", keys.take())
+    seen: dict[str, Any] = {}
+
+    async def script(call: SipCall) -> None:
+        await call.answer()
+        seen["entry"] = await call.collect_digits(
+            10, timeout=10, terminator="", inter_digit_timeout=1.0
+        )
+        seen["next"] = await call.collect_digits(10, timeout=10, inter_digit_timeout=1.0)
+        await call.hangup()
+
+    async with serve(script) as server:
+        await call_sipp(sipp_bin, "media_uac_key_rfc4733.xml", tmp_path, server)
+        await calls_finished(server)
+    assert seen["entry"] == "12"
+    assert seen["next"] == "3"
+
+
 async def test_rtp_inactivity_hangs_up(sipp_bin: str, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
 

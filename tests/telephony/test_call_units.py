@@ -185,3 +185,46 @@ def test_pcap_round_trip_keeps_rtp_and_timing() -> None:
     assert rtp[0].marker and rtp[4].marker and not rtp[5].marker
     assert {p.timestamp for p in rtp[4:]} == {5 + 4 * 240}
     assert parsed.records[0].frame.dst == ("127.0.0.1", 6000)
+
+
+# --- FakeCall.collect_digits: terminators and the inter-digit timeout --------------------------
+
+
+async def test_fake_inter_digit_timeout_ends_the_entry_after_a_pause() -> None:
+    keys = [(100, "1"), (600, "2"), (3000, "3")]
+    call = FakeCall(keys=list(keys))
+    assert await call.collect_digits(10, timeout=5, terminator="", inter_digit_timeout=1) == "12"
+    assert call.now_ms == 1600  # one second after the "2"
+    assert await call.collect_digits(10, timeout=5, terminator="") == "3"
+
+    without = FakeCall(keys=list(keys))
+    assert await without.collect_digits(10, timeout=5, terminator="") == "123"
+
+
+async def test_fake_first_key_is_awaited_the_whole_timeout() -> None:
+    call = FakeCall(keys=[(4000, "7"), (4500, "8")])
+    assert await call.collect_digits(10, timeout=5, terminator="", inter_digit_timeout=1) == "78"
+    assert call.now_ms == 5500
+    nothing = FakeCall(keys=[(6000, "7")])
+    assert await nothing.collect_digits(10, timeout=5, inter_digit_timeout=1) == ""
+    assert nothing.now_ms == 5000
+
+
+async def test_fake_typed_ahead_keys_start_the_inter_digit_wait() -> None:
+    call = FakeCall(keys=[(100, "4"), (200, "5"), (2500, "6")])
+    await call.play(tone(440, 1000))  # the keys come during it: typed ahead
+    assert await call.collect_digits(10, timeout=5, terminator="", inter_digit_timeout=1) == "45"
+    assert call.now_ms == 2000  # the play ended at 1000 ms, then one second for the next key
+
+
+async def test_fake_any_terminator_key_ends_the_entry() -> None:
+    call = FakeCall(keys=[(100, "1"), (200, "*"), (300, "2"), (400, "#")])
+    assert await call.collect_digits(10, timeout=5, terminator="*#") == "1"
+    assert await call.collect_digits(10, timeout=5, terminator="*#") == "2"
+
+
+async def test_fake_keys_typed_ahead_past_max_digits_stay_typed_ahead() -> None:
+    call = FakeCall(keys=[(100, "1"), (200, "2"), (300, "3")])
+    await call.play(tone(440, 500))
+    assert await call.collect_digits(1, timeout=0, terminator="") == "1"
+    assert await call.collect_digits(5, timeout=0, terminator="") == "23"

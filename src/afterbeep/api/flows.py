@@ -2,7 +2,10 @@
 
 The node kinds, their data and their outcomes: see `afterbeep.domain.flows`. Every save is
 checked as a whole; a graph with errors answers one 422 problem (`invalid-flow`) whose `errors`
-name the node (and edge) of each, and nothing is stored. `PUT` stores a new version.
+name the node (and edge) of each, and nothing is stored. `PUT` stores a new version. The texts a
+version speaks are made into media when it is saved (its read-only `speech` map; a body that
+sends `speech` is refused like any unknown field); 503 `speech-unavailable` when the speech
+engine cannot run here.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ router = APIRouter(tags=["flows"])
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _PROBLEM}
 _INVALID: dict[int | str, dict[str, Any]] = {422: _PROBLEM}
+_SAVE: dict[int | str, dict[str, Any]] = {409: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM}
 
 
 class FlowBody(StrictModel):
@@ -58,6 +62,11 @@ class FlowOut(FlowSummary):
     current_version: int
     nodes: list[Any]
     edges: list[Any]
+    speech: dict[str, str] = Field(
+        description="read-only: the audio made for each text the version speaks, when it was"
+        ' saved, `{"<node id>/<field>": "<media id>"}` (field `text` of a say node,'
+        " `promptText` of a menu or collect); `GET /v1/media/{id}/audio` plays it"
+    )
     version_created_at: str
 
     @classmethod
@@ -68,6 +77,7 @@ class FlowOut(FlowSummary):
             current_version=v.flow.version,
             nodes=list(v.graph.get("nodes") or []),
             edges=list(v.graph.get("edges") or []),
+            speech=dict(v.speech),
             version_created_at=iso(v.created_at),
         )
 
@@ -77,7 +87,7 @@ Cursor = Annotated[str | None, Query(max_length=100)]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.post("/flows", status_code=201, responses=_INVALID)
+@router.post("/flows", status_code=201, responses=_SAVE)
 async def create_flow(
     body: FlowBody, svc: Svc, account: CurrentAccount, response: Response
 ) -> FlowOut:
@@ -111,7 +121,7 @@ async def get_flow_version(
     return FlowOut.of_version(await svc.flows.version(account.id, flow_id, version))
 
 
-@router.put("/flows/{flow_id}", responses={**_NOT_FOUND, **_INVALID})
+@router.put("/flows/{flow_id}", responses={**_NOT_FOUND, **_SAVE})
 async def replace_flow(flow_id: str, body: FlowBody, svc: Svc, account: CurrentAccount) -> FlowOut:
     """Saves the graph as a new version and makes it current."""
     saved = await svc.flows.replace(account.id, flow_id, body.name, body.nodes, body.edges)

@@ -224,7 +224,10 @@ async def media_audio(
     response_class=Response,
     responses={
         404: {"content": _PROBLEM},
-        409: {"content": _PROBLEM, "description": "used as a greeting"},
+        409: {
+            "content": _PROBLEM,
+            "description": "used as a greeting, or played by a flow's current version",
+        },
     },
 )
 async def delete_media(media_id: str, svc: Svc, account: CurrentAccount) -> Response:

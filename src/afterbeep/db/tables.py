@@ -507,4 +507,6 @@ flow_versions = Table(
     Column("version", Integer, primary_key=True),
     Column("graph", CallerJSON(), nullable=False),
     _created(),
+    # {"<node id>/<field>": "<media id>"}: the audio of the texts the version speaks.
+    Column("speech", JSON, nullable=False, server_default=text("'{}'")),
 )

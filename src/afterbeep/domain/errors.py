@@ -9,7 +9,8 @@ DomainError
  │    └── WeakPin
  ├── InvalidAudio        an upload that is not acceptable audio
  ├── PayloadTooLarge     an upload over its size limit
- └── QuotaExceeded       a mailbox or account limit is reached
+ ├── QuotaExceeded       a mailbox or account limit is reached
+ └── Unavailable         something the request needs cannot run here now (speech engine)
 """
 
 from __future__ import annotations
@@ -91,3 +92,15 @@ class InvalidFlow(InvalidInput):
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(str(first["field"]), f"{first['message']}{more}")
         self.errors = errors
+
+
+class Unavailable(DomainError):
+    """What the request needs cannot run here now (a program not installed, say); retrying
+    later, or on a node that has it, may succeed."""
+
+    error_id = "unavailable"
+
+    def __init__(self, message: str, error_id: str | None = None) -> None:
+        super().__init__(message)
+        if error_id:
+            self.error_id = error_id

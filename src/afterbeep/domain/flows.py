@@ -7,20 +7,24 @@ An edge leaves a node by one of its kind's outcomes (the `sourceHandle`):
 
     entry          trigger: inbound                                   default
     play           audioId                                            default
-    say            text, voice?                                       default
+    say            text, voice?, language?                            default
     menu           promptAudioId | promptText, repromptAudioId?,      digit:0..digit:9, digit:*,
                    invalidAudioId?, minDigits, maxDigits, terminators, digit:#, timeout, invalid
                    timeoutSec, interDigitTimeoutSec, maxFailures,
-                   maxTimeouts, bargeIn (true)
+                   maxTimeouts, bargeIn (true), voice?, language?
     collect        variable, promptAudioId | promptText, invalidAudioId?, ok, fail
                    minDigits, maxDigits, terminator, regex?, maxTries,
-                   timeoutSec, interDigitTimeoutSec
+                   timeoutSec, interDigitTimeoutSec, voice?, language?
     timeCondition  scheduleId                                         in_hours, out_of_hours, holiday
     voicemail      mailboxId                                          (terminal: the deposit script)
     enqueue        queueId                                            (terminal for now)
     ringGroup      ringGroupId                                        (terminal for now)
     user           userId                                             (terminal for now)
     hangup                                                            (terminal)
+
+A say node's `text` and a menu's or collect's `promptText` are spoken by the service when the
+flow is saved (`SPEECH_FIELDS`, `speech_sites`): in the node's `language` (a BCP 47 tag), else
+the account's, by the engine's voice for it or the node's `voice`.
 
 enqueue, ringGroup and user are accepted and validated now and go live in the next issue,
 which will give them exits (e.g. a queue's `timeout`, `abandon`, `no_agents`, `queue_full`;
@@ -45,6 +49,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
+
+from afterbeep.domain.accounts import parse_language
+from afterbeep.domain.errors import InvalidInput
 
 MAX_NODES = 200
 MAX_EDGES = 1000
@@ -140,6 +147,15 @@ REFERENCE_FIELDS: Mapping[NodeKind, tuple[tuple[str, RefKind], ...]] = MappingPr
         NodeKind.ENQUEUE: (("queueId", RefKind.QUEUE),),
         NodeKind.RING_GROUP: (("ringGroupId", RefKind.RING_GROUP),),
         NodeKind.USER: (("userId", RefKind.USER),),
+    }
+)
+
+# The data fields whose text is spoken (made into audio when the flow is saved).
+SPEECH_FIELDS: Mapping[NodeKind, tuple[str, ...]] = MappingProxyType(
+    {
+        NodeKind.SAY: ("text",),
+        NodeKind.MENU: ("promptText",),
+        NodeKind.COLLECT: ("promptText",),
     }
 )
 
@@ -552,6 +568,17 @@ def _keys_field(data: Mapping[str, Any], name: str, out: _Problems, *, max_keys:
         out.append((name, f"must be up to {max_keys} of the keys {TERMINATOR_KEYS!r}, or empty"))
 
 
+def _speech_settings(data: Mapping[str, Any], out: _Problems) -> None:
+    """The optional `voice` (the engine checks it exists) and `language` (a BCP 47 tag)."""
+    _text_field(data, "voice", out, required=False, max_chars=MAX_ID_CHARS)
+    language = data.get("language")
+    if language is not None:
+        try:
+            parse_language(language)
+        except InvalidInput as exc:
+            out.append(("language", exc.detail))
+
+
 def _prompt(data: Mapping[str, Any], out: _Problems) -> None:
     """Exactly one of `promptAudioId` and `promptText`."""
     has_audio = data.get("promptAudioId") is not None
@@ -584,9 +611,10 @@ def _check_data(kind: NodeKind, data: Mapping[str, Any]) -> _Problems:
         _id_field(data, "audioId", out, required=True)
     elif kind is NodeKind.SAY:
         _text_field(data, "text", out, required=True, max_chars=MAX_TEXT_CHARS)
-        _text_field(data, "voice", out, required=False, max_chars=MAX_ID_CHARS)
+        _speech_settings(data, out)
     elif kind is NodeKind.MENU:
         _prompt(data, out)
+        _speech_settings(data, out)
         _id_field(data, "repromptAudioId", out, required=False)
         _id_field(data, "invalidAudioId", out, required=False)
         _digit_range(data, kind, out)
@@ -609,6 +637,7 @@ def _check_data(kind: NodeKind, data: Mapping[str, Any]) -> _Problems:
                 )
             )
         _prompt(data, out)
+        _speech_settings(data, out)
         _id_field(data, "invalidAudioId", out, required=False)
         _digit_range(data, kind, out)
         _keys_field(data, "terminator", out, max_keys=1)
@@ -677,6 +706,56 @@ def references(graph: FlowGraph) -> dict[RefKind, set[str]]:
     for site in reference_sites(graph):
         found[site.kind].add(site.id)
     return found
+
+
+@dataclass(frozen=True)
+class SpeechSite:
+    """A text a node speaks: `key` (`<node id>/<field>`) names it in a version's `speech` map."""
+
+    node_id: str
+    field: str  # the data field: `text`, `promptText`
+    text: str
+    language: str | None  # the node's (canonical BCP 47), None: the account's
+    voice: str | None
+
+    @property
+    def key(self) -> str:
+        return speech_key(self.node_id, self.field)
+
+
+def speech_key(node_id: str, field: str) -> str:
+    """The key of a spoken field in a version's `speech` map: `<node id>/<field>` (a node id
+    may hold `/`; a field never does, so the key splits at its last `/`)."""
+    return f"{node_id}/{field}"
+
+
+def speech_sites(graph: FlowGraph) -> list[SpeechSite]:
+    """Every text the flow speaks, in node order (of a graph `validate` found valid)."""
+    sites: list[SpeechSite] = []
+    for node in graph.nodes:
+        kind = node.node_kind
+        if kind is None:
+            continue
+        language = node.data.get("language")
+        voice = node.data.get("voice")
+        for name in SPEECH_FIELDS.get(kind, ()):
+            text = node.data.get(name)
+            if isinstance(text, str) and text.strip():
+                sites.append(
+                    SpeechSite(
+                        node.id,
+                        name,
+                        text,
+                        parse_language(language) if isinstance(language, str) else None,
+                        voice if isinstance(voice, str) else None,
+                    )
+                )
+    return sites
+
+
+def media_ids(graph: FlowGraph) -> set[str]:
+    """The media ids the nodes' data point at (`audioId`, `promptAudioId`, ...)."""
+    return {site.id for site in reference_sites(graph) if site.kind is RefKind.MEDIA}
 
 
 def next_node(graph: FlowGraph, node_id: str, outcome: str) -> FlowNode | None:

@@ -60,6 +60,7 @@ from afterbeep.domain.errors import (
     PayloadTooLarge,
     QuotaExceeded,
 )
+from afterbeep.domain.flows import media_ids, parse_graph
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.media import (
     MAX_NAME_LENGTH,
@@ -70,6 +71,7 @@ from afterbeep.domain.media import (
     file_type,
 )
 from afterbeep.services.ports import Page, UnitOfWorkFactory
+from afterbeep.services.ports.flows import FlowVersion
 from afterbeep.services.ports.storage import (
     ByteStream,
     ObjectNotFound,
@@ -249,6 +251,11 @@ class MediaService:
         media, new = await self._store_objects(account_id, path, size, sha256, name, rules)
         if not new:
             return media, False
+        return await self._add_row(media)
+
+    async def _add_row(self, media: Media) -> tuple[Media, bool]:
+        """Insert the row of media whose objects are stored (removing them on failure); the media
+        stored for the same audio instead when another import added it meanwhile."""
         try:
             async with self._uow() as uow:
                 stored = await uow.media.add(media)
@@ -260,6 +267,22 @@ class MediaService:
             return stored, False
         log.info("media %s imported (%s, %d ms)", media.id, media.format, media.duration_ms)
         return media, True
+
+    async def import_bytes(
+        self, account_id: str, data: bytes, name: str, rules: ImportRules | None = None
+    ) -> tuple[Media, bool]:
+        """Import audio held in memory (audio the service made, such as speech), like an upload:
+        checked, counted against the quota, with its telephony rendition. Returns the media and
+        whether it is new (False: the account already held the same bytes)."""
+        rules = rules or ImportRules()
+        limit = self._limit(rules.max_bytes)
+        if len(data) > limit:
+            raise PayloadTooLarge(limit)
+        digest = hashlib.sha256(data).hexdigest()
+        media, new = await self._store_objects(account_id, data, len(data), digest, name, rules)
+        if not new:
+            return media, False
+        return await self._add_row(media)
 
     async def prepare_upload(
         self,
@@ -350,8 +373,8 @@ class MediaService:
             _check_stored(existing, rules)
             return existing, False
         if isinstance(path, bytes):
-            assert defer_rendition
-            checked = await asyncio.to_thread(_check_mp3, path, rules)
+            check_bytes = _check_mp3 if defer_rendition else _decode_and_render
+            checked = await asyncio.to_thread(check_bytes, path, rules)
         else:
             check = _check_mp3_file if defer_rendition else _decode_and_render
             checked = await asyncio.to_thread(check, path, rules)
@@ -445,7 +468,8 @@ class MediaService:
     # -- deleting ---------------------------------------------------------------
 
     async def delete(self, account_id: str, media_id: str) -> None:
-        """Delete the row, then the objects. Refused (`media-in-use`) while a mailbox greets with it."""
+        """Delete the row, then the objects. Refused (`media-in-use`) while a mailbox greets with
+        it or the current version of a flow plays it (a node's audio or the speech made for it)."""
         if not is_id(media_id, "media"):
             raise NotFound("media", media_id)
         async with self._uow() as uow:
@@ -454,6 +478,12 @@ class MediaService:
                 raise NotFound("media", media_id)
             if await uow.media.is_used_as_greeting(account_id, media_id):
                 raise Conflict(f"media {media_id!r} is a mailbox greeting", "media-in-use")
+            for version in await uow.flows.current_versions_mentioning(account_id, media_id):
+                if uses_media(version, media_id):
+                    raise Conflict(
+                        f"media {media_id!r} is played by flow {version.flow.id!r}",
+                        "media-in-use",
+                    )
             await uow.media.delete(account_id, media_id)
         await self._remove_objects(media)
 
@@ -473,6 +503,14 @@ class MediaService:
         if max_bytes is None:
             return self._max_upload_bytes
         return min(max_bytes, self._max_upload_bytes)
+
+
+def uses_media(version: FlowVersion, media_id: str) -> bool:
+    """Whether a flow version plays the media: a node's audio, or the speech made for it."""
+    if media_id in version.speech.values():
+        return True
+    graph = parse_graph(version.graph.get("nodes"), version.graph.get("edges"))
+    return media_id in media_ids(graph)
 
 
 def _check_name(name: str) -> str:
@@ -528,9 +566,10 @@ def _check_stored(media: Media, rules: ImportRules) -> None:
         )
 
 
-def _decode_and_render(path: Path, rules: ImportRules) -> _Checked:
+def _decode_and_render(path: Path | bytes, rules: ImportRules) -> _Checked:
     """Decode block by block into the telephony WAV, in one worker-thread hop: one decoded block
-    in memory, and the WAV (16 000 bytes a second, so bounded by the length limit)."""
+    in memory, and the WAV (16 000 bytes a second, so bounded by the length limit). `path`: the
+    file, or its bytes (then kept as the original to store)."""
     wav = io.BytesIO()
     with _audio_errors(), open_audio(
         path, allowed_formats=rules.allowed_formats, max_duration_ms=rules.max_ms
@@ -545,6 +584,7 @@ def _decode_and_render(path: Path, rules: ImportRules) -> _Checked:
         stream.channels,
         telephony,
         len(telephony),
+        path if isinstance(path, bytes) else None,
     )
 
 

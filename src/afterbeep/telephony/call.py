@@ -890,20 +890,33 @@ class SipCall:
             await asyncio.sleep(self._settings.hangup_grace)
         await self._close_media()
 
-    async def collect_digits(self, max_digits: int, timeout: float, terminator: str = "#") -> str:
-        """Keys pressed (including any typed ahead), without the terminator. Raises CallEnded."""
+    async def collect_digits(
+        self,
+        max_digits: int,
+        timeout: float,
+        terminator: str = "#",
+        *,
+        inter_digit_timeout: float | None = None,
+    ) -> str:
+        """Keys pressed (including any typed ahead), without the terminator. Raises CallEnded.
+
+        As `interface.Call.collect_digits` says: `terminator` is any of its keys; with
+        `inter_digit_timeout`, `timeout` is the wait for the first key only."""
         digits = ""
         deadline = self._loop.time() + timeout
         while True:
+            had = len(digits)
             while self._typed:
                 key = self._typed.popleft()
-                if key == terminator:
+                if key in terminator:
                     return digits
                 digits += key
                 if len(digits) >= max_digits:
                     return digits
             if self.ended.is_set():
                 raise CallEnded()
+            if inter_digit_timeout is not None and len(digits) > had:
+                deadline = self._loop.time() + inter_digit_timeout
             remaining = deadline - self._loop.time()
             if remaining <= 0:
                 return digits

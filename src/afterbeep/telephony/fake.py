@@ -109,24 +109,35 @@ class FakeCall:
             if silent_run >= silence_limit:
                 return Recording(taken, EndedBy.SILENCE)
 
-    async def collect_digits(self, max_digits: int, timeout: float, terminator: str = "#") -> str:
+    async def collect_digits(
+        self,
+        max_digits: int,
+        timeout: float,
+        terminator: str = "#",
+        *,
+        inter_digit_timeout: float | None = None,
+    ) -> str:
         digits = ""
         pending = self._typed_ahead
         self._typed_ahead = []
         deadline = self.now + int(timeout * 8000)
-        for key in pending:
-            if key == terminator:
-                return digits
+        for index, key in enumerate(pending):
+            if key in terminator or len(digits) + 1 >= max_digits:
+                self._typed_ahead = pending[index + 1 :]  # the rest stays typed ahead
+                return digits if key in terminator else digits + key
             digits += key
-            if len(digits) >= max_digits:
-                return digits
-        for at, key in self._keys_between(self.now, deadline):
+        if digits and inter_digit_timeout is not None:
+            deadline = self.now + int(inter_digit_timeout * 8000)
+        while upcoming := self._keys_between(self.now, deadline):
+            at, key = min(upcoming)
             self.now = at + 1
-            if key == terminator:
+            if key in terminator:
                 return digits
             digits += key
             if len(digits) >= max_digits:
                 return digits
+            if inter_digit_timeout is not None:
+                deadline = at + int(inter_digit_timeout * 8000)
         self.now = deadline
         self._check_alive()
         return digits

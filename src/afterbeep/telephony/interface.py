@@ -70,8 +70,20 @@ class Call(Protocol):
         """
         ...
 
-    async def collect_digits(self, max_digits: int, timeout: float, terminator: str = "#") -> str:
-        """Keys pressed (including any typed ahead), without the terminator. Raises CallEnded."""
+    async def collect_digits(
+        self,
+        max_digits: int,
+        timeout: float,
+        terminator: str = "#",
+        *,
+        inter_digit_timeout: float | None = None,
+    ) -> str:
+        """Keys pressed (including any typed ahead), until `max_digits` of them, one of the
+        `terminator` keys (not returned; `""`: none) or a timeout. Raises CallEnded.
+
+        `timeout` bounds the whole entry; with `inter_digit_timeout`, it bounds the wait for
+        the first key only, and after each key the next must come within `inter_digit_timeout`.
+        """
         ...
 
     async def hangup(self) -> None: ...

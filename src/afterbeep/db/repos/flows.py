@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, insert, select, update
+from sqlalchemy import String, cast, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
@@ -36,6 +36,12 @@ def _graph(value: Any) -> dict[str, Any]:
     return {"nodes": [], "edges": []}
 
 
+def _speech(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}
+
+
 class SqlFlowRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -57,6 +63,7 @@ class SqlFlowRepo:
                 flow_id=flow.id,
                 version=version.version,
                 graph=version.graph,
+                speech=version.speech,
                 created_at=version.created_at,
             )
         )
@@ -74,7 +81,9 @@ class SqlFlowRepo:
         row = (await self._conn.execute(query)).first()
         if row is None:
             return None
-        return FlowVersion(flow, row.version, _graph(row.graph), row.created_at)
+        return FlowVersion(
+            flow, row.version, _graph(row.graph), row.created_at, _speech(row.speech)
+        )
 
     async def list(self, account_id: str, cursor: str | None, limit: int) -> Page[Flow]:
         query = page_query(select(_F).where(_F.c.account_id == account_id), _F.c.id, cursor, limit)
@@ -82,7 +91,13 @@ class SqlFlowRepo:
         return Page([_flow(r) for r in rows], next_cursor)
 
     async def add_version(
-        self, account_id: str, flow_id: str, name: str, graph: dict[str, Any], now: datetime
+        self,
+        account_id: str,
+        flow_id: str,
+        name: str,
+        graph: dict[str, Any],
+        now: datetime,
+        speech: dict[str, str] | None = None,
     ) -> int | None:
         # The UPDATE takes the row's lock first, so concurrent saves number their versions in turn.
         bumped = await self._conn.execute(
@@ -95,7 +110,9 @@ class SqlFlowRepo:
         if version is None:
             return None
         await self._conn.execute(
-            insert(_V).values(flow_id=flow_id, version=version, graph=graph, created_at=now)
+            insert(_V).values(
+                flow_id=flow_id, version=version, graph=graph, speech=speech or {}, created_at=now
+            )
         )
         return int(version)
 
@@ -107,6 +124,31 @@ class SqlFlowRepo:
             delete(_F).where(_F.c.id == flow_id, _F.c.account_id == account_id)
         )
         return bool(result.rowcount)
+
+    async def current_versions_mentioning(
+        self, account_id: str, text: str
+    ) -> builtins.list[FlowVersion]:
+        query = (
+            select(_F, _V.c.graph, _V.c.speech, _V.c.created_at.label("version_created_at"))
+            .join(_V, (_V.c.flow_id == _F.c.id) & (_V.c.version == _F.c.version))
+            .where(
+                _F.c.account_id == account_id,
+                or_(
+                    cast(_V.c.graph, String).contains(text, autoescape=True),
+                    cast(_V.c.speech, String).contains(text, autoescape=True),
+                ),
+            )
+        )
+        return [
+            FlowVersion(
+                _flow(row),
+                row.version,
+                _graph(row.graph),
+                row.version_created_at,
+                _speech(row.speech),
+            )
+            for row in (await self._conn.execute(query)).all()
+        ]
 
     async def existing_media(self, account_id: str, ids: Iterable[str]) -> builtins.set[str]:
         wanted = sorted(set(ids))
@@ -134,20 +176,3 @@ class SqlFlowRepo:
             t.schedules.c.account_id == account_id, t.schedules.c.id.in_(wanted)
         )
         return set((await self._conn.execute(query)).scalars())
-
-    async def current_versions_mentioning(
-        self, account_id: str, text: str
-    ) -> builtins.list[FlowVersion]:
-        query = (
-            select(_F, _V.c.graph, _V.c.created_at.label("version_created_at"))
-            .join(_V, (_V.c.flow_id == _F.c.id) & (_V.c.version == _F.c.version))
-            .where(
-                _F.c.account_id == account_id,
-                cast(_V.c.graph, Text).contains(text, autoescape=True),
-            )
-            .order_by(_F.c.id)
-        )
-        return [
-            FlowVersion(_flow(row), row.version, _graph(row.graph), row.version_created_at)
-            for row in (await self._conn.execute(query)).all()
-        ]

@@ -1,6 +1,6 @@
 """The drop dialer port: the delivery engine asks it to place one voicemail drop.
 
-The adapter (`afterbeep.telephony.drop.SipDropper`) dials through the setup's trunk, paced
+The adapter (`afterbeep.telephony.dropper.SipDropper`) dials through the setup's trunk, paced
 like every other call of that trunk, runs answering machine detection on the answered call and
 plays the audio only to a machine, after its beep. It never raises for a call's outcome.
 """

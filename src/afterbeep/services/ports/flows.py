@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +30,10 @@ class FlowVersion:
     # node's `position` are kept).
     graph: dict[str, Any]
     created_at: datetime
+    # The audio of every text the version speaks, made when it was saved:
+    # `{"<node id>/<field>": "<media id>"}` (`domain.flows.speech_key`), e.g. `{"hello/text":
+    # "media_..."}`; the field is `text` (say) or `promptText` (menu, collect).
+    speech: dict[str, str] = field(default_factory=dict)
 
 
 class FlowRepo(Protocol):
@@ -48,7 +52,13 @@ class FlowRepo(Protocol):
         ...
 
     async def add_version(
-        self, account_id: str, flow_id: str, name: str, graph: dict[str, Any], now: datetime
+        self,
+        account_id: str,
+        flow_id: str,
+        name: str,
+        graph: dict[str, Any],
+        now: datetime,
+        speech: dict[str, str] | None = None,
     ) -> int | None:
         """Store `graph` as the flow's next version and make it current; the new number, or
         None when there is no such flow. Concurrent calls get distinct numbers."""
@@ -56,6 +66,13 @@ class FlowRepo(Protocol):
 
     async def delete(self, account_id: str, flow_id: str) -> bool:
         """Remove the flow and every version; False when there was none."""
+        ...
+
+    async def current_versions_mentioning(
+        self, account_id: str, text: str
+    ) -> builtins.list[FlowVersion]:
+        """The current versions of the account's flows whose graph or speech map holds `text`
+        somewhere (a cheap filter: the caller checks where)."""
         ...
 
     async def existing_media(self, account_id: str, ids: Iterable[str]) -> builtins.set[str]:
@@ -68,11 +85,4 @@ class FlowRepo(Protocol):
 
     async def existing_schedules(self, account_id: str, ids: Iterable[str]) -> builtins.set[str]:
         """Which of `ids` are schedules of `account_id`."""
-        ...
-
-    async def current_versions_mentioning(
-        self, account_id: str, text: str
-    ) -> builtins.list[FlowVersion]:
-        """The current versions of the account's flows whose stored graph contains `text`
-        anywhere (a coarse filter: the caller reads the graphs to be sure)."""
         ...

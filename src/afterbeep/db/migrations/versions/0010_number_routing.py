@@ -1,7 +1,7 @@
 """number routing: holiday destination, status, anonymous callers; hangup has no dest_id
 
 Revision ID: 0010_number_routing
-Revises: 0009
+Revises: 0011_flow_speech
 Create Date: 2026-12-07 00:10:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010_number_routing'
-down_revision = '0009'
+down_revision = '0011_flow_speech'
 branch_labels = None
 depends_on = None
 
