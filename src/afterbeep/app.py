@@ -197,7 +197,7 @@ class Runtime:
         """Routing look-ups run on the direct read-only units of work: an INVITE never queues
         behind writes, nor (on SQLite) behind aiosqlite's thread hops."""
         numbers = NumberService(self.lookups, self.clock, self.settings.default_region)
-        return CallRouter(self.lookups, numbers, self.routes)
+        return CallRouter(self.lookups, numbers, self.routes, self.clock)
 
     def inbound_calls(self) -> InboundCalls:
         """Numbers → mailboxes → the deposit script (the default router of the SIP service)."""

@@ -12,7 +12,7 @@ from afterbeep.api.deps import CurrentAccount, Svc
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
-from afterbeep.domain.numbers import DestKind, Number
+from afterbeep.domain.numbers import DestKind, Number, NumberStatus
 from afterbeep.services.numbers import UNSET, NumberChanges
 
 router = APIRouter(tags=["numbers"])
@@ -38,20 +38,39 @@ PhoneIn = Annotated[
     ),
 ]
 RefId = Annotated[str, Field(min_length=1, max_length=40)]
-KindDoc = "`voicemail` (a mailbox id); `flow`, `queue`, `user` are reserved and refused for now"
+KindDoc = (
+    "`voicemail` (a mailbox id), `flow` (a flow id), `hangup` (no id: the call is declined); "
+    "`user`, `ring_group`, `queue` are reserved and refused for now"
+)
+AllowAnonymous = Annotated[
+    bool,
+    Field(
+        description="false (or 0): calls whose caller hides its identity (From `anonymous`, "
+        "`Privacy: id`, no caller id) are refused with SIP 403"
+    ),
+]
+StatusDoc = "`disabled`: calls to the number are answered SIP 404, as if it were not held"
 
 
 class NumberCreate(StrictModel):
     e164: PhoneIn
     dest_kind: DestKind = Field(description=KindDoc)
-    dest_id: RefId
+    dest_id: RefId | None = Field(default=None, description="null (or absent) for `hangup`")
     schedule_id: RefId | None = Field(
-        default=None, description="reserved: schedules do not exist yet"
+        default=None,
+        description="business hours choosing closed_dest (out of hours) or holiday_dest",
     )
     closed_dest_kind: DestKind | None = Field(
-        default=None, description="with closed_dest_id; " + KindDoc
+        default=None, description="with closed_dest_id; used out of hours; " + KindDoc
     )
     closed_dest_id: RefId | None = None
+    holiday_dest_kind: DestKind | None = Field(
+        default=None,
+        description="with holiday_dest_id; used on a holiday (else the closed destination)",
+    )
+    holiday_dest_id: RefId | None = None
+    status: NumberStatus = Field(default=NumberStatus.ACTIVE, description=StatusDoc)
+    allow_anonymous: AllowAnonymous = True
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -60,20 +79,28 @@ class NumberUpdate(TypedDict, total=False):
 
     e164: PhoneIn
     dest_kind: Annotated[DestKind, Field(description=KindDoc)]
-    dest_id: RefId
+    dest_id: RefId | None
     schedule_id: RefId | None
     closed_dest_kind: DestKind | None
     closed_dest_id: RefId | None
+    holiday_dest_kind: DestKind | None
+    holiday_dest_id: RefId | None
+    status: Annotated[NumberStatus, Field(description=StatusDoc)]
+    allow_anonymous: AllowAnonymous
 
 
 class NumberOut(BaseModel):
     id: str
     e164: str
     dest_kind: DestKind
-    dest_id: str
+    dest_id: str | None
     schedule_id: str | None
     closed_dest_kind: DestKind | None
     closed_dest_id: str | None
+    holiday_dest_kind: DestKind | None
+    holiday_dest_id: str | None
+    status: NumberStatus
+    allow_anonymous: bool
     created_at: str
     updated_at: str
 
@@ -87,6 +114,10 @@ class NumberOut(BaseModel):
             schedule_id=n.schedule_id,
             closed_dest_kind=n.closed_dest_kind,
             closed_dest_id=n.closed_dest_id,
+            holiday_dest_kind=n.holiday_dest_kind,
+            holiday_dest_id=n.holiday_dest_id,
+            status=n.status,
+            allow_anonymous=n.allow_anonymous,
             created_at=iso(n.created_at),
             updated_at=iso(n.updated_at),
         )
@@ -108,6 +139,10 @@ async def create_number(
         schedule_id=body.schedule_id,
         closed_dest_kind=body.closed_dest_kind,
         closed_dest_id=body.closed_dest_id,
+        holiday_dest_kind=body.holiday_dest_kind,
+        holiday_dest_id=body.holiday_dest_id,
+        status=body.status,
+        allow_anonymous=body.allow_anonymous,
     )
     response.headers["Location"] = f"/v1/numbers/{number.id}"
     return NumberOut.of(number)
@@ -139,6 +174,10 @@ async def update_number(
         schedule_id=body.get("schedule_id", UNSET),
         closed_dest_kind=body.get("closed_dest_kind", UNSET),
         closed_dest_id=body.get("closed_dest_id", UNSET),
+        holiday_dest_kind=body.get("holiday_dest_kind", UNSET),
+        holiday_dest_id=body.get("holiday_dest_id", UNSET),
+        status=body.get("status", UNSET),
+        allow_anonymous=body.get("allow_anonymous", UNSET),
     )
     return NumberOut.of(await svc.numbers.update(account.id, number_id, changes))
 

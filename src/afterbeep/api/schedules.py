@@ -138,9 +138,13 @@ async def update_schedule(
 
 
 @router.delete(
-    "/schedules/{schedule_id}", status_code=204, response_class=Response, responses=_NOT_FOUND
+    "/schedules/{schedule_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**_NOT_FOUND, 409: {**_PROBLEM, "description": "schedule-in-use: named"}},
 )
 async def delete_schedule(schedule_id: str, svc: Svc, account: CurrentAccount) -> Response:
+    """409 while a number routes by it or a flow's current version tests it."""
     await svc.schedules.delete(account.id, schedule_id)
     return Response(status_code=204)
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -219,12 +220,17 @@ numbers = Table(
     _account(),
     Column("e164", String(20), nullable=False, unique=True),
     Column("dest_kind", String(16), nullable=False),
-    Column("dest_id", String(40), nullable=False),
+    Column("dest_id", String(40), nullable=True),  # null for `hangup`
     Column("schedule_id", String(40), nullable=True),
     Column("closed_dest_kind", String(16), nullable=True),
     Column("closed_dest_id", String(40), nullable=True),
+    Column("holiday_dest_kind", String(16), nullable=True),
+    Column("holiday_dest_id", String(40), nullable=True),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("allow_anonymous", Boolean, nullable=False, server_default=true()),
     _created(),
     _updated(),
+    Index("ix_numbers_account_schedule", "account_id", "schedule_id"),
 )
 
 schedules = Table(

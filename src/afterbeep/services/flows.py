@@ -47,7 +47,9 @@ from afterbeep.domain.flows import (
 )
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.media import MAX_NAME_LENGTH, ImportRules
+from afterbeep.domain.numbers import DestKind
 from afterbeep.services.media import MediaService
+from afterbeep.services.numbers import name_users
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ports.flows import Flow, FlowVersion
 from afterbeep.services.ports.speech import (
@@ -172,10 +174,15 @@ class FlowService:
         return saved
 
     async def delete(self, account_id: str, flow_id: str) -> None:
+        """Remove the flow and its versions; refused (`Conflict`) while a number routes calls
+        to it (as its destination, closed-hours or holiday destination), naming them."""
         _check_id(flow_id)
         async with self._uow() as uow:
-            if await self.in_use(uow, account_id, flow_id):
-                raise Conflict(f"flow {flow_id!r} is used by a number", "flow-in-use")
+            users = await self.in_use(uow, account_id, flow_id)
+            if users:
+                raise Conflict(
+                    f"flow {flow_id!r} is used by {name_users('numbers', users)}", "flow-in-use"
+                )
             if not await uow.flows.delete(account_id, flow_id):
                 raise NotFound("flow", flow_id)
 
@@ -291,10 +298,10 @@ class FlowService:
             except DomainError:
                 log.info("speech media %s kept: %s", media_id, "in use or gone")
 
-    async def in_use(self, uow: UnitOfWork, account_id: str, flow_id: str) -> bool:
-        """Whether a number routes its calls to the flow. Numbers cannot point at flows yet
-        (they will in the number-routing step), so no flow is in use."""
-        return False
+    async def in_use(self, uow: UnitOfWork, account_id: str, flow_id: str) -> builtins.list[str]:
+        """The ids of the numbers routing calls to the flow (empty: not in use)."""
+        numbers = await uow.numbers.numbers_pointing_to(account_id, DestKind.FLOW, flow_id)
+        return [number.id for number in numbers]
 
 
 async def _account_language(uow: UnitOfWork, account_id: str) -> str:

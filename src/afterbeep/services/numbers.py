@@ -13,14 +13,12 @@ from afterbeep.domain.numbers import (
     DEST_ID_PREFIX,
     DestKind,
     Number,
-    check_closed_pair,
-    check_dest_kind,
-    check_schedule,
+    NumberStatus,
+    check_number,
     dialed_to_e164,
     parse_number,
 )
-from afterbeep.services.ports import Page, UnitOfWorkFactory
-from afterbeep.services.ports.numbers import NumberRepo
+from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
 
 
 class Unset(enum.Enum):
@@ -37,10 +35,14 @@ T = TypeVar("T")
 class NumberChanges:
     e164: str | Unset = UNSET
     dest_kind: DestKind | Unset = UNSET
-    dest_id: str | Unset = UNSET
+    dest_id: str | Unset | None = UNSET
     schedule_id: str | Unset | None = UNSET
     closed_dest_kind: DestKind | Unset | None = UNSET
     closed_dest_id: str | Unset | None = UNSET
+    holiday_dest_kind: DestKind | Unset | None = UNSET
+    holiday_dest_id: str | Unset | None = UNSET
+    status: NumberStatus | Unset = UNSET
+    allow_anonymous: bool | Unset = UNSET
 
 
 class NumberService:
@@ -54,10 +56,14 @@ class NumberService:
         account_id: str,
         e164: str,
         dest_kind: DestKind,
-        dest_id: str,
+        dest_id: str | None,
         schedule_id: str | None = None,
         closed_dest_kind: DestKind | None = None,
         closed_dest_id: str | None = None,
+        holiday_dest_kind: DestKind | None = None,
+        holiday_dest_id: str | None = None,
+        status: NumberStatus = NumberStatus.ACTIVE,
+        allow_anonymous: bool = True,
     ) -> Number:
         now = self._clock.now()
         number = Number(
@@ -71,10 +77,14 @@ class NumberService:
             closed_dest_id=closed_dest_id,
             created_at=now,
             updated_at=now,
+            holiday_dest_kind=holiday_dest_kind,
+            holiday_dest_id=holiday_dest_id,
+            status=status,
+            allow_anonymous=allow_anonymous,
         )
-        self._check(number)
+        check_number(number)
         async with self._uow() as uow:
-            await self._check_references(uow.numbers, number)
+            await _check_references(uow, number)
             if not await uow.numbers.add(number):
                 raise _taken()
         return number
@@ -109,10 +119,14 @@ class NumberService:
                 schedule_id=_pick(changes.schedule_id, current.schedule_id),
                 closed_dest_kind=_pick(changes.closed_dest_kind, current.closed_dest_kind),
                 closed_dest_id=_pick(changes.closed_dest_id, current.closed_dest_id),
+                holiday_dest_kind=_pick(changes.holiday_dest_kind, current.holiday_dest_kind),
+                holiday_dest_id=_pick(changes.holiday_dest_id, current.holiday_dest_id),
+                status=_pick(changes.status, current.status),
+                allow_anonymous=_pick(changes.allow_anonymous, current.allow_anonymous),
                 updated_at=self._clock.now(),
             )
-            self._check(number)
-            await self._check_references(uow.numbers, number)
+            check_number(number)
+            await _check_references(uow, number)
             if not await uow.numbers.update(number):
                 raise _taken()
         return number
@@ -132,25 +146,28 @@ class NumberService:
         async with self._uow() as uow:
             return await uow.numbers.by_e164(e164)
 
-    @staticmethod
-    def _check(number: Number) -> None:
-        check_dest_kind(number.dest_kind, "dest_kind")
-        check_closed_pair(number.closed_dest_kind, number.closed_dest_id)
-        if number.closed_dest_kind is not None:
-            check_dest_kind(number.closed_dest_kind, "closed_dest_kind")
-        check_schedule(number.schedule_id)
 
-    @staticmethod
-    async def _check_references(repo: NumberRepo, number: Number) -> None:
-        if not await _exists(repo, number.account_id, number.dest_kind, number.dest_id):
-            raise _unknown_reference("dest_id", number.dest_kind)
-        kind, dest_id = number.closed_dest_kind, number.closed_dest_id
-        if (
-            kind is not None
-            and dest_id is not None
-            and not await _exists(repo, number.account_id, kind, dest_id)
-        ):
-            raise _unknown_reference("closed_dest_id", kind)
+async def _check_references(uow: UnitOfWork, number: Number) -> None:
+    """Every object `number` names exists in its account; else `InvalidInput` naming the field."""
+    for field, dest in number.destinations():
+        if dest.id is not None and not await _exists(uow, number.account_id, dest.kind, dest.id):
+            raise _unknown_reference(field, dest.kind.value)
+    schedule_id = number.schedule_id
+    if schedule_id is not None and (
+        not is_id(schedule_id, "sch")
+        or await uow.schedules.get(number.account_id, schedule_id) is None
+    ):
+        raise _unknown_reference("schedule_id", "schedule")
+
+
+MAX_NAMED = 10
+
+
+def name_users(what: str, ids: list[str]) -> str:
+    """`numbers num_a, num_b` (at most MAX_NAMED named, then how many more)."""
+    named = ", ".join(ids[:MAX_NAMED])
+    more = f" and {len(ids) - MAX_NAMED} more" if len(ids) > MAX_NAMED else ""
+    return f"{what} {named}{more}"
 
 
 def _pick(change: T | Unset, current: T) -> T:
@@ -163,12 +180,12 @@ def _check_id(number_id: str) -> None:
         raise NotFound("number", number_id[:40])
 
 
-async def _exists(repo: NumberRepo, account_id: str, kind: DestKind, dest_id: str) -> bool:
+async def _exists(uow: UnitOfWork, account_id: str, kind: DestKind, dest_id: str) -> bool:
     prefix = DEST_ID_PREFIX.get(kind)
     return (
         prefix is not None
         and is_id(dest_id, prefix)
-        and await repo.destination_exists(account_id, kind, dest_id)
+        and await uow.numbers.destination_exists(account_id, kind, dest_id)
     )
 
 
@@ -176,7 +193,7 @@ def _taken() -> Conflict:
     return Conflict("this phone number is already held by an account", error_id="number-taken")
 
 
-def _unknown_reference(field: str, kind: DestKind) -> InvalidInput:
+def _unknown_reference(field: str, what: str) -> InvalidInput:
     return InvalidInput(
-        field, f"no {kind.value} with this id in your account", error_id="unknown-reference"
+        field, f"no {what} with this id in your account", error_id="unknown-reference"
     )

@@ -1,17 +1,23 @@
 """Where an inbound call goes: the dialled number's destination, resolved before answering.
 
-Only voicemail destinations exist today. Schedules (`schedule_id` → `closed_dest_*`), flows,
-queues and users plug in here: `route()` is the one seam, and the telephony layer only acts on
-the `Route` it returns.
+`CallRouter.route()` is the one seam: the telephony layer only acts on the `Route` it returns.
+A number answers `NoRoute(404)` when disabled and `NoRoute(403)` to an anonymous caller when it
+does not allow them. With a `schedule_id`, the schedule's state at the call's instant (the
+injected clock) picks the destination (`afterbeep.domain.numbers.destination_for`); a missing
+schedule fails open (in hours) and is logged. A destination leads to a `VoicemailRoute` (the
+deposit script), a `FlowRoute` (the flow runner, with the flow's current version), a
+`HangupRoute`, or `NoRoute(480)` when what it names is gone.
 
-A number's destination (number, mailbox, greeting) is kept for a few seconds in a
-`RouteCache`, so that an INVITE to a number called a moment ago can be answered without a
-database round trip (`CallRouter.cached`). The cache is cleared whenever this process commits a
-change to numbers, mailboxes or media (`invalidating` wraps the unit of work the services
-write through), and its entries expire after ``ttl`` seconds, so the changes of another
-instance are seen that late at most. An entry used in the second half of its life is read
-again in the background (refresh-ahead), so a number that keeps being called never misses the
-cache. Whether the mailbox is full is never cached: it is read for every call
+A number with every destination it may lead to (`NumberDestinations`: number, mailboxes,
+greetings, flow graphs, schedule) is kept for a few seconds in a `RouteCache`, so that an INVITE
+to a number called a moment ago can be answered without a database round trip
+(`CallRouter.cached`); the schedule is evaluated for every call, so the cache never makes that
+choice stale. The cache is cleared whenever this process commits a change to numbers,
+mailboxes, media, schedules, flows or accounts (`invalidating` wraps the unit of work the
+services write through), and its entries expire after ``ttl`` seconds, so the changes of
+another instance are seen that late at most. An entry used in the second half of its life is
+read again in the background (refresh-ahead), so a number that keeps being called never misses
+the cache. Whether the mailbox is full is never cached: it is read for every call
 (`CallRouter.complete`).
 """
 
@@ -21,15 +27,27 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from afterbeep.domain import mailboxes as mailbox_rules
+from afterbeep.domain.accounts import Account
+from afterbeep.domain.clock import Clock, SystemClock
+from afterbeep.domain.flows import FlowGraph, parse_graph
+from afterbeep.domain.ids import is_id
 from afterbeep.domain.mailboxes import Mailbox, Usage
 from afterbeep.domain.media import Media
-from afterbeep.domain.numbers import DestKind, Number
+from afterbeep.domain.numbers import (
+    Destination,
+    DestKind,
+    Number,
+    NumberStatus,
+    destination_for,
+)
+from afterbeep.domain.schedules import Schedule, ScheduleState, evaluate_or_open
 from afterbeep.services.mailboxes import find_mailbox
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -48,14 +66,40 @@ class VoicemailRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowRoute:
+    """Run version `version` of flow `flow_id` (the current one when the call was routed: the
+    call keeps it). `language` and `timezone` are the account's."""
+
+    number: Number
+    account_id: str
+    flow_id: str
+    version: int
+    graph: FlowGraph
+    language: str
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class HangupRoute:
+    """The number's destination is `hangup`: the call is declined, never answered."""
+
+    number: Number
+
+
+@dataclass(frozen=True, slots=True)
 class NoRoute:
-    """The call cannot be placed: `code` is the SIP answer (404 unknown number, 480 unavailable)."""
+    """The call cannot be placed: `code` is the SIP answer (403 anonymous caller refused,
+    404 unknown or disabled number, 480 destination unavailable)."""
 
     code: int
     reason: str
 
 
-Route = VoicemailRoute | NoRoute
+Route = VoicemailRoute | FlowRoute | HangupRoute | NoRoute
+
+NOT_FOUND = NoRoute(404, "Not Found")
+ANONYMOUS_REFUSED = NoRoute(403, "Forbidden")
+UNAVAILABLE = NoRoute(480, "Temporarily Unavailable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +111,41 @@ class VoicemailDestination:
     greeting: Media | None
 
 
+# What one destination of a number leads to, as cached: everything but the mailbox's usage.
+Target = VoicemailDestination | FlowRoute | HangupRoute | NoRoute
+
+
+@dataclass(frozen=True, slots=True)
+class NumberDestinations:
+    """A number and what it leads to in each schedule state, with the schedule to evaluate
+    per call (None when the number has none, or it is missing: then in hours)."""
+
+    number: Number
+    targets: Mapping[ScheduleState, Target]
+    schedule: Schedule | None = None
+    timezone: str = "UTC"  # the account's, for a schedule without its own
+
+    @property
+    def in_hours(self) -> Target:
+        return self.targets[ScheduleState.IN_HOURS]
+
+    def target(self, now: datetime, anonymous: bool) -> Target:
+        """Where a call placed at `now` goes (`anonymous`: the caller hides its identity)."""
+        number = self.number
+        if number.status is not NumberStatus.ACTIVE:
+            return NOT_FOUND
+        if anonymous and not number.allow_anonymous:
+            return ANONYMOUS_REFUSED
+        if number.schedule_id is None:
+            return self.in_hours
+        state, why = evaluate_or_open(self.schedule, now, self.timezone)
+        if why is not None:
+            log.warning("number %s, schedule %s: %s", number.id, number.schedule_id, why)
+        return self.targets[state]
+
+
 class RouteCache:
-    """Voicemail destinations by dialled string, each for ``ttl`` seconds, at most ``size``.
+    """Numbers' destinations by dialled string, each for ``ttl`` seconds, at most ``size``.
 
     A look-up started before an `invalidate()` does not store what it read (`generation`).
     """
@@ -79,13 +156,13 @@ class RouteCache:
         self.ttl = ttl
         self.size = size
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, VoicemailDestination]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, NumberDestinations]] = OrderedDict()
         self.generation = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, dialed: str) -> VoicemailDestination | None:
+    def get(self, dialed: str) -> NumberDestinations | None:
         entry = self._entries.get(dialed)
         if entry is None:
             return None
@@ -103,7 +180,7 @@ class RouteCache:
     def forget(self, dialed: str) -> None:
         self._entries.pop(dialed, None)
 
-    def put(self, dialed: str, destination: VoicemailDestination, generation: int) -> None:
+    def put(self, dialed: str, destination: NumberDestinations, generation: int) -> None:
         """Keep ``destination`` unless the cache was invalidated since ``generation`` was read."""
         if generation != self.generation or self.ttl <= 0:
             return
@@ -119,16 +196,21 @@ class RouteCache:
 
 class CallRouter:
     def __init__(
-        self, uow: UnitOfWorkFactory, numbers: NumberService, cache: RouteCache | None = None
+        self,
+        uow: UnitOfWorkFactory,
+        numbers: NumberService,
+        cache: RouteCache | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._uow = uow
         self._numbers = numbers
         self._cache = cache
+        self._clock: Clock = clock or SystemClock()
         self._refreshing: dict[str, asyncio.Task[None]] = {}
 
-    def cached(self, dialed: str) -> VoicemailDestination | None:
-        """The destination of ``dialed`` if it was looked up a moment ago (no I/O); an entry
-        past half its life is looked up again in the background."""
+    def cached(self, dialed: str) -> NumberDestinations | None:
+        """The destinations of ``dialed`` if they were looked up a moment ago (no I/O); an
+        entry past half its life is looked up again in the background."""
         cache = self._cache
         if cache is None:
             return None
@@ -141,35 +223,68 @@ class CallRouter:
             task.add_done_callback(lambda done: self._refreshed(dialed, done))
         return destination
 
-    async def route(self, dialed: str) -> Route:
-        destination = self.cached(dialed)
-        if destination is not None:
-            return await self.complete(destination)
+    def target(self, destinations: NumberDestinations, *, anonymous: bool = False) -> Target:
+        """Where a call placed now goes (no I/O): the schedule is evaluated on the clock."""
+        return destinations.target(self._clock.now(), anonymous)
+
+    async def route(self, dialed: str, *, anonymous: bool = False) -> Route:
+        """The route of a call to ``dialed``; ``anonymous``: the caller hides its identity."""
+        destinations = self.cached(dialed)
+        if destinations is not None:
+            return await self.finish(self.target(destinations, anonymous=anonymous))
         generation = self._cache.generation if self._cache is not None else 0
         found = await self._look_up(dialed)
         if isinstance(found, NoRoute):
             return found
-        destination, usage = found
+        destinations, usage = found
         if self._cache is not None:
-            self._cache.put(dialed, destination, generation)
-        return _route(destination, mailbox_rules.is_full(destination.mailbox, usage))
+            self._cache.put(dialed, destinations, generation)
+        target = self.target(destinations, anonymous=anonymous)
+        if isinstance(target, VoicemailDestination):
+            mailbox = target.mailbox
+            return _route(target, mailbox_rules.is_full(mailbox, usage[mailbox.id]))
+        return target
 
-    async def _look_up(self, dialed: str) -> tuple[VoicemailDestination, Usage] | NoRoute:
+    async def finish(self, target: Target) -> Route:
+        """The route to ``target``: a mailbox's usage is read now; the others are routes."""
+        if isinstance(target, VoicemailDestination):
+            return await self.complete(target)
+        return target
+
+    async def _look_up(self, dialed: str) -> tuple[NumberDestinations, dict[str, Usage]] | NoRoute:
         number = await self._numbers.resolve(dialed)
         if number is None:
-            return NoRoute(404, "Not Found")
-        kind, dest_id = number.dest_kind, number.dest_id
-        if kind is not DestKind.VOICEMAIL:
-            return NoRoute(480, "Temporarily Unavailable")
+            return NOT_FOUND
+        if number.status is not NumberStatus.ACTIVE:
+            return NumberDestinations(number, dict.fromkeys(ScheduleState, NOT_FOUND)), {}
+        states = [ScheduleState.IN_HOURS] if number.schedule_id is None else list(ScheduleState)
+        wanted = {state: destination_for(number, state) for state in states}
         async with self._uow() as uow:
-            mailbox = await find_mailbox(uow, number.account_id, dest_id)
-            if mailbox is None:
-                return NoRoute(480, "Temporarily Unavailable")
-            usage = (await uow.messages.usage(number.account_id, [mailbox.id]))[mailbox.id]
-            media = None
-            if mailbox.greeting_media_id is not None:
-                media = await uow.media.get(number.account_id, mailbox.greeting_media_id)
-        return VoicemailDestination(number, mailbox, media), usage
+            account = None
+            if number.schedule_id is not None or any(
+                dest.kind is DestKind.FLOW for dest in wanted.values()
+            ):
+                account = await uow.accounts.get(number.account_id)
+            schedule = None
+            if number.schedule_id is not None and is_id(number.schedule_id, "sch"):
+                stored = await uow.schedules.get(number.account_id, number.schedule_id)
+                schedule = stored.schedule if stored is not None else None
+            resolved: dict[Destination, Target] = {}
+            for dest in wanted.values():
+                if dest not in resolved:
+                    resolved[dest] = await _target(uow, number, dest, account)
+            mailboxes = [
+                target.mailbox.id
+                for target in resolved.values()
+                if isinstance(target, VoicemailDestination)
+            ]
+            usage = await uow.messages.usage(number.account_id, mailboxes) if mailboxes else {}
+        by_state = {
+            state: resolved[wanted.get(state, wanted[ScheduleState.IN_HOURS])]
+            for state in ScheduleState
+        }
+        timezone = account.timezone if account is not None else "UTC"
+        return NumberDestinations(number, by_state, schedule, timezone), usage
 
     async def _refresh(self, dialed: str) -> None:
         cache = self._cache
@@ -195,6 +310,43 @@ class CallRouter:
         return _route(destination, mailbox_rules.is_full(mailbox, usage))
 
 
+async def _target(
+    uow: UnitOfWork, number: Number, dest: Destination, account: Account | None
+) -> Target:
+    """What `dest` leads to now; `NoRoute(480)` when what it names is gone."""
+    account_id = number.account_id
+    if dest.kind is DestKind.HANGUP:
+        return HangupRoute(number)
+    if dest.id is None:
+        return UNAVAILABLE
+    if dest.kind is DestKind.VOICEMAIL:
+        mailbox = await find_mailbox(uow, account_id, dest.id)
+        if mailbox is None:
+            return UNAVAILABLE
+        media = None
+        if mailbox.greeting_media_id is not None:
+            media = await uow.media.get(account_id, mailbox.greeting_media_id)
+        return VoicemailDestination(number, mailbox, media)
+    if dest.kind is DestKind.FLOW and is_id(dest.id, "flow"):
+        flow = await uow.flows.get(account_id, dest.id)
+        saved = (
+            None if flow is None else await uow.flows.get_version(account_id, dest.id, flow.version)
+        )
+        if saved is None:
+            return UNAVAILABLE
+        graph = parse_graph(saved.graph.get("nodes"), saved.graph.get("edges"))
+        return FlowRoute(
+            number,
+            account_id,
+            saved.flow.id,
+            saved.version,
+            graph,
+            account.language if account is not None else "en",
+            account.timezone if account is not None else "UTC",
+        )
+    return UNAVAILABLE
+
+
 def _route(destination: VoicemailDestination, full: bool) -> VoicemailRoute:
     number, mailbox, media = destination.number, destination.mailbox, destination.greeting
     if media is None:
@@ -204,13 +356,14 @@ def _route(destination: VoicemailDestination, full: bool) -> VoicemailRoute:
     )
 
 
-_WATCHED_REPOS = frozenset({"numbers", "mailboxes", "media"})
-_WRITES = ("add", "update", "delete", "put", "set", "remove")
+_WATCHED_REPOS = frozenset({"numbers", "mailboxes", "media", "schedules", "flows", "accounts"})
+_WRITES = ("add", "update", "delete", "put", "set", "remove", "erase")
 
 
 def invalidating(uow: UnitOfWorkFactory, cache: RouteCache) -> UnitOfWorkFactory:
     """``uow`` whose units clear ``cache`` once they commit after a write to numbers,
-    mailboxes or media (any call of those repositories' add/update/delete... methods)."""
+    mailboxes, media, schedules, flows or accounts (any call of those repositories'
+    add/update/delete... methods)."""
 
     @asynccontextmanager
     async def unit() -> AsyncIterator[UnitOfWork]:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from afterbeep.domain.clock import Clock
-from afterbeep.domain.errors import InvalidInput, NotFound
+from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
+from afterbeep.domain.flows import RefKind, parse_graph, references
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.schedules import (
     ScheduleState,
@@ -15,7 +16,8 @@ from afterbeep.domain.schedules import (
     evaluate,
     parse_schedule,
 )
-from afterbeep.services.ports import Page, UnitOfWorkFactory
+from afterbeep.services.numbers import name_users
+from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
 
 
 class Unset(enum.Enum):
@@ -95,8 +97,16 @@ class ScheduleService:
         return stored
 
     async def delete(self, account_id: str, schedule_id: str) -> None:
+        """Remove the schedule; refused (`Conflict`) while a number routes by it or the current
+        version of a flow tests it (a timeCondition), naming them."""
         _check_id(schedule_id)
         async with self._uow() as uow:
+            users = await _users(uow, account_id, schedule_id)
+            if users:
+                raise Conflict(
+                    f"schedule {schedule_id!r} is used by {' and '.join(users)}",
+                    "schedule-in-use",
+                )
             if not await uow.schedules.delete(account_id, schedule_id):
                 raise NotFound("schedule", schedule_id)
 
@@ -119,6 +129,25 @@ class ScheduleService:
         except OverflowError:
             raise InvalidInput("at", "is out of the supported range of dates") from None
         return Evaluation(state, when, timezone)
+
+
+async def _users(uow: UnitOfWork, account_id: str, schedule_id: str) -> list[str]:
+    """What uses the schedule, as phrases naming them (empty: nothing)."""
+    numbers = await uow.numbers.numbers_using_schedule(account_id, schedule_id)
+    flows = [
+        saved.flow.id
+        for saved in await uow.flows.current_versions_mentioning(account_id, schedule_id)
+        if schedule_id
+        in references(parse_graph(saved.graph.get("nodes"), saved.graph.get("edges")))[
+            RefKind.SCHEDULE
+        ]
+    ]
+    users = []
+    if numbers:
+        users.append(name_users("numbers", [number.id for number in numbers]))
+    if flows:
+        users.append(name_users("flows", flows))
+    return users
 
 
 def _check_id(schedule_id: str) -> None:

@@ -305,8 +305,8 @@ class DepositReceiver:
         decision = await self._router.route(uri_user(invite.request.uri) or "")
         if isinstance(decision, NoRoute):
             return decision.code
-        if decision.full:
-            return 480
+        if not isinstance(decision, VoicemailRoute) or decision.full:
+            return 480  # a deposit needs a mailbox with room (not a flow or a hangup)
         call_id = deposit_call_id(invite.request.headers.get_first(SEND_HEADER.lower()))
 
         async def receive(call: SipCall) -> None:

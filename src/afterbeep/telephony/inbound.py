@@ -1,9 +1,12 @@
 """Inbound calls: the dialled number decides (services.routing), a call script runs.
 
-This is the router the `TelephonyServer` asks about each INVITE before anything is answered:
-an unknown number is rejected (404), a voicemail destination runs the deposit script.
-`route_now` is its quick router: a number whose destination the router has cached is answered
-at once (`Answer`), and the mailbox's usage and greeting are read while the call is set up. What the
+This is the router the `TelephonyServer` asks about each INVITE before anything is answered.
+A `NoRoute` is the SIP answer it names (403 anonymous caller refused, 404 unknown or disabled
+number, 480 unavailable); a `hangup` destination declines the call (603, never answered: no
+media, nothing billed to the caller); a voicemail destination runs the deposit script; a flow
+runs `InboundCalls._flow`. `route_now` is its quick router: a number whose destinations the
+router has cached is decided at once (the schedule evaluated, no I/O) and a deposit answered
+(`Answer`), the mailbox's usage and greeting being read while the call is set up. What the
 script leaves in the spool goes to the spool worker, which stores it and tells the owner.
 """
 
@@ -18,16 +21,31 @@ from afterbeep.domain.errors import InvalidAudio
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.media import Renditions
 from afterbeep.services.ports.storage import ObjectStore, StorageError
-from afterbeep.services.routing import CallRouter, NoRoute, VoicemailDestination, VoicemailRoute
+from afterbeep.services.routing import (
+    CallRouter,
+    FlowRoute,
+    HangupRoute,
+    NoRoute,
+    VoicemailDestination,
+    VoicemailRoute,
+)
 from afterbeep.telephony.call import SipCall, uri_user
 from afterbeep.telephony.interface import Audio, Call
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
 from afterbeep.telephony.server import Answer, CallHandler, Route
 from afterbeep.telephony.sip import IncomingInvite
+from afterbeep.telephony.sip.message import uri_of
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolHandoff
 
 log = logging.getLogger(__name__)
+
+DECLINED_BY_HANGUP_DESTINATION = 603
+FLOW_RUNNER_NOT_INSTALLED = 480
+# From users that mean "the caller withholds its identity" (RFC 3323 and carriers' usage).
+ANONYMOUS_USERS = frozenset({"anonymous", "restricted", "private", "withheld"})
+# Privacy header values asking to hide who calls (RFC 3323 `user`, RFC 3325 `id`).
+HIDING_PRIVACY = frozenset({"id", "user"})
 
 GREETING_CACHE = 64
 # A greeting is held whole and shared by the calls that play it: 16 000 bytes a second, at most
@@ -59,22 +77,55 @@ class InboundCalls:
 
     async def route(self, invite: IncomingInvite) -> Route:
         dialed = uri_user(invite.request.uri) or ""
-        decision = await self._router.route(dialed)
-        if isinstance(decision, NoRoute):
-            return decision.code
-        box = await self._deposit_box(decision)
+        decision = await self._router.route(dialed, anonymous=anonymous_caller(invite))
+        if isinstance(decision, VoicemailRoute):
+            box = await self._deposit_box(decision)
 
-        async def deposit(call: SipCall) -> None:
-            await self.leave_message(call, box)
+            async def deposit(call: SipCall) -> None:
+                await self.leave_message(call, box)
 
-        return deposit
+            return deposit
+        return self._act(decision)
 
     def route_now(self, invite: IncomingInvite) -> Route | None:
-        """`route` without I/O when the dialled number's destination is cached, else None."""
-        destination = self._router.cached(uri_user(invite.request.uri) or "")
-        if destination is None:
+        """`route` without I/O when the dialled number's destinations are cached, else None."""
+        destinations = self._router.cached(uri_user(invite.request.uri) or "")
+        if destinations is None:
             return None
-        return Answer(self._answered_deposit(destination))
+        refuses_anonymous = not destinations.number.allow_anonymous
+        anonymous = refuses_anonymous and anonymous_caller(invite)
+        target = self._router.target(destinations, anonymous=anonymous)
+        if isinstance(target, VoicemailDestination):
+            return Answer(self._answered_deposit(target))
+        return self._act(target)
+
+    def _act(self, decision: NoRoute | HangupRoute | FlowRoute) -> Route:
+        """What the SIP service does for a decision other than a deposit."""
+        if isinstance(decision, NoRoute):
+            return decision.code
+        if isinstance(decision, HangupRoute):
+            return DECLINED_BY_HANGUP_DESTINATION
+        flow = decision
+
+        async def run_flow(call: SipCall) -> None:
+            await self._flow(call, flow)
+
+        return run_flow
+
+    async def _flow(self, call: SipCall, route: FlowRoute) -> None:
+        """Run `route`'s flow on the call, which is not answered yet. The flow runner is not
+        installed here: the call is refused (480) before anything is answered."""
+        invite = call.invite
+        if invite is not None:
+            invite.reject(FLOW_RUNNER_NOT_INSTALLED)
+        log.warning(
+            "call %s: flow %s v%d has no runner here; refused %d",
+            call.call_id,
+            route.flow_id,
+            route.version,
+            FLOW_RUNNER_NOT_INSTALLED,
+        )
+        call.end(f"rejected {FLOW_RUNNER_NOT_INSTALLED}")
 
     def _answered_deposit(self, destination: VoicemailDestination) -> CallHandler:
         async def deposit(call: SipCall) -> None:
@@ -139,3 +190,13 @@ class InboundCalls:
         ):
             self._greetings.popitem(last=False)
         return pcm
+
+
+def anonymous_caller(invite: IncomingInvite) -> bool:
+    """Whether the caller withholds its identity: a `Privacy: id` (or `user`) header, a From
+    user such as `anonymous`, or no caller id at all."""
+    for value in invite.request.headers.get("privacy"):
+        if {token.strip().lower() for token in value.split(";")} & HIDING_PRIVACY:
+            return True
+    user = uri_user(uri_of(invite.from_header)) if invite.from_header else None
+    return user is None or user.lower() in ANONYMOUS_USERS

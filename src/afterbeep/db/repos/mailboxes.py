@@ -117,6 +117,7 @@ class SqlMailboxRepo:
             or_(
                 (_n.dest_kind == "voicemail") & (_n.dest_id == mailbox_id),
                 (_n.closed_dest_kind == "voicemail") & (_n.closed_dest_id == mailbox_id),
+                (_n.holiday_dest_kind == "voicemail") & (_n.holiday_dest_id == mailbox_id),
             ),
         )
         return int((await self._conn.execute(query)).scalar_one())

@@ -13,12 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
 from afterbeep.db.repos._paging import page_query, split_page
-from afterbeep.domain.numbers import DestKind, Number
+from afterbeep.domain.numbers import DestKind, Number, NumberStatus
 from afterbeep.services.ports import Page
 
 _N = t.numbers
 # Where each destination kind lives; kinds without a table cannot be referenced yet.
-_DEST_TABLES: dict[DestKind, Table] = {DestKind.VOICEMAIL: t.mailboxes}
+_DEST_TABLES: dict[DestKind, Table] = {DestKind.VOICEMAIL: t.mailboxes, DestKind.FLOW: t.flows}
+
+
+def _kind(value: str | None) -> DestKind | None:
+    return DestKind(value) if value else None
 
 
 def _number(row: Any) -> Number:
@@ -29,10 +33,14 @@ def _number(row: Any) -> Number:
         dest_kind=DestKind(row.dest_kind),
         dest_id=row.dest_id,
         schedule_id=row.schedule_id,
-        closed_dest_kind=DestKind(row.closed_dest_kind) if row.closed_dest_kind else None,
+        closed_dest_kind=_kind(row.closed_dest_kind),
         closed_dest_id=row.closed_dest_id,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        holiday_dest_kind=_kind(row.holiday_dest_kind),
+        holiday_dest_id=row.holiday_dest_id,
+        status=NumberStatus(row.status),
+        allow_anonymous=bool(row.allow_anonymous),
     )
 
 
@@ -44,6 +52,10 @@ def _values(number: Number) -> dict[str, Any]:
         "schedule_id": number.schedule_id,
         "closed_dest_kind": number.closed_dest_kind.value if number.closed_dest_kind else None,
         "closed_dest_id": number.closed_dest_id,
+        "holiday_dest_kind": number.holiday_dest_kind.value if number.holiday_dest_kind else None,
+        "holiday_dest_id": number.holiday_dest_id,
+        "status": number.status.value,
+        "allow_anonymous": number.allow_anonymous,
         "updated_at": number.updated_at,
     }
 
@@ -115,10 +127,24 @@ class SqlNumberRepo:
     async def numbers_pointing_to(
         self, account_id: str, dest_kind: DestKind, dest_id: str
     ) -> builtins.list[Number]:
-        direct = (_N.c.dest_kind == dest_kind.value) & (_N.c.dest_id == dest_id)
-        closed = (_N.c.closed_dest_kind == dest_kind.value) & (_N.c.closed_dest_id == dest_id)
+        kind = dest_kind.value
+        direct = (_N.c.dest_kind == kind) & (_N.c.dest_id == dest_id)
+        closed = (_N.c.closed_dest_kind == kind) & (_N.c.closed_dest_id == dest_id)
+        holiday = (_N.c.holiday_dest_kind == kind) & (_N.c.holiday_dest_id == dest_id)
         query = (
-            select(_N).where(_N.c.account_id == account_id, or_(direct, closed)).order_by(_N.c.id)
+            select(_N)
+            .where(_N.c.account_id == account_id, or_(direct, closed, holiday))
+            .order_by(_N.c.id)
+        )
+        return [_number(r) for r in (await self._conn.execute(query)).all()]
+
+    async def numbers_using_schedule(
+        self, account_id: str, schedule_id: str
+    ) -> builtins.list[Number]:
+        query = (
+            select(_N)
+            .where(_N.c.account_id == account_id, _N.c.schedule_id == schedule_id)
+            .order_by(_N.c.id)
         )
         return [_number(r) for r in (await self._conn.execute(query)).all()]
 

@@ -34,7 +34,7 @@ class MailboxRepo(Protocol):
         ...
 
     async def numbers_routed_to(self, account_id: str, mailbox_id: str) -> int:
-        """How many numbers send calls (open or closed hours) to this mailbox."""
+        """How many numbers send calls (open, closed or holiday) to this mailbox."""
         ...
 
 

@@ -39,7 +39,13 @@ class NumberRepo(Protocol):
     async def numbers_pointing_to(
         self, account_id: str, dest_kind: DestKind, dest_id: str
     ) -> builtins.list[Number]:
-        """Numbers whose destination or closed-hours destination is this object."""
+        """Numbers whose destination, closed-hours or holiday destination is this object."""
+        ...
+
+    async def numbers_using_schedule(
+        self, account_id: str, schedule_id: str
+    ) -> builtins.list[Number]:
+        """Numbers routing by this schedule."""
         ...
 
 
