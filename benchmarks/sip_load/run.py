@@ -4,7 +4,9 @@
 the recording (benchmarks.sip_load.core_server). ``--mode deposit``: the real ``afterbeep
 serve`` (SQLite, local storage, uvloop) with a number routed to a mailbox; every call is a full
 deposit (greeting, instructions, beep, recording, spool, storage, message row, email through
-an aiosmtpd server run here).
+an aiosmtpd server run here). ``--mode flow``: the same, but the number leads to a 4-node flow
+(entry → timeCondition on an always-open schedule → menu → voicemail): the caller hears the
+menu prompt, presses 1 (RFC 4733), then leaves the message as in deposit mode.
 
 SIPp is the caller (``-r`` rate, ``-l`` concurrency, ``-m`` calls) and replays a pcap of
 speech-like G.711 audio after the answer (deposit: after the beep), then hangs up. Measured:
@@ -56,6 +58,8 @@ MIN_SNR_DB = 30.0
 MAX_MISSING_MS = 20.0
 LEAD_MS = 800  # deposit: the caller starts speaking this long after the beep should have ended
 TAIL_MS = 400  # the caller hangs up this long after its last packet
+MENU_PROMPT_MS = 1500  # flow: the menu's prompt
+DIGIT_AFTER_MS = 300  # flow: the caller presses 1 this long after the menu prompt ends
 
 Pcm = npt.NDArray[np.int16]
 
@@ -308,7 +312,7 @@ def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
 class DepositApi:
     """The account, mailbox and number of deposit mode, through the CLI and the HTTP API."""
 
-    def __init__(self, url: str, env: dict[str, str]) -> None:
+    def __init__(self, url: str, env: dict[str, str], menu_prompt: bytes | None = None) -> None:
         created = subprocess.run(
             [str(BIN / "afterbeep"), "account", "create", "sip-load", "--json"],
             env=env, capture_output=True, text=True, timeout=60, check=True,
@@ -328,9 +332,47 @@ class DepositApi:
         if mailbox.status_code != 201:
             raise RuntimeError(f"mailbox: {mailbox.status_code} {mailbox.text}")
         self.mailbox_id: str = mailbox.json()["id"]
-        self.http.post(
-            "/numbers", json={"e164": NUMBER, "dest_kind": "voicemail", "dest_id": self.mailbox_id}
-        ).raise_for_status()
+        if menu_prompt is None:
+            destination = {"dest_kind": "voicemail", "dest_id": self.mailbox_id}
+        else:
+            destination = {"dest_kind": "flow", "dest_id": self._menu_flow(menu_prompt)}
+        self.http.post("/numbers", json={"e164": NUMBER, **destination}).raise_for_status()
+
+    def _menu_flow(self, menu_prompt: bytes) -> str:
+        """entry → timeCondition (open all week) → menu (digit 1) → voicemail; the flow's id."""
+        always = [
+            {"kind": "weekly", "dow": dow, "start_time": "00:00", "end_time": "24:00"}
+            for dow in range(7)
+        ]
+        schedule = self.http.post("/schedules", json={"name": "always", "rules": always})
+        schedule.raise_for_status()
+        media = self.http.post(
+            "/media", files={"file": ("menu.wav", menu_prompt, "audio/wav")}, data={"name": "menu"}
+        )
+        media.raise_for_status()
+        nodes = [
+            {"id": "entry", "type": "entry", "data": {"kind": "entry", "trigger": "inbound"}},
+            {
+                "id": "hours",
+                "type": "timeCondition",
+                "data": {"kind": "timeCondition", "scheduleId": schedule.json()["id"]},
+            },
+            {
+                "id": "menu",
+                "type": "menu",
+                "data": {"kind": "menu", "promptAudioId": media.json()["id"], "timeoutSec": 5},
+            },
+            {"id": "box", "type": "voicemail", "data": {"kind": "voicemail", "mailboxId": self.mailbox_id}},
+        ]
+        edges = [
+            {"id": "e1", "source": "entry", "sourceHandle": "default", "target": "hours"},
+            {"id": "e2", "source": "hours", "sourceHandle": "in_hours", "target": "menu"},
+            {"id": "e3", "source": "menu", "sourceHandle": "digit:1", "target": "box"},
+        ]
+        flow = self.http.post("/flows", json={"name": "sip-load menu", "nodes": nodes, "edges": edges})
+        if flow.status_code != 201:
+            raise RuntimeError(f"flow: {flow.status_code} {flow.text}")
+        return str(flow.json()["id"])
 
     def messages(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -351,6 +393,16 @@ class DepositApi:
         response = self.http.get(f"/messages/{message_id}/audio")
         response.raise_for_status()
         return response.content
+
+
+def wav_bytes(pcm: Pcm) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return out.getvalue()
 
 
 def read_wav(data: bytes) -> Pcm:
@@ -482,7 +534,9 @@ def run_core(args: argparse.Namespace, work: Path, reference: Pcm, result: Resul
     check_recordings(result, reference, (read_wav(f.read_bytes()) for f in files))
 
 
-def run_deposit(args: argparse.Namespace, work: Path, reference: Pcm, result: Result) -> None:
+def run_deposit(
+    args: argparse.Namespace, work: Path, reference: Pcm, result: Result, menu_prompt: bytes | None = None
+) -> None:
     sip_port = free_port()
     http_port = free_port(socket.SOCK_STREAM)
     url = f"http://127.0.0.1:{http_port}"
@@ -498,7 +552,7 @@ def run_deposit(args: argparse.Namespace, work: Path, reference: Pcm, result: Re
             wait_ready(proc, log, lambda: _healthy(url))
             if args.service_cpu is not None:
                 pin(proc.pid, args.service_cpu)
-            api = DepositApi(url, env)
+            api = DepositApi(url, env, menu_prompt)
             start_cpu = cpu_seconds(proc.pid)
             run_sipp(args, work, sip_port, result, proc.pid)
             calls_ended = time.monotonic()
@@ -556,7 +610,7 @@ def wait_for(get: Any, done: Any, timeout: float) -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--mode", choices=["core", "deposit"], default="core")
+    parser.add_argument("--mode", choices=["core", "deposit", "flow"], default="core")
     parser.add_argument("--calls", type=int, default=200, help="total calls (SIPp -m)")
     parser.add_argument("--concurrency", type=int, default=100, help="concurrent calls (SIPp -l)")
     parser.add_argument("--rate", type=float, default=20, help="new calls per second (SIPp -r)")
@@ -575,21 +629,30 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"sip_load_{args.mode}_"))
     hold_ms = round(args.hold_seconds * 1000 / 20) * 20
     speech = speech_like(hold_ms, seed=11)
-    write_pcap(work / "speech.pcap", RtpStreamBuilder(Codec.PCMU, 20, 101).audio(speech).take())
     reference = g711_roundtrip(Codec.PCMU, speech)
+    stream = RtpStreamBuilder(Codec.PCMU, 20, 101)
+    prompts_ms = (len(prompt("vm-greeting")) + len(prompt("vm-instructions")) + len(beep())) // 8
+    menu_prompt: bytes | None = None
+    wait = ""
     if args.mode == "deposit":
-        prompts_ms = (len(prompt("vm-greeting")) + len(prompt("vm-instructions")) + len(beep())) // 8
         wait = f'<pause milliseconds="{prompts_ms + LEAD_MS}"/>'
-    else:
-        wait = ""
-    (work / "caller.xml").write_text(SCENARIO.replace("{wait}", wait).replace("{hold_ms}", str(hold_ms + TAIL_MS)))
+    elif args.mode == "flow":
+        menu = speech_like(MENU_PROMPT_MS, seed=5)
+        menu_prompt = wav_bytes(menu)
+        # silence while the menu plays, "1" after it, silence through the mailbox's prompts
+        stream.audio(np.zeros((MENU_PROMPT_MS + DIGIT_AFTER_MS) * 8, dtype=np.int16)).digit("1", gap_ms=0)
+        stream.audio(np.zeros((prompts_ms + LEAD_MS) * 8, dtype=np.int16))
+    stream.audio(speech)
+    played_ms = round(stream.duration * 1000)
+    write_pcap(work / "speech.pcap", stream.take())
+    (work / "caller.xml").write_text(SCENARIO.replace("{wait}", wait).replace("{hold_ms}", str(played_ms + TAIL_MS)))
 
     result = Result(args.mode, args.calls, args.concurrency, args.rate, hold_ms / 1000)
     try:
         if args.mode == "core":
             run_core(args, work, reference, result)
         else:
-            run_deposit(args, work, reference, result)
+            run_deposit(args, work, reference, result, menu_prompt)
     finally:
         if result.created:
             result.cpu_ms_per_call = 1000 * result.cpu_seconds_total / result.created

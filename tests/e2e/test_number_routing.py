@@ -1,6 +1,5 @@
 """A number's routing over real SIP: a disabled number answers 404, an anonymous caller on a
-number that refuses them 403, a `hangup` number declines (603), a flow number 480 until the flow
-runner is installed; and a scheduled number reaches its closed mailbox after hours and its holiday
+number that refuses them 403, a `hangup` number declines (603) (flows: test_flow_calls); and a scheduled number reaches its closed mailbox after hours and its holiday
 mailbox on a holiday, a SIPp caller's message stored there. Every refusal is checked twice: the
 first INVITE takes the router's look-up, the second its cache (`route_now`)."""
 
@@ -107,13 +106,11 @@ def _flow(mailbox_id: str) -> dict[str, Any]:
 async def test_refusals_are_sip_answers(backend: Backend) -> None:
     async with deposit_runtime(backend) as rt, api_of(rt) as api:
         box = await api.post("/v1/mailboxes", {"name": "Front desk"})
-        flow = await api.post("/v1/flows", _flow(box["id"]))
         await _number(
             api, "+12025550101", dest_kind="voicemail", dest_id=box["id"], status="disabled"
         )
         await _number(api, "+12025550102", dest_kind="hangup", allow_anonymous=False)
         await _number(api, "+12025550103", dest_kind="hangup")
-        await _number(api, "+12025550104", dest_kind="flow", dest_id=flow["id"])
         peer = await RawPeer.open()
         try:
             cases = [
@@ -123,7 +120,6 @@ async def test_refusals_are_sip_answers(backend: Backend) -> None:
                 ("2025550102", '"No Number" <sip:127.0.0.1>', (), 403),
                 ("2025550102", KNOWN_CALLER, (), 603),
                 ("2025550103", ANONYMOUS, (), 603),
-                ("2025550104", KNOWN_CALLER, (), 480),
                 ("2025550199", KNOWN_CALLER, (), 404),
             ]
             for dialed, from_, extra, expected in cases:

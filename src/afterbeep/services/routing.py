@@ -29,8 +29,9 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, cast
 
 from afterbeep.domain import mailboxes as mailbox_rules
@@ -68,7 +69,8 @@ class VoicemailRoute:
 @dataclass(frozen=True, slots=True)
 class FlowRoute:
     """Run version `version` of flow `flow_id` (the current one when the call was routed: the
-    call keeps it). `language` and `timezone` are the account's."""
+    call keeps it). `language` and `timezone` are the account's; `speech` is the version's
+    rendered texts (`"<node_id>/<field>"` to a media id)."""
 
     number: Number
     account_id: str
@@ -77,6 +79,7 @@ class FlowRoute:
     graph: FlowGraph
     language: str
     timezone: str
+    speech: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +305,28 @@ class CallRouter:
         if not task.cancelled() and task.exception() is not None:
             log.warning("route refresh failed", exc_info=task.exception())
 
+    async def mailbox(self, number: Number, mailbox_id: str) -> VoicemailRoute | None:
+        """The route into one of the number's account's mailboxes (a flow's voicemail node),
+        usage read now; None when there is no such mailbox."""
+        async with self._uow() as uow:
+            target = await _target(uow, number, Destination(DestKind.VOICEMAIL, mailbox_id), None)
+        if not isinstance(target, VoicemailDestination):
+            return None
+        return await self.complete(target)
+
+    async def schedule(self, account_id: str, schedule_id: str) -> Schedule | None:
+        if not is_id(schedule_id, "sch"):
+            return None
+        async with self._uow() as uow:
+            stored = await uow.schedules.get(account_id, schedule_id)
+        return stored.schedule if stored is not None else None
+
+    async def media(self, account_id: str, media_id: str) -> Media | None:
+        if not is_id(media_id, "media"):
+            return None
+        async with self._uow() as uow:
+            return await uow.media.get(account_id, media_id)
+
     async def complete(self, destination: VoicemailDestination) -> VoicemailRoute:
         """The route to ``destination`` with the mailbox's usage read now."""
         mailbox = destination.mailbox
@@ -343,6 +368,7 @@ async def _target(
             graph,
             account.language if account is not None else "en",
             account.timezone if account is not None else "UTC",
+            MappingProxyType(dict(saved.speech)),
         )
     return UNAVAILABLE
 

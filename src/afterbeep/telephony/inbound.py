@@ -4,7 +4,7 @@ This is the router the `TelephonyServer` asks about each INVITE before anything 
 A `NoRoute` is the SIP answer it names (403 anonymous caller refused, 404 unknown or disabled
 number, 480 unavailable); a `hangup` destination declines the call (603, never answered: no
 media, nothing billed to the caller); a voicemail destination runs the deposit script; a flow
-runs `InboundCalls._flow`. `route_now` is its quick router: a number whose destinations the
+runs the flow runner (`telephony.scripts.flow`) on the version the number led to. `route_now` is its quick router: a number whose destinations the
 router has cached is decided at once (the schedule evaluated, no I/O) and a deposit answered
 (`Answer`), the mailbox's usage and greeting being read while the call is set up. What the
 script leaves in the spool goes to the spool worker, which stores it and tells the owner.
@@ -18,6 +18,7 @@ from collections import OrderedDict
 from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import InvalidAudio
+from afterbeep.domain.media import Media
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.media import Renditions
 from afterbeep.services.ports.storage import ObjectStore, StorageError
@@ -30,8 +31,10 @@ from afterbeep.services.routing import (
     VoicemailRoute,
 )
 from afterbeep.telephony.call import SipCall, uri_user
+from afterbeep.telephony.flow_env import InboundFlowEnv
 from afterbeep.telephony.interface import Audio, Call
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
+from afterbeep.telephony.scripts.flow import FlowRun, run_flow
 from afterbeep.telephony.server import Answer, CallHandler, Route
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.sip.message import uri_of
@@ -41,7 +44,6 @@ from afterbeep.telephony.spool_worker import SpoolHandoff
 log = logging.getLogger(__name__)
 
 DECLINED_BY_HANGUP_DESTINATION = 603
-FLOW_RUNNER_NOT_INSTALLED = 480
 # From users that mean "the caller withholds its identity" (RFC 3323 and carriers' usage).
 ANONYMOUS_USERS = frozenset({"anonymous", "restricted", "private", "withheld"})
 # Privacy header values asking to hide who calls (RFC 3323 `user`, RFC 3325 `id`).
@@ -113,19 +115,28 @@ class InboundCalls:
         return run_flow
 
     async def _flow(self, call: SipCall, route: FlowRoute) -> None:
-        """Run `route`'s flow on the call, which is not answered yet. The flow runner is not
-        installed here: the call is refused (480) before anything is answered."""
-        invite = call.invite
-        if invite is not None:
-            invite.reject(FLOW_RUNNER_NOT_INSTALLED)
-        log.warning(
-            "call %s: flow %s v%d has no runner here; refused %d",
-            call.call_id,
-            route.flow_id,
-            route.version,
-            FLOW_RUNNER_NOT_INSTALLED,
+        """Run `route`'s flow (the version it was routed to) on the call, not answered yet."""
+        run = FlowRun(
+            account_id=route.account_id,
+            flow_id=route.flow_id,
+            version=route.version,
+            graph=route.graph,
+            language=route.language,
+            timezone=route.timezone,
+            speech=route.speech,
         )
-        call.end(f"rejected {FLOW_RUNNER_NOT_INSTALLED}")
+        env = InboundFlowEnv(
+            route.number, self._router, self._media_audio, self._deposit_into, self._clock
+        )
+        await run_flow(call, run, env)
+
+    async def _deposit_into(self, call: Call, route: VoicemailRoute) -> None:
+        await self.leave_message(call, await self._deposit_box(route))
+
+    async def _media_audio(self, media: Media) -> Audio | None:
+        return await self._telephony_audio(
+            media.telephony_key, media.original_key, media.duration_ms, "media"
+        )
 
     def _answered_deposit(self, destination: VoicemailDestination) -> CallHandler:
         async def deposit(call: SipCall) -> None:
@@ -157,30 +168,36 @@ class InboundCalls:
         )
 
     async def _greeting(self, route: VoicemailRoute) -> Audio | None:
-        """The greeting's telephony rendition (media never changes, so it is cached by key;
-        rendered first if its import left it pending); None falls back to the system prompt,
-        also when storage cannot give it now or it does not decode."""
+        """The greeting's telephony rendition; None falls back to the system prompt."""
         key = route.greeting_key
         if key is None:
             return None
+        return await self._telephony_audio(
+            key, route.greeting_original_key, route.greeting_duration_ms, "greeting"
+        )
+
+    async def _telephony_audio(
+        self, key: str, original_key: str | None, duration_ms: int | None, what: str
+    ) -> Audio | None:
+        """A media's telephony rendition (media never changes, so it is cached by key;
+        rendered first if its import left it pending); None when storage cannot give it now
+        or it does not decode."""
         cached = self._greetings.get(key)
         if cached is not None:
             self._greetings.move_to_end(key)
             return cached
         try:
-            if route.greeting_original_key is None:
+            if original_key is None:
                 if (await self._store.stat(key)).size > GREETING_CACHE_BYTES:
                     # only an older version stored one this long (a 1 Hz WAV made 160 MB)
-                    log.warning("greeting %s is too long to hold; playing the system greeting", key)
+                    log.warning("%s %s is too long to hold; not playing it", what, key)
                     return None
                 wav = await self._store.get_bytes(key)
             else:
-                wav = await self._renditions.telephony(
-                    route.greeting_original_key, key, route.greeting_duration_ms
-                )
+                wav = await self._renditions.telephony(original_key, key, duration_ms)
             pcm, _rate = read_wav_pcm(wav)
         except (StorageError, InvalidAudio, ValueError):
-            log.warning("greeting %s unavailable; playing the system greeting", key)
+            log.warning("%s %s unavailable; not playing it", what, key)
             return None
         pcm.setflags(write=False)
         self._greetings[key] = pcm

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010_number_routing'
-down_revision = '0011_flow_speech'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0011_flow_speech'
-down_revision = '0009'
+down_revision = '0010_number_routing'
 branch_labels = None
 depends_on = None
 
