@@ -249,3 +249,22 @@ async def test_a_graph_with_nan_is_refused_not_stored(
     problem = assert_problem(response, 422, "invalid-flow")
     assert [e["field"] for e in problem["errors"]] == ["body"]
     assert await _stored(runtime) == (0, 0)
+
+
+async def test_a_mailbox_a_current_flow_leads_to_cannot_be_deleted(
+    client: httpx.AsyncClient, account: TestAccount
+) -> None:
+    body = await _valid_body(client, account)
+    created = await _create(client, account, body)
+    mailbox_id = body["nodes"][3]["data"]["mailboxId"]
+    refused = await client.delete(f"/v1/mailboxes/{mailbox_id}", headers=account.headers)
+    assert_problem(refused, 409, "mailbox-in-use")
+    assert created["id"] in refused.json()["detail"]
+
+    other = await create_mailbox(client, account)
+    moved = {**body, "nodes": [*body["nodes"][:3], _node("vm", "voicemail", mailboxId=other["id"])]}
+    put = await client.put(f"/v1/flows/{created['id']}", json=moved, headers=account.headers)
+    assert put.status_code == 200, put.text
+    # only the current version counts: version 1 still names the mailbox
+    gone = await client.delete(f"/v1/mailboxes/{mailbox_id}", headers=account.headers)
+    assert gone.status_code == 204, gone.text

@@ -20,8 +20,10 @@ from afterbeep.domain import mailboxes as rules
 from afterbeep.domain import messages as message_rules
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
+from afterbeep.domain.flows import RefKind, parse_graph, references
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.mailboxes import Mailbox, Usage
+from afterbeep.services.numbers import name_users
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ports.storage import ObjectStore
 
@@ -123,7 +125,8 @@ class MailboxService:
         """Remove the mailbox, its messages with their audio (`message.deleted` for each), and
         its PIN.
 
-        Refused (`Conflict`) while a number routes calls to it. Audio objects are deleted last
+        Refused (`Conflict`) while a number routes calls to it or the current version of a flow
+        leads to it (a voicemail node). Audio objects are deleted last
         inside the transaction: if one cannot be deleted nothing is committed and a retry
         finishes the job.
         """
@@ -131,6 +134,19 @@ class MailboxService:
             mailbox = await self._mailbox(uow, account_id, mailbox_id)
             if await uow.mailboxes.numbers_routed_to(account_id, mailbox_id):
                 raise Conflict("a number still sends calls to this mailbox", "mailbox-in-use")
+            flows = [
+                saved.flow.id
+                for saved in await uow.flows.current_versions_mentioning(account_id, mailbox_id)
+                if mailbox_id
+                in references(parse_graph(saved.graph.get("nodes"), saved.graph.get("edges")))[
+                    RefKind.MAILBOX
+                ]
+            ]
+            if flows:
+                raise Conflict(
+                    f"mailbox {mailbox_id!r} is used by {name_users('flows', flows)}",
+                    "mailbox-in-use",
+                )
             messages = await uow.messages.delete_in_mailbox(account_id, mailbox_id)
             for message in messages:
                 await uow.events.publish(
