@@ -24,6 +24,7 @@ _STATUS: list[tuple[type[e.DomainError], int]] = [
     (e.InvalidAudio, 422),
     (e.InvalidInput, 422),
     (e.QuotaExceeded, 409),
+    (e.TooManyAttempts, 429),
 ]
 
 

@@ -9,7 +9,8 @@ DomainError
  │    └── WeakPin
  ├── InvalidAudio        an upload that is not acceptable audio
  ├── PayloadTooLarge     an upload over its size limit
- └── QuotaExceeded       a mailbox or account limit is reached
+ ├── QuotaExceeded       a mailbox or account limit is reached
+ └── TooManyAttempts     sign-in attempts past their rate limit
 """
 
 from __future__ import annotations
@@ -91,3 +92,13 @@ class InvalidFlow(InvalidInput):
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(str(first["field"]), f"{first['message']}{more}")
         self.errors = errors
+
+
+class TooManyAttempts(DomainError):
+    """Too many sign-in attempts for an address or from a source: wait `retry_after` seconds."""
+
+    error_id = "too-many-attempts"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many attempts; try again in {retry_after} seconds")
+        self.retry_after = retry_after

@@ -462,3 +462,37 @@ class EmailDispatcher(OutboxWorker[ClaimedNotification]):
             audio_too_large=too_large,
         )
         return compose_new_message(mail, self._from_addr)
+
+
+def compose_sign_in_link(to_addr: str, name: str, url: str, from_addr: str) -> EmailMessage:
+    msg = EmailMessage(policy=_POLICY)
+    msg["Subject"] = "Your afterbeep sign-in link"
+    msg["From"] = from_addr
+    msg["To"] = to_addr
+    msg["Date"] = formatdate(localtime=False)
+    msg.set_content(
+        f"Hello {name},\n\nSign in to afterbeep with this link:\n\n{url}\n\n"
+        "It works once, within 15 minutes. If you did not ask for it, ignore this email.\n"
+    )
+    e = html.escape
+    msg.add_alternative(
+        "<html><body>"
+        f"<p>Hello {e(name)},</p>"
+        f'<p><a href="{e(url, quote=True)}">Sign in to afterbeep</a></p>'
+        "<p>The link works once, within 15 minutes. If you did not ask for it, ignore this email.</p>"
+        "</body></html>",
+        subtype="html",
+    )
+    return msg
+
+
+class SmtpSignInMailer:
+    """Sends one-time sign-in links at once (not through the outbox: a link is wanted now,
+    and it expires within 15 minutes anyway)."""
+
+    def __init__(self, sender: EmailSender, from_addr: str) -> None:
+        self._sender = sender
+        self._from_addr = from_addr
+
+    async def send_sign_in_link(self, to_addr: str, name: str, url: str) -> None:
+        await self._sender.send(compose_sign_in_link(to_addr, name, url, self._from_addr))
