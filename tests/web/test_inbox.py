@@ -22,7 +22,7 @@ from tests.web.conftest import (
     WAIT_MS,
     Tenant,
     leave_message,
-    new_tenant,
+    new_tenants,
     shoot,
     sign_in,
     wait_until,
@@ -45,8 +45,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(service: Service) -> World:
-    a = new_tenant(service, "Acme Clinic")
-    b = new_tenant(service, "Other Co")
+    a, b = new_tenants(service, "Acme Clinic", "Other Co")
     a.member("admin@clinic.example", "admin")
     seller = a.member("sales@clinic.example", "member")
     front_desk = a.call(
@@ -92,7 +91,8 @@ def test_a_message_left_by_a_caller_appears_in_the_open_inbox(
     assert row.get_attribute("id") == f"row-{message['id']}"
     text = row.inner_text()
     assert "SIPp Caller" in text and "+12025550123" in text
-    assert "0:0" in text  # the duration, m:ss
+    seconds = message["duration_ms"] // 1000
+    assert f"{seconds // 60}:{seconds % 60:02d}" in text  # the duration as the player shows it
     assert "unread" in (row.get_attribute("class") or "")
     nav = page.locator('nav.mailboxes a[aria-current="page"]')
     assert nav.locator("[data-unread]").inner_text() == "1"

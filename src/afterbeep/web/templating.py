@@ -29,7 +29,8 @@ SECURITY_HEADERS = {
 
 
 def duration(ms: int) -> str:
-    seconds = round(ms / 1000)
+    """`m:ss`, whole seconds cut down as the browser's player shows them."""
+    seconds = max(ms, 0) // 1000
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
