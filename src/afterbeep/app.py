@@ -347,6 +347,9 @@ class Runtime:
                 clock=self.clock,
                 secret_key=services.secret_key,
                 closing=lambda: self._drain_deadline is not None,
+                live_messages=MessageService(
+                    unit_of_work_factory(self.db, readonly=True), services.store, self.clock
+                ),
             )
             self._app = create_app(
                 services, self.idempotency, self.readiness, pages=lambda app: install_web(app, web)

@@ -106,6 +106,10 @@ def test_play_and_seek_the_message(browser: Browser, world: World, left: Left) -
     context = browser.new_context(viewport=DESKTOP)
     page = sign_in(context, world.service.url, world.admin_email)
     ranges: list[int] = []
+    errors: list[str] = []
+    requested: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("request", lambda r: requested.append(r.url))
     page.on(
         "response",
         lambda r: ranges.append(r.status) if "/v1/links/messages/" in r.url else None,
@@ -134,6 +138,15 @@ def test_play_and_seek_the_message(browser: Browser, world: World, left: Left) -
     )
     assert 206 in ranges  # the browser fetched a byte range of the recording
     page.evaluate("document.getElementById('player').pause()")
+
+    with page.expect_download() as downloading:
+        page.click("#download")
+    download = downloading.value
+    assert download.suggested_filename == f"voicemail-{message_id}.wav"
+    saved = download.path()
+    assert saved.read_bytes()[:4] == b"RIFF" and saved.stat().st_size == left.message["size_bytes"]
+    assert errors == []  # no script error, no Content-Security-Policy violation
+    assert requested and all(url.startswith(world.service.url + "/") for url in requested)
     shoot(page, "message")
     context.close()
 

@@ -177,13 +177,13 @@ async def live(
         while not web.closing() and loop.time() < ends:
             await asyncio.sleep(web.live_poll_seconds)
             try:
-                latest = await web.messages.list(
+                latest = await web.live_messages.list(
                     member.account_id, mailbox_id, folder=folder, limit=PAGE_SIZE
                 )
                 fresh = [m for m in latest.items if m.id not in seen]
                 if not fresh:
                     continue
-                usage = await web.messages.mailbox_usage(member.account_id, mailbox_id)
+                usage = await web.live_messages.mailbox_usage(member.account_id, mailbox_id)
             except NotFound:
                 return  # the mailbox was deleted
             for message in reversed(fresh):

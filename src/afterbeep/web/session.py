@@ -43,6 +43,9 @@ class WebServices:
     clock: Clock
     secret_key: bytes
     closing: Callable[[], bool]  # True once the service is shutting down
+    # The same service on read-only units of work, for the inbox's live look-ups (on SQLite a
+    # read-write unit would take the one writer's lock every second per open inbox).
+    live_messages: MessageService
     live_poll_seconds: float = 1.0
     live_stream_seconds: float = 300.0  # then the browser reconnects (EventSource does)
 
