@@ -200,6 +200,8 @@ def test_another_account_gets_404(browser: Browser, world: World, left: Left) ->
         response = page.goto(world.service.url + path)
         assert response is not None and response.status == 404, path
         assert "Not found" in page.inner_text("h1")
+    audio = context.request.get(f"{world.service.url}/messages/{message_id}/audio", max_redirects=0)
+    assert audio.status == 404
     for action in ("read", "delete", "restore"):
         csrf = page.evaluate("document.body.dataset.csrf")
         posted = context.request.post(

@@ -206,8 +206,19 @@ def _message_context(who: SignedIn, web: WebServices, message: Message) -> dict[
         "member": who.member,
         "m": message,
         "folders": list(Folder),
-        "audio_url": audio_url(web, message),
+        "audio_url": f"/messages/{message.id}/audio",
     }
+
+
+@router.get("/messages/{message_id}/audio")
+async def message_audio(message_id: str, web: Web, who: SignedIn) -> Response:
+    """To a fresh signed link of the recording (307: the browser repeats its Range request
+    there). The page's player and download point here, so they work however long the page
+    stays open, while each link lives 15 minutes at most."""
+    message, _ = await visible_message(web, who.signed_in, message_id)
+    return RedirectResponse(
+        audio_url(web, message), status_code=307, headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.get("/messages/{message_id}")
