@@ -217,3 +217,19 @@ def test_attempt_window_and_rules() -> None:
     assert safe_next("/messages/msg_1?x=1") == "/messages/msg_1?x=1"
     for outside in ("//evil.example/", "https://evil.example/", "/\\evil", "inbox", None):
         assert safe_next(outside) == "/inbox"
+
+
+async def test_a_link_request_answers_the_same_whether_or_not_it_could_be_sent(
+    client: httpx.AsyncClient, account: TestAccount
+) -> None:
+    await _member(client, account, "ann@clinic.example")
+    csrf = await _csrf(client)
+    # No mail server listens where these runtimes send (127.0.0.1:25): the link is not sent,
+    # and the page says what it says for an unknown address.
+    for email in ("ann@clinic.example", "nobody@clinic.example"):
+        answer = await client.post("/sign-in/link", data={"csrf": csrf, "email": email})
+        assert answer.status_code == 200 and "Check your email" in answer.text, answer.text
+    for _ in range(2):
+        await client.post("/sign-in/link", data={"csrf": csrf, "email": "ann@clinic.example"})
+    limited = await client.post("/sign-in/link", data={"csrf": csrf, "email": "ann@clinic.example"})
+    assert limited.status_code == 429 and "Try again in" in limited.text

@@ -235,9 +235,17 @@ class MemberService:
         )
         async with self._uow() as uow:
             await uow.members.add_link(link)
-        await self._mailer.send_sign_in_link(
-            member.email, member.name, f"{self._public_url}/sign-in/link/{token}"
-        )
+        try:
+            await self._mailer.send_sign_in_link(
+                member.email, member.name, f"{self._public_url}/sign-in/link/{token}"
+            )
+        except Exception as exc:
+            # The page says the same whether or not the address is a member's, so it cannot
+            # say this either; the member asks again.
+            log.error(
+                "sign-in link not sent: %s", exc, extra={"member_id": member.id}
+            )
+            return
         log.info("sign-in link sent", extra={"member_id": member.id})
 
     async def use_link(self, token: str) -> SignedIn | None:

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -161,4 +161,3 @@ Web = Annotated[WebServices, Depends(web_services)]
 Anyone = Annotated[Visitor, Depends(visitor)]
 SignedIn = Annotated[Visitor, Depends(signed_in)]
 Form = Annotated[FormData, Depends(checked_form)]
-PageHook = Callable[[Request], Awaitable[Response]]
