@@ -4,6 +4,7 @@ another member and a forged form get. Screenshots at desktop and phone width."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,3 +305,26 @@ def test_bad_passwords_are_rate_limited(world: World) -> None:
             "/sign-in", data={"csrf": csrf.group(1), "email": world.b_email, "password": PASSWORD}
         )
         assert right.status_code == 429  # the address waits even with the right password
+
+
+def test_live_streams_are_limited_per_member(world: World) -> None:
+    with httpx.Client(base_url=world.service.url, timeout=30) as client:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/sign-in").text)
+        assert csrf is not None
+        signed = client.post(
+            "/sign-in", data={"csrf": csrf.group(1), "email": world.sales_email, "password": PASSWORD}
+        )
+        assert signed.status_code == 303
+        live = f"/inbox/{world.sales['id']}/live"
+        with contextlib.ExitStack() as streams:
+            opened = [streams.enter_context(client.stream("GET", live)) for _ in range(4)]
+            assert all(s.status_code == 200 for s in opened)
+            assert opened[0].headers["content-type"].startswith("text/event-stream")
+            assert client.get(live).status_code == 429
+            opened[0].close()
+
+            def another_opens() -> bool:
+                with client.stream("GET", live) as extra:
+                    return extra.status_code == 200
+
+            wait_until(another_opens, "a stream to be closed on the server")

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -37,6 +38,7 @@ MAX_MAILBOXES = 1000  # listed for one member, at most
 PEAK_BINS = 160
 PEAKS_MAX_BYTES = 12 * 1024 * 1024  # longer recordings get no waveform
 PEAKS_CACHED = 512
+LIVE_STREAMS_PER_MEMBER = 4  # open inboxes (tabs) of one member that get live updates
 
 FolderParam = Annotated[Folder | None, Query()]
 Cursor = Annotated[str | None, Query(max_length=100)]
@@ -165,12 +167,27 @@ async def live(
     the service stops; the browser's EventSource then reconnects by itself."""
     member = who.signed_in
     current = await visible_mailbox(web, member, mailbox_id)
+    if web.live_streams.get(member.id, 0) >= LIVE_STREAMS_PER_MEMBER:
+        raise PageError(
+            429, "Too many open inboxes", "Close another tab of the inbox to get live updates here."
+        )
     zone = current.mailbox.timezone
     first = await web.messages.list(member.account_id, mailbox_id, folder=folder, limit=PAGE_SIZE)
     seen = {m.id for m in first.items}
     row = templates.env.get_template("_message_row.html")
 
     async def events() -> AsyncIterator[str]:
+        web.live_streams[member.id] = web.live_streams.get(member.id, 0) + 1
+        try:
+            async with contextlib.aclosing(_events()) as stream:
+                async for event in stream:
+                    yield event
+        finally:
+            left = web.live_streams.pop(member.id, 1) - 1
+            if left > 0:
+                web.live_streams[member.id] = left
+
+    async def _events() -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         ends = loop.time() + web.live_stream_seconds
         yield "retry: 2000\n\n"

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -48,6 +48,8 @@ class WebServices:
     live_messages: MessageService
     live_poll_seconds: float = 1.0
     live_stream_seconds: float = 300.0  # then the browser reconnects (EventSource does)
+    # Open live streams per member in this process (each looks at the database every second).
+    live_streams: dict[str, int] = field(default_factory=dict)
 
 
 class SignInRequired(Exception):
