@@ -10,10 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from afterbeep.app import Runtime
+from afterbeep.db import tables as t
 from afterbeep.domain.errors import NotFound
-from afterbeep.domain.members import AttemptWindow, safe_next
+from afterbeep.domain.members import SESSION_SECONDS, AttemptWindow, safe_next, token_hash
+from afterbeep.services.members import MemberService
 from afterbeep.services.messages import UNDO_SECONDS, MessageService
 from afterbeep.services.ports.storage import ObjectNotFound
 from afterbeep.web.limits import MAX_FORM_BYTES
@@ -233,3 +236,23 @@ async def test_a_link_request_answers_the_same_whether_or_not_it_could_be_sent(
         await client.post("/sign-in/link", data={"csrf": csrf, "email": "ann@clinic.example"})
     limited = await client.post("/sign-in/link", data={"csrf": csrf, "email": "ann@clinic.example"})
     assert limited.status_code == 429 and "Try again in" in limited.text
+
+
+async def test_sessions_expire_and_expired_rows_are_cleared(
+    runtime: Runtime, account: TestAccount
+) -> None:
+    clock = FakeClock()
+    members = MemberService(runtime.uow, clock, public_url="http://afterbeep.test")
+    await members.create(
+        account.id, {"email": "ann@clinic.example", "name": "Ann", "role": "admin", "password": PASSWORD}
+    )
+    first = await members.sign_in_password("ann@clinic.example", PASSWORD, source="test")
+    assert first is not None and await members.session(first.token) is not None
+    assert await members.sign_in_password("ann@clinic.example", "wrong password", source="test") is None
+    clock.advance(seconds=SESSION_SECONDS + 1)
+    assert await members.session(first.token) is None
+    second = await members.sign_in_password("ann@clinic.example", PASSWORD, source="test")
+    assert second is not None and await members.session(second.token) is not None
+    async with runtime.db.engine.connect() as conn:
+        kept = (await conn.execute(select(t.web_sessions.c.token_hash))).scalars().all()
+    assert kept == [token_hash(second.token)]  # the expired one is gone

@@ -270,6 +270,8 @@ class MemberService:
             expires_at=now + timedelta(seconds=rules.SESSION_SECONDS),
         )
         async with self._uow() as uow:
+            # Each sign-in also clears the expired sessions and links of every member.
+            await uow.members.delete_expired(now)
             await uow.members.add_session(session)
         log.info("member signed in", extra={"member_id": member.id, "account_id": member.account_id})
         return SignedIn(token, member, next_path)
