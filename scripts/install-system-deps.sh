@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite talks to, when they are missing:
-# PostgreSQL (initdb/pg_ctl), SIPp (sip-tester), baresip (a real softphone), espeak-ng and sox.
+# PostgreSQL (initdb/pg_ctl), SIPp (sip-tester), baresip (a real softphone), espeak-ng, sox and
+# Chromium (the browser tests drive Debian's build through Playwright; Playwright downloads none).
 #
 # Another apt or dpkg run (unattended-upgrades on a fresh machine, say) may hold the package
 # manager's locks: we wait for them, up to APT_LOCK_TIMEOUT seconds (default 600), instead of
@@ -13,6 +14,7 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "installing system packages: ${need[*]}"
 SUDO=""

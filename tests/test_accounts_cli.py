@@ -185,3 +185,27 @@ def test_account_delete_erases_everything_of_the_account_only(service: Service) 
     assert httpx.get(service.url + "/v1/mailboxes", headers=kept_headers).json()["items"]
     # The number is free again for another account.
     service.cli("numbers", "verify", SENDER, "--account", kept)
+
+
+def test_member_create_takes_the_password_from_stdin(service: Service) -> None:
+    account_id, _ = new_account(service, "Members Co")
+    command = [str(BIN / "afterbeep"), "member", "create", "--account", account_id,
+               "--email", "First.Admin@Example.com", "--role", "admin"]  # fmt: skip
+    no_terminal = subprocess.run(command, env=service.env, capture_output=True, text=True, timeout=60, input="")
+    assert no_terminal.returncode == 2 and "--password-stdin" in no_terminal.stderr
+    made = subprocess.run(
+        [*command, "--password-stdin", "--json"],
+        env=service.env, capture_output=True, text=True, timeout=60, input="a long enough password\n",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    assert created["email"] == "first.admin@example.com" and created["role"] == "admin"
+    assert created["member_id"].startswith("mem_") and created["account_id"] == account_id
+
+    with httpx.Client(base_url=service.url, timeout=30) as browser:
+        csrf = browser.get("/sign-in").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed = browser.post(
+            "/sign-in",
+            data={"csrf": csrf, "email": "first.admin@example.com", "password": "a long enough password"},
+        )
+        assert signed.status_code == 303 and signed.headers["location"] == "/inbox"

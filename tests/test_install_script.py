@@ -67,7 +67,7 @@ def test_waits_while_the_lists_lock_is_held(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert [call.split()[2] for call in calls] == ["update"] * 4 + ["install"]
     assert all("-o DPkg::Lock::Timeout=600" in call for call in calls)
-    assert "sip-tester" in calls[-1] and "baresip" in calls[-1]
+    assert "sip-tester" in calls[-1] and "baresip" in calls[-1] and "chromium" in calls[-1]
     assert "waiting" in result.stderr
 
 
@@ -85,7 +85,7 @@ def test_other_failures_are_not_retried(tmp_path: Path) -> None:
 
 
 def test_nothing_to_do_when_everything_is_there() -> None:
-    if not all(shutil.which(tool) for tool in ("sipp", "baresip", "espeak-ng", "sox")):
+    if not all(shutil.which(tool) for tool in ("sipp", "baresip", "espeak-ng", "sox", "chromium")):
         return
     result = subprocess.run(
         ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=60, env=dict(os.environ)

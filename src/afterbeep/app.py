@@ -27,7 +27,7 @@ from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
-from afterbeep.notify.email import EmailDispatcher, SmtpSender
+from afterbeep.notify.email import EmailDispatcher, SmtpSender, SmtpSignInMailer
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
@@ -37,7 +37,8 @@ from afterbeep.services.deposits import DepositService
 from afterbeep.services.flows import FlowService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
-from afterbeep.services.messages import MessageService
+from afterbeep.services.members import MemberService
+from afterbeep.services.messages import MessageService, TrashPurger
 from afterbeep.services.netguard import HostGuard
 from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
@@ -63,6 +64,8 @@ from afterbeep.telephony.server import (
 from afterbeep.telephony.sip.errors import SipTransportError
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolHandoff, SpoolWorker
+from afterbeep.web.app import install as install_web
+from afterbeep.web.session import WebServices
 
 log = logging.getLogger("afterbeep")
 
@@ -116,6 +119,13 @@ class Runtime:
         self.speech = EspeakSynthesizer()
         self.idempotency = SqlIdempotencyStore(self.db)
         self.idempotency_sweeper = IdempotencySweeper(self.idempotency, self.clock)
+        self.members = MemberService(
+            self.uow,
+            self.clock,
+            public_url=settings.resolved_public_url(),
+            mailer=SmtpSignInMailer(SmtpSender(settings.smtp()), settings.smtp_from),
+        )
+        self.trash_purger: TrashPurger | None = None
         self._app: FastAPI | None = None
         self._drain_deadline: float | None = None  # loop time, once shutdown has begun
 
@@ -166,6 +176,8 @@ class Runtime:
         self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
         if workers:
             self.idempotency_sweeper.start()
+            self.trash_purger = TrashPurger(MessageService(self.uow, self.store, self.clock))
+            self.trash_purger.start()
             await self.dispatcher.start()
             if postcall_process:
                 await self.spool_worker.recover(closed=False)
@@ -329,7 +341,21 @@ class Runtime:
     @property
     def app(self) -> FastAPI:
         if self._app is None:
-            self._app = create_app(self.api_services(), self.idempotency, self.readiness)
+            services = self.api_services()
+            web = WebServices(
+                members=services.members,
+                mailboxes=services.mailboxes,
+                messages=services.messages,
+                clock=self.clock,
+                secret_key=services.secret_key,
+                closing=lambda: self._drain_deadline is not None,
+                live_messages=MessageService(
+                    unit_of_work_factory(self.db, readonly=True), services.store, self.clock
+                ),
+            )
+            self._app = create_app(
+                services, self.idempotency, self.readiness, pages=lambda app: install_web(app, web)
+            )
         return self._app
 
     def api_services(self) -> ApiServices:
@@ -373,6 +399,7 @@ class Runtime:
             senders=self.senders(),
             admin_key_hash=admin_key_hash(s),
             schedules=ScheduleService(self.uow, self.clock),
+            members=self.members,
         )
 
     def senders(self) -> SenderNumberService:
@@ -428,6 +455,8 @@ class Runtime:
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         await self.idempotency_sweeper.stop()
+        if self.trash_purger is not None:
+            await self.trash_purger.stop()
         if self.store is not None:
             await self.store.close()
         await self.db.close()

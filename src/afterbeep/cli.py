@@ -40,6 +40,8 @@ numbers_cli = typer.Typer(
 cli.add_typer(account_cli, name="account")
 cli.add_typer(key_cli, name="key")
 cli.add_typer(numbers_cli, name="numbers")
+member_cli = typer.Typer(no_args_is_help=True, help="Members: the people who sign in to the web pages")
+cli.add_typer(member_cli, name="member")
 cli.add_typer(voicemails_cli, name="voicemails")
 cli.add_typer(campaigns_cli, name="campaigns")
 cli.add_typer(amd_app, name="amd")
@@ -313,6 +315,48 @@ def numbers_unverify(number: str, account: AccountOpt) -> None:
     """Take NUMBER back: the account no longer sends from it."""
     e164 = _with_database(lambda rt: rt.senders().unverify(account, number))
     typer.echo(f"{e164} no longer verified for account {account}")
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new member's password: one line of standard input, or asked twice on the terminal."""
+    import getpass
+    import sys
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail("--password-stdin: standard input held no password")
+        return password
+    if not sys.stdin.isatty():
+        fail("no terminal to ask the password on: pass it on standard input with --password-stdin")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        fail("the two passwords differ")
+    return password
+
+
+@member_cli.command("create")
+def member_create(
+    account: AccountOpt,
+    email: Annotated[str, typer.Option("--email", help="signs the member in")],
+    role: Annotated[str, typer.Option("--role", help="admin, member or agent")] = "admin",
+    name: Annotated[
+        str | None, typer.Option("--name", help="shown in the pages (default: the email's local part)")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Create a member who signs in to the web pages (the first admin, say)."""
+    password = _read_password(password_stdin)
+    fields = {"email": email, "name": name or email.split("@", 1)[0], "role": role, "password": password}
+    member = _with_database(lambda rt: rt.members.create(account, fields))
+    if as_json:
+        shown = {"member_id": member.id, "account_id": member.account_id, "email": member.email, "role": member.role.value}
+        typer.echo(json.dumps(shown))
+    else:
+        typer.echo(f"member {member.id} ({member.email}, {member.role.value}) in account {member.account_id}")
 
 
 def main() -> None:

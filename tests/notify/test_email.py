@@ -232,3 +232,15 @@ async def test_a_big_attachment_arrives_whole() -> None:
     assert attachment.get_filename() == "msg_1.wav" and attachment.get_content() == wav
     assert received.message["Subject"] == msg["Subject"]
     assert received.rcpt_tos == ["owner@clinic.example"]
+
+
+def test_new_message_email_links_to_the_message_page() -> None:
+    page = "http://afterbeep.test/messages/msg_1"
+    msg = compose_new_message(mail(inbox_url=page), "voicemail@afterbeep.test")
+    text = msg.get_body(("plain",))
+    html = msg.get_body(("html",))
+    assert text is not None and html is not None
+    assert f"Open it in the inbox: {page}" in text.get_content()
+    assert f'href="{page}"' in html.get_content()
+    bare = compose_new_message(mail(), "voicemail@afterbeep.test").get_body(("plain",))
+    assert bare is not None and "inbox:" not in bare.get_content()

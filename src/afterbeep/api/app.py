@@ -19,6 +19,7 @@ from afterbeep.api import (
     health,
     mailboxes,
     media,
+    members,
     messages,
     numbers,
     problems,
@@ -44,7 +45,9 @@ def create_app(
     services: ApiServices,
     idempotency: IdempotencyStore,
     readiness: Callable[[], Awaitable[list[str]]] | None = None,
+    pages: Callable[[FastAPI], None] | None = None,
 ) -> FastAPI:
+    """The API; `pages` adds the web pages (outside `/v1`) before the middleware is added."""
     app = FastAPI(
         title="afterbeep",
         version=__version__,
@@ -68,10 +71,12 @@ def create_app(
     app.include_router(campaigns.router, prefix="/v1")
     for ringless in (telephony_setups, use_cases, drops, suppressions, consents):
         app.include_router(ringless.router, prefix="/v1")
-    for module in (account, schedules):
+    for module in (account, schedules, members):
         app.include_router(module.router, prefix="/v1")
     for keys_and_admin in (api_keys, admin):
         app.include_router(keys_and_admin.router, prefix="/v1")
+    if pages is not None:
+        pages(app)
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
     app.add_middleware(
         RequestGate,

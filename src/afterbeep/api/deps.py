@@ -14,6 +14,7 @@ from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.flows import FlowService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
+from afterbeep.services.members import MemberService
 from afterbeep.services.messages import MessageService
 from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
@@ -43,6 +44,7 @@ class ApiServices:
     senders: SenderNumberService
     admin_key_hash: bytes | None  # SHA-256 of AFTERBEEP_ADMIN_KEY; None: the admin API is closed
     schedules: ScheduleService
+    members: MemberService
     max_body_bytes: int = 256 * 1024
 
 

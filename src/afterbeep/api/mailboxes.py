@@ -35,6 +35,9 @@ QuotaMb = Annotated[int, Field(ge=rules.QUOTA_MB[0], le=rules.QUOTA_MB[1])]
 MaxSeconds = Annotated[int, Field(ge=rules.MAX_MESSAGE_SECONDS[0], le=rules.MAX_MESSAGE_SECONDS[1])]
 MinSeconds = Annotated[int, Field(ge=rules.MIN_MESSAGE_SECONDS[0], le=rules.MIN_MESSAGE_SECONDS[1])]
 SilenceSeconds = Annotated[int, Field(ge=rules.SILENCE_SECONDS[0], le=rules.SILENCE_SECONDS[1])]
+MemberId = Annotated[
+    str, Field(min_length=1, max_length=40, description="a member of role `member` sees it in the inbox")
+]
 MaxMessages = Annotated[int, Field(ge=rules.MAX_MESSAGES[0], le=rules.MAX_MESSAGES[1])]
 
 
@@ -53,6 +56,7 @@ class MailboxCreate(StrictModel):
     silence_seconds: SilenceSeconds = 8
     max_messages: MaxMessages = 100
     attach_audio: bool = True
+    owner_member_id: MemberId | None = None
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -71,6 +75,7 @@ class MailboxUpdate(TypedDict, total=False):
     silence_seconds: SilenceSeconds
     max_messages: MaxMessages
     attach_audio: bool
+    owner_member_id: MemberId | None
 
 
 class PinIn(StrictModel):
@@ -106,6 +111,7 @@ class MailboxOut(BaseModel):
     silence_seconds: int
     max_messages: int
     attach_audio: bool
+    owner_member_id: str | None = Field(description="the member (mem_...) whose inbox shows it")
     created_at: str
     updated_at: str
     usage: UsageOut
@@ -129,6 +135,7 @@ class MailboxOut(BaseModel):
             silence_seconds=m.silence_seconds,
             max_messages=m.max_messages,
             attach_audio=m.attach_audio,
+            owner_member_id=m.owner_member_id,
             created_at=iso(m.created_at),
             updated_at=iso(m.updated_at),
             usage=UsageOut(messages=view.usage.messages, bytes=view.usage.bytes, full=view.full),

@@ -25,6 +25,7 @@ _STATUS: list[tuple[type[e.DomainError], int]] = [
     (e.InvalidInput, 422),
     (e.QuotaExceeded, 409),
     (e.Unavailable, 503),
+    (e.TooManyAttempts, 429),
 ]
 
 

@@ -189,6 +189,8 @@ mailboxes = Table(
     Column("full_notified_at", UtcDateTime(), nullable=True),
     _created(),
     _updated(),
+    # 0013_members: whose inbox shows it (members of role `member` see only their own)
+    Column("owner_member_id", String(40), ForeignKey("members.id"), nullable=True),
 )
 
 messages = Table(
@@ -209,6 +211,8 @@ messages = Table(
     Column("recovered", Boolean, nullable=False, default=False),
     _created(),
     _updated(),
+    # 0013_members: deleted from the inbox, restorable until it is purged (then gone for good)
+    Column("deleted_at", UtcDateTime(), nullable=True),
     UniqueConstraint("account_id", "call_id"),
     Index("ix_messages_mailbox_folder", "mailbox_id", "folder"),
 )
@@ -509,4 +513,41 @@ flow_versions = Table(
     _created(),
     # {"<node id>/<field>": "<media id>"}: the audio of the texts the version speaks.
     Column("speech", JSON, nullable=False, server_default=text("'{}'")),
+)
+
+# 0013_members: the people who sign in to the web pages, their sessions and sign-in links.
+members = Table(
+    "members",
+    metadata,
+    _id(),
+    _account(),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("user_id", String(40), nullable=True),
+    Column("password_hash", String(200), nullable=True),
+    _created(),
+    _updated(),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    _account(),
+    Column("member_id", String(40), ForeignKey("members.id"), nullable=False, index=True),
+    _created(),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+sign_in_links = Table(
+    "sign_in_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    _account(),
+    Column("member_id", String(40), ForeignKey("members.id"), nullable=False, index=True),
+    Column("next_path", String(500), nullable=False),
+    _created(),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("used_at", UtcDateTime(), nullable=True),
 )

@@ -15,6 +15,7 @@ from afterbeep.db.repos.campaigns import SqlCampaignRepo
 from afterbeep.db.repos.flows import SqlFlowRepo
 from afterbeep.db.repos.mailboxes import SqlMailboxRepo, SqlMessageRepo
 from afterbeep.db.repos.media import SqlMediaRepo
+from afterbeep.db.repos.members import SqlMemberRepo
 from afterbeep.db.repos.notifications import SqlNotificationRepo
 from afterbeep.db.repos.numbers import SqlNumberRepo, SqlVerifiedSenderRepo
 from afterbeep.db.repos.ringless import (
@@ -111,6 +112,10 @@ class SqlUnitOfWork:
     @cached_property
     def flows(self) -> SqlFlowRepo:
         return SqlFlowRepo(self.conn)
+
+    @cached_property
+    def members(self) -> SqlMemberRepo:
+        return SqlMemberRepo(self.conn)
 
 
 def unit_of_work_factory(

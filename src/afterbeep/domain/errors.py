@@ -10,7 +10,8 @@ DomainError
  ├── InvalidAudio        an upload that is not acceptable audio
  ├── PayloadTooLarge     an upload over its size limit
  ├── QuotaExceeded       a mailbox or account limit is reached
- └── Unavailable         something the request needs cannot run here now (speech engine)
+ ├── Unavailable         something the request needs cannot run here now (speech engine)
+ └── TooManyAttempts     sign-in attempts past their rate limit
 """
 
 from __future__ import annotations
@@ -104,3 +105,13 @@ class Unavailable(DomainError):
         super().__init__(message)
         if error_id:
             self.error_id = error_id
+
+
+class TooManyAttempts(DomainError):
+    """Too many sign-in attempts for an address or from a source: wait `retry_after` seconds."""
+
+    error_id = "too-many-attempts"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many attempts; try again in {retry_after} seconds")
+        self.retry_after = retry_after

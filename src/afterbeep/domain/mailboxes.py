@@ -58,12 +58,14 @@ class Mailbox:
     attach_audio: bool
     created_at: datetime
     updated_at: datetime
+    owner_member_id: str | None = None  # the member (mem_...) whose inbox shows it
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     messages: int
     bytes: int
+    unread: int = 0
 
 
 DEFAULTS: dict[str, object] = {
@@ -78,11 +80,12 @@ DEFAULTS: dict[str, object] = {
     "silence_seconds": 8,
     "max_messages": 100,
     "attach_audio": True,
+    "owner_member_id": None,
 }
 
 # What a client may set (on create and update); the rest is kept by the service.
 EDITABLE = frozenset({"name", *DEFAULTS})
-NULLABLE = frozenset({"greeting_media_id", "notify_email"})
+NULLABLE = frozenset({"greeting_media_id", "notify_email", "owner_member_id"})
 
 
 def is_full(mailbox: Mailbox, usage: Usage) -> bool:
@@ -168,4 +171,7 @@ def check_mailbox(mailbox: Mailbox) -> Mailbox:
     greeting = mailbox.greeting_media_id
     if greeting is not None and (not isinstance(greeting, str) or not is_id(greeting, "media")):
         raise InvalidInput("greeting_media_id", "must be a media id", "invalid-reference")
+    owner = mailbox.owner_member_id
+    if owner is not None and (not isinstance(owner, str) or not is_id(owner, "mem")):
+        raise InvalidInput("owner_member_id", "must be a member id (mem_...)", "invalid-reference")
     return dataclasses.replace(mailbox, name=name, notify_email=email)

@@ -81,6 +81,7 @@ class NewMessageMail:
     wav: bytes | None
     message_id: str
     audio_too_large: bool = False
+    inbox_url: str | None = None  # the message's page (it asks to sign in first)
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -138,6 +139,8 @@ def compose_new_message(mail: NewMessageMail, from_addr: str) -> EmailMessage:
         f"From: {who}\nReceived: {when}\nLength: {length}\n\n"
         f"Listen: {mail.listen_url}\n(the link expires within 15 minutes; the API and the inbox keep the message)\n"
     )
+    if mail.inbox_url:
+        text += f"Open it in the inbox: {mail.inbox_url}\n"
     if mail.audio_too_large:
         text += "\nThe recording is too large to attach; listen with the link above.\n"
     msg.set_content(text)
@@ -151,7 +154,12 @@ def compose_new_message(mail: NewMessageMail, from_addr: str) -> EmailMessage:
         f"<tr><td>Length</td><td>{e(length)}</td></tr>"
         "</table>"
         f'<p><a href="{e(mail.listen_url, quote=True)}">Listen to the message</a></p>'
-        "</body></html>",
+        + (
+            f'<p><a href="{e(mail.inbox_url, quote=True)}">Open it in the inbox</a></p>'
+            if mail.inbox_url
+            else ""
+        )
+        + "</body></html>",
         subtype="html",
     )
     if mail.wav is not None:
@@ -460,5 +468,40 @@ class EmailDispatcher(OutboxWorker[ClaimedNotification]):
             wav=wav,
             message_id=message.id,
             audio_too_large=too_large,
+            inbox_url=f"{self._public_url.rstrip('/')}/messages/{message.id}",
         )
         return compose_new_message(mail, self._from_addr)
+
+
+def compose_sign_in_link(to_addr: str, name: str, url: str, from_addr: str) -> EmailMessage:
+    msg = EmailMessage(policy=_POLICY)
+    msg["Subject"] = "Your afterbeep sign-in link"
+    msg["From"] = from_addr
+    msg["To"] = to_addr
+    msg["Date"] = formatdate(localtime=False)
+    msg.set_content(
+        f"Hello {name},\n\nSign in to afterbeep with this link:\n\n{url}\n\n"
+        "It works once, within 15 minutes. If you did not ask for it, ignore this email.\n"
+    )
+    e = html.escape
+    msg.add_alternative(
+        "<html><body>"
+        f"<p>Hello {e(name)},</p>"
+        f'<p><a href="{e(url, quote=True)}">Sign in to afterbeep</a></p>'
+        "<p>The link works once, within 15 minutes. If you did not ask for it, ignore this email.</p>"
+        "</body></html>",
+        subtype="html",
+    )
+    return msg
+
+
+class SmtpSignInMailer:
+    """Sends one-time sign-in links at once (not through the outbox: a link is wanted now,
+    and it expires within 15 minutes anyway)."""
+
+    def __init__(self, sender: EmailSender, from_addr: str) -> None:
+        self._sender = sender
+        self._from_addr = from_addr
+
+    async def send_sign_in_link(self, to_addr: str, name: str, url: str) -> None:
+        await self._sender.send(compose_sign_in_link(to_addr, name, url, self._from_addr))

@@ -86,6 +86,7 @@ class MailboxService:
         )
         async with self._uow() as uow:
             await self._check_greeting(uow, mailbox)
+            await self._check_owner(uow, mailbox)
             await uow.mailboxes.add(mailbox)
         log.info("mailbox created", extra={"mailbox_id": mailbox.id, "account_id": account_id})
         return MailboxView(mailbox, Usage(0, 0))
@@ -117,6 +118,8 @@ class MailboxService:
                 )
                 if updated.greeting_media_id != current.greeting_media_id:
                     await self._check_greeting(uow, updated)
+                if updated.owner_member_id != current.owner_member_id:
+                    await self._check_owner(uow, updated)
                 await uow.mailboxes.update(updated)
             usage = await uow.messages.usage(account_id, [mailbox_id])
         return MailboxView(updated, usage[mailbox_id])
@@ -207,4 +210,11 @@ class MailboxService:
         if greeting is not None and await uow.media.get(mailbox.account_id, greeting) is None:
             raise InvalidInput(
                 "greeting_media_id", "no media with this id in the account", "invalid-reference"
+            )
+
+    async def _check_owner(self, uow: UnitOfWork, mailbox: Mailbox) -> None:
+        owner = mailbox.owner_member_id
+        if owner is not None and await uow.members.get(mailbox.account_id, owner) is None:
+            raise InvalidInput(
+                "owner_member_id", "no member with this id in the account", "invalid-reference"
             )

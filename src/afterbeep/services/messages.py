@@ -8,11 +8,14 @@ transaction.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from afterbeep import signing
@@ -36,6 +39,9 @@ from afterbeep.services.ports.storage import (
 log = logging.getLogger("afterbeep.messages")
 
 LINK_TTL_SECONDS = signing.MAX_TTL_SECONDS
+# A message deleted from the inbox can be restored for this long; then it is purged.
+UNDO_SECONDS = 60
+PURGE_BATCH = 100
 CALLER_MAX = 300
 CALLER_NAME_MAX = 200
 
@@ -242,6 +248,48 @@ class MessageService:
             "message deleted", extra={"message_id": message_id, "mailbox_id": message.mailbox_id}
         )
 
+    async def trash(self, account_id: str, message_id: str) -> Message:
+        """Delete the message from the inbox, restorable (`restore`) for `UNDO_SECONDS`; it is
+        gone from every list, count and link at once. `purge_trashed` then removes the row
+        and audio and publishes `message.deleted`, as `delete` does at once."""
+        async with self._uow() as uow:
+            message = await self._message(uow, account_id, message_id)
+            await uow.messages.trash(account_id, message_id, self._clock.now())
+        log.info("message trashed", extra={"message_id": message_id})
+        return message
+
+    async def restore(
+        self, account_id: str, message_id: str, mailbox_ids: Collection[str] | None = None
+    ) -> Message:
+        """Undo `trash` while the message has not been purged yet; with `mailbox_ids`, only
+        a message of one of those mailboxes."""
+        if not is_id(message_id, "msg"):
+            raise NotFound("message", message_id)
+        async with self._uow() as uow:
+            message = await uow.messages.restore(account_id, message_id, mailbox_ids)
+        if message is None:
+            raise NotFound("message", message_id)
+        log.info("message restored", extra={"message_id": message_id})
+        return message
+
+    async def purge_trashed(self) -> int:
+        """Remove for good the messages trashed more than `UNDO_SECONDS` ago; how many."""
+        cutoff = self._clock.now() - timedelta(seconds=UNDO_SECONDS)
+        purged = 0
+        while True:
+            async with self._uow() as uow:
+                batch = await uow.messages.trashed_before(cutoff, PURGE_BATCH)
+                for message in batch:
+                    await uow.messages.delete(message.account_id, message.id)
+                    await uow.events.publish(
+                        message.account_id, rules.DELETED, rules.to_json(message)
+                    )
+                for message in batch:
+                    await self._store.delete(message.audio_key)
+            purged += len(batch)
+            if len(batch) < PURGE_BATCH:
+                return purged
+
     async def mailbox_usage(self, account_id: str, mailbox_id: str) -> Usage:
         async with self._uow() as uow:
             if await find_mailbox(uow, account_id, mailbox_id) is None:
@@ -314,3 +362,37 @@ class MessageService:
         if message is None:
             raise NotFound("message", message_id)
         return message
+
+
+class TrashPurger:
+    """Runs `MessageService.purge_trashed` every `every` seconds until stopped."""
+
+    def __init__(self, messages: MessageService, every: float = 15.0) -> None:
+        self._messages = messages
+        self._every = every
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._run(), name="trash-purger")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping.set()
+            await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                purged = await self._messages.purge_trashed()
+            except Exception:
+                log.exception("purging deleted messages failed")
+            else:
+                if purged:
+                    log.info("purged %d deleted messages", purged)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._every)
+                return

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +20,9 @@ from afterbeep.services.ports import Page
 _b = t.mailboxes.c
 _m = t.messages.c
 _n = t.numbers.c
+# Messages deleted from the inbox stay restorable a while (`MessageService.trash`); every
+# read but the purge's leaves them out.
+_LIVE = _m.deleted_at.is_(None)
 
 _SETTINGS = (
     "name",
@@ -35,6 +38,7 @@ _SETTINGS = (
     "silence_seconds",
     "max_messages",
     "attach_audio",
+    "owner_member_id",
 )
 
 
@@ -161,13 +165,42 @@ class SqlMessageRepo:
         return bool(result.rowcount)
 
     async def get(self, account_id: str, message_id: str) -> Message | None:
-        query = select(t.messages).where(_m.id == message_id, _m.account_id == account_id)
+        query = select(t.messages).where(
+            _m.id == message_id, _m.account_id == account_id, _LIVE
+        )
         row = (await self._conn.execute(query)).first()
         return _message(row) if row else None
 
     async def get_by_id(self, message_id: str) -> Message | None:
-        row = (await self._conn.execute(select(t.messages).where(_m.id == message_id))).first()
+        query = select(t.messages).where(_m.id == message_id, _LIVE)
+        row = (await self._conn.execute(query)).first()
         return _message(row) if row else None
+
+    async def trash(self, account_id: str, message_id: str, now: datetime) -> bool:
+        result = await self._conn.execute(
+            update(t.messages)
+            .where(_m.id == message_id, _m.account_id == account_id, _LIVE)
+            .values(deleted_at=now)
+        )
+        return bool(result.rowcount)
+
+    async def restore(
+        self, account_id: str, message_id: str, mailbox_ids: Collection[str] | None = None
+    ) -> Message | None:
+        where = [_m.id == message_id, _m.account_id == account_id, _m.deleted_at.is_not(None)]
+        if mailbox_ids is not None:
+            where.append(_m.mailbox_id.in_(list(mailbox_ids)))
+        result = await self._conn.execute(update(t.messages).where(*where).values(deleted_at=None))
+        return await self.get(account_id, message_id) if result.rowcount else None
+
+    async def trashed_before(self, cutoff: datetime, limit: int) -> builtins.list[Message]:
+        query = (
+            select(t.messages)
+            .where(_m.deleted_at.is_not(None), _m.deleted_at < cutoff)
+            .order_by(_m.deleted_at)
+            .limit(limit)
+        )
+        return [_message(row) for row in (await self._conn.execute(query)).all()]
 
     async def get_by_call_id(self, account_id: str, call_id: str) -> Message | None:
         query = select(t.messages).where(_m.account_id == account_id, _m.call_id == call_id)
@@ -185,7 +218,9 @@ class SqlMessageRepo:
         cursor: str | None,
         limit: int,
     ) -> Page[Message]:
-        query = select(t.messages).where(_m.account_id == account_id, _m.mailbox_id == mailbox_id)
+        query = select(t.messages).where(
+            _m.account_id == account_id, _m.mailbox_id == mailbox_id, _LIVE
+        )
         if folder is not None:
             query = query.where(_m.folder == folder.value)
         if created_after is not None:
@@ -221,10 +256,15 @@ class SqlMessageRepo:
         if not found:
             return found
         query = (
-            select(_m.mailbox_id, func.count(), func.coalesce(func.sum(_m.size_bytes), 0))
-            .where(_m.account_id == account_id, _m.mailbox_id.in_(list(found)))
+            select(
+                _m.mailbox_id,
+                func.count(),
+                func.coalesce(func.sum(_m.size_bytes), 0),
+                func.coalesce(func.sum(case((_m.read.is_(False), 1), else_=0)), 0),
+            )
+            .where(_m.account_id == account_id, _m.mailbox_id.in_(list(found)), _LIVE)
             .group_by(_m.mailbox_id)
         )
-        for mailbox_id, count, size in (await self._conn.execute(query)).all():
-            found[mailbox_id] = Usage(messages=int(count), bytes=int(size))
+        for mailbox_id, count, size, unread in (await self._conn.execute(query)).all():
+            found[mailbox_id] = Usage(messages=int(count), bytes=int(size), unread=int(unread))
         return found

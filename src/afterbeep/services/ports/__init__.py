@@ -17,6 +17,7 @@ from afterbeep.services.ports.events import EventOutbox, WebhookRepo
 from afterbeep.services.ports.flows import FlowRepo
 from afterbeep.services.ports.mailboxes import MailboxRepo, MessageRepo
 from afterbeep.services.ports.media import MediaRepo
+from afterbeep.services.ports.members import MemberRepo
 from afterbeep.services.ports.notifications import NotificationRepo
 from afterbeep.services.ports.numbers import NumberRepo, VerifiedSenderRepo
 from afterbeep.services.ports.ringless import (
@@ -74,6 +75,8 @@ class UnitOfWork(Protocol):
     def verified_senders(self) -> VerifiedSenderRepo: ...
     @property
     def flows(self) -> FlowRepo: ...
+    @property
+    def members(self) -> MemberRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
@@ -86,6 +89,7 @@ __all__ = [
     "FlowRepo",
     "MailboxRepo",
     "MediaRepo",
+    "MemberRepo",
     "MessageRepo",
     "NotificationRepo",
     "NumberRepo",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -71,10 +71,26 @@ class MessageRepo(Protocol):
 
     async def delete(self, account_id: str, message_id: str) -> bool: ...
 
+    async def trash(self, account_id: str, message_id: str, now: datetime) -> bool:
+        """Hide the message from every read (it stays until purged); False if not there."""
+        ...
+
+    async def restore(
+        self, account_id: str, message_id: str, mailbox_ids: Collection[str] | None = None
+    ) -> Message | None:
+        """Bring a trashed (not yet purged) message back (only from `mailbox_ids`, if given);
+        None when there is none."""
+        ...
+
+    async def trashed_before(self, cutoff: datetime, limit: int) -> builtins.list[Message]:
+        """Messages of any account trashed before `cutoff`, oldest first."""
+        ...
+
     async def delete_in_mailbox(self, account_id: str, mailbox_id: str) -> builtins.list[Message]:
         """Remove every message of the mailbox; the messages removed, oldest first."""
         ...
 
     async def usage(self, account_id: str, mailbox_ids: Sequence[str]) -> dict[str, Usage]:
-        """Message count and bytes per mailbox (every id asked for is in the answer)."""
+        """Message count, bytes and unread count per mailbox (every id asked for is in the
+        answer)."""
         ...
