@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     delivery_batch_size: int = Field(default=20, ge=1)
     delivery_ring_timeout_seconds: float = Field(default=45.0, gt=0)
     delivery_idle_seconds: float = Field(default=30.0, gt=0)
+    # Transcription (issue 19): "off" marks new messages `skipped`.
+    transcribe: Literal["on", "off"] = "on"
+    transcribe_concurrency: int = Field(default=1, ge=1, le=16)
+    transcribe_queue_max: int = Field(default=1000, ge=1)
+    email_wait_transcript_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

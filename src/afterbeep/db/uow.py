@@ -25,6 +25,7 @@ from afterbeep.db.repos.ringless import (
     SqlVoicemailSendRepo,
 )
 from afterbeep.db.repos.schedules import SqlScheduleRepo
+from afterbeep.db.repos.transcripts import SqlTranscriptRepo
 from afterbeep.db.repos.webhooks import (
     SqlEventOutbox,
     SqlWebhookRepo,
@@ -111,6 +112,10 @@ class SqlUnitOfWork:
     @cached_property
     def flows(self) -> SqlFlowRepo:
         return SqlFlowRepo(self.conn)
+
+    @cached_property
+    def transcripts(self) -> SqlTranscriptRepo:
+        return SqlTranscriptRepo(self.conn)
 
 
 def unit_of_work_factory(

@@ -35,6 +35,7 @@ import numpy as np
 
 from afterbeep.config import SmtpTarget
 from afterbeep.domain.clock import Clock
+from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.notify.outbox import OutboxWorker
 from afterbeep.services import notifications as rules
 from afterbeep.services.mailboxes import find_mailbox
@@ -81,6 +82,12 @@ class NewMessageMail:
     wav: bytes | None
     message_id: str
     audio_too_large: bool = False
+    transcript: str | None = None
+    # Still being transcribed when the email went: it says the transcript will follow.
+    transcript_pending: bool = False
+
+
+TRANSCRIPT_FOLLOWS = "The transcript is not ready yet; it will follow in the inbox."
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -140,8 +147,15 @@ def compose_new_message(mail: NewMessageMail, from_addr: str) -> EmailMessage:
     )
     if mail.audio_too_large:
         text += "\nThe recording is too large to attach; listen with the link above.\n"
-    msg.set_content(text)
     e = html.escape
+    transcript_html = ""
+    if mail.transcript is not None:
+        text += f"\nTranscript:\n{mail.transcript}\n"
+        transcript_html = f"<p><b>Transcript</b></p><blockquote>{e(mail.transcript)}</blockquote>"
+    elif mail.transcript_pending:
+        text += f"\n{TRANSCRIPT_FOLLOWS}\n"
+        transcript_html = f"<p>{e(TRANSCRIPT_FOLLOWS)}</p>"
+    msg.set_content(text)
     msg.add_alternative(
         "<html><body>"
         f"<p>You have a new voicemail in <b>{e(mail.mailbox_name)}</b>.</p>"
@@ -150,6 +164,7 @@ def compose_new_message(mail: NewMessageMail, from_addr: str) -> EmailMessage:
         f"<tr><td>Received</td><td>{e(when)}</td></tr>"
         f"<tr><td>Length</td><td>{e(length)}</td></tr>"
         "</table>"
+        f"{transcript_html}"
         f'<p><a href="{e(mail.listen_url, quote=True)}">Listen to the message</a></p>'
         "</body></html>",
         subtype="html",
@@ -460,5 +475,7 @@ class EmailDispatcher(OutboxWorker[ClaimedNotification]):
             wav=wav,
             message_id=message.id,
             audio_too_large=too_large,
+            transcript=message.transcript.text if message.transcript is not None else None,
+            transcript_pending=message.transcription_status is TranscriptionStatus.PENDING,
         )
         return compose_new_message(mail, self._from_addr)

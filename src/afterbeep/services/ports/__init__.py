@@ -27,6 +27,7 @@ from afterbeep.services.ports.ringless import (
     VoicemailSendRepo,
 )
 from afterbeep.services.ports.schedules import ScheduleRepo
+from afterbeep.services.ports.transcripts import TranscriptRepo
 
 T = TypeVar("T")
 
@@ -74,6 +75,8 @@ class UnitOfWork(Protocol):
     def verified_senders(self) -> VerifiedSenderRepo: ...
     @property
     def flows(self) -> FlowRepo: ...
+    @property
+    def transcripts(self) -> TranscriptRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
