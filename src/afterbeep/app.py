@@ -114,7 +114,13 @@ class _UnavailableEngine:
 
 
 def default_engine(settings: Settings) -> TranscriptionEngine:
-    raise TranscriptionUnavailable("no speech-to-text engine is installed")
+    """faster-whisper (`afterbeep.asr`); imported only where transcription runs."""
+    from afterbeep.asr import engine_from_settings
+
+    engine = engine_from_settings(settings)
+    if engine is None:
+        raise TranscriptionUnavailable("transcription is off")
+    return engine
 
 
 class Runtime:
@@ -129,7 +135,7 @@ class Runtime:
         self._engine_factory = engine_factory or default_engine
         self.transcription = TranscriptionQueue(
             TranscriptionPolicy(
-                enabled=settings.transcribe == "on", queue_max=settings.transcribe_queue_max
+                enabled=settings.transcribe, queue_max=settings.transcribe_queue_max
             ),
             self.clock,
             on_queued=self._transcription_queued,
@@ -236,7 +242,7 @@ class Runtime:
             raise RuntimeError("Runtime.start() must run first")
         s = self.settings
         engine: TranscriptionEngine | None = None
-        if s.transcribe == "on":
+        if s.transcribe:
             try:
                 engine = self._engine_factory(s)
             except TranscriptionUnavailable as exc:
