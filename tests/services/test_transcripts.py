@@ -11,10 +11,12 @@ tests are about the job machinery. The real engine is exercised end to end in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import io
 import secrets
+import threading
 import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -476,3 +478,38 @@ def test_the_email_carries_the_transcript_or_says_it_will_follow() -> None:
         assert text_part is not None and html_part is not None
         assert plain in str(text_part.get_content())
         assert html in str(html_part.get_content())
+
+
+class BlockingEngine:
+    """Transcribes only once `release` is set (from the test), as a long message would take."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def transcribe(self, audio: npt.NDArray[np.int16], language: str) -> Transcript:
+        self.started.set()
+        self.release.wait(timeout=60)
+        return Transcript("a long message", language, ())
+
+
+async def test_a_long_transcription_keeps_its_lease(rig: Rig) -> None:
+    message = await rig.leave(await rig.mailbox())
+    engine = BlockingEngine()
+    worker = rig.worker(engine=engine, lease_seconds=0.3)
+    attempt = asyncio.ensure_future(worker.run_once())
+    try:
+        await asyncio.to_thread(engine.started.wait, 30)
+        [job] = await rig.rows(t.transcription_jobs)
+        first = job.claimed_until
+        rig.clock.advance(10)  # far past the first lease: only the heartbeat keeps the claim
+        async with asyncio.timeout(30):
+            while (await rig.rows(t.transcription_jobs))[0].claimed_until == first:  # noqa: ASYNC110 (another task's writes)
+                await asyncio.sleep(0.05)
+        [job] = await rig.rows(t.transcription_jobs)
+        assert job.claimed_until == rig.clock.now() + timedelta(seconds=0.3)
+        assert await rig.worker().run_once() == 0  # nobody else can claim it meanwhile
+    finally:
+        engine.release.set()
+        assert await attempt == 1
+    assert (await rig.message(message.id))["transcript"]["text"] == "a long message"
