@@ -17,8 +17,9 @@ every few seconds. Entries whose call never ended (a crash) stay with the parent
 recovery, which runs before calls are taken.
 
 Child side, `run_child`: a `Runtime` without SIP or HTTP, its email and webhook dispatchers, the
-transcription worker (`transcribe` on stdin wakes it) and a `SpoolWorker` for closed entries. End of stdin (the parent stopped, or died) stops it: work
-in progress gets a grace period, the rest stays on disk for the next start.
+transcription worker (`transcribe` on stdin wakes it) and a `SpoolWorker` for closed entries.
+End of stdin (the parent stopped, or died) stops it: work in progress gets a grace period, the
+rest stays on disk for the next start.
 """
 
 from __future__ import annotations

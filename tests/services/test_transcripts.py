@@ -30,11 +30,12 @@ import pytest
 from sqlalchemy import select
 
 from afterbeep.app import Runtime
+from afterbeep.config import SmtpTarget
 from afterbeep.db import tables as t
 from afterbeep.domain.clock import iso
 from afterbeep.domain.messages import Message
 from afterbeep.domain.transcripts import Segment, Transcript, TranscriptionStatus
-from afterbeep.notify.email import NewMessageMail, compose_new_message
+from afterbeep.notify.email import EmailDispatcher, NewMessageMail, SmtpSender, compose_new_message
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.ports.transcription import TranscriptionUnavailable
@@ -44,6 +45,7 @@ from afterbeep.telephony.interface import EndedBy
 from afterbeep.telephony.spool import SpoolMeta
 from afterbeep.transcription.worker import TranscriptionWorker
 from tests.conftest import Backend, make_settings
+from tests.fixtures.smtp import smtp_server
 
 OWNER = "owner@clinic.example"
 PUBLIC_URL = "http://afterbeep.test"
@@ -513,3 +515,33 @@ async def test_a_long_transcription_keeps_its_lease(rig: Rig) -> None:
         engine.release.set()
         assert await attempt == 1
     assert (await rig.message(message.id))["transcript"]["text"] == "a long message"
+
+
+async def test_the_email_goes_without_the_transcript_after_the_wait(rig: Rig) -> None:
+    assert rig.rt.store is not None
+    message = await rig.leave(await rig.mailbox())
+    with smtp_server() as smtp:
+        emails = EmailDispatcher(
+            rig.rt.uow,
+            rig.rt.store,
+            rig.clock,
+            SmtpSender(SmtpTarget(smtp.url())),
+            from_addr="voicemail@afterbeep.test",
+            public_url=PUBLIC_URL,
+            secret_key=b"k" * 32,
+        )
+        assert await emails.run_once() == 0  # waiting for the transcript
+        rig.clock.advance(WAIT_S - 1)
+        assert await emails.run_once() == 0
+        rig.clock.advance(1)
+        assert await emails.run_once() == 1
+        [mail] = smtp.messages()
+        body = mail.message.get_body(("plain",))
+        assert body is not None
+        assert "The transcript is not ready yet; it will follow in the inbox." in body.get_content()
+
+        # The transcript comes later: in the inbox (the API), and no second email.
+        assert await rig.worker().run_once() == 1
+        assert (await rig.message(message.id))["transcription_status"] == "done"
+        assert await emails.run_once() == 0
+        assert len(smtp.messages()) == 1
