@@ -79,6 +79,7 @@ class WhisperEngine:
 
     ``model_dir``: an operator's CTranslate2 Whisper model (with its ``SHA256SUMS``), used for
     all languages instead of the bundled models. ``threads``: CPU threads per transcription.
+    ``window_seconds``: the longest stretch of audio given to Whisper at once (memory).
     ``locate``: where an installed package's folder is (tests point it at altered copies).
     """
 
@@ -88,15 +89,19 @@ class WhisperEngine:
         model_dir: Path | None = None,
         threads: int = 1,
         beam_size: int = DEFAULT_BEAM_SIZE,
+        window_seconds: float = WINDOW_SECONDS,
         locate: Locator = package_folder,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
         if beam_size < 1:
             raise ValueError("beam_size must be at least 1")
+        if not 6 <= window_seconds <= 600:
+            raise ValueError("window_seconds must be between 6 and 600")
         self.model_dir = model_dir
         self.threads = threads
         self.beam_size = beam_size
+        self.window_seconds = window_seconds
         self._locate = locate
         self._lock = threading.Lock()
         self._loaded: dict[str, _Loaded | TranscriptionUnavailable] = {}
@@ -108,7 +113,7 @@ class WhisperEngine:
         loaded = self._model_for(code)
         segments: list[Segment] = []
         texts: list[str] = []
-        for start, window in windows(audio):
+        for start, window in windows(audio, self.window_seconds):
             text, found, used = _transcribe_window(loaded.model, window, code or None, self.beam_size)
             offset_ms = round(start * 1000 / INPUT_RATE)
             window_ms = round(len(window) * 1000 / INPUT_RATE)
@@ -218,11 +223,13 @@ def read_verified(spec: ModelSpec, locate: Locator = package_folder) -> dict[str
     return files
 
 
-def windows(audio: npt.NDArray[np.int16]) -> Iterable[tuple[int, npt.NDArray[np.int16]]]:
-    """(first sample, samples) of consecutive windows of at most `WINDOW_SECONDS`, each cut at
-    its quietest `_CUT_FRAME_SECONDS` within its last `CUT_SEARCH_SECONDS`."""
-    limit = int(WINDOW_SECONDS * INPUT_RATE)
-    search = int(CUT_SEARCH_SECONDS * INPUT_RATE)
+def windows(
+    audio: npt.NDArray[np.int16], window_seconds: float = WINDOW_SECONDS
+) -> Iterable[tuple[int, npt.NDArray[np.int16]]]:
+    """(first sample, samples) of consecutive windows of at most ``window_seconds``, each cut
+    at its quietest `_CUT_FRAME_SECONDS` within its last sixth (`CUT_SEARCH_SECONDS` at most)."""
+    limit = int(window_seconds * INPUT_RATE)
+    search = int(min(CUT_SEARCH_SECONDS, window_seconds / 6) * INPUT_RATE)
     frame = int(_CUT_FRAME_SECONDS * INPUT_RATE)
     start = 0
     while start < len(audio):
