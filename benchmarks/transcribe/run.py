@@ -47,13 +47,14 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     items = prompts(language, Path(args.sounds))
     if args.limit:
         items = items[: args.limit]
-    engine = WhisperEngine(threads=int(os.environ.get("AFTERBEEP_ASR_THREADS", "1")), beam_size=args.beam_size)
+    engine = WhisperEngine(threads=int(os.environ.get("AFTERBEEP_ASR_THREADS", "1")), beam_size=args.beam_size,
+                            vad=args.vad)
     started = time.perf_counter()
     engine.check(language)
     load_seconds = time.perf_counter() - started
     rss_loaded = _memory_mb("VmRSS")
     result: dict[str, Any] = {
-        "language": language, "prompts": len(items), "beam_size": args.beam_size,
+        "language": language, "prompts": len(items), "beam_size": args.beam_size, "vad": args.vad,
         "threads": engine.threads, "cpu": args.cpu, "load_seconds": round(load_seconds, 2),
         "rss_after_load_mb": round(rss_loaded, 1),
     }
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--languages", default=",".join(LANGUAGES), help="comma-separated: en,es,fr")
     parser.add_argument("--limit", type=int, default=0, help="first N kept prompts per language (0: all)")
     parser.add_argument("--beam-size", type=int, default=None, help="default: the engine's")
+    parser.add_argument("--vad", action="store_true", help="with faster-whisper's voice activity filter")
     parser.add_argument("--message-seconds", type=float, default=45.0)
     parser.add_argument("--long-seconds", type=float, default=600.0, help="0: no long message")
     parser.add_argument("--repeat", type=int, default=3)
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "benchmarks.transcribe", "--worker", language, "--cpu", str(cpu),
                    "--limit", str(args.limit), "--beam-size", str(args.beam_size),
                    "--message-seconds", str(args.message_seconds), "--long-seconds", str(args.long_seconds),
-                   "--repeat", str(args.repeat), "--sounds", args.sounds]
+                   "--repeat", str(args.repeat), "--sounds", args.sounds, *(["--vad"] if args.vad else [])]
         done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
         if done.returncode != 0:
             print(done.stderr, file=sys.stderr)

@@ -87,9 +87,12 @@ def test_silence_and_line_noise_give_an_empty_transcript(engine: WhisperEngine) 
 
 def test_spanish_goes_to_the_multilingual_model(engine: WhisperEngine) -> None:
     # base hears espeak-ng's Spanish poorly past the first words (recorded speech: the benchmark)
-    transcript = engine.transcribe(spoken("Buenos días, por favor llame a la oficina.", "es"), "es-MX")
+    audio = spoken("Buenos días, por favor llame a la oficina.", "es")
+    transcript = engine.transcribe(audio, "es-MX")
     assert transcript.language == "es"
     assert {"buenos", "días", "por", "favor"} <= set(words(transcript.text)), transcript.text
+    unknown = engine.transcribe(audio, "und")  # a mailbox with no language: detected
+    assert unknown.language == "es"
 
 
 def test_a_long_message_is_cut_into_windows_and_times_run_on(engine: WhisperEngine) -> None:
@@ -208,6 +211,7 @@ def test_the_digests_in_the_code_are_those_of_the_installed_packages() -> None:
 def test_language_tags_and_settings() -> None:
     assert whisper_language("es-MX") == whisper_language("es_mx") == "es"
     assert whisper_language("EN") == "en"
+    assert whisper_language("und") == whisper_language("") == ""
     assert engine_from_settings(Settings(transcribe="off")) is None  # type: ignore[arg-type]
     on = engine_from_settings(Settings(asr_threads=3, asr_model_dir=Path("/srv/model")))
     assert on is not None and on.threads == 3 and on.model_dir == Path("/srv/model")

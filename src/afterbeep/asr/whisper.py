@@ -61,8 +61,10 @@ DEFAULT_BEAM_SIZE = 1
 
 
 def whisper_language(language: str) -> str:
-    """The Whisper code for a BCP 47 tag (`es-MX` → `es`); "" when the language is unknown."""
-    return language.strip().replace("_", "-").split("-")[0].lower()
+    """The Whisper code for a BCP 47 tag (`es-MX` → `es`); "" when the language is unknown
+    ("", `und`, `mul`): then base detects it from the first window that holds speech."""
+    code = language.strip().replace("_", "-").split("-")[0].lower()
+    return "" if code in ("und", "mul") else code
 
 
 def supported_languages() -> frozenset[str]:
@@ -84,6 +86,7 @@ class WhisperEngine:
     ``model_dir``: an operator's CTranslate2 Whisper model (with its ``SHA256SUMS``), used for
     all languages instead of the bundled models. ``threads``: CPU threads per transcription.
     ``window_seconds``: the longest stretch of audio given to Whisper at once (memory).
+    ``vad``: let faster-whisper's Silero voice activity filter drop non-speech first.
     ``locate``: where an installed package's folder is (tests point it at altered copies).
     """
 
@@ -94,6 +97,7 @@ class WhisperEngine:
         threads: int = 1,
         beam_size: int = DEFAULT_BEAM_SIZE,
         window_seconds: float = WINDOW_SECONDS,
+        vad: bool = False,
         locate: Locator = package_folder,
     ) -> None:
         if threads < 1:
@@ -106,6 +110,7 @@ class WhisperEngine:
         self.threads = threads
         self.beam_size = beam_size
         self.window_seconds = window_seconds
+        self.vad = vad
         self._locate = locate
         self._lock = threading.Lock()
         self._loaded: dict[str, _Loaded | TranscriptionUnavailable] = {}
@@ -118,7 +123,7 @@ class WhisperEngine:
         segments: list[Segment] = []
         texts: list[str] = []
         for start, window in windows(audio, self.window_seconds):
-            text, found, used = _transcribe_window(loaded.model, window, code or None, self.beam_size)
+            text, found, used = _transcribe_window(loaded.model, window, code or None, self.beam_size, self.vad)
             offset_ms = round(start * 1000 / INPUT_RATE)
             window_ms = round(len(window) * 1000 / INPUT_RATE)
             for segment in found:
@@ -266,7 +271,7 @@ def _to_model_rate(window: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
 
 
 def _transcribe_window(
-    model: Any, window: npt.NDArray[np.int16], language: str | None, beam_size: int
+    model: Any, window: npt.NDArray[np.int16], language: str | None, beam_size: int, vad: bool
 ) -> tuple[str, list[Segment], str]:
     pieces, info = model.transcribe(
         _to_model_rate(window),
@@ -276,7 +281,7 @@ def _transcribe_window(
         best_of=1,
         temperature=0.0,
         condition_on_previous_text=False,
-        vad_filter=False,
+        vad_filter=vad,
         word_timestamps=False,
         without_timestamps=False,
     )
