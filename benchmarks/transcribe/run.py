@@ -39,7 +39,7 @@ def _memory_mb(field: str) -> float:
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One language, in this process: pin, load, measure."""
-    if args.cpu is not None:
+    if args.cpu is not None and args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})
     from afterbeep.asr.whisper import WhisperEngine
 
@@ -59,8 +59,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "rss_after_load_mb": round(rss_loaded, 1),
     }
 
-    errors: list[dict[str, Any]] = []
-    clips = Score(0, 0)
+    clip_items: list[dict[str, str]] = []
     clip_audio = clip_time = 0.0
     for item in items:
         audio = telephone_audio(item.path)
@@ -68,23 +67,20 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         text = engine.transcribe(audio, language).text
         clip_time += time.perf_counter() - started
         clip_audio += len(audio) / 8000
-        one = score(item.text, text, language)
-        clips += one
-        if one.edits:
-            errors.append({"name": item.name, "reference": item.text, "transcript": text, "edits": one.edits})
-    result["clips"] = {"wer": round(clips.wer, 4), "edits": clips.edits, "words": clips.reference_words,
-                       "audio_seconds": round(clip_audio, 1), "rtf": round(clip_time / clip_audio, 4)}
+        clip_items.append({"name": item.name, "reference": item.text, "transcript": text})
+    result["clips"] = {"audio_seconds": round(clip_audio, 1), "rtf": round(clip_time / clip_audio, 4),
+                       "items": clip_items}
 
-    messages = Score(0, 0)
+    message_items: list[dict[str, str]] = []
     message_audio = message_time = 0.0
     for audio, reference in grouped(items, args.message_seconds):
         started = time.perf_counter()
         text = engine.transcribe(audio, language).text
         message_time += time.perf_counter() - started
         message_audio += len(audio) / 8000
-        messages += score(reference, text, language)
-    result["messages"] = {"wer": round(messages.wer, 4), "edits": messages.edits, "words": messages.reference_words,
-                          "audio_seconds": round(message_audio, 1), "rtf": round(message_time / message_audio, 4)}
+        message_items.append({"reference": reference, "transcript": text})
+    result["messages"] = {"audio_seconds": round(message_audio, 1), "rtf": round(message_time / message_audio, 4),
+                          "items": message_items}
 
     rtf: dict[str, float] = {}
     rtf_wall: dict[str, float] = {}
@@ -103,7 +99,20 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     result["rtf"] = rtf
     result["rtf_wall"] = rtf_wall
     result["peak_rss_mb"] = peaks
-    result["errors"] = errors
+    return scored(result)
+
+
+def scored(result: dict[str, Any]) -> dict[str, Any]:
+    """WER of the clips and the messages from the transcripts kept in ``result`` (so that a
+    saved run can be scored again with `--rescore` when the normaliser changes)."""
+    language = result["language"]
+    for kind in ("clips", "messages"):
+        total = Score(0, 0)
+        for item in result[kind]["items"]:
+            one = score(item["reference"], item["transcript"], language)
+            item["edits"] = one.edits
+            total += one
+        result[kind].update(wer=round(total.wer, 4), edits=total.edits, words=total.reference_words)
     return result
 
 
@@ -117,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--message-seconds", type=float, default=45.0)
     parser.add_argument("--long-seconds", type=float, default=600.0, help="0: no long message")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--cpu", type=int, default=None, help="CPU to pin each worker to (default: the last one)")
+    parser.add_argument("--cpu", type=int, default=None, help="CPU to pin each worker to (default: the last one; -1: none)")
     parser.add_argument("--sounds", default=str(SOUNDS))
     parser.add_argument("--errors", action="store_true", help="print every prompt with an error")
     parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--rescore", help="score the transcripts of a saved --json run again, transcribe nothing")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.beam_size is None:
@@ -131,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args)))
         return 0
 
+    if args.rescore:
+        results = [scored(r) for r in json.loads(Path(args.rescore).read_text())]
+        report(results, args)
+        return 0
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     results = []
     for language in args.languages.split(","):
@@ -145,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
 
     print(f"load average when the last worker ended: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    report(results, args)
+    return 0
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     header = ("lang", "model", "prompts", "clips WER", "messages WER", "RTF 5 s", "RTF 60 s", "RTF long",
               "wall RTF 5 s / 60 s",
               "RSS loaded MB", "peak MB 60 s", "peak MB long", "load s")
@@ -161,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             r["peak_rss_mb"].get(f"after_{long_key}", "-") if long_key else "-", r["load_seconds"],
         )))
         if args.errors:
-            for e in r["errors"]:
-                print(f"  {e['name']}: {e['edits']} | {e['reference']} | {e['transcript']}")
+            for e in r["clips"]["items"]:
+                if e["edits"]:
+                    print(f"  {e['name']}: {e['edits']} | {e['reference']} | {e['transcript']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    return 0

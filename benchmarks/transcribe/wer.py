@@ -3,8 +3,9 @@
 `normalise` turns a reference or a transcript into comparable words: Unicode NFKC, lower case,
 accents dropped (the Spanish texts of the corpus often lack them where Whisper writes them),
 numbers written out in the language (``8`` → ``eight`` / ``ocho`` / ``huit``; English ordinals
-``1st`` → ``first``; ``%`` → percent), hyphens and punctuation as word breaks, a few spellings
-of one English word made one (``ok``/``okay``, ``voicemail``/``voice mail``). `wer` is the
+``1st`` → ``first``; ``%`` → percent; ``*``, ``#`` → the words said for the keys), hyphens and
+punctuation as word breaks, one spelling for English words written several ways (``okay``/``ok``,
+``voice mail``/``voicemail``, ``re-record``/``rerecord``, ``you're``/``you are``). `wer` is the
 word-level Levenshtein distance (substitutions + deletions + insertions) over the reference's
 word count; over a set, edits and reference words are summed before dividing.
 """
@@ -30,7 +31,24 @@ _ES_HUNDREDS = ["_", "ciento", "doscientos", "trescientos", "cuatrocientos", "qu
 _FR_ONES = ["zero", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix", "onze", "douze", "treize", "quatorze", "quinze", "seize", "dix-sept", "dix-huit", "dix-neuf"]
 _FR_TENS = ["_", "_", "vingt", "trente", "quarante", "cinquante", "soixante", "soixante", "quatre-vingt", "quatre-vingt"]
 
-_SPELLINGS = {"en": {"okay": "ok", "voicemail": "voice mail", "voicemails": "voice mails", "e-mail": "email"}}
+# One spelling for words written several ways (compounds with or without a space or hyphen,
+# contractions), and the keys the English prompts write as symbols but say as words.
+_SPELLINGS = {
+    "en": {
+        "okay": "ok", "e-mail": "email", "voice mail": "voicemail", "voice mails": "voicemails",
+        "mail box": "mailbox", "file name": "filename", "key words": "keywords",
+        "black list": "blacklist", "touch tone": "touchtone", "re-record": "rerecord",
+        "log in": "login", "un-delete": "undelete", "i'm": "i am", "you're": "you are",
+        "we're": "we are", "they're": "they are", "that's": "that is", "it's": "it is",
+        "there's": "there is", "what's": "what is", "you've": "you have", "i've": "i have",
+        "we've": "we have", "you'll": "you will", "i'll": "i will", "we'll": "we will",
+        "can't": "cannot", "can not": "cannot", "don't": "do not", "doesn't": "does not",
+        "didn't": "did not", "isn't": "is not", "aren't": "are not", "won't": "will not",
+        "you'd": "you would", "i'd": "i would", "let's": "let us",
+    },
+}
+_SYMBOLS = {"en": {"*": " star ", "#": " pound "}, "es": {"*": " asterisco ", "#": " numeral "},
+            "fr": {"*": " étoile ", "#": " dièse "}}
 
 
 def _en(n: int) -> str:
@@ -127,10 +145,13 @@ def normalise(text: str, language: str) -> list[str]:
     text = unicodedata.normalize("NFKC", text).lower()
     text = text.replace("\u2019", "'").replace("\u2018", "'")
     text = text.replace("%", f" {_PERCENT.get(language, 'percent')} ").replace("&", " and " if language == "en" else " ")
+    for symbol, word in _SYMBOLS.get(language, {}).items():
+        text = text.replace(symbol, word)
     text = _spell_numbers(text, language)
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    text = re.sub(r"\s+", " ", text)
     for spelling, common in _SPELLINGS.get(language, {}).items():
-        text = re.sub(rf"\b{re.escape(spelling)}\b", common, text)
+        text = re.sub(rf"(?<![\w']){re.escape(spelling)}(?![\w'])", common, text)
     text = re.sub(r"[-_/]", " ", text)
     text = re.sub(r"[^\w\s']", " ", text)
     words = [w.strip("'") for w in text.split()]
