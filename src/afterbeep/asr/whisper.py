@@ -2,10 +2,13 @@
 
 - Model choice: tiny.en for English (`en`, `en-GB`, ...), base for every other language
   Whisper knows; an operator's model directory, when given, for every language it supports.
-- Loading: lazily, once per model and process, on first use. Every model file is read into
-  memory, its SHA-256 checked against `asr.models`, and those same bytes are handed to
-  CTranslate2 (``files=``), so what was checked is what runs. Nothing is ever downloaded:
-  faster-whisper is never given a model name, and ``HF_HUB_OFFLINE`` is set before it is
+- Loading: lazily, once per model and process, on first use. Every model file's SHA-256 is
+  checked against `asr.models` (streamed, 1 MiB at a time), then linked into a private
+  temporary directory (a file in parts is joined there), and CTranslate2 loads that directory,
+  which is removed once the model is in memory: only checked files are seen, and a load does
+  not hold the file's bytes besides the model (with faster-whisper's ``files=``, base took
+  388 MB resident once loaded and 630 MB at peak with a 60 s message; this way 241 and 413). Nothing is ever downloaded:
+  faster-whisper is only ever given a directory, and ``HF_HUB_OFFLINE`` is set before it is
   imported. A model that cannot be loaded stays refused until the process restarts.
 - Decoding: 8 kHz int16 is resampled to 16 kHz float32 with soxr; greedy search at
   temperature 0 with no fallback, the language forced, no voice activity filter (Whisper's own
@@ -24,11 +27,12 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -57,8 +61,10 @@ DEFAULT_BEAM_SIZE = 1
 
 
 def whisper_language(language: str) -> str:
-    """The Whisper code for a BCP 47 tag (`es-MX` → `es`); "" when the language is unknown."""
-    return language.strip().replace("_", "-").split("-")[0].lower()
+    """The Whisper code for a BCP 47 tag (`es-MX` → `es`); "" when the language is unknown
+    ("", `und`, `mul`): then base detects it from the first window that holds speech."""
+    code = language.strip().replace("_", "-").split("-")[0].lower()
+    return "" if code in ("und", "mul") else code
 
 
 def supported_languages() -> frozenset[str]:
@@ -79,6 +85,8 @@ class WhisperEngine:
 
     ``model_dir``: an operator's CTranslate2 Whisper model (with its ``SHA256SUMS``), used for
     all languages instead of the bundled models. ``threads``: CPU threads per transcription.
+    ``window_seconds``: the longest stretch of audio given to Whisper at once (memory).
+    ``vad``: let faster-whisper's Silero voice activity filter drop non-speech first.
     ``locate``: where an installed package's folder is (tests point it at altered copies).
     """
 
@@ -88,15 +96,21 @@ class WhisperEngine:
         model_dir: Path | None = None,
         threads: int = 1,
         beam_size: int = DEFAULT_BEAM_SIZE,
+        window_seconds: float = WINDOW_SECONDS,
+        vad: bool = False,
         locate: Locator = package_folder,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
         if beam_size < 1:
             raise ValueError("beam_size must be at least 1")
+        if not 6 <= window_seconds <= 600:
+            raise ValueError("window_seconds must be between 6 and 600")
         self.model_dir = model_dir
         self.threads = threads
         self.beam_size = beam_size
+        self.window_seconds = window_seconds
+        self.vad = vad
         self._locate = locate
         self._lock = threading.Lock()
         self._loaded: dict[str, _Loaded | TranscriptionUnavailable] = {}
@@ -108,8 +122,8 @@ class WhisperEngine:
         loaded = self._model_for(code)
         segments: list[Segment] = []
         texts: list[str] = []
-        for start, window in windows(audio):
-            text, found, used = _transcribe_window(loaded.model, window, code or None, self.beam_size)
+        for start, window in windows(audio, self.window_seconds):
+            text, found, used = _transcribe_window(loaded.model, window, code or None, self.beam_size, self.vad)
             offset_ms = round(start * 1000 / INPUT_RATE)
             window_ms = round(len(window) * 1000 / INPUT_RATE)
             for segment in found:
@@ -165,64 +179,78 @@ class WhisperEngine:
         return cached
 
     def _load_now(self, key: str) -> _Loaded:
-        try:
-            spec = operator_spec(self.model_dir) if key == "operator" and self.model_dir else (
-                TINY_EN if key == TINY_EN.name else BASE
-            )
-            files = read_verified(spec, self._locate)
-        except ModelError as exc:
-            raise TranscriptionUnavailable(str(exc)) from None
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from faster_whisper import WhisperModel
 
-        try:
-            model = WhisperModel(
-                spec.name,
-                device="cpu",
-                compute_type="int8",
-                cpu_threads=self.threads,
-                num_workers=1,
-                files=files,
-            )
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise TranscriptionUnavailable(f"{spec.name} could not be loaded: {exc}") from exc
+        with tempfile.TemporaryDirectory(prefix="afterbeep-asr-") as staging:
+            try:
+                spec = operator_spec(self.model_dir) if key == "operator" and self.model_dir else (
+                    TINY_EN if key == TINY_EN.name else BASE
+                )
+                prepare_verified(spec, Path(staging), self._locate)
+            except ModelError as exc:
+                raise TranscriptionUnavailable(str(exc)) from None
+            try:
+                model = WhisperModel(
+                    staging, device="cpu", compute_type="int8", cpu_threads=self.threads, num_workers=1
+                )
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise TranscriptionUnavailable(f"{spec.name} could not be loaded: {exc}") from exc
         multilingual = bool(model.model.is_multilingual)
         if spec.multilingual is not None and multilingual != spec.multilingual:
             raise TranscriptionUnavailable(f"{spec.name} is not the model its files claim to be")
         return _Loaded(model, multilingual)
 
 
-def read_verified(spec: ModelSpec, locate: Locator = package_folder) -> dict[str, bytes]:
-    """Every file of ``spec``, its parts joined, each part and each whole checked by SHA-256."""
-    files: dict[str, bytes] = {}
+_CHUNK = 1 << 20
+
+
+def _hash_file(path: Path, digests: list[Any], copy_to: BinaryIO | None = None) -> None:
+    with path.open("rb") as source:
+        while chunk := source.read(_CHUNK):
+            for digest in digests:
+                digest.update(chunk)
+            if copy_to is not None:
+                copy_to.write(chunk)
+
+
+def prepare_verified(spec: ModelSpec, into: Path, locate: Locator = package_folder) -> None:
+    """Fill the empty directory ``into`` with the files of ``spec``, each checked by SHA-256
+    (every part, and a joined file as a whole): a link to a file of one part, a joined copy of
+    a file of several. Reads in 1 MiB chunks, so memory does not grow with the model."""
     for model_file in spec.files:
-        pieces: list[bytes] = []
-        for part in model_file.parts:
-            path = part_path(part, locate)
-            label = path.name
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                hint = f"; reinstall {part.package}" if part.package else ""
-                raise ModelError(f"model file {label} of {spec.name} is missing ({path}){hint}") from None
-            except OSError as exc:
-                raise ModelError(f"model file {label} of {spec.name} cannot be read: {exc}") from exc
-            if hashlib.sha256(data).hexdigest() != part.sha256:
-                raise ModelError(f"model file {label} of {spec.name} failed its SHA-256 check ({path})")
-            pieces.append(data)
-        whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        if len(pieces) > 1 and hashlib.sha256(whole).hexdigest() != model_file.sha256:
+        target = into / model_file.name
+        whole = hashlib.sha256()
+        joined = target.open("wb") if len(model_file.parts) > 1 else None
+        try:
+            for part in model_file.parts:
+                path = part_path(part, locate)
+                digest = hashlib.sha256()
+                try:
+                    _hash_file(path, [digest, whole], joined)
+                except FileNotFoundError:
+                    hint = f"; reinstall {part.package}" if part.package else ""
+                    raise ModelError(f"model file {path.name} of {spec.name} is missing ({path}){hint}") from None
+                except OSError as exc:
+                    raise ModelError(f"model file {path.name} of {spec.name} cannot be read: {exc}") from exc
+                if digest.hexdigest() != part.sha256:
+                    raise ModelError(f"model file {path.name} of {spec.name} failed its SHA-256 check ({path})")
+                if joined is None:
+                    target.symlink_to(path.resolve())
+        finally:
+            if joined is not None:
+                joined.close()
+        if joined is not None and whole.hexdigest() != model_file.sha256:
             raise ModelError(f"model file {model_file.name} of {spec.name} (its parts joined) failed its SHA-256 check")
-        pieces.clear()
-        files[model_file.name] = whole
-    return files
 
 
-def windows(audio: npt.NDArray[np.int16]) -> Iterable[tuple[int, npt.NDArray[np.int16]]]:
-    """(first sample, samples) of consecutive windows of at most `WINDOW_SECONDS`, each cut at
-    its quietest `_CUT_FRAME_SECONDS` within its last `CUT_SEARCH_SECONDS`."""
-    limit = int(WINDOW_SECONDS * INPUT_RATE)
-    search = int(CUT_SEARCH_SECONDS * INPUT_RATE)
+def windows(
+    audio: npt.NDArray[np.int16], window_seconds: float = WINDOW_SECONDS
+) -> Iterable[tuple[int, npt.NDArray[np.int16]]]:
+    """(first sample, samples) of consecutive windows of at most ``window_seconds``, each cut
+    at its quietest `_CUT_FRAME_SECONDS` within its last sixth (`CUT_SEARCH_SECONDS` at most)."""
+    limit = int(window_seconds * INPUT_RATE)
+    search = int(min(CUT_SEARCH_SECONDS, window_seconds / 6) * INPUT_RATE)
     frame = int(_CUT_FRAME_SECONDS * INPUT_RATE)
     start = 0
     while start < len(audio):
@@ -243,7 +271,7 @@ def _to_model_rate(window: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
 
 
 def _transcribe_window(
-    model: Any, window: npt.NDArray[np.int16], language: str | None, beam_size: int
+    model: Any, window: npt.NDArray[np.int16], language: str | None, beam_size: int, vad: bool
 ) -> tuple[str, list[Segment], str]:
     pieces, info = model.transcribe(
         _to_model_rate(window),
@@ -253,7 +281,7 @@ def _transcribe_window(
         best_of=1,
         temperature=0.0,
         condition_on_previous_text=False,
-        vad_filter=False,
+        vad_filter=vad,
         word_timestamps=False,
         without_timestamps=False,
     )
