@@ -384,6 +384,16 @@ async def test_search_is_ranked_and_stays_in_the_account(rig: Rig) -> None:
     listed = (await rig.get("/v1/messages")).json()["items"]
     assert [m["id"] for m in listed] == [overdue, callback]
 
+    if not rig.rt.db.is_sqlite:
+        # The repository's expression is the GIN index's: PostgreSQL can answer from it.
+        async with rig.rt.db.begin() as conn:
+            await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = await conn.exec_driver_sql(
+                "EXPLAIN SELECT id FROM messages WHERE to_tsvector('simple', "
+                "coalesce(messages.transcript ->> 'text', '')) @@ plainto_tsquery('simple', 'x')"
+            )
+            assert "ix_messages_transcript_search" in " ".join(row[0] for row in plan)
+
 
 async def test_search_words_that_are_fts_syntax_are_just_words(rig: Rig) -> None:
     box = await rig.mailbox()
