@@ -55,6 +55,9 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         "secret_key": "test-secret-" + "x" * 32,
         "allow_private_networks": "127.0.0.0/8",  # test peers listen on loopback
         "admin_key": ADMIN_KEY,
+        # Transcription loads a speech model (hundreds of MB) in every runtime that runs its
+        # worker: only the tests of transcription turn it on.
+        "transcribe": False,
     }
     if request.param == "postgres-s3":
         pg_url: str = request.getfixturevalue("pg_url")

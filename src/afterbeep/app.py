@@ -15,6 +15,8 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import FastAPI
 
 from afterbeep.api.app import create_app
@@ -27,6 +29,7 @@ from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
+from afterbeep.domain.transcripts import Transcript
 from afterbeep.notify.email import EmailDispatcher, SmtpSender, SmtpSignInMailer
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.postcall import PostCallProcess
@@ -43,10 +46,16 @@ from afterbeep.services.netguard import HostGuard
 from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
+from afterbeep.services.ports.transcription import TranscriptionEngine, TranscriptionUnavailable
 from afterbeep.services.ringless import RinglessService
 from afterbeep.services.routing import CallRouter, RouteCache, invalidating
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
+from afterbeep.services.transcripts import (
+    TranscriptionPolicy,
+    TranscriptionQueue,
+    TranscriptService,
+)
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
@@ -64,6 +73,7 @@ from afterbeep.telephony.server import (
 from afterbeep.telephony.sip.errors import SipTransportError
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolHandoff, SpoolWorker
+from afterbeep.transcription.worker import TranscriptionWorker
 from afterbeep.web.app import install as install_web
 from afterbeep.web.session import WebServices
 
@@ -94,10 +104,47 @@ def admin_key_hash(settings: Settings) -> bytes | None:
     return hashlib.sha256(key.encode()).digest() if key else None
 
 
+EngineFactory = Callable[[Settings], TranscriptionEngine]
+
+
+class _UnavailableEngine:
+    """What transcribes when the engine could not be built: every job fails with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self._reason = reason
+
+    def transcribe(self, audio: npt.NDArray[np.int16], language: str) -> Transcript:
+        raise TranscriptionUnavailable(self._reason)
+
+
+def default_engine(settings: Settings) -> TranscriptionEngine:
+    """faster-whisper (`afterbeep.asr`); imported only where transcription runs."""
+    from afterbeep.asr import engine_from_settings
+
+    engine = engine_from_settings(settings)
+    if engine is None:
+        raise TranscriptionUnavailable("transcription is off")
+    return engine
+
+
 class Runtime:
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        self._engine_factory = engine_factory or default_engine
+        self.transcription = TranscriptionQueue(
+            TranscriptionPolicy(
+                enabled=settings.transcribe, queue_max=settings.transcribe_queue_max
+            ),
+            self.clock,
+            on_queued=self._transcription_queued,
+        )
+        self.transcription_worker: TranscriptionWorker | None = None
         self.data_dir: Path = settings.resolved_data_dir()
         self.db = Database(settings.resolved_database_url())
         self.routes = RouteCache()  # cleared by every change written through self.uow
@@ -171,6 +218,8 @@ class Runtime:
             secret_key=s.resolved_secret_key(),
             tmp_dir=self.data_dir / "tmp",
             on_email_queued=self._email_queued,
+            transcription=self.transcription,
+            email_wait_transcript_seconds=s.email_wait_transcript_seconds,
         )
         self.spool = Spool(self.data_dir / "spool")
         self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
@@ -185,6 +234,7 @@ class Runtime:
                 await self.postcall.start()
             else:
                 await self.email_dispatcher.start()
+                await self.start_transcription()
                 await self.spool_worker.recover()
             await self.start_telephony()
             if s.delivery_enabled:
@@ -198,6 +248,37 @@ class Runtime:
         if self.spool_worker is None:
             raise RuntimeError("Runtime.start() must run first")
         return self.spool_worker
+
+    async def start_transcription(self) -> TranscriptionWorker:
+        """The transcription worker of this process, with its engine (the model is loaded here
+        only: under `serve`, in the post-call process)."""
+        if self.store is None:
+            raise RuntimeError("Runtime.start() must run first")
+        s = self.settings
+        engine: TranscriptionEngine | None = None
+        if s.transcribe:
+            try:
+                engine = self._engine_factory(s)
+            except TranscriptionUnavailable as exc:
+                log.error("transcription unavailable: %s", exc)
+                engine = _UnavailableEngine(str(exc) or "no model")
+        self.transcription_worker = TranscriptionWorker(
+            self.uow,
+            self.store,
+            self.clock,
+            engine,
+            concurrency=s.transcribe_concurrency,
+            reclaim_on_start=self.db.is_sqlite,
+            on_message_final=self._email_queued,
+        )
+        await self.transcription_worker.start()
+        return self.transcription_worker
+
+    def _transcription_queued(self) -> None:
+        if self.postcall is not None:
+            self.postcall.wake_transcription()
+        elif self.transcription_worker is not None:
+            self.transcription_worker.notify()
 
     def _email_queued(self) -> None:
         if self.postcall is not None:
@@ -400,6 +481,7 @@ class Runtime:
             admin_key_hash=admin_key_hash(s),
             schedules=ScheduleService(self.uow, self.clock),
             members=self.members,
+            transcripts=TranscriptService(self.uow, self.transcription),
         )
 
     def senders(self) -> SenderNumberService:
@@ -450,6 +532,8 @@ class Runtime:
             await self.spool_worker.stop()
         if self.postcall is not None:
             await self.postcall.stop()
+        if self.transcription_worker is not None:
+            await self.transcription_worker.stop()
         if self.email_dispatcher is not None:
             await self.email_dispatcher.stop()
         if self.dispatcher is not None:

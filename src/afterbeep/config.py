@@ -90,6 +90,16 @@ class Settings(BaseSettings):
     delivery_batch_size: int = Field(default=20, ge=1)
     delivery_ring_timeout_seconds: float = Field(default=45.0, gt=0)
     delivery_idle_seconds: float = Field(default=30.0, gt=0)
+    # Speech to text (afterbeep.asr): "on"/"off"; an operator's CTranslate2 Whisper model
+    # directory (with a SHA256SUMS file) instead of the bundled ones; CPU threads per message.
+    transcribe: bool = True
+    asr_model_dir: Path | None = None
+    asr_threads: int = Field(default=1, ge=1, le=64)
+    # Transcription jobs (afterbeep.transcription.worker): messages transcribed at once, jobs
+    # waiting past which new messages are `skipped`; how long a new-message email waits.
+    transcribe_concurrency: int = Field(default=1, ge=1, le=16)
+    transcribe_queue_max: int = Field(default=1000, ge=1)
+    email_wait_transcript_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

@@ -16,9 +16,10 @@ is not needed: the child takes every closed entry in the spool when it starts, a
 every few seconds. Entries whose call never ended (a crash) stay with the parent's start-up
 recovery, which runs before calls are taken.
 
-Child side, `run_child`: a `Runtime` without SIP or HTTP, its email and webhook dispatchers and
-a `SpoolWorker` for closed entries. End of stdin (the parent stopped, or died) stops it: work
-in progress gets a grace period, the rest stays on disk for the next start.
+Child side, `run_child`: a `Runtime` without SIP or HTTP, its email and webhook dispatchers, the
+transcription worker (`transcribe` on stdin wakes it) and a `SpoolWorker` for closed entries.
+End of stdin (the parent stopped, or died) stops it: work in progress gets a grace period, the
+rest stays on disk for the next start.
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ class PostCallProcess:
     def wake_email(self) -> None:
         """An email was queued by this process: the child sends it now, not at its next look."""
         self._send("wake\n")
+
+    def wake_transcription(self) -> None:
+        """A transcription job was queued by this process (a media upload)."""
+        self._send("transcribe\n")
 
     async def stop(self) -> None:
         """Close the child's stdin and wait for it to finish; kill it after the grace period."""
@@ -164,6 +169,7 @@ async def run_child(settings: Settings, lines: asyncio.StreamReader | None = Non
         assert runtime.spool is not None
         await runtime.dispatcher.start()
         await runtime.email_dispatcher.start()
+        transcription = await runtime.start_transcription()
         worker, spool = runtime.spool_worker, runtime.spool
         await worker.recover(closed=True)
         while True:
@@ -181,5 +187,7 @@ async def run_child(settings: Settings, lines: asyncio.StreamReader | None = Non
                     worker.submit(entry)
             elif command == "wake":
                 runtime.email_dispatcher.notify()
+            elif command == "transcribe":
+                transcription.notify()
     finally:
         await runtime.stop()

@@ -162,6 +162,10 @@ async def test_store_message_uploads_then_lists(
         "recovered": False,
         "created_at": "2025-03-04T09:30:00.000Z",
         "updated_at": "2025-03-04T09:30:00.000Z",
+        # A MessageService built without a transcription queue transcribes nothing.
+        "transcript": None,
+        "transcription_status": "skipped",
+        "transcription_reason": "transcription is off",
     }
     listed = await client.get(
         f"/v1/mailboxes/{deposit.mailbox_id}/messages", headers=account.headers

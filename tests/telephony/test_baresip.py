@@ -78,6 +78,7 @@ def make_runtime(tmp_path: Path, smtp_url: str = "smtp://127.0.0.1:9") -> Runtim
             rtp_port_max=24999,
             smtp_url=smtp_url,
             allow_private_networks="127.0.0.0/8",
+            transcribe=False,
         )
     )
 

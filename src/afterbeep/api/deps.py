@@ -22,6 +22,7 @@ from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.ringless import RinglessService
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
+from afterbeep.services.transcripts import TranscriptService
 from afterbeep.services.webhooks import WebhookService
 
 
@@ -45,6 +46,7 @@ class ApiServices:
     admin_key_hash: bytes | None  # SHA-256 of AFTERBEEP_ADMIN_KEY; None: the admin API is closed
     schedules: ScheduleService
     members: MemberService
+    transcripts: TranscriptService
     max_body_bytes: int = 256 * 1024
 
 

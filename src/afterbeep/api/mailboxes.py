@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 from afterbeep.api.deps import CurrentAccount, Svc
-from afterbeep.api.messages import MessageOut
+from afterbeep.api.messages import MessageOut, SearchQuery, message_list
 from afterbeep.api.query_params import MessagesAfter, MessagesBefore
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.db.repos._paging import MAX_LIMIT
@@ -17,6 +17,7 @@ from afterbeep.domain import mailboxes as rules
 from afterbeep.domain.clock import iso
 from afterbeep.domain.messages import Folder
 from afterbeep.services.mailboxes import MailboxView
+from afterbeep.services.ports.transcripts import MessageFilter
 
 router = APIRouter(tags=["mailboxes"])
 
@@ -211,8 +212,16 @@ async def list_messages(
     created_before: MessagesBefore = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    q: SearchQuery = None,
 ) -> ListResponse[MessageOut]:
-    """The mailbox's messages, newest first."""
+    """The mailbox's messages, newest first; with `q`, those whose transcript holds every word
+    of it, best match first."""
+    if q is not None:
+        where = MessageFilter(mailbox_id, folder, created_after, created_before)
+        found = await svc.transcripts.search_messages(
+            account.id, q, where, cursor=cursor, limit=limit
+        )
+        return message_list(found)
     page = await svc.messages.list(
         account.id,
         mailbox_id,
@@ -222,6 +231,4 @@ async def list_messages(
         cursor=cursor,
         limit=limit,
     )
-    return ListResponse[MessageOut](
-        items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor
-    )
+    return message_list(page)

@@ -17,16 +17,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from python_multipart.multipart import parse_options_header
 
 from afterbeep.api import ranges
 from afterbeep.api.deps import CurrentAccount, Svc
+from afterbeep.api.messages import SearchQuery, TranscriptOut
 from afterbeep.api.multipart import StreamingForm, invalid_field, receive_form
 from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse
 from afterbeep.domain.clock import iso
 from afterbeep.domain.media import ImportRules, Media, Rendition
+from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.services.ringless import SEND_RULES
 
 router = APIRouter(tags=["media"])
@@ -36,6 +38,8 @@ DEFAULT_NAME = "untitled"
 FILE_FIELD = "file"
 NAME_FIELD = "name"
 PURPOSE_FIELD = "purpose"
+TRANSCRIBE_FIELD = "transcribe"
+_BOOLEANS = {"true": True, "false": False}
 PURPOSES: dict[str, ImportRules | None] = {"library": None, "voicemail": SEND_RULES}
 
 
@@ -52,6 +56,11 @@ class MediaOut(BaseModel):
     stored_bytes: int
     sha256: str
     created_at: str
+    transcript: TranscriptOut | None = None
+    transcription_status: TranscriptionStatus | None = Field(
+        default=None, description="null unless asked for with `transcribe` on upload"
+    )
+    transcription_reason: str | None = None
 
     @classmethod
     def of(cls, media: Media) -> MediaOut:
@@ -68,6 +77,13 @@ class MediaOut(BaseModel):
             stored_bytes=media.stored_bytes,
             sha256=media.sha256,
             created_at=iso(media.created_at),
+            transcript=(
+                TranscriptOut.model_validate(media.transcript.as_dict())
+                if media.transcript is not None
+                else None
+            ),
+            transcription_status=media.transcription_status,
+            transcription_reason=media.transcription_reason,
         )
 
 
@@ -94,6 +110,12 @@ _UPLOAD_OPENAPI: dict[str, Any] = {
                             "type": "string",
                             "enum": list(PURPOSES),
                             "description": "voicemail: refuse audio a send would refuse",
+                        },
+                        TRANSCRIBE_FIELD: {
+                            "type": "string",
+                            "enum": list(_BOOLEANS),
+                            "description": "true: transcribe the audio (in the account's "
+                            "language), for search",
                         },
                     },
                     "required": [FILE_FIELD],
@@ -142,18 +164,23 @@ async def upload_media(
             )
         form = StreamingForm(
             FILE_FIELD,
-            frozenset({NAME_FIELD, PURPOSE_FIELD}),
+            frozenset({NAME_FIELD, PURPOSE_FIELD, TRANSCRIBE_FIELD}),
             MAX_NAME_FIELD_BYTES,
-            unknown_message="unknown field; this form takes file, name and purpose",
-            repeated_message="send one name and one purpose",
+            unknown_message="unknown field; this form takes file, name, purpose and transcribe",
+            repeated_message="send one name, one purpose and one transcribe",
         )
         await receive_form(request, boundary, upload, form)
         purpose = form.text().get(PURPOSE_FIELD, "library")
         if purpose not in PURPOSES:
             raise invalid_field(PURPOSE_FIELD, f"must be one of {', '.join(PURPOSES)}")
+        transcribe = _BOOLEANS.get(form.text().get(TRANSCRIBE_FIELD, "false").lower())
+        if transcribe is None:
+            raise invalid_field(TRANSCRIBE_FIELD, "must be true or false")
         media, created = await svc.media.import_upload(
             account.id, upload, _display_name(form), PURPOSES[purpose]
         )
+    if transcribe:
+        media = await svc.transcripts.request_media(account.id, media.id)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/media/{media.id}"
@@ -169,8 +196,14 @@ async def list_media(
     account: CurrentAccount,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
+    q: SearchQuery = None,
 ) -> ListResponse[MediaOut]:
-    page = await svc.media.list(account.id, cursor, limit)
+    """Newest first; with `q`, the media transcribed on upload whose transcript holds every
+    word of it, best match first."""
+    if q is not None:
+        page = await svc.transcripts.search_media(account.id, q, cursor=cursor, limit=limit)
+    else:
+        page = await svc.media.list(account.id, cursor, limit)
     return ListResponse[MediaOut](
         items=[MediaOut.of(m) for m in page.items], next_cursor=page.next_cursor
     )

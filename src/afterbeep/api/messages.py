@@ -14,10 +14,16 @@ from typing_extensions import TypedDict
 from afterbeep.api import ranges
 from afterbeep.api.deps import CurrentAccount, Svc
 from afterbeep.api.problems import ProblemError
-from afterbeep.api.schemas import StrictModel
+from afterbeep.api.query_params import MessagesAfter, MessagesBefore
+from afterbeep.api.schemas import ListResponse, StrictModel
+from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
 from afterbeep.domain.messages import Folder, Message, to_json
+from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.services.messages import LINK_TTL_SECONDS, MessageAudio
+from afterbeep.services.ports import Page
+from afterbeep.services.ports.transcripts import MessageFilter
+from afterbeep.services.transcripts import QUERY_MAX
 
 router = APIRouter(tags=["messages"])
 
@@ -30,6 +36,20 @@ _AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _PROBLEM,
     416: {**_PROBLEM, "description": "the range lies outside the recording"},
 }
+
+
+class SegmentOut(BaseModel):
+    start_ms: int = Field(description="from the start of the recording")
+    end_ms: int
+    text: str
+    confidence: float | None = Field(description="0 to 1, when the engine gives one")
+
+
+class TranscriptOut(BaseModel):
+    text: str
+    language: str = Field(description="BCP 47 tag the message was transcribed in")
+    segments: list[SegmentOut]
+    confidence: float | None
 
 
 class MessageOut(BaseModel):
@@ -46,10 +66,31 @@ class MessageOut(BaseModel):
     recovered: bool = Field(description="rescued from the recording spool after a crash")
     created_at: str
     updated_at: str
+    transcript: TranscriptOut | None = Field(description="present once transcription_status is done")
+    transcription_status: TranscriptionStatus
+    transcription_reason: str | None = Field(description="why it failed or was skipped")
 
     @classmethod
     def of(cls, message: Message) -> MessageOut:
         return cls.model_validate(to_json(message))
+
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Cursor = Annotated[str | None, Query(max_length=100)]
+SearchQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=QUERY_MAX,
+        description="words that must all be in the transcript; the best matches come first",
+    ),
+]
+
+
+def message_list(page: Page[Message]) -> ListResponse[MessageOut]:
+    return ListResponse[MessageOut](
+        items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor
+    )
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -67,6 +108,37 @@ class AudioLinkIn(StrictModel):
 class AudioLinkOut(BaseModel):
     url: str = Field(description="fetchable without an API key until expires_at")
     expires_at: str
+
+
+@router.get("/messages", responses={422: _PROBLEM})
+async def list_account_messages(
+    svc: Svc,
+    account: CurrentAccount,
+    q: SearchQuery = None,
+    folder: Folder | None = None,
+    created_after: MessagesAfter = None,
+    created_before: MessagesBefore = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ListResponse[MessageOut]:
+    """The account's messages in every mailbox: newest first, or with `q` those whose transcript
+    holds every word of it, best match first."""
+    if q is not None:
+        where = MessageFilter(None, folder, created_after, created_before)
+        found = await svc.transcripts.search_messages(
+            account.id, q, where, cursor=cursor, limit=limit
+        )
+        return message_list(found)
+    page = await svc.messages.list(
+        account.id,
+        None,
+        folder=folder,
+        created_after=created_after,
+        created_before=created_before,
+        cursor=cursor,
+        limit=limit,
+    )
+    return message_list(page)
 
 
 @router.get("/messages/{message_id}", responses={404: _PROBLEM})

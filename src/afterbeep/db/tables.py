@@ -164,6 +164,10 @@ media = Table(
     Column("telephony_key", String(300), nullable=False),
     _created(),
     Column("stored_bytes", BigInteger, nullable=False, server_default=text("0")),
+    # Transcription on request (`transcribe: true` on upload); status None: never asked.
+    Column("transcript", JSON, nullable=True),
+    Column("transcription_status", String(16), nullable=True),
+    Column("transcription_reason", String(500), nullable=True),
     # Identical audio is stored once per account.
     Index("uq_media_account_sha256", "account_id", "sha256", unique=True),
 )
@@ -213,6 +217,11 @@ messages = Table(
     _updated(),
     # 0013_members: deleted from the inbox, restorable until it is purged (then gone for good)
     Column("deleted_at", UtcDateTime(), nullable=True),
+    # Transcription (issue 19): `transcript` is Transcript.as_dict(); the status is
+    # pending/done/failed/skipped, the reason says why failed or skipped.
+    Column("transcript", JSON, nullable=True),
+    Column("transcription_status", String(16), nullable=False, server_default="skipped"),
+    Column("transcription_reason", String(500), nullable=True),
     UniqueConstraint("account_id", "call_id"),
     Index("ix_messages_mailbox_folder", "mailbox_id", "folder"),
 )
@@ -550,4 +559,27 @@ sign_in_links = Table(
     _created(),
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("used_at", UtcDateTime(), nullable=True),
+)
+
+# Transcription jobs: a durable outbox (leases as in `db.repos._leases`), one row per message or
+# media to transcribe, written in the transaction that makes the message (or asks for it).
+# Full-text search over transcripts is not in this metadata: an FTS5 index kept by triggers on
+# SQLite, GIN expression indexes on PostgreSQL (migration 0012_transcripts).
+transcription_jobs = Table(
+    "transcription_jobs",
+    metadata,
+    _id(),
+    _account(),
+    Column("subject_kind", String(16), nullable=False),
+    Column("subject_id", String(40), nullable=False),
+    Column("language", String(35), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("claimed_until", UtcDateTime(), nullable=True),
+    Column("last_error", String(500), nullable=True),
+    _created(),
+    _updated(),
+    UniqueConstraint("subject_kind", "subject_id"),
+    Index("ix_transcription_jobs_due", "status", "next_attempt_at"),
 )

@@ -26,6 +26,7 @@ from afterbeep.db.repos.ringless import (
     SqlVoicemailSendRepo,
 )
 from afterbeep.db.repos.schedules import SqlScheduleRepo
+from afterbeep.db.repos.transcripts import SqlTranscriptRepo
 from afterbeep.db.repos.webhooks import (
     SqlEventOutbox,
     SqlWebhookRepo,
@@ -116,6 +117,10 @@ class SqlUnitOfWork:
     @cached_property
     def members(self) -> SqlMemberRepo:
         return SqlMemberRepo(self.conn)
+
+    @cached_property
+    def transcripts(self) -> SqlTranscriptRepo:
+        return SqlTranscriptRepo(self.conn)
 
 
 def unit_of_work_factory(

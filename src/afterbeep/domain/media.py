@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from afterbeep.domain.transcripts import Transcript, TranscriptionStatus
+
 TELEPHONY_RATE = 8000
 TELEPHONY_CONTENT_TYPE = "audio/wav"
 MAX_NAME_LENGTH = 255
@@ -49,6 +51,10 @@ class Media:
     # The original and its telephony rendition together (the rendition counted from the start,
     # also while it is pending): what the media takes of the account's storage.
     stored_bytes: int = 0
+    # Only when asked for on upload (`transcribe`); status None: never asked.
+    transcript: Transcript | None = None
+    transcription_status: TranscriptionStatus | None = None
+    transcription_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,14 @@ from typing import Any
 
 from afterbeep.domain.clock import iso
 from afterbeep.domain.errors import InvalidInput
+from afterbeep.domain.transcripts import Transcript, TranscriptionStatus
 
 AUDIO_CONTENT_TYPE = "audio/wav"
 CREATED = "message.created"
 UPDATED = "message.updated"
 DELETED = "message.deleted"
+# The transcript is done, or its transcription failed for good (see `transcription_status`).
+TRANSCRIBED = "message.transcribed"
 
 
 CALL_ID_MAX = 200
@@ -52,6 +55,10 @@ class Message:
     recovered: bool
     created_at: datetime
     updated_at: datetime
+    transcript: Transcript | None = None
+    transcription_status: TranscriptionStatus = TranscriptionStatus.SKIPPED
+    # Why it failed or was skipped.
+    transcription_reason: str | None = None
 
 
 def check_call_id(call_id: str) -> str:
@@ -83,6 +90,9 @@ def to_json(message: Message) -> dict[str, Any]:
         "recovered": message.recovered,
         "created_at": iso(message.created_at),
         "updated_at": iso(message.updated_at),
+        "transcript": message.transcript.as_dict() if message.transcript is not None else None,
+        "transcription_status": message.transcription_status.value,
+        "transcription_reason": message.transcription_reason,
     }
 
 

@@ -43,3 +43,29 @@ class Transcript:
             "segments": [segment.as_dict() for segment in self.segments],
             "confidence": self.confidence,
         }
+
+
+def transcript_from_json(data: object) -> Transcript | None:
+    """A transcript stored as `Transcript.as_dict()`; None for anything else (no transcript, or
+    a stored value that cannot be read: the message stays readable)."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        segments = tuple(
+            Segment(
+                start_ms=int(s["start_ms"]),
+                end_ms=int(s["end_ms"]),
+                text=str(s["text"]),
+                confidence=None if s.get("confidence") is None else float(s["confidence"]),
+            )
+            for s in data.get("segments") or ()
+        )
+        confidence = data.get("confidence")
+        return Transcript(
+            text=str(data["text"]),
+            language=str(data["language"]),
+            segments=segments,
+            confidence=None if confidence is None else float(confidence),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -29,6 +29,7 @@ EVENTS = frozenset(
         "message.created",
         "message.updated",
         "message.deleted",
+        "message.transcribed",
         "notification.failed",
         "voicemail.status",
         "drop.status",

@@ -35,6 +35,7 @@ import numpy as np
 
 from afterbeep.config import SmtpTarget
 from afterbeep.domain.clock import Clock
+from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.notify.outbox import OutboxWorker
 from afterbeep.services import notifications as rules
 from afterbeep.services.mailboxes import find_mailbox
@@ -82,6 +83,12 @@ class NewMessageMail:
     message_id: str
     audio_too_large: bool = False
     inbox_url: str | None = None  # the message's page (it asks to sign in first)
+    transcript: str | None = None
+    # Still being transcribed when the email went: it says the transcript will follow.
+    transcript_pending: bool = False
+
+
+TRANSCRIPT_FOLLOWS = "The transcript is not ready yet; it will follow in the inbox."
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -143,8 +150,15 @@ def compose_new_message(mail: NewMessageMail, from_addr: str) -> EmailMessage:
         text += f"Open it in the inbox: {mail.inbox_url}\n"
     if mail.audio_too_large:
         text += "\nThe recording is too large to attach; listen with the link above.\n"
-    msg.set_content(text)
     e = html.escape
+    transcript_html = ""
+    if mail.transcript is not None:
+        text += f"\nTranscript:\n{mail.transcript}\n"
+        transcript_html = f"<p><b>Transcript</b></p><blockquote>{e(mail.transcript)}</blockquote>"
+    elif mail.transcript_pending:
+        text += f"\n{TRANSCRIPT_FOLLOWS}\n"
+        transcript_html = f"<p>{e(TRANSCRIPT_FOLLOWS)}</p>"
+    msg.set_content(text)
     msg.add_alternative(
         "<html><body>"
         f"<p>You have a new voicemail in <b>{e(mail.mailbox_name)}</b>.</p>"
@@ -153,6 +167,7 @@ def compose_new_message(mail: NewMessageMail, from_addr: str) -> EmailMessage:
         f"<tr><td>Received</td><td>{e(when)}</td></tr>"
         f"<tr><td>Length</td><td>{e(length)}</td></tr>"
         "</table>"
+        f"{transcript_html}"
         f'<p><a href="{e(mail.listen_url, quote=True)}">Listen to the message</a></p>'
         + (
             f'<p><a href="{e(mail.inbox_url, quote=True)}">Open it in the inbox</a></p>'
@@ -469,6 +484,8 @@ class EmailDispatcher(OutboxWorker[ClaimedNotification]):
             message_id=message.id,
             audio_too_large=too_large,
             inbox_url=f"{self._public_url.rstrip('/')}/messages/{message.id}",
+            transcript=message.transcript.text if message.transcript is not None else None,
+            transcript_pending=message.transcription_status is TranscriptionStatus.PENDING,
         )
         return compose_new_message(mail, self._from_addr)
 

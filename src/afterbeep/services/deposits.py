@@ -17,11 +17,13 @@ after messages are deleted).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,14 @@ from afterbeep.domain.clock import Clock, iso
 from afterbeep.domain.errors import NotFound
 from afterbeep.domain.mailboxes import Mailbox
 from afterbeep.domain.messages import EndedBy, Message, RecordedCall
+from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.services import notifications as rules
 from afterbeep.services.mailboxes import find_mailbox
 from afterbeep.services.messages import MessageService, message_audio_link
 from afterbeep.services.ports import EventOutbox, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ports.notifications import NotificationKind
 from afterbeep.services.ports.storage import ObjectStore
+from afterbeep.services.transcripts import TranscriptionQueue
 
 Audio = npt.NDArray[np.int16]
 
@@ -92,6 +96,8 @@ class DepositService:
         tmp_dir: Path,
         on_email_queued: Callable[[], None] | None = None,
         silence_threshold: int = DEFAULT_SILENCE_THRESHOLD,
+        transcription: TranscriptionQueue | None = None,
+        email_wait_transcript_seconds: float = 30.0,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -100,7 +106,8 @@ class DepositService:
         self._tmp_dir = tmp_dir
         self._on_email_queued = on_email_queued
         self._silence_threshold = silence_threshold
-        self._messages = MessageService(self._uow_linking_audio, store, clock)
+        self._email_wait = timedelta(seconds=max(0.0, email_wait_transcript_seconds))
+        self._messages = MessageService(self._uow_linking_audio, store, clock, transcription)
 
     async def finalize(self, meta: RecordedCall, pcm: Audio, recovered: bool) -> Message | None:
         """Store the recording of `entry` as a message and queue its email; None when there is
@@ -203,17 +210,27 @@ class DepositService:
             if mailbox is None:
                 return
             if mailbox.notify_email:
-                queued = await uow.notifications.enqueue(
-                    rules.pending(
-                        account_id=message.account_id,
-                        kind=NotificationKind.NEW_MESSAGE,
-                        mailbox_id=mailbox.id,
-                        message_id=message.id,
-                        dedupe_key=rules.new_message_key(message.id),
-                        to_addr=mailbox.notify_email,
-                        now=self._clock.now(),
-                    )
+                now = self._clock.now()
+                email = rules.pending(
+                    account_id=message.account_id,
+                    kind=NotificationKind.NEW_MESSAGE,
+                    mailbox_id=mailbox.id,
+                    message_id=message.id,
+                    dedupe_key=rules.new_message_key(message.id),
+                    to_addr=mailbox.notify_email,
+                    now=now,
                 )
+                # The email waits for the transcript, in the row (a crash keeps the wait): the
+                # transcription worker makes it due when the transcript is written, and
+                # otherwise it goes at the deadline saying the transcript will follow. The
+                # status is read with the row locked, so a transcript written meanwhile sees
+                # this email and makes it due.
+                status = await uow.transcripts.message_status(
+                    message.account_id, message.id, lock=True
+                )
+                if status is TranscriptionStatus.PENDING:
+                    email = dataclasses.replace(email, next_attempt_at=now + self._email_wait)
+                queued = await uow.notifications.enqueue(email)
             usage = (await uow.messages.usage(mailbox.account_id, [mailbox.id]))[mailbox.id]
             if mailbox_rules.is_full(mailbox, usage):
                 queued = await self._queue_full_notice(uow, mailbox) or queued

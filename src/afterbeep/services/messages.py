@@ -26,6 +26,7 @@ from afterbeep.domain.errors import InvalidInput, NotFound
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.mailboxes import Usage
 from afterbeep.domain.messages import Folder, Message
+from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.services.mailboxes import find_mailbox
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ports.storage import (
@@ -35,6 +36,8 @@ from afterbeep.services.ports.storage import (
     StoredObject,
     message_key,
 )
+from afterbeep.services.ports.transcripts import SubjectKind
+from afterbeep.services.transcripts import OFF_REASON, TranscriptionQueue
 
 log = logging.getLogger("afterbeep.messages")
 
@@ -100,10 +103,17 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
 
 
 class MessageService:
-    def __init__(self, uow: UnitOfWorkFactory, store: ObjectStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        store: ObjectStore,
+        clock: Clock,
+        transcription: TranscriptionQueue | None = None,
+    ) -> None:
         self._uow = uow
         self._store = store
         self._clock = clock
+        self._transcription = transcription
 
     async def store_message(
         self,
@@ -157,11 +167,21 @@ class MessageService:
             created_at=now,
             updated_at=now,
         )
-        mailbox_gone = False
+        mailbox_gone = queued = False
         async with self._uow() as uow:
-            if await find_mailbox(uow, account_id, mailbox_id) is None:
+            mailbox = await find_mailbox(uow, account_id, mailbox_id)
+            if mailbox is None:
                 mailbox_gone = True
-            elif await uow.messages.add_if_absent(message):
+            elif await uow.messages.add_if_absent(
+                message := await self._with_transcription(uow, message)
+            ):
+                # The job is written with the message: a crash after the commit loses neither.
+                if self._transcription is not None and (
+                    message.transcription_status is TranscriptionStatus.PENDING
+                ):
+                    queued = await self._transcription.enqueue(
+                        uow, account_id, SubjectKind.MESSAGE, message.id, mailbox.language
+                    )
                 await uow.events.publish(account_id, rules.CREATED, rules.to_json(message))
             else:
                 # Another writer stored this call's message between our two transactions.
@@ -171,6 +191,8 @@ class MessageService:
         if mailbox_gone:
             await self._store.delete(key)
             raise NotFound("mailbox", mailbox_id)
+        if queued and self._transcription is not None:
+            self._transcription.queued()
         log.info(
             "message stored",
             extra={
@@ -182,6 +204,16 @@ class MessageService:
         )
         return message
 
+    async def _with_transcription(self, uow: UnitOfWork, message: Message) -> Message:
+        reason: str | None
+        if self._transcription is None:
+            status, reason = TranscriptionStatus.SKIPPED, OFF_REASON
+        else:
+            status, reason = await self._transcription.status_for_new(uow)
+        return dataclasses.replace(
+            message, transcription_status=status, transcription_reason=reason
+        )
+
     async def get(self, account_id: str, message_id: str) -> Message:
         async with self._uow() as uow:
             return await self._message(uow, account_id, message_id)
@@ -189,7 +221,7 @@ class MessageService:
     async def list(
         self,
         account_id: str,
-        mailbox_id: str,
+        mailbox_id: str | None,
         *,
         folder: Folder | None = None,
         created_after: datetime | None = None,
@@ -197,11 +229,12 @@ class MessageService:
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Message]:
-        """Newest first; `created_after`/`created_before` bound [after, before), naive = UTC."""
+        """Newest first, of one mailbox or (None) all the account's; `created_after` and
+        `created_before` bound [after, before), naive = UTC."""
         created_after = _utc(created_after, "created_after")
         created_before = _utc(created_before, "created_before")
         async with self._uow() as uow:
-            if await find_mailbox(uow, account_id, mailbox_id) is None:
+            if mailbox_id is not None and await find_mailbox(uow, account_id, mailbox_id) is None:
                 raise NotFound("mailbox", mailbox_id)
             return await uow.messages.list(
                 account_id,

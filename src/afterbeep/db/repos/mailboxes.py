@@ -15,6 +15,7 @@ from afterbeep.db import tables as t
 from afterbeep.db.repos._paging import page_query, split_page
 from afterbeep.domain.mailboxes import Mailbox, Usage
 from afterbeep.domain.messages import Folder, Message
+from afterbeep.domain.transcripts import TranscriptionStatus, transcript_from_json
 from afterbeep.services.ports import Page
 
 _b = t.mailboxes.c
@@ -69,6 +70,9 @@ def _message(row: Any) -> Message:
         recovered=bool(row.recovered),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        transcript=transcript_from_json(row.transcript),
+        transcription_status=TranscriptionStatus(row.transcription_status),
+        transcription_reason=row.transcription_reason,
     )
 
 
@@ -148,6 +152,9 @@ class SqlMessageRepo:
             "recovered": message.recovered,
             "created_at": message.created_at,
             "updated_at": message.updated_at,
+            "transcript": message.transcript.as_dict() if message.transcript else None,
+            "transcription_status": message.transcription_status.value,
+            "transcription_reason": message.transcription_reason,
         }
         # ON CONFLICT keeps a concurrent duplicate from aborting the whole transaction.
         key = [_m.account_id, _m.call_id]
@@ -210,7 +217,7 @@ class SqlMessageRepo:
     async def list(
         self,
         account_id: str,
-        mailbox_id: str,
+        mailbox_id: str | None,
         *,
         folder: Folder | None,
         created_after: datetime | None,
@@ -218,9 +225,9 @@ class SqlMessageRepo:
         cursor: str | None,
         limit: int,
     ) -> Page[Message]:
-        query = select(t.messages).where(
-            _m.account_id == account_id, _m.mailbox_id == mailbox_id, _LIVE
-        )
+        query = select(t.messages).where(_m.account_id == account_id, _LIVE)
+        if mailbox_id is not None:
+            query = query.where(_m.mailbox_id == mailbox_id)
         if folder is not None:
             query = query.where(_m.folder == folder.value)
         if created_after is not None:

@@ -13,6 +13,7 @@ from afterbeep.db import tables as t
 from afterbeep.db.repos._paging import page_query, split_page
 from afterbeep.domain.errors import Conflict
 from afterbeep.domain.media import Media
+from afterbeep.domain.transcripts import TranscriptionStatus, transcript_from_json
 from afterbeep.services.ports import Page
 
 _m = t.media.c
@@ -41,6 +42,11 @@ def _media(row: Any) -> Media:
         telephony_key=row.telephony_key,
         created_at=row.created_at,
         stored_bytes=int(row.stored_bytes),
+        transcript=transcript_from_json(row.transcript),
+        transcription_status=(
+            TranscriptionStatus(row.transcription_status) if row.transcription_status else None
+        ),
+        transcription_reason=row.transcription_reason,
     )
 
 

@@ -145,6 +145,19 @@ class SqlNotificationRepo:
     async def next_wakeup(self) -> datetime | None:
         return await leases.next_claimable_at(self._conn, _E)
 
+    async def hasten(self, dedupe_key: str, now: datetime) -> bool:
+        result = await self._conn.execute(
+            update(_E)
+            .where(
+                _E.c.dedupe_key == dedupe_key,
+                _E.c.status == NotificationStatus.PENDING.value,
+                _E.c.attempts == 0,
+                _E.c.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now, updated_at=now)
+        )
+        return bool(result.rowcount)
+
     async def mark_full_notified(self, account_id: str, mailbox_id: str, now: datetime) -> bool:
         result = await self._conn.execute(
             update(_B)

@@ -28,6 +28,7 @@ from afterbeep.services.ports.ringless import (
     VoicemailSendRepo,
 )
 from afterbeep.services.ports.schedules import ScheduleRepo
+from afterbeep.services.ports.transcripts import TranscriptRepo
 
 T = TypeVar("T")
 
@@ -77,6 +78,8 @@ class UnitOfWork(Protocol):
     def flows(self) -> FlowRepo: ...
     @property
     def members(self) -> MemberRepo: ...
+    @property
+    def transcripts(self) -> TranscriptRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]

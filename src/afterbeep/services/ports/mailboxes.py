@@ -54,7 +54,7 @@ class MessageRepo(Protocol):
     async def list(
         self,
         account_id: str,
-        mailbox_id: str,
+        mailbox_id: str | None,
         *,
         folder: Folder | None,
         created_after: datetime | None,
@@ -62,7 +62,8 @@ class MessageRepo(Protocol):
         cursor: str | None,
         limit: int,
     ) -> Page[Message]:
-        """Newest first, optionally one folder and only those created in [created_after, created_before)."""
+        """Newest first, of one mailbox or (None) every one, optionally one folder and only
+        those created in [created_after, created_before)."""
         ...
 
     async def update(self, message: Message) -> None:

@@ -101,6 +101,11 @@ class NotificationRepo(Protocol):
         """Give leased rows back unattempted (shutdown)."""
         ...
 
+    async def hasten(self, dedupe_key: str, now: datetime) -> bool:
+        """Make the row due now if it is pending, never tried and due later (it was waiting
+        for something that has happened); True when it changed."""
+        ...
+
     async def next_wakeup(self) -> datetime | None:
         """When the earliest pending row becomes claimable (due and not leased)."""
         ...

@@ -13,7 +13,7 @@ from alembic import op
 import afterbeep.db.tables
 
 revision = "0013_members"
-down_revision = "0011_flow_speech"
+down_revision = "0012_transcripts"
 branch_labels = None
 depends_on = None
 
@@ -81,8 +81,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_column("deleted_at")
+    # In place (SQLite 3.35+): rebuilding `messages` in batch mode would drop the transcript
+    # search triggers of 0012_transcripts.
+    op.execute("ALTER TABLE messages DROP COLUMN deleted_at")
     with op.batch_alter_table("mailboxes", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_mailboxes_owner_member_id_members"), type_="foreignkey")
         batch_op.drop_column("owner_member_id")

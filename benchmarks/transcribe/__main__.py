@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.transcribe.run import main
+
+sys.exit(main())

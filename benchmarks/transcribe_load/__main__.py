@@ -1,0 +1,3 @@
+from benchmarks.transcribe_load.run import main
+
+main()
