@@ -38,6 +38,7 @@ from afterbeep.domain.transcripts import Segment, Transcript, TranscriptionStatu
 from afterbeep.notify.email import EmailDispatcher, NewMessageMail, SmtpSender, compose_new_message
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.mailboxes import MailboxService
+from afterbeep.services.messages import MessageService
 from afterbeep.services.ports.transcription import TranscriptionUnavailable
 from afterbeep.services.transcripts import TranscriptionPolicy, TranscriptionQueue
 from afterbeep.services.webhooks import WebhookService
@@ -393,6 +394,19 @@ async def test_search_is_ranked_and_stays_in_the_account(rig: Rig) -> None:
                 "coalesce(messages.transcript ->> 'text', '')) @@ plainto_tsquery('simple', 'x')"
             )
             assert "ix_messages_transcript_search" in " ".join(row[0] for row in plan)
+
+
+async def test_a_message_deleted_in_the_inbox_is_not_found_until_restored(rig: Rig) -> None:
+    assert rig.rt.store is not None
+    box = await rig.mailbox()
+    message_id = await transcribed(rig, box, "please call the pharmacy")
+    messages = MessageService(rig.rt.uow, rig.rt.store, rig.clock)
+    await messages.trash(rig.account_id, message_id)
+    assert (await rig.get("/v1/messages", q="pharmacy")).json()["items"] == []
+    assert (await rig.get(f"/v1/mailboxes/{box}/messages", q="pharmacy")).json()["items"] == []
+    await messages.restore(rig.account_id, message_id)
+    found = (await rig.get("/v1/messages", q="pharmacy")).json()["items"]
+    assert [m["id"] for m in found] == [message_id]
 
 
 async def test_search_words_that_are_fts_syntax_are_just_words(rig: Rig) -> None:
