@@ -122,3 +122,31 @@ async def test_menu_over_sip_barges_in_rejects_a_key_and_takes_the_next_ones_edg
     assert seen["end_reason"] == "local"  # the flow hung up
     full = (2 * len(PROMPT) + len(INVALID)) // 160
     assert 0 < seen["stats"].packets_sent < full  # both prompts were cut short
+
+
+async def test_menu_over_sip_barges_in_on_a_key_sent_by_sip_info(
+    sipp_bin: str, tmp_path: Path
+) -> None:
+    # The scenario sends "5", then "#", as INFO (application/dtmf-relay) while the prompt plays,
+    # and waits for our BYE: the menu's "5" leads to a short play, then the flow ends.
+    graph = flow(
+        {
+            "start": ENTRY,
+            "m": {"kind": "menu", "promptAudioId": "med_menu", "timeoutSec": 10},
+            "p": {"kind": "play", "audioId": "med_short"},
+        },
+        [("start", "default", "m"), ("m", "digit:5", "p")],
+    )
+    env = Env(media={"med_menu": PROMPT, "med_short": INVALID})
+    seen: dict[str, Any] = {}
+
+    async def script(call: SipCall) -> None:
+        watched = Watched(call)
+        seen["watched"] = watched
+        await run_flow(watched, run_of(graph), env)
+
+    async with serve(script) as server:
+        await call_sipp(sipp_bin, "media_uac_key_info.xml", tmp_path, server)
+        await calls_finished(server)
+
+    assert seen["watched"].plays == [(len(PROMPT), "5"), (len(INVALID), None)]
