@@ -69,3 +69,38 @@ def transcript_from_json(data: object) -> Transcript | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+class SenderType(enum.StrEnum):
+    """Who spoke a transcript entry, as the Telephony API names them."""
+
+    END_USER = "END_USER"
+    EXTERNAL_USER = "EXTERNAL_USER"
+    HUMAN_AGENT = "HUMAN_AGENT"
+    SUPERVISOR = "SUPERVISOR"
+    VIRTUAL_AGENT = "VIRTUAL_AGENT"
+
+
+def voice_call_messages(
+    transcript: Transcript,
+    *,
+    message_id: str,
+    participant_id: str,
+    recording_started_ms: int,
+    sender_type: SenderType = SenderType.END_USER,
+) -> list[dict[str, object]]:
+    """The transcript as the entries of a voice call (`POST /voiceCalls/{vendorCallKey}/messages`):
+    one per segment with text, `startTime`/`endTime` in epoch milliseconds (the recording began
+    at `recording_started_ms`, within the call) and a `messageId` unique in the call."""
+    return [
+        {
+            "participantId": participant_id,
+            "messageId": f"{message_id}-{index}",
+            "startTime": recording_started_ms + segment.start_ms,
+            "endTime": recording_started_ms + max(segment.end_ms, segment.start_ms),
+            "content": segment.text.strip(),
+            "senderType": sender_type.value,
+        }
+        for index, segment in enumerate(transcript.segments, start=1)
+        if segment.text.strip()
+    ]
