@@ -112,7 +112,7 @@ class InboundCalls:
         async def run_flow(call: SipCall) -> None:
             await self._flow(call, flow)
 
-        return run_flow
+        return Answer(run_flow)  # a flow starts at its entry, which answers
 
     async def _flow(self, call: SipCall, route: FlowRoute) -> None:
         """Run `route`'s flow (the version it was routed to) on the call, not answered yet."""
