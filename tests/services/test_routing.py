@@ -273,6 +273,11 @@ async def test_flow_and_hangup_routes(
     route = await router.route(US)
     assert isinstance(route, FlowRoute) and route.version == 2
     assert [node.id for node in route.graph.nodes] == ["start", "hours", "vm"]
+    # What the version refers to comes with it: the call reads none of it again.
+    assert set(route.mailboxes) == {main} and route.mailboxes[main].mailbox.id == main
+    assert set(route.schedules) == {schedule}
+    office = route.schedules[schedule]
+    assert office is not None and office.timezone == "Europe/Berlin"
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from typing import Any, cast
 from afterbeep.domain import mailboxes as mailbox_rules
 from afterbeep.domain.accounts import Account
 from afterbeep.domain.clock import Clock, SystemClock
-from afterbeep.domain.flows import FlowGraph, parse_graph
+from afterbeep.domain.flows import FlowGraph, RefKind, parse_graph, references
 from afterbeep.domain.ids import is_id
 from afterbeep.domain.mailboxes import Mailbox, Usage
 from afterbeep.domain.media import Media
@@ -80,6 +80,12 @@ class FlowRoute:
     language: str
     timezone: str
     speech: Mapping[str, str] = field(default_factory=dict)
+    # What the version refers to, read with it (and cached with the number's route): its media
+    # (audio and speech) by id, its schedules (None: gone), its mailboxes. A call that finds an
+    # id missing here reads it itself.
+    media: Mapping[str, Media] = field(default_factory=dict)
+    schedules: Mapping[str, Schedule | None] = field(default_factory=dict)
+    mailboxes: Mapping[str, VoicemailDestination] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +366,25 @@ async def _target(
         if saved is None:
             return UNAVAILABLE
         graph = parse_graph(saved.graph.get("nodes"), saved.graph.get("edges"))
+        refs = references(graph)
+        media_by_id: dict[str, Media] = {}
+        for media_id in refs[RefKind.MEDIA] | set(saved.speech.values()):
+            found = await uow.media.get(account_id, media_id) if is_id(media_id, "media") else None
+            if found is not None:
+                media_by_id[media_id] = found
+        schedules: dict[str, Schedule | None] = {}
+        for schedule_id in refs[RefKind.SCHEDULE]:
+            stored = (
+                await uow.schedules.get(account_id, schedule_id)
+                if is_id(schedule_id, "sch")
+                else None
+            )
+            schedules[schedule_id] = stored.schedule if stored is not None else None
+        mailboxes: dict[str, VoicemailDestination] = {}
+        for mailbox_id in refs[RefKind.MAILBOX]:
+            box = await _target(uow, number, Destination(DestKind.VOICEMAIL, mailbox_id), None)
+            if isinstance(box, VoicemailDestination):
+                mailboxes[mailbox_id] = box
         return FlowRoute(
             number,
             account_id,
@@ -369,6 +394,9 @@ async def _target(
             account.language if account is not None else "en",
             account.timezone if account is not None else "UTC",
             MappingProxyType(dict(saved.speech)),
+            MappingProxyType(media_by_id),
+            MappingProxyType(schedules),
+            MappingProxyType(mailboxes),
         )
     return UNAVAILABLE
 

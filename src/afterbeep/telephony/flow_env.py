@@ -1,6 +1,8 @@
 """The flow runner's port (`FlowEnv`) for inbound calls: media, speech, schedules and mailboxes
-of the call's account, read through the call router, and the deposit script for voicemail
-nodes. One per call, bound to the number the call came in on."""
+of the call's account, and the deposit script for voicemail nodes. One per call, bound to its
+`FlowRoute`: what the flow version refers to was read with it (and is cached with the number's
+route), so a call reads only a mailbox's usage; anything missing there is read through the
+call router."""
 
 from __future__ import annotations
 
@@ -10,9 +12,8 @@ from datetime import datetime
 
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.media import Media
-from afterbeep.domain.numbers import Number
 from afterbeep.domain.schedules import ScheduleState, evaluate_or_open
-from afterbeep.services.routing import CallRouter, VoicemailRoute
+from afterbeep.services.routing import CallRouter, FlowRoute, VoicemailRoute
 from afterbeep.telephony.interface import Audio, Call
 from afterbeep.telephony.prompts import prompt
 from afterbeep.telephony.scripts.flow import FlowRun
@@ -26,20 +27,23 @@ Deposit = Callable[[Call, VoicemailRoute], Awaitable[None]]
 class InboundFlowEnv:
     def __init__(
         self,
-        number: Number,
+        route: FlowRoute,
         router: CallRouter,
         media_audio: MediaAudio,
         deposit: Deposit,
         clock: Clock,
     ) -> None:
-        self._number = number
+        self._route = route
+        self._number = route.number
         self._router = router
         self._media_audio = media_audio
         self._deposit = deposit
         self._clock = clock
 
     async def audio(self, media_id: str) -> Audio | None:
-        media = await self._router.media(self._number.account_id, media_id)
+        media = self._route.media.get(media_id)
+        if media is None:
+            media = await self._router.media(self._number.account_id, media_id)
         if media is None:
             return None
         return await self._media_audio(media)
@@ -49,7 +53,10 @@ class InboundFlowEnv:
         return None if media_id is None else await self.audio(media_id)
 
     async def schedule_state(self, run: FlowRun, schedule_id: str, at: datetime) -> ScheduleState:
-        schedule = await self._router.schedule(run.account_id, schedule_id)
+        if schedule_id in self._route.schedules:
+            schedule = self._route.schedules[schedule_id]
+        else:
+            schedule = await self._router.schedule(run.account_id, schedule_id)
         state, why = evaluate_or_open(schedule, at, run.timezone)
         if why is not None:
             log.warning("flow %s v%d, schedule %s: %s", run.flow_id, run.version, schedule_id, why)
@@ -59,7 +66,11 @@ class InboundFlowEnv:
         return self._clock.now()
 
     async def voicemail(self, call: Call, mailbox_id: str) -> None:
-        route = await self._router.mailbox(self._number, mailbox_id)
+        known = self._route.mailboxes.get(mailbox_id)
+        if known is not None:
+            route: VoicemailRoute | None = await self._router.complete(known)
+        else:
+            route = await self._router.mailbox(self._number, mailbox_id)
         if route is None:
             log.warning("number %s: mailbox %s of a flow is gone", self._number.id, mailbox_id)
             await call.answer()

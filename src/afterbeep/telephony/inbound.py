@@ -126,7 +126,7 @@ class InboundCalls:
             speech=route.speech,
         )
         env = InboundFlowEnv(
-            route.number, self._router, self._media_audio, self._deposit_into, self._clock
+            route, self._router, self._media_audio, self._deposit_into, self._clock
         )
         await run_flow(call, run, env)
 
