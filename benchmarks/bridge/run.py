@@ -62,6 +62,7 @@ class Stats:
     delays: list[float] = field(default_factory=list)
     received: int = 0
     measuring: bool = False
+    since: float = 0.0  # packets sent before this (the warm-up) are not counted
 
 
 class Leg:
@@ -106,7 +107,7 @@ class Leg:
         key = _ID.unpack_from(data, 12)
         sent = self.stats.sent.pop(key, None)
         self.stats.received += 1
-        if sent is not None and self.stats.measuring:
+        if sent is not None and self.stats.measuring and sent >= self.stats.since:
             self.stats.delays.append(arrived - sent)
 
     def send(self) -> None:
@@ -134,6 +135,7 @@ async def measure(legs: list[Leg], stats: Stats, seconds: float, pid: int | None
             await asyncio.sleep(delay)
         if frame == int(warmup / PTIME):
             stats.measuring = True
+            stats.since = time.time()
             stats.delays.clear()
             cpu_at_start = cpu_seconds(pid) if pid is not None else 0.0
         for leg in legs:

@@ -89,8 +89,11 @@ class Service:
     bridged: asyncio.Future[tuple[SipCall, SipCall]] = field(default_factory=asyncio.Future)
     ended: asyncio.Future[BridgeEnd] = field(default_factory=asyncio.Future)
     forks: list[tuple[str, float]] = field(default_factory=list)
+    answer_first: bool = False  # as a flow does before it rings someone
 
     async def handle(self, call: SipCall) -> None:
+        if self.answer_first:
+            await call.answer()
         result = await self.ringer.ring(
             call,
             self.targets,

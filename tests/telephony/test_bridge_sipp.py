@@ -14,6 +14,7 @@ from afterbeep.audio.compare import compare
 from afterbeep.audio.tones import speech_like
 from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.media import Codec, Direction
+from afterbeep.telephony.ringing import RINGBACK
 from afterbeep.telephony.scripts.ringer import BridgeEnd, RingOutcome
 from tests.sip import conftest as sip_rig
 from tests.telephony.bridge_rig import (
@@ -229,3 +230,41 @@ async def test_all_devices_busy_is_busy(sipp_bin: str, tmp_path: Path) -> None:
     for result in results:
         assert result.returncode == 0, result.output
     assert outcome.outcome is RingOutcome.BUSY
+
+
+async def test_an_answered_caller_hears_a_ringback_tone_until_the_device_answers(
+    sipp_bin: str, tmp_path: Path
+) -> None:
+    a_peer, b_peer = await RtpPeer.open(), await RtpPeer.open()
+    try:
+        async with service() as rig:
+            rig.answer_first = True
+            answering, port = await device(
+                sipp_bin,
+                "bridge_uas_answer.xml",
+                tmp_path,
+                *codec_keys(Codec.PCMU, b_peer.port),
+                answer_ms=1500,
+            )  # fmt: skip
+            rig.targets = list(targets(port))
+            assert rig.server.udp_port is not None
+            uac = caller(
+                sipp_bin,
+                "bridge_uac_hangup.xml",
+                tmp_path,
+                rig.server.udp_port,
+                *codec_keys(Codec.PCMU, a_peer.port),
+                talk_ms=2500,
+            )
+            await rig.relaying()
+            before_bridge = a_peer.audio()
+            results = await asyncio.gather(uac, answering)
+    finally:
+        a_peer.close()
+        b_peer.close()
+    for result in results:
+        assert result.returncode == 0, result.output
+    assert 1.0 * 8000 <= len(before_bridge) <= 2.5 * 8000  # about the 1.5 s it rang
+    heard = compare(RINGBACK.pcm[: len(before_bridge)], before_bridge, max_lag_ms=100)
+    print(f"ringback heard {heard}")
+    assert heard.lag == 0 and heard.snr_db >= 30
