@@ -268,3 +268,40 @@ async def test_an_answered_caller_hears_a_ringback_tone_until_the_device_answers
     heard = compare(RINGBACK.pcm[: len(before_bridge)], before_bridge, max_lag_ms=100)
     print(f"ringback heard {heard}")
     assert heard.lag == 0 and heard.snr_db >= 30
+
+
+async def test_a_losing_fork_that_answers_after_its_cancel_is_acked_and_hung_up(
+    sipp_bin: str, tmp_path: Path
+) -> None:
+    b_peer = await RtpPeer.open()
+    try:
+        async with service() as rig:
+            winner, port1 = await device(
+                sipp_bin,
+                "bridge_uas_answer.xml",
+                tmp_path,
+                *codec_keys(Codec.PCMU, b_peer.port),
+                answer_ms=300,
+            )  # fmt: skip
+            late, port2 = await device(sipp_bin, "bridge_uas_late_answer.xml", tmp_path)
+            rig.targets = list(targets(port1, port2))
+            assert rig.server.udp_port is not None
+            uac = caller(
+                sipp_bin,
+                "bridge_uac_hangup.xml",
+                tmp_path,
+                rig.server.udp_port,
+                *codec_keys(Codec.PCMU, 9),
+                talk_ms=1500,
+            )
+            result = await asyncio.wait_for(asyncio.shield(rig.rung), 15)
+            results = await asyncio.gather(uac, winner, late)
+            end = await asyncio.wait_for(asyncio.shield(rig.ended), 10)
+            await asyncio.sleep(0.2)
+            assert rig.server.ua.dialog_count == 0
+    finally:
+        b_peer.close()
+    for outcome in results:
+        assert outcome.returncode == 0, outcome.output  # the late device got its ACK and BYE
+    assert result.target is not None and result.target.label == "dev_0"
+    assert end is BridgeEnd.CALLER_HUNG_UP
