@@ -58,7 +58,7 @@ from afterbeep.telephony.scripts.ringer import (
 from afterbeep.telephony.sip import CallFailed, SipStateError, SipTransportError
 from afterbeep.telephony.sip.message import uri_of
 
-__all__ = ["RINGBACK", "SipRinger", "fork_from", "next_hop"]
+__all__ = ["RINGBACK", "SipRinger", "fork_from", "next_hop", "outcome_of"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,20 @@ def fork_from(caller_id: str | None, display: str | None, host: str) -> str:
         return f"<{uri}>"
     quoted = display.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{quoted}" <{uri}>'
+
+
+def outcome_of(codes: Sequence[int]) -> RingOutcome:
+    """How a ring that nobody answered ended, from each fork's final code (ours: 487 when we
+    stopped it ringing): a fork that rang out (or 408/480) makes it NO_ANSWER; else busy
+    (486/600/603) when every fork that reached a device said so (503: unreachable); else
+    FAILED. No fork at all: NO_ANSWER."""
+    if not codes or any(code in NO_ANSWER_CODES for code in codes):
+        return RingOutcome.NO_ANSWER
+    if any(code in BUSY_CODES for code in codes) and all(
+        code in BUSY_CODES or code == 503 for code in codes
+    ):
+        return RingOutcome.BUSY
+    return RingOutcome.FAILED
 
 
 @dataclass(eq=False)
@@ -234,14 +248,7 @@ class _Ringing:
                 await outbound.aclose()
 
     def outcome(self) -> RingOutcome:
-        codes = [f.code for f in self.forks if f.code is not None]
-        if not codes or any(code in NO_ANSWER_CODES for code in codes):
-            return RingOutcome.NO_ANSWER
-        if any(code in BUSY_CODES for code in codes) and all(
-            code in BUSY_CODES or code == 503 for code in codes
-        ):
-            return RingOutcome.BUSY
-        return RingOutcome.FAILED
+        return outcome_of([f.code for f in self.forks if f.code is not None])
 
 
 class SipRinger:
