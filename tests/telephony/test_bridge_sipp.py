@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,27 @@ async def test_a_losing_fork_that_answers_after_its_cancel_is_acked_and_hung_up(
         assert outcome.returncode == 0, outcome.output  # the late device got its ACK and BYE
     assert result.target is not None and result.target.label == "dev_0"
     assert end is BridgeEnd.CALLER_HUNG_UP
+
+
+async def test_simultaneous_ringing_starts_each_device_after_its_delay(
+    sipp_bin: str, tmp_path: Path
+) -> None:
+    async with service() as rig:
+        devices = [
+            await device(sipp_bin, "media_uas_ring_no_answer.xml", tmp_path) for _ in range(2)
+        ]
+        now, later = targets(*(port for _, port in devices))
+        rig.targets = [now, replace(later, delay_sec=1.0)]
+        rig.timeout = 2.0
+        assert rig.server.udp_port is not None
+        uac = caller(sipp_bin, "bridge_uac_unanswered.xml", tmp_path, rig.server.udp_port,
+                     *codec_keys(Codec.PCMU, 9))  # fmt: skip
+        outcome = await asyncio.wait_for(asyncio.shield(rig.rung), 10)
+        results = await asyncio.gather(uac, *(task for task, _ in devices))
+    for result in results:
+        assert result.returncode == 0, result.output  # both rang until the CANCEL at 2 s
+    assert outcome.outcome is RingOutcome.NO_ANSWER
+    first, second = (first_invite_time(result) for result in results[1:])
+    gap = (second - first).total_seconds()
+    print(f"second device rang {gap:.3f} s after the first")
+    assert 0.9 <= gap <= 1.5
