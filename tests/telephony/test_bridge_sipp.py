@@ -83,6 +83,9 @@ async def _talk_through(
             end = await asyncio.wait_for(asyncio.shield(rig.ended), 10)
         for outcome in outcomes:
             assert outcome.returncode == 0, outcome.output
+        # the forks carry the caller id asked for and the caller's display name
+        for device_run in outcomes[1:]:
+            assert 'From: "Alice Caller" <sip:+12025550100@127.0.0.1>;tag=' in device_run.messages
         b_heard = compare(said_by_a, b_peer.audio())
         a_heard = compare(said_by_b, a_peer.audio())
         print(f"callee heard {b_heard}\ncaller heard {a_heard}")
