@@ -102,7 +102,10 @@ def test_fewest_calls_then_idle_longest() -> None:
 def test_round_robin_turns_after_the_last_offered() -> None:
     q = queue(QueueStrategy.ROUND_ROBIN, members=(QueueMember(A), QueueMember(B), QueueMember(C)))
     floor = floor_with(q, {A: 0.0, B: 0.0, C: 0.0})
-    pick = [choose_agents(q.settings, q.members, floor.agents, 1.0, last_offered=last) for last in (None, A, B, C)]
+    pick = [
+        choose_agents(q.settings, q.members, floor.agents, 1.0, last_offered=last)
+        for last in (None, A, B, C)
+    ]
     assert pick == [[A], [B], [C], [A]]
     floor.agent(B).set_status(AgentStatus.ON_BREAK, 1.0)
     assert choose_agents(q.settings, q.members, floor.agents, 1.0, last_offered=A) == [C]
@@ -336,7 +339,12 @@ def test_stats_count_agents_by_state_and_the_longest_wait() -> None:
     assert stats.waiting == 2
     assert stats.longest_wait_sec == 20.0
     assert stats.agents_by_state == {
-        "offline": 0, "on_break": 1, "waiting": 0, "offering": 1, "in_call": 1, "wrap_up": 0,
+        "offline": 0,
+        "on_break": 1,
+        "waiting": 0,
+        "offering": 1,
+        "in_call": 1,
+        "wrap_up": 0,
     }
     assert sum(stats.agents_by_state.values()) == 3
 

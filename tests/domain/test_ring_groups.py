@@ -33,7 +33,15 @@ def group(strategy: RingStrategy, **extra: object) -> RingGroup:
         RingGroupMember(user_id=U1, position=1),
     )
     return RingGroup(
-        new_id("rg"), new_id("acc"), "sales", strategy, 20, members, T0, T0, **extra  # type: ignore[arg-type]
+        new_id("rg"),
+        new_id("acc"),
+        "sales",
+        strategy,
+        20,
+        members,
+        T0,
+        T0,
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -79,7 +87,9 @@ def test_destinations_are_checked_by_kind_and_prefix() -> None:
     assert destination(None, None, "exit_dest") is None
     assert destination(DestKind.HANGUP, None, "exit_dest") == Destination(DestKind.HANGUP, None)
     queue_id = new_id("q")
-    assert destination(DestKind.QUEUE, queue_id, "exit_dest") == Destination(DestKind.QUEUE, queue_id)
+    assert destination(DestKind.QUEUE, queue_id, "exit_dest") == Destination(
+        DestKind.QUEUE, queue_id
+    )
     for kind, dest_id, field in (
         (None, new_id("vm"), "exit_dest_kind"),
         (DestKind.HANGUP, new_id("vm"), "exit_dest_id"),

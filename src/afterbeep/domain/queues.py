@@ -443,7 +443,11 @@ class QueueLine:
                 by_state[agent.state_at(now).value] += 1
         longest = max((now - c.joined_at for c in self.callers), default=0.0)
         return Stats(
-            len(self.callers), longest, dict(by_state), self.abandoned, self.answered,
+            len(self.callers),
+            longest,
+            dict(by_state),
+            self.abandoned,
+            self.answered,
             self.timed_out,
         )
 

@@ -127,9 +127,7 @@ def check_ring_timeout(seconds: int) -> None:
         raise InvalidInput("ring_timeout_sec", f"must be between 1 and {MAX_RING_SEC}")
 
 
-def ordered_members(
-    group: RingGroup, last_answered: str | None = None
-) -> list[RingGroupMember]:
+def ordered_members(group: RingGroup, last_answered: str | None = None) -> list[RingGroupMember]:
     """The members in ringing order: by `position` (then as listed); for `round_robin`, turned
     so that the member after `last_answered` (a member key) comes first."""
     members = sorted(group.members, key=lambda m: m.position)

@@ -46,12 +46,12 @@ class RingGroupChanges:
     name: str | Unset = UNSET
     strategy: RingStrategy | Unset = UNSET
     ring_timeout_sec: int | Unset = UNSET
-    moh_media_id: str | None | Unset = UNSET
+    moh_media_id: str | Unset | None = UNSET
     members: Sequence[RingGroupMember] | Unset = UNSET
-    exit_dest: Destination | None | Unset = UNSET
-    schedule_id: str | None | Unset = UNSET
-    closed_dest: Destination | None | Unset = UNSET
-    holiday_dest: Destination | None | Unset = UNSET
+    exit_dest: Destination | Unset | None = UNSET
+    schedule_id: str | Unset | None = UNSET
+    closed_dest: Destination | Unset | None = UNSET
+    holiday_dest: Destination | Unset | None = UNSET
 
 
 def pick(change: T | Unset, current: T) -> T:
@@ -114,9 +114,7 @@ class RingGroupService:
         async with self._uow() as uow:
             return await uow.ring_groups.list(account_id, cursor, limit)
 
-    async def update(
-        self, account_id: str, group_id: str, changes: RingGroupChanges
-    ) -> RingGroup:
+    async def update(self, account_id: str, group_id: str, changes: RingGroupChanges) -> RingGroup:
         _check_id(group_id)
         async with self._uow() as uow:
             current = await uow.ring_groups.get(account_id, group_id)
@@ -204,9 +202,12 @@ async def check_common(
     ):
         raise unknown_reference("schedule_id", "schedule")
     for prefix, dest in dests.items():
-        if dest is not None and dest.id is not None:
-            if not await destination_exists(uow, account_id, users, dest):
-                raise unknown_reference(f"{prefix}_id", dest.kind.value.replace("_", " "))
+        if (
+            dest is not None
+            and dest.id is not None
+            and not await destination_exists(uow, account_id, users, dest)
+        ):
+            raise unknown_reference(f"{prefix}_id", dest.kind.value.replace("_", " "))
 
 
 async def destination_exists(

@@ -114,9 +114,7 @@ def _queue(row: Any) -> Queue:
         account_id=row.account_id,
         name=row.name,
         settings=settings,
-        members=tuple(
-            QueueMember(m["user_id"], int(m.get("tier_level", 1))) for m in row.members
-        ),
+        members=tuple(QueueMember(m["user_id"], int(m.get("tier_level", 1))) for m in row.members),
         created_at=row.created_at,
         updated_at=row.updated_at,
         moh_media_id=row.moh_media_id,
@@ -147,9 +145,13 @@ class _Crud:
         self._conn = conn
         self._t = table
 
-    async def _add(self, object_id: str, account_id: str, created: Any, values: Mapping[str, Any]) -> None:
+    async def _add(
+        self, object_id: str, account_id: str, created: Any, values: Mapping[str, Any]
+    ) -> None:
         await self._conn.execute(
-            insert(self._t).values(**values, id=object_id, account_id=account_id, created_at=created)
+            insert(self._t).values(
+                **values, id=object_id, account_id=account_id, created_at=created
+            )
         )
 
     async def _get(self, account_id: str, object_id: str) -> Any:
@@ -157,15 +159,21 @@ class _Crud:
         query = select(table).where(table.c.id == object_id, table.c.account_id == account_id)
         return (await self._conn.execute(query)).first()
 
-    async def _list(self, account_id: str, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+    async def _list(
+        self, account_id: str, cursor: str | None, limit: int
+    ) -> tuple[list[Any], str | None]:
         table = self._t
-        query = page_query(select(table).where(table.c.account_id == account_id), table.c.id, cursor, limit)
+        query = page_query(
+            select(table).where(table.c.account_id == account_id), table.c.id, cursor, limit
+        )
         return split_page((await self._conn.execute(query)).all(), limit)
 
     async def _update(self, object_id: str, account_id: str, values: Mapping[str, Any]) -> bool:
         table = self._t
         result = await self._conn.execute(
-            update(table).where(table.c.id == object_id, table.c.account_id == account_id).values(**values)
+            update(table)
+            .where(table.c.id == object_id, table.c.account_id == account_id)
+            .values(**values)
         )
         return bool(result.rowcount)
 

@@ -102,6 +102,8 @@ __all__ = [
     "NotificationRepo",
     "NumberRepo",
     "Page",
+    "QueueRepo",
+    "RingGroupRepo",
     "ScheduleRepo",
     "SecretRepo",
     "SuppressionRepo",
@@ -112,6 +114,4 @@ __all__ = [
     "VerifiedSenderRepo",
     "VoicemailSendRepo",
     "WebhookRepo",
-    "QueueRepo",
-    "RingGroupRepo",
 ]
