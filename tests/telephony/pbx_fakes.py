@@ -59,6 +59,7 @@ class FakeRinger:
     without (a queue plays its music), it waits for the music to move it."""
 
     answers: dict[str, float] = field(default_factory=dict)
+    busy: set[str] = field(default_factory=set)  # devices that answer 486 at once
     bridge_ms: int = 2000
     rings: list[Ring] = field(default_factory=list)
     bridged: list[str] = field(default_factory=list)
@@ -82,6 +83,10 @@ class FakeRinger:
             ringback,
         )
         self.rings.append(ring)
+        if targets and all(t.label in self.busy for t in targets):
+            ring.outcome = RingOutcome.BUSY
+            ring.end_ms = fake.now_ms
+            return RingResult(RingOutcome.BUSY)
         answered = [
             (t.delay_sec + self.answers[t.label], index, t)
             for index, t in enumerate(targets)

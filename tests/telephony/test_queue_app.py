@@ -271,3 +271,15 @@ async def test_ring_all_rings_every_free_agent_and_frees_the_others() -> None:
     assert w.ringer.bridged == ["b-desk"]
     assert w.engine.floor.agents[A].state is AgentState.WAITING
     assert w.engine.floor.agents[A].missed_in_row == 0
+
+
+async def test_an_agent_busy_in_another_call_is_skipped_not_counted() -> None:
+    w = World(make_queue(A, B))
+    w.available(A, since=-50.0)
+    w.available(B)
+    w.ringer.busy = {"a-desk", "a-soft"}
+    w.ringer.answers = {"b-desk": 1.0}
+    assert await w.run() is None
+    assert [r.labels for r in w.ringer.rings] == [["a-desk", "a-soft"], ["b-desk"]]
+    assert w.engine.floor.agents[A].missed_in_row == 0
+    assert w.ringer.bridged == ["b-desk"]

@@ -8,7 +8,8 @@ message, press star" when the queue has an `abandon_dest`), while the engine off
 agents: each offer rings the agent's registered devices (no ringback: the music goes on) for
 `agent_ring_timeout_sec`. An offer not answered counts against the agent and the next agent is
 tried; an answer stops the music and bridges the caller to the agent, whose wrap-up starts when
-the call ends. The caller leaves for `timeout_dest` after `max_wait_sec`, for `no_agents_dest`
+the call ends (an agent whose devices all answer busy is in another call: skipped a while,
+not counted). The caller leaves for `timeout_dest` after `max_wait_sec`, for `no_agents_dest`
 when every agent logged out, or for `abandon_dest` on `*`. A caller who hangs up while waiting
 is counted as abandoned and leaves nothing behind (its offers are cancelled).
 
@@ -207,7 +208,10 @@ class _Waiting:
                 engine.call_ended(queue, agent)
             return True
         for agent in agents:
-            await engine.missed(queue, self.ticket, agent)
+            if result.outcome is RingOutcome.BUSY:
+                engine.offer_failed(queue, self.ticket, agent)  # in another call: not a miss
+            else:
+                await engine.missed(queue, self.ticket, agent)
         return False
 
     def _left(self, exit: QueueExit) -> QueueExit:
