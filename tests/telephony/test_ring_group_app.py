@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import numpy as np
+
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.numbers import Destination, DestKind
 from afterbeep.domain.ring_groups import RingGroup, RingGroupMember, RingStrategy, Rotation
@@ -125,3 +127,29 @@ async def test_closed_and_holiday_go_to_their_destinations_without_ringing() -> 
         FakeCall(), g, env(ringer, directory(), routed, state=ScheduleState.IN_HOURS), Rotation()
     )
     assert ringer.bridged == ["u1-desk"]
+
+
+async def test_a_group_with_hold_music_answers_and_plays_it_while_ringing() -> None:
+    music = (np.arange(16_000) % 300).astype(np.int16)
+    media_id = new_id("media")
+    g = group(RingStrategy.SEQUENTIAL, moh_media_id=media_id)
+    ringer, routed, call = FakeRinger({"u2-desk": 3.0}), Routed(), FakeCall()
+    await run_ring_group(
+        call, g, env(ringer, directory(), routed, media={media_id: music}), Rotation()
+    )
+    assert call.answered
+    assert [r.ringback for r in ringer.rings] == [False, False]
+    assert ringer.bridged == ["u2-desk"]
+    heard = call.heard()
+    assert np.array_equal(heard[:8000], music[:8000])
+    assert np.array_equal(heard[8000:16000], music[8000:16000])
+    assert len(heard) <= 8 * (20_000 + 3_000 + 1_000)  # the music stopped at the answer
+
+
+async def test_a_caller_who_hangs_up_during_the_music_ends_the_ring() -> None:
+    media_id = new_id("media")
+    g = group(RingStrategy.RING_ALL, moh_media_id=media_id)
+    ringer, routed, call = FakeRinger(), Routed(), FakeCall(hangup_at_ms=4_500)
+    await run_ring_group(call, g, env(ringer, directory(), routed), Rotation())  # media gone
+    assert call.answered and ringer.rings[0].cancelled
+    assert routed.calls == [] and ringer.bridged == []

@@ -10,13 +10,27 @@ schedule_id)` is the state of a schedule now (a missing or broken one fails open
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
+import numpy as np
+
+from afterbeep.audio.tones import silence, tone
 from afterbeep.domain.numbers import Destination
 from afterbeep.domain.schedules import ScheduleState
-from afterbeep.telephony.interface import Audio, Call
-from afterbeep.telephony.scripts.ringer import Directory, Ringer, RingTarget
+from afterbeep.telephony.interface import Audio, Call, CallEnded
+from afterbeep.telephony.scripts.ringer import (
+    Directory,
+    Ringer,
+    RingOutcome,
+    RingResult,
+    RingTarget,
+)
+
+PIECE_SAMPLES = 8000  # hold music is played a second at a time
 
 RunDestination = Callable[[Call, Destination | None], Awaitable[None]]
 ScheduleStateOf = Callable[[str, str], Awaitable[ScheduleState]]
@@ -42,3 +56,54 @@ async def targets_of(
     if device_id is not None:
         return await directory.device_targets(account_id, device_id)
     return []
+
+
+@lru_cache(maxsize=1)
+def default_hold_music() -> Audio:
+    """A soft two-note chime every four seconds, when there is no music of one's own."""
+    chime = np.concatenate([tone(523.25, 300, amplitude=0.08), tone(659.25, 450, amplitude=0.08)])
+    music = np.concatenate([chime, silence(4000 - 750)])
+    music.setflags(write=False)
+    return music
+
+
+async def hold_music(env: PbxEnv, account_id: str, media_id: str | None) -> Audio:
+    """The account's media `media_id`, else (none, or gone) the default chime."""
+    if media_id is not None:
+        found = await env.media(account_id, media_id)
+        if found is not None and len(found):
+            return found
+    return default_hold_music()
+
+
+async def ring_over_music(
+    call: Call, env: PbxEnv, targets: list[RingTarget], timeout: float, music: Audio
+) -> RingResult:
+    """Ring `targets` (no ringback) while the answered caller hears `music`; the music stops
+    as soon as the ring ends. A caller who hangs up meanwhile is `CALLER_GONE`."""
+    ring = asyncio.ensure_future(env.ringer.ring(call, targets, timeout=timeout, ringback=False))
+    at = 0
+    try:
+        while True:
+            piece = music[at : at + PIECE_SAMPLES]
+            at = (at + len(piece)) % len(music)
+            player = asyncio.ensure_future(call.play(piece))
+            await asyncio.wait([player, ring], return_when=asyncio.FIRST_COMPLETED)
+            if ring.done():
+                await stop(player)
+                return ring.result()
+            player.result()
+    except CallEnded:
+        return RingResult(RingOutcome.CALLER_GONE)
+    finally:
+        await stop(ring)
+
+
+async def stop(task: asyncio.Future[Any]) -> None:
+    """Cancel `task` (unless it is done) and wait for it to end; its outcome is of no interest
+    any more (an exception is retrieved, so it is not reported as lost)."""
+    if not task.done():
+        task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()

@@ -22,33 +22,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from afterbeep.audio.tones import silence, tone
 from afterbeep.domain.queues import ABANDON_KEY, Queue, QueueExit
 from afterbeep.domain.schedules import ScheduleState
 from afterbeep.services.queues import QueueEngine
 from afterbeep.telephony.interface import Audio, Call, CallEnded
 from afterbeep.telephony.prompts import prompt
-from afterbeep.telephony.scripts.pbx import PbxEnv
+from afterbeep.telephony.scripts.pbx import (
+    PIECE_SAMPLES,
+    PbxEnv,
+    default_hold_music,
+    hold_music,
+    stop,
+)
 from afterbeep.telephony.scripts.ringer import RingOutcome, RingResult, RingTarget
 
 log = logging.getLogger("afterbeep.queue")
 
-PIECE_SAMPLES = 8000  # hold music is played a second at a time
 POSITIONS_NAMED = 9  # "caller number 1..9", then "many callers are waiting before you"
-
-
-@lru_cache(maxsize=1)
-def default_hold_music() -> Audio:
-    """A soft two-note chime every four seconds, when the queue has no music of its own."""
-    chime = np.concatenate([tone(523.25, 300, amplitude=0.08), tone(659.25, 450, amplitude=0.08)])
-    music = np.concatenate([chime, silence(4000 - 750)])
-    music.setflags(write=False)
-    return music
 
 
 def position_prompt(position: int, language: str, can_leave_message: bool) -> Audio:
@@ -80,7 +74,7 @@ async def run_queue(call: Call, queue: Queue, env: PbxEnv, engine: QueueEngine) 
     waiting = _Waiting(call, queue, env, engine, ticket)
     try:
         await call.answer()
-        waiting.music = await _hold_music(queue, env)
+        waiting.music = await hold_music(env, queue.account_id, queue.moh_media_id)
         outcome = await waiting.run()
     except CallEnded:
         log.info("queue %s: the caller hung up while waiting", queue.id)
@@ -96,15 +90,6 @@ async def _leave(call: Call, queue: Queue, env: PbxEnv, exit: QueueExit) -> Queu
     log.info("queue %s: %s", queue.id, exit.value)
     await env.run_destination(call, queue.exit_dest(exit))
     return exit
-
-
-async def _hold_music(queue: Queue, env: PbxEnv) -> Audio:
-    if queue.moh_media_id is not None:
-        found = await env.media(queue.account_id, queue.moh_media_id)
-        if found is not None and len(found):
-            return found
-        log.warning("queue %s: hold music %s is gone; a tone instead", queue.id, queue.moh_media_id)
-    return default_hold_music()
 
 
 @dataclass
@@ -148,7 +133,7 @@ class _Waiting:
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             offer = self.offer
             if offer is not None and offer.done():
-                await _stop(music)
+                await stop(music)
                 self.offer = None
                 answered = await self._offer_ended(offer.result())
                 if answered:
@@ -223,17 +208,8 @@ class _Waiting:
         """Cancel a ringing offer; a caller still in the line hung up (or the call was
         cancelled): counted as abandoned, nothing left behind."""
         if self.offer is not None:
-            await _stop(self.offer)
+            await stop(self.offer)
             self.offer = None
         if not self.done:
             self.engine.left(self.queue, self.ticket, None, hung_up=True)
             self.done = True
-
-
-async def _stop(task: asyncio.Future[Any]) -> None:
-    """Cancel `task` and wait for it to end (its own outcome is of no interest any more)."""
-    if not task.done():
-        task.cancel()
-    await asyncio.wait([task])
-    if not task.cancelled():
-        task.exception()  # retrieved: a caller who hung up meanwhile is seen by the next step
