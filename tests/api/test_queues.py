@@ -11,6 +11,7 @@ from afterbeep.app import Runtime
 from afterbeep.db import tables as t
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.queues import AgentStatus
+from tests.api.test_flows import _edge, _node
 from tests.api.test_numbers import make_mailbox
 from tests.api.test_ring_groups import add_number_to, count
 from tests.api.test_schedules import problem_of
@@ -209,3 +210,48 @@ async def test_agents_status_and_stats(
     engine.left(stored, "call-1", None, hung_up=True)
     body = (await client.get(f"/v1/queues/{queue['id']}/stats", headers=account.headers)).json()
     assert (body["waiting"], body["abandoned"]) == (0, 1)
+
+
+async def test_flows_use_queues_and_ring_groups_of_the_account_and_hold_them(
+    client: httpx.AsyncClient, account: Acct, other_account: Acct
+) -> None:
+    queue = await create(client, account)
+    group = (
+        await client.post("/v1/ring-groups", json={"name": "Sales"}, headers=account.headers)
+    ).json()
+    theirs = await create(client, other_account)
+    made = await client.post("/v1/schedules", json={"name": "Office"}, headers=account.headers)
+    schedule = made.json()["id"]
+
+    def body(queue_id: str, group_id: str) -> dict[str, Any]:
+        return {
+            "name": "Front desk",
+            "nodes": [
+                _node("start", "entry", trigger="inbound"),
+                _node("hours", "timeCondition", scheduleId=schedule),
+                _node("q", "enqueue", queueId=queue_id),
+                _node("rg", "ringGroup", ringGroupId=group_id),
+            ],
+            "edges": [
+                _edge("e1", "start", "default", "hours"),
+                _edge("e2", "hours", "in_hours", "rg"),
+                _edge("e3", "hours", "out_of_hours", "q"),
+            ],
+        }
+
+    refused = await client.post(
+        "/v1/flows", json=body(theirs["id"], new_id("rg")), headers=account.headers
+    )
+    errors = {
+        e["node_id"]: e["message"] for e in problem_of(refused, 422, "invalid-flow")["errors"]
+    }
+    assert "was not found" in errors["q"] and "was not found" in errors["rg"]
+    saved = await client.post(
+        "/v1/flows", json=body(queue["id"], group["id"]), headers=account.headers
+    )
+    assert saved.status_code == 201, saved.text
+    flow_id = saved.json()["id"]
+    for path in (f"/v1/queues/{queue['id']}", f"/v1/ring-groups/{group['id']}"):
+        r = await client.delete(path, headers=account.headers)
+        assert flow_id in problem_of(r, 409, r.json().get("error_id", ""))["detail"]
+        assert r.json()["error_id"] in ("queue-in-use", "ring-group-in-use")

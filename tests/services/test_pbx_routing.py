@@ -10,6 +10,7 @@ from typing import Any, cast
 import httpx
 
 from afterbeep.app import Runtime
+from afterbeep.domain.flows import parse_graph
 from afterbeep.domain.numbers import Destination, DestKind
 from afterbeep.services.queues import QueueEngine
 from afterbeep.services.routing import (
@@ -19,6 +20,7 @@ from afterbeep.services.routing import (
     VoicemailRoute,
 )
 from afterbeep.telephony.fake import FakeCall
+from afterbeep.telephony.flow_env import InboundFlowEnv
 from afterbeep.telephony.interface import Call
 from afterbeep.telephony.pbx_calls import MAX_HOPS, PbxCalls
 from tests.api.test_numbers import US, make_mailbox
@@ -179,3 +181,46 @@ async def test_a_closed_ring_group_follows_its_schedule(
     )
     await pbx.run(FakeCall(), route)
     assert sent.deposits == [vm]
+
+
+async def test_a_flow_node_sends_the_call_through_the_pbx_or_says_it_cannot(
+    client: httpx.AsyncClient, runtime: Runtime, account: Acct
+) -> None:
+    vm = await make_mailbox(runtime, account.id)
+    group = await _post(
+        client,
+        account,
+        "/v1/ring-groups",
+        {"name": "Sales", "exit_dest_kind": "voicemail", "exit_dest_id": vm},
+    )
+    await _post(client, account, "/v1/numbers", {"e164": US, "dest_kind": "hangup"})
+    clock = FakeClock(NOW)
+    router = _router(runtime, clock)
+    number = await NumberLookup(router).number()
+    flow_route = FlowRoute(number, account.id, "flow_x", 1, parse_graph([], []), "en", "UTC")
+    sent = Sent()
+    pbx = PbxCalls(
+        router, FakeRinger(), FakeDirectory(), cast(QueueEngine, None), clock, _no_media,
+        sent.deposit, sent.flow,
+    )  # fmt: skip
+    wired = InboundFlowEnv(flow_route, router, _no_media_of, sent.deposit, clock, send=pbx.send)
+    await wired.send(FakeCall(), Destination(DestKind.RING_GROUP, group))
+    assert sent.deposits == [vm]
+    unwired = InboundFlowEnv(flow_route, router, _no_media_of, sent.deposit, clock)
+    call = FakeCall()
+    await unwired.send(call, Destination(DestKind.RING_GROUP, group))
+    assert call.answered and len(call.played) == 1  # "we cannot take your call right now"
+    assert sent.deposits == [vm]
+
+
+async def _no_media_of(media: Any) -> Any:
+    return None
+
+
+class NumberLookup:
+    def __init__(self, router: Any) -> None:
+        self._router = router
+
+    async def number(self) -> Any:
+        route = await self._router.route(US)
+        return route.number

@@ -168,7 +168,12 @@ class InboundCalls:
             speech=route.speech,
         )
         env = InboundFlowEnv(
-            route, self._router, self._media_audio, self._deposit_into, self._clock
+            route,
+            self._router,
+            self._media_audio,
+            self._deposit_into,
+            self._clock,
+            send=self._pbx.send if self._pbx is not None else None,
         )
         await run_flow(call, run, env)
 

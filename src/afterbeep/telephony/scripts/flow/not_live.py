@@ -1,5 +1,4 @@
-"""enqueue, ringGroup, user: not live yet (the issue that builds queues, ring groups and users
-makes them so). Saving refuses them already; should one be reached anyway, the caller hears
+"""user: not live yet (the issue that builds users makes it so). Saving refuses them already; should one be reached anyway, the caller hears
 "we cannot take your call right now" and the call ends, logged."""
 
 from __future__ import annotations
