@@ -53,9 +53,7 @@ class _Heard:
     sit: bool
 
 
-async def _listen(
-    call: ListeningCall, detector: Detector, sit: SitDetector, limit: float
-) -> _Heard:
+async def _listen(call: ListeningCall, detector: Detector, sit: SitDetector, limit: float) -> _Heard:
     """Feed what the far end sends to both detectors until one of them decides, the call
     ends, or `limit` seconds pass."""
     started: AmdDecision | None = None
