@@ -309,6 +309,8 @@ class Runtime:
             self.deposits,
             self.clock,
             silence_threshold=self.settings.silence_threshold,
+            # Ring groups and queues run once ringer= and directory= are given too.
+            queue_engine=self.queue_engine,
         )
 
     def delivery(self) -> DeliveryWorker:
