@@ -61,6 +61,40 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
+# Queues: the caller's position (1 to 9, then "many"), and the key that leaves a message.
+QUEUE_TEXTS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    "en": (
+        "You are caller number {}.",
+        ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
+        "Many callers are waiting before you. Please stay on the line.",
+        "To leave a message, press star.",
+    ),
+    "es": (
+        "Usted es la persona número {} en la fila.",
+        ("uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve"),
+        "Hay muchas personas esperando antes que usted. Por favor, no cuelgue.",
+        "Para dejar un mensaje, pulse asterisco.",
+    ),
+    "fr": (
+        "Vous êtes l'appelant numéro {}.",
+        ("un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf"),
+        "De nombreux appelants attendent avant vous. Veuillez rester en ligne.",
+        "Pour laisser un message, appuyez sur étoile.",
+    ),
+    "de": (
+        "Sie sind Anrufer Nummer {}.",
+        ("eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun"),
+        "Viele Anrufer warten vor Ihnen. Bitte bleiben Sie in der Leitung.",
+        "Um eine Nachricht zu hinterlassen, drücken Sie die Sterntaste.",
+    ),
+}
+for _language, (_sentence, _words, _many, _star) in QUEUE_TEXTS.items():
+    for _position, _word in enumerate(_words, start=1):
+        TEXTS[_language][f"queue-position-{_position}"] = _sentence.format(_word)
+    TEXTS[_language]["queue-position-many"] = _many
+    TEXTS[_language]["queue-press-star"] = _star
+
+
 def render(text: str, language: str, target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"

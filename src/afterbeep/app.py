@@ -47,6 +47,8 @@ from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.ports.transcription import TranscriptionEngine, TranscriptionUnavailable
+from afterbeep.services.queues import QueueEngine, QueueService
+from afterbeep.services.ring_groups import RingGroupService
 from afterbeep.services.ringless import RinglessService
 from afterbeep.services.routing import CallRouter, RouteCache, invalidating
 from afterbeep.services.schedules import ScheduleService
@@ -175,6 +177,9 @@ class Runtime:
         self.trash_purger: TrashPurger | None = None
         self._app: FastAPI | None = None
         self._drain_deadline: float | None = None  # loop time, once shutdown has begun
+        # This node's live queues (who waits, what agents do), shared by the API and the queue
+        # call application. The services take a UserLookup once the users repository exists.
+        self.queue_engine = QueueEngine(self.uow, self.clock)
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -304,6 +309,8 @@ class Runtime:
             self.deposits,
             self.clock,
             silence_threshold=self.settings.silence_threshold,
+            # Ring groups and queues run once ringer= and directory= are given too.
+            queue_engine=self.queue_engine,
         )
 
     def delivery(self) -> DeliveryWorker:
@@ -482,6 +489,8 @@ class Runtime:
             schedules=ScheduleService(self.uow, self.clock),
             members=self.members,
             transcripts=TranscriptService(self.uow, self.transcription),
+            ring_groups=RingGroupService(self.uow, self.clock),
+            queues=QueueService(self.uow, self.clock, self.queue_engine),
         )
 
     def senders(self) -> SenderNumberService:

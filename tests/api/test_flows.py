@@ -156,7 +156,7 @@ async def test_every_error_names_its_node_and_nothing_is_stored(
     assert all(set(e) == {"node_id", "edge_id", "field", "message"} for e in errors)
     by_node = {(e["node_id"], e["edge_id"]): e for e in errors}
     assert ("lost", None) in by_node  # unreachable
-    assert "later issue" in by_node[("q", None)]["message"]
+    assert by_node[("q", None)]["message"] == "is not a queue id (q_...)"
     assert ("odd", None) in by_node  # unknown kind
     assert "not found" in by_node[("gone", None)]["message"]
     assert by_node[("gone", None)]["field"] == "data.audioId"

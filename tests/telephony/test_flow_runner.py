@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from afterbeep.domain.flows import MAX_VISITS, FlowGraph, check_flow
+from afterbeep.domain.numbers import Destination, DestKind
 from afterbeep.domain.schedules import ScheduleState
 from afterbeep.telephony.fake import FakeCall
 from afterbeep.telephony.interface import Audio, Call
@@ -74,6 +75,7 @@ class Env:
     at: datetime = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
     asked: list[tuple[str, datetime]] = field(default_factory=list)
     voicemails: list[str] = field(default_factory=list)
+    sent: list[Destination] = field(default_factory=list)
 
     async def audio(self, media_id: str) -> Audio | None:
         return self.media.get(media_id)
@@ -91,6 +93,9 @@ class Env:
 
     async def voicemail(self, call: Call, mailbox_id: str) -> None:
         self.voicemails.append(mailbox_id)
+
+    async def send(self, call: Call, dest: Destination) -> None:
+        self.sent.append(dest)
 
 
 def flow(nodes: dict[str, dict[str, Any]], edges: list[tuple[str, str, str]]) -> FlowGraph:
@@ -541,13 +546,28 @@ async def test_voicemail_node_hands_the_call_to_the_deposit_script_and_the_flow_
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "dest"),
     [
-        {"kind": "enqueue", "queueId": "que_1"},
-        {"kind": "ringGroup", "ringGroupId": "rgp_1"},
-        {"kind": "user", "userId": "usr_1"},
+        ({"kind": "enqueue", "queueId": "q_1"}, Destination(DestKind.QUEUE, "q_1")),
+        ({"kind": "ringGroup", "ringGroupId": "rg_1"}, Destination(DestKind.RING_GROUP, "rg_1")),
     ],
-    ids=["enqueue", "ringGroup", "user"],
+    ids=["enqueue", "ringGroup"],
+)
+async def test_queue_and_ring_group_nodes_send_the_call_and_end_the_flow(
+    data: dict[str, Any], dest: Destination
+) -> None:
+    graph = flow({"start": ENTRY, "x": data}, [("start", "default", "x")])
+    env = Env()
+    call = FakeCall()
+    await run(graph, call, env)
+    assert env.sent == [dest]
+    assert heard(call) == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"kind": "user", "userId": "usr_1"}],
+    ids=["user"],
 )
 async def test_kinds_not_live_yet_say_so_and_end_the_call(
     data: dict[str, Any], caplog: pytest.LogCaptureFixture

@@ -10,6 +10,7 @@ from afterbeep import __version__
 from afterbeep.api import (
     account,
     admin,
+    agents,
     api_keys,
     campaigns,
     consents,
@@ -23,6 +24,8 @@ from afterbeep.api import (
     messages,
     numbers,
     problems,
+    queues,
+    ring_groups,
     schedules,
     suppressions,
     telephony_setups,
@@ -75,6 +78,8 @@ def create_app(
         app.include_router(module.router, prefix="/v1")
     for keys_and_admin in (api_keys, admin):
         app.include_router(keys_and_admin.router, prefix="/v1")
+    for pbx in (ring_groups, queues, agents):
+        app.include_router(pbx.router, prefix="/v1")
     if pages is not None:
         pages(app)
     app.add_middleware(IdempotencyMiddleware, store=idempotency)

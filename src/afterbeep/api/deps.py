@@ -19,6 +19,8 @@ from afterbeep.services.messages import MessageService
 from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports.storage import ObjectStore
+from afterbeep.services.queues import QueueService
+from afterbeep.services.ring_groups import RingGroupService
 from afterbeep.services.ringless import RinglessService
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
@@ -47,6 +49,8 @@ class ApiServices:
     schedules: ScheduleService
     members: MemberService
     transcripts: TranscriptService
+    ring_groups: RingGroupService
+    queues: QueueService
     max_body_bytes: int = 256 * 1024
 
 

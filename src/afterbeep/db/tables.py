@@ -583,3 +583,72 @@ transcription_jobs = Table(
     UniqueConstraint("subject_kind", "subject_id"),
     Index("ix_transcription_jobs_due", "status", "next_attempt_at"),
 )
+
+# Ring groups and queues (issue 17). Members are the contract's JSON (`user_id` / `device_id`
+# name users and devices by id: no foreign key, the users table comes from another branch).
+ring_groups = Table(
+    "ring_groups",
+    metadata,
+    _id(),
+    _account(),
+    Column("name", String(200), nullable=False),
+    Column("strategy", String(16), nullable=False),
+    Column("ring_timeout_sec", Integer, nullable=False),
+    Column("moh_media_id", String(40), nullable=True),
+    Column("members", JSON, nullable=False),
+    Column("exit_dest_kind", String(16), nullable=True),
+    Column("exit_dest_id", String(40), nullable=True),
+    Column("schedule_id", String(40), nullable=True),
+    Column("closed_dest_kind", String(16), nullable=True),
+    Column("closed_dest_id", String(40), nullable=True),
+    Column("holiday_dest_kind", String(16), nullable=True),
+    Column("holiday_dest_id", String(40), nullable=True),
+    _created(),
+    _updated(),
+)
+
+queues = Table(
+    "queues",
+    metadata,
+    _id(),
+    _account(),
+    Column("name", String(200), nullable=False),
+    Column("strategy", String(16), nullable=False),
+    Column("agent_ring_timeout_sec", Integer, nullable=False),
+    Column("max_wait_sec", Integer, nullable=False),
+    Column("wrap_up_sec", Integer, nullable=False),
+    Column("max_no_answer", Integer, nullable=False),
+    Column("announce_position", Boolean, nullable=False),
+    Column("announce_first_sec", Integer, nullable=False),
+    Column("announce_interval_sec", Integer, nullable=False),
+    Column("max_queued", Integer, nullable=False),
+    Column("moh_media_id", String(40), nullable=True),
+    Column("language", String(35), nullable=True),
+    Column("members", JSON, nullable=False),
+    Column("timeout_dest_kind", String(16), nullable=True),
+    Column("timeout_dest_id", String(40), nullable=True),
+    Column("abandon_dest_kind", String(16), nullable=True),
+    Column("abandon_dest_id", String(40), nullable=True),
+    Column("no_agents_dest_kind", String(16), nullable=True),
+    Column("no_agents_dest_id", String(40), nullable=True),
+    Column("queue_full_dest_kind", String(16), nullable=True),
+    Column("queue_full_dest_id", String(40), nullable=True),
+    Column("schedule_id", String(40), nullable=True),
+    Column("closed_dest_kind", String(16), nullable=True),
+    Column("closed_dest_id", String(40), nullable=True),
+    Column("holiday_dest_kind", String(16), nullable=True),
+    Column("holiday_dest_id", String(40), nullable=True),
+    _created(),
+    _updated(),
+)
+
+# An agent's status set through the API (offline, available, on_break); its live state
+# (waiting, offering, in_call, wrap_up) is kept in memory by the queue engine of each node.
+agent_states = Table(
+    "agent_states",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("user_id", String(40), primary_key=True),
+    Column("status", String(16), nullable=False),
+    _updated(),
+)

@@ -18,6 +18,7 @@ from afterbeep.db.repos.media import SqlMediaRepo
 from afterbeep.db.repos.members import SqlMemberRepo
 from afterbeep.db.repos.notifications import SqlNotificationRepo
 from afterbeep.db.repos.numbers import SqlNumberRepo, SqlVerifiedSenderRepo
+from afterbeep.db.repos.ring_groups import SqlQueueRepo, SqlRingGroupRepo
 from afterbeep.db.repos.ringless import (
     SqlConsentRepo,
     SqlSuppressionRepo,
@@ -121,6 +122,14 @@ class SqlUnitOfWork:
     @cached_property
     def transcripts(self) -> SqlTranscriptRepo:
         return SqlTranscriptRepo(self.conn)
+
+    @cached_property
+    def ring_groups(self) -> SqlRingGroupRepo:
+        return SqlRingGroupRepo(self.conn)
+
+    @cached_property
+    def queues(self) -> SqlQueueRepo:
+        return SqlQueueRepo(self.conn)
 
 
 def unit_of_work_factory(

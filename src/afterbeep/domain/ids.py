@@ -11,6 +11,7 @@ PREFIXES = frozenset(
         "acc", "key", "ntf", "media", "vm", "msg", "num", "wh", "whd", "evt", "uc", "setup",
         "vmsend", "drop", "camp", "call", "queue", "wi", "sup", "cons", "att", "note", "sch",
         "flow", "mem", "usr", "trj",
+        "rg", "q",
     }
 )
 _ID_RE = re.compile(r"^([a-z]+)_([0-9a-hjkmnp-tv-z]{26})$")

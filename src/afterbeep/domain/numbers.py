@@ -3,8 +3,8 @@
 A number is stored in E.164 and held by exactly one account. It routes with seed 003's trio:
 `dest_kind`/`dest_id`, plus an optional `schedule_id` whose state picks `closed_dest_*` (out of
 hours) or `holiday_dest_*` (a holiday; the closed destination when absent). Every destination
-names an object of the same account, except `hangup`, which names none. `user`, `ring_group`
-and `queue` are valid kinds but refused until the objects they name exist.
+names an object of the same account, except `hangup`, which names none. `user` is a valid kind
+but refused until the objects it names exist.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class NumberStatus(enum.StrEnum):
 SUPPORTED_DEST_KINDS = frozenset({DestKind.VOICEMAIL, DestKind.FLOW, DestKind.HANGUP})
 # The id prefix of the objects each kind names; a kind missing here names no object.
 DEST_ID_PREFIX = {DestKind.VOICEMAIL: "vm", DestKind.FLOW: "flow"}
+# Ring groups and queues (issue 17) are destinations too.
+SUPPORTED_DEST_KINDS |= {DestKind.RING_GROUP, DestKind.QUEUE}
+DEST_ID_PREFIX |= {DestKind.RING_GROUP: "rg", DestKind.QUEUE: "q"}
 
 
 @dataclass(frozen=True, slots=True)

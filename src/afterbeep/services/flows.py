@@ -63,13 +63,23 @@ log = logging.getLogger("afterbeep.flows")
 
 # Node kinds whose targets do not exist yet: accepted by the domain, refused when saved here.
 _LATER = {
-    RefKind.QUEUE: "queue",
-    RefKind.RING_GROUP: "ring group",
     RefKind.USER: "user",
 }
 # The references whose existence in the account is checked when a flow is saved.
-CHECKED_IN_ACCOUNT = (RefKind.MEDIA, RefKind.MAILBOX, RefKind.SCHEDULE)
-_PREFIX = {RefKind.MEDIA: "media", RefKind.MAILBOX: "vm", RefKind.SCHEDULE: "sch"}
+CHECKED_IN_ACCOUNT = (
+    RefKind.MEDIA,
+    RefKind.MAILBOX,
+    RefKind.SCHEDULE,
+    RefKind.QUEUE,
+    RefKind.RING_GROUP,
+)
+_PREFIX = {
+    RefKind.MEDIA: "media",
+    RefKind.MAILBOX: "vm",
+    RefKind.SCHEDULE: "sch",
+    RefKind.QUEUE: "q",
+    RefKind.RING_GROUP: "rg",
+}
 # Texts spoken at once while a flow is saved (each is one engine process).
 SPEECH_CONCURRENCY = 4
 _SPEECH_RULES = ImportRules(allowed_formats=frozenset({"WAV"}))
@@ -354,6 +364,12 @@ async def _check(
             RefKind.SCHEDULE: await uow.flows.existing_schedules(
                 account_id, wanted[RefKind.SCHEDULE]
             ),
+            RefKind.QUEUE: {
+                q for q in wanted[RefKind.QUEUE] if await uow.queues.get(account_id, q)
+            },
+            RefKind.RING_GROUP: {
+                g for g in wanted[RefKind.RING_GROUP] if await uow.ring_groups.get(account_id, g)
+            },
         }
         for site in sites:
             message = _reference_problem(site.kind, site.id, found)

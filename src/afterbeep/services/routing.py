@@ -48,6 +48,8 @@ from afterbeep.domain.numbers import (
     NumberStatus,
     destination_for,
 )
+from afterbeep.domain.queues import Queue
+from afterbeep.domain.ring_groups import RingGroup
 from afterbeep.domain.schedules import Schedule, ScheduleState, evaluate_or_open
 from afterbeep.services.mailboxes import find_mailbox
 from afterbeep.services.numbers import NumberService
@@ -96,6 +98,26 @@ class HangupRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class RingGroupRoute:
+    """Ring the group's members (the ring group application); `language` is the account's."""
+
+    number: Number
+    group: RingGroup
+    language: str = "en"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRoute:
+    """Wait in the queue for an agent (the queue application); `language` is the account's."""
+
+    number: Number
+    queue: Queue
+    language: str = "en"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
 class NoRoute:
     """The call cannot be placed: `code` is the SIP answer (403 anonymous caller refused,
     404 unknown or disabled number, 480 destination unavailable)."""
@@ -104,7 +126,7 @@ class NoRoute:
     reason: str
 
 
-Route = VoicemailRoute | FlowRoute | HangupRoute | NoRoute
+Route = VoicemailRoute | FlowRoute | HangupRoute | NoRoute | RingGroupRoute | QueueRoute
 
 NOT_FOUND = NoRoute(404, "Not Found")
 ANONYMOUS_REFUSED = NoRoute(403, "Forbidden")
@@ -121,7 +143,7 @@ class VoicemailDestination:
 
 
 # What one destination of a number leads to, as cached: everything but the mailbox's usage.
-Target = VoicemailDestination | FlowRoute | HangupRoute | NoRoute
+Target = VoicemailDestination | FlowRoute | HangupRoute | NoRoute | RingGroupRoute | QueueRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +293,7 @@ class CallRouter:
         async with self._uow() as uow:
             account = None
             if number.schedule_id is not None or any(
-                dest.kind is DestKind.FLOW for dest in wanted.values()
+                dest.kind in _NEEDS_ACCOUNT for dest in wanted.values()
             ):
                 account = await uow.accounts.get(number.account_id)
             schedule = None
@@ -319,6 +341,16 @@ class CallRouter:
         if not isinstance(target, VoicemailDestination):
             return None
         return await self.complete(target)
+
+    async def destination(self, number: Number, dest: Destination | None) -> Route:
+        """The route to one destination of the number's account (where a ring group or a queue
+        sends a call on: `None` is hang up), a mailbox's usage read now."""
+        if dest is None:
+            return HangupRoute(number)
+        async with self._uow() as uow:
+            account = await uow.accounts.get(number.account_id)
+            target = await _target(uow, number, dest, account)
+        return await self.finish(target)
 
     async def schedule(self, account_id: str, schedule_id: str) -> Schedule | None:
         if not is_id(schedule_id, "sch"):
@@ -398,6 +430,14 @@ async def _target(
             MappingProxyType(schedules),
             MappingProxyType(mailboxes),
         )
+    language = account.language if account is not None else "en"
+    timezone = account.timezone if account is not None else "UTC"
+    if dest.kind is DestKind.RING_GROUP and is_id(dest.id, "rg"):
+        group = await uow.ring_groups.get(account_id, dest.id)
+        return UNAVAILABLE if group is None else RingGroupRoute(number, group, language, timezone)
+    if dest.kind is DestKind.QUEUE and is_id(dest.id, "q"):
+        queue = await uow.queues.get(account_id, dest.id)
+        return UNAVAILABLE if queue is None else QueueRoute(number, queue, language, timezone)
     return UNAVAILABLE
 
 
@@ -411,6 +451,8 @@ def _route(destination: VoicemailDestination, full: bool) -> VoicemailRoute:
 
 
 _WATCHED_REPOS = frozenset({"numbers", "mailboxes", "media", "schedules", "flows", "accounts"})
+_WATCHED_REPOS |= {"ring_groups", "queues"}
+_NEEDS_ACCOUNT = frozenset({DestKind.FLOW, DestKind.RING_GROUP, DestKind.QUEUE})
 _WRITES = ("add", "update", "delete", "put", "set", "remove", "erase")
 
 

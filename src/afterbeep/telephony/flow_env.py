@@ -12,6 +12,7 @@ from datetime import datetime
 
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.media import Media
+from afterbeep.domain.numbers import Destination, Number
 from afterbeep.domain.schedules import ScheduleState, evaluate_or_open
 from afterbeep.services.routing import CallRouter, FlowRoute, VoicemailRoute
 from afterbeep.telephony.interface import Audio, Call
@@ -22,6 +23,8 @@ log = logging.getLogger("afterbeep.flow")
 
 MediaAudio = Callable[[Media], Awaitable[Audio | None]]
 Deposit = Callable[[Call, VoicemailRoute], Awaitable[None]]
+# Runs a ring group or a queue on the call (`PbxCalls.send`, with the number and the hop count).
+Send = Callable[[Call, Number, Destination | None, int], Awaitable[None]]
 
 
 class InboundFlowEnv:
@@ -32,6 +35,7 @@ class InboundFlowEnv:
         media_audio: MediaAudio,
         deposit: Deposit,
         clock: Clock,
+        send: Send | None = None,
     ) -> None:
         self._route = route
         self._number = route.number
@@ -39,6 +43,7 @@ class InboundFlowEnv:
         self._media_audio = media_audio
         self._deposit = deposit
         self._clock = clock
+        self._send = send
 
     async def audio(self, media_id: str) -> Audio | None:
         media = self._route.media.get(media_id)
@@ -77,3 +82,11 @@ class InboundFlowEnv:
             await call.play(prompt("vm-try-later"))
             return
         await self._deposit(call, route)
+
+    async def send(self, call: Call, dest: Destination) -> None:
+        if self._send is None:
+            log.warning("number %s: ring groups and queues cannot ring yet", self._number.id)
+            await call.answer()
+            await call.play(prompt("vm-try-later"))
+            return
+        await self._send(call, self._number, dest, 1)

@@ -22,19 +22,25 @@ from afterbeep.domain.media import Media
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.media import Renditions
 from afterbeep.services.ports.storage import ObjectStore, StorageError
+from afterbeep.services.queues import QueueEngine
 from afterbeep.services.routing import (
+    UNAVAILABLE,
     CallRouter,
     FlowRoute,
     HangupRoute,
     NoRoute,
+    QueueRoute,
+    RingGroupRoute,
     VoicemailDestination,
     VoicemailRoute,
 )
 from afterbeep.telephony.call import SipCall, uri_user
 from afterbeep.telephony.flow_env import InboundFlowEnv
 from afterbeep.telephony.interface import Audio, Call
+from afterbeep.telephony.pbx_calls import PbxCalls
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
 from afterbeep.telephony.scripts.flow import FlowRun, run_flow
+from afterbeep.telephony.scripts.ringer import Directory, Ringer
 from afterbeep.telephony.server import Answer, CallHandler, Route
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.sip.message import uri_of
@@ -66,6 +72,9 @@ class InboundCalls:
         deposits: DepositService,
         clock: Clock,
         silence_threshold: int = 200,
+        ringer: Ringer | None = None,
+        directory: Directory | None = None,
+        queue_engine: QueueEngine | None = None,
     ) -> None:
         self._router = router
         self._store = store
@@ -76,6 +85,20 @@ class InboundCalls:
         self._silence_threshold = silence_threshold
         self._greetings: OrderedDict[str, Audio] = OrderedDict()
         self._renditions = Renditions(store)
+        # Ring groups and queues run once the engine rings people (a Ringer) and registered
+        # devices are known (a Directory); until then their calls are answered 480.
+        self._pbx: PbxCalls | None = None
+        if ringer is not None and directory is not None and queue_engine is not None:
+            self._pbx = PbxCalls(
+                router,
+                ringer,
+                directory,
+                queue_engine,
+                clock,
+                self._media_of,
+                self._deposit_into,
+                self._flow,
+            )
 
     async def route(self, invite: IncomingInvite) -> Route:
         dialed = uri_user(invite.request.uri) or ""
@@ -101,12 +124,16 @@ class InboundCalls:
             return Answer(self._answered_deposit(target))
         return self._act(target)
 
-    def _act(self, decision: NoRoute | HangupRoute | FlowRoute) -> Route:
+    def _act(
+        self, decision: NoRoute | HangupRoute | FlowRoute | RingGroupRoute | QueueRoute
+    ) -> Route:
         """What the SIP service does for a decision other than a deposit."""
         if isinstance(decision, NoRoute):
             return decision.code
         if isinstance(decision, HangupRoute):
             return DECLINED_BY_HANGUP_DESTINATION
+        if isinstance(decision, RingGroupRoute | QueueRoute):
+            return self._pbx_route(decision)
         flow = decision
 
         async def run_flow(call: SipCall) -> None:
@@ -114,7 +141,22 @@ class InboundCalls:
 
         return Answer(run_flow)  # a flow starts at its entry, which answers
 
-    async def _flow(self, call: SipCall, route: FlowRoute) -> None:
+    def _pbx_route(self, decision: RingGroupRoute | QueueRoute) -> Route:
+        pbx = self._pbx
+        if pbx is None:
+            log.warning("number %s: ring groups and queues cannot ring yet", decision.number.id)
+            return UNAVAILABLE.code
+
+        async def run(call: SipCall) -> None:
+            await pbx.run(call, decision)
+
+        return run  # a ring group rings before answering; a queue answers when the caller joins
+
+    async def _media_of(self, account_id: str, media_id: str) -> Audio | None:
+        media = await self._router.media(account_id, media_id)
+        return None if media is None else await self._media_audio(media)
+
+    async def _flow(self, call: Call, route: FlowRoute) -> None:
         """Run `route`'s flow (the version it was routed to) on the call, not answered yet."""
         run = FlowRun(
             account_id=route.account_id,
@@ -126,7 +168,12 @@ class InboundCalls:
             speech=route.speech,
         )
         env = InboundFlowEnv(
-            route, self._router, self._media_audio, self._deposit_into, self._clock
+            route,
+            self._router,
+            self._media_audio,
+            self._deposit_into,
+            self._clock,
+            send=self._pbx.send if self._pbx is not None else None,
         )
         await run_flow(call, run, env)
 

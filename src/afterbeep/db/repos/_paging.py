@@ -13,7 +13,7 @@ from sqlalchemy import Column, Select
 from afterbeep.domain.errors import InvalidInput
 
 MAX_LIMIT = 200
-_ID = re.compile(r"[a-z]{2,8}_[0-9a-z]{26}")
+_ID = re.compile(r"[a-z]{1,8}_[0-9a-z]{26}")
 
 
 def encode_cursor(last_id: str) -> str:

@@ -20,6 +20,7 @@ from afterbeep.services.ports.media import MediaRepo
 from afterbeep.services.ports.members import MemberRepo
 from afterbeep.services.ports.notifications import NotificationRepo
 from afterbeep.services.ports.numbers import NumberRepo, VerifiedSenderRepo
+from afterbeep.services.ports.ring_groups import QueueRepo, RingGroupRepo
 from afterbeep.services.ports.ringless import (
     ConsentRepo,
     SuppressionRepo,
@@ -80,6 +81,10 @@ class UnitOfWork(Protocol):
     def members(self) -> MemberRepo: ...
     @property
     def transcripts(self) -> TranscriptRepo: ...
+    @property
+    def ring_groups(self) -> RingGroupRepo: ...
+    @property
+    def queues(self) -> QueueRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
@@ -97,6 +102,8 @@ __all__ = [
     "NotificationRepo",
     "NumberRepo",
     "Page",
+    "QueueRepo",
+    "RingGroupRepo",
     "ScheduleRepo",
     "SecretRepo",
     "SuppressionRepo",

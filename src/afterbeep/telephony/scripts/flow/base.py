@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from afterbeep.domain.flows import FlowGraph, FlowNode, setting
+from afterbeep.domain.numbers import Destination
 from afterbeep.domain.schedules import ScheduleState
 from afterbeep.telephony.interface import Audio, Call
 
@@ -57,6 +58,11 @@ class FlowEnv(Protocol):
 
     async def voicemail(self, call: Call, mailbox_id: str) -> None:
         """Runs the deposit script for that mailbox on the call; the flow ends there."""
+        ...
+
+    async def send(self, call: Call, dest: Destination) -> None:
+        """Sends the call to a ring group or a queue (its application runs, then its exits);
+        the flow ends there."""
         ...
 
 

@@ -1,6 +1,6 @@
-"""enqueue, ringGroup, user: not live yet (the issue that builds queues, ring groups and users
-makes them so). Saving refuses them already; should one be reached anyway, the caller hears
-"we cannot take your call right now" and the call ends, logged."""
+"""user: not live yet (the issue that builds users makes it so). Saving refuses it already;
+should one be reached anyway, the caller hears "we cannot take your call right now" and the
+call ends, logged."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from afterbeep.telephony.scripts.flow.entry import entry
 from afterbeep.telephony.scripts.flow.hangup import hangup
 from afterbeep.telephony.scripts.flow.menu import menu
 from afterbeep.telephony.scripts.flow.not_live import not_live
+from afterbeep.telephony.scripts.flow.pbx_nodes import enqueue, ring_group
 from afterbeep.telephony.scripts.flow.play import play
 from afterbeep.telephony.scripts.flow.say import say
 from afterbeep.telephony.scripts.flow.time_condition import time_condition
@@ -36,8 +37,8 @@ NODE_SCRIPTS: Mapping[NodeKind, NodeScript] = MappingProxyType(
         NodeKind.TIME_CONDITION: time_condition,
         NodeKind.VOICEMAIL: voicemail,
         NodeKind.HANGUP: hangup,
-        NodeKind.ENQUEUE: not_live,
-        NodeKind.RING_GROUP: not_live,
+        NodeKind.ENQUEUE: enqueue,
+        NodeKind.RING_GROUP: ring_group,
         NodeKind.USER: not_live,
     }
 )
