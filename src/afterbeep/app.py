@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +56,13 @@ from afterbeep.services.transcripts import (
     TranscriptionQueue,
     TranscriptService,
 )
+from afterbeep.services.users import UserService
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
+from afterbeep.telephony.directory import SqlRegistrarStore
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
 from afterbeep.telephony.server import (
@@ -71,6 +73,7 @@ from afterbeep.telephony.server import (
     telephony_configs,
 )
 from afterbeep.telephony.sip.errors import SipTransportError
+from afterbeep.telephony.sip.registrar import LockoutPolicy, Registrar
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolHandoff, SpoolWorker
 from afterbeep.transcription.worker import TranscriptionWorker
@@ -157,6 +160,7 @@ class Runtime:
         self.spool_worker: SpoolWorker | None = None
         self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
+        self.registrar: Registrar | None = None
         self.delivery_worker: DeliveryWorker | None = None
         self.deposit_receiver: DepositReceiver | None = None
         self.lookups = unit_of_work_factory(self.db, readonly=True, direct=True)
@@ -417,7 +421,27 @@ class Runtime:
         except SipTransportError as exc:
             raise CannotListen(s.sip_addr, "SIP", _os_reason(exc)) from exc
         self.telephony = server
+        self.registrar = self.make_registrar()
+        server.ua.on_register = self.registrar.on_register
+        self.registrar.start()
         return server
+
+    def make_registrar(self) -> Registrar:
+        """REGISTER answered from the database (every node sees every registration)."""
+        s = self.settings
+        policy = LockoutPolicy(
+            max_failures=s.sip_auth_max_failures,
+            lockout=timedelta(seconds=s.sip_auth_lockout_seconds),
+        )
+        store = SqlRegistrarStore(unit_of_work_factory(self.db, direct=True), self.lookups, policy)
+        return Registrar(
+            store,
+            self.clock,
+            s.sip_realm,
+            s.resolved_secret_key(),
+            policy=policy,
+            reap_every=s.sip_reap_seconds,
+        )
 
     @property
     def app(self) -> FastAPI:
@@ -482,6 +506,7 @@ class Runtime:
             schedules=ScheduleService(self.uow, self.clock),
             members=self.members,
             transcripts=TranscriptService(self.uow, self.transcription),
+            users=UserService(self.uow, self.clock, s.sip_realm),
         )
 
     def senders(self) -> SenderNumberService:
@@ -528,6 +553,8 @@ class Runtime:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
+        if self.registrar is not None:
+            await self.registrar.stop()
         if self.spool_worker is not None:
             await self.spool_worker.stop()
         if self.postcall is not None:

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     http_addr: str = "127.0.0.1:8080"
     sip_addr: str = "127.0.0.1:5060"
     sip_advertise: str | None = None
+    sip_realm: str = Field(default="afterbeep", min_length=1, max_length=200)
+    sip_auth_lockout_seconds: float = Field(default=600.0, ge=1)
+    sip_auth_max_failures: int = Field(default=20, ge=1)
+    sip_reap_seconds: float = Field(default=30.0, gt=0)
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
     max_calls: int = Field(default=600, ge=1)

@@ -10,7 +10,7 @@ PREFIXES = frozenset(
     {
         "acc", "key", "ntf", "media", "vm", "msg", "num", "wh", "whd", "evt", "uc", "setup",
         "vmsend", "drop", "camp", "call", "queue", "wi", "sup", "cons", "att", "note", "sch",
-        "flow", "mem", "usr", "trj",
+        "flow", "mem", "usr", "trj", "dev", "reg",
     }
 )
 _ID_RE = re.compile(r"^([a-z]+)_([0-9a-hjkmnp-tv-z]{26})$")

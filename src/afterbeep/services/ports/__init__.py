@@ -29,6 +29,12 @@ from afterbeep.services.ports.ringless import (
 )
 from afterbeep.services.ports.schedules import ScheduleRepo
 from afterbeep.services.ports.transcripts import TranscriptRepo
+from afterbeep.services.ports.users import (
+    AuthFailureRepo,
+    DeviceRepo,
+    RegistrationRepo,
+    UserRepo,
+)
 
 T = TypeVar("T")
 
@@ -80,6 +86,14 @@ class UnitOfWork(Protocol):
     def members(self) -> MemberRepo: ...
     @property
     def transcripts(self) -> TranscriptRepo: ...
+    @property
+    def users(self) -> UserRepo: ...
+    @property
+    def devices(self) -> DeviceRepo: ...
+    @property
+    def registrations(self) -> RegistrationRepo: ...
+    @property
+    def sip_auth_failures(self) -> AuthFailureRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
