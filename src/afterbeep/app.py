@@ -441,6 +441,8 @@ class Runtime:
             s.resolved_secret_key(),
             policy=policy,
             reap_every=s.sip_reap_seconds,
+            min_expires=s.sip_min_expires,
+            algorithms=s.sip_digest_algorithms.split(","),
         )
 
     @property

@@ -84,14 +84,20 @@ class NonceSigner:
 
 
 def challenge_headers(
-    realm: str, nonce: str, *, stale: bool = False, proxy: bool = False
+    realm: str,
+    nonce: str,
+    *,
+    stale: bool = False,
+    proxy: bool = False,
+    algorithms: Sequence[str] = ALGORITHMS,
 ) -> list[tuple[str, str]]:
-    """One challenge per algorithm, SHA-256 first (401 WWW-Authenticate / 407 Proxy-...)."""
+    """One challenge per algorithm, in `algorithms`' order (401 WWW-Authenticate / 407
+    Proxy-Authenticate). Some MD5-only phones (SIPp 3.6, for one) read only the first."""
     name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
     suffix = ", stale=true" if stale else ""
     return [
         (name, f'Digest realm="{realm}", nonce="{nonce}", algorithm={alg}, qop="auth"{suffix}')
-        for alg in ALGORITHMS
+        for alg in algorithms
     ]
 
 
@@ -226,15 +232,17 @@ def parse_contacts(values: Sequence[str]) -> list[ContactBinding] | str:
     return bindings
 
 
-def contact_expires(binding: ContactBinding, header: int | None) -> int:
+def contact_expires(
+    binding: ContactBinding, header: int | None, min_expires: int = MIN_EXPIRES
+) -> int:
     """A binding's lifetime: its own `expires`, else the Expires header, else the default;
-    0 removes it; under MIN_EXPIRES is refused; over MAX_EXPIRES is clamped."""
+    0 removes it; under `min_expires` is refused; over MAX_EXPIRES is clamped."""
     wanted = binding.expires if binding.expires is not None else header
     if wanted is None:
         wanted = DEFAULT_EXPIRES
     if wanted == 0:
         return 0
-    if wanted < MIN_EXPIRES:
+    if wanted < min_expires:
         raise IntervalTooBrief
     return min(wanted, MAX_EXPIRES)
 
@@ -244,11 +252,17 @@ def contact_expires(binding: ContactBinding, header: int | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class LockoutPolicy:
-    """`max_failures` failed attempts within `window` lock the subject for `lockout`."""
+    """`max_failures` failed attempts within `window` lock the subject for `lockout` (a source
+    address: `address_factor` times as many)."""
 
     max_failures: int = 20
     window: timedelta = timedelta(minutes=10)
     lockout: timedelta = timedelta(minutes=10)
+    # A source address may be many phones behind one NAT: it gets this many times the limit.
+    address_factor: int = 5
+
+    def limit(self, subject: str) -> int:
+        return self.max_failures * (self.address_factor if subject.startswith("addr:") else 1)
 
     def locked(self, record: AuthFailures | None, now: datetime) -> bool:
         return record is not None and record.locked_until is not None and now < record.locked_until
@@ -260,7 +274,7 @@ class LockoutPolicy:
         if record.locked_until is not None and now >= record.locked_until:
             record = AuthFailures(subject, 0, now, None)
         count = record.failures + 1
-        if count >= self.max_failures:
+        if count >= self.limit(subject):
             return AuthFailures(subject, 0, now, now + self.lockout)
         return replace(record, failures=count)
 
@@ -364,6 +378,8 @@ class Registrar:
         *,
         policy: LockoutPolicy = LockoutPolicy(),
         reap_every: float = 30.0,
+        min_expires: int = MIN_EXPIRES,
+        algorithms: Sequence[str] = ALGORITHMS,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -371,6 +387,10 @@ class Registrar:
         self.nonces = NonceSigner(secret)
         self.policy = policy
         self._reap_every = reap_every
+        self.min_expires = min_expires
+        if not algorithms or any(a not in ALGORITHMS for a in algorithms):
+            raise ValueError(f"digest algorithms must be among {', '.join(ALGORITHMS)}")
+        self.algorithms = tuple(algorithms)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
 
@@ -401,10 +421,10 @@ class Registrar:
         host = request.source[0]
         answer = self._answer_for_realm(request.headers("authorization"))
         if answer is None:
-            return 401, None, challenge_headers(self.realm, self.nonces.make(stamp))
+            return 401, None, self.challenge(stamp)
         state = self.nonces.check(answer.nonce, stamp)
         if state == NonceState.STALE:
-            return 401, None, challenge_headers(self.realm, self.nonces.make(stamp), stale=True)
+            return 401, None, self.challenge(stamp, stale=True)
         subjects = [user_subject(answer.username), address_subject(host)]
         device, locked = await self._store.lookup(answer.username, subjects, now)
         if locked:
@@ -418,9 +438,17 @@ class Registrar:
             counted = subjects if device is not None else subjects[1:]
             if await self._store.failed(counted, now):
                 return 403, "Forbidden (too many failed attempts, try later)", []
-            return 401, None, challenge_headers(self.realm, self.nonces.make(stamp))
+            return 401, None, self.challenge(stamp)
         await self._store.succeeded(subjects[0])
         return await self._bind(request, device, now)
+
+    def challenge(
+        self, stamp: float, *, stale: bool = False, proxy: bool = False
+    ) -> list[tuple[str, str]]:
+        nonce = self.nonces.make(stamp)
+        return challenge_headers(
+            self.realm, nonce, stale=stale, proxy=proxy, algorithms=self.algorithms
+        )
 
     def _answer_for_realm(self, values: Sequence[str]) -> DigestAnswer | None:
         for value in values:
@@ -451,9 +479,12 @@ class Registrar:
         else:
             assert not isinstance(contacts, str)
             try:
-                bindings = [Binding(c.uri, contact_expires(c, expires_header)) for c in contacts]
+                bindings = [
+                    Binding(c.uri, contact_expires(c, expires_header, self.min_expires))
+                    for c in contacts
+                ]
             except IntervalTooBrief:
-                return 423, "Interval Too Brief", [("Min-Expires", str(MIN_EXPIRES))]
+                return 423, "Interval Too Brief", [("Min-Expires", str(self.min_expires))]
         cseq_text = (request.headers("cseq") or ["0"])[0].split()[0]
         received = Received(
             host=request.source[0],
