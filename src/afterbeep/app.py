@@ -62,7 +62,8 @@ from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
-from afterbeep.telephony.directory import SqlRegistrarStore
+from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
+from afterbeep.telephony.scripts.ringer import Ringer
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
 from afterbeep.telephony.server import (
@@ -161,6 +162,9 @@ class Runtime:
         self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
         self.registrar: Registrar | None = None
+        # What rings users' phones and bridges the answer (the SIP engine's back-to-back
+        # bridge); None: calls to users are answered 480.
+        self.ringer: Ringer | None = None
         self.delivery_worker: DeliveryWorker | None = None
         self.deposit_receiver: DepositReceiver | None = None
         self.lookups = unit_of_work_factory(self.db, readonly=True, direct=True)
@@ -308,6 +312,9 @@ class Runtime:
             self.deposits,
             self.clock,
             silence_threshold=self.settings.silence_threshold,
+            registrar=self.registrar,
+            ringer=self.ringer,
+            directory=RegistrationDirectory(self.lookups, self.clock),
         )
 
     def delivery(self) -> DeliveryWorker:
@@ -403,6 +410,7 @@ class Runtime:
             media_config, inactivity_timeout=s.rtp_timeout_seconds, prebound=prebound
         )
         ua_config = replace(ua_config, network_policy=s.network_policy())
+        registrar = self.registrar = self.make_registrar()
         if router is None:
             inbound = self.inbound_calls()
             router = self.receiving_deposits(inbound.route, inbound.route_now)
@@ -421,9 +429,8 @@ class Runtime:
         except SipTransportError as exc:
             raise CannotListen(s.sip_addr, "SIP", _os_reason(exc)) from exc
         self.telephony = server
-        self.registrar = self.make_registrar()
-        server.ua.on_register = self.registrar.on_register
-        self.registrar.start()
+        server.ua.on_register = registrar.on_register
+        registrar.start()
         return server
 
     def make_registrar(self) -> Registrar:

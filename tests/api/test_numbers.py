@@ -270,7 +270,7 @@ async def test_reserved_destinations(
     client: httpx.AsyncClient, runtime: Runtime, account: Acct
 ) -> None:
     vm = await make_mailbox(runtime, account.id)
-    for kind in ("user", "ring_group", "queue"):
+    for kind in ("ring_group", "queue"):
         r = await client.post(
             "/v1/numbers",
             json={"e164": US, "dest_kind": kind, "dest_id": "usr_x"},

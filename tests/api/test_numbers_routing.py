@@ -166,7 +166,7 @@ async def test_hangup_needs_no_id_and_the_others_need_one(
         r = await client.post("/v1/numbers", json={"e164": US, **fields}, headers=account.headers)
         body = problem_of(r, 422, "invalid-input")
         assert body["errors"] == [{"field": field, "message": message}], fields
-    for kind in ("user", "ring_group", "queue"):
+    for kind in ("ring_group", "queue"):
         r = await client.post(
             "/v1/numbers",
             json={
@@ -181,7 +181,7 @@ async def test_hangup_needs_no_id_and_the_others_need_one(
             {
                 "field": "holiday_dest_kind",
                 "message": f"{kind!r} destinations are not available yet; "
-                "supported: flow, hangup, voicemail",
+                "supported: flow, hangup, user, voicemail",
             }
         ]
     for fields in ({"status": "virtual"}, {"allow_anonymous": "perhaps"}, {"status": None}):

@@ -107,7 +107,7 @@ async def run_app(
 
 async def test_fwd_always_goes_there_without_ringing() -> None:
     fwd = Forward(FwdKind.FLOW, FLOW)
-    end, call, ringer, directory, runs = await run_app(user(fwd_always=fwd, dnd=True, voicemail_id=BOX))
+    end, _, ringer, directory, runs = await run_app(user(fwd_always=fwd, dnd=True, voicemail_id=BOX))
     assert end is UserCallEnd.FORWARDED and runs.done == [(fwd, False)]
     assert ringer.rings == [] and directory.asked == []
 

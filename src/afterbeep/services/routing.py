@@ -49,6 +49,7 @@ from afterbeep.domain.numbers import (
     destination_for,
 )
 from afterbeep.domain.schedules import Schedule, ScheduleState, evaluate_or_open
+from afterbeep.domain.users import Device, Forward, User
 from afterbeep.services.mailboxes import find_mailbox
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -96,6 +97,15 @@ class HangupRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class UserRoute:
+    """Ring a user (telephony.scripts.user); its forwards are resolved when the call needs them
+    (`CallRouter.forward`), in the account of `number`."""
+
+    number: Number
+    user: User
+
+
+@dataclass(frozen=True, slots=True)
 class NoRoute:
     """The call cannot be placed: `code` is the SIP answer (403 anonymous caller refused,
     404 unknown or disabled number, 480 destination unavailable)."""
@@ -104,7 +114,7 @@ class NoRoute:
     reason: str
 
 
-Route = VoicemailRoute | FlowRoute | HangupRoute | NoRoute
+Route = VoicemailRoute | FlowRoute | HangupRoute | UserRoute | NoRoute
 
 NOT_FOUND = NoRoute(404, "Not Found")
 ANONYMOUS_REFUSED = NoRoute(403, "Forbidden")
@@ -121,7 +131,7 @@ class VoicemailDestination:
 
 
 # What one destination of a number leads to, as cached: everything but the mailbox's usage.
-Target = VoicemailDestination | FlowRoute | HangupRoute | NoRoute
+Target = VoicemailDestination | FlowRoute | HangupRoute | UserRoute | NoRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +330,31 @@ class CallRouter:
             return None
         return await self.complete(target)
 
+    async def forward(self, number: Number, forward: Forward) -> Route:
+        """Where a user's forward leads now (a mailbox's usage read now); `NoRoute(480)` for
+        what is gone or not available yet (queues, ring groups)."""
+        try:
+            kind = DestKind(forward.kind.value)
+        except ValueError:
+            return UNAVAILABLE
+        async with self._uow() as uow:
+            account = await uow.accounts.get(number.account_id)
+            target = await _target(uow, number, Destination(kind, forward.id), account)
+        return await self.finish(target)
+
+    async def device(self, auth_username: str) -> Device | None:
+        async with self._uow() as uow:
+            return await uow.devices.by_auth_username(auth_username)
+
+    async def account(self, account_id: str) -> Account | None:
+        async with self._uow() as uow:
+            return await uow.accounts.get(account_id)
+
+    async def extension(self, account_id: str, username: str) -> User | None:
+        """The account's user whose extension is `username`."""
+        async with self._uow() as uow:
+            return await uow.users.by_username(account_id, username)
+
     async def schedule(self, account_id: str, schedule_id: str) -> Schedule | None:
         if not is_id(schedule_id, "sch"):
             return None
@@ -398,7 +433,27 @@ async def _target(
             MappingProxyType(schedules),
             MappingProxyType(mailboxes),
         )
+    if dest.kind is DestKind.USER and is_id(dest.id, "usr"):
+        user = await uow.users.get(account_id, dest.id)
+        return UNAVAILABLE if user is None else UserRoute(number, user)
     return UNAVAILABLE
+
+
+def internal_line(account_id: str, user: User) -> Number:
+    """What a call from a device to an extension is routed as: a line of the account with no
+    phone number, leading to the user (its forwards resolve in that account)."""
+    return Number(
+        id="",
+        account_id=account_id,
+        e164="",
+        dest_kind=DestKind.USER,
+        dest_id=user.id,
+        schedule_id=None,
+        closed_dest_kind=None,
+        closed_dest_id=None,
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+    )
 
 
 def _route(destination: VoicemailDestination, full: bool) -> VoicemailRoute:
@@ -410,7 +465,9 @@ def _route(destination: VoicemailDestination, full: bool) -> VoicemailRoute:
     )
 
 
-_WATCHED_REPOS = frozenset({"numbers", "mailboxes", "media", "schedules", "flows", "accounts"})
+_WATCHED_REPOS = frozenset(
+    {"numbers", "mailboxes", "media", "schedules", "flows", "accounts", "users"}
+)
 _WRITES = ("add", "update", "delete", "put", "set", "remove", "erase")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import replace
 
 from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.domain.clock import Clock
@@ -22,28 +23,40 @@ from afterbeep.domain.media import Media
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.media import Renditions
 from afterbeep.services.ports.storage import ObjectStore, StorageError
+from afterbeep.domain.users import Forward
 from afterbeep.services.routing import (
     CallRouter,
     FlowRoute,
     HangupRoute,
     NoRoute,
+    UserRoute,
     VoicemailDestination,
     VoicemailRoute,
+    internal_line,
 )
 from afterbeep.telephony.call import SipCall, uri_user
 from afterbeep.telephony.flow_env import InboundFlowEnv
 from afterbeep.telephony.interface import Audio, Call
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
 from afterbeep.telephony.scripts.flow import FlowRun, run_flow
+from afterbeep.telephony.scripts.ringer import Directory, Ringer
+from afterbeep.telephony.scripts.user import call_user
 from afterbeep.telephony.server import Answer, CallHandler, Route
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.sip.message import uri_of
+from afterbeep.telephony.sip.registrar import DeviceSecret, Registrar
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolHandoff
 
 log = logging.getLogger(__name__)
 
 DECLINED_BY_HANGUP_DESTINATION = 603
+UNAVAILABLE = 480
+FORBIDDEN = 403
+# A device may dial outside numbers (account's allow_device_outbound), but dialling out through
+# a telephony setup is not built yet.
+OUTBOUND_NOT_BUILT = 503
+MAX_USER_HOPS = 5  # users forwarding to users: a loop ends here
 # From users that mean "the caller withholds its identity" (RFC 3323 and carriers' usage).
 ANONYMOUS_USERS = frozenset({"anonymous", "restricted", "private", "withheld"})
 # Privacy header values asking to hide who calls (RFC 3323 `user`, RFC 3325 `id`).
@@ -66,7 +79,14 @@ class InboundCalls:
         deposits: DepositService,
         clock: Clock,
         silence_threshold: int = 200,
+        *,
+        registrar: Registrar | None = None,
+        ringer: Ringer | None = None,
+        directory: Directory | None = None,
     ) -> None:
+        self._registrar = registrar  # None: no device is authenticated (trunk calls only)
+        self._ringer = ringer  # None: calls to users cannot ring (480)
+        self._directory = directory
         self._router = router
         self._store = store
         self._spool = spool
@@ -78,8 +98,16 @@ class InboundCalls:
         self._renditions = Renditions(store)
 
     async def route(self, invite: IncomingInvite) -> Route:
+        from_device = await self._device_call(invite)
+        if from_device is not None:
+            return from_device
         dialed = uri_user(invite.request.uri) or ""
         decision = await self._router.route(dialed, anonymous=anonymous_caller(invite))
+        return await self._decided(decision)
+
+    async def _decided(
+        self, decision: VoicemailRoute | FlowRoute | HangupRoute | UserRoute | NoRoute
+    ) -> Route:
         if isinstance(decision, VoicemailRoute):
             box = await self._deposit_box(decision)
 
@@ -101,12 +129,22 @@ class InboundCalls:
             return Answer(self._answered_deposit(target))
         return self._act(target)
 
-    def _act(self, decision: NoRoute | HangupRoute | FlowRoute) -> Route:
+    def _act(self, decision: NoRoute | HangupRoute | FlowRoute | UserRoute) -> Route:
         """What the SIP service does for a decision other than a deposit."""
         if isinstance(decision, NoRoute):
             return decision.code
         if isinstance(decision, HangupRoute):
             return DECLINED_BY_HANGUP_DESTINATION
+        if isinstance(decision, UserRoute):
+            if self._ringer is None or self._directory is None:
+                log.warning("user %s: no ringer here; answering 480", decision.user.id)
+                return UNAVAILABLE
+            user_route = decision
+
+            async def ring_user(call: SipCall) -> None:
+                await self._user(call, user_route, 0)
+
+            return ring_user  # not answered: the user's phones ring, the caller hears ringback
         flow = decision
 
         async def run_flow(call: SipCall) -> None:
@@ -129,6 +167,60 @@ class InboundCalls:
             route, self._router, self._media_audio, self._deposit_into, self._clock
         )
         await run_flow(call, run, env)
+
+    async def _user(self, call: SipCall, route: UserRoute, hops: int) -> None:
+        """Ring the user; where it falls through to is resolved now, in the route's account."""
+        assert self._ringer is not None and self._directory is not None
+
+        async def run(_: Call, forward: Forward, busy: bool) -> None:
+            decision = await self._router.forward(route.number, forward)
+            if isinstance(decision, VoicemailRoute):
+                box = await self._deposit_box(decision)
+                await self.leave_message(call, replace(box, busy=busy))
+            elif isinstance(decision, FlowRoute):
+                await self._flow(call, decision)
+            elif isinstance(decision, UserRoute) and hops < MAX_USER_HOPS:
+                await self._user(call, decision, hops + 1)
+            else:
+                await call.hangup()
+
+        result = await call_user(call, route.user, self._ringer, self._directory, run)
+        log.info("call %s to user %s: %s", call.call_id, route.user.id, result.end.value)
+
+    async def _device_call(self, invite: IncomingInvite) -> Route | None:
+        """The route of a call from one of our devices (None: not a device's call). A device
+        is known by its From user (its auth username) or by answering our challenge; its
+        INVITE is challenged (407) and verified as a REGISTER is. It may dial an extension of
+        its account, a number held here (that number's routing), or, when its account allows
+        it, an outside number."""
+        if self._registrar is None:
+            return None
+        answers = list(invite.request.headers.get("proxy-authorization"))
+        from_user = uri_user(invite.from_uri) if invite.from_header else None
+        if not answers and (not from_user or await self._router.device(from_user) is None):
+            return None
+        found = await self._registrar.authenticate(
+            "INVITE", answers, invite.source[0], self._clock.now(), proxy=True
+        )
+        if not isinstance(found, DeviceSecret):
+            code, reason, headers = found
+
+            async def refuse(call: SipCall) -> None:
+                if call.invite is not None:
+                    call.invite.reject(code, reason, headers)
+
+            return refuse
+        dialed = uri_user(invite.request.uri) or ""
+        user = await self._router.extension(found.account_id, dialed)
+        if user is not None:
+            return self._act(UserRoute(internal_line(found.account_id, user), user))
+        decision = await self._router.route(dialed)
+        if isinstance(decision, NoRoute) and decision.code == 404:
+            account = await self._router.account(found.account_id)
+            if account is None or not account.allow_device_outbound:
+                return FORBIDDEN
+            return OUTBOUND_NOT_BUILT
+        return await self._decided(decision)
 
     async def _deposit_into(self, call: Call, route: VoicemailRoute) -> None:
         await self.leave_message(call, await self._deposit_box(route))

@@ -29,6 +29,7 @@ def _account(row: Any) -> Account:
         created_at=row.created_at,
         timezone=row.timezone,
         language=row.language,
+        allow_device_outbound=bool(getattr(row, "allow_device_outbound", False)),
     )
 
 

@@ -366,6 +366,10 @@ class RegisterRequest(Protocol):
     ) -> None: ...
 
 
+Answer = tuple[int, str | None, list[tuple[str, str]]]  # code, reason, headers
+LOCKED: Answer = (403, "Forbidden (too many failed attempts, try later)", [])
+
+
 class Registrar:
     """Answers REGISTERs (`on_register`) and reaps expired contacts (`start`/`stop`)."""
 
@@ -412,35 +416,51 @@ class Registrar:
             raise
         request.respond(code, reason, headers)
 
-    async def handle(
-        self, request: RegisterRequest
-    ) -> tuple[int, str | None, list[tuple[str, str]]]:
+    async def handle(self, request: RegisterRequest) -> Answer:
         """The answer to one REGISTER: (code, reason, headers)."""
         now = self._clock.now()
+        found = await self.authenticate(
+            request.method, request.headers("authorization"), request.source[0], now
+        )
+        if not isinstance(found, DeviceSecret):
+            return found
+        return await self._bind(request, found, now)
+
+    async def authenticate(
+        self,
+        method: str,
+        authorizations: Sequence[str],
+        host: str,
+        now: datetime,
+        *,
+        proxy: bool = False,
+    ) -> DeviceSecret | Answer:
+        """The device whose digest answers the request, or the answer to send: a challenge
+        (401, or 407 when `proxy`: an INVITE), or 403 while its name or address is locked."""
         stamp = now.timestamp()
-        host = request.source[0]
-        answer = self._answer_for_realm(request.headers("authorization"))
+        code = 407 if proxy else 401
+        answer = self._answer_for_realm(authorizations)
         if answer is None:
-            return 401, None, self.challenge(stamp)
+            return code, None, self.challenge(stamp, proxy=proxy)
         state = self.nonces.check(answer.nonce, stamp)
         if state == NonceState.STALE:
-            return 401, None, self.challenge(stamp, stale=True)
+            return code, None, self.challenge(stamp, stale=True, proxy=proxy)
         subjects = [user_subject(answer.username), address_subject(host)]
         device, locked = await self._store.lookup(answer.username, subjects, now)
         if locked:
-            return 403, "Forbidden (too many failed attempts, try later)", []
+            return LOCKED
         if (
             state != NonceState.VALID
             or device is None
-            or not digest_matches(answer, request.method, device.ha1(answer.algorithm))
+            or not digest_matches(answer, method, device.ha1(answer.algorithm))
         ):
             # an unknown name only counts against the address: no row per guessed name
             counted = subjects if device is not None else subjects[1:]
             if await self._store.failed(counted, now):
-                return 403, "Forbidden (too many failed attempts, try later)", []
-            return 401, None, self.challenge(stamp)
+                return LOCKED
+            return code, None, self.challenge(stamp, proxy=proxy)
         await self._store.succeeded(subjects[0])
-        return await self._bind(request, device, now)
+        return device
 
     def challenge(
         self, stamp: float, *, stale: bool = False, proxy: bool = False
@@ -457,9 +477,7 @@ class Registrar:
                 return answer
         return None
 
-    async def _bind(
-        self, request: RegisterRequest, device: DeviceSecret, now: datetime
-    ) -> tuple[int, str | None, list[tuple[str, str]]]:
+    async def _bind(self, request: RegisterRequest, device: DeviceSecret, now: datetime) -> Answer:
         header = request.headers("expires")
         expires_header: int | None = None
         if header:
