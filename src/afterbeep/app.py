@@ -63,9 +63,9 @@ from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
-from afterbeep.telephony.scripts.ringer import Ringer
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
+from afterbeep.telephony.scripts.ringer import Ringer
 from afterbeep.telephony.server import (
     QuickRouter,
     Router,

@@ -20,10 +20,10 @@ from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import InvalidAudio
 from afterbeep.domain.media import Media
+from afterbeep.domain.users import Forward
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.media import Renditions
 from afterbeep.services.ports.storage import ObjectStore, StorageError
-from afterbeep.domain.users import Forward
 from afterbeep.services.routing import (
     CallRouter,
     FlowRoute,
