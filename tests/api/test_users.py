@@ -207,3 +207,26 @@ async def test_a_user_in_use_cannot_be_deleted(client: httpx.AsyncClient, accoun
     assert deleted.status_code == 204, deleted.text
     listed = (await client.get("/v1/devices", headers=account.headers)).json()
     assert listed["items"] == []  # its devices went with it
+
+
+async def test_a_mailbox_or_flow_a_user_uses_cannot_be_deleted(
+    client: httpx.AsyncClient, account: Acct
+) -> None:
+    owned = await post(client, account, "/v1/mailboxes", name="Owned")
+    forwarded = await post(client, account, "/v1/mailboxes", name="Forwarded to")
+    user = await post(
+        client, account, "/v1/users", username="600", voicemail_id=owned["id"],
+        fwd_busy_kind="voicemail", fwd_busy_id=forwarded["id"],
+    )  # fmt: skip
+    for box in (owned, forwarded):
+        body = problem_of(
+            await client.delete(f"/v1/mailboxes/{box['id']}", headers=account.headers),
+            409,
+            "mailbox-in-use",
+        )
+        assert user["id"] in body["detail"]
+    deleted = await client.delete(f"/v1/users/{user['id']}", headers=account.headers)
+    assert deleted.status_code == 204
+    for box in (owned, forwarded):
+        gone = await client.delete(f"/v1/mailboxes/{box['id']}", headers=account.headers)
+        assert gone.status_code == 204, gone.text

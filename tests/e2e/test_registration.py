@@ -19,6 +19,7 @@ import pytest
 from aiosipua.message import SipResponse
 
 from afterbeep.app import Runtime
+from afterbeep.telephony.directory import RegistrationDirectory
 from afterbeep.telephony.sip.auth import Credentials, DigestSession
 from afterbeep.telephony.sip.message import parse_message
 from tests.conftest import Backend
@@ -170,6 +171,14 @@ async def test_a_phone_registers_with_sha256_and_md5_and_unregisters(rt: Runtime
         found_two = await registrations(api, user_id)
         assert sorted(r["contact"] for r in found_two) == sorted([ph.contact, other])
         assert next(r for r in found_two if r["contact"] == ph.contact)["expires_at"] > first_expiry
+        # what the call applications ring: the Directory over the same rows
+        directory = RegistrationDirectory(rt.lookups, rt.clock)
+        targets = await directory.user_targets(api.account_id, user_id)
+        assert sorted(t.uri for t in targets) == sorted([ph.contact, other])
+        assert all(t.label == f"{user_id}/{device_id}" for t in targets)
+        assert all(t.source == ("127.0.0.1", peer.port) and t.transport == "udp" for t in targets)
+        assert await directory.device_targets(api.account_id, device_id) == targets
+        assert await directory.user_targets("acc_01jg8asp59ps9rtt7azhrhvcre", user_id) == []
 
         # too brief: 423 with Min-Expires (this service's minimum is lowered to 2 s)
         brief = await ph.register(f"Contact: <{ph.contact}>", "Expires: 1")

@@ -132,6 +132,16 @@ class SqlUserRepo:
         return [r.id for r in (await self._conn.execute(query)).all()]
 
 
+    async def with_mailbox(self, account_id: str, mailbox_id: str) -> builtins.list[str]:
+        """Ids of the account's users whose mailbox it is, or who forward to it."""
+        forwarding = await self.forwarding_to(account_id, "voicemail", mailbox_id)
+        query = select(_U.c.id).where(
+            _U.c.account_id == account_id, _U.c.voicemail_id == mailbox_id
+        )
+        owners = [r.id for r in (await self._conn.execute(query)).all()]
+        return sorted(set(owners) | set(forwarding))
+
+
 def _device(row: Any) -> Device:
     return Device(
         id=row.id,
