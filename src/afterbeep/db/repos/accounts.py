@@ -66,6 +66,13 @@ class SqlAccountRepo:
             .values(timezone=timezone, language=language)
         )
 
+    async def set_device_outbound(self, account_id: str, allowed: bool) -> None:
+        await self._conn.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(allow_device_outbound=allowed)
+        )
+
     async def get(self, account_id: str) -> Account | None:
         row = (await self._conn.execute(select(t.accounts).where(t.accounts.c.id == account_id))).first()
         return _account(row) if row else None
