@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
@@ -286,23 +287,22 @@ class SqlRegistrationRepo:
             "user_agent": registration.user_agent,
             "updated_at": registration.updated_at,
         }
-        result = await self._conn.execute(
-            update(_R)
-            .where(_R.c.device_id == registration.device_id, _R.c.contact == registration.contact)
-            .values(**values)
+        row = {
+            **values,
+            "id": registration.id,
+            "account_id": registration.account_id,
+            "device_id": registration.device_id,
+            "user_id": registration.user_id,
+            "contact": registration.contact,
+            "created_at": registration.created_at,
+        }
+        # ON CONFLICT: two REGISTERs of one contact at once must not abort a transaction.
+        key = [_R.c.device_id, _R.c.contact]
+        dialect = postgresql if self._conn.dialect.name == "postgresql" else sqlite
+        statement: Any = (
+            dialect.insert(_R).values(row).on_conflict_do_update(index_elements=key, set_=values)
         )
-        if not result.rowcount:
-            await self._conn.execute(
-                insert(_R).values(
-                    **values,
-                    id=registration.id,
-                    account_id=registration.account_id,
-                    device_id=registration.device_id,
-                    user_id=registration.user_id,
-                    contact=registration.contact,
-                    created_at=registration.created_at,
-                )
-            )
+        await self._conn.execute(statement)
 
     async def remove(self, device_id: str, contact: str | None) -> int:
         """Remove one contact of the device (None: all of them)."""
@@ -336,11 +336,13 @@ class SqlAuthFailureRepo:
             "window_start": record.window_start,
             "locked_until": record.locked_until,
         }
-        result = await self._conn.execute(
-            update(_F).where(_F.c.subject == record.subject).values(**values)
+        dialect = postgresql if self._conn.dialect.name == "postgresql" else sqlite
+        statement: Any = (
+            dialect.insert(_F)
+            .values(subject=record.subject, **values)
+            .on_conflict_do_update(index_elements=[_F.c.subject], set_=values)
         )
-        if not result.rowcount:
-            await self._conn.execute(insert(_F).values(subject=record.subject, **values))
+        await self._conn.execute(statement)
 
     async def clear(self, subject: str) -> None:
         await self._conn.execute(delete(_F).where(_F.c.subject == subject))
