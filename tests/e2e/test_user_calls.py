@@ -1,0 +1,138 @@
+"""Calls to a user through a number over real SIP (SIPp callers, a registered Python phone),
+down to the user's mailbox: no answer, do not disturb, nothing registered. The ringing itself
+is the engine's (another branch): here a test Ringer records what it was asked to ring and
+reports no answer, so the call application's wiring (number → user → Directory → Ringer →
+mailbox, with the caller's audio stored) is what is checked."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from afterbeep.app import Runtime
+from afterbeep.telephony.interface import Call
+from afterbeep.telephony.scripts.ringer import (
+    BridgeEnd,
+    Leg,
+    RingOutcome,
+    RingResult,
+    RingTarget,
+)
+from tests.conftest import Backend, make_settings
+from tests.e2e.rig import (
+    NUMBER,
+    Api,
+    api_of,
+    rtp_range,
+    settle,
+    sip_port,
+)
+from tests.e2e.test_number_routing import _leave_message
+from tests.e2e.test_registration import Phone, make_device
+from tests.sip import conftest as sip_rig
+from tests.sip.conftest import free_udp_port
+from tests.sip.peer import RawPeer, status_of
+
+sipp_bin = sip_rig.sipp_bin
+
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True),
+]
+
+
+@dataclass
+class NobodyAnswers:
+    """A Ringer whose phones never answer (it rings nothing: it records the targets)."""
+
+    rings: list[tuple[list[RingTarget], float, bool]] = field(default_factory=list)
+
+    async def ring(
+        self,
+        call: Call,
+        targets: Sequence[RingTarget],
+        *,
+        timeout: float,
+        sequential: bool = False,
+        caller_id: str | None = None,
+        ringback: bool = True,
+    ) -> RingResult:
+        self.rings.append((list(targets), timeout, sequential))
+        return RingResult(RingOutcome.NO_ANSWER)
+
+    async def bridge(self, call: Call, leg: Leg) -> BridgeEnd:
+        raise AssertionError("nobody answered")
+
+
+@contextlib.asynccontextmanager
+async def user_runtime(backend: Backend, ringer: NobodyAnswers) -> AsyncIterator[Runtime]:
+    low, high = rtp_range()
+    settings = make_settings(
+        backend,
+        sip_addr=f"127.0.0.1:{free_udp_port()}",
+        rtp_port_min=low,
+        rtp_port_max=high,
+        smtp_url="smtp://127.0.0.1:9",
+        smtp_from="voicemail@afterbeep.test",
+    )
+    rt = Runtime(settings)
+    rt.ringer = ringer
+    await rt.start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+async def test_no_answer_dnd_and_unregistered_reach_the_users_mailbox(
+    backend: Backend, sipp_bin: str, tmp_path: Path
+) -> None:
+    ringer = NobodyAnswers()
+    async with user_runtime(backend, ringer) as rt, api_of(rt) as api:
+        await _scenario(rt, api, ringer, sipp_bin, tmp_path)
+
+
+async def _scenario(rt: Runtime, api: Api, ringer: NobodyAnswers, sipp: str, tmp_path: Path) -> None:
+    box = await api.post(
+        "/v1/mailboxes", {"name": "Alice", "min_message_seconds": 1, "skip_instructions": True}
+    )
+    user_id, _ = await make_device(api, "201", "desk-201")
+    patched = await api.http.patch(
+        f"/v1/users/{user_id}", json={"voicemail_id": box["id"], "ring_timeout_sec": 15},
+        headers=api.headers,
+    )  # fmt: skip
+    assert patched.status_code == 200, patched.text
+    await api.post("/v1/numbers", {"e164": NUMBER, "dest_kind": "user", "dest_id": user_id})
+    peer = await RawPeer.open()
+    try:
+        phone = Phone(peer, sip_port(rt), "desk-201")
+        assert status_of(await phone.register(f"Contact: <{phone.contact}>")) == 200
+
+        # registered, nobody answers: rung for 15 s, then the mailbox
+        await _leave_message(sipp, tmp_path / "no-answer", rt)
+        [first] = await api.wait_messages(box["id"], 1)
+        assert first["callee"] == NUMBER and first["duration_ms"] >= 1000
+        [(targets, timeout, sequential)] = ringer.rings
+        assert [t.uri for t in targets] == [phone.contact] and timeout == 15.0 and not sequential
+
+        # do not disturb: not rung, the mailbox (busy greeting)
+        dnd = await api.http.patch(f"/v1/users/{user_id}", json={"dnd": True}, headers=api.headers)
+        assert dnd.status_code == 200
+        await _leave_message(sipp, tmp_path / "dnd", rt)
+        await api.wait_messages(box["id"], 2)
+        assert len(ringer.rings) == 1
+
+        # nothing registered: not rung, the mailbox at once
+        await api.http.patch(f"/v1/users/{user_id}", json={"dnd": False}, headers=api.headers)
+        assert status_of(await phone.register("Contact: *", "Expires: 0")) == 200
+        await _leave_message(sipp, tmp_path / "unregistered", rt)
+        await api.wait_messages(box["id"], 3)
+        assert len(ringer.rings) == 1
+    finally:
+        peer.close()
+    await settle(rt)
+    assert rt.telephony is not None and rt.telephony.stats.handler_errors == 0
