@@ -103,8 +103,9 @@ class UserService:
             numbers = await uow.numbers.numbers_pointing_to(account_id, DestKind.USER, user_id)
             if numbers:
                 users.append(name_users("numbers", [n.id for n in numbers]))
-            forwarding = [u for u in await uow.users.forwarding_to(account_id, "user", user_id)]
-            forwarding = [u for u in forwarding if u != user_id]
+            forwarding = [
+                u for u in await uow.users.forwarding_to(account_id, "user", user_id) if u != user_id
+            ]
             if forwarding:
                 users.append(name_users("users", forwarding))
             if users:

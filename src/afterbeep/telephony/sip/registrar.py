@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import hashlib
 import hmac
 import logging
@@ -47,7 +48,7 @@ ALGORITHMS = ("SHA-256", "MD5")  # offered in this order (RFC 7616 §3.7: prefer
 # --- nonces -----------------------------------------------------------------------------------
 
 
-class NonceState:
+class NonceState(enum.StrEnum):
     VALID = "valid"
     STALE = "stale"  # ours, but too old: answer with a fresh one and stale=true
     INVALID = "invalid"
@@ -64,7 +65,7 @@ class NonceSigner:
         body = struct.pack(">Q", int(now)) + os.urandom(8)
         return base64.urlsafe_b64encode(body + self._mac(body)).decode().rstrip("=")
 
-    def check(self, nonce: str, now: float) -> str:
+    def check(self, nonce: str, now: float) -> NonceState:
         try:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
         except (ValueError, TypeError):
