@@ -89,6 +89,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 InactivityHandler = Callable[[], None]
+RtpTap = Callable[[bytes], None]  # a relay's hook on the receive path: raw RTP, accepted source
 _INACTIVITY_SLACK = 0.001
 _PLAIN_RTP = RTP_VERSION << 6  # first octet: no padding, extension or CSRCs
 _AFTER_FIRST_OCTET = struct.Struct("!BHII")  # marker and payload type, sequence, timestamp, SSRC
@@ -407,6 +408,9 @@ class MediaSession:
         self.negotiated: Negotiated | None = None
         self.destination_policy: NetworkPolicy | None = None
         self.on_inactivity: InactivityHandler | None = None
+        # Set (by a relay), every RTP packet from the accepted source goes here as it arrives,
+        # unparsed, instead of to the recorder: no reordering, decoding or DTMF detection.
+        self.on_rtp: RtpTap | None = None
         self.confirmed = True  # see expect_confirmation()
         self._on_confirmed: Callable[[], None] | None = None
         self._recorder = Recorder(
@@ -462,6 +466,12 @@ class MediaSession:
     @on_dtmf.setter
     def on_dtmf(self, sink: DigitSink | None) -> None:
         self._recorder.on_dtmf = sink
+
+    @property
+    def send_stream(self) -> RtpSendStream:
+        """The numbering (SSRC, sequence, timestamp) of what this session sends: a relay that
+        sends on the session continues it."""
+        return self._stream
 
     # --- negotiation ----------------------------------------------------------------------
 
@@ -664,6 +674,9 @@ class MediaSession:
     # --- receive path ---------------------------------------------------------------------
 
     def _rtp_in(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self.on_rtp is not None:
+            self._rtp_relayed(data, addr, self.on_rtp)
+            return
         # The fast path (nearly every packet of a call): a plain 12-byte header from the
         # latched source, the next audio packet of the stream. Anything else, or anything the
         # recorder does not take as "next", goes the general way below.
@@ -715,6 +728,32 @@ class MediaSession:
             now,
             packet.payload_type in self._audio_pts,
         )
+
+    def _rtp_relayed(self, data: bytes, addr: tuple[Any, ...], tap: RtpTap) -> None:
+        """The receive path while a relay holds the session: source check and bookkeeping,
+        then the packet as it came."""
+        if not self._receiving:
+            self._dropped_source += 1
+            return
+        if len(data) < RTP_HEADER_SIZE or data[0] >> 6 != RTP_VERSION:
+            self._malformed += 1
+            return
+        if 192 <= data[1] <= 223:  # RTCP on a muxed port (RFC 5761 4)
+            self._rtcp_in(data, addr)
+            return
+        latched = self._filter.latched
+        if (
+            latched is None or addr[0] != latched[0] or addr[1] != latched[1]
+        ) and not self._filter.accept(addr):
+            self._dropped_source += 1
+            return
+        if not self.confirmed:
+            self._first_rtp(addr)
+        now = self._loop.time()
+        tap(data)
+        second, sequence, timestamp, ssrc = _AFTER_FIRST_OCTET.unpack_from(data, 1)
+        audio = (second & 0x7F) in self._audio_pts
+        self._received(len(data), ssrc, sequence, timestamp, now, audio)
 
     def _first_rtp(self, addr: tuple[Any, ...]) -> None:
         """RTP from the IP address the SDP named confirms the peer (the first accepted packet

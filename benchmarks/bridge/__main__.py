@@ -1,0 +1,3 @@
+from benchmarks.bridge.run import main
+
+main()
