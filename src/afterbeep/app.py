@@ -65,6 +65,7 @@ from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, p
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
+from afterbeep.telephony.ringing import SipRinger
 from afterbeep.telephony.scripts.ringer import Ringer
 from afterbeep.telephony.server import (
     QuickRouter,
@@ -162,8 +163,8 @@ class Runtime:
         self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
         self.registrar: Registrar | None = None
-        # What rings users' phones and bridges the answer (the SIP engine's back-to-back
-        # bridge); None: calls to users are answered 480.
+        # What rings users' phones and bridges the answer: the SIP server's (`SipRinger`)
+        # unless set before `start`.
         self.ringer: Ringer | None = None
         self.delivery_worker: DeliveryWorker | None = None
         self.deposit_receiver: DepositReceiver | None = None
@@ -411,6 +412,7 @@ class Runtime:
         )
         ua_config = replace(ua_config, network_policy=s.network_policy())
         registrar = self.registrar = self.make_registrar()
+        inbound: InboundCalls | None = None
         if router is None:
             inbound = self.inbound_calls()
             router = self.receiving_deposits(inbound.route, inbound.route_now)
@@ -431,6 +433,10 @@ class Runtime:
         self.telephony = server
         server.ua.on_register = registrar.on_register
         registrar.start()
+        if self.ringer is None:
+            self.ringer = SipRinger(server)
+        if inbound is not None:
+            inbound.use_ringer(self.ringer)
         return server
 
     def make_registrar(self) -> Registrar:

@@ -382,8 +382,8 @@ async def test_a_devices_invite_is_challenged_and_verified(rt: Runtime, api: Api
         ]
         assert len(offered) == 2 and "algorithm=SHA-256" in offered[0]
 
-        # a wrong password is challenged again; the right one reaches the extension (no
-        # ringer in this service: 480, as for a user who cannot be rung)
+        # a wrong password is challenged again; the right one reaches the extension: 302 has
+        # no phone registered and no mailbox, so the call is turned down (480) at once
         _, wrong = await device_invite(peer, rt, "302", "desk-301", "wrong-horse-battery-9")
         assert status_of(wrong) == 407
         _, right = await device_invite(peer, rt, "302", "desk-301", PASSWORD)

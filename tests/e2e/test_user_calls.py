@@ -6,6 +6,7 @@ mailbox, with the caller's audio stored) is what is checked."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from afterbeep.app import Runtime
+from afterbeep.audio.compare import compare
+from afterbeep.audio.tones import speech_like
 from afterbeep.telephony.interface import Call
+from afterbeep.telephony.media import Codec
 from afterbeep.telephony.scripts.ringer import (
     BridgeEnd,
     Leg,
@@ -27,15 +31,25 @@ from tests.e2e.rig import (
     NUMBER,
     Api,
     api_of,
+    deposit_runtime,
     rtp_range,
     settle,
     sip_port,
 )
 from tests.e2e.test_number_routing import _leave_message
-from tests.e2e.test_registration import Phone, make_device
+from tests.e2e.test_registration import (
+    PASSWORD,
+    WAIT,
+    Phone,
+    make_device,
+    registrations,
+)
+from tests.fixtures import baresip as phone
+from tests.fixtures.rtp_pcap import g711_roundtrip
 from tests.sip import conftest as sip_rig
 from tests.sip.conftest import free_udp_port
 from tests.sip.peer import RawPeer, status_of
+from tests.telephony.bridge_rig import RtpPeer, caller, codec_keys
 
 sipp_bin = sip_rig.sipp_bin
 
@@ -96,6 +110,13 @@ async def test_no_answer_dnd_and_unregistered_reach_the_users_mailbox(
         await _scenario(rt, api, ringer, sipp_bin, tmp_path)
 
 
+async def make_device_of(api: Api, user_id: str, auth_username: str) -> str:
+    device = await api.post(
+        "/v1/devices", {"user_id": user_id, "auth_username": auth_username, "password": PASSWORD}
+    )
+    return str(device["id"])
+
+
 async def _scenario(rt: Runtime, api: Api, ringer: NobodyAnswers, sipp: str, tmp_path: Path) -> None:
     box = await api.post(
         "/v1/mailboxes", {"name": "Alice", "min_message_seconds": 1, "skip_instructions": True}
@@ -136,3 +157,60 @@ async def _scenario(rt: Runtime, api: Api, ringer: NobodyAnswers, sipp: str, tmp
         peer.close()
     await settle(rt)
     assert rt.telephony is not None and rt.telephony.stats.handler_errors == 0
+
+
+# --- the real engine: two softphones of one user ---------------------------------------------
+
+CALLED = "+12025550111"  # what the bridge rig's SIPp caller dials
+
+
+@pytest.mark.skipif(not phone.available(), reason="baresip is not installed")
+async def test_a_call_to_a_user_rings_both_phones_one_answers_and_the_caller_hears_it(
+    backend: Backend, sipp_bin: str, tmp_path: Path
+) -> None:
+    said = speech_like(6000, seed=21)  # the answering phone's microphone, from its answer on
+    caller_peer = await RtpPeer.open()
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+    async with (
+        deposit_runtime(backend, sip_digest_algorithms="MD5") as rt,  # baresip 1.0: MD5 only
+        api_of(rt) as api,
+        phone.baresip_phone(tmp_path / "a", said) as desk,
+        phone.baresip_phone(tmp_path / "b", said) as mobile,
+    ):
+        box = await api.post("/v1/mailboxes", {"name": "Alice", "min_message_seconds": 1})
+        user_id, _ = await make_device(api, "201", "bare-desk")
+        await make_device_of(api, user_id, "bare-mobile")
+        await api.http.patch(
+            f"/v1/users/{user_id}", json={"voicemail_id": box["id"]}, headers=api.headers
+        )
+        await api.post("/v1/numbers", {"e164": CALLED, "dest_kind": "user", "dest_id": user_id})
+        for bare, name in ((desk, "bare-desk"), (mobile, "bare-mobile")):
+            await bare.command(
+                "uanew",
+                f"<sip:{name}@127.0.0.1:{sip_port(rt)};transport=udp>;auth_pass={PASSWORD};"
+                "regint=300;audio_codecs=PCMU",
+            )
+        async with asyncio.timeout(WAIT):
+            while len(await registrations(api, user_id)) < 2:  # noqa: ASYNC110 (polls the API)
+                await asyncio.sleep(0.1)
+
+        uac = caller(
+            sipp_bin, "bridge_uac_hangup.xml", tmp_path, sip_port(rt),
+            *codec_keys(Codec.PCMU, caller_peer.port), talk_ms=5000,
+        )  # fmt: skip
+        await desk.wait_event("CALL_INCOMING", timeout=10)
+        await mobile.wait_event("CALL_INCOMING", timeout=10)  # both ring
+        await desk.command("accept")
+        await desk.wait_event("CALL_ESTABLISHED", timeout=10)
+        await mobile.wait_event("CALL_CLOSED", timeout=10)  # the other fork is cancelled
+        result = await asyncio.wait_for(uac, 30)
+        assert result.returncode == 0, result.output
+        await desk.wait_event("CALL_CLOSED", timeout=10)  # the caller's BYE ended both sides
+        assert not mobile.seen("CALL_ESTABLISHED")
+        await settle(rt)
+        assert await api.messages(box["id"]) == []  # answered: nothing in the mailbox
+    heard = compare(g711_roundtrip(Codec.PCMU, said), caller_peer.audio())
+    caller_peer.close()
+    print(f"caller heard {heard}")
+    assert heard.snr_db >= 30, heard

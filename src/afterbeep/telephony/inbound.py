@@ -85,7 +85,7 @@ class InboundCalls:
         directory: Directory | None = None,
     ) -> None:
         self._registrar = registrar  # None: no device is authenticated (trunk calls only)
-        self._ringer = ringer  # None: calls to users cannot ring (480)
+        self._ringer = ringer  # None (until `use_ringer`): calls to users cannot ring (480)
         self._directory = directory
         self._router = router
         self._store = store
@@ -96,6 +96,10 @@ class InboundCalls:
         self._silence_threshold = silence_threshold
         self._greetings: OrderedDict[str, Audio] = OrderedDict()
         self._renditions = Renditions(store)
+
+    def use_ringer(self, ringer: Ringer) -> None:
+        """What rings users' phones (the SIP server's, known once it is built)."""
+        self._ringer = ringer
 
     async def route(self, invite: IncomingInvite) -> Route:
         from_device = await self._device_call(invite)
