@@ -28,13 +28,20 @@ from afterbeep.telephony.scripts.ringer import (
 )
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import (
+    BEEP_S,
+    GREETING_S,
     NUMBER,
     Api,
     api_of,
+    caller_pcap,
     deposit_runtime,
     rtp_range,
+    sent,
     settle,
+    silence,
     sip_port,
+    sipp_calls,
+    speech,
 )
 from tests.e2e.test_number_routing import _leave_message
 from tests.e2e.test_registration import (
@@ -214,3 +221,50 @@ async def test_a_call_to_a_user_rings_both_phones_one_answers_and_the_caller_hea
     caller_peer.close()
     print(f"caller heard {heard}")
     assert heard.snr_db >= 30, heard
+
+
+@pytest.mark.skipif(not phone.available(), reason="baresip is not installed")
+async def test_nobody_answers_the_users_phone_the_caller_leaves_a_message(
+    backend: Backend, sipp_bin: str, tmp_path: Path
+) -> None:
+    """The real engine rings the registered softphone for ring_timeout_sec (5 s), nobody
+    picks up, the fork is cancelled and the caller's words end up in the user's mailbox."""
+    lead_ms = int((GREETING_S + BEEP_S) * 1000) + 600
+    words = speech(2.0, seed=31)
+    caller_pcap(tmp_path / "caller", silence(lead_ms), words)
+    (tmp_path / "desk").mkdir()
+    async with (
+        deposit_runtime(backend, sip_digest_algorithms="MD5") as rt,
+        api_of(rt) as api,
+        phone.baresip_phone(tmp_path / "desk", speech_like(1000, seed=3)) as desk,
+    ):
+        box = await api.post(
+            "/v1/mailboxes", {"name": "Alice", "min_message_seconds": 1, "skip_instructions": True}
+        )
+        user_id, _ = await make_device(api, "201", "bare-desk")
+        await api.http.patch(
+            f"/v1/users/{user_id}",
+            json={"voicemail_id": box["id"], "ring_timeout_sec": 5},
+            headers=api.headers,
+        )
+        await api.post("/v1/numbers", {"e164": NUMBER, "dest_kind": "user", "dest_id": user_id})
+        await desk.command(
+            "uanew",
+            f"<sip:bare-desk@127.0.0.1:{sip_port(rt)};transport=udp>;auth_pass={PASSWORD};"
+            "regint=300;audio_codecs=PCMU",
+        )
+        async with asyncio.timeout(WAIT):
+            while not await registrations(api, user_id):  # noqa: ASYNC110 (polls the API)
+                await asyncio.sleep(0.1)
+        run = await sipp_calls(
+            sipp_bin, "deposit_uac.xml", tmp_path / "caller", sip_port(rt), hold_ms=lead_ms + 2500
+        )
+        assert run.returncode == 0, run.output
+        assert run.received("SIP/2.0 180") == 1  # the caller heard it ring
+        assert desk.seen("CALL_INCOMING") and not desk.seen("CALL_ESTABLISHED")
+        await desk.wait_event("CALL_CLOSED", timeout=10)  # its fork was cancelled
+        [message] = await api.wait_messages(box["id"], 1)
+        heard = compare(sent(words), await api.audio(message["id"]))
+        print(f"message vs the caller's words: {heard}")
+        assert heard.snr_db >= 30 and heard.missing_head_ms == 0
+        await settle(rt)
