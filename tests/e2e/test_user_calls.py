@@ -268,3 +268,39 @@ async def test_nobody_answers_the_users_phone_the_caller_leaves_a_message(
         print(f"message vs the caller's words: {heard}")
         assert heard.snr_db >= 30 and heard.missing_head_ms == 0
         await settle(rt)
+
+
+@pytest.mark.skipif(not phone.available(), reason="baresip is not installed")
+async def test_a_softphone_dials_another_users_extension(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A device's INVITE is challenged (407) and answered by the softphone; the extension it
+    dialled rings the other user's softphone, which answers."""
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+    async with (
+        deposit_runtime(backend, sip_digest_algorithms="MD5") as rt,
+        api_of(rt) as api,
+        phone.baresip_phone(tmp_path / "a", speech_like(3000, seed=4)) as alice,
+        phone.baresip_phone(tmp_path / "b", speech_like(3000, seed=5)) as bob,
+    ):
+        alice_id, _ = await make_device(api, "201", "bare-alice")
+        bob_id, _ = await make_device(api, "202", "bare-bob")
+        aors = {}
+        for bare, name in ((alice, "bare-alice"), (bob, "bare-bob")):
+            aors[name] = f"sip:{name}@127.0.0.1:{sip_port(rt)};transport=udp"
+            await bare.command(
+                "uanew", f"<{aors[name]}>;auth_pass={PASSWORD};regint=300;audio_codecs=PCMU"
+            )
+        async with asyncio.timeout(WAIT):
+            while not (await registrations(api, alice_id) and await registrations(api, bob_id)):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        # the new account is alice's current one (its fixture starts with an unregistered one)
+        await alice.command("uafind", aors["bare-alice"].split(";")[0])
+        await alice.dial(f"sip:202@127.0.0.1:{sip_port(rt)}")
+        await bob.wait_event("CALL_INCOMING", timeout=10)
+        await bob.command("accept")
+        await alice.wait_event("CALL_ESTABLISHED", timeout=10)
+        await alice.hangup()
+        await bob.wait_event("CALL_CLOSED", timeout=10)
+        await settle(rt)
