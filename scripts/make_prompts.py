@@ -20,6 +20,7 @@ OUT = Path(__file__).resolve().parent.parent / "src" / "afterbeep" / "telephony"
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "vm-greeting": "The person you are calling is not available.",
+        "vm-busy": "The person you are calling is on another call.",
         "vm-instructions": "Please leave your message after the tone. When you are done, hang up or press pound.",
         "vm-max-length": "You have reached the maximum length. Goodbye.",
         "vm-saved": "Your message has been saved. Goodbye.",
@@ -30,6 +31,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "es": {
         "vm-greeting": "La persona a la que llama no está disponible.",
+        "vm-busy": "La persona a la que llama está en otra llamada.",
         "vm-instructions": "Deje su mensaje después del tono. Cuando termine, cuelgue o pulse la tecla almohadilla.",
         "vm-max-length": "Ha alcanzado la duración máxima. Adiós.",
         "vm-saved": "Su mensaje ha sido guardado. Adiós.",
@@ -40,6 +42,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "fr": {
         "vm-greeting": "Votre correspondant n'est pas disponible.",
+        "vm-busy": "Votre correspondant est déjà en ligne.",
         "vm-instructions": "Laissez votre message après le bip. Quand vous avez terminé, raccrochez ou appuyez sur dièse.",
         "vm-max-length": "Vous avez atteint la durée maximale. Au revoir.",
         "vm-saved": "Votre message a été enregistré. Au revoir.",
@@ -50,6 +53,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "de": {
         "vm-greeting": "Der gewünschte Gesprächspartner ist nicht erreichbar.",
+        "vm-busy": "Der gewünschte Gesprächspartner telefoniert gerade.",
         "vm-instructions": "Bitte sprechen Sie nach dem Signalton. Wenn Sie fertig sind, legen Sie auf oder drücken Sie die Rautetaste.",
         "vm-max-length": "Die maximale Länge ist erreicht. Auf Wiederhören.",
         "vm-saved": "Ihre Nachricht wurde gespeichert. Auf Wiederhören.",

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +58,17 @@ from afterbeep.services.transcripts import (
     TranscriptionQueue,
     TranscriptService,
 )
+from afterbeep.services.users import UserService
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
+from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
+from afterbeep.telephony.ringing import SipRinger
+from afterbeep.telephony.scripts.ringer import Ringer
 from afterbeep.telephony.server import (
     QuickRouter,
     Router,
@@ -73,6 +77,7 @@ from afterbeep.telephony.server import (
     telephony_configs,
 )
 from afterbeep.telephony.sip.errors import SipTransportError
+from afterbeep.telephony.sip.registrar import LockoutPolicy, Registrar
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolHandoff, SpoolWorker
 from afterbeep.transcription.worker import TranscriptionWorker
@@ -159,6 +164,10 @@ class Runtime:
         self.spool_worker: SpoolWorker | None = None
         self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
+        self.registrar: Registrar | None = None
+        # What rings users' phones and bridges the answer: the SIP server's (`SipRinger`)
+        # unless set before `start`.
+        self.ringer: Ringer | None = None
         self.delivery_worker: DeliveryWorker | None = None
         self.deposit_receiver: DepositReceiver | None = None
         self.lookups = unit_of_work_factory(self.db, readonly=True, direct=True)
@@ -309,8 +318,10 @@ class Runtime:
             self.deposits,
             self.clock,
             silence_threshold=self.settings.silence_threshold,
-            # Ring groups and queues run once ringer= and directory= are given too.
             queue_engine=self.queue_engine,
+            registrar=self.registrar,
+            ringer=self.ringer,
+            directory=RegistrationDirectory(self.lookups, self.clock),
         )
 
     def delivery(self) -> DeliveryWorker:
@@ -406,6 +417,8 @@ class Runtime:
             media_config, inactivity_timeout=s.rtp_timeout_seconds, prebound=prebound
         )
         ua_config = replace(ua_config, network_policy=s.network_policy())
+        registrar = self.registrar = self.make_registrar()
+        inbound: InboundCalls | None = None
         if router is None:
             inbound = self.inbound_calls()
             router = self.receiving_deposits(inbound.route, inbound.route_now)
@@ -424,7 +437,32 @@ class Runtime:
         except SipTransportError as exc:
             raise CannotListen(s.sip_addr, "SIP", _os_reason(exc)) from exc
         self.telephony = server
+        server.ua.on_register = registrar.on_register
+        registrar.start()
+        if self.ringer is None:
+            self.ringer = SipRinger(server)
+        if inbound is not None:
+            inbound.use_ringer(self.ringer)
         return server
+
+    def make_registrar(self) -> Registrar:
+        """REGISTER answered from the database (every node sees every registration)."""
+        s = self.settings
+        policy = LockoutPolicy(
+            max_failures=s.sip_auth_max_failures,
+            lockout=timedelta(seconds=s.sip_auth_lockout_seconds),
+        )
+        store = SqlRegistrarStore(unit_of_work_factory(self.db, direct=True), self.lookups, policy)
+        return Registrar(
+            store,
+            self.clock,
+            s.sip_realm,
+            s.resolved_secret_key(),
+            policy=policy,
+            reap_every=s.sip_reap_seconds,
+            min_expires=s.sip_min_expires,
+            algorithms=s.sip_digest_algorithms.split(","),
+        )
 
     @property
     def app(self) -> FastAPI:
@@ -491,6 +529,7 @@ class Runtime:
             transcripts=TranscriptService(self.uow, self.transcription),
             ring_groups=RingGroupService(self.uow, self.clock),
             queues=QueueService(self.uow, self.clock, self.queue_engine),
+            users=UserService(self.uow, self.clock, s.sip_realm),
         )
 
     def senders(self) -> SenderNumberService:
@@ -537,6 +576,8 @@ class Runtime:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
+        if self.registrar is not None:
+            await self.registrar.stop()
         if self.spool_worker is not None:
             await self.spool_worker.stop()
         if self.postcall is not None:

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     http_addr: str = "127.0.0.1:8080"
     sip_addr: str = "127.0.0.1:5060"
     sip_advertise: str | None = None
+    sip_realm: str = Field(default="afterbeep", min_length=1, max_length=200)
+    sip_auth_lockout_seconds: float = Field(default=600.0, ge=1)
+    sip_auth_max_failures: int = Field(default=20, ge=1)
+    sip_reap_seconds: float = Field(default=30.0, gt=0)
+    # offered in this order; some MD5-only phones read only the first challenge
+    sip_digest_algorithms: str = Field(default="SHA-256,MD5", pattern=r"^(SHA-256|MD5)(,(SHA-256|MD5))?$")
+    sip_min_expires: int = Field(default=60, ge=1, le=3600)  # tests lower it to see reaping
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
     max_calls: int = Field(default=600, ge=1)

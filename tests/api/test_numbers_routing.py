@@ -166,24 +166,6 @@ async def test_hangup_needs_no_id_and_the_others_need_one(
         r = await client.post("/v1/numbers", json={"e164": US, **fields}, headers=account.headers)
         body = problem_of(r, 422, "invalid-input")
         assert body["errors"] == [{"field": field, "message": message}], fields
-    for kind in ("user",):
-        r = await client.post(
-            "/v1/numbers",
-            json={
-                "e164": US,
-                "dest_kind": "hangup",
-                "holiday_dest_kind": kind,
-                "holiday_dest_id": "x",
-            },
-            headers=account.headers,
-        )
-        assert problem_of(r, 422, "unsupported-destination")["errors"] == [
-            {
-                "field": "holiday_dest_kind",
-                "message": f"{kind!r} destinations are not available yet; "
-                "supported: flow, hangup, queue, ring_group, voicemail",
-            }
-        ]
     for fields in ({"status": "virtual"}, {"allow_anonymous": "perhaps"}, {"status": None}):
         r = await client.post(
             "/v1/numbers",

@@ -210,8 +210,9 @@ async def test_account_settings(
     got = await client.get("/v1/account", headers=account.headers)
     assert got.status_code == 200
     assert got.json() == {
-        "id": account.id, "name": got.json()["name"], "timezone": "UTC", "language": "en"
-    }
+        "id": account.id, "name": got.json()["name"], "timezone": "UTC", "language": "en",
+        "allow_device_outbound": False,
+    }  # fmt: skip
 
     patched = await client.patch(
         "/v1/account",

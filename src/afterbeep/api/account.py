@@ -23,11 +23,18 @@ class AccountOut(BaseModel):
     name: str
     timezone: str = Field(description="IANA; used where a schedule or mailbox has none")
     language: str = Field(description="BCP 47, such as `en` or `en-US`")
+    allow_device_outbound: bool = Field(
+        description="whether its devices may dial numbers outside afterbeep"
+    )
 
     @classmethod
     def of(cls, account: Account) -> AccountOut:
         return cls(
-            id=account.id, name=account.name, timezone=account.timezone, language=account.language
+            id=account.id,
+            name=account.name,
+            timezone=account.timezone,
+            language=account.language,
+            allow_device_outbound=account.allow_device_outbound,
         )
 
 
@@ -37,6 +44,7 @@ class AccountUpdate(TypedDict, total=False):
 
     timezone: Annotated[str, Field(max_length=64, description="IANA, e.g. `America/New_York`")]
     language: Annotated[str, Field(max_length=35, description="BCP 47, e.g. `en`, `es`, `en-US`")]
+    allow_device_outbound: bool
 
 
 @router.get("/account")
@@ -49,4 +57,8 @@ async def update_account(body: AccountUpdate, svc: Svc, account: CurrentAccount)
     changed = await svc.accounts.update_settings(
         account.id, body.get("timezone"), body.get("language")
     )
+    if "allow_device_outbound" in body:
+        changed = await svc.accounts.allow_device_outbound(
+            account.id, body["allow_device_outbound"]
+        )
     return AccountOut.of(changed)

@@ -14,6 +14,7 @@ from afterbeep.api import (
     api_keys,
     campaigns,
     consents,
+    devices,
     docs,
     drops,
     flows,
@@ -30,6 +31,7 @@ from afterbeep.api import (
     suppressions,
     telephony_setups,
     use_cases,
+    users,
     voicemails,
     webhooks,
 )
@@ -75,6 +77,8 @@ def create_app(
     for ringless in (telephony_setups, use_cases, drops, suppressions, consents):
         app.include_router(ringless.router, prefix="/v1")
     for module in (account, schedules, members):
+        app.include_router(module.router, prefix="/v1")
+    for module in (users, devices):
         app.include_router(module.router, prefix="/v1")
     for keys_and_admin in (api_keys, admin):
         app.include_router(keys_and_admin.router, prefix="/v1")

@@ -25,6 +25,7 @@ from afterbeep.services.ringless import RinglessService
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
 from afterbeep.services.transcripts import TranscriptService
+from afterbeep.services.users import UserService
 from afterbeep.services.webhooks import WebhookService
 
 
@@ -52,6 +53,7 @@ class ApiServices:
     ring_groups: RingGroupService
     queues: QueueService
     max_body_bytes: int = 256 * 1024
+    users: UserService | None = None
 
 
 def services(request: Request) -> ApiServices:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -123,6 +124,8 @@ accounts = Table(
     _created(),
     Column("timezone", String(64), nullable=False, server_default="UTC"),
     Column("language", String(35), nullable=False, server_default="en"),
+    # 0014_users: whether its devices may dial numbers outside afterbeep
+    Column("allow_device_outbound", Boolean, nullable=False, server_default=false()),
 )
 
 api_keys = Table(
@@ -651,4 +654,77 @@ agent_states = Table(
     Column("user_id", String(40), primary_key=True),
     Column("status", String(16), nullable=False),
     _updated(),
+)
+
+# 0014_users: users (extensions), their devices (SIP phones), where the devices are registered,
+# and the failed digest attempts that lock a device name or a source address out for a while.
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    _account(),
+    Column("username", String(20), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("voicemail_id", String(40), ForeignKey("mailboxes.id"), nullable=True),
+    Column("ring_timeout_sec", Integer, nullable=False),
+    Column("ring_strategy", String(16), nullable=False),
+    Column("dnd", Boolean, nullable=False),
+    Column("fwd_always_kind", String(16), nullable=True),
+    Column("fwd_always_id", String(40), nullable=True),
+    Column("fwd_busy_kind", String(16), nullable=True),
+    Column("fwd_busy_id", String(40), nullable=True),
+    Column("fwd_noanswer_kind", String(16), nullable=True),
+    Column("fwd_noanswer_id", String(40), nullable=True),
+    Column("max_simultaneous", Integer, nullable=True),
+    Column("is_agent", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    _created(),
+    _updated(),
+    UniqueConstraint("account_id", "username"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    _id(),
+    _account(),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False, index=True),
+    Column("auth_username", String(64), nullable=False, unique=True),
+    Column("realm", String(200), nullable=False),
+    Column("ha1_md5", String(32), nullable=False),
+    Column("ha1_sha256", String(64), nullable=False),
+    Column("transport", String(8), nullable=False),
+    Column("ring_order", Integer, nullable=False),
+    _created(),
+    _updated(),
+)
+
+registrations = Table(
+    "registrations",
+    metadata,
+    _id(),
+    _account(),
+    Column("device_id", String(40), ForeignKey("devices.id"), nullable=False),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("contact", String(500), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    Column("source_host", String(64), nullable=False),
+    Column("source_port", Integer, nullable=False),
+    Column("transport", String(8), nullable=False),
+    Column("path", JSON, nullable=False),
+    Column("call_id", String(200), nullable=False),
+    Column("cseq", Integer, nullable=False),
+    Column("user_agent", String(200), nullable=True),
+    _created(),
+    _updated(),
+    UniqueConstraint("device_id", "contact"),
+)
+
+sip_auth_failures = Table(
+    "sip_auth_failures",
+    metadata,
+    Column("subject", String(120), primary_key=True),  # `user:<auth_username>` or `addr:<ip>`
+    Column("failures", Integer, nullable=False),
+    Column("window_start", UtcDateTime(), nullable=False),
+    Column("locked_until", UtcDateTime(), nullable=True),
 )

@@ -28,6 +28,12 @@ from afterbeep.db.repos.ringless import (
 )
 from afterbeep.db.repos.schedules import SqlScheduleRepo
 from afterbeep.db.repos.transcripts import SqlTranscriptRepo
+from afterbeep.db.repos.users import (
+    SqlAuthFailureRepo,
+    SqlDeviceRepo,
+    SqlRegistrationRepo,
+    SqlUserRepo,
+)
 from afterbeep.db.repos.webhooks import (
     SqlEventOutbox,
     SqlWebhookRepo,
@@ -130,6 +136,22 @@ class SqlUnitOfWork:
     @cached_property
     def queues(self) -> SqlQueueRepo:
         return SqlQueueRepo(self.conn)
+
+    @cached_property
+    def users(self) -> SqlUserRepo:
+        return SqlUserRepo(self.conn)
+
+    @cached_property
+    def devices(self) -> SqlDeviceRepo:
+        return SqlDeviceRepo(self.conn)
+
+    @cached_property
+    def registrations(self) -> SqlRegistrationRepo:
+        return SqlRegistrationRepo(self.conn)
+
+    @cached_property
+    def sip_auth_failures(self) -> SqlAuthFailureRepo:
+        return SqlAuthFailureRepo(self.conn)
 
 
 def unit_of_work_factory(

@@ -21,6 +21,7 @@ class Account:
     created_at: datetime
     timezone: str = "UTC"  # IANA; schedules and mailboxes without their own use it
     language: str = "en"  # a short BCP 47 tag
+    allow_device_outbound: bool = False  # its devices may dial numbers outside afterbeep
 
 
 # A language, an optional script and an optional region or UN M.49 area: en, es, en-US, zh-Hant-TW.

@@ -10,7 +10,7 @@ PREFIXES = frozenset(
     {
         "acc", "key", "ntf", "media", "vm", "msg", "num", "wh", "whd", "evt", "uc", "setup",
         "vmsend", "drop", "camp", "call", "queue", "wi", "sup", "cons", "att", "note", "sch",
-        "flow", "mem", "usr", "trj",
+        "flow", "mem", "usr", "trj", "dev", "reg",
         "rg", "q",
     }
 )

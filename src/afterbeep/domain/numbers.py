@@ -33,9 +33,11 @@ class NumberStatus(enum.StrEnum):
 
 
 # Destinations that exist today; the others are reserved for later features.
-SUPPORTED_DEST_KINDS = frozenset({DestKind.VOICEMAIL, DestKind.FLOW, DestKind.HANGUP})
+SUPPORTED_DEST_KINDS = frozenset(
+    {DestKind.VOICEMAIL, DestKind.FLOW, DestKind.HANGUP, DestKind.USER}
+)
 # The id prefix of the objects each kind names; a kind missing here names no object.
-DEST_ID_PREFIX = {DestKind.VOICEMAIL: "vm", DestKind.FLOW: "flow"}
+DEST_ID_PREFIX = {DestKind.VOICEMAIL: "vm", DestKind.FLOW: "flow", DestKind.USER: "usr"}
 # Ring groups and queues (issue 17) are destinations too.
 SUPPORTED_DEST_KINDS |= {DestKind.RING_GROUP, DestKind.QUEUE}
 DEST_ID_PREFIX |= {DestKind.RING_GROUP: "rg", DestKind.QUEUE: "q"}

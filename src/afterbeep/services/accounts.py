@@ -128,6 +128,17 @@ class AccountService:
             await uow.accounts.update_settings(account_id, changed.timezone, changed.language)
         return changed
 
+    async def allow_device_outbound(self, account_id: str, allowed: object) -> Account:
+        """Whether the account's devices may dial numbers outside afterbeep."""
+        if not isinstance(allowed, bool):
+            raise InvalidInput("allow_device_outbound", "must be true or false")
+        async with self._uow() as uow:
+            account = await uow.accounts.lock(account_id)
+            if account is None:
+                raise NotFound("account", account_id[:40])
+            await uow.accounts.set_device_outbound(account_id, allowed)
+        return replace(account, allow_device_outbound=allowed)
+
     async def authenticate(self, secret: str) -> Account | None:
         key_id = key_id_of(secret)
         if key_id is None:

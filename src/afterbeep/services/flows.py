@@ -193,6 +193,12 @@ class FlowService:
                 raise Conflict(
                     f"flow {flow_id!r} is used by {name_users('numbers', users)}", "flow-in-use"
                 )
+            forwarding = await uow.users.forwarding_to(account_id, "flow", flow_id)
+            if forwarding:
+                raise Conflict(
+                    f"flow {flow_id!r} is used by {name_users('users', forwarding)}",
+                    "flow-in-use",
+                )
             if not await uow.flows.delete(account_id, flow_id):
                 raise NotFound("flow", flow_id)
 

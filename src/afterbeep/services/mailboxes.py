@@ -150,6 +150,12 @@ class MailboxService:
                     f"mailbox {mailbox_id!r} is used by {name_users('flows', flows)}",
                     "mailbox-in-use",
                 )
+            users = await uow.users.with_mailbox(account_id, mailbox_id)
+            if users:
+                raise Conflict(
+                    f"mailbox {mailbox_id!r} is used by {name_users('users', users)}",
+                    "mailbox-in-use",
+                )
             messages = await uow.messages.delete_in_mailbox(account_id, mailbox_id)
             for message in messages:
                 await uow.events.publish(

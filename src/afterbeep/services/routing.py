@@ -51,6 +51,7 @@ from afterbeep.domain.numbers import (
 from afterbeep.domain.queues import Queue
 from afterbeep.domain.ring_groups import RingGroup
 from afterbeep.domain.schedules import Schedule, ScheduleState, evaluate_or_open
+from afterbeep.domain.users import Device, Forward, User
 from afterbeep.services.mailboxes import find_mailbox
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -118,6 +119,15 @@ class QueueRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class UserRoute:
+    """Ring a user (telephony.scripts.user); its forwards are resolved when the call needs them
+    (`CallRouter.forward`), in the account of `number`."""
+
+    number: Number
+    user: User
+
+
+@dataclass(frozen=True, slots=True)
 class NoRoute:
     """The call cannot be placed: `code` is the SIP answer (403 anonymous caller refused,
     404 unknown or disabled number, 480 destination unavailable)."""
@@ -126,7 +136,7 @@ class NoRoute:
     reason: str
 
 
-Route = VoicemailRoute | FlowRoute | HangupRoute | NoRoute | RingGroupRoute | QueueRoute
+Route = VoicemailRoute | FlowRoute | HangupRoute | UserRoute | NoRoute | RingGroupRoute | QueueRoute
 
 NOT_FOUND = NoRoute(404, "Not Found")
 ANONYMOUS_REFUSED = NoRoute(403, "Forbidden")
@@ -143,7 +153,15 @@ class VoicemailDestination:
 
 
 # What one destination of a number leads to, as cached: everything but the mailbox's usage.
-Target = VoicemailDestination | FlowRoute | HangupRoute | NoRoute | RingGroupRoute | QueueRoute
+Target = (
+    VoicemailDestination
+    | FlowRoute
+    | HangupRoute
+    | UserRoute
+    | NoRoute
+    | RingGroupRoute
+    | QueueRoute
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +370,31 @@ class CallRouter:
             target = await _target(uow, number, dest, account)
         return await self.finish(target)
 
+    async def forward(self, number: Number, forward: Forward) -> Route:
+        """Where a user's forward leads now (a mailbox's usage read now); `NoRoute(480)` for
+        what is gone."""
+        try:
+            kind = DestKind(forward.kind.value)
+        except ValueError:
+            return UNAVAILABLE
+        async with self._uow() as uow:
+            account = await uow.accounts.get(number.account_id)
+            target = await _target(uow, number, Destination(kind, forward.id), account)
+        return await self.finish(target)
+
+    async def device(self, auth_username: str) -> Device | None:
+        async with self._uow() as uow:
+            return await uow.devices.by_auth_username(auth_username)
+
+    async def account(self, account_id: str) -> Account | None:
+        async with self._uow() as uow:
+            return await uow.accounts.get(account_id)
+
+    async def extension(self, account_id: str, username: str) -> User | None:
+        """The account's user whose extension is `username`."""
+        async with self._uow() as uow:
+            return await uow.users.by_username(account_id, username)
+
     async def schedule(self, account_id: str, schedule_id: str) -> Schedule | None:
         if not is_id(schedule_id, "sch"):
             return None
@@ -438,7 +481,27 @@ async def _target(
     if dest.kind is DestKind.QUEUE and is_id(dest.id, "q"):
         queue = await uow.queues.get(account_id, dest.id)
         return UNAVAILABLE if queue is None else QueueRoute(number, queue, language, timezone)
+    if dest.kind is DestKind.USER and is_id(dest.id, "usr"):
+        user = await uow.users.get(account_id, dest.id)
+        return UNAVAILABLE if user is None else UserRoute(number, user)
     return UNAVAILABLE
+
+
+def internal_line(account_id: str, user: User) -> Number:
+    """What a call from a device to an extension is routed as: a line of the account with no
+    phone number, leading to the user (its forwards resolve in that account)."""
+    return Number(
+        id="",
+        account_id=account_id,
+        e164="",
+        dest_kind=DestKind.USER,
+        dest_id=user.id,
+        schedule_id=None,
+        closed_dest_kind=None,
+        closed_dest_id=None,
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+    )
 
 
 def _route(destination: VoicemailDestination, full: bool) -> VoicemailRoute:
@@ -450,7 +513,9 @@ def _route(destination: VoicemailDestination, full: bool) -> VoicemailRoute:
     )
 
 
-_WATCHED_REPOS = frozenset({"numbers", "mailboxes", "media", "schedules", "flows", "accounts"})
+_WATCHED_REPOS = frozenset(
+    {"numbers", "mailboxes", "media", "schedules", "flows", "accounts", "users"}
+)
 _WATCHED_REPOS |= {"ring_groups", "queues"}
 _NEEDS_ACCOUNT = frozenset({DestKind.FLOW, DestKind.RING_GROUP, DestKind.QUEUE})
 _WRITES = ("add", "update", "delete", "put", "set", "remove", "erase")

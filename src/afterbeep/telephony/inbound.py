@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import replace
 
 from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import InvalidAudio
 from afterbeep.domain.media import Media
+from afterbeep.domain.users import Forward
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.media import Renditions
 from afterbeep.services.ports.storage import ObjectStore, StorageError
@@ -31,8 +33,13 @@ from afterbeep.services.routing import (
     NoRoute,
     QueueRoute,
     RingGroupRoute,
+    UserRoute,
     VoicemailDestination,
     VoicemailRoute,
+    internal_line,
+)
+from afterbeep.services.routing import (
+    Route as RouterRoute,
 )
 from afterbeep.telephony.call import SipCall, uri_user
 from afterbeep.telephony.flow_env import InboundFlowEnv
@@ -41,15 +48,22 @@ from afterbeep.telephony.pbx_calls import PbxCalls
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
 from afterbeep.telephony.scripts.flow import FlowRun, run_flow
 from afterbeep.telephony.scripts.ringer import Directory, Ringer
+from afterbeep.telephony.scripts.user import call_user
 from afterbeep.telephony.server import Answer, CallHandler, Route
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.sip.message import uri_of
+from afterbeep.telephony.sip.registrar import DeviceSecret, Registrar
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolHandoff
 
 log = logging.getLogger(__name__)
 
 DECLINED_BY_HANGUP_DESTINATION = 603
+FORBIDDEN = 403
+# A device may dial outside numbers (account's allow_device_outbound), but dialling out through
+# a telephony setup is not built yet.
+OUTBOUND_NOT_BUILT = 503
+MAX_USER_HOPS = 5  # users forwarding to users: a loop ends here
 # From users that mean "the caller withholds its identity" (RFC 3323 and carriers' usage).
 ANONYMOUS_USERS = frozenset({"anonymous", "restricted", "private", "withheld"})
 # Privacy header values asking to hide who calls (RFC 3323 `user`, RFC 3325 `id`).
@@ -72,10 +86,15 @@ class InboundCalls:
         deposits: DepositService,
         clock: Clock,
         silence_threshold: int = 200,
+        *,
+        registrar: Registrar | None = None,
         ringer: Ringer | None = None,
         directory: Directory | None = None,
         queue_engine: QueueEngine | None = None,
     ) -> None:
+        self._registrar = registrar  # None: no device is authenticated (trunk calls only)
+        self._ringer = ringer  # None (until `use_ringer`): calls to users cannot ring (480)
+        self._directory = directory
         self._router = router
         self._store = store
         self._spool = spool
@@ -87,22 +106,36 @@ class InboundCalls:
         self._renditions = Renditions(store)
         # Ring groups and queues run once the engine rings people (a Ringer) and registered
         # devices are known (a Directory); until then their calls are answered 480.
+        self._queue_engine = queue_engine
         self._pbx: PbxCalls | None = None
-        if ringer is not None and directory is not None and queue_engine is not None:
+        if ringer is not None:
+            self.use_ringer(ringer)
+
+    def use_ringer(self, ringer: Ringer) -> None:
+        """What rings users' phones (the SIP server's, known once it is built)."""
+        self._ringer = ringer
+        if self._directory is not None and self._queue_engine is not None:
             self._pbx = PbxCalls(
-                router,
+                self._router,
                 ringer,
-                directory,
-                queue_engine,
-                clock,
+                self._directory,
+                self._queue_engine,
+                self._clock,
                 self._media_of,
                 self._deposit_into,
                 self._flow,
+                self._user,
             )
 
     async def route(self, invite: IncomingInvite) -> Route:
+        from_device = await self._device_call(invite)
+        if from_device is not None:
+            return from_device
         dialed = uri_user(invite.request.uri) or ""
         decision = await self._router.route(dialed, anonymous=anonymous_caller(invite))
+        return await self._decided(decision)
+
+    async def _decided(self, decision: RouterRoute) -> Route:
         if isinstance(decision, VoicemailRoute):
             box = await self._deposit_box(decision)
 
@@ -125,7 +158,7 @@ class InboundCalls:
         return self._act(target)
 
     def _act(
-        self, decision: NoRoute | HangupRoute | FlowRoute | RingGroupRoute | QueueRoute
+        self, decision: NoRoute | HangupRoute | FlowRoute | UserRoute | RingGroupRoute | QueueRoute
     ) -> Route:
         """What the SIP service does for a decision other than a deposit."""
         if isinstance(decision, NoRoute):
@@ -134,6 +167,16 @@ class InboundCalls:
             return DECLINED_BY_HANGUP_DESTINATION
         if isinstance(decision, RingGroupRoute | QueueRoute):
             return self._pbx_route(decision)
+        if isinstance(decision, UserRoute):
+            if self._ringer is None or self._directory is None:
+                log.warning("user %s: no ringer here; answering 480", decision.user.id)
+                return UNAVAILABLE.code
+            user_route = decision
+
+            async def ring_user(call: SipCall) -> None:
+                await self._user(call, user_route, 0)
+
+            return ring_user  # not answered: the user's phones ring, the caller hears ringback
         flow = decision
 
         async def run_flow(call: SipCall) -> None:
@@ -176,6 +219,62 @@ class InboundCalls:
             send=self._pbx.send if self._pbx is not None else None,
         )
         await run_flow(call, run, env)
+
+    async def _user(self, call: Call, route: UserRoute, hops: int) -> None:
+        """Ring the user; where it falls through to is resolved now, in the route's account."""
+        assert self._ringer is not None and self._directory is not None
+
+        async def run(_: Call, forward: Forward, busy: bool) -> None:
+            decision = await self._router.forward(route.number, forward)
+            if isinstance(decision, VoicemailRoute):
+                box = await self._deposit_box(decision)
+                await self.leave_message(call, replace(box, busy=busy))
+            elif isinstance(decision, FlowRoute):
+                await self._flow(call, decision)
+            elif isinstance(decision, UserRoute) and hops < MAX_USER_HOPS:
+                await self._user(call, decision, hops + 1)
+            elif isinstance(decision, RingGroupRoute | QueueRoute) and self._pbx is not None:
+                await self._pbx.run(call, decision, hops + 1)
+            else:
+                await call.hangup()
+
+        result = await call_user(call, route.user, self._ringer, self._directory, run)
+        log.info("call %s to user %s: %s", call.call_id, route.user.id, result.end.value)
+
+    async def _device_call(self, invite: IncomingInvite) -> Route | None:
+        """The route of a call from one of our devices (None: not a device's call). A device
+        is known by its From user (its auth username) or by answering our challenge; its
+        INVITE is challenged (407) and verified as a REGISTER is. It may dial an extension of
+        its account, a number held here (that number's routing), or, when its account allows
+        it, an outside number."""
+        if self._registrar is None:
+            return None
+        answers = list(invite.request.headers.get("proxy-authorization"))
+        from_user = uri_user(invite.from_uri) if invite.from_header else None
+        if not answers and (not from_user or await self._router.device(from_user) is None):
+            return None
+        found = await self._registrar.authenticate(
+            "INVITE", answers, invite.source[0], self._clock.now(), proxy=True
+        )
+        if not isinstance(found, DeviceSecret):
+            code, reason, headers = found
+
+            async def refuse(call: SipCall) -> None:
+                if call.invite is not None:
+                    call.invite.reject(code, reason, headers)
+
+            return refuse
+        dialed = uri_user(invite.request.uri) or ""
+        user = await self._router.extension(found.account_id, dialed)
+        if user is not None:
+            return self._act(UserRoute(internal_line(found.account_id, user), user))
+        decision = await self._router.route(dialed)
+        if isinstance(decision, NoRoute) and decision.code == 404:
+            account = await self._router.account(found.account_id)
+            if account is None or not account.allow_device_outbound:
+                return FORBIDDEN
+            return OUTBOUND_NOT_BUILT
+        return await self._decided(decision)
 
     async def _deposit_into(self, call: Call, route: VoicemailRoute) -> None:
         await self.leave_message(call, await self._deposit_box(route))

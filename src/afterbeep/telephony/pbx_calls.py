@@ -1,7 +1,8 @@
 """Inbound calls to ring groups and queues: their applications run with the engine's `Ringer`,
 the `Directory` of registered devices and this node's `QueueEngine`, and the calls they send on
 (exit, closed, timeout... destinations) are routed here in the number's account: a mailbox
-(the deposit script), a flow (the flow runner), another ring group or queue, or hang up.
+(the deposit script), a flow (the flow runner), a user, another ring group or queue, or hang
+up.
 
 Built by `app.py` once a `Ringer` and a `Directory` exist (the bridge and the users issues);
 without it, `InboundCalls` answers a call to a ring group or a queue 480.
@@ -22,6 +23,7 @@ from afterbeep.services.routing import (
     FlowRoute,
     QueueRoute,
     RingGroupRoute,
+    UserRoute,
     VoicemailRoute,
 )
 from afterbeep.telephony.interface import Audio, Call
@@ -46,6 +48,7 @@ class PbxCalls:
         media: Callable[[str, str], Awaitable[Audio | None]],
         deposit: Callable[[Call, VoicemailRoute], Awaitable[None]],
         flow: Callable[[Call, FlowRoute], Awaitable[None]],
+        user: Callable[[Call, UserRoute, int], Awaitable[None]],
     ) -> None:
         self._router = router
         self._ringer = ringer
@@ -55,6 +58,7 @@ class PbxCalls:
         self._media = media
         self._deposit = deposit
         self._flow = flow
+        self._user = user
         self.rotation = Rotation()  # round-robin ring groups' memory, per node
 
     async def run(self, call: Call, route: RingGroupRoute | QueueRoute, hops: int = 0) -> None:
@@ -76,6 +80,8 @@ class PbxCalls:
             await self._flow(call, route)
         elif isinstance(route, RingGroupRoute | QueueRoute):
             await self.run(call, route, hops + 1)
+        elif isinstance(route, UserRoute):
+            await self._user(call, route, hops + 1)
         else:
             await call.hangup()
 

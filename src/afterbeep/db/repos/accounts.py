@@ -29,6 +29,7 @@ def _account(row: Any) -> Account:
         created_at=row.created_at,
         timezone=row.timezone,
         language=row.language,
+        allow_device_outbound=bool(getattr(row, "allow_device_outbound", False)),
     )
 
 
@@ -63,6 +64,13 @@ class SqlAccountRepo:
             update(t.accounts)
             .where(t.accounts.c.id == account_id)
             .values(timezone=timezone, language=language)
+        )
+
+    async def set_device_outbound(self, account_id: str, allowed: bool) -> None:
+        await self._conn.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(allow_device_outbound=allowed)
         )
 
     async def get(self, account_id: str) -> Account | None:

@@ -18,7 +18,11 @@ from afterbeep.services.ports import Page
 
 _N = t.numbers
 # Where each destination kind lives; kinds without a table cannot be referenced yet.
-_DEST_TABLES: dict[DestKind, Table] = {DestKind.VOICEMAIL: t.mailboxes, DestKind.FLOW: t.flows}
+_DEST_TABLES: dict[DestKind, Table] = {
+    DestKind.VOICEMAIL: t.mailboxes,
+    DestKind.FLOW: t.flows,
+    DestKind.USER: t.users,
+}
 _DEST_TABLES |= {DestKind.RING_GROUP: t.ring_groups, DestKind.QUEUE: t.queues}
 
 

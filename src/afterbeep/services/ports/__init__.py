@@ -30,6 +30,12 @@ from afterbeep.services.ports.ringless import (
 )
 from afterbeep.services.ports.schedules import ScheduleRepo
 from afterbeep.services.ports.transcripts import TranscriptRepo
+from afterbeep.services.ports.users import (
+    AuthFailureRepo,
+    DeviceRepo,
+    RegistrationRepo,
+    UserRepo,
+)
 
 T = TypeVar("T")
 
@@ -85,6 +91,14 @@ class UnitOfWork(Protocol):
     def ring_groups(self) -> RingGroupRepo: ...
     @property
     def queues(self) -> QueueRepo: ...
+    @property
+    def users(self) -> UserRepo: ...
+    @property
+    def devices(self) -> DeviceRepo: ...
+    @property
+    def registrations(self) -> RegistrationRepo: ...
+    @property
+    def sip_auth_failures(self) -> AuthFailureRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]

@@ -18,6 +18,8 @@ class AccountRepo(Protocol):
         """Set the account's default timezone and language."""
         ...
 
+    async def set_device_outbound(self, account_id: str, allowed: bool) -> None: ...
+
     async def lock(self, account_id: str) -> Account | None:
         """The account, its row locked until the transaction ends (key revocations of one
         account run one at a time)."""

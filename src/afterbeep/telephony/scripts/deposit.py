@@ -39,6 +39,7 @@ class DepositBox:
     silence_seconds: int
     silence_threshold: int
     full: bool
+    busy: bool = False  # reached because its owner is busy: the system greeting says so
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,8 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
     writer = spool.writer(meta, box.silence_threshold)
     creating = asyncio.ensure_future(asyncio.to_thread(writer.create))
     try:
-        greeting = box.greeting if box.greeting is not None else prompt("vm-greeting", box.language)
+        system = "vm-busy" if box.busy else "vm-greeting"
+        greeting = box.greeting if box.greeting is not None else prompt(system, box.language)
         skipped = await call.play(greeting, interrupt_on="#")
         if skipped is None and not box.skip_instructions:
             await call.play(prompt("vm-instructions", box.language), interrupt_on="#")

@@ -89,7 +89,7 @@ from afterbeep.telephony.sip.transport import Flow, TransportLayer
 
 logger = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER"
 SDP = "application/sdp"
 DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 _DTMF_CODES = {"10": "*", "11": "#", "12": "A", "13": "B", "14": "C", "15": "D"}
@@ -825,6 +825,39 @@ class OutgoingInvite(_EventSource[OutgoingEvent]):
 # --- the user agent ------------------------------------------------------------------------
 
 
+class IncomingRequest:
+    """An out-of-dialog request (REGISTER) handed to the layer above, answered once."""
+
+    def __init__(self, ua: UserAgent, request: SipRequest, entry: _Entry) -> None:
+        self._ua = ua
+        self.request = request
+        self._entry = entry
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def uri(self) -> str:
+        return self.request.uri
+
+    @property
+    def source(self) -> tuple[str, int]:
+        return self._entry.flow.peer
+
+    @property
+    def transport(self) -> str:
+        return self._entry.flow.transport
+
+    def headers(self, name: str) -> list[str]:
+        return list(self.request.headers.get(name))
+
+    def respond(
+        self, code: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        self._ua._respond(self._entry, self._ua._response(self.request, code, reason, extra=headers))
+
+
 class UserAgent:
     """One SIP endpoint (UDP and/or TCP). Use as ``async with UserAgent(config, on_invite)``."""
 
@@ -835,6 +868,8 @@ class UserAgent:
     ) -> None:
         self.config = config
         self.on_invite = on_invite
+        # REGISTER goes here when set (sip.registrar); else it is answered 405
+        self.on_register: Callable[[IncomingRequest], None] | None = None
         self._transport = TransportLayer(self._on_message)
         self._txns: dict[TxnKey, _Entry] = {}
         self._dialogs: dict[DialogId, Dialog] = {}
@@ -1289,6 +1324,8 @@ class UserAgent:
             self._on_new_invite(req, entry)
         elif method == "OPTIONS":
             self._respond(entry, self._options_response(req))
+        elif method == "REGISTER" and self.on_register is not None:
+            self.on_register(IncomingRequest(self, req, entry))
         elif method in ("BYE", "INFO"):
             self._respond(entry, self._response(req, 481))
         else:

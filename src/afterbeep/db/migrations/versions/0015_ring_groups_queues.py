@@ -13,7 +13,7 @@ from alembic import op
 import afterbeep.db.tables
 
 revision = "0015_ring_groups_queues"
-down_revision = "0013_members"
+down_revision: str | None = "0014_users"
 branch_labels = None
 depends_on = None
 
