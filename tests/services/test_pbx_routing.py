@@ -17,6 +17,7 @@ from afterbeep.services.routing import (
     FlowRoute,
     QueueRoute,
     RingGroupRoute,
+    UserRoute,
     VoicemailRoute,
 )
 from afterbeep.telephony.fake import FakeCall
@@ -84,12 +85,16 @@ class Sent:
     def __init__(self) -> None:
         self.deposits: list[str] = []
         self.flows: list[str] = []
+        self.users: list[str] = []
 
     async def deposit(self, call: Call, route: VoicemailRoute) -> None:
         self.deposits.append(route.mailbox.id)
 
     async def flow(self, call: Call, route: FlowRoute) -> None:
         self.flows.append(route.flow_id)
+
+    async def user(self, call: Call, route: UserRoute, hops: int) -> None:
+        self.users.append(route.user.id)
 
 
 async def _no_media(account_id: str, media_id: str) -> Any:
@@ -124,6 +129,7 @@ async def test_exits_are_routed_in_the_numbers_account(
         _no_media,
         sent.deposit,
         sent.flow,
+        sent.user,
     )
     call = FakeCall()
     await pbx.run(call, route)  # nobody registered: straight to the exit mailbox
@@ -134,6 +140,10 @@ async def test_exits_are_routed_in_the_numbers_account(
     loop = FakeCall()
     await pbx.send(loop, route.number, Destination(DestKind.RING_GROUP, group), MAX_HOPS)
     assert loop.hung_up_by_us and sent.deposits == [vm]
+
+    user = await _post(client, account, "/v1/users", {"username": "201", "display_name": "Ann"})
+    await pbx.send(FakeCall(), route.number, Destination(DestKind.USER, user), 0)
+    assert sent.users == [user]  # a ring group's exit can ring a user
 
 
 async def test_a_closed_ring_group_follows_its_schedule(
@@ -178,6 +188,7 @@ async def test_a_closed_ring_group_follows_its_schedule(
         _no_media,
         sent.deposit,
         sent.flow,
+        sent.user,
     )
     await pbx.run(FakeCall(), route)
     assert sent.deposits == [vm]
@@ -201,7 +212,7 @@ async def test_a_flow_node_sends_the_call_through_the_pbx_or_says_it_cannot(
     sent = Sent()
     pbx = PbxCalls(
         router, FakeRinger(), FakeDirectory(), cast(QueueEngine, None), clock, _no_media,
-        sent.deposit, sent.flow,
+        sent.deposit, sent.flow, sent.user,
     )  # fmt: skip
     wired = InboundFlowEnv(flow_route, router, _no_media_of, sent.deposit, clock, send=pbx.send)
     await wired.send(FakeCall(), Destination(DestKind.RING_GROUP, group))

@@ -176,6 +176,7 @@ async def test_reads_and_other_writes_keep_the_cache(
 async def test_whether_the_mailbox_is_full_is_read_for_every_call(
     client: httpx.AsyncClient, runtime: Runtime, account: TestAccount
 ) -> None:
+    runtime.routes.ttl = 3600.0  # storing the message (PostgreSQL + S3, loaded) may take > 2 s
     router = runtime.call_router()
     created_box = await client.post(
         "/v1/mailboxes", json={"name": "Tiny", "max_messages": 1}, headers=account.headers
