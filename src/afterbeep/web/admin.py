@@ -34,7 +34,7 @@ MAX_ITEMS = 200
 Cursor = Annotated[str | None, Query(max_length=200)]
 Saved = Annotated[str | None, Query(max_length=20)]
 # The drawing of a flow: boxes in columns by their distance from the entry.
-NODE_W, NODE_H, COL_GAP, ROW_GAP, MARGIN = 150, 46, 60, 24, 10
+NODE_W, NODE_H, COL_GAP, ROW_GAP, MARGIN = 150, 46, 100, 24, 10
 
 
 def _context(who: Visitor, member: Member, **values: Any) -> dict[str, Any]:
