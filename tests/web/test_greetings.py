@@ -204,10 +204,14 @@ def test_search_the_inbox_by_a_word_of_the_transcript(
     wait_until(lambda: len(stored()) == 2, "both messages stored")
     items = stored()
     # Transcription is off in these tests: the transcripts are written as the worker would.
-    texts = {items[0]["id"]: "please call the dentist tomorrow", items[1]["id"]: "the invoice is late"}
+    texts = {items[0]["id"]: "please call. the dentist tomorrow", items[1]["id"]: "the invoice is late"}
     with sqlite3.connect(Path(world.service.env["AFTERBEEP_DATA_DIR"]) / "afterbeep.db") as db:
         for message_id, text in texts.items():
-            body = {"text": text, "language": "en", "segments": [{"start_ms": 0, "end_ms": 1000, "text": text}], "confidence": 0.9}
+            first, _, second = text.partition(". ")
+            segments = [{"start_ms": 0, "end_ms": 1000, "text": first}]
+            if second:
+                segments.append({"start_ms": 1500, "end_ms": 2400, "text": second})
+            body = {"text": text, "language": "en", "segments": segments, "confidence": 0.9}
             db.execute(
                 "UPDATE messages SET transcript = ?, transcription_status = 'done' WHERE id = ?",
                 (json.dumps(body), message_id),
@@ -232,4 +236,16 @@ def test_search_the_inbox_by_a_word_of_the_transcript(
     page.wait_for_url("**q=zebra*")
     assert page.locator("ol.messages li").count() == 0
     assert page.locator("#no-messages").is_visible()
+
+    # The message's transcript, sentence by sentence with their times: a click seeks there.
+    page.goto(f"{world.service.url}/messages/{dentist}")
+    sentences = page.locator(".transcript p")
+    assert sentences.all_inner_texts() == ["0:00please call", "0:01the dentist tomorrow"]
+    page.click("h1")  # a user gesture: the player may then play
+    seeked = page.evaluate(
+        """() => { document.querySelectorAll('.transcript button')[1].click();
+                   return document.getElementById('player').currentTime; }"""
+    )
+    assert abs(seeked - 1.5) < 0.05
+    page.wait_for_function("() => document.getElementById('player').currentTime > 1.6", timeout=WAIT_MS)
     context.close()
