@@ -188,6 +188,12 @@ def test_the_dashboard_counts_are_the_apis_stats(browser: Browser, world: World)
         # The chart's bars (one per day and status) add up to the same counts.
         bars = section.locator("svg.chart rect").evaluate_all("els => els.map(e => Number(e.dataset.count))")
         assert sum(bars) == stats["total"] and len(bars) >= len([n for n in stats["counts"].values() if n])
+    for row in page.locator("#setups tr[data-setup]").all():
+        setup, kind = row.get_attribute("data-setup"), row.get_attribute("data-kind")
+        path = "/v1/drops/stats" if kind == "drop" else "/v1/voicemails/stats"
+        stats = world.a.call("GET", f"{path}?{httpx.QueryParams(setup_id=setup, created_after=start)}", 200)
+        assert int(row.locator("td[data-total]").inner_text()) == stats["total"] > 0
+    assert page.locator("#setups tr[data-setup]").count() == 2  # one setup, ringless and drops
     ringless = world.a.call("GET", f"/v1/voicemails/stats?use_case_id={world.ringless}", 200)
     assert ringless["counts"] == {"accepted": 3, "delivered": 2, "failed": 2, "skipped": 1, "paused": 0}
     assert labelled_controls_missing(page) == []
@@ -257,6 +263,9 @@ def test_numbers_schedules_and_webhooks(browser: Browser, world: World) -> None:
     text = page.inner_text("#numbers")
     assert "+12125550300" in text and "Main line" in text and "Sales line" in text and "Office" in text
     shoot(page, "admin-numbers")
+    page.set_viewport_size(PHONE)
+    assert no_sideways_scroll(page)  # the table scrolls inside its box
+    page.set_viewport_size(DESKTOP)
 
     page.click(".admin-nav >> text=Schedules")
     state = world.a.call("GET", f"/v1/schedules/{world.schedule}/state", 200)["state"]

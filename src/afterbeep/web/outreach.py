@@ -129,6 +129,27 @@ async def _use_case_rows(web: WebServices, account_id: str, days: int) -> list[U
     return sorted(rows, key=lambda r: ((r.setup.name.lower() if r.setup else ""), r.use_case.name.lower()))
 
 
+@dataclass(frozen=True, slots=True)
+class SetupRow:
+    setup: TelephonySetup
+    kind: SendKind
+    stats: SendStats
+    rate: float | None
+
+
+async def _setup_rows(web: WebServices, account_id: str, days: int) -> list[SetupRow]:
+    """Each setup's sends of each kind (the stats endpoints' `setup_id` filter)."""
+    start, _ = _window(web, days)
+    rows = []
+    for setup in (await web.api.ringless.list_setups(account_id, None, MAX_ITEMS)).items:
+        for kind in (SendKind.RINGLESS, SendKind.DROP):
+            where = SendFilter(setup_id=setup.id, created_after=start, kind=kind)
+            stats = await web.api.ringless.stats(account_id, where)
+            if stats.total:
+                rows.append(SetupRow(setup, kind, stats, _rate(kind, stats)))
+    return sorted(rows, key=lambda r: (r.setup.name.lower(), r.setup.id, r.kind.value))
+
+
 async def _follow_ups(web: WebServices, account_id: str, days: int) -> tuple[list[VoicemailSend], bool]:
     start, _ = _window(web, days)
     found: list[VoicemailSend] = []
@@ -159,7 +180,11 @@ async def dashboard(request: Request, web: Web, who: SignedIn, days: Days = 14) 
         "days": days,
         "start": start,
         "rows": rows,
+        "setup_rows": await _setup_rows(web, account_id, days),
         "statuses": [s.value for s in STATUS_ORDER],
+        "reached": {"ringless": SendStatus.DELIVERED, "drop": SendStatus.LEFT_VOICEMAIL},
+        "failed_status": SendStatus.FAILED,
+        "skipped_status": SendStatus.SKIPPED,
         "chart_height": CHART_HEIGHT,
         "bar_width": BAR_WIDTH,
         "follow": follow[:100],
