@@ -187,6 +187,10 @@ def test_greetings_of_another_account_and_forms_without_csrf(browser: Browser, w
     cleared = own.request.post(f"{world.service.url}/inbox/{mailbox_id}/greetings/unavailable/clear")
     assert cleared.status == 403
     assert world.a.call("GET", f"/v1/mailboxes/{mailbox_id}", 200)["greeting_media_id"] is not None
+    # Only the greeting upload takes a file past the pages' 64 KB.
+    big = {"file": {"name": "x.wav", "mimeType": "audio/wav", "buffer": b"0" * 100_000}}
+    elsewhere = own.request.post(f"{world.service.url}/sign-out", multipart=big)
+    assert elsewhere.status == 413
     own.close()
 
 

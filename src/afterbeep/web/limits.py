@@ -8,6 +8,8 @@ refused with 413 and the connection is closed, so the rest is never read (the co
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -15,6 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from afterbeep.api.body_limit import run_with_body_limit
 
 API_PREFIX = "/v1/"
+# The one page that takes a file (multipart): a mailbox's greeting upload.
+_UPLOAD_PATH = re.compile(r"/inbox/[^/]+/greetings")
 MAX_FORM_BYTES = 64 * 1024
 
 _TOO_LARGE = (
@@ -42,7 +46,8 @@ class PageGate:
             await self.app(scope, receive, send)
             return
         multipart = headers.get("content-type", "").strip().lower().startswith("multipart/")
-        limit = self.max_upload_bytes if multipart else self.max_form_bytes
+        upload = multipart and _UPLOAD_PATH.fullmatch(str(scope["path"])) is not None
+        limit = self.max_upload_bytes if upload else self.max_form_bytes
         too_large = HTMLResponse(_TOO_LARGE, status_code=413, headers={"connection": "close"})
         if declared is not None and declared > limit:
             await too_large(scope, receive, send)
