@@ -341,6 +341,17 @@ class SendStats:
         ended = delivered + self.counts.get(SendStatus.FAILED, 0)
         return delivered / ended if ended else None
 
+    @property
+    def left_voicemail_rate(self) -> float | None:
+        """Drops left in voicemail among the drops that ended (waiting and skipped ones aside)."""
+        left = self.counts.get(SendStatus.LEFT_VOICEMAIL, 0)
+        ended = sum(
+            n
+            for s, n in self.counts.items()
+            if s not in (SendStatus.ACCEPTED, SendStatus.PAUSED, SendStatus.SKIPPED)
+        )
+        return left / ended if ended else None
+
 
 # -- rules ---------------------------------------------------------------------
 

@@ -81,14 +81,8 @@ def _kind(use_case: UseCase) -> SendKind:
 
 
 def _rate(kind: SendKind, stats: SendStats) -> float | None:
-    """Delivery rate as the stats endpoints give it (drops: left_voicemail among ended)."""
-    if kind is SendKind.RINGLESS:
-        return stats.delivery_rate
-    ended = sum(
-        n for s, n in stats.counts.items()
-        if s not in (SendStatus.ACCEPTED, SendStatus.PAUSED, SendStatus.SKIPPED)
-    )  # fmt: skip
-    return stats.counts.get(SendStatus.LEFT_VOICEMAIL, 0) / ended if ended else None
+    """The rate the stats endpoints give: delivered, or for drops left in voicemail."""
+    return stats.delivery_rate if kind is SendKind.RINGLESS else stats.left_voicemail_rate
 
 
 def _bars(daily: list[tuple[datetime, SendStats]]) -> list[Bar]:
