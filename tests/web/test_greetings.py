@@ -120,6 +120,10 @@ def test_a_greeting_uploaded_on_the_page_is_heard_on_the_next_call(
         "() => document.querySelector('#greeting-unavailable audio').currentTime > 0.3",
         timeout=WAIT_MS,
     )
+    part = context.request.get(
+        f"{world.service.url}/inbox/{mailbox_id}/greetings/unavailable/audio", headers={"Range": "bytes=0-99"}
+    )
+    assert part.status == 206 and part.body()[:4] == b"RIFF" and len(part.body()) == 100
     shoot(page, "greetings")
 
     heard_greeting(world, tmp_path / "call1", greeting_id)

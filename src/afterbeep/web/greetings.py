@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from python_multipart.multipart import parse_options_header
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from afterbeep.api.multipart import StreamingForm, receive_form
 from afterbeep.api.problems import ProblemError
+from afterbeep.api.ranges import ranged_response
 from afterbeep.domain.errors import (
     InvalidAudio,
     InvalidInput,
@@ -96,7 +97,16 @@ async def greetings_page(
 
 
 @router.get("/inbox/{mailbox_id}/greetings/{kind}/audio")
-async def greeting_audio(mailbox_id: str, kind: Kind, web: Web, who: SignedIn) -> Response:
+async def greeting_audio(
+    request: Request,
+    mailbox_id: str,
+    kind: Kind,
+    web: Web,
+    who: SignedIn,
+    range_header: Annotated[str | None, Header(alias="range")] = None,
+    if_range: Annotated[str | None, Header(alias="if-range")] = None,
+) -> Response:
+    """The greeting as uploaded, with HTTP Range as `GET /v1/media/{id}/audio` answers it."""
     view = await visible_mailbox(web, who.signed_in, mailbox_id)
     media_id = _greeting_id(view.mailbox, kind)
     if media_id is None:
@@ -106,11 +116,17 @@ async def greeting_audio(mailbox_id: str, kind: Kind, web: Web, who: SignedIn) -
         stored = await media_svc.audio(view.mailbox.account_id, media_id, Rendition.ORIGINAL)
     except NotFound as exc:
         raise not_found() from exc
-    if stored.size <= 0:
-        raise not_found()
-    body = await media_svc.open_audio(stored, 0, stored.size - 1)
-    headers = {"Content-Length": str(stored.size), "Cache-Control": "no-store"}
-    return StreamingResponse(body, media_type=stored.content_type, headers=headers)
+    return await ranged_response(
+        size=stored.size,
+        etag=stored.etag,
+        content_type=stored.content_type,
+        open_range=lambda start, end: media_svc.open_audio(stored, start, end),
+        instance=request.url.path,
+        range_header=range_header,
+        if_range=if_range,
+        cache_control="private, no-cache",
+        noun="file",
+    )
 
 
 @router.post("/inbox/{mailbox_id}/greetings")
