@@ -478,6 +478,7 @@ class Runtime:
                 live_messages=MessageService(
                     unit_of_work_factory(self.db, readonly=True), services.store, self.clock
                 ),
+                api=services,
             )
             self._app = create_app(
                 services, self.idempotency, self.readiness, pages=lambda app: install_web(app, web)

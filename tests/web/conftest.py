@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
@@ -34,6 +36,7 @@ from tests.e2e.rig import (
     silence,
     speech,
 )
+from tests.fixtures.rtp_pcap import RtpCapture
 from tests.fixtures.service import Service, running_service
 from tests.fixtures.smtp import SmtpServer, smtp_server
 from tests.sip.conftest import SCENARIOS, free_udp_port
@@ -48,6 +51,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A fake microphone (a beeping tone) that pages may use without asking: greetings
+    # recorded in the browser.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
@@ -169,6 +176,47 @@ def leave_message(service: Service, workdir: Path, seed: int = 7) -> None:
     ]  # fmt: skip
     run = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=90)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def hear_a_call(service: Service, workdir: Path, hold_ms: int) -> npt.NDArray[np.int16]:
+    """A SIPp caller dials NUMBER, listens `hold_ms` and hangs up; what reached it (the RTP
+    the service sent, captured on the port its SDP offered), decoded."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sip_port = service.env["AFTERBEEP_SIP_ADDR"].rsplit(":", 1)[1]
+    sipp = shutil.which("sipp")
+    assert sipp is not None, "sipp (sip-tester) is required"
+
+    async def call() -> npt.NDArray[np.int16]:
+        capture = await RtpCapture.open()
+        try:
+            command = [
+                sipp, f"127.0.0.1:{sip_port}", "-sf", str(SCENARIOS / "media_uac_listen_then_bye.xml"),
+                "-s", DIALLED, "-m", "1", "-l", "1", "-t", "u1", "-i", "127.0.0.1",
+                "-p", str(free_udp_port()), "-key", "rtp_port", str(capture.port), "-d", str(hold_ms),
+                "-timeout", "60s", "-timeout_error", "-nostdin",
+            ]  # fmt: skip
+            process = await asyncio.create_subprocess_exec(
+                *command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            output, _ = await asyncio.wait_for(process.communicate(), 90)
+            assert process.returncode == 0, output.decode(errors="replace")
+        finally:
+            capture.close()
+        return capture.audio()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, call()).result(timeout=120)
+
+
+def labelled_controls_missing(page: Page) -> list[str]:
+    """The visible form controls of the page that have no label (nor aria-label)."""
+    missing: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+            .filter((el) => el.type !== 'hidden' && el.offsetParent !== null)
+            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+            .map((el) => el.outerHTML.slice(0, 80))"""
+    )
+    return missing
 
 
 def shoot(page: Page, name: str) -> None:

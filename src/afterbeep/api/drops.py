@@ -121,16 +121,10 @@ class DropStatsOut(BaseModel):
     @classmethod
     def of(cls, stats: SendStats) -> DropStatsOut:
         reasons = sorted(stats.failure_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
-        left = stats.counts.get(SendStatus.LEFT_VOICEMAIL, 0)
-        ended = sum(
-            n
-            for s, n in stats.counts.items()
-            if s not in (SendStatus.ACCEPTED, SendStatus.PAUSED, SendStatus.SKIPPED)
-        )
         return cls(
             total=stats.total,
             counts={s.value: n for s, n in stats.counts.items()},
-            left_voicemail_rate=left / ended if ended else None,
+            left_voicemail_rate=stats.left_voicemail_rate,
             failure_reasons=[ReasonCount(reason=r, count=n) for r, n in reasons],
         )
 

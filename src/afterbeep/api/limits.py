@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.datastructures import Headers
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from afterbeep.api.body_limit import run_with_body_limit
 from afterbeep.api.deps import BAD_KEY, NO_KEY, bearer_token
 from afterbeep.api.multipart import FORM_OVERHEAD_BYTES
 from afterbeep.api.problems import problem
@@ -30,10 +31,6 @@ GATED_PREFIX = "/v1/"
 ADMIN_PREFIX = "/v1/admin/"
 
 Authenticate = Callable[[str], Awaitable[Account | None]]
-
-
-class _BodyRefused(Exception):
-    """Raised into the route from `receive` once the 413 answer has been sent."""
 
 
 def _refusal(status: int, error_id: str, title: str, detail: str, path: str, *, close: bool = True) -> Response:
@@ -115,38 +112,4 @@ class RequestGate:
             await too_large(scope, receive, send)
             return
 
-        received = 0
-        body_done = False
-        started = False
-        refused = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, refused, body_done
-            message = await receive()
-            if message["type"] == "http.request":
-                body_done = not message.get("more_body", False)
-                received += len(message.get("body", b""))
-                if received > limit:
-                    if not started:
-                        refused = True
-                        await too_large(scope, receive, send)
-                    raise _BodyRefused
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if refused:
-                return
-            if message["type"] == "http.response.start":
-                started = True
-                if not body_done:
-                    # Answered before the body was read through (a 413 from the route, say):
-                    # close rather than read the rest of it.
-                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except Exception:
-            if not refused:
-                raise
+        await run_with_body_limit(self.app, scope, receive, send, limit, too_large)

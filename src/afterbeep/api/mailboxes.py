@@ -58,11 +58,14 @@ class MailboxCreate(StrictModel):
     max_messages: MaxMessages = 100
     attach_audio: bool = True
     owner_member_id: MemberId | None = None
+    busy_greeting_media_id: MediaId | None = None
+    temp_greeting_media_id: MediaId | None = None
 
 
 @with_config(ConfigDict(extra="forbid"))
 class MailboxUpdate(TypedDict, total=False):
-    """Only the settings given change. `greeting_media_id` and `notify_email` may be null."""
+    """Only the settings given change. The greetings, `notify_email` and `owner_member_id`
+    may be null."""
 
     name: Name
     greeting_media_id: MediaId | None
@@ -77,6 +80,8 @@ class MailboxUpdate(TypedDict, total=False):
     max_messages: MaxMessages
     attach_audio: bool
     owner_member_id: MemberId | None
+    busy_greeting_media_id: MediaId | None
+    temp_greeting_media_id: MediaId | None
 
 
 class PinIn(StrictModel):
@@ -113,6 +118,12 @@ class MailboxOut(BaseModel):
     max_messages: int
     attach_audio: bool
     owner_member_id: str | None = Field(description="the member (mem_...) whose inbox shows it")
+    busy_greeting_media_id: str | None = Field(
+        description="played to callers sent here busy (once a ring can end busy into voicemail)"
+    )
+    temp_greeting_media_id: str | None = Field(
+        description="while set, played instead of the unavailable greeting (`greeting_media_id`)"
+    )
     created_at: str
     updated_at: str
     usage: UsageOut
@@ -137,6 +148,8 @@ class MailboxOut(BaseModel):
             max_messages=m.max_messages,
             attach_audio=m.attach_audio,
             owner_member_id=m.owner_member_id,
+            busy_greeting_media_id=m.busy_greeting_media_id,
+            temp_greeting_media_id=m.temp_greeting_media_id,
             created_at=iso(m.created_at),
             updated_at=iso(m.updated_at),
             usage=UsageOut(messages=view.usage.messages, bytes=view.usage.bytes, full=view.full),

@@ -198,6 +198,9 @@ mailboxes = Table(
     _updated(),
     # 0013_members: whose inbox shows it (members of role `member` see only their own)
     Column("owner_member_id", String(40), ForeignKey("members.id"), nullable=True),
+    # 0017_greeting_kinds: played when the caller was sent here busy / instead of the others
+    Column("busy_greeting_media_id", String(40), ForeignKey("media.id"), nullable=True),
+    Column("temp_greeting_media_id", String(40), ForeignKey("media.id"), nullable=True),
 )
 
 messages = Table(

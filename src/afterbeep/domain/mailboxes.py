@@ -59,6 +59,19 @@ class Mailbox:
     created_at: datetime
     updated_at: datetime
     owner_member_id: str | None = None  # the member (mem_...) whose inbox shows it
+    # Played to callers sent here busy (once calls come through a busy path), and, while set,
+    # instead of the unavailable `greeting_media_id` (an out-of-office message).
+    busy_greeting_media_id: str | None = None
+    temp_greeting_media_id: str | None = None
+
+    @property
+    def greeting_ids(self) -> tuple[str | None, str | None, str | None]:
+        return (self.greeting_media_id, self.busy_greeting_media_id, self.temp_greeting_media_id)
+
+    @property
+    def playing_greeting_id(self) -> str | None:
+        """The greeting a caller hears now: the temporary one while set, else the unavailable."""
+        return self.temp_greeting_media_id or self.greeting_media_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +94,14 @@ DEFAULTS: dict[str, object] = {
     "max_messages": 100,
     "attach_audio": True,
     "owner_member_id": None,
+    "busy_greeting_media_id": None,
+    "temp_greeting_media_id": None,
 }
 
 # What a client may set (on create and update); the rest is kept by the service.
 EDITABLE = frozenset({"name", *DEFAULTS})
-NULLABLE = frozenset({"greeting_media_id", "notify_email", "owner_member_id"})
+GREETING_FIELDS = ("greeting_media_id", "busy_greeting_media_id", "temp_greeting_media_id")
+NULLABLE = frozenset({*GREETING_FIELDS, "notify_email", "owner_member_id"})
 
 
 def is_full(mailbox: Mailbox, usage: Usage) -> bool:
@@ -168,9 +184,9 @@ def check_mailbox(mailbox: Mailbox) -> Mailbox:
         if not isinstance(email, str):
             raise InvalidInput("notify_email", "must be a string")
         email = normalise_email(email.strip())
-    greeting = mailbox.greeting_media_id
-    if greeting is not None and (not isinstance(greeting, str) or not is_id(greeting, "media")):
-        raise InvalidInput("greeting_media_id", "must be a media id", "invalid-reference")
+    for field_name, greeting in zip(GREETING_FIELDS, mailbox.greeting_ids, strict=True):
+        if greeting is not None and (not isinstance(greeting, str) or not is_id(greeting, "media")):
+            raise InvalidInput(field_name, "must be a media id", "invalid-reference")
     owner = mailbox.owner_member_id
     if owner is not None and (not isinstance(owner, str) or not is_id(owner, "mem")):
         raise InvalidInput("owner_member_id", "must be a member id (mem_...)", "invalid-reference")

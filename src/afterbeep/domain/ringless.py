@@ -341,6 +341,17 @@ class SendStats:
         ended = delivered + self.counts.get(SendStatus.FAILED, 0)
         return delivered / ended if ended else None
 
+    @property
+    def left_voicemail_rate(self) -> float | None:
+        """Drops left in voicemail among the drops that ended (waiting and skipped ones aside)."""
+        left = self.counts.get(SendStatus.LEFT_VOICEMAIL, 0)
+        ended = sum(
+            n
+            for s, n in self.counts.items()
+            if s not in (SendStatus.ACCEPTED, SendStatus.PAUSED, SendStatus.SKIPPED)
+        )
+        return left / ended if ended else None
+
 
 # -- rules ---------------------------------------------------------------------
 
@@ -612,3 +623,41 @@ def status_payload(send: VoicemailSend) -> dict[str, Any]:
         "foreign_id": send.foreign_id,
         "use_case_id": send.use_case_id,
     }
+
+
+# -- follow-up (the outreach dashboard) -------------------------------------------------------
+
+REACHED_STATUSES = frozenset({SendStatus.DELIVERED, SendStatus.LEFT_VOICEMAIL})
+FOLLOW_UP_STATUSES = frozenset({SendStatus.FAILED, SendStatus.SKIPPED})
+
+
+def follow_ups(sends: Sequence[VoicemailSend]) -> list[VoicemailSend]:
+    """Per recipient, the latest send that failed or was skipped, unless a later send reached
+    them (delivered, or a drop left in voicemail): who may need another channel. Newest first."""
+    latest_miss: dict[str, VoicemailSend] = {}
+    latest_reach: dict[str, datetime] = {}
+    for send in sends:
+        to = send.to_e164
+        if send.status in FOLLOW_UP_STATUSES:
+            kept = latest_miss.get(to)
+            if kept is None or (send.created_at, send.id) > (kept.created_at, kept.id):
+                latest_miss[to] = send
+        elif send.status in REACHED_STATUSES:
+            reached = latest_reach.get(to)
+            if reached is None or send.created_at > reached:
+                latest_reach[to] = send.created_at
+    found = [
+        miss
+        for to, miss in latest_miss.items()
+        if to not in latest_reach or latest_reach[to] < miss.created_at
+    ]
+    return sorted(found, key=lambda s: (s.created_at, s.id), reverse=True)
+
+
+def answered_by_counts(drops: Sequence[VoicemailSend]) -> dict[str, int]:
+    """How the drops' calls were answered (`machine`, `human`, ...; `none` before an answer)."""
+    counts: dict[str, int] = {}
+    for drop in drops:
+        key = drop.answered_by or "none"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

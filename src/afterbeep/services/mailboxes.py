@@ -116,7 +116,7 @@ class MailboxService:
                 updated = rules.check_mailbox(
                     dataclasses.replace(current, updated_at=self._clock.now(), **changes)  # type: ignore[arg-type]
                 )
-                if updated.greeting_media_id != current.greeting_media_id:
+                if updated.greeting_ids != current.greeting_ids:
                     await self._check_greeting(uow, updated)
                 if updated.owner_member_id != current.owner_member_id:
                     await self._check_owner(uow, updated)
@@ -212,11 +212,11 @@ class MailboxService:
         return mailbox
 
     async def _check_greeting(self, uow: UnitOfWork, mailbox: Mailbox) -> None:
-        greeting = mailbox.greeting_media_id
-        if greeting is not None and await uow.media.get(mailbox.account_id, greeting) is None:
-            raise InvalidInput(
-                "greeting_media_id", "no media with this id in the account", "invalid-reference"
-            )
+        for field_name, greeting in zip(rules.GREETING_FIELDS, mailbox.greeting_ids, strict=True):
+            if greeting is not None and await uow.media.get(mailbox.account_id, greeting) is None:
+                raise InvalidInput(
+                    field_name, "no media with this id in the account", "invalid-reference"
+                )
 
     async def _check_owner(self, uow: UnitOfWork, mailbox: Mailbox) -> None:
         owner = mailbox.owner_member_id

@@ -59,6 +59,7 @@ from afterbeep.domain.ringless import (
     check_sip_uri,
     check_text,
     check_use_case,
+    follow_ups,
     password_ref,
     pick_sender,
     status_payload,
@@ -71,6 +72,7 @@ from afterbeep.services.ports.ringless import SendFilter
 log = logging.getLogger("afterbeep.ringless")
 
 MAX_PAGE_LIMIT = 200
+SCAN_MAX_SENDS = 5000  # the follow-up list and the drops' answers look at this many sends at most
 SEND_RULES = ImportRules(
     allowed_formats=AUDIO_FORMATS, max_bytes=MAX_AUDIO_BYTES, min_ms=MIN_AUDIO_MS, max_ms=MAX_AUDIO_MS
 )
@@ -576,6 +578,30 @@ class RinglessService:
         where = self._normalise_filter(where)
         async with self._uow() as uow:
             return await uow.voicemail_sends.stats(account_id, where)
+
+    async def scan_sends(
+        self, account_id: str, where: SendFilter, max_sends: int = SCAN_MAX_SENDS
+    ) -> tuple[list[VoicemailSend], bool]:
+        """The sends matching `where`, newest first, `max_sends` at most; True if cut there."""
+        found: list[VoicemailSend] = []
+        cursor: str | None = None
+        while len(found) < max_sends:
+            page = await self.list_sends(
+                account_id, where, cursor, min(MAX_PAGE_LIMIT, max_sends - len(found))
+            )
+            found += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                return found, False
+        return found, True
+
+    async def follow_ups(
+        self, account_id: str, where: SendFilter, max_sends: int = SCAN_MAX_SENDS
+    ) -> tuple[list[VoicemailSend], bool]:
+        """Recipients to reach another way (`domain.ringless.follow_ups`) among the sends
+        matching `where` (its status ignored); True if more sends than `max_sends` matched."""
+        sends, cut = await self.scan_sends(account_id, replace(where, status=None), max_sends)
+        return follow_ups(sends), cut
 
     async def cancel_send(
         self, account_id: str, send_id: str, kind: SendKind = SendKind.RINGLESS

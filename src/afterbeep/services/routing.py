@@ -430,8 +430,11 @@ async def _target(
         if mailbox is None:
             return UNAVAILABLE
         media = None
-        if mailbox.greeting_media_id is not None:
-            media = await uow.media.get(account_id, mailbox.greeting_media_id)
+        # The temporary greeting while set, else the unavailable one. The busy greeting waits
+        # for a busy path (a ring that found the user busy) to route calls here.
+        greeting_id = mailbox.playing_greeting_id
+        if greeting_id is not None:
+            media = await uow.media.get(account_id, greeting_id)
         return VoicemailDestination(number, mailbox, media)
     if dest.kind is DestKind.FLOW and is_id(dest.id, "flow"):
         flow = await uow.flows.get(account_id, dest.id)

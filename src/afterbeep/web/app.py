@@ -9,7 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import RedirectResponse, Response
 
-from afterbeep.web import auth, inbox
+from afterbeep.api.multipart import FORM_OVERHEAD_BYTES
+from afterbeep.web import admin, auth, greetings, inbox, outreach
 from afterbeep.web.limits import PageGate
 from afterbeep.web.session import PageError, SignInRequired, WebServices, keep_pre_cookie, visitor
 from afterbeep.web.templating import STATIC_DIR, page
@@ -20,9 +21,12 @@ def install(app: FastAPI, web: WebServices) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(auth.router)
     app.include_router(inbox.router)
+    app.include_router(greetings.router)
+    app.include_router(outreach.router)
+    app.include_router(admin.router)
     app.add_exception_handler(SignInRequired, _sign_in_required)  # type: ignore[arg-type]
     app.add_exception_handler(PageError, _page_error)  # type: ignore[arg-type]
-    app.add_middleware(PageGate)
+    app.add_middleware(PageGate, max_upload_bytes=web.api.max_upload_bytes + FORM_OVERHEAD_BYTES)
 
 
 async def _sign_in_required(request: Request, exc: SignInRequired) -> Response:

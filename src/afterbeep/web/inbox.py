@@ -21,6 +21,9 @@ from afterbeep.domain.members import Member, Role, sees_mailbox
 from afterbeep.domain.messages import Folder, Message
 from afterbeep.services.mailboxes import MailboxView
 from afterbeep.services.messages import message_audio_link
+from afterbeep.services.ports import Page
+from afterbeep.services.ports.transcripts import MessageFilter
+from afterbeep.services.transcripts import QUERY_MAX
 from afterbeep.web.session import (
     Form,
     PageError,
@@ -43,6 +46,7 @@ LIVE_STREAMS_PER_MEMBER = 4  # open inboxes (tabs) of one member that get live u
 FolderParam = Annotated[Folder | None, Query()]
 Cursor = Annotated[str | None, Query(max_length=100)]
 Undo = Annotated[str | None, Query(max_length=40)]
+Search = Annotated[str | None, Query(max_length=QUERY_MAX)]
 
 # Waveform peaks by (message id, audio ETag): computed once per process.
 _peaks_cache: collections.OrderedDict[tuple[str, str], list[float]] = collections.OrderedDict()
@@ -133,15 +137,26 @@ async def mailbox_page(
     folder: FolderParam = None,
     cursor: Cursor = None,
     undo: Undo = None,
+    q: Search = None,
 ) -> Response:
     member = who.signed_in
     current = await visible_mailbox(web, member, mailbox_id)
+    q = (q or "").strip() or None
+    search_error = None
     try:
-        found = await web.messages.list(
-            member.account_id, mailbox_id, folder=folder, cursor=cursor, limit=PAGE_SIZE
-        )
+        if q is not None:
+            # The search of `GET /v1/messages?q=`, in this mailbox (and folder).
+            found = await web.api.transcripts.search_messages(
+                member.account_id, q, MessageFilter(mailbox_id, folder), cursor=cursor, limit=PAGE_SIZE
+            )
+        else:
+            found = await web.messages.list(
+                member.account_id, mailbox_id, folder=folder, cursor=cursor, limit=PAGE_SIZE
+            )
     except InvalidInput as exc:
-        raise not_found() from exc
+        if q is None:
+            raise not_found() from exc
+        found, search_error = Page([], None), exc.message
     context = {
         "csrf": who.csrf,
         "member": member,
@@ -152,6 +167,8 @@ async def mailbox_page(
         "messages": found.items,
         "next_cursor": found.next_cursor,
         "undo": undo,
+        "q": q,
+        "search_error": search_error,
     }
     return page(request, "inbox.html", context)
 

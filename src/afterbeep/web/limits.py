@@ -1,16 +1,24 @@
 """The pages' own request limits (the API's gate, `afterbeep.api.limits`, covers `/v1/` only).
 
-A page request's body is a small form: past `max_form_bytes` (declared or streamed) it is
-refused with 413 and the connection is closed, so the rest is never read.
+A page request's body is a small form (or, multipart, a greeting's file: `max_upload_bytes`):
+past its limit (declared or streamed) it is
+refused with 413 and the connection is closed, so the rest is never read (the counting is
+`afterbeep.api.body_limit`, as for the API).
 """
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from afterbeep.api.body_limit import run_with_body_limit
 
 API_PREFIX = "/v1/"
+# The one page that takes a file (multipart): a mailbox's greeting upload.
+_UPLOAD_PATH = re.compile(r"/inbox/[^/]+/greetings")
 MAX_FORM_BYTES = 64 * 1024
 
 _TOO_LARGE = (
@@ -19,14 +27,13 @@ _TOO_LARGE = (
 )
 
 
-class _BodyRefused(Exception):
-    """Raised into the route from `receive` once the 413 answer has been sent."""
-
-
 class PageGate:
-    def __init__(self, app: ASGIApp, max_form_bytes: int = MAX_FORM_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, max_form_bytes: int = MAX_FORM_BYTES, max_upload_bytes: int = MAX_FORM_BYTES
+    ) -> None:
         self.app = app
         self.max_form_bytes = max_form_bytes
+        self.max_upload_bytes = max_upload_bytes  # a multipart body (a greeting's file)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or str(scope["path"]).startswith(API_PREFIX):
@@ -38,37 +45,11 @@ class PageGate:
         if (declared is None or declared == 0) and "transfer-encoding" not in headers:
             await self.app(scope, receive, send)
             return
-        limit = self.max_form_bytes
+        multipart = headers.get("content-type", "").strip().lower().startswith("multipart/")
+        upload = multipart and _UPLOAD_PATH.fullmatch(str(scope["path"])) is not None
+        limit = self.max_upload_bytes if upload else self.max_form_bytes
         too_large = HTMLResponse(_TOO_LARGE, status_code=413, headers={"connection": "close"})
         if declared is not None and declared > limit:
             await too_large(scope, receive, send)
             return
-        received = 0
-        started = False
-        refused = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, refused
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    if not started:
-                        refused = True
-                        await too_large(scope, receive, send)
-                    raise _BodyRefused
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if refused:
-                return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except Exception:
-            if not refused:
-                raise
+        await run_with_body_limit(self.app, scope, receive, send, limit, too_large)

@@ -21,8 +21,9 @@ from fastapi import Depends, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
+from afterbeep.api.deps import ApiServices
 from afterbeep.domain.clock import Clock
-from afterbeep.domain.members import SESSION_SECONDS, Member
+from afterbeep.domain.members import SESSION_SECONDS, Member, Role
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.members import MemberService
 from afterbeep.services.messages import MessageService
@@ -46,6 +47,9 @@ class WebServices:
     # The same service on read-only units of work, for the inbox's live look-ups (on SQLite a
     # read-write unit would take the one writer's lock every second per open inbox).
     live_messages: MessageService
+    # Everything else the API uses (media, sends, campaigns, numbers, flows, ...): the pages
+    # call the same services.
+    api: ApiServices
     live_poll_seconds: float = 1.0
     live_stream_seconds: float = 300.0  # then the browser reconnects (EventSource does)
     # Open live streams per member in this process (each looks at the database every second).
@@ -123,14 +127,25 @@ async def signed_in(request: Request, who: Annotated[Visitor, Depends(visitor)])
     return who
 
 
+def admin_only(who: Visitor) -> Member:
+    """The member if an admin of the account, else the 403 page (the admin pages)."""
+    member = who.signed_in
+    if member.role is not Role.ADMIN:
+        raise PageError(403, "Admins only", "This page is for the account's admins.")
+    return member
+
+
+def check_csrf(who: Visitor, sent: object) -> None:
+    if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), who.csrf.encode()):
+        raise PageError(403, "Refused", "This form has expired or did not come from this site. Reload the page and try again.")
+
+
 async def checked_form(
     request: Request, who: Annotated[Visitor, Depends(visitor)]
 ) -> FormData:
     """The posted form, once its CSRF token is checked (403 page otherwise)."""
     form = await request.form(max_files=0, max_fields=50)
-    sent = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
-    if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), who.csrf.encode()):
-        raise PageError(403, "Refused", "This form has expired or did not come from this site. Reload the page and try again.")
+    check_csrf(who, form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or "")
     return form
 
 

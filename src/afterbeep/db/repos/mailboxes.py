@@ -40,6 +40,8 @@ _SETTINGS = (
     "max_messages",
     "attach_audio",
     "owner_member_id",
+    "busy_greeting_media_id",
+    "temp_greeting_media_id",
 )
 
 

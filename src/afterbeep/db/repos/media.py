@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -114,6 +114,13 @@ class SqlMediaRepo:
     async def is_used_as_greeting(self, account_id: str, media_id: str) -> bool:
         mb = t.mailboxes.c
         query = select(
-            exists().where(mb.account_id == account_id, mb.greeting_media_id == media_id)
+            exists().where(
+                mb.account_id == account_id,
+                or_(
+                    mb.greeting_media_id == media_id,
+                    mb.busy_greeting_media_id == media_id,
+                    mb.temp_greeting_media_id == media_id,
+                ),
+            )
         )
         return bool((await self._conn.execute(query)).scalar())

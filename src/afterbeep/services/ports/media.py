@@ -37,5 +37,5 @@ class MediaRepo(Protocol):
         ...
 
     async def is_used_as_greeting(self, account_id: str, media_id: str) -> bool:
-        """Whether a mailbox of `account_id` has this media as its `greeting_media_id`."""
+        """Whether a mailbox of `account_id` has this media as one of its greetings (unavailable, busy, temporary)."""
         ...

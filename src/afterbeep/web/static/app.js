@@ -75,7 +75,76 @@ function messagePage() {
   });
 }
 
+// Greetings: record one with the microphone (MediaRecorder), listen, then send it as WAV
+// (the browser decodes its own recording; the service decodes WAV whatever the browser).
+function wavOf(buffer) {
+  const samples = buffer.getChannelData(0);
+  const out = new DataView(new ArrayBuffer(44 + samples.length * 2));
+  const text = (at, s) => [...s].forEach((c, i) => out.setUint8(at + i, c.charCodeAt(0)));
+  text(0, "RIFF"); out.setUint32(4, 36 + samples.length * 2, true); text(8, "WAVEfmt ");
+  out.setUint32(16, 16, true); out.setUint16(20, 1, true); out.setUint16(22, 1, true);
+  out.setUint32(24, buffer.sampleRate, true); out.setUint32(28, buffer.sampleRate * 2, true);
+  out.setUint16(32, 2, true); out.setUint16(34, 16, true); text(36, "data");
+  out.setUint32(40, samples.length * 2, true);
+  samples.forEach((v, i) => out.setInt16(44 + i * 2, Math.max(-1, Math.min(1, v)) * 0x7fff, true));
+  return new Blob([out], { type: "audio/wav" });
+}
+
+function greetingRecorder() {
+  const box = document.getElementById("recorder");
+  const form = document.getElementById("greeting-form");
+  if (!box || !form || !window.MediaRecorder || !navigator.mediaDevices) return;
+  box.hidden = false;
+  const [start, stop, save] = ["record-start", "record-stop", "record-save"].map((id) => document.getElementById(id));
+  const preview = document.getElementById("record-preview");
+  const state = document.getElementById("record-state");
+  let recorder = null;
+  let wav = null;
+  start.addEventListener("click", async () => {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const chunks = [];
+      recorder = new MediaRecorder(stream);
+      recorder.addEventListener("dataavailable", (e) => chunks.push(e.data));
+      recorder.addEventListener("stop", async () => {
+        stream.getTracks().forEach((t) => t.stop());
+        const recorded = new Blob(chunks, { type: recorder.mimeType });
+        const context = new AudioContext();
+        wav = wavOf(await context.decodeAudioData(await recorded.arrayBuffer()));
+        context.close();
+        preview.src = URL.createObjectURL(wav);
+        preview.hidden = false;
+        save.disabled = false;
+        state.textContent = "Recorded. Listen, then set it, or record again.";
+      });
+      recorder.start();
+      start.disabled = true; stop.disabled = false; save.disabled = true;
+      state.textContent = "Recording…";
+    } catch (err) {
+      state.textContent = "The microphone could not be used: " + err.message;
+    }
+  });
+  stop.addEventListener("click", () => {
+    if (recorder && recorder.state === "recording") recorder.stop();
+    start.disabled = false; stop.disabled = true;
+  });
+  save.addEventListener("click", async () => {
+    if (!wav) return;
+    const data = new FormData();
+    data.append("kind", document.getElementById("greeting-kind").value);
+    data.append("name", "recorded greeting");
+    data.append("file", wav, "greeting.wav");
+    save.disabled = true;
+    const answer = await fetch(form.action, {
+      method: "POST", body: data, credentials: "same-origin", headers: { "X-CSRF-Token": csrfToken() },
+    });
+    if (answer.ok && answer.redirected) window.location.assign(answer.url);
+    else { state.textContent = "Not saved (" + answer.status + ")."; save.disabled = false; }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   liveInbox();
   messagePage();
+  greetingRecorder();
 });
