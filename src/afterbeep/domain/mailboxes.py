@@ -59,8 +59,8 @@ class Mailbox:
     created_at: datetime
     updated_at: datetime
     owner_member_id: str | None = None  # the member (mem_...) whose inbox shows it
-    # Played to callers sent here busy (once calls come through a busy path), and, while set,
-    # instead of the unavailable `greeting_media_id` (an out-of-office message).
+    # Played to callers sent here through a busy path, and (the temporary one), while set,
+    # instead of the unavailable `greeting_media_id` or the busy one (an out-of-office message).
     busy_greeting_media_id: str | None = None
     temp_greeting_media_id: str | None = None
 
@@ -72,6 +72,13 @@ class Mailbox:
     def playing_greeting_id(self) -> str | None:
         """The greeting a caller hears now: the temporary one while set, else the unavailable."""
         return self.temp_greeting_media_id or self.greeting_media_id
+
+    def greeting_for(self, *, busy: bool) -> str | None:
+        """The greeting a caller hears: the temporary one while set, else the busy one when the
+        call came through a busy path (and one is set), else the unavailable one."""
+        if busy and self.temp_greeting_media_id is None and self.busy_greeting_media_id:
+            return self.busy_greeting_media_id
+        return self.playing_greeting_id
 
 
 @dataclass(frozen=True, slots=True)

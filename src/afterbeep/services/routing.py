@@ -430,8 +430,8 @@ async def _target(
         if mailbox is None:
             return UNAVAILABLE
         media = None
-        # The temporary greeting while set, else the unavailable one. The busy greeting waits
-        # for a busy path (a ring that found the user busy) to route calls here.
+        # The temporary greeting while set, else the unavailable one; a call that came through
+        # a busy path (a user's busy chain) gets the busy greeting instead (telephony.inbound).
         greeting_id = mailbox.playing_greeting_id
         if greeting_id is not None:
             media = await uow.media.get(account_id, greeting_id)

@@ -227,8 +227,13 @@ class InboundCalls:
         async def run(_: Call, forward: Forward, busy: bool) -> None:
             decision = await self._router.forward(route.number, forward)
             if isinstance(decision, VoicemailRoute):
-                box = await self._deposit_box(decision)
-                await self.leave_message(call, replace(box, busy=busy))
+                box = replace(await self._deposit_box(decision), busy=busy)
+                greeting_id = decision.mailbox.greeting_for(busy=busy)
+                if greeting_id != decision.mailbox.playing_greeting_id and greeting_id:
+                    busy_greeting = await self._media_of(decision.mailbox.account_id, greeting_id)
+                    if busy_greeting is not None:
+                        box = replace(box, greeting=busy_greeting)
+                await self.leave_message(call, box)
             elif isinstance(decision, FlowRoute):
                 await self._flow(call, decision)
             elif isinstance(decision, UserRoute) and hops < MAX_USER_HOPS:

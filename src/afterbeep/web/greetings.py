@@ -48,8 +48,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "busy": (
         "busy_greeting_media_id",
         "Busy",
-        "For callers sent here while the line is busy; played once calls can reach the "
-        "mailbox through a busy path.",
+        "For callers sent here while the owner is busy (do not disturb, or every phone busy).",
     ),
     "temporary": (
         "temp_greeting_media_id",

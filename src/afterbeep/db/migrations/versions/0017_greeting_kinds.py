@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017_greeting_kinds"
-down_revision = "0013_members"
+down_revision = "0015_ring_groups_queues"
 branch_labels = None
 depends_on = None
 
