@@ -393,9 +393,9 @@ class MachineDetector:
                 self._turns > 1 and turn > s.human_max_turn_ms and span >= s.machine_speech_ms
             ):
                 return [self._start("LONGGREETING")]
-        if self._words_state is WordsState.HEARD and self._words is not None:
-            if self._words.verdict is Verdict.MACHINE:
-                return [self._start("WORDS-MACHINE")]
+        heard = self._words if self._words_state is WordsState.HEARD else None
+        if heard is not None and heard.verdict is Verdict.MACHINE:
+            return [self._start("WORDS-MACHINE")]
         if self._in_utterance or tone_on:
             return self._time_limit(t)
         if self._turns == 1 and self._speech_ms < s.min_turn_speech_ms:

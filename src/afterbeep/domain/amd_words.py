@@ -72,7 +72,7 @@ def normalise(text: str) -> tuple[str, ...]:
     """Lower case, accents and apostrophes dropped, punctuation as spaces: the words."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    plain = re.sub(r"['’`´]", "", plain).replace("ß", "ss")
+    plain = re.sub("['\u2019\u0060\u00b4]", "", plain).replace("\u00df", "ss")
     return tuple(re.sub(r"[^\w<>]+", " ", plain).split())
 
 
