@@ -322,11 +322,10 @@ class Runtime:
             if s.amd_words:
                 log.error("AMD by words is off: no cue list for AFTERBEEP_AMD_LANGUAGE=%s", s.amd_language)
             return {}
-        from afterbeep.asr.turns import TurnTranscriber
-        from afterbeep.asr.whisper import WhisperEngine
+        from afterbeep.asr.turns import TurnTranscriber, shared_engine
 
         self.amd_words = TurnTranscriber(
-            WhisperEngine(model_dir=s.asr_model_dir, threads=1),
+            shared_engine(s.asr_model_dir),
             concurrency=s.amd_words_concurrency,
             language=language,
         )

@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 Audio = npt.NDArray[np.int16]
+
+
+@cache
+def shared_engine(model_dir: Path | None) -> TurnEngine:
+    """One speech engine per process and model directory, so each model is loaded once
+    however many runtimes a process builds (tests build many)."""
+    from afterbeep.asr.whisper import WhisperEngine
+
+    return WhisperEngine(model_dir=model_dir, threads=1)
 
 
 class TurnEngine(Protocol):
