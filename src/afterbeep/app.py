@@ -329,6 +329,7 @@ class Runtime:
             concurrency=s.amd_words_concurrency,
             language=language,
         )
+        self.amd_words.warm()  # a model that cannot load fails each turn: timing decides
         cues = load_cues(language)
         return {"detector": lambda: MachineDetector(cues=cues), "words": self.amd_words}
 

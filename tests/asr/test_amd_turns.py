@@ -99,6 +99,9 @@ class _Blocking:
         self.gate.wait(timeout=30)
         return f"{language}:{len(audio)}"
 
+    def check(self, language: str) -> None:
+        pass
+
 
 def test_past_its_concurrency_the_pool_refuses_a_turn_at_once_rather_than_queue_it() -> None:
     engine = _Blocking()

@@ -50,7 +50,7 @@ SHORT_GREETING = np.concatenate([silence(300), _pcm("Please leave a message.")])
 @pytest.fixture(scope="module", autouse=True)
 def tiny_en_loaded() -> None:
     """Load the model once for the module (the runtimes share `shared_engine`)."""
-    shared_engine(None).check("en")  # type: ignore[attr-defined]
+    shared_engine(None).check("en")
 
 
 @asynccontextmanager

@@ -32,6 +32,8 @@ def shared_engine(model_dir: Path | None) -> TurnEngine:
 class TurnEngine(Protocol):
     def transcribe_turn(self, audio: Audio, language: str, *, max_new_tokens: int = 24) -> str: ...
 
+    def check(self, language: str) -> None: ...
+
 
 class TurnTranscriber:
     """`telephony.scripts.drop.TurnWords` over a speech engine and a thread pool."""
@@ -67,6 +69,10 @@ class TurnTranscriber:
             return None
         future.add_done_callback(self._release)
         return future
+
+    def warm(self) -> Future[None]:
+        """Load the model on a worker now, so the first call's words are not late for it."""
+        return self._pool.submit(self._engine.check, self.language)
 
     def _release(self, _future: Future[str] | None) -> None:
         with self._lock:
