@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets as pysecrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ from afterbeep.app import Runtime
 from afterbeep.config import Settings
 from tests.fixtures.postgres import postgres_cluster
 from tests.fixtures.seaweed import SeaweedS3, seaweed_s3  # noqa: F401  (session fixture)
+
+# Answering machine detection by words loads a speech model: only its own tests turn it on
+# (they pass words on explicitly); everything else, services started here included, runs without.
+os.environ.setdefault("AFTERBEEP_AMD_WORDS", "off")
 
 BACKENDS = ["sqlite-local", "postgres-s3"]
 ADMIN_KEY = "test-admin-" + "a" * 32  # AFTERBEEP_ADMIN_KEY of the test services

@@ -24,7 +24,7 @@ def test_classify_prints_the_decision_as_json_for_a_44k_stereo_wav(tmp_path: Pat
     result = CliRunner().invoke(cli, ["amd", "classify", str(path)])
     assert result.exit_code == 0, result.output
     decision = json.loads(result.stdout)
-    assert set(decision) == {"answered_by", "detection_ms", "cause", "beep_end_ms"}
+    assert set(decision) == {"answered_by", "detection_ms", "cause", "beep_end_ms", "transcript", "cue"}
     assert decision["answered_by"] == "machine_end_beep"
     assert abs(decision["beep_end_ms"] - (500 + 6000 + 300 + 400)) <= 100
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,8 +23,13 @@ from fastapi import FastAPI
 from afterbeep.api.app import create_app
 from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencySweeper
+from afterbeep.audio.amd import MachineDetector
+from afterbeep.audio.amd_cues import cue_language, load_cues
 from afterbeep.audio.speech import EspeakSynthesizer
 from afterbeep.config import Settings
+
+if TYPE_CHECKING:
+    from afterbeep.asr.turns import TurnTranscriber
 from afterbeep.db.engine import Database
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
@@ -152,6 +158,7 @@ class Runtime:
             on_queued=self._transcription_queued,
         )
         self.transcription_worker: TranscriptionWorker | None = None
+        self.amd_words: TurnTranscriber | None = None
         self.data_dir: Path = settings.resolved_data_dir()
         self.db = Database(settings.resolved_database_url())
         self.routes = RouteCache()  # cleared by every change written through self.uow
@@ -324,6 +331,26 @@ class Runtime:
             directory=RegistrationDirectory(self.lookups, self.clock),
         )
 
+    def _amd_words(self) -> dict[str, Any]:
+        """The drop detector listening to first turns' words (AFTERBEEP_AMD_WORDS), on a pool of
+        AFTERBEEP_AMD_WORDS_CONCURRENCY threads in this process; {} (timing alone) when off."""
+        s = self.settings
+        language = cue_language(s.amd_language)
+        if not s.amd_words or language is None:
+            if s.amd_words:
+                log.error("AMD by words is off: no cue list for AFTERBEEP_AMD_LANGUAGE=%s", s.amd_language)
+            return {}
+        from afterbeep.asr.turns import TurnTranscriber, shared_engine
+
+        self.amd_words = TurnTranscriber(
+            shared_engine(s.asr_model_dir),
+            concurrency=s.amd_words_concurrency,
+            language=language,
+        )
+        self.amd_words.warm()  # a model that cannot load fails each turn: timing decides
+        cues = load_cues(language)
+        return {"detector": lambda: MachineDetector(cues=cues), "words": self.amd_words}
+
     def delivery(self) -> DeliveryWorker:
         """The ringless delivery worker (built once; `start_delivery` starts it)."""
         if self.delivery_worker is None:
@@ -335,7 +362,8 @@ class Runtime:
                 lambda: self.telephony, pacer, ring_timeout=s.delivery_ring_timeout_seconds
             )
             dropper = SipDropper(
-                lambda: self.telephony, pacer, ring_timeout=s.delivery_ring_timeout_seconds
+                lambda: self.telephony, pacer, ring_timeout=s.delivery_ring_timeout_seconds,
+                **self._amd_words(),
             )
             service = DeliveryService(
                 SqlDeliveryStore(self.db),
@@ -585,6 +613,8 @@ class Runtime:
             await self.postcall.stop()
         if self.transcription_worker is not None:
             await self.transcription_worker.stop()
+        if self.amd_words is not None:
+            self.amd_words.close()
         if self.email_dispatcher is not None:
             await self.email_dispatcher.stop()
         if self.dispatcher is not None:

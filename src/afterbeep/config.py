@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     transcribe_concurrency: int = Field(default=1, ge=1, le=16)
     transcribe_queue_max: int = Field(default=1000, ge=1)
     email_wait_transcript_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Answering machine detection of drops by the words of the first turn (afterbeep.asr):
+    # "on"/"off"; first turns transcribed at once on this node (past it, timing alone decides);
+    # the language drop recipients answer in (cue lists: en, es, fr, de).
+    amd_words: bool = True
+    amd_words_concurrency: int = Field(default=2, ge=1, le=64)
+    amd_language: str = "en"
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

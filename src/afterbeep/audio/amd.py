@@ -36,21 +36,43 @@ again. Then timing:
 All thresholds are in `AmdSettings`. Our own code because no package does AMD; the features
 are the ones Asterisk app_amd and the literature use (initial silence, greeting length,
 pauses, words), read from a real VAD instead of a fixed energy threshold. The trade-off is
-deliberate: a short greeting with no beep ("Leave a message." then silence) reads as a person
-rather than risk playing a message to one.
+deliberate: by timing alone, a short greeting with no beep ("Leave a message." then silence)
+reads as a person rather than risk playing a message to one.
+
+Words (with ``cues``): once 500 ms of silence follow the first turn, `turn_to_transcribe`
+hands its audio over (once; once more if the turn went on after that pause) and the caller
+transcribes it off this thread and gives the text to `hear`. `afterbeep.domain.amd_words`
+then decides with the timing: a machine cue starts the greeting at once (WORDS-MACHINE), a
+short turn or a person's words end in ``human`` after 800-1000 ms of silence, a first turn of
+up to 6 s with no cue after 1.1 s. While the words are awaited the timing rules hold their
+decision, up to 2 s of silence; without words (busy pool, failure, too late) they decide
+alone and their cause says why (``HUMAN-SHORT/NOWORDS-BUSY``). A turn then the end of the
+audio always decides; ``unknown`` is left for a line with no speech.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 import webrtcvad
 
 from afterbeep.audio.beep import Beep, BeepDetector, BeepSettings
+from afterbeep.domain.amd_words import (
+    Call,
+    CueList,
+    Verdict,
+    Words,
+    WordsSettings,
+    WordsState,
+    decide_first_turn,
+    read_words,
+    timing_may_decide,
+)
 
 Audio = npt.NDArray[np.int16]
 
@@ -78,6 +100,8 @@ class AmdDecision:
     detection_ms: int  # audio time from the answer to this decision
     cause: str  # Asterisk style: INITIALSILENCE, LONGGREETING, MAXWORDS, HUMAN, TOOLONG, BEEP, ...
     beep_end_ms: int | None = None  # machine_end_beep: where the beep ended, from the answer
+    transcript: str | None = None  # the first turn's words, when they were transcribed
+    cue: str | None = None  # the cue phrase of the first turn's words, if one was found
 
     @property
     def final(self) -> bool:
@@ -123,6 +147,7 @@ class _State(enum.Enum):
     DONE = enum.auto()
 
 
+_MAX_ASKS = 2  # a first turn is transcribed when it ends; once more if it went on after that
 _BLOCK_FRAMES = 25  # noise floor: minimum per 500 ms block, over the last few blocks
 _DIGITAL_SILENCE = 24  # frames within +-24: a lost packet or silence suppression, not line noise
 _PRE_EMPHASIS = 0.9  # high-pass: mains hum and rumble below the telephone band are not speech
@@ -132,8 +157,26 @@ class MachineDetector:
     """Feed audio as it arrives; decisions come back as they are made: `human`, `fax` or
     `unknown` (final), or `machine_start` and later one `machine_end_*` (final)."""
 
-    def __init__(self, settings: AmdSettings | None = None, beep: BeepSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: AmdSettings | None = None,
+        beep: BeepSettings | None = None,
+        *,
+        cues: CueList | None = None,
+        words: WordsSettings | None = None,
+    ) -> None:
+        """``cues``: listen to the words of the first turn too (`turn_to_transcribe`, `hear`),
+        with these cue phrases; None: timing alone."""
         self.settings = s = settings or AmdSettings()
+        self._cues = cues
+        self._words_settings = words or WordsSettings()
+        self._words_state = WordsState.OFF if cues is None else WordsState.WAITING
+        self._words: Words | None = None
+        self._words_note = "" if cues is not None else "NOWORDS-OFF"
+        self._asked_end = -1  # end of the first turn's speech when it was sent to be transcribed
+        self._asks = 0
+        self._request: Audio | None = None
+        self._frames: list[Audio] = []
         self._vad = webrtcvad.Vad(s.vad_mode)
         self._beeps = BeepDetector(beep)
         self._gate = 10 ** (s.speech_gate_db / 10)
@@ -189,13 +232,89 @@ class MachineDetector:
             return []
         if self._state is _State.GREETING:
             return [self._final(AnsweredBy.MACHINE_END_OTHER, "ENDOFAUDIO")]
+        if self._turns and self._speech_ms >= self.settings.min_turn_speech_ms:
+            return self._after_turn_at_end()
         return [self._final(AnsweredBy.UNKNOWN, "ENDOFAUDIO")]
+
+    def _after_turn_at_end(self) -> list[AmdDecision]:
+        """The audio ended after speech: a turn then silence always decides. A short last turn,
+        or a person's words: ``human``; a greeting's words: a machine; a long turn without cue
+        words: a greeting that ended."""
+        verdict = self._words.verdict if self._words is not None else Verdict.NEUTRAL
+        turn = self._last_speech - self._turn_start
+        if verdict is Verdict.MACHINE:
+            return [self._start("ENDOFAUDIO-WORDS"), self._final(AnsweredBy.MACHINE_END_OTHER, "ENDOFAUDIO-WORDS")]
+        if turn <= self.settings.human_max_turn_ms or verdict is Verdict.PERSON:
+            return [self._final(AnsweredBy.HUMAN, self._caused("ENDOFAUDIO"))]
+        return [self._start("ENDOFAUDIO"), self._final(AnsweredBy.MACHINE_END_SILENCE, "ENDOFAUDIO")]
+
+    # -- words -------------------------------------------------------------------------------
+
+    @property
+    def words(self) -> Words | None:
+        """What the first turn's words said, once heard."""
+        return self._words
+
+    def turn_to_transcribe(self) -> Audio | None:
+        """The first turn's audio, once, when it has ended and wants transcribing: the caller
+        transcribes it off this thread and hands the text to `hear` (or None to `hear` when it
+        cannot). Decisions wait for it, at most `WordsSettings.wait_ms` of silence."""
+        request, self._request = self._request, None
+        return request
+
+    def hear(self, transcript: str | None, reason: str = "") -> None:
+        """The first turn's transcript (None: there will be none; ``reason`` says why, as
+        BUSY or FAILED). It counts from the next frame fed."""
+        if self._words_state is not WordsState.WAITING or self._cues is None:
+            return
+        if transcript is None:
+            self._words_state = WordsState.NONE
+            self._words_note = f"NOWORDS-{reason or 'NONE'}"
+            return
+        self._words_state = WordsState.HEARD
+        self._words = read_words(transcript, self._cues)
+
+    def _ask_words(self, t: int, silence: int) -> None:
+        w = self._words_settings
+        turn = self._last_speech - self._turn_start
+        went_on = (
+            self._asks == 1
+            and self._words_state is WordsState.HEARD
+            and self._words is not None
+            and self._words.verdict is not Verdict.MACHINE
+            and self._last_speech > self._asked_end
+        )
+        if (
+            (went_on or (self._words_state is WordsState.WAITING and self._asks == 0))
+            and self._turns == 1
+            and silence >= w.ask_after_ms
+            and self._speech_ms >= self.settings.min_turn_speech_ms
+        ):
+            self._asked_end = self._last_speech
+            self._asks += 1
+            if turn > w.max_turn_ms:
+                self._words_state = WordsState.NONE
+                self._words_note = "NOWORDS-LONG"
+            else:
+                self._words_state = WordsState.WAITING
+                start = max(0, self._first_speech - 200) // FRAME_MS
+                self._request = np.concatenate(self._frames[start:])
+            if self._asks >= _MAX_ASKS or self._words_state is WordsState.NONE:
+                self._frames = []
+
+    def _caused(self, cause: str) -> str:
+        """A timing decision's cause, with why the words had no say when they were wanted."""
+        if self._words_state is WordsState.WAITING and self._asked_end >= 0:
+            return f"{cause}/NOWORDS-LATE"
+        return f"{cause}/{self._words_note}" if self._words_note and self._cues is not None else cause
 
     # -- per frame ---------------------------------------------------------------------------
 
     def _frame(self, frame: Audio) -> list[AmdDecision]:
         s = self.settings
         self._t += FRAME_MS
+        if self._cues is not None and self._asks < _MAX_ASKS:
+            self._frames.append(frame)
         t = self._t
         x = frame.astype(np.float32)
         y = x - _PRE_EMPHASIS * np.concatenate(((self._previous,), x[:-1]))
@@ -284,6 +403,9 @@ class MachineDetector:
                 self._turns > 1 and turn > s.human_max_turn_ms and span >= s.machine_speech_ms
             ):
                 return [self._start("LONGGREETING")]
+        heard = self._words if self._words_state is WordsState.HEARD else None
+        if heard is not None and heard.verdict is Verdict.MACHINE:
+            return [self._start("WORDS-MACHINE")]
         if self._in_utterance or tone_on:
             return self._time_limit(t)
         if self._turns == 1 and self._speech_ms < s.min_turn_speech_ms:
@@ -291,15 +413,26 @@ class MachineDetector:
                 self._turns = 0
                 self._speech_ms = 0
             return self._time_limit(t)
+        quiet = min(silence, t - max(self._last_voice, self._last_speech))
+        if self._words_state is not WordsState.OFF:
+            self._ask_words(t, silence)
+            if self._turns == 1:
+                decided = decide_first_turn(
+                    turn, quiet, self._words_state, self._words,
+                    whole_turn=self._last_speech == self._asked_end, settings=self._words_settings,
+                )
+                if decided is not None and decided.call is Call.HUMAN:
+                    return [self._final(AnsweredBy.HUMAN, decided.cause)]
+                if not timing_may_decide(self._words_state, quiet, self._words_settings):
+                    return self._time_limit(t)
         if turn <= s.human_max_turn_ms:
-            silence = min(silence, t - max(self._last_voice, self._last_speech))
             wait = s.human_silence_ms if turn <= s.human_quick_turn_ms else s.human_long_silence_ms
-            if silence >= wait:
+            if quiet >= wait:
                 cause = "HUMAN-SHORT" if self._turns == 1 else "HUMAN-REPROMPT"
-                return [self._final(AnsweredBy.HUMAN, cause)]
+                return [self._final(AnsweredBy.HUMAN, self._caused(cause) if self._turns == 1 else cause)]
         elif silence >= s.greeting_silence_ms:
-            return [self._start("AFTERGREETINGSILENCE"),
-                    self._final(AnsweredBy.MACHINE_END_SILENCE, "AFTERGREETINGSILENCE")]
+            cause = self._caused("AFTERGREETINGSILENCE")
+            return [self._start(cause), self._final(AnsweredBy.MACHINE_END_SILENCE, cause)]
         return self._time_limit(t)
 
     def _time_limit(self, t: int) -> list[AmdDecision]:
@@ -325,15 +458,38 @@ class MachineDetector:
 
     def _start(self, cause: str) -> AmdDecision:
         self._state = _State.GREETING
-        return AmdDecision(AnsweredBy.MACHINE_START, self._t, cause)
+        return self._said(AmdDecision(AnsweredBy.MACHINE_START, self._t, cause))
 
     def _final(self, answered_by: AnsweredBy, cause: str, beep_end_ms: int | None = None) -> AmdDecision:
         self._state = _State.DONE
-        self._decision = AmdDecision(answered_by, self._t, cause, beep_end_ms)
+        self._frames = []
+        self._decision = self._said(AmdDecision(answered_by, self._t, cause, beep_end_ms))
         return self._decision
 
+    def _said(self, decision: AmdDecision) -> AmdDecision:
+        if self._words is None:
+            return decision
+        return replace(decision, transcript=self._words.transcript, cue=self._words.cue)
 
-def classify(pcm: Audio, settings: AmdSettings | None = None) -> list[AmdDecision]:
-    """Every decision over a whole recording (8 kHz mono int16), the final one last."""
-    detector = MachineDetector(settings)
-    return detector.feed(pcm) + detector.finish()
+
+def classify(
+    pcm: Audio,
+    settings: AmdSettings | None = None,
+    *,
+    cues: CueList | None = None,
+    transcribe: Callable[[Audio], str | None] | None = None,
+) -> list[AmdDecision]:
+    """Every decision over a whole recording (8 kHz mono int16), the final one last. With
+    ``cues`` and ``transcribe``, the first turn's words count too (transcribed at once, as if
+    the words came back instantly)."""
+    detector = MachineDetector(settings, cues=cues if transcribe is not None else None)
+    decisions: list[AmdDecision] = []
+    for i in range(0, len(pcm), FRAME):
+        decisions.extend(detector.feed(pcm[i : i + FRAME]))
+        if detector.decision is not None:
+            return decisions
+        turn = detector.turn_to_transcribe()
+        if turn is not None and transcribe is not None:
+            text = transcribe(turn)
+            detector.hear(text, "" if text is not None else "FAILED")
+    return decisions + detector.finish()

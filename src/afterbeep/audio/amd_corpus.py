@@ -7,6 +7,8 @@ carrier silence, then one of
 
 - ``human``: a short hello, a longer one, or a business greeting spoken by a person; then the
   person waits for an answer and, hearing nothing, speaks again after 1 to 2.5 s (mostly);
+  or (20 %: kinds ``hello_wait`` and ``business_wait``) says one hello or one business greeting
+  and then waits 3 to 5 s in silence, never speaking again, until the file ends;
 - ``machine_beep``: a recorded greeting of 1 to 20 s (sentences with short pauses), a beep of
   400 to 2000 Hz lasting 150 to 1000 ms, then the silence of the recording;
 - ``machine_nobeep``: the same greeting followed by seconds of silence;
@@ -185,6 +187,7 @@ class Sample:
     snr_db: float
     loss: float
     codec: str
+    carrier_ms: int = 0  # carrier silence before the far end's first sound (0: none)
 
 
 class CorpusError(Exception):
@@ -296,24 +299,30 @@ def make_sample(index: int, seed: int, voices: tuple[str, ...]) -> tuple[Sample,
 
     b = _Builder()
     carrier = rng.random() < 0.3
-    b.pause(rng.uniform(500, 3000) if carrier else rng.uniform(60, 500))
+    lead = rng.uniform(500, 3000) if carrier else rng.uniform(60, 500)
+    b.pause(lead)
     kind = label
     if label == "human":
         v = rng.random()
         kind, first, p_reprompt = (
-            ("short", _pick(rng, phrases.short_hello), 0.7) if v < 0.45
-            else ("medium", _pick(rng, phrases.medium_hello), 0.85) if v < 0.75
-            else ("business", _pick(rng, phrases.business), 1.0)
+            ("short", _pick(rng, phrases.short_hello), 0.7) if v < 0.35
+            else ("medium", _pick(rng, phrases.medium_hello), 0.85) if v < 0.6
+            else ("business", _pick(rng, phrases.business), 1.0) if v < 0.8
+            else ("hello_wait", _pick(rng, phrases.short_hello + phrases.medium_hello), 0.0) if v < 0.9
+            else ("business_wait", _pick(rng, phrases.business), 0.0)
         )
         b.add(say(first), speech=True)
-        for _ in range(2):
-            if rng.random() >= p_reprompt:
-                break
-            b.pause(rng.uniform(1000, 2500))
-            b.add(say(_pick(rng, phrases.reprompt)), speech=True)
-        b.pause(rng.uniform(4000, 6000))
+        if kind.endswith("_wait"):
+            b.pause(rng.uniform(3000, 5000))
+        else:
+            for _ in range(2):
+                if rng.random() >= p_reprompt:
+                    break
+                b.pause(rng.uniform(1000, 2500))
+                b.add(say(_pick(rng, phrases.reprompt)), speech=True)
+            b.pause(rng.uniform(4000, 6000))
     elif label in ("machine_beep", "machine_nobeep"):
-        short = rng.random() < 0.2
+        short = rng.random() < 0.25
         kind = "short" if short else "long"
         if short:
             b.add(say(_pick(rng, phrases.short_greeting)), speech=True)
@@ -366,6 +375,7 @@ def make_sample(index: int, seed: int, voices: tuple[str, ...]) -> tuple[Sample,
     sample = Sample(
         file=f"{index:05d}.wav", label=label, beep_end_ms=b.beep_end, voice=voice,
         kind=f"{kind}/{noise_kind}", snr_db=snr, loss=loss, codec=codec,
+        carrier_ms=round(lead) if carrier else 0,
     )
     return sample, pcm
 
@@ -418,10 +428,10 @@ def generate(out_dir: Path, count: int, seed: int, voices: tuple[str, ...] | Non
         samples.append(sample)
     with open(out_dir / "labels.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "label", "beep_end_ms", "voice", "kind", "snr_db", "loss", "codec"])
+        writer.writerow(["file", "label", "beep_end_ms", "voice", "kind", "snr_db", "loss", "codec", "carrier_ms"])
         for s in samples:
             writer.writerow([
                 s.file, s.label, "" if s.beep_end_ms is None else s.beep_end_ms,
-                s.voice, s.kind, s.snr_db, s.loss, s.codec,
+                s.voice, s.kind, s.snr_db, s.loss, s.codec, s.carrier_ms,
             ])
     return samples

@@ -41,7 +41,7 @@ from afterbeep.telephony.call import (
     SipCall,
 )
 from afterbeep.telephony.delivery_worker import Pacer, TrunkLimits
-from afterbeep.telephony.scripts.drop import Detector, drop_message
+from afterbeep.telephony.scripts.drop import Detector, TurnWords, drop_message
 from afterbeep.telephony.server import TelephonyServer
 from afterbeep.telephony.sip import Credentials
 
@@ -109,12 +109,15 @@ class SipDropper:
         ring_timeout: float = 45.0,
         detector: Callable[[], Detector] = MachineDetector,
         detection_limit: float = DETECTION_LIMIT_S,
+        words: TurnWords | None = None,
     ) -> None:
+        """``words``: transcribe first turns for ``detector`` (a `WordsDetector`)."""
         self._server = server
         self._pacer = pacer
         self._ring_timeout = ring_timeout
         self._detector = detector
         self._detection_limit = detection_limit
+        self._words = words
         self.invites = 0
         self.first_calls_cancelled = 0
 
@@ -224,7 +227,11 @@ class SipDropper:
         if isinstance(result, DialFailed):
             return _unanswered(result, sit=leg.sit)
         outcome = await drop_message(
-            result, request.audio, self._detector(), detection_limit=self._detection_limit
+            result,
+            request.audio,
+            self._detector(),
+            detection_limit=self._detection_limit,
+            words=self._words,
         )
         if result.end_reason == MEDIA_NOT_ALLOWED and outcome.outcome in (
             DropOutcome.FAILED,

@@ -15,21 +15,26 @@ SIT detector hear every received frame. Then:
   no-answer. Audio is never risked on a call the detector has not classed as a machine; a
   `machine_start` that reaches no end within the wall-clock bound (no RTP arrives) is the one
   case played, since the detector did class it as a machine.
+
+With words (`TurnWords`), the first turn the detector hands over (`turn_to_transcribe`) is
+transcribed on a worker thread while frames keep coming; its text goes back to the detector
+(`hear`) at the next frame. A busy or failing transcriber gives the detector None: timing alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from afterbeep.audio.amd import AmdDecision, AnsweredBy
 from afterbeep.audio.sit import SitDetector
 from afterbeep.domain.drops import DETECTION_LIMIT_S, DropFailure, DropOutcome, DropResult
 from afterbeep.telephony.interface import Audio, CallEnded, ListeningCall
 
-__all__ = ["UNDETERMINED", "Detector", "drop_message"]
+__all__ = ["UNDETERMINED", "Detector", "TurnWords", "WordsDetector", "drop_message"]
 
 UNDETERMINED = "undetermined"
 MACHINE_ENDS = frozenset(
@@ -46,6 +51,22 @@ class Detector(Protocol):
     def decision(self) -> AmdDecision | None: ...
 
 
+@runtime_checkable
+class WordsDetector(Detector, Protocol):
+    """A detector that listens to the words of the first turn too."""
+
+    def turn_to_transcribe(self) -> Audio | None: ...
+
+    def hear(self, transcript: str | None, reason: str = "") -> None: ...
+
+
+class TurnWords(Protocol):
+    """Transcribes a first turn off the event loop: a future of its text, or None when every
+    worker is busy (`afterbeep.asr.turns.TurnTranscriber`)."""
+
+    def submit(self, audio: Audio) -> Future[str] | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Heard:
     decision: AmdDecision | None  # the final one, if any
@@ -53,21 +74,66 @@ class _Heard:
     sit: bool
 
 
-async def _listen(call: ListeningCall, detector: Detector, sit: SitDetector, limit: float) -> _Heard:
+class _Words:
+    """The first turn's transcription on its way, for one detector."""
+
+    def __init__(self, detector: Detector, words: TurnWords | None) -> None:
+        self._detector = detector if words is not None and isinstance(detector, WordsDetector) else None
+        self._words = words
+        self._pending: asyncio.Future[str] | None = None
+
+    def before_frame(self) -> None:
+        """Hand a transcript that came back to the detector."""
+        if self._detector is None or self._pending is None or not self._pending.done():
+            return
+        pending, self._pending = self._pending, None
+        if pending.cancelled() or pending.exception() is not None:
+            self._detector.hear(None, "FAILED")
+        else:
+            self._detector.hear(pending.result())
+
+    def after_frame(self) -> None:
+        """Send a first turn that has ended to be transcribed."""
+        if self._detector is None or self._words is None:
+            return
+        turn = self._detector.turn_to_transcribe()
+        if turn is None:
+            return
+        future = self._words.submit(turn)
+        if future is None:
+            self._detector.hear(None, "BUSY")
+        else:
+            self._pending = asyncio.wrap_future(future)
+
+    async def aclose(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.cancel()  # a transcription already running finishes on its thread
+            await asyncio.gather(self._pending, return_exceptions=True)
+
+
+async def _listen(
+    call: ListeningCall, detector: Detector, sit: SitDetector, limit: float, words: TurnWords | None
+) -> _Heard:
     """Feed what the far end sends to both detectors until one of them decides, the call
     ends, or `limit` seconds pass."""
     started: AmdDecision | None = None
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(limit), contextlib.aclosing(call.listen()) as heard:
-            async for block in heard:
-                if sit.feed(block) is not None:
-                    return _Heard(None, started, True)
-                for decision in detector.feed(block):
-                    if decision.answered_by is AnsweredBy.MACHINE_START:
-                        started = decision
-                    elif decision.final:
-                        return _Heard(decision, started, False)
-    return _Heard(None, started, False)
+    turn = _Words(detector, words)
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit), contextlib.aclosing(call.listen()) as heard:
+                async for block in heard:
+                    if sit.feed(block) is not None:
+                        return _Heard(None, started, True)
+                    turn.before_frame()
+                    for decision in detector.feed(block):
+                        if decision.answered_by is AnsweredBy.MACHINE_START:
+                            started = decision
+                        elif decision.final:
+                            return _Heard(decision, started, False)
+                    turn.after_frame()
+        return _Heard(None, started, False)
+    finally:
+        await turn.aclose()
 
 
 async def drop_message(
@@ -76,10 +142,11 @@ async def drop_message(
     detector: Detector,
     *,
     detection_limit: float = DETECTION_LIMIT_S,
+    words: TurnWords | None = None,
 ) -> DropResult:
     """The drop on an answered call, as the module docstring says; always hangs up."""
     try:
-        heard = await _listen(call, detector, SitDetector(), detection_limit)
+        heard = await _listen(call, detector, SitDetector(), detection_limit, words)
         decision = heard.decision
         if decision is None and heard.started is not None and not heard.sit:
             decision = replace(heard.started, answered_by=AnsweredBy.MACHINE_END_OTHER)

@@ -1,0 +1,181 @@
+"""Cue phrases per language and the rule that weighs them against timing (pure, no audio)."""
+
+from __future__ import annotations
+
+import pytest
+
+from afterbeep.audio.amd_cues import LANGUAGES, cue_language, load_cues
+from afterbeep.domain.amd_words import (
+    Call,
+    CueError,
+    Verdict,
+    Words,
+    WordsSettings,
+    WordsState,
+    decide_first_turn,
+    normalise,
+    parse_cues,
+    read_words,
+    timing_may_decide,
+)
+
+# What whisper writes for greetings and answers, cues in their usual spelling and the forms the
+# normalisation must reduce (accents, apostrophes, punctuation, case).
+SAID: dict[str, list[tuple[str, Verdict]]] = {
+    "en": [
+        ("Leave a message.", Verdict.MACHINE),
+        ("Please leave a message after the tone.", Verdict.MACHINE),
+        ("Hi, it's Dan. Leave a message.", Verdict.MACHINE),
+        ("You've reached Amy.", Verdict.MACHINE),
+        ("Hi, this is Kevin. I can't come to the phone right now.", Verdict.MACHINE),
+        ("The person you are calling is not available.", Verdict.MACHINE),
+        ("Hello?", Verdict.PERSON),
+        ("Yeah?", Verdict.PERSON),
+        ("Thank you for calling Acme Dental.", Verdict.NEUTRAL),
+        ("Hello, this is Jenny.", Verdict.PERSON),
+        ("Thank you for calling Riverside Plumbing, this is Dave.", Verdict.PERSON),
+        ("Good morning, Acme Dental, this is Sarah speaking, how can I help you?", Verdict.PERSON),
+        ("Hi, who is this?", Verdict.PERSON),
+        ("Hello, who's calling?", Verdict.PERSON),
+    ],
+    "es": [
+        ("Deja tu mensaje.", Verdict.MACHINE),
+        ("Deja un mensaje después de la señal.", Verdict.MACHINE),
+        ("Hola, has llamado a Juan García.", Verdict.MACHINE),
+        ("¿Hola?", Verdict.PERSON),
+        ("Gracias por llamar a Seguros Acme.", Verdict.NEUTRAL),
+        ("Hola, habla Marta.", Verdict.PERSON),
+        ("Buenos días, Clínica Dental Acme, le atiende Sara, ¿en qué puedo ayudarle?", Verdict.PERSON),
+        ("¿Hola, quién habla?", Verdict.PERSON),
+    ],
+    "fr": [
+        ("Laissez un message.", Verdict.MACHINE),
+        ("Laissez un message après le bip.", Verdict.MACHINE),
+        ("Bonjour, vous êtes bien sur la messagerie de Pierre Martin.", Verdict.MACHINE),
+        ("Allô ?", Verdict.PERSON),
+        ("Merci d'avoir appelé la société Acme.", Verdict.NEUTRAL),
+        ("Allô, c'est Marc.", Verdict.PERSON),
+        ("Garage du Nord, Paul à l'appareil.", Verdict.PERSON),
+        ("Allô, qui est à l'appareil ?", Verdict.PERSON),
+    ],
+    "de": [
+        ("Bitte sprechen Sie.", Verdict.MACHINE),
+        ("Nachricht nach dem Ton.", Verdict.MACHINE),
+        ("Hallo, Sie sind verbunden mit der Mailbox von Thomas Müller.", Verdict.MACHINE),
+        ("Ich bin im Moment leider nicht erreichbar.", Verdict.MACHINE),
+        ("Hallo?", Verdict.PERSON),
+        ("Ja, bitte?", Verdict.PERSON),
+        ("Autohaus Nord.", Verdict.NEUTRAL),
+        ("Hallo, hier ist Markus.", Verdict.PERSON),
+        ("Acme Versicherung, Meier am Apparat.", Verdict.PERSON),
+        ("Guten Morgen, Zahnarztpraxis Acme, Sie sprechen mit Sarah, wie kann ich helfen?", Verdict.PERSON),
+    ],
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_language_has_a_cue_list_that_reads_its_greetings_and_answers(language: str) -> None:
+    cues = load_cues(language)
+    assert cues.language == language and cues.machine and cues.person
+    for text, verdict in SAID[language]:
+        words = read_words(text, cues)
+        assert words.verdict is verdict, (text, words)
+        assert (words.cue is None) == (verdict is Verdict.NEUTRAL)
+        assert words.transcript == text
+
+
+def test_normalisation_drops_case_accents_apostrophes_and_punctuation() -> None:
+    assert normalise("You've  REACHED, Amy!") == ("youve", "reached", "amy")
+    assert normalise("¿Quién? Después de la señal.") == ("quien", "despues", "de", "la", "senal")
+    assert normalise("Rufe Sie zurück, Grüße") == ("rufe", "sie", "zuruck", "grusse")
+    assert normalise("à l\u2019appareil") == ("a", "lappareil")
+
+
+def test_a_machine_cue_wins_over_a_person_cue_in_the_same_turn() -> None:
+    words = read_words("Hi, this is Kevin, leave a message", load_cues("en"))
+    assert words.verdict is Verdict.MACHINE and words.cue == "leave a message"
+
+
+def test_a_name_cue_must_end_the_turn_with_one_or_two_words_that_are_not_fillers() -> None:
+    cues = load_cues("en")
+    assert read_words("this is Mary Ann", cues).verdict is Verdict.PERSON
+    assert read_words("this is Mary Ann Smith Jones", cues).verdict is Verdict.NEUTRAL
+    assert read_words("this is it, I think", cues).verdict is Verdict.NEUTRAL
+    assert read_words("Hi, this is, hello", cues).verdict is Verdict.NEUTRAL
+    assert read_words("Mark here.", cues).cue == "<name> here"
+
+
+def test_a_turn_of_nothing_but_fillers_is_a_persons() -> None:
+    words = read_words("Hello? Hello?", load_cues("en"))
+    assert words.verdict is Verdict.PERSON and words.cue == "hello"
+    assert read_words("", load_cues("en")).verdict is Verdict.NEUTRAL
+
+
+def test_cue_languages_follow_bcp47_tags() -> None:
+    assert cue_language("es-MX") == "es"
+    assert cue_language("en_GB") == "en"
+    assert cue_language("it") is None
+    with pytest.raises(KeyError):
+        load_cues("it")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["machine leave a message", "robot: hello", "filler: two words", "machine: <name> here", "person:", "machine: x"],
+)
+def test_malformed_cue_lists_are_refused_with_the_line(text: str) -> None:
+    with pytest.raises(CueError, match="xx cues"):
+        parse_cues("xx", text)
+
+
+HEARD = WordsState.HEARD
+MACHINE = Words("Leave a message.", Verdict.MACHINE, "leave a message")
+PERSON = Words("How can I help you?", Verdict.PERSON, "how can i help")
+NEUTRAL = Words("Hello?", Verdict.NEUTRAL)
+
+
+def test_words_that_say_machine_decide_machine_at_once_whatever_the_turn() -> None:
+    for turn in (500, 1500, 6000):
+        decided = decide_first_turn(turn, 0, HEARD, MACHINE)
+        assert decided is not None and decided.call is Call.MACHINE
+        assert decided.cause == "WORDS-MACHINE" and decided.cue == "leave a message"
+    partial = decide_first_turn(900, 0, HEARD, MACHINE, whole_turn=False)
+    assert partial is not None and partial.call is Call.MACHINE
+
+
+def test_a_short_turn_then_silence_is_a_person_unless_the_words_say_machine() -> None:
+    s = WordsSettings()
+    assert decide_first_turn(700, s.human_silence_ms - 20, HEARD, PERSON) is None
+    decided = decide_first_turn(1900, s.human_silence_ms, HEARD, PERSON)
+    assert decided is not None and decided.call is Call.HUMAN and decided.cause == "HUMAN-SHORT-WORDS"
+    # no cue either way: a little longer, so a beep after a greeting not understood can start
+    assert decide_first_turn(1900, s.neutral_silence_ms - 20, HEARD, NEUTRAL) is None
+    decided = decide_first_turn(1900, s.neutral_silence_ms, HEARD, NEUTRAL)
+    assert decided is not None and decided.call is Call.HUMAN and decided.cue is None
+
+
+def test_a_long_turn_then_silence_is_a_person_unless_its_words_are_a_greetings() -> None:
+    s = WordsSettings()
+    decided = decide_first_turn(4200, s.human_silence_ms, HEARD, PERSON)
+    assert decided is not None and decided.call is Call.HUMAN and decided.cause == "HUMAN-WORDS"
+    assert decide_first_turn(4200, s.neutral_long_silence_ms - 20, HEARD, NEUTRAL) is None
+    neutral = decide_first_turn(s.neutral_turn_ms, s.neutral_long_silence_ms, HEARD, NEUTRAL)
+    assert neutral is not None and neutral.call is Call.HUMAN
+    assert decide_first_turn(s.neutral_turn_ms + 20, 2500, HEARD, NEUTRAL) is None  # timing decides
+    machine = decide_first_turn(4200, 800, HEARD, MACHINE)
+    assert machine is not None and machine.call is Call.MACHINE
+
+
+def test_person_words_of_only_the_start_of_a_turn_that_went_on_do_not_count() -> None:
+    assert decide_first_turn(1200, 3000, HEARD, PERSON, whole_turn=False) is None
+    assert decide_first_turn(4000, 3000, HEARD, NEUTRAL, whole_turn=False) is None
+
+
+def test_without_words_timing_decides_and_waits_for_them_only_so_long() -> None:
+    s = WordsSettings()
+    for state in (WordsState.WAITING, WordsState.NONE, WordsState.OFF):
+        assert decide_first_turn(600, 5000, state, None) is None
+    assert not timing_may_decide(WordsState.WAITING, s.wait_ms - 20)
+    assert timing_may_decide(WordsState.WAITING, s.wait_ms)
+    assert timing_may_decide(WordsState.NONE, 0)
+    assert timing_may_decide(HEARD, 0)
