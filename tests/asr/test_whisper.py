@@ -164,7 +164,7 @@ def test_an_english_only_operator_model_transcribes_english_and_refuses_spanish(
     directory = tiny_en_copy(tmp_path) / "model"
     write_sums(directory)
     engine = WhisperEngine(model_dir=directory)
-    assert "office" in words(engine.transcribe(spoken("Call me at the office."), "en").text)
+    assert "office" in words(engine.transcribe(spoken("Please call me back at the office."), "en").text)
     with pytest.raises(TranscriptionUnavailable, match="English-only"):
         engine.check("es")
 
