@@ -230,3 +230,33 @@ async def test_a_mailbox_or_flow_a_user_uses_cannot_be_deleted(
     for box in (owned, forwarded):
         gone = await client.delete(f"/v1/mailboxes/{box['id']}", headers=account.headers)
         assert gone.status_code == 204, gone.text
+
+
+async def test_flows_use_users_of_the_account_and_hold_them(
+    client: httpx.AsyncClient, account: Acct, other_account: Acct
+) -> None:
+    from tests.api.test_flows import _edge, _node
+
+    user = await post(client, account, "/v1/users", username="700")
+    theirs = await post(client, other_account, "/v1/users", username="700")
+
+    def body(user_id: str) -> dict[str, Any]:
+        return {
+            "name": "Reception",
+            "nodes": [_node("start", "entry", trigger="inbound"), _node("u", "user", userId=user_id)],
+            "edges": [_edge("e1", "start", "default", "u")],
+        }
+
+    for wrong, message in (
+        (theirs["id"], f"user {theirs['id']!r} was not found in this account"),
+        ("vm_1", "is not a user id (usr_...)"),
+    ):
+        refused = await client.post("/v1/flows", json=body(wrong), headers=account.headers)
+        [error] = problem_of(refused, 422, "invalid-flow")["errors"]
+        assert (error["node_id"], error["field"], error["message"]) == ("u", "data.userId", message)
+    saved = await client.post("/v1/flows", json=body(user["id"]), headers=account.headers)
+    assert saved.status_code == 201, saved.text
+    held = problem_of(
+        await client.delete(f"/v1/users/{user['id']}", headers=account.headers), 409, "user-in-use"
+    )
+    assert saved.json()["id"] in held["detail"]

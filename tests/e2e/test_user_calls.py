@@ -1,8 +1,9 @@
-"""Calls to a user through a number over real SIP (SIPp callers, a registered Python phone),
-down to the user's mailbox: no answer, do not disturb, nothing registered. The ringing itself
-is the engine's (another branch): here a test Ringer records what it was asked to ring and
-reports no answer, so the call application's wiring (number → user → Directory → Ringer →
-mailbox, with the caller's audio stored) is what is checked."""
+"""Calls to a user over real SIP against the real service. First with a test Ringer that
+records what it was asked to ring and reports no answer (number → user → Directory → Ringer →
+mailbox: no answer, do not disturb with and without fwd_busy, nothing registered); then with
+the engine's ringer: baresip softphones, and a registered SIPp phone with small RTP peers on
+both sides (audio and digits both ways through the relay, hold and resume from the phone, its
+BYE ending the caller's side), and a flow's user node."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from afterbeep.app import Runtime
 from afterbeep.audio.compare import compare
 from afterbeep.audio.tones import speech_like
+from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.interface import Call
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.scripts.ringer import (
@@ -26,6 +28,7 @@ from afterbeep.telephony.scripts.ringer import (
     RingResult,
     RingTarget,
 )
+from tests.api.test_flows import _edge, _node
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import (
     BEEP_S,
@@ -56,7 +59,7 @@ from tests.fixtures.rtp_pcap import g711_roundtrip
 from tests.sip import conftest as sip_rig
 from tests.sip.conftest import free_udp_port
 from tests.sip.peer import RawPeer, status_of
-from tests.telephony.bridge_rig import RtpPeer, caller, codec_keys
+from tests.telephony.bridge_rig import RtpPeer, caller, codec_keys, device, stream_of
 
 sipp_bin = sip_rig.sipp_bin
 
@@ -153,6 +156,18 @@ async def _scenario(rt: Runtime, api: Api, ringer: NobodyAnswers, sipp: str, tmp
         await _leave_message(sipp, tmp_path / "dnd", rt)
         await api.wait_messages(box["id"], 2)
         assert len(ringer.rings) == 1
+
+        # do not disturb with fwd_busy: the busy chain goes there first
+        busy_box = await api.post(
+            "/v1/mailboxes", {"name": "Front desk", "min_message_seconds": 1, "skip_instructions": True}
+        )
+        fwd = {"fwd_busy_kind": "voicemail", "fwd_busy_id": busy_box["id"]}
+        patched = await api.http.patch(f"/v1/users/{user_id}", json=fwd, headers=api.headers)
+        assert patched.status_code == 200, patched.text
+        await _leave_message(sipp, tmp_path / "dnd-forwarded", rt)
+        await api.wait_messages(busy_box["id"], 1)
+        assert len(await api.messages(box["id"])) == 2 and len(ringer.rings) == 1
+        await api.http.patch(f"/v1/users/{user_id}", json={"fwd_busy_kind": None}, headers=api.headers)
 
         # nothing registered: not rung, the mailbox at once
         await api.http.patch(f"/v1/users/{user_id}", json={"dnd": False}, headers=api.headers)
@@ -304,3 +319,144 @@ async def test_a_softphone_dials_another_users_extension(
         await alice.hangup()
         await bob.wait_event("CALL_CLOSED", timeout=10)
         await settle(rt)
+
+
+# --- the relay of a call to a user, measured on both sides ------------------------------------
+
+
+class BridgeSpy:
+    """Keeps the calls the service's ringer bridges (to find the relay's RTP ports)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        assert rt.ringer is not None
+        self._ringer = rt.ringer
+        self._bridge = rt.ringer.bridge
+        self.bridged: asyncio.Future[tuple[SipCall, SipCall]] = asyncio.Future()
+        self.ended: asyncio.Future[BridgeEnd] = asyncio.Future()
+        rt.ringer.bridge = self.bridge  # type: ignore[method-assign]
+
+    async def bridge(self, call: Call, leg: Leg) -> BridgeEnd:
+        assert isinstance(call, SipCall) and isinstance(leg, SipCall)
+        self.bridged.set_result((call, leg))
+        end = await self._bridge(call, leg)
+        self.ended.set_result(end)
+        return end
+
+    async def relaying(self) -> tuple[int, int]:
+        """The service's RTP ports toward the caller and toward the phone, once relaying."""
+        call, leg = await asyncio.wait_for(asyncio.shield(self.bridged), 15)
+        async with asyncio.timeout(5):
+            while call.media is None or call.media.on_rtp is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert leg.media is not None
+        return call.media.local_port, leg.media.local_port
+
+
+async def test_a_call_to_a_registered_phone_relays_audio_and_digits_both_ways_hold_and_bye(
+    backend: Backend, sipp_bin: str, tmp_path: Path
+) -> None:
+    """The real service: a number leads to a user whose phone (SIPp, registered with digest
+    from the port it then listens on) answers; the caller and the phone each send known audio
+    and keys, and each must receive the other's exactly; the phone puts the caller on hold and
+    resumes (its re-INVITEs are passed to the caller), then hangs up: the caller gets BYE."""
+    caller_rtp, phone_rtp = await RtpPeer.open(), await RtpPeer.open()
+    said_by_caller, said_by_phone = speech_like(1500, seed=41), speech_like(1500, seed=42)
+    try:
+        async with deposit_runtime(backend) as rt, api_of(rt) as api:
+            spy = BridgeSpy(rt)
+            box = await api.post("/v1/mailboxes", {"name": "Alice", "min_message_seconds": 1})
+            user_id, _ = await make_device(api, "201", "desk-201")
+            await api.http.patch(
+                f"/v1/users/{user_id}", json={"voicemail_id": box["id"]}, headers=api.headers
+            )
+            await api.post(
+                "/v1/numbers", {"e164": CALLED, "dest_kind": "user", "dest_id": user_id}
+            )
+            # register from the port the phone (SIPp) then listens on: the service sends the
+            # INVITE to where the REGISTER came from
+            peer = await RawPeer.open()
+            port = peer.port
+            registering = Phone(peer, sip_port(rt), "desk-201")
+            contact = f"Contact: <sip:desk-201@127.0.0.1:{port}>"
+            assert status_of(await registering.register(contact)) == 200
+            peer.close()
+            answering, _ = await device(
+                sipp_bin, "user_uas_hold_bye.xml", tmp_path,
+                *codec_keys(Codec.PCMU, phone_rtp.port),
+                port=port, answer_ms=300, talk_ms=3500, hold_ms=1000,
+            )  # fmt: skip
+            uac = caller(
+                sipp_bin, "user_uac_held_wait_bye.xml", tmp_path, sip_port(rt),
+                *codec_keys(Codec.PCMU, caller_rtp.port),
+            )  # fmt: skip
+            to_caller, to_phone = await spy.relaying()
+            await asyncio.gather(
+                caller_rtp.play(to_caller, stream_of(Codec.PCMU, said_by_caller, "5#")),
+                phone_rtp.play(to_phone, stream_of(Codec.PCMU, said_by_phone, "7")),
+            )
+            results = await asyncio.wait_for(asyncio.gather(uac, answering), 30)
+            end = await asyncio.wait_for(asyncio.shield(spy.ended), 10)
+            await settle(rt)
+            assert await api.messages(box["id"]) == []  # answered: nothing in the mailbox
+            assert rt.telephony is not None and rt.telephony.stats.handler_errors == 0
+    finally:
+        caller_rtp.close()
+        phone_rtp.close()
+    for result in results:  # the caller got the hold, the resume and the BYE
+        assert result.returncode == 0, result.output
+    assert end is BridgeEnd.CALLEE_HUNG_UP
+    phone_heard = compare(said_by_caller, phone_rtp.audio())
+    caller_heard = compare(said_by_phone, caller_rtp.audio())
+    print(f"phone heard {phone_heard}\ncaller heard {caller_heard}")
+    assert phone_heard.snr_db >= 30 and phone_heard.missing_tail_ms <= 20
+    assert caller_heard.snr_db >= 30 and caller_heard.missing_tail_ms <= 20
+    assert phone_rtp.digits() == "5#" and caller_rtp.digits() == "7"
+
+
+async def test_a_flow_sends_the_call_to_a_user_whose_phone_does_not_answer(
+    backend: Backend, sipp_bin: str, tmp_path: Path
+) -> None:
+    """entry → user: the flow answers, the user's registered phone (SIPp) rings for
+    ring_timeout_sec (5 s) and is cancelled, and the caller's words end up in the user's
+    mailbox."""
+    ring_s = 5
+    lead_ms = ring_s * 1000 + int((GREETING_S + BEEP_S) * 1000) + 1200
+    words = speech(2.0, seed=51)
+    caller_pcap(tmp_path / "caller", silence(lead_ms), words)
+    async with deposit_runtime(backend) as rt, api_of(rt) as api:
+        box = await api.post(
+            "/v1/mailboxes", {"name": "Alice", "min_message_seconds": 1, "skip_instructions": True}
+        )
+        user_id, _ = await make_device(api, "201", "desk-201")
+        await api.http.patch(
+            f"/v1/users/{user_id}",
+            json={"voicemail_id": box["id"], "ring_timeout_sec": ring_s},
+            headers=api.headers,
+        )
+        flow = await api.post(
+            "/v1/flows",
+            {
+                "name": "Reception",
+                "nodes": [_node("start", "entry", trigger="inbound"), _node("u", "user", userId=user_id)],
+                "edges": [_edge("e1", "start", "default", "u")],
+            },
+        )
+        await api.post("/v1/numbers", {"e164": NUMBER, "dest_kind": "flow", "dest_id": flow["id"]})
+        peer = await RawPeer.open()
+        port = peer.port
+        registering = Phone(peer, sip_port(rt), "desk-201")
+        assert status_of(await registering.register(f"Contact: <sip:desk-201@127.0.0.1:{port}>")) == 200
+        peer.close()
+        ringing, _ = await device(sipp_bin, "media_uas_ring_no_answer.xml", tmp_path, port=port)
+        run = await sipp_calls(
+            sipp_bin, "deposit_uac.xml", tmp_path / "caller", sip_port(rt), hold_ms=lead_ms + 2500
+        )
+        assert run.returncode == 0, run.output
+        rang = await asyncio.wait_for(ringing, 10)
+        assert rang.returncode == 0, rang.output  # rung, then cancelled
+        [message] = await api.wait_messages(box["id"], 1)
+        heard = compare(sent(words), await api.audio(message["id"]))
+        print(f"message vs the caller's words: {heard}")
+        assert heard.snr_db >= 30 and heard.missing_head_ms == 0
+        await settle(rt)
+        assert rt.telephony is not None and rt.telephony.stats.handler_errors == 0

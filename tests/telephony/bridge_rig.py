@@ -148,10 +148,10 @@ def timed(scenario: str, workdir: Path, timing: dict[str, int]) -> str:
 
 
 async def device(
-    sipp: str, scenario: str, tmp_path: Path, *keys: str, **timing: int
+    sipp: str, scenario: str, tmp_path: Path, *keys: str, port: int | None = None, **timing: int
 ) -> tuple[asyncio.Task[SippResult], int]:
-    """A SIPp UAS (a phone) on a free port, listening before this returns."""
-    port = free_udp_port()
+    """A SIPp UAS (a phone) on `port` (else a free one), listening before this returns."""
+    port = port or free_udp_port()
     workdir = tmp_path / f"uas{port}"
     workdir.mkdir()
     scenario = timed(scenario, workdir, timing)

@@ -550,10 +550,11 @@ async def test_voicemail_node_hands_the_call_to_the_deposit_script_and_the_flow_
     [
         ({"kind": "enqueue", "queueId": "q_1"}, Destination(DestKind.QUEUE, "q_1")),
         ({"kind": "ringGroup", "ringGroupId": "rg_1"}, Destination(DestKind.RING_GROUP, "rg_1")),
+        ({"kind": "user", "userId": "usr_1"}, Destination(DestKind.USER, "usr_1")),
     ],
-    ids=["enqueue", "ringGroup"],
+    ids=["enqueue", "ringGroup", "user"],
 )
-async def test_queue_and_ring_group_nodes_send_the_call_and_end_the_flow(
+async def test_queue_ring_group_and_user_nodes_send_the_call_and_end_the_flow(
     data: dict[str, Any], dest: Destination
 ) -> None:
     graph = flow({"start": ENTRY, "x": data}, [("start", "default", "x")])
@@ -562,22 +563,6 @@ async def test_queue_and_ring_group_nodes_send_the_call_and_end_the_flow(
     await run(graph, call, env)
     assert env.sent == [dest]
     assert heard(call) == []
-
-
-@pytest.mark.parametrize(
-    "data",
-    [{"kind": "user", "userId": "usr_1"}],
-    ids=["user"],
-)
-async def test_kinds_not_live_yet_say_so_and_end_the_call(
-    data: dict[str, Any], caplog: pytest.LogCaptureFixture
-) -> None:
-    graph = flow({"start": ENTRY, "x": data}, [("start", "default", "x")])
-    call = FakeCall()
-    with caplog.at_level(logging.INFO, logger="afterbeep.flow"):
-        await run(graph, call)
-    assert heard(call) == ["vm-try-later"] and call.hung_up_by_us
-    assert f"node x ({data['kind']}): this node kind is not live yet" in caplog.text
 
 
 # --- limits and endings --------------------------------------------------------------------------

@@ -3,6 +3,7 @@ fwd_always, do not disturb, busy, no answer, nothing registered, answered, calle
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from afterbeep.telephony.scripts.ringer import (
     RingResult,
     RingTarget,
 )
-from afterbeep.telephony.scripts.user import UserCallEnd, call_user
+from afterbeep.telephony.scripts.user import UserCallEnd, UserLines, call_user
 
 NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 BOX = "vm_01jg8asp59ps9rtt7azhrhvcre"
@@ -172,3 +173,46 @@ async def test_nothing_registered_goes_to_voicemail_at_once() -> None:
 async def test_a_caller_who_hangs_up_while_it_rings_goes_nowhere() -> None:
     end, call, _, _, runs = await run_app(user(voicemail_id=BOX), RingOutcome.CALLER_GONE)
     assert end is UserCallEnd.CALLER_GONE and runs.done == [] and not call.hung_up_by_us
+
+
+@dataclass
+class HeldRinger(FakeRinger):
+    """Answers, and keeps the bridge up until `release` is set."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def bridge(self, call: Call, leg: Leg) -> BridgeEnd:
+        self.bridged.append(leg)
+        await self.release.wait()
+        return BridgeEnd.CALLER_HUNG_UP
+
+
+async def test_a_user_in_max_simultaneous_calls_takes_the_busy_chain() -> None:
+    u = user(max_simultaneous=2, voicemail_id=BOX)
+    lines, runs = UserLines(), Runs()
+    ringer, directory = HeldRinger(RingOutcome.ANSWERED), FakeDirectory([DESK])
+    with lines.held(u.id):  # a call dialled from one of the user's phones
+        first = asyncio.ensure_future(call_user(FakeCall(), u, ringer, directory, runs, lines))
+        async with asyncio.timeout(5):
+            while not ringer.bridged:  # noqa: ASYNC110 (the fake bridge has no event of its own)
+                await asyncio.sleep(0)
+        assert lines.count(u.id) == 2
+        third = await call_user(FakeCall(), u, ringer, directory, runs, lines)
+        assert third.end is UserCallEnd.BUSY and len(ringer.rings) == 1  # not rung
+        assert runs.done == [(Forward(FwdKind.VOICEMAIL, BOX), True)]  # the busy greeting
+    ringer.release.set()
+    assert (await first).end is UserCallEnd.BRIDGED
+    assert lines.count(u.id) == 0
+    again = asyncio.ensure_future(call_user(FakeCall(), u, ringer, directory, runs, lines))
+    assert (await again).end is UserCallEnd.BRIDGED and len(ringer.rings) == 2
+
+
+async def test_no_max_simultaneous_means_no_limit() -> None:
+    u = user(voicemail_id=BOX)
+    lines = UserLines()
+    with lines.held(u.id), lines.held(u.id), lines.held(u.id):
+        end, *_ = await run_app(u, RingOutcome.ANSWERED)
+        result = await call_user(
+            FakeCall(), u, FakeRinger(RingOutcome.ANSWERED), FakeDirectory([DESK]), Runs(), lines
+        )
+    assert end is UserCallEnd.BRIDGED and result.end is UserCallEnd.BRIDGED

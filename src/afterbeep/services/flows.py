@@ -1,8 +1,7 @@
 """FlowService: an account's call flows, saved as numbered versions of their graph.
 
 Saving checks the graph with `afterbeep.domain.flows` and then every id its nodes refer to:
-media, mailboxes and schedules must exist in the same account; queues, ring groups and users
-are refused until the issue that builds them. Every error is raised at once
+media, mailboxes, schedules, queues, ring groups and users must exist in the same account. Every error is raised at once
 (`InvalidFlow`), and nothing is stored then. A save makes a new version and leaves the older
 ones readable, so a call keeps the version it started with.
 
@@ -61,10 +60,6 @@ from afterbeep.services.ports.speech import (
 
 log = logging.getLogger("afterbeep.flows")
 
-# Node kinds whose targets do not exist yet: accepted by the domain, refused when saved here.
-_LATER = {
-    RefKind.USER: "user",
-}
 # The references whose existence in the account is checked when a flow is saved.
 CHECKED_IN_ACCOUNT = (
     RefKind.MEDIA,
@@ -72,6 +67,7 @@ CHECKED_IN_ACCOUNT = (
     RefKind.SCHEDULE,
     RefKind.QUEUE,
     RefKind.RING_GROUP,
+    RefKind.USER,
 )
 _PREFIX = {
     RefKind.MEDIA: "media",
@@ -79,6 +75,7 @@ _PREFIX = {
     RefKind.SCHEDULE: "sch",
     RefKind.QUEUE: "q",
     RefKind.RING_GROUP: "rg",
+    RefKind.USER: "usr",
 }
 # Texts spoken at once while a flow is saved (each is one engine process).
 SPEECH_CONCURRENCY = 4
@@ -376,6 +373,7 @@ async def _check(
             RefKind.RING_GROUP: {
                 g for g in wanted[RefKind.RING_GROUP] if await uow.ring_groups.get(account_id, g)
             },
+            RefKind.USER: {u for u in wanted[RefKind.USER] if await uow.users.get(account_id, u)},
         }
         for site in sites:
             message = _reference_problem(site.kind, site.id, found)
@@ -387,8 +385,6 @@ async def _check(
 
 
 def _reference_problem(kind: RefKind, ref: str, found: dict[RefKind, set[str]]) -> str | None:
-    if kind in _LATER:
-        return f"{_LATER[kind]} nodes live in a later issue: a flow cannot use them yet"
     prefix = _PREFIX[kind]
     if not is_id(ref, prefix):
         return f"is not a {kind.value} id ({prefix}_...)"

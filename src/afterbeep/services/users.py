@@ -8,6 +8,7 @@ from typing import Any
 
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
+from afterbeep.domain.flows import RefKind
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.numbers import DestKind
 from afterbeep.domain.users import (
@@ -30,6 +31,7 @@ from afterbeep.domain.users import (
 from afterbeep.services.mailboxes import find_mailbox
 from afterbeep.services.numbers import name_users
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
+from afterbeep.services.ring_groups import destination_users
 
 USER_FIELDS = frozenset(
     {
@@ -99,10 +101,9 @@ class UserService:
         async with self._uow() as uow:
             if await uow.users.get(account_id, user_id) is None:
                 raise NotFound("user", user_id)
-            users = []
-            numbers = await uow.numbers.numbers_pointing_to(account_id, DestKind.USER, user_id)
-            if numbers:
-                users.append(name_users("numbers", [n.id for n in numbers]))
+            users = await destination_users(
+                uow, account_id, DestKind.USER, RefKind.USER, user_id
+            )
             forwarding = [
                 u for u in await uow.users.forwarding_to(account_id, "user", user_id) if u != user_id
             ]

@@ -23,7 +23,7 @@ log = logging.getLogger("afterbeep.flow")
 
 MediaAudio = Callable[[Media], Awaitable[Audio | None]]
 Deposit = Callable[[Call, VoicemailRoute], Awaitable[None]]
-# Runs a ring group or a queue on the call (`PbxCalls.send`, with the number and the hop count).
+# Runs a ring group, a queue or a user on the call (`PbxCalls.send`, with the number and the hop count).
 Send = Callable[[Call, Number, Destination | None, int], Awaitable[None]]
 
 
@@ -85,7 +85,7 @@ class InboundFlowEnv:
 
     async def send(self, call: Call, dest: Destination) -> None:
         if self._send is None:
-            log.warning("number %s: ring groups and queues cannot ring yet", self._number.id)
+            log.warning("number %s: ring groups, queues and users cannot ring yet", self._number.id)
             await call.answer()
             await call.play(prompt("vm-try-later"))
             return

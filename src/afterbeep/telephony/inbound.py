@@ -48,7 +48,7 @@ from afterbeep.telephony.pbx_calls import PbxCalls
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
 from afterbeep.telephony.scripts.flow import FlowRun, run_flow
 from afterbeep.telephony.scripts.ringer import Directory, Ringer
-from afterbeep.telephony.scripts.user import call_user
+from afterbeep.telephony.scripts.user import UserLines, call_user
 from afterbeep.telephony.server import Answer, CallHandler, Route
 from afterbeep.telephony.sip import IncomingInvite
 from afterbeep.telephony.sip.message import uri_of
@@ -108,6 +108,7 @@ class InboundCalls:
         # devices are known (a Directory); until then their calls are answered 480.
         self._queue_engine = queue_engine
         self._pbx: PbxCalls | None = None
+        self.lines = UserLines()  # users' calls on this node, for their max_simultaneous
         if ringer is not None:
             self.use_ringer(ringer)
 
@@ -243,7 +244,9 @@ class InboundCalls:
             else:
                 await call.hangup()
 
-        result = await call_user(call, route.user, self._ringer, self._directory, run)
+        result = await call_user(
+            call, route.user, self._ringer, self._directory, run, self.lines
+        )
         log.info("call %s to user %s: %s", call.call_id, route.user.id, result.end.value)
 
     async def _device_call(self, invite: IncomingInvite) -> Route | None:
@@ -269,6 +272,9 @@ class InboundCalls:
                     call.invite.reject(code, reason, headers)
 
             return refuse
+        return self._holding_line(found.user_id, await self._dialled_by(found, invite))
+
+    async def _dialled_by(self, found: DeviceSecret, invite: IncomingInvite) -> Route:
         dialed = uri_user(invite.request.uri) or ""
         user = await self._router.extension(found.account_id, dialed)
         if user is not None:
@@ -280,6 +286,18 @@ class InboundCalls:
                 return FORBIDDEN
             return OUTBOUND_NOT_BUILT
         return await self._decided(decision)
+
+    def _holding_line(self, user_id: str, route: Route) -> Route:
+        """`route`, counted as one of the calling user's calls while its handler runs."""
+        if isinstance(route, int):
+            return route
+        handler = route.handler if isinstance(route, Answer) else route
+
+        async def held(call: SipCall) -> None:
+            with self.lines.held(user_id):
+                await handler(call)
+
+        return Answer(held) if isinstance(route, Answer) else held
 
     async def _deposit_into(self, call: Call, route: VoicemailRoute) -> None:
         await self.leave_message(call, await self._deposit_box(route))

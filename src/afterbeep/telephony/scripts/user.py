@@ -1,6 +1,8 @@
 """A call to a user: forward, ring the user's phones, or fall through to busy / no answer.
 
-fwd_always set → there. Do not disturb → the busy chain. Otherwise ring the user's registered
+fwd_always set → there. Do not disturb → the busy chain. A user already in
+`max_simultaneous` calls on this node (`UserLines`: rung, bridged, or dialled from one of
+their phones) → the busy chain. Otherwise ring the user's registered
 devices (all at once, or one after the other) for `ring_timeout_sec`: an answer is bridged; all
 busy → the busy chain; no answer, failure or nothing registered → the no-answer chain.
 Busy chain: fwd_busy, else the user's mailbox with the busy message, else hang up.
@@ -12,9 +14,11 @@ destination (a mailbox, a flow, another user, ...) on the call.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 
 from afterbeep.domain.users import Forward, FwdKind, RingStrategy, User
@@ -41,18 +45,63 @@ class UserCallResult:
     then: Forward | None  # the destination run after ringing (None: bridged or hung up)
 
 
+class UserLines:
+    """How many calls each user is in on this node: calls to them from the moment their phones
+    ring until the bridge ends, and calls dialled from their phones."""
+
+    def __init__(self) -> None:
+        self._calls: Counter[str] = Counter()
+
+    def count(self, user_id: str) -> int:
+        return self._calls[user_id]
+
+    def full(self, user: User) -> bool:
+        most = user.max_simultaneous
+        return most is not None and self._calls[user.id] >= most
+
+    @contextlib.contextmanager
+    def held(self, user_id: str) -> Iterator[None]:
+        self._calls[user_id] += 1
+        try:
+            yield
+        finally:
+            self._calls[user_id] -= 1
+            if self._calls[user_id] <= 0:
+                del self._calls[user_id]
+
+
 async def call_user(
-    call: Call, user: User, ringer: Ringer, directory: Directory, run: RunDestination
+    call: Call,
+    user: User,
+    ringer: Ringer,
+    directory: Directory,
+    run: RunDestination,
+    lines: UserLines | None = None,
 ) -> UserCallResult:
     if user.fwd_always is not None:
         await run(call, user.fwd_always, False)
         return UserCallResult(UserCallEnd.FORWARDED, user.fwd_always)
     if user.dnd:
         return await _busy(call, user, run)
+    lines = lines if lines is not None else UserLines()
+    if lines.full(user):
+        log.info("user %s is in %d calls already: busy", user.id, lines.count(user.id))
+        return await _busy(call, user, run)
+    with lines.held(user.id):
+        end = await _ring(call, user, ringer, directory)
+    if end is UserCallEnd.BUSY:
+        return await _busy(call, user, run)
+    if end is UserCallEnd.NO_ANSWER:
+        return await _no_answer(call, user, run)
+    return UserCallResult(end, None)
 
+
+async def _ring(call: Call, user: User, ringer: Ringer, directory: Directory) -> UserCallEnd:
+    """Ring the user's phones and bridge an answer: how it ended (no phone registered counts
+    as no answer). The line is held until the bridge ends, not while a chain runs after."""
     targets = await directory.user_targets(user.account_id, user.id)
     if not targets:
-        return await _no_answer(call, user, run)
+        return UserCallEnd.NO_ANSWER
     sequential = user.ring_strategy is RingStrategy.SEQUENTIAL
     if sequential:  # each device rings ring_timeout_sec, in ring_order
         targets = [replace(t, timeout_sec=float(user.ring_timeout_sec)) for t in targets]
@@ -60,15 +109,14 @@ async def call_user(
     result = await ringer.ring(
         call, targets, timeout=timeout, sequential=sequential, caller_id=call.caller
     )
-
     if result.outcome is RingOutcome.ANSWERED and result.leg is not None:
         await ringer.bridge(call, result.leg)
-        return UserCallResult(UserCallEnd.BRIDGED, None)
+        return UserCallEnd.BRIDGED
     if result.outcome is RingOutcome.CALLER_GONE:
-        return UserCallResult(UserCallEnd.CALLER_GONE, None)
+        return UserCallEnd.CALLER_GONE
     if result.outcome is RingOutcome.BUSY:
-        return await _busy(call, user, run)
-    return await _no_answer(call, user, run)
+        return UserCallEnd.BUSY
+    return UserCallEnd.NO_ANSWER
 
 
 async def _busy(call: Call, user: User, run: RunDestination) -> UserCallResult:

@@ -5,7 +5,7 @@ follows the edge of the outcome it returns (`domain.flows.next_node`), ends the 
 node ends the flow, an outcome has no edge, or the call has visited `MAX_VISITS` nodes, and
 logs each of these. Each node kind is one short coroutine in a module of its own (entry.py,
 play.py, say.py, menu.py, collect.py, time_condition.py, voicemail.py, hangup.py,
-pbx_nodes.py, not_live.py), written over the small call interface and returning its outcome
+pbx_nodes.py), written over the small call interface and returning its outcome
 (the edge's `sourceHandle`), or None when the flow ends there.
 
 What nodes need from the rest of the service (media, rendered speech, schedules, the clock,

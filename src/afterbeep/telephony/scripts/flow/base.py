@@ -61,8 +61,8 @@ class FlowEnv(Protocol):
         ...
 
     async def send(self, call: Call, dest: Destination) -> None:
-        """Sends the call to a ring group or a queue (its application runs, then its exits);
-        the flow ends there."""
+        """Sends the call to a ring group, a queue or a user (its application runs, then its
+        exits); the flow ends there."""
         ...
 
 

@@ -1,6 +1,7 @@
-"""enqueue and ringGroup: the caller waits in the queue `queueId`, or the ring group
-`ringGroupId` rings; their own exits (timeout, no agents, nobody answered...) decide what
-follows, and the flow ends there."""
+"""enqueue, ringGroup and user: the caller waits in the queue `queueId`, the ring group
+`ringGroupId` rings, or the user `userId` is called (forwards, phones, busy and no-answer
+chains); their own exits (timeout, no agents, nobody answered...) decide what follows, and the
+flow ends there."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ async def enqueue(call: Call, run: FlowRun, env: FlowEnv, node: FlowNode) -> str
 
 async def ring_group(call: Call, run: FlowRun, env: FlowEnv, node: FlowNode) -> str | None:
     return await _send(call, run, env, node, DestKind.RING_GROUP, "ringGroupId")
+
+
+async def user(call: Call, run: FlowRun, env: FlowEnv, node: FlowNode) -> str | None:
+    return await _send(call, run, env, node, DestKind.USER, "userId")
 
 
 async def _send(

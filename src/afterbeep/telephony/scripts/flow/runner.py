@@ -2,7 +2,7 @@
 
     entry → (the node's script → its outcome → the edge drawn for it) → ... → the call ends
 
-The call ends when a node ends the flow (voicemail, hangup, a kind not live yet), when an
+The call ends when a node ends the flow (voicemail, hangup, enqueue, ringGroup, user), when an
 outcome has no edge drawn, when the caller hangs up, or on the visit past `MAX_VISITS` (a
 loop in the graph must not spin forever). Each of these is one log line naming the flow, its
 version and the node, never the caller's number or keys. The call is hung up in every case.
@@ -20,8 +20,7 @@ from afterbeep.telephony.scripts.flow.collect import collect
 from afterbeep.telephony.scripts.flow.entry import entry
 from afterbeep.telephony.scripts.flow.hangup import hangup
 from afterbeep.telephony.scripts.flow.menu import menu
-from afterbeep.telephony.scripts.flow.not_live import not_live
-from afterbeep.telephony.scripts.flow.pbx_nodes import enqueue, ring_group
+from afterbeep.telephony.scripts.flow.pbx_nodes import enqueue, ring_group, user
 from afterbeep.telephony.scripts.flow.play import play
 from afterbeep.telephony.scripts.flow.say import say
 from afterbeep.telephony.scripts.flow.time_condition import time_condition
@@ -39,7 +38,7 @@ NODE_SCRIPTS: Mapping[NodeKind, NodeScript] = MappingProxyType(
         NodeKind.HANGUP: hangup,
         NodeKind.ENQUEUE: enqueue,
         NodeKind.RING_GROUP: ring_group,
-        NodeKind.USER: not_live,
+        NodeKind.USER: user,
     }
 )
 

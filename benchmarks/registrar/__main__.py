@@ -1,0 +1,3 @@
+from benchmarks.registrar.run import main
+
+main()
