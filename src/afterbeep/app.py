@@ -43,6 +43,7 @@ from afterbeep.services.accounts import AccountService
 from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
+from afterbeep.services.device_outbound import DeviceOutbound
 from afterbeep.services.flows import FlowService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
@@ -73,6 +74,7 @@ from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, p
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
+from afterbeep.telephony.outside import OutsideCalls
 from afterbeep.telephony.ringing import SipRinger
 from afterbeep.telephony.scripts.ringer import Ringer
 from afterbeep.telephony.server import (
@@ -196,6 +198,8 @@ class Runtime:
         # This node's live queues (who waits, what agents do), shared by the API and the queue
         # call application. The services take a UserLookup once the users repository exists.
         self.queue_engine = QueueEngine(self.uow, self.clock)
+        # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
+        self.trunk_pacer = Pacer()
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -329,6 +333,12 @@ class Runtime:
             registrar=self.registrar,
             ringer=self.ringer,
             directory=RegistrationDirectory(self.lookups, self.clock),
+            outside=OutsideCalls(
+                DeviceOutbound(self.lookups, self.settings.default_region),
+                lambda: self.telephony,
+                lambda: self.ringer,
+                self.trunk_pacer,
+            ),
         )
 
     def _amd_words(self) -> dict[str, Any]:
@@ -357,7 +367,7 @@ class Runtime:
             if self.store is None or self.deposits is None or self.dispatcher is None:
                 raise RuntimeError("Runtime.start() must run first")
             s = self.settings
-            pacer = Pacer()  # per trunk, for deposits and drops (both calls of a two-call drop)
+            pacer = self.trunk_pacer  # per trunk, for deposits and drops (both calls of a two-call drop)
             depositor = SipDepositor(
                 lambda: self.telephony, pacer, ring_timeout=s.delivery_ring_timeout_seconds
             )

@@ -27,6 +27,11 @@ class AccountOut(BaseModel):
         description="whether its devices may dial numbers outside afterbeep"
     )
 
+    device_outbound_setup_id: str | None = Field(
+        default=None,
+        description="the telephony setup (setup_...) its devices dial outside numbers through",
+    )
+
     @classmethod
     def of(cls, account: Account) -> AccountOut:
         return cls(
@@ -35,6 +40,7 @@ class AccountOut(BaseModel):
             timezone=account.timezone,
             language=account.language,
             allow_device_outbound=account.allow_device_outbound,
+            device_outbound_setup_id=account.device_outbound_setup_id,
         )
 
 
@@ -45,6 +51,7 @@ class AccountUpdate(TypedDict, total=False):
     timezone: Annotated[str, Field(max_length=64, description="IANA, e.g. `America/New_York`")]
     language: Annotated[str, Field(max_length=35, description="BCP 47, e.g. `en`, `es`, `en-US`")]
     allow_device_outbound: bool
+    device_outbound_setup_id: Annotated[str | None, Field(max_length=40)]
 
 
 @router.get("/account")
@@ -60,5 +67,9 @@ async def update_account(body: AccountUpdate, svc: Svc, account: CurrentAccount)
     if "allow_device_outbound" in body:
         changed = await svc.accounts.allow_device_outbound(
             account.id, body["allow_device_outbound"]
+        )
+    if "device_outbound_setup_id" in body:
+        changed = await svc.accounts.device_outbound_setup(
+            account.id, body["device_outbound_setup_id"]
         )
     return AccountOut.of(changed)

@@ -47,6 +47,9 @@ class UserFields(TypedDict, total=False):
     max_simultaneous: int | None
     is_agent: Flag
     status: Literal["offline", "available", "on_break"]
+    out_cid_number: Annotated[
+        str | None, Field(description="E.164 caller id of calls out from its phones (null: the setup's)")
+    ]
 
 
 class UserOut(BaseModel):
@@ -68,6 +71,7 @@ class UserOut(BaseModel):
     status: str
     created_at: str
     updated_at: str
+    out_cid_number: str | None = None
 
     @classmethod
     def of(cls, u: User) -> UserOut:
@@ -89,6 +93,7 @@ class UserOut(BaseModel):
             status=u.status.value,
             created_at=iso(u.created_at),
             updated_at=iso(u.updated_at),
+            out_cid_number=u.out_cid_number,
             **forwards,
         )
 

@@ -126,6 +126,9 @@ accounts = Table(
     Column("language", String(35), nullable=False, server_default="en"),
     # 0014_users: whether its devices may dial numbers outside afterbeep
     Column("allow_device_outbound", Boolean, nullable=False, server_default=false()),
+    # 0018_device_outbound: the telephony setup its devices dial out through (no FK: a deleted
+    # setup leaves the id dangling, and dialling out is refused)
+    Column("device_outbound_setup_id", String(40), nullable=True),
 )
 
 api_keys = Table(
@@ -684,6 +687,8 @@ users = Table(
     _created(),
     _updated(),
     UniqueConstraint("account_id", "username"),
+    # 0018_device_outbound: the caller id (E.164) of its calls to outside numbers
+    Column("out_cid_number", String(20), nullable=True),
 )
 
 devices = Table(

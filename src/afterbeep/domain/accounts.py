@@ -22,6 +22,7 @@ class Account:
     timezone: str = "UTC"  # IANA; schedules and mailboxes without their own use it
     language: str = "en"  # a short BCP 47 tag
     allow_device_outbound: bool = False  # its devices may dial numbers outside afterbeep
+    device_outbound_setup_id: str | None = None  # the telephony setup they dial out through
 
 
 # A language, an optional script and an optional region or UN M.49 area: en, es, en-US, zh-Hant-TW.

@@ -79,6 +79,7 @@ class User:
     max_simultaneous: int | None = None
     is_agent: bool = False
     status: UserStatus = UserStatus.OFFLINE
+    out_cid_number: str | None = None  # E.164 caller id of its calls out (None: the setup's)
 
     def forwards(self) -> list[tuple[str, Forward]]:
         """(field prefix, forward) for every forward set."""

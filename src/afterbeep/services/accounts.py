@@ -139,6 +139,19 @@ class AccountService:
             await uow.accounts.set_device_outbound(account_id, allowed)
         return replace(account, allow_device_outbound=allowed)
 
+    async def device_outbound_setup(self, account_id: str, setup_id: object) -> Account:
+        """The telephony setup (of this account) its devices dial outside numbers through."""
+        if setup_id is not None and (not isinstance(setup_id, str) or not is_id(setup_id, "setup")):
+            raise InvalidInput("device_outbound_setup_id", "must be a telephony setup id (setup_...) or null")
+        async with self._uow() as uow:
+            account = await uow.accounts.lock(account_id)
+            if account is None:
+                raise NotFound("account", account_id[:40])
+            if setup_id is not None and await uow.telephony_setups.get(account_id, setup_id) is None:
+                raise InvalidInput("device_outbound_setup_id", "is not a telephony setup of this account")
+            await uow.accounts.set_device_outbound_setup(account_id, setup_id)
+        return replace(account, device_outbound_setup_id=setup_id)
+
     async def authenticate(self, secret: str) -> Account | None:
         key_id = key_id_of(secret)
         if key_id is None:

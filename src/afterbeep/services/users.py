@@ -11,6 +11,7 @@ from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
 from afterbeep.domain.flows import RefKind
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.numbers import DestKind
+from afterbeep.domain.phone import to_e164
 from afterbeep.domain.users import (
     FORWARDS,
     Device,
@@ -36,7 +37,7 @@ from afterbeep.services.ring_groups import destination_users
 USER_FIELDS = frozenset(
     {
         "username", "display_name", "voicemail_id", "ring_timeout_sec", "ring_strategy", "dnd",
-        "max_simultaneous", "is_agent", "status",
+        "max_simultaneous", "is_agent", "status", "out_cid_number",
         *(f"{name}_{part}" for name in FORWARDS for part in ("kind", "id")),
     }
 )  # fmt: skip
@@ -265,6 +266,8 @@ def _apply_user(user: User, fields: Mapping[str, Any]) -> User:
         ):
             raise InvalidInput("max_simultaneous", "must be an integer from 1 to 100, or null")
         changes["max_simultaneous"] = most
+    if "out_cid_number" in fields:
+        changes["out_cid_number"] = _caller_id(fields["out_cid_number"])
     for name in FORWARDS:
         kind_field, id_field = f"{name}_kind", f"{name}_id"
         if kind_field in fields or id_field in fields:
@@ -277,6 +280,15 @@ def _apply_user(user: User, fields: Mapping[str, Any]) -> User:
                 dest_id = None  # a new kind does not keep the old kind's id
             changes[name] = parse_forward(kind, dest_id, name)
     return replace(user, **changes)
+
+
+def _caller_id(value: object) -> str | None:
+    """An E.164 number (`+` and digits) or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("+"):
+        raise InvalidInput("out_cid_number", "must be an E.164 number (+ and digits) or null")
+    return to_e164(value, field="out_cid_number")
 
 
 def _flag(value: object, field: str) -> bool:

@@ -44,6 +44,7 @@ from afterbeep.services.routing import (
 from afterbeep.telephony.call import SipCall, uri_user
 from afterbeep.telephony.flow_env import InboundFlowEnv
 from afterbeep.telephony.interface import Audio, Call
+from afterbeep.telephony.outside import OutsideCalls
 from afterbeep.telephony.pbx_calls import PbxCalls
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
 from afterbeep.telephony.scripts.flow import FlowRun, run_flow
@@ -60,8 +61,8 @@ log = logging.getLogger(__name__)
 
 DECLINED_BY_HANGUP_DESTINATION = 603
 FORBIDDEN = 403
-# A device may dial outside numbers (account's allow_device_outbound), but dialling out through
-# a telephony setup is not built yet.
+# A device may dial outside numbers (account's allow_device_outbound), but this node was built
+# without a way out (`outside` not given).
 OUTBOUND_NOT_BUILT = 503
 MAX_USER_HOPS = 5  # users forwarding to users: a loop ends here
 # From users that mean "the caller withholds its identity" (RFC 3323 and carriers' usage).
@@ -91,7 +92,9 @@ class InboundCalls:
         ringer: Ringer | None = None,
         directory: Directory | None = None,
         queue_engine: QueueEngine | None = None,
+        outside: OutsideCalls | None = None,
     ) -> None:
+        self._outside = outside  # devices' calls to outside numbers (None: answered 503)
         self._registrar = registrar  # None: no device is authenticated (trunk calls only)
         self._ringer = ringer  # None (until `use_ringer`): calls to users cannot ring (480)
         self._directory = directory
@@ -284,7 +287,9 @@ class InboundCalls:
             account = await self._router.account(found.account_id)
             if account is None or not account.allow_device_outbound:
                 return FORBIDDEN
-            return OUTBOUND_NOT_BUILT
+            if self._outside is None:
+                return OUTBOUND_NOT_BUILT
+            return await self._outside.route(found.account_id, found.user_id, dialed)
         return await self._decided(decision)
 
     def _holding_line(self, user_id: str, route: Route) -> Route:

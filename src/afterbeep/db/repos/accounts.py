@@ -30,6 +30,7 @@ def _account(row: Any) -> Account:
         timezone=row.timezone,
         language=row.language,
         allow_device_outbound=bool(getattr(row, "allow_device_outbound", False)),
+        device_outbound_setup_id=getattr(row, "device_outbound_setup_id", None),
     )
 
 
@@ -71,6 +72,13 @@ class SqlAccountRepo:
             update(t.accounts)
             .where(t.accounts.c.id == account_id)
             .values(allow_device_outbound=allowed)
+        )
+
+    async def set_device_outbound_setup(self, account_id: str, setup_id: str | None) -> None:
+        await self._conn.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(device_outbound_setup_id=setup_id)
         )
 
     async def get(self, account_id: str) -> Account | None:

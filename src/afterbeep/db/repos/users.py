@@ -53,6 +53,7 @@ def _user(row: Any) -> User:
         max_simultaneous=row.max_simultaneous,
         is_agent=bool(row.is_agent),
         status=UserStatus(row.status),
+        out_cid_number=getattr(row, "out_cid_number", None),
     )
 
 
@@ -68,6 +69,7 @@ def _user_values(user: User) -> dict[str, Any]:
         "is_agent": user.is_agent,
         "status": user.status.value,
         "updated_at": user.updated_at,
+        "out_cid_number": user.out_cid_number,
     }
     for name in ("fwd_always", "fwd_busy", "fwd_noanswer"):
         fwd: Forward | None = getattr(user, name)
