@@ -395,12 +395,14 @@ async def test_a_devices_invite_is_challenged_and_verified(rt: Runtime, api: Api
         # an extension of no one: outside too (not a number held here)
         _, nobody = await device_invite(peer, rt, "399", "desk-301", PASSWORD)
         assert status_of(nobody) == 403
-        # allowed out, it is not refused; dialling out is not built yet: 503
+        # allowed out, but through no telephony setup: refused with that reason
+        # (calls out through a setup: tests/e2e/test_device_outbound.py)
         allowed = await api.http.patch(
             "/v1/account", json={"allow_device_outbound": True}, headers=api.headers
         )
         assert allowed.status_code == 200 and allowed.json()["allow_device_outbound"] is True
         _, out = await device_invite(peer, rt, "+33142685300", "desk-301", PASSWORD)
-        assert status_of(out) == 503, out and out.decode()
+        assert status_of(out) == 403, out and out.decode()
+        assert out is not None and b"No Telephony Setup" in out.split(b"\r\n", 1)[0]
     finally:
         peer.close()
