@@ -89,9 +89,11 @@ class Dialled:
     ringing: bool  # a 180 came before the final answer
 
 
-async def dial(rt: Runtime, peer: RawPeer, dialed: str, rtp_port: int) -> Dialled:
-    """The phone's INVITE to `dialed`, sent again with the digest when challenged; a failure
-    and a 200 are ACKed."""
+async def dial(
+    rt: Runtime, peer: RawPeer, dialed: str, rtp_port: int, *, cancel: bool = False
+) -> Dialled:
+    """The phone's INVITE to `dialed`, sent again with the digest when challenged (`cancel`:
+    CANCELled once it rings); a failure and a 200 are ACKed."""
     port = sip_port(rt)
     call_id = secrets.token_hex(8) + "@desk"
     uri = f"sip:{dialed.replace(' ', '')}@127.0.0.1:{port}"
@@ -111,7 +113,21 @@ async def dial(rt: Runtime, peer: RawPeer, dialed: str, rtp_port: int) -> Dialle
             "Content-Type: application/sdp", f"Content-Length: {len(sdp)}",
         ]  # fmt: skip
         peer.send("\r\n".join(lines).encode() + b"\r\n\r\n" + sdp, port)
-        answer = await peer.response(branch, timeout=WAIT)
+        if cancel and auth:
+            rang = await peer.response(branch, timeout=WAIT, start=b"180", final=False)
+            assert rang is not None, "no 180 before the CANCEL"
+            stop = [f"CANCEL {uri} SIP/2.0", via, *common, f"To: <{uri}>", f"CSeq: {cseq} CANCEL",
+                    "Max-Forwards: 70", "Content-Length: 0"]  # fmt: skip
+            peer.send("\r\n".join(stop).encode() + b"\r\n\r\n", port)
+            cancelled = await peer.response(branch, timeout=WAIT, start=b"200")
+            assert cancelled is not None and b"CANCEL" in (header(cancelled, "CSeq") or "").encode()
+        answer = await peer.wait_for(
+            lambda data: data.startswith(b"SIP/2.0 ")
+            and not data.startswith(b"SIP/2.0 1")
+            and branch.encode() in data
+            and b" INVITE\r\n" in data,
+            WAIT,
+        )
         assert answer is not None, "no final answer to the INVITE"
         to = f"To: {header(answer, 'To')}"
         status = status_of(answer) or 0
@@ -197,6 +213,26 @@ async def test_a_busy_trunk_is_busy_to_the_phone(
     assert status_of(dialled.final) == 486, dialled.final.decode()
     assert result.returncode == 0, result.output
     assert re.search(r"^From: <sip:\+12125550100@127\.0\.0\.1>;tag=", result.messages, re.M)
+
+
+async def test_the_phones_cancel_cancels_the_trunks_invite(
+    rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
+) -> None:
+    await desk_phone(api, out_cid_number=CALLER_ID)
+    peer = await RawPeer.open()
+    try:
+        trunk, trunk_port = await device(sipp_bin, "media_uas_ring_no_answer.xml", tmp_path)
+        await allow_out(api, trunk_port)
+        dialled = await dial(rt, peer, DIALED_E164, 40000, cancel=True)
+        result = await asyncio.wait_for(trunk, WAIT)
+    finally:
+        peer.close()
+    assert status_of(dialled.final) == 487, dialled.final.decode()
+    assert result.returncode == 0, result.output  # it got our CANCEL, answered 487, got the ACK
+    assert "CANCEL sip:" in result.messages
+    async with asyncio.timeout(WAIT):
+        while rt.telephony is not None and rt.telephony.media.sessions:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
 
 async def test_a_phone_not_allowed_out_or_without_a_setup_is_refused_with_the_reason(
