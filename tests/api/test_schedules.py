@@ -211,7 +211,7 @@ async def test_account_settings(
     assert got.status_code == 200
     assert got.json() == {
         "id": account.id, "name": got.json()["name"], "timezone": "UTC", "language": "en",
-        "allow_device_outbound": False,
+        "allow_device_outbound": False, "device_outbound_setup_id": None,
     }  # fmt: skip
 
     patched = await client.patch(
