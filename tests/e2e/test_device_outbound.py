@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosipua.message import SipResponse
@@ -80,6 +81,16 @@ async def allow_out(api: Api, trunk_port: int | None) -> None:
         body["device_outbound_setup_id"] = setup["id"]
     response = await api.http.patch("/v1/account", json=body, headers=api.headers)
     assert response.status_code == 200, response.text
+
+
+class TrunkRtp(RtpPeer):
+    """The trunk's RTP peer; it answers to where the relay's packets come from."""
+
+    source_port = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.source_port = int(addr[1])
+        super().datagram_received(data, addr)
 
 
 @dataclass
@@ -160,12 +171,12 @@ async def test_an_allowed_phone_calls_out_through_the_setup_and_the_trunk_hangs_
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
     await desk_phone(api, out_cid_number=CALLER_ID)
-    phone_rtp, trunk_rtp = await RtpPeer.open(), await RtpPeer.open()
+    phone_rtp, trunk_rtp = await RtpPeer.open(), await TrunkRtp.open()
     peer = await RawPeer.open()
     try:
         trunk, trunk_port = await device(
             sipp_bin, "bridge_uas_answer_bye.xml", tmp_path, *codec_keys(Codec.PCMU, trunk_rtp.port),
-            answer_ms=500, talk_ms=2500,
+            answer_ms=500, talk_ms=3500,
         )  # fmt: skip
         await allow_out(api, trunk_port)
         dialled = await dial(rt, peer, DIALED, phone_rtp.port)
@@ -173,6 +184,9 @@ async def test_an_allowed_phone_calls_out_through_the_setup_and_the_trunk_hangs_
         assert dialled.ringing, "the phone heard no 180 while the trunk rang"
         # the phone talks; its audio goes through the relay to the trunk's RTP peer
         await phone_rtp.play(sdp_port(dialled.final), stream_of(Codec.PCMU, speech_like(1000, seed=3), ""))
+        assert isinstance(trunk_rtp, TrunkRtp) and trunk_rtp.source_port, "nothing reached the trunk"
+        said_by_far_end = stream_of(Codec.PCMU, speech_like(800, seed=4), "")
+        await trunk_rtp.play(trunk_rtp.source_port, said_by_far_end)
         # the trunk hangs up: the phone gets a BYE, and answers it
         bye = await peer.wait_for(lambda data: data.startswith(b"BYE "), WAIT)
         assert bye is not None, "the trunk's BYE did not reach the phone"
@@ -193,6 +207,7 @@ async def test_an_allowed_phone_calls_out_through_the_setup_and_the_trunk_hangs_
     assert re.search(rf"^From: <sip:\{CALLER_ID}@127\.0\.0\.1>;tag=", invite, re.M), invite[:600]
     assert len(trunk_rtp.packets) >= 25, "the phone's audio did not reach the trunk"
     assert {p.payload_type for p in trunk_rtp.packets} == {0}
+    assert len(phone_rtp.packets) >= 20, "the far end's audio did not reach the phone"
     async with asyncio.timeout(WAIT):
         while rt.telephony is not None and rt.telephony.media.sessions:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
