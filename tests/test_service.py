@@ -30,7 +30,8 @@ def test_account_and_key_commands(service: Service) -> None:
     assert created["account_id"].startswith("acc_") and created["api_key"].startswith("abk_")
     who = httpx.get(service.url + "/v1/account", headers={"Authorization": f"Bearer {created['api_key']}"})
     assert who.json() == {
-        "id": created["account_id"], "name": "Acme Clinic", "timezone": "UTC", "language": "en"
+        "id": created["account_id"], "name": "Acme Clinic", "timezone": "UTC", "language": "en",
+        "allow_device_outbound": False, "device_outbound_setup_id": None,
     }
 
     second = json.loads(service.cli("key", "create", "--account", created["account_id"], "--json").stdout)
