@@ -20,6 +20,7 @@ from aiosipua.message import SipResponse
 
 from afterbeep.app import Runtime
 from afterbeep.audio.tones import speech_like
+from afterbeep.telephony.inbound import InboundCalls
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.sip.auth import Credentials, DigestSession
 from afterbeep.telephony.sip.message import parse_message
@@ -55,11 +56,20 @@ async def api(rt: Runtime) -> AsyncIterator[Api]:
         yield found
 
 
-async def desk_phone(api: Api, **user: object) -> None:
+async def desk_phone(api: Api, **user: object) -> str:
     created = await api.post("/v1/users", {"username": "301", **user})
     await api.post(
         "/v1/devices", {"user_id": created["id"], "auth_username": "desk-301", "password": PASSWORD}
     )
+    return str(created["id"])
+
+
+def lines_of(rt: Runtime, user_id: str) -> int:
+    """How many calls the user is in on this node (the router's `UserLines`)."""
+    assert rt.deposit_receiver is not None
+    inbound = rt.deposit_receiver._fallback.__self__  # type: ignore[attr-defined]
+    assert isinstance(inbound, InboundCalls)
+    return inbound.lines.count(user_id)
 
 
 async def allow_out(api: Api, trunk_port: int | None) -> None:
@@ -133,16 +143,22 @@ async def dial(
             cancelled = await peer.response(branch, timeout=WAIT, start=b"200")
             assert cancelled is not None and b"CANCEL" in (header(cancelled, "CSeq") or "").encode()
         answer = await peer.wait_for(
-            lambda data: data.startswith(b"SIP/2.0 ")
-            and not data.startswith(b"SIP/2.0 1")
-            and branch.encode() in data
-            and b" INVITE\r\n" in data,
+            lambda data: (
+                data.startswith(b"SIP/2.0 ")
+                and not data.startswith(b"SIP/2.0 1")
+                and branch.encode() in data
+                and b" INVITE\r\n" in data
+            ),
             WAIT,
         )
         assert answer is not None, "no final answer to the INVITE"
         to = f"To: {header(answer, 'To')}"
         status = status_of(answer) or 0
-        ack_via = via if status >= 300 else f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bK-{secrets.token_hex(6)}"
+        ack_via = (
+            via
+            if status >= 300
+            else f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bK-{secrets.token_hex(6)}"
+        )
         ack = [f"ACK {uri} SIP/2.0", ack_via, *common, to, f"CSeq: {cseq} ACK",
                "Max-Forwards: 70", "Content-Length: 0"]  # fmt: skip
         peer.send("\r\n".join(ack).encode() + b"\r\n\r\n", port)
@@ -170,7 +186,7 @@ def sdp_port(message: bytes) -> int:
 async def test_an_allowed_phone_calls_out_through_the_setup_and_the_trunk_hangs_up(
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
-    await desk_phone(api, out_cid_number=CALLER_ID)
+    user_id = await desk_phone(api, out_cid_number=CALLER_ID)
     phone_rtp, trunk_rtp = await RtpPeer.open(), await TrunkRtp.open()
     peer = await RawPeer.open()
     try:
@@ -182,9 +198,14 @@ async def test_an_allowed_phone_calls_out_through_the_setup_and_the_trunk_hangs_
         dialled = await dial(rt, peer, DIALED, phone_rtp.port)
         assert status_of(dialled.final) == 200, dialled.final.decode()
         assert dialled.ringing, "the phone heard no 180 while the trunk rang"
+        assert lines_of(rt, user_id) == 1  # the call out is one of the user's calls
         # the phone talks; its audio goes through the relay to the trunk's RTP peer
-        await phone_rtp.play(sdp_port(dialled.final), stream_of(Codec.PCMU, speech_like(1000, seed=3), ""))
-        assert isinstance(trunk_rtp, TrunkRtp) and trunk_rtp.source_port, "nothing reached the trunk"
+        await phone_rtp.play(
+            sdp_port(dialled.final), stream_of(Codec.PCMU, speech_like(1000, seed=3), "")
+        )
+        assert isinstance(trunk_rtp, TrunkRtp) and trunk_rtp.source_port, (
+            "nothing reached the trunk"
+        )
         said_by_far_end = stream_of(Codec.PCMU, speech_like(800, seed=4), "")
         await trunk_rtp.play(trunk_rtp.source_port, said_by_far_end)
         # the trunk hangs up: the phone gets a BYE, and answers it
@@ -208,8 +229,8 @@ async def test_an_allowed_phone_calls_out_through_the_setup_and_the_trunk_hangs_
     assert len(trunk_rtp.packets) >= 25, "the phone's audio did not reach the trunk"
     assert {p.payload_type for p in trunk_rtp.packets} == {0}
     assert len(phone_rtp.packets) >= 20, "the far end's audio did not reach the phone"
-    async with asyncio.timeout(WAIT):
-        while rt.telephony is not None and rt.telephony.media.sessions:  # noqa: ASYNC110
+    async with asyncio.timeout(WAIT):  # both calls end, the user's line is free again
+        while (rt.telephony is not None and rt.telephony.media.sessions) or lines_of(rt, user_id):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 

@@ -53,7 +53,9 @@ class DeviceOutbound:
             if account is None or not account.allow_device_outbound:
                 return NOT_ALLOWED
             setup_id = account.device_outbound_setup_id
-            setup = None if setup_id is None else await uow.telephony_setups.get(account_id, setup_id)
+            setup = (
+                None if setup_id is None else await uow.telephony_setups.get(account_id, setup_id)
+            )
             if setup is None:
                 return NO_SETUP
             to_e164 = dialed_to_e164(dialed, self._region)
@@ -63,7 +65,9 @@ class DeviceOutbound:
                     return Refused(ADDRESS_INCOMPLETE, "Address Incomplete")
                 return Refused(NOT_FOUND, "Not A Phone Number")
             password = (
-                await uow.secrets.get(account_id, setup.password_ref) if setup.password_ref else None
+                await uow.secrets.get(account_id, setup.password_ref)
+                if setup.password_ref
+                else None
             )
             user = await uow.users.get(account_id, user_id)
         own = user.out_cid_number if user is not None else None

@@ -103,13 +103,21 @@ class OutsideCalls:
             leg = results[0]
             if isinstance(leg, DialFailed):
                 code, reason = answer_for(leg)
-                log.info("call %s out to %s: %d %s", call.call_id, mask(plan.to_e164), leg.code, leg.reason)
+                log.info(
+                    "call %s out to %s: %d %s",
+                    call.call_id,
+                    mask(plan.to_e164),
+                    leg.code,
+                    leg.reason,
+                )
                 self._reject(call, code, reason)
                 return
             if not isinstance(leg, SipCall):
                 if isinstance(leg, BaseException) and not isinstance(leg, asyncio.CancelledError):
                     raise leg
-                log.info("call %s out to %s: the phone hung up first", call.call_id, mask(plan.to_e164))
+                log.info(
+                    "call %s out to %s: the phone hung up first", call.call_id, mask(plan.to_e164)
+                )
                 return
             if call.ended.is_set():
                 await leg.hangup()

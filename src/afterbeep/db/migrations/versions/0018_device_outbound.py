@@ -19,7 +19,9 @@ depends_on = None
 def upgrade() -> None:
     # no foreign key: a deleted setup leaves a dangling id, and dialling out is then refused
     with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("device_outbound_setup_id", sa.String(length=40), nullable=True))
+        batch_op.add_column(
+            sa.Column("device_outbound_setup_id", sa.String(length=40), nullable=True)
+        )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("out_cid_number", sa.String(length=20), nullable=True))
 
