@@ -528,8 +528,8 @@ class Runtime:
             schedules=ScheduleService(self.uow, self.clock),
             members=self.members,
             transcripts=TranscriptService(self.uow, self.transcription),
-            ring_groups=RingGroupService(self.uow, self.clock, AccountUsers(self.uow)),
-            queues=QueueService(self.uow, self.clock, self.queue_engine, AccountUsers(self.uow)),
+            ring_groups=RingGroupService(self.uow, self.clock, AccountUsers(self.lookups)),
+            queues=QueueService(self.uow, self.clock, self.queue_engine, AccountUsers(self.lookups)),
             users=UserService(self.uow, self.clock, s.sip_realm),
         )
 

@@ -334,7 +334,8 @@ def _unknown_reference(field: str, what: str) -> InvalidInput:
 
 
 class AccountUsers:
-    """The `UserLookup` ring groups and queues check their members (and list agents) with."""
+    """The `UserLookup` ring groups and queues check their members (and list agents) with;
+    over read-only units (it is asked inside the caller's writing unit)."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
