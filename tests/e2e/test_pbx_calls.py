@@ -64,6 +64,22 @@ def _reply(request: bytes, code: int, reason: str, cseq: bytes | None = None) ->
     return b"\r\n".join([head, *lines, b"Content-Length: 0", b"", b""])
 
 
+def _answer(invite: bytes, port: int) -> bytes:
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {port + 1} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    ).encode()
+    head = _reply(invite, 200, "OK").removesuffix(b"Content-Length: 0\r\n\r\n")
+    return (
+        head
+        + (
+            f"Contact: <sip:phone@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(sdp)}\r\n\r\n"
+        ).encode()
+        + sdp
+    )
+
+
 def _call_id(data: bytes) -> bytes:
     found = re.search(rb"^(?:call-id|i):\s*(\S+)", data, re.I | re.M)
     return found.group(1) if found else b""
@@ -75,6 +91,8 @@ class RingingPhone(RawPeer):
     (200, then 487). Keeps when each INVITE and CANCEL arrived (event loop time)."""
 
     invites: list[float] = field(default_factory=list)
+    answer: bool = False  # answer every INVITE (200 with an SDP for PCMU), BYE answered 200
+    answered: list[float] = field(default_factory=list)  # when our 200 was ACKed
     cancels: list[float] = field(default_factory=list)
     _pending: dict[bytes, bytes] = field(default_factory=dict)
     _sip_port: int = 0
@@ -89,6 +107,8 @@ class RingingPhone(RawPeer):
                 self.invites.append(now)
                 self._pending[_call_id(data)] = data
             self.transport_send(_reply(data, 180, "Ringing"), addr)
+            if self.answer:
+                self.transport_send(_answer(data, self.port), addr)
             return
         if data.startswith(b"CANCEL "):
             self.cancels.append(now)
@@ -98,6 +118,11 @@ class RingingPhone(RawPeer):
                 self.transport_send(_reply(invite, 487, "Request Terminated"), addr)
             return
         if data.startswith(b"ACK "):
+            if self.answer:
+                self.answered.append(now)
+            return
+        if data.startswith(b"BYE "):
+            self.transport_send(_reply(data, 200, "OK"), addr)
             return
         super().datagram_received(data, addr)
 
@@ -245,7 +270,7 @@ async def test_a_queue_offers_to_one_agent_then_the_next_and_overflows_to_its_ma
                 "/v1/queues",
                 {
                     "name": "Support", "strategy": "longest_idle", "agent_ring_timeout_sec": 2,
-                    "max_wait_sec": 5, "wrap_up_sec": 0, "max_no_answer": 5,
+                    "max_wait_sec": 5, "wrap_up_sec": 0, "max_no_answer": 10,
                     "members": [{"user_id": ada_id}, {"user_id": bob_id}],
                     "timeout_dest_kind": "voicemail", "timeout_dest_id": timeout_box,
                     "no_agents_dest_kind": "voicemail", "no_agents_dest_id": no_agents_box,
@@ -260,13 +285,14 @@ async def test_a_queue_offers_to_one_agent_then_the_next_and_overflows_to_its_ma
             assert ada.invites == [] and bob.invites == []
 
             # both available, neither answers: offered to one, then the other, then max_wait
+            await set_status(api, bob_id, "available")  # idle longest: offered first
             await set_status(api, ada_id, "available")
-            await set_status(api, bob_id, "available")
             await leave_message(
                 sipp_bin, tmp_path / "timeout", rt, api, timeout_box, 1, wait_ms=5000
             )
             rings = sorted([(t, "ada") for t in ada.invites] + [(t, "bob") for t in bob.invites])
-            assert len(rings) >= 2 and rings[0][1] != rings[1][1], rings  # then the next agent
+            assert len(rings) >= 2, rings
+            assert [who for _, who in rings[:2]] == ["bob", "ada"], rings  # then the next agent
             for phone in (ada, bob):  # every offer ended with a CANCEL: nothing rings now
                 assert not phone.ringing
             body = await stats(api, queue["id"])
@@ -278,6 +304,22 @@ async def test_a_queue_offers_to_one_agent_then_the_next_and_overflows_to_its_ma
             await until(lambda: not ada.ringing and not bob.ringing, "offers cancelled")
             body = await stats(api, queue["id"])
             assert body["waiting"] == 0 and body["abandoned"] == 1, body
+
+            # ada answers a call; a second call right after it goes to bob, not to ada in wrap-up
+            patched = await api.http.patch(
+                f"/v1/queues/{queue['id']}", json={"wrap_up_sec": 30}, headers=api.headers
+            )
+            assert patched.status_code == 200, patched.text
+            for agent in (ada_id, bob_id):  # back from any break the missed offers caused
+                await set_status(api, agent, "available")
+            ada.answer = True
+            await until(lambda: not bob.ringing, "idle")
+            await hang_up_while_waiting(rt, lambda: bool(ada.answered))
+            rung = len(ada.invites), len(bob.invites)
+            await hang_up_while_waiting(rt, lambda: len(bob.invites) > rung[1])
+            assert len(ada.invites) == rung[0]  # ada was in wrap-up: not offered
+            agents = await api.http.get(f"/v1/agents/{ada_id}", headers=api.headers)
+            assert agents.json()["state"] == "wrap_up", agents.text
             await settle(rt)
         finally:
             ada.close()
