@@ -52,3 +52,30 @@ async def test_a_registered_device_is_rung_where_it_registered_from_a_refused_ra
     # not sent (a fork sent there would have rung out: NO_ANSWER)
     assert outcome.outcome is RingOutcome.FAILED
     assert [label for label, _ in rig.forks] == ["usr_a/dev_a", "dev_b"]
+
+
+async def test_a_user_is_in_a_call_while_one_of_its_devices_is_bridged(
+    sipp_bin: str, tmp_path: Path
+) -> None:
+    """`SipRinger.in_call` (what queues ask before offering an agent a call)."""
+    async with service(CLOSED) as rig:
+        desk, port = await device(
+            sipp_bin, "bridge_uas_answer_bye.xml", tmp_path, *codec_keys(Codec.PCMU, 9),
+            answer_ms=200, talk_ms=1500,
+        )  # fmt: skip
+        rig.targets = [
+            RingTarget(
+                uri=f"sip:desk@127.0.0.1:{port}", label="usr_a/dev_a", source=("127.0.0.1", port)
+            )
+        ]
+        assert rig.server.udp_port is not None
+        assert not rig.ringer.in_call("usr_a")
+        uac = caller(sipp_bin, "bridge_uac_wait_bye.xml", tmp_path, rig.server.udp_port,
+                     *codec_keys(Codec.PCMU, 9))  # fmt: skip
+        await asyncio.wait_for(asyncio.shield(rig.bridged), 10)
+        assert rig.ringer.in_call("usr_a") and not rig.ringer.in_call("usr_b")
+        await asyncio.wait_for(asyncio.shield(rig.ended), 10)
+        assert not rig.ringer.in_call("usr_a")
+        results = await asyncio.gather(uac, desk)
+    for result in results:
+        assert result.returncode == 0, result.output
