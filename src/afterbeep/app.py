@@ -65,7 +65,7 @@ from afterbeep.services.transcripts import (
     TranscriptionQueue,
     TranscriptService,
 )
-from afterbeep.services.users import UserService
+from afterbeep.services.users import AccountUsers, UserService
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
@@ -480,7 +480,8 @@ class Runtime:
         if self.ringer is None:
             self.ringer = SipRinger(server)
         if inbound is not None:
-            inbound.use_ringer(self.ringer)
+            in_call = self.ringer.in_call if isinstance(self.ringer, SipRinger) else None
+            inbound.use_ringer(self.ringer, in_call)
         return server
 
     def make_registrar(self) -> Registrar:
@@ -566,8 +567,8 @@ class Runtime:
             schedules=ScheduleService(self.uow, self.clock),
             members=self.members,
             transcripts=TranscriptService(self.uow, self.transcription),
-            ring_groups=RingGroupService(self.uow, self.clock),
-            queues=QueueService(self.uow, self.clock, self.queue_engine),
+            ring_groups=RingGroupService(self.uow, self.clock, AccountUsers(self.lookups)),
+            queues=QueueService(self.uow, self.clock, self.queue_engine, AccountUsers(self.lookups)),
             users=UserService(self.uow, self.clock, s.sip_realm),
         )
 

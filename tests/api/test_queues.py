@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
@@ -13,11 +14,16 @@ from afterbeep.domain.ids import new_id
 from afterbeep.domain.queues import AgentStatus
 from tests.api.test_flows import _edge, _node
 from tests.api.test_numbers import make_mailbox
-from tests.api.test_ring_groups import add_number_to, count
+from tests.api.test_ring_groups import add_number_to, add_users, count
 from tests.api.test_schedules import problem_of
 from tests.conftest import TestAccount as Acct
 
 A, B = sorted([new_id("usr"), new_id("usr")])
+
+
+@pytest.fixture(autouse=True)
+async def _agents(runtime: Runtime, account: Acct) -> None:
+    await add_users(runtime, account.id, A, B)
 
 
 async def create(client: httpx.AsyncClient, account: Acct, **body: Any) -> dict[str, Any]:
@@ -135,21 +141,27 @@ async def test_validation_names_the_field(
 async def test_accounts_are_isolated(
     client: httpx.AsyncClient, account: Acct, other_account: Acct
 ) -> None:
-    theirs = await create(client, other_account, members=[{"user_id": A}])
+    refused = await client.post(
+        "/v1/queues", json={"name": "x", "members": [{"user_id": A}]}, headers=other_account.headers
+    )
+    problem_of(refused, 422, "unknown-reference")  # A is an agent of the other account
+    theirs = await create(client, other_account)
     for method in ("get", "delete"):
         r = await client.request(method, f"/v1/queues/{theirs['id']}", headers=account.headers)
         problem_of(r, 404, "not-found")
     stats = await client.get(f"/v1/queues/{theirs['id']}/stats", headers=account.headers)
     problem_of(stats, 404, "not-found")
     assert (await client.get("/v1/queues", headers=account.headers)).json()["items"] == []
-    assert (await client.get("/v1/agents", headers=account.headers)).json()["items"] == []
-    problem_of(await client.get(f"/v1/agents/{A}", headers=account.headers), 404, "not-found")
+    assert (await client.get("/v1/agents", headers=other_account.headers)).json()["items"] == []
+    problem_of(await client.get(f"/v1/agents/{A}", headers=other_account.headers), 404, "not-found")
     mine = await client.patch(
         f"/v1/agents/{A}", json={"status": "available"}, headers=account.headers
     )
     assert mine.status_code == 200
-    theirs_agent = await client.get(f"/v1/agents/{A}", headers=other_account.headers)
-    assert theirs_agent.json()["status"] == "offline"
+    theirs_agent = await client.patch(
+        f"/v1/agents/{A}", json={"status": "available"}, headers=other_account.headers
+    )
+    problem_of(theirs_agent, 404, "not-found")
 
 
 async def test_a_queue_a_number_leads_to_cannot_be_deleted(

@@ -6,17 +6,49 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, insert, select
 
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
 from afterbeep.domain.ids import new_id
+from afterbeep.domain.users import Device, User
 from tests.api.test_numbers import make_mailbox
 from tests.api.test_schedules import problem_of
 from tests.conftest import TestAccount as Acct
 
 U1, U2 = new_id("usr"), new_id("usr")
 DEV = "dev_01jg8asp59ps9rtt7azhrhvcre"
+
+
+async def add_users(
+    runtime: Runtime, account_id: str, *user_ids: str, device: str | None = None
+) -> None:
+    """The account's users (agents) `user_ids`, the first with the device `device`: members
+    are checked against the account's users."""
+    now = datetime.now(UTC)
+    async with runtime.uow() as uow:
+        for n, user_id in enumerate(user_ids):
+            await uow.users.add(User(user_id, account_id, f"7{n:03d}", "", now, now, is_agent=True))
+        if device is not None:
+            await uow.devices.add(
+                Device(
+                    device,
+                    account_id,
+                    user_ids[0],
+                    f"dev-{device[-8:]}",
+                    "afterbeep",
+                    "",
+                    "",
+                    now,
+                    now,
+                )
+            )
+
+
+@pytest.fixture(autouse=True)
+async def _members(runtime: Runtime, account: Acct) -> None:
+    await add_users(runtime, account.id, U1, U2, device=DEV)
 
 
 async def add_number_to(runtime: Runtime, account_id: str, kind: str, dest_id: str) -> str:

@@ -32,6 +32,9 @@ class Lookup:
     async def is_agent(self, account_id: str, user_id: str) -> bool:
         return account_id == self.account_id and user_id == AGENT
 
+    async def agent_ids(self, account_id: str) -> list[str]:
+        return [AGENT] if account_id == self.account_id else []
+
 
 async def test_members_must_be_users_of_the_account(runtime: Runtime, account: Acct) -> None:
     lookup = Lookup(account.id)

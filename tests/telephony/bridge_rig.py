@@ -9,13 +9,14 @@ import contextlib
 import re
 import socket
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from afterbeep.domain.netpolicy import NetworkPolicy
 from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.media.dtmf import DtmfReceiver
@@ -119,8 +120,9 @@ class Service:
 
 
 @contextlib.asynccontextmanager
-async def service() -> AsyncIterator[Service]:
+async def service(policy: NetworkPolicy | None = None) -> AsyncIterator[Service]:
     ua_config, media_config = telephony_configs("127.0.0.1:0", None, 25000, 25999)
+    ua_config = replace(ua_config, network_policy=policy)
     rig: Service | None = None
 
     async def on_call(call: SipCall) -> None:

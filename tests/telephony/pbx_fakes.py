@@ -4,7 +4,7 @@ and a queue store in memory. Unit tests of the applications only; the SIP ones a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -161,6 +161,7 @@ def env(
     *,
     state: ScheduleState = ScheduleState.IN_HOURS,
     media: dict[str, Audio] | None = None,
+    in_call: Callable[[str], bool] | None = None,
 ) -> PbxEnv:
     async def schedule_state(account_id: str, schedule_id: str) -> ScheduleState:
         return state
@@ -168,7 +169,7 @@ def env(
     async def media_of(account_id: str, media_id: str) -> Audio | None:
         return (media or {}).get(media_id)
 
-    return PbxEnv(ringer, directory, routed, schedule_state, media_of)
+    return PbxEnv(ringer, directory, routed, schedule_state, media_of, in_call=in_call)
 
 
 class _Statuses:

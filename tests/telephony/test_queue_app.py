@@ -283,3 +283,16 @@ async def test_an_agent_busy_in_another_call_is_skipped_not_counted() -> None:
     assert [r.labels for r in w.ringer.rings] == [["a-desk", "a-soft"], ["b-desk"]]
     assert w.engine.floor.agents[A].missed_in_row == 0
     assert w.ringer.bridged == ["b-desk"]
+
+
+async def test_an_agent_in_a_call_bridged_on_this_node_is_not_offered() -> None:
+    """A user called through the user application (or a ring group) is in a bridged call here:
+    not rung at all, not counted as a miss."""
+    w = World(make_queue(A, B))
+    w.available(A, since=-50.0)
+    w.available(B)
+    w.ringer.answers = {"b-desk": 1.0}
+    assert await w.run(in_call=lambda user_id: user_id == A) is None
+    assert [r.labels for r in w.ringer.rings] == [["b-desk"]]
+    assert w.engine.floor.agents[A].missed_in_row == 0
+    assert w.ringer.bridged == ["b-desk"]

@@ -219,3 +219,15 @@ def sip_uri_hosts(uri: str) -> list[str]:
         if name.strip().lower() == "maddr" and value:
             hosts.append(value.strip())
     return hosts
+
+
+def trusting(policy: NetworkPolicy, host: str) -> NetworkPolicy:
+    """`policy` that also permits `host` (an IP literal; anything else changes nothing).
+
+    A registered device is rung at the address its digest-authenticated REGISTER came from,
+    even inside a private range the operator did not open (the office LAN): that address was
+    not written by a tenant, the device proved it is there."""
+    ip = literal_address(host)
+    if ip is None:
+        return policy
+    return NetworkPolicy((*policy.allowed, ip_network(ip)))

@@ -315,6 +315,9 @@ class QueueService:
             statuses = await uow.queues.statuses(account_id)
             queues = await _all_queues(uow, account_id)
         by_user: dict[str, list[str]] = {user_id: [] for user_id in statuses}
+        if self._users is not None:
+            for user_id in await self._users.agent_ids(account_id):
+                by_user.setdefault(user_id, [])
         for queue in queues:
             for member in queue.members:
                 by_user.setdefault(member.user_id, []).append(queue.id)

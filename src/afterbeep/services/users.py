@@ -344,3 +344,41 @@ def _unknown_reference(field: str, what: str) -> InvalidInput:
     return InvalidInput(
         field, f"no {what} with this id in your account", error_id="unknown-reference"
     )
+
+
+class AccountUsers:
+    """The `UserLookup` ring groups and queues check their members (and list agents) with;
+    over read-only units (it is asked inside the caller's writing unit)."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def user_exists(self, account_id: str, user_id: str) -> bool:
+        if not is_id(user_id, "usr"):
+            return False
+        async with self._uow() as uow:
+            return await uow.users.get(account_id, user_id) is not None
+
+    async def device_exists(self, account_id: str, device_id: str) -> bool:
+        if not is_id(device_id, "dev"):
+            return False
+        async with self._uow() as uow:
+            return await uow.devices.get(account_id, device_id) is not None
+
+    async def is_agent(self, account_id: str, user_id: str) -> bool:
+        if not is_id(user_id, "usr"):
+            return False
+        async with self._uow() as uow:
+            user = await uow.users.get(account_id, user_id)
+        return user is not None and user.is_agent
+
+    async def agent_ids(self, account_id: str) -> list[str]:
+        found: list[str] = []
+        cursor = None
+        async with self._uow() as uow:
+            while True:
+                page = await uow.users.list(account_id, cursor, 200)
+                found.extend(user.id for user in page.items if user.is_agent)
+                if page.next_cursor is None:
+                    return found
+                cursor = page.next_cursor

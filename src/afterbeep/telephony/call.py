@@ -36,6 +36,7 @@ import numpy as np
 
 from afterbeep.domain.errors import InvalidPhoneNumber
 from afterbeep.domain.ids import new_id
+from afterbeep.domain.netpolicy import NetworkPolicy
 from afterbeep.domain.phone import mask, to_e164
 from afterbeep.metrics import SIP_INVITE_TO_200
 from afterbeep.telephony.interface import (
@@ -1137,6 +1138,7 @@ async def dial(
     outbound_proxy: str | None = None,
     timeout: float = 60.0,
     headers: Iterable[tuple[str, str]] = (),
+    network_policy: NetworkPolicy | None = None,
 ) -> OutboundCall:
     """Place a call: binds RTP, sends the INVITE with our offer, returns at once.
 
@@ -1148,7 +1150,7 @@ async def dial(
     except (PortsExhaustedError, MediaSessionStateError) as exc:
         raise DialFailed(503, str(exc)) from exc
     # The far end's SDP is a tenant's trunk's word: media goes only where signalling may.
-    media.destination_policy = endpoint.ua.config.network_policy
+    media.destination_policy = network_policy or endpoint.ua.config.network_policy
     offer = media.offer()
     outbound = OutboundCall(endpoint, media, offer)
     try:
@@ -1161,6 +1163,7 @@ async def dial(
             credentials=credentials,
             answer_timeout=timeout,
             outbound_proxy=outbound_proxy,
+            network_policy=network_policy,
         )
     except (SipStateError, ValueError) as exc:
         await media.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 
 from afterbeep.audio.rendition import read_wav_pcm
@@ -115,8 +116,9 @@ class InboundCalls:
         if ringer is not None:
             self.use_ringer(ringer)
 
-    def use_ringer(self, ringer: Ringer) -> None:
-        """What rings users' phones (the SIP server's, known once it is built)."""
+    def use_ringer(self, ringer: Ringer, in_call: Callable[[str], bool] | None = None) -> None:
+        """What rings users' phones (the SIP server's, known once it is built); `in_call`:
+        whether a user is in a call bridged on this node (queues skip such agents)."""
         self._ringer = ringer
         if self._directory is not None and self._queue_engine is not None:
             self._pbx = PbxCalls(
@@ -129,6 +131,7 @@ class InboundCalls:
                 self._deposit_into,
                 self._flow,
                 self._user,
+                in_call,
             )
 
     async def route(self, invite: IncomingInvite) -> Route:

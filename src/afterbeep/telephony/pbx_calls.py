@@ -49,6 +49,7 @@ class PbxCalls:
         deposit: Callable[[Call, VoicemailRoute], Awaitable[None]],
         flow: Callable[[Call, FlowRoute], Awaitable[None]],
         user: Callable[[Call, UserRoute, int], Awaitable[None]],
+        in_call: Callable[[str], bool] | None = None,
     ) -> None:
         self._router = router
         self._ringer = ringer
@@ -59,6 +60,7 @@ class PbxCalls:
         self._deposit = deposit
         self._flow = flow
         self._user = user
+        self._in_call = in_call  # users in a bridged call on this node (not offered queue calls)
         self.rotation = Rotation()  # round-robin ring groups' memory, per node
 
     async def run(self, call: Call, route: RingGroupRoute | QueueRoute, hops: int = 0) -> None:
@@ -105,4 +107,5 @@ class PbxCalls:
             schedule_state,
             self._media,
             route.language,
+            self._in_call,
         )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from afterbeep.audio.tones import dual_tone, silence
+from afterbeep.domain.netpolicy import trusting
 from afterbeep.telephony.call import (
     CallEndpoint,
     DialFailed,
@@ -172,6 +174,9 @@ class _Ringing:
             fork.code = 487
             return None
         headers = [("Route", value if "<" in value else f"<{value}>") for value in target.path]
+        policy = self.endpoint.ua.config.network_policy
+        if policy is not None and target.source is not None:
+            policy = trusting(policy, target.source[0])
         fork.started_at = loop.time()
         try:
             fork.outbound = await dial(
@@ -181,6 +186,7 @@ class _Ringing:
                 outbound_proxy=next_hop(target),
                 timeout=end - loop.time() + 1.0,
                 headers=headers,
+                network_policy=policy,
             )
         except DialFailed as exc:
             fork.code = exc.code
@@ -263,6 +269,12 @@ class SipRinger:
     ) -> None:
         self._endpoint = endpoint
         self._on_fork = on_fork
+        self._answered_by: dict[str, str] = {}  # an answered leg's call id -> its user
+        self._in_call: Counter[str] = Counter()  # users with a device in a bridge here
+
+    def in_call(self, user_id: str) -> bool:
+        """Whether one of the user's devices is in a call bridged on this node."""
+        return self._in_call[user_id] > 0
 
     async def ring(
         self,
@@ -311,6 +323,9 @@ class SipRinger:
                 if f.outbound is not None and f.outbound.call is ringing.winner
             )
             log.info("call %s answered by %s", sip.call_id, target.label)
+            user = target.label.partition("/")[0]
+            if user.startswith("usr_"):
+                self._answered_by[ringing.winner.call_id] = user
             return RingResult(RingOutcome.ANSWERED, leg=ringing.winner, target=target)
         if outcome is RingOutcome.CALLER_GONE:
             return RingResult(RingOutcome.CALLER_GONE)
@@ -321,6 +336,18 @@ class SipRinger:
         if not isinstance(leg, SipCall):
             raise TypeError("SipRinger bridges the legs its ring() answered")
         callee = leg
+        user = self._answered_by.pop(callee.call_id, None)
+        if user is None:
+            return await self._bridge(caller, callee)
+        self._in_call[user] += 1
+        try:
+            return await self._bridge(caller, callee)
+        finally:
+            self._in_call[user] -= 1
+            if self._in_call[user] <= 0:
+                del self._in_call[user]
+
+    async def _bridge(self, caller: SipCall, callee: SipCall) -> BridgeEnd:
         if not caller.answered:
             try:
                 await caller.answer()

@@ -58,3 +58,7 @@ class UserLookup(Protocol):
     async def is_agent(self, account_id: str, user_id: str) -> bool:
         """The user exists in the account and has `is_agent` set."""
         ...
+
+    async def agent_ids(self, account_id: str) -> builtins.list[str]:
+        """The account's users with `is_agent` set."""
+        ...

@@ -45,6 +45,7 @@ class PbxEnv:
     schedule_state: ScheduleStateOf
     media: MediaOf
     language: str = "en"  # the account's, for prompts
+    in_call: Callable[[str], bool] | None = None  # a user in a call bridged on this node
 
 
 async def targets_of(

@@ -153,7 +153,11 @@ class _Waiting:
         targets: list[RingTarget] = []
         self.offered = {}
         reachable = []
+        in_call = self.env.in_call
         for user_id in agents:
+            if in_call is not None and in_call(user_id):
+                self.engine.offer_failed(self.queue, self.ticket, user_id)  # busy: skipped
+                continue
             found = await self.env.directory.user_targets(account_id, user_id)
             if not found:
                 self.engine.offer_failed(self.queue, self.ticket, user_id)

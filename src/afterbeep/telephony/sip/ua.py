@@ -423,6 +423,8 @@ class Dialog(_EventSource[DialogEvent]):
         # A dialog we opened: its in-dialog requests follow the answerer's Contact, so they
         # are held to the network policy as the INVITE was.
         self.outbound = False
+        # The policy its in-dialog requests are held to (None: the user agent's).
+        self.network_policy: NetworkPolicy | None = None
 
     @property
     def id(self) -> DialogId:
@@ -481,7 +483,7 @@ class Dialog(_EventSource[DialogEvent]):
         host = hop.host
         if self.outbound:
             try:
-                host = await self._ua._permitted_host(hop)
+                host = await self._ua._permitted_host(hop, self.network_policy)
             except AddressBlocked as exc:
                 raise SipTransportError("destination not allowed") from exc
         flow = await self._ua._transport.flow_to(host, hop.port, hop.transport)
@@ -681,6 +683,7 @@ class OutgoingInvite(_EventSource[OutgoingEvent]):
         self._cancel_sent = False
         self._timeout: asyncio.TimerHandle | None = None
         self._answered = asyncio.get_running_loop().create_future()
+        self.network_policy: NetworkPolicy | None = None  # None: the user agent's
 
     @property
     def call_id(self) -> str:
@@ -791,6 +794,7 @@ class OutgoingInvite(_EventSource[OutgoingEvent]):
         state = DialogState.for_uac(self.request, resp)
         dialog = Dialog(self._ua, state, self._flow if self._flow.reliable else None)
         dialog.outbound = True
+        dialog.network_policy = self.network_policy
         dialog._credentials = self._credentials
         ack = state.create_request(
             "ACK",
@@ -933,11 +937,13 @@ class UserAgent:
         credentials: Credentials | None = None,
         answer_timeout: float = 60.0,
         outbound_proxy: str | None = None,
+        network_policy: NetworkPolicy | None = None,
     ) -> OutgoingInvite:
         """Send an INVITE; returns once it is sent.
 
         ``answer_timeout``: no final answer by then → CANCEL and Failed(408).
         Failure to reach the next hop is reported as Failed(503).
+        ``network_policy``: held to this policy instead of the user agent's (its dialog too).
         """
         if self._draining:
             raise SipStateError("user agent is closing")
@@ -947,7 +953,7 @@ class UserAgent:
         flow: Flow | None = None
         failure, code = "Transport Error", 503
         try:
-            host = await self._permitted_host(hop)
+            host = await self._permitted_host(hop, network_policy)
             flow = await self._transport.flow_to(host, hop.port, hop.transport)
         except SipTransportError as exc:
             failure = str(exc)
@@ -973,6 +979,7 @@ class UserAgent:
             out._fail(code, failure)
             return out
         out = OutgoingInvite(self, req, flow, credentials)
+        out.network_policy = network_policy
         self._outgoing.add(out)
         self._idle.clear()
         loop = asyncio.get_running_loop()
@@ -980,10 +987,10 @@ class UserAgent:
         out._send()
         return out
 
-    async def _permitted_host(self, hop: Hop) -> str:
+    async def _permitted_host(self, hop: Hop, override: NetworkPolicy | None = None) -> str:
         """The address to connect to for `hop`: resolved once and checked against the
         network policy (raises AddressBlocked), or the hop's host when there is no policy."""
-        policy = self.config.network_policy
+        policy = override or self.config.network_policy
         if policy is None:
             return hop.host
         ip = literal_address(await self._transport.resolve(hop.host, hop.port, hop.transport))
