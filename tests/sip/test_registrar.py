@@ -27,19 +27,22 @@ from afterbeep.telephony.sip.registrar import (
 )
 
 T0 = 1_800_000_000.0
+HOST = "192.0.2.10"
 
 
 def test_nonces_verify_on_any_node_with_the_secret_and_go_stale() -> None:
     node_a, node_b = NonceSigner(b"s" * 32), NonceSigner(b"s" * 32)
-    nonce = node_a.make(T0)
-    assert node_b.check(nonce, T0 + 10) == NonceState.VALID
-    assert node_b.check(nonce, T0 + node_b.ttl + 1) == NonceState.STALE
-    assert NonceSigner(b"other" * 8).check(nonce, T0) == NonceState.INVALID
+    nonce = node_a.make(T0, HOST)
+    assert node_b.check(nonce, T0 + 10, HOST) == NonceState.VALID
+    assert node_b.check(nonce, T0 + node_b.ttl + 1, HOST) == NonceState.STALE
+    assert NonceSigner(b"other" * 8).check(nonce, T0, HOST) == NonceState.INVALID
     tampered = nonce[:-2] + ("A" if nonce[-2] != "A" else "B") + nonce[-1]
-    assert node_b.check(tampered, T0) == NonceState.INVALID
-    assert node_b.check("not a nonce", T0) == NonceState.INVALID
-    assert node_a.make(T0) != nonce  # never the same twice
-    assert node_b.check(node_a.make(T0 + 100), T0) == NonceState.INVALID  # from the future
+    assert node_b.check(tampered, T0, HOST) == NonceState.INVALID
+    assert node_b.check("not a nonce", T0, HOST) == NonceState.INVALID
+    assert node_a.make(T0, HOST) != nonce  # never the same twice
+    assert node_b.check(node_a.make(T0 + 100, HOST), T0, HOST) == NonceState.INVALID  # future
+    # a nonce answers only from the address its challenge went to
+    assert node_b.check(nonce, T0 + 10, "192.0.2.99") == NonceState.INVALID
 
 
 def _challenge(nonce: str) -> SipResponse:
@@ -51,7 +54,7 @@ def _challenge(nonce: str) -> SipResponse:
 
 @pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
 def test_digest_answers_of_a_client_are_checked(algorithm: str) -> None:
-    nonce = NonceSigner(b"k" * 32).make(T0)
+    nonce = NonceSigner(b"k" * 32).make(T0, HOST)
     headers = challenge_headers("afterbeep", nonce)
     assert [v.split("algorithm=")[1].split(",")[0] for _, v in headers] == ["SHA-256", "MD5"]
     response = _challenge(nonce)

@@ -55,17 +55,20 @@ class NonceState(enum.StrEnum):
 
 
 class NonceSigner:
-    """`<time><random>` and an HMAC of them, base64url: verifiable by any node with the secret."""
+    """`<time><random>` and an HMAC of them and of the address the challenge went to, base64url:
+    verifiable by any node with the secret, and only in a request from that same address (a
+    nonce fetched from one address cannot authenticate a request forged from another, which
+    matters because a registered device is then rung at the address it registered from)."""
 
     def __init__(self, secret: bytes, ttl: float = NONCE_TTL) -> None:
         self._key = hashlib.sha256(b"afterbeep-sip-nonce\x00" + secret).digest()
         self.ttl = ttl
 
-    def make(self, now: float) -> str:
+    def make(self, now: float, host: str) -> str:
         body = struct.pack(">Q", int(now)) + os.urandom(8)
-        return base64.urlsafe_b64encode(body + self._mac(body)).decode().rstrip("=")
+        return base64.urlsafe_b64encode(body + self._mac(body, host)).decode().rstrip("=")
 
-    def check(self, nonce: str, now: float) -> NonceState:
+    def check(self, nonce: str, now: float, host: str) -> NonceState:
         try:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
         except (ValueError, TypeError):
@@ -73,15 +76,15 @@ class NonceSigner:
         if len(raw) != 32:
             return NonceState.INVALID
         body, mac = raw[:16], raw[16:]
-        if not hmac.compare_digest(mac, self._mac(body)):
+        if not hmac.compare_digest(mac, self._mac(body, host)):
             return NonceState.INVALID
         (stamp,) = struct.unpack(">Q", body[:8])
         if stamp > now + 5:
             return NonceState.INVALID
         return NonceState.STALE if now - stamp > self.ttl else NonceState.VALID
 
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+    def _mac(self, body: bytes, host: str) -> bytes:
+        return hmac.new(self._key, body + host.encode(), hashlib.sha256).digest()[:16]
 
 
 def challenge_headers(
@@ -442,10 +445,10 @@ class Registrar:
         code = 407 if proxy else 401
         answer = self._answer_for_realm(authorizations)
         if answer is None:
-            return code, None, self.challenge(stamp, proxy=proxy)
-        state = self.nonces.check(answer.nonce, stamp)
+            return code, None, self.challenge(stamp, host, proxy=proxy)
+        state = self.nonces.check(answer.nonce, stamp, host)
         if state == NonceState.STALE:
-            return code, None, self.challenge(stamp, stale=True, proxy=proxy)
+            return code, None, self.challenge(stamp, host, stale=True, proxy=proxy)
         subjects = [user_subject(answer.username), address_subject(host)]
         device, locked = await self._store.lookup(answer.username, subjects, now)
         if locked:
@@ -459,14 +462,14 @@ class Registrar:
             counted = subjects if device is not None else subjects[1:]
             if await self._store.failed(counted, now):
                 return LOCKED
-            return code, None, self.challenge(stamp, proxy=proxy)
+            return code, None, self.challenge(stamp, host, proxy=proxy)
         await self._store.succeeded(subjects[0])
         return device
 
     def challenge(
-        self, stamp: float, *, stale: bool = False, proxy: bool = False
+        self, stamp: float, host: str, *, stale: bool = False, proxy: bool = False
     ) -> list[tuple[str, str]]:
-        nonce = self.nonces.make(stamp)
+        nonce = self.nonces.make(stamp, host)
         return challenge_headers(
             self.realm, nonce, stale=stale, proxy=proxy, algorithms=self.algorithms
         )
