@@ -99,7 +99,7 @@ def test_valid_numbers(fields: dict[str, object]) -> None:
     [
         ({"dest_kind": DestKind.HANGUP}, "dest_id", "invalid-input"),
         ({"dest_id": None}, "dest_id", "invalid-input"),
-        ({"dest_kind": DestKind.USER, "dest_id": "usr_1"}, "dest_kind", "unsupported-destination"),
+        ({"dest_kind": DestKind.USER, "dest_id": None}, "dest_id", "invalid-input"),
         ({"dest_kind": DestKind.QUEUE, "dest_id": None}, "dest_id", "invalid-input"),
         ({"dest_kind": DestKind.RING_GROUP, "dest_id": None}, "dest_id", "invalid-input"),
         ({"closed_dest_id": "vm_1"}, "closed_dest_kind", "invalid-input"),
@@ -109,11 +109,7 @@ def test_valid_numbers(fields: dict[str, object]) -> None:
             "holiday_dest_id",
             "invalid-input",
         ),
-        (
-            {"holiday_dest_kind": DestKind.USER, "holiday_dest_id": "usr_1"},
-            "holiday_dest_kind",
-            "unsupported-destination",
-        ),
+        ({"holiday_dest_kind": DestKind.USER}, "holiday_dest_id", "invalid-input"),
     ],
 )
 def test_invalid_numbers_name_the_field(
