@@ -291,7 +291,6 @@ async def test_sipp_registers_with_md5_then_unregisters(
     assert result.messages.count("SIP/2.0 401") >= 1
 
 
-@pytest.mark.skipif(not phone.available(), reason="baresip is not installed")
 async def test_baresip_registers_and_unregisters_when_it_quits(
     md5_only: tuple[Runtime, Api], tmp_path: Path
 ) -> None:

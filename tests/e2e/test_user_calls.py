@@ -186,7 +186,6 @@ async def _scenario(rt: Runtime, api: Api, ringer: NobodyAnswers, sipp: str, tmp
 CALLED = "+12025550111"  # what the bridge rig's SIPp caller dials
 
 
-@pytest.mark.skipif(not phone.available(), reason="baresip is not installed")
 async def test_a_call_to_a_user_rings_both_phones_one_answers_and_the_caller_hears_it(
     backend: Backend, sipp_bin: str, tmp_path: Path
 ) -> None:
@@ -238,7 +237,6 @@ async def test_a_call_to_a_user_rings_both_phones_one_answers_and_the_caller_hea
     assert heard.snr_db >= 30, heard
 
 
-@pytest.mark.skipif(not phone.available(), reason="baresip is not installed")
 async def test_nobody_answers_the_users_phone_the_caller_leaves_a_message(
     backend: Backend, sipp_bin: str, tmp_path: Path
 ) -> None:
@@ -285,7 +283,6 @@ async def test_nobody_answers_the_users_phone_the_caller_leaves_a_message(
         await settle(rt)
 
 
-@pytest.mark.skipif(not phone.available(), reason="baresip is not installed")
 async def test_a_softphone_dials_another_users_extension(
     backend: Backend, tmp_path: Path
 ) -> None:
