@@ -12,7 +12,7 @@ PREFIXES = frozenset(
         "vmsend", "drop", "camp", "call", "queue", "wi", "sup", "cons", "att", "note", "sch",
         "flow", "mem", "usr", "trj", "dev", "reg",
         "rg", "q",
-        "cc", "vc", "atk", "ccr", "mwi",
+        "cc", "vc", "atk", "ccr", "mwi", "ccx", "cb",
     }
 )
 _ID_RE = re.compile(r"^([a-z]+)_([0-9a-hjkmnp-tv-z]{26})$")

@@ -96,3 +96,68 @@ class WorkRouter(Protocol):
     async def voice_call_changed(self, account_id: str, voice_call_id: str) -> None:
         """The voice call's transcript or recording changed: refresh what its agent sees."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    participant_id: str
+    sender_type: str  # END_USER, HUMAN_AGENT, VIRTUAL_AGENT, ...
+    start_ms: int  # within the call
+    end_ms: int
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceCallSummary:
+    """What an agent's work item shows of its voice call."""
+
+    voice_call_id: str
+    vendor_call_key: str
+    from_number: str  # E.164 where it is a number
+    to_number: str
+    call_origin: str | None  # Voicemail, Preview, Progressive
+    recording_location: str | None
+    total_recording_duration: float | None  # seconds
+    callback_number: str | None
+    transcript: tuple[TranscriptLine, ...]
+    call_center_id: str
+
+
+class VoiceCallReader(Protocol):
+    async def summary(self, account_id: str, voice_call_id: str) -> VoiceCallSummary | None: ...
+
+
+class CallbackState(enum.StrEnum):
+    CALLING_AGENT = "calling_agent"
+    CALLING_CUSTOMER = "calling_customer"
+    CONNECTED = "connected"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRequest:
+    account_id: str
+    agent_user_id: str  # usr_: its registered devices ring first
+    customer_number: str  # E.164
+    caller_id: str  # E.164 the customer sees (the number the call center chose)
+    voice_call_id: str  # the result is recorded on it
+    work_item_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackStatus:
+    id: str  # cb_
+    state: CallbackState
+    reason: str | None = None  # why it failed: agent_no_answer, customer_busy, ...
+
+
+class Callbacks(Protocol):
+    """The agent's callback action: ring the agent's device, then the customer, bridge them."""
+
+    async def start(self, request: CallbackRequest) -> CallbackStatus:
+        """Starts the calls and returns at once (state calling_agent) or raises InvalidInput /
+        Unavailable (no registered device, outbound not allowed)."""
+        ...
+
+    async def status(self, account_id: str, callback_id: str) -> CallbackStatus | None: ...
