@@ -2,6 +2,7 @@
 
 Run by hand after changing a text (`.venv/bin/python scripts/make_prompts.py [NAME ...]`: only
 the prompts named, or all); the WAV files are committed. Needs Debian's espeak-ng; output is 8 kHz mono 16-bit PCM, resampled with soxr.
+The phone menu's texts are in menu_texts.py, the say- fragments' (numbers, dates) in say_texts.py.
 """
 
 from __future__ import annotations
