@@ -25,6 +25,7 @@ from afterbeep.services.contact_center import CallbackRequest, CallbackState
 from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.media.rtp import RtpIn
+from afterbeep.telephony.ringing import SipRinger
 from tests.conftest import Backend
 from tests.e2e.rig import Api, api_of, deposit_runtime, settle, sip_port
 from tests.e2e.test_device_outbound import TrunkRtp, allow_out
@@ -132,7 +133,7 @@ async def test_the_agent_is_called_then_the_customer_and_they_talk(
         assert await rt.callbacks.status(api.account_id, started.id) == (
             type(started)(started.id, CallbackState.FAILED, "customer_busy")
         )
-        assert agent.seen("CALL_ESTABLISHED")
+        assert isinstance(rt.ringer, SipRinger) and not rt.ringer._answered_by  # forgotten
         await closed_calls(agent, 1)
         rang = await asyncio.wait_for(busy, WAIT)
         assert rang.returncode == 0, rang.output
@@ -151,6 +152,7 @@ async def test_the_agent_is_called_then_the_customer_and_they_talk(
         )
         customer_call, agent_leg = await spy.bridged
         assert agent_leg.media is not None and customer_call.caller == CALL_CENTER
+        assert rt.ringer.in_call(user_id)  # queues offer the agent nothing meanwhile
         # the agent speaks (its microphone) for a second at least
         async with asyncio.timeout(WAIT):
             while len(trunk_rtp.packets) < 50:  # noqa: ASYNC110 (the peer has no event per count)
@@ -197,4 +199,4 @@ async def test_the_agent_is_called_then_the_customer_and_they_talk(
     assert result.connected_at is not None
     assert result.started_at < result.connected_at < result.ended_at
     assert result.duration >= 4.9
-    assert rt.callbacks.running == 0
+    assert rt.callbacks.running == 0 and not rt.ringer.in_call(user_id)

@@ -26,8 +26,8 @@ from afterbeep.services.callbacks import (
 from afterbeep.services.contact_center import CallbackRequest, CallbackState, CallbackStatus
 from afterbeep.services.device_outbound import OutsideCall
 from afterbeep.telephony.call import CallSettings, SipCall
-from afterbeep.telephony.callback import AGENT_DISPLAY_NAME, SipCallbacks
-from afterbeep.telephony.delivery_worker import Pacer
+from afterbeep.telephony.callback import AGENT_DISPLAY_NAME, SipCallbacks, TrunkLine
+from afterbeep.telephony.delivery_worker import Pacer, TrunkLimits
 from afterbeep.telephony.fake import FakeCall
 from afterbeep.telephony.interface import Call
 from afterbeep.telephony.scripts.callback import CustomerLine, Dialed
@@ -359,3 +359,28 @@ async def test_finished_callbacks_are_kept_up_to_a_bound() -> None:
                 await asyncio.sleep(0)
     kept = [await r.callbacks.status(ACCOUNT, i) for i in ids]
     assert [k is not None for k in kept] == [False, False, True, True]
+
+
+async def test_a_callback_that_breaks_is_a_failure_and_frees_the_agent() -> None:
+    r = rig()
+
+    async def broken(*args: object, **kwargs: object) -> RingResult:
+        raise RuntimeError("a bug")
+
+    r.phones.ring = broken  # type: ignore[method-assign]
+    started = await r.callbacks.start(request())
+    status = await state_becomes(r, started.id, CallbackState.FAILED)
+    assert status.reason == "customer_failed"
+    await r.results.told.wait()
+    assert [x.outcome for x in r.results.recorded] == [CallbackOutcome.CUSTOMER_FAILED]
+    await r.callbacks.start(request())  # the agent is free again
+
+
+async def test_the_customer_waits_for_a_free_call_on_the_trunk_no_longer_than_its_ring() -> None:
+    pacer = Pacer()
+    limits = TrunkLimits(SETUP.max_calls_per_second, SETUP.max_concurrent_calls)  # one at once
+    server = cast(TelephonyServer, SimpleNamespace())  # never dialled: no free call
+    async with pacer.call_slot(SETUP.id, limits), contextlib.AsyncExitStack() as held:
+        line = TrunkLine(server, OutsideCall(SETUP, None, CUSTOMER, CALL_CENTER), pacer, held)
+        dialed = await line.dial(CUSTOMER, CALL_CENTER, timeout=0.05)
+    assert dialed == Dialed(RingOutcome.FAILED)

@@ -37,7 +37,12 @@ from afterbeep.services.callbacks import (
     CallbackResults,
     state_of,
 )
-from afterbeep.services.contact_center import CallbackRequest, CallbackState, CallbackStatus
+from afterbeep.services.contact_center import (
+    CallbackRequest,
+    Callbacks,
+    CallbackState,
+    CallbackStatus,
+)
 from afterbeep.services.device_outbound import OutsideCall
 from afterbeep.telephony.call import DialFailed, SipCall
 from afterbeep.telephony.delivery_worker import Pacer, TrunkLimits
@@ -103,7 +108,11 @@ class TrunkLine:
     async def dial(self, number: str, caller_id: str, *, timeout: float) -> Dialed:
         setup = self._plan.setup
         limits = TrunkLimits(setup.max_calls_per_second, setup.max_concurrent_calls)
-        await self._held.enter_async_context(self._pacer.call_slot(setup.id, limits))
+        try:
+            async with asyncio.timeout(timeout):  # the trunk's calls at once are all taken
+                await self._held.enter_async_context(self._pacer.call_slot(setup.id, limits))
+        except TimeoutError:
+            return self._failed(number, DialFailed(503, "no free call on the trunk"))
         plan = replace(self._plan, to_e164=number, caller_id=caller_id)
         try:
             outbound = await dial_trunk(self._server, plan, timeout)
@@ -186,7 +195,7 @@ class _Callback:
         return CallbackStatus(self.id, self.state, self.reason)
 
 
-class SipCallbacks:
+class SipCallbacks(Callbacks):
     def __init__(
         self,
         planner: CallbackPlanner,
@@ -215,8 +224,7 @@ class SipCallbacks:
         self._keep = keep
         self._callbacks: OrderedDict[str, _Callback] = OrderedDict()
         self._agents: set[tuple[str, str]] = set()  # agents in a callback now
-        self._tasks: dict[asyncio.Task[None], SipCall] = {}  # each running callback's anchor
-        self._finished = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
@@ -242,7 +250,7 @@ class SipCallbacks:
         call = CallbackCall(
             agent_targets=targets,
             customer_number=plan.outside.to_e164,
-            caller_id=request.caller_id,
+            caller_id=request.caller_id,  # E.164, as the planner checked
             agent_ring_seconds=self._agent_ring,
             customer_ring_seconds=self._customer_ring,
             language=plan.language,
@@ -252,7 +260,7 @@ class SipCallbacks:
         task = asyncio.create_task(
             self._run(callback, anchor, call, server, ringer, plan.outside), name=callback.id
         )
-        self._tasks[task] = anchor
+        self._tasks.add(task)
         task.add_done_callback(self._done)
         log.info(
             "callback %s: agent %s to %s for voice call %s",
@@ -326,8 +334,7 @@ class SipCallbacks:
             log.exception("callback %s: its result could not be recorded", callback.id)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
-        self._finished += 1
+        self._tasks.discard(task)
         while len(self._callbacks) > self._keep + len(self._tasks):
             oldest = next(iter(self._callbacks.values()))
             if oldest.state not in (CallbackState.COMPLETED, CallbackState.FAILED):
