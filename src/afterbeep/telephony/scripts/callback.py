@@ -38,6 +38,7 @@ __all__ = ["RINGBACK", "CallbackCall", "CustomerLine", "Dialed", "run_callback"]
 
 # North American ringback, 440+480 Hz, 2 s on, 4 s off (what `SipRinger` plays a waiting caller).
 RINGBACK = np.concatenate([dual_tone(440, 480, 2000, amplitude=0.2), silence(4000)])
+RINGBACK.setflags(write=False)
 
 _TOLD = {
     CallbackOutcome.CUSTOMER_BUSY: "cb-busy",
