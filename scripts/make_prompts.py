@@ -68,6 +68,37 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
+# Callbacks (issue 18): what the agent hears before and instead of the customer.
+CALLBACK_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "cb-connecting": "Connecting your callback.",
+        "cb-busy": "The customer's line is busy.",
+        "cb-no-answer": "The customer did not answer.",
+        "cb-failed": "The call to the customer could not be completed.",
+    },
+    "es": {
+        "cb-connecting": "Conectando su devolución de llamada.",
+        "cb-busy": "La línea del cliente está ocupada.",
+        "cb-no-answer": "El cliente no contestó.",
+        "cb-failed": "No se pudo completar la llamada al cliente.",
+    },
+    "fr": {
+        "cb-connecting": "Connexion de votre rappel.",
+        "cb-busy": "La ligne du client est occupée.",
+        "cb-no-answer": "Le client n'a pas répondu.",
+        "cb-failed": "L'appel au client n'a pas pu aboutir.",
+    },
+    "de": {
+        "cb-connecting": "Ihr Rückruf wird verbunden.",
+        "cb-busy": "Die Leitung des Kunden ist besetzt.",
+        "cb-no-answer": "Der Kunde hat nicht geantwortet.",
+        "cb-failed": "Der Anruf beim Kunden konnte nicht hergestellt werden.",
+    },
+}
+for _language, _texts in CALLBACK_TEXTS.items():
+    TEXTS[_language].update(_texts)
+
+
 # Queues: the caller's position (1 to 9, then "many"), and the key that leaves a message.
 QUEUE_TEXTS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     "en": (
