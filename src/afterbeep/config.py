@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     amd_words: bool = True
     amd_words_concurrency: int = Field(default=2, ge=1, le=64)
     amd_language: str = "en"
+    # The Telephony API (/telephony/v1): the `aud` its RS256 tokens must carry when they carry
+    # one ("": the public base URL, AFTERBEEP_PUBLIC_URL), and their longest lifetime in
+    # seconds (exp - iat; the vendor's demo connector signs for 4 hours).
+    telephony_jwt_audience: str = ""
+    telephony_jwt_max_ttl: float = Field(default=4 * 3600.0, gt=0, le=7 * 86_400)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

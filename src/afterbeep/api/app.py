@@ -12,6 +12,7 @@ from afterbeep.api import (
     admin,
     agents,
     api_keys,
+    call_centers,
     campaigns,
     consents,
     devices,
@@ -29,6 +30,7 @@ from afterbeep.api import (
     ring_groups,
     schedules,
     suppressions,
+    telephony,
     telephony_setups,
     use_cases,
     users,
@@ -84,6 +86,8 @@ def create_app(
         app.include_router(keys_and_admin.router, prefix="/v1")
     for pbx in (ring_groups, queues, agents):
         app.include_router(pbx.router, prefix="/v1")
+    app.include_router(call_centers.router, prefix="/v1")
+    app.include_router(telephony.router)  # /telephony/v1, the seed 002 Telephony API
     if pages is not None:
         pages(app)
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
