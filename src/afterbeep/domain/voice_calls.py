@@ -35,6 +35,8 @@ MAX_PARTICIPANTS = 20
 # Numbers below this are epoch seconds, at or above it epoch milliseconds (1e11 ms is 1973).
 _MS_THRESHOLD = 100_000_000_000
 _MIN_EPOCH_SECONDS = 1_000_000_000  # 2001: smaller numbers are neither
+_EARLIEST_MS = 946_684_800_000  # 2000-01-01
+_LATEST_MS = 253_370_764_800_000  # 9999-01-01: room for a tolerance after it
 # A transcript entry may start a little before the call's recorded start (clocks differ).
 MESSAGE_TOLERANCE = timedelta(seconds=5)
 _KEY_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
@@ -177,7 +179,14 @@ def _number_ms(value: float, name: str) -> int:
 
 def parse_time_ms(value: Any, name: str) -> int:
     """Epoch milliseconds of an ISO 8601 string (a zone-less one is UTC) or an epoch number
-    (milliseconds, or seconds where too small for milliseconds)."""
+    (milliseconds, or seconds where too small for milliseconds), from 2000 to 9998."""
+    found = _time_ms(value, name)
+    if not _EARLIEST_MS <= found <= _LATEST_MS:
+        raise InvalidInput(name, "must be a time between the years 2000 and 9998")
+    return found
+
+
+def _time_ms(value: Any, name: str) -> int:
     if isinstance(value, bool):
         raise InvalidInput(name, "must be a time: ISO 8601 or epoch milliseconds")
     if isinstance(value, int | float):
