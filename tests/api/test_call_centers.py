@@ -40,7 +40,11 @@ async def test_crud(client: httpx.AsyncClient, account: Acct) -> None:
         "org_id": ORG_ID,
         "public_key_pem": public_pem(),
         "routes": [
-            {"dialed_number": "(415) 555-0100", "call_queue_id": calls_q, "voicemail_queue_id": vm_q},
+            {
+                "dialed_number": "(415) 555-0100",
+                "call_queue_id": calls_q,
+                "voicemail_queue_id": vm_q,
+            },
             {"dialed_number": "+442071838750", "voicemail_queue_id": vm_q},
         ],
         "flows": [{"dev_name": "VoicemailFlow", "voicemail_queue_id": vm_q}],
@@ -77,7 +81,9 @@ async def test_crud(client: httpx.AsyncClient, account: Acct) -> None:
         await client.delete(f"/v1/call-centers/{center['id']}", headers=account.headers)
     ).status_code == 204
     problem_of(
-        await client.get(f"/v1/call-centers/{center['id']}", headers=account.headers), 404, "not-found"
+        await client.get(f"/v1/call-centers/{center['id']}", headers=account.headers),
+        404,
+        "not-found",
     )
 
 
@@ -96,7 +102,14 @@ async def test_validation_names_the_field(client: httpx.AsyncClient, account: Ac
         ({"public_key_pem": pem_of(small)}, "public_key_pem"),
         ({"routes": [{"dialed_number": "12", "call_queue_id": queue}]}, "routes[0].dialed_number"),
         ({"routes": [{"dialed_number": DIALED}]}, "routes[0]"),
-        ({"routes": [{"dialed_number": DIALED, "call_queue_id": "rg_01jg8asp59ps9rtt7azhrhvcre"}]}, "routes[0].call_queue_id"),
+        (
+            {
+                "routes": [
+                    {"dialed_number": DIALED, "call_queue_id": "rg_01jg8asp59ps9rtt7azhrhvcre"}
+                ]
+            },
+            "routes[0].call_queue_id",
+        ),
         ({"routes": [{"dialed_number": DIALED, "voicemail_queue_id": new_id("q")}]}, "routes[0]"),
         (
             {
@@ -152,7 +165,9 @@ async def test_accounts_are_isolated(
     url = f"/v1/call-centers/{center['id']}"
     problem_of(await client.get(url, headers=other_account.headers), 404, "not-found")
     problem_of(
-        await client.patch(url, json={"org_id": "x"}, headers=other_account.headers), 404, "not-found"
+        await client.patch(url, json={"org_id": "x"}, headers=other_account.headers),
+        404,
+        "not-found",
     )
     problem_of(await client.delete(url, headers=other_account.headers), 404, "not-found")
     listed = await client.get("/v1/call-centers", headers=other_account.headers)
@@ -174,11 +189,15 @@ async def test_a_call_center_with_voice_calls_is_not_deleted(
     client: httpx.AsyncClient, account: Acct
 ) -> None:
     center = await make_call_center(client, account)
-    r = await client.post("/telephony/v1/voiceCalls", json=seed_body(new_key()), headers=account.headers)
+    r = await client.post(
+        "/telephony/v1/voiceCalls", json=seed_body(new_key()), headers=account.headers
+    )
     assert r.status_code == 201, r.text
     problem_of(
         await client.delete(f"/v1/call-centers/{center['id']}", headers=account.headers),
         409,
         "call-center-in-use",
     )
-    assert (await client.get(f"/v1/call-centers/{center['id']}", headers=account.headers)).status_code == 200
+    assert (
+        await client.get(f"/v1/call-centers/{center['id']}", headers=account.headers)
+    ).status_code == 200

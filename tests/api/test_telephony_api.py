@@ -55,7 +55,9 @@ async def rig(runtime: Runtime, client: httpx.AsyncClient, account: Acct) -> Rig
         routes=[
             {"dialed_number": DIALED, "call_queue_id": calls_q, "voicemail_queue_id": voicemail_q}
         ],
-        flows=[{"dev_name": "VoicemailFlow", "voicemail_queue_id": flow_q, "call_queue_id": flow_q}],
+        flows=[
+            {"dev_name": "VoicemailFlow", "voicemail_queue_id": flow_q, "call_queue_id": flow_q}
+        ],
     )
     return Rig(router, center, calls_q, voicemail_q, flow_q, overflow_q)
 
@@ -116,7 +118,9 @@ async def test_the_seed_sequence_step_by_step(
     start = "2022-08-02T17:32:28Z"
 
     # The partner system creates the VoiceCall.
-    created = await client.post("/telephony/v1/voiceCalls", json=seed_body(key, start), headers=auth)
+    created = await client.post(
+        "/telephony/v1/voiceCalls", json=seed_body(key, start), headers=auth
+    )
     assert created.status_code == 201, created.text
     vc = created.json()["voiceCallId"]
     assert created.json() == {"voiceCallId": vc, "errors": []} and is_id(vc, "vc")
@@ -133,7 +137,9 @@ async def test_the_seed_sequence_step_by_step(
     # The transcript.
     added = await client.post(
         f"/telephony/v1/voiceCalls/{key}/messages",
-        json=transcript(ms(start), ("m1", 1000, 4000, "Hi, please call me back"), ("m2", 4000, 6000, "thanks")),
+        json=transcript(
+            ms(start), ("m1", 1000, 4000, "Hi, please call me back"), ("m2", 4000, 6000, "thanks")
+        ),
         headers=auth,
     )
     assert added.status_code == 200, added.text
@@ -145,9 +151,7 @@ async def test_the_seed_sequence_step_by_step(
     )
     assert routed.status_code == 200, routed.text
     assert routed.json() == {"agent": None, "queue": rig.voicemail_q}
-    assert rig.router.placed == [
-        WorkRequest(account.id, vc, rig.voicemail_q, Channel.VOICEMAIL)
-    ]
+    assert rig.router.placed == [WorkRequest(account.id, vc, rig.voicemail_q, Channel.VOICEMAIL)]
 
     # The final update carries only the recording fields: the conversation is completed.
     before = datetime.now(UTC)
@@ -167,8 +171,20 @@ async def test_the_seed_sequence_step_by_step(
     end = datetime.fromisoformat(stored["endTime"].replace("Z", "+00:00"))
     assert before - timedelta(seconds=1) <= end <= datetime.now(UTC) + timedelta(seconds=1)
     assert stored["duration"] == answer["duration"]
-    assert stored["duration"] == pytest.approx((end - datetime.fromisoformat("2022-08-02T17:32:28+00:00")).total_seconds())
-    assert {k: stored[k] for k in ("isActiveCall", "callOrigin", "recordingLocation", "totalRecordingDuration", "routedQueueId", "vendorCallKey")} == {
+    assert stored["duration"] == pytest.approx(
+        (end - datetime.fromisoformat("2022-08-02T17:32:28+00:00")).total_seconds()
+    )
+    assert {
+        k: stored[k]
+        for k in (
+            "isActiveCall",
+            "callOrigin",
+            "recordingLocation",
+            "totalRecordingDuration",
+            "routedQueueId",
+            "vendorCallKey",
+        )
+    } == {
         "isActiveCall": False,
         "callOrigin": "Voicemail",
         "recordingLocation": "https://example.com/rec/1.wav",
@@ -195,7 +211,9 @@ async def test_the_sequence_with_call_origin_at_creation(
     key = new_key()
     start_ms = ms("2026-01-05T10:00:00Z")
     vc = await create(
-        client, account.headers, seed_body(key, start_ms, callOrigin="Voicemail")  # type: ignore[arg-type]
+        client,
+        account.headers,
+        seed_body(key, start_ms, callOrigin="Voicemail"),  # type: ignore[arg-type]
     )
     r = await client.post(
         f"/telephony/v1/voiceCalls/{key}/messages",
@@ -219,7 +237,12 @@ async def test_the_sequence_with_call_origin_at_creation(
         },
         headers=account.headers,
     )
-    assert final.json() == {"voiceCallId": vc, "isActiveCall": False, "duration": 61.5, "errors": []}
+    assert final.json() == {
+        "voiceCallId": vc,
+        "isActiveCall": False,
+        "duration": 61.5,
+        "errors": [],
+    }
 
     summary = await runtime.voice_calls.summary(account.id, vc)
     assert summary is not None
@@ -234,7 +257,9 @@ async def test_the_same_vendor_call_key_answers_the_existing_record(
     client: httpx.AsyncClient, account: Acct, other_account: Acct, rig: Rig
 ) -> None:
     key = new_key()
-    first = await client.post("/telephony/v1/voiceCalls", json=seed_body(key), headers=account.headers)
+    first = await client.post(
+        "/telephony/v1/voiceCalls", json=seed_body(key), headers=account.headers
+    )
     again = await client.post(
         "/telephony/v1/voiceCalls", json=seed_body(key, to="123"), headers=account.headers
     )
@@ -282,7 +307,9 @@ async def test_create_validation_names_the_field(
     vc = await create(
         client,
         account.headers,
-        seed_body(new_key(), callAttributes=attributes, initiationMethod="Transfer", queue="Voicemails"),
+        seed_body(
+            new_key(), callAttributes=attributes, initiationMethod="Transfer", queue="Voicemails"
+        ),
     )
     stored = await get(client, account.headers, vc)
     assert stored["callAttributes"] == attributes and stored["initiationMethod"] == "Transfer"
@@ -301,7 +328,10 @@ async def test_transcript_entries_single_and_bulk(
         "/telephony/v1/voiceCalls/messages",
         json={
             "entries": [
-                {"vendorCallKey": k1, **transcript(ms(start), ("b", 3000, 4000, "second"), ("a", 0, 2000, "first"))},
+                {
+                    "vendorCallKey": k1,
+                    **transcript(ms(start), ("b", 3000, 4000, "second"), ("a", 0, 2000, "first")),
+                },
                 {"vendorCallKey": k2, **transcript(ms(start), ("a", 100, 200, "other call"))},
             ]
         },
@@ -309,8 +339,13 @@ async def test_transcript_entries_single_and_bulk(
     )
     assert bulk.status_code == 200, bulk.text
     assert bulk.json() == {"result": "Accepted"}
-    assert [m["content"] for m in (await get(client, account.headers, k1))["messages"]] == ["first", "second"]
-    assert [m["content"] for m in (await get(client, account.headers, k2))["messages"]] == ["other call"]
+    assert [m["content"] for m in (await get(client, account.headers, k1))["messages"]] == [
+        "first",
+        "second",
+    ]
+    assert [m["content"] for m in (await get(client, account.headers, k2))["messages"]] == [
+        "other call"
+    ]
 
     # all or nothing: an unknown call fails the whole request
     failed = await client.post(
@@ -360,14 +395,22 @@ async def test_message_ids_are_unique_in_the_call(
     await create(client, account.headers, seed_body(key, start))
     url = f"/telephony/v1/voiceCalls/{key}/messages"
     one = transcript(ms(start), ("m1", 0, 1000, "hello"))
-    assert (await client.post(url, json=one, headers=account.headers)).json() == {"result": "Accepted"}
+    assert (await client.post(url, json=one, headers=account.headers)).json() == {
+        "result": "Accepted"
+    }
     # the same entry again (a retry) is accepted and kept once
-    assert (await client.post(url, json=one, headers=account.headers)).json() == {"result": "Accepted"}
+    assert (await client.post(url, json=one, headers=account.headers)).json() == {
+        "result": "Accepted"
+    }
     assert len((await get(client, account.headers, key))["messages"]) == 1
     changed = transcript(ms(start), ("m1", 0, 1000, "something else"))
-    problem_of(await client.post(url, json=changed, headers=account.headers), 409, "message-id-taken")
+    problem_of(
+        await client.post(url, json=changed, headers=account.headers), 409, "message-id-taken"
+    )
     twice = transcript(ms(start), ("m2", 0, 1000, "a"), ("m2", 1000, 2000, "b"))
-    body = problem_of(await client.post(url, json=twice, headers=account.headers), 422, "invalid-input")
+    body = problem_of(
+        await client.post(url, json=twice, headers=account.headers), 422, "invalid-input"
+    )
     assert body["errors"][0]["field"] == "messages[1].messageId"
     cases: list[tuple[dict[str, Any], str]] = [
         ({"startTime": ms(start) - 60_000}, "messages[0].startTime"),  # before the call
@@ -382,7 +425,9 @@ async def test_message_ids_are_unique_in_the_call(
         assert problem_of(r, 422, "invalid-input")["errors"][0]["field"] == field, change
     # after the call ended, entries after its end are refused
     await client.patch(
-        f"/telephony/v1/voiceCalls/{key}", json={"endTime": ms(start) + 30_000}, headers=account.headers
+        f"/telephony/v1/voiceCalls/{key}",
+        json={"endTime": ms(start) + 30_000},
+        headers=account.headers,
     )
     late = transcript(ms(start), ("late", 60_000, 61_000, "x"))
     problem_of(await client.post(url, json=late, headers=account.headers), 422, "invalid-input")
@@ -396,7 +441,9 @@ async def test_omni_flow_order_and_idempotency(
     async def route(body: dict[str, Any], origin: str | None = None) -> tuple[str, httpx.Response]:
         extra = {"callOrigin": origin} if origin else {}
         vc = await create(client, h, seed_body(new_key(), **extra))
-        return vc, await client.patch(f"/telephony/v1/voiceCalls/{vc}/omniFlow", json=body, headers=h)
+        return vc, await client.patch(
+            f"/telephony/v1/voiceCalls/{vc}/omniFlow", json=body, headers=h
+        )
 
     # 1. the dialed number's route: live calls and voicemails branch on callOrigin
     live, r = await route({"dialedNumber": DIALED, "flowDevName": "VoicemailFlow"})
@@ -404,12 +451,16 @@ async def test_omni_flow_order_and_idempotency(
     _, r = await route({"dialedNumber": DIALED, "fallbackQueue": "Overflow"}, "Voicemail")
     assert r.json() == {"agent": None, "queue": rig.voicemail_q}
     # 2. the flow (flowDevName, or its synonym flowName) when the number has no route
-    _, r = await route({"dialedNumber": "+14155550999", "flowDevName": "VoicemailFlow"}, "Voicemail")
+    _, r = await route(
+        {"dialedNumber": "+14155550999", "flowDevName": "VoicemailFlow"}, "Voicemail"
+    )
     assert r.json() == {"agent": None, "queue": rig.flow_q}
     _, r = await route({"dialedNumber": "+14155550999", "flowName": "VoicemailFlow"})
     assert r.json() == {"agent": None, "queue": rig.flow_q}
     # 3. the fallback queue, by name or by id
-    _, r = await route({"dialedNumber": "+14155550999", "flowDevName": "Nope", "fallbackQueue": "Overflow"})
+    _, r = await route(
+        {"dialedNumber": "+14155550999", "flowDevName": "Nope", "fallbackQueue": "Overflow"}
+    )
     assert r.json() == {"agent": None, "queue": rig.overflow_q}
     _, r = await route({"fallbackQueue": rig.overflow_q})
     assert r.json() == {"agent": None, "queue": rig.overflow_q}
@@ -468,12 +519,18 @@ async def test_omni_flow_order_and_idempotency(
 async def test_clear_routing(client: httpx.AsyncClient, account: Acct, rig: Rig) -> None:
     vc = await create(client, account.headers, seed_body(new_key()))
     await client.patch(
-        f"/telephony/v1/voiceCalls/{vc}/omniFlow", json={"dialedNumber": DIALED}, headers=account.headers
+        f"/telephony/v1/voiceCalls/{vc}/omniFlow",
+        json={"dialedNumber": DIALED},
+        headers=account.headers,
     )
-    cleared = await client.patch(f"/telephony/v1/voiceCalls/{vc}/clearRouting", headers=account.headers)
+    cleared = await client.patch(
+        f"/telephony/v1/voiceCalls/{vc}/clearRouting", headers=account.headers
+    )
     assert cleared.status_code == 200, cleared.text
     assert cleared.json() == {"voiceCallId": vc, "cleared": True, "errors": []}
-    again = await client.patch(f"/telephony/v1/voiceCalls/{vc}/clearRouting", headers=account.headers)
+    again = await client.patch(
+        f"/telephony/v1/voiceCalls/{vc}/clearRouting", headers=account.headers
+    )
     assert again.json() == {"voiceCallId": vc, "cleared": False, "errors": []}
     assert rig.router.cleared == [(account.id, vc, "clearRouting")] * 2
 
@@ -486,9 +543,15 @@ async def test_request_callback(
     vc = await create(client, h, seed_body(key, callOrigin="Voicemail"))
     url = f"/telephony/v1/voiceCalls/{vc}/requestCallback"
     # no queue yet: refused with the reason
-    body = problem_of(await client.post(url, json={"callbackNumber": "+14155550123"}, headers=h), 422, "invalid-input")
+    body = problem_of(
+        await client.post(url, json={"callbackNumber": "+14155550123"}, headers=h),
+        422,
+        "invalid-input",
+    )
     assert "omniFlow" in body["detail"]
-    await client.patch(f"/telephony/v1/voiceCalls/{vc}/omniFlow", json={"dialedNumber": DIALED}, headers=h)
+    await client.patch(
+        f"/telephony/v1/voiceCalls/{vc}/omniFlow", json={"dialedNumber": DIALED}, headers=h
+    )
 
     asked = await client.post(url, json={"callbackNumber": "(415) 555-0123"}, headers=h)
     assert asked.status_code == 200, asked.text
@@ -509,11 +572,17 @@ async def test_request_callback(
     again = await client.post(url, json={"callbackNumber": "+14155550123"}, headers=h)
     assert again.json() == {"recordId": record}
     assert len(rig.router.items) == 2
-    problem_of(await client.post(url, json={"callbackNumber": "12"}, headers=h), 422, "invalid-phone-number")
+    problem_of(
+        await client.post(url, json={"callbackNumber": "12"}, headers=h),
+        422,
+        "invalid-phone-number",
+    )
     # a call whose partner named its queue (by name) needs no omniFlow first
     named = await create(client, h, seed_body(new_key(), queue="Overflow"))
     r = await client.post(
-        f"/telephony/v1/voiceCalls/{named}/requestCallback", json={"callbackNumber": "+14155550124"}, headers=h
+        f"/telephony/v1/voiceCalls/{named}/requestCallback",
+        json={"callbackNumber": "+14155550124"},
+        headers=h,
     )
     assert r.status_code == 200, r.text
     assert rig.router.placed[-1].queue_id == rig.overflow_q
@@ -529,11 +598,15 @@ async def test_without_a_work_router_routing_is_unavailable(
         ("PATCH", "clearRouting", None),
         ("POST", "requestCallback", {"callbackNumber": "+14155550123"}),
     ):
-        r = await client.request(method, f"/telephony/v1/voiceCalls/{vc}/{path}", json=body, headers=account.headers)
+        r = await client.request(
+            method, f"/telephony/v1/voiceCalls/{vc}/{path}", json=body, headers=account.headers
+        )
         problem = problem_of(r, 503, "routing-unavailable")
         assert problem["title"] == "Routing unavailable"
     # the rest of the API works
-    r = await client.patch(f"/telephony/v1/voiceCalls/{vc}", json={"isActiveCall": True}, headers=account.headers)
+    r = await client.patch(
+        f"/telephony/v1/voiceCalls/{vc}", json={"isActiveCall": True}, headers=account.headers
+    )
     assert r.status_code == 200
 
 
@@ -549,23 +622,42 @@ async def test_local_telephony_api_runs_the_seed_steps_in_process(
     assert (await api.create_voice_call(seed_body(key, start_ms))) == created  # type: ignore[arg-type]
     kept = await api.update_voice_call(vc, {"isActiveCall": True, "callOrigin": "Voicemail"})
     assert kept == {"voiceCallId": vc, "isActiveCall": True, "duration": None, "errors": []}
-    assert await api.add_messages(key, transcript(start_ms, ("m", 0, 900, "hi"))) == {"result": "Accepted"}
-    assert await api.route(vc, {"dialedNumber": DIALED}) == {"agent": None, "queue": rig.voicemail_q}
+    assert await api.add_messages(key, transcript(start_ms, ("m", 0, 900, "hi"))) == {
+        "result": "Accepted"
+    }
+    assert await api.route(vc, {"dialedNumber": DIALED}) == {
+        "agent": None,
+        "queue": rig.voicemail_q,
+    }
     closed = await api.update_voice_call(
-        key, {"recordingLocation": "file:///r.wav", "totalRecordingDuration": 3.0, "endTime": start_ms + 4000}
+        key,
+        {
+            "recordingLocation": "file:///r.wav",
+            "totalRecordingDuration": 3.0,
+            "endTime": start_ms + 4000,
+        },
     )
     assert closed == {"voiceCallId": vc, "isActiveCall": False, "duration": 4.0, "errors": []}
 
     with pytest.raises(TelephonyApiError) as missing:
         await api.update_voice_call("no-such-key", {})
-    assert (missing.value.status, missing.value.problem["error_id"], missing.value.retryable) == (404, "not-found", False)
+    assert (missing.value.status, missing.value.problem["error_id"], missing.value.retryable) == (
+        404,
+        "not-found",
+        False,
+    )
     other = await api.create_voice_call(seed_body(new_key()))
     with pytest.raises(TelephonyApiError) as no_route:
         await api.route(other["voiceCallId"], {"dialedNumber": "+14155550999"})
-    assert no_route.value.status == 422 and no_route.value.problem["errors"][0]["code"] == "NO_ROUTE"
+    assert (
+        no_route.value.status == 422 and no_route.value.problem["errors"][0]["code"] == "NO_ROUTE"
+    )
     with pytest.raises(TelephonyApiError) as invalid:
         await api.create_voice_call({**seed_body(new_key()), "callCenterApiName": "Other"})
-    assert invalid.value.status == 422 and invalid.value.problem["errors"][0]["field"] == "callCenterApiName"
+    assert (
+        invalid.value.status == 422
+        and invalid.value.problem["errors"][0]["field"] == "callCenterApiName"
+    )
     runtime.work_router = None
     with pytest.raises(TelephonyApiError) as unavailable:
         await api.route(other["voiceCallId"], {"dialedNumber": DIALED})

@@ -49,13 +49,20 @@ async def test_a_token_like_the_demo_connectors_is_accepted(
     client: httpx.AsyncClient, center: dict[str, Any]
 ) -> None:
     demo = demo_connector_token()
-    assert set(jwt.decode(demo, options={"verify_signature": False})) == {"iss", "sub", "exp", "iat"}
+    assert set(jwt.decode(demo, options={"verify_signature": False})) == {
+        "iss",
+        "sub",
+        "exp",
+        "iat",
+    }
     r = await create_with(client, bearer(demo))
     assert r.status_code == 201, r.text
     # the same token again (no jti): accepted again
     assert (await create_with(client, bearer(demo))).status_code == 201
     # no iat either: the lifetime counts from now
-    assert (await create_with(client, bearer(token(lifetime=4 * 3600 - 5, with_iat=False)))).status_code == 201
+    assert (
+        await create_with(client, bearer(token(lifetime=4 * 3600 - 5, with_iat=False)))
+    ).status_code == 201
     # without the Telephony-Provider-Name header too
     plain = {"Authorization": f"Bearer {token()}"}
     assert (await create_with(client, plain)).status_code == 201
@@ -97,10 +104,16 @@ async def test_every_token_failure_is_a_401_problem(
         "Unknown call center",
     )
     refused(await create_with(client, bearer(token(key=1))), "bad-signature", "Bad signature")
-    no_exp = jwt.encode({"iss": ORG_ID, "sub": API_NAME, "iat": int(now)}, private_key(), algorithm="RS256")
+    no_exp = jwt.encode(
+        {"iss": ORG_ID, "sub": API_NAME, "iat": int(now)}, private_key(), algorithm="RS256"
+    )
     refused(await create_with(client, bearer(no_exp)), "missing-claim", "Missing claim")
-    hs256 = jwt.encode({"iss": ORG_ID, "sub": API_NAME, "exp": int(now) + 60}, "s" * 32, algorithm="HS256")
-    refused(await create_with(client, bearer(hs256)), "unsupported-algorithm", "Unsupported algorithm")
+    hs256 = jwt.encode(
+        {"iss": ORG_ID, "sub": API_NAME, "exp": int(now) + 60}, "s" * 32, algorithm="HS256"
+    )
+    refused(
+        await create_with(client, bearer(hs256)), "unsupported-algorithm", "Unsupported algorithm"
+    )
     refused(await create_with(client, bearer("abc.def.ghi")), "malformed-token", "Malformed token")
     refused(await create_with(client, bearer("not-a-key")), "unauthorized", "Unauthorized")
     refused(await create_with(client, PROVIDER), "unauthorized", "Unauthorized")
@@ -117,7 +130,11 @@ async def test_a_jti_is_accepted_once(client: httpx.AsyncClient, center: dict[st
     assert (await create_with(client, bearer(once))).status_code == 201
     refused(await create_with(client, bearer(once)), "token-reused", "Token reused")
     # a new token with the same jti is a replay too; another jti is not
-    refused(await create_with(client, bearer(token(jti="f1b0c3", lifetime=200))), "token-reused", "Token reused")
+    refused(
+        await create_with(client, bearer(token(jti="f1b0c3", lifetime=200))),
+        "token-reused",
+        "Token reused",
+    )
     assert (await create_with(client, bearer(token(jti="f1b0c4")))).status_code == 201
 
 
@@ -135,7 +152,9 @@ async def test_a_token_is_for_its_own_call_center_only(
     their_vc = r.json()["voiceCallId"]
     assert (await client.get(f"/telephony/v1/voiceCalls/{vc}", headers=mine)).status_code == 200
     assert (await client.get(f"/telephony/v1/voiceCalls/{vc}", headers=theirs)).status_code == 404
-    assert (await client.get(f"/telephony/v1/voiceCalls/{their_vc}", headers=mine)).status_code == 404
+    assert (
+        await client.get(f"/telephony/v1/voiceCalls/{their_vc}", headers=mine)
+    ).status_code == 404
     # a second call center of the account: the first one's token does not reach its calls
     second = await make_call_center(client, account, call_center_api_name="Second", org_id=ORG_ID)
     assert second["call_center_api_name"] == "Second"
@@ -148,7 +167,9 @@ async def test_a_token_is_for_its_own_call_center_only(
     assert r.status_code == 201, r.text
     assert (await client.get(f"/telephony/v1/voiceCalls/{key}", headers=mine)).status_code == 404
     wrong = await client.post(
-        "/telephony/v1/voiceCalls", json={**seed_body(new_key()), "callCenterApiName": "Second"}, headers=mine
+        "/telephony/v1/voiceCalls",
+        json={**seed_body(new_key()), "callCenterApiName": "Second"},
+        headers=mine,
     )
     assert wrong.status_code == 422
     assert wrong.json()["errors"][0]["field"] == "callCenterApiName"
@@ -164,13 +185,19 @@ async def test_the_audience_and_the_longest_lifetime_are_settings(
     await rt.start(workers=False)
     try:
         transport = httpx.ASGITransport(app=rt.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://afterbeep.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://afterbeep.test"
+        ) as client:
             issued = await rt.accounts.create_account("Settings Co")
             await make_call_center(client, Acct(issued.account_id, issued.secret))
             ok = bearer(token(aud="https://scrt.example.com", lifetime=900))
             assert (await create_with(client, ok)).status_code == 201
             public = rt.settings.resolved_public_url()
-            refused(await create_with(client, bearer(token(aud=public))), "wrong-audience", "Wrong audience")
+            refused(
+                await create_with(client, bearer(token(aud=public))),
+                "wrong-audience",
+                "Wrong audience",
+            )
             refused(
                 await create_with(client, bearer(demo_connector_token())),
                 "token-lifetime-too-long",

@@ -43,20 +43,28 @@ def call(**changes: object) -> VoiceCall:
 
 
 def test_an_update_without_is_active_call_true_completes_the_conversation() -> None:
-    kept = apply_update(call(), parse_update({"isActiveCall": True, "callOrigin": "voicemail"}), NOW)
-    assert kept.is_active_call and kept.call_origin is CallOrigin.VOICEMAIL and kept.end_time is None
+    kept = apply_update(
+        call(), parse_update({"isActiveCall": True, "callOrigin": "voicemail"}), NOW
+    )
+    assert (
+        kept.is_active_call and kept.call_origin is CallOrigin.VOICEMAIL and kept.end_time is None
+    )
     assert kept.duration is None
     final = apply_update(
         kept, parse_update({"recordingLocation": "s3://b/k", "totalRecordingDuration": 12}), NOW
     )
     assert not final.is_active_call and final.end_time == NOW and final.duration == 180.0
     assert final.call_origin is CallOrigin.VOICEMAIL and final.total_recording_duration == 12.0
-    ended = apply_update(kept, parse_update({"isActiveCall": False, "endTime": epoch_ms(START) + 2500}), NOW)
+    ended = apply_update(
+        kept, parse_update({"isActiveCall": False, "endTime": epoch_ms(START) + 2500}), NOW
+    )
     assert ended.duration == 2.5
     # an end before the start is refused; an explicit null clears a field
     with pytest.raises(InvalidInput, match="endTime"):
         apply_update(kept, parse_update({"endTime": "2026-03-01T11:00:00Z"}), NOW)
-    cleared = apply_update(final, parse_update({"isActiveCall": True, "recordingLocation": None}), NOW)
+    cleared = apply_update(
+        final, parse_update({"isActiveCall": True, "recordingLocation": None}), NOW
+    )
     assert cleared.recording_location is None and cleared.is_active_call
 
 
@@ -114,7 +122,11 @@ def test_transcript_entries_inside_the_call() -> None:
     entry = {"participantId": "p", "messageId": "m", "startTime": ms + 1000, "endTime": ms + 2000,
              "content": "hi", "senderType": "end_user"}  # fmt: skip
     [message] = parse_messages(call(), [entry])
-    assert (message.start_ms, message.end_ms, message.sender_type.value) == (ms + 1000, ms + 2000, "END_USER")
+    assert (message.start_ms, message.end_ms, message.sender_type.value) == (
+        ms + 1000,
+        ms + 2000,
+        "END_USER",
+    )
     ended = call(end_time=START + timedelta(seconds=10))
     with pytest.raises(InvalidInput, match=r"messages\[0\].startTime"):
         parse_messages(ended, [{**entry, "startTime": ms + 60_000, "endTime": ms + 61_000}])

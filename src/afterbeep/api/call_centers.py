@@ -112,7 +112,9 @@ def _service(svc: Svc) -> CallCenterService:
 
 
 def _routes(body: CallCenterIn) -> list[Route]:
-    return [Route(r.dialed_number, r.call_queue_id, r.voicemail_queue_id) for r in body.routes or []]
+    return [
+        Route(r.dialed_number, r.call_queue_id, r.voicemail_queue_id) for r in body.routes or []
+    ]
 
 
 def _flows(body: CallCenterIn) -> list[Flow]:
@@ -166,9 +168,13 @@ async def update_call_center(
         if getattr(body, name) is None:
             raise InvalidInput(name, "must not be null")
     changes = CallCenterChanges(
-        api_name=body.call_center_api_name if "call_center_api_name" in given and body.call_center_api_name else UNSET,
+        api_name=body.call_center_api_name
+        if "call_center_api_name" in given and body.call_center_api_name
+        else UNSET,
         org_id=body.org_id if "org_id" in given and body.org_id else UNSET,
-        public_key_pem=body.public_key_pem if "public_key_pem" in given and body.public_key_pem else UNSET,
+        public_key_pem=body.public_key_pem
+        if "public_key_pem" in given and body.public_key_pem
+        else UNSET,
         routes=_routes(body) if "routes" in given else UNSET,
         flows=_flows(body) if "flows" in given else UNSET,
     )

@@ -71,9 +71,13 @@ async def _verified(request: Request, token: str) -> tuple[CallCenter, dict[str,
         header = jwt.get_unverified_header(token)
         unverified: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
-        raise _refuse("malformed-token", "Malformed token", "the bearer token is not a JWT") from exc
+        raise _refuse(
+            "malformed-token", "Malformed token", "the bearer token is not a JWT"
+        ) from exc
     if header.get("alg") != "RS256":
-        raise _refuse("unsupported-algorithm", "Unsupported algorithm", "tokens must be signed with RS256")
+        raise _refuse(
+            "unsupported-algorithm", "Unsupported algorithm", "tokens must be signed with RS256"
+        )
     for claim in ("iss", "sub", "exp"):
         if claim not in unverified:
             raise _refuse("missing-claim", "Missing claim", f"the token has no {claim!r} claim")
@@ -138,7 +142,9 @@ async def _caller_of_token(request: Request, token: str) -> Caller:
     jti = claims.get("jti")
     if jti is not None:
         if not isinstance(jti, str) or not 0 < len(jti) <= 200:
-            raise _refuse("invalid-claim", "Invalid claim", "'jti' must be a string of 1 to 200 characters")
+            raise _refuse(
+                "invalid-claim", "Invalid claim", "'jti' must be a string of 1 to 200 characters"
+            )
         expires = datetime.fromtimestamp(float(exp) + LEEWAY_SECONDS, tz=UTC)
         if not await _service(request).remember_jti(center.id, jti, expires):
             raise _refuse("token-reused", "Token reused", "this token's jti was already used")
@@ -228,7 +234,9 @@ async def create_voice_call(
 
 
 @router.post("/voiceCalls/messages", responses=_RESPONSES)
-async def add_messages_bulk(body: JsonBody, caller: CallerDep, telephony: Service) -> dict[str, Any]:
+async def add_messages_bulk(
+    body: JsonBody, caller: CallerDep, telephony: Service
+) -> dict[str, Any]:
     """`{"entries": [{"vendorCallKey", "messages": [...]}]}`, all or nothing."""
     return await telephony.add_messages_bulk(caller, body)
 
@@ -276,4 +284,3 @@ async def request_callback(
 ) -> dict[str, Any]:
     """`{"recordId"}`: the callback's voice call, a CALLBACK work item in the call's queue."""
     return await telephony.request_callback(caller, call_id, body)
-

@@ -118,10 +118,11 @@ def check_public_key(pem: str) -> str:
     return text + "\n"
 
 
-def _queue_ids(
-    at: str, call_queue_id: str | None, voicemail_queue_id: str | None
-) -> None:
-    for name, value in (("call_queue_id", call_queue_id), ("voicemail_queue_id", voicemail_queue_id)):
+def _queue_ids(at: str, call_queue_id: str | None, voicemail_queue_id: str | None) -> None:
+    for name, value in (
+        ("call_queue_id", call_queue_id),
+        ("voicemail_queue_id", voicemail_queue_id),
+    ):
         if value is not None and not is_id(value, "q"):
             raise InvalidInput(f"{at}.{name}", "must be a queue id (q_...)")
     if call_queue_id is None and voicemail_queue_id is None:

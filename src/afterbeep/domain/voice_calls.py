@@ -284,7 +284,9 @@ def parse_participants(value: Any) -> tuple[Participant, ...]:
     for n, item in enumerate(value):
         if not isinstance(item, dict):
             raise InvalidInput(f"participants[{n}]", "must be an object")
-        key = check_text(item.get("participantKey"), f"participants[{n}].participantKey", MAX_KEY_LEN)
+        key = check_text(
+            item.get("participantKey"), f"participants[{n}].participantKey", MAX_KEY_LEN
+        )
         kind = check_text(item.get("type", "END_USER"), f"participants[{n}].type", 32)
         found.append(Participant(key, kind.upper()))
     return tuple(found)
@@ -312,9 +314,7 @@ def apply_update(call: VoiceCall, update: VoiceCallUpdate, now: datetime) -> Voi
     return updated
 
 
-def parse_messages(
-    call: VoiceCall, raw: Any, *, name: str = "messages"
-) -> list[TranscriptMessage]:
+def parse_messages(call: VoiceCall, raw: Any, *, name: str = "messages") -> list[TranscriptMessage]:
     """Transcript entries of one call: `messageId` unique among them, times inside the call
     (from a little before its start to its end, when it has one)."""
     if not isinstance(raw, list) or not raw:
@@ -343,11 +343,15 @@ def parse_messages(
             TranscriptMessage(
                 voice_call_id=call.id,
                 message_id=message_id,
-                participant_id=check_text(item.get("participantId"), f"{at}.participantId", MAX_KEY_LEN),
+                participant_id=check_text(
+                    item.get("participantId"), f"{at}.participantId", MAX_KEY_LEN
+                ),
                 sender_type=parse_sender_type(item.get("senderType"), f"{at}.senderType"),
                 start_ms=start,
                 end_ms=end,
-                content=check_text(item.get("content"), f"{at}.content", MAX_CONTENT_LEN, allow_empty=True),
+                content=check_text(
+                    item.get("content"), f"{at}.content", MAX_CONTENT_LEN, allow_empty=True
+                ),
             )
         )
     return found
@@ -398,7 +402,9 @@ def parse_update(body: dict[str, Any]) -> VoiceCallUpdate:
             values[name] = _optional(body, wire, check_duration)
     if "numberOfHolds" in body:
         holds = body["numberOfHolds"]
-        if holds is not None and (isinstance(holds, bool) or not isinstance(holds, int) or holds < 0):
+        if holds is not None and (
+            isinstance(holds, bool) or not isinstance(holds, int) or holds < 0
+        ):
             raise InvalidInput("numberOfHolds", "must be a whole number >= 0")
         values["number_of_holds"] = holds
     if "callOrigin" in body:

@@ -207,7 +207,11 @@ class TelephonyApiService:
             return {"voiceCallId": won.id, "errors": []}, False
         log.info(
             "voice call created",
-            extra={"voice_call_id": call.id, "call_center_id": center.id, "from": mask(call.from_number)},
+            extra={
+                "voice_call_id": call.id,
+                "call_center_id": center.id,
+                "from": mask(call.from_number),
+            },
         )
         return {"voiceCallId": call.id, "errors": []}, True
 
@@ -258,7 +262,9 @@ class TelephonyApiService:
         await uow.voice_calls.add_messages(new, self._clock.now())
         return new
 
-    async def add_messages(self, caller: Caller, vendor_call_key: str, raw: Mapping[str, Any]) -> Json:
+    async def add_messages(
+        self, caller: Caller, vendor_call_key: str, raw: Mapping[str, Any]
+    ) -> Json:
         body = _body(raw)
         async with self._uow() as uow:
             call = await self._find(uow, caller, vendor_call_key)
@@ -278,7 +284,9 @@ class TelephonyApiService:
             for n, entry in enumerate(entries):
                 if not isinstance(entry, dict):
                     raise InvalidInput(f"entries[{n}]", "must be an object")
-                key = check_text(entry.get("vendorCallKey"), f"entries[{n}].vendorCallKey", MAX_KEY_LEN)
+                key = check_text(
+                    entry.get("vendorCallKey"), f"entries[{n}].vendorCallKey", MAX_KEY_LEN
+                )
                 call = await self._find(uow, caller, key)
                 if await self._add_to(uow, call, entry.get("messages"), f"entries[{n}].messages"):
                     changed[call.id] = call
@@ -308,19 +316,25 @@ class TelephonyApiService:
             dialed = check_text(dialed, "dialedNumber", MAX_NUMBER_LEN)
             route = center.route_for(dialed, self._region)
             if route is None:
-                errors.append({"code": "NO_ROUTE", "message": f"no route for dialed number {dialed}"})
+                errors.append(
+                    {"code": "NO_ROUTE", "message": f"no route for dialed number {dialed}"}
+                )
             else:
                 queue_id = route.queue_for(voicemail)
                 if queue_id is None:
-                    errors.append({
-                        "code": "NO_ROUTE",
-                        "message": f"the route of {route.dialed_number} has no {kind} queue",
-                    })
+                    errors.append(
+                        {
+                            "code": "NO_ROUTE",
+                            "message": f"the route of {route.dialed_number} has no {kind} queue",
+                        }
+                    )
                 elif not await self._queue_exists(uow, call.account_id, queue_id):
-                    errors.append({
-                        "code": "QUEUE_NOT_FOUND",
-                        "message": f"the {kind} queue {queue_id} of {route.dialed_number} no longer exists",
-                    })
+                    errors.append(
+                        {
+                            "code": "QUEUE_NOT_FOUND",
+                            "message": f"the {kind} queue {queue_id} of {route.dialed_number} no longer exists",
+                        }
+                    )
                 else:
                     return queue_id
         flow_name = body.get("flowDevName", body.get("flowName"))
@@ -328,16 +342,22 @@ class TelephonyApiService:
             flow_name = check_text(flow_name, "flowDevName", 80)
             flow = center.flow_named(flow_name)
             if flow is None:
-                errors.append({"code": "NO_FLOW", "message": f"the call center has no flow {flow_name}"})
+                errors.append(
+                    {"code": "NO_FLOW", "message": f"the call center has no flow {flow_name}"}
+                )
             else:
                 queue_id = flow.queue_for(voicemail)
                 if queue_id is None:
-                    errors.append({"code": "NO_ROUTE", "message": f"the flow {flow_name} has no {kind} queue"})
+                    errors.append(
+                        {"code": "NO_ROUTE", "message": f"the flow {flow_name} has no {kind} queue"}
+                    )
                 elif not await self._queue_exists(uow, call.account_id, queue_id):
-                    errors.append({
-                        "code": "QUEUE_NOT_FOUND",
-                        "message": f"the {kind} queue {queue_id} of flow {flow_name} no longer exists",
-                    })
+                    errors.append(
+                        {
+                            "code": "QUEUE_NOT_FOUND",
+                            "message": f"the {kind} queue {queue_id} of flow {flow_name} no longer exists",
+                        }
+                    )
                 else:
                     return queue_id
         fallback = body.get("fallbackQueue")
@@ -346,12 +366,16 @@ class TelephonyApiService:
             found = await self._queue_named(uow, call.account_id, fallback)
             if found is not None:
                 return found
-            errors.append({"code": "QUEUE_NOT_FOUND", "message": f"no queue {fallback} (fallbackQueue)"})
+            errors.append(
+                {"code": "QUEUE_NOT_FOUND", "message": f"no queue {fallback} (fallbackQueue)"}
+            )
         if not errors:
-            errors.append({
-                "code": "NO_ROUTE",
-                "message": "give dialedNumber, flowDevName or fallbackQueue to route the call",
-            })
+            errors.append(
+                {
+                    "code": "NO_ROUTE",
+                    "message": "give dialedNumber, flowDevName or fallbackQueue to route the call",
+                }
+            )
         raise NoRoute(errors)
 
     async def _queue_named(self, uow: UnitOfWork, account_id: str, ref: str) -> str | None:
@@ -379,7 +403,11 @@ class TelephonyApiService:
                 current = await uow.voice_calls.get(call.account_id, call.id)
                 if current is not None:
                     await uow.voice_calls.update(
-                        replace(current, work_item_id=placement.work_item_id, updated_at=self._clock.now())
+                        replace(
+                            current,
+                            work_item_id=placement.work_item_id,
+                            updated_at=self._clock.now(),
+                        )
                     )
         return placement
 
@@ -416,7 +444,9 @@ class TelephonyApiService:
         `{"recordId": <its vc id>}`. Asking again answers the same record."""
         body = _body(raw)
         number_raw = body.get("callbackNumber")
-        number = to_e164(check_text(number_raw, "callbackNumber", MAX_NUMBER_LEN), self._region, "callbackNumber")
+        number = to_e164(
+            check_text(number_raw, "callbackNumber", MAX_NUMBER_LEN), self._region, "callbackNumber"
+        )
         router = self._router()
         now = self._clock.now()
         async with self._uow() as uow:
@@ -452,7 +482,12 @@ class TelephonyApiService:
                 if not await uow.voice_calls.add(child):
                     raise Conflict("the callback could not be recorded; retry", "callback-retry")
                 await uow.voice_calls.update(
-                    replace(parent, callback_number=number, callback_voice_call_id=child.id, updated_at=now)
+                    replace(
+                        parent,
+                        callback_number=number,
+                        callback_voice_call_id=child.id,
+                        updated_at=now,
+                    )
                 )
         assert child.routed_queue_id is not None
         await self._place(router, child, child.routed_queue_id)
@@ -561,7 +596,9 @@ class LocalTelephonyApi:
         return await self._run(lambda: self._service.update_voice_call(self._caller, key, body))
 
     async def add_messages(self, vendor_call_key: str, body: Mapping[str, Any]) -> Json:
-        return await self._run(lambda: self._service.add_messages(self._caller, vendor_call_key, body))
+        return await self._run(
+            lambda: self._service.add_messages(self._caller, vendor_call_key, body)
+        )
 
     async def route(self, voice_call_id: str, body: Mapping[str, Any]) -> Json:
         return await self._run(lambda: self._service.route(self._caller, voice_call_id, body))

@@ -122,7 +122,9 @@ class SqlCallCenterRepo:
         return [_center(row) for row in (await self._conn.execute(query)).all()]
 
     async def list(self, account_id: str, cursor: str | None, limit: int) -> Page[CallCenter]:
-        query = page_query(select(_CC).where(_CC.c.account_id == account_id), _CC.c.id, cursor, limit)
+        query = page_query(
+            select(_CC).where(_CC.c.account_id == account_id), _CC.c.id, cursor, limit
+        )
         rows, next_cursor = split_page((await self._conn.execute(query)).all(), limit)
         return Page([_center(r) for r in rows], next_cursor)
 

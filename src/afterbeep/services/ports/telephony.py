@@ -63,7 +63,9 @@ class VoiceCallRepo(Protocol):
 
 
 class TelephonyJtiRepo(Protocol):
-    async def remember(self, call_center_id: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+    async def remember(
+        self, call_center_id: str, jti: str, expires_at: datetime, now: datetime
+    ) -> bool:
         """Record a token id until it expires; False when it was already seen (a replay).
         Forgets the expired ones."""
         ...

@@ -32,12 +32,18 @@ def upgrade() -> None:
         sa.Column("flows", sa.JSON(), nullable=False),
         sa.Column("created_at", _Utc(timezone=True), nullable=False),
         sa.Column("updated_at", _Utc(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_call_centers_account_id_accounts")),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_call_centers_account_id_accounts")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_call_centers")),
-        sa.UniqueConstraint("account_id", "api_name", name=op.f("uq_call_centers_account_id_api_name")),
+        sa.UniqueConstraint(
+            "account_id", "api_name", name=op.f("uq_call_centers_account_id_api_name")
+        ),
     )
     with op.batch_alter_table("call_centers", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_call_centers_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_call_centers_account_id"), ["account_id"], unique=False
+        )
         batch_op.create_index("ix_call_centers_issuer", ["org_id", "api_name"], unique=False)
 
     op.create_table(
@@ -74,18 +80,26 @@ def upgrade() -> None:
         sa.Column("work_item_id", sa.String(length=40), nullable=True),
         sa.Column("created_at", _Utc(timezone=True), nullable=False),
         sa.Column("updated_at", _Utc(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_voice_calls_account_id_accounts")),
         sa.ForeignKeyConstraint(
-            ["call_center_id"], ["call_centers.id"], name=op.f("fk_voice_calls_call_center_id_call_centers")
+            ["account_id"], ["accounts.id"], name=op.f("fk_voice_calls_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["call_center_id"],
+            ["call_centers.id"],
+            name=op.f("fk_voice_calls_call_center_id_call_centers"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_voice_calls")),
         sa.UniqueConstraint(
-            "call_center_id", "vendor_call_key", name=op.f("uq_voice_calls_call_center_id_vendor_call_key")
+            "call_center_id",
+            "vendor_call_key",
+            name=op.f("uq_voice_calls_call_center_id_vendor_call_key"),
         ),
     )
     with op.batch_alter_table("voice_calls", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_voice_calls_account_id"), ["account_id"], unique=False)
-        batch_op.create_index("ix_voice_calls_account_key", ["account_id", "vendor_call_key"], unique=False)
+        batch_op.create_index(
+            "ix_voice_calls_account_key", ["account_id", "vendor_call_key"], unique=False
+        )
 
     op.create_table(
         "voice_call_messages",
@@ -98,7 +112,9 @@ def upgrade() -> None:
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("created_at", _Utc(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["voice_call_id"], ["voice_calls.id"], name=op.f("fk_voice_call_messages_voice_call_id_voice_calls")
+            ["voice_call_id"],
+            ["voice_calls.id"],
+            name=op.f("fk_voice_call_messages_voice_call_id_voice_calls"),
         ),
         sa.PrimaryKeyConstraint("voice_call_id", "message_id", name=op.f("pk_voice_call_messages")),
     )
@@ -111,7 +127,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("call_center_id", "jti", name=op.f("pk_telephony_jtis")),
     )
     with op.batch_alter_table("telephony_jtis", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_telephony_jtis_expires_at"), ["expires_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_telephony_jtis_expires_at"), ["expires_at"], unique=False
+        )
 
 
 def downgrade() -> None:
