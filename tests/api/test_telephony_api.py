@@ -662,3 +662,21 @@ async def test_local_telephony_api_runs_the_seed_steps_in_process(
     with pytest.raises(TelephonyApiError) as unavailable:
         await api.route(other["voiceCallId"], {"dialedNumber": DIALED})
     assert (unavailable.value.status, unavailable.value.retryable) == (503, True)
+
+
+async def test_bodies_are_held_to_the_json_limit(
+    client: httpx.AsyncClient, account: Acct, rig: Rig
+) -> None:
+    big = seed_body(new_key(), callAttributes='{"x": "' + "a" * 300_000 + '"}')
+    r = await client.post("/telephony/v1/voiceCalls", json=big, headers=account.headers)
+    problem_of(r, 413, "payload-too-large")
+    # the bulk transcript form takes more
+    key = new_key()
+    start = "2026-02-01T09:00:00Z"
+    await create(client, account.headers, seed_body(key, start))
+    lines = [(f"m{n}", n * 1000, n * 1000 + 900, "word " * 6000) for n in range(10)]
+    entries = [{"vendorCallKey": key, **transcript(ms(start), *lines)}]  # 300 KB
+    r = await client.post(
+        "/telephony/v1/voiceCalls/messages", json={"entries": entries}, headers=account.headers
+    )
+    assert r.status_code == 200, r.text

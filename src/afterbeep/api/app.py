@@ -96,7 +96,10 @@ def create_app(
         authenticate=services.accounts.authenticate,
         max_json_bytes=services.max_body_bytes,
         max_upload_bytes=services.max_upload_bytes,
-        route_json_bytes={("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES},
+        route_json_bytes={
+            ("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES,
+            ("POST", "/telephony/v1/voiceCalls/messages"): telephony.MAX_BULK_JSON_BYTES,
+        },
         admin_key_hash=services.admin_key_hash,
     )
     # Added last, so outermost: one line (and its metrics) for every request, whatever answers it.

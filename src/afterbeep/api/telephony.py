@@ -38,6 +38,7 @@ router = APIRouter(prefix="/telephony/v1", tags=["telephony api"])
 
 LEEWAY_SECONDS = 30  # clock skew allowed on exp, iat and nbf
 MAX_TOKEN_LEN = 16_384
+MAX_BULK_JSON_BYTES = 4 * 1024 * 1024  # the bulk transcript form; the others: the JSON limit
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {401: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM}
 
