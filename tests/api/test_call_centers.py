@@ -170,6 +170,9 @@ async def test_accounts_are_isolated(
         "not-found",
     )
     problem_of(await client.delete(url, headers=other_account.headers), 404, "not-found")
+    problem_of(
+        await client.get("/v1/call-centers/cc_%00", headers=account.headers), 404, "not-found"
+    )
     listed = await client.get("/v1/call-centers", headers=other_account.headers)
     assert listed.json()["items"] == []
     # the same API name in another account is fine; queues of another account are not

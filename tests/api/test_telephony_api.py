@@ -277,6 +277,12 @@ async def test_the_same_vendor_call_key_answers_the_existing_record(
         404,
         "not-found",
     )
+    for odd in ("a%00b", "x" * 300):
+        problem_of(
+            await client.get(f"/telephony/v1/voiceCalls/{odd}", headers=account.headers),
+            404,
+            "not-found",
+        )
     other = await create(client, other_account.headers, seed_body(key))
     assert other != first.json()["voiceCallId"]
 
@@ -296,6 +302,7 @@ async def test_create_validation_names_the_field(
         ({"participants": [{"type": "END_USER"}]}, "participants[0].participantKey"),
         ({"endTime": "2022-08-02T17:00:00Z"}, "endTime"),
         ({"parentVoiceCallId": new_id("vc")}, "parentVoiceCallId"),
+        ({"to": "12\x0034"}, "to"),
     ]
     for change, field in cases:
         r = await client.post(

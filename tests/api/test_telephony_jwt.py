@@ -103,6 +103,11 @@ async def test_every_token_failure_is_a_401_problem(
         "unknown-call-center",
         "Unknown call center",
     )
+    refused(
+        await create_with(client, bearer(token(iss="00D\x00X"))),
+        "unknown-call-center",
+        "Unknown call center",
+    )
     refused(await create_with(client, bearer(token(key=1))), "bad-signature", "Bad signature")
     no_exp = jwt.encode(
         {"iss": ORG_ID, "sub": API_NAME, "iat": int(now)}, private_key(), algorithm="RS256"

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 
 from afterbeep.api.deps import NO_KEY, bearer_token, services
 from afterbeep.api.problems import ProblemError
-from afterbeep.domain.call_centers import CallCenter
+from afterbeep.domain.call_centers import API_NAME_RE, ORG_ID_RE, CallCenter
 from afterbeep.domain.clock import iso
 from afterbeep.domain.errors import Unavailable
 from afterbeep.domain.voice_calls import TranscriptMessage, VoiceCall
@@ -85,6 +85,12 @@ async def _verified(request: Request, token: str) -> tuple[CallCenter, dict[str,
     iss, sub = unverified["iss"], unverified["sub"]
     if not isinstance(iss, str) or not isinstance(sub, str):
         raise _refuse("invalid-claim", "Invalid claim", "'iss' and 'sub' must be strings")
+    if not ORG_ID_RE.match(iss) or not API_NAME_RE.match(sub):
+        raise _refuse(
+            "unknown-call-center",
+            "Unknown call center",
+            "no call center has this org id (iss) and API name (sub)",
+        )
     centers = await telephony.centers_for_issuer(iss, sub)
     if not centers:
         raise _refuse(

@@ -213,6 +213,8 @@ def check_text(value: Any, name: str, max_len: int, *, allow_empty: bool = False
     if not isinstance(value, str):
         raise InvalidInput(name, "must be a string")
     text = value.strip()
+    if "\x00" in text:
+        raise InvalidInput(name, "must not contain NUL characters")
     if not text and not allow_empty:
         raise InvalidInput(name, "must not be empty")
     if len(text) > max_len:
@@ -403,9 +405,9 @@ def parse_update(body: dict[str, Any]) -> VoiceCallUpdate:
     if "numberOfHolds" in body:
         holds = body["numberOfHolds"]
         if holds is not None and (
-            isinstance(holds, bool) or not isinstance(holds, int) or holds < 0
+            isinstance(holds, bool) or not isinstance(holds, int) or not 0 <= holds <= 100_000
         ):
-            raise InvalidInput("numberOfHolds", "must be a whole number >= 0")
+            raise InvalidInput("numberOfHolds", "must be a whole number from 0 to 100000")
         values["number_of_holds"] = holds
     if "callOrigin" in body:
         values["call_origin"] = _optional(body, "callOrigin", parse_call_origin)

@@ -18,7 +18,7 @@ from afterbeep.domain.call_centers import (
 )
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
-from afterbeep.domain.ids import new_id
+from afterbeep.domain.ids import is_id, new_id
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ring_groups import UNSET, Unset
 
@@ -96,6 +96,8 @@ class CallCenterService:
         return center
 
     async def get(self, account_id: str, center_id: str) -> CallCenter:
+        if not is_id(center_id, "cc"):
+            raise NotFound("call center", center_id[:40])
         async with self._uow() as uow:
             center = await uow.call_centers.get(account_id, center_id)
         if center is None:
@@ -109,6 +111,8 @@ class CallCenterService:
     async def update(
         self, account_id: str, center_id: str, changes: CallCenterChanges
     ) -> CallCenter:
+        if not is_id(center_id, "cc"):
+            raise NotFound("call center", center_id[:40])
         async with self._uow() as uow:
             current = await uow.call_centers.get(account_id, center_id)
             if current is None:
@@ -132,6 +136,8 @@ class CallCenterService:
 
     async def delete(self, account_id: str, center_id: str) -> None:
         """Refused (409) once the call center has voice calls: they are its records."""
+        if not is_id(center_id, "cc"):
+            raise NotFound("call center", center_id[:40])
         async with self._uow() as uow:
             if await uow.call_centers.get(account_id, center_id) is None:
                 raise NotFound("call center", center_id)

@@ -129,6 +129,8 @@ class TelephonyApiService:
 
     async def _find(self, uow: UnitOfWork, caller: Caller, key: str) -> VoiceCall:
         call: VoiceCall | None
+        if not key or len(key) > MAX_KEY_LEN or "\x00" in key:
+            raise NotFound("voice call", key[:MAX_KEY_LEN].replace("\x00", ""))
         if is_id(key, "vc"):
             call = await uow.voice_calls.get(caller.account_id, key)
             if call is not None and caller.call_center_id not in (None, call.call_center_id):
