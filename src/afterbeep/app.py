@@ -42,7 +42,7 @@ from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
 from afterbeep.services.call_centers import CallCenterService
 from afterbeep.services.campaigns import CampaignService
-from afterbeep.services.contact_center import WorkRouter
+from afterbeep.services.contact_center import TelephonyApi, VoiceCallReader, WorkRouter
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.device_outbound import DeviceOutbound
@@ -62,7 +62,11 @@ from afterbeep.services.ringless import RinglessService
 from afterbeep.services.routing import CallRouter, RouteCache, invalidating
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
-from afterbeep.services.telephony_api import SqlVoiceCallReader, TelephonyApiService
+from afterbeep.services.telephony_api import (
+    LocalTelephonyApi,
+    SqlVoiceCallReader,
+    TelephonyApiService,
+)
 from afterbeep.services.transcripts import (
     TranscriptionPolicy,
     TranscriptionQueue,
@@ -210,7 +214,7 @@ class Runtime:
         self.telephony_api = TelephonyApiService(
             self.uow, self.clock, lambda: self.work_router, settings.default_region
         )
-        self.voice_calls = SqlVoiceCallReader(
+        self.voice_calls: VoiceCallReader = SqlVoiceCallReader(
             unit_of_work_factory(self.db, readonly=True), settings.default_region
         )
 
@@ -588,6 +592,10 @@ class Runtime:
             telephony_jwt_audience=s.telephony_jwt_audience,
             telephony_jwt_max_ttl=s.telephony_jwt_max_ttl,
         )
+
+    def local_telephony_api(self, account_id: str, call_center_id: str) -> TelephonyApi:
+        """The Telephony API of one call center in process (the internal voicemail sequence)."""
+        return LocalTelephonyApi(self.telephony_api, account_id, call_center_id)
 
     def senders(self) -> SenderNumberService:
         return SenderNumberService(self.uow, self.clock, self.settings.default_region)

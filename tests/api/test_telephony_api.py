@@ -620,7 +620,8 @@ async def test_without_a_work_router_routing_is_unavailable(
 async def test_local_telephony_api_runs_the_seed_steps_in_process(
     runtime: Runtime, account: Acct, rig: Rig
 ) -> None:
-    api = LocalTelephonyApi(runtime.telephony_api, account.id, rig.center["id"])
+    api = runtime.local_telephony_api(account.id, rig.center["id"])
+    assert isinstance(api, LocalTelephonyApi)
     key = new_key()
     start_ms = ms("2026-03-01T12:00:00Z")
     created = await api.create_voice_call(seed_body(key, start_ms, callOrigin="Voicemail"))  # type: ignore[arg-type]

@@ -210,6 +210,7 @@ class TelephonyApiService:
         log.info(
             "voice call created",
             extra={
+                "provider": caller.provider_name,
                 "voice_call_id": call.id,
                 "call_center_id": center.id,
                 "from": mask(call.from_number),
