@@ -403,15 +403,9 @@ class TelephonyApiService:
         )
         if placement.work_item_id != call.work_item_id:
             async with self._uow() as uow:
-                current = await uow.voice_calls.get(call.account_id, call.id)
-                if current is not None:
-                    await uow.voice_calls.update(
-                        replace(
-                            current,
-                            work_item_id=placement.work_item_id,
-                            updated_at=self._clock.now(),
-                        )
-                    )
+                await uow.voice_calls.set_work_item(
+                    call.account_id, call.id, placement.work_item_id, self._clock.now()
+                )
         return placement
 
     async def route(self, caller: Caller, key: str, raw: Mapping[str, Any]) -> Json:
@@ -428,8 +422,12 @@ class TelephonyApiService:
                 if center is None:
                     raise NotFound("call center", call.call_center_id)
                 queue_id = await self._resolve(uow, call, center, body)
-                call = replace(call, routed_queue_id=queue_id, updated_at=self._clock.now())
-                await uow.voice_calls.update(call)
+                now = self._clock.now()
+                if await uow.voice_calls.set_routed_queue(call.account_id, call.id, queue_id, now):
+                    call = replace(call, routed_queue_id=queue_id)
+        if call.routed_queue_id is None:  # a concurrent omniFlow resolved it first: its queue
+            async with self._uow() as uow:
+                call = await self._find(uow, caller, call.id)
         assert call.routed_queue_id is not None
         placement = await self._place(router, call, call.routed_queue_id)
         return {"agent": placement.agent_id, "queue": placement.queue_id}
@@ -482,16 +480,11 @@ class TelephonyApiService:
                     callback_number=number,
                     routed_queue_id=queue_id,
                 )
-                if not await uow.voice_calls.add(child):
-                    raise Conflict("the callback could not be recorded; retry", "callback-retry")
-                await uow.voice_calls.update(
-                    replace(
-                        parent,
-                        callback_number=number,
-                        callback_voice_call_id=child.id,
-                        updated_at=now,
-                    )
+                taken = not await uow.voice_calls.set_callback(
+                    parent.account_id, parent.id, number, child.id, now
                 )
+                if taken or not await uow.voice_calls.add(child):
+                    raise Conflict("the callback is being recorded; retry", "callback-retry")
         assert child.routed_queue_id is not None
         await self._place(router, child, child.routed_queue_id)
         return {"recordId": child.id}

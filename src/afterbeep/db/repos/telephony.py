@@ -180,12 +180,11 @@ _CALL_FIELDS = (
     "longest_hold_duration",
     "number_of_holds",
     "agent_interaction_duration",
-    "callback_number",
-    "callback_voice_call_id",
-    "routed_queue_id",
-    "work_item_id",
     "updated_at",
 )
+# Set by this service's own steps (routing, callbacks), each with a statement of its own, so a
+# partner's update read before them never writes them back.
+_OWN_FIELDS = ("callback_number", "callback_voice_call_id", "routed_queue_id", "work_item_id")
 
 
 def _call(row: Any) -> VoiceCall:
@@ -200,7 +199,7 @@ def _call(row: Any) -> VoiceCall:
             Participant(p["participant_key"], p.get("type", "END_USER")) for p in row.participants
         ),
         created_at=row.created_at,
-        **{name: getattr(row, name) for name in _CALL_FIELDS},
+        **{name: getattr(row, name) for name in (*_CALL_FIELDS, *_OWN_FIELDS)},
     )
 
 
@@ -240,6 +239,7 @@ class SqlVoiceCallRepo:
             return False
         values = {
             **_call_values(call),
+            **{name: getattr(call, name) for name in _OWN_FIELDS},
             "id": call.id,
             "account_id": call.account_id,
             "call_center_id": call.call_center_id,
@@ -273,6 +273,44 @@ class SqlVoiceCallRepo:
             update(_VC)
             .where(_VC.c.id == call.id, _VC.c.account_id == call.account_id)
             .values(**_call_values(call))
+        )
+
+    async def _set(
+        self, account_id: str, voice_call_id: str, now: datetime, *conditions: Any, **values: Any
+    ) -> bool:
+        result = await self._conn.execute(
+            update(_VC)
+            .where(_VC.c.id == voice_call_id, _VC.c.account_id == account_id, *conditions)
+            .values(**values, updated_at=now)
+        )
+        return bool(result.rowcount)
+
+    async def set_routed_queue(
+        self, account_id: str, voice_call_id: str, queue_id: str, now: datetime
+    ) -> bool:
+        return await self._set(
+            account_id,
+            voice_call_id,
+            now,
+            _VC.c.routed_queue_id.is_(None),
+            routed_queue_id=queue_id,
+        )
+
+    async def set_work_item(
+        self, account_id: str, voice_call_id: str, work_item_id: str, now: datetime
+    ) -> None:
+        await self._set(account_id, voice_call_id, now, work_item_id=work_item_id)
+
+    async def set_callback(
+        self, account_id: str, voice_call_id: str, number: str, callback_id: str, now: datetime
+    ) -> bool:
+        return await self._set(
+            account_id,
+            voice_call_id,
+            now,
+            _VC.c.callback_voice_call_id.is_(None),
+            callback_number=number,
+            callback_voice_call_id=callback_id,
         )
 
     async def messages(self, voice_call_id: str) -> builtins.list[TranscriptMessage]:

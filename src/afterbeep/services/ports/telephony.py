@@ -52,7 +52,26 @@ class VoiceCallRepo(Protocol):
         self, account_id: str, vendor_call_key: str, call_center_id: str | None = None
     ) -> VoiceCall | None: ...
 
-    async def update(self, call: VoiceCall) -> None: ...
+    async def update(self, call: VoiceCall) -> None:
+        """Writes the partner's fields, never those the service's own steps set below."""
+        ...
+
+    async def set_routed_queue(
+        self, account_id: str, voice_call_id: str, queue_id: str, now: datetime
+    ) -> bool:
+        """False when the call already had its queue (routing is resolved once)."""
+        ...
+
+    async def set_work_item(
+        self, account_id: str, voice_call_id: str, work_item_id: str, now: datetime
+    ) -> None: ...
+
+    async def set_callback(
+        self, account_id: str, voice_call_id: str, number: str, callback_id: str, now: datetime
+    ) -> bool:
+        """False when the call already has its callback."""
+        ...
+
     async def messages(self, voice_call_id: str) -> builtins.list[TranscriptMessage]: ...
 
     async def existing_messages(
