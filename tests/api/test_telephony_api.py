@@ -4,7 +4,7 @@ requestCallback, and the same API in process (`LocalTelephonyApi`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -688,3 +688,24 @@ async def test_bodies_are_held_to_the_json_limit(
         "/telephony/v1/voiceCalls/messages", json={"entries": entries}, headers=account.headers
     )
     assert r.status_code == 200, r.text
+
+
+async def test_an_update_read_before_routing_does_not_undo_it(
+    client: httpx.AsyncClient, runtime: Runtime, account: Acct, rig: Rig
+) -> None:
+    vc = await create(client, account.headers, seed_body(new_key()))
+    async with runtime.uow() as uow:
+        stale = await uow.voice_calls.get(account.id, vc)
+    assert stale is not None and stale.routed_queue_id is None
+    r = await client.patch(
+        f"/telephony/v1/voiceCalls/{vc}/omniFlow",
+        json={"dialedNumber": DIALED},
+        headers=account.headers,
+    )
+    assert r.status_code == 200, r.text
+    async with runtime.uow() as uow:
+        await uow.voice_calls.update(replace(stale, agent="late writer"))
+    stored = await get(client, account.headers, vc)
+    assert stored["agent"] == "late writer"
+    assert stored["routedQueueId"] == rig.calls_q
+    assert stored["workItemId"] == rig.router.items[vc].work_item_id
