@@ -610,6 +610,11 @@ async def test_without_a_work_router_routing_is_unavailable(
         )
         problem = problem_of(r, 503, "routing-unavailable")
         assert problem["title"] == "Routing unavailable"
+    # an unknown call is a 404 still (the service checks the call first)
+    r = await client.patch(
+        f"/telephony/v1/voiceCalls/{new_id('vc')}/omniFlow", json={}, headers=account.headers
+    )
+    problem_of(r, 404, "not-found")
     # the rest of the API works
     r = await client.patch(
         f"/telephony/v1/voiceCalls/{vc}", json={"isActiveCall": True}, headers=account.headers

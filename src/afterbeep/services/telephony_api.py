@@ -414,9 +414,10 @@ class TelephonyApiService:
         params = body.get("flowInputParameters")
         if params is not None and not isinstance(params, dict):
             raise InvalidInput("flowInputParameters", "must be an object")
-        router = self._router()
         async with self._uow() as uow:
             call = await self._find(uow, caller, key)
+        router = self._router()  # after the look-up: an unknown call is a 404 still
+        async with self._uow() as uow:
             if call.routed_queue_id is None:
                 center = await uow.call_centers.get(call.account_id, call.call_center_id)
                 if center is None:
@@ -433,10 +434,9 @@ class TelephonyApiService:
         return {"agent": placement.agent_id, "queue": placement.queue_id}
 
     async def clear_routing(self, caller: Caller, key: str) -> Json:
-        router = self._router()
         async with self._uow() as uow:
             call = await self._find(uow, caller, key)
-        cleared = await router.clear(call.account_id, call.id, "clearRouting")
+        cleared = await self._router().clear(call.account_id, call.id, "clearRouting")
         return {"voiceCallId": call.id, "cleared": cleared, "errors": []}
 
     async def request_callback(self, caller: Caller, key: str, raw: Mapping[str, Any]) -> Json:
@@ -448,10 +448,11 @@ class TelephonyApiService:
         number = to_e164(
             check_text(number_raw, "callbackNumber", MAX_NUMBER_LEN), self._region, "callbackNumber"
         )
+        async with self._uow() as uow:
+            parent = await self._find(uow, caller, key)
         router = self._router()
         now = self._clock.now()
         async with self._uow() as uow:
-            parent = await self._find(uow, caller, key)
             child = None
             if parent.callback_voice_call_id is not None:
                 child = await uow.voice_calls.get(parent.account_id, parent.callback_voice_call_id)
