@@ -5,6 +5,7 @@ unknown call center, reused jti, wrong signature, missing exp, ...) is a 401 pro
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -210,3 +211,20 @@ async def test_the_audience_and_the_longest_lifetime_are_settings(
             )
     finally:
         await rt.stop()
+
+
+async def test_seen_token_ids_are_forgotten_once_expired(
+    runtime: Runtime, center: dict[str, Any]
+) -> None:
+    now = datetime.now(UTC)
+    async with runtime.uow() as uow:
+        jtis = uow.telephony_jtis
+        assert await jtis.remember(center["id"], "old", now + timedelta(seconds=5), now)
+        assert not await jtis.remember(center["id"], "old", now + timedelta(seconds=5), now)
+        later = now + timedelta(seconds=10)
+        assert await jtis.remember(center["id"], "new", later + timedelta(hours=1), later)
+        # "old" expired and was pruned by the last call: it may be seen again
+        assert await jtis.remember(center["id"], "old", later + timedelta(hours=1), later)
+        assert not await jtis.remember(center["id"], "new", later + timedelta(hours=1), later)
+        # ids are per call center
+        assert await jtis.remember("cc_other", "new", later + timedelta(hours=1), later)
