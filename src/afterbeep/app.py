@@ -41,7 +41,9 @@ from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
 from afterbeep.services.callbacks import CallbackPlanner
+from afterbeep.services.call_centers import CallCenterService
 from afterbeep.services.campaigns import CampaignService
+from afterbeep.services.contact_center import TelephonyApi, VoiceCallReader, WorkRouter
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.device_outbound import DeviceOutbound
@@ -61,6 +63,11 @@ from afterbeep.services.ringless import RinglessService
 from afterbeep.services.routing import CallRouter, RouteCache, invalidating
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
+from afterbeep.services.telephony_api import (
+    LocalTelephonyApi,
+    SqlVoiceCallReader,
+    TelephonyApiService,
+)
 from afterbeep.services.transcripts import (
     TranscriptionPolicy,
     TranscriptionQueue,
@@ -214,6 +221,16 @@ class Runtime:
             LoggedResults(),
             agent_ring_seconds=settings.callback_agent_ring_seconds,
             customer_ring_seconds=settings.callback_customer_ring_seconds,
+        )
+        # The representatives' chain (issue 18): the work router is set once it is built (until
+        # then omniFlow answers 503); `telephony_api` is the Telephony API's use cases, which
+        # `LocalTelephonyApi` runs in process; `voice_calls` reads voice calls for work items.
+        self.work_router: WorkRouter | None = None
+        self.telephony_api = TelephonyApiService(
+            self.uow, self.clock, lambda: self.work_router, settings.default_region
+        )
+        self.voice_calls: VoiceCallReader = SqlVoiceCallReader(
+            unit_of_work_factory(self.db, readonly=True), settings.default_region
         )
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
@@ -585,7 +602,15 @@ class Runtime:
             ring_groups=RingGroupService(self.uow, self.clock, AccountUsers(self.lookups)),
             queues=QueueService(self.uow, self.clock, self.queue_engine, AccountUsers(self.lookups)),
             users=UserService(self.uow, self.clock, s.sip_realm),
+            telephony=self.telephony_api,
+            call_centers=CallCenterService(self.uow, self.clock, s.default_region),
+            telephony_jwt_audience=s.telephony_jwt_audience,
+            telephony_jwt_max_ttl=s.telephony_jwt_max_ttl,
         )
+
+    def local_telephony_api(self, account_id: str, call_center_id: str) -> TelephonyApi:
+        """The Telephony API of one call center in process (the internal voicemail sequence)."""
+        return LocalTelephonyApi(self.telephony_api, account_id, call_center_id)
 
     def senders(self) -> SenderNumberService:
         return SenderNumberService(self.uow, self.clock, self.settings.default_region)

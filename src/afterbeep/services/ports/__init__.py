@@ -29,6 +29,7 @@ from afterbeep.services.ports.ringless import (
     VoicemailSendRepo,
 )
 from afterbeep.services.ports.schedules import ScheduleRepo
+from afterbeep.services.ports.telephony import CallCenterRepo, TelephonyJtiRepo, VoiceCallRepo
 from afterbeep.services.ports.transcripts import TranscriptRepo
 from afterbeep.services.ports.users import (
     AuthFailureRepo,
@@ -99,6 +100,12 @@ class UnitOfWork(Protocol):
     def registrations(self) -> RegistrationRepo: ...
     @property
     def sip_auth_failures(self) -> AuthFailureRepo: ...
+    @property
+    def call_centers(self) -> CallCenterRepo: ...
+    @property
+    def voice_calls(self) -> VoiceCallRepo: ...
+    @property
+    def telephony_jtis(self) -> TelephonyJtiRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
