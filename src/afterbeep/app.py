@@ -40,8 +40,8 @@ from afterbeep.notify.email import EmailDispatcher, SmtpSender, SmtpSignInMailer
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
-from afterbeep.services.callbacks import CallbackPlanner
 from afterbeep.services.call_centers import CallCenterService
+from afterbeep.services.callbacks import CallbackPlanner
 from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.contact_center import TelephonyApi, VoiceCallReader, WorkRouter
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
