@@ -40,6 +40,7 @@ from afterbeep.db.repos.webhooks import (
     notify_published,
     take_published,
 )
+from afterbeep.db.repos.work_items import SqlWorkItemRepo
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
@@ -152,6 +153,10 @@ class SqlUnitOfWork:
     @cached_property
     def sip_auth_failures(self) -> SqlAuthFailureRepo:
         return SqlAuthFailureRepo(self.conn)
+
+    @cached_property
+    def work_items(self) -> SqlWorkItemRepo:
+        return SqlWorkItemRepo(self.conn)
 
 
 def unit_of_work_factory(

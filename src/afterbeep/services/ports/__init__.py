@@ -36,6 +36,7 @@ from afterbeep.services.ports.users import (
     RegistrationRepo,
     UserRepo,
 )
+from afterbeep.services.ports.work_items import WorkItemRepo
 
 T = TypeVar("T")
 
@@ -99,6 +100,8 @@ class UnitOfWork(Protocol):
     def registrations(self) -> RegistrationRepo: ...
     @property
     def sip_auth_failures(self) -> AuthFailureRepo: ...
+    @property
+    def work_items(self) -> WorkItemRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
