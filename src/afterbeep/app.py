@@ -41,6 +41,7 @@ from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
 from afterbeep.services.campaigns import CampaignService
+from afterbeep.services.contact_center import Callbacks, VoiceCallReader
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.device_outbound import DeviceOutbound
@@ -67,6 +68,7 @@ from afterbeep.services.transcripts import (
 )
 from afterbeep.services.users import AccountUsers, UserService
 from afterbeep.services.webhooks import WebhookService
+from afterbeep.services.work_items import WorkItemService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
@@ -198,6 +200,21 @@ class Runtime:
         # This node's live queues (who waits, what agents do), shared by the API and the queue
         # call application. The services take a UserLookup once the users repository exists.
         self.queue_engine = QueueEngine(self.uow, self.clock)
+        # Issue 18: the Telephony API sets `voice_calls` (what an agent's work item shows of its
+        # voice call) and the callback service `callbacks` before `start`; `work_items` is the
+        # WorkRouter they route voice calls with. One node runs its timers (`serve`'s workers).
+        self.voice_calls: VoiceCallReader | None = None
+        self.callbacks: Callbacks | None = None
+        self.work_items = WorkItemService(
+            self.uow,
+            self.clock,
+            queue_engine=self.queue_engine,
+            voice_calls=lambda: self.voice_calls,
+            callbacks=lambda: self.callbacks,
+            users=AccountUsers(self.lookups),
+            public_url=settings.resolved_public_url(),
+            secret_key=settings.resolved_secret_key,
+        )
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
 
@@ -264,6 +281,12 @@ class Runtime:
             await self.start_telephony()
             if s.delivery_enabled:
                 await self.start_delivery()
+            await self.start_work_router()
+
+    async def start_work_router(self) -> WorkItemService:
+        """Load the open work items and run their timers (offer timeouts, overflow, TTL)."""
+        await self.work_items.start()
+        return self.work_items
 
     @property
     def handoff(self) -> SpoolHandoff:
@@ -570,6 +593,7 @@ class Runtime:
             ring_groups=RingGroupService(self.uow, self.clock, AccountUsers(self.lookups)),
             queues=QueueService(self.uow, self.clock, self.queue_engine, AccountUsers(self.lookups)),
             users=UserService(self.uow, self.clock, s.sip_realm),
+            work_items=self.work_items,
         )
 
     def senders(self) -> SenderNumberService:
@@ -614,6 +638,7 @@ class Runtime:
         deadline = self.begin_drain()
         if self.delivery_worker is not None:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
+        await self.work_items.stop()
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:

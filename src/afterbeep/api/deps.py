@@ -27,6 +27,7 @@ from afterbeep.services.sender_numbers import SenderNumberService
 from afterbeep.services.transcripts import TranscriptService
 from afterbeep.services.users import UserService
 from afterbeep.services.webhooks import WebhookService
+from afterbeep.services.work_items import WorkItemService
 
 
 @dataclass(slots=True)
@@ -54,6 +55,7 @@ class ApiServices:
     queues: QueueService
     max_body_bytes: int = 256 * 1024
     users: UserService | None = None
+    work_items: WorkItemService | None = None
 
 
 def services(request: Request) -> ApiServices:

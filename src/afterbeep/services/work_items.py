@@ -149,7 +149,7 @@ class WorkItemService:
         callbacks: Callable[[], Callbacks | None] = lambda: None,
         users: UserLookup | None = None,
         public_url: str = "",
-        secret_key: bytes = b"",
+        secret_key: Callable[[], bytes] = lambda: b"",
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -232,10 +232,8 @@ class WorkItemService:
             timeout = None
             if deadline is not None:
                 timeout = max(0.0, (deadline - self._clock.now()).total_seconds())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.run_due()
@@ -452,6 +450,14 @@ class WorkItemService:
             key=lambda o: (o.offered_at, o.id),
         )
 
+    def open_offer_events(self, account_id: str, user_id: str) -> builtins.list[FeedEvent]:
+        """The agent's open offers, as the events that made them (a feed's first events)."""
+        return [
+            FeedEvent(OFFERED, self._items[o.work_item_id], o)
+            for o in self.agent_offers(account_id, user_id)
+            if o.work_item_id in self._items
+        ]
+
     def agent_items(self, account_id: str, user_id: str) -> builtins.list[WorkItem]:
         """The items the agent holds (offered, accepted, wrapping), oldest first."""
         return sorted(
@@ -538,10 +544,11 @@ class WorkItemService:
         if not location:
             return None
         found = _MESSAGE_ID.search(location)
-        if found is not None and self._secret_key:
+        key = self._secret_key() if found is not None else b""
+        if found is not None and key:
             return message_audio_link(
                 self._public_url,
-                self._secret_key,
+                key,
                 found.group(0),
                 now=self._clock.now(),
                 ttl_seconds=RECORDING_LINK_SECONDS,
