@@ -628,6 +628,7 @@ class Runtime:
             self.telephony.drain()
         if self.delivery_worker is not None:
             self.delivery_worker.stop_claiming()
+        self.work_items.close_feeds()  # open event streams would hold the HTTP server's stop
         return self._drain_deadline
 
     async def stop(self) -> None:

@@ -218,8 +218,12 @@ class WorkItemService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for feeds in self._feeds.values():
-            for feed in feeds:
+        self.close_feeds()
+
+    def close_feeds(self) -> None:
+        """End every agent's event stream (the HTTP server is stopping)."""
+        for feeds in list(self._feeds.values()):
+            for feed in list(feeds):
                 with contextlib.suppress(asyncio.QueueFull):
                     feed.put_nowait(None)
 
