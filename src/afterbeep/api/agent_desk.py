@@ -34,7 +34,9 @@ from afterbeep.services.work_items import AgentIdentity, FeedEvent, WorkItemView
 router = APIRouter(tags=["agent desk"])
 
 HEARTBEAT_SECONDS = 15.0
-CONFLICT: dict[int | str, dict[str, Any]] = {409: {**PROBLEM, "description": "offer-closed or work-item-state"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {**PROBLEM, "description": "offer-closed or work-item-state"}
+}
 NO_AGENT_TOKEN = "send Authorization: Bearer <agent token>"
 
 
@@ -73,7 +75,9 @@ class VoiceCallOut(BaseModel):
     to_number: str
     call_origin: str | None
     callback_number: str | None
-    recording_url: str | None = Field(description="a signed link (15 minutes) or the outside location")
+    recording_url: str | None = Field(
+        description="a signed link (15 minutes) or the outside location"
+    )
     recording_duration_sec: float | None
     transcript: list[TranscriptLineOut]
 
@@ -133,7 +137,9 @@ class CompleteIn(StrictModel):
 
 class CallbackIn(StrictModel):
     number: str | None = Field(
-        default=None, max_length=32, description="default: the voice call's callback number, else its caller"
+        default=None,
+        max_length=32,
+        description="default: the voice call's callback number, else its caller",
     )
     caller_id: str | None = Field(
         default=None, max_length=32, description="default: the number the voice call was made to"
@@ -180,14 +186,18 @@ async def my_offers(svc: Svc, me: Me) -> ListResponse[AgentWorkItemOut]:
     return ListResponse[AgentWorkItemOut](items=items)
 
 
-@router.post("/agents/me/offers/{offer_id}/accept", responses={401: PROBLEM, **NOT_FOUND, **CONFLICT})
+@router.post(
+    "/agents/me/offers/{offer_id}/accept", responses={401: PROBLEM, **NOT_FOUND, **CONFLICT}
+)
 async def accept_offer(offer_id: str, svc: Svc, me: Me) -> AgentWorkItemOut:
     work = work_items_of(svc)
     item = await work.accept(me.account_id, me.user_id, offer_id)
     return AgentWorkItemOut.view(await work.view(item))
 
 
-@router.post("/agents/me/offers/{offer_id}/decline", responses={401: PROBLEM, **NOT_FOUND, **CONFLICT})
+@router.post(
+    "/agents/me/offers/{offer_id}/decline", responses={401: PROBLEM, **NOT_FOUND, **CONFLICT}
+)
 async def decline_offer(offer_id: str, svc: Svc, me: Me) -> WorkItemOut:
     item = await work_items_of(svc).decline(me.account_id, me.user_id, offer_id)
     return WorkItemOut.of(item)
@@ -211,16 +221,18 @@ async def my_work_item(item_id: str, svc: Svc, me: Me) -> AgentWorkItemOut:
     return AgentWorkItemOut.view(await work.view(item))
 
 
-@router.post("/agents/me/work-items/{item_id}/wrap-up", responses={401: PROBLEM, **NOT_FOUND, **CONFLICT})
+@router.post(
+    "/agents/me/work-items/{item_id}/wrap-up", responses={401: PROBLEM, **NOT_FOUND, **CONFLICT}
+)
 async def wrap_up(item_id: str, svc: Svc, me: Me) -> WorkItemOut:
     """assigned -> wrapping (it still holds its weight until completed)."""
     return WorkItemOut.of(await work_items_of(svc).wrap_up(me.account_id, me.user_id, item_id))
 
 
-@router.post("/agents/me/work-items/{item_id}/complete", responses={401: PROBLEM, **NOT_FOUND, **CONFLICT})
-async def complete(
-    item_id: str, svc: Svc, me: Me, body: CompleteIn | None = None
-) -> WorkItemOut:
+@router.post(
+    "/agents/me/work-items/{item_id}/complete", responses={401: PROBLEM, **NOT_FOUND, **CONFLICT}
+)
+async def complete(item_id: str, svc: Svc, me: Me, body: CompleteIn | None = None) -> WorkItemOut:
     notes = body.notes if body is not None else None
     item = await work_items_of(svc).complete(me.account_id, me.user_id, item_id, notes)
     return WorkItemOut.of(item)
@@ -231,9 +243,7 @@ async def complete(
     status_code=202,
     responses={401: PROBLEM, **NOT_FOUND, **CONFLICT, 503: PROBLEM},
 )
-async def call_back(
-    item_id: str, svc: Svc, me: Me, body: CallbackIn | None = None
-) -> CallbackOut:
+async def call_back(item_id: str, svc: Svc, me: Me, body: CallbackIn | None = None) -> CallbackOut:
     """Ring the agent's registered device, then the customer, and bridge them (the result is
     recorded on the voice call)."""
     work = work_items_of(svc)
@@ -242,10 +252,14 @@ async def call_back(
     if callbacks is None:
         raise ProblemError(503, "unavailable", "Unavailable", "callbacks are not available here")
     if not item.open or item.agent_id != me.user_id or item.offer_id is not None:
-        raise Conflict(f"work item {item.id!r} is {item.state.value}: accept it first", "work-item-state")
+        raise Conflict(
+            f"work item {item.id!r} is {item.state.value}: accept it first", "work-item-state"
+        )
     view = await work.view(item)
     given = body or CallbackIn()
-    number = given.number or (view.call.callback_number or view.call.from_number if view.call else None)
+    number = given.number or (
+        view.call.callback_number or view.call.from_number if view.call else None
+    )
     caller_id = given.caller_id or (view.call.to_number if view.call else None)
     if not number:
         raise InvalidInput("number", "the voice call has no number to call back")

@@ -75,7 +75,9 @@ class WorkItemOut(BaseModel):
     expires_at: str = Field(description="time to live")
     ended_at: str | None
     updated_at: str
-    offers: list[OfferOut] | None = Field(default=None, description="GET by id: every offer, oldest first")
+    offers: list[OfferOut] | None = Field(
+        default=None, description="GET by id: every offer, oldest first"
+    )
 
     @classmethod
     def of(cls, i: WorkItem, offers: list[WorkOffer] | None = None) -> WorkItemOut:
@@ -107,7 +109,10 @@ class RouteIn(StrictModel):
     channel: Channel = Channel.VOICEMAIL
     priority: int = Field(default=5, ge=1, le=100, description="1 is offered first")
     weight: int | None = Field(
-        default=None, ge=1, le=1000, description="null: the channel's (voicemail 3, callback 5, call 10)"
+        default=None,
+        ge=1,
+        le=1000,
+        description="null: the channel's (voicemail 3, callback 5, call 10)",
     )
 
 
@@ -201,7 +206,9 @@ async def create_agent_token(
 
 
 @router.get("/agents/{user_id}/tokens", responses=NOT_FOUND)
-async def list_agent_tokens(user_id: str, svc: Svc, account: CurrentAccount) -> ListResponse[TokenOut]:
+async def list_agent_tokens(
+    user_id: str, svc: Svc, account: CurrentAccount
+) -> ListResponse[TokenOut]:
     tokens = await work_items_of(svc).tokens(account.id, user_id)
     return ListResponse[TokenOut](items=[TokenOut.of(t) for t in tokens])
 

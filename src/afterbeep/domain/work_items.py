@@ -161,18 +161,33 @@ def new_item(
 
 
 def _refuse(item: WorkItem, action: str) -> Conflict:
-    return Conflict(f"work item {item.id!r} is {item.state.value}: cannot {action}", "work-item-state")
+    return Conflict(
+        f"work item {item.id!r} is {item.state.value}: cannot {action}", "work-item-state"
+    )
 
 
 def offer(
-    item: WorkItem, agent_id: str, offer_id: str, settings: QueueSettings, now: datetime, *, reset: bool
+    item: WorkItem,
+    agent_id: str,
+    offer_id: str,
+    settings: QueueSettings,
+    now: datetime,
+    *,
+    reset: bool,
 ) -> tuple[WorkItem, WorkOffer]:
     """Reserve the pending item for `agent_id`; `reset`: the decliners were all forgotten."""
     if item.state is not WorkItemState.PENDING:
         raise _refuse(item, "offer")
     expires = now + timedelta(seconds=settings.work_offer_timeout_sec)
     made = WorkOffer(
-        offer_id, item.account_id, item.id, agent_id, item.queue_id, OfferStatus.PENDING, now, expires
+        offer_id,
+        item.account_id,
+        item.id,
+        agent_id,
+        item.queue_id,
+        OfferStatus.PENDING,
+        now,
+        expires,
     )
     reserved = replace(
         item,
@@ -248,9 +263,7 @@ def complete(item: WorkItem, notes: str | None, now: datetime) -> WorkItem:
         raise _refuse(item, "complete")
     if notes is not None and len(notes) > MAX_NOTES:
         raise InvalidInput("notes", f"at most {MAX_NOTES} characters")
-    return replace(
-        item, state=WorkItemState.COMPLETED, notes=notes, ended_at=now, updated_at=now
-    )
+    return replace(item, state=WorkItemState.COMPLETED, notes=notes, ended_at=now, updated_at=now)
 
 
 def cancel(item: WorkItem, reason: str, now: datetime) -> WorkItem:

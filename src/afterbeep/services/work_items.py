@@ -366,9 +366,7 @@ class WorkItemService:
         async with self._uow() as uow:
             return await uow.work_items.list(account_id, queue_id, state, cursor, limit)
 
-    async def get(
-        self, account_id: str, item_id: str
-    ) -> tuple[WorkItem, builtins.list[WorkOffer]]:
+    async def get(self, account_id: str, item_id: str) -> tuple[WorkItem, builtins.list[WorkOffer]]:
         if not is_id(item_id, "wi"):
             raise NotFound("work item", item_id[:40])
         async with self._uow() as uow:
@@ -382,9 +380,12 @@ class WorkItemService:
             rules.check_capacity(capacity)
         async with self._uow() as uow:
             await uow.work_items.set_capacity(account_id, user_id, capacity, self._clock.now())
-        self._capacity[(account_id, user_id)] = (
-            rules.DEFAULT_CAPACITY if capacity is None else capacity
-        )
+        key = (account_id, user_id)
+        self._capacity[key] = rules.DEFAULT_CAPACITY if capacity is None else capacity
+        if self._engine is not None:
+            self._engine.floor.agent(user_id).work_blocked = rules.live_call_blocked(
+                self._capacity[key], self._item_load(key)
+            )
         self._wake.set()
 
     async def capacities(self, account_id: str) -> dict[str, int]:
@@ -492,7 +493,11 @@ class WorkItemService:
         if is_id(offer_id, "wio"):
             async with self._uow() as uow:
                 stored = await uow.work_items.offer(offer_id)
-            if stored is not None and stored.account_id == account_id and stored.agent_id == user_id:
+            if (
+                stored is not None
+                and stored.account_id == account_id
+                and stored.agent_id == user_id
+            ):
                 raise Conflict(f"offer {offer_id!r} is {stored.status.value}", "offer-closed")
         raise NotFound("offer", offer_id[:40])
 
@@ -507,20 +512,28 @@ class WorkItemService:
                 pending = await self._agent_offer(account_id, user_id, offer_id)
             item, closed = rules.accept(item, pending, now)
             self._handled[(account_id, user_id)] += 1
-            await self._save(_Batch(items=[item], offers=[closed], events=[FeedEvent(ACCEPTED, item, closed)]))
+            await self._save(
+                _Batch(items=[item], offers=[closed], events=[FeedEvent(ACCEPTED, item, closed)])
+            )
         return item
 
     async def decline(self, account_id: str, user_id: str, offer_id: str) -> WorkItem:
         async with self._lock:
             pending = await self._agent_offer(account_id, user_id, offer_id)
-            item, closed = rules.decline(self._items[pending.work_item_id], pending, self._clock.now())
-            await self._save(_Batch(items=[item], offers=[closed], events=[FeedEvent(DECLINED, item, closed)]))
+            item, closed = rules.decline(
+                self._items[pending.work_item_id], pending, self._clock.now()
+            )
+            await self._save(
+                _Batch(items=[item], offers=[closed], events=[FeedEvent(DECLINED, item, closed)])
+            )
             await self._dispatch()
         return item
 
     async def wrap_up(self, account_id: str, user_id: str, item_id: str) -> WorkItem:
         async with self._lock:
-            item = rules.wrap_up(await self.agent_item(account_id, user_id, item_id), self._clock.now())
+            item = rules.wrap_up(
+                await self.agent_item(account_id, user_id, item_id), self._clock.now()
+            )
             await self._save(_Batch(items=[item], events=[FeedEvent(WRAPPING, item)]))
         return item
 
@@ -568,7 +581,9 @@ class WorkItemService:
         self._feeds.setdefault((account_id, user_id), set()).add(feed)
         return feed
 
-    def unsubscribe(self, account_id: str, user_id: str, feed: asyncio.Queue[FeedEvent | None]) -> None:
+    def unsubscribe(
+        self, account_id: str, user_id: str, feed: asyncio.Queue[FeedEvent | None]
+    ) -> None:
         feeds = self._feeds.get((account_id, user_id))
         if feeds is not None:
             feeds.discard(feed)
@@ -641,9 +656,7 @@ class WorkItemService:
         batch.events.append(FeedEvent(CANCELED, item))
 
     def _item_load(self, key: AgentKey) -> int:
-        return sum(
-            i.holds for i in self._items.values() if (i.account_id, i.agent_id) == key
-        )
+        return sum(i.holds for i in self._items.values() if (i.account_id, i.agent_id) == key)
 
     def _live_load(self, user_id: str) -> int:
         if self._engine is None:
@@ -755,4 +768,3 @@ class WorkItemService:
                     capacity, load
                 )
         self._announce(batch.events)
-

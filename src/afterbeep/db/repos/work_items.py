@@ -88,7 +88,13 @@ def _offer(row: Any) -> WorkOffer:
 
 def _token(row: Any) -> AgentToken:
     return AgentToken(
-        row.id, row.account_id, row.user_id, row.name, row.secret_hash, row.created_at, row.revoked_at
+        row.id,
+        row.account_id,
+        row.user_id,
+        row.name,
+        row.secret_hash,
+        row.created_at,
+        row.revoked_at,
     )
 
 
@@ -109,12 +115,16 @@ class SqlWorkItemRepo:
 
     async def update(self, item: WorkItem) -> None:
         await self._conn.execute(
-            update(_W).where(_W.c.id == item.id, _W.c.account_id == item.account_id).values(**_values(item))
+            update(_W)
+            .where(_W.c.id == item.id, _W.c.account_id == item.account_id)
+            .values(**_values(item))
         )
 
     async def get(self, account_id: str, item_id: str) -> WorkItem | None:
         row = (
-            await self._conn.execute(select(_W).where(_W.c.id == item_id, _W.c.account_id == account_id))
+            await self._conn.execute(
+                select(_W).where(_W.c.id == item_id, _W.c.account_id == account_id)
+            )
         ).first()
         return _item(row) if row else None
 
@@ -164,7 +174,9 @@ class SqlWorkItemRepo:
 
     async def update_offer(self, offer: WorkOffer) -> None:
         await self._conn.execute(
-            update(_O).where(_O.c.id == offer.id).values(status=offer.status.value, ended_at=offer.ended_at)
+            update(_O)
+            .where(_O.c.id == offer.id)
+            .values(status=offer.status.value, ended_at=offer.ended_at)
         )
 
     async def offer(self, offer_id: str) -> WorkOffer | None:
@@ -236,7 +248,9 @@ class SqlWorkItemRepo:
         )
         return [_token(r) for r in (await self._conn.execute(query)).all()]
 
-    async def revoke_token(self, account_id: str, user_id: str, token_id: str, now: datetime) -> bool:
+    async def revoke_token(
+        self, account_id: str, user_id: str, token_id: str, now: datetime
+    ) -> bool:
         done = await self._conn.execute(
             update(_T)
             .where(
