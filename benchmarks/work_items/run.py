@@ -420,6 +420,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "killed_after": args.kill_after,
             "restarts": service.starts - 1,
             "elapsed_s": round(elapsed, 2),
+            "completed_per_s": round(len(run.completed) / elapsed, 1) if elapsed else None,
             "items_in_db": len(detailed),
             "states": dict(states),
             "lost": args.items - len(detailed),
