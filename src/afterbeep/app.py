@@ -214,6 +214,7 @@ class Runtime:
             users=AccountUsers(self.lookups),
             public_url=settings.resolved_public_url(),
             secret_key=settings.resolved_secret_key,
+            reads=self.lookups,
         )
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()

@@ -150,8 +150,10 @@ class WorkItemService:
         users: UserLookup | None = None,
         public_url: str = "",
         secret_key: Callable[[], bytes] = lambda: b"",
+        reads: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
+        self._reads = reads or uow  # look-ups that must not queue behind writes
         self._clock = clock
         self._engine = queue_engine
         self._voice_calls = voice_calls
@@ -277,7 +279,7 @@ class WorkItemService:
             for item in await self._of_call(request.account_id, request.voice_call_id):
                 if item.state is not WorkItemState.CANCELED:
                     return WorkPlacement(item.id, item.queue_id, item.agent_id, False)
-            async with self._uow() as uow:
+            async with self._reads() as uow:
                 queue = await uow.queues.get(request.account_id, request.queue_id)
             if queue is None:
                 raise NotFound("queue", request.queue_id)
@@ -327,7 +329,7 @@ class WorkItemService:
                 self._announce([FeedEvent(UPDATED, item, self._offers.get(item.offer_id or ""))])
 
     async def _of_call(self, account_id: str, voice_call_id: str) -> builtins.list[WorkItem]:
-        async with self._uow() as uow:
+        async with self._reads() as uow:
             return await uow.work_items.of_voice_call(account_id, voice_call_id)
 
     # -- operators --------------------------------------------------------------------------
@@ -363,13 +365,13 @@ class WorkItemService:
         cursor: str | None,
         limit: int,
     ) -> Page[WorkItem]:
-        async with self._uow() as uow:
+        async with self._reads() as uow:
             return await uow.work_items.list(account_id, queue_id, state, cursor, limit)
 
     async def get(self, account_id: str, item_id: str) -> tuple[WorkItem, builtins.list[WorkOffer]]:
         if not is_id(item_id, "wi"):
             raise NotFound("work item", item_id[:40])
-        async with self._uow() as uow:
+        async with self._reads() as uow:
             item = await uow.work_items.get(account_id, item_id)
             if item is None:
                 raise NotFound("work item", item_id)
@@ -389,7 +391,7 @@ class WorkItemService:
         self._wake.set()
 
     async def capacities(self, account_id: str) -> dict[str, int]:
-        async with self._uow() as uow:
+        async with self._reads() as uow:
             stored = await uow.work_items.capacities(account_id)
         return {
             user_id: rules.DEFAULT_CAPACITY if c is None else c for user_id, c in stored.items()
@@ -429,7 +431,7 @@ class WorkItemService:
         token_id, dot, _ = secret.partition(".")
         if not dot or not is_id(token_id, "atk"):
             return None
-        async with self._uow() as uow:
+        async with self._reads() as uow:
             token = await uow.work_items.token(token_id)
         if token is None or token.revoked_at is not None:
             return None
@@ -477,7 +479,7 @@ class WorkItemService:
     async def agent_item(self, account_id: str, user_id: str, item_id: str) -> WorkItem:
         item = self._items.get(item_id)
         if item is None and is_id(item_id, "wi"):
-            async with self._uow() as uow:
+            async with self._reads() as uow:
                 item = await uow.work_items.get(account_id, item_id)
         if item is None or item.account_id != account_id or item.agent_id != user_id:
             raise NotFound("work item", item_id[:40])
@@ -491,7 +493,7 @@ class WorkItemService:
         if pending is not None and pending.account_id == account_id and pending.agent_id == user_id:
             return pending
         if is_id(offer_id, "wio"):
-            async with self._uow() as uow:
+            async with self._reads() as uow:
                 stored = await uow.work_items.offer(offer_id)
             if (
                 stored is not None
@@ -677,7 +679,7 @@ class WorkItemService:
         now = self._clock.now()
         batch = _Batch()
         for account_id, items in by_account.items():
-            async with self._uow() as uow:
+            async with self._reads() as uow:
                 queues: dict[str, Queue] = {}
                 for queue_id in {i.queue_id for i in items}:
                     queue = await uow.queues.get(account_id, queue_id)
