@@ -108,6 +108,16 @@ class Service:
                 await asyncio.sleep(0.1)
         raise RuntimeError("afterbeep serve did not come up")
 
+    def cpu_seconds(self) -> float:
+        """The service process's user + system CPU time so far."""
+        if self.process is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         if self.process is not None:
             self.process.send_signal(signal.SIGKILL)
@@ -135,6 +145,7 @@ class Run:
     completed: set[str] = field(default_factory=set)
     accepted_by: dict[str, str] = field(default_factory=dict)
     killed_at: float | None = None
+    cpu_before_kill: float = 0.0
     up: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     midway: asyncio.Event = field(default_factory=asyncio.Event)  # kill_after items completed
@@ -295,6 +306,7 @@ async def killer(run: Run) -> None:
         return
     await run.midway.wait()
     run.up.clear()
+    run.cpu_before_kill = run.service.cpu_seconds()
     run.service.kill()
     run.killed_at = time.monotonic()
     print(
@@ -366,6 +378,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             agents = [Agent(run, u, t) for u, t in users]
             streams = [asyncio.create_task(a.live(client)) for a in agents]
             started = time.monotonic()
+            cpu_at_start = service.cpu_seconds()
+            own_cpu = time.process_time()
             tasks = [
                 asyncio.create_task(produce(run, client, headers, queue_id, args.rate)),
                 asyncio.create_task(killer(run)),
@@ -377,6 +391,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     f"only {len(run.completed)} of {run.items} completed in {args.time_limit} s"
                 )
             elapsed = time.monotonic() - started
+            service_cpu = service.cpu_seconds() + run.cpu_before_kill - cpu_at_start
+            clients_cpu = time.process_time() - own_cpu
             for task in [*tasks, *streams]:
                 task.cancel()
             for agent in agents:
@@ -421,6 +437,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "restarts": service.starts - 1,
             "elapsed_s": round(elapsed, 2),
             "completed_per_s": round(len(run.completed) / elapsed, 1) if elapsed else None,
+            "service_cpu_s": round(service_cpu, 1),
+            "clients_cpu_s": round(clients_cpu, 1),
             "items_in_db": len(detailed),
             "states": dict(states),
             "lost": args.items - len(detailed),
