@@ -295,9 +295,9 @@ class WorkItemService:
                 weight=request.weight,
             )
             self._queues[queue.id] = queue
-            await self._save(_Batch(added=[item]))
+            # Created and (when an agent can take it) offered in one transaction.
+            await self._dispatch(added=item)
             log.info("work item %s placed in queue %s", item.id, queue.id)
-            await self._dispatch()
             placed = self._items.get(item.id, item)
         self._wake.set()
         return WorkPlacement(placed.id, placed.queue_id, placed.agent_id, True)
@@ -669,15 +669,19 @@ class WorkItemService:
         state = self._engine.agent_state(user_id)[0]
         return rules.LIVE_CALL_WEIGHT if state in _LIVE_BUSY else 0
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self, added: WorkItem | None = None) -> None:
+        """Offer what can be offered now; `added`: a new item, saved in the same transaction."""
         pending = [i for i in self._items.values() if i.state is WorkItemState.PENDING]
+        if added is not None:
+            pending.append(added)
         if not pending:
             return
+        by_id = {i.id: i for i in pending}
         by_account: dict[str, list[WorkItem]] = {}
         for item in pending:
             by_account.setdefault(item.account_id, []).append(item)
         now = self._clock.now()
-        batch = _Batch()
+        batch = _Batch(added=[added] if added is not None else [])
         for account_id, items in by_account.items():
             async with self._reads() as uow:
                 queues: dict[str, Queue] = {}
@@ -712,7 +716,7 @@ class WorkItemService:
                 )
             settings = {qid: (q.settings, q.members) for qid, q in queues.items()}
             for chosen in rules.dispatch(items, settings, loads, self._round):
-                item = self._items[chosen.item_id]
+                item = by_id[chosen.item_id]
                 reserved, made = rules.offer(
                     item,
                     chosen.agent_id,
