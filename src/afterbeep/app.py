@@ -40,8 +40,9 @@ from afterbeep.notify.email import EmailDispatcher, SmtpSender, SmtpSignInMailer
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.callbacks import CallbackPlanner
 from afterbeep.services.campaigns import CampaignService
-from afterbeep.services.contact_center import Callbacks, VoiceCallReader
+from afterbeep.services.contact_center import VoiceCallReader
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.device_outbound import DeviceOutbound
@@ -71,6 +72,7 @@ from afterbeep.services.webhooks import WebhookService
 from afterbeep.services.work_items import WorkItemService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
+from afterbeep.telephony.callback import LoggedResults, SipCallbacks
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
@@ -201,10 +203,9 @@ class Runtime:
         # call application. The services take a UserLookup once the users repository exists.
         self.queue_engine = QueueEngine(self.uow, self.clock)
         # Issue 18: the Telephony API sets `voice_calls` (what an agent's work item shows of its
-        # voice call) and the callback service `callbacks` before `start`; `work_items` is the
-        # WorkRouter they route voice calls with. One node runs its timers (`serve`'s workers).
+        # voice call) before `start`; the agent's callback action uses `callbacks` (below);
+        # `work_items` is the WorkRouter voice calls are routed with. One node runs its timers (`serve`'s workers).
         self.voice_calls: VoiceCallReader | None = None
-        self.callbacks: Callbacks | None = None
         self.work_items = WorkItemService(
             self.uow,
             self.clock,
@@ -218,6 +219,19 @@ class Runtime:
         )
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
+        # The agent's callback action (issue 18): its results are logged until the voice
+        # call's record takes them (`callbacks.results`).
+        self.callbacks = SipCallbacks(
+            CallbackPlanner(self.lookups, HostGuard(settings.network_policy())),
+            RegistrationDirectory(self.lookups, self.clock),
+            lambda: self.telephony,
+            lambda: self.ringer,
+            self.trunk_pacer,
+            self.clock,
+            LoggedResults(),
+            agent_ring_seconds=settings.callback_agent_ring_seconds,
+            customer_ring_seconds=settings.callback_customer_ring_seconds,
+        )
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -629,6 +643,7 @@ class Runtime:
             self.telephony.drain()
         if self.delivery_worker is not None:
             self.delivery_worker.stop_claiming()
+        self.callbacks.drain()
         self.work_items.close_feeds()  # open event streams would hold the HTTP server's stop
         return self._drain_deadline
 
@@ -640,6 +655,7 @@ class Runtime:
         deadline = self.begin_drain()
         if self.delivery_worker is not None:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
+        await self.callbacks.stop(max(0.0, deadline - loop.time()))  # they ran meanwhile
         await self.work_items.stop()
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))

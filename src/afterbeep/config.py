@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     amd_words: bool = True
     amd_words_concurrency: int = Field(default=2, ge=1, le=64)
     amd_language: str = "en"
+    # Callbacks (issue 18): how long the agent's phones ring, then the customer's.
+    callback_agent_ring_seconds: float = Field(default=30.0, gt=0)
+    callback_customer_ring_seconds: float = Field(default=45.0, gt=0)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

@@ -244,11 +244,16 @@ async def test_offered_accept_complete_on_the_event_stream(
         again = await agent.call("POST", f"/v1/agents/me/offers/{offered['offer']['id']}/accept")
         assert problem(again, 409)["error_id"] == "offer-closed"
 
-        no_callbacks = await agent.call("POST", f"/v1/agents/me/work-items/{item_id}/callback")
-        assert problem(no_callbacks, 503)["error_id"] == "unavailable"
-        callbacks = Callbacks()
-        served.runtime.callbacks = callbacks
-        started = await agent.call("POST", f"/v1/agents/me/work-items/{item_id}/callback")
+        wired = served.runtime.callbacks
+        try:
+            served.runtime.callbacks = None  # type: ignore[assignment]
+            no_callbacks = await agent.call("POST", f"/v1/agents/me/work-items/{item_id}/callback")
+            assert problem(no_callbacks, 503)["error_id"] == "unavailable"
+            callbacks = Callbacks()
+            served.runtime.callbacks = callbacks  # type: ignore[assignment]
+            started = await agent.call("POST", f"/v1/agents/me/work-items/{item_id}/callback")
+        finally:
+            served.runtime.callbacks = wired
         assert started.status_code == 202 and started.json()["state"] == "calling_agent"
         assert callbacks.started == [
             CallbackRequest(account.id, A, CALLER, DIALED, vc, work_item_id=item_id)
