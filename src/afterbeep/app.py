@@ -204,7 +204,8 @@ class Runtime:
         self.queue_engine = QueueEngine(self.uow, self.clock)
         # Issue 18: the Telephony API sets `voice_calls` (what an agent's work item shows of its
         # voice call) before `start`; the agent's callback action uses `callbacks` (below);
-        # `work_items` is the WorkRouter voice calls are routed with. One node runs its timers (`serve`'s workers).
+        # `work_items` is the WorkRouter voice calls are routed with. One node runs its timers
+        # (`serve`'s workers).
         self.voice_calls: VoiceCallReader | None = None
         self.work_items = WorkItemService(
             self.uow,
