@@ -179,6 +179,7 @@ async def set_my_status(body: StatusIn, svc: Svc, me: Me) -> MeOut:
 @router.get("/agents/me/offers", responses={401: PROBLEM})
 async def my_offers(svc: Svc, me: Me) -> ListResponse[AgentWorkItemOut]:
     work = work_items_of(svc)
+    await work.load()
     items = []
     for offer in work.agent_offers(me.account_id, me.user_id):
         item = await work.agent_item(me.account_id, me.user_id, offer.work_item_id)
@@ -207,6 +208,7 @@ async def decline_offer(offer_id: str, svc: Svc, me: Me) -> WorkItemOut:
 async def my_work_items(svc: Svc, me: Me) -> ListResponse[AgentWorkItemOut]:
     """The items offered to or held by the agent."""
     work = work_items_of(svc)
+    await work.load()
     items = [
         AgentWorkItemOut.view(await work.view(i))
         for i in work.agent_items(me.account_id, me.user_id)
@@ -281,6 +283,7 @@ async def call_back(item_id: str, svc: Svc, me: Me, body: CallbackIn | None = No
 async def my_events(svc: Svc, me: Me) -> Response:
     """Server-sent events of the agent's work items (see the module's description)."""
     work = work_items_of(svc)
+    await work.load()
     feed = work.subscribe(me.account_id, me.user_id)
     first = work.open_offer_events(me.account_id, me.user_id)
 

@@ -186,6 +186,8 @@ class WorkItemService:
     async def load(self) -> None:
         """Take the open items from the database; an offer in flight is withdrawn (its agent
         may never have seen it) and the item offered again."""
+        if self._loaded:
+            return
         async with self._lock:
             if self._loaded:
                 return
@@ -504,6 +506,7 @@ class WorkItemService:
         raise NotFound("offer", offer_id[:40])
 
     async def accept(self, account_id: str, user_id: str, offer_id: str) -> WorkItem:
+        await self.load()
         async with self._lock:
             pending = await self._agent_offer(account_id, user_id, offer_id)
             item = self._items[pending.work_item_id]
@@ -520,6 +523,7 @@ class WorkItemService:
         return item
 
     async def decline(self, account_id: str, user_id: str, offer_id: str) -> WorkItem:
+        await self.load()
         async with self._lock:
             pending = await self._agent_offer(account_id, user_id, offer_id)
             item, closed = rules.decline(
@@ -532,6 +536,7 @@ class WorkItemService:
         return item
 
     async def wrap_up(self, account_id: str, user_id: str, item_id: str) -> WorkItem:
+        await self.load()
         async with self._lock:
             item = rules.wrap_up(
                 await self.agent_item(account_id, user_id, item_id), self._clock.now()
@@ -542,6 +547,7 @@ class WorkItemService:
     async def complete(
         self, account_id: str, user_id: str, item_id: str, notes: str | None
     ) -> WorkItem:
+        await self.load()
         async with self._lock:
             item = rules.complete(
                 await self.agent_item(account_id, user_id, item_id), notes, self._clock.now()
