@@ -52,6 +52,7 @@ from afterbeep.services.contact_center import (
     VoiceCallSummary,
     WorkPlacement,
     WorkRequest,
+    WorkRouter,
 )
 from afterbeep.services.messages import message_audio_link
 from afterbeep.services.ports import Page, UnitOfWorkFactory
@@ -780,3 +781,8 @@ class WorkItemService:
                     capacity, load
                 )
         self._announce(batch.events)
+
+
+def as_work_router(service: WorkItemService) -> WorkRouter:
+    """The service as the contract's `WorkRouter` (mypy checks that it is one)."""
+    return service
