@@ -229,8 +229,9 @@ class WorkItemService:
         """End every agent's event stream (the HTTP server is stopping)."""
         for feeds in list(self._feeds.values()):
             for feed in list(feeds):
-                with contextlib.suppress(asyncio.QueueFull):
-                    feed.put_nowait(None)
+                if feed.full():  # the reader is far behind: it ends sooner
+                    feed.get_nowait()
+                feed.put_nowait(None)
 
     def wake(self) -> None:
         self._wake.set()
@@ -605,11 +606,13 @@ class WorkItemService:
             if agent is None:
                 continue
             for feed in list(self._feeds.get((event.item.account_id, agent), ())):
-                try:
-                    feed.put_nowait(event)
-                except asyncio.QueueFull:
+                if feed.full():  # the reader is far behind: its stream ends
                     log.warning("work router: an agent's feed is too far behind; closed")
                     self.unsubscribe(event.item.account_id, agent, feed)
+                    feed.get_nowait()
+                    feed.put_nowait(None)
+                    continue
+                feed.put_nowait(event)
 
     # -- routing ----------------------------------------------------------------------------
 
