@@ -75,6 +75,7 @@ from afterbeep.services.transcripts import (
 )
 from afterbeep.services.users import AccountUsers, UserService
 from afterbeep.services.webhooks import WebhookService
+from afterbeep.services.work_items import WorkItemService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.callback import LoggedResults, SipCallbacks
@@ -207,6 +208,21 @@ class Runtime:
         # This node's live queues (who waits, what agents do), shared by the API and the queue
         # call application. The services take a UserLookup once the users repository exists.
         self.queue_engine = QueueEngine(self.uow, self.clock)
+        # Issue 18: `voice_calls` (below) is what an agent's work item shows of its voice call;
+        # the agent's callback action uses `callbacks` (below); `work_items` is the WorkRouter
+        # voice calls are routed with. One node runs its timers
+        # (`serve`'s workers).
+        self.work_items = WorkItemService(
+            self.uow,
+            self.clock,
+            queue_engine=self.queue_engine,
+            voice_calls=lambda: self.voice_calls,
+            callbacks=lambda: self.callbacks,
+            users=AccountUsers(self.lookups),
+            public_url=settings.resolved_public_url(),
+            secret_key=settings.resolved_secret_key,
+            reads=self.lookups,
+        )
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
         # The agent's callback action (issue 18): its results are logged until the voice
@@ -222,10 +238,10 @@ class Runtime:
             agent_ring_seconds=settings.callback_agent_ring_seconds,
             customer_ring_seconds=settings.callback_customer_ring_seconds,
         )
-        # The representatives' chain (issue 18): the work router is set once it is built (until
-        # then omniFlow answers 503); `telephony_api` is the Telephony API's use cases, which
-        # `LocalTelephonyApi` runs in process; `voice_calls` reads voice calls for work items.
-        self.work_router: WorkRouter | None = None
+        # The representatives' chain (issue 18): `telephony_api` is the Telephony API's use
+        # cases, which `LocalTelephonyApi` runs in process; it routes with the work items'
+        # engine; `voice_calls` reads voice calls for work items.
+        self.work_router: WorkRouter | None = self.work_items
         self.telephony_api = TelephonyApiService(
             self.uow, self.clock, lambda: self.work_router, settings.default_region
         )
@@ -296,6 +312,12 @@ class Runtime:
             await self.start_telephony()
             if s.delivery_enabled:
                 await self.start_delivery()
+            await self.start_work_router()
+
+    async def start_work_router(self) -> WorkItemService:
+        """Load the open work items and run their timers (offer timeouts, overflow, TTL)."""
+        await self.work_items.start()
+        return self.work_items
 
     @property
     def handoff(self) -> SpoolHandoff:
@@ -606,6 +628,7 @@ class Runtime:
             call_centers=CallCenterService(self.uow, self.clock, s.default_region),
             telephony_jwt_audience=s.telephony_jwt_audience,
             telephony_jwt_max_ttl=s.telephony_jwt_max_ttl,
+            work_items=self.work_items,
         )
 
     def local_telephony_api(self, account_id: str, call_center_id: str) -> TelephonyApi:
@@ -645,6 +668,7 @@ class Runtime:
         if self.delivery_worker is not None:
             self.delivery_worker.stop_claiming()
         self.callbacks.drain()
+        self.work_items.close_feeds()  # open event streams would hold the HTTP server's stop
         return self._drain_deadline
 
     async def stop(self) -> None:
@@ -656,6 +680,7 @@ class Runtime:
         if self.delivery_worker is not None:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
         await self.callbacks.stop(max(0.0, deadline - loop.time()))  # they ran meanwhile
+        await self.work_items.stop()
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:

@@ -29,6 +29,7 @@ from afterbeep.services.telephony_api import TelephonyApiService
 from afterbeep.services.transcripts import TranscriptService
 from afterbeep.services.users import UserService
 from afterbeep.services.webhooks import WebhookService
+from afterbeep.services.work_items import WorkItemService
 
 
 @dataclass(slots=True)
@@ -61,6 +62,7 @@ class ApiServices:
     call_centers: CallCenterService | None = None
     telephony_jwt_audience: str = ""  # "": the public base URL
     telephony_jwt_max_ttl: float = 4 * 3600.0
+    work_items: WorkItemService | None = None
 
 
 def services(request: Request) -> ApiServices:

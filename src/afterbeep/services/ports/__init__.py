@@ -37,6 +37,7 @@ from afterbeep.services.ports.users import (
     RegistrationRepo,
     UserRepo,
 )
+from afterbeep.services.ports.work_items import WorkItemRepo
 
 T = TypeVar("T")
 
@@ -106,6 +107,8 @@ class UnitOfWork(Protocol):
     def voice_calls(self) -> VoiceCallRepo: ...
     @property
     def telephony_jtis(self) -> TelephonyJtiRepo: ...
+    @property
+    def work_items(self) -> WorkItemRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
