@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 from afterbeep.db.engine import Database
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
+from afterbeep.db.repos.mwi import SqlMwiStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
 from afterbeep.domain.transcripts import Transcript
@@ -74,6 +75,7 @@ from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, p
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
+from afterbeep.telephony.mwi import MwiNotifier, MwiRelay, SipNotifySender
 from afterbeep.telephony.outside import OutsideCalls
 from afterbeep.telephony.ringing import SipRinger
 from afterbeep.telephony.scripts.ringer import Ringer
@@ -200,6 +202,10 @@ class Runtime:
         self.queue_engine = QueueEngine(self.uow, self.clock)
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
+        # Message waiting: every service that changes messages tells `mwi`; the SIP side's
+        # notifier (`start_telephony`) is its target.
+        self.mwi = MwiRelay()
+        self.mwi_notifier: MwiNotifier | None = None
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -245,17 +251,20 @@ class Runtime:
             on_email_queued=self._email_queued,
             transcription=self.transcription,
             email_wait_transcript_seconds=s.email_wait_transcript_seconds,
+            message_waiting=self.mwi,
         )
         self.spool = Spool(self.data_dir / "spool")
         self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
         if workers:
             self.idempotency_sweeper.start()
-            self.trash_purger = TrashPurger(MessageService(self.uow, self.store, self.clock))
+            self.trash_purger = TrashPurger(
+                MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi)
+            )
             self.trash_purger.start()
             await self.dispatcher.start()
             if postcall_process:
                 await self.spool_worker.recover(closed=False)
-                self.postcall = PostCallProcess()
+                self.postcall = PostCallProcess(on_mailbox_changed=self.mwi.mailbox_changed)
                 await self.postcall.start()
             else:
                 await self.email_dispatcher.start()
@@ -477,6 +486,18 @@ class Runtime:
         self.telephony = server
         server.ua.on_register = registrar.on_register
         registrar.start()
+        self.mwi_notifier = MwiNotifier(
+            SqlMwiStore(self.db),
+            SipNotifySender(server.ua, server.ua.config.user_agent),
+            self.clock,
+            server.ua.advertised_host,
+            authenticator=registrar,
+            min_expires=s.sip_min_expires,
+        )
+        registrar.on_registered = self.mwi_notifier.device_registered
+        server.ua.on_subscribe = self.mwi_notifier.on_subscribe
+        self.mwi.target = self.mwi_notifier.mailbox_changed
+        await self.mwi_notifier.start()
         if self.ringer is None:
             self.ringer = SipRinger(server)
         if inbound is not None:
@@ -539,7 +560,7 @@ class Runtime:
             accounts=self.accounts,
             media=media,
             mailboxes=MailboxService(self.uow, self.store, self.clock),
-            messages=MessageService(self.uow, self.store, self.clock),
+            messages=MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi),
             numbers=NumberService(self.uow, self.clock, s.default_region),
             webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts(), guard),
             notifications=NotificationService(self.uow, self.clock),
@@ -614,6 +635,8 @@ class Runtime:
         deadline = self.begin_drain()
         if self.delivery_worker is not None:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
+        if self.mwi_notifier is not None:
+            await self.mwi_notifier.stop()
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:
