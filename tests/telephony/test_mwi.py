@@ -453,3 +453,37 @@ async def test_a_device_without_a_mailbox_gets_404_and_a_481_notify_ends_the_sub
     mwi.on_subscribe(request)
     await mwi.idle()
     assert request.answered[0][0] == 200 and store.subs == {}
+
+
+async def test_the_post_call_process_passes_its_mailbox_changes_to_the_parent() -> None:
+    """The child (here a stand-in that reports two changes through `PipeMessageWaiting`, then
+    waits for the end of its stdin) reaches the parent's callback over the pipe."""
+    import sys
+
+    from afterbeep.postcall import PostCallProcess
+
+    child = (
+        "import os, sys\n"
+        "from afterbeep.postcall import MWI_FD_ENV, PipeMessageWaiting\n"
+        "port = PipeMessageWaiting(int(os.environ[MWI_FD_ENV]))\n"
+        "port.mailbox_changed('acc_1', 'vm_1')\n"
+        "port.mailbox_changed('acc_2', 'vm_2')\n"
+        "sys.stdin.read()\n"
+    )
+    seen: list[tuple[str, str]] = []
+    got_both = asyncio.Event()
+
+    def changed(account_id: str, mailbox_id: str) -> None:
+        seen.append((account_id, mailbox_id))
+        if len(seen) == 2:
+            got_both.set()
+
+    process = PostCallProcess([sys.executable, "-c", child], on_mailbox_changed=changed)
+    await process.start()
+    try:
+        async with asyncio.timeout(30):
+            await got_both.wait()
+    finally:
+        await process.stop()
+    assert seen == [("acc_1", "vm_1"), ("acc_2", "vm_2")]
+    assert process.returncode == 0
