@@ -493,6 +493,7 @@ class Runtime:
             server.ua.advertised_host,
             authenticator=registrar,
             min_expires=s.sip_min_expires,
+            unsolicited=s.sip_mwi_unsolicited,
         )
         registrar.on_registered = self.mwi_notifier.device_registered
         server.ua.on_subscribe = self.mwi_notifier.on_subscribe

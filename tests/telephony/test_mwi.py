@@ -487,3 +487,12 @@ async def test_the_post_call_process_passes_its_mailbox_changes_to_the_parent() 
         await process.stop()
     assert seen == [("acc_1", "vm_1"), ("acc_2", "vm_2")]
     assert process.returncode == 0
+
+
+async def test_without_unsolicited_notifies_only_subscriptions_are_told() -> None:
+    store = Store(contacts=[contact()], counts_of={(ACC, VM): WaitingCounts(1, 0)})
+    sender = Sender()
+    mwi = MwiNotifier(store, sender, Clock(), "pbx.example", unsolicited=False)
+    mwi.mailbox_changed(ACC, VM)
+    await mwi.idle()
+    assert mwi.rounds == 1 and sender.sent == []

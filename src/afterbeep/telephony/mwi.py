@@ -261,6 +261,7 @@ class MwiNotifier:
         min_expires: int = MIN_EXPIRES,
         max_expires: int = MAX_EXPIRES,
         reap_every: float = REAP_SECONDS,
+        unsolicited: bool = True,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -270,6 +271,7 @@ class MwiNotifier:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self._reap_every = reap_every
+        self.unsolicited = unsolicited  # False: subscriptions only
         self._due: dict[tuple[str, str], _Due] = {}
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._last: dict[TargetKey, WaitingCounts] = {}
@@ -323,7 +325,11 @@ class MwiNotifier:
         self.rounds += 1
         counts = await self._store.counts(account_id, mailbox_id)
         subs = await self._store.subscriptions_of_mailbox(account_id, mailbox_id, now)
-        contacts = await self._store.contacts_of_mailbox(account_id, mailbox_id, now)
+        contacts = (
+            await self._store.contacts_of_mailbox(account_id, mailbox_id, now)
+            if self.unsolicited
+            else []
+        )
         subscribed = {sub.device_id for sub in subs}
         jobs: list[Awaitable[None]] = []
         for sub in subs:
