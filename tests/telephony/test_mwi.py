@@ -496,3 +496,54 @@ async def test_without_unsolicited_notifies_only_subscriptions_are_told() -> Non
     mwi.mailbox_changed(ACC, VM)
     await mwi.idle()
     assert mwi.rounds == 1 and sender.sent == []
+
+
+# --- NOTIFY over the transaction layer -----------------------------------------------------
+
+
+async def test_a_notify_is_retransmitted_until_answered_and_times_out_unanswered() -> None:
+    """A real user agent (T1 50 ms) NOTIFYs a raw UDP phone: the phone ignores the first copy
+    and answers the retransmission (same branch): 200. A phone that never answers: 408 once
+    timer F fires, after several copies."""
+    from afterbeep.telephony.mwi import SipNotifySender
+    from afterbeep.telephony.sip.ua import UserAgent
+    from tests.sip.conftest import make_config
+    from tests.sip.peer import RawPeer, header
+
+    async with UserAgent(make_config(t1=0.05)) as ua:
+        sender = SipNotifySender(ua)
+        peer = await RawPeer.open()
+        try:
+            target = replace(contact(port=peer.port), contact=f"sip:desk@127.0.0.1:{peer.port}")
+            sending = asyncio.create_task(
+                sender.to_contact(
+                    target, "sip:201@h", summary_body(WaitingCounts(1, 0), "sip:201@h")
+                )
+            )
+            copies = await peer.wait_for(lambda _: len(peer.received) >= 2, timeout=5)
+            assert copies is not None
+            first, second = peer.received[:2]
+            assert first == second and first.startswith(f"NOTIFY {target.contact} SIP/2.0".encode())
+            assert header(first, "Event") == "message-summary"
+            assert header(first, "Content-Type") == "application/simple-message-summary"
+            assert header(first, "Subscription-State") == "terminated;reason=noresource"
+            assert b"Voice-Message: 1/0 (0/0)" in first
+            head = first.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+            keep = [
+                h
+                for h in head[1:]
+                if h.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")
+            ]
+            answer = "\r\n".join(["SIP/2.0 200 OK", *keep, "Content-Length: 0", "", ""])
+            assert ua.udp_port is not None
+            peer.send(answer.encode(), ua.udp_port)
+            assert await asyncio.wait_for(sending, 5) == 200
+
+            peer.received.clear()
+            unanswered = await asyncio.wait_for(
+                sender.to_contact(target, "sip:201@h", summary_body(WaitingCounts(), "sip:201@h")),
+                10,
+            )
+            assert unanswered == 408 and len(peer.received) >= 5
+        finally:
+            peer.close()

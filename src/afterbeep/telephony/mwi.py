@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -553,16 +553,14 @@ class MwiNotifier:
             source=source,
             now=now,
         )
-        refreshed = Subscription(
-            **{
-                **{f: getattr(sub, f) for f in Subscription.__dataclass_fields__},
-                "expires_at": expires_at,
-                "remote_seq": seq,
-                "remote_target": target[:500],
-                "source_host": source[0],
-                "source_port": source[1],
-                "transport": source[2],
-            }
+        refreshed = replace(
+            sub,
+            expires_at=expires_at,
+            remote_seq=seq,
+            remote_target=target[:500],
+            source_host=source[0],
+            source_port=source[1],
+            transport=source[2],
         )
         return 200, None, headers, to_tag, self._first_notify(refreshed, now)
 
