@@ -275,12 +275,17 @@ def summaries(log: Path) -> list[WaitingCounts]:
     return found
 
 
-async def logged(bare: phone.Baresip, count: int, wait: float = WAIT) -> list[WaitingCounts]:
-    """baresip's first `count` message summaries (waiting, bounded, until it has logged them)."""
+async def shows(
+    bare: phone.Baresip, counts: WaitingCounts, after: int = 0, wait: float = WAIT
+) -> int:
+    """Wait (bounded) until baresip has logged more than `after` summaries, the last showing
+    `counts`; how many it has logged then."""
     async with asyncio.timeout(wait):
-        while len(found := await asyncio.to_thread(summaries, bare.log)) < count:  # noqa: ASYNC110 (polls its log)
+        while True:
+            found = await asyncio.to_thread(summaries, bare.log)
+            if len(found) > after and found[-1] == counts:
+                return len(found)
             await asyncio.sleep(0.1)
-    return found
 
 
 async def leave_message(served: Served, workdir: Path, seed: int) -> None:
@@ -323,46 +328,58 @@ async def test_baresip_and_a_desk_phone_show_the_counts_through_every_change(
         async with phone.baresip_phone(
             tmp_path, np.zeros(800, dtype=np.int16), extra_modules=("mwi",)
         ) as bare:
-
-            async def next_summary(seen: int, wait: float = WAIT) -> WaitingCounts:
-                """What baresip logs next after the `seen` summaries it had logged."""
-                return (await logged(bare, seen + 1, wait))[seen]
-
             await bare.command("uanew", account)
             # registered, subscribed: told the (empty) mailbox at once
-            assert await next_summary(0) == WaitingCounts(0, 0)
+            seen = await shows(bare, WaitingCounts(0, 0))
             # the desk phone registers and subscribes to nothing: told by an unsolicited NOTIFY
             await desk.register(served.sip_port, "desk-201")
             assert await desk.wait_notified(1) == [WaitingCounts(0, 0)]
 
             # a deposit (stored by the post-call process)
-            seen = len(await logged(bare, 1))
             await leave_message(served, tmp_path / "first", seed=3)
-            assert await next_summary(seen, DEPOSIT_WAIT) == WaitingCounts(1, 0)
+            seen = await shows(bare, WaitingCounts(1, 0), seen, DEPOSIT_WAIT)
             assert (await desk.wait_notified(2))[1] == WaitingCounts(1, 0)
             page = await served.call("GET", f"/v1/mailboxes/{mailbox_id}/messages", 200)
             [message] = page["items"]
 
             # PATCH read: 0 new, 1 old; the same PATCH again changes nothing and sends nothing
             await served.call("PATCH", f"/v1/messages/{message['id']}", 200, {"read": True})
-            assert await next_summary(seen + 1) == WaitingCounts(0, 1)
+            seen = await shows(bare, WaitingCounts(0, 1), seen)
             assert (await desk.wait_notified(3))[2] == WaitingCounts(0, 1)
             await served.call("PATCH", f"/v1/messages/{message['id']}", 200, {"read": True})
 
-            # DELETE: empty again (the next NOTIFY either phone gets says so: no repeat of 0/1)
+            # DELETE: empty again (the desk phone's next NOTIFY says so: no repeat of 0/1)
             await served.call("DELETE", f"/v1/messages/{message['id']}", 204)
-            assert await next_summary(seen + 2) == WaitingCounts(0, 0)
+            seen = await shows(bare, WaitingCounts(0, 0), seen)
             assert (await desk.wait_notified(4))[3] == WaitingCounts(0, 0)
 
             # another deposit, then a restart: both phones are told the counts again
             await leave_message(served, tmp_path / "second", seed=4)
-            assert await next_summary(seen + 3, DEPOSIT_WAIT) == WaitingCounts(1, 0)
+            seen = await shows(bare, WaitingCounts(1, 0), seen, DEPOSIT_WAIT)
             assert (await desk.wait_notified(5))[4] == WaitingCounts(1, 0)
             await asyncio.to_thread(served.restart)
             # baresip in its subscription (kept in the database), the desk phone unsolicited
-            assert await next_summary(seen + 4, DEPOSIT_WAIT) == WaitingCounts(1, 0)
+            await shows(bare, WaitingCounts(1, 0), seen, DEPOSIT_WAIT)
             assert (await desk.wait_notified(6))[5] == WaitingCounts(1, 0)
-            assert len(await asyncio.to_thread(summaries, bare.log)) == seen + 5
-            assert len(desk.notified) == 6
+            assert desk.notified == [
+                WaitingCounts(0, 0),
+                WaitingCounts(1, 0),
+                WaitingCounts(0, 1),
+                WaitingCounts(0, 0),
+                WaitingCounts(1, 0),
+                WaitingCounts(1, 0),
+            ]
+            # baresip saw each state in order (the first maybe twice: REGISTER and SUBSCRIBE)
+            states = await asyncio.to_thread(summaries, bare.log)
+            distinct = [c for i, c in enumerate(states) if i == 0 or c != states[i - 1]]
+            assert distinct == [
+                WaitingCounts(0, 0),
+                WaitingCounts(1, 0),
+                WaitingCounts(0, 1),
+                WaitingCounts(0, 0),
+                WaitingCounts(1, 0),
+            ]
+            assert states[-2:] == [WaitingCounts(1, 0)] * 2  # told again after the restart
+            assert states.count(WaitingCounts(0, 1)) == 1  # the second PATCH sent nothing
     finally:
         desk.close()

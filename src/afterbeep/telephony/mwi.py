@@ -344,23 +344,20 @@ class MwiNotifier:
         await asyncio.gather(*jobs)
 
     async def _notify_subscription(
-        self, sub: Subscription, counts: WaitingCounts, now: datetime, *, ending: bool = False
+        self, sub: Subscription, counts: WaitingCounts, now: datetime
     ) -> None:
         seq = await self._store.next_seq(sub.id)
         if seq is None:
             return
         remaining = int((sub.expires_at - now).total_seconds())
-        if ending or remaining <= 0:
-            state = "terminated;reason=timeout"
-        else:
-            state = f"active;expires={remaining}"
+        state = f"active;expires={remaining}" if remaining > 0 else "terminated;reason=timeout"
         self.sent += 1
         status = await self._sender.to_subscription(
             sub, seq, state, summary_body(counts, sub.message_account)
         )
         if 200 <= status < 300:
             self._last[("sub", sub.id)] = counts
-        elif status in (408, 481) and not ending:
+        elif status in (408, 481):
             log.info("message waiting: subscription ended by its NOTIFY's %d", status)
             await self._store.remove(sub.id)
             self._last.pop(("sub", sub.id), None)
@@ -569,13 +566,16 @@ class MwiNotifier:
         await self._notify_subscription(sub, counts, now)
 
     async def _final_notify(self, sub: Subscription, now: datetime) -> None:
+        """The subscription ends before its last NOTIFY goes: a request crossing it is 481."""
         counts = await self._store.counts(sub.account_id, sub.mailbox_id)
-        try:
-            await self._notify_subscription(sub, counts, now, ending=True)
-        finally:
-            await self._store.remove(sub.id)
-            self._last.pop(("sub", sub.id), None)
-            log.info("message waiting: unsubscribed", extra={"device_id": sub.device_id})
+        seq = await self._store.next_seq(sub.id)
+        await self._store.remove(sub.id)
+        self._last.pop(("sub", sub.id), None)
+        log.info("message waiting: unsubscribed", extra={"device_id": sub.device_id})
+        if seq is not None:
+            self.sent += 1
+            body = summary_body(counts, sub.message_account)
+            await self._sender.to_subscription(sub, seq, "terminated;reason=timeout", body)
 
 
 class MwiRelay:
