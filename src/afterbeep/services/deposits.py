@@ -42,7 +42,7 @@ from afterbeep.domain.messages import EndedBy, Message, RecordedCall
 from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.services import notifications as rules
 from afterbeep.services.mailboxes import find_mailbox
-from afterbeep.services.message_waiting import MessageWaiting
+from afterbeep.services.message_waiting import MessageWaiting, NoMessageWaiting
 from afterbeep.services.messages import MessageService, message_audio_link
 from afterbeep.services.ports import EventOutbox, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ports.notifications import NotificationKind
@@ -99,7 +99,7 @@ class DepositService:
         silence_threshold: int = DEFAULT_SILENCE_THRESHOLD,
         transcription: TranscriptionQueue | None = None,
         email_wait_transcript_seconds: float = 30.0,
-        message_waiting: MessageWaiting | None = None,
+        message_waiting: MessageWaiting = NoMessageWaiting(),
     ) -> None:
         self._uow = uow
         self._clock = clock

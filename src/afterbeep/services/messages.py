@@ -110,14 +110,14 @@ class MessageService:
         store: ObjectStore,
         clock: Clock,
         transcription: TranscriptionQueue | None = None,
-        message_waiting: MessageWaiting | None = None,
+        message_waiting: MessageWaiting = NoMessageWaiting(),
     ) -> None:
         self._uow = uow
         self._store = store
         self._clock = clock
         self._transcription = transcription
         # told of every change of a mailbox's messages (phones' message-waiting lights)
-        self._waiting: MessageWaiting = message_waiting or NoMessageWaiting()
+        self._waiting = message_waiting
 
     async def store_message(
         self,
