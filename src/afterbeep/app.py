@@ -176,6 +176,10 @@ class Runtime:
         self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
         self.registrar: Registrar | None = None
+        # Message waiting: every service that changes messages tells `mwi`; the SIP side's
+        # notifier (`start_telephony`) is its target.
+        self.mwi = MwiRelay()
+        self.mwi_notifier: MwiNotifier | None = None
         # What rings users' phones and bridges the answer: the SIP server's (`SipRinger`)
         # unless set before `start`.
         self.ringer: Ringer | None = None
@@ -202,10 +206,6 @@ class Runtime:
         self.queue_engine = QueueEngine(self.uow, self.clock)
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
-        # Message waiting: every service that changes messages tells `mwi`; the SIP side's
-        # notifier (`start_telephony`) is its target.
-        self.mwi = MwiRelay()
-        self.mwi_notifier: MwiNotifier | None = None
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -636,12 +636,12 @@ class Runtime:
         deadline = self.begin_drain()
         if self.delivery_worker is not None:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
-        if self.mwi_notifier is not None:
-            await self.mwi_notifier.stop()
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:
             await self.registrar.stop()
+        if self.mwi_notifier is not None:
+            await self.mwi_notifier.stop()
         if self.spool_worker is not None:
             await self.spool_worker.stop()
         if self.postcall is not None:
