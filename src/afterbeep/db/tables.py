@@ -728,15 +728,6 @@ registrations = Table(
     UniqueConstraint("device_id", "contact"),
 )
 
-sip_auth_failures = Table(
-    "sip_auth_failures",
-    metadata,
-    Column("subject", String(120), primary_key=True),  # `user:<auth_username>` or `addr:<ip>`
-    Column("failures", Integer, nullable=False),
-    Column("window_start", UtcDateTime(), nullable=False),
-    Column("locked_until", UtcDateTime(), nullable=True),
-)
-
 # RFC 3842 message-summary subscriptions (dialogs), kept so that NOTIFYs go on after a restart
 mwi_subscriptions = Table(
     "mwi_subscriptions",
@@ -744,7 +735,9 @@ mwi_subscriptions = Table(
     _id(),
     _account(),
     Column("device_id", String(40), ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
-    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("message_account", String(300), nullable=False),
     Column("call_id", String(200), nullable=False),
     Column("local_tag", String(64), nullable=False),
@@ -762,4 +755,13 @@ mwi_subscriptions = Table(
     _created(),
     _updated(),
     UniqueConstraint("call_id", "local_tag"),
+)
+
+sip_auth_failures = Table(
+    "sip_auth_failures",
+    metadata,
+    Column("subject", String(120), primary_key=True),  # `user:<auth_username>` or `addr:<ip>`
+    Column("failures", Integer, nullable=False),
+    Column("window_start", UtcDateTime(), nullable=False),
+    Column("locked_until", UtcDateTime(), nullable=True),
 )
