@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 from afterbeep.db.engine import Database
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
+from afterbeep.db.repos.mwi import SqlMwiStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
 from afterbeep.domain.transcripts import Transcript
@@ -84,6 +85,7 @@ from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, p
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
+from afterbeep.telephony.mwi import MwiNotifier, MwiRelay, SipNotifySender
 from afterbeep.telephony.outside import OutsideCalls
 from afterbeep.telephony.ringing import SipRinger
 from afterbeep.telephony.scripts.ringer import Ringer
@@ -184,6 +186,10 @@ class Runtime:
         self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
         self.registrar: Registrar | None = None
+        # Message waiting: every service that changes messages tells `mwi`; the SIP side's
+        # notifier (`start_telephony`) is its target.
+        self.mwi = MwiRelay()
+        self.mwi_notifier: MwiNotifier | None = None
         # What rings users' phones and bridges the answer: the SIP server's (`SipRinger`)
         # unless set before `start`.
         self.ringer: Ringer | None = None
@@ -293,17 +299,20 @@ class Runtime:
             on_email_queued=self._email_queued,
             transcription=self.transcription,
             email_wait_transcript_seconds=s.email_wait_transcript_seconds,
+            message_waiting=self.mwi,
         )
         self.spool = Spool(self.data_dir / "spool")
         self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
         if workers:
             self.idempotency_sweeper.start()
-            self.trash_purger = TrashPurger(MessageService(self.uow, self.store, self.clock))
+            self.trash_purger = TrashPurger(
+                MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi)
+            )
             self.trash_purger.start()
             await self.dispatcher.start()
             if postcall_process:
                 await self.spool_worker.recover(closed=False)
-                self.postcall = PostCallProcess()
+                self.postcall = PostCallProcess(on_mailbox_changed=self.mwi.mailbox_changed)
                 await self.postcall.start()
             else:
                 await self.email_dispatcher.start()
@@ -531,6 +540,19 @@ class Runtime:
         self.telephony = server
         server.ua.on_register = registrar.on_register
         registrar.start()
+        self.mwi_notifier = MwiNotifier(
+            SqlMwiStore(self.db),
+            SipNotifySender(server.ua, server.ua.config.user_agent),
+            self.clock,
+            server.ua.advertised_host,
+            authenticator=registrar,
+            min_expires=s.sip_min_expires,
+            unsolicited=s.sip_mwi_unsolicited,
+        )
+        registrar.on_registered = self.mwi_notifier.device_registered
+        server.ua.on_subscribe = self.mwi_notifier.on_subscribe
+        self.mwi.target = self.mwi_notifier.mailbox_changed
+        await self.mwi_notifier.start()
         if self.ringer is None:
             self.ringer = SipRinger(server)
         if inbound is not None:
@@ -593,7 +615,7 @@ class Runtime:
             accounts=self.accounts,
             media=media,
             mailboxes=MailboxService(self.uow, self.store, self.clock),
-            messages=MessageService(self.uow, self.store, self.clock),
+            messages=MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi),
             numbers=NumberService(self.uow, self.clock, s.default_region),
             webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts(), guard),
             notifications=NotificationService(self.uow, self.clock),
@@ -685,6 +707,8 @@ class Runtime:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:
             await self.registrar.stop()
+        if self.mwi_notifier is not None:
+            await self.mwi_notifier.stop()
         if self.spool_worker is not None:
             await self.spool_worker.stop()
         if self.postcall is not None:

@@ -735,6 +735,35 @@ registrations = Table(
     UniqueConstraint("device_id", "contact"),
 )
 
+# RFC 3842 message-summary subscriptions (dialogs), kept so that NOTIFYs go on after a restart
+mwi_subscriptions = Table(
+    "mwi_subscriptions",
+    metadata,
+    _id(),
+    _account(),
+    Column("device_id", String(40), ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("message_account", String(300), nullable=False),
+    Column("call_id", String(200), nullable=False),
+    Column("local_tag", String(64), nullable=False),
+    Column("remote_tag", String(128), nullable=False),
+    Column("local_uri", String(500), nullable=False),
+    Column("remote_uri", String(500), nullable=False),
+    Column("remote_target", String(500), nullable=False),
+    Column("route_set", JSON, nullable=False),
+    Column("local_seq", Integer, nullable=False),
+    Column("remote_seq", Integer, nullable=False),
+    Column("source_host", String(64), nullable=False),
+    Column("source_port", Integer, nullable=False),
+    Column("transport", String(8), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    _created(),
+    _updated(),
+    UniqueConstraint("call_id", "local_tag"),
+)
+
 sip_auth_failures = Table(
     "sip_auth_failures",
     metadata,
