@@ -13,7 +13,7 @@ from alembic import op
 import afterbeep.db.tables
 
 revision = "0023_mwi"
-down_revision = "0018_device_outbound"
+down_revision = "0020_work_items"
 branch_labels = None
 depends_on = None
 
