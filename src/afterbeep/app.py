@@ -65,6 +65,7 @@ from afterbeep.services.routing import CallRouter, RouteCache, invalidating
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
 from afterbeep.services.telephony_api import (
+    CallbackRecords,
     LocalTelephonyApi,
     SqlVoiceCallReader,
     TelephonyApiService,
@@ -79,7 +80,7 @@ from afterbeep.services.webhooks import WebhookService
 from afterbeep.services.work_items import WorkItemService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
-from afterbeep.telephony.callback import LoggedResults, SipCallbacks
+from afterbeep.telephony.callback import SipCallbacks
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
@@ -231,8 +232,7 @@ class Runtime:
         )
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
-        # The agent's callback action (issue 18): its results are logged until the voice
-        # call's record takes them (`callbacks.results`).
+        # The agent's callback action (issue 18): each result is recorded on the voice call.
         self.callbacks = SipCallbacks(
             CallbackPlanner(self.lookups, HostGuard(settings.network_policy())),
             RegistrationDirectory(self.lookups, self.clock),
@@ -240,7 +240,7 @@ class Runtime:
             lambda: self.ringer,
             self.trunk_pacer,
             self.clock,
-            LoggedResults(),
+            CallbackRecords(self.uow, self.clock),
             agent_ring_seconds=settings.callback_agent_ring_seconds,
             customer_ring_seconds=settings.callback_customer_ring_seconds,
         )

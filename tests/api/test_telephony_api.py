@@ -13,8 +13,9 @@ import pytest
 
 from afterbeep.app import Runtime
 from afterbeep.domain.ids import is_id, new_id
+from afterbeep.services.callbacks import CallbackOutcome, CallbackResult
 from afterbeep.services.contact_center import Channel, TelephonyApiError, WorkRequest
-from afterbeep.services.telephony_api import LocalTelephonyApi
+from afterbeep.services.telephony_api import CallbackRecords, LocalTelephonyApi
 from tests.api.telephony_support import (
     API_NAME,
     DIALED,
@@ -714,3 +715,73 @@ async def test_an_update_read_before_routing_does_not_undo_it(
     assert stored["agent"] == "late writer"
     assert stored["routedQueueId"] == rig.calls_q
     assert stored["workItemId"] == rig.router.items[vc].work_item_id
+
+
+async def test_a_callback_an_agent_made_is_recorded_on_the_voice_call(
+    client: httpx.AsyncClient, runtime: Runtime, account: Acct, rig: Rig
+) -> None:
+    h = account.headers
+    vc = await create(client, h, seed_body(new_key(), callOrigin="Voicemail"))
+    started = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    sink = runtime.callbacks.results
+    assert isinstance(sink, CallbackRecords)
+    await sink.record(
+        CallbackResult(
+            callback_id=new_id("cb"),
+            account_id=account.id,
+            voice_call_id=vc,
+            work_item_id=None,
+            outcome=CallbackOutcome.COMPLETED,
+            started_at=started,
+            connected_at=started + timedelta(seconds=12),
+            ended_at=started + timedelta(seconds=72),
+            duration=60.0,
+            agent_user_id=AGENT,
+            customer_number="+14155550123",
+            caller_id="+14155550100",
+        )
+    )
+    busy_id = new_id("cb")
+    await sink.record(
+        CallbackResult(
+            callback_id=busy_id,
+            account_id=account.id,
+            voice_call_id=vc,
+            work_item_id=None,
+            outcome=CallbackOutcome.CUSTOMER_BUSY,
+            started_at=started,
+            connected_at=None,
+            ended_at=started + timedelta(seconds=20),
+            duration=0.0,
+            agent_user_id=AGENT,
+            customer_number="+14155550123",
+            caller_id="+14155550100",
+        )
+    )
+    async with runtime.uow() as uow:
+        parent = await uow.voice_calls.get(account.id, vc)
+    assert parent is not None
+    busy = await get(client, h, CallbackRecords.key(parent, busy_id))
+    assert busy["parentVoiceCallId"] == vc
+    assert (busy["initiationMethod"], busy["from"], busy["to"]) == (
+        "Outbound",
+        "+14155550100",
+        "+14155550123",
+    )
+    assert (busy["disconnectReason"], busy["isActiveCall"]) == ("customer_busy", False)
+    # a voice call that is gone: nothing recorded, nothing raised
+    await sink.record(replace_call(busy_id, new_id("vc"), account.id, started))
+
+
+def replace_call(callback_id: str, voice_call_id: str, account_id: str, at: datetime) -> CallbackResult:
+    return CallbackResult(
+        callback_id=callback_id,
+        account_id=account_id,
+        voice_call_id=voice_call_id,
+        work_item_id=None,
+        outcome=CallbackOutcome.AGENT_NO_ANSWER,
+        started_at=at,
+        connected_at=None,
+        ended_at=at,
+        duration=0.0,
+    )

@@ -63,6 +63,9 @@ class CallbackResult:
     connected_at: datetime | None  # the customer answered and the bridge began
     ended_at: datetime
     duration: float  # seconds agent and customer were connected (0 when they never were)
+    agent_user_id: str | None = None
+    customer_number: str | None = None  # E.164
+    caller_id: str | None = None  # E.164, what the customer saw
 
 
 @dataclass(frozen=True, slots=True)

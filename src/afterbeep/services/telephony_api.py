@@ -52,6 +52,7 @@ from afterbeep.domain.voice_calls import (
     parse_update,
     same_message,
 )
+from afterbeep.services.callbacks import CallbackOutcome, CallbackResult
 from afterbeep.services.contact_center import (
     Channel,
     Json,
@@ -489,6 +490,56 @@ class TelephonyApiService:
         assert child.routed_queue_id is not None
         await self._place(router, child, child.routed_queue_id)
         return {"recordId": child.id}
+
+
+class CallbackRecords:
+    """`CallbackResults` on the voice call's record: each finished callback an agent made
+    becomes an `Outbound` voice call, child of the call it answered, with its times, agent,
+    outcome (`disconnectReason`) and talk time (`agentInteractionDuration`)."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    @staticmethod
+    def key(parent: VoiceCall, callback_id: str) -> str:
+        return f"{parent.vendor_call_key[: MAX_KEY_LEN - 40]}:{callback_id}"
+
+    async def record(self, result: CallbackResult) -> None:
+        now = self._clock.now()
+        async with self._uow() as uow:
+            parent = await uow.voice_calls.get(result.account_id, result.voice_call_id)
+            if parent is None:
+                log.warning(
+                    "callback %s: voice call %s is gone; its result is not recorded",
+                    result.callback_id,
+                    result.voice_call_id,
+                )
+                return
+            completed = result.outcome is CallbackOutcome.COMPLETED
+            child = VoiceCall(
+                id=new_id("vc"),
+                account_id=parent.account_id,
+                call_center_id=parent.call_center_id,
+                vendor_call_key=self.key(parent, result.callback_id),
+                to_number=result.customer_number or parent.callback_number or parent.from_number,
+                from_number=result.caller_id or parent.to_number,
+                initiation_method=InitiationMethod.OUTBOUND,
+                start_time=result.started_at,
+                end_time=max(result.ended_at, result.started_at),
+                is_active_call=False,
+                created_at=now,
+                updated_at=now,
+                parent_voice_call_id=parent.id,
+                queue=parent.queue,
+                agent=result.agent_user_id,
+                accept_time=result.connected_at,
+                disconnect_reason=result.outcome.value,
+                disconnect_is_error=not completed,
+                agent_interaction_duration=result.duration,
+                routed_queue_id=parent.routed_queue_id,
+            )
+            await uow.voice_calls.add(child)
 
 
 class SqlVoiceCallReader:

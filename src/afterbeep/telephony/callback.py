@@ -326,6 +326,9 @@ class SipCallbacks(Callbacks):
             connected_at=connected,
             ended_at=ended_at,
             duration=max(0.0, duration),
+            agent_user_id=request.agent_user_id,
+            customer_number=request.customer_number,
+            caller_id=request.caller_id,
         )
         log.info("callback %s: %s", callback.id, outcome.value)
         try:
