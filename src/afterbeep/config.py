@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     amd_words: bool = True
     amd_words_concurrency: int = Field(default=2, ge=1, le=64)
     amd_language: str = "en"
+    # Wrong PINs at the phone menu: this many (per mailbox and caller) lock the mailbox for
+    # pin_lock_seconds, doubled at each lock that follows.
+    pin_max_failures: int = Field(default=5, ge=2)
+    pin_lock_seconds: float = Field(default=300.0, gt=0)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

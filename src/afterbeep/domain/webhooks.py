@@ -33,6 +33,7 @@ EVENTS = frozenset(
         "notification.failed",
         "voicemail.status",
         "drop.status",
+        "mailbox.pin_locked",
     }
 )
 

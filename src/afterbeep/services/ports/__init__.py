@@ -20,6 +20,7 @@ from afterbeep.services.ports.media import MediaRepo
 from afterbeep.services.ports.members import MemberRepo
 from afterbeep.services.ports.notifications import NotificationRepo
 from afterbeep.services.ports.numbers import NumberRepo, VerifiedSenderRepo
+from afterbeep.services.ports.pin_failures import PinFailureRepo
 from afterbeep.services.ports.ring_groups import QueueRepo, RingGroupRepo
 from afterbeep.services.ports.ringless import (
     ConsentRepo,
@@ -99,6 +100,8 @@ class UnitOfWork(Protocol):
     def registrations(self) -> RegistrationRepo: ...
     @property
     def sip_auth_failures(self) -> AuthFailureRepo: ...
+    @property
+    def mailbox_pin_failures(self) -> PinFailureRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]

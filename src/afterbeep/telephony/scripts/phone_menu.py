@@ -1,0 +1,484 @@
+"""The owner's voicemail by phone (the Asterisk layout users know).
+
+answer → (mailbox number, when not known) → PIN (three tries; a locked mailbox says so) →
+"you have N new and M saved messages" → main menu:
+  1 listen (new first, then saved): while or after a message 4 previous, 5 repeat, 6 next,
+    7 delete (again: undelete), 9 save to a folder, 3 envelope (then 5 calls back),
+    8 forward to another mailbox; while it plays `*` back 3 s, `#` on 3 s; after it `*` help,
+    `#` goodbye, 0 back to the main menu
+  0 mailbox options: 1 unavailable greeting, 2 busy, 3 name, 4 temporary (4 again removes it),
+    5 change the PIN
+  `*` help, `#` goodbye.
+Listening marks a message read; deleted messages go when the call ends.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import numpy as np
+
+from afterbeep.domain.errors import WeakPin
+from afterbeep.domain.mailboxes import check_pin
+from afterbeep.domain.messages import Folder
+from afterbeep.telephony.interface import Audio, Call, CallEnded
+from afterbeep.telephony.prompts import beep
+
+
+class P:
+    """The menu's prompts (`telephony/prompts/<lang>/<name>.wav`)."""
+
+    MAILBOX_NUMBER = "vmm-mailbox-number"
+    PIN = "vmm-pin"
+    LOGIN_INCORRECT = "vmm-login-incorrect"
+    LOCKED = "vmm-locked"
+    GOODBYE = "vm-goodbye"
+    INVALID = "ivr-invalid"
+    YOU_HAVE = "vmm-you-have"
+    NEW_MESSAGES = "vmm-new-messages"
+    AND = "vmm-and"
+    SAVED_MESSAGES = "vmm-saved-messages"
+    MAIN_MENU = "vmm-main-menu"
+    HELP = "vmm-help"
+    NO_MESSAGES = "vmm-no-messages"
+    NO_MORE = "vmm-no-more-messages"
+    FIRST = "vmm-first-message"
+    MESSAGE = "vmm-message"
+    MESSAGE_OPTIONS = "vmm-message-options"
+    DELETED = "vmm-deleted"
+    UNDELETED = "vmm-undeleted"
+    FOLDER = "vmm-folder-choice"
+    MOVED = "vmm-message-saved"
+    RECEIVED = "vmm-received"
+    FROM = "vmm-from"
+    UNKNOWN_CALLER = "vmm-unknown-caller"
+    CALL_BACK = "vmm-call-back"
+    NO_CALL_BACK = "vmm-call-back-unavailable"
+    FORWARD_TO = "vmm-forward-to"
+    FORWARDED = "vmm-forwarded"
+    NO_SUCH_MAILBOX = "vmm-no-such-mailbox"
+    OPTIONS = "vmm-options"
+    RECORD_AFTER_TONE = "vmm-record-after-tone"
+    REVIEW = "vmm-review"
+    TOO_SHORT = "vmm-too-short"
+    SAVED = "vmm-saved"
+    TEMP_SET = "vmm-temp-set"
+    TEMP_REMOVED = "vmm-temp-removed"
+    NEW_PIN = "vmm-new-pin"
+    NEW_PIN_AGAIN = "vmm-new-pin-again"
+    PIN_MISMATCH = "vmm-pin-mismatch"
+    PIN_WEAK = "vmm-pin-weak"
+    PIN_CHANGED = "vmm-pin-changed"
+
+
+class GreetingKind(enum.StrEnum):
+    UNAVAILABLE = "greeting_media_id"
+    BUSY = "busy_greeting_media_id"
+    NAME = "name_media_id"
+    TEMPORARY = "temp_greeting_media_id"
+
+
+FOLDER_KEYS = {"0": Folder.NEW, "1": Folder.SAVED, "2": Folder.URGENT}
+GREETING_KEYS = {"1": GreetingKind.UNAVAILABLE, "2": GreetingKind.BUSY, "3": GreetingKind.NAME}
+
+MAX_TRIES = 3  # wrong PINs (or mailbox numbers) in one call
+MAX_SILENCES = 3  # prompts left unanswered before goodbye
+KEY_TIMEOUT = 5.0
+ENTRY_TIMEOUT = 10.0  # a mailbox number, a PIN
+INTER_DIGIT = 4.0
+SEEK_SAMPLES = 3 * 8000  # `*` and `#` while a message plays
+CHUNK = 4000  # a message plays in 0.5 s pieces, so the position of a key is known
+MIN_GREETING_SAMPLES = 8000
+GREETING_MAX_SECONDS = 120.0
+GREETING_SILENCE_SECONDS = 5.0
+DURING_MESSAGE = "34567890*#"
+AFTER_MESSAGE = "345678909*#"
+
+
+class Voice(Protocol):
+    def __call__(self, names: Sequence[str], language: str) -> Audio:
+        """The prompts and fragments, one after the other, in `language`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MenuMessage:
+    id: str
+    caller: str | None
+    received_at: datetime  # in the mailbox's time zone
+    read: bool
+
+
+class LoginResult(enum.StrEnum):
+    OK = "ok"
+    WRONG = "wrong"
+    LOCKED = "locked"  # wrong too often: not even checked while locked
+
+
+class Session(Protocol):
+    """One owner's mailbox, opened once the PIN was right."""
+
+    language: str
+
+    async def messages(self) -> list[MenuMessage]:
+        """Unread first, then read; oldest first in each."""
+        ...
+
+    async def audio(self, message_id: str) -> Audio: ...
+    async def mark_read(self, message_id: str) -> None: ...
+    async def move(self, message_id: str, folder: Folder) -> None: ...
+    async def forward(self, message_id: str, extension: str) -> bool: ...
+    async def can_call_back(self) -> bool: ...
+
+    async def call_back(self, call: Call, number: str) -> None:
+        """Bridge the call to `number` (returns when that call ends)."""
+        ...
+
+    async def save_greeting(self, kind: GreetingKind, audio: Audio) -> None: ...
+    async def remove_greeting(self, kind: GreetingKind) -> None: ...
+    async def has_greeting(self, kind: GreetingKind) -> bool: ...
+    async def change_pin(self, pin: str) -> None: ...
+
+    async def finish(self, deleted: Sequence[str]) -> None:
+        """The call is over: delete what was deleted in it."""
+        ...
+
+
+class Door(Protocol):
+    """How the caller gets in: the mailbox known (`*97`) or asked for, then the PIN."""
+
+    language: str
+    needs_mailbox: bool  # ask for the mailbox number (the owner's extension)
+    needs_pin: bool
+
+    async def choose(self, extension: str) -> bool:
+        """Whether `extension` names a mailbox (an unknown one still gets asked its PIN); the
+        language becomes the mailbox's."""
+        ...
+
+    async def locked(self) -> bool: ...
+    async def check(self, pin: str) -> LoginResult: ...
+    async def open(self) -> Session: ...
+
+
+class MenuEnd(enum.StrEnum):
+    EXIT = "exit"  # `#` or silence: goodbye
+    LOGIN_FAILED = "login_failed"
+    LOCKED = "locked"
+    CALLER_GONE = "caller_gone"
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.parts: list[Audio] = []
+
+    def write(self, pcm: Audio) -> None:
+        self.parts.append(pcm.copy())
+
+    def audio(self) -> Audio:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int16)
+
+
+async def phone_menu(call: Call, door: Door, voice: Voice) -> MenuEnd:
+    await call.answer()
+    menu = _Menu(call, voice, door.language)
+    try:
+        end = await _log_in(menu, door)
+        if end is not None:
+            await menu.say_and_hang_up(P.GOODBYE)
+            return end
+        session = await door.open()
+        menu.language = session.language
+        deleted: list[str] = []
+        try:
+            await _Mailbox(menu, session, deleted).run()
+            await menu.say_and_hang_up(P.GOODBYE)
+        finally:
+            await session.finish(deleted)
+        return MenuEnd.EXIT
+    except CallEnded:
+        return MenuEnd.CALLER_GONE
+
+
+async def _log_in(menu: _Menu, door: Door) -> MenuEnd | None:
+    """None once in; else why not."""
+    if await door.locked():
+        await menu.say([P.LOCKED])
+        return MenuEnd.LOCKED
+    for _ in range(MAX_TRIES):
+        known = True
+        if door.needs_mailbox:
+            extension = await menu.entry([P.MAILBOX_NUMBER], 20)
+            known = bool(extension) and await door.choose(extension)
+            menu.language = door.language
+            if known and await door.locked():
+                await menu.say([P.LOCKED])
+                return MenuEnd.LOCKED
+        if not door.needs_pin and known:
+            return None
+        pin = await menu.entry([P.PIN], 10)
+        if known:
+            result = await door.check(pin)
+            if result is LoginResult.OK:
+                return None
+            if result is LoginResult.LOCKED:
+                await menu.say([P.LOCKED])
+                return MenuEnd.LOCKED
+        await menu.say([P.LOGIN_INCORRECT])
+    return MenuEnd.LOGIN_FAILED
+
+
+@dataclass
+class _Menu:
+    call: Call
+    voice: Voice
+    language: str
+
+    async def say(self, names: Sequence[str], interrupt_on: str = "") -> str | None:
+        return await self.call.play(self.voice(names, self.language), interrupt_on=interrupt_on)
+
+    async def ask(self, names: Sequence[str], keys: str, timeout: float = KEY_TIMEOUT) -> str | None:
+        """One key of `keys` (a key pressed during the prompt counts); None after silence.
+        Another key: "invalid", and the question again."""
+        for _ in range(MAX_SILENCES):
+            key = await self.say(names, interrupt_on=keys)
+            if key is None:
+                key = await self.call.collect_digits(1, timeout, terminator="") or None
+            if key is None:
+                return None
+            if key in keys:
+                return key
+            await self.say([P.INVALID])
+        return None
+
+    async def entry(self, names: Sequence[str], max_digits: int) -> str:
+        """Digits ended by `#` (or a pause)."""
+        await self.say(names, interrupt_on="")
+        return await self.call.collect_digits(
+            max_digits, ENTRY_TIMEOUT, terminator="#", inter_digit_timeout=INTER_DIGIT
+        )
+
+    async def say_and_hang_up(self, name: str) -> None:
+        await self.say([name])
+        await self.call.hangup()
+
+
+@dataclass
+class _Mailbox:
+    menu: _Menu
+    session: Session
+    deleted: list[str]
+    messages: list[MenuMessage] = field(default_factory=list)
+
+    async def run(self) -> None:
+        """The main menu until `#` or silence."""
+        await self._counts()
+        while True:
+            key = await self.menu.ask([P.MAIN_MENU], "10*#")
+            if key is None or key == "#":
+                return
+            if key == "*":
+                await self.menu.say([P.HELP])
+            elif key == "1":
+                if not await self._listen():
+                    return
+            elif key == "0":
+                await self._options()
+
+    async def _counts(self) -> None:
+        self.messages = await self.session.messages()
+        new = sum(1 for m in self.messages if not m.read)
+        saved = len(self.messages) - new
+        language = self.session.language
+        await self.menu.say(
+            [
+                P.YOU_HAVE,
+                *_count(new, language),
+                P.NEW_MESSAGES,
+                P.AND,
+                *_count(saved, language),
+                P.SAVED_MESSAGES,
+            ],
+            interrupt_on="10*#",
+        )
+
+    # -- listening -------------------------------------------------------------------------
+
+    async def _listen(self) -> bool:
+        """The messages one by one; False: `#` or silence (goodbye), True: the main menu."""
+        self.messages = await self.session.messages()
+        if not self.messages:
+            await self.menu.say([P.NO_MESSAGES])
+            return True
+        index, play = 0, True
+        while True:
+            message = self.messages[index]
+            key = await self._play(index, message) if play else None
+            play = False
+            if key is None:
+                key = await self.menu.ask([P.MESSAGE_OPTIONS], AFTER_MESSAGE)
+            if key is None or key == "#":
+                return False
+            if key == "0":
+                return True
+            if key == "*":
+                await self.menu.say([P.HELP])
+            elif key == "4":
+                if index == 0:
+                    await self.menu.say([P.FIRST])
+                else:
+                    index, play = index - 1, True
+            elif key == "5":
+                play = True
+            elif key == "6":
+                if index + 1 >= len(self.messages):
+                    await self.menu.say([P.NO_MORE])
+                    return True
+                index, play = index + 1, True
+            elif key == "7":
+                if message.id in self.deleted:
+                    self.deleted.remove(message.id)
+                    await self.menu.say([P.UNDELETED])
+                else:
+                    self.deleted.append(message.id)
+                    await self.menu.say([P.DELETED])
+            elif key == "9":
+                folder = await self.menu.ask([P.FOLDER], "012")
+                if folder is not None:
+                    await self.session.move(message.id, FOLDER_KEYS[folder])
+                    await self.menu.say([P.MOVED])
+            elif key == "3":
+                await self._envelope(message)
+            elif key == "8":
+                extension = await self.menu.entry([P.FORWARD_TO], 20)
+                done = bool(extension) and await self.session.forward(message.id, extension)
+                await self.menu.say([P.FORWARDED if done else P.NO_SUCH_MAILBOX])
+
+    async def _play(self, index: int, message: MenuMessage) -> str | None:
+        """Message `index` from its start; the key that stopped it (None: played to the end)."""
+        language = self.session.language
+        key = await self.menu.say(
+            [P.MESSAGE, *_number(index + 1, language)], interrupt_on=DURING_MESSAGE
+        )
+        if key is not None and key not in "*#":
+            return key
+        audio = await self.session.audio(message.id)
+        if not message.read:
+            await self.session.mark_read(message.id)
+        position = 0
+        while position < len(audio):
+            piece = audio[position : position + CHUNK]
+            key = await self.menu.call.play(piece, interrupt_on=DURING_MESSAGE)
+            if key == "*":
+                position = max(0, position - SEEK_SAMPLES)
+            elif key == "#":
+                position += SEEK_SAMPLES
+            elif key is not None:
+                return key
+            else:
+                position += len(piece)
+        return None
+
+    async def _envelope(self, message: MenuMessage) -> None:
+        language = self.session.language
+        caller = message.caller
+        digits = [c for c in (caller or "") if c.isdigit()]
+        who = _digits("".join(digits), language) if digits else [P.UNKNOWN_CALLER]
+        names = [P.RECEIVED, *_datetime(message.received_at, language), P.FROM, *who]
+        can_call_back = bool(digits) and await self.session.can_call_back()
+        if not can_call_back:
+            await self.menu.say(names)
+            return
+        key = await self.menu.say([*names, P.CALL_BACK], interrupt_on="5")
+        if key is None:
+            key = await self.menu.call.collect_digits(1, KEY_TIMEOUT, terminator="") or None
+        if key == "5" and caller is not None:
+            await self.session.call_back(self.menu.call, caller)
+
+    # -- mailbox options -------------------------------------------------------------------
+
+    async def _options(self) -> None:
+        while True:
+            key = await self.menu.ask([P.OPTIONS], "12345*")
+            if key is None or key == "*":
+                return
+            if key in GREETING_KEYS:
+                await self._record(GREETING_KEYS[key])
+            elif key == "4":
+                if await self.session.has_greeting(GreetingKind.TEMPORARY):
+                    again = await self.menu.ask([P.TEMP_SET], "41")
+                    if again == "4":
+                        await self.session.remove_greeting(GreetingKind.TEMPORARY)
+                        await self.menu.say([P.TEMP_REMOVED])
+                        continue
+                    if again is None:
+                        continue
+                await self._record(GreetingKind.TEMPORARY)
+            elif key == "5":
+                await self._change_pin()
+
+    async def _record(self, kind: GreetingKind) -> None:
+        """Record, play back, then 1 accept / 2 record again / 3 listen again."""
+        call = self.menu.call
+        while True:
+            await self.menu.say([P.RECORD_AFTER_TONE])
+            await call.play(beep())
+            sink = _Sink()
+            await call.record(
+                sink,
+                max_seconds=GREETING_MAX_SECONDS,
+                silence_seconds=GREETING_SILENCE_SECONDS,
+                finish_on="#",
+            )
+            audio = sink.audio()
+            if len(audio) < MIN_GREETING_SAMPLES:
+                await self.menu.say([P.TOO_SHORT])
+                continue
+            key: str | None = "3"
+            while key == "3":
+                await call.play(audio, interrupt_on="123")
+                key = await self.menu.ask([P.REVIEW], "123")
+            if key == "1":
+                await self.session.save_greeting(kind, audio)
+                await self.menu.say([P.SAVED])
+                return
+            if key is None:
+                return
+
+    async def _change_pin(self) -> None:
+        first = await self.menu.entry([P.NEW_PIN], 10)
+        try:
+            check_pin(first)
+        except WeakPin:
+            await self.menu.say([P.PIN_WEAK])
+            return
+        second = await self.menu.entry([P.NEW_PIN_AGAIN], 10)
+        if second != first:
+            await self.menu.say([P.PIN_MISMATCH])
+            return
+        await self.session.change_pin(first)
+        await self.menu.say([P.PIN_CHANGED])
+
+
+# Numbers, digits and dates as prompt fragments.
+# TODO(merge): `domain.say` (say_number / say_digits / say_datetime / say_count) replaces these.
+
+
+def _number(n: int, language: str) -> list[str]:
+    return [f"num-{d}" for d in str(n)]
+
+
+def _count(n: int, language: str) -> list[str]:
+    return _number(n, language)
+
+
+def _digits(digits: str, language: str) -> list[str]:
+    return [f"num-{d}" for d in digits if d.isdigit()]
+
+
+def _datetime(moment: datetime, language: str) -> list[str]:
+    return [*_number(moment.day, language), *_number(moment.hour, language), *_number(moment.minute, language)]
