@@ -14,6 +14,7 @@ Listening marks a message read; deleted messages go when the call ends.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,11 +93,11 @@ ENTRY_TIMEOUT = 10.0  # a mailbox number, a PIN
 INTER_DIGIT = 4.0
 SEEK_SAMPLES = 3 * 8000  # `*` and `#` while a message plays
 CHUNK = 4000  # a message plays in 0.5 s pieces, so the position of a key is known
-MIN_GREETING_SAMPLES = 8000
+MIN_GREETING_SAMPLES = 4000  # 0.5 s: a name can be short
 GREETING_MAX_SECONDS = 120.0
 GREETING_SILENCE_SECONDS = 5.0
 DURING_MESSAGE = "34567890*#"
-AFTER_MESSAGE = "345678909*#"
+AFTER_MESSAGE = "03456789*#"
 
 
 class Voice(Protocol):
@@ -242,14 +243,14 @@ class _Menu:
         return await self.call.play(self.voice(names, self.language), interrupt_on=interrupt_on)
 
     async def ask(self, names: Sequence[str], keys: str, timeout: float = KEY_TIMEOUT) -> str | None:
-        """One key of `keys` (a key pressed during the prompt counts); None after silence.
-        Another key: "invalid", and the question again."""
+        """One key of `keys` (a key pressed during the prompt counts). Silence or another key
+        ("invalid") asks again, `MAX_SILENCES` times at most: then None."""
         for _ in range(MAX_SILENCES):
             key = await self.say(names, interrupt_on=keys)
             if key is None:
                 key = await self.call.collect_digits(1, timeout, terminator="") or None
             if key is None:
-                return None
+                continue
             if key in keys:
                 return key
             await self.say([P.INVALID])
@@ -369,6 +370,7 @@ class _Mailbox:
         audio = await self.session.audio(message.id)
         if not message.read:
             await self.session.mark_read(message.id)
+            self.messages[index] = dataclasses.replace(message, read=True)
         position = 0
         while position < len(audio):
             piece = audio[position : position + CHUNK]
@@ -440,8 +442,9 @@ class _Mailbox:
                 continue
             key: str | None = "3"
             while key == "3":
-                await call.play(audio, interrupt_on="123")
-                key = await self.menu.ask([P.REVIEW], "123")
+                key = await call.play(audio, interrupt_on="123")
+                if key is None:
+                    key = await self.menu.ask([P.REVIEW], "123")
             if key == "1":
                 await self.session.save_greeting(kind, audio)
                 await self.menu.say([P.SAVED])
