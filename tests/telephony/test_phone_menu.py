@@ -17,13 +17,14 @@ from afterbeep.telephony.fake import FakeCall
 from afterbeep.telephony.interface import Audio, Call
 from afterbeep.telephony.prompts import beep
 from afterbeep.telephony.scripts.phone_menu import (
-    CHUNK,
     SEEK_SAMPLES,
+    Door,
     GreetingKind,
     LoginResult,
     MenuEnd,
     MenuMessage,
     P,
+    Voice,
     phone_menu,
 )
 
@@ -141,6 +142,11 @@ class Keys:
         return self
 
 
+async def run(call: FakeCall, door: Door, voice: Voice) -> MenuEnd:
+    """The menu on the fake call, timed by it."""
+    return await phone_menu(call, door, voice, clock=lambda: call.now / 8000)
+
+
 def three_messages() -> FakeSession:
     held = [
         MenuMessage("msg_a", "+12025550123", WHEN, read=False),
@@ -183,14 +189,14 @@ async def test_listening_keys_previous_repeat_next_delete_save_envelope_forward(
     keys.press("#")
     call = FakeCall(keys=keys.keys)
 
-    end = await phone_menu(call, door, voice)
+    end = await run(call, door, voice)
 
     assert end is MenuEnd.EXIT and call.hung_up_by_us
     assert door.checked == [PIN]
     values = played_values(call)
     assert runs(values) == [1000, 2000, 1000, 2000, 3000]
-    # a in two pieces three times (first, after 4, after 5), b cut once then whole, c whole
-    assert (values.count(1000), values.count(2000), values.count(3000)) == (6, 3, 2)
+    # a three times (first, after 4, after 5), b cut once then whole, c whole
+    assert (values.count(1000), values.count(2000), values.count(3000)) == (3, 2, 1)
     assert session.read == ["msg_a", "msg_b"]  # c was read already
     assert session.finished == ["msg_a"]  # deleted when the call ends, not before
     assert session.moved == [("msg_a", Folder.SAVED)]
@@ -212,20 +218,18 @@ async def test_star_rewinds_and_pound_skips_three_seconds_while_a_message_plays(
     long = np.arange(8 * 8000, dtype=np.int16) // 8 + 1  # 8 s; each sample says where it is
     session = FakeSession([MenuMessage("msg_a", None, WHEN, read=False)], {"msg_a": long})
     keys = Keys().press(PIN + "#").press("1")
-    keys.press("#", gap=700)  # in the second piece (0.5-1 s): on to 3.5 s
-    keys.press("*", gap=700)  # in the piece from 4 s: back to 1 s
+    keys.press("#", gap=700)  # 0.7 s in: on to 3.7 s
+    keys.press("*", gap=700)  # 4.4 s: back to 1.4 s
     keys.press("0", gap=400)  # the main menu
     keys.press("#")
     call = FakeCall(keys=keys.keys)
 
-    assert await phone_menu(call, FakeDoor(session), SilentVoice()) is MenuEnd.EXIT
+    assert await run(call, FakeDoor(session), SilentVoice()) is MenuEnd.EXIT
 
-    starts = [int(audio[0]) for _, audio in call.played if len(audio)]
-    pieces = [(s - 1) * 8 for s in starts if s > 0]
-    assert pieces[:2] == [0, CHUNK]
-    assert pieces[2] == CHUNK + SEEK_SAMPLES  # skipped from the piece that was playing
-    assert pieces[3] == pieces[2] + CHUNK
-    assert pieces[4] == pieces[3] - SEEK_SAMPLES  # rewound
+    starts = [(int(audio[0]) - 1) * 8 for _, audio in call.played if len(audio)]
+    expected = [0, 5600 + SEEK_SAMPLES, 5600 + SEEK_SAMPLES + 5600 - SEEK_SAMPLES]
+    assert len(starts) == 3
+    assert all(abs(got - want) <= 16 for got, want in zip(starts, expected, strict=True))
     assert session.read == ["msg_a"] and session.finished == []
 
 
@@ -236,7 +240,7 @@ async def test_envelope_offers_to_call_back_when_the_account_may_call_out() -> N
     call = FakeCall(keys=keys.keys)
     voice = SilentVoice()
 
-    await phone_menu(call, FakeDoor(session), voice)
+    await run(call, FakeDoor(session), voice)
 
     assert P.CALL_BACK in voice.said
     assert session.called_back == ["+12025550123"]
@@ -248,7 +252,7 @@ async def test_no_messages_help_and_silence_end_with_goodbye() -> None:
     keys = Keys().press(PIN + "#").press("*").press("1").press("2")  # 2: not a choice
     call = FakeCall(keys=keys.keys)
 
-    assert await phone_menu(call, FakeDoor(session), voice) is MenuEnd.EXIT
+    assert await run(call, FakeDoor(session), voice) is MenuEnd.EXIT
 
     assert P.HELP in voice.said and P.NO_MESSAGES in voice.said and P.INVALID in voice.said
     assert voice.said.count(P.MAIN_MENU) == 5  # then three silences: goodbye
@@ -274,7 +278,7 @@ async def test_greetings_recorded_by_phone_with_review_and_the_temporary_one_rem
     call = FakeCall(caller_audio=said, keys=keys.keys)
     voice = SilentVoice()
 
-    assert await phone_menu(call, FakeDoor(session), voice) is MenuEnd.EXIT
+    assert await run(call, FakeDoor(session), voice) is MenuEnd.EXIT
 
     assert set(session.greetings) == {GreetingKind.UNAVAILABLE, GreetingKind.BUSY, GreetingKind.NAME}
     assert abs(len(session.greetings[GreetingKind.UNAVAILABLE]) - 1200 * 8) <= 160
@@ -294,7 +298,7 @@ async def test_change_pin_twice_and_trivial_ones_refused() -> None:
     keys.press("*").press("#")
     voice = SilentVoice()
 
-    await phone_menu(FakeCall(keys=keys.keys), FakeDoor(session), voice)
+    await run(FakeCall(keys=keys.keys), FakeDoor(session), voice)
 
     assert session.pins == ["4826"]
     outcomes = [n for n in voice.said if n in {P.PIN_WEAK, P.PIN_MISMATCH, P.PIN_CHANGED}]
@@ -307,7 +311,7 @@ async def test_three_wrong_pins_end_the_call_with_goodbye() -> None:
     call = FakeCall(keys=keys.keys)
     voice = SilentVoice()
 
-    assert await phone_menu(call, door, voice) is MenuEnd.LOGIN_FAILED
+    assert await run(call, door, voice) is MenuEnd.LOGIN_FAILED
 
     assert door.chosen == ["201", "201", "999"]
     assert door.checked == ["1111", "2222"]  # an unknown mailbox is asked its PIN, not checked
@@ -319,7 +323,7 @@ async def test_three_wrong_pins_end_the_call_with_goodbye() -> None:
 async def test_a_locked_mailbox_is_not_even_asked_its_pin() -> None:
     door = FakeDoor(FakeSession([], {}), is_locked=True)
     voice = SilentVoice()
-    assert await phone_menu(FakeCall(keys=Keys().press(PIN + "#").keys), door, voice) is MenuEnd.LOCKED
+    assert await run(FakeCall(keys=Keys().press(PIN + "#").keys), door, voice) is MenuEnd.LOCKED
     assert door.checked == [] and voice.said == [P.LOCKED, P.GOODBYE]
 
 
@@ -327,7 +331,7 @@ async def test_a_wrong_pin_that_locks_ends_the_call() -> None:
     door = FakeDoor(FakeSession([], {}), results=[LoginResult.WRONG, LoginResult.LOCKED])
     voice = SilentVoice()
     keys = Keys().press("1111#").press(PIN + "#").press(PIN + "#")
-    assert await phone_menu(FakeCall(keys=keys.keys), door, voice) is MenuEnd.LOCKED
+    assert await run(FakeCall(keys=keys.keys), door, voice) is MenuEnd.LOCKED
     assert door.checked == ["1111", PIN]
     assert voice.said == [P.PIN, P.LOGIN_INCORRECT, P.PIN, P.LOCKED, P.GOODBYE]
 
@@ -338,7 +342,7 @@ async def test_own_phone_without_pin_and_hang_up_still_deletes() -> None:
     keys = Keys().press("1").press("7", gap=300)
     call = FakeCall(keys=keys.keys, hangup_at_ms=keys.at + 200)
 
-    assert await phone_menu(call, door, SilentVoice()) is MenuEnd.CALLER_GONE
+    assert await run(call, door, SilentVoice()) is MenuEnd.CALLER_GONE
 
     assert door.checked == []
     assert session.finished == ["msg_a"]

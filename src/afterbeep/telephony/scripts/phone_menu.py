@@ -14,9 +14,10 @@ Listening marks a message read; deleted messages go when the call ends.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -92,7 +93,6 @@ KEY_TIMEOUT = 5.0
 ENTRY_TIMEOUT = 10.0  # a mailbox number, a PIN
 INTER_DIGIT = 4.0
 SEEK_SAMPLES = 3 * 8000  # `*` and `#` while a message plays
-CHUNK = 4000  # a message plays in 0.5 s pieces, so the position of a key is known
 MIN_GREETING_SAMPLES = 4000  # 0.5 s: a name can be short
 GREETING_MAX_SECONDS = 120.0
 GREETING_SILENCE_SECONDS = 5.0
@@ -184,9 +184,13 @@ class _Sink:
         return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int16)
 
 
-async def phone_menu(call: Call, door: Door, voice: Voice) -> MenuEnd:
+async def phone_menu(
+    call: Call, door: Door, voice: Voice, clock: Callable[[], float] | None = None
+) -> MenuEnd:
+    """`clock`: seconds, to know how far a message had played when a key stopped it (the
+    event loop's time by default)."""
     await call.answer()
-    menu = _Menu(call, voice, door.language)
+    menu = _Menu(call, voice, door.language, clock or asyncio.get_running_loop().time)
     try:
         end = await _log_in(menu, door)
         if end is not None:
@@ -238,6 +242,7 @@ class _Menu:
     call: Call
     voice: Voice
     language: str
+    clock: Callable[[], float]
 
     async def say(self, names: Sequence[str], interrupt_on: str = "") -> str | None:
         return await self.call.play(self.voice(names, self.language), interrupt_on=interrupt_on)
@@ -373,16 +378,17 @@ class _Mailbox:
             self.messages[index] = dataclasses.replace(message, read=True)
         position = 0
         while position < len(audio):
-            piece = audio[position : position + CHUNK]
-            key = await self.menu.call.play(piece, interrupt_on=DURING_MESSAGE)
+            started = self.menu.clock()
+            key = await self.menu.call.play(audio[position:], interrupt_on=DURING_MESSAGE)
+            if key is None:
+                return None
+            here = min(len(audio), position + round((self.menu.clock() - started) * 8000))
             if key == "*":
-                position = max(0, position - SEEK_SAMPLES)
+                position = max(0, here - SEEK_SAMPLES)
             elif key == "#":
-                position += SEEK_SAMPLES
-            elif key is not None:
-                return key
+                position = here + SEEK_SAMPLES
             else:
-                position += len(piece)
+                return key
         return None
 
     async def _envelope(self, message: MenuMessage) -> None:
