@@ -142,6 +142,7 @@ class InboundCalls:
                 self._flow,
                 self._user,
                 in_call,
+                self._run_menu,
             )
 
     async def route(self, invite: IncomingInvite) -> Route:
@@ -355,6 +356,16 @@ class InboundCalls:
             await phone_menu(call, door, voice)
 
         return Answer(menu)
+
+    async def _run_menu(self, call: Call, route: VoicemailMainRoute) -> None:
+        """The phone menu reached from a flow node or a ring group's or queue's exit."""
+        service = self._phone_menu
+        if service is None:
+            await call.hangup()
+            return
+        source = source_of(None, call.caller)
+        door = ServiceDoor(service, route.number.account_id, source, route.language, None)
+        await phone_menu(call, door, voice)
 
     def _dial_back(self, account_id: str, user_id: str) -> CallBack:
         """Calls a message's caller back from the menu, as the phone would dial it."""
