@@ -346,3 +346,28 @@ async def test_own_phone_without_pin_and_hang_up_still_deletes() -> None:
 
     assert door.checked == []
     assert session.finished == ["msg_a"]
+
+
+async def test_keys_typed_ahead_answer_before_anything_plays() -> None:
+    """4 then 7 pressed during the envelope (a prompt that listens for no key): 4 goes back
+    to a, whose announcement is skipped by the 7 waiting: a is deleted, not played again."""
+    session = three_messages()
+    voice = SilentVoice()
+
+    class Talking:
+        """Prompts that take 0.5 s each, so keys can be pressed during them."""
+
+        def __call__(self, names: Sequence[str], language: str) -> Audio:
+            voice(names, language)
+            return np.zeros(4000 * len(names), dtype=np.int16)
+
+    keys = Keys().press(PIN + "#", gap=3000).press("1", gap=9000)  # a: after the counts
+    keys.press("6", gap=3000).press("3", gap=3000)  # b plays; then its envelope
+    keys.press("4", gap=1500).press("7", gap=100)  # during the envelope
+    keys.press("#", gap=12000)
+    call = FakeCall(keys=keys.keys)
+
+    assert await phone_menu(call, FakeDoor(session), Talking(), clock=lambda: call.now / 8000) is MenuEnd.EXIT
+
+    assert runs(played_values(call)) == [1000, 2000]
+    assert session.finished == ["msg_a"]

@@ -243,9 +243,28 @@ class _Menu:
     voice: Voice
     language: str
     clock: Callable[[], float]
+    # A key typed ahead (pressed while nothing listened for it), answered before anything plays.
+    pending: str | None = None
 
     async def say(self, names: Sequence[str], interrupt_on: str = "") -> str | None:
+        """Play the prompts; with `interrupt_on`, a key typed ahead or pressed meanwhile
+        answers at once (a typed-ahead key of another kind stays pending, nothing plays)."""
+        if interrupt_on:
+            if self.pending is None:
+                self.pending = await self.call.collect_digits(1, 0, terminator="") or None
+            if self.pending is not None:
+                if self.pending not in interrupt_on:
+                    return None
+                key, self.pending = self.pending, None
+                return key
         return await self.call.play(self.voice(names, self.language), interrupt_on=interrupt_on)
+
+    async def key(self, timeout: float = KEY_TIMEOUT) -> str | None:
+        """The next key (one typed ahead first); None after `timeout`."""
+        if self.pending is not None:
+            key, self.pending = self.pending, None
+            return key
+        return await self.call.collect_digits(1, timeout, terminator="") or None
 
     async def ask(self, names: Sequence[str], keys: str, timeout: float = KEY_TIMEOUT) -> str | None:
         """One key of `keys` (a key pressed during the prompt counts). Silence or another key
@@ -253,7 +272,7 @@ class _Menu:
         for _ in range(MAX_SILENCES):
             key = await self.say(names, interrupt_on=keys)
             if key is None:
-                key = await self.call.collect_digits(1, timeout, terminator="") or None
+                key = await self.key(timeout)
             if key is None:
                 continue
             if key in keys:
@@ -263,9 +282,13 @@ class _Menu:
 
     async def entry(self, names: Sequence[str], max_digits: int) -> str:
         """Digits ended by `#` (or a pause)."""
-        await self.say(names, interrupt_on="")
-        return await self.call.collect_digits(
-            max_digits, ENTRY_TIMEOUT, terminator="#", inter_digit_timeout=INTER_DIGIT
+        await self.say(names)
+        first, self.pending = self.pending, None
+        if first == "#":
+            return ""
+        first = first or ""
+        return first + await self.call.collect_digits(
+            max_digits - len(first), ENTRY_TIMEOUT, terminator="#", inter_digit_timeout=INTER_DIGIT
         )
 
     async def say_and_hang_up(self, name: str) -> None:
@@ -300,7 +323,7 @@ class _Mailbox:
         new = sum(1 for m in self.messages if not m.read)
         saved = len(self.messages) - new
         language = self.session.language
-        await self.menu.say(
+        key = await self.menu.say(
             [
                 P.YOU_HAVE,
                 *_count(new, language),
@@ -311,6 +334,8 @@ class _Mailbox:
             ],
             interrupt_on="10*#",
         )
+        if key is not None:
+            self.menu.pending = key  # a key cutting it answers the main menu
 
     # -- listening -------------------------------------------------------------------------
 
@@ -403,9 +428,11 @@ class _Mailbox:
             return
         key = await self.menu.say([*names, P.CALL_BACK], interrupt_on="5")
         if key is None:
-            key = await self.menu.call.collect_digits(1, KEY_TIMEOUT, terminator="") or None
+            key = await self.menu.key()
         if key == "5" and caller is not None:
             await self.session.call_back(self.menu.call, caller)
+        else:
+            self.menu.pending = key  # another key: the message's options answer it
 
     # -- mailbox options -------------------------------------------------------------------
 
