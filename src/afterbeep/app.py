@@ -41,6 +41,7 @@ from afterbeep.notify.email import EmailDispatcher, SmtpSender, SmtpSignInMailer
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.callbacks import CallbackPlanner
 from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
@@ -71,6 +72,7 @@ from afterbeep.services.users import AccountUsers, UserService
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
+from afterbeep.telephony.callback import LoggedResults, SipCallbacks
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
@@ -202,6 +204,19 @@ class Runtime:
         self.queue_engine = QueueEngine(self.uow, self.clock)
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
+        # The agent's callback action (issue 18): its results are logged until the voice
+        # call's record takes them (`callbacks.results`).
+        self.callbacks = SipCallbacks(
+            CallbackPlanner(self.lookups, HostGuard(settings.network_policy())),
+            RegistrationDirectory(self.lookups, self.clock),
+            lambda: self.telephony,
+            lambda: self.ringer,
+            self.trunk_pacer,
+            self.clock,
+            LoggedResults(),
+            agent_ring_seconds=settings.callback_agent_ring_seconds,
+            customer_ring_seconds=settings.callback_customer_ring_seconds,
+        )
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -632,6 +647,7 @@ class Runtime:
             self.telephony.drain()
         if self.delivery_worker is not None:
             self.delivery_worker.stop_claiming()
+        self.callbacks.drain()
         return self._drain_deadline
 
     async def stop(self) -> None:
@@ -642,6 +658,7 @@ class Runtime:
         deadline = self.begin_drain()
         if self.delivery_worker is not None:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
+        await self.callbacks.stop(max(0.0, deadline - loop.time()))  # they ran meanwhile
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:

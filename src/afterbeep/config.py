@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # pin_lock_seconds, doubled at each lock that follows.
     pin_max_failures: int = Field(default=5, ge=2)
     pin_lock_seconds: float = Field(default=300.0, gt=0)
+    # Callbacks (issue 18): how long the agent's phones ring, then the customer's.
+    callback_agent_ring_seconds: float = Field(default=30.0, gt=0)
+    callback_customer_ring_seconds: float = Field(default=45.0, gt=0)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
