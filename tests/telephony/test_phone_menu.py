@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from afterbeep.domain.messages import Folder
+from afterbeep.domain.say import say_datetime
+from afterbeep.telephony import menu_prompts as P
 from afterbeep.telephony.fake import FakeCall
 from afterbeep.telephony.interface import Audio, Call
 from afterbeep.telephony.prompts import beep
@@ -23,13 +25,13 @@ from afterbeep.telephony.scripts.phone_menu import (
     LoginResult,
     MenuEnd,
     MenuMessage,
-    P,
     Voice,
     phone_menu,
 )
 
 PIN = "2580"
 WHEN = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 BEEP_MS = len(beep()) // 8
 
 
@@ -59,6 +61,9 @@ class FakeSession:
     greetings: dict[GreetingKind, Audio] = field(default_factory=dict)
     pins: list[str] = field(default_factory=list)
     finished: list[str] | None = None
+
+    def now(self) -> datetime:
+        return NOW
 
     async def messages(self) -> list[MenuMessage]:
         return list(self.messages_held)
@@ -202,15 +207,23 @@ async def test_listening_keys_previous_repeat_next_delete_save_envelope_forward(
     assert session.moved == [("msg_a", Folder.SAVED)]
     assert session.forwarded == [("msg_a", "202"), ("msg_a", "999")]
     said = voice.said
-    assert said[:2] == [P.PIN, P.YOU_HAVE]
-    counts = said[said.index(P.YOU_HAVE) : said.index(P.SAVED_MESSAGES) + 1]
-    assert counts == [P.YOU_HAVE, "num-2", P.NEW_MESSAGES, P.AND, "num-1", P.SAVED_MESSAGES]
-    order = [n for n in said if n in {P.DELETED, P.UNDELETED, P.MOVED, P.FORWARDED, P.NO_SUCH_MAILBOX, P.NO_MORE}]
-    assert order == [P.DELETED, P.UNDELETED, P.DELETED, P.MOVED, P.FORWARDED, P.NO_SUCH_MAILBOX, P.NO_MORE]
+    assert said[:2] == [P.ENTER_PIN, P.YOU_HAVE]
+    assert said[2:8] == ["say-2", "say-new-messages", "say-and", "say-1", "say-saved-message", P.MAIN_MENU]
+    assert said[said.index(P.MESSAGE) - 1 : said.index(P.MESSAGE) + 2] == [P.NEW_MESSAGES, P.MESSAGE, "say-1"]
+    events = {
+        P.MESSAGE_DELETED, P.MESSAGE_UNDELETED, P.MOVED_TO_SAVED, P.MESSAGE_FORWARDED,
+        P.NO_SUCH_MAILBOX, P.NO_MORE_MESSAGES,
+    }  # fmt: skip
+    order = [n for n in said if n in events]
+    assert order == [
+        P.MESSAGE_DELETED, P.MESSAGE_UNDELETED, P.MESSAGE_DELETED, P.MOVED_TO_SAVED,
+        P.MESSAGE_FORWARDED, P.NO_SUCH_MAILBOX, P.NO_MORE_MESSAGES,
+    ]  # fmt: skip
     received, caller = said.index(P.RECEIVED), said.index(P.FROM)
-    assert said[received + 1 : caller] == ["num-1", "num-9", "num-3", "num-0"]  # day 1, 9:30
-    assert said[caller + 1 : caller + 12] == [f"num-{d}" for d in "12025550123"]  # digit by digit
-    assert P.CALL_BACK not in said  # the account cannot call out
+    assert said[received + 1 : caller] == say_datetime(WHEN, "en", now=NOW)
+    assert said[caller + 1 : caller + 12] == [f"say-{d}" for d in "12025550123"]  # digit by digit
+    assert P.SAVED_MESSAGES in said  # before c, the saved one
+    assert P.PRESS_5_CALL_BACK not in said  # the account cannot call out
     assert said[-1] == P.GOODBYE
 
 
@@ -242,7 +255,7 @@ async def test_envelope_offers_to_call_back_when_the_account_may_call_out() -> N
 
     await run(call, FakeDoor(session), voice)
 
-    assert P.CALL_BACK in voice.said
+    assert P.PRESS_5_CALL_BACK in voice.said and P.CALLING_BACK in voice.said
     assert session.called_back == ["+12025550123"]
 
 
@@ -285,8 +298,12 @@ async def test_greetings_recorded_by_phone_with_review_and_the_temporary_one_rem
     assert abs(len(session.greetings[GreetingKind.BUSY]) - 1000 * 8) <= 160
     assert abs(len(session.greetings[GreetingKind.NAME]) - 1100 * 8) <= 160
     assert voice.said.count(P.RECORD_AFTER_TONE) == 6
-    assert P.TOO_SHORT in voice.said and P.TEMP_SET in voice.said and P.TEMP_REMOVED in voice.said
-    assert voice.said.count(P.SAVED) == 4
+    said = voice.said
+    assert P.RECORDING_TOO_SHORT in said and P.TEMP_GREETING_ON in said
+    assert P.TEMP_GREETING_REMOVED in said
+    assert said.count(P.GREETING_SAVED) == 3 and said.count(P.NAME_SAVED) == 1
+    kinds = [n for n in said if n.startswith("vmm-record-") and n != P.RECORD_AFTER_TONE]
+    assert kinds == [P.RECORD_UNAVAILABLE] * 2 + [P.RECORD_BUSY] * 2 + [P.RECORD_NAME, P.RECORD_TEMPORARY]
 
 
 async def test_change_pin_twice_and_trivial_ones_refused() -> None:
@@ -301,8 +318,8 @@ async def test_change_pin_twice_and_trivial_ones_refused() -> None:
     await run(FakeCall(keys=keys.keys), FakeDoor(session), voice)
 
     assert session.pins == ["4826"]
-    outcomes = [n for n in voice.said if n in {P.PIN_WEAK, P.PIN_MISMATCH, P.PIN_CHANGED}]
-    assert outcomes == [P.PIN_WEAK, P.PIN_MISMATCH, P.PIN_CHANGED]
+    outcomes = [n for n in voice.said if n in {P.PIN_TOO_SIMPLE, P.PINS_DO_NOT_MATCH, P.PIN_CHANGED}]
+    assert outcomes == [P.PIN_TOO_SIMPLE, P.PINS_DO_NOT_MATCH, P.PIN_CHANGED]
 
 
 async def test_three_wrong_pins_end_the_call_with_goodbye() -> None:
@@ -316,7 +333,7 @@ async def test_three_wrong_pins_end_the_call_with_goodbye() -> None:
     assert door.chosen == ["201", "201", "999"]
     assert door.checked == ["1111", "2222"]  # an unknown mailbox is asked its PIN, not checked
     assert voice.said.count(P.LOGIN_INCORRECT) == 3
-    assert voice.said[-1] == P.GOODBYE and call.hung_up_by_us
+    assert voice.said[-1] == P.TOO_MANY_ATTEMPTS and call.hung_up_by_us
     assert door.session.finished is None  # never opened
 
 
@@ -324,7 +341,7 @@ async def test_a_locked_mailbox_is_not_even_asked_its_pin() -> None:
     door = FakeDoor(FakeSession([], {}), is_locked=True)
     voice = SilentVoice()
     assert await run(FakeCall(keys=Keys().press(PIN + "#").keys), door, voice) is MenuEnd.LOCKED
-    assert door.checked == [] and voice.said == [P.LOCKED, P.GOODBYE]
+    assert door.checked == [] and voice.said == [P.LOCKED]
 
 
 async def test_a_wrong_pin_that_locks_ends_the_call() -> None:
@@ -333,7 +350,7 @@ async def test_a_wrong_pin_that_locks_ends_the_call() -> None:
     keys = Keys().press("1111#").press(PIN + "#").press(PIN + "#")
     assert await run(FakeCall(keys=keys.keys), door, voice) is MenuEnd.LOCKED
     assert door.checked == ["1111", PIN]
-    assert voice.said == [P.PIN, P.LOGIN_INCORRECT, P.PIN, P.LOCKED, P.GOODBYE]
+    assert voice.said == [P.ENTER_PIN, P.WRONG_PIN, P.ENTER_PIN, P.LOCKED]
 
 
 async def test_own_phone_without_pin_and_hang_up_still_deletes() -> None:

@@ -79,6 +79,9 @@ class PhoneMenuService:
         self._on_email_queued = on_email_queued
         self._tmp_dir = tmp_dir
 
+    def now(self) -> datetime:
+        return self._clock.now()
+
     # -- getting in ----------------------------------------------------------------------------
 
     async def mailbox(self, account_id: str, mailbox_id: str) -> Mailbox | None:

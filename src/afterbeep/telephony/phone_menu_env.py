@@ -3,41 +3,27 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from zoneinfo import ZoneInfo
-
-import numpy as np
 
 from afterbeep.domain.mailboxes import Mailbox
 from afterbeep.domain.messages import Folder
 from afterbeep.services.phone_menu import PhoneMenuService, PinCheck
 from afterbeep.telephony.interface import Audio, Call
-from afterbeep.telephony.prompts import UnknownPrompt, prompt
+from afterbeep.telephony.prompts import sequence
 from afterbeep.telephony.scripts.phone_menu import (
     GreetingKind,
     LoginResult,
     MenuMessage,
 )
 
-log = logging.getLogger(__name__)
-
 # Calls `number` back from the menu (bridged until that call ends).
 CallBack = Callable[[Call, str], Awaitable[None]]
 
-_GAP = np.zeros(800, dtype=np.int16)  # 100 ms between fragments with no prompt of their own
-
-
 def voice(names: Sequence[str], language: str) -> Audio:
-    """The shipped prompts one after the other (a fragment with no prompt: a short pause)."""
-    parts: list[Audio] = []
-    for name in names:
-        try:
-            parts.append(prompt(name, language))
-        except UnknownPrompt:
-            log.debug("no prompt %s in %s", name, language)
-            parts.append(_GAP)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+    """The shipped prompts and `domain.say` fragments, one after the other."""
+    return sequence(names, language)
 
 
 class ServiceDoor:
@@ -93,6 +79,9 @@ class ServiceSession:
         self._mailbox = mailbox
         self._call_back = call_back
         self.language = mailbox.language
+
+    def now(self) -> datetime:
+        return self._service.now().astimezone(ZoneInfo(self._mailbox.timezone))
 
     async def messages(self) -> list[MenuMessage]:
         zone = ZoneInfo(self._mailbox.timezone)

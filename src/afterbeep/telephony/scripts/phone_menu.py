@@ -27,54 +27,10 @@ import numpy as np
 from afterbeep.domain.errors import WeakPin
 from afterbeep.domain.mailboxes import check_pin
 from afterbeep.domain.messages import Folder
+from afterbeep.domain.say import say_counts, say_datetime, say_digits, say_number
+from afterbeep.telephony import menu_prompts as P
 from afterbeep.telephony.interface import Audio, Call, CallEnded
 from afterbeep.telephony.prompts import beep
-
-
-class P:
-    """The menu's prompts (`telephony/prompts/<lang>/<name>.wav`)."""
-
-    MAILBOX_NUMBER = "vmm-mailbox-number"
-    PIN = "vmm-pin"
-    LOGIN_INCORRECT = "vmm-login-incorrect"
-    LOCKED = "vmm-locked"
-    GOODBYE = "vm-goodbye"
-    INVALID = "ivr-invalid"
-    YOU_HAVE = "vmm-you-have"
-    NEW_MESSAGES = "vmm-new-messages"
-    AND = "vmm-and"
-    SAVED_MESSAGES = "vmm-saved-messages"
-    MAIN_MENU = "vmm-main-menu"
-    HELP = "vmm-help"
-    NO_MESSAGES = "vmm-no-messages"
-    NO_MORE = "vmm-no-more-messages"
-    FIRST = "vmm-first-message"
-    MESSAGE = "vmm-message"
-    MESSAGE_OPTIONS = "vmm-message-options"
-    DELETED = "vmm-deleted"
-    UNDELETED = "vmm-undeleted"
-    FOLDER = "vmm-folder-choice"
-    MOVED = "vmm-message-saved"
-    RECEIVED = "vmm-received"
-    FROM = "vmm-from"
-    UNKNOWN_CALLER = "vmm-unknown-caller"
-    CALL_BACK = "vmm-call-back"
-    NO_CALL_BACK = "vmm-call-back-unavailable"
-    FORWARD_TO = "vmm-forward-to"
-    FORWARDED = "vmm-forwarded"
-    NO_SUCH_MAILBOX = "vmm-no-such-mailbox"
-    OPTIONS = "vmm-options"
-    RECORD_AFTER_TONE = "vmm-record-after-tone"
-    REVIEW = "vmm-review"
-    TOO_SHORT = "vmm-too-short"
-    SAVED = "vmm-saved"
-    TEMP_SET = "vmm-temp-set"
-    TEMP_REMOVED = "vmm-temp-removed"
-    NEW_PIN = "vmm-new-pin"
-    NEW_PIN_AGAIN = "vmm-new-pin-again"
-    PIN_MISMATCH = "vmm-pin-mismatch"
-    PIN_WEAK = "vmm-pin-weak"
-    PIN_CHANGED = "vmm-pin-changed"
 
 
 class GreetingKind(enum.StrEnum):
@@ -85,6 +41,17 @@ class GreetingKind(enum.StrEnum):
 
 
 FOLDER_KEYS = {"0": Folder.NEW, "1": Folder.SAVED, "2": Folder.URGENT}
+MOVED_TO = {
+    Folder.NEW: P.MOVED_TO_NEW,
+    Folder.SAVED: P.MOVED_TO_SAVED,
+    Folder.URGENT: P.MOVED_TO_URGENT,
+}
+RECORD_WHAT = {
+    GreetingKind.UNAVAILABLE: P.RECORD_UNAVAILABLE,
+    GreetingKind.BUSY: P.RECORD_BUSY,
+    GreetingKind.NAME: P.RECORD_NAME,
+    GreetingKind.TEMPORARY: P.RECORD_TEMPORARY,
+}
 GREETING_KEYS = {"1": GreetingKind.UNAVAILABLE, "2": GreetingKind.BUSY, "3": GreetingKind.NAME}
 
 MAX_TRIES = 3  # wrong PINs (or mailbox numbers) in one call
@@ -124,6 +91,10 @@ class Session(Protocol):
     """One owner's mailbox, opened once the PIN was right."""
 
     language: str
+
+    def now(self) -> datetime:
+        """Now, in the mailbox's time zone (the envelope says "today", "yesterday")."""
+        ...
 
     async def messages(self) -> list[MenuMessage]:
         """Unread first, then read; oldest first in each."""
@@ -194,7 +165,7 @@ async def phone_menu(
     try:
         end = await _log_in(menu, door)
         if end is not None:
-            await menu.say_and_hang_up(P.GOODBYE)
+            await call.hangup()  # "locked" and "too many attempts" say goodbye
             return end
         session = await door.open()
         menu.language = session.language
@@ -210,14 +181,14 @@ async def phone_menu(
 
 
 async def _log_in(menu: _Menu, door: Door) -> MenuEnd | None:
-    """None once in; else why not."""
+    """None once in; else why not (what the caller was told ends with goodbye)."""
     if await door.locked():
         await menu.say([P.LOCKED])
         return MenuEnd.LOCKED
     for _ in range(MAX_TRIES):
         known = True
         if door.needs_mailbox:
-            extension = await menu.entry([P.MAILBOX_NUMBER], 20)
+            extension = await menu.entry([P.ENTER_MAILBOX], 20)
             known = bool(extension) and await door.choose(extension)
             menu.language = door.language
             if known and await door.locked():
@@ -225,7 +196,7 @@ async def _log_in(menu: _Menu, door: Door) -> MenuEnd | None:
                 return MenuEnd.LOCKED
         if not door.needs_pin and known:
             return None
-        pin = await menu.entry([P.PIN], 10)
+        pin = await menu.entry([P.ENTER_PIN], 10)
         if known:
             result = await door.check(pin)
             if result is LoginResult.OK:
@@ -233,7 +204,8 @@ async def _log_in(menu: _Menu, door: Door) -> MenuEnd | None:
             if result is LoginResult.LOCKED:
                 await menu.say([P.LOCKED])
                 return MenuEnd.LOCKED
-        await menu.say([P.LOGIN_INCORRECT])
+        await menu.say([P.LOGIN_INCORRECT if door.needs_mailbox else P.WRONG_PIN])
+    await menu.say([P.TOO_MANY_ATTEMPTS])
     return MenuEnd.LOGIN_FAILED
 
 
@@ -323,16 +295,9 @@ class _Mailbox:
         new = sum(1 for m in self.messages if not m.read)
         saved = len(self.messages) - new
         language = self.session.language
+        counts = [(new, "new-message"), (saved, "saved-message")]
         key = await self.menu.say(
-            [
-                P.YOU_HAVE,
-                *_count(new, language),
-                P.NEW_MESSAGES,
-                P.AND,
-                *_count(saved, language),
-                P.SAVED_MESSAGES,
-            ],
-            interrupt_on="10*#",
+            [P.YOU_HAVE, *say_counts(counts, language)], interrupt_on="10*#"
         )
         if key is not None:
             self.menu.pending = key  # a key cutting it answers the main menu
@@ -351,7 +316,7 @@ class _Mailbox:
             key = await self._play(index, message) if play else None
             play = False
             if key is None:
-                key = await self.menu.ask([P.MESSAGE_OPTIONS], AFTER_MESSAGE)
+                key = await self.menu.ask([P.MESSAGE_MENU], AFTER_MESSAGE)
             if key is None or key == "#":
                 return False
             if key == "0":
@@ -360,40 +325,41 @@ class _Mailbox:
                 await self.menu.say([P.HELP])
             elif key == "4":
                 if index == 0:
-                    await self.menu.say([P.FIRST])
+                    await self.menu.say([P.NO_PREVIOUS_MESSAGE])
                 else:
                     index, play = index - 1, True
             elif key == "5":
                 play = True
             elif key == "6":
                 if index + 1 >= len(self.messages):
-                    await self.menu.say([P.NO_MORE])
+                    await self.menu.say([P.NO_MORE_MESSAGES])
                     return True
                 index, play = index + 1, True
             elif key == "7":
                 if message.id in self.deleted:
                     self.deleted.remove(message.id)
-                    await self.menu.say([P.UNDELETED])
+                    await self.menu.say([P.MESSAGE_UNDELETED])
                 else:
                     self.deleted.append(message.id)
-                    await self.menu.say([P.DELETED])
+                    await self.menu.say([P.MESSAGE_DELETED, P.PRESS_7_UNDELETE])
             elif key == "9":
-                folder = await self.menu.ask([P.FOLDER], "012")
-                if folder is not None:
+                folder = await self.menu.ask([P.CHOOSE_FOLDER], "012#")
+                if folder is not None and folder != "#":
                     await self.session.move(message.id, FOLDER_KEYS[folder])
-                    await self.menu.say([P.MOVED])
+                    await self.menu.say([MOVED_TO[FOLDER_KEYS[folder]]])
             elif key == "3":
                 await self._envelope(message)
             elif key == "8":
-                extension = await self.menu.entry([P.FORWARD_TO], 20)
+                extension = await self.menu.entry([P.FORWARD_ENTER_MAILBOX], 20)
                 done = bool(extension) and await self.session.forward(message.id, extension)
-                await self.menu.say([P.FORWARDED if done else P.NO_SUCH_MAILBOX])
+                await self.menu.say([P.MESSAGE_FORWARDED if done else P.NO_SUCH_MAILBOX])
 
     async def _play(self, index: int, message: MenuMessage) -> str | None:
         """Message `index` from its start; the key that stopped it (None: played to the end)."""
         language = self.session.language
         key = await self.menu.say(
-            [P.MESSAGE, *_number(index + 1, language)], interrupt_on=DURING_MESSAGE
+            [*self._heading(index), P.MESSAGE, *say_number(index + 1, language)],
+            interrupt_on=DURING_MESSAGE,
         )
         if key is not None and key not in "*#":
             return key
@@ -416,20 +382,28 @@ class _Mailbox:
                 return key
         return None
 
+    def _heading(self, index: int) -> list[str]:
+        """"New messages" before the first new one, "saved messages" before the first saved."""
+        read = self.messages[index].read
+        if index == 0 or self.messages[index - 1].read != read:
+            return [P.SAVED_MESSAGES if read else P.NEW_MESSAGES]
+        return []
+
     async def _envelope(self, message: MenuMessage) -> None:
         language = self.session.language
         caller = message.caller
-        digits = [c for c in (caller or "") if c.isdigit()]
-        who = _digits("".join(digits), language) if digits else [P.UNKNOWN_CALLER]
-        names = [P.RECEIVED, *_datetime(message.received_at, language), P.FROM, *who]
-        can_call_back = bool(digits) and await self.session.can_call_back()
-        if not can_call_back:
+        digits = "".join(c for c in (caller or "") if c.isdigit())
+        when = say_datetime(message.received_at, language, now=self.session.now())
+        who = [P.FROM, *say_digits(digits, language)] if digits else [P.UNKNOWN_CALLER]
+        names = [P.RECEIVED, *when, *who]
+        if not digits or not await self.session.can_call_back():
             await self.menu.say(names)
             return
-        key = await self.menu.say([*names, P.CALL_BACK], interrupt_on="5")
+        key = await self.menu.say([*names, P.PRESS_5_CALL_BACK], interrupt_on="5")
         if key is None:
             key = await self.menu.key()
         if key == "5" and caller is not None:
+            await self.menu.say([P.CALLING_BACK])
             await self.session.call_back(self.menu.call, caller)
         else:
             self.menu.pending = key  # another key: the message's options answer it
@@ -438,17 +412,17 @@ class _Mailbox:
 
     async def _options(self) -> None:
         while True:
-            key = await self.menu.ask([P.OPTIONS], "12345*")
+            key = await self.menu.ask([P.OPTIONS_MENU], "12345*")
             if key is None or key == "*":
                 return
             if key in GREETING_KEYS:
                 await self._record(GREETING_KEYS[key])
             elif key == "4":
                 if await self.session.has_greeting(GreetingKind.TEMPORARY):
-                    again = await self.menu.ask([P.TEMP_SET], "41")
+                    again = await self.menu.ask([P.TEMP_GREETING_ON], "41")
                     if again == "4":
                         await self.session.remove_greeting(GreetingKind.TEMPORARY)
-                        await self.menu.say([P.TEMP_REMOVED])
+                        await self.menu.say([P.TEMP_GREETING_REMOVED])
                         continue
                     if again is None:
                         continue
@@ -460,7 +434,7 @@ class _Mailbox:
         """Record, play back, then 1 accept / 2 record again / 3 listen again."""
         call = self.menu.call
         while True:
-            await self.menu.say([P.RECORD_AFTER_TONE])
+            await self.menu.say([RECORD_WHAT[kind], P.RECORD_AFTER_TONE])
             await call.play(beep())
             sink = _Sink()
             await call.record(
@@ -471,50 +445,31 @@ class _Mailbox:
             )
             audio = sink.audio()
             if len(audio) < MIN_GREETING_SAMPLES:
-                await self.menu.say([P.TOO_SHORT])
+                await self.menu.say([P.RECORDING_TOO_SHORT])
                 continue
             key: str | None = "3"
             while key == "3":
                 key = await call.play(audio, interrupt_on="123")
                 if key is None:
-                    key = await self.menu.ask([P.REVIEW], "123")
+                    key = await self.menu.ask([P.REVIEW_RECORDING], "123")
             if key == "1":
                 await self.session.save_greeting(kind, audio)
-                await self.menu.say([P.SAVED])
+                saved = P.NAME_SAVED if kind is GreetingKind.NAME else P.GREETING_SAVED
+                await self.menu.say([saved])
                 return
             if key is None:
                 return
 
     async def _change_pin(self) -> None:
-        first = await self.menu.entry([P.NEW_PIN], 10)
+        first = await self.menu.entry([P.ENTER_NEW_PIN], 10)
         try:
             check_pin(first)
         except WeakPin:
-            await self.menu.say([P.PIN_WEAK])
+            await self.menu.say([P.PIN_TOO_SIMPLE])
             return
-        second = await self.menu.entry([P.NEW_PIN_AGAIN], 10)
+        second = await self.menu.entry([P.REENTER_NEW_PIN], 10)
         if second != first:
-            await self.menu.say([P.PIN_MISMATCH])
+            await self.menu.say([P.PINS_DO_NOT_MATCH])
             return
         await self.session.change_pin(first)
         await self.menu.say([P.PIN_CHANGED])
-
-
-# Numbers, digits and dates as prompt fragments.
-# TODO(merge): `domain.say` (say_number / say_digits / say_datetime / say_count) replaces these.
-
-
-def _number(n: int, language: str) -> list[str]:
-    return [f"num-{d}" for d in str(n)]
-
-
-def _count(n: int, language: str) -> list[str]:
-    return _number(n, language)
-
-
-def _digits(digits: str, language: str) -> list[str]:
-    return [f"num-{d}" for d in digits if d.isdigit()]
-
-
-def _datetime(moment: datetime, language: str) -> list[str]:
-    return [*_number(moment.day, language), *_number(moment.hour, language), *_number(moment.minute, language)]
