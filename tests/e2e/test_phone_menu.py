@@ -61,7 +61,7 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")
 MENU_NUMBER = "+12025550111"
 PIN, NEW_PIN = "2580", "4826"
 EXTENSION = "201"
-LOCK_SECONDS = 6.0  # long enough for a call while locked
+LOCK_SECONDS = 20.0  # long enough for a call while locked (its prompt says why)
 LEAD_MS = int((GREETING_S + BEEP_S) * 1000) + 600  # a depositor speaks after the beep
 
 
