@@ -28,9 +28,11 @@ import pytest_asyncio
 
 from afterbeep.app import Runtime
 from afterbeep.domain.pin_lockout import source_of
+from afterbeep.domain.say import say_counts, say_digits
+from afterbeep.telephony import menu_prompts as P
 from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.media import Codec
-from afterbeep.telephony.prompts import beep
+from afterbeep.telephony.prompts import beep, sequence
 from tests.conftest import ADMIN_KEY, Backend
 from tests.e2e.rig import (
     BEEP_S,
@@ -51,9 +53,11 @@ from tests.e2e.rig import (
     sipp_calls,
     speech,
 )
+from tests.e2e.test_device_outbound import desk_phone, dial
 from tests.fixtures.rtp_pcap import RtpStreamBuilder
 from tests.fixtures.smtp import Received, SmtpServer, smtp_server
 from tests.sip.conftest import SCENARIOS, _ensure_sipp, free_udp_port
+from tests.sip.peer import RawPeer, header, status_of
 from tests.telephony.bridge_rig import EVENT_PT, RtpPeer, codec_keys
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
@@ -286,13 +290,9 @@ async def test_the_owner_walks_the_menu(served: Served) -> None:
 
         await until(urgent, "the second message in the urgent folder")
         # 3: the envelope (the time in the mailbox's zone, the caller digit by digit)
-        heard_before = len(owner.heard())
         await owner.send("3")
-
-        async def envelope_heard() -> bool:
-            return len(owner.heard()) > heard_before + 8000
-
-        await until(envelope_heard, "the envelope")
+        caller_said = sequence([P.FROM, *say_digits(CALLER, "en")], "en")
+        await until(_async(lambda: owner.hears(caller_said)), "the caller's number in the envelope")
         # 4 previous: the first again; 7 deletes it; still there until the call ends
         await owner.send("4")
         await owner.send("7")
@@ -403,3 +403,43 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
 
     return run
 
+
+
+async def test_own_phone_star_97_and_any_mailbox_star_98(served: Served) -> None:
+    """`*97` from a registered phone reaches its user's mailbox: without the PIN when the
+    mailbox allows it (the counts are heard at once), else the PIN is asked; `*98` asks for
+    the mailbox number."""
+    api = served.api
+    desk = await api.post("/v1/mailboxes", {"name": "Desk", "skip_pin_from_own_device": True})
+    user_id = await desk_phone(api)
+    patched = await api.http.patch(
+        f"/v1/users/{user_id}", json={"voicemail_id": desk["id"]}, headers=api.headers
+    )
+    assert patched.status_code == 200, patched.text
+
+    async def star(code: str, expected: Audio, *, then: str) -> None:
+        peer, owner = await RawPeer.open(), await Owner.open()
+        assert isinstance(owner, Owner)
+        try:
+            dialled = await dial(served.rt, peer, code, owner.port)
+            assert status_of(dialled.final) == 200, dialled.final.decode()
+            await until(_async(lambda: owner.hears(expected)), f"the prompt of {code}")
+            await owner.send(then)
+            bye = await peer.wait_for(lambda data: data.startswith(b"BYE "), WAIT)
+            assert bye is not None, "the service did not end the call"
+            names = ("Via", "From", "To", "Call-ID", "CSeq")
+            ok = ["SIP/2.0 200 OK", *(f"{n}: {header(bye, n)}" for n in names), "Content-Length: 0"]
+            peer.send("\r\n".join(ok).encode() + b"\r\n\r\n", sip_port(served.rt))
+        finally:
+            peer.close()
+            owner.close()
+        await settle(served.rt)
+
+    counts = say_counts([(0, "new-message"), (0, "saved-message")], "en")
+    await star("*97", sequence([P.YOU_HAVE, *counts], "en"), then="#")
+    await star("*98", sequence([P.ENTER_MAILBOX], "en"), then="######")  # three empty tries
+    changed = await api.http.patch(
+        f"/v1/mailboxes/{desk['id']}", json={"skip_pin_from_own_device": False}, headers=api.headers
+    )
+    assert changed.status_code == 200
+    await star("*97", sequence([P.ENTER_PIN], "en"), then="###")

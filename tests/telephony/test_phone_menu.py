@@ -221,7 +221,8 @@ async def test_listening_keys_previous_repeat_next_delete_save_envelope_forward(
     ]  # fmt: skip
     received, caller = said.index(P.RECEIVED), said.index(P.FROM)
     assert said[received + 1 : caller] == say_datetime(WHEN, "en", now=NOW)
-    assert said[caller + 1 : caller + 12] == [f"say-{d}" for d in "12025550123"]  # digit by digit
+    digits = ["say-plus", *(f"say-{d}" for d in "12025550123")]
+    assert said[caller + 1 : caller + 13] == digits  # digit by digit
     assert P.SAVED_MESSAGES in said  # before c, the saved one
     assert P.PRESS_5_CALL_BACK not in said  # the account cannot call out
     assert said[-1] == P.GOODBYE

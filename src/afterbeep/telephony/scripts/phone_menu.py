@@ -392,11 +392,11 @@ class _Mailbox:
     async def _envelope(self, message: MenuMessage) -> None:
         language = self.session.language
         caller = message.caller
-        digits = "".join(c for c in (caller or "") if c.isdigit())
+        digits = "".join(c for c in (caller or "") if c.isascii() and (c.isdigit() or c == "+"))
         when = say_datetime(message.received_at, language, now=self.session.now())
-        who = [P.FROM, *say_digits(digits, language)] if digits else [P.UNKNOWN_CALLER]
+        who = [P.FROM, *say_digits(digits, language)] if digits.strip("+") else [P.UNKNOWN_CALLER]
         names = [P.RECEIVED, *when, *who]
-        if not digits or not await self.session.can_call_back():
+        if not digits.strip("+") or not await self.session.can_call_back():
             await self.menu.say(names)
             return
         key = await self.menu.say([*names, P.PRESS_5_CALL_BACK], interrupt_on="5")
