@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 from afterbeep.db.engine import Database
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
+from afterbeep.db.repos.mwi import SqlMwiStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
 from afterbeep.domain.pin_lockout import PinLockoutPolicy
@@ -41,8 +42,10 @@ from afterbeep.notify.email import EmailDispatcher, SmtpSender, SmtpSignInMailer
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.call_centers import CallCenterService
 from afterbeep.services.callbacks import CallbackPlanner
 from afterbeep.services.campaigns import CampaignService
+from afterbeep.services.contact_center import TelephonyApi, VoiceCallReader, WorkRouter
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.device_outbound import DeviceOutbound
@@ -63,6 +66,11 @@ from afterbeep.services.ringless import RinglessService
 from afterbeep.services.routing import CallRouter, RouteCache, invalidating
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
+from afterbeep.services.telephony_api import (
+    LocalTelephonyApi,
+    SqlVoiceCallReader,
+    TelephonyApiService,
+)
 from afterbeep.services.transcripts import (
     TranscriptionPolicy,
     TranscriptionQueue,
@@ -70,6 +78,7 @@ from afterbeep.services.transcripts import (
 )
 from afterbeep.services.users import AccountUsers, UserService
 from afterbeep.services.webhooks import WebhookService
+from afterbeep.services.work_items import WorkItemService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.callback import LoggedResults, SipCallbacks
@@ -78,6 +87,7 @@ from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, p
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
+from afterbeep.telephony.mwi import MwiNotifier, MwiRelay, SipNotifySender
 from afterbeep.telephony.outside import OutsideCalls
 from afterbeep.telephony.ringing import SipRinger
 from afterbeep.telephony.scripts.ringer import Ringer
@@ -178,6 +188,10 @@ class Runtime:
         self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
         self.registrar: Registrar | None = None
+        # Message waiting: every service that changes messages tells `mwi`; the SIP side's
+        # notifier (`start_telephony`) is its target.
+        self.mwi = MwiRelay()
+        self.mwi_notifier: MwiNotifier | None = None
         # What rings users' phones and bridges the answer: the SIP server's (`SipRinger`)
         # unless set before `start`.
         self.ringer: Ringer | None = None
@@ -202,6 +216,21 @@ class Runtime:
         # This node's live queues (who waits, what agents do), shared by the API and the queue
         # call application. The services take a UserLookup once the users repository exists.
         self.queue_engine = QueueEngine(self.uow, self.clock)
+        # Issue 18: `voice_calls` (below) is what an agent's work item shows of its voice call;
+        # the agent's callback action uses `callbacks` (below); `work_items` is the WorkRouter
+        # voice calls are routed with. One node runs its timers
+        # (`serve`'s workers).
+        self.work_items = WorkItemService(
+            self.uow,
+            self.clock,
+            queue_engine=self.queue_engine,
+            voice_calls=lambda: self.voice_calls,
+            callbacks=lambda: self.callbacks,
+            users=AccountUsers(self.lookups),
+            public_url=settings.resolved_public_url(),
+            secret_key=settings.resolved_secret_key,
+            reads=self.lookups,
+        )
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
         # The agent's callback action (issue 18): its results are logged until the voice
@@ -216,6 +245,16 @@ class Runtime:
             LoggedResults(),
             agent_ring_seconds=settings.callback_agent_ring_seconds,
             customer_ring_seconds=settings.callback_customer_ring_seconds,
+        )
+        # The representatives' chain (issue 18): `telephony_api` is the Telephony API's use
+        # cases, which `LocalTelephonyApi` runs in process; it routes with the work items'
+        # engine; `voice_calls` reads voice calls for work items.
+        self.work_router: WorkRouter | None = self.work_items
+        self.telephony_api = TelephonyApiService(
+            self.uow, self.clock, lambda: self.work_router, settings.default_region
+        )
+        self.voice_calls: VoiceCallReader = SqlVoiceCallReader(
+            unit_of_work_factory(self.db, readonly=True), settings.default_region
         )
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
@@ -262,17 +301,20 @@ class Runtime:
             on_email_queued=self._email_queued,
             transcription=self.transcription,
             email_wait_transcript_seconds=s.email_wait_transcript_seconds,
+            message_waiting=self.mwi,
         )
         self.spool = Spool(self.data_dir / "spool")
         self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
         if workers:
             self.idempotency_sweeper.start()
-            self.trash_purger = TrashPurger(MessageService(self.uow, self.store, self.clock))
+            self.trash_purger = TrashPurger(
+                MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi)
+            )
             self.trash_purger.start()
             await self.dispatcher.start()
             if postcall_process:
                 await self.spool_worker.recover(closed=False)
-                self.postcall = PostCallProcess()
+                self.postcall = PostCallProcess(on_mailbox_changed=self.mwi.mailbox_changed)
                 await self.postcall.start()
             else:
                 await self.email_dispatcher.start()
@@ -281,6 +323,12 @@ class Runtime:
             await self.start_telephony()
             if s.delivery_enabled:
                 await self.start_delivery()
+            await self.start_work_router()
+
+    async def start_work_router(self) -> WorkItemService:
+        """Load the open work items and run their timers (offer timeouts, overflow, TTL)."""
+        await self.work_items.start()
+        return self.work_items
 
     @property
     def handoff(self) -> SpoolHandoff:
@@ -377,7 +425,7 @@ class Runtime:
             self.store,
             self.clock,
             MailboxService(self.uow, self.store, self.clock),
-            MessageService(self.uow, self.store, self.clock),
+            MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi),
             media,
             policy,
             on_email_queued=self._email_queued,
@@ -520,6 +568,19 @@ class Runtime:
         self.telephony = server
         server.ua.on_register = registrar.on_register
         registrar.start()
+        self.mwi_notifier = MwiNotifier(
+            SqlMwiStore(self.db),
+            SipNotifySender(server.ua, server.ua.config.user_agent),
+            self.clock,
+            server.ua.advertised_host,
+            authenticator=registrar,
+            min_expires=s.sip_min_expires,
+            unsolicited=s.sip_mwi_unsolicited,
+        )
+        registrar.on_registered = self.mwi_notifier.device_registered
+        server.ua.on_subscribe = self.mwi_notifier.on_subscribe
+        self.mwi.target = self.mwi_notifier.mailbox_changed
+        await self.mwi_notifier.start()
         if self.ringer is None:
             self.ringer = SipRinger(server)
         if inbound is not None:
@@ -582,7 +643,7 @@ class Runtime:
             accounts=self.accounts,
             media=media,
             mailboxes=MailboxService(self.uow, self.store, self.clock),
-            messages=MessageService(self.uow, self.store, self.clock),
+            messages=MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi),
             numbers=NumberService(self.uow, self.clock, s.default_region),
             webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts(), guard),
             notifications=NotificationService(self.uow, self.clock),
@@ -613,7 +674,16 @@ class Runtime:
             ring_groups=RingGroupService(self.uow, self.clock, AccountUsers(self.lookups)),
             queues=QueueService(self.uow, self.clock, self.queue_engine, AccountUsers(self.lookups)),
             users=UserService(self.uow, self.clock, s.sip_realm),
+            telephony=self.telephony_api,
+            call_centers=CallCenterService(self.uow, self.clock, s.default_region),
+            telephony_jwt_audience=s.telephony_jwt_audience,
+            telephony_jwt_max_ttl=s.telephony_jwt_max_ttl,
+            work_items=self.work_items,
         )
+
+    def local_telephony_api(self, account_id: str, call_center_id: str) -> TelephonyApi:
+        """The Telephony API of one call center in process (the internal voicemail sequence)."""
+        return LocalTelephonyApi(self.telephony_api, account_id, call_center_id)
 
     def senders(self) -> SenderNumberService:
         return SenderNumberService(self.uow, self.clock, self.settings.default_region)
@@ -648,6 +718,7 @@ class Runtime:
         if self.delivery_worker is not None:
             self.delivery_worker.stop_claiming()
         self.callbacks.drain()
+        self.work_items.close_feeds()  # open event streams would hold the HTTP server's stop
         return self._drain_deadline
 
     async def stop(self) -> None:
@@ -659,10 +730,13 @@ class Runtime:
         if self.delivery_worker is not None:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
         await self.callbacks.stop(max(0.0, deadline - loop.time()))  # they ran meanwhile
+        await self.work_items.stop()
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:
             await self.registrar.stop()
+        if self.mwi_notifier is not None:
+            await self.mwi_notifier.stop()
         if self.spool_worker is not None:
             await self.spool_worker.stop()
         if self.postcall is not None:

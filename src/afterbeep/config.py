@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # offered in this order; some MD5-only phones read only the first challenge
     sip_digest_algorithms: str = Field(default="SHA-256,MD5", pattern=r"^(SHA-256|MD5)(,(SHA-256|MD5))?$")
     sip_min_expires: int = Field(default=60, ge=1, le=3600)  # tests lower it to see reaping
+    # Message waiting: NOTIFY registered devices that did not subscribe (as Asterisk does)
+    sip_mwi_unsolicited: bool = True
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
     max_calls: int = Field(default=600, ge=1)
@@ -120,6 +122,11 @@ class Settings(BaseSettings):
     # Callbacks (issue 18): how long the agent's phones ring, then the customer's.
     callback_agent_ring_seconds: float = Field(default=30.0, gt=0)
     callback_customer_ring_seconds: float = Field(default=45.0, gt=0)
+    # The Telephony API (/telephony/v1): the `aud` its RS256 tokens must carry when they carry
+    # one ("": the public base URL, AFTERBEEP_PUBLIC_URL), and their longest lifetime in
+    # seconds (exp - iat; the vendor's demo connector signs for 4 hours).
+    telephony_jwt_audience: str = ""
+    telephony_jwt_max_ttl: float = Field(default=4 * 3600.0, gt=0, le=7 * 86_400)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

@@ -10,8 +10,10 @@ from afterbeep import __version__
 from afterbeep.api import (
     account,
     admin,
+    agent_desk,
     agents,
     api_keys,
+    call_centers,
     campaigns,
     consents,
     devices,
@@ -29,11 +31,13 @@ from afterbeep.api import (
     ring_groups,
     schedules,
     suppressions,
+    telephony,
     telephony_setups,
     use_cases,
     users,
     voicemails,
     webhooks,
+    work_items,
 )
 from afterbeep.api import notifications as notifications_api
 from afterbeep.api.access_log import AccessLogMiddleware
@@ -82,8 +86,13 @@ def create_app(
         app.include_router(module.router, prefix="/v1")
     for keys_and_admin in (api_keys, admin):
         app.include_router(keys_and_admin.router, prefix="/v1")
+    # Before agents: /v1/agents/me is the agent's own API, not an agent named "me".
+    for contact_center in (agent_desk, work_items):
+        app.include_router(contact_center.router, prefix="/v1")
     for pbx in (ring_groups, queues, agents):
         app.include_router(pbx.router, prefix="/v1")
+    app.include_router(call_centers.router, prefix="/v1")
+    app.include_router(telephony.router)  # /telephony/v1, the seed 002 Telephony API
     if pages is not None:
         pages(app)
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
@@ -92,8 +101,12 @@ def create_app(
         authenticate=services.accounts.authenticate,
         max_json_bytes=services.max_body_bytes,
         max_upload_bytes=services.max_upload_bytes,
-        route_json_bytes={("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES},
+        route_json_bytes={
+            ("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES,
+            ("POST", "/telephony/v1/voiceCalls/messages"): telephony.MAX_BULK_JSON_BYTES,
+        },
         admin_key_hash=services.admin_key_hash,
+        authenticate_agent=services.work_items.authenticate if services.work_items else None,
     )
     # Added last, so outermost: one line (and its metrics) for every request, whatever answers it.
     app.add_middleware(AccessLogMiddleware, prefixes=_PREFIXES)

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from afterbeep.api.problems import ProblemError
 from afterbeep.domain.accounts import Account
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.call_centers import CallCenterService
 from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.flows import FlowService
 from afterbeep.services.mailboxes import MailboxService
@@ -24,9 +25,11 @@ from afterbeep.services.ring_groups import RingGroupService
 from afterbeep.services.ringless import RinglessService
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
+from afterbeep.services.telephony_api import TelephonyApiService
 from afterbeep.services.transcripts import TranscriptService
 from afterbeep.services.users import UserService
 from afterbeep.services.webhooks import WebhookService
+from afterbeep.services.work_items import WorkItemService
 
 
 @dataclass(slots=True)
@@ -54,6 +57,12 @@ class ApiServices:
     queues: QueueService
     max_body_bytes: int = 256 * 1024
     users: UserService | None = None
+    # The Telephony API (/telephony/v1) and its call centers (/v1/call-centers).
+    telephony: TelephonyApiService | None = None
+    call_centers: CallCenterService | None = None
+    telephony_jwt_audience: str = ""  # "": the public base URL
+    telephony_jwt_max_ttl: float = 4 * 3600.0
+    work_items: WorkItemService | None = None
 
 
 def services(request: Request) -> ApiServices:

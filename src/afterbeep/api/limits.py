@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.responses import Response
@@ -29,6 +30,10 @@ from afterbeep.domain.accounts import Account
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 GATED_PREFIX = "/v1/"
 ADMIN_PREFIX = "/v1/admin/"
+# The Telephony API authenticates its callers itself (API keys or call centers' tokens): its
+# bodies are held to the JSON limit here, without the key check.
+LIMITED_PREFIX = "/telephony/v1/"
+AGENT_PATH = "/v1/agents/me"  # and below it: an agent's token (work items), not an API key
 
 Authenticate = Callable[[str], Awaitable[Account | None]]
 
@@ -50,8 +55,10 @@ class RequestGate:
         max_upload_bytes: int,
         route_json_bytes: Mapping[tuple[str, str], int] | None = None,
         admin_key_hash: bytes | None = None,
+        authenticate_agent: Callable[[str], Awaitable[Any]] | None = None,
     ) -> None:
         self.app = app
+        self.authenticate_agent = authenticate_agent
         self.admin_key_hash = admin_key_hash
         self.authenticate = authenticate
         self.max_json_bytes = max_json_bytes
@@ -72,6 +79,9 @@ class RequestGate:
         return limit, f"the body is larger than {limit} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope["path"]).startswith(LIMITED_PREFIX):
+            await self._limited(scope, receive, send)
+            return
         if scope["type"] != "http" or not str(scope["path"]).startswith(GATED_PREFIX):
             await self.app(scope, receive, send)
             return
@@ -93,6 +103,17 @@ class RequestGate:
                 error_id = title.lower()
                 await _refusal(status, error_id, title, detail, path, close=has_body)(scope, receive, send)
                 return
+        elif self.authenticate_agent is not None and (
+            path == AGENT_PATH or path.startswith(AGENT_PATH + "/")
+        ):
+            agent = await self.authenticate_agent(token) if token is not None else None
+            if agent is None:
+                detail = "the agent token is not valid" if token else NO_KEY
+                await _refusal(401, "unauthorized", "Unauthorized", detail, path, close=has_body)(scope, receive, send)
+                return
+            state = scope.setdefault("state", {})
+            state["agent"] = agent
+            state["account_id"] = agent.account_id
         else:
             account = await self.authenticate(token) if token is not None else None
             if account is None:
@@ -112,4 +133,15 @@ class RequestGate:
             await too_large(scope, receive, send)
             return
 
+        await run_with_body_limit(self.app, scope, receive, send, limit, too_large)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        method, path = str(scope["method"]), str(scope["path"])
+        limit, detail = self.limit_for(method, path, "application/json")
+        too_large = _refusal(413, "payload-too-large", "Payload too large", detail, path)
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await too_large(scope, receive, send)
+            return
         await run_with_body_limit(self.app, scope, receive, send, limit, too_large)

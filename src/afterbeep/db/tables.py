@@ -652,6 +652,11 @@ queues = Table(
     Column("holiday_dest_id", String(40), nullable=True),
     _created(),
     _updated(),
+    # 0020_work_items: offer timeout, overflow to a fallback queue, time to live of work items
+    Column("work_offer_timeout_sec", Integer, nullable=False, server_default="120"),
+    Column("work_overflow_sec", Integer, nullable=False, server_default="0"),
+    Column("work_fallback_queue_id", String(40), nullable=True),
+    Column("work_ttl_sec", Integer, nullable=False, server_default="86400"),
 )
 
 # An agent's status set through the API (offline, available, on_break); its live state
@@ -663,6 +668,8 @@ agent_states = Table(
     Column("user_id", String(40), primary_key=True),
     Column("status", String(16), nullable=False),
     _updated(),
+    # 0020_work_items: the capacity its work items and live calls share (null: the default)
+    Column("capacity", Integer, nullable=True),
 )
 
 # 0014_users: users (extensions), their devices (SIP phones), where the devices are registered,
@@ -731,6 +738,35 @@ registrations = Table(
     UniqueConstraint("device_id", "contact"),
 )
 
+# RFC 3842 message-summary subscriptions (dialogs), kept so that NOTIFYs go on after a restart
+mwi_subscriptions = Table(
+    "mwi_subscriptions",
+    metadata,
+    _id(),
+    _account(),
+    Column("device_id", String(40), ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("message_account", String(300), nullable=False),
+    Column("call_id", String(200), nullable=False),
+    Column("local_tag", String(64), nullable=False),
+    Column("remote_tag", String(128), nullable=False),
+    Column("local_uri", String(500), nullable=False),
+    Column("remote_uri", String(500), nullable=False),
+    Column("remote_target", String(500), nullable=False),
+    Column("route_set", JSON, nullable=False),
+    Column("local_seq", Integer, nullable=False),
+    Column("remote_seq", Integer, nullable=False),
+    Column("source_host", String(64), nullable=False),
+    Column("source_port", Integer, nullable=False),
+    Column("transport", String(8), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    _created(),
+    _updated(),
+    UniqueConstraint("call_id", "local_tag"),
+)
+
 sip_auth_failures = Table(
     "sip_auth_failures",
     metadata,
@@ -740,6 +776,137 @@ sip_auth_failures = Table(
     Column("locked_until", UtcDateTime(), nullable=True),
 )
 
+# 0019_telephony_api: call centers of the Telephony API (/telephony/v1), their voice calls with
+# the transcript entries, and the JWT ids already seen (kept until the token expires).
+call_centers = Table(
+    "call_centers",
+    metadata,
+    _id(),
+    _account(),
+    Column("api_name", String(80), nullable=False),
+    Column("org_id", String(100), nullable=False),
+    Column("public_key_pem", Text, nullable=False),
+    Column("routes", JSON, nullable=False),
+    Column("flows", JSON, nullable=False),
+    _created(),
+    _updated(),
+    UniqueConstraint("account_id", "api_name"),
+    Index("ix_call_centers_issuer", "org_id", "api_name"),
+)
+
+voice_calls = Table(
+    "voice_calls",
+    metadata,
+    _id(),
+    _account(),
+    Column("call_center_id", String(40), ForeignKey("call_centers.id"), nullable=False),
+    Column("vendor_call_key", String(200), nullable=False),
+    Column("to_number", String(64), nullable=False),
+    Column("from_number", String(64), nullable=False),
+    Column("initiation_method", String(16), nullable=False),
+    Column("call_origin", String(16), nullable=True),
+    Column("parent_voice_call_id", String(40), nullable=True),
+    Column("queue", String(200), nullable=True),
+    Column("agent", String(200), nullable=True),
+    Column("call_attributes", Text, nullable=True),
+    Column("participants", JSON, nullable=False),
+    Column("start_time", UtcDateTime(), nullable=False),
+    Column("end_time", UtcDateTime(), nullable=True),
+    Column("is_active_call", Boolean, nullable=False),
+    Column("recording_location", String(2000), nullable=True),
+    Column("total_recording_duration", Float, nullable=True),
+    Column("disconnect_reason", String(200), nullable=True),
+    Column("disconnect_is_error", Boolean, nullable=True),
+    Column("enqueue_time", UtcDateTime(), nullable=True),
+    Column("accept_time", UtcDateTime(), nullable=True),
+    Column("total_hold_duration", Float, nullable=True),
+    Column("longest_hold_duration", Float, nullable=True),
+    Column("number_of_holds", Integer, nullable=True),
+    Column("agent_interaction_duration", Float, nullable=True),
+    Column("callback_number", String(64), nullable=True),
+    Column("callback_voice_call_id", String(40), nullable=True),
+    Column("routed_queue_id", String(40), nullable=True),
+    Column("work_item_id", String(40), nullable=True),
+    _created(),
+    _updated(),
+    UniqueConstraint("call_center_id", "vendor_call_key"),
+    Index("ix_voice_calls_account_key", "account_id", "vendor_call_key"),
+)
+
+voice_call_messages = Table(
+    "voice_call_messages",
+    metadata,
+    Column("voice_call_id", String(40), ForeignKey("voice_calls.id"), primary_key=True),
+    Column("message_id", String(200), primary_key=True),
+    Column("participant_id", String(200), nullable=False),
+    Column("sender_type", String(20), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("content", Text, nullable=False),
+    _created(),
+)
+
+telephony_jtis = Table(
+    "telephony_jtis",
+    metadata,
+    Column("call_center_id", String(40), primary_key=True),
+    Column("jti", String(200), primary_key=True),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
+# 0020_work_items: routed voice calls waiting for agents (issue 18), the history of their
+# offers, and agents' bearer tokens for /v1/agents/me (only a SHA-256 of the secret is kept).
+work_items = Table(
+    "work_items",
+    metadata,
+    _id(),
+    _account(),
+    Column("voice_call_id", String(40), nullable=False),
+    Column("queue_id", String(40), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("weight", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("agent_id", String(40), nullable=True),
+    Column("offer_id", String(40), nullable=True),
+    Column("offer_expires_at", UtcDateTime(), nullable=True),
+    Column("declined_by", JSON, nullable=False),
+    Column("reason", String(200), nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("queued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=True),
+    _created(),
+    _updated(),
+    Index("ix_work_items_state", "state"),
+    Index("ix_work_items_account_id_voice_call_id", "account_id", "voice_call_id"),
+)
+
+work_item_offers = Table(
+    "work_item_offers",
+    metadata,
+    _id(),
+    _account(),
+    Column("work_item_id", String(40), ForeignKey("work_items.id"), nullable=False, index=True),
+    Column("agent_id", String(40), nullable=False),
+    Column("queue_id", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("offered_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=True),
+)
+
+agent_tokens = Table(
+    "agent_tokens",
+    metadata,
+    _id(),
+    _account(),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    _created(),
+)
 
 # 0022_phone_menu: wrong PINs at the phone menu, per mailbox and calling source (`*`: all
 # sources of the mailbox together); a lock grows with each one (`lockouts`).

@@ -28,6 +28,7 @@ from afterbeep.db.repos.ringless import (
     SqlVoicemailSendRepo,
 )
 from afterbeep.db.repos.schedules import SqlScheduleRepo
+from afterbeep.db.repos.telephony import SqlCallCenterRepo, SqlTelephonyJtiRepo, SqlVoiceCallRepo
 from afterbeep.db.repos.transcripts import SqlTranscriptRepo
 from afterbeep.db.repos.users import (
     SqlAuthFailureRepo,
@@ -41,6 +42,7 @@ from afterbeep.db.repos.webhooks import (
     notify_published,
     take_published,
 )
+from afterbeep.db.repos.work_items import SqlWorkItemRepo
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
@@ -153,6 +155,22 @@ class SqlUnitOfWork:
     @cached_property
     def sip_auth_failures(self) -> SqlAuthFailureRepo:
         return SqlAuthFailureRepo(self.conn)
+
+    @cached_property
+    def call_centers(self) -> SqlCallCenterRepo:
+        return SqlCallCenterRepo(self.conn)
+
+    @cached_property
+    def voice_calls(self) -> SqlVoiceCallRepo:
+        return SqlVoiceCallRepo(self.conn)
+
+    @cached_property
+    def telephony_jtis(self) -> SqlTelephonyJtiRepo:
+        return SqlTelephonyJtiRepo(self.conn)
+
+    @cached_property
+    def work_items(self) -> SqlWorkItemRepo:
+        return SqlWorkItemRepo(self.conn)
 
     @cached_property
     def mailbox_pin_failures(self) -> SqlPinFailureRepo:

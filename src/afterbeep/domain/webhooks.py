@@ -33,6 +33,12 @@ EVENTS = frozenset(
         "notification.failed",
         "voicemail.status",
         "drop.status",
+        "work_item.offered",
+        "work_item.accepted",
+        "work_item.declined",
+        "work_item.timed_out",
+        "work_item.completed",
+        "work_item.canceled",
         "mailbox.pin_locked",
     }
 )

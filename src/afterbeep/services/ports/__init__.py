@@ -30,6 +30,7 @@ from afterbeep.services.ports.ringless import (
     VoicemailSendRepo,
 )
 from afterbeep.services.ports.schedules import ScheduleRepo
+from afterbeep.services.ports.telephony import CallCenterRepo, TelephonyJtiRepo, VoiceCallRepo
 from afterbeep.services.ports.transcripts import TranscriptRepo
 from afterbeep.services.ports.users import (
     AuthFailureRepo,
@@ -37,6 +38,7 @@ from afterbeep.services.ports.users import (
     RegistrationRepo,
     UserRepo,
 )
+from afterbeep.services.ports.work_items import WorkItemRepo
 
 T = TypeVar("T")
 
@@ -100,6 +102,14 @@ class UnitOfWork(Protocol):
     def registrations(self) -> RegistrationRepo: ...
     @property
     def sip_auth_failures(self) -> AuthFailureRepo: ...
+    @property
+    def call_centers(self) -> CallCenterRepo: ...
+    @property
+    def voice_calls(self) -> VoiceCallRepo: ...
+    @property
+    def telephony_jtis(self) -> TelephonyJtiRepo: ...
+    @property
+    def work_items(self) -> WorkItemRepo: ...
     @property
     def mailbox_pin_failures(self) -> PinFailureRepo: ...
 

@@ -1,7 +1,7 @@
 """phone menu: the owner's recorded name, `*97` without the PIN, wrong PINs per mailbox and source
 
 Revision ID: 0022_phone_menu
-Revises: 0018_device_outbound
+Revises: 0023_mwi
 Create Date: 2026-12-07 06:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import afterbeep.db.tables
 
 revision = "0022_phone_menu"
-down_revision = "0018_device_outbound"
+down_revision = "0023_mwi"  # re-chained after merging main (brief: 0018_device_outbound)
 branch_labels = None
 depends_on = None
 
