@@ -132,6 +132,17 @@ for _language, (_sentence, _words, _many, _star) in QUEUE_TEXTS.items():
     TEXTS[_language]["queue-position-many"] = _many
     TEXTS[_language]["queue-press-star"] = _star
 
+# The system greeting after the owner's recorded name ("<name> is not available").
+NAME_TEXTS: dict[str, tuple[str, str]] = {
+    "en": ("is not available.", "is on another call."),
+    "es": ("no está disponible.", "está en otra llamada."),
+    "fr": ("n'est pas disponible.", "est déjà en ligne."),
+    "de": ("ist nicht erreichbar.", "telefoniert gerade."),
+}
+for _language, (_unavailable, _busy) in NAME_TEXTS.items():
+    TEXTS[_language]["vm-unavailable-after-name"] = _unavailable
+    TEXTS[_language]["vm-busy-after-name"] = _busy
+
 # The phone menu's prompts and the fragments numbers and dates are said with (domain/say.py).
 for _language in TEXTS:
     TEXTS[_language] |= MENU_TEXTS[_language] | SAY_TEXTS[_language]

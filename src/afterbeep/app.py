@@ -36,6 +36,7 @@ from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.repos.mwi import SqlMwiStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
+from afterbeep.domain.pin_lockout import PinLockoutPolicy
 from afterbeep.domain.transcripts import Transcript
 from afterbeep.notify.email import EmailDispatcher, SmtpSender, SmtpSignInMailer
 from afterbeep.notify.webhooks import WebhookDispatcher
@@ -56,6 +57,7 @@ from afterbeep.services.messages import MessageService, TrashPurger
 from afterbeep.services.netguard import HostGuard
 from afterbeep.services.notifications import NotificationService
 from afterbeep.services.numbers import NumberService
+from afterbeep.services.phone_menu import PhoneMenuService
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.ports.transcription import TranscriptionEngine, TranscriptionUnavailable
 from afterbeep.services.queues import QueueEngine, QueueService
@@ -402,6 +404,32 @@ class Runtime:
                 lambda: self.ringer,
                 self.trunk_pacer,
             ),
+            phone_menu=self.phone_menu_service(),
+        )
+
+    def phone_menu_service(self) -> PhoneMenuService:
+        """The owner's voicemail by phone (`*97`, `*98`, `voicemail_main`)."""
+        if self.store is None:
+            raise RuntimeError("Runtime.start() must run first")
+        s = self.settings
+        tmp = self.data_dir / "tmp"
+        media = MediaService(
+            self.uow, self.store, self.clock, s.max_upload_mb * 1024 * 1024, tmp,
+            s.max_media_seconds, s.media_quota_mb * 1024 * 1024,
+        )  # fmt: skip
+        policy = PinLockoutPolicy(
+            max_failures=s.pin_max_failures, first_lock=timedelta(seconds=s.pin_lock_seconds)
+        )
+        return PhoneMenuService(
+            self.uow,
+            self.store,
+            self.clock,
+            MailboxService(self.uow, self.store, self.clock),
+            MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi),
+            media,
+            policy,
+            on_email_queued=self._email_queued,
+            tmp_dir=tmp,
         )
 
     def _amd_words(self) -> dict[str, Any]:

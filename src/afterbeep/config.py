@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     amd_words: bool = True
     amd_words_concurrency: int = Field(default=2, ge=1, le=64)
     amd_language: str = "en"
+    # Wrong PINs at the phone menu: this many (per mailbox and caller) lock the mailbox for
+    # pin_lock_seconds, doubled at each lock that follows.
+    pin_max_failures: int = Field(default=5, ge=2)
+    pin_lock_seconds: float = Field(default=300.0, gt=0)
     # Callbacks (issue 18): how long the agent's phones ring, then the customer's.
     callback_agent_ring_seconds: float = Field(default=30.0, gt=0)
     callback_customer_ring_seconds: float = Field(default=45.0, gt=0)

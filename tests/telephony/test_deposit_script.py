@@ -204,3 +204,20 @@ async def test_recording_starts_at_the_beep_even_if_the_spool_entry_is_late(
     result = await task
     assert result.outcome is Outcome.SAVED and result.entry is not None
     assert compare(said, Spool.read_pcm(result.entry)).snr_db > 60
+
+
+@pytest.mark.parametrize(("busy", "after"), [(False, "vm-unavailable-after-name"), (True, "vm-busy-after-name")])
+async def test_no_greeting_the_system_one_says_the_recorded_name(
+    spool: Spool, busy: bool, after: str
+) -> None:
+    name = speech(0.9, seed=7)
+    expected = np.concatenate([name, prompt(after)])
+    call = FakeCall(hangup_at_ms=len(expected) // 8 + 50)
+    await leave_message(call, box(name=name, busy=busy, skip_instructions=True), spool, NOW)
+    [(start, first)] = call.played[:1]
+    assert start == 0 and np.array_equal(first, expected)
+
+    call = FakeCall(hangup_at_ms=200)
+    greeting = speech(0.5, seed=8)
+    await leave_message(call, box(name=name, greeting=greeting), spool, NOW)
+    assert np.array_equal(call.played[0][1], greeting[: len(call.played[0][1])])  # a greeting wins

@@ -60,6 +60,8 @@ class MailboxCreate(StrictModel):
     owner_member_id: MemberId | None = None
     busy_greeting_media_id: MediaId | None = None
     temp_greeting_media_id: MediaId | None = None
+    name_media_id: MediaId | None = None
+    skip_pin_from_own_device: bool = False
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -82,6 +84,8 @@ class MailboxUpdate(TypedDict, total=False):
     owner_member_id: MemberId | None
     busy_greeting_media_id: MediaId | None
     temp_greeting_media_id: MediaId | None
+    name_media_id: MediaId | None
+    skip_pin_from_own_device: bool
 
 
 class PinIn(StrictModel):
@@ -124,6 +128,12 @@ class MailboxOut(BaseModel):
     temp_greeting_media_id: str | None = Field(
         description="while set, played instead of the unavailable greeting (`greeting_media_id`)"
     )
+    name_media_id: str | None = Field(
+        default=None, description="the owner's recorded name, said by the system greeting"
+    )
+    skip_pin_from_own_device: bool = Field(
+        default=False, description="`*97` from the owner's own phone opens the menu without the PIN"
+    )
     created_at: str
     updated_at: str
     usage: UsageOut
@@ -150,6 +160,8 @@ class MailboxOut(BaseModel):
             owner_member_id=m.owner_member_id,
             busy_greeting_media_id=m.busy_greeting_media_id,
             temp_greeting_media_id=m.temp_greeting_media_id,
+            name_media_id=m.name_media_id,
+            skip_pin_from_own_device=m.skip_pin_from_own_device,
             created_at=iso(m.created_at),
             updated_at=iso(m.updated_at),
             usage=UsageOut(messages=view.usage.messages, bytes=view.usage.bytes, full=view.full),

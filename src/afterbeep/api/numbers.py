@@ -40,7 +40,7 @@ PhoneIn = Annotated[
 RefId = Annotated[str, Field(min_length=1, max_length=40)]
 KindDoc = (
     "`voicemail` (a mailbox id), `flow` (a flow id), `hangup` (no id: the call is declined); "
-    "`user`, `ring_group`, `queue` are reserved and refused for now"
+    "`user`, `ring_group`, `queue`; `voicemail_main` (no id: the owners' phone menu)"
 )
 AllowAnonymous = Annotated[
     bool,

@@ -204,6 +204,9 @@ mailboxes = Table(
     # 0017_greeting_kinds: played when the caller was sent here busy / instead of the others
     Column("busy_greeting_media_id", String(40), ForeignKey("media.id"), nullable=True),
     Column("temp_greeting_media_id", String(40), ForeignKey("media.id"), nullable=True),
+    # 0022_phone_menu: the owner's recorded name; `*97` from the owner's phone without the PIN
+    Column("name_media_id", String(40), ForeignKey("media.id"), nullable=True),
+    Column("skip_pin_from_own_device", Boolean, nullable=False, server_default=false()),
 )
 
 messages = Table(
@@ -903,4 +906,17 @@ agent_tokens = Table(
     Column("secret_hash", String(64), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
     _created(),
+)
+
+# 0022_phone_menu: wrong PINs at the phone menu, per mailbox and calling source (`*`: all
+# sources of the mailbox together); a lock grows with each one (`lockouts`).
+mailbox_pin_failures = Table(
+    "mailbox_pin_failures",
+    metadata,
+    Column("mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("source", String(120), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_start", UtcDateTime(), nullable=False),
+    Column("locked_until", UtcDateTime(), nullable=True),
+    Column("lockouts", Integer, nullable=False),
 )

@@ -18,6 +18,7 @@ from afterbeep.db.repos.media import SqlMediaRepo
 from afterbeep.db.repos.members import SqlMemberRepo
 from afterbeep.db.repos.notifications import SqlNotificationRepo
 from afterbeep.db.repos.numbers import SqlNumberRepo, SqlVerifiedSenderRepo
+from afterbeep.db.repos.pin_failures import SqlPinFailureRepo
 from afterbeep.db.repos.ring_groups import SqlQueueRepo, SqlRingGroupRepo
 from afterbeep.db.repos.ringless import (
     SqlConsentRepo,
@@ -170,6 +171,10 @@ class SqlUnitOfWork:
     @cached_property
     def work_items(self) -> SqlWorkItemRepo:
         return SqlWorkItemRepo(self.conn)
+
+    @cached_property
+    def mailbox_pin_failures(self) -> SqlPinFailureRepo:
+        return SqlPinFailureRepo(self.conn)
 
 
 def unit_of_work_factory(

@@ -83,6 +83,7 @@ class NodeKind(enum.StrEnum):
     RING_GROUP = "ringGroup"
     USER = "user"
     HANGUP = "hangup"
+    VOICEMAIL_MAIN = "voicemailMain"  # the owners' phone menu: mailbox number, then PIN
 
 
 DEFAULT = "default"
@@ -113,6 +114,7 @@ OUTCOMES: Mapping[NodeKind, frozenset[str]] = MappingProxyType(
         NodeKind.RING_GROUP: frozenset(),
         NodeKind.USER: frozenset(),
         NodeKind.HANGUP: frozenset(),
+        NodeKind.VOICEMAIL_MAIN: frozenset(),
     }
 )
 # When an outcome has no edge, the runner follows this one instead (seed 003: a holiday with

@@ -63,10 +63,19 @@ class Mailbox:
     # instead of the unavailable `greeting_media_id` or the busy one (an out-of-office message).
     busy_greeting_media_id: str | None = None
     temp_greeting_media_id: str | None = None
+    # 0022_phone_menu: the owner's recorded name (said by the system greeting), and whether a
+    # call from one of the owner's own phones (`*97`) reaches the menu without the PIN.
+    name_media_id: str | None = None
+    skip_pin_from_own_device: bool = False
 
     @property
-    def greeting_ids(self) -> tuple[str | None, str | None, str | None]:
-        return (self.greeting_media_id, self.busy_greeting_media_id, self.temp_greeting_media_id)
+    def greeting_ids(self) -> tuple[str | None, ...]:
+        return (
+            self.greeting_media_id,
+            self.busy_greeting_media_id,
+            self.temp_greeting_media_id,
+            self.name_media_id,
+        )
 
     @property
     def playing_greeting_id(self) -> str | None:
@@ -103,11 +112,18 @@ DEFAULTS: dict[str, object] = {
     "owner_member_id": None,
     "busy_greeting_media_id": None,
     "temp_greeting_media_id": None,
+    "name_media_id": None,
+    "skip_pin_from_own_device": False,
 }
 
 # What a client may set (on create and update); the rest is kept by the service.
 EDITABLE = frozenset({"name", *DEFAULTS})
-GREETING_FIELDS = ("greeting_media_id", "busy_greeting_media_id", "temp_greeting_media_id")
+GREETING_FIELDS = (
+    "greeting_media_id",
+    "busy_greeting_media_id",
+    "temp_greeting_media_id",
+    "name_media_id",
+)
 NULLABLE = frozenset({*GREETING_FIELDS, "notify_email", "owner_member_id"})
 
 
@@ -173,6 +189,7 @@ def check_mailbox(mailbox: Mailbox) -> Mailbox:
         raise InvalidInput("name", "must not contain control characters")
     _check_bool("skip_instructions", mailbox.skip_instructions)
     _check_bool("attach_audio", mailbox.attach_audio)
+    _check_bool("skip_pin_from_own_device", mailbox.skip_pin_from_own_device)
     _check_int("quota_mb", mailbox.quota_mb, QUOTA_MB)
     _check_int("max_message_seconds", mailbox.max_message_seconds, MAX_MESSAGE_SECONDS)
     _check_int("min_message_seconds", mailbox.min_message_seconds, MIN_MESSAGE_SECONDS)

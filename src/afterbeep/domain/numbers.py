@@ -25,6 +25,7 @@ class DestKind(enum.StrEnum):
     RING_GROUP = "ring_group"
     QUEUE = "queue"
     HANGUP = "hangup"
+    VOICEMAIL_MAIN = "voicemail_main"  # the phone menu: asks for the mailbox number, then the PIN
 
 
 class NumberStatus(enum.StrEnum):
@@ -41,6 +42,9 @@ DEST_ID_PREFIX = {DestKind.VOICEMAIL: "vm", DestKind.FLOW: "flow", DestKind.USER
 # Ring groups and queues (issue 17) are destinations too.
 SUPPORTED_DEST_KINDS |= {DestKind.RING_GROUP, DestKind.QUEUE}
 DEST_ID_PREFIX |= {DestKind.RING_GROUP: "rg", DestKind.QUEUE: "q"}
+SUPPORTED_DEST_KINDS |= {DestKind.VOICEMAIL_MAIN}
+# Destinations that name no object: their id is null.
+ID_LESS_DEST_KINDS = frozenset({DestKind.HANGUP, DestKind.VOICEMAIL_MAIN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +145,9 @@ def check_number(number: Number) -> None:
                 raise InvalidInput(f"{prefix}_kind", f"is required with {prefix}_id")
             continue
         check_dest_kind(kind, f"{prefix}_kind")
-        if kind is DestKind.HANGUP and dest_id is not None:
-            raise InvalidInput(f"{prefix}_id", "must be null for a hangup destination")
-        if kind is not DestKind.HANGUP and dest_id is None:
+        if kind in ID_LESS_DEST_KINDS and dest_id is not None:
+            raise InvalidInput(f"{prefix}_id", f"must be null for a {kind.value} destination")
+        if kind not in ID_LESS_DEST_KINDS and dest_id is None:
             raise InvalidInput(f"{prefix}_id", f"is required for a {kind.value} destination")
 
 

@@ -39,6 +39,7 @@ EVENTS = frozenset(
         "work_item.timed_out",
         "work_item.completed",
         "work_item.canceled",
+        "mailbox.pin_locked",
     }
 )
 

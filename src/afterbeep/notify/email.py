@@ -255,6 +255,20 @@ def compose_mailbox_full(to_addr: str, mailbox_name: str, from_addr: str) -> Ema
     return msg
 
 
+def compose_pin_locked(to_addr: str, mailbox_name: str, from_addr: str) -> EmailMessage:
+    msg = EmailMessage(policy=_POLICY)
+    msg["Subject"] = f"Voicemail box {mailbox_name}: locked after wrong PINs"
+    msg["From"] = from_addr
+    msg["To"] = to_addr
+    msg["Date"] = formatdate(localtime=False)
+    msg.set_content(
+        f"Someone entered wrong PINs for the voicemail box {mailbox_name} by phone, so it is"
+        " locked for a while: nobody can listen to its messages by phone until the lock ends.\n"
+        "If it was not you, change the PIN.\n"
+    )
+    return msg
+
+
 class SmtpSender:
     def __init__(
         self, target: SmtpTarget, timeout: float = 30.0, tls_context: ssl.SSLContext | None = None
@@ -459,6 +473,8 @@ class EmailDispatcher(OutboxWorker[ClaimedNotification]):
             return _Cancelled("the mailbox was deleted before the email was sent")
         if n.kind is NotificationKind.MAILBOX_FULL:
             return compose_mailbox_full(n.to_addr, mailbox.name, self._from_addr)
+        if n.kind is NotificationKind.PIN_LOCKED:
+            return compose_pin_locked(n.to_addr, mailbox.name, self._from_addr)
         if message is None:
             return _Cancelled("the message was deleted before the email was sent")
         wav: bytes | None = None

@@ -162,6 +162,7 @@ class MailboxService:
                     account_id, message_rules.DELETED, message_rules.to_json(message)
                 )
             await uow.secrets.delete(account_id, rules.pin_secret_ref(mailbox.id))
+            await uow.mailbox_pin_failures.clear_mailbox(mailbox.id)
             await uow.mailboxes.delete(account_id, mailbox_id)
             for message in messages:
                 await self._store.delete(message.audio_key)

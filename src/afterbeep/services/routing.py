@@ -128,6 +128,15 @@ class UserRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class VoicemailMainRoute:
+    """The owner's phone menu (`voicemail_main`): asks for the mailbox number, then the PIN;
+    `language` is the account's (until the mailbox is known)."""
+
+    number: Number
+    language: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
 class NoRoute:
     """The call cannot be placed: `code` is the SIP answer (403 anonymous caller refused,
     404 unknown or disabled number, 480 destination unavailable)."""
@@ -136,7 +145,16 @@ class NoRoute:
     reason: str
 
 
-Route = VoicemailRoute | FlowRoute | HangupRoute | UserRoute | NoRoute | RingGroupRoute | QueueRoute
+Route = (
+    VoicemailRoute
+    | FlowRoute
+    | HangupRoute
+    | UserRoute
+    | NoRoute
+    | RingGroupRoute
+    | QueueRoute
+    | VoicemailMainRoute
+)
 
 NOT_FOUND = NoRoute(404, "Not Found")
 ANONYMOUS_REFUSED = NoRoute(403, "Forbidden")
@@ -161,6 +179,7 @@ Target = (
     | NoRoute
     | RingGroupRoute
     | QueueRoute
+    | VoicemailMainRoute
 )
 
 
@@ -423,6 +442,9 @@ async def _target(
     account_id = number.account_id
     if dest.kind is DestKind.HANGUP:
         return HangupRoute(number)
+    if dest.kind is DestKind.VOICEMAIL_MAIN:
+        account = account or await uow.accounts.get(account_id)
+        return VoicemailMainRoute(number, account.language if account is not None else "en")
     if dest.id is None:
         return UNAVAILABLE
     if dest.kind is DestKind.VOICEMAIL:
@@ -520,7 +542,9 @@ _WATCHED_REPOS = frozenset(
     {"numbers", "mailboxes", "media", "schedules", "flows", "accounts", "users"}
 )
 _WATCHED_REPOS |= {"ring_groups", "queues"}
-_NEEDS_ACCOUNT = frozenset({DestKind.FLOW, DestKind.RING_GROUP, DestKind.QUEUE})
+_NEEDS_ACCOUNT = frozenset(
+    {DestKind.FLOW, DestKind.RING_GROUP, DestKind.QUEUE, DestKind.VOICEMAIL_MAIN}
+)
 _WRITES = ("add", "update", "delete", "put", "set", "remove", "erase")
 
 

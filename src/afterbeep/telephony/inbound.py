@@ -21,9 +21,12 @@ from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import InvalidAudio
 from afterbeep.domain.media import Media
+from afterbeep.domain.pin_lockout import source_of
 from afterbeep.domain.users import Forward
 from afterbeep.services.deposits import DepositService
+from afterbeep.services.device_outbound import OutsideCall
 from afterbeep.services.media import Renditions
+from afterbeep.services.phone_menu import PhoneMenuService
 from afterbeep.services.ports.storage import ObjectStore, StorageError
 from afterbeep.services.queues import QueueEngine
 from afterbeep.services.routing import (
@@ -36,6 +39,7 @@ from afterbeep.services.routing import (
     RingGroupRoute,
     UserRoute,
     VoicemailDestination,
+    VoicemailMainRoute,
     VoicemailRoute,
     internal_line,
 )
@@ -47,8 +51,10 @@ from afterbeep.telephony.flow_env import InboundFlowEnv
 from afterbeep.telephony.interface import Audio, Call
 from afterbeep.telephony.outside import OutsideCalls
 from afterbeep.telephony.pbx_calls import PbxCalls
+from afterbeep.telephony.phone_menu_env import CallBack, ServiceDoor, voice
 from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
 from afterbeep.telephony.scripts.flow import FlowRun, run_flow
+from afterbeep.telephony.scripts.phone_menu import phone_menu
 from afterbeep.telephony.scripts.ringer import Directory, Ringer
 from afterbeep.telephony.scripts.user import UserLines, call_user
 from afterbeep.telephony.server import Answer, CallHandler, Route
@@ -70,6 +76,8 @@ MAX_USER_HOPS = 5  # users forwarding to users: a loop ends here
 ANONYMOUS_USERS = frozenset({"anonymous", "restricted", "private", "withheld"})
 # Privacy header values asking to hide who calls (RFC 3323 `user`, RFC 3325 `id`).
 HIDING_PRIVACY = frozenset({"id", "user"})
+OWN_MAILBOX = "*97"  # from a device: its user's mailbox
+ANY_MAILBOX = "*98"  # from a device: asks for the mailbox number
 
 GREETING_CACHE = 64
 # A greeting is held whole and shared by the calls that play it: 16 000 bytes a second, at most
@@ -94,7 +102,9 @@ class InboundCalls:
         directory: Directory | None = None,
         queue_engine: QueueEngine | None = None,
         outside: OutsideCalls | None = None,
+        phone_menu: PhoneMenuService | None = None,
     ) -> None:
+        self._phone_menu = phone_menu  # None: *97, *98 and voicemail_main are answered 480
         self._outside = outside  # devices' calls to outside numbers (None: answered 503)
         self._registrar = registrar  # None: no device is authenticated (trunk calls only)
         self._ringer = ringer  # None (until `use_ringer`): calls to users cannot ring (480)
@@ -132,6 +142,7 @@ class InboundCalls:
                 self._flow,
                 self._user,
                 in_call,
+                self._run_menu,
             )
 
     async def route(self, invite: IncomingInvite) -> Route:
@@ -165,7 +176,14 @@ class InboundCalls:
         return self._act(target)
 
     def _act(
-        self, decision: NoRoute | HangupRoute | FlowRoute | UserRoute | RingGroupRoute | QueueRoute
+        self,
+        decision: NoRoute
+        | HangupRoute
+        | FlowRoute
+        | UserRoute
+        | RingGroupRoute
+        | QueueRoute
+        | VoicemailMainRoute,
     ) -> Route:
         """What the SIP service does for a decision other than a deposit."""
         if isinstance(decision, NoRoute):
@@ -174,6 +192,8 @@ class InboundCalls:
             return DECLINED_BY_HANGUP_DESTINATION
         if isinstance(decision, RingGroupRoute | QueueRoute):
             return self._pbx_route(decision)
+        if isinstance(decision, VoicemailMainRoute):
+            return self._menu_route(decision.number.account_id, decision.language, None, None)
         if isinstance(decision, UserRoute):
             if self._ringer is None or self._directory is None:
                 log.warning("user %s: no ringer here; answering 480", decision.user.id)
@@ -282,6 +302,8 @@ class InboundCalls:
 
     async def _dialled_by(self, found: DeviceSecret, invite: IncomingInvite) -> Route:
         dialed = uri_user(invite.request.uri) or ""
+        if dialed in (OWN_MAILBOX, ANY_MAILBOX):
+            return await self._device_menu(found, dialed == OWN_MAILBOX)
         user = await self._router.extension(found.account_id, dialed)
         if user is not None:
             return self._act(UserRoute(internal_line(found.account_id, user), user))
@@ -294,6 +316,72 @@ class InboundCalls:
                 return OUTBOUND_NOT_BUILT
             return await self._outside.route(found.account_id, found.user_id, dialed)
         return await self._decided(decision)
+
+    async def _device_menu(self, found: DeviceSecret, own: bool) -> Route:
+        """`*97`: the phone's user's mailbox (no PIN when it allows so); `*98`: asks which."""
+        account = await self._router.account(found.account_id)
+        language = account.language if account is not None else "en"
+        call_back = None
+        if account is not None and account.allow_device_outbound and self._outside is not None:
+            call_back = self._dial_back(found.account_id, found.user_id)
+        if not own:
+            return self._menu_route(found.account_id, language, found.device_id, call_back)
+        service = self._phone_menu
+        mailbox = None if service is None else await service.of_user(found.account_id, found.user_id)
+        if service is None or mailbox is None:
+            return UNAVAILABLE.code
+        needs_pin = not mailbox.skip_pin_from_own_device
+        source = source_of(found.device_id, None)
+
+        async def menu(call: SipCall) -> None:
+            door = ServiceDoor(
+                service, found.account_id, source, language, mailbox,
+                needs_pin=needs_pin, call_back=call_back,
+            )  # fmt: skip
+            await phone_menu(call, door, voice)
+
+        return Answer(menu)
+
+    def _menu_route(
+        self, account_id: str, language: str, device_id: str | None, call_back: CallBack | None
+    ) -> Route:
+        """The phone menu asking for the mailbox number, then its PIN."""
+        service = self._phone_menu
+        if service is None:
+            return UNAVAILABLE.code
+
+        async def menu(call: SipCall) -> None:
+            source = source_of(device_id, call.caller)
+            door = ServiceDoor(service, account_id, source, language, None, call_back=call_back)
+            await phone_menu(call, door, voice)
+
+        return Answer(menu)
+
+    async def _run_menu(self, call: Call, route: VoicemailMainRoute) -> None:
+        """The phone menu reached from a flow node or a ring group's or queue's exit."""
+        service = self._phone_menu
+        if service is None:
+            await call.hangup()
+            return
+        source = source_of(None, call.caller)
+        door = ServiceDoor(service, route.number.account_id, source, route.language, None)
+        await phone_menu(call, door, voice)
+
+    def _dial_back(self, account_id: str, user_id: str) -> CallBack:
+        """Calls a message's caller back from the menu, as the phone would dial it."""
+        outside = self._outside
+        assert outside is not None
+
+        async def dial(call: Call, number: str) -> None:
+            if not isinstance(call, SipCall):
+                return
+            plan = await outside.planner.plan(account_id, user_id, number)
+            if isinstance(plan, OutsideCall):
+                await outside.call(call, plan)
+            else:
+                log.info("call back from the menu refused: %s", plan.reason)
+
+        return dial
 
     def _holding_line(self, user_id: str, route: Route) -> Route:
         """`route`, counted as one of the calling user's calls while its handler runs."""
@@ -331,17 +419,22 @@ class InboundCalls:
 
     async def _deposit_box(self, route: VoicemailRoute) -> DepositBox:
         mailbox = route.mailbox
+        greeting = await self._greeting(route)
+        name = None
+        if greeting is None and mailbox.name_media_id is not None:  # the system one says it
+            name = await self._media_of(mailbox.account_id, mailbox.name_media_id)
         return DepositBox(
             account_id=mailbox.account_id,
             mailbox_id=mailbox.id,
             language=mailbox.language,
-            greeting=await self._greeting(route),
+            greeting=greeting,
             skip_instructions=mailbox.skip_instructions,
             max_message_seconds=mailbox.max_message_seconds,
             min_message_seconds=mailbox.min_message_seconds,
             silence_seconds=mailbox.silence_seconds,
             silence_threshold=self._silence_threshold,
             full=route.full,
+            name=name,
         )
 
     async def _greeting(self, route: VoicemailRoute) -> Audio | None:

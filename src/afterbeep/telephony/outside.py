@@ -61,6 +61,10 @@ class OutsideCalls:
         self._pacer = pacer
         self._ring_timeout = ring_timeout
 
+    @property
+    def planner(self) -> DeviceOutbound:
+        return self._planner
+
     async def route(self, account_id: str, user_id: str, dialed: str) -> Route:
         plan = await self._planner.plan(account_id, user_id, dialed)
         if isinstance(plan, Refused):

@@ -24,6 +24,7 @@ from afterbeep.services.routing import (
     QueueRoute,
     RingGroupRoute,
     UserRoute,
+    VoicemailMainRoute,
     VoicemailRoute,
 )
 from afterbeep.telephony.interface import Audio, Call
@@ -50,7 +51,9 @@ class PbxCalls:
         flow: Callable[[Call, FlowRoute], Awaitable[None]],
         user: Callable[[Call, UserRoute, int], Awaitable[None]],
         in_call: Callable[[str], bool] | None = None,
+        menu: Callable[[Call, VoicemailMainRoute], Awaitable[None]] | None = None,
     ) -> None:
+        self._menu = menu  # the owners' phone menu (`voicemail_main`); None: hung up
         self._router = router
         self._ringer = ringer
         self._directory = directory
@@ -84,6 +87,8 @@ class PbxCalls:
             await self.run(call, route, hops + 1)
         elif isinstance(route, UserRoute):
             await self._user(call, route, hops + 1)
+        elif isinstance(route, VoicemailMainRoute) and self._menu is not None:
+            await self._menu(call, route)
         else:
             await call.hangup()
 

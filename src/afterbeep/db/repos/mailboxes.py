@@ -42,6 +42,8 @@ _SETTINGS = (
     "owner_member_id",
     "busy_greeting_media_id",
     "temp_greeting_media_id",
+    "name_media_id",
+    "skip_pin_from_own_device",
 )
 
 

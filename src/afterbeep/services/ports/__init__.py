@@ -20,6 +20,7 @@ from afterbeep.services.ports.media import MediaRepo
 from afterbeep.services.ports.members import MemberRepo
 from afterbeep.services.ports.notifications import NotificationRepo
 from afterbeep.services.ports.numbers import NumberRepo, VerifiedSenderRepo
+from afterbeep.services.ports.pin_failures import PinFailureRepo
 from afterbeep.services.ports.ring_groups import QueueRepo, RingGroupRepo
 from afterbeep.services.ports.ringless import (
     ConsentRepo,
@@ -109,6 +110,8 @@ class UnitOfWork(Protocol):
     def telephony_jtis(self) -> TelephonyJtiRepo: ...
     @property
     def work_items(self) -> WorkItemRepo: ...
+    @property
+    def mailbox_pin_failures(self) -> PinFailureRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 class NotificationKind(enum.StrEnum):
     NEW_MESSAGE = "new_message"
     MAILBOX_FULL = "mailbox_full"
+    PIN_LOCKED = "pin_locked"  # wrong PINs at the phone menu locked the mailbox
 
 
 class NotificationStatus(enum.StrEnum):

@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+
 from afterbeep.domain.clock import iso
 from afterbeep.telephony.interface import Audio, Call, CallEnded, EndedBy
 from afterbeep.telephony.prompts import beep, prompt
@@ -40,6 +42,7 @@ class DepositBox:
     silence_threshold: int
     full: bool
     busy: bool = False  # reached because its owner is busy: the system greeting says so
+    name: Audio | None = None  # the owner's recorded name: the system greeting says it
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +71,7 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
     writer = spool.writer(meta, box.silence_threshold)
     creating = asyncio.ensure_future(asyncio.to_thread(writer.create))
     try:
-        system = "vm-busy" if box.busy else "vm-greeting"
-        greeting = box.greeting if box.greeting is not None else prompt(system, box.language)
+        greeting = box.greeting if box.greeting is not None else _system_greeting(box)
         skipped = await call.play(greeting, interrupt_on="#")
         if skipped is None and not box.skip_instructions:
             await call.play(prompt("vm-instructions", box.language), interrupt_on="#")
@@ -100,6 +102,15 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
     closing = "vm-max-length" if recording.ended_by is EndedBy.MAX_LENGTH else "vm-saved"
     await _say_and_hang_up(call, prompt(closing, box.language), recording.ended_by)
     return DepositResult(Outcome.SAVED, entry)
+
+
+def _system_greeting(box: DepositBox) -> Audio:
+    """"<name> is not available" (or "is on another call"), else "the person you are calling
+    is not available" (or "is on another call")."""
+    if box.name is None:
+        return prompt("vm-busy" if box.busy else "vm-greeting", box.language)
+    after = "vm-busy-after-name" if box.busy else "vm-unavailable-after-name"
+    return np.concatenate([box.name, prompt(after, box.language)])
 
 
 async def _say_and_hang_up(call: Call, audio: Audio, ended_by: EndedBy | None = None) -> None:

@@ -1,4 +1,4 @@
-"""enqueue, ringGroup and user: the caller waits in the queue `queueId`, the ring group
+"""enqueue, ringGroup, user and voicemailMain: the caller waits in the queue `queueId`, the ring group
 `ringGroupId` rings, or the user `userId` is called (forwards, phones, busy and no-answer
 chains); their own exits (timeout, no agents, nobody answered...) decide what follows, and the
 flow ends there."""
@@ -21,6 +21,12 @@ async def ring_group(call: Call, run: FlowRun, env: FlowEnv, node: FlowNode) -> 
 
 async def user(call: Call, run: FlowRun, env: FlowEnv, node: FlowNode) -> str | None:
     return await _send(call, run, env, node, DestKind.USER, "userId")
+
+
+async def voicemail_main(call: Call, run: FlowRun, env: FlowEnv, node: FlowNode) -> str | None:
+    """The owners' phone menu (mailbox number, then PIN); the flow ends there."""
+    await env.send(call, Destination(DestKind.VOICEMAIL_MAIN, None))
+    return None
 
 
 async def _send(

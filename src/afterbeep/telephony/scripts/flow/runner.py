@@ -20,7 +20,7 @@ from afterbeep.telephony.scripts.flow.collect import collect
 from afterbeep.telephony.scripts.flow.entry import entry
 from afterbeep.telephony.scripts.flow.hangup import hangup
 from afterbeep.telephony.scripts.flow.menu import menu
-from afterbeep.telephony.scripts.flow.pbx_nodes import enqueue, ring_group, user
+from afterbeep.telephony.scripts.flow.pbx_nodes import enqueue, ring_group, user, voicemail_main
 from afterbeep.telephony.scripts.flow.play import play
 from afterbeep.telephony.scripts.flow.say import say
 from afterbeep.telephony.scripts.flow.time_condition import time_condition
@@ -39,6 +39,7 @@ NODE_SCRIPTS: Mapping[NodeKind, NodeScript] = MappingProxyType(
         NodeKind.ENQUEUE: enqueue,
         NodeKind.RING_GROUP: ring_group,
         NodeKind.USER: user,
+        NodeKind.VOICEMAIL_MAIN: voicemail_main,
     }
 )
 
