@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets as pysecrets
-from collections.abc import AsyncIterator, Iterator
+import shutil
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ import pytest
 
 from afterbeep.app import Runtime
 from afterbeep.config import Settings
+from afterbeep.db.engine import Database
 from tests.fixtures.postgres import postgres_cluster
 from tests.fixtures.seaweed import SeaweedS3, seaweed_s3  # noqa: F401  (session fixture)
 
@@ -37,13 +41,57 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-async def fresh_pg_database(pg_url: str) -> str:
-    name = "t_" + pysecrets.token_hex(6)
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run `coro` on a loop of its own (a session fixture may be set up while a test's loop runs)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _migrated(url: str) -> None:
+    db = Database(url)
+    try:
+        await db.migrate()
+    finally:
+        await db.close()
+
+
+# Migrating a new database costs a second or more: each test starts from a copy of one database
+# migrated once per test process (a file copy for SQLite, CREATE DATABASE ... TEMPLATE for
+# PostgreSQL). The migrations themselves are tested from empty in tests/test_migration_*.py.
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "afterbeep.db"
+    _run(_migrated(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+def copy_sqlite_template(template: Path, data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for part in template.parent.glob(template.name + "*"):
+        shutil.copyfile(part, data_dir / part.name)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_url: str) -> str:
+    name = "tmpl_" + pysecrets.token_hex(6)
+    _run(_create_pg_database(pg_url, name, None))
+    _run(_migrated(pg_url.rsplit("/", 1)[0] + "/" + name))
+    return name
+
+
+async def _create_pg_database(pg_url: str, name: str, template: str | None) -> None:
     conn = await asyncpg.connect(pg_url)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await conn.close()
+
+
+async def fresh_pg_database(pg_url: str, template: str | None = None) -> str:
+    """A new database; with `template`, a copy of it (already migrated)."""
+    name = "t_" + pysecrets.token_hex(6)
+    await _create_pg_database(pg_url, name, template)
     return pg_url.rsplit("/", 1)[0] + "/" + name
 
 
@@ -64,12 +112,14 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         # worker: only the tests of transcription turn it on.
         "transcribe": False,
     }
+    if request.param == "sqlite-local":
+        copy_sqlite_template(request.getfixturevalue("sqlite_template"), tmp_path / "var")
     if request.param == "postgres-s3":
         pg_url: str = request.getfixturevalue("pg_url")
         s3: SeaweedS3 = request.getfixturevalue("seaweed_s3")
         bucket = "t-" + pysecrets.token_hex(6)
         env.update(
-            database_url=await fresh_pg_database(pg_url),
+            database_url=await fresh_pg_database(pg_url, request.getfixturevalue("pg_template")),
             storage_url=f"s3://{bucket}",
             s3_endpoint=s3.endpoint_url,
             s3_region=s3.region,

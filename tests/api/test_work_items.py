@@ -371,6 +371,8 @@ async def test_restart_keeps_items_and_offers_them_again(
     backend: Backend, runtime: Runtime, account: TestAccount
 ) -> None:
     await add_users(runtime, account.id, A)
+    calls = VoiceCalls()
+    runtime.voice_calls = calls
     await runtime.start_work_router()
     svc = runtime.api_services()
     transport = httpx.ASGITransport(app=runtime.app)
@@ -379,12 +381,13 @@ async def test_restart_keeps_items_and_offers_them_again(
         await http.patch(
             f"/v1/agents/{A}", json={"status": "available", "capacity": 3}, headers=account.headers
         )
-        ringing = await route(http, account, new_id("vc"), queue_id)
-        waiting = await route(http, account, new_id("vc"), queue_id)
+        ringing = await route(http, account, calls.add(account.id, new_id("msg")), queue_id)
+        waiting = await route(http, account, calls.add(account.id, new_id("msg")), queue_id)
     assert svc.work_items is not None
     # Another runtime on the same database, as after kill -9 (the first never stopped routing).
     settings: Settings = make_settings(backend)
     after = Runtime(settings)
+    after.voice_calls = calls
     await after.start(workers=False)
     try:
         await after.start_work_router()
