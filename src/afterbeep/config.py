@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     amd_words: bool = True
     amd_words_concurrency: int = Field(default=2, ge=1, le=64)
     amd_language: str = "en"
+    # Voicemails for a team (issue 18, the seed 002 sequence): how long a message's sequence
+    # waits for its transcript before going on without it, the tries of a failing step (with a
+    # backoff from the base), how often the worker looks for messages stored by other processes.
+    cc_transcript_wait_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    cc_max_attempts: int = Field(default=8, ge=1, le=100)
+    cc_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    cc_idle_seconds: float = Field(default=5.0, gt=0, le=3600)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

@@ -35,6 +35,7 @@ from afterbeep.api import (
     voicemails,
     webhooks,
 )
+from afterbeep.api import connectors as connectors_api
 from afterbeep.api import notifications as notifications_api
 from afterbeep.api.access_log import AccessLogMiddleware
 from afterbeep.api.deps import ApiServices
@@ -84,6 +85,7 @@ def create_app(
         app.include_router(keys_and_admin.router, prefix="/v1")
     for pbx in (ring_groups, queues, agents):
         app.include_router(pbx.router, prefix="/v1")
+    app.include_router(connectors_api.router, prefix="/v1")
     if pages is not None:
         pages(app)
     app.add_middleware(IdempotencyMiddleware, store=idempotency)

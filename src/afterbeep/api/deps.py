@@ -11,6 +11,7 @@ from afterbeep.api.problems import ProblemError
 from afterbeep.domain.accounts import Account
 from afterbeep.services.accounts import AccountService
 from afterbeep.services.campaigns import CampaignService
+from afterbeep.services.connectors import ConnectorService
 from afterbeep.services.flows import FlowService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
@@ -26,6 +27,7 @@ from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
 from afterbeep.services.transcripts import TranscriptService
 from afterbeep.services.users import UserService
+from afterbeep.services.voicemail_sequence import TeamDeliveries
 from afterbeep.services.webhooks import WebhookService
 
 
@@ -54,6 +56,9 @@ class ApiServices:
     queues: QueueService
     max_body_bytes: int = 256 * 1024
     users: UserService | None = None
+    # Issue 18: outside contact centers, and what became of each message sent to a team.
+    connectors: ConnectorService | None = None
+    team_deliveries: TeamDeliveries | None = None
 
 
 def services(request: Request) -> ApiServices:

@@ -39,6 +39,7 @@ SilenceSeconds = Annotated[int, Field(ge=rules.SILENCE_SECONDS[0], le=rules.SILE
 MemberId = Annotated[
     str, Field(min_length=1, max_length=40, description="a member of role `member` sees it in the inbox")
 ]
+TeamRef = Annotated[str, Field(min_length=1, max_length=40)]
 MaxMessages = Annotated[int, Field(ge=rules.MAX_MESSAGES[0], le=rules.MAX_MESSAGES[1])]
 
 
@@ -60,6 +61,9 @@ class MailboxCreate(StrictModel):
     owner_member_id: MemberId | None = None
     busy_greeting_media_id: MediaId | None = None
     temp_greeting_media_id: MediaId | None = None
+    queue_id: TeamRef | None = None
+    call_center_id: TeamRef | None = None
+    connector_id: TeamRef | None = None
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -82,6 +86,9 @@ class MailboxUpdate(TypedDict, total=False):
     owner_member_id: MemberId | None
     busy_greeting_media_id: MediaId | None
     temp_greeting_media_id: MediaId | None
+    queue_id: TeamRef | None
+    call_center_id: TeamRef | None
+    connector_id: TeamRef | None
 
 
 class PinIn(StrictModel):
@@ -124,6 +131,17 @@ class MailboxOut(BaseModel):
     temp_greeting_media_id: str | None = Field(
         description="while set, played instead of the unavailable greeting (`greeting_media_id`)"
     )
+    queue_id: str | None = Field(
+        default=None,
+        description="a team's mailbox: each message becomes a voice call routed to this queue",
+    )
+    call_center_id: str | None = Field(
+        default=None, description="the call center (cc_...) of afterbeep's Telephony API it uses"
+    )
+    connector_id: str | None = Field(
+        default=None,
+        description="an outside contact center (ccx_...) that receives its messages instead",
+    )
     created_at: str
     updated_at: str
     usage: UsageOut
@@ -150,6 +168,9 @@ class MailboxOut(BaseModel):
             owner_member_id=m.owner_member_id,
             busy_greeting_media_id=m.busy_greeting_media_id,
             temp_greeting_media_id=m.temp_greeting_media_id,
+            queue_id=m.queue_id,
+            call_center_id=m.call_center_id,
+            connector_id=m.connector_id,
             created_at=iso(m.created_at),
             updated_at=iso(m.updated_at),
             usage=UsageOut(messages=view.usage.messages, bytes=view.usage.bytes, full=view.full),

@@ -42,6 +42,9 @@ _SETTINGS = (
     "owner_member_id",
     "busy_greeting_media_id",
     "temp_greeting_media_id",
+    "queue_id",
+    "call_center_id",
+    "connector_id",
 )
 
 

@@ -36,6 +36,7 @@ from afterbeep.services.ports.users import (
     RegistrationRepo,
     UserRepo,
 )
+from afterbeep.services.ports.voicemail_sequence import ConnectorRepo, DeliveryRepo
 
 T = TypeVar("T")
 
@@ -99,6 +100,10 @@ class UnitOfWork(Protocol):
     def registrations(self) -> RegistrationRepo: ...
     @property
     def sip_auth_failures(self) -> AuthFailureRepo: ...
+    @property
+    def cc_deliveries(self) -> DeliveryRepo: ...
+    @property
+    def cc_connectors(self) -> ConnectorRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
