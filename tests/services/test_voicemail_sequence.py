@@ -349,6 +349,12 @@ async def test_no_transcript_still_routes_and_refusals_fail_with_their_reason(ba
     clock, far = FakeClock(), FarEnd()
     async with running(backend, clock, far, cc_max_attempts=2) as rt, rig_of(rt, clock, far) as rig:
         await team_mailbox(rig)
+        hook = await rig.http.post(
+            "/v1/webhooks",
+            json={"url": "http://127.0.0.1:9/hooks", "events": ["cc_delivery.failed"]},
+            headers=rig.headers,
+        )
+        assert hook.status_code == 201, hook.text
         worker = rig.worker()
 
         # too long to transcribe: it goes on without the transcript, and says why
@@ -410,6 +416,11 @@ async def test_no_transcript_still_routes_and_refusals_fail_with_their_reason(ba
         assert deleted.status_code == 204, deleted.text
         assert await worker.run_once() == 1
         assert (await rig.delivery(gone)).last_error == "the message was deleted before it was delivered"
+
+        # every failure is told (a webhook event each), none for what was delivered
+        sent = await rig.api(f"/v1/webhooks/{hook.json()['id']}/deliveries?limit=50")
+        assert len(sent["items"]) == 4
+        assert {d["event"] for d in sent["items"]} == {"cc_delivery.failed"}
 
 
 @pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)

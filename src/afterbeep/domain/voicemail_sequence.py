@@ -131,6 +131,29 @@ class Recording:
         return self.callee or ""
 
 
+FAILED_EVENT = "cc_delivery.failed"
+
+
+def to_json(delivery: Delivery) -> Json:
+    """The delivery as webhook events carry it (the API adds its requests and answers)."""
+    return {
+        "id": delivery.id,
+        "message_id": delivery.message_id,
+        "mailbox_id": delivery.mailbox_id,
+        "queue_id": delivery.queue_id,
+        "connector_id": delivery.connector_id,
+        "call_center_id": delivery.call_center_id,
+        "vendor_call_key": delivery.vendor_call_key,
+        "voice_call_id": delivery.voice_call_id,
+        "status": delivery.status.value,
+        "steps_done": [step.value for step in delivery.steps_done],
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+        "created_at": iso(delivery.created_at),
+        "updated_at": iso(delivery.updated_at),
+    }
+
+
 def vendor_call_key(account_id: str, call_id: str) -> str:
     """The stable vendorCallKey of a recorded call: the same call always gets the same key."""
     return str(uuid.uuid5(_KEY_NAMESPACE, f"{account_id}:{call_id}"))

@@ -33,6 +33,7 @@ EVENTS = frozenset(
         "notification.failed",
         "voicemail.status",
         "drop.status",
+        "cc_delivery.failed",  # a team's voicemail could not be given to its contact center
     }
 )
 

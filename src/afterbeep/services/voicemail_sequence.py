@@ -372,6 +372,8 @@ class VoicemailSequence:
             kept = await uow.cc_deliveries.save(claim, d, lease_until=lease_until)
             if kept:
                 await uow.cc_deliveries.add_exchanges(d.account_id, d.id, list(exchanges))
+            if kept and d.status is DeliveryStatus.FAILED:
+                await uow.events.publish(d.account_id, seq.FAILED_EVENT, seq.to_json(d))
         exchanges.clear()
         if not kept:
             log.warning("delivery %s lost its lease; its progress was not written", d.id)
