@@ -449,3 +449,7 @@ async def test_a_team_mailbox_names_a_queue_of_the_account(backend: Backend) -> 
             f"/v1/mailboxes/{ordinary.json()['id']}", json={"queue_id": rig.queue_id}, headers=rig.headers
         )
         assert cleared.status_code == 200 and cleared.json()["queue_id"] == rig.queue_id
+        # the queue cannot go while team mailboxes send their messages to it
+        refused = await rig.http.delete(f"/v1/queues/{rig.queue_id}", headers=rig.headers)
+        assert refused.status_code == 409, refused.text
+        assert ordinary.json()["id"] in refused.json()["detail"]

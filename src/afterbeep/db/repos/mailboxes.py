@@ -135,6 +135,10 @@ class SqlMailboxRepo:
         )
         return int((await self._conn.execute(query)).scalar_one())
 
+    async def in_queue(self, account_id: str, queue_id: str) -> builtins.list[str]:
+        query = select(_b.id).where(_b.account_id == account_id, _b.queue_id == queue_id)
+        return [row.id for row in (await self._conn.execute(query)).all()]
+
 
 class SqlMessageRepo:
     def __init__(self, conn: AsyncConnection) -> None:
