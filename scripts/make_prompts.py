@@ -2,6 +2,7 @@
 
 Run by hand after changing a text (`.venv/bin/python scripts/make_prompts.py [NAME ...]`: only
 the prompts named, or all); the WAV files are committed. Needs Debian's espeak-ng; output is 8 kHz mono 16-bit PCM, resampled with soxr.
+The phone menu's texts are in menu_texts.py, the say- fragments' (numbers, dates) in say_texts.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+from menu_texts import MENU_TEXTS
+from say_texts import SAY_TEXTS
 
 OUT = Path(__file__).resolve().parent.parent / "src" / "afterbeep" / "telephony" / "prompts"
 
@@ -65,6 +68,37 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
+# Callbacks (issue 18): what the agent hears before and instead of the customer.
+CALLBACK_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "cb-connecting": "Connecting your callback.",
+        "cb-busy": "The customer's line is busy.",
+        "cb-no-answer": "The customer did not answer.",
+        "cb-failed": "The call to the customer could not be completed.",
+    },
+    "es": {
+        "cb-connecting": "Conectando su devolución de llamada.",
+        "cb-busy": "La línea del cliente está ocupada.",
+        "cb-no-answer": "El cliente no contestó.",
+        "cb-failed": "No se pudo completar la llamada al cliente.",
+    },
+    "fr": {
+        "cb-connecting": "Connexion de votre rappel.",
+        "cb-busy": "La ligne du client est occupée.",
+        "cb-no-answer": "Le client n'a pas répondu.",
+        "cb-failed": "L'appel au client n'a pas pu aboutir.",
+    },
+    "de": {
+        "cb-connecting": "Ihr Rückruf wird verbunden.",
+        "cb-busy": "Die Leitung des Kunden ist besetzt.",
+        "cb-no-answer": "Der Kunde hat nicht geantwortet.",
+        "cb-failed": "Der Anruf beim Kunden konnte nicht hergestellt werden.",
+    },
+}
+for _language, _texts in CALLBACK_TEXTS.items():
+    TEXTS[_language].update(_texts)
+
+
 # Queues: the caller's position (1 to 9, then "many"), and the key that leaves a message.
 QUEUE_TEXTS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     "en": (
@@ -98,14 +132,33 @@ for _language, (_sentence, _words, _many, _star) in QUEUE_TEXTS.items():
     TEXTS[_language]["queue-position-many"] = _many
     TEXTS[_language]["queue-press-star"] = _star
 
+# The phone menu's prompts and the fragments numbers and dates are said with (domain/say.py).
+for _language in TEXTS:
+    TEXTS[_language] |= MENU_TEXTS[_language] | SAY_TEXTS[_language]
 
-def render(text: str, language: str, target: Path) -> None:
+# Fragments played one after another: their leading and trailing silence is cut to this much.
+FRAGMENT_PREFIXES = ("say-", "vmm-")
+FRAGMENT_PAD_S = 0.04
+SILENCE_LEVEL = 0.02
+
+
+def trim(audio: np.ndarray, rate: int) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(audio) > SILENCE_LEVEL * float(np.max(np.abs(audio)) or 1.0))
+    if loud.size == 0:
+        return audio
+    pad = int(FRAGMENT_PAD_S * rate)
+    return audio[max(0, loud[0] - pad) : loud[-1] + 1 + pad]
+
+
+def render(text: str, language: str, target: Path, *, trimmed: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         subprocess.run(["espeak-ng", "-v", language, "-s", "150", "-w", str(raw), text], check=True)
         audio, rate = sf.read(raw, dtype="float32")
     if audio.ndim > 1:
         audio = audio.mean(axis=1)
+    if trimmed:
+        audio = trim(audio, rate)
     audio = soxr.resample(audio, rate, 8000, quality="HQ")
     peak = float(np.max(np.abs(audio))) or 1.0
     pcm = np.clip(audio / peak * 0.7 * 32767, -32768, 32767).astype(np.int16)
@@ -122,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     for language, texts in TEXTS.items():
         for name, text in texts.items():
             if not names or name in names:
-                render(text, language, OUT / language / f"{name}.wav")
+                trimmed = name.startswith(FRAGMENT_PREFIXES)
+                render(text, language, OUT / language / f"{name}.wav", trimmed=trimmed)
     print(f"wrote prompts under {OUT}")
     return 0
 

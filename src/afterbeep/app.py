@@ -40,7 +40,10 @@ from afterbeep.notify.email import EmailDispatcher, SmtpSender, SmtpSignInMailer
 from afterbeep.notify.webhooks import WebhookDispatcher
 from afterbeep.postcall import PostCallProcess
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.call_centers import CallCenterService
+from afterbeep.services.callbacks import CallbackPlanner
 from afterbeep.services.campaigns import CampaignService
+from afterbeep.services.contact_center import TelephonyApi, VoiceCallReader, WorkRouter
 from afterbeep.services.delivery import START_WITHIN, DeliveryService, lease_for
 from afterbeep.services.deposits import DepositService
 from afterbeep.services.device_outbound import DeviceOutbound
@@ -60,6 +63,11 @@ from afterbeep.services.ringless import RinglessService
 from afterbeep.services.routing import CallRouter, RouteCache, invalidating
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
+from afterbeep.services.telephony_api import (
+    LocalTelephonyApi,
+    SqlVoiceCallReader,
+    TelephonyApiService,
+)
 from afterbeep.services.transcripts import (
     TranscriptionPolicy,
     TranscriptionQueue,
@@ -69,6 +77,7 @@ from afterbeep.services.users import AccountUsers, UserService
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
+from afterbeep.telephony.callback import LoggedResults, SipCallbacks
 from afterbeep.telephony.delivery_worker import DeliveryWorker, Pacer, SipDepositor, TrunkLimits
 from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, parse_users
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
@@ -98,7 +107,7 @@ if TYPE_CHECKING:
     from afterbeep.domain.connectors import Connector
     from afterbeep.services.contact_center import TelephonyApi
 from afterbeep.domain.voicemail_sequence import RetryPolicy
-from afterbeep.services.connectors import ConnectorService, SequenceTargets
+from afterbeep.services.connectors import ConnectorService, LocalTargets, SequenceTargets
 from afterbeep.services.voicemail_sequence import (
     Observer,
     SequenceAdmission,
@@ -230,6 +239,30 @@ class Runtime:
         self.sequence_targets = SequenceTargets(self.uow, self._connector_api)
         self.sequence_worker: SequenceWorker | None = None
         self._connector_client: httpx.AsyncClient | None = None
+        # The agent's callback action (issue 18): its results are logged until the voice
+        # call's record takes them (`callbacks.results`).
+        self.callbacks = SipCallbacks(
+            CallbackPlanner(self.lookups, HostGuard(settings.network_policy())),
+            RegistrationDirectory(self.lookups, self.clock),
+            lambda: self.telephony,
+            lambda: self.ringer,
+            self.trunk_pacer,
+            self.clock,
+            LoggedResults(),
+            agent_ring_seconds=settings.callback_agent_ring_seconds,
+            customer_ring_seconds=settings.callback_customer_ring_seconds,
+        )
+        # The representatives' chain (issue 18): the work router is set once it is built (until
+        # then omniFlow answers 503); `telephony_api` is the Telephony API's use cases, which
+        # `LocalTelephonyApi` runs in process; `voice_calls` reads voice calls for work items.
+        self.work_router: WorkRouter | None = None
+        self.telephony_api = TelephonyApiService(
+            self.uow, self.clock, lambda: self.work_router, settings.default_region
+        )
+        self.voice_calls: VoiceCallReader = SqlVoiceCallReader(
+            unit_of_work_factory(self.db, readonly=True), settings.default_region
+        )
+        self.sequence_targets.local = LocalTargets(self.uow, self.telephony_api)
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -644,7 +677,15 @@ class Runtime:
             users=UserService(self.uow, self.clock, s.sip_realm),
             connectors=ConnectorService(self.uow, self.clock, guard),
             team_deliveries=TeamDeliveries(self.uow),
+            telephony=self.telephony_api,
+            call_centers=CallCenterService(self.uow, self.clock, s.default_region),
+            telephony_jwt_audience=s.telephony_jwt_audience,
+            telephony_jwt_max_ttl=s.telephony_jwt_max_ttl,
         )
+
+    def local_telephony_api(self, account_id: str, call_center_id: str) -> TelephonyApi:
+        """The Telephony API of one call center in process (the internal voicemail sequence)."""
+        return LocalTelephonyApi(self.telephony_api, account_id, call_center_id)
 
     def senders(self) -> SenderNumberService:
         return SenderNumberService(self.uow, self.clock, self.settings.default_region)
@@ -678,6 +719,7 @@ class Runtime:
             self.telephony.drain()
         if self.delivery_worker is not None:
             self.delivery_worker.stop_claiming()
+        self.callbacks.drain()
         return self._drain_deadline
 
     async def stop(self) -> None:
@@ -692,6 +734,7 @@ class Runtime:
             await self.sequence_worker.stop()
         if self._connector_client is not None:
             await self._connector_client.aclose()
+        await self.callbacks.stop(max(0.0, deadline - loop.time()))  # they ran meanwhile
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:

@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     cc_max_attempts: int = Field(default=8, ge=1, le=100)
     cc_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     cc_idle_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # Callbacks (issue 18): how long the agent's phones ring, then the customer's.
+    callback_agent_ring_seconds: float = Field(default=30.0, gt=0)
+    callback_customer_ring_seconds: float = Field(default=45.0, gt=0)
+    # The Telephony API (/telephony/v1): the `aud` its RS256 tokens must carry when they carry
+    # one ("": the public base URL, AFTERBEEP_PUBLIC_URL), and their longest lifetime in
+    # seconds (exp - iat; the vendor's demo connector signs for 4 hours).
+    telephony_jwt_audience: str = ""
+    telephony_jwt_max_ttl: float = Field(default=4 * 3600.0, gt=0, le=7 * 86_400)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

@@ -12,6 +12,7 @@ from afterbeep.api import (
     admin,
     agents,
     api_keys,
+    call_centers,
     campaigns,
     consents,
     devices,
@@ -29,6 +30,7 @@ from afterbeep.api import (
     ring_groups,
     schedules,
     suppressions,
+    telephony,
     telephony_setups,
     use_cases,
     users,
@@ -86,6 +88,8 @@ def create_app(
     for pbx in (ring_groups, queues, agents):
         app.include_router(pbx.router, prefix="/v1")
     app.include_router(connectors_api.router, prefix="/v1")
+    app.include_router(call_centers.router, prefix="/v1")
+    app.include_router(telephony.router)  # /telephony/v1, the seed 002 Telephony API
     if pages is not None:
         pages(app)
     app.add_middleware(IdempotencyMiddleware, store=idempotency)
@@ -94,7 +98,10 @@ def create_app(
         authenticate=services.accounts.authenticate,
         max_json_bytes=services.max_body_bytes,
         max_upload_bytes=services.max_upload_bytes,
-        route_json_bytes={("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES},
+        route_json_bytes={
+            ("POST", "/v1/campaigns"): campaigns.MAX_JSON_BYTES,
+            ("POST", "/telephony/v1/voiceCalls/messages"): telephony.MAX_BULK_JSON_BYTES,
+        },
         admin_key_hash=services.admin_key_hash,
     )
     # Added last, so outermost: one line (and its metrics) for every request, whatever answers it.

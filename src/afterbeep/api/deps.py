@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from afterbeep.api.problems import ProblemError
 from afterbeep.domain.accounts import Account
 from afterbeep.services.accounts import AccountService
+from afterbeep.services.call_centers import CallCenterService
 from afterbeep.services.campaigns import CampaignService
 from afterbeep.services.connectors import ConnectorService
 from afterbeep.services.flows import FlowService
@@ -25,6 +26,7 @@ from afterbeep.services.ring_groups import RingGroupService
 from afterbeep.services.ringless import RinglessService
 from afterbeep.services.schedules import ScheduleService
 from afterbeep.services.sender_numbers import SenderNumberService
+from afterbeep.services.telephony_api import TelephonyApiService
 from afterbeep.services.transcripts import TranscriptService
 from afterbeep.services.users import UserService
 from afterbeep.services.voicemail_sequence import TeamDeliveries
@@ -59,6 +61,11 @@ class ApiServices:
     # Issue 18: outside contact centers, and what became of each message sent to a team.
     connectors: ConnectorService | None = None
     team_deliveries: TeamDeliveries | None = None
+    # The Telephony API (/telephony/v1) and its call centers (/v1/call-centers).
+    telephony: TelephonyApiService | None = None
+    call_centers: CallCenterService | None = None
+    telephony_jwt_audience: str = ""  # "": the public base URL
+    telephony_jwt_max_ttl: float = 4 * 3600.0
 
 
 def services(request: Request) -> ApiServices:

@@ -803,3 +803,81 @@ cc_exchanges = Table(
     Column("error", String(500), nullable=True),
     Column("at", UtcDateTime(), nullable=False),
 )
+
+# 0019_telephony_api: call centers of the Telephony API (/telephony/v1), their voice calls with
+# the transcript entries, and the JWT ids already seen (kept until the token expires).
+call_centers = Table(
+    "call_centers",
+    metadata,
+    _id(),
+    _account(),
+    Column("api_name", String(80), nullable=False),
+    Column("org_id", String(100), nullable=False),
+    Column("public_key_pem", Text, nullable=False),
+    Column("routes", JSON, nullable=False),
+    Column("flows", JSON, nullable=False),
+    _created(),
+    _updated(),
+    UniqueConstraint("account_id", "api_name"),
+    Index("ix_call_centers_issuer", "org_id", "api_name"),
+)
+
+voice_calls = Table(
+    "voice_calls",
+    metadata,
+    _id(),
+    _account(),
+    Column("call_center_id", String(40), ForeignKey("call_centers.id"), nullable=False),
+    Column("vendor_call_key", String(200), nullable=False),
+    Column("to_number", String(64), nullable=False),
+    Column("from_number", String(64), nullable=False),
+    Column("initiation_method", String(16), nullable=False),
+    Column("call_origin", String(16), nullable=True),
+    Column("parent_voice_call_id", String(40), nullable=True),
+    Column("queue", String(200), nullable=True),
+    Column("agent", String(200), nullable=True),
+    Column("call_attributes", Text, nullable=True),
+    Column("participants", JSON, nullable=False),
+    Column("start_time", UtcDateTime(), nullable=False),
+    Column("end_time", UtcDateTime(), nullable=True),
+    Column("is_active_call", Boolean, nullable=False),
+    Column("recording_location", String(2000), nullable=True),
+    Column("total_recording_duration", Float, nullable=True),
+    Column("disconnect_reason", String(200), nullable=True),
+    Column("disconnect_is_error", Boolean, nullable=True),
+    Column("enqueue_time", UtcDateTime(), nullable=True),
+    Column("accept_time", UtcDateTime(), nullable=True),
+    Column("total_hold_duration", Float, nullable=True),
+    Column("longest_hold_duration", Float, nullable=True),
+    Column("number_of_holds", Integer, nullable=True),
+    Column("agent_interaction_duration", Float, nullable=True),
+    Column("callback_number", String(64), nullable=True),
+    Column("callback_voice_call_id", String(40), nullable=True),
+    Column("routed_queue_id", String(40), nullable=True),
+    Column("work_item_id", String(40), nullable=True),
+    _created(),
+    _updated(),
+    UniqueConstraint("call_center_id", "vendor_call_key"),
+    Index("ix_voice_calls_account_key", "account_id", "vendor_call_key"),
+)
+
+voice_call_messages = Table(
+    "voice_call_messages",
+    metadata,
+    Column("voice_call_id", String(40), ForeignKey("voice_calls.id"), primary_key=True),
+    Column("message_id", String(200), primary_key=True),
+    Column("participant_id", String(200), nullable=False),
+    Column("sender_type", String(20), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("content", Text, nullable=False),
+    _created(),
+)
+
+telephony_jtis = Table(
+    "telephony_jtis",
+    metadata,
+    Column("call_center_id", String(40), primary_key=True),
+    Column("jti", String(200), primary_key=True),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)

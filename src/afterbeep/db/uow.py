@@ -27,6 +27,7 @@ from afterbeep.db.repos.ringless import (
     SqlVoicemailSendRepo,
 )
 from afterbeep.db.repos.schedules import SqlScheduleRepo
+from afterbeep.db.repos.telephony import SqlCallCenterRepo, SqlTelephonyJtiRepo, SqlVoiceCallRepo
 from afterbeep.db.repos.transcripts import SqlTranscriptRepo
 from afterbeep.db.repos.users import (
     SqlAuthFailureRepo,
@@ -161,6 +162,18 @@ class SqlUnitOfWork:
     @cached_property
     def cc_connectors(self) -> SqlConnectorRepo:
         return SqlConnectorRepo(self.conn)
+
+    @cached_property
+    def call_centers(self) -> SqlCallCenterRepo:
+        return SqlCallCenterRepo(self.conn)
+
+    @cached_property
+    def voice_calls(self) -> SqlVoiceCallRepo:
+        return SqlVoiceCallRepo(self.conn)
+
+    @cached_property
+    def telephony_jtis(self) -> SqlTelephonyJtiRepo:
+        return SqlTelephonyJtiRepo(self.conn)
 
 
 def unit_of_work_factory(

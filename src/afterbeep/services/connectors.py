@@ -28,6 +28,7 @@ from afterbeep.domain.voicemail_sequence import Delivery
 from afterbeep.services.contact_center import TelephonyApi
 from afterbeep.services.netguard import HostGuard
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
+from afterbeep.services.telephony_api import LocalTelephonyApi, TelephonyApiService
 from afterbeep.services.voicemail_sequence import (
     Observer,
     RecordingApi,
@@ -242,3 +243,30 @@ class SequenceTargets:
             )
         target = await self.local(delivery)
         yield dataclasses.replace(target, api=RecordingApi(target.api, observer))
+
+
+class LocalTargets:
+    """afterbeep's own Telephony API in process (`LocalTelephonyApi`), as the mailbox's call
+    center, or the account's only one when the mailbox names none."""
+
+    def __init__(self, uow: UnitOfWorkFactory, service: TelephonyApiService) -> None:
+        self._uow = uow
+        self._service = service
+
+    async def __call__(self, delivery: Delivery) -> Target:
+        account_id = delivery.account_id
+        async with self._uow() as uow:
+            if delivery.call_center_id is not None:
+                center = await uow.call_centers.get(account_id, delivery.call_center_id)
+                if center is None:
+                    raise TargetUnavailable(f"call center {delivery.call_center_id} no longer exists")
+            else:
+                page = await uow.call_centers.list(account_id, None, 2)
+                if len(page.items) != 1:
+                    raise TargetUnavailable(
+                        "the mailbox names no call center (call_center_id) and the account has "
+                        + ("none" if not page.items else "several")
+                    )
+                center = page.items[0]
+        api = LocalTelephonyApi(self._service, account_id, center.id)
+        return Target(api, center.api_name)

@@ -228,13 +228,18 @@ class MailboxService:
             )
 
     async def _check_team(self, uow: UnitOfWork, mailbox: Mailbox, current: Mailbox | None) -> None:
-        """The queue and the connector named must be the account's (a call center is checked by
-        its format alone: a missing one fails the sequence of a message with the reason)."""
+        """The queue, the call center and the connector named must be the account's."""
         account_id = mailbox.account_id
         queue_id = mailbox.queue_id
         changed = current is None or queue_id != current.queue_id
         if queue_id is not None and changed and await uow.queues.get(account_id, queue_id) is None:
             raise InvalidInput("queue_id", "no queue with this id in the account", "invalid-reference")
+        center_id = mailbox.call_center_id
+        changed = current is None or center_id != current.call_center_id
+        if center_id is not None and changed and await uow.call_centers.get(account_id, center_id) is None:
+            raise InvalidInput(
+                "call_center_id", "no call center with this id in the account", "invalid-reference"
+            )
         connector_id = mailbox.connector_id
         changed = current is None or connector_id != current.connector_id
         if (

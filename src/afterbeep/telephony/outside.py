@@ -19,13 +19,13 @@ from collections.abc import Callable
 
 from afterbeep.domain.phone import mask
 from afterbeep.services.device_outbound import DeviceOutbound, OutsideCall, Refused
-from afterbeep.telephony.call import DialFailed, DialState, SipCall
+from afterbeep.telephony.call import DialFailed, DialState, OutboundCall, SipCall
 from afterbeep.telephony.delivery_worker import Pacer, TrunkLimits
 from afterbeep.telephony.scripts.ringer import Ringer
 from afterbeep.telephony.server import Route, TelephonyServer
 from afterbeep.telephony.sip import Credentials
 
-__all__ = ["OutsideCalls", "answer_for"]
+__all__ = ["OutsideCalls", "answer_for", "dial_trunk"]
 
 log = logging.getLogger(__name__)
 
@@ -128,26 +128,7 @@ class OutsideCalls:
     async def _ring(self, call: SipCall, server: TelephonyServer, plan: OutsideCall) -> SipCall:
         """Dial the number through the setup's trunk, 180 to the phone while it rings: the
         answered leg; DialFailed when it was not answered."""
-        setup = plan.setup
-        domain = setup.from_domain or setup.trunk_host
-        if plan.caller_id:
-            from_uri = f"sip:{plan.caller_id}@{domain}"
-            headers = [("P-Asserted-Identity", f"<{from_uri}>")]
-        else:
-            from_uri, headers = _ANONYMOUS, [("Privacy", "id")]
-        credentials = (
-            Credentials(setup.username, plan.password)
-            if setup.username and plan.password is not None
-            else None
-        )
-        outbound = await server.dial(
-            setup.call_target(plan.to_e164),
-            from_uri,
-            credentials=credentials,
-            outbound_proxy=setup.outbound_proxy,
-            timeout=self._ring_timeout,
-            headers=headers,
-        )
+        outbound = await dial_trunk(server, plan, self._ring_timeout)
         try:
             async for state in outbound.updates():
                 if state in (DialState.RINGING, DialState.EARLY_MEDIA) and not call.answered:
@@ -163,3 +144,29 @@ class OutsideCalls:
     def _reject(call: SipCall, code: int, reason: str) -> None:
         if call.invite is not None and call.invite.answerable:
             call.invite.reject(code, reason)
+
+
+async def dial_trunk(server: TelephonyServer, plan: OutsideCall, timeout: float) -> OutboundCall:
+    """The INVITE to `plan.to_e164` through the setup's trunk: From (and P-Asserted-Identity)
+    the caller id at the setup's domain, or anonymous with `Privacy: id`; the setup's digest
+    credentials. Raises DialFailed as `TelephonyServer.dial` does."""
+    setup = plan.setup
+    domain = setup.from_domain or setup.trunk_host
+    if plan.caller_id:
+        from_uri = f"sip:{plan.caller_id}@{domain}"
+        headers = [("P-Asserted-Identity", f"<{from_uri}>")]
+    else:
+        from_uri, headers = _ANONYMOUS, [("Privacy", "id")]
+    credentials = (
+        Credentials(setup.username, plan.password)
+        if setup.username and plan.password is not None
+        else None
+    )
+    return await server.dial(
+        setup.call_target(plan.to_e164),
+        from_uri,
+        credentials=credentials,
+        outbound_proxy=setup.outbound_proxy,
+        timeout=timeout,
+        headers=headers,
+    )

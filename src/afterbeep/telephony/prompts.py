@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import wave
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,5 +44,18 @@ def prompt(name: str, language: str = FALLBACK_LANGUAGE) -> Audio:
 @lru_cache(maxsize=1)
 def beep() -> Audio:
     data = tone(BEEP_HZ, BEEP_MS)
+    data.setflags(write=False)
+    return data
+
+
+def sequence(names: Iterable[str], language: str = FALLBACK_LANGUAGE) -> Audio:
+    """The prompts named, one after another: what `domain.say` returns, or a menu prompt followed
+    by a count (`UnknownPrompt` when one is missing in `language` and in English)."""
+    return _sequence(tuple(names), language)
+
+
+@lru_cache(maxsize=256)
+def _sequence(names: tuple[str, ...], language: str) -> Audio:
+    data = np.concatenate([prompt(name, language) for name in names] or [np.zeros(0, np.int16)])
     data.setflags(write=False)
     return data

@@ -331,6 +331,10 @@ class SipRinger:
             return RingResult(RingOutcome.CALLER_GONE)
         return RingResult(ringing.outcome())
 
+    def forget(self, leg: Leg) -> None:
+        """A leg `ring()` answered that will not be bridged (hung up instead)."""
+        self._answered_by.pop(leg.call_id, None)
+
     async def bridge(self, call: Call, leg: Leg) -> BridgeEnd:
         caller = _sip_call(call)
         if not isinstance(leg, SipCall):

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from afterbeep.api.body_limit import run_with_body_limit
 
 API_PREFIX = "/v1/"
+TELEPHONY_API_PREFIX = "/telephony/v1/"  # held to the API's limits too (`afterbeep.api.limits`)
 # The one page that takes a file (multipart): a mailbox's greeting upload.
 _UPLOAD_PATH = re.compile(r"/inbox/[^/]+/greetings")
 MAX_FORM_BYTES = 64 * 1024
@@ -36,7 +37,9 @@ class PageGate:
         self.max_upload_bytes = max_upload_bytes  # a multipart body (a greeting's file)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or str(scope["path"]).startswith(API_PREFIX):
+        if scope["type"] != "http" or str(scope["path"]).startswith(
+            (API_PREFIX, TELEPHONY_API_PREFIX)
+        ):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -29,6 +29,7 @@ from afterbeep.services.ports.ringless import (
     VoicemailSendRepo,
 )
 from afterbeep.services.ports.schedules import ScheduleRepo
+from afterbeep.services.ports.telephony import CallCenterRepo, TelephonyJtiRepo, VoiceCallRepo
 from afterbeep.services.ports.transcripts import TranscriptRepo
 from afterbeep.services.ports.users import (
     AuthFailureRepo,
@@ -104,6 +105,12 @@ class UnitOfWork(Protocol):
     def cc_deliveries(self) -> DeliveryRepo: ...
     @property
     def cc_connectors(self) -> ConnectorRepo: ...
+    @property
+    def call_centers(self) -> CallCenterRepo: ...
+    @property
+    def voice_calls(self) -> VoiceCallRepo: ...
+    @property
+    def telephony_jtis(self) -> TelephonyJtiRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
