@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 from afterbeep.db.engine import Database
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
+from afterbeep.db.repos.mwi import SqlMwiStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.clock import Clock, SystemClock
 from afterbeep.domain.transcripts import Transcript
@@ -75,6 +76,7 @@ from afterbeep.services.transcripts import (
 )
 from afterbeep.services.users import AccountUsers, UserService
 from afterbeep.services.webhooks import WebhookService
+from afterbeep.services.work_items import WorkItemService
 from afterbeep.storage.factory import open_store
 from afterbeep.telephony.call import CallSettings
 from afterbeep.telephony.callback import LoggedResults, SipCallbacks
@@ -83,6 +85,7 @@ from afterbeep.telephony.deposit_receiver import DepositReceiver, parse_peers, p
 from afterbeep.telephony.directory import RegistrationDirectory, SqlRegistrarStore
 from afterbeep.telephony.dropper import SipDropper
 from afterbeep.telephony.inbound import InboundCalls
+from afterbeep.telephony.mwi import MwiNotifier, MwiRelay, SipNotifySender
 from afterbeep.telephony.outside import OutsideCalls
 from afterbeep.telephony.ringing import SipRinger
 from afterbeep.telephony.scripts.ringer import Ringer
@@ -198,6 +201,10 @@ class Runtime:
         self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
         self.registrar: Registrar | None = None
+        # Message waiting: every service that changes messages tells `mwi`; the SIP side's
+        # notifier (`start_telephony`) is its target.
+        self.mwi = MwiRelay()
+        self.mwi_notifier: MwiNotifier | None = None
         # What rings users' phones and bridges the answer: the SIP server's (`SipRinger`)
         # unless set before `start`.
         self.ringer: Ringer | None = None
@@ -222,6 +229,21 @@ class Runtime:
         # This node's live queues (who waits, what agents do), shared by the API and the queue
         # call application. The services take a UserLookup once the users repository exists.
         self.queue_engine = QueueEngine(self.uow, self.clock)
+        # Issue 18: `voice_calls` (below) is what an agent's work item shows of its voice call;
+        # the agent's callback action uses `callbacks` (below); `work_items` is the WorkRouter
+        # voice calls are routed with. One node runs its timers
+        # (`serve`'s workers).
+        self.work_items = WorkItemService(
+            self.uow,
+            self.clock,
+            queue_engine=self.queue_engine,
+            voice_calls=lambda: self.voice_calls,
+            callbacks=lambda: self.callbacks,
+            users=AccountUsers(self.lookups),
+            public_url=settings.resolved_public_url(),
+            secret_key=settings.resolved_secret_key,
+            reads=self.lookups,
+        )
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
         # Voicemails for a team (issue 18): admitted where messages are stored, run by the
@@ -252,10 +274,10 @@ class Runtime:
             agent_ring_seconds=settings.callback_agent_ring_seconds,
             customer_ring_seconds=settings.callback_customer_ring_seconds,
         )
-        # The representatives' chain (issue 18): the work router is set once it is built (until
-        # then omniFlow answers 503); `telephony_api` is the Telephony API's use cases, which
-        # `LocalTelephonyApi` runs in process; `voice_calls` reads voice calls for work items.
-        self.work_router: WorkRouter | None = None
+        # The representatives' chain (issue 18): `telephony_api` is the Telephony API's use
+        # cases, which `LocalTelephonyApi` runs in process; it routes with the work items'
+        # engine; `voice_calls` reads voice calls for work items.
+        self.work_router: WorkRouter | None = self.work_items
         self.telephony_api = TelephonyApiService(
             self.uow, self.clock, lambda: self.work_router, settings.default_region
         )
@@ -309,17 +331,20 @@ class Runtime:
             transcription=self.transcription,
             email_wait_transcript_seconds=s.email_wait_transcript_seconds,
             sequence=self.sequence_admission,
+            message_waiting=self.mwi,
         )
         self.spool = Spool(self.data_dir / "spool")
         self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
         if workers:
             self.idempotency_sweeper.start()
-            self.trash_purger = TrashPurger(MessageService(self.uow, self.store, self.clock))
+            self.trash_purger = TrashPurger(
+                MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi)
+            )
             self.trash_purger.start()
             await self.dispatcher.start()
             if postcall_process:
                 await self.spool_worker.recover(closed=False)
-                self.postcall = PostCallProcess()
+                self.postcall = PostCallProcess(on_mailbox_changed=self.mwi.mailbox_changed)
                 await self.postcall.start()
             else:
                 await self.email_dispatcher.start()
@@ -328,7 +353,13 @@ class Runtime:
             await self.start_telephony()
             if s.delivery_enabled:
                 await self.start_delivery()
+            await self.start_work_router()
             await self.start_sequence()
+
+    async def start_work_router(self) -> WorkItemService:
+        """Load the open work items and run their timers (offer timeouts, overflow, TTL)."""
+        await self.work_items.start()
+        return self.work_items
 
     @property
     def handoff(self) -> SpoolHandoff:
@@ -582,6 +613,19 @@ class Runtime:
         self.telephony = server
         server.ua.on_register = registrar.on_register
         registrar.start()
+        self.mwi_notifier = MwiNotifier(
+            SqlMwiStore(self.db),
+            SipNotifySender(server.ua, server.ua.config.user_agent),
+            self.clock,
+            server.ua.advertised_host,
+            authenticator=registrar,
+            min_expires=s.sip_min_expires,
+            unsolicited=s.sip_mwi_unsolicited,
+        )
+        registrar.on_registered = self.mwi_notifier.device_registered
+        server.ua.on_subscribe = self.mwi_notifier.on_subscribe
+        self.mwi.target = self.mwi_notifier.mailbox_changed
+        await self.mwi_notifier.start()
         if self.ringer is None:
             self.ringer = SipRinger(server)
         if inbound is not None:
@@ -644,7 +688,7 @@ class Runtime:
             accounts=self.accounts,
             media=media,
             mailboxes=MailboxService(self.uow, self.store, self.clock),
-            messages=MessageService(self.uow, self.store, self.clock),
+            messages=MessageService(self.uow, self.store, self.clock, message_waiting=self.mwi),
             numbers=NumberService(self.uow, self.clock, s.default_region),
             webhooks=WebhookService(self.uow, self.clock, s.allowed_webhook_hosts(), guard),
             notifications=NotificationService(self.uow, self.clock),
@@ -681,6 +725,7 @@ class Runtime:
             call_centers=CallCenterService(self.uow, self.clock, s.default_region),
             telephony_jwt_audience=s.telephony_jwt_audience,
             telephony_jwt_max_ttl=s.telephony_jwt_max_ttl,
+            work_items=self.work_items,
         )
 
     def local_telephony_api(self, account_id: str, call_center_id: str) -> TelephonyApi:
@@ -720,6 +765,7 @@ class Runtime:
         if self.delivery_worker is not None:
             self.delivery_worker.stop_claiming()
         self.callbacks.drain()
+        self.work_items.close_feeds()  # open event streams would hold the HTTP server's stop
         return self._drain_deadline
 
     async def stop(self) -> None:
@@ -735,10 +781,13 @@ class Runtime:
         if self._connector_client is not None:
             await self._connector_client.aclose()
         await self.callbacks.stop(max(0.0, deadline - loop.time()))  # they ran meanwhile
+        await self.work_items.stop()
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:
             await self.registrar.stop()
+        if self.mwi_notifier is not None:
+            await self.mwi_notifier.stop()
         if self.spool_worker is not None:
             await self.spool_worker.stop()
         if self.postcall is not None:

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # offered in this order; some MD5-only phones read only the first challenge
     sip_digest_algorithms: str = Field(default="SHA-256,MD5", pattern=r"^(SHA-256|MD5)(,(SHA-256|MD5))?$")
     sip_min_expires: int = Field(default=60, ge=1, le=3600)  # tests lower it to see reaping
+    # Message waiting: NOTIFY registered devices that did not subscribe (as Asterisk does)
+    sip_mwi_unsolicited: bool = True
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
     max_calls: int = Field(default=600, ge=1)

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from afterbeep.config import Settings
 from afterbeep.telephony.spool import SpoolEntry
@@ -53,6 +53,7 @@ class PostCallProcess:
         env: Mapping[str, str] | None = None,
         restart_seconds: float = 1.0,
         stop_grace: float = 15.0,
+        on_mailbox_changed: Callable[[str, str], None] | None = None,
     ) -> None:
         self._command = list(command or child_command())
         self._env = dict(env) if env is not None else None
@@ -63,6 +64,10 @@ class PostCallProcess:
         self._started = asyncio.Event()
         self._stopping = False
         self.restarts = 0
+        # The child saves deposits: it reports each mailbox it changed on a pipe of its own
+        # (fd MWI_FD_ENV), read here and passed on (message-waiting NOTIFYs are sent by SIP).
+        self._on_mailbox_changed = on_mailbox_changed
+        self._readers: set[asyncio.Task[None]] = set()
 
     @property
     def pid(self) -> int | None:
@@ -88,6 +93,24 @@ class PostCallProcess:
         """A transcription job was queued by this process (a media upload)."""
         self._send("transcribe\n")
 
+    async def _read_changes(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        pipe = os.fdopen(fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        try:
+            while line := await reader.readline():
+                account_id, _, mailbox_id = line.decode(errors="replace").strip().partition(" ")
+                if account_id and mailbox_id and self._on_mailbox_changed is not None:
+                    try:
+                        self._on_mailbox_changed(account_id, mailbox_id)
+                    except Exception:
+                        log.exception("post-call worker: mailbox change not passed on")
+        finally:
+            transport.close()
+
     async def stop(self) -> None:
         """Close the child's stdin and wait for it to finish; kill it after the grace period."""
         self._stopping = True
@@ -105,6 +128,9 @@ class PostCallProcess:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
+        for reader in list(self._readers):
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
 
     def _send(self, line: str) -> None:
         process = self._process
@@ -116,16 +142,31 @@ class PostCallProcess:
 
     async def _supervise(self) -> None:
         while not self._stopping:
+            read_fd, write_fd = os.pipe() if self._on_mailbox_changed else (-1, -1)
+            env = self._env
+            if write_fd >= 0:
+                env = {**(env if env is not None else os.environ), MWI_FD_ENV: str(write_fd)}
             try:
                 self._process = await asyncio.create_subprocess_exec(
-                    *self._command, stdin=asyncio.subprocess.PIPE, env=self._env
+                    *self._command,
+                    stdin=asyncio.subprocess.PIPE,
+                    env=env,
+                    pass_fds=(write_fd,) if write_fd >= 0 else (),
                 )
             except OSError:
+                if write_fd >= 0:
+                    os.close(read_fd)
+                    os.close(write_fd)
                 log.exception("post-call worker could not start; retrying")
                 self._started.set()
                 await asyncio.sleep(self._restart_seconds)
                 continue
             lower_priority(self._process.pid)  # before the child has started any thread
+            if write_fd >= 0:
+                os.close(write_fd)
+                reader = asyncio.create_task(self._read_changes(read_fd), name="postcall-mwi")
+                self._readers.add(reader)
+                reader.add_done_callback(self._readers.discard)
             self._started.set()
             code = await self._process.wait()
             if self._stopping:
@@ -137,6 +178,25 @@ class PostCallProcess:
                 self._restart_seconds,
             )
             await asyncio.sleep(self._restart_seconds)
+
+
+MWI_FD_ENV = "AFTERBEEP_POSTCALL_MWI_FD"
+
+
+class PipeMessageWaiting:
+    """The child's `MessageWaiting`: one line `<account> <mailbox>` per change on the pipe the
+    parent reads (a line is written whole; when the pipe is full the change is dropped and
+    logged rather than the loop blocked)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        os.set_blocking(fd, False)
+
+    def mailbox_changed(self, account_id: str, mailbox_id: str) -> None:
+        try:
+            os.write(self._fd, f"{account_id} {mailbox_id}\n".encode())
+        except OSError as exc:
+            log.warning("mailbox change not passed to the SIP process: %s", exc)
 
 
 def lower_priority(pid: int = 0) -> None:
@@ -163,6 +223,9 @@ async def run_child(settings: Settings, lines: asyncio.StreamReader | None = Non
 
     reader = lines if lines is not None else await _stdin_lines()
     runtime = Runtime(settings)
+    fd = os.environ.get(MWI_FD_ENV, "")
+    if fd.isdigit():
+        runtime.mwi.extra.append(PipeMessageWaiting(int(fd)).mailbox_changed)
     await runtime.start(workers=False)
     try:
         assert runtime.dispatcher and runtime.email_dispatcher and runtime.spool_worker

@@ -1,7 +1,6 @@
 """A voicemail left for a team becomes a voice call and a work item by itself, against
 afterbeep's own Telephony API: one runtime for the module (SIP, the post-call work inline, the
-real speech model), its HTTP API served on 127.0.0.1, a work router double standing for the
-work items (it records every placement; the port says placing is idempotent).
+real speech model, the real work router), its HTTP API served on 127.0.0.1.
 
 - in process: a SIPp caller overflows an unstaffed queue into the queue's mailbox and speaks;
   with no API call a voice call exists with its recording, its transcript and a work item in the
@@ -23,8 +22,6 @@ import pytest
 import pytest_asyncio
 
 from afterbeep.app import Runtime
-from afterbeep.services.contact_center import Channel, WorkRequest
-from tests.api.telephony_support import FakeWorkRouter
 from tests.conftest import ADMIN_KEY, Backend
 from tests.e2e.rig import (
     NUMBER,
@@ -53,7 +50,6 @@ ORG = "00Dxx0000001gPL"
 class World:
     rt: Runtime
     api: Api
-    router: FakeWorkRouter
     url: str  # the runtime's HTTP API on 127.0.0.1
     queue_id: str
 
@@ -70,15 +66,15 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             "transcribe": True,
         },
     )
-    async with deposit_runtime(
-        backend, cc_idle_seconds=1, cc_retry_base_seconds=1, cc_transcript_wait_seconds=150
-    ) as rt:
-        router = FakeWorkRouter()
-        rt.work_router = router
-        async with api_of(rt) as api, served(rt.app) as url:
-            queue = await api.post("/v1/queues", {"name": "Support"})
-            await api.post("/v1/numbers", {"e164": NUMBER, "dest_kind": "queue", "dest_id": queue["id"]})
-            yield World(rt, api, router, url, queue["id"])
+    settings = {"cc_idle_seconds": 1, "cc_retry_base_seconds": 1, "cc_transcript_wait_seconds": 150}
+    async with (
+        deposit_runtime(backend, **settings) as rt,
+        api_of(rt) as api,
+        served(rt.app) as url,
+    ):
+        queue = await api.post("/v1/queues", {"name": "Support"})
+        await api.post("/v1/numbers", {"e164": NUMBER, "dest_kind": "queue", "dest_id": queue["id"]})
+        yield World(rt, api, url, queue["id"])
 
 
 async def overflow_to(world: World, box_id: str) -> None:
@@ -130,6 +126,12 @@ async def delivered(api: Api, box_id: str) -> dict[str, Any]:
             await asyncio.sleep(0.5)
 
 
+async def work_items(api: Api, voice_call_id: str) -> list[dict[str, Any]]:
+    response = await api.http.get("/v1/work-items", params={"limit": 200}, headers=api.headers)
+    assert response.status_code == 200, response.text
+    return [w for w in response.json()["items"] if w["voice_call_id"] == voice_call_id]
+
+
 async def voice_call(api: Api, voice_call_id: str) -> dict[str, Any]:
     response = await api.http.get(f"/telephony/v1/voiceCalls/{voice_call_id}", headers=api.headers)
     assert response.status_code == 200, response.text
@@ -177,11 +179,10 @@ async def test_a_voicemail_for_the_team_becomes_a_voice_call_and_a_work_item_by_
     assert call["callCenterId"] == center["id"]
     assert call["vendorCallKey"] == delivery["vendor_call_key"]
     check_voice_call(call, message, world.queue_id)
-    placed = [r for r in world.router.placed if r.voice_call_id == call["voiceCallId"]]
-    assert placed == [
-        WorkRequest(api.account_id, call["voiceCallId"], world.queue_id, Channel.VOICEMAIL)
-    ]
-    assert call["workItemId"] == world.router.items[call["voiceCallId"]].work_item_id
+    # a work item waits in the queue (nobody is available), a voicemail's
+    [item] = await work_items(api, call["voiceCallId"])
+    assert (item["id"], item["queue_id"]) == (call["workItemId"], world.queue_id)
+    assert item["channel"] == "voicemail" and item["state"] == "pending"
     assert [(x["step"], x["status"]) for x in delivery["exchanges"]] == [
         ("create", 200), ("activate", 200), ("transcript", 200), ("route", 200), ("close", 200),
     ]  # fmt: skip
@@ -250,8 +251,8 @@ async def test_the_connector_reaches_afterbeeps_own_api_over_http_once_despite_5
     ]  # fmt: skip
     assert all(p.headers["authorization"].startswith("Bearer ey") for p in proxy.seen)
     assert {p.headers.get("telephony-provider-name") for p in proxy.seen} == {"afterbeep-e2e"}
-    placed = [r for r in world.router.placed if r.voice_call_id == vc]
-    assert len(placed) == 1 and placed[0].channel is Channel.VOICEMAIL
+    [item] = await work_items(api, vc)
+    assert item["id"] == call["workItemId"] and item["channel"] == "voicemail"
     assert [(x["step"], x["status"]) for x in delivery["exchanges"]] == [
         ("create", 500), ("create", 500), ("create", 201), ("activate", 200),
         ("transcript", 200), ("route", 429), ("route", 200), ("close", 200),

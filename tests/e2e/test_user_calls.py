@@ -359,7 +359,8 @@ async def test_a_call_to_a_registered_phone_relays_audio_and_digits_both_ways_ho
     caller_rtp, phone_rtp = await RtpPeer.open(), await RtpPeer.open()
     said_by_caller, said_by_phone = speech_like(1500, seed=41), speech_like(1500, seed=42)
     try:
-        async with deposit_runtime(backend) as rt, api_of(rt) as api:
+        # the phone's port passes from the registering peer to SIPp: no unsolicited NOTIFY
+        async with deposit_runtime(backend, sip_mwi_unsolicited=False) as rt, api_of(rt) as api:
             spy = BridgeSpy(rt)
             box = await api.post("/v1/mailboxes", {"name": "Alice", "min_message_seconds": 1})
             user_id, _ = await make_device(api, "201", "desk-201")
@@ -420,7 +421,8 @@ async def test_a_flow_sends_the_call_to_a_user_whose_phone_does_not_answer(
     lead_ms = ring_s * 1000 + int((GREETING_S + BEEP_S) * 1000) + 1200
     words = speech(2.0, seed=51)
     caller_pcap(tmp_path / "caller", silence(lead_ms), words)
-    async with deposit_runtime(backend) as rt, api_of(rt) as api:
+    # the phone's port passes from the registering peer to SIPp: no unsolicited NOTIFY
+    async with deposit_runtime(backend, sip_mwi_unsolicited=False) as rt, api_of(rt) as api:
         box = await api.post(
             "/v1/mailboxes", {"name": "Alice", "min_message_seconds": 1, "skip_instructions": True}
         )

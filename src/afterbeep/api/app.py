@@ -10,6 +10,7 @@ from afterbeep import __version__
 from afterbeep.api import (
     account,
     admin,
+    agent_desk,
     agents,
     api_keys,
     call_centers,
@@ -36,6 +37,7 @@ from afterbeep.api import (
     users,
     voicemails,
     webhooks,
+    work_items,
 )
 from afterbeep.api import connectors as connectors_api
 from afterbeep.api import notifications as notifications_api
@@ -85,6 +87,9 @@ def create_app(
         app.include_router(module.router, prefix="/v1")
     for keys_and_admin in (api_keys, admin):
         app.include_router(keys_and_admin.router, prefix="/v1")
+    # Before agents: /v1/agents/me is the agent's own API, not an agent named "me".
+    for contact_center in (agent_desk, work_items):
+        app.include_router(contact_center.router, prefix="/v1")
     for pbx in (ring_groups, queues, agents):
         app.include_router(pbx.router, prefix="/v1")
     app.include_router(connectors_api.router, prefix="/v1")
@@ -103,6 +108,7 @@ def create_app(
             ("POST", "/telephony/v1/voiceCalls/messages"): telephony.MAX_BULK_JSON_BYTES,
         },
         admin_key_hash=services.admin_key_hash,
+        authenticate_agent=services.work_items.authenticate if services.work_items else None,
     )
     # Added last, so outermost: one line (and its metrics) for every request, whatever answers it.
     app.add_middleware(AccessLogMiddleware, prefixes=_PREFIXES)

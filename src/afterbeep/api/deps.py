@@ -31,6 +31,7 @@ from afterbeep.services.transcripts import TranscriptService
 from afterbeep.services.users import UserService
 from afterbeep.services.voicemail_sequence import TeamDeliveries
 from afterbeep.services.webhooks import WebhookService
+from afterbeep.services.work_items import WorkItemService
 
 
 @dataclass(slots=True)
@@ -66,6 +67,7 @@ class ApiServices:
     call_centers: CallCenterService | None = None
     telephony_jwt_audience: str = ""  # "": the public base URL
     telephony_jwt_max_ttl: float = 4 * 3600.0
+    work_items: WorkItemService | None = None
 
 
 def services(request: Request) -> ApiServices:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.responses import Response
@@ -32,6 +33,7 @@ ADMIN_PREFIX = "/v1/admin/"
 # The Telephony API authenticates its callers itself (API keys or call centers' tokens): its
 # bodies are held to the JSON limit here, without the key check.
 LIMITED_PREFIX = "/telephony/v1/"
+AGENT_PATH = "/v1/agents/me"  # and below it: an agent's token (work items), not an API key
 
 Authenticate = Callable[[str], Awaitable[Account | None]]
 
@@ -53,8 +55,10 @@ class RequestGate:
         max_upload_bytes: int,
         route_json_bytes: Mapping[tuple[str, str], int] | None = None,
         admin_key_hash: bytes | None = None,
+        authenticate_agent: Callable[[str], Awaitable[Any]] | None = None,
     ) -> None:
         self.app = app
+        self.authenticate_agent = authenticate_agent
         self.admin_key_hash = admin_key_hash
         self.authenticate = authenticate
         self.max_json_bytes = max_json_bytes
@@ -99,6 +103,17 @@ class RequestGate:
                 error_id = title.lower()
                 await _refusal(status, error_id, title, detail, path, close=has_body)(scope, receive, send)
                 return
+        elif self.authenticate_agent is not None and (
+            path == AGENT_PATH or path.startswith(AGENT_PATH + "/")
+        ):
+            agent = await self.authenticate_agent(token) if token is not None else None
+            if agent is None:
+                detail = "the agent token is not valid" if token else NO_KEY
+                await _refusal(401, "unauthorized", "Unauthorized", detail, path, close=has_body)(scope, receive, send)
+                return
+            state = scope.setdefault("state", {})
+            state["agent"] = agent
+            state["account_id"] = agent.account_id
         else:
             account = await self.authenticate(token) if token is not None else None
             if account is None:

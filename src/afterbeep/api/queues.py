@@ -26,7 +26,14 @@ from afterbeep.db.repos._paging import MAX_LIMIT
 from afterbeep.domain.clock import iso
 from afterbeep.domain.errors import InvalidInput
 from afterbeep.domain.numbers import DestKind
-from afterbeep.domain.queues import ABANDON_KEY, Queue, QueueMember, QueueSettings, QueueStrategy
+from afterbeep.domain.queues import (
+    ABANDON_KEY,
+    MAX_WORK_SECONDS,
+    Queue,
+    QueueMember,
+    QueueSettings,
+    QueueStrategy,
+)
 from afterbeep.services.queues import UNSET, QueueChanges
 
 router = APIRouter(tags=["queues"])
@@ -41,7 +48,9 @@ _DESTS = (
 )
 _SETTINGS = tuple(QueueSettings.__dataclass_fields__)
 _DEFAULTS = QueueSettings()
+_NULLABLE_SETTINGS = frozenset({"work_fallback_queue_id"})
 Seconds = Annotated[int | None, Field(ge=0, le=86_400)]
+WorkSeconds = Annotated[int | None, Field(ge=0, le=MAX_WORK_SECONDS)]
 
 
 class QueueMemberIn(StrictModel):
@@ -80,6 +89,21 @@ class QueueIn(StrictModel):
         default=None, max_length=35, description="prompts; null: the account's"
     )
     members: list[QueueMemberIn] | None = Field(default=None, max_length=200)
+    work_offer_timeout_sec: WorkSeconds = Field(
+        default=None,
+        description=f"work items: how long an agent has to accept an offer; default {_DEFAULTS.work_offer_timeout_sec}",
+    )
+    work_overflow_sec: WorkSeconds = Field(
+        default=None,
+        description="work items: a pending item waiting this long moves to work_fallback_queue_id; 0 (default): never",
+    )
+    work_fallback_queue_id: RefId | None = Field(
+        default=None, description="work items: the queue overflowing items move to (`q_...`)"
+    )
+    work_ttl_sec: WorkSeconds = Field(
+        default=None,
+        description=f"work items: time to live, then canceled 'TTL exceeded'; default {_DEFAULTS.work_ttl_sec}",
+    )
     timeout_dest_kind: DestKind | None = Field(
         default=None, description="waited max_wait_sec: " + KIND_DOC
     )
@@ -121,6 +145,10 @@ class QueueOut(BaseModel):
     announce_first_sec: int
     announce_interval_sec: int
     max_queued: int
+    work_offer_timeout_sec: int
+    work_overflow_sec: int
+    work_fallback_queue_id: str | None
+    work_ttl_sec: int
     moh_media_id: str | None
     language: str | None
     members: list[QueueMemberOut]
@@ -182,7 +210,7 @@ def _given(body: QueueIn) -> dict[str, Any]:
 def _settings(given: dict[str, Any]) -> dict[str, Any]:
     found = {name: given[name] for name in _SETTINGS if name in given}
     for name, value in found.items():
-        if value is None:
+        if value is None and name not in _NULLABLE_SETTINGS:
             raise InvalidInput(name, "must not be null")
     return found
 

@@ -654,6 +654,11 @@ queues = Table(
     Column("holiday_dest_id", String(40), nullable=True),
     _created(),
     _updated(),
+    # 0020_work_items: offer timeout, overflow to a fallback queue, time to live of work items
+    Column("work_offer_timeout_sec", Integer, nullable=False, server_default="120"),
+    Column("work_overflow_sec", Integer, nullable=False, server_default="0"),
+    Column("work_fallback_queue_id", String(40), nullable=True),
+    Column("work_ttl_sec", Integer, nullable=False, server_default="86400"),
 )
 
 # An agent's status set through the API (offline, available, on_break); its live state
@@ -665,6 +670,8 @@ agent_states = Table(
     Column("user_id", String(40), primary_key=True),
     Column("status", String(16), nullable=False),
     _updated(),
+    # 0020_work_items: the capacity its work items and live calls share (null: the default)
+    Column("capacity", Integer, nullable=True),
 )
 
 # 0014_users: users (extensions), their devices (SIP phones), where the devices are registered,
@@ -731,6 +738,35 @@ registrations = Table(
     _created(),
     _updated(),
     UniqueConstraint("device_id", "contact"),
+)
+
+# RFC 3842 message-summary subscriptions (dialogs), kept so that NOTIFYs go on after a restart
+mwi_subscriptions = Table(
+    "mwi_subscriptions",
+    metadata,
+    _id(),
+    _account(),
+    Column("device_id", String(40), ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "mailbox_id", String(40), ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("message_account", String(300), nullable=False),
+    Column("call_id", String(200), nullable=False),
+    Column("local_tag", String(64), nullable=False),
+    Column("remote_tag", String(128), nullable=False),
+    Column("local_uri", String(500), nullable=False),
+    Column("remote_uri", String(500), nullable=False),
+    Column("remote_target", String(500), nullable=False),
+    Column("route_set", JSON, nullable=False),
+    Column("local_seq", Integer, nullable=False),
+    Column("remote_seq", Integer, nullable=False),
+    Column("source_host", String(64), nullable=False),
+    Column("source_port", Integer, nullable=False),
+    Column("transport", String(8), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    _created(),
+    _updated(),
+    UniqueConstraint("call_id", "local_tag"),
 )
 
 sip_auth_failures = Table(
@@ -880,4 +916,58 @@ telephony_jtis = Table(
     Column("call_center_id", String(40), primary_key=True),
     Column("jti", String(200), primary_key=True),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
+# 0020_work_items: routed voice calls waiting for agents (issue 18), the history of their
+# offers, and agents' bearer tokens for /v1/agents/me (only a SHA-256 of the secret is kept).
+work_items = Table(
+    "work_items",
+    metadata,
+    _id(),
+    _account(),
+    Column("voice_call_id", String(40), nullable=False),
+    Column("queue_id", String(40), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("weight", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("agent_id", String(40), nullable=True),
+    Column("offer_id", String(40), nullable=True),
+    Column("offer_expires_at", UtcDateTime(), nullable=True),
+    Column("declined_by", JSON, nullable=False),
+    Column("reason", String(200), nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("queued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=True),
+    _created(),
+    _updated(),
+    Index("ix_work_items_state", "state"),
+    Index("ix_work_items_account_id_voice_call_id", "account_id", "voice_call_id"),
+)
+
+work_item_offers = Table(
+    "work_item_offers",
+    metadata,
+    _id(),
+    _account(),
+    Column("work_item_id", String(40), ForeignKey("work_items.id"), nullable=False, index=True),
+    Column("agent_id", String(40), nullable=False),
+    Column("queue_id", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("offered_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=True),
+)
+
+agent_tokens = Table(
+    "agent_tokens",
+    metadata,
+    _id(),
+    _account(),
+    Column("user_id", String(40), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    _created(),
 )

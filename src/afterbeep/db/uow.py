@@ -42,6 +42,7 @@ from afterbeep.db.repos.webhooks import (
     notify_published,
     take_published,
 )
+from afterbeep.db.repos.work_items import SqlWorkItemRepo
 from afterbeep.services.ports import UnitOfWork, UnitOfWorkFactory
 
 
@@ -174,6 +175,10 @@ class SqlUnitOfWork:
     @cached_property
     def telephony_jtis(self) -> SqlTelephonyJtiRepo:
         return SqlTelephonyJtiRepo(self.conn)
+
+    @cached_property
+    def work_items(self) -> SqlWorkItemRepo:
+        return SqlWorkItemRepo(self.conn)
 
 
 def unit_of_work_factory(

@@ -13,6 +13,7 @@ PREFIXES = frozenset(
         "flow", "mem", "usr", "trj", "dev", "reg",
         "rg", "q",
         "cc", "vc", "atk", "ccr", "mwi", "ccx", "cb",
+        "wio",
     }
 )
 _ID_RE = re.compile(r"^([a-z]+)_([0-9a-hjkmnp-tv-z]{26})$")

@@ -38,6 +38,7 @@ ABANDON_KEY = "*"  # pressed while waiting: leave the queue for `abandon_dest` (
 MAX_MEMBERS = 200
 MAX_TIER = 9
 MAX_SECONDS = 86_400
+MAX_WORK_SECONDS = 30 * 86_400  # work items' overflow and time to live
 UNREACHABLE_RETRY_SEC = 10.0  # an agent without a registered device is skipped this long
 
 
@@ -89,6 +90,12 @@ class QueueSettings:
     announce_first_sec: int = 30
     announce_interval_sec: int = 60  # 0: announce once
     max_queued: int = 0  # 0: no limit
+    # Work items (domain.work_items): how long an offer waits for the agent, after how long a
+    # pending item moves to the fallback queue (0: never), and an item's time to live.
+    work_offer_timeout_sec: int = 120
+    work_overflow_sec: int = 0
+    work_fallback_queue_id: str | None = None
+    work_ttl_sec: int = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,16 @@ def check_settings(settings: QueueSettings) -> None:
             raise InvalidInput(name, f"must be between 0 and {MAX_SECONDS}")
     if settings.agent_ring_timeout_sec < 1:
         raise InvalidInput("agent_ring_timeout_sec", "must be at least 1")
+    for name, low, high in (
+        ("work_offer_timeout_sec", 1, MAX_SECONDS),
+        ("work_overflow_sec", 0, MAX_WORK_SECONDS),
+        ("work_ttl_sec", 60, MAX_WORK_SECONDS),
+    ):
+        if not low <= getattr(settings, name) <= high:
+            raise InvalidInput(name, f"must be between {low} and {high}")
+    fallback = settings.work_fallback_queue_id
+    if fallback is not None and not is_id(fallback, "q"):
+        raise InvalidInput("work_fallback_queue_id", "is not a queue id (q_...)")
 
 
 def check_members(members: Sequence[QueueMember]) -> None:
@@ -167,6 +184,7 @@ class Agent:
     calls: int = 0  # calls answered on this node
     offered_ticket: str | None = None
     unreachable_until: float = 0.0
+    work_blocked: bool = False  # its work items leave no room for a call (domain.work_items)
 
     def state_at(self, now: float) -> AgentState:
         if self.state is AgentState.WRAP_UP and now >= self.wrap_up_until:
@@ -179,7 +197,11 @@ class Agent:
         return self.status is AgentStatus.AVAILABLE and now >= self.unreachable_until
 
     def can_take(self, now: float) -> bool:
-        return self.logged_in(now) and self.state_at(now) is AgentState.WAITING
+        return (
+            self.logged_in(now)
+            and self.state_at(now) is AgentState.WAITING
+            and not self.work_blocked
+        )
 
     def set_status(self, status: AgentStatus, now: float) -> None:
         if status is AgentStatus.AVAILABLE and self.status is not AgentStatus.AVAILABLE:

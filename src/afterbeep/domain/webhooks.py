@@ -34,6 +34,12 @@ EVENTS = frozenset(
         "voicemail.status",
         "drop.status",
         "cc_delivery.failed",  # a team's voicemail could not be given to its contact center
+        "work_item.offered",
+        "work_item.accepted",
+        "work_item.declined",
+        "work_item.timed_out",
+        "work_item.completed",
+        "work_item.canceled",
     }
 )
 

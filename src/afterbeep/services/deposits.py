@@ -42,6 +42,7 @@ from afterbeep.domain.messages import EndedBy, Message, RecordedCall
 from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.services import notifications as rules
 from afterbeep.services.mailboxes import find_mailbox
+from afterbeep.services.message_waiting import MessageWaiting, NoMessageWaiting
 from afterbeep.services.messages import MessageService, message_audio_link
 from afterbeep.services.ports import EventOutbox, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ports.notifications import NotificationKind
@@ -100,6 +101,7 @@ class DepositService:
         transcription: TranscriptionQueue | None = None,
         email_wait_transcript_seconds: float = 30.0,
         sequence: SequenceAdmission | None = None,
+        message_waiting: MessageWaiting = NoMessageWaiting(),
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -109,7 +111,9 @@ class DepositService:
         self._on_email_queued = on_email_queued
         self._silence_threshold = silence_threshold
         self._email_wait = timedelta(seconds=max(0.0, email_wait_transcript_seconds))
-        self._messages = MessageService(self._uow_linking_audio, store, clock, transcription)
+        self._messages = MessageService(
+            self._uow_linking_audio, store, clock, transcription, message_waiting
+        )
         self._sequence = sequence  # a team's mailbox: its messages go to the seed 002 sequence
 
     async def finalize(self, meta: RecordedCall, pcm: Audio, recovered: bool) -> Message | None:

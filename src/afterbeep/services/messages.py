@@ -28,6 +28,7 @@ from afterbeep.domain.mailboxes import Usage
 from afterbeep.domain.messages import Folder, Message
 from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.services.mailboxes import find_mailbox
+from afterbeep.services.message_waiting import MessageWaiting, NoMessageWaiting
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ports.storage import (
     ByteStream,
@@ -109,11 +110,14 @@ class MessageService:
         store: ObjectStore,
         clock: Clock,
         transcription: TranscriptionQueue | None = None,
+        message_waiting: MessageWaiting = NoMessageWaiting(),
     ) -> None:
         self._uow = uow
         self._store = store
         self._clock = clock
         self._transcription = transcription
+        # told of every change of a mailbox's messages (phones' message-waiting lights)
+        self._waiting = message_waiting
 
     async def store_message(
         self,
@@ -193,6 +197,7 @@ class MessageService:
             raise NotFound("mailbox", mailbox_id)
         if queued and self._transcription is not None:
             self._transcription.queued()
+        self._waiting.mailbox_changed(account_id, mailbox_id)
         log.info(
             "message stored",
             extra={
@@ -267,6 +272,7 @@ class MessageService:
             changed = dataclasses.replace(changed, updated_at=self._clock.now())
             await uow.messages.update(changed)
             await uow.events.publish(account_id, rules.UPDATED, rules.to_json(changed))
+        self._waiting.mailbox_changed(account_id, changed.mailbox_id)
         return changed
 
     async def delete(self, account_id: str, message_id: str) -> None:
@@ -277,6 +283,7 @@ class MessageService:
             await uow.events.publish(account_id, rules.DELETED, rules.to_json(message))
             # Last, so a failure rolls the row back and the delete can be retried.
             await self._store.delete(message.audio_key)
+        self._waiting.mailbox_changed(account_id, message.mailbox_id)
         log.info(
             "message deleted", extra={"message_id": message_id, "mailbox_id": message.mailbox_id}
         )
@@ -288,6 +295,7 @@ class MessageService:
         async with self._uow() as uow:
             message = await self._message(uow, account_id, message_id)
             await uow.messages.trash(account_id, message_id, self._clock.now())
+        self._waiting.mailbox_changed(account_id, message.mailbox_id)
         log.info("message trashed", extra={"message_id": message_id})
         return message
 
@@ -302,6 +310,7 @@ class MessageService:
             message = await uow.messages.restore(account_id, message_id, mailbox_ids)
         if message is None:
             raise NotFound("message", message_id)
+        self._waiting.mailbox_changed(account_id, message.mailbox_id)
         log.info("message restored", extra={"message_id": message_id})
         return message
 
@@ -319,6 +328,8 @@ class MessageService:
                     )
                 for message in batch:
                     await self._store.delete(message.audio_key)
+            for account_id, mailbox_id in sorted({(m.account_id, m.mailbox_id) for m in batch}):
+                self._waiting.mailbox_changed(account_id, mailbox_id)
             purged += len(batch)
             if len(batch) < PURGE_BATCH:
                 return purged

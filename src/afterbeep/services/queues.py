@@ -101,6 +101,15 @@ class QueueEngine:
         self._now = monotonic
         self.floor = Floor()
         self._handed: dict[str, set[str]] = {}  # ticket -> agents whose offer it was given
+        # Told the user id when an agent's status changes or its call ends (the work router).
+        self.agent_listeners: list[Callable[[str], None]] = []
+
+    def monotonic(self) -> float:
+        return self._now()
+
+    def _agent_changed(self, user_id: str) -> None:
+        for listener in self.agent_listeners:
+            listener(user_id)
 
     def line(self, queue: Queue) -> QueueLine:
         return self.floor.line(queue)
@@ -177,9 +186,11 @@ class QueueEngine:
 
     def call_ended(self, queue: Queue, user_id: str) -> None:
         self.floor.call_ended(user_id, self._now(), queue.settings.wrap_up_sec)
+        self._agent_changed(user_id)
 
     def status_changed(self, user_id: str, status: AgentStatus) -> None:
         self.floor.agent(user_id).set_status(status, self._now())
+        self._agent_changed(user_id)
 
     def stats(self, queue: Queue) -> Stats:
         return self.floor.line(queue).stats(self.floor.agents, self._now())
@@ -366,6 +377,12 @@ class QueueService:
             raise InvalidInput("name", "must not be empty")
         check_settings(queue.settings)
         check_members(queue.members)
+        fallback = queue.settings.work_fallback_queue_id
+        if fallback is not None:
+            if fallback == queue.id:
+                raise InvalidInput("work_fallback_queue_id", "must be another queue")
+            if await uow.queues.get(queue.account_id, fallback) is None:
+                raise unknown_reference("work_fallback_queue_id", "queue")
         if self._users is not None:
             for index, member in enumerate(queue.members):
                 if not await self._users.is_agent(queue.account_id, member.user_id):

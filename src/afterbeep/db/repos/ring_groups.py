@@ -94,6 +94,10 @@ _SETTINGS = (
     "announce_first_sec",
     "announce_interval_sec",
     "max_queued",
+    "work_offer_timeout_sec",
+    "work_overflow_sec",
+    "work_fallback_queue_id",
+    "work_ttl_sec",
 )
 _QUEUE_DESTS = (
     "timeout_dest",

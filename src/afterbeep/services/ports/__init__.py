@@ -38,6 +38,7 @@ from afterbeep.services.ports.users import (
     UserRepo,
 )
 from afterbeep.services.ports.voicemail_sequence import ConnectorRepo, DeliveryRepo
+from afterbeep.services.ports.work_items import WorkItemRepo
 
 T = TypeVar("T")
 
@@ -111,6 +112,8 @@ class UnitOfWork(Protocol):
     def voice_calls(self) -> VoiceCallRepo: ...
     @property
     def telephony_jtis(self) -> TelephonyJtiRepo: ...
+    @property
+    def work_items(self) -> WorkItemRepo: ...
 
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]

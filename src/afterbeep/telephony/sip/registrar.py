@@ -27,7 +27,7 @@ import hmac
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -388,8 +388,11 @@ class Registrar:
         reap_every: float = 30.0,
         min_expires: int = MIN_EXPIRES,
         algorithms: Sequence[str] = ALGORITHMS,
+        on_registered: Callable[[DeviceSecret], None] | None = None,
     ) -> None:
         self._store = store
+        # told after every REGISTER that leaves the device with a contact (message waiting)
+        self.on_registered = on_registered
         self._clock = clock
         self.realm = realm
         self.nonces = NonceSigner(secret)
@@ -518,6 +521,11 @@ class Registrar:
             user_agent=next(iter(request.headers("user-agent")), None),
         )
         current = await self._store.bind(device, bindings, received, now)
+        if current and self.on_registered is not None:
+            try:
+                self.on_registered(device)
+            except Exception:
+                log.exception("registrar: on_registered failed")
         headers = [
             ("Contact", f"<{uri}>;expires={max(0, int((until - now).total_seconds()))}")
             for uri, until in current

@@ -857,9 +857,21 @@ class IncomingRequest:
         return list(self.request.headers.get(name))
 
     def respond(
-        self, code: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
+        self,
+        code: int,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        *,
+        to_tag: str | None = None,
     ) -> None:
-        self._ua._respond(self._entry, self._ua._response(self.request, code, reason, extra=headers))
+        self._ua._respond(
+            self._entry, self._ua._response(self.request, code, reason, to_tag=to_tag, extra=headers)
+        )
+
+    @property
+    def contact(self) -> str:
+        """Our Contact for a dialog this request creates (SUBSCRIBE)."""
+        return self._ua._contact(self._entry.flow)
 
 
 class UserAgent:
@@ -874,6 +886,8 @@ class UserAgent:
         self.on_invite = on_invite
         # REGISTER goes here when set (sip.registrar); else it is answered 405
         self.on_register: Callable[[IncomingRequest], None] | None = None
+        # SUBSCRIBE (new or in a subscription dialog) goes here when set (telephony.mwi)
+        self.on_subscribe: Callable[[IncomingRequest], None] | None = None
         self._transport = TransportLayer(self._on_message)
         self._txns: dict[TxnKey, _Entry] = {}
         self._dialogs: dict[DialogId, Dialog] = {}
@@ -997,6 +1011,34 @@ class UserAgent:
         if ip is None or not policy.permits(ip):
             raise AddressBlocked()
         return str(ip)
+
+    async def send_request(
+        self, build: Callable[[str, str], SipRequest], hop: Hop
+    ) -> SipResponse:
+        """A non-INVITE request (NOTIFY) to `hop` in a client transaction of its own:
+        `build(via, contact)` makes it; returns the final response (retransmitted over UDP
+        per timer E; CallFailed 408 on timer F, 503 when it cannot be sent)."""
+        if self._closed:
+            raise SipStateError("user agent is closed")
+        try:
+            flow = await self._transport.flow_to(hop.host, hop.port, hop.transport)
+        except SipTransportError as exc:
+            raise CallFailed(503, "Transport Error") from exc
+        req = build(self._via(flow, new_branch()), self._contact(flow))
+        final: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+
+        def on_event(event: TUEvent) -> None:
+            if final.done():
+                return
+            if isinstance(event, ResponseReceived) and event.response.status_code >= 200:
+                final.set_result(event.response)
+            elif isinstance(event, TimedOut):
+                final.set_exception(CallFailed(408, "Request Timeout"))
+            elif isinstance(event, TransportFailed):
+                final.set_exception(CallFailed(503, "Transport Error"))
+
+        self._start_client(req, flow, on_event)
+        return await final
 
     # --- shutdown ---
 
@@ -1319,6 +1361,9 @@ class UserAgent:
             return
         if method == "INVITE":
             self._respond(entry, build_response(req, 100))
+        if method == "SUBSCRIBE" and self.on_subscribe is not None:
+            self.on_subscribe(IncomingRequest(self, req, entry))
+            return
         if header_tag(req.headers.get_first("to")):
             dialog_id = request_dialog_id(req)
             dialog = self._dialogs.get(dialog_id) if dialog_id is not None else None

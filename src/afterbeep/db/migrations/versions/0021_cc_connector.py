@@ -2,7 +2,7 @@
 the seed 002 sequence's deliveries and every request and answer of them (issue 18)
 
 Revision ID: 0021_cc_connector
-Revises: 0019_telephony_api
+Revises: 0023_mwi
 Create Date: 2026-12-07 06:10:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import afterbeep.db.tables
 
 revision = "0021_cc_connector"
-down_revision: str | None = "0019_telephony_api"
+down_revision: str | None = "0023_mwi"
 branch_labels = None
 depends_on = None
 

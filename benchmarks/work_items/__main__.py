@@ -1,0 +1,3 @@
+from benchmarks.work_items.run import main
+
+main()

@@ -1,0 +1,79 @@
+"""Work items, their offers, agents' capacities and agents' tokens (issue 18)."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from afterbeep.domain.queues import AgentStatus
+from afterbeep.domain.work_items import WorkItem, WorkItemState, WorkOffer
+
+if TYPE_CHECKING:
+    from afterbeep.services.ports import Page
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    """What is stored of an agent: its status (and since when) and its capacity (None: the
+    default)."""
+
+    user_id: str
+    status: AgentStatus
+    capacity: int | None
+    since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentToken:
+    id: str
+    account_id: str
+    user_id: str
+    name: str
+    secret_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class WorkItemRepo(Protocol):
+    async def add(self, item: WorkItem) -> None: ...
+    async def update(self, item: WorkItem) -> None: ...
+    async def get(self, account_id: str, item_id: str) -> WorkItem | None: ...
+    async def of_voice_call(
+        self, account_id: str, voice_call_id: str
+    ) -> builtins.list[WorkItem]: ...
+    async def open_items(self) -> builtins.list[WorkItem]:
+        """Every open item of every account (the router's state on start)."""
+        ...
+
+    async def list(
+        self,
+        account_id: str,
+        queue_id: str | None,
+        state: WorkItemState | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[WorkItem]: ...
+
+    async def add_offer(self, offer: WorkOffer) -> None: ...
+    async def update_offer(self, offer: WorkOffer) -> None: ...
+    async def offer(self, offer_id: str) -> WorkOffer | None: ...
+    async def offers(self, account_id: str, item_id: str) -> builtins.list[WorkOffer]:
+        """The item's offers, oldest first."""
+        ...
+
+    async def agents(
+        self, account_id: str, user_ids: builtins.list[str]
+    ) -> dict[str, AgentRecord]: ...
+    async def set_capacity(
+        self, account_id: str, user_id: str, capacity: int | None, now: datetime
+    ) -> None: ...
+    async def capacities(self, account_id: str) -> dict[str, int | None]: ...
+
+    async def add_token(self, token: AgentToken) -> None: ...
+    async def token(self, token_id: str) -> AgentToken | None: ...
+    async def tokens(self, account_id: str, user_id: str) -> builtins.list[AgentToken]: ...
+    async def revoke_token(
+        self, account_id: str, user_id: str, token_id: str, now: datetime
+    ) -> bool: ...
