@@ -107,6 +107,21 @@ from afterbeep.transcription.worker import TranscriptionWorker
 from afterbeep.web.app import install as install_web
 from afterbeep.web.session import WebServices
 
+if TYPE_CHECKING:
+    import httpx
+
+    from afterbeep.domain.connectors import Connector
+    from afterbeep.services.contact_center import TelephonyApi
+from afterbeep.domain.voicemail_sequence import RetryPolicy
+from afterbeep.services.connectors import ConnectorService, LocalTargets, SequenceTargets
+from afterbeep.services.voicemail_sequence import (
+    Observer,
+    SequenceAdmission,
+    SequenceWorker,
+    TeamDeliveries,
+    VoicemailSequence,
+)
+
 log = logging.getLogger("afterbeep")
 
 PREBOUND_RTP_PAIRS = 128  # RTP/RTCP pairs bound ahead, so an INVITE is answered without waiting
@@ -234,6 +249,21 @@ class Runtime:
         )
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
+        # Voicemails for a team (issue 18): admitted where messages are stored, run by the
+        # sequence worker of the process that serves the API; against a connector's API over
+        # HTTP, or afterbeep's own (`sequence_targets.local`, set where it exists).
+        self.sequence_policy = RetryPolicy(
+            max_attempts=settings.cc_max_attempts,
+            base_seconds=settings.cc_retry_base_seconds,
+            transcript_wait_seconds=settings.cc_transcript_wait_seconds,
+            transcript_poll_seconds=min(15.0, settings.cc_idle_seconds * 3),
+        )
+        self.sequence_admission = SequenceAdmission(
+            self.clock, self.sequence_policy, on_queued=self._sequence_queued
+        )
+        self.sequence_targets = SequenceTargets(self.uow, self._connector_api)
+        self.sequence_worker: SequenceWorker | None = None
+        self._connector_client: httpx.AsyncClient | None = None
         # The agent's callback action (issue 18): each result is recorded on the voice call.
         self.callbacks = SipCallbacks(
             CallbackPlanner(self.lookups, HostGuard(settings.network_policy())),
@@ -256,6 +286,7 @@ class Runtime:
         self.voice_calls: VoiceCallReader = SqlVoiceCallReader(
             unit_of_work_factory(self.db, readonly=True), settings.default_region
         )
+        self.sequence_targets.local = LocalTargets(self.uow, self.telephony_api)
 
     async def start(self, *, workers: bool = True, postcall_process: bool = False) -> None:
         """Open storage and the database and build the services; with `workers`, also start the
@@ -301,6 +332,7 @@ class Runtime:
             on_email_queued=self._email_queued,
             transcription=self.transcription,
             email_wait_transcript_seconds=s.email_wait_transcript_seconds,
+            sequence=self.sequence_admission,
             message_waiting=self.mwi,
         )
         self.spool = Spool(self.data_dir / "spool")
@@ -324,6 +356,7 @@ class Runtime:
             if s.delivery_enabled:
                 await self.start_delivery()
             await self.start_work_router()
+            await self.start_sequence()
 
     async def start_work_router(self) -> WorkItemService:
         """Load the open work items and run their timers (offer timeouts, overflow, TTL)."""
@@ -359,7 +392,7 @@ class Runtime:
             engine,
             concurrency=s.transcribe_concurrency,
             reclaim_on_start=self.db.is_sqlite,
-            on_message_final=self._email_queued,
+            on_message_final=self._message_final,
         )
         await self.transcription_worker.start()
         return self.transcription_worker
@@ -369,6 +402,46 @@ class Runtime:
             self.postcall.wake_transcription()
         elif self.transcription_worker is not None:
             self.transcription_worker.notify()
+
+    def _message_final(self) -> None:
+        """A message's transcript is written (or failed): its email, and a team's sequence."""
+        self._email_queued()
+        self._sequence_queued()
+
+    def _sequence_queued(self) -> None:
+        if self.sequence_worker is not None:
+            self.sequence_worker.notify()
+
+    def sequence(self) -> VoicemailSequence:
+        return VoicemailSequence(
+            self.uow,
+            self.clock,
+            self.sequence_targets,
+            public_url=self.settings.resolved_public_url(),
+            policy=self.sequence_policy,
+        )
+
+    async def start_sequence(self) -> SequenceWorker:
+        """The worker that runs the seed 002 sequence of team mailboxes' messages."""
+        if self.sequence_worker is None:
+            self.sequence_worker = SequenceWorker(
+                self.uow,
+                self.sequence(),
+                self.clock,
+                idle_seconds=self.settings.cc_idle_seconds,
+                reclaim_on_start=self.db.is_sqlite,
+            )
+            await self.sequence_worker.start()
+        return self.sequence_worker
+
+    def _connector_api(self, connector: Connector, key_pem: str, observer: Observer) -> TelephonyApi:
+        from afterbeep.connectors.http import HttpTelephonyApi, http_client
+
+        if self._connector_client is None:
+            self._connector_client = http_client(self.settings.network_policy())
+        return HttpTelephonyApi(
+            connector, key_pem, self._connector_client, self.clock, observer=observer
+        )
 
     def _email_queued(self) -> None:
         if self.postcall is not None:
@@ -674,6 +747,8 @@ class Runtime:
             ring_groups=RingGroupService(self.uow, self.clock, AccountUsers(self.lookups)),
             queues=QueueService(self.uow, self.clock, self.queue_engine, AccountUsers(self.lookups)),
             users=UserService(self.uow, self.clock, s.sip_realm),
+            connectors=ConnectorService(self.uow, self.clock, guard),
+            team_deliveries=TeamDeliveries(self.uow),
             telephony=self.telephony_api,
             call_centers=CallCenterService(self.uow, self.clock, s.default_region),
             telephony_jwt_audience=s.telephony_jwt_audience,
@@ -729,6 +804,10 @@ class Runtime:
         deadline = self.begin_drain()
         if self.delivery_worker is not None:
             await self.delivery_worker.stop(max(0.0, deadline - loop.time()))
+        if self.sequence_worker is not None:
+            await self.sequence_worker.stop()
+        if self._connector_client is not None:
+            await self._connector_client.aclose()
         await self.callbacks.stop(max(0.0, deadline - loop.time()))  # they ran meanwhile
         await self.work_items.stop()
         if self.telephony is not None:

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     # pin_lock_seconds, doubled at each lock that follows.
     pin_max_failures: int = Field(default=5, ge=2)
     pin_lock_seconds: float = Field(default=300.0, gt=0)
+    # Voicemails for a team (issue 18, the seed 002 sequence): how long a message's sequence
+    # waits for its transcript before going on without it, the tries of a failing step (with a
+    # backoff from the base), how often the worker looks for messages stored by other processes.
+    cc_transcript_wait_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    cc_max_attempts: int = Field(default=8, ge=1, le=100)
+    cc_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    cc_idle_seconds: float = Field(default=5.0, gt=0, le=3600)
     # Callbacks (issue 18): how long the agent's phones ring, then the customer's.
     callback_agent_ring_seconds: float = Field(default=30.0, gt=0)
     callback_customer_ring_seconds: float = Field(default=45.0, gt=0)

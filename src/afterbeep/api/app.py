@@ -39,6 +39,7 @@ from afterbeep.api import (
     webhooks,
     work_items,
 )
+from afterbeep.api import connectors as connectors_api
 from afterbeep.api import notifications as notifications_api
 from afterbeep.api.access_log import AccessLogMiddleware
 from afterbeep.api.deps import ApiServices
@@ -91,6 +92,7 @@ def create_app(
         app.include_router(contact_center.router, prefix="/v1")
     for pbx in (ring_groups, queues, agents):
         app.include_router(pbx.router, prefix="/v1")
+    app.include_router(connectors_api.router, prefix="/v1")
     app.include_router(call_centers.router, prefix="/v1")
     app.include_router(telephony.router)  # /telephony/v1, the seed 002 Telephony API
     if pages is not None:

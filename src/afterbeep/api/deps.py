@@ -12,6 +12,7 @@ from afterbeep.domain.accounts import Account
 from afterbeep.services.accounts import AccountService
 from afterbeep.services.call_centers import CallCenterService
 from afterbeep.services.campaigns import CampaignService
+from afterbeep.services.connectors import ConnectorService
 from afterbeep.services.flows import FlowService
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.media import MediaService
@@ -28,6 +29,7 @@ from afterbeep.services.sender_numbers import SenderNumberService
 from afterbeep.services.telephony_api import TelephonyApiService
 from afterbeep.services.transcripts import TranscriptService
 from afterbeep.services.users import UserService
+from afterbeep.services.voicemail_sequence import TeamDeliveries
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.services.work_items import WorkItemService
 
@@ -57,6 +59,9 @@ class ApiServices:
     queues: QueueService
     max_body_bytes: int = 256 * 1024
     users: UserService | None = None
+    # Issue 18: outside contact centers, and what became of each message sent to a team.
+    connectors: ConnectorService | None = None
+    team_deliveries: TeamDeliveries | None = None
     # The Telephony API (/telephony/v1) and its call centers (/v1/call-centers).
     telephony: TelephonyApiService | None = None
     call_centers: CallCenterService | None = None

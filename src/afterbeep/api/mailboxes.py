@@ -39,6 +39,7 @@ SilenceSeconds = Annotated[int, Field(ge=rules.SILENCE_SECONDS[0], le=rules.SILE
 MemberId = Annotated[
     str, Field(min_length=1, max_length=40, description="a member of role `member` sees it in the inbox")
 ]
+TeamRef = Annotated[str, Field(min_length=1, max_length=40)]
 MaxMessages = Annotated[int, Field(ge=rules.MAX_MESSAGES[0], le=rules.MAX_MESSAGES[1])]
 
 
@@ -62,6 +63,9 @@ class MailboxCreate(StrictModel):
     temp_greeting_media_id: MediaId | None = None
     name_media_id: MediaId | None = None
     skip_pin_from_own_device: bool = False
+    queue_id: TeamRef | None = None
+    call_center_id: TeamRef | None = None
+    connector_id: TeamRef | None = None
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -86,6 +90,9 @@ class MailboxUpdate(TypedDict, total=False):
     temp_greeting_media_id: MediaId | None
     name_media_id: MediaId | None
     skip_pin_from_own_device: bool
+    queue_id: TeamRef | None
+    call_center_id: TeamRef | None
+    connector_id: TeamRef | None
 
 
 class PinIn(StrictModel):
@@ -134,6 +141,17 @@ class MailboxOut(BaseModel):
     skip_pin_from_own_device: bool = Field(
         default=False, description="`*97` from the owner's own phone opens the menu without the PIN"
     )
+    queue_id: str | None = Field(
+        default=None,
+        description="a team's mailbox: each message becomes a voice call routed to this queue",
+    )
+    call_center_id: str | None = Field(
+        default=None, description="the call center (cc_...) of afterbeep's Telephony API it uses"
+    )
+    connector_id: str | None = Field(
+        default=None,
+        description="an outside contact center (ccx_...) that receives its messages instead",
+    )
     created_at: str
     updated_at: str
     usage: UsageOut
@@ -162,6 +180,9 @@ class MailboxOut(BaseModel):
             temp_greeting_media_id=m.temp_greeting_media_id,
             name_media_id=m.name_media_id,
             skip_pin_from_own_device=m.skip_pin_from_own_device,
+            queue_id=m.queue_id,
+            call_center_id=m.call_center_id,
+            connector_id=m.connector_id,
             created_at=iso(m.created_at),
             updated_at=iso(m.updated_at),
             usage=UsageOut(messages=view.usage.messages, bytes=view.usage.bytes, full=view.full),

@@ -207,6 +207,11 @@ mailboxes = Table(
     # 0022_phone_menu: the owner's recorded name; `*97` from the owner's phone without the PIN
     Column("name_media_id", String(40), ForeignKey("media.id"), nullable=True),
     Column("skip_pin_from_own_device", Boolean, nullable=False, server_default=false()),
+    # 0021_cc_connector: the queue whose team gets its messages (the seed 002 sequence), and the
+    # call center (cc_) or outside contact center (ccx_) that receives them
+    Column("queue_id", String(40), nullable=True),
+    Column("call_center_id", String(40), nullable=True),
+    Column("connector_id", String(40), nullable=True),
 )
 
 messages = Table(
@@ -774,6 +779,68 @@ sip_auth_failures = Table(
     Column("failures", Integer, nullable=False),
     Column("window_start", UtcDateTime(), nullable=False),
     Column("locked_until", UtcDateTime(), nullable=True),
+)
+
+# -- voicemails for a team: outside contact centers and the seed 002 sequence (0021_cc_connector)
+
+cc_connectors = Table(
+    "cc_connectors",
+    metadata,
+    _id(),
+    _account(),
+    Column("name", String(200), nullable=False),
+    Column("base_url", String(500), nullable=False),
+    Column("call_center_api_name", String(80), nullable=False),
+    Column("org_id", String(64), nullable=False),
+    Column("audience", String(300), nullable=True),
+    Column("provider_name", String(80), nullable=True),
+    Column("fallback_queue", String(80), nullable=True),
+    Column("key_ref", String(200), nullable=True),
+    _created(),
+    _updated(),
+)
+
+cc_deliveries = Table(
+    "cc_deliveries",
+    metadata,
+    _id(),
+    _account(),
+    Column("message_id", String(40), nullable=False, unique=True),
+    Column("mailbox_id", String(40), nullable=False),
+    Column("queue_id", String(40), nullable=False),
+    Column("connector_id", String(40), nullable=True),
+    Column("call_center_id", String(40), nullable=True),
+    Column("vendor_call_key", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("steps_done", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("claimed_until", UtcDateTime(), nullable=True),
+    Column("transcript_wait_until", UtcDateTime(), nullable=False),
+    Column("voice_call_id", String(80), nullable=True),
+    Column("routed", JSON, nullable=True),
+    Column("transcript_note", String(500), nullable=True),
+    Column("last_error", String(500), nullable=True),
+    _created(),
+    _updated(),
+    Index("ix_cc_deliveries_due", "status", "next_attempt_at"),
+)
+
+cc_exchanges = Table(
+    "cc_exchanges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _account(),
+    Column("delivery_id", String(40), ForeignKey("cc_deliveries.id"), nullable=False, index=True),
+    Column("step", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("path", String(600), nullable=False),
+    Column("request", JSON, nullable=True),
+    Column("status", Integer, nullable=True),
+    Column("answer", JSON, nullable=True),
+    Column("error", String(500), nullable=True),
+    Column("at", UtcDateTime(), nullable=False),
 )
 
 # 0019_telephony_api: call centers of the Telephony API (/telephony/v1), their voice calls with

@@ -36,6 +36,7 @@ from afterbeep.db.repos.users import (
     SqlRegistrationRepo,
     SqlUserRepo,
 )
+from afterbeep.db.repos.voicemail_sequence import SqlConnectorRepo, SqlDeliveryRepo
 from afterbeep.db.repos.webhooks import (
     SqlEventOutbox,
     SqlWebhookRepo,
@@ -155,6 +156,14 @@ class SqlUnitOfWork:
     @cached_property
     def sip_auth_failures(self) -> SqlAuthFailureRepo:
         return SqlAuthFailureRepo(self.conn)
+
+    @cached_property
+    def cc_deliveries(self) -> SqlDeliveryRepo:
+        return SqlDeliveryRepo(self.conn)
+
+    @cached_property
+    def cc_connectors(self) -> SqlConnectorRepo:
+        return SqlConnectorRepo(self.conn)
 
     @cached_property
     def call_centers(self) -> SqlCallCenterRepo:

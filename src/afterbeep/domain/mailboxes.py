@@ -67,6 +67,12 @@ class Mailbox:
     # call from one of the owner's own phones (`*97`) reaches the menu without the PIN.
     name_media_id: str | None = None
     skip_pin_from_own_device: bool = False
+    # A team's mailbox: its messages become voice calls routed to this queue (the seed 002
+    # sequence), through afterbeep's own Telephony API as this call center, or (a connector)
+    # an outside contact center's.
+    queue_id: str | None = None
+    call_center_id: str | None = None
+    connector_id: str | None = None
 
     @property
     def greeting_ids(self) -> tuple[str | None, ...]:
@@ -114,6 +120,9 @@ DEFAULTS: dict[str, object] = {
     "temp_greeting_media_id": None,
     "name_media_id": None,
     "skip_pin_from_own_device": False,
+    "queue_id": None,
+    "call_center_id": None,
+    "connector_id": None,
 }
 
 # What a client may set (on create and update); the rest is kept by the service.
@@ -124,7 +133,10 @@ GREETING_FIELDS = (
     "temp_greeting_media_id",
     "name_media_id",
 )
-NULLABLE = frozenset({*GREETING_FIELDS, "notify_email", "owner_member_id"})
+TEAM_FIELDS = (("queue_id", "q"), ("call_center_id", "cc"), ("connector_id", "ccx"))
+NULLABLE = frozenset(
+    {*GREETING_FIELDS, "notify_email", "owner_member_id", *(name for name, _ in TEAM_FIELDS)}
+)
 
 
 def is_full(mailbox: Mailbox, usage: Usage) -> bool:
@@ -214,4 +226,12 @@ def check_mailbox(mailbox: Mailbox) -> Mailbox:
     owner = mailbox.owner_member_id
     if owner is not None and (not isinstance(owner, str) or not is_id(owner, "mem")):
         raise InvalidInput("owner_member_id", "must be a member id (mem_...)", "invalid-reference")
+    for field_name, prefix in TEAM_FIELDS:
+        value = getattr(mailbox, field_name)
+        if value is not None and (not isinstance(value, str) or not is_id(value, prefix)):
+            raise InvalidInput(field_name, f"must be an id ({prefix}_...)", "invalid-reference")
+    if mailbox.call_center_id is not None and mailbox.connector_id is not None:
+        raise InvalidInput("connector_id", "a mailbox names a call center or a connector, not both")
+    if mailbox.queue_id is None and (mailbox.call_center_id or mailbox.connector_id):
+        raise InvalidInput("queue_id", "is required when a call center or a connector is named")
     return dataclasses.replace(mailbox, name=name, notify_email=email)

@@ -48,6 +48,7 @@ from afterbeep.services.ports import EventOutbox, UnitOfWork, UnitOfWorkFactory
 from afterbeep.services.ports.notifications import NotificationKind
 from afterbeep.services.ports.storage import ObjectStore
 from afterbeep.services.transcripts import TranscriptionQueue
+from afterbeep.services.voicemail_sequence import SequenceAdmission
 
 Audio = npt.NDArray[np.int16]
 
@@ -99,6 +100,7 @@ class DepositService:
         silence_threshold: int = DEFAULT_SILENCE_THRESHOLD,
         transcription: TranscriptionQueue | None = None,
         email_wait_transcript_seconds: float = 30.0,
+        sequence: SequenceAdmission | None = None,
         message_waiting: MessageWaiting = NoMessageWaiting(),
     ) -> None:
         self._uow = uow
@@ -112,6 +114,7 @@ class DepositService:
         self._messages = MessageService(
             self._uow_linking_audio, store, clock, transcription, message_waiting
         )
+        self._sequence = sequence  # a team's mailbox: its messages go to the seed 002 sequence
 
     async def finalize(self, meta: RecordedCall, pcm: Audio, recovered: bool) -> Message | None:
         """Store the recording of `entry` as a message and queue its email; None when there is
@@ -208,11 +211,13 @@ class DepositService:
 
     async def _notify_owner(self, message: Message) -> None:
         """Queue the new-message email (once), and the "full" one if this message filled it."""
-        queued = False
+        queued = team = False
         async with self._uow() as uow:
             mailbox = await find_mailbox(uow, message.account_id, message.mailbox_id)
             if mailbox is None:
                 return
+            if self._sequence is not None:
+                team = await self._sequence.admit(uow, mailbox, message)
             if mailbox.notify_email:
                 now = self._clock.now()
                 email = rules.pending(
@@ -240,6 +245,8 @@ class DepositService:
                 queued = await self._queue_full_notice(uow, mailbox) or queued
         if queued:
             self._email_queued()
+        if team and self._sequence is not None:
+            self._sequence.queued()
 
     async def _queue_full_notice(self, uow: UnitOfWork, mailbox: Mailbox) -> bool:
         if not mailbox.notify_email:

@@ -87,6 +87,7 @@ class MailboxService:
         async with self._uow() as uow:
             await self._check_greeting(uow, mailbox)
             await self._check_owner(uow, mailbox)
+            await self._check_team(uow, mailbox, None)
             await uow.mailboxes.add(mailbox)
         log.info("mailbox created", extra={"mailbox_id": mailbox.id, "account_id": account_id})
         return MailboxView(mailbox, Usage(0, 0))
@@ -120,6 +121,7 @@ class MailboxService:
                     await self._check_greeting(uow, updated)
                 if updated.owner_member_id != current.owner_member_id:
                     await self._check_owner(uow, updated)
+                await self._check_team(uow, updated, current)
                 await uow.mailboxes.update(updated)
             usage = await uow.messages.usage(account_id, [mailbox_id])
         return MailboxView(updated, usage[mailbox_id])
@@ -224,4 +226,28 @@ class MailboxService:
         if owner is not None and await uow.members.get(mailbox.account_id, owner) is None:
             raise InvalidInput(
                 "owner_member_id", "no member with this id in the account", "invalid-reference"
+            )
+
+    async def _check_team(self, uow: UnitOfWork, mailbox: Mailbox, current: Mailbox | None) -> None:
+        """The queue, the call center and the connector named must be the account's."""
+        account_id = mailbox.account_id
+        queue_id = mailbox.queue_id
+        changed = current is None or queue_id != current.queue_id
+        if queue_id is not None and changed and await uow.queues.get(account_id, queue_id) is None:
+            raise InvalidInput("queue_id", "no queue with this id in the account", "invalid-reference")
+        center_id = mailbox.call_center_id
+        changed = current is None or center_id != current.call_center_id
+        if center_id is not None and changed and await uow.call_centers.get(account_id, center_id) is None:
+            raise InvalidInput(
+                "call_center_id", "no call center with this id in the account", "invalid-reference"
+            )
+        connector_id = mailbox.connector_id
+        changed = current is None or connector_id != current.connector_id
+        if (
+            connector_id is not None
+            and changed
+            and await uow.cc_connectors.get(account_id, connector_id) is None
+        ):
+            raise InvalidInput(
+                "connector_id", "no connector with this id in the account", "invalid-reference"
             )

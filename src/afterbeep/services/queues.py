@@ -308,6 +308,12 @@ class QueueService:
                 raise Conflict(
                     f"queue {queue_id!r} is used by {' and '.join(users)}", "queue-in-use"
                 )
+            teams = await uow.mailboxes.in_queue(account_id, queue_id)
+            if teams:
+                raise Conflict(
+                    f"queue {queue_id!r} gets the messages of mailboxes {', '.join(sorted(teams)[:5])}",
+                    "queue-in-use",
+                )
             line = self.engine.floor.lines.get(queue_id)
             if line is not None and line.callers:
                 raise Conflict(f"callers are waiting in queue {queue_id!r}", "queue-in-use")

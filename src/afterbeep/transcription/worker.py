@@ -282,6 +282,7 @@ class TranscriptionWorker(OutboxWorker[ClaimedJob]):
                 job.account_id, message_rules.TRANSCRIBED, message_rules.to_json(message)
             )
         await uow.notifications.hasten(new_message_key(message.id), now)
+        await uow.cc_deliveries.hasten(job.account_id, message.id, now)  # a team's voicemail
         return True
 
     def _after(self, attempts: int, error: str | None, *, permanent: bool) -> JobOutcome:

@@ -44,6 +44,9 @@ _SETTINGS = (
     "temp_greeting_media_id",
     "name_media_id",
     "skip_pin_from_own_device",
+    "queue_id",
+    "call_center_id",
+    "connector_id",
 )
 
 
@@ -133,6 +136,10 @@ class SqlMailboxRepo:
             ),
         )
         return int((await self._conn.execute(query)).scalar_one())
+
+    async def in_queue(self, account_id: str, queue_id: str) -> builtins.list[str]:
+        query = select(_b.id).where(_b.account_id == account_id, _b.queue_id == queue_id)
+        return [row.id for row in (await self._conn.execute(query)).all()]
 
 
 class SqlMessageRepo:

@@ -38,6 +38,7 @@ from afterbeep.services.ports.users import (
     RegistrationRepo,
     UserRepo,
 )
+from afterbeep.services.ports.voicemail_sequence import ConnectorRepo, DeliveryRepo
 from afterbeep.services.ports.work_items import WorkItemRepo
 
 T = TypeVar("T")
@@ -102,6 +103,10 @@ class UnitOfWork(Protocol):
     def registrations(self) -> RegistrationRepo: ...
     @property
     def sip_auth_failures(self) -> AuthFailureRepo: ...
+    @property
+    def cc_deliveries(self) -> DeliveryRepo: ...
+    @property
+    def cc_connectors(self) -> ConnectorRepo: ...
     @property
     def call_centers(self) -> CallCenterRepo: ...
     @property

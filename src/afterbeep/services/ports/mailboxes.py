@@ -37,6 +37,10 @@ class MailboxRepo(Protocol):
         """How many numbers send calls (open, closed or holiday) to this mailbox."""
         ...
 
+    async def in_queue(self, account_id: str, queue_id: str) -> builtins.list[str]:
+        """The team mailboxes whose messages go to this queue (their ids)."""
+        ...
+
 
 class MessageRepo(Protocol):
     async def add_if_absent(self, message: Message) -> bool:

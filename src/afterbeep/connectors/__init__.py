@@ -1,0 +1,1 @@
+"""Adapters to outside contact centers (the seed 002 Telephony API over HTTP)."""
