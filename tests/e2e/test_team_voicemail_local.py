@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
 from afterbeep.app import Runtime
+from tests.api.test_work_items import AgentClient
 from tests.conftest import ADMIN_KEY, Backend
 from tests.e2e.rig import (
     NUMBER,
@@ -186,6 +188,37 @@ async def test_a_voicemail_for_the_team_becomes_a_voice_call_and_a_work_item_by_
     assert [(x["step"], x["status"]) for x in delivery["exchanges"]] == [
         ("create", 200), ("activate", 200), ("transcript", 200), ("route", 200), ("close", 200),
     ]  # fmt: skip
+
+    # a representative joins the team: offered the voicemail on the event stream, accepts it,
+    # hears who called and what they said, completes it
+    rep = await api.post("/v1/users", {"username": "401", "is_agent": True})
+    members = {"members": [{"user_id": rep["id"]}]}
+    joined = await api.http.patch(f"/v1/queues/{world.queue_id}", json=members, headers=api.headers)
+    assert joined.status_code == 200, joined.text
+    async with httpx.AsyncClient(base_url=world.url, timeout=30) as http:
+        token = await api.post(f"/v1/agents/{rep['id']}/tokens", {"name": "desk"})
+        agent = AgentClient(http, token["token"])
+        await agent.listen()
+        ready = await agent.call("PATCH", "/v1/agents/me", json={"status": "available"})
+        assert ready.status_code == 200, ready.text
+        offered = await agent.next("work_item.offered")
+        assert offered["id"] == item["id"] and offered["state"] == "reserved"
+        assert offered["voice_call"]["from_number"] == CALLER
+        said = " ".join(line["content"] for line in offered["voice_call"]["transcript"])
+        assert "tomorrow morning" in said.lower()
+        assert f"/messages/{message['id']}/audio" in offered["voice_call"]["recording_url"]
+        offer_id = offered["offer"]["id"]
+        accepted = await agent.call("POST", f"/v1/agents/me/offers/{offer_id}/accept")
+        assert accepted.status_code == 200 and accepted.json()["state"] == "assigned"
+        assert (await agent.next("work_item.accepted"))["state"] == "assigned"
+        done = await agent.call(
+            "POST", f"/v1/agents/me/work-items/{item['id']}/complete", json={"notes": "called"}
+        )
+        assert done.status_code == 200 and done.json()["state"] == "completed"
+        assert (await agent.next("work_item.completed"))["notes"] == "called"
+        await agent.close()
+    [finished] = await work_items(api, call["voiceCallId"])
+    assert finished["state"] == "completed" and finished["agent_id"] == rep["id"]
 
 
 async def test_the_connector_reaches_afterbeeps_own_api_over_http_once_despite_500s_and_429(
