@@ -12,7 +12,6 @@ real speech model, the real work router), its HTTP API served on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from tests.e2e.rig import (
     sip_port,
     sipp_calls,
 )
+from tests.e2e.test_team_voicemail import delivered
 from tests.e2e.test_transcripts import LEAD_MS, SENTENCE, spoken
 from tests.fixtures.http_peers import FaultProxy, served
 from tests.sip import conftest as sip_rig
@@ -44,7 +44,6 @@ sipp_bin = sip_rig.sipp_bin
 pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
 CALLER = "+12025550123"  # the From of deposit_uac.xml
-WAIT = 180.0  # bound on background work (a model load on a busy machine); not a speed check
 ORG = "00Dxx0000001gPL"
 
 
@@ -110,22 +109,6 @@ async def call_the_team(sipp: str, world: World, directory: Path) -> None:
         sipp, "deposit_uac.xml", directory, sip_port(world.rt), hold_ms=LEAD_MS + len(words) // 8 + 500
     )
     assert run.returncode == 0, run.output
-
-
-async def delivered(api: Api, box_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(WAIT):
-        while True:
-            [message] = await api.wait_messages(box_id, 1)
-            response = await api.http.get(
-                "/v1/cc-deliveries", params={"message_id": message["id"]}, headers=api.headers
-            )
-            assert response.status_code == 200, response.text
-            items = response.json()["items"]
-            if items and items[0]["status"] != "pending":
-                one = await api.http.get(f"/v1/cc-deliveries/{items[0]['id']}", headers=api.headers)
-                found: dict[str, Any] = one.json()
-                return found
-            await asyncio.sleep(0.5)
 
 
 async def work_items(api: Api, voice_call_id: str) -> list[dict[str, Any]]:
