@@ -143,12 +143,22 @@ for _language, (_unavailable, _busy) in NAME_TEXTS.items():
     TEXTS[_language]["vm-unavailable-after-name"] = _unavailable
     TEXTS[_language]["vm-busy-after-name"] = _busy
 
+# With no recorded name, the owner's extension read out between these and the texts above.
+EXTENSION_TEXTS: dict[str, str] = {
+    "en": "The person at extension",
+    "es": "La persona en la extensión",
+    "fr": "Le correspondant au poste",
+    "de": "Der Teilnehmer mit der Durchwahl",
+}
+for _language, _text in EXTENSION_TEXTS.items():
+    TEXTS[_language]["vm-person-at-extension"] = _text
+
 # The phone menu's prompts and the fragments numbers and dates are said with (domain/say.py).
 for _language in TEXTS:
     TEXTS[_language] |= MENU_TEXTS[_language] | SAY_TEXTS[_language]
 
 # Fragments played one after another: their leading and trailing silence is cut to this much.
-FRAGMENT_PREFIXES = ("say-", "vmm-")
+FRAGMENT_PREFIXES = ("say-", "vmm-", "vm-person-at-extension")
 FRAGMENT_PAD_S = 0.04
 SILENCE_LEVEL = 0.02
 

@@ -12,10 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, event
+from sqlalchemy import delete, event, insert, update
 
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
+from afterbeep.domain.ids import new_id
+from afterbeep.domain.users import Forward, FwdKind
 from afterbeep.services.numbers import NumberService
 from afterbeep.services.routing import (
     CallRouter,
@@ -304,20 +306,54 @@ async def test_a_plain_voicemail_number_costs_what_it_did(
     client: httpx.AsyncClient, runtime: Runtime, account: Acct
 ) -> None:
     """Number, mailbox and usage when not cached; only the usage when cached (no account,
-    schedule or flow read for a number that has neither)."""
+    schedule or flow read for a number that has neither). A mailbox with no greeting nor
+    recorded name also reads its owner's extension (to read it out), with the number: cached."""
     main = await make_mailbox(runtime, account.id)
     await _post(
         client, account, "/v1/numbers", {"e164": US, "dest_kind": "voicemail", "dest_id": main}
     )
+    await _post(client, account, "/v1/users", {"username": "201", "voicemail_id": main})
     router = _router(runtime, FakeClock(IN_HOURS))
-    with statements(runtime) as first:
-        assert _mailbox_of(await router.route(US)) == main
-    with statements(runtime) as cached:
-        assert _mailbox_of(await router.route(US)) == main
-    tables = [
-        next(name for name in ("numbers", "mailboxes", "messages") if name in s)
-        for s in first
-        if "SELECT" in s
-    ]
-    assert tables == ["numbers", "mailboxes", "messages"], first
-    assert len([s for s in cached if "SELECT" in s]) == 1 and "messages" in cached[-1], cached
+    names = ("numbers", "mailboxes", "messages", "users")
+
+    async def route() -> tuple[list[str], str | None]:
+        with statements(runtime) as first:
+            found = await router.route(US)
+            assert _mailbox_of(found) == main
+        with statements(runtime) as cached:
+            assert await router.route(US) == found
+        assert len([s for s in cached if "SELECT" in s]) == 1 and "messages" in cached[-1], cached
+        tables = [next(name for name in names if name in s) for s in first if "SELECT" in s]
+        assert isinstance(found, VoicemailRoute)
+        return tables, found.extension
+
+    assert await route() == (["numbers", "mailboxes", "users", "messages"], "201")
+    # a user's forward to its own mailbox: its extension is known, not read
+    destinations = router.cached(US)
+    assert destinations is not None
+    async with runtime.uow() as uow:
+        owner = await uow.users.by_username(account.id, "201")
+    assert owner is not None
+    with statements(runtime) as forwarded:
+        found = await router.forward(
+            destinations.number, Forward(FwdKind.VOICEMAIL, main), owner
+        )
+    assert isinstance(found, VoicemailRoute) and found.extension == "201"
+    assert not [s for s in forwarded if "SELECT" in s and "users" in s], forwarded
+
+    # a recorded name: no extension to read
+    media_id = new_id("media")
+    async with runtime.db.begin() as conn:
+        await conn.execute(
+            insert(t.media).values(
+                id=media_id, account_id=account.id, name="Name", format="WAV",
+                content_type="audio/wav", duration_ms=800, sample_rate=8000, channels=1,
+                size_bytes=12844, sha256="0" * 64, original_key="k", telephony_key="k",
+                created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+        await conn.execute(
+            update(t.mailboxes).where(t.mailboxes.c.id == main).values(name_media_id=media_id)
+        )
+    runtime.routes.invalidate()
+    assert await route() == (["numbers", "mailboxes", "messages"], None)

@@ -12,10 +12,16 @@ import numpy as np
 import pytest
 
 from afterbeep.audio.compare import compare
+from afterbeep.domain.say import LANGUAGES, say_digits
 from afterbeep.telephony.fake import FakeCall
 from afterbeep.telephony.interface import Audio, EndedBy, Recording, RecordingSink
-from afterbeep.telephony.prompts import beep, prompt
-from afterbeep.telephony.scripts.deposit import DepositBox, Outcome, leave_message
+from afterbeep.telephony.prompts import PROMPTS_DIR, beep, prompt, sequence
+from afterbeep.telephony.scripts.deposit import (
+    PERSON_AT_EXTENSION,
+    DepositBox,
+    Outcome,
+    leave_message,
+)
 from afterbeep.telephony.spool import Spool, SpoolWriter
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -221,3 +227,41 @@ async def test_no_greeting_the_system_one_says_the_recorded_name(
     greeting = speech(0.5, seed=8)
     await leave_message(call, box(name=name, greeting=greeting), spool, NOW)
     assert np.array_equal(call.played[0][1], greeting[: len(call.played[0][1])])  # a greeting wins
+
+
+@pytest.mark.parametrize(
+    ("busy", "after"), [(False, "vm-unavailable-after-name"), (True, "vm-busy-after-name")]
+)
+async def test_no_greeting_nor_name_the_system_one_reads_the_extension(
+    spool: Spool, busy: bool, after: str
+) -> None:
+    names = [PERSON_AT_EXTENSION, "say-2", "say-0", "say-1", after]
+    expected = np.concatenate([prompt(name) for name in names])
+    call = FakeCall(hangup_at_ms=len(expected) // 8 + BEEP_MS + 50)
+    await leave_message(call, box(extension="201", busy=busy, skip_instructions=True), spool, NOW)
+    [(start, first)] = call.played[:1]
+    assert start == 0 and np.array_equal(first, expected)
+    assert np.array_equal(call.played[1][1], beep())  # then the beep, as after any greeting
+
+    # in the mailbox's language; a recorded name or a greeting wins over the extension
+    call = FakeCall(hangup_at_ms=200)
+    await leave_message(call, box(extension="201", language="de"), spool, NOW)
+    said = sequence(
+        [PERSON_AT_EXTENSION, *say_digits("201", "de"), "vm-unavailable-after-name"], "de"
+    )
+    assert np.array_equal(call.played[0][1], said[: len(call.played[0][1])])
+    name = speech(0.9, seed=7)
+    call = FakeCall(hangup_at_ms=200)
+    await leave_message(call, box(extension="201", name=name), spool, NOW)
+    assert np.array_equal(call.played[0][1], name[: len(call.played[0][1])])
+    greeting = speech(0.5, seed=8)
+    call = FakeCall(hangup_at_ms=200)
+    await leave_message(call, box(extension="201", greeting=greeting), spool, NOW)
+    assert np.array_equal(call.played[0][1], greeting[: len(call.played[0][1])])
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_extension_greeting_is_recorded_in_every_language(language: str) -> None:
+    for name in (PERSON_AT_EXTENSION, "vm-unavailable-after-name", "vm-busy-after-name"):
+        assert (PROMPTS_DIR / language / f"{name}.wav").is_file()
+    assert len(prompt(PERSON_AT_EXTENSION, language)) > 8000 * 0.5

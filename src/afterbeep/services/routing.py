@@ -67,6 +67,7 @@ class VoicemailRoute:
     greeting_key: str | None
     greeting_original_key: str | None = None  # to render the greeting when it is still pending
     greeting_duration_ms: int | None = None
+    extension: str | None = None  # the owner's, read out when there is no greeting nor name
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,9 @@ class VoicemailDestination:
     number: Number
     mailbox: Mailbox
     greeting: Media | None
+    # The owner's extension, read only for a mailbox with no greeting and no recorded name: the
+    # system greeting reads it out ("the person at extension 2 0 1 is not available").
+    extension: str | None = None
 
 
 # What one destination of a number leads to, as cached: everything but the mailbox's usage.
@@ -389,16 +393,17 @@ class CallRouter:
             target = await _target(uow, number, dest, account)
         return await self.finish(target)
 
-    async def forward(self, number: Number, forward: Forward) -> Route:
+    async def forward(self, number: Number, forward: Forward, user: User | None = None) -> Route:
         """Where a user's forward leads now (a mailbox's usage read now); `NoRoute(480)` for
-        what is gone."""
+        what is gone. `user` is the forwarding user: its own mailbox needs no look-up of its
+        extension."""
         try:
             kind = DestKind(forward.kind.value)
         except ValueError:
             return UNAVAILABLE
         async with self._uow() as uow:
             account = await uow.accounts.get(number.account_id)
-            target = await _target(uow, number, Destination(kind, forward.id), account)
+            target = await _target(uow, number, Destination(kind, forward.id), account, user)
         return await self.finish(target)
 
     async def device(self, auth_username: str) -> Device | None:
@@ -436,9 +441,14 @@ class CallRouter:
 
 
 async def _target(
-    uow: UnitOfWork, number: Number, dest: Destination, account: Account | None
+    uow: UnitOfWork,
+    number: Number,
+    dest: Destination,
+    account: Account | None,
+    owner: User | None = None,
 ) -> Target:
-    """What `dest` leads to now; `NoRoute(480)` when what it names is gone."""
+    """What `dest` leads to now; `NoRoute(480)` when what it names is gone. `owner`: a user
+    known to own the mailbox `dest` may name, whose extension then needs no look-up."""
     account_id = number.account_id
     if dest.kind is DestKind.HANGUP:
         return HangupRoute(number)
@@ -457,7 +467,13 @@ async def _target(
         greeting_id = mailbox.playing_greeting_id
         if greeting_id is not None:
             media = await uow.media.get(account_id, greeting_id)
-        return VoicemailDestination(number, mailbox, media)
+        extension = None
+        if media is None and mailbox.name_media_id is None:
+            if owner is not None and owner.voicemail_id == mailbox.id:
+                extension = owner.username
+            else:
+                extension = await uow.users.extension_of(account_id, mailbox.id)
+        return VoicemailDestination(number, mailbox, media, extension)
     if dest.kind is DestKind.FLOW and is_id(dest.id, "flow"):
         flow = await uow.flows.get(account_id, dest.id)
         saved = (
@@ -532,7 +548,7 @@ def internal_line(account_id: str, user: User) -> Number:
 def _route(destination: VoicemailDestination, full: bool) -> VoicemailRoute:
     number, mailbox, media = destination.number, destination.mailbox, destination.greeting
     if media is None:
-        return VoicemailRoute(number, mailbox, full, None)
+        return VoicemailRoute(number, mailbox, full, None, extension=destination.extension)
     return VoicemailRoute(
         number, mailbox, full, media.telephony_key, media.original_key, media.duration_ms
     )

@@ -252,7 +252,7 @@ class InboundCalls:
         assert self._ringer is not None and self._directory is not None
 
         async def run(_: Call, forward: Forward, busy: bool) -> None:
-            decision = await self._router.forward(route.number, forward)
+            decision = await self._router.forward(route.number, forward, route.user)
             if isinstance(decision, VoicemailRoute):
                 box = replace(await self._deposit_box(decision), busy=busy)
                 greeting_id = decision.mailbox.greeting_for(busy=busy)
@@ -435,6 +435,7 @@ class InboundCalls:
             silence_threshold=self._silence_threshold,
             full=route.full,
             name=name,
+            extension=route.extension if greeting is None and name is None else None,
         )
 
     async def _greeting(self, route: VoicemailRoute) -> Audio | None:

@@ -144,6 +144,16 @@ class SqlUserRepo:
         owners = [r.id for r in (await self._conn.execute(query)).all()]
         return sorted(set(owners) | set(forwarding))
 
+    async def extension_of(self, account_id: str, mailbox_id: str) -> str | None:
+        """The extension of the account's user whose mailbox it is (the lowest, if several)."""
+        query = (
+            select(_U.c.username)
+            .where(_U.c.account_id == account_id, _U.c.voicemail_id == mailbox_id)
+            .order_by(_U.c.username)
+            .limit(1)
+        )
+        return (await self._conn.execute(query)).scalar()
+
 
 def _device(row: Any) -> Device:
     return Device(

@@ -1,7 +1,7 @@
 """Leave a message: the steps a caller hears when a call reaches a mailbox.
 
-answer → greeting (or "not available") → instructions (unless skipped; `#` skips both)
-→ beep → record until `#`, hang-up, maximum length or silence → "saved, goodbye".
+answer → greeting (or "not available", with the owner's name or extension) → instructions
+(unless skipped; `#` skips both) → beep → record until `#`, hang-up, maximum length or silence → "saved, goodbye".
 The recording is in the spool (on disk) before any closing prompt plays.
 """
 
@@ -15,9 +15,12 @@ from datetime import datetime
 import numpy as np
 
 from afterbeep.domain.clock import iso
+from afterbeep.domain.say import say_digits
 from afterbeep.telephony.interface import Audio, Call, CallEnded, EndedBy
-from afterbeep.telephony.prompts import beep, prompt
+from afterbeep.telephony.prompts import beep, prompt, sequence
 from afterbeep.telephony.spool import Spool, SpoolEntry, SpoolMeta
+
+PERSON_AT_EXTENSION = "vm-person-at-extension"  # then the digits, then "is not available"
 
 
 class Outcome(enum.StrEnum):
@@ -43,6 +46,7 @@ class DepositBox:
     full: bool
     busy: bool = False  # reached because its owner is busy: the system greeting says so
     name: Audio | None = None  # the owner's recorded name: the system greeting says it
+    extension: str | None = None  # with no name, the system greeting reads it out
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +109,15 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
 
 
 def _system_greeting(box: DepositBox) -> Audio:
-    """"<name> is not available" (or "is on another call"), else "the person you are calling
-    is not available" (or "is on another call")."""
-    if box.name is None:
-        return prompt("vm-busy" if box.busy else "vm-greeting", box.language)
+    """"<name> is not available" (or "is on another call"), else "the person at extension
+    2 0 1 is not available", else "the person you are calling is not available"."""
     after = "vm-busy-after-name" if box.busy else "vm-unavailable-after-name"
-    return np.concatenate([box.name, prompt(after, box.language)])
+    if box.name is not None:
+        return np.concatenate([box.name, prompt(after, box.language)])
+    if box.extension:
+        digits = say_digits(box.extension, box.language)
+        return sequence([PERSON_AT_EXTENSION, *digits, after], box.language)
+    return prompt("vm-busy" if box.busy else "vm-greeting", box.language)
 
 
 async def _say_and_hang_up(call: Call, audio: Audio, ended_by: EndedBy | None = None) -> None:
