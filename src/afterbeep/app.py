@@ -503,6 +503,7 @@ class Runtime:
             policy,
             on_email_queued=self._email_queued,
             tmp_dir=tmp,
+            on_copied=self.deposits.copied if self.deposits is not None else None,
         )
 
     def _amd_words(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tests.fixtures.smtp import smtp_server
 from tests.services.test_deposits import OWNER, Rig, open_rig, speech
 
 PIN = "4826"
+BOB = "bob@clinic.example"
 CALLER = "tel:+12025550123"
 
 
@@ -97,7 +98,7 @@ async def test_many_callers_together_lock_the_mailbox(backend: Backend) -> None:
 async def test_messages_greetings_and_pin_through_the_services(backend: Backend) -> None:
     async with open_env(backend, "smtp://127.0.0.1:9") as env:
         rig, menu, box = env.rig, env.menu, env.mailbox
-        other_id = await rig.mailbox(name="Bob")
+        other_id = await rig.mailbox(name="Bob", notify_email=BOB)
         async with rig.rt.uow() as uow:
             now = rig.clock.now()
             bob = User(new_id("usr"), rig.account_id, "202", "Bob", now, now, other_id)
@@ -121,6 +122,12 @@ async def test_messages_greetings_and_pin_through_the_services(backend: Backend)
         assert other is not None
         [copy] = await menu.messages(other)
         assert copy.duration_ms == first.duration_ms and copy.caller == first.caller
+        # Bob is told of the copy as of a deposit: the new-message email, queued once
+        [email] = [n for n in await rig.outbox() if n.to_addr == BOB]
+        assert email.kind is NotificationKind.NEW_MESSAGE
+        assert (email.mailbox_id, email.message_id) == (other_id, copy.id)
+        assert await menu.forward(box, first.id, "202")  # the same copy again: no second email
+        assert [n.message_id for n in await rig.outbox() if n.to_addr == BOB] == [copy.id]
         await menu.delete(rig.account_id, [first.id, "msg_gone"])
         left = {m.id: m for m in await menu.messages(box)}
         assert list(left) == [second.id] and left[second.id].folder is Folder.URGENT

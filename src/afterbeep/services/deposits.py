@@ -189,6 +189,11 @@ class DepositService:
             if mailbox is not None:
                 await self._clear_full_if_space(uow, mailbox)
 
+    async def copied(self, message: Message) -> None:
+        """`message` was copied into its mailbox (forwarded by phone): its owner is told as
+        of a deposit (the new-message email, once)."""
+        await self._notify_owner(message)
+
     async def _store(self, meta: RecordedCall, audio: Audio, recovered: bool) -> Message:
         fd, name = tempfile.mkstemp(prefix="deposit-", suffix=".wav", dir=self._tmp_dir)
         os.close(fd)

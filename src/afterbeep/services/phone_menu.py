@@ -13,7 +13,7 @@ import enum
 import io
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -68,6 +68,7 @@ class PhoneMenuService:
         policy: PinLockoutPolicy | None = None,
         on_email_queued: Callable[[], None] | None = None,
         tmp_dir: Path | None = None,
+        on_copied: Callable[[Message], Awaitable[None]] | None = None,
     ) -> None:
         self._uow = uow
         self._store = store
@@ -78,6 +79,7 @@ class PhoneMenuService:
         self._policy = policy or PinLockoutPolicy()
         self._on_email_queued = on_email_queued
         self._tmp_dir = tmp_dir
+        self._on_copied = on_copied  # a forwarded copy: its owner is told as of a deposit
 
     def now(self) -> datetime:
         return self._clock.now()
@@ -219,7 +221,7 @@ class PhoneMenuService:
             path = Path(tmp) / "forward.wav"
             path.write_bytes(data)
             call_id = message_rules.check_call_id(f"{message.call_id}.fwd.{target.id}"[-200:])
-            await self._messages.store_message(
+            copy = await self._messages.store_message(
                 account_id=mailbox.account_id,
                 mailbox_id=target.id,
                 call_id=call_id,
@@ -229,6 +231,8 @@ class PhoneMenuService:
                 wav_path=path,
                 duration_ms=message.duration_ms,
             )
+        if self._on_copied is not None:
+            await self._on_copied(copy)
         return True
 
     # -- options -------------------------------------------------------------------------------
