@@ -2,9 +2,10 @@
 digests for SIPp and baresip 1.0): SIPp subscribes, refreshes and unsubscribes (489, 423, the
 challenge, 481 after the end); baresip, registered as the user and subscribed by its `mwi`
 module, shows the right counts in its log after a deposit (stored by the post-call process),
-after `PATCH read`, after `DELETE` and after a restart of the service; a second device of the
-same user that does not subscribe gets the same counts by unsolicited NOTIFYs, and none when
-nothing changed."""
+after `PATCH read`, after `DELETE`, after a restart of the service and after the owner listens
+to a message and deletes it in the phone menu (a SIPp call pressing RFC 4733 keys); a second
+device of the same user that does not subscribe gets the same counts by unsolicited NOTIFYs, and
+none when nothing changed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import json
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,18 +26,21 @@ import pytest
 from aiosipua.message import SipResponse
 
 from afterbeep.domain.mwi import WaitingCounts, parse_summary
+from afterbeep.domain.say import say_digits
+from afterbeep.telephony.prompts import sequence
+from afterbeep.telephony.scripts.deposit import PERSON_AT_EXTENSION
 from afterbeep.telephony.sip.auth import Credentials, DigestSession
 from afterbeep.telephony.sip.message import parse_message
 from tests.e2e.rig import (
     BEEP_S,
     DIALLED,
-    GREETING_S,
     NUMBER,
     caller_pcap,
     rtp_range,
     silence,
     speech,
 )
+from tests.e2e.test_phone_menu import MENU_NUMBER, Owner, owner_sipp
 from tests.fixtures import baresip as phone
 from tests.fixtures.service import Service, free_port, free_sip_port, running_service
 from tests.sip import conftest as sip_rig
@@ -51,7 +55,13 @@ PASSWORD = "correct-horse-battery-9"
 WAIT = 30.0  # bound on waiting for the service or a phone; never a speed assertion
 # The post-call process stores deposits at idle CPU priority: on a busy machine it starts late.
 DEPOSIT_WAIT = 180.0
-LEAD_MS = int((GREETING_S + BEEP_S) * 1000) + 600
+EXTENSION = "201"
+PIN = "2580"
+# The mailbox has no greeting and no name: the system one reads its owner's extension out.
+GREETING = sequence(
+    [PERSON_AT_EXTENSION, *say_digits(EXTENSION, "en"), "vm-unavailable-after-name"], "en"
+)
+LEAD_MS = (len(GREETING) + int(BEEP_S * 8000)) // 8 + 600
 
 
 # --- the served instance -----------------------------------------------------------------------
@@ -306,16 +316,39 @@ async def leave_message(served: Served, workdir: Path, seed: int) -> None:
     assert process.returncode == 0, out.decode(errors="replace")[-3000:]
 
 
+@contextlib.asynccontextmanager
+async def owner_on_the_menu(served: Served, workdir: Path) -> AsyncIterator[Owner]:
+    """A SIPp owner calls the menu number (its RTP the `Owner` the block drives, keys by RFC
+    4733); the call must end by the service's BYE once the block is done."""
+    sipp = shutil.which("sipp")
+    assert sipp is not None
+    await asyncio.to_thread(workdir.mkdir)
+    owner = await Owner.open()
+    assert isinstance(owner, Owner)
+    run = asyncio.ensure_future(owner_sipp(sipp, workdir, served.sip_port, owner.port))
+    try:
+        yield owner
+        code, output = await asyncio.wait_for(run, WAIT)
+        assert code == 0, output[-3000:]
+    finally:
+        run.cancel()
+        owner.close()
+
+
 async def test_baresip_and_a_desk_phone_show_the_counts_through_every_change(
     served: Served, tmp_path: Path
 ) -> None:
-    mailbox_id = await user_with_mailbox(served, "201", "bare-201", "desk-201")
+    mailbox_id = await user_with_mailbox(served, EXTENSION, "bare-201", "desk-201")
     await served.call(
         "POST",
         "/v1/numbers",
         201,
         {"e164": NUMBER, "dest_kind": "voicemail", "dest_id": mailbox_id},
     )
+    await served.call(
+        "POST", "/v1/numbers", 201, {"e164": MENU_NUMBER, "dest_kind": "voicemail_main"}
+    )
+    await served.call("PUT", f"/v1/mailboxes/{mailbox_id}/pin", 204, {"pin": PIN})
     desk = DeskPhone()
     await asyncio.get_running_loop().create_datagram_endpoint(
         lambda: desk, local_addr=("127.0.0.1", 0)
@@ -359,8 +392,22 @@ async def test_baresip_and_a_desk_phone_show_the_counts_through_every_change(
             assert (await desk.wait_notified(5))[4] == WaitingCounts(1, 0)
             await asyncio.to_thread(served.restart)
             # baresip in its subscription (kept in the database), the desk phone unsolicited
-            await shows(bare, WaitingCounts(1, 0), seen, DEPOSIT_WAIT)
+            seen = await shows(bare, WaitingCounts(1, 0), seen, DEPOSIT_WAIT)
             assert (await desk.wait_notified(6))[5] == WaitingCounts(1, 0)
+            states = await asyncio.to_thread(summaries, bare.log)
+            assert states[-2:] == [WaitingCounts(1, 0)] * 2  # told again after the restart
+
+            # the owner calls the menu: 1 listens (read: 0 new, 1 old), 7 deletes, # hangs up;
+            # the deletion applies when the call ends: empty again
+            async with owner_on_the_menu(served, tmp_path / "menu") as owner:
+                await owner.send(f"{EXTENSION}#{PIN}#", "1")
+                seen = await shows(bare, WaitingCounts(0, 1), seen)
+                await owner.send("7", "#")
+            seen = await shows(bare, WaitingCounts(0, 0), seen)
+            assert (await desk.wait_notified(8))[6:] == [WaitingCounts(0, 1), WaitingCounts(0, 0)]
+            page = await served.call("GET", f"/v1/mailboxes/{mailbox_id}/messages", 200)
+            assert page["items"] == []
+
             assert desk.notified == [
                 WaitingCounts(0, 0),
                 WaitingCounts(1, 0),
@@ -368,6 +415,8 @@ async def test_baresip_and_a_desk_phone_show_the_counts_through_every_change(
                 WaitingCounts(0, 0),
                 WaitingCounts(1, 0),
                 WaitingCounts(1, 0),
+                WaitingCounts(0, 1),
+                WaitingCounts(0, 0),
             ]
             # baresip saw each state in order (the first maybe twice: REGISTER and SUBSCRIBE)
             states = await asyncio.to_thread(summaries, bare.log)
@@ -378,8 +427,9 @@ async def test_baresip_and_a_desk_phone_show_the_counts_through_every_change(
                 WaitingCounts(0, 1),
                 WaitingCounts(0, 0),
                 WaitingCounts(1, 0),
+                WaitingCounts(0, 1),
+                WaitingCounts(0, 0),
             ]
-            assert states[-2:] == [WaitingCounts(1, 0)] * 2  # told again after the restart
-            assert states.count(WaitingCounts(0, 1)) == 1  # the second PATCH sent nothing
+            assert states.count(WaitingCounts(0, 1)) == 2  # the second PATCH sent nothing
     finally:
         desk.close()

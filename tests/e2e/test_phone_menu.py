@@ -34,11 +34,11 @@ from afterbeep.telephony import menu_prompts as P
 from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.prompts import beep, sequence
+from afterbeep.telephony.scripts.deposit import PERSON_AT_EXTENSION
 from tests.conftest import ADMIN_KEY, Backend
 from tests.e2e.rig import (
     BEEP_S,
     CALLER,
-    GREETING_S,
     NUMBER,
     OWNER,
     WAIT,
@@ -67,7 +67,11 @@ MENU_NUMBER = "+12025550111"
 PIN, NEW_PIN = "2580", "4826"
 EXTENSION = "201"
 LOCK_SECONDS = 20.0  # long enough for a call while locked (its prompt says why)
-LEAD_MS = int((GREETING_S + BEEP_S) * 1000) + 600  # a depositor speaks after the beep
+# The mailbox has no greeting nor name: a caller hears its owner's extension read out.
+GREETING = sequence(
+    [PERSON_AT_EXTENSION, *say_digits(EXTENSION, "en"), "vm-unavailable-after-name"], "en"
+)
+LEAD_MS = (len(GREETING) + int(BEEP_S * 8000)) // 8 + 600  # a depositor speaks after the beep
 
 
 class Owner(RtpPeer):
@@ -261,6 +265,10 @@ def pieces(audio: Audio) -> list[Audio]:
 
 
 async def test_the_owner_walks_the_menu(served: Served) -> None:
+    # no greeting nor name yet: "the person at extension 2 0 1 is not available"
+    heard = await python_caller(served.rt, limit=len(GREETING) / 8000 + 1.0)
+    assert _contains(heard.heard.pcm, sent(GREETING))
+    await settle(served.rt)
     first = await served.deposit(seed=11)
     second = await served.deposit(seed=12)
     first_audio = await served.api.audio(first["id"])

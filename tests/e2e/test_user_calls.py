@@ -18,9 +18,12 @@ import pytest
 from afterbeep.app import Runtime
 from afterbeep.audio.compare import compare
 from afterbeep.audio.tones import speech_like
+from afterbeep.domain.say import say_digits
 from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.interface import Call
 from afterbeep.telephony.media import Codec
+from afterbeep.telephony.prompts import sequence
+from afterbeep.telephony.scripts.deposit import PERSON_AT_EXTENSION
 from afterbeep.telephony.scripts.ringer import (
     BridgeEnd,
     Leg,
@@ -32,7 +35,6 @@ from tests.api.test_flows import _edge, _node
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import (
     BEEP_S,
-    GREETING_S,
     NUMBER,
     Api,
     api_of,
@@ -46,7 +48,6 @@ from tests.e2e.rig import (
     sipp_calls,
     speech,
 )
-from tests.e2e.test_number_routing import _leave_message
 from tests.e2e.test_registration import (
     PASSWORD,
     WAIT,
@@ -62,6 +63,14 @@ from tests.sip.peer import RawPeer, status_of
 from tests.telephony.bridge_rig import RtpPeer, caller, codec_keys, device, stream_of
 
 sipp_bin = sip_rig.sipp_bin
+
+# User 201's mailbox has no greeting nor name: callers hear the extension read out (the busy
+# "is on another call" is no longer than "is not available").
+GREETING_S = (
+    len(sequence([PERSON_AT_EXTENSION, *say_digits("201", "en"), "vm-unavailable-after-name"]))
+    / 8000
+)
+LEAD_MS = int((GREETING_S + BEEP_S) * 1000) + 600
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -110,6 +119,12 @@ async def user_runtime(backend: Backend, ringer: NobodyAnswers) -> AsyncIterator
         yield rt
     finally:
         await rt.stop()
+
+
+async def _leave_message(sipp: str, cwd: Path, rt: Runtime) -> None:
+    caller_pcap(cwd, silence(LEAD_MS), speech(1.5, seed=5))
+    run = await sipp_calls(sipp, "deposit_uac.xml", cwd, sip_port(rt), hold_ms=LEAD_MS + 2000)
+    assert run.returncode == 0, run.output
 
 
 async def test_no_answer_dnd_and_unregistered_reach_the_users_mailbox(
@@ -242,7 +257,7 @@ async def test_nobody_answers_the_users_phone_the_caller_leaves_a_message(
 ) -> None:
     """The real engine rings the registered softphone for ring_timeout_sec (5 s), nobody
     picks up, the fork is cancelled and the caller's words end up in the user's mailbox."""
-    lead_ms = int((GREETING_S + BEEP_S) * 1000) + 600
+    lead_ms = LEAD_MS
     words = speech(2.0, seed=31)
     caller_pcap(tmp_path / "caller", silence(lead_ms), words)
     (tmp_path / "desk").mkdir()
