@@ -28,7 +28,8 @@ any of the caller's first second, and how late the caller itself started speakin
 ``--target asterisk --asterisk-prefix DIR``: the same fixed-time caller against Asterisk 20's
 app_voicemail (`benchmarks.sip_load.asterisk`), its CPU read from its process and its messages
 from its spool, checked as afterbeep's are. ``--no-email``: afterbeep's mailbox has no
-notify_email (Asterisk's ``attach = no``). ``--quiet-check`` (on by default): before the
+notify_email (Asterisk's ``attach = no``); ``--no-transcribe``: no transcript either
+(``AFTERBEEP_TRANSCRIBE=off``; Asterisk makes none). ``--quiet-check`` (on by default): before the
 calls start, wait until the 1-minute load average is under ``--quiet-load``, at most
 ``--quiet-timeout`` seconds; the wait and the load are reported, and a run that started on a
 busy machine says so.
@@ -176,6 +177,7 @@ class Result:
     failed: int = 0
     retransmissions: int = 0
     peak_concurrent: int = 0
+    concurrent_avg: float = 0.0  # SIPp's calls up, sampled every second of its run
     wall_seconds: float = 0.0
     cpu_seconds_during_calls: float = 0.0
     cpu_seconds_total: float = 0.0
@@ -203,6 +205,7 @@ class Result:
     target: str = "afterbeep"
     caller: str = "beep-wait"
     email: bool = True
+    transcribe: bool = True
     quiet: dict[str, Any] = field(default_factory=dict)
     speak_at_ms: int | None = None
     beep_due_ms: float | None = None
@@ -217,6 +220,19 @@ class Result:
     capture_unmatched_rtp: int | None = None
     tcpdump_cpu_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def cores_per_100_calls(self) -> dict[str, float] | None:
+        """Cores per 100 concurrent calls: during the calls (CPU while SIPp ran over the calls
+        up on average), and with everything the calls cost (total CPU, post-call work after
+        the last call included, over the call-seconds)."""
+        if not self.concurrent_avg or not self.wall_seconds:
+            return None
+        call_seconds = self.concurrent_avg * self.wall_seconds
+        return {
+            "during_calls": 100 * self.cores_avg / self.concurrent_avg,
+            "total": 100 * self.cpu_seconds_total / call_seconds,
+        }
 
     @property
     def first_second_incomplete_share(self) -> float | None:
@@ -592,6 +608,7 @@ def read_sipp_stats(work: Path, result: Result) -> None:
             result.failed = int(last["FailedCall(C)"])
             result.retransmissions = int(last["Retransmissions(C)"])
             result.peak_concurrent = max(int(r["CurrentCall"]) for r in rows)
+            result.concurrent_avg = sum(int(r["CurrentCall"]) for r in rows) / len(rows)
     rtts: list[float] = []
     for path in work.glob("*_rtt.csv"):
         for line in path.read_text().splitlines()[1:]:
@@ -650,7 +667,11 @@ def run_deposit(
             work / "var",
             sip_port,
             args.max_calls,
-            {"AFTERBEEP_HTTP_ADDR": f"127.0.0.1:{http_port}", "AFTERBEEP_SMTP_URL": smtp.url()},
+            {
+                "AFTERBEEP_HTTP_ADDR": f"127.0.0.1:{http_port}",
+                "AFTERBEEP_SMTP_URL": smtp.url(),
+                **({"AFTERBEEP_TRANSCRIBE": "off"} if args.no_transcribe else {}),
+            },
         )
         log = work / "service.log"
         with process([str(BIN / "afterbeep"), "serve"], env, log) as proc:
@@ -785,6 +806,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--asterisk-prefix", type=Path, default=None, help="Asterisk's install prefix (--target asterisk)")
     parser.add_argument("--no-email", action="store_true", help="deposit: the mailbox has no notify_email")
     parser.add_argument(
+        "--no-transcribe", action="store_true",
+        help="deposit: AFTERBEEP_TRANSCRIBE=off (Asterisk transcribes nothing either)",
+    )
+    parser.add_argument(
         "--quiet-check", action=argparse.BooleanOptionalAction, default=True,
         help="wait for a 1-minute load average under --quiet-load before the calls start",
     )
@@ -840,7 +865,13 @@ def main(argv: list[str] | None = None) -> None:
     (work / "caller.xml").write_text(SCENARIO.replace("{wait}", wait).replace("{hold_ms}", str(played_ms + TAIL_MS)))
 
     result = Result(args.mode, args.calls, args.concurrency, args.rate, hold_ms / 1000)
-    result.target, result.caller, result.email = args.target, args.caller, not args.no_email
+    result.target, result.caller = args.target, args.caller
+    result.email = not args.no_email and args.target == "afterbeep"
+    result.transcribe = not args.no_transcribe and args.target == "afterbeep"
+    if args.no_transcribe and os.environ.get("AFTERBEEP_TRANSCRIBE") not in (None, "off"):
+        parser.error("--no-transcribe with AFTERBEEP_TRANSCRIBE set otherwise")
+    if not args.no_transcribe and os.environ.get("AFTERBEEP_TRANSCRIBE") == "off":
+        result.transcribe = False
     if nominal is not None:
         result.speak_at_ms = nominal.speak_at_ms
         result.beep_due_ms = round(nominal.beep_start * 1000, 1)
@@ -864,6 +895,7 @@ def main(argv: list[str] | None = None) -> None:
                     {
                         **asdict(result),
                         "first_second_incomplete_share": result.first_second_incomplete_share,
+                        "cores_per_100_calls": result.cores_per_100_calls,
                         "passed": result.passed,
                         "work": str(work),
                     },
@@ -877,15 +909,25 @@ def main(argv: list[str] | None = None) -> None:
 
 def report(r: Result, work: Path) -> None:
     lat = r.invite_to_200_ms
+    per = r.cores_per_100_calls
     rows = [
-        ("mode / target / caller", f"{r.mode} / {r.target} / {r.caller}" + ("" if r.email else " / no email")),
+        (
+            "mode / target / caller",
+            f"{r.mode} / {r.target} / {r.caller}"
+            + ("" if r.target != "afterbeep" or r.email else " / no email")
+            + ("" if r.target != "afterbeep" or r.transcribe else " / no transcription"),
+        ),
         ("calls created / successful / failed", f"{r.created} / {r.successful} / {r.failed}"),
-        ("SIPp -l / peak concurrent", f"{r.concurrency} / {r.peak_concurrent}"),
+        ("SIPp -l / peak / mean concurrent", f"{r.concurrency} / {r.peak_concurrent} / {r.concurrent_avg:.1f}"),
         ("SIPp exit / retransmissions", f"{r.sipp_exit} / {r.retransmissions}"),
         ("wall seconds (SIPp run)", f"{r.wall_seconds:.1f}"),
         ("service CPU s during calls / total", f"{r.cpu_seconds_during_calls:.1f} / {r.cpu_seconds_total:.1f}"),
         ("cores used avg / peak 5 s", f"{r.cores_avg:.2f} / {r.cores_peak_5s:.2f}"),
         ("CPU ms per call", f"{r.cpu_ms_per_call:.1f}"),
+        (
+            "cores per 100 concurrent calls: during calls / total",
+            "n/a" if per is None else f"{per['during_calls']:.3f} / {per['total']:.3f}",
+        ),
         ("loop thread s on a CPU / waiting for one", f"{r.loop_thread_on_cpu_s:.1f} / {r.loop_thread_waiting_s:.1f}"),
         ("SIPp CPU s / machine busy cores (of n)", f"{r.sipp_cpu_seconds:.1f} / {r.machine_busy_cores_avg:.2f} ({r.machine_cores})"),
         ("UDP drops: all / service SIP / SIPp SIP", f"{r.udp_receive_drops} / {r.sip_drops_service} / {r.sip_drops_sipp}"),
