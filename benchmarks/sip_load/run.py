@@ -707,6 +707,8 @@ def run_asterisk(
         if args.service_cpu is not None:
             pin(proc.pid, args.service_cpu)
         wait_quiet(args, result)
+        errors = home / "log" / "messages.log"
+        at_start = len(errors.read_text().splitlines()) if errors.is_file() else 0
         start_cpu = cpu_seconds(proc.pid)
         run_sipp(args, work, sip_port, result, proc.pid, media_port)
         calls_ended = time.monotonic()
@@ -714,9 +716,9 @@ def run_asterisk(
         result.messages_stored_after_s = time.monotonic() - calls_ended
         result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
     result.loop_thread_on_cpu_s = result.loop_thread_waiting_s = 0.0  # afterbeep's event loop only
-    errors = home / "log" / "messages.log"
-    if errors.is_file() and errors.stat().st_size:
-        result.notes.append(f"Asterisk logged {len(errors.read_text().splitlines())} warnings/errors: {errors}")
+    logged = errors.read_text().splitlines()[at_start:] if errors.is_file() else []
+    if logged:
+        result.notes.append(f"Asterisk logged {len(logged)} warnings/errors during the calls ({errors}), last: {logged[-1][:200]}")
     check_recordings(result, reference, (read_wav_or_empty(f.read_bytes()) for f in files))
 
 
