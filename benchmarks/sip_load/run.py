@@ -78,6 +78,7 @@ from benchmarks.sip_load.fixed_time import (
     first_second_missing_ms,
     percentiles_ms,
 )
+from benchmarks.sip_load.quiet import load_average, wait_quiet
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -510,28 +511,17 @@ def check_recordings(result: Result, reference: Pcm, recordings: Iterator[Pcm]) 
         result.worst_first_second_missing_ms = max(first_second)
 
 
-def load_average() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def wait_quiet(args: argparse.Namespace, result: Result) -> None:
-    """Waits until the 1-minute load average is under ``--quiet-load`` (``--quiet-check``)."""
+def quiet_check(args: argparse.Namespace, result: Result) -> None:
+    """Waits for a quiet machine (``--quiet-check``) and records what it found."""
     if not args.quiet_check:
         result.quiet = {"checked": False, "load_1min": load_average()}
         return
-    started = time.monotonic()
-    first = load = load_average()
-    while load >= args.quiet_load and time.monotonic() - started < args.quiet_timeout:
-        time.sleep(5.0)
-        load = load_average()
-    quiet = load < args.quiet_load
-    result.quiet = {
-        "checked": True, "quiet": quiet, "load_1min": load, "load_at_first_look": first,
-        "waited_s": round(time.monotonic() - started, 1), "limit": args.quiet_load,
-    }
-    if not quiet:
+    found = wait_quiet(args.quiet_load, args.quiet_timeout)
+    result.quiet = {"checked": True, "limit": args.quiet_load, **asdict(found)}
+    result.quiet["waited_s"] = round(found.waited_s, 1)
+    if not found.quiet:
         result.notes.append(
-            f"NOT QUIET: load average {load:.2f} >= {args.quiet_load} after {args.quiet_timeout:g} s; the run went ahead"
+            f"NOT QUIET: load average {found.load_1min:.2f} >= {args.quiet_load} after {args.quiet_timeout:g} s; the run went ahead"
         )
 
 
@@ -632,7 +622,7 @@ def run_core(
         wait_ready(proc, log, lambda: "READY" in log.read_text())
         if args.service_cpu is not None:
             pin(proc.pid, args.service_cpu)
-        wait_quiet(args, result)
+        quiet_check(args, result)
         start_cpu = cpu_seconds(proc.pid)
         run_sipp(args, work, sip_port, result, proc.pid, media_port)
         time.sleep(1.0)  # the last recordings are written when their scripts end
@@ -679,7 +669,7 @@ def run_deposit(
             if args.service_cpu is not None:
                 pin(proc.pid, args.service_cpu)
             api = DepositApi(url, env, menu_prompt, email=not args.no_email)
-            wait_quiet(args, result)
+            quiet_check(args, result)
             start_cpu = cpu_seconds(proc.pid)
             run_sipp(args, work, sip_port, result, proc.pid, media_port)
             calls_ended = time.monotonic()
@@ -706,7 +696,7 @@ def run_asterisk(
     with asterisk.running(install, home, sip_port, work / "service.log") as proc:
         if args.service_cpu is not None:
             pin(proc.pid, args.service_cpu)
-        wait_quiet(args, result)
+        quiet_check(args, result)
         errors = home / "log" / "messages.log"
         at_start = len(errors.read_text().splitlines()) if errors.is_file() else 0
         start_cpu = cpu_seconds(proc.pid)
