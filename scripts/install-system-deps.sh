@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite talks to, when they are missing:
 # PostgreSQL (initdb/pg_ctl), SIPp (sip-tester), baresip (a real softphone), espeak-ng, sox and
-# Chromium (the browser tests drive Debian's build through Playwright; Playwright downloads none).
+# Chromium (the browser tests drive Debian's build through Playwright; Playwright downloads none)
+# and tcpdump (what the benchmark's fixed-time caller heard).
 #
 # Another apt or dpkg run (unattended-upgrades on a fresh machine, say) may hold the package
 # manager's locks: we wait for them, up to APT_LOCK_TIMEOUT seconds (default 600), instead of
@@ -15,6 +16,7 @@ command -v baresip >/dev/null || need+=(baresip)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v chromium >/dev/null || need+=(chromium)
+command -v tcpdump >/dev/null || need+=(tcpdump)  # benchmarks.sip_load --caller fixed-time
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "installing system packages: ${need[*]}"
 SUDO=""

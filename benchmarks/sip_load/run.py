@@ -14,6 +14,25 @@ peak concurrent calls and failed calls (SIPp statistics), CPU seconds of the ser
 (/proc/<pid>/stat), INVITE-to-200 latency (SIPp ``rtd``, from the first INVITE sent to the 200
 received), and each recording or stored message compared with the G.711 round trip of the
 audio sent (SNR >= 30 dB, at most 20 ms missing at either end).
+
+``--caller fixed-time`` (deposit mode): the caller does not wait for the beep. It sends RTP from
+the answer, as a phone does (silence, then its speech), and starts speaking at a fixed time
+after the 200 OK: the nominal length of the prompts the target plays before recording
+(greeting, instructions, beep) plus 0.3 s (`benchmarks.sip_load.fixed_time`). A packet capture
+of the loopback interface (`benchmarks.sip_load.capture`, ``tcpdump``) keeps what the caller
+received; after the run each call's beep is found in it by cross-correlation and its arrival
+compared with the time it was due (answer + nominal greeting and instructions). Reported
+besides the figures above: the beep's lateness (p50/p99/max), the share of messages missing
+any of the caller's first second, and how late the caller itself started speaking.
+
+``--target asterisk --asterisk-prefix DIR``: the same fixed-time caller against Asterisk 20's
+app_voicemail (`benchmarks.sip_load.asterisk`), its CPU read from its process and its messages
+from its spool, checked as afterbeep's are. ``--no-email``: afterbeep's mailbox has no
+notify_email (Asterisk's ``attach = no``); ``--no-transcribe``: no transcript either
+(``AFTERBEEP_TRANSCRIBE=off``; Asterisk makes none). ``--quiet-check`` (on by default): before the
+calls start, wait until the 1-minute load average is under ``--quiet-load``, at most
+``--quiet-timeout`` seconds; the wait and the load are reported, and a run that started on a
+busy machine says so.
 """
 
 from __future__ import annotations
@@ -50,6 +69,16 @@ from afterbeep.audio.tones import speech_like
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.prompts import beep, prompt
 from benchmarks.affinity import pin, process_tree
+from benchmarks.sip_load import asterisk
+from benchmarks.sip_load.capture import calls_heard, read_pcap, tcpdump
+from benchmarks.sip_load.fixed_time import (
+    FRAME_SAMPLES,
+    Nominal,
+    beep_lateness,
+    first_second_missing_ms,
+    percentiles_ms,
+)
+from benchmarks.sip_load.quiet import load_average, wait_quiet
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -57,6 +86,7 @@ NUMBER = "+12025550100"
 MIN_SNR_DB = 30.0
 MAX_MISSING_MS = 20.0
 LEAD_MS = 800  # deposit: the caller starts speaking this long after the beep should have ended
+KEEP_AFTER_SPEECH_S = 10.0  # fixed-time: what the capture keeps of a call past its speech time
 TAIL_MS = 400  # the caller hangs up this long after its last packet
 MENU_PROMPT_MS = 1500  # flow: the menu's prompt
 DIGIT_AFTER_MS = 300  # flow: the caller presses 1 this long after the menu prompt ends
@@ -148,6 +178,7 @@ class Result:
     failed: int = 0
     retransmissions: int = 0
     peak_concurrent: int = 0
+    concurrent_avg: float = 0.0  # SIPp's calls up, sampled every second of its run
     wall_seconds: float = 0.0
     cpu_seconds_during_calls: float = 0.0
     cpu_seconds_total: float = 0.0
@@ -172,7 +203,41 @@ class Result:
     loop_thread_waiting_s: float = 0.0
     messages_stored_after_s: float | None = None
     emails_received_after_s: float | None = None
+    target: str = "afterbeep"
+    caller: str = "beep-wait"
+    email: bool = True
+    transcribe: bool = True
+    quiet: dict[str, Any] = field(default_factory=dict)
+    speak_at_ms: int | None = None
+    beep_due_ms: float | None = None
+    beep_late_ms: dict[str, float] = field(default_factory=dict)
+    beeps_heard: int | None = None
+    calls_answered_in_capture: int | None = None
+    caller_speech_late_ms: dict[str, float] = field(default_factory=dict)
+    first_second_incomplete: int = 0
+    worst_first_second_missing_ms: float | None = None
+    capture_packets: int | None = None
+    capture_dropped: int | None = None
+    capture_unmatched_rtp: int | None = None
+    tcpdump_cpu_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def cores_per_100_calls(self) -> dict[str, float] | None:
+        """Cores per 100 concurrent calls: during the calls (CPU while SIPp ran over the calls
+        up on average), and with everything the calls cost (total CPU, post-call work after
+        the last call included, over the call-seconds)."""
+        if not self.concurrent_avg or not self.wall_seconds:
+            return None
+        call_seconds = self.concurrent_avg * self.wall_seconds
+        return {
+            "during_calls": 100 * self.cores_avg / self.concurrent_avg,
+            "total": 100 * self.cpu_seconds_total / call_seconds,
+        }
+
+    @property
+    def first_second_incomplete_share(self) -> float | None:
+        return self.first_second_incomplete / self.recordings if self.recordings else None
 
     @property
     def passed(self) -> bool:
@@ -312,7 +377,9 @@ def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
 class DepositApi:
     """The account, mailbox and number of deposit mode, through the CLI and the HTTP API."""
 
-    def __init__(self, url: str, env: dict[str, str], menu_prompt: bytes | None = None) -> None:
+    def __init__(
+        self, url: str, env: dict[str, str], menu_prompt: bytes | None = None, email: bool = True
+    ) -> None:
         created = subprocess.run(
             [str(BIN / "afterbeep"), "account", "create", "sip-load", "--json"],
             env=env, capture_output=True, text=True, timeout=60, check=True,
@@ -323,7 +390,7 @@ class DepositApi:
             "/mailboxes",
             json={
                 "name": "sip-load",
-                "notify_email": "owner@example.com",
+                **({"notify_email": "owner@example.com"} if email else {}),
                 "quota_mb": 100_000,
                 "max_messages": 10_000,
                 "min_message_seconds": 1,
@@ -412,27 +479,54 @@ def read_wav(data: bytes) -> Pcm:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
 
 
+def read_wav_or_empty(data: bytes) -> Pcm:
+    """A message's audio; no samples when the file is not a readable 8 kHz WAV (Asterisk
+    leaves empty files when it loses a message)."""
+    try:
+        return read_wav(data)
+    except (ValueError, EOFError, wave.Error):
+        return np.zeros(0, dtype=np.int16)
+
+
 def check_recordings(result: Result, reference: Pcm, recordings: Iterator[Pcm]) -> None:
     snrs: list[float] = []
     tails: list[float] = []
     heads: list[float] = []
+    first_second: list[float] = []
     for pcm in recordings:
         result.recordings += 1
-        c = compare(reference, pcm, max_lag_ms=3000)
+        c = compare(reference, pcm, max_lag_ms=5000)
         snrs.append(c.snr_db)
         tails.append(c.missing_tail_ms)
         heads.append(c.missing_head_ms)
+        first_second.append(first_second_missing_ms(reference, pcm, c.lag))
         if c.snr_db >= MIN_SNR_DB and c.missing_tail_ms <= MAX_MISSING_MS and c.missing_head_ms <= MAX_MISSING_MS:
             result.recordings_exact += 1
     result.mismatches = result.recordings - result.recordings_exact
+    result.first_second_incomplete = sum(1 for ms in first_second if ms > 0)
     if snrs:
         result.worst_snr_db = min(snrs)
         result.worst_missing_tail_ms = max(tails)
         result.worst_missing_head_ms = max(heads)
+        result.worst_first_second_missing_ms = max(first_second)
+
+
+def quiet_check(args: argparse.Namespace, result: Result) -> None:
+    """Waits for a quiet machine (``--quiet-check``) and records what it found."""
+    if not args.quiet_check:
+        result.quiet = {"checked": False, "load_1min": load_average()}
+        return
+    found = wait_quiet(args.quiet_load, args.quiet_timeout)
+    result.quiet = {"checked": True, "limit": args.quiet_load, **asdict(found)}
+    result.quiet["waited_s"] = round(found.waited_s, 1)
+    if not found.quiet:
+        result.notes.append(
+            f"NOT QUIET: load average {found.load_1min:.2f} >= {args.quiet_load} after {args.quiet_timeout:g} s; the run went ahead"
+        )
 
 
 def run_sipp(
-    args: argparse.Namespace, work: Path, sip_port: int, result: Result, pid: int
+    args: argparse.Namespace, work: Path, sip_port: int, result: Result, pid: int, media_port: int
 ) -> CpuSampler:
     sipp = shutil.which("sipp")
     sipp_port = free_port()
@@ -443,7 +537,7 @@ def run_sipp(
         "-sf", str(work / "caller.xml"),
         "-s", NUMBER,
         "-i", "127.0.0.1", "-t", "u1",
-        "-mp", str(free_port()),
+        "-mp", str(media_port),
         "-p", str(sipp_port),
         "-r", str(args.rate), "-l", str(args.concurrency), "-m", str(args.calls),
         "-timeout", f"{args.time_limit}s", "-timeout_error",
@@ -454,24 +548,34 @@ def run_sipp(
         "-trace_err", "-error_file", str(work / "sipp_errors.log"),
     ]
     result.notes.append("sipp " + " ".join(cmd[1:]))
-    before = cpu_seconds(pid)
-    sched_before = loop_thread_schedstat(pid)
-    machine_before = machine_busy_seconds()
-    drops_before = udp_receive_drops()
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    with CpuSampler(pid, (sip_port, sipp_port)) as sampler, (work / "sipp.out").open("wb") as out:
-        proc = subprocess.run(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, timeout=args.time_limit + 30, check=False)
-    result.wall_seconds = time.monotonic() - started
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    capturing = args.caller == "fixed-time"
+    with (
+        tcpdump(work / "heard.pcap", sip_port, media_port, work / "tcpdump.log")
+        if capturing
+        else contextlib.nullcontext(None)
+    ) as captured:
+        before = cpu_seconds(pid)
+        sched_before = loop_thread_schedstat(pid)
+        machine_before = machine_busy_seconds()
+        drops_before = udp_receive_drops()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        with CpuSampler(pid, (sip_port, sipp_port)) as sampler, (work / "sipp.out").open("wb") as out:
+            proc = subprocess.run(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, timeout=args.time_limit + 30, check=False)
+        result.wall_seconds = time.monotonic() - started
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result.machine_busy_cores_avg = (machine_busy_seconds() - machine_before) / result.wall_seconds
+        result.udp_receive_drops = udp_receive_drops() - drops_before
+        result.cpu_seconds_during_calls = cpu_seconds(pid) - before
+        sched_after = loop_thread_schedstat(pid)
+    if captured is not None:
+        result.capture_packets = captured.captured
+        result.capture_dropped = captured.dropped_by_kernel
+        result.tcpdump_cpu_seconds = captured.cpu_seconds
     result.sipp_cpu_seconds = (children.ru_utime + children.ru_stime) - (
         children_before.ru_utime + children_before.ru_stime
     )
-    result.machine_busy_cores_avg = (machine_busy_seconds() - machine_before) / result.wall_seconds
     result.machine_cores = os.cpu_count() or 0
-    result.udp_receive_drops = udp_receive_drops() - drops_before
-    result.cpu_seconds_during_calls = cpu_seconds(pid) - before
-    sched_after = loop_thread_schedstat(pid)
     result.loop_thread_on_cpu_s = sched_after[0] - sched_before[0]
     result.loop_thread_waiting_s = sched_after[1] - sched_before[1]
     result.sipp_exit = proc.returncode
@@ -494,6 +598,7 @@ def read_sipp_stats(work: Path, result: Result) -> None:
             result.failed = int(last["FailedCall(C)"])
             result.retransmissions = int(last["Retransmissions(C)"])
             result.peak_concurrent = max(int(r["CurrentCall"]) for r in rows)
+            result.concurrent_avg = sum(int(r["CurrentCall"]) for r in rows) / len(rows)
     rtts: list[float] = []
     for path in work.glob("*_rtt.csv"):
         for line in path.read_text().splitlines()[1:]:
@@ -506,8 +611,9 @@ def read_sipp_stats(work: Path, result: Result) -> None:
         }
 
 
-def run_core(args: argparse.Namespace, work: Path, reference: Pcm, result: Result) -> None:
-    sip_port = free_port()
+def run_core(
+    args: argparse.Namespace, work: Path, reference: Pcm, result: Result, sip_port: int, media_port: int
+) -> None:
     recordings = work / "recordings"
     env = service_env(work / "var", sip_port, args.max_calls, {})
     cmd = [sys.executable, "-m", "benchmarks.sip_load.core_server", "--out", str(recordings)]
@@ -516,8 +622,9 @@ def run_core(args: argparse.Namespace, work: Path, reference: Pcm, result: Resul
         wait_ready(proc, log, lambda: "READY" in log.read_text())
         if args.service_cpu is not None:
             pin(proc.pid, args.service_cpu)
+        quiet_check(args, result)
         start_cpu = cpu_seconds(proc.pid)
-        run_sipp(args, work, sip_port, result, proc.pid)
+        run_sipp(args, work, sip_port, result, proc.pid, media_port)
         time.sleep(1.0)  # the last recordings are written when their scripts end
         result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
     lines = log.read_text().splitlines()
@@ -535,9 +642,14 @@ def run_core(args: argparse.Namespace, work: Path, reference: Pcm, result: Resul
 
 
 def run_deposit(
-    args: argparse.Namespace, work: Path, reference: Pcm, result: Result, menu_prompt: bytes | None = None
+    args: argparse.Namespace,
+    work: Path,
+    reference: Pcm,
+    result: Result,
+    sip_port: int,
+    media_port: int,
+    menu_prompt: bytes | None = None,
 ) -> None:
-    sip_port = free_port()
     http_port = free_port(socket.SOCK_STREAM)
     url = f"http://127.0.0.1:{http_port}"
     with smtp_server() as smtp:
@@ -545,29 +657,86 @@ def run_deposit(
             work / "var",
             sip_port,
             args.max_calls,
-            {"AFTERBEEP_HTTP_ADDR": f"127.0.0.1:{http_port}", "AFTERBEEP_SMTP_URL": smtp.url()},
+            {
+                "AFTERBEEP_HTTP_ADDR": f"127.0.0.1:{http_port}",
+                "AFTERBEEP_SMTP_URL": smtp.url(),
+                **({"AFTERBEEP_TRANSCRIBE": "off"} if args.no_transcribe else {}),
+            },
         )
         log = work / "service.log"
         with process([str(BIN / "afterbeep"), "serve"], env, log) as proc:
             wait_ready(proc, log, lambda: _healthy(url))
             if args.service_cpu is not None:
                 pin(proc.pid, args.service_cpu)
-            api = DepositApi(url, env, menu_prompt)
+            api = DepositApi(url, env, menu_prompt, email=not args.no_email)
+            quiet_check(args, result)
             start_cpu = cpu_seconds(proc.pid)
-            run_sipp(args, work, sip_port, result, proc.pid)
+            run_sipp(args, work, sip_port, result, proc.pid, media_port)
             calls_ended = time.monotonic()
             messages = wait_for(lambda: api.messages(), lambda m: len(m) >= result.successful, args.drain_seconds)
             result.messages_stored_after_s = time.monotonic() - calls_ended
-            emails = wait_for(lambda: _emails(smtp), lambda n: n >= len(messages), args.drain_seconds)
-            result.emails_received_after_s = time.monotonic() - calls_ended
+            if not args.no_email:
+                emails = wait_for(lambda: _emails(smtp), lambda n: n >= len(messages), args.drain_seconds)
+                result.emails_received_after_s = time.monotonic() - calls_ended
+                result.emails = emails
             result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
-            result.emails = emails
             if len({m["call_id"] for m in messages}) != len(messages):
                 result.notes.append("duplicate call_id among messages")
             check_recordings(result, reference, (read_wav(api.audio(m["id"])) for m in messages))
             result.notes.append("service-side INVITE->200 ms: " + scraped_invite_to_200(url))
             routed = scraped_invite_to_200(url, "afterbeep_sip_invite_routed_seconds")
             result.notes.append("service-side INVITE->route known ms: " + routed)
+
+
+def run_asterisk(
+    args: argparse.Namespace, work: Path, reference: Pcm, result: Result, sip_port: int, media_port: int
+) -> None:
+    install = asterisk.Install(args.asterisk_prefix)
+    home = work / "asterisk"
+    with asterisk.running(install, home, sip_port, work / "service.log") as proc:
+        if args.service_cpu is not None:
+            pin(proc.pid, args.service_cpu)
+        quiet_check(args, result)
+        errors = home / "log" / "messages.log"
+        at_start = len(errors.read_text().splitlines()) if errors.is_file() else 0
+        start_cpu = cpu_seconds(proc.pid)
+        run_sipp(args, work, sip_port, result, proc.pid, media_port)
+        calls_ended = time.monotonic()
+        files = asterisk.wait_messages(home, result.successful, args.drain_seconds)
+        result.messages_stored_after_s = time.monotonic() - calls_ended
+        result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
+    result.loop_thread_on_cpu_s = result.loop_thread_waiting_s = 0.0  # afterbeep's event loop only
+    logged = errors.read_text().splitlines()[at_start:] if errors.is_file() else []
+    if logged:
+        result.notes.append(f"Asterisk logged {len(logged)} warnings/errors during the calls ({errors}), last: {logged[-1][:200]}")
+    check_recordings(result, reference, (read_wav_or_empty(f.read_bytes()) for f in files))
+
+
+def heard(
+    work: Path, result: Result, sip_port: int, media_port: int, nominal: Nominal, beep_sent: Pcm
+) -> None:
+    """The beep's lateness and the caller's own timing, from the capture of what it heard."""
+    capture = calls_heard(
+        read_pcap(work / "heard.pcap"), sip_port, media_port, nominal.speak_at + KEEP_AFTER_SPEECH_S
+    )
+    answered = [c for c in capture.calls if c.answered is not None]
+    late: list[float] = []
+    speech: list[float] = []
+    for call in answered:
+        assert call.answered is not None
+        lateness = beep_lateness(call.arrivals(), call.answered, nominal, beep_sent)
+        if lateness is not None:
+            late.append(lateness)
+        spoke = call.speech_started()
+        if spoke is not None:
+            speech.append(spoke - call.answered - nominal.speak_at_ms / 1000)
+    result.calls_answered_in_capture = len(answered)
+    result.beeps_heard = len(late)
+    result.beep_late_ms = percentiles_ms(late)
+    result.caller_speech_late_ms = percentiles_ms(speech)
+    result.capture_unmatched_rtp = capture.unmatched_rtp
+    if capture.sip_unparsed:
+        result.notes.append(f"capture: {capture.sip_unparsed} SIP datagrams not parsed")
 
 
 def scraped_invite_to_200(url: str, name: str = "afterbeep_sip_invite_to_200_seconds") -> str:
@@ -621,9 +790,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (a run that fails always keeps it)")
     parser.add_argument("--service-cpu", type=int, default=None, help="pin the service to this CPU, SIPp to the others")
+    parser.add_argument(
+        "--caller", choices=["beep-wait", "fixed-time"], default="beep-wait",
+        help="deposit: wait for the beep plus 0.8 s (beep-wait), or speak at the prompts' nominal end plus 0.3 s after the answer and measure the beep on the audio received (fixed-time)",
+    )
+    parser.add_argument("--target", choices=["afterbeep", "asterisk"], default="afterbeep")
+    parser.add_argument("--asterisk-prefix", type=Path, default=None, help="Asterisk's install prefix (--target asterisk)")
+    parser.add_argument("--no-email", action="store_true", help="deposit: the mailbox has no notify_email")
+    parser.add_argument(
+        "--no-transcribe", action="store_true",
+        help="deposit: AFTERBEEP_TRANSCRIBE=off (Asterisk transcribes nothing either)",
+    )
+    parser.add_argument(
+        "--quiet-check", action=argparse.BooleanOptionalAction, default=True,
+        help="wait for a 1-minute load average under --quiet-load before the calls start",
+    )
+    parser.add_argument("--quiet-load", type=float, default=0.5)
+    parser.add_argument("--quiet-timeout", type=float, default=600, help="seconds; then the run goes ahead, marked not quiet")
     args = parser.parse_args(argv)
     if args.calls > 5000 or args.concurrency > 2000 or args.time_limit > 900:
         parser.error("bounded: at most 5000 calls, 2000 concurrent, 900 s")
+    if args.caller == "fixed-time" and args.mode != "deposit":
+        parser.error("--caller fixed-time needs --mode deposit")
+    if args.target == "asterisk":
+        if args.mode != "deposit" or args.caller != "fixed-time" or args.asterisk_prefix is None:
+            parser.error("--target asterisk needs --mode deposit --caller fixed-time --asterisk-prefix DIR")
+        asterisk.Install(args.asterisk_prefix).check()
+    if args.caller == "fixed-time" and shutil.which("tcpdump") is None:
+        parser.error("--caller fixed-time needs tcpdump (scripts/install-system-deps.sh)")
     args.max_calls = args.max_calls or args.concurrency + 200
 
     work = Path(tempfile.mkdtemp(prefix=f"sip_load_{args.mode}_"))
@@ -634,7 +828,22 @@ def main(argv: list[str] | None = None) -> None:
     prompts_ms = (len(prompt("vm-greeting")) + len(prompt("vm-instructions")) + len(beep())) // 8
     menu_prompt: bytes | None = None
     wait = ""
-    if args.mode == "deposit":
+    nominal: Nominal | None = None
+    beep_sent: Pcm | None = None
+    if args.caller == "fixed-time":
+        if args.target == "asterisk":
+            install = asterisk.Install(args.asterisk_prefix)
+            nominal = install.nominal()
+            beep_sent = g711_roundtrip(Codec.PCMU, install.sound(asterisk.BEEP))
+        else:
+            nominal = Nominal.of(
+                [len(prompt("vm-greeting")), len(prompt("vm-instructions"))], len(beep()), FRAME_SAMPLES
+            )
+            beep_sent = g711_roundtrip(Codec.PCMU, beep())
+        # a phone sends RTP from the answer: silence until the caller speaks (the marker bit
+        # on the first speech packet lets the capture see when it did)
+        stream.audio(np.zeros(nominal.speak_at_ms * 8, dtype=np.int16)).pause(0)
+    elif args.mode == "deposit":
         wait = f'<pause milliseconds="{prompts_ms + LEAD_MS}"/>'
     elif args.mode == "flow":
         menu = speech_like(MENU_PROMPT_MS, seed=5)
@@ -648,17 +857,43 @@ def main(argv: list[str] | None = None) -> None:
     (work / "caller.xml").write_text(SCENARIO.replace("{wait}", wait).replace("{hold_ms}", str(played_ms + TAIL_MS)))
 
     result = Result(args.mode, args.calls, args.concurrency, args.rate, hold_ms / 1000)
+    result.target, result.caller = args.target, args.caller
+    result.email = not args.no_email and args.target == "afterbeep"
+    result.transcribe = not args.no_transcribe and args.target == "afterbeep"
+    if args.no_transcribe and os.environ.get("AFTERBEEP_TRANSCRIBE") not in (None, "off"):
+        parser.error("--no-transcribe with AFTERBEEP_TRANSCRIBE set otherwise")
+    if not args.no_transcribe and os.environ.get("AFTERBEEP_TRANSCRIBE") == "off":
+        result.transcribe = False
+    if nominal is not None:
+        result.speak_at_ms = nominal.speak_at_ms
+        result.beep_due_ms = round(nominal.beep_start * 1000, 1)
+    sip_port, media_port = free_port(), free_port()
     try:
-        if args.mode == "core":
-            run_core(args, work, reference, result)
+        if args.target == "asterisk":
+            run_asterisk(args, work, reference, result, sip_port, media_port)
+        elif args.mode == "core":
+            run_core(args, work, reference, result, sip_port, media_port)
         else:
-            run_deposit(args, work, reference, result, menu_prompt)
+            run_deposit(args, work, reference, result, sip_port, media_port, menu_prompt)
+        if nominal is not None and beep_sent is not None:
+            heard(work, result, sip_port, media_port, nominal, beep_sent)
     finally:
         if result.created:
             result.cpu_ms_per_call = 1000 * result.cpu_seconds_total / result.created
         report(result, work)
         if args.json is not None:
-            args.json.write_text(json.dumps({**asdict(result), "passed": result.passed, "work": str(work)}, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        **asdict(result),
+                        "first_second_incomplete_share": result.first_second_incomplete_share,
+                        "cores_per_100_calls": result.cores_per_100_calls,
+                        "passed": result.passed,
+                        "work": str(work),
+                    },
+                    indent=2,
+                )
+            )
         if not args.keep and result.passed:  # a failed run keeps its evidence
             shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if result.passed else 1)
@@ -666,15 +901,25 @@ def main(argv: list[str] | None = None) -> None:
 
 def report(r: Result, work: Path) -> None:
     lat = r.invite_to_200_ms
+    per = r.cores_per_100_calls
     rows = [
-        ("mode", r.mode),
+        (
+            "mode / target / caller",
+            f"{r.mode} / {r.target} / {r.caller}"
+            + ("" if r.target != "afterbeep" or r.email else " / no email")
+            + ("" if r.target != "afterbeep" or r.transcribe else " / no transcription"),
+        ),
         ("calls created / successful / failed", f"{r.created} / {r.successful} / {r.failed}"),
-        ("SIPp -l / peak concurrent", f"{r.concurrency} / {r.peak_concurrent}"),
+        ("SIPp -l / peak / mean concurrent", f"{r.concurrency} / {r.peak_concurrent} / {r.concurrent_avg:.1f}"),
         ("SIPp exit / retransmissions", f"{r.sipp_exit} / {r.retransmissions}"),
         ("wall seconds (SIPp run)", f"{r.wall_seconds:.1f}"),
         ("service CPU s during calls / total", f"{r.cpu_seconds_during_calls:.1f} / {r.cpu_seconds_total:.1f}"),
         ("cores used avg / peak 5 s", f"{r.cores_avg:.2f} / {r.cores_peak_5s:.2f}"),
         ("CPU ms per call", f"{r.cpu_ms_per_call:.1f}"),
+        (
+            "cores per 100 concurrent calls: during calls / total",
+            "n/a" if per is None else f"{per['during_calls']:.3f} / {per['total']:.3f}",
+        ),
         ("loop thread s on a CPU / waiting for one", f"{r.loop_thread_on_cpu_s:.1f} / {r.loop_thread_waiting_s:.1f}"),
         ("SIPp CPU s / machine busy cores (of n)", f"{r.sipp_cpu_seconds:.1f} / {r.machine_busy_cores_avg:.2f} ({r.machine_cores})"),
         ("UDP drops: all / service SIP / SIPp SIP", f"{r.udp_receive_drops} / {r.sip_drops_service} / {r.sip_drops_sipp}"),
@@ -688,6 +933,32 @@ def report(r: Result, work: Path) -> None:
             f"{r.worst_snr_db} / {r.worst_missing_tail_ms} / {r.worst_missing_head_ms}",
         ),
     ]
+    if r.quiet:
+        quiet = r.quiet
+        if quiet.get("checked"):
+            state = "quiet" if quiet["quiet"] else "NOT QUIET"
+            text = f"{state}: {quiet['load_1min']:.2f} (first look {quiet['load_at_first_look']:.2f}, waited {quiet['waited_s']:.0f} s)"
+        else:
+            text = f"not checked: {quiet['load_1min']:.2f}"
+        rows.insert(1, ("load average before the calls", text))
+    if r.caller == "fixed-time":
+        late, spoke = r.beep_late_ms, r.caller_speech_late_ms
+        share = r.first_second_incomplete_share
+        rows += [
+            ("caller speaks at / beep due, ms after the 200", f"{r.speak_at_ms} / {r.beep_due_ms}"),
+            ("beeps heard / calls answered (capture)", f"{r.beeps_heard} / {r.calls_answered_in_capture}"),
+            ("beep late ms p50 / p99 / max", _p50_p99_max(late)),
+            ("caller's speech late ms p50 / p99 / max", _p50_p99_max(spoke)),
+            (
+                "messages missing some of the first second",
+                f"{r.first_second_incomplete} / {r.recordings}"
+                + (f" ({100 * share:.1f} %), worst {r.worst_first_second_missing_ms:.0f} ms" if share is not None and r.worst_first_second_missing_ms is not None else ""),
+            ),
+            (
+                "capture packets / dropped / unmatched RTP; tcpdump CPU s",
+                f"{r.capture_packets} / {r.capture_dropped} / {r.capture_unmatched_rtp}; {r.tcpdump_cpu_seconds or 0:.1f}",
+            ),
+        ]
     if r.emails is not None:
         rows.append(("emails with WAV received", str(r.emails)))
     if r.messages_stored_after_s is not None and r.emails_received_after_s is not None:
@@ -697,6 +968,8 @@ def report(r: Result, work: Path) -> None:
                 f"{r.messages_stored_after_s:.1f} / {r.emails_received_after_s:.1f}",
             )
         )
+    elif r.messages_stored_after_s is not None:
+        rows.append(("s after the last call: all stored", f"{r.messages_stored_after_s:.1f}"))
     rows.append(("PASSED", str(r.passed)))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -704,6 +977,12 @@ def report(r: Result, work: Path) -> None:
     for note in r.notes:
         print("note:", note)
     print("work dir:", work)
+
+
+def _p50_p99_max(figures: dict[str, float]) -> str:
+    if not figures.get("n"):
+        return "n/a"
+    return f"{figures['p50']:.1f} / {figures['p99']:.1f} / {figures['max']:.1f}"
 
 
 if __name__ == "__main__":
