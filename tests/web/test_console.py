@@ -15,7 +15,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ pytestmark = pytest.mark.timeout(240)
 CALLER = "+12025550123"  # the From of deposit_uac.xml
 DEVICE_PASSWORD = "a device password 123"
 NOTES = "Called back, booked for Tuesday."
+CALL_START = datetime.now(UTC) - timedelta(minutes=5)
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +138,15 @@ def route_a_voicemail(world: World, message: dict[str, Any]) -> tuple[str, str]:
         {
             "callCenterApiName": API_NAME, "vendorCallKey": key, "to": NUMBER, "from": CALLER,
             "initiationMethod": "Inbound", "callOrigin": "Voicemail",
-            "startTime": datetime.now(UTC).isoformat(),
+            "startTime": CALL_START.isoformat(),
             "participants": [{"participantKey": CALLER, "type": "END_USER"}],
         },
     )  # fmt: skip
     world.a.call(
         "PATCH", f"/telephony/v1/voiceCalls/{call['voiceCallId']}", 200,
         {
-            "isActiveCall": False, "recordingLocation": f"/v1/messages/{message['id']}/audio",
+            "isActiveCall": False, "endTime": (CALL_START + timedelta(seconds=30)).isoformat(),
+            "recordingLocation": f"/v1/messages/{message['id']}/audio",
             "totalRecordingDuration": message["duration_ms"] / 1000,
         },
     )  # fmt: skip
@@ -219,7 +221,7 @@ def test_an_agent_takes_an_offer_and_completes_it(
     page.evaluate("window.stillTheSamePage = true")
 
     # The transcript arrives after the offer: the page shows it without a reload.
-    start = int(datetime.now(UTC).timestamp() * 1000)
+    start = int(CALL_START.timestamp() * 1000) + 2000  # within the call
     world.a.call(
         "POST", f"/telephony/v1/voiceCalls/{key}/messages", 200,
         {"messages": [
@@ -227,7 +229,9 @@ def test_an_agent_takes_an_offer_and_completes_it(
              "content": "Hello, please call me back about my appointment.", "senderType": "END_USER"},
         ]},
     )  # fmt: skip
-    expect(held.locator(".transcript")).to_contain_text("call me back about my appointment", timeout=WAIT_MS)
+    transcript = held.locator(".transcript")
+    expect(transcript).to_contain_text("call me back about my appointment", timeout=WAIT_MS)
+    assert transcript.locator("button.time").inner_text() == "0:02"  # its time in the call
     assert page.evaluate("window.stillTheSamePage === true")
 
     # The voicemail plays (a fresh signed link behind the console's own path).
@@ -336,6 +340,7 @@ def test_admin_pages_show_users_devices_and_queues(
     }
     assert shown == stats["agents_by_state"] and shown, shown
     expect(page.locator(f'#agent-{world.agent_user} [data-status]')).to_have_attribute("data-status", "available")
+    shoot(page, "admin-queues")
     page.goto(f"{world.service.url}/admin/call-centers")
     expect(page.locator("#call-centers")).to_contain_text(API_NAME)
     context.close()
