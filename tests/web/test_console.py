@@ -44,7 +44,7 @@ pytestmark = pytest.mark.timeout(240)
 CALLER = "+12025550123"  # the From of deposit_uac.xml
 DEVICE_PASSWORD = "a device password 123"
 NOTES = "Called back, booked for Tuesday."
-CALL_START = datetime.now(UTC) - timedelta(minutes=5)
+CALL_START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +253,21 @@ def test_an_agent_takes_an_offer_and_completes_it(
     assert stored["state"] == "completed" and stored["notes"] == NOTES and stored["agent_id"] == world.agent_user
     shared.item = stored
     shoot(page, "console-completed")
+
+    # A second voicemail, declined: the queue's only available agent declined it, so the
+    # round starts over and a new offer comes (the page shows it, with its own forms).
+    _, second = route_a_voicemail(world, message)
+    offered = page.locator(f"#item-{second}.offered")
+    offered.wait_for(timeout=WAIT_MS)
+    declining = offered.locator("form").last.get_attribute("action")
+    offered.locator("button.decline").click()
+    expect(page.locator(f"#item-{second}.offered form").last).not_to_have_attribute(
+        "action", declining or "", timeout=WAIT_MS
+    )
+    again = world.a.call("GET", f"/v1/work-items/{second}", 200)
+    assert [(o["agent_id"], o["status"]) for o in again["offers"]] == [
+        (world.agent_user, "declined"), (world.agent_user, "pending"),
+    ], again
 
     # An agent never sees a mailbox.
     assert page.goto(f"{world.service.url}/messages/{message['id']}").status == 404

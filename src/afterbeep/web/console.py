@@ -41,7 +41,6 @@ COMPLETED_SHOWN = 20
 HEARTBEAT_SECONDS = 15.0
 # The item leaves the console on these events; on the others it is drawn again.
 GONE = frozenset({DECLINED, TIMED_OUT, CANCELED, COMPLETED})
-DAY_MS = 86_400_000
 STATUSES = [
     (AgentStatus.AVAILABLE, "Available"),
     (AgentStatus.ON_BREAK, "On break"),
@@ -79,16 +78,12 @@ async def desk(web: WebServices, who: Visitor) -> Desk:
 
 
 def _transcript(view: WorkItemView) -> list[dict[str, Any]]:
-    """The lines with their time in the recording (a time of day, as some vendors send, is
-    counted from the first line)."""
+    """The lines with their time in the call (a click seeks the player there)."""
     lines = view.call.transcript if view.call is not None else ()
-    first = lines[0].start_ms if lines else 0
-    base = first if first > DAY_MS else 0
     return [
-        {"seconds": max(0, line.start_ms - base) / 1000, "ms": max(0, line.start_ms - base),
-         "text": line.content, "who": line.sender_type}
-        for line in lines
-    ]  # fmt: skip
+        {"seconds": max(0, t.start_ms) / 1000, "ms": max(0, t.start_ms), "text": t.content}
+        for t in lines
+    ]
 
 
 def _item_context(web: WebServices, view: WorkItemView, offer: WorkOffer | None) -> dict[str, Any]:
