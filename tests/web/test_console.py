@@ -32,6 +32,7 @@ from tests.web.conftest import (
     DESKTOP,
     WAIT_MS,
     Tenant,
+    labelled_controls_missing,
     leave_message,
     new_tenants,
     shoot,
@@ -240,6 +241,7 @@ def test_an_agent_takes_an_offer_and_completes_it(
     player.evaluate("a => { a.muted = true; return a.play(); }")
     wait_until(lambda: player.evaluate("a => a.currentTime") > 0.2, "the voicemail to play")
     player.evaluate("a => a.pause()")
+    assert labelled_controls_missing(page) == []
     shoot(page, "console")
 
     held.locator("textarea").fill(NOTES)
