@@ -201,6 +201,13 @@ def test_member_create_takes_the_password_from_stdin(service: Service) -> None:
     created = json.loads(made.stdout)
     assert created["email"] == "first.admin@example.com" and created["role"] == "admin"
     assert created["member_id"].startswith("mem_") and created["account_id"] == account_id
+    assert created["user_id"] is None
+    unknown = subprocess.run(
+        [*command[:6], "other@example.com", "--role", "member", "--user", "usr_01jg8asp59ps9rtt7azhrhvcre",
+         "--password-stdin"],
+        env=service.env, capture_output=True, text=True, timeout=60, input="a long enough password\n",
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "no user with this id" in unknown.stderr, unknown.stderr
 
     with httpx.Client(base_url=service.url, timeout=30) as browser:
         csrf = browser.get("/sign-in").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]

@@ -347,13 +347,19 @@ def member_create(
         bool, typer.Option("--password-stdin", help="read the password from standard input")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="link to this user (usr_...) of the account: its mailbox, or its console"),
+    ] = None,
 ) -> None:
     """Create a member who signs in to the web pages (the first admin, say)."""
     password = _read_password(password_stdin)
-    fields = {"email": email, "name": name or email.split("@", 1)[0], "role": role, "password": password}
+    fields: dict[str, object] = {"email": email, "name": name or email.split("@", 1)[0], "role": role, "password": password}
+    if user is not None:
+        fields["user_id"] = user
     member = _with_database(lambda rt: rt.members.create(account, fields))
     if as_json:
-        shown = {"member_id": member.id, "account_id": member.account_id, "email": member.email, "role": member.role.value}
+        shown = {"member_id": member.id, "account_id": member.account_id, "email": member.email, "role": member.role.value, "user_id": member.user_id}
         typer.echo(json.dumps(shown))
     else:
         typer.echo(f"member {member.id} ({member.email}, {member.role.value}) in account {member.account_id}")

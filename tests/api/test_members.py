@@ -55,7 +55,6 @@ async def test_members_are_created_listed_changed_and_deleted(
         ({"role": "owner"}, "role"),
         ({"email": "not an address"}, "email"),
         ({"password": "short"}, "password"),
-        ({"user_id": "usr_01jg8asp59ps9rtt7azhrhvcre"}, "user_id"),
         ({"user_id": "bob"}, "user_id"),
         ({"colour": "red"}, "colour"),
     ):
@@ -64,13 +63,6 @@ async def test_members_are_created_listed_changed_and_deleted(
             await client.post("/v1/members", json=body, headers=account.headers), 422
         )
         assert field in str(problem), (bad, problem)
-    user = await client.post(
-        "/v1/members",
-        json={"email": "bob@clinic.example", "name": "Bob", "role": "member", "user_id": "usr_01jg8asp59ps9rtt7azhrhvcre"},
-        headers=account.headers,
-    )
-    assert "users are not available yet" in assert_problem(user, 422, "invalid-reference")["detail"]
-
     bob = await _member(client, account, "bob@clinic.example")
     listed = (await client.get("/v1/members", headers=account.headers)).json()["items"]
     assert {m["id"] for m in listed} == {ann["id"], bob["id"]}
@@ -91,6 +83,65 @@ async def test_members_are_created_listed_changed_and_deleted(
     )
     assert (await client.delete(f"/v1/members/{bob['id']}", headers=account.headers)).status_code == 204
     assert_problem(await client.get(f"/v1/members/{bob['id']}", headers=account.headers), 404)
+
+
+async def test_a_member_is_linked_to_a_user_of_its_own_account(
+    client: httpx.AsyncClient, account: TestAccount, other_account: TestAccount
+) -> None:
+    async def user(who: TestAccount, username: str) -> str:
+        r = await client.post("/v1/users", json={"username": username}, headers=who.headers)
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    mine, theirs = await user(account, "201"), await user(other_account, "201")
+    body = {"email": "bob@clinic.example", "name": "Bob", "role": "member"}
+    for refused in (theirs, "usr_01jg8asp59ps9rtt7azhrhvcre"):  # another account's, unknown
+        made = await client.post("/v1/members", json={**body, "user_id": refused}, headers=account.headers)
+        problem = assert_problem(made, 422, "unknown-reference")
+        assert "user_id" in str(problem) and "no user with this id" in problem["detail"]
+    bob = await _member(client, account, "bob@clinic.example", user_id=mine)
+    assert bob["user_id"] == mine
+    assert (await client.get(f"/v1/members/{bob['id']}", headers=account.headers)).json()["user_id"] == mine
+    path = f"/v1/members/{bob['id']}"
+    assert_problem(
+        await client.patch(path, json={"user_id": theirs}, headers=account.headers), 422, "unknown-reference"
+    )
+    assert (await client.get(path, headers=account.headers)).json()["user_id"] == mine
+    unlinked = await client.patch(path, json={"user_id": None}, headers=account.headers)
+    assert unlinked.status_code == 200 and unlinked.json()["user_id"] is None, unlinked.text
+    relinked = await client.patch(path, json={"user_id": mine}, headers=account.headers)
+    assert relinked.json()["user_id"] == mine
+
+
+def test_a_member_sees_its_linked_users_mailbox_only() -> None:
+    from datetime import UTC, datetime
+
+    from afterbeep.domain.mailboxes import Mailbox
+    from afterbeep.domain.members import Member, Role, sees_mailbox
+
+    now = datetime.now(UTC)
+
+    def member(role: Role, user_id: str | None, account_id: str = "acc_a") -> Member:
+        return Member("mem_1", account_id, "a@x.example", "A", role, user_id, True, now, now)
+
+    boxes = {
+        name: Mailbox(
+            f"mbx_{name}", account, name, None, False, 100, None, None, "en", "UTC",
+            120, 1, 5, 100, False, now, now,
+        )
+        for name, account in (("users", "acc_a"), ("other", "acc_a"), ("elsewhere", "acc_b"))
+    }
+    linked = "mbx_users"
+    ann = member(Role.MEMBER, "usr_1")
+    assert sees_mailbox(ann, boxes["users"], linked)
+    assert not sees_mailbox(ann, boxes["other"], linked)
+    assert not sees_mailbox(ann, boxes["users"])  # no user's mailbox given
+    assert not sees_mailbox(member(Role.MEMBER, None), boxes["users"], linked)  # not linked
+    assert not sees_mailbox(member(Role.AGENT, "usr_1"), boxes["users"], linked)  # agents: none
+    assert not sees_mailbox(member(Role.MEMBER, "usr_1", "acc_b"), boxes["users"], linked)
+    # Another account's mailbox, even if named as the user's: never.
+    assert not sees_mailbox(ann, boxes["elsewhere"], "mbx_elsewhere")
+    assert sees_mailbox(member(Role.ADMIN, None), boxes["other"])
 
 
 async def test_a_mailbox_owner_is_a_member_of_the_account(

@@ -275,6 +275,11 @@ async def test_offered_accept_complete_on_the_event_stream(
         assert [i["id"] for i in listed.json()["items"]] == [item_id]
         none = await http.get("/v1/work-items?state=pending", headers=account.headers)
         assert none.json()["items"] == []
+        # The console's list of the agent's completed items: A's only, in A's account only.
+        work = served.runtime.work_items
+        assert [i.id for i in await work.completed_by(account.id, A, 5)] == [item_id]
+        assert await work.completed_by(account.id, B, 5) == []
+        assert await work.completed_by(new_id("acc"), A, 5) == []
 
 
 async def test_tokens_isolation_decline_and_problems(

@@ -25,10 +25,8 @@ from afterbeep.api.deps import Svc, bearer_token
 from afterbeep.api.problems import ProblemError
 from afterbeep.api.schemas import ListResponse, StrictModel
 from afterbeep.api.work_items import OfferOut, WorkItemOut, work_items_of
-from afterbeep.domain.errors import Conflict, InvalidInput
 from afterbeep.domain.queues import AgentState, AgentStatus
 from afterbeep.domain.work_items import MAX_NOTES
-from afterbeep.services.contact_center import CallbackRequest
 from afterbeep.services.work_items import AgentIdentity, FeedEvent, WorkItemView
 
 router = APIRouter(tags=["agent desk"])
@@ -248,29 +246,9 @@ async def complete(item_id: str, svc: Svc, me: Me, body: CompleteIn | None = Non
 async def call_back(item_id: str, svc: Svc, me: Me, body: CallbackIn | None = None) -> CallbackOut:
     """Ring the agent's registered device, then the customer, and bridge them (the result is
     recorded on the voice call)."""
-    work = work_items_of(svc)
-    item = await work.agent_item(me.account_id, me.user_id, item_id)
-    callbacks = work.callbacks
-    if callbacks is None:
-        raise ProblemError(503, "unavailable", "Unavailable", "callbacks are not available here")
-    if not item.open or item.agent_id != me.user_id or item.offer_id is not None:
-        raise Conflict(
-            f"work item {item.id!r} is {item.state.value}: accept it first", "work-item-state"
-        )
-    view = await work.view(item)
     given = body or CallbackIn()
-    number = given.number or (
-        view.call.callback_number or view.call.from_number if view.call else None
-    )
-    caller_id = given.caller_id or (view.call.to_number if view.call else None)
-    if not number:
-        raise InvalidInput("number", "the voice call has no number to call back")
-    if not caller_id:
-        raise InvalidInput("caller_id", "the voice call has no number to call from")
-    status = await callbacks.start(
-        CallbackRequest(
-            me.account_id, me.user_id, number, caller_id, item.voice_call_id, work_item_id=item.id
-        )
+    status = await work_items_of(svc).call_back(
+        me.account_id, me.user_id, item_id, given.number, given.caller_id
     )
     return CallbackOut(id=status.id, state=status.state.value, reason=status.reason)
 

@@ -31,14 +31,14 @@ Password = Annotated[
 ]
 UserId = Annotated[
     str | None,
-    Field(max_length=40, description="a user (usr_...): users do not exist yet, so null only"),
+    Field(max_length=40, description="a user (usr_...) of the account: a `member` also sees its mailbox, an `agent` works in its name on the console"),
 ]
 
 
 class MemberCreate(StrictModel):
     email: Email = Field(description="signs the member in; unique over the whole service")
     name: Name
-    role: Role = Field(description="admin: the whole account; member: the mailboxes they own; agent: the console")
+    role: Role = Field(description="admin: the whole account; member: the mailboxes they own (and their user's); agent: the console")
     user_id: UserId = None
     password: Password | None = None
 

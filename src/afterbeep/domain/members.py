@@ -104,15 +104,14 @@ def check_role(value: object) -> Role:
         raise InvalidInput("role", "must be one of admin, member, agent") from exc
 
 
-def check_user_id(value: object) -> None:
-    """Users (`usr_...`) do not exist yet: only null is accepted for now."""
+def check_user_id(value: object) -> str | None:
+    """A user id's form (`usr_...`) or None; that the user is the account's is the service's
+    to check."""
     if value is None:
-        return
+        return None
     if not isinstance(value, str) or not is_id(value, "usr"):
         raise InvalidInput("user_id", "must be a user id (usr_...) or null")
-    raise InvalidInput(
-        "user_id", "users are not available yet: send null", "invalid-reference"
-    )
+    return value
 
 
 def check_password(value: object) -> str:
@@ -123,13 +122,21 @@ def check_password(value: object) -> str:
     return value
 
 
-def sees_mailbox(member: Member, mailbox: Mailbox) -> bool:
-    """Admins see every mailbox of their account; members those they own; agents none."""
+def sees_mailbox(member: Member, mailbox: Mailbox, linked_voicemail_id: str | None = None) -> bool:
+    """Admins see every mailbox of their account; members those they own and, when linked to
+    a user, that user's mailbox (`linked_voicemail_id`, the user's `voicemail_id`); agents
+    none."""
     if mailbox.account_id != member.account_id:
         return False
     if member.role is Role.ADMIN:
         return True
-    return member.role is Role.MEMBER and mailbox.owner_member_id == member.id
+    if member.role is not Role.MEMBER:
+        return False
+    return mailbox.owner_member_id == member.id or (
+        linked_voicemail_id is not None
+        and member.user_id is not None
+        and mailbox.id == linked_voicemail_id
+    )
 
 
 def safe_next(path: object) -> str:

@@ -26,7 +26,7 @@ from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import Conflict, InvalidInput, NotFound, TooManyAttempts
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.members import AttemptWindow, Member, SignInLink, WebSession
-from afterbeep.services.ports import Page, UnitOfWorkFactory
+from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger("afterbeep.members")
 
@@ -84,7 +84,7 @@ class MemberService:
         email = rules.normalise_email(fields["email"])
         name = rules.check_name(fields["name"])
         role = rules.check_role(fields["role"])
-        rules.check_user_id(fields.get("user_id"))
+        user_id = rules.check_user_id(fields.get("user_id"))
         password = fields.get("password")
         hashed = (
             await asyncio.to_thread(self._hasher.hash, rules.check_password(password))
@@ -98,7 +98,7 @@ class MemberService:
             email=email,
             name=name,
             role=role,
-            user_id=None,
+            user_id=user_id,
             has_password=hashed is not None,
             created_at=now,
             updated_at=now,
@@ -106,6 +106,7 @@ class MemberService:
         async with self._uow() as uow:
             if await uow.members.email_taken(email):
                 raise Conflict("a member with this email address exists", "member-exists")
+            await _check_user(uow, account_id, user_id)
             await uow.members.add(member, hashed)
         log.info("member created", extra={"member_id": member.id, "account_id": account_id})
         return member
@@ -130,8 +131,7 @@ class MemberService:
                 raise InvalidInput(name, "is not a member field that can be changed")
             if value is None and name != "user_id":
                 raise InvalidInput(name, "must not be null")
-        if "user_id" in changes:
-            rules.check_user_id(changes["user_id"])
+        user_id = rules.check_user_id(changes["user_id"]) if "user_id" in changes else None
         hashed: str | None = None
         if "password" in changes:
             password = rules.check_password(changes["password"])
@@ -140,8 +140,11 @@ class MemberService:
             current = await uow.members.get(account_id, member_id) if is_id(member_id, "mem") else None
             if current is None:
                 raise NotFound("member", member_id)
+            if "user_id" in changes:
+                await _check_user(uow, account_id, user_id)
             updated = dataclasses.replace(
                 current,
+                user_id=user_id if "user_id" in changes else current.user_id,
                 name=rules.check_name(changes["name"]) if "name" in changes else current.name,
                 role=rules.check_role(changes["role"]) if "role" in changes else current.role,
                 has_password=current.has_password or hashed is not None,
@@ -289,3 +292,11 @@ class MemberService:
     async def sign_out_everywhere(self, member: Member) -> int:
         async with self._uow() as uow:
             return await uow.members.delete_sessions(member.account_id, member.id)
+
+
+async def _check_user(uow: UnitOfWork, account_id: str, user_id: str | None) -> None:
+    """A member is linked to a user of its own account only."""
+    if user_id is not None and await uow.users.get(account_id, user_id) is None:
+        raise InvalidInput(
+            "user_id", "no user with this id in your account", error_id="unknown-reference"
+        )

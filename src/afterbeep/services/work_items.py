@@ -33,7 +33,7 @@ from datetime import datetime
 
 from afterbeep.domain import work_items as rules
 from afterbeep.domain.clock import Clock
-from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
+from afterbeep.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from afterbeep.domain.ids import is_id, new_id
 from afterbeep.domain.queues import AgentState, AgentStatus, Queue, QueueSettings
 from afterbeep.domain.work_items import (
@@ -46,7 +46,9 @@ from afterbeep.domain.work_items import (
     WorkOffer,
 )
 from afterbeep.services.contact_center import (
+    CallbackRequest,
     Callbacks,
+    CallbackStatus,
     Channel,
     VoiceCallReader,
     VoiceCallSummary,
@@ -381,6 +383,13 @@ class WorkItemService:
                 raise NotFound("work item", item_id)
             return item, await uow.work_items.offers(account_id, item_id)
 
+    async def completed_by(
+        self, account_id: str, user_id: str, limit: int
+    ) -> builtins.list[WorkItem]:
+        """The items the agent completed, most recent first (the console's list)."""
+        async with self._reads() as uow:
+            return await uow.work_items.completed_by(account_id, user_id, limit)
+
     async def set_capacity(self, account_id: str, user_id: str, capacity: int | None) -> None:
         if capacity is not None:
             rules.check_capacity(capacity)
@@ -557,6 +566,37 @@ class WorkItemService:
             await self._save(_Batch(items=[item], events=[FeedEvent(COMPLETED, item)]))
             await self._dispatch()
         return item
+
+    async def call_back(
+        self,
+        account_id: str,
+        user_id: str,
+        item_id: str,
+        number: str | None = None,
+        caller_id: str | None = None,
+    ) -> CallbackStatus:
+        """Ring the agent's device, then the customer (default: the voice call's callback
+        number, else its caller) from `caller_id` (default: the number the call was made to)."""
+        item = await self.agent_item(account_id, user_id, item_id)
+        callbacks = self._callbacks()
+        if callbacks is None:
+            raise Unavailable("callbacks are not available here")
+        if not item.open or item.agent_id != user_id or item.offer_id is not None:
+            raise Conflict(
+                f"work item {item.id!r} is {item.state.value}: accept it first", "work-item-state"
+            )
+        call = (await self.view(item)).call
+        number = number or (call.callback_number or call.from_number if call else None)
+        caller_id = caller_id or (call.to_number if call else None)
+        if not number:
+            raise InvalidInput("number", "the voice call has no number to call back")
+        if not caller_id:
+            raise InvalidInput("caller_id", "the voice call has no number to call from")
+        return await callbacks.start(
+            CallbackRequest(
+                account_id, user_id, number, caller_id, item.voice_call_id, work_item_id=item.id
+            )
+        )
 
     async def view(self, item: WorkItem) -> WorkItemView:
         reader = self._voice_calls()

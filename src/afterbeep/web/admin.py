@@ -1,5 +1,6 @@
 """The admin pages (role `admin`): numbers and their destinations, schedules with their state
 now, flows (the graph drawn from its JSON, the JSON editor with its errors on the nodes),
+users and devices with their registrations, queues with their live stats, call centers,
 webhooks with their delivery log, API keys. Each reads and writes through the service the
 matching `/v1` resource uses; members of other roles get 403."""
 
@@ -332,3 +333,75 @@ async def revoke_api_key(key_id: str, web: Web, who: SignedIn, form: Form) -> Re
     except Conflict as exc:
         raise PageError(409, "Not revoked", exc.message) from exc
     return RedirectResponse("/admin/api-keys", status_code=303)
+
+
+# -- users and devices --------------------------------------------------------------------
+
+
+@router.get("/admin/users")
+async def users_page(request: Request, web: Web, who: SignedIn) -> Response:
+    """Users with their devices, each device registered (its Contacts, from the registrar) or
+    not; the members linked to each user."""
+    member = admin_only(who)
+    users = web.api.users
+    if users is None:
+        raise PageError(503, "Unavailable", "Users are not served here.")
+    account = member.account_id
+    names = await _names(web, account)
+    linked: dict[str, list[str]] = {}
+    for m in (await web.members.list(account, None, MAX_ITEMS)).items:
+        if m.user_id is not None:
+            linked.setdefault(m.user_id, []).append(m.email)
+    devices: dict[str, list[Any]] = {}
+    for device in (await users.list_devices(account, None, MAX_ITEMS)).items:
+        devices.setdefault(device.user_id, []).append(device)
+    rows = []
+    for user in (await users.list_users(account, None, MAX_ITEMS)).items:
+        contacts: dict[str, list[Any]] = {}
+        for registration in await users.registrations(account, user.id):
+            contacts.setdefault(registration.device_id, []).append(registration)
+        rows.append(
+            {
+                "u": user,
+                "mailbox": names.get(user.voicemail_id or "", user.voicemail_id),
+                "members": linked.get(user.id, []),
+                "devices": [
+                    {"d": d, "contacts": contacts.get(d.id, [])} for d in devices.get(user.id, [])
+                ],
+            }
+        )
+    return page(request, "admin/users.html", _context(who, member, rows=rows))
+
+
+# -- queues -------------------------------------------------------------------------------
+
+
+@router.get("/admin/queues")
+async def queues_page(request: Request, web: Web, who: SignedIn) -> Response:
+    """Queues with the stats of `GET /v1/queues/{id}/stats` (the table refreshes itself)."""
+    member = admin_only(who)
+    account = member.account_id
+    rows = []
+    for queue in (await web.api.queues.list(account, None, MAX_ITEMS)).items:
+        stats = await web.api.queues.stats(account, queue.id)
+        rows.append({"q": queue, "stats": stats})
+    agents = await web.api.queues.agents(account)
+    usernames: dict[str, str] = {}
+    if web.api.users is not None:
+        for user in (await web.api.users.list_users(account, None, MAX_ITEMS)).items:
+            usernames[user.id] = user.display_name or user.username
+    context = _context(who, member, rows=rows, agents=agents, usernames=usernames)
+    return page(request, "admin/queues.html", context)
+
+
+# -- call centers -------------------------------------------------------------------------
+
+
+@router.get("/admin/call-centers")
+async def call_centers_page(request: Request, web: Web, who: SignedIn) -> Response:
+    member = admin_only(who)
+    if web.api.call_centers is None:
+        raise PageError(503, "Unavailable", "Call centers are not served here.")
+    centers = (await web.api.call_centers.list(member.account_id, None, MAX_ITEMS)).items
+    queues = {q.id: q.name for q in (await web.api.queues.list(member.account_id, None, MAX_ITEMS)).items}
+    return page(request, "admin/call_centers.html", _context(who, member, centers=centers, queues=queues))

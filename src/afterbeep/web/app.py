@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import RedirectResponse, Response
 
 from afterbeep.api.multipart import FORM_OVERHEAD_BYTES
-from afterbeep.web import admin, auth, greetings, inbox, outreach
+from afterbeep.web import admin, auth, console, greetings, inbox, outreach
 from afterbeep.web.limits import PageGate
 from afterbeep.web.session import PageError, SignInRequired, WebServices, keep_pre_cookie, visitor
 from afterbeep.web.templating import STATIC_DIR, page
@@ -24,6 +24,7 @@ def install(app: FastAPI, web: WebServices) -> None:
     app.include_router(greetings.router)
     app.include_router(outreach.router)
     app.include_router(admin.router)
+    app.include_router(console.router)
     app.add_exception_handler(SignInRequired, _sign_in_required)  # type: ignore[arg-type]
     app.add_exception_handler(PageError, _page_error)  # type: ignore[arg-type]
     app.add_middleware(PageGate, max_upload_bytes=web.api.max_upload_bytes + FORM_OVERHEAD_BYTES)

@@ -52,12 +52,24 @@ Search = Annotated[str | None, Query(max_length=QUERY_MAX)]
 _peaks_cache: collections.OrderedDict[tuple[str, str], list[float]] = collections.OrderedDict()
 
 
+async def linked_voicemail(web: WebServices, member: Member) -> str | None:
+    """The mailbox (`voicemail_id`) of the user a `member` is linked to, if any."""
+    if member.role is not Role.MEMBER or member.user_id is None or web.api.users is None:
+        return None
+    try:
+        user = await web.api.users.get_user(member.account_id, member.user_id)
+    except NotFound:
+        return None
+    return user.voicemail_id
+
+
 async def visible_mailboxes(web: WebServices, member: Member) -> list[MailboxView]:
     views: list[MailboxView] = []
     cursor: str | None = None
+    linked = await linked_voicemail(web, member)
     while len(views) < MAX_MAILBOXES:
         found = await web.mailboxes.list(member.account_id, cursor, 100)
-        views += [v for v in found.items if sees_mailbox(member, v.mailbox)]
+        views += [v for v in found.items if sees_mailbox(member, v.mailbox, linked)]
         cursor = found.next_cursor
         if cursor is None:
             break
@@ -69,7 +81,7 @@ async def visible_mailbox(web: WebServices, member: Member, mailbox_id: str) -> 
         view = await web.mailboxes.get(member.account_id, mailbox_id)
     except NotFound as exc:
         raise not_found() from exc
-    if not sees_mailbox(member, view.mailbox):
+    if not sees_mailbox(member, view.mailbox, await linked_voicemail(web, member)):
         raise not_found()
     return view
 
@@ -121,6 +133,8 @@ async def waveform(web: WebServices, message: Message) -> list[float]:
 
 @router.get("/inbox")
 async def inbox(request: Request, web: Web, who: SignedIn) -> Response:
+    if who.signed_in.role is Role.AGENT:  # agents never see mailboxes: their page is the console
+        return RedirectResponse("/console", status_code=303)
     views = await visible_mailboxes(web, who.signed_in)
     if views:
         return RedirectResponse(f"/inbox/{views[0].mailbox.id}", status_code=303)

@@ -157,6 +157,21 @@ class SqlWorkItemRepo:
         items, next_cursor = split_page(rows, limit)
         return Page([_item(r) for r in items], next_cursor)
 
+    async def completed_by(
+        self, account_id: str, agent_id: str, limit: int
+    ) -> builtins.list[WorkItem]:
+        query = (
+            select(_W)
+            .where(
+                _W.c.account_id == account_id,
+                _W.c.agent_id == agent_id,
+                _W.c.state == WorkItemState.COMPLETED.value,
+            )
+            .order_by(_W.c.ended_at.desc(), _W.c.id.desc())
+            .limit(limit)
+        )
+        return [_item(r) for r in (await self._conn.execute(query)).all()]
+
     async def add_offer(self, offer: WorkOffer) -> None:
         await self._conn.execute(
             insert(_O).values(

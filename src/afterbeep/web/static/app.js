@@ -143,7 +143,69 @@ function greetingRecorder() {
   });
 }
 
+// The representatives' console: each work item event redraws its item (an offer appears, an
+// accepted item gets its actions, the transcript arrives), or takes it away; offers count down.
+function seekIn(root) {
+  root.querySelectorAll("[data-seek]").forEach((button) => {
+    button.addEventListener("click", () => {
+      const player = button.closest("article").querySelector("audio");
+      if (!player) return;
+      player.currentTime = Number(button.dataset.seek);
+      player.play();
+    });
+  });
+}
+
+function countDown() {
+  document.querySelectorAll("[data-countdown]").forEach((el) => {
+    if (!el.dataset.until) el.dataset.until = String(Date.now() + Number(el.dataset.countdown) * 1000);
+    el.textContent = String(Math.max(0, Math.ceil((Number(el.dataset.until) - Date.now()) / 1000)));
+  });
+}
+
+function liveConsole() {
+  const work = document.getElementById("work");
+  if (!work) return;
+  seekIn(work);
+  countDown();
+  window.setInterval(countDown, 1000);
+  if (!work.dataset.live || !window.EventSource) return;
+  const empty = document.getElementById("no-work");
+  const source = new EventSource(work.dataset.live);
+  source.addEventListener("item", (event) => {
+    const data = JSON.parse(event.data);
+    const old = document.getElementById("item-" + data.id);
+    if (data.gone) {
+      if (old) old.remove();
+    } else {
+      const box = document.createElement("div");
+      box.innerHTML = data.html;
+      const fresh = box.firstElementChild;
+      if (old && data.event === "work_item.updated") {
+        // Keep the player (it may be playing) unless the recording just arrived.
+        const player = old.querySelector("audio");
+        if (!player) old.querySelector(".player").replaceWith(fresh.querySelector(".player"));
+        old.querySelector(".transcript").replaceWith(fresh.querySelector(".transcript"));
+        seekIn(old);
+      } else {
+        if (old) {
+          const notes = old.querySelector("textarea");
+          const kept = fresh.querySelector("textarea");
+          if (notes && kept) kept.value = notes.value;
+          old.replaceWith(fresh);
+        } else {
+          work.append(fresh);
+        }
+        seekIn(fresh);
+        countDown();
+      }
+    }
+    if (empty) empty.hidden = work.children.length > 0;
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  liveConsole();
   liveInbox();
   messagePage();
   greetingRecorder();
