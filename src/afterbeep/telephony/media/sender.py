@@ -13,6 +13,7 @@ the shared pacer calls :meth:`tick` on it whenever its stream is due.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,6 +32,7 @@ __all__ = [
     "DtmfJob",
     "PlayResult",
     "Prompt",
+    "PromptCache",
     "RtpSendStream",
     "SendTarget",
     "encode",
@@ -238,6 +240,42 @@ class Prompt:
         if data is None:
             data = self._encoded[codec] = encode(codec, self.pcm)
         return data
+
+
+class PromptCache:
+    """The shared :class:`Prompt` of each array played again and again (a system prompt, a
+    cached greeting), so that its G.711 encoding is made once rather than at every play.
+
+    Only read-only arrays that own their data are taken: their samples cannot change under the
+    cached encoding. Each is held (so its ``id`` stays its own) until the least recently played
+    ones go past ``max_samples`` in all; any other array gets a Prompt of its own.
+    """
+
+    def __init__(self, max_samples: int = 8_000 * 600) -> None:
+        self.max_samples = max_samples
+        self._prompts: OrderedDict[int, tuple[npt.NDArray[np.int16], Prompt]] = OrderedDict()
+        self._samples = 0
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def get(self, audio: Prompt | npt.NDArray[np.int16]) -> Prompt:
+        if isinstance(audio, Prompt):
+            return audio
+        if audio.flags.writeable or not audio.flags.owndata or len(audio) > self.max_samples:
+            return Prompt(audio)
+        key = id(audio)
+        entry = self._prompts.get(key)
+        if entry is not None:
+            self._prompts.move_to_end(key)
+            return entry[1]
+        prompt = Prompt(audio)
+        self._prompts[key] = (audio, prompt)
+        self._samples += len(prompt)
+        while self._samples > self.max_samples:
+            _, (_, old) = self._prompts.popitem(last=False)
+            self._samples -= len(old)
+        return prompt
 
 
 class AudioJob(_Job):

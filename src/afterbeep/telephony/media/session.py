@@ -74,6 +74,7 @@ from afterbeep.telephony.media.sender import (
     DtmfJob,
     PlayResult,
     Prompt,
+    PromptCache,
     RtpSendStream,
 )
 
@@ -208,6 +209,7 @@ class MediaEngine:
         self.config = config
         self.ports = PortAllocator(config.port_min, config.port_max)
         self.pacer = Pacer(config.pacer_granularity)
+        self.prompts = PromptCache()
         self._sessions: set[MediaSession] = set()
         self._pool: deque[_BoundPair] = deque()
         self._refill: asyncio.Task[None] | None = None
@@ -638,7 +640,7 @@ class MediaSession:
             job = AudioJob(
                 self._stream,
                 self,
-                audio,
+                self._engine.prompts.get(audio),
                 lambda outcome: _settle(future, outcome),
                 interrupt.is_set if interrupt is not None else None,
                 every,
