@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 MAX_BURST = 5  # frames sent at once to catch up after a stall; beyond that the schedule slips
+# A play begun this soon after the previous one's schedule ended was meant to follow it at once:
+# its first frame is reported late by how late it left after that end (see `_Job.intended`).
+FOLLOW_WINDOW = 0.25
 
 _ENCODERS: dict[Codec, Callable[[npt.NDArray[np.int16]], bytes]] = {
     Codec.PCMU: ulaw_encode,
@@ -88,6 +91,10 @@ class RtpSendStream:
         self.octets_sent = 0
         self.frames_withheld = 0
         self.slips = 0
+
+    @property
+    def begun(self) -> bool:
+        return self._begun
 
     def begin(self, now: float, frame_seconds: float, frame_samples: int) -> None:
         """A job starts at ``now``: continue the schedule, or open a new talkspurt."""
@@ -177,6 +184,7 @@ class _Job:
         self.frames = 0
         self.samples = 0
         self.finished = False
+        self.intended = 0.0  # when the first frame should leave: set by start()
 
     @property
     def due(self) -> float:
@@ -184,7 +192,10 @@ class _Job:
 
     def start(self, now: float) -> None:
         ptime = self.target.ptime
-        self.stream.begin(now, ptime / 1000, CLOCK_RATE * ptime // 1000)
+        stream = self.stream
+        follows = stream.begun and now - stream.due < FOLLOW_WINDOW
+        self.intended = stream.due if follows else now
+        stream.begin(now, ptime / 1000, CLOCK_RATE * ptime // 1000)
 
     def tick(self, now: float) -> bool:
         """Send every frame due by ``now``; False once the job is over."""
@@ -304,6 +315,11 @@ class AudioJob(_Job):
         self._ptime = 0
         self._frame_samples = 0
         self._frame_seconds = 0.0
+
+    @property
+    def is_prompt(self) -> bool:
+        """Audio a caller listens to (a keep-alive's silence is not)."""
+        return self._every == 1
 
     def _frame(self) -> None:
         target = self.target
