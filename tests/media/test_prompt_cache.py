@@ -95,3 +95,19 @@ def test_cached_frames_are_the_bytes_of_encoding_at_each_play(codec: Codec, ptim
     padded = expected + silence * (-len(expected) % frame)
     old_path = [padded[i : i + frame] for i in range(0, len(padded), frame)]
     assert cached[0] == cached[1] == old_path == played(codec, ptime, pcm.copy())
+
+
+def test_a_ptime_change_between_two_frames_still_sends_every_sample_once() -> None:
+    pcm = read_only(0.5)
+    prompt = PromptCache().get(pcm)
+    target = Target(Codec.PCMA, 8, ptime=30)
+    results: list[PlayResult | BaseException] = []
+    job = AudioJob(RtpSendStream(1, 0, 0), target, prompt, results.append)
+    job.start(0.0)
+    job.tick(0.065)  # three 30 ms frames: 720 samples, not a whole number of 20 ms frames
+    target.ptime = 20
+    while not job.finished:
+        job.tick(job.due)
+    assert [len(p) for p in target.payloads] == [240] * 3 + [160] * 20 + [160]
+    sent = b"".join(target.payloads)
+    assert sent[:4000] == encode(Codec.PCMA, pcm.copy()) and set(sent[4000:]) == {0xD5}
