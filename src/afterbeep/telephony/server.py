@@ -10,8 +10,8 @@ route (None: ask the router), an `Answer` route is answered right there on a pre
 turn's worth of RTP callbacks. Past ``max_calls`` calls in progress, new INVITEs get 503 with
 Retry-After at once, before any media is bound; so do they while the node is unhealthy (its
 event loop lags, or prompts leave late: `afterbeep.domain.admission`), so that the calls already
-up keep their timing and the proxy tries another node. Shutdown runs in phases with deadlines, like uvicorn's:
-stop accepting (503), let calls in progress finish for ``drain_timeout``, end the rest (a
+up keep their timing and the proxy tries another node. Shutdown runs in phases with deadlines,
+like uvicorn's: stop accepting (503), let calls in progress finish for ``drain_timeout``, end the rest (a
 recording in progress ends as by hang-up, so the script keeps what was said) and give their
 scripts ``hangup_timeout`` to finish, cancel what is left, then close the user agent (BYE to
 any dialog still up) and the media engine.

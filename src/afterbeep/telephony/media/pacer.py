@@ -9,10 +9,10 @@ jitter and no drift. With no job active the task waits on an event: no timer run
 while nothing is played (aiortp 0.8.0's paced sender wakes every 20 ms, idle or not).
 
 Jobs wait in a heap by due time: a wake-up touches only the jobs that are due, and a loop
-that woke late catches up in the order the jobs fell due (the job due first sends the frames it
-has due first), whatever order the jobs were added in. A job added with a frame already due is served at
-once, in :meth:`Pacer.add`, rather than at the next wake-up; one due before the next wake-up
-brings that wake-up forward. :meth:`Pacer.serve` is the serving step alone, with the time
+that woke late catches up in the order the jobs fell due (the job due first sends the frames
+it has due first), whatever order the jobs were added in. A job added with a frame already
+due is served at once, in :meth:`Pacer.add`, rather than at the next wake-up; one due before
+the next wake-up brings that wake-up forward. :meth:`Pacer.serve` is the serving step alone, with the time
 passed in, so tests drive it without an event loop. ``on_first_frame(job, now)`` (if set) is
 called as each job's first frame is sent (``afterbeep_prompt_late_seconds``).
 """
