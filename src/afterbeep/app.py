@@ -35,6 +35,7 @@ from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.repos.mwi import SqlMwiStore
 from afterbeep.db.uow import unit_of_work_factory
+from afterbeep.domain.admission import AdmissionPolicy
 from afterbeep.domain.clock import Clock, SystemClock
 from afterbeep.domain.pin_lockout import PinLockoutPolicy
 from afterbeep.domain.transcripts import Transcript
@@ -632,7 +633,15 @@ class Runtime:
             media_config,
             router=router,
             quick_router=quick_router,
-            limits=ServerLimits(max_calls=s.max_calls, drain_timeout=s.drain_seconds),
+            limits=ServerLimits(
+                max_calls=s.max_calls,
+                drain_timeout=s.drain_seconds,
+                admission=AdmissionPolicy(
+                    loop_lag=s.admission_lag_ms / 1000,
+                    prompt_late=s.admission_prompt_late_ms / 1000,
+                    calm=s.admission_calm_seconds,
+                ),
+            ),
             call_settings=CallSettings(default_region=s.default_region),
         )
         try:

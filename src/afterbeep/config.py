@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     # seconds (exp - iat; the vendor's demo connector signs for 4 hours).
     telephony_jwt_audience: str = ""
     telephony_jwt_max_ttl: float = Field(default=4 * 3600.0, gt=0, le=7 * 86_400)
+    # Admission by health (afterbeep.domain.admission): besides max_calls, new INVITEs get 503
+    # once the event loop lags, or prompts leave late, past these (ms; 3 samples in a row; 0 =
+    # off), until no sample went past half of them for admission_calm_seconds.
+    admission_lag_ms: float = Field(default=50.0, ge=0)
+    admission_prompt_late_ms: float = Field(default=50.0, ge=0)
+    admission_calm_seconds: float = Field(default=3.0, ge=0)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

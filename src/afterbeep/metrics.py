@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -44,3 +44,31 @@ def histogram_quantile(quantile: float, histogram: Histogram) -> float | None:
         if count >= quantile * total:
             return bound
     return None
+
+
+_LATE_BUCKETS = (
+    0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5,
+    1.0, 2.0,
+)  # fmt: skip
+
+PROMPT_LATE = Histogram(
+    "afterbeep_prompt_late_seconds",
+    "How late a prompt's first frame left after it was due (a prompt following another: after "
+    "that one's end)",
+    buckets=_LATE_BUCKETS,
+    registry=REGISTRY,
+)
+
+LOOP_LAG = Histogram(
+    "afterbeep_event_loop_lag_seconds",
+    "How late the telephony event loop ran a timer (sampled every 50 ms)",
+    buckets=_LATE_BUCKETS,
+    registry=REGISTRY,
+)
+
+CALLS_REFUSED = Counter(
+    "afterbeep_calls_refused_total",
+    "New INVITEs answered 503 by this node, by reason (max_calls, loop_lag, prompt_late, draining)",
+    ["reason"],
+    registry=REGISTRY,
+)

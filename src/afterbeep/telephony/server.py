@@ -8,8 +8,10 @@ is asked first, synchronously, in the callback that received the INVITE: when it
 route (None: ask the router), an `Answer` route is answered right there on a pre-bound RTP pair
 (`MediaConfig.prebound`), so the 200 does not wait for the task to be scheduled behind a loop
 turn's worth of RTP callbacks. Past ``max_calls`` calls in progress, new INVITEs get 503 with
-Retry-After at once, before any media is bound. Shutdown runs in phases with deadlines, like uvicorn's:
-stop accepting (503), let calls in progress finish for ``drain_timeout``, end the rest (a
+Retry-After at once, before any media is bound; so do they while the node is unhealthy (its
+event loop lags, or prompts leave late: `afterbeep.domain.admission`), so that the calls already
+up keep their timing and the proxy tries another node. Shutdown runs in phases with deadlines,
+like uvicorn's: stop accepting (503), let calls in progress finish for ``drain_timeout``, end the rest (a
 recording in progress ends as by hang-up, so the script keeps what was said) and give their
 scripts ``hangup_timeout`` to finish, cancel what is left, then close the user agent (BYE to
 any dialog still up) and the media engine.
@@ -25,10 +27,11 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from afterbeep.domain.admission import AdmissionGate, AdmissionPolicy, Refusal
 from afterbeep.domain.phone import mask
-from afterbeep.metrics import SIP_INVITE_ROUTED
+from afterbeep.metrics import CALLS_REFUSED, LOOP_LAG, PROMPT_LATE, SIP_INVITE_ROUTED
 from afterbeep.telephony.call import (
     CallSettings,
     DialFailed,
@@ -56,6 +59,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+LAG_INTERVAL = 0.05  # seconds between two samples of the event loop's lag
+REFUSAL_LOG_INTERVAL = 10.0  # seconds: refusals are logged at most this often, with their count
+
 CallHandler = Callable[[SipCall], Awaitable[None]]
 
 
@@ -78,6 +84,7 @@ class ServerLimits:
     route_timeout: float = 5.0  # a router that takes longer answers 503
     drain_timeout: float = 30.0  # shutdown: how long calls in progress may go on
     hangup_timeout: float = 5.0  # shutdown: how long scripts of ended calls may take to finish
+    admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)  # refusing while unhealthy
 
 
 class ServerState(enum.Enum):
@@ -95,6 +102,7 @@ class ServerStats:
     handler_errors: int = 0
     ended_by_shutdown: int = 0
     cancelled_by_shutdown: int = 0
+    rejected_unhealthy: int = 0  # loop lag or late prompts (see ServerLimits.admission)
 
 
 def telephony_configs(
@@ -179,6 +187,11 @@ class TelephonyServer:
         self.state = ServerState.NEW
         self.stats = ServerStats()
         self._stopped: asyncio.Future[None] | None = None
+        self.admission = AdmissionGate(limits.admission, time.monotonic)
+        self._media.on_prompt_late = self._prompt_late
+        self._lag_watch: asyncio.Task[None] | None = None
+        self._refusals_unlogged = 0
+        self._refusal_logged_at = float("-inf")
 
     # --- CallEndpoint (used by dial) -------------------------------------------------------
 
@@ -245,6 +258,9 @@ class TelephonyServer:
             self.state = ServerState.CLOSED
             raise
         self.state = ServerState.RUNNING
+        self._lag_watch = asyncio.get_running_loop().create_task(
+            self._watch_loop_lag(), name="loop-lag"
+        )
 
     def drain(self) -> None:
         """The first phase of `stop()` alone: new INVITEs get 503; calls in progress go on, and
@@ -284,6 +300,11 @@ class TelephonyServer:
             await self._ua.close()
             await self._media.close()
         finally:
+            if self._lag_watch is not None:
+                self._lag_watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._lag_watch
+                self._lag_watch = None
             self.state = ServerState.CLOSED
             self._stopped.set_result(None)
 
@@ -300,11 +321,19 @@ class TelephonyServer:
         retry = (("Retry-After", str(self.limits.retry_after)),)
         if self.state is not ServerState.RUNNING:
             self.stats.rejected_draining += 1
+            CALLS_REFUSED.labels(Refusal.DRAINING.value).inc()
             invite.reject(503, "Service Unavailable", retry)
             return
-        if len(self._calls) >= self.limits.max_calls:
-            self.stats.rejected_overload += 1
-            log.warning("overload: %d calls in progress, INVITE refused", len(self._calls))
+        refusal = Refusal.MAX_CALLS if len(self._calls) >= self.limits.max_calls else None
+        if refusal is None:
+            refusal = self.admission.refusal()
+        if refusal is not None:
+            if refusal is Refusal.MAX_CALLS:
+                self.stats.rejected_overload += 1
+            else:
+                self.stats.rejected_unhealthy += 1
+            CALLS_REFUSED.labels(refusal.value).inc()
+            self._log_refusal(refusal, invite)
             invite.reject(503, "Service Unavailable", retry)
             return
         self.stats.accepted += 1
@@ -317,6 +346,35 @@ class TelephonyServer:
         self._calls[task] = call
         self._all_done.clear()
         task.add_done_callback(self._call_done)
+
+    def _log_refusal(self, refusal: Refusal, invite: IncomingInvite) -> None:
+        self._refusals_unlogged += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at < REFUSAL_LOG_INTERVAL:
+            return
+        log.warning(
+            "overload (%s): %d calls in progress, %d INVITE(s) refused, the last to %s",
+            refusal.value,
+            len(self._calls),
+            self._refusals_unlogged,
+            mask(invite.request_user),
+        )
+        self._refusals_unlogged = 0
+        self._refusal_logged_at = now
+
+    def _prompt_late(self, seconds: float) -> None:
+        PROMPT_LATE.observe(seconds)
+        self.admission.prompt_late(seconds)
+
+    async def _watch_loop_lag(self) -> None:
+        """Sample how late the loop runs a timer: the lag every callback of it suffers."""
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + LAG_INTERVAL
+            await asyncio.sleep(LAG_INTERVAL)
+            lag = max(0.0, loop.time() - expected)
+            LOOP_LAG.observe(lag)
+            self.admission.loop_lag(lag)
 
     def _call_done(self, task: asyncio.Task[None]) -> None:
         self._calls.pop(task, None)

@@ -7,13 +7,23 @@ active jobs: it wakes at the earliest due frame, but at most once per
 keeps its own absolute schedule, so coarse wake-ups add at most ``granularity`` of
 jitter and no drift. With no job active the task waits on an event: no timer runs
 while nothing is played (aiortp 0.8.0's paced sender wakes every 20 ms, idle or not).
+
+Jobs wait in a heap by due time: a wake-up touches only the jobs that are due, and a loop
+that woke late catches up in the order the jobs fell due (the job due first sends the frames
+it has due first), whatever order the jobs were added in. A job added with a frame already
+due is served at once, in :meth:`Pacer.add`, rather than at the next wake-up; one due before
+the next wake-up brings that wake-up forward. :meth:`Pacer.serve` is the serving step alone, with the time
+passed in, so tests drive it without an event loop. ``on_first_frame(job, now)`` (if set) is
+called as each job's first frame is sent (``afterbeep_prompt_late_seconds``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from afterbeep.telephony.media.errors import MediaSessionStateError
@@ -30,14 +40,29 @@ class PacedJob(Protocol):
     def fail(self, exc: BaseException) -> None: ...
 
 
+# (due, id of the job, job, first frame still to send); a job has one entry at a time, so the
+# id breaks ties between jobs due at the same time
+_Entry = tuple[float, int, PacedJob, bool]
+
+
 class Pacer:
     """Owns the shared pacing task: started on the first job, cancelled by :meth:`close`."""
 
-    def __init__(self, granularity: float = 0.01) -> None:
+    def __init__(
+        self,
+        granularity: float = 0.01,
+        on_first_frame: Callable[[PacedJob, float], None] | None = None,
+    ) -> None:
         self.granularity = granularity
+        self.on_first_frame = on_first_frame
         self._jobs: set[PacedJob] = set()
+        self._heap: list[_Entry] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._sleeper: asyncio.Future[None] | None = None  # the task's sleep until _wake_at
+        self._timer: asyncio.TimerHandle | None = None
+        self._wake_at = float("inf")
+        self._last_wake = float("-inf")
         self._closed = False
         self.wakeups = 0
         self.max_lateness = 0.0  # seconds a job was served after its due time, worst seen
@@ -49,13 +74,28 @@ class Pacer:
     def add(self, job: PacedJob) -> None:
         if self._closed:
             raise MediaSessionStateError("the pacer is closed")
-        self._jobs.add(job)
+        loop = asyncio.get_running_loop()
+        self.push(job)
+        now = loop.time()
+        if job.due <= now:
+            self.serve(now)
         self._wakeup.set()
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="media-pacer")
+            self._task = loop.create_task(self._run(), name="media-pacer")
+        elif self._sleeper is not None and job in self._jobs and job.due < self._wake_at:
+            when = max(job.due, self._last_wake + self.granularity)
+            if when < self._wake_at and self._timer is not None:
+                self._timer.cancel()
+                self._wake_at = when
+                self._timer = loop.call_at(when, _release, self._sleeper)
+
+    def push(self, job: PacedJob) -> None:
+        """Schedule ``job`` without starting the task (`add` does both)."""
+        self._jobs.add(job)
+        heapq.heappush(self._heap, (job.due, id(job), job, True))
 
     def discard(self, job: PacedJob) -> None:
-        self._jobs.discard(job)
+        self._jobs.discard(job)  # its heap entry is dropped when it comes up
 
     async def close(self) -> None:
         self._closed = True
@@ -65,39 +105,64 @@ class Pacer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         jobs, self._jobs = self._jobs, set()
+        self._heap.clear()
         for job in jobs:
             job.fail(MediaSessionStateError("media engine closed"))
 
+    def serve(self, now: float) -> float | None:
+        """Send every frame due by ``now``, earliest due first; the next due time (None: idle)."""
+        heap = self._heap
+        jobs = self._jobs
+        observe = self.on_first_frame
+        while heap:
+            due, _, job, first = heap[0]
+            if job not in jobs:
+                heapq.heappop(heap)
+                continue
+            if due > now:
+                return due
+            late = now - due
+            if late > self.max_lateness:
+                self.max_lateness = late
+            if first and observe is not None:
+                observe(job, now)
+            try:
+                more = job.tick(now)
+            except Exception as exc:  # a broken job must not stop everyone's audio
+                log.exception("paced job failed")
+                job.fail(exc)
+                more = False
+            if more:
+                heapq.heapreplace(heap, (job.due, id(job), job, False))
+            else:
+                heapq.heappop(heap)
+                jobs.discard(job)
+        return None
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last_wake = loop.time()
         while True:
             if not self._jobs:
+                self._heap.clear()
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                last_wake = loop.time()
             now = loop.time()
             self.wakeups += 1
-            earliest = float("inf")
-            for job in list(self._jobs):
-                due = job.due
-                if due <= now:
-                    if now - due > self.max_lateness:
-                        self.max_lateness = now - due
-                    try:
-                        more = job.tick(now)
-                    except Exception as exc:  # a broken job must not stop everyone's audio
-                        log.exception("paced job failed")
-                        job.fail(exc)
-                        more = False
-                    if not more:
-                        self._jobs.discard(job)
-                        continue
-                    due = job.due
-                if due < earliest:
-                    earliest = due
-            if not self._jobs:
+            earliest = self.serve(now)
+            if earliest is None:
                 continue
-            last_wake = now
-            wake_at = max(earliest, last_wake + self.granularity)
-            await asyncio.sleep(max(0.0, wake_at - loop.time()))
+            self._last_wake = now
+            self._wake_at = max(earliest, now + self.granularity)
+            sleeper = self._sleeper = loop.create_future()
+            self._timer = loop.call_at(self._wake_at, _release, sleeper)
+            try:
+                await sleeper
+            finally:
+                self._timer.cancel()
+                self._sleeper = self._timer = None
+                self._wake_at = float("inf")
+
+
+def _release(sleeper: asyncio.Future[None]) -> None:
+    if not sleeper.done():
+        sleeper.set_result(None)

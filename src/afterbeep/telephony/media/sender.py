@@ -13,6 +13,8 @@ the shared pacer calls :meth:`tick` on it whenever its stream is due.
 
 from __future__ import annotations
 
+import struct
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,18 +33,25 @@ __all__ = [
     "DtmfJob",
     "PlayResult",
     "Prompt",
+    "PromptCache",
     "RtpSendStream",
     "SendTarget",
     "encode",
 ]
 
 MAX_BURST = 5  # frames sent at once to catch up after a stall; beyond that the schedule slips
+# A play begun this soon after the previous one's schedule ended was meant to follow it at once:
+# its first frame is reported late by how late it left after that end (see `_Job.intended`).
+FOLLOW_WINDOW = 0.25
 
 _ENCODERS: dict[Codec, Callable[[npt.NDArray[np.int16]], bytes]] = {
     Codec.PCMU: ulaw_encode,
     Codec.PCMA: alaw_encode,
 }
 _SILENCE = {Codec.PCMU: bytes([ULAW_SILENCE]), Codec.PCMA: bytes([ALAW_SILENCE])}
+_HEADER = struct.Struct("!BBHII")  # RFC 3550 5.1, as rtp.build_rtp: V=2, no CSRC or extension
+_FIRST_OCTET = 0x80
+_MARKER = 0x80
 
 
 def encode(codec: Codec, pcm: npt.NDArray[np.int16]) -> bytes:
@@ -87,6 +96,10 @@ class RtpSendStream:
         self.frames_withheld = 0
         self.slips = 0
 
+    @property
+    def begun(self) -> bool:
+        return self._begun
+
     def begin(self, now: float, frame_seconds: float, frame_samples: int) -> None:
         """A job starts at ``now``: continue the schedule, or open a new talkspurt."""
         if not self._begun:
@@ -109,8 +122,12 @@ class RtpSendStream:
 
     def audio(self, pt: int, payload: bytes, frame_seconds: float) -> bytes:
         sequence, timestamp = self.sequence, self.timestamp
-        packet = build_rtp(pt, self._marker, sequence, timestamp, self.ssrc, payload)
-        self._marker = False
+        if self._marker:
+            packet = _HEADER.pack(_FIRST_OCTET, pt | _MARKER, sequence, timestamp, self.ssrc)
+            self._marker = False
+        else:
+            packet = _HEADER.pack(_FIRST_OCTET, pt, sequence, timestamp, self.ssrc)
+        packet += payload
         octets = len(payload)
         self.sequence = (sequence + 1) & 0xFFFF
         self.timestamp = (timestamp + octets) & 0xFFFFFFFF  # G.711: one byte per sample
@@ -175,6 +192,7 @@ class _Job:
         self.frames = 0
         self.samples = 0
         self.finished = False
+        self.intended = 0.0  # when the first frame should leave: set by start()
 
     @property
     def due(self) -> float:
@@ -182,7 +200,10 @@ class _Job:
 
     def start(self, now: float) -> None:
         ptime = self.target.ptime
-        self.stream.begin(now, ptime / 1000, CLOCK_RATE * ptime // 1000)
+        stream = self.stream
+        follows = stream.begun and now - stream.due < FOLLOW_WINDOW
+        self.intended = stream.due if follows else now
+        stream.begin(now, ptime / 1000, CLOCK_RATE * ptime // 1000)
 
     def tick(self, now: float) -> bool:
         """Send every frame due by ``now``; False once the job is over."""
@@ -225,6 +246,7 @@ class Prompt:
         self.pcm = np.ascontiguousarray(pcm, dtype=np.int16).reshape(-1)
         self.pcm.setflags(write=False)
         self._encoded: dict[Codec, bytes] = {}
+        self._frames: dict[tuple[Codec, int], tuple[bytes, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.pcm)
@@ -238,6 +260,54 @@ class Prompt:
         if data is None:
             data = self._encoded[codec] = encode(codec, self.pcm)
         return data
+
+    def frames(self, codec: Codec, samples: int) -> tuple[bytes, ...]:
+        """The encoding cut into payloads of ``samples`` (the last one padded with silence),
+        made once per codec and frame size and shared by every call playing the prompt."""
+        key = (codec, samples)
+        frames = self._frames.get(key)
+        if frames is None:
+            data = self.encoded(codec)
+            data += _SILENCE[codec] * (-len(data) % samples)
+            frames = tuple(data[i : i + samples] for i in range(0, len(data), samples))
+            self._frames[key] = frames
+        return frames
+
+
+class PromptCache:
+    """The shared :class:`Prompt` of each array played again and again (a system prompt, a
+    cached greeting), so that its G.711 encoding is made once rather than at every play.
+
+    Only read-only arrays that own their data are taken: their samples cannot change under the
+    cached encoding. Each is held (so its ``id`` stays its own) until the least recently played
+    ones go past ``max_samples`` in all; any other array gets a Prompt of its own.
+    """
+
+    def __init__(self, max_samples: int = 8_000 * 600) -> None:
+        self.max_samples = max_samples
+        self._prompts: OrderedDict[int, tuple[npt.NDArray[np.int16], Prompt]] = OrderedDict()
+        self._samples = 0
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def get(self, audio: Prompt | npt.NDArray[np.int16]) -> Prompt:
+        if isinstance(audio, Prompt):
+            return audio
+        if audio.flags.writeable or not audio.flags.owndata or len(audio) > self.max_samples:
+            return Prompt(audio)
+        key = id(audio)
+        entry = self._prompts.get(key)
+        if entry is not None:
+            self._prompts.move_to_end(key)
+            return entry[1]
+        prompt = Prompt(audio)
+        self._prompts[key] = (audio, prompt)
+        self._samples += len(prompt)
+        while self._samples > self.max_samples:
+            _, (_, old) = self._prompts.popitem(last=False)
+            self._samples -= len(old)
+        return prompt
 
 
 class AudioJob(_Job):
@@ -263,27 +333,32 @@ class AudioJob(_Job):
         self._total = len(self._prompt)
         self._codec = target.codec
         self._encoded = self._prompt.encoded(self._codec)
+        self._frames: tuple[bytes, ...] | None = None
         self._ptime = 0
         self._frame_samples = 0
         self._frame_seconds = 0.0
 
+    @property
+    def is_prompt(self) -> bool:
+        """Audio a caller listens to (a keep-alive's silence is not)."""
+        return self._every == 1
+
     def _frame(self) -> None:
         target = self.target
-        if target.ptime != self._ptime:
-            self._ptime = target.ptime
-            self._frame_samples = CLOCK_RATE * self._ptime // 1000
-            self._frame_seconds = self._ptime / 1000
-        if target.codec is not self._codec:  # a re-INVITE changed codec mid-play
-            self._codec = target.codec
-            self._encoded = self._prompt.encoded(self._codec)
+        if target.ptime != self._ptime or target.codec is not self._codec:
+            self._configure(target.ptime, target.codec)
         count = self._frame_samples
         position = self.samples
         if self._every > 1 and self.frames % self._every:
             self.stream.skip(self._frame_seconds, count)
         elif target.sending:
-            payload = self._encoded[position : position + count]
-            if len(payload) < count:
-                payload += _SILENCE[self._codec] * (count - len(payload))
+            frames = self._frames
+            if frames is not None:
+                payload = frames[position // count]
+            else:  # a ptime change mid-play left the position between two frames
+                payload = self._encoded[position : position + count]
+                if len(payload) < count:
+                    payload += _SILENCE[self._codec] * (count - len(payload))
             target.transmit(self.stream.audio(target.payload_type, payload, self._frame_seconds))
         else:
             self.stream.withhold(self._frame_seconds, count)
@@ -294,6 +369,16 @@ class AudioJob(_Job):
             self.finish()
         else:
             self.samples = position
+
+    def _configure(self, ptime: int, codec: Codec) -> None:
+        """At the first frame, and when a re-INVITE changed the ptime or codec mid-play."""
+        self._ptime = ptime
+        self._frame_samples = count = CLOCK_RATE * ptime // 1000
+        self._frame_seconds = ptime / 1000
+        self._codec = codec
+        self._encoded = self._prompt.encoded(codec)
+        aligned = self.samples % count == 0
+        self._frames = self._prompt.frames(codec, count) if aligned else None
 
 
 class DtmfJob(_Job):

@@ -51,7 +51,7 @@ from afterbeep.telephony.media.errors import (
     SdpError,
 )
 from afterbeep.telephony.media.latch import SourceFilter
-from afterbeep.telephony.media.pacer import Pacer
+from afterbeep.telephony.media.pacer import PacedJob, Pacer
 from afterbeep.telephony.media.ports import PortAllocator
 from afterbeep.telephony.media.recorder import AudioSink, DigitSink, Recorder
 from afterbeep.telephony.media.rtcp import (
@@ -74,6 +74,7 @@ from afterbeep.telephony.media.sender import (
     DtmfJob,
     PlayResult,
     Prompt,
+    PromptCache,
     RtpSendStream,
 )
 
@@ -83,12 +84,14 @@ __all__ = [
     "MediaEngine",
     "MediaSession",
     "MediaStats",
+    "PromptLateness",
     "SessionState",
 ]
 
 log = logging.getLogger(__name__)
 
 InactivityHandler = Callable[[], None]
+PromptLateness = Callable[[float], None]  # seconds a prompt's first frame left after it was due
 RtpTap = Callable[[bytes], None]  # a relay's hook on the receive path: raw RTP, accepted source
 _INACTIVITY_SLACK = 0.001
 _PLAIN_RTP = RTP_VERSION << 6  # first octet: no padding, extension or CSRCs
@@ -207,7 +210,9 @@ class MediaEngine:
         sdp.check_local_address(config.advertised_ip, config.port_min)
         self.config = config
         self.ports = PortAllocator(config.port_min, config.port_max)
-        self.pacer = Pacer(config.pacer_granularity)
+        self.pacer = Pacer(config.pacer_granularity, self._first_frame)
+        self.on_prompt_late: PromptLateness | None = None
+        self.prompts = PromptCache()
         self._sessions: set[MediaSession] = set()
         self._pool: deque[_BoundPair] = deque()
         self._refill: asyncio.Task[None] | None = None
@@ -217,6 +222,11 @@ class MediaEngine:
     @property
     def sessions(self) -> int:
         return len(self._sessions)
+
+    def _first_frame(self, job: PacedJob, now: float) -> None:
+        observe = self.on_prompt_late
+        if observe is not None and isinstance(job, AudioJob) and job.is_prompt:
+            observe(max(0.0, now - job.intended))
 
     @property
     def pooled(self) -> int:
@@ -638,7 +648,7 @@ class MediaSession:
             job = AudioJob(
                 self._stream,
                 self,
-                audio,
+                self._engine.prompts.get(audio),
                 lambda outcome: _settle(future, outcome),
                 interrupt.is_set if interrupt is not None else None,
                 every,
