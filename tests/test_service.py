@@ -16,13 +16,15 @@ from tests.fixtures.service import BIN, Service, running_service
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("svc") / "var") as svc:
+    # From an empty data directory: `serve` creates and migrates its database itself.
+    with running_service(tmp_path_factory.mktemp("svc") / "var", from_template=False) as svc:
         yield svc
 
 
 def test_serve_prints_where_it_listens_and_answers(service: Service) -> None:
     assert httpx.get(service.url + "/readyz").json() == {"status": "ok"}
     assert f"listening on {service.url}" in service.log.read_text()
+    assert "afterbeep: creating a new database" in service.log.read_text()
 
 
 def test_account_and_key_commands(service: Service) -> None:
