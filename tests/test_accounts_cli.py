@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from afterbeep.db import tables as t
-from tests.fixtures.service import BIN, Service, running_service
+from tests.fixtures.service import BIN, NO_RECORDINGS, Service, running_service
 from tests.ringless.support import SENDER, audio
 
 UNKNOWN_ACCOUNT = "acc_01jg8asp59ps9rtt7azhrhvcre"
@@ -23,7 +23,7 @@ UNKNOWN_ACCOUNT = "acc_01jg8asp59ps9rtt7azhrhvcre"
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     # No delivery worker: nothing writes for the account while it is being erased.
     with running_service(
-        tmp_path_factory.mktemp("svc") / "var", {"AFTERBEEP_DELIVERY_ENABLED": "false"}
+        tmp_path_factory.mktemp("svc") / "var", {**NO_RECORDINGS, "AFTERBEEP_DELIVERY_ENABLED": "false"}
     ) as svc:
         yield svc
 

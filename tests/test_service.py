@@ -11,13 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.service import BIN, Service, running_service
+from tests.fixtures.service import BIN, NO_RECORDINGS, Service, running_service
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     # From an empty data directory: `serve` creates and migrates its database itself.
-    with running_service(tmp_path_factory.mktemp("svc") / "var", from_template=False) as svc:
+    with running_service(
+        tmp_path_factory.mktemp("svc") / "var", NO_RECORDINGS, from_template=False
+    ) as svc:
         yield svc
 
 
