@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import compileall
 import os
 import secrets as pysecrets
 import shutil
@@ -20,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
+import afterbeep
 from afterbeep.app import Runtime
 from afterbeep.config import Settings
 from afterbeep.db.engine import Database
@@ -29,6 +31,14 @@ from tests.fixtures.seaweed import SeaweedS3, seaweed_s3  # noqa: F401  (session
 # Answering machine detection by words loads a speech model: only its own tests turn it on
 # (they pass words on explicitly); everything else, services started here included, runs without.
 os.environ.setdefault("AFTERBEEP_AMD_WORDS", "off")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # With PYTHONDONTWRITEBYTECODE set, every `afterbeep` process a test starts (serve, each
+    # CLI command) compiled the package from source again, about a CPU second each: compiled
+    # once here, before the workers start, they all read the bytecode.
+    if not hasattr(config, "workerinput"):
+        compileall.compile_dir(Path(afterbeep.__file__).parent, quiet=1)
 
 BACKENDS = ["sqlite-local", "postgres-s3"]
 ADMIN_KEY = "test-admin-" + "a" * 32  # AFTERBEEP_ADMIN_KEY of the test services

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from afterbeep.db import tables as t
-from tests.fixtures.service import BIN, Service, running_service
+from tests.fixtures.service import BIN, NO_RECORDINGS, Service, running_service
 from tests.ringless.support import SENDER, audio
 
 UNKNOWN_ACCOUNT = "acc_01jg8asp59ps9rtt7azhrhvcre"
@@ -23,13 +23,18 @@ UNKNOWN_ACCOUNT = "acc_01jg8asp59ps9rtt7azhrhvcre"
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     # No delivery worker: nothing writes for the account while it is being erased.
     with running_service(
-        tmp_path_factory.mktemp("svc") / "var", {"AFTERBEEP_DELIVERY_ENABLED": "false"}
+        tmp_path_factory.mktemp("svc") / "var", {**NO_RECORDINGS, "AFTERBEEP_DELIVERY_ENABLED": "false"}
     ) as svc:
         yield svc
 
 
 def cli(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI, whatever its exit status."""
+    """The CLI (in this process), whatever its exit status."""
+    return service.cli(*args, check=False)
+
+
+def cli_process(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `afterbeep` process, whatever its exit status."""
     return subprocess.run(
         [str(BIN / "afterbeep"), *args], env=service.env, capture_output=True, text=True, timeout=60
     )
@@ -50,6 +55,7 @@ def one_line_error(result: subprocess.CompletedProcess[str], *parts: str) -> Non
 
 
 def test_key_commands_answer_one_line_for_an_unknown_account_or_key(service: Service) -> None:
+    one_line_error(cli_process(service, "key", "create", "--account", UNKNOWN_ACCOUNT), UNKNOWN_ACCOUNT)
     one_line_error(cli(service, "key", "create", "--account", UNKNOWN_ACCOUNT), UNKNOWN_ACCOUNT)
     one_line_error(cli(service, "key", "revoke", "key_01jg8asp59ps9rtt7azhrhvcre"), "not found")
     one_line_error(cli(service, "account", "delete", UNKNOWN_ACCOUNT, "--yes"), "not found")

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.fixtures.service import Service, running_service
+from tests.fixtures.service import NO_RECORDINGS, Service, running_service
 
 MB = 1024 * 1024
 STREAMED_BYTES = 300 * MB
@@ -34,7 +34,7 @@ FILE_PART_HEAD = (
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("limits") / "var") as svc:
+    with running_service(tmp_path_factory.mktemp("limits") / "var", NO_RECORDINGS) as svc:
         yield svc
 
 
@@ -157,7 +157,7 @@ def test_huge_bodies_are_refused_before_they_are_read(service: Service, key: str
 
 
 def test_the_json_limit_is_the_configured_one(tmp_path: Path) -> None:
-    with running_service(tmp_path / "var", {"AFTERBEEP_MAX_BODY_KB": "4"}) as svc:
+    with running_service(tmp_path / "var", {**NO_RECORDINGS, "AFTERBEEP_MAX_BODY_KB": "4"}) as svc:
         key = json.loads(svc.cli("account", "create", "Small", "--json").stdout)["api_key"]
         bearer = {"Authorization": f"Bearer {key}"}
         fits = httpx.post(svc.url + "/v1/mailboxes", json={"name": "x" * 50}, headers=bearer)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.fixtures.service import Service, running_service
+from tests.fixtures.service import NO_RECORDINGS, Service, running_service
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -110,7 +110,7 @@ def assert_refused(response: httpx.Response, error_id: str | None = None) -> Non
 
 @pytest.fixture
 def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Service, httpx.Client]]:
-    env: dict[str, str] = getattr(request, "param", {})
+    env: dict[str, str] = {**NO_RECORDINGS, **getattr(request, "param", {})}
     with running_service(tmp_path / "var", env) as service:
         headers = {"Authorization": f"Bearer {api_key(service)}"}
         with httpx.Client(base_url=service.url, headers=headers, timeout=120) as client:

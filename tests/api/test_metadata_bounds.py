@@ -13,13 +13,13 @@ import pytest
 
 from afterbeep.domain.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MAX_METADATA_KEYS
 from tests.api.service_tenant import Tenant, make_tenant, multipart_send
-from tests.fixtures.service import running_service
+from tests.fixtures.service import NO_RECORDINGS, running_service
 from tests.ringless.support import PROBLEM
 
 
 @pytest.fixture(scope="module")
 def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenant]:
-    with running_service(tmp_path_factory.mktemp("meta") / "var") as svc:
+    with running_service(tmp_path_factory.mktemp("meta") / "var", NO_RECORDINGS) as svc:
         yield make_tenant(svc, "Meta")
 
 

@@ -17,12 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.service import running_service
+from tests.fixtures.service import NO_RECORDINGS, running_service
 from tests.ringless.support import audio as mp3
 
 pytestmark = pytest.mark.timeout(180)
 
-CLOSED = {"AFTERBEEP_ALLOW_PRIVATE_NETWORKS": "", "AFTERBEEP_WEBHOOK_ALLOWED_HOSTS": ""}
+CLOSED = {
+    "AFTERBEEP_ALLOW_PRIVATE_NETWORKS": "", "AFTERBEEP_WEBHOOK_ALLOWED_HOSTS": "", **NO_RECORDINGS
+}
 PRIVATE_HOSTS = [
     "127.0.0.1", "localhost", "0.0.0.0", "0", "2130706433", "0x7f000001", "0177.0.0.1", "127.1",
     "[::ffff:127.0.0.1]", "[::1]", "[::]", "169.254.169.254", "10.0.0.1", "172.16.0.1",
@@ -172,7 +174,7 @@ def final_delivery(http: httpx.Client, webhook_id: str, count: int) -> list[dict
 
 def test_delivery_blocked_at_connection_time_says_nothing_of_the_target(tmp_path: Path) -> None:
     data = tmp_path / "var"
-    quiet = {"AFTERBEEP_DELIVERY_ENABLED": "false"}
+    quiet = {"AFTERBEEP_DELIVERY_ENABLED": "false", **NO_RECORDINGS}
     with receiver() as (url, hits):
         with running_service(data, quiet) as service, httpx.Client(
             base_url=service.url, headers=service.account_headers(SENDER), timeout=30

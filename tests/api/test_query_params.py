@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.service import Service, running_service
+from tests.fixtures.service import NO_RECORDINGS, Service, running_service
 from tests.ringless.support import PROBLEM
 
 UNKNOWN = "zz_not_a_parameter"
@@ -20,7 +20,7 @@ UNKNOWN = "zz_not_a_parameter"
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("query") / "var") as svc:
+    with running_service(tmp_path_factory.mktemp("query") / "var", NO_RECORDINGS) as svc:
         yield svc
 
 

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from afterbeep.cli import cli
-from tests.fixtures.service import BIN, Service, running_service
+from tests.fixtures.service import Service, run_cli, running_service
 from tests.ringless.support import audio as mp3
 
 pytestmark = pytest.mark.timeout(120)
@@ -24,15 +24,9 @@ LOCAL = ["+12025553000", "+12025553001", "+12025553002"]
 
 
 def afterbeep(service: Service, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`afterbeep campaigns ARGS` (in this process) against the service."""
     env = {**service.env, "AFTERBEEP_API_KEY": key, "AFTERBEEP_URL": service.url}
-    return subprocess.run(
-        [str(BIN / "afterbeep"), "campaigns", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    return run_cli(env, "campaigns", *args, timeout=90)
 
 
 def post(service: Service, key: str, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -6,25 +6,25 @@ same way, while the allowed address did get the audio until then."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fixtures.service import running_service
+from tests.fixtures.service import NO_RECORDINGS, Service, running_service
 from tests.ringless.support import audio as mp3
 
 pytestmark = pytest.mark.timeout(180)
 
-SENDER = "+12025550177"
+SENDERS = (f"+1202555017{i}" for i in itertools.count())  # a caller id is one account's only
 RECIPIENT = "+12125550123"
-OPENED = {"AFTERBEEP_ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32"}
+OPENED = {"AFTERBEEP_ALLOW_PRIVATE_NETWORKS": "127.0.0.1/32", **NO_RECORDINGS}
 CLOSED_IP = "127.0.0.2"
 WAIT = 30.0
 
@@ -210,7 +210,21 @@ def open_sink() -> Iterator[MediaSink]:
         sink.close()
 
 
-def setup_for(http: httpx.Client, trunk: Trunk, *, drop: bool) -> str:
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with running_service(tmp_path_factory.mktemp("svc") / "var", OPENED) as svc:
+        yield svc
+
+
+@pytest.fixture
+def account(service: Service) -> Iterator[tuple[httpx.Client, str]]:
+    """An account of the test's own on the file's service: its API client and its caller id."""
+    sender = next(SENDERS)
+    with httpx.Client(base_url=service.url, headers=service.account_headers(sender), timeout=30) as http:
+        yield http, sender
+
+
+def setup_for(http: httpx.Client, sender: str, trunk: Trunk, *, drop: bool) -> str:
     r = http.post(
         "/v1/telephony-setups",
         json={
@@ -221,7 +235,7 @@ def setup_for(http: httpx.Client, trunk: Trunk, *, drop: bool) -> str:
             "password": None,
             "outbound_proxy": None,
             "from_domain": "carrier.example",
-            "numbers": [{"e164": SENDER}],
+            "numbers": [{"e164": sender}],
             "deposit_uri": "" if drop else f"sip:{{to}}@127.0.0.1:{trunk.port}",
             "deposit_headers": {},
         },
@@ -234,7 +248,7 @@ def setup_for(http: httpx.Client, trunk: Trunk, *, drop: bool) -> str:
             "name": "reminders",
             "setup_id": r.json()["id"],
             "sender_selection": "fixed",
-            "sender_number": SENDER,
+            "sender_number": sender,
             "require_consent": False,
             "calling_window": {"start": "00:00", "end": "00:00"},
         },
@@ -272,20 +286,17 @@ def place(http: httpx.Client, use_case: str, *, drop: bool) -> str:
 
 @pytest.mark.parametrize("drop", [False, True], ids=["deposit", "drop"])
 def test_answer_aiming_media_outside_the_policy_is_refused(
-    tmp_path: Path, closed_sink: MediaSink, drop: bool
+    account: tuple[httpx.Client, str], closed_sink: MediaSink, drop: bool
 ) -> None:
+    http, sender = account
     trunk = Trunk(closed_sink)
     trunk.start()
     try:
-        with (
-            running_service(tmp_path / "var", OPENED) as service,
-            httpx.Client(base_url=service.url, headers=service.account_headers(SENDER), timeout=30) as http,
-        ):
-            path = place(http, setup_for(http, trunk, drop=drop), drop=drop)
-            assert trunk.got_bye.wait(WAIT), trunk.methods()
-            body = settled(http, path)
-            time.sleep(1.0)  # anything still on its way to the closed address lands meanwhile
-            detail = http.get(path).text
+        path = place(http, setup_for(http, sender, trunk, drop=drop), drop=drop)
+        assert trunk.got_bye.wait(WAIT), trunk.methods()
+        body = settled(http, path)
+        time.sleep(1.0)  # anything still on its way to the closed address lands meanwhile
+        detail = http.get(path).text
     finally:
         trunk.stop()
     assert closed_sink.count() == 0
@@ -297,20 +308,17 @@ def test_answer_aiming_media_outside_the_policy_is_refused(
 
 
 def test_reinvite_moving_media_outside_the_policy_ends_the_deposit(
-    tmp_path: Path, open_sink: MediaSink, closed_sink: MediaSink
+    account: tuple[httpx.Client, str], open_sink: MediaSink, closed_sink: MediaSink
 ) -> None:
+    http, sender = account
     trunk = Trunk(open_sink, move_to=closed_sink)
     trunk.start()
     try:
-        with (
-            running_service(tmp_path / "var", OPENED) as service,
-            httpx.Client(base_url=service.url, headers=service.account_headers(SENDER), timeout=30) as http,
-        ):
-            path = place(http, setup_for(http, trunk, drop=False), drop=False)
-            assert trunk.got_bye.wait(WAIT), trunk.methods()
-            body = settled(http, path)
-            time.sleep(1.0)
-            detail = http.get(path).text
+        path = place(http, setup_for(http, sender, trunk, drop=False), drop=False)
+        assert trunk.got_bye.wait(WAIT), trunk.methods()
+        body = settled(http, path)
+        time.sleep(1.0)
+        detail = http.get(path).text
     finally:
         trunk.stop()
     assert trunk.rtp_before_move >= trunk.before_move  # the allowed address got the audio

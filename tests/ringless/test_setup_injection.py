@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from afterbeep.domain.ringless import deposit_header_allowed
-from tests.fixtures.service import running_service
+from tests.fixtures.service import NO_RECORDINGS, Service, running_service
 from tests.ringless.support import audio as mp3
 
 pytestmark = pytest.mark.timeout(180)
 
 SENDER = "+12025550177"
+DEPOSIT_SENDER = "+12025550178"  # the deposit test's account's (a caller id is one account's only)
 BREAKS = ["\r\nVia: SIP/2.0/UDP 10.0.0.1", "\nX-Evil: 1", "\rX-Evil: 1", "a\x00b"]
 TEXT_FIELDS = ["name", "trunk_host", "username", "password", "outbound_proxy", "from_domain",
                "deposit_uri"]  # fmt: skip
@@ -52,8 +52,16 @@ def is_problem(r: httpx.Response) -> bool:
     return r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
 
 
-def test_line_breaks_and_stack_headers_are_refused(tmp_path: Path) -> None:
-    with running_service(tmp_path / "var") as service, httpx.Client(
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    # The deposit's INVITE is never answered: a stop drains it for 1 s, not the 30 s default.
+    env = {**NO_RECORDINGS, "AFTERBEEP_DRAIN_SECONDS": "1"}
+    with running_service(tmp_path_factory.mktemp("svc") / "var", env) as svc:
+        yield svc
+
+
+def test_line_breaks_and_stack_headers_are_refused(service: Service) -> None:
+    with httpx.Client(
         base_url=service.url, headers=service.account_headers(SENDER), timeout=30
     ) as http:
         created = http.post("/v1/telephony-setups", json=setup_body())
@@ -121,12 +129,15 @@ def udp_peer() -> Iterator[socket.socket]:
         sock.close()
 
 
-def test_deposit_invite_carries_its_own_headers_once(tmp_path: Path, udp_peer: socket.socket) -> None:
+def test_deposit_invite_carries_its_own_headers_once(service: Service, udp_peer: socket.socket) -> None:
     port = int(udp_peer.getsockname()[1])
-    with running_service(tmp_path / "var") as service, httpx.Client(
-        base_url=service.url, headers=service.account_headers(SENDER), timeout=30
+    with httpx.Client(
+        base_url=service.url, headers=service.account_headers(DEPOSIT_SENDER), timeout=30
     ) as http:
-        setup = http.post("/v1/telephony-setups", json=setup_body(port, deposit_headers={}))
+        setup = http.post(
+            "/v1/telephony-setups",
+            json=setup_body(port, deposit_headers={}, numbers=[{"e164": DEPOSIT_SENDER}]),
+        )
         assert setup.status_code == 201, setup.text
         path = f"/v1/telephony-setups/{setup.json()['id']}"
         injected = {"X-Campaign": "spring\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKevil"}
@@ -139,7 +150,7 @@ def test_deposit_invite_carries_its_own_headers_once(tmp_path: Path, udp_peer: s
                 "name": "reminders",
                 "setup_id": setup.json()["id"],
                 "sender_selection": "fixed",
-                "sender_number": SENDER,
+                "sender_number": DEPOSIT_SENDER,
                 "require_consent": False,
                 "calling_window": {"start": "00:00", "end": "00:00"},
             },
