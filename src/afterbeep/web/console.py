@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from afterbeep.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from afterbeep.domain.members import Member, Role
@@ -31,7 +31,7 @@ from afterbeep.services.work_items import (
     WorkItemService,
     WorkItemView,
 )
-from afterbeep.web.inbox import LIVE_STREAMS_PER_MEMBER
+from afterbeep.web.inbox import LIVE_STREAMS_PER_MEMBER, live_stream
 from afterbeep.web.session import Form, PageError, SignedIn, Visitor, Web, WebServices, not_found
 from afterbeep.web.templating import page, templates
 
@@ -254,18 +254,6 @@ async def events(web: Web, who: SignedIn) -> Response:
             data["html"] = await _rendered(web, d.work, who.csrf, event.item, event.offer)
         return f"event: item\ndata: {json.dumps(data)}\n\n"
 
-    async def stream() -> AsyncIterator[str]:
-        web.live_streams[member.id] = web.live_streams.get(member.id, 0) + 1
-        try:
-            async with contextlib.aclosing(_stream()) as frames:
-                async for text in frames:
-                    yield text
-        finally:
-            d.work.unsubscribe(member.account_id, d.user_id, feed)
-            left = web.live_streams.pop(member.id, 1) - 1
-            if left > 0:
-                web.live_streams[member.id] = left
-
     async def _stream() -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         ends = loop.time() + web.live_stream_seconds
@@ -282,5 +270,7 @@ async def events(web: Web, who: SignedIn) -> Response:
                 return
             yield await frame(event)
 
-    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    def unsubscribe() -> None:
+        d.work.unsubscribe(member.account_id, d.user_id, feed)
+
+    return live_stream(web, member.id, _stream(), on_close=unsubscribe)

@@ -8,7 +8,7 @@ import asyncio
 import collections
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -207,17 +207,6 @@ async def live(
     seen = {m.id for m in first.items}
     row = templates.env.get_template("_message_row.html")
 
-    async def events() -> AsyncIterator[str]:
-        web.live_streams[member.id] = web.live_streams.get(member.id, 0) + 1
-        try:
-            async with contextlib.aclosing(_events()) as stream:
-                async for event in stream:
-                    yield event
-        finally:
-            left = web.live_streams.pop(member.id, 1) - 1
-            if left > 0:
-                web.live_streams[member.id] = left
-
     async def _events() -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         ends = loop.time() + web.live_stream_seconds
@@ -244,8 +233,32 @@ async def live(
                 }
                 yield f"event: message\ndata: {json.dumps(data)}\n\n"
 
+    return live_stream(web, member.id, _events())
+
+
+def live_stream(
+    web: WebServices,
+    member_id: str,
+    frames: AsyncGenerator[str, None],
+    on_close: Callable[[], None] | None = None,
+) -> StreamingResponse:
+    """Server-sent ``frames``, counted among the member's open live pages while they run."""
+
+    async def counted() -> AsyncIterator[str]:
+        web.live_streams[member_id] = web.live_streams.get(member_id, 0) + 1
+        try:
+            async with contextlib.aclosing(frames) as stream:
+                async for text in stream:
+                    yield text
+        finally:
+            if on_close is not None:
+                on_close()
+            left = web.live_streams.pop(member_id, 1) - 1
+            if left > 0:
+                web.live_streams[member_id] = left
+
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(counted(), media_type="text/event-stream", headers=headers)
 
 
 def _message_context(who: SignedIn, web: WebServices, message: Message) -> dict[str, object]:
