@@ -242,31 +242,35 @@ def wire_bytes(message: EmailMessage, *, utf8: bool = False, cte_type: str = "8b
     return flat
 
 
-def compose_mailbox_full(to_addr: str, mailbox_name: str, from_addr: str) -> EmailMessage:
+def _notice(to_addr: str, from_addr: str, subject: str, text: str) -> EmailMessage:
     msg = EmailMessage(policy=_POLICY)
-    msg["Subject"] = f"Voicemail box {mailbox_name} is full"
+    msg["Subject"] = subject
     msg["From"] = from_addr
     msg["To"] = to_addr
     msg["Date"] = formatdate(localtime=False)
-    msg.set_content(
-        f"The voicemail box {mailbox_name} is full: callers hear that it is full and cannot leave a message.\n"
-        "Delete or save messages elsewhere to make room.\n"
-    )
+    msg.set_content(text)
     return msg
+
+
+def compose_mailbox_full(to_addr: str, mailbox_name: str, from_addr: str) -> EmailMessage:
+    return _notice(
+        to_addr,
+        from_addr,
+        f"Voicemail box {mailbox_name} is full",
+        f"The voicemail box {mailbox_name} is full: callers hear that it is full and cannot leave a message.\n"
+        "Delete or save messages elsewhere to make room.\n",
+    )
 
 
 def compose_pin_locked(to_addr: str, mailbox_name: str, from_addr: str) -> EmailMessage:
-    msg = EmailMessage(policy=_POLICY)
-    msg["Subject"] = f"Voicemail box {mailbox_name}: locked after wrong PINs"
-    msg["From"] = from_addr
-    msg["To"] = to_addr
-    msg["Date"] = formatdate(localtime=False)
-    msg.set_content(
+    return _notice(
+        to_addr,
+        from_addr,
+        f"Voicemail box {mailbox_name}: locked after wrong PINs",
         f"Someone entered wrong PINs for the voicemail box {mailbox_name} by phone, so it is"
         " locked for a while: nobody can listen to its messages by phone until the lock ends.\n"
-        "If it was not you, change the PIN.\n"
+        "If it was not you, change the PIN.\n",
     )
-    return msg
 
 
 class SmtpSender:
