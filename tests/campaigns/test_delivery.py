@@ -25,7 +25,6 @@ from afterbeep.app import Runtime
 from afterbeep.domain.ringless import FINAL_STATUSES
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import Api, api_of
-from tests.fixtures.service import free_sip_port
 from tests.ringless.support import audio as mp3
 from tests.ringless.test_delivery import SQLITE
 from tests.sip.conftest import free_udp_port, sipp_bin
@@ -125,7 +124,7 @@ async def sender_runtime(backend: Backend) -> AsyncIterator[Runtime]:
     base = random.randrange(20000, 29600, 400)  # below the kernel's ephemeral ports
     settings = make_settings(
         backend,
-        sip_addr=f"127.0.0.1:{free_sip_port()}",
+        sip_addr="127.0.0.1:0",
         rtp_port_min=base,
         rtp_port_max=base + 399,
         smtp_url="smtp://127.0.0.1:9",

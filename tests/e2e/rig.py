@@ -205,7 +205,7 @@ async def deposit_runtime(
     low, high = rtp_range()
     settings = make_settings(
         backend,
-        sip_addr=f"127.0.0.1:{free_udp_port()}",
+        sip_addr="127.0.0.1:0",
         rtp_port_min=low,
         rtp_port_max=high,
         smtp_url=smtp_url,

@@ -58,7 +58,6 @@ from tests.e2e.test_registration import (
 from tests.fixtures import baresip as phone
 from tests.fixtures.rtp_pcap import g711_roundtrip
 from tests.sip import conftest as sip_rig
-from tests.sip.conftest import free_udp_port
 from tests.sip.peer import RawPeer, status_of
 from tests.telephony.bridge_rig import RtpPeer, caller, codec_keys, device, stream_of
 
@@ -106,7 +105,7 @@ async def user_runtime(backend: Backend, ringer: NobodyAnswers) -> AsyncIterator
     low, high = rtp_range()
     settings = make_settings(
         backend,
-        sip_addr=f"127.0.0.1:{free_udp_port()}",
+        sip_addr="127.0.0.1:0",
         rtp_port_min=low,
         rtp_port_max=high,
         smtp_url="smtp://127.0.0.1:9",

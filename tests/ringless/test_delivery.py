@@ -29,7 +29,6 @@ from afterbeep.telephony.interface import Audio
 from afterbeep.telephony.sip.errors import SipTransportError
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import NUMBER, Api, api_of, rtp_range, sent, speech
-from tests.fixtures.service import free_sip_port
 from tests.ringless.support import (
     SENDER,
     insert_accepted_send,
@@ -99,7 +98,7 @@ def settings_for(backend: Backend, **overrides: Any) -> Settings:
     low, high = rtp_range()
     return make_settings(
         backend,
-        sip_addr=f"127.0.0.1:{free_sip_port()}",
+        sip_addr="127.0.0.1:0",
         rtp_port_min=low,
         rtp_port_max=high,
         smtp_url="smtp://127.0.0.1:9",

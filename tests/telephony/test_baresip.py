@@ -41,7 +41,6 @@ from tests.fixtures.baresip import (
     write_wav,
 )
 from tests.fixtures.rtp_pcap import g711_roundtrip
-from tests.fixtures.service import free_sip_port
 from tests.fixtures.smtp import SmtpServer, smtp_server
 
 pytestmark = [
@@ -73,7 +72,7 @@ def make_runtime(tmp_path: Path, smtp_url: str = "smtp://127.0.0.1:9") -> Runtim
         Settings(
             data_dir=tmp_path / "var",
             secret_key="test-secret-" + "x" * 32,
-            sip_addr=f"127.0.0.1:{free_sip_port()}",
+            sip_addr="127.0.0.1:0",
             rtp_port_min=24000,
             rtp_port_max=24999,
             smtp_url=smtp_url,
@@ -92,7 +91,7 @@ async def start_telephony(runtime: Runtime, router: Router) -> TelephonyServer:
             if attempt == 2:
                 raise
             runtime.settings = runtime.settings.model_copy(
-                update={"sip_addr": f"127.0.0.1:{free_sip_port()}"}
+                update={"sip_addr": "127.0.0.1:0"}
             )
     raise AssertionError("unreachable")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from afterbeep.telephony.sip.errors import SipParseError, SipTransportError
+
+_SHARED_PORT_ATTEMPTS = 20
 
 logger = logging.getLogger(__name__)
 
@@ -234,22 +237,35 @@ class TransportLayer:
     connections: dict[tuple[str, int], TcpConnection] = field(default_factory=dict)
 
     async def start(self, udp: tuple[str, int] | None, tcp: tuple[str, int] | None) -> None:
+        """Listen on `udp` and `tcp`. Port 0 on both, same host: one free port for both
+        (the UDP port the system picks, then TCP on it, tried again if TCP's is taken)."""
+        shared = udp is not None and udp == tcp and udp[1] == 0
+        for attempt in range(_SHARED_PORT_ATTEMPTS if shared else 1):
+            try:
+                await self._listen(udp, tcp, same_port=shared)
+                return
+            except OSError as exc:
+                await self.close()
+                taken = exc.errno == errno.EADDRINUSE
+                if not (shared and taken and attempt + 1 < _SHARED_PORT_ATTEMPTS):
+                    raise SipTransportError(f"cannot listen: {exc}") from exc
+
+    async def _listen(
+        self, udp: tuple[str, int] | None, tcp: tuple[str, int] | None, *, same_port: bool
+    ) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            if udp is not None:
-                _, self.udp = await loop.create_datagram_endpoint(
-                    lambda: UdpEndpoint(self.on_message), local_addr=udp
-                )
-            if tcp is not None:
-                self.tcp_server = await loop.create_server(
-                    lambda: TcpConnection(self.on_message, self.connections),
-                    host=tcp[0],
-                    port=tcp[1],
-                    reuse_address=True,
-                )
-        except OSError as exc:
-            await self.close()
-            raise SipTransportError(f"cannot listen: {exc}") from exc
+        if udp is not None:
+            _, self.udp = await loop.create_datagram_endpoint(
+                lambda: UdpEndpoint(self.on_message), local_addr=udp
+            )
+        if tcp is not None:
+            port = self.udp.local_address[1] if same_port and self.udp is not None else tcp[1]
+            self.tcp_server = await loop.create_server(
+                lambda: TcpConnection(self.on_message, self.connections),
+                host=tcp[0],
+                port=port,
+                reuse_address=True,
+            )
 
     @property
     def udp_address(self) -> tuple[str, int] | None:
