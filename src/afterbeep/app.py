@@ -640,6 +640,8 @@ class Runtime:
                     loop_lag=s.admission_lag_ms / 1000,
                     prompt_late=s.admission_prompt_late_ms / 1000,
                     calm=s.admission_calm_seconds,
+                    busy_target=s.admission_loop_busy_percent / 100,
+                    answers_per_burst=s.admission_answers_per_100ms,
                 ),
             ),
             call_settings=CallSettings(default_region=s.default_region),

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     admission_lag_ms: float = Field(default=50.0, ge=0)
     admission_prompt_late_ms: float = Field(default=50.0, ge=0)
     admission_calm_seconds: float = Field(default=3.0, ge=0)
+    # Admission that predicts: the calls that fit under this share of the event loop thread's
+    # time, by the cost per call it learns (0 = off); and on a loaded node at most this many new
+    # calls in any 100 ms (0 = off).
+    admission_loop_busy_percent: float = Field(default=75.0, ge=0, le=100)
+    admission_answers_per_100ms: int = Field(default=6, ge=0)
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
