@@ -217,9 +217,9 @@ def test_a_node_with_few_calls_takes_one_more_however_busy() -> None:
 
 
 def test_a_burst_stops_at_the_limit_before_the_busy_fraction_shows_it() -> None:
-    """The calls of a burst cost the loop only later (here: a second after they are taken);
+    """The calls of a burst cost the loop only later (here: half a second after they are taken);
     the gate stops at the learned limit, not a window past it."""
-    node = Node(idle=0.02, cost=0.004, shows_after_s=1.0, hold_s=1e9)
+    node = Node(idle=0.02, cost=0.004, shows_after_s=0.5, hold_s=1e9)
     node.offer(8)
     node.run(1.0)
     for _ in range(10):  # a ramp of 2 calls per 50 ms teaches the cost
@@ -328,3 +328,23 @@ def test_the_cost_rises_at_once_and_falls_slowly() -> None:
     assert cost is not None and 0.003 < cost < 0.004  # still near the dearer cost
     node.run(30.0)
     assert node.gate.cost == pytest.approx(0.002, rel=0.05)
+
+
+def test_a_cost_learned_at_few_calls_gives_way_to_one_learned_at_more() -> None:
+    """Some of a loop's work is per wake-up, not per call: each call costs less at 120 calls than
+    at 20. The limit learned at 20 calls would refuse early; the cost measured at more calls
+    replaces it at once rather than over the slow fall."""
+    node = Node(idle=0.02, cost=0.006)
+    node.offer(20)
+    node.run(3.0)
+    assert node.gate.limit == pytest.approx((0.75 - 0.02) / 0.006, abs=2)  # 121
+    node.cost = 0.004
+    for _ in range(20):  # a calm ramp: a call every 0.5 s
+        node.offer(1)
+        node.run(0.5)
+    assert node.calls == 40
+    assert node.gate.cost == pytest.approx(0.004, rel=0.05)
+    node.cost = 0.005  # fewer calls again would cost more each: rises at once
+    node.started = node.started[:20]
+    node.run(2.0)
+    assert node.gate.cost == pytest.approx(0.005, rel=0.05)

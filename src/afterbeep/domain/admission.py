@@ -7,8 +7,9 @@ is too late: the calls admitted meanwhile already have late beeps. So the gate p
 * **Capacity.** The loop thread's busy fraction (its CPU time over wall time, fed as a running
   total with the calls in progress at each sample) is measured over a short window (``window``
   seconds); from calm windows (few calls just admitted: a burst's set-up work is not a call's
-  steady cost) it learns the busy fraction each call adds, online (rises at once, falls
-  slowly), and the loop's own busy with no call. The call limit is then what fits under
+  steady cost) it learns the busy fraction each call adds, online (it rises at once, and
+  falls as fast when learned at more calls than before, else slowly), and the loop's own busy
+  with no call. The call limit is then what fits under
   ``busy_target``: ``(busy_target - idle busy) / cost per call``. A new call past the limit, or
   while the window's busy fraction is past the target, is refused; the door opens again once
   the calls are ``resume_calls`` under the limit and the busy fraction ``busy_hysteresis``
@@ -115,6 +116,7 @@ class AdmissionGate:
         self._answers: deque[float] = deque()  # when the calls of the last burst window came
         self.busy: float | None = None  # the loop's busy fraction over the last window
         self.cost: float | None = None  # busy fraction one call adds, once learned
+        self._cost_calls = 0.0  # the calls (window mean) of the sample the cost last followed
         self.idle_busy = policy.idle_busy
         self._idle_known = False
         self._full = False  # capacity refusing, until the calls and the busy are back under
@@ -158,11 +160,16 @@ class AdmissionGate:
             self._idle_known = True
         elif mean_calls >= self.policy.min_calls:
             cost = max(busy - self.idle_busy, 0.0) / mean_calls
+            # A loop's cost is not quite linear (some work is per wake-up, not per call): what
+            # more calls cost each is news, not noise, and falls as fast as a rise would.
+            fast = self.cost is None or cost > self.cost or mean_calls > self._cost_calls
             if self.cost is None:
                 self.cost = cost
             else:
-                tau = self.policy.cost_rise if cost > self.cost else self.policy.cost_fall
+                tau = self.policy.cost_rise if fast else self.policy.cost_fall
                 self.cost += _weight(dt, tau) * (cost - self.cost)
+            if fast:
+                self._cost_calls = mean_calls
 
     # --- decisions ----------------------------------------------------------------------------
 
