@@ -25,6 +25,15 @@ compared with the time it was due (answer + nominal greeting and instructions). 
 besides the figures above: the beep's lateness (p50/p99/max), the share of messages missing
 any of the caller's first second, and how late the caller itself started speaking.
 
+A 503 (the target's admission refusing a call) is ACKed and ends that call: SIPp's second
+response-time timer counts them (``refused``; fixed-time runs also count them on the wire,
+and afterbeep's refusals by reason are read from its /metrics). Beeps and messages are those
+of the admitted calls; a run passes when every admitted call's message is stored and exact.
+Fixed-time runs add two verdicts: ``admitted_whole`` (besides, every admitted beep within
+``BEEP_LATE_LIMIT_MS`` and no message missing any of the first second: nothing lost) and
+``clean`` (the same with every call admitted). Series of runs (ABBA, the highest clean level,
+the overload run): `benchmarks.sip_load.series`.
+
 ``--target asterisk --asterisk-prefix DIR``: the same fixed-time caller against Asterisk 20's
 app_voicemail (`benchmarks.sip_load.asterisk`), its CPU read from its process and its messages
 from its spool, checked as afterbeep's are. ``--no-email``: afterbeep's mailbox has no
