@@ -14,7 +14,9 @@ import pytest
 
 from afterbeep.domain.admission import AdmissionGate, AdmissionPolicy, Refusal
 
-POLICY = AdmissionPolicy(loop_lag=0.04, prompt_late=0.03, resume=0.5, calm=2.0, trips=2)
+POLICY = AdmissionPolicy(
+    loop_lag=0.04, prompt_late=0.03, resume=0.5, calm=2.0, trips=2, min_calls=0
+)
 STEP = 0.05  # the server samples the loop every 50 ms
 
 
@@ -90,6 +92,13 @@ def test_a_late_prompt_closes_the_door_with_its_own_reason() -> None:
     assert g.refusal() is Refusal.PROMPT_LATE and g.closings == 2  # still in a row
 
 
+def test_a_node_with_few_calls_takes_one_more_even_while_late() -> None:
+    g = AdmissionGate(AdmissionPolicy(loop_lag=0.04, trips=1), FakeClock())
+    g.loop_lag(0.3)  # a node starting up on a busy machine
+    assert g.refusal(9) is None  # under min_calls (10)
+    assert g.refusal(10) is Refusal.LOOP_LAG
+
+
 def test_a_zero_limit_turns_its_signal_off() -> None:
     g = AdmissionGate(
         AdmissionPolicy(loop_lag=0, prompt_late=0, busy_target=0, answers_per_burst=0),
@@ -117,7 +126,7 @@ def test_a_zero_limit_turns_its_signal_off() -> None:
         {"busy_target": 1.2},
         {"window": 0.0},
         {"cost_rise": 0.0},
-        {"min_calls": 0},
+        {"min_calls": -1},
         {"answers_per_burst": -1},
     ],
 )

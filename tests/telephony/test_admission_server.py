@@ -57,7 +57,7 @@ async def test_late_prompts_refuse_new_calls_until_a_calm_spell() -> None:
     clock = FakeClock()
     before_late, before_refused = sample(PROMPT_LATE, "_count"), refused(Refusal.PROMPT_LATE)
     async with serve(router=router) as server:
-        policy = AdmissionPolicy(loop_lag=0, prompt_late=0.05, calm=2.0, trips=2)
+        policy = AdmissionPolicy(loop_lag=0, prompt_late=0.05, calm=2.0, trips=2, min_calls=0)
         server.admission = AdmissionGate(policy, clock)
         assert server.media.on_prompt_late is not None
         server.media.on_prompt_late(0.2)
@@ -76,7 +76,7 @@ async def test_a_blocked_event_loop_is_measured_and_closes_the_door() -> None:
     before_count, before_sum = sample(LOOP_LAG, "_count"), sample(LOOP_LAG, "_sum")
     before_refused = refused(Refusal.LOOP_LAG)
     limits = ServerLimits(
-        admission=AdmissionPolicy(loop_lag=0.1, prompt_late=0, calm=600.0, trips=1)
+        admission=AdmissionPolicy(loop_lag=0.1, prompt_late=0, calm=600.0, trips=1, min_calls=0)
     )
     async with serve(router=router, limits=limits) as server:
         await asyncio.sleep(0.12)  # the watcher is sampling

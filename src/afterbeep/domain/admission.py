@@ -23,9 +23,9 @@ is too late: the calls admitted meanwhile already have late beeps. So the gate p
   trend); it opens again once no sample went past ``resume`` times its limit for ``calm``
   seconds.
 
-With few calls (under ``min_calls``) capacity and bursts never refuse: what keeps such a node
-busy is not its calls, and refusing them would not make it less busy (the backstop still
-does). Pure: samples are passed in, time is read from an injected monotonic clock (seconds).
+With few calls (under ``min_calls``) nothing here refuses: what keeps such a node busy or late
+is not its calls, and refusing them would not make it less so (a node starting up on a busy
+machine lags without a call). Pure: samples are passed in, time is read from an injected monotonic clock (seconds).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class AdmissionPolicy:
             raise ValueError("admission windows must be positive")
         if self.cost_rise <= 0 or self.cost_fall <= 0:
             raise ValueError("admission cost time constants must be positive")
-        if self.min_calls < 1 or self.resume_calls < 0 or self.answers_per_burst < 0:
+        if self.min_calls < 0 or self.resume_calls < 0 or self.answers_per_burst < 0:
             raise ValueError("admission call counts out of range")
 
 
@@ -189,10 +189,10 @@ class AdmissionGate:
         """The reason to refuse a new call now (``calls`` in progress), or None to take it."""
         if self._reason is not None and self._clock() - self._last_bad >= self.policy.calm:
             self._reason = None
-        if self._reason is not None:
-            return self._reason
         if calls < self.policy.min_calls:
             return None
+        if self._reason is not None:
+            return self._reason
         if self._over_capacity(calls):
             return Refusal.CAPACITY
         if self._burst_full(calls):
