@@ -137,3 +137,31 @@ async def test_the_loop_busy_fraction_is_measured_and_published() -> None:
         span = time.monotonic() - started + 0.6  # the window reaches back at most this far
         assert busy is not None and busy >= 0.3 / span
         assert sample(LOOP_BUSY, "") == pytest.approx(busy)
+
+
+async def test_a_burst_on_a_loaded_node_is_cut_at_its_answers_per_window() -> None:
+    """The loop half busy (past half its target, no limit learned): one new call per window;
+    the next INVITE in the same window gets 503 (`answer_rate`), one in the next is taken."""
+    clock = FakeClock()
+    cpu = [0.0]
+    before = refused(Refusal.ANSWER_RATE)
+    async with serve(router=router) as server:
+        policy = AdmissionPolicy(
+            loop_lag=0, prompt_late=0, min_calls=0, answers_per_burst=1, burst_window=10.0
+        )
+        server.admission = gate = AdmissionGate(policy, clock)
+        server.loop_cpu = lambda: cpu[0]
+        gate.loop_busy(cpu[0], 0)
+        clock.now += 1.0
+        cpu[0] += 0.5
+        gate.loop_busy(cpu[0], 0)
+        assert gate.busy == pytest.approx(0.5) and gate.limit is None
+        assert await _invite_with(server) == 200
+        assert await _invite_with(server) == 503
+        clock.now += 10.0
+        cpu[0] += 5.0
+        gate.loop_busy(cpu[0], 0)
+        assert gate.busy == pytest.approx(0.5)  # still loaded: the window has passed
+        assert await _invite_with(server) == 200
+        assert server.stats.rejected_unhealthy == 1
+    assert refused(Refusal.ANSWER_RATE) == before + 1
