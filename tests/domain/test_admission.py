@@ -283,6 +283,9 @@ def test_a_lightly_loaded_node_takes_a_burst() -> None:
     node.run(3.0)
     assert node.gate.limit is not None and node.calls < node.gate.limit / 2
     assert node.offer(20) == 20 and not node.refused
+    node.run(1.0)
+    node.offer(1)
+    assert len(node.gate._answers) == 1  # what it keeps of the answers stays bounded
 
 
 def test_recovery_with_hysteresis() -> None:

@@ -203,7 +203,14 @@ class AdmissionGate:
         """A new call was taken (counted against the burst cap and the calm of a window)."""
         self._admitted += 1
         if self.policy.answers_per_burst:
-            self._answers.append(self._clock())
+            now = self._clock()
+            self._answers.append(now)
+            self._forget_answers(now)
+
+    def _forget_answers(self, now: float) -> None:
+        answers = self._answers
+        while answers and answers[0] <= now - self.policy.burst_window:
+            answers.popleft()
 
     def _over_capacity(self, calls: int) -> bool:
         """Closes at the limit or the busy target; opens ``resume_calls`` under the limit and
@@ -240,11 +247,8 @@ class AdmissionGate:
             loaded = (self.busy or 0.0) >= p.busy_target / 2
         if not loaded:
             return False
-        now = self._clock()
-        answers = self._answers
-        while answers and answers[0] <= now - p.burst_window:
-            answers.popleft()
-        return len(answers) >= p.answers_per_burst
+        self._forget_answers(self._clock())
+        return len(self._answers) >= p.answers_per_burst
 
     def _sample(self, reason: Refusal, seconds: float, limit: float) -> None:
         if limit <= 0:
