@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,21 +116,15 @@ def test_overload_at_a_tiny_size_refuses_the_excess_and_measures_the_admitted(
     tmp_path: Path,
 ) -> None:
     """A node that takes 2 calls (AFTERBEEP_MAX_CALLS), 1.5 x 2 = 3 callers at once: one 503,
-    two messages stored and exact, two beeps measured; the verdict follows the figures."""
+    two messages stored and exact, two beeps measured; the verdict follows the figures (with
+    fewer than 10 calls nothing else refuses, however busy the test machine)."""
     out = tmp_path / "runs"
-    env = {
-        **os.environ,
-        "AFTERBEEP_ADMISSION_LAG_MS": "0",  # a busy test machine must not refuse for lag
-        "AFTERBEEP_ADMISSION_PROMPT_LATE_MS": "0",
-    }
     cmd = [
         sys.executable, "-m", "benchmarks.sip_load.series", "--overload", "1.5", "--level", "2",
         "--max-calls", "2", "--waves", "1", "--hold-seconds", "1", "--no-quiet-check",
         "--out-dir", str(out), "--json", str(tmp_path / "series.json"),
     ]  # fmt: skip
-    done = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=170, check=False
-    )
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=170, check=False)
     assert (tmp_path / "series.json").is_file(), done.stdout + done.stderr
     summary = json.loads((tmp_path / "series.json").read_text())
     run = summary["overload"]
