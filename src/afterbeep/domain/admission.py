@@ -6,15 +6,15 @@ is too late: the calls admitted meanwhile already have late beeps. So the gate p
 
 * **Capacity.** The loop thread's busy fraction (its CPU time over wall time, fed as a running
   total with the calls in progress at each sample) is measured over a short window (``window``
-  seconds); from calm windows (few calls just admitted: a burst's set-up work is not a call's
-  steady cost) it learns the busy fraction each call adds, online (it rises at once, and
-  falls as fast when learned at more calls than before, else slowly), and the loop's own busy
-  with no call. The call limit is then what fits under
-  ``busy_target``: ``(busy_target - idle busy) / cost per call``. A new call past the limit, or
-  while the window's busy fraction is past the target, is refused; the door opens again once
-  the calls are ``resume_calls`` under the limit and the busy fraction ``busy_hysteresis``
-  under the target. The limit counts calls at once, while the busy fraction of calls just
-  admitted shows only later: a burst stops at the limit, not a window after it.
+  seconds). From calm windows (few calls just admitted: a burst's set-up work is not a call's
+  steady cost) the gate learns the loop's own busy with no call and the busy fraction each
+  call adds (it rises at once, and falls as fast when learned at more calls than before, else
+  slowly). The call limit is what fits under ``busy_target``: ``(busy_target - idle busy) /
+  cost per call``. A new call past the limit, or while the window's busy fraction is past the
+  target, is refused; the door opens again ``resume_calls`` under the limit and under the
+  target (``busy_hysteresis`` under it while no limit is known). The limit counts calls at
+  once, while the busy fraction of calls just admitted shows only later: a burst stops at the
+  limit, not a window after it.
 * **Bursts.** Each new call's SIP, database reads and first prompt land at once; on a loaded
   node (past half its call limit, or past half the busy target while no cost is known) at most
   ``answers_per_burst`` calls are admitted in any ``burst_window`` seconds.
@@ -25,7 +25,8 @@ is too late: the calls admitted meanwhile already have late beeps. So the gate p
 
 With few calls (under ``min_calls``) nothing here refuses: what keeps such a node busy or late
 is not its calls, and refusing them would not make it less so (a node starting up on a busy
-machine lags without a call). Pure: samples are passed in, time is read from an injected monotonic clock (seconds).
+machine lags without a call). Pure: samples are passed in, time is read from an injected
+monotonic clock (seconds).
 """
 
 from __future__ import annotations
@@ -176,12 +177,8 @@ class AdmissionGate:
     @property
     def limit(self) -> int | None:
         """The calls that fit under the busy target, once a call's cost is known."""
-        return self._fits(self.policy.busy_target)
-
-    def _fits(self, target: float) -> int | None:
-        if not self.policy.busy_target or self.cost is None:
-            return None
-        if self.cost <= 0:
+        target = self.policy.busy_target
+        if not target or self.cost is None or self.cost <= 0:
             return None
         return max(0, math.floor((target - self.idle_busy) / self.cost))
 
