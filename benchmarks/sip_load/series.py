@@ -104,6 +104,23 @@ def abba(run: Runner, level: int, rounds: int, targets: Sequence[str] = TARGETS)
     ]
 
 
+def cores_ratio(outcomes: Sequence[Outcome]) -> float | None:
+    """afterbeep's mean cores per concurrent call during the calls over Asterisk's (the issue's
+    ratio: at most 1.0, goal 0.7); None without a figure of each."""
+    means: dict[str, float] = {}
+    for target in TARGETS:
+        figures = [
+            float(o.figures["cores_per_100_calls"]["during_calls"])
+            for o in outcomes
+            if o.spec.target == target
+            and (o.figures.get("cores_per_100_calls") or {}).get("during_calls")
+        ]
+        if not figures:
+            return None
+        means[target] = sum(figures) / len(figures)
+    return means["afterbeep"] / means["asterisk"]
+
+
 def overload(run: Runner, level: int, factor: float) -> Outcome:
     """One afterbeep run at ``factor`` x the clean ``level``."""
     over = round(level * factor)
@@ -211,8 +228,11 @@ def main(argv: list[str] | None = None) -> None:
     summary: dict[str, Any]
     if args.abba:
         outcomes = abba(run, args.level, args.rounds)
-        summary = {"abba": [_record(o) for o in outcomes]}
+        ratio = cores_ratio(outcomes)
+        summary = {"abba": [_record(o) for o in outcomes], "cores_ratio": ratio}
         ok = all(o.figures for o in outcomes)
+        shown = "n/a" if ratio is None else f"{ratio:.2f}"
+        print(f"cores per concurrent call at {args.level}, afterbeep / Asterisk: {shown}")
     elif args.overload is not None:
         outcome = overload(run, args.level, args.overload)
         summary = {"overload": _record(outcome), "admitted_whole": outcome.admitted_whole}

@@ -15,6 +15,7 @@ from benchmarks.sip_load.series import (
     Outcome,
     RunSpec,
     abba,
+    cores_ratio,
     find_clean_level,
     overload,
     run_command,
@@ -80,6 +81,25 @@ def test_abba_and_overload_runs() -> None:
     assert [s.target for s in runs.specs] == ["afterbeep", "asterisk", "asterisk", "afterbeep"] * 2
     assert len({s.label for s in runs.specs}) == 8
     assert overload(runs, 450, 1.5).spec == RunSpec("afterbeep", 675, "overload_afterbeep_675")
+
+
+def test_the_cores_ratio_of_an_abba_series() -> None:
+    def run(target: str, cores: float) -> Outcome:
+        return Outcome(
+            RunSpec(target, 400, "x"), {"cores_per_100_calls": {"during_calls": cores}}, 0
+        )
+
+    series = [
+        run("afterbeep", 0.30),
+        run("asterisk", 0.40),
+        run("asterisk", 0.44),
+        run("afterbeep", 0.34),
+    ]
+    assert cores_ratio(series) == pytest.approx(0.32 / 0.42)
+    assert cores_ratio(series[:1]) is None
+    assert cores_ratio([*series, Outcome(RunSpec("asterisk", 400, "y"), {}, 1)]) == pytest.approx(
+        0.32 / 0.42
+    )
 
 
 def _args(**kwargs: object) -> argparse.Namespace:
