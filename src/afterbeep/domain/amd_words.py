@@ -23,6 +23,13 @@ turn and its words say. The rule, people first:
   the cause says so; no words at all (switched off, every worker busy, the model unavailable):
   timing alone, with the reason in the cause.
 
+A machine cue also counts when heard near (Whisper mishears synthetic and telephone voices:
+"después de la semial", "erwunden mit"): a run of the turn's words, one fewer to one more than
+the cue has, whose letters (spaces dropped) are within 25 % edits of the cue's
+(`NEAR_SIMILARITY`), for cues of at least 7 letters; only when the turn holds no exact cue of
+either kind, and its cue is reported as "~cue". On the tuning seeds the nearest person's turn
+came to 0.73 ("office how" for "office hours").
+
 Machine cues win over person cues in the same turn: a greeting that begins "Hi, this is
 Kevin." goes on to say it cannot come to the phone. A transcript that covers only the start of
 a turn that then went on counts for machine cues only (the detector has the whole turn
@@ -37,8 +44,13 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from rapidfuzz.distance import Levenshtein
+
 NAME = "<name>"
 _NAME_WORDS = 2  # "<name>" stands for one or two words
+NEAR_SIMILARITY = 0.75  # a machine cue heard near: 1 - edit distance / length, letters only
+NEAR_MIN_LETTERS = 7  # shorter machine cues ("press", "buzon") only count when heard exactly
+NEAR_MARK = "~"  # a cue heard near is reported as "~leave a message"
 
 
 class CueError(ValueError):
@@ -126,9 +138,22 @@ def _ends_with(words: tuple[str, ...], phrase: tuple[str, ...], fillers: frozens
     return False
 
 
+def _near(words: tuple[str, ...], phrase: tuple[str, ...]) -> float:
+    """How close the nearest run of words (one fewer to one more than the phrase has) comes to
+    ``phrase``, letters only, spaces dropped: 1 - edit distance / the longer's length. Whisper
+    splits and joins words it mishears ("erwunden mit" for "verbunden mit")."""
+    target = "".join(phrase)
+    best = 0.0
+    for size in range(max(1, len(phrase) - 1), len(phrase) + 2):
+        for i in range(max(1, len(words) - size + 1)):
+            best = max(best, Levenshtein.normalized_similarity(target, "".join(words[i : i + size])))
+    return best
+
+
 def read_words(transcript: str, cues: CueList) -> Words:
-    """Which cue the transcript holds: a machine cue first, else a person cue, else none. A
-    turn of nothing but fillers ("Hello?", "Allô, oui ?") is a person's."""
+    """Which cue the transcript holds: a machine cue first, else a person cue, else a machine
+    cue heard near (`NEAR_SIMILARITY`; cue reported with `NEAR_MARK`), else none. A turn of
+    nothing but fillers ("Hello?", "Allô, oui ?") is a person's."""
     words = normalise(transcript)
     for phrase in cues.machine:
         if _contains(words, phrase):
@@ -139,6 +164,13 @@ def read_words(transcript: str, cues: CueList) -> Words:
             return Words(transcript, Verdict.PERSON, " ".join(phrase))
     if words and all(w in cues.fillers for w in words):
         return Words(transcript, Verdict.PERSON, " ".join(dict.fromkeys(words)))  # "Hello?" alone
+    if words:
+        near = max(
+            ((_near(words, p), p) for p in cues.machine if len("".join(p)) >= NEAR_MIN_LETTERS),
+            default=(0.0, ()),
+        )
+        if near[0] >= NEAR_SIMILARITY:
+            return Words(transcript, Verdict.MACHINE, NEAR_MARK + " ".join(near[1]))
     return Words(transcript, Verdict.NEUTRAL)
 
 
