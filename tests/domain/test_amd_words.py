@@ -101,7 +101,8 @@ def test_a_name_cue_must_end_the_turn_with_one_or_two_words_that_are_not_fillers
     assert read_words("this is Mary Ann", cues).verdict is Verdict.PERSON
     assert read_words("this is Mary Ann Smith Jones", cues).verdict is Verdict.NEUTRAL
     assert read_words("this is it, I think", cues).verdict is Verdict.NEUTRAL
-    assert read_words("Hi, this is, hello", cues).verdict is Verdict.NEUTRAL
+    assert read_words("Hi, this is, hello", cues).verdict is Verdict.HELLO  # opens with a hello
+    assert read_words("So this is, hello", cues).verdict is Verdict.NEUTRAL
     assert read_words("Mark here.", cues).cue == "<name> here"
 
 
@@ -220,3 +221,24 @@ def test_near_matching_is_for_long_machine_cues_and_after_exact_person_cues() ->
     # an exact person cue wins over a machine cue heard only near
     words = read_words("Hello, office hour, how can I help?", en)
     assert words.verdict is Verdict.PERSON and words.cue == "how can i help"
+
+
+def test_a_turn_opening_with_a_filler_and_holding_no_cue_is_a_hello() -> None:
+    for language, text in (("en", "Hello, Nisyanis."), ("es", "Hola, quiera aula."), ("de", "Ja, later."),
+                           ("fr", "Allô, Marquise.")):
+        words = read_words(text, load_cues(language))
+        assert words.verdict is Verdict.HELLO and words.cue == normalise(text)[0], text
+    # machine cues, exact or near, still win
+    assert read_words("Hello, you've reached Amy.", load_cues("en")).verdict is Verdict.MACHINE
+    assert read_words("Hallo, mir sind Erwunden mit dem Mail-up", load_cues("de")).verdict is Verdict.MACHINE
+
+
+def test_a_hello_is_a_person_after_a_short_turn_only() -> None:
+    s = WordsSettings()
+    hello = Words("Hello, Nisyanis.", Verdict.HELLO, "hello")
+    assert decide_first_turn(1500, s.human_silence_ms - 20, HEARD, hello) is None
+    decided = decide_first_turn(1500, s.human_silence_ms, HEARD, hello)
+    assert decided is not None and decided.call is Call.HUMAN and decided.cause == "HUMAN-SHORT-WORDS"
+    # a longer turn opening with a hello is weighed as one without cue
+    assert decide_first_turn(4200, s.human_silence_ms, HEARD, hello) is None
+    assert decide_first_turn(s.neutral_turn_ms + 20, 2500, HEARD, hello) is None

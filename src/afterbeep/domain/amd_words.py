@@ -10,8 +10,10 @@ turn and its words say. The rule, people first:
   (cause WORDS-MACHINE): a beep or the end of the greeting is still waited for;
 - a turn up to `WordsSettings.short_turn_ms` (a hello, "Hi, this is Mark") whose words do not
   say machine, then `human_silence_ms` (800) of silence when they are a person's ("Hello?"
-  alone, "who is this"), or `neutral_silence_ms` (1000) when they hold no cue (time for a beep
-  after a greeting whose words were not understood to start): ``human`` (HUMAN-SHORT-WORDS);
+  alone, "who is this") or open with a filler and hold no cue ("Hello, Nisyanis." for "Hello,
+  this is Jenny": a hello, Verdict.HELLO), or `neutral_silence_ms` (1000) when they hold no
+  cue (time for a beep after a greeting whose words were not understood to start): ``human``
+  (HUMAN-SHORT-WORDS);
 - a longer first turn whose words are a person's ("how can I help you", "speaking", a turn
   ending "this is <name>"), then `human_silence_ms` of silence: ``human`` (HUMAN-WORDS);
 - a longer first turn up to `neutral_turn_ms` (6 s, a business greeting's length) whose words
@@ -60,6 +62,7 @@ class CueError(ValueError):
 class Verdict(enum.StrEnum):
     MACHINE = "machine"
     PERSON = "person"
+    HELLO = "hello"  # opens with a filler ("Hello, ..."), no cue after it: a person's if short
     NEUTRAL = "neutral"
 
 
@@ -171,6 +174,8 @@ def read_words(transcript: str, cues: CueList) -> Words:
         )
         if near[0] >= NEAR_SIMILARITY:
             return Words(transcript, Verdict.MACHINE, NEAR_MARK + " ".join(near[1]))
+        if words[0] in cues.fillers:
+            return Words(transcript, Verdict.HELLO, words[0])
     return Words(transcript, Verdict.NEUTRAL)
 
 
@@ -227,7 +232,8 @@ def decide_first_turn(
         return None
     person = words.verdict is Verdict.PERSON
     if turn_ms <= settings.short_turn_ms:
-        if silence_ms >= (settings.human_silence_ms if person else settings.neutral_silence_ms):
+        hello = person or words.verdict is Verdict.HELLO
+        if silence_ms >= (settings.human_silence_ms if hello else settings.neutral_silence_ms):
             return FirstTurnDecision(Call.HUMAN, "HUMAN-SHORT-WORDS", words.cue)
     elif person and silence_ms >= settings.human_silence_ms:
         return FirstTurnDecision(Call.HUMAN, "HUMAN-WORDS", words.cue)
