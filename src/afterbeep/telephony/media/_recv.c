@@ -61,7 +61,8 @@ typedef struct {
     int used;
     uint32_t generation;
     int fd;
-    int armed;
+    int armed;      /* the thread may take packets */
+    int holding;    /* armed since Python last took the state back: the partial block is ours */
     int ready;      /* in the ready list */
     int queued;     /* items in the queue not yet polled */
     /* armed state */
@@ -538,7 +539,7 @@ static PyObject *take_state(Receiver *self, Slot *s, int disarm) {
         Py_DECREF(item);
     }
     PyObject *partial;
-    if (disarm && s->armed) {
+    if (disarm && s->holding) {
         partial = Py_BuildValue("(y#Ld)", (const char *)s->pending, s->pending_len,
                                 (long long)s->pending_offset, s->pending_since);
     } else {
@@ -561,7 +562,7 @@ static PyObject *take_state(Receiver *self, Slot *s, int disarm) {
     free_blocks(s);
     s->packets = s->octets = s->samples = 0;
     if (disarm) {
-        s->armed = 0;
+        s->armed = s->holding = 0;
         s->pending_len = 0;
     }
     return out;
@@ -590,7 +591,21 @@ static PyObject *Receiver_remove(Receiver *self, PyObject *args) {
         epoll_ctl(self->epfd, EPOLL_CTL_DEL, s->fd, NULL);
         s->used = 0;
         s->fd = -1;
-        /* queued items of this session stay in the queue; poll() drops them */
+        /* its queued datagrams go too: the slot may serve another session before poll() */
+        Item **link = &self->head;
+        self->tail = NULL;
+        while (*link) {
+            Item *x = *link;
+            if (x->sid == sid) {
+                *link = x->next;
+                free(x);
+                self->nqueue--;
+            } else {
+                self->tail = x;
+                link = &x->next;
+            }
+        }
+        s->queued = 0;
     }
     pthread_mutex_unlock(&self->lock);
     return out;
@@ -636,7 +651,7 @@ static PyObject *Receiver_arm(Receiver *self, PyObject *args, PyObject *kwds) {
     pthread_mutex_lock(&self->lock);
     Slot *s = slot_of(self, sid);
     int armed = 0;
-    if (s && s->queued == 0 && !s->armed && s->blocks == NULL &&
+    if (s && s->queued == 0 && !s->holding && s->blocks == NULL &&
         pending_reserve(s, pending.len + self->block + 2048) == 0) {
         s->source = source;
         s->pt = pt;
@@ -655,7 +670,7 @@ static PyObject *Receiver_arm(Receiver *self, PyObject *args, PyObject *kwds) {
         s->pending_len = pending.len;
         s->pending_offset = pending_offset;
         s->pending_since = pending_since;
-        s->armed = armed = 1;
+        s->armed = s->holding = armed = 1;
     }
     pthread_mutex_unlock(&self->lock);
     PyBuffer_Release(&pending);

@@ -4,9 +4,7 @@ Block = tuple[int, bytearray]  # (offset in samples, int16 PCM in native byte or
 Partial = tuple[bytes, int, float]  # raw G.711 of the unfinished block, its offset, its start
 # (blocks, packets, octets, samples, next seq, next ts, last arrival, extended highest seq,
 #  jitter, last ts, partial)
-State = tuple[
-    list[Block], int, int, int, int, int, float, int, float, int | None, Partial | None
-]
+State = tuple[list[Block], int, int, int, int, int, float, int, float, int | None, Partial | None]
 Queued = tuple[int, bytes, tuple[str, int], float]  # (session id, datagram, source, arrival)
 
 def now() -> float: ...
