@@ -354,3 +354,16 @@ def test_packets_of_a_session_not_armed_go_to_python_as_they_came() -> None:
         receiver.close()
         rx.close()
         peer.close()
+
+
+async def test_python_receive_leaves_the_socket_to_the_loop() -> None:
+    eng = engine(inactivity_timeout=0, native_receive=False, port_min=26500, port_max=26999)
+    peer = udp()
+    try:
+        rec = await open_recording(eng, peer.getsockname()[1])
+        peer.sendto(rtp(0, 1, 160, 3, b"\xff" * 160), ("127.0.0.1", rec.session.local_port))
+        await until(lambda: seen(rec.session) == 1)
+        assert eng.native is None and not rec.session._native_armed
+    finally:
+        peer.close()
+        await eng.close()

@@ -259,6 +259,8 @@ class MediaEngine:
         self.prebound_misses = 0  # sessions asked for while the pool was empty
         self._closed = False
         self._native_wanted = config.native_receive and native.available()
+        if config.native_receive and not native.available():
+            log.warning("the native RTP receiver is not built: RTP is read on the event loop")
         self.native: native.NativeReceiver | None = None  # started with the first socket
 
     @property
