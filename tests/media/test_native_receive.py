@@ -367,3 +367,30 @@ async def test_python_receive_leaves_the_socket_to_the_loop() -> None:
     finally:
         peer.close()
         await eng.close()
+
+
+async def test_a_failing_sink_does_not_stop_the_other_sessions() -> None:
+    eng = engine(inactivity_timeout=0, native_receive=True, port_min=27000, port_max=27499)
+    peer = udp()
+    errors: list[BaseException | None] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: errors.append(context.get("exception")))
+    try:
+        bad = await open_recording(eng, peer.getsockname()[1])
+        good = await open_recording(eng, peer.getsockname()[1])
+
+        def broken(pcm: npt.NDArray[np.int16], offset: int) -> None:
+            raise RuntimeError("sink failed")
+
+        bad.session.on_audio = broken
+        for k in range(30):
+            for rec in (bad, good):
+                frame = rtp(0, k, k * 160, 4, b"\xff" * 160)
+                peer.sendto(frame, ("127.0.0.1", rec.session.local_port))
+            await until(lambda k=k: seen(good.session) > k and seen(bad.session) > k)
+        await until(lambda: len(good.capture.pcm) >= 3200)
+        assert errors and all(isinstance(e, RuntimeError) for e in errors)
+    finally:
+        loop.set_exception_handler(None)
+        peer.close()
+        await eng.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from afterbeep.audio import g711
@@ -90,7 +91,7 @@ class NativeReceiver:
         for sid in ready:
             client = clients.get(sid)
             if client is not None:
-                client._native_ready()
+                self._call(client._native_ready)
         if not packets:
             return
         self.datagrams += len(packets)
@@ -99,10 +100,20 @@ class NativeReceiver:
         for item in packets:
             client = clients.get(item[0])
             if client is not None:
-                client._native_datagram(item[1], item[2])
+                self._call(client._native_datagram, item[1], item[2])
                 touched[item[0]] = client
         for client in touched.values():
-            client._native_rearm()
+            self._call(client._native_rearm)
+
+    def _call(self, handler: Callable[..., None], *args: object) -> None:
+        """As the loop runs a protocol's callback: one session's failure (its sink raised, say)
+        is reported and does not stop the others' packets."""
+        try:
+            handler(*args)
+        except Exception as exc:
+            self._loop.call_exception_handler(
+                {"message": "exception in the native RTP receive path", "exception": exc}
+            )
 
     def close(self) -> None:
         self._loop.remove_reader(self._rx.fileno())
