@@ -16,6 +16,11 @@ report, RTP inactivity, recorder expiry: a reorder gap or a partial audio block)
 released by :meth:`MediaSession.close`; no task per session (playout runs on the
 engine's pacer).
 
+With ``MediaConfig.native_receive`` (and the extension built) the RTP socket is not a loop
+transport: the engine's `native.NativeReceiver` thread reads it, takes the plain next audio
+packets of a recording while the session has it armed, and hands every other datagram back to
+`_rtp_in` in order (see `native.py`).
+
 Written here instead of using aiortp's ``RTPSession`` (0.8.0): it decodes every
 payload type as audio (telephone-event on PT 96 ends up in the recording), accepts
 RTP from any source, loses the tail of every recording and runs a sender task per
