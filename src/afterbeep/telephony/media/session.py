@@ -900,6 +900,8 @@ class MediaSession:
         if start is None or self._reception.ssrc != start.ssrc:
             return
         max_ext, jitter, last_ts, last_arrival = self._reception.snapshot()
+        if "%" in latched[0]:  # an IPv6 scope the thread does not compare: stay in Python
+            return
         if receiver.rx.arm(
             self._native_sid,
             latched[0],
