@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     rtp_port_max: int = 30000
     max_calls: int = Field(default=600, ge=1)
     rtp_timeout_seconds: float = Field(default=30.0, ge=0)
+    # RTP of recordings read by a native thread (when the extension is built) or on the loop
+    media_receive: Literal["native", "python"] = "native"
     drain_seconds: float = Field(default=30.0, ge=0)
     silence_threshold: int = Field(default=200, ge=0, le=32767)
     public_url: str = ""
