@@ -4,6 +4,7 @@ the WAV is held (peak traced memory, with the SMTP server in another process).""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -207,3 +208,39 @@ async def test_a_five_minute_wav_is_sent_without_a_copy_in_memory(tmp_path: Path
     assert isinstance(received, EmailMessage)
     [attachment] = list(received.iter_attachments())
     assert attachment.get_content() == wav
+
+
+class StopsReadingAfterData(asyncio.Protocol):
+    """Just enough SMTP to reach DATA, then no more reading: the client's writes back up."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(b"220 stall.test ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        for line in data.split(b"\r\n"):
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                self.transport.write(b"250 stall.test\r\n")
+            elif verb in (b"MAIL", b"RCPT"):
+                self.transport.write(b"250 OK\r\n")
+            elif verb == b"DATA":
+                self.transport.write(b"354 go on\r\n")
+                self.transport.pause_reading()
+                return
+
+
+async def test_a_server_that_stops_reading_mid_attachment_is_a_temporary_error() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(StopsReadingAfterData, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    source = Chunks(os.urandom(64 * 1024) * 400, 65_536)  # 26 MB: past any socket buffer
+    msg = compose_new_message(mail(wav=None, audio=source), "voicemail@afterbeep.test")
+    try:
+        async with asyncio.timeout(60):  # a bound on the test, not the thing tested
+            with pytest.raises(TemporaryEmailError):
+                await SmtpSender(SmtpTarget(f"smtp://127.0.0.1:{port}"), timeout=0.5).send(msg)
+    finally:
+        server.close()
+    assert source.closed and 0 < source.read < 400

@@ -21,6 +21,7 @@ and the `notification.failed` event). Delivery is at least once: a crash between
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -470,7 +471,8 @@ async def _stream_data(client: aiosmtplib.SMTP, segments: list[bytes | StreamedA
             if isinstance(segment, StreamedAttachment):
                 async for chunk in base64_wire(segment.source):
                     protocol.write(chunk)  # base64 lines: CRLF already, never a leading dot
-                    await protocol._drain_helper()
+                    async with asyncio.timeout(timeout):  # a server that stops reading
+                        await protocol._drain_helper()
                 continue
             # Every segment starts a line (a body ends in CRLF); only the last ends the message.
             if index == last:
