@@ -12,8 +12,8 @@ has no streaming DATA, so `_stream_data` does that command with its protocol's l
 drain and reply reading (aiosmtplib is pinned in constraints.txt; tests/notify cover it).
 
 `EmailDispatcher` is an `afterbeep.notify.outbox.OutboxWorker` over `email_outbox`: it claims
-due rows under a lease, builds each email from the current message and mailbox (the WAV read
-from storage when `attach_audio`, the time in the mailbox's zone, a fresh signed listen link),
+due rows under a lease, builds each email from the current message and mailbox (the WAV opened in
+storage when `attach_audio`, the time in the mailbox's zone, a fresh signed listen link),
 sends it, and records the outcome (see `afterbeep.services.notifications` for the retry rules
 and the `notification.failed` event). Delivery is at least once: a crash between the server's
 250 and the recording of it sends the email again after the lease.
