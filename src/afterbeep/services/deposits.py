@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
@@ -194,18 +195,26 @@ class DepositService:
     async def _store(self, meta: RecordedCall, audio: Audio, recovered: bool) -> Message:
         """Upload and add the message; the owner's emails are queued in the transaction that
         adds its row (one transaction fewer than after it), or after, when another writer's
-        row was found."""
+        row was found. Should queueing them fail, the message is stored alone first, then
+        they are queued as for a retry: a broken email path never keeps a message out."""
         told: list[tuple[bool, bool]] = []
+        email_failed = False
 
         async def with_row(uow: UnitOfWork, mailbox: Mailbox, message: Message) -> None:
-            told.append(await self._queue_owner_emails(uow, mailbox, message))
+            nonlocal email_failed
+            try:
+                told.append(await self._queue_owner_emails(uow, mailbox, message))
+            except Exception:
+                email_failed = True
+                raise
 
         fd, name = tempfile.mkstemp(prefix="deposit-", suffix=".wav", dir=self._tmp_dir)
         os.close(fd)
         path = Path(name)
         try:
             await asyncio.to_thread(write_wav, path, audio)
-            message = await self._messages.store_message(
+            store = functools.partial(
+                self._messages.store_message,
                 account_id=meta.account_id,
                 mailbox_id=meta.mailbox_id,
                 call_id=meta.call_id,
@@ -216,8 +225,17 @@ class DepositService:
                 duration_ms=audio.size * 1000 // TELEPHONY_RATE,
                 recovered=recovered,
                 checked=True,
-                with_row=with_row,
             )
+            try:
+                message = await store(with_row=with_row)
+            except Exception:
+                if not email_failed:
+                    raise
+                log.exception(
+                    "owner email not queued with the message: storing the message alone",
+                    extra={"mailbox_id": meta.mailbox_id, "call_id": meta.call_id},
+                )
+                message = await store()
         finally:
             await asyncio.to_thread(path.unlink, missing_ok=True)
         if told:
