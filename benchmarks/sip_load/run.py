@@ -209,6 +209,9 @@ class Result:
     wall_seconds: float = 0.0
     cpu_seconds_during_calls: float = 0.0
     cpu_seconds_total: float = 0.0
+    # Of which the service's child processes (afterbeep's post-call worker).
+    children_cpu_seconds_during_calls: float = 0.0
+    children_cpu_seconds_total: float = 0.0
     cores_avg: float = 0.0
     cores_peak_5s: float = 0.0
     sipp_cpu_seconds: float = 0.0
@@ -322,6 +325,12 @@ def cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds(pid)` less the process's own: its children's (the post-call worker)."""
+    own = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return cpu_seconds(pid) - (int(own[11]) + int(own[12])) / CLK_TCK
 
 
 def loop_thread_schedstat(pid: int) -> tuple[float, float]:
@@ -612,6 +621,7 @@ def run_sipp(
         else contextlib.nullcontext(None)
     ) as captured:
         before = cpu_seconds(pid)
+        children_cpu_before = children_cpu_seconds(pid)
         sched_before = loop_thread_schedstat(pid)
         machine_before = machine_busy_seconds()
         drops_before = udp_receive_drops()
@@ -624,6 +634,7 @@ def run_sipp(
         result.machine_busy_cores_avg = (machine_busy_seconds() - machine_before) / result.wall_seconds
         result.udp_receive_drops = udp_receive_drops() - drops_before
         result.cpu_seconds_during_calls = cpu_seconds(pid) - before
+        result.children_cpu_seconds_during_calls = children_cpu_seconds(pid) - children_cpu_before
         sched_after = loop_thread_schedstat(pid)
     if captured is not None:
         result.capture_packets = captured.captured
@@ -733,6 +744,7 @@ def run_deposit(
             api = DepositApi(url, env, menu_prompt, email=not args.no_email)
             quiet_check(args, result)
             start_cpu = cpu_seconds(proc.pid)
+            start_children_cpu = children_cpu_seconds(proc.pid)
             run_sipp(args, work, sip_port, result, proc.pid, media_port)
             calls_ended = time.monotonic()
             messages = wait_for(lambda: api.messages(), lambda m: len(m) >= result.admitted, args.drain_seconds)
@@ -742,6 +754,7 @@ def run_deposit(
                 result.emails_received_after_s = time.monotonic() - calls_ended
                 result.emails = emails
             result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
+            result.children_cpu_seconds_total = children_cpu_seconds(proc.pid) - start_children_cpu
             if len({m["call_id"] for m in messages}) != len(messages):
                 result.notes.append("duplicate call_id among messages")
             check_recordings(result, reference, (read_wav(api.audio(m["id"])) for m in messages))
@@ -1007,6 +1020,10 @@ def report(r: Result, work: Path) -> None:
         ("SIPp exit / retransmissions", f"{r.sipp_exit} / {r.retransmissions}"),
         ("wall seconds (SIPp run)", f"{r.wall_seconds:.1f}"),
         ("service CPU s during calls / total", f"{r.cpu_seconds_during_calls:.1f} / {r.cpu_seconds_total:.1f}"),
+        (
+            "of which post-call child CPU s during calls / total",
+            f"{r.children_cpu_seconds_during_calls:.1f} / {r.children_cpu_seconds_total:.1f}",
+        ),
         ("cores used avg / peak 5 s", f"{r.cores_avg:.2f} / {r.cores_peak_5s:.2f}"),
         ("CPU ms per call", f"{r.cpu_ms_per_call:.1f}"),
         (
