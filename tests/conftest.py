@@ -40,6 +40,20 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         compileall.compile_dir(Path(afterbeep.__file__).parent, quiet=1)
 
+    # Admission by health refuses calls when this machine is slow, not when the code is wrong:
+    # off for every service a test starts (read from the environment by Settings, inherited by
+    # `afterbeep serve`). The admission tests give their own policy; AFTERBEEP_MAX_CALLS stays.
+    for name in HEALTH_ADMISSION_OFF:
+        os.environ.setdefault(name, "0")
+
+
+HEALTH_ADMISSION_OFF = (
+    "AFTERBEEP_ADMISSION_LAG_MS",
+    "AFTERBEEP_ADMISSION_PROMPT_LATE_MS",
+    "AFTERBEEP_ADMISSION_LOOP_BUSY_PERCENT",
+    "AFTERBEEP_ADMISSION_ANSWERS_PER_100MS",
+)
+
 BACKENDS = ["sqlite-local", "postgres-s3"]
 ADMIN_KEY = "test-admin-" + "a" * 32  # AFTERBEEP_ADMIN_KEY of the test services
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
