@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from afterbeep.telephony.media.errors import MediaSessionStateError
 
 _pace: ModuleType | None
 try:
-    from afterbeep.telephony.media import _pace
+    _pace = importlib.import_module("afterbeep.telephony.media._pace")
 except ImportError:  # not built: the Python pacer does everything
     _pace = None
 
@@ -199,17 +200,25 @@ class NativeEnd:
 
 class NativeJob:
     """One prompt on the native thread: ``first(sent_at, due)`` as its first frame leaves,
-    ``done(end)`` once it ended (both on the event loop)."""
+    ``done(end)`` once it ended (both on the event loop). ``intended`` is when its first frame
+    should leave (for the lateness of a chain's head: its due may have been moved)."""
 
-    __slots__ = ("done", "ended", "first", "id")
+    __slots__ = ("done", "ended", "first", "id", "intended")
 
-    def __init__(
-        self, first: Callable[[float, float], None], done: Callable[[NativeEnd], None]
-    ) -> None:
-        self.first = first
-        self.done = done
+    def __init__(self) -> None:
+        self.first: Callable[[float, float], None] = _ignore_first
+        self.done: Callable[[NativeEnd], None] = _ignore_done
         self.id = 0
         self.ended = False
+        self.intended = 0.0
+
+
+def _ignore_first(sent: float, due: float) -> None:
+    pass
+
+
+def _ignore_done(end: NativeEnd) -> None:
+    pass
 
 
 class _Dispatcher:
@@ -302,6 +311,14 @@ class NativePacer:
         if ids:
             self._dispatch.pace.cancel(*ids)
             self._dispatch.drain()
+
+    def retarget(
+        self, job: NativeJob, destination: tuple[str, int], payload_type: int, sending: bool
+    ) -> None:
+        if job.id and not job.ended:
+            self._dispatch.pace.retarget(
+                job.id, destination[0], destination[1], payload_type, sending
+            )
 
     def drain(self) -> None:
         self._dispatch.drain()

@@ -165,7 +165,12 @@ class RtpSendStream:
         self.frames_withheld += 1
 
     def resume(
-        self, state: tuple[int, int, float, bool], packets: int, octets: int, withheld: int, slips: int
+        self,
+        state: tuple[int, int, float, bool],
+        packets: int,
+        octets: int,
+        withheld: int,
+        slips: int,
     ) -> None:
         """Frames were sent elsewhere (the native pacer): take up its numbering and schedule."""
         self.sequence, self.timestamp, self.due, self._marker = state
