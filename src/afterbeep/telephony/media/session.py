@@ -789,7 +789,7 @@ class MediaSession:
             return False
         for following in (after, None) if after is not None else (None,):
             if following is None:
-                now = self._loop.time()
+                now = time.monotonic()  # the thread's clock (uvloop's loop.time() is in ms)
                 job.intended = (
                     stream.due if stream.begun and now - stream.due < FOLLOW_WINDOW else now
                 )
