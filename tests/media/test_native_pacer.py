@@ -428,3 +428,62 @@ async def test_closing_the_session_ends_its_play_and_nothing_is_sent_after() -> 
         rx.close()
         rx.sock.close()
         await eng.close()
+
+
+def test_a_waiting_prompt_cancelled_alone_leaves_its_follower_to_its_predecessor(
+    sender: socket.socket,
+) -> None:
+    rx = Receiver()
+    first = start(sender, rx.port, b"\x11" * 320)
+    skipped = start(sender, rx.port, b"\x22" * 320, after=first)
+    last = start(sender, rx.port, b"\x33" * 320, after=skipped)
+    assert pace.cancel(skipped) == 1
+    done = wait_done({first, skipped, last})
+    packets = rx.waiting()
+    assert done[skipped][11] is None and done[skipped][4] == 0  # never began
+    assert [p.payload[0] for p in packets] == [0x11, 0x11, 0x33, 0x33]
+    assert [p.seq for p in packets] == [(65533 + n) % 65536 for n in range(4)]
+    assert [p.ts for p in packets] == [(2**32 - 320 + 160 * n) % 2**32 for n in range(4)]
+
+
+async def test_a_reinvite_to_another_port_moves_the_playing_prompt_there() -> None:
+    eng = engine()
+    first, second = Receiver(), Receiver()
+    try:
+        session = await eng.open_session()
+        answer_to(session, first.port)
+        play = asyncio.ensure_future(session.play(make_signal(1.0)))
+        await first.arrived(5)
+        answer_to(session, second.port)
+        result = await play
+        before, after = first.waiting(), second.waiting()
+        assert result.frames == 50 and len(before) + len(after) == 50 and after
+        packets = before + after
+        assert [(p.seq - packets[0].seq) % 65536 for p in packets] == list(range(50))
+    finally:
+        for rx in (first, second):
+            rx.close()
+            rx.sock.close()
+        await eng.close()
+
+
+async def test_a_codec_change_mid_prompt_goes_on_in_python_with_every_sample_once() -> None:
+    eng = engine()
+    rx = Receiver()
+    try:
+        session = await eng.open_session()
+        answer_to(session, rx.port)
+        play = asyncio.ensure_future(session.play(make_signal(1.0)))
+        await rx.arrived(5)
+        answer_to(session, rx.port, pcma=True)
+        result = await play
+        packets = rx.waiting()
+        assert not result.interrupted and result.samples == 8000
+        assert sum(len(p.payload) for p in packets) == 8000
+        kinds = [p.pt for p in packets]
+        assert kinds[0] == 0 and kinds[-1] == 8 and kinds == sorted(kinds)
+        assert [(p.seq - packets[0].seq) % 65536 for p in packets] == list(range(len(packets)))
+    finally:
+        rx.close()
+        rx.sock.close()
+        await eng.close()

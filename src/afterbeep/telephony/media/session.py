@@ -766,6 +766,7 @@ class MediaSession:
             outcome = [await end for end in ends]
         finally:
             native.cancel(*jobs)  # a cancelled play: nothing of it is sent any more
+            self._native = [job for job in self._native if not job.ended]
         result = PlayResult(0, 0, False)
         for index, ended in enumerate(outcome[: len(queue)]):
             result = _joined(result, PlayResult(ended.frames, ended.samples, ended.interrupted))
