@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     admission_lag_ms: float = Field(default=50.0, ge=0)
     admission_prompt_late_ms: float = Field(default=50.0, ge=0)
     admission_calm_seconds: float = Field(default=3.0, ge=0)
+    # Prompts' RTP: "native", by the C thread of telephony/media/_pace.c (the Python pacer when
+    # the extension is not built), or "python", on the event loop.
+    media_pacer: Literal["native", "python"] = "native"
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

@@ -221,6 +221,8 @@ class MediaEngine:
         self.native = (
             NativePacer() if config.pacer == "native" and NativePacer.available() else None
         )
+        if config.pacer == "native" and self.native is None:
+            log.warning("the native pacer (_pace) is not built: prompts are paced in Python")
         self._sessions: set[MediaSession] = set()
         self._pool: deque[_BoundPair] = deque()
         self._refill: asyncio.Task[None] | None = None
