@@ -4,8 +4,10 @@ N media sessions in this process (on uvloop when installed, as `afterbeep serve`
 the same prompt at once (a shared `Prompt`, starts spread over one frame); the RTP goes to N
 sockets drained by a child process, so its CPU is not counted. Per round and pacer:
 CPU seconds of this process and of its event-loop thread (`time.thread_time` on the loop) per
-1000 frames sent, and the prompts' first-frame lateness as `afterbeep_prompt_late_seconds`
-would see it. Rounds alternate python/native (ABBA...), so a drift of a shared machine falls on
+1000 frames sent, the native thread's wake-ups, the round's wall time (a pacer that cannot keep
+up takes longer than the prompt), and the prompts' first-frame lateness as
+`afterbeep_prompt_late_seconds` would see it (the Python pacer's is 0 by construction: it sends a
+due first frame in `Pacer.add`, at the loop time it was asked at). Rounds alternate python/native (ABBA...), so a drift of a shared machine falls on
 both; compare CPU, not wall time.
 
     .venv/bin/python -m benchmarks.pacer_cpu --sessions 300 --seconds 5 --rounds 4 [--json out.json]
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import selectors
@@ -62,6 +65,15 @@ def drain(count: int) -> None:
                 received += 1
 
 
+def _thread_wakeups() -> int:
+    try:
+        pace = importlib.import_module("afterbeep.telephony.media._pace")
+    except ImportError:
+        return 0
+    wakeups: int = pace.stats()[2]
+    return wakeups
+
+
 def prompt(seconds: float) -> Prompt:
     t = np.arange(int(8000 * seconds)) / 8000
     pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
@@ -93,6 +105,7 @@ async def one_round(kind: str, ports: list[int], audio: Prompt) -> dict[str, Any
             await asyncio.sleep(delay)
             await session.play(audio)
 
+        wakeups0 = _thread_wakeups()
         cpu0, loop0, wall0 = time.process_time(), time.thread_time(), loop.time()
         spread = 0.02 / max(1, len(sessions))
         await asyncio.gather(*(play(s, i * spread) for i, s in enumerate(sessions)))
@@ -102,6 +115,7 @@ async def one_round(kind: str, ports: list[int], audio: Prompt) -> dict[str, Any
             loop.time() - wall0,
         )
         frames = sum(s.stats().packets_sent for s in sessions)
+        wakeups = _thread_wakeups() - wakeups0
     finally:
         await engine.close()
     late.sort()
@@ -114,6 +128,7 @@ async def one_round(kind: str, ports: list[int], audio: Prompt) -> dict[str, Any
         "loop_cpu_s": round(loop_cpu, 3),
         "cpu_ms_per_1000_frames": round(1e6 * cpu / frames, 2),
         "loop_cpu_ms_per_1000_frames": round(1e6 * loop_cpu / frames, 2),
+        "native_thread_wakeups": wakeups,
         "first_frame_late_ms_p50_p99_max": [
             round(1000 * late[int(q * (len(late) - 1))], 2) for q in (0.5, 0.99, 1.0)
         ],

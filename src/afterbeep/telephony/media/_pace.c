@@ -264,32 +264,34 @@ static void send_frame(Job *job) {
     job->position += count;
 }
 
+/* Sends the frames of `job` due by `now`; 1 once it has sent its last one. */
+static int serve_job(Job *job, int64_t now) {
+    int burst = 0;
+    if (job->due <= now && now - job->due > max_late_ns) max_late_ns = now - job->due;
+    while (job->due <= now) {
+        if (burst == MAX_BURST) {
+            job->due = now;
+            job->slips++;
+            return 0;
+        }
+        if (!job->first_reported) {
+            job->first_reported = 1;
+            emit_first(job, now);
+        }
+        send_frame(job);
+        burst++;
+        if (job->position >= job->length) return 1;
+    }
+    return 0;
+}
+
 /* Sends what is due; the next due time of the remaining jobs (INT64_MAX: none). */
 static int64_t serve(int64_t now) {
     int64_t next = INT64_MAX;
     size_t i = 0;
     while (i < active.len) {
         Job *job = active.items[i];
-        int burst = 0, finished = 0;
-        if (job->due <= now && now - job->due > max_late_ns) max_late_ns = now - job->due;
-        while (job->due <= now) {
-            if (burst == MAX_BURST) {
-                job->due = now;
-                job->slips++;
-                break;
-            }
-            if (!job->first_reported) {
-                job->first_reported = 1;
-                emit_first(job, now);
-            }
-            send_frame(job);
-            burst++;
-            if (job->position >= job->length) {
-                finished = 1;
-                break;
-            }
-        }
-        if (finished) {
+        if (serve_job(job, now)) {
             vec_remove_at(&active, i);
             hand_over(job);
             emit_done(job, 0, 1);
@@ -435,7 +437,15 @@ static PyObject *pace_start(PyObject *self, PyObject *args, PyObject *kwargs) {
     }
     Py_INCREF(payload);
     uint64_t id = job->id;
-    if (after == 0) pthread_cond_signal(&wake);
+    if (after == 0) {
+        /* A frame already due leaves now, from this thread, rather than at the pacing
+         * thread's next wake-up (as Pacer.add does). */
+        if (job->due <= clock_ns() && serve_job(job, clock_ns())) {
+            active.len--; /* it is the last one pushed */
+            emit_done(job, 0, 1);
+        }
+        pthread_cond_signal(&wake);
+    }
     pthread_mutex_unlock(&lock);
     return PyLong_FromUnsignedLongLong(id);
 }
