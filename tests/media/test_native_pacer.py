@@ -487,3 +487,23 @@ async def test_a_codec_change_mid_prompt_goes_on_in_python_with_every_sample_onc
         rx.close()
         rx.sock.close()
         await eng.close()
+
+
+@pytest.mark.parametrize("kind", ["python", "native"])
+async def test_an_interrupt_set_before_the_play_still_plays_the_tail(kind: str) -> None:
+    eng = engine(pacer=kind)
+    rx = Receiver()
+    try:
+        session = await eng.open_session()
+        answer_to(session, rx.port)
+        pressed = asyncio.Event()
+        pressed.set()
+        beep = Prompt(make_signal(0.1))
+        result = await session.play(make_signal(1.0), pressed, then=beep)
+        assert result.interrupted and result.frames == 0
+        await rx.arrived(5)
+        assert [p.payload for p in rx.waiting()] == list(beep.frames(session.codec, 160))
+    finally:
+        rx.close()
+        rx.sock.close()
+        await eng.close()

@@ -702,8 +702,11 @@ class MediaSession:
             if native is not None and every == 1:
                 resume = await self._play_native(native, queue, interrupt, tail)
                 if isinstance(resume, PlayResult):
-                    return resume
-                result, queue, tail = resume  # media changed mid-play: the rest in Python
+                    return resume if queue else result
+                before, queue, tail = resume  # not for the thread: (the rest) in Python
+                result = PlayResult(
+                    result.frames + before.frames, result.samples + before.samples, False
+                )
             for prompt in queue:
                 played = await self._play_python(prompt, interrupt, every)
                 result = _joined(result, played)
