@@ -59,6 +59,7 @@ class Receiver:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
         self.packets: list[Packet] = []
+        self.rtcp: list[tuple[int, bytes]] = []
         self._arrived = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -77,7 +78,9 @@ class Receiver:
                 continue
             except OSError:
                 return
-            if not 192 <= data[1] <= 223:  # RTCP is not ours to check
+            if 192 <= data[1] <= 223:
+                self.rtcp.append((len(self.packets), data))  # after how many RTP packets
+            else:
                 with self._arrived:
                     self.packets.append(parse(data, time.monotonic()))
                     self._arrived.notify_all()
@@ -503,6 +506,29 @@ async def test_an_interrupt_set_before_the_play_still_plays_the_tail(kind: str) 
         assert result.interrupted and result.frames == 0
         await rx.arrived(5)
         assert [p.payload for p in rx.waiting()] == list(beep.frames(session.codec, 160))
+    finally:
+        rx.close()
+        rx.sock.close()
+        await eng.close()
+
+
+async def test_sender_reports_during_a_native_prompt_count_what_the_thread_sent() -> None:
+    eng = engine(rtcp_interval=0.2)
+    rx = Receiver()
+    try:
+        session = await eng.open_session()
+        offer = REMOTE_OFFER.format(port=rx.port, pt=0, name="PCMU", ptime=20) + "a=rtcp-mux\r\n"
+        session.answer(offer.encode())
+        await session.play(make_signal(2.0))
+        rx.waiting()
+        during = []
+        for seen, data in rx.rtcp:
+            if data[1] == 200 and 0 < seen < 100:  # a sender report while the prompt played
+                packets, octets = struct.unpack_from("!II", data, 20)
+                during.append((seen, packets, octets))
+        assert during
+        for seen, packets, octets in during:
+            assert 0 < packets <= seen + 1 and octets == 160 * packets
     finally:
         rx.close()
         rx.sock.close()

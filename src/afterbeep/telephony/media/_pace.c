@@ -526,6 +526,26 @@ static PyObject *pace_retarget(PyObject *self, PyObject *args) {
     return PyBool_FromLong(job != NULL);
 }
 
+PyDoc_STRVAR(progress_doc,
+"progress(id) -> (packets, octets) sent so far, or None once it ended (for RTCP reports)");
+
+static PyObject *pace_progress(PyObject *self, PyObject *arg) {
+    (void)self;
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    long long packets = 0, octets = 0;
+    pthread_mutex_lock(&lock);
+    Job *job = vec_find(&active, id, NULL);
+    if (job == NULL) job = vec_find(&waiting, id, NULL);
+    if (job != NULL) {
+        packets = job->packets;
+        octets = job->octets;
+    }
+    pthread_mutex_unlock(&lock);
+    if (job == NULL) Py_RETURN_NONE;
+    return Py_BuildValue("(LL)", packets, octets);
+}
+
 PyDoc_STRVAR(drain_doc,
 "drain() -> list of events, oldest first\n\n"
 "(0, id, first_frame_sent_at, first_frame_due) or (1, id, ended_at, interrupted, frames, samples, packets,\n"
@@ -627,6 +647,7 @@ static PyMethodDef methods[] = {
     {"cancel", pace_cancel, METH_VARARGS, cancel_doc},
     {"retarget", pace_retarget, METH_VARARGS, retarget_doc},
     {"drain", pace_drain, METH_NOARGS, drain_doc},
+    {"progress", pace_progress, METH_O, progress_doc},
     {"fileno", pace_fileno, METH_NOARGS, "the eventfd that is readable while events wait"},
     {"now", pace_now, METH_NOARGS, "the thread's clock (CLOCK_MONOTONIC), in seconds"},
     {"stats", pace_stats, METH_NOARGS, stats_doc},

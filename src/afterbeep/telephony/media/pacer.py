@@ -320,6 +320,13 @@ class NativePacer:
                 job.id, destination[0], destination[1], payload_type, sending
             )
 
+    def progress(self, job: NativeJob) -> tuple[int, int]:
+        """Packets and octets ``job`` sent so far (0, 0 once ended: its end says it all)."""
+        if not job.id or job.ended:
+            return 0, 0
+        sent: tuple[int, int] | None = self._dispatch.pace.progress(job.id)
+        return sent if sent is not None else (0, 0)
+
     def drain(self) -> None:
         self._dispatch.drain()
 

@@ -1063,13 +1063,19 @@ class MediaSession:
         now = self._loop.time()
         stream = self._stream
         sender = None
-        if stream.packets_sent != self._reported_packets:
-            self._reported_packets = stream.packets_sent
+        packets, octets = stream.packets_sent, stream.octets_sent
+        native = self._engine.native
+        if native is not None:  # prompts playing on the thread: what they sent so far
+            for job in self._native:
+                more, more_octets = native.progress(job)
+                packets, octets = packets + more, octets + more_octets
+        if packets != self._reported_packets:
+            self._reported_packets = packets
             sender = RtcpSenderInfo(
                 ntp_timestamp=ntp_timestamp(time.time()),
                 rtp_timestamp=stream.rtp_time(now),
-                packet_count=stream.packets_sent & 0xFFFFFFFF,
-                octet_count=stream.octets_sent & 0xFFFFFFFF,
+                packet_count=packets & 0xFFFFFFFF,
+                octet_count=octets & 0xFFFFFFFF,
             )
         block = self._reception.report_block(now)
         return build_compound(stream.ssrc, self._cname, block, sender, bye)
