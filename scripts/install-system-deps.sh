@@ -18,10 +18,9 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v chromium >/dev/null || need+=(chromium)
 command -v tcpdump >/dev/null || need+=(tcpdump)  # benchmarks.sip_load --caller fixed-time
-# the media path's C extensions (pip install -e . builds them): a compiler and Python's headers
-command -v gcc >/dev/null || need+=(gcc)
+command -v gcc >/dev/null || need+=(gcc)  # the native RTP receiver and pacer (pip install builds them)
 python_include="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)"
-[ -f "$python_include/Python.h" ] || need+=(python3-dev)
+[ -f "$python_include/Python.h" ] || need+=(python3-dev)  # and Python's headers
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "installing system packages: ${need[*]}"
 SUDO=""

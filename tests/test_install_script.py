@@ -85,7 +85,7 @@ def test_other_failures_are_not_retried(tmp_path: Path) -> None:
 
 
 def test_nothing_to_do_when_everything_is_there() -> None:
-    if not all(shutil.which(tool) for tool in ("sipp", "baresip", "espeak-ng", "sox", "chromium", "tcpdump")):
+    if not all(shutil.which(tool) for tool in ("sipp", "baresip", "espeak-ng", "sox", "chromium", "tcpdump", "gcc")):
         return
     result = subprocess.run(
         ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=60, env=dict(os.environ)

@@ -169,6 +169,7 @@ class HeardCall:
     answered: float | None = None
     media: tuple[str, int] | None = None  # where the target sends this call's RTP from
     ended: float | None = None  # the caller's BYE
+    refused: bool = False  # the INVITE's final answer was 503
     times: list[float] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
     payload_types: list[int] = field(default_factory=list)
@@ -225,6 +226,8 @@ def calls_heard(
                     live[media] = call
                 if message.status == 200 and call.answered is None:
                     call.answered = d.time
+                elif message.status == 503:
+                    call.refused = True
             elif message.request == "BYE" and call.ended is None:
                 call.ended = d.time
                 if call.media is not None and live.get(call.media) is call:

@@ -25,6 +25,15 @@ compared with the time it was due (answer + nominal greeting and instructions). 
 besides the figures above: the beep's lateness (p50/p99/max), the share of messages missing
 any of the caller's first second, and how late the caller itself started speaking.
 
+A 503 (the target's admission refusing a call) is ACKed and ends that call: SIPp's second
+response-time timer counts them (``refused``; fixed-time runs also count them on the wire,
+and afterbeep's refusals by reason are read from its /metrics). Beeps and messages are those
+of the admitted calls; a run passes when every admitted call's message is stored and exact.
+Fixed-time runs add two verdicts: ``admitted_whole`` (besides, every admitted beep within
+``BEEP_LATE_LIMIT_MS`` and no message missing any of the first second: nothing lost) and
+``clean`` (the same with every call admitted). Series of runs (ABBA, the highest clean level,
+the overload run): `benchmarks.sip_load.series`.
+
 ``--target asterisk --asterisk-prefix DIR``: the same fixed-time caller against Asterisk 20's
 app_voicemail (`benchmarks.sip_load.asterisk`), its CPU read from its process and its messages
 from its spool, checked as afterbeep's are. ``--no-email``: afterbeep's mailbox has no
@@ -88,6 +97,7 @@ MAX_MISSING_MS = 20.0
 LEAD_MS = 800  # deposit: the caller starts speaking this long after the beep should have ended
 KEEP_AFTER_SPEECH_S = 10.0  # fixed-time: what the capture keeps of a call past its speech time
 TAIL_MS = 400  # the caller hangs up this long after its last packet
+BEEP_LATE_LIMIT_MS = 60.0  # issue 24: no admitted call's beep later than this
 MENU_PROMPT_MS = 1500  # flow: the menu's prompt
 DIGIT_AFTER_MS = 300  # flow: the caller presses 1 this long after the menu prompt ends
 
@@ -126,7 +136,8 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rtd="true"/>
+  <recv response="503" optional="true" rtd="2" next="refused"/>
+  <recv response="200" rtd="1"/>
   <send>
     <![CDATA[
 
@@ -160,7 +171,23 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-  <recv response="200" crlf="true"/>
+  <recv response="200" crlf="true" next="done"/>
+  <label id="refused"/>
+  <send>
+    <![CDATA[
+
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      From: "Load" <sip:+12025550123@[local_ip]:[local_port]>;tag=[pid]L[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <label id="done"/>
 </scenario>
 """
 
@@ -182,6 +209,9 @@ class Result:
     wall_seconds: float = 0.0
     cpu_seconds_during_calls: float = 0.0
     cpu_seconds_total: float = 0.0
+    # Of which the service's child processes (afterbeep's post-call worker).
+    children_cpu_seconds_during_calls: float = 0.0
+    children_cpu_seconds_total: float = 0.0
     cores_avg: float = 0.0
     cores_peak_5s: float = 0.0
     sipp_cpu_seconds: float = 0.0
@@ -220,7 +250,37 @@ class Result:
     capture_dropped: int | None = None
     capture_unmatched_rtp: int | None = None
     tcpdump_cpu_seconds: float | None = None
+    refused: int = 0  # INVITEs answered 503 (SIPp's second response-time timer)
+    refused_in_capture: int | None = None  # the same, counted on the wire (fixed-time)
+    refused_by_reason: dict[str, int] = field(default_factory=dict)  # afterbeep's /metrics
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def admitted(self) -> int:
+        """Calls the target took (created and not refused with 503)."""
+        return self.created - self.refused
+
+    @property
+    def beeps_on_time(self) -> bool | None:
+        """Fixed-time: a beep heard on every admitted call, none later than BEEP_LATE_LIMIT_MS."""
+        if self.caller != "fixed-time":
+            return None
+        late = self.beep_late_ms
+        return (
+            self.beeps_heard == self.admitted
+            and (self.admitted == 0 or late.get("max", float("inf")) <= BEEP_LATE_LIMIT_MS)
+        )
+
+    @property
+    def admitted_whole(self) -> bool:
+        """Nothing lost: the run passed (every admitted call's message stored and exact), no
+        message misses any of the caller's first second, every admitted beep on time."""
+        return self.passed and self.first_second_incomplete == 0 and self.beeps_on_time is not False
+
+    @property
+    def clean(self) -> bool:
+        """A clean level: every call admitted, on time and whole."""
+        return self.admitted_whole and self.refused == 0 and self.created == self.calls
 
     @property
     def cores_per_100_calls(self) -> dict[str, float] | None:
@@ -245,7 +305,7 @@ class Result:
             self.sipp_exit == 0
             and self.failed == 0
             and self.successful == self.calls
-            and self.recordings == self.calls
+            and self.recordings == self.admitted
             and self.mismatches == 0
         )
 
@@ -265,6 +325,12 @@ def cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds(pid)` less the process's own: its children's (the post-call worker)."""
+    own = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return cpu_seconds(pid) - (int(own[11]) + int(own[12])) / CLK_TCK
 
 
 def loop_thread_schedstat(pid: int) -> tuple[float, float]:
@@ -555,6 +621,7 @@ def run_sipp(
         else contextlib.nullcontext(None)
     ) as captured:
         before = cpu_seconds(pid)
+        children_cpu_before = children_cpu_seconds(pid)
         sched_before = loop_thread_schedstat(pid)
         machine_before = machine_busy_seconds()
         drops_before = udp_receive_drops()
@@ -567,6 +634,7 @@ def run_sipp(
         result.machine_busy_cores_avg = (machine_busy_seconds() - machine_before) / result.wall_seconds
         result.udp_receive_drops = udp_receive_drops() - drops_before
         result.cpu_seconds_during_calls = cpu_seconds(pid) - before
+        result.children_cpu_seconds_during_calls = children_cpu_seconds(pid) - children_cpu_before
         sched_after = loop_thread_schedstat(pid)
     if captured is not None:
         result.capture_packets = captured.captured
@@ -600,11 +668,16 @@ def read_sipp_stats(work: Path, result: Result) -> None:
             result.peak_concurrent = max(int(r["CurrentCall"]) for r in rows)
             result.concurrent_avg = sum(int(r["CurrentCall"]) for r in rows) / len(rows)
     rtts: list[float] = []
+    refused = 0
     for path in work.glob("*_rtt.csv"):
         for line in path.read_text().splitlines()[1:]:
             parts = line.split(";")
             if len(parts) >= 2 and parts[1].strip():
-                rtts.append(float(parts[1]))
+                if len(parts) >= 3 and parts[2].strip() == "2":  # the 503's timer
+                    refused += 1
+                else:
+                    rtts.append(float(parts[1]))
+    result.refused = refused
     if rtts:
         result.invite_to_200_ms = {
             "n": len(rtts), "p50": percentile(rtts, 50), "p99": percentile(rtts, 99), "max": max(rtts)
@@ -671,21 +744,26 @@ def run_deposit(
             api = DepositApi(url, env, menu_prompt, email=not args.no_email)
             quiet_check(args, result)
             start_cpu = cpu_seconds(proc.pid)
+            start_children_cpu = children_cpu_seconds(proc.pid)
             run_sipp(args, work, sip_port, result, proc.pid, media_port)
             calls_ended = time.monotonic()
-            messages = wait_for(lambda: api.messages(), lambda m: len(m) >= result.successful, args.drain_seconds)
+            messages = wait_for(lambda: api.messages(), lambda m: len(m) >= result.admitted, args.drain_seconds)
             result.messages_stored_after_s = time.monotonic() - calls_ended
             if not args.no_email:
                 emails = wait_for(lambda: _emails(smtp), lambda n: n >= len(messages), args.drain_seconds)
                 result.emails_received_after_s = time.monotonic() - calls_ended
                 result.emails = emails
             result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
+            result.children_cpu_seconds_total = children_cpu_seconds(proc.pid) - start_children_cpu
             if len({m["call_id"] for m in messages}) != len(messages):
                 result.notes.append("duplicate call_id among messages")
             check_recordings(result, reference, (read_wav(api.audio(m["id"])) for m in messages))
             result.notes.append("service-side INVITE->200 ms: " + scraped_invite_to_200(url))
             routed = scraped_invite_to_200(url, "afterbeep_sip_invite_routed_seconds")
             result.notes.append("service-side INVITE->route known ms: " + routed)
+            result.refused_by_reason, limit = scraped_admission(url)
+            if limit is not None:
+                result.notes.append(f"admission: call limit at the end {limit:g}")
 
 
 def run_asterisk(
@@ -702,7 +780,7 @@ def run_asterisk(
         start_cpu = cpu_seconds(proc.pid)
         run_sipp(args, work, sip_port, result, proc.pid, media_port)
         calls_ended = time.monotonic()
-        files = asterisk.wait_messages(home, result.successful, args.drain_seconds)
+        files = asterisk.wait_messages(home, result.admitted, args.drain_seconds)
         result.messages_stored_after_s = time.monotonic() - calls_ended
         result.cpu_seconds_total = cpu_seconds(proc.pid) - start_cpu
     result.loop_thread_on_cpu_s = result.loop_thread_waiting_s = 0.0  # afterbeep's event loop only
@@ -731,6 +809,7 @@ def heard(
         if spoke is not None:
             speech.append(spoke - call.answered - nominal.speak_at_ms / 1000)
     result.calls_answered_in_capture = len(answered)
+    result.refused_in_capture = sum(1 for c in capture.calls if c.refused)
     result.beeps_heard = len(late)
     result.beep_late_ms = percentiles_ms(late)
     result.caller_speech_late_ms = percentiles_ms(speech)
@@ -755,6 +834,23 @@ def scraped_invite_to_200(url: str, name: str = "afterbeep_sip_invite_to_200_sec
         edge = next((b for b, n in buckets if total and n >= q * total), None)
         parts.append(f"p{round(q * 100)}<={edge * 1000:g}" if edge is not None else f"p{round(q * 100)}=n/a")
     return " ".join(parts)
+
+
+def scraped_admission(url: str) -> tuple[dict[str, int], float | None]:
+    """afterbeep's refusals by reason (``afterbeep_calls_refused_total``) and its call limit
+    (``afterbeep_admission_call_limit``) from /metrics."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    by_reason: dict[str, int] = {}
+    limit: float | None = None
+    for line in text.splitlines():
+        if line.startswith("afterbeep_calls_refused_total{"):
+            reason = line.split('reason="')[1].split('"')[0]
+            count = int(float(line.rsplit(" ", 1)[1]))
+            if count:
+                by_reason[reason] = count
+        elif line.startswith("afterbeep_admission_call_limit "):
+            limit = float(line.rsplit(" ", 1)[1])
+    return by_reason, limit
 
 
 def _healthy(url: str) -> bool:
@@ -889,6 +985,10 @@ def main(argv: list[str] | None = None) -> None:
                         "first_second_incomplete_share": result.first_second_incomplete_share,
                         "cores_per_100_calls": result.cores_per_100_calls,
                         "passed": result.passed,
+                        "admitted": result.admitted,
+                        "beeps_on_time": result.beeps_on_time,
+                        "admitted_whole": result.admitted_whole,
+                        "clean": result.clean,
                         "work": str(work),
                     },
                     indent=2,
@@ -910,10 +1010,20 @@ def report(r: Result, work: Path) -> None:
             + ("" if r.target != "afterbeep" or r.transcribe else " / no transcription"),
         ),
         ("calls created / successful / failed", f"{r.created} / {r.successful} / {r.failed}"),
+        (
+            "calls admitted / refused with 503",
+            f"{r.admitted} / {r.refused}"
+            + (f" (on the wire: {r.refused_in_capture})" if r.refused_in_capture is not None else "")
+            + (" by " + ", ".join(f"{k} {v}" for k, v in sorted(r.refused_by_reason.items())) if r.refused_by_reason else ""),
+        ),
         ("SIPp -l / peak / mean concurrent", f"{r.concurrency} / {r.peak_concurrent} / {r.concurrent_avg:.1f}"),
         ("SIPp exit / retransmissions", f"{r.sipp_exit} / {r.retransmissions}"),
         ("wall seconds (SIPp run)", f"{r.wall_seconds:.1f}"),
         ("service CPU s during calls / total", f"{r.cpu_seconds_during_calls:.1f} / {r.cpu_seconds_total:.1f}"),
+        (
+            "of which post-call child CPU s during calls / total",
+            f"{r.children_cpu_seconds_during_calls:.1f} / {r.children_cpu_seconds_total:.1f}",
+        ),
         ("cores used avg / peak 5 s", f"{r.cores_avg:.2f} / {r.cores_peak_5s:.2f}"),
         ("CPU ms per call", f"{r.cpu_ms_per_call:.1f}"),
         (
@@ -947,7 +1057,7 @@ def report(r: Result, work: Path) -> None:
         rows += [
             ("caller speaks at / beep due, ms after the 200", f"{r.speak_at_ms} / {r.beep_due_ms}"),
             ("beeps heard / calls answered (capture)", f"{r.beeps_heard} / {r.calls_answered_in_capture}"),
-            ("beep late ms p50 / p99 / max", _p50_p99_max(late)),
+            ("beep late ms p50 / p99 / max (admitted calls)", _p50_p99_max(late)),
             ("caller's speech late ms p50 / p99 / max", _p50_p99_max(spoke)),
             (
                 "messages missing some of the first second",
@@ -970,7 +1080,10 @@ def report(r: Result, work: Path) -> None:
         )
     elif r.messages_stored_after_s is not None:
         rows.append(("s after the last call: all stored", f"{r.messages_stored_after_s:.1f}"))
-    rows.append(("PASSED", str(r.passed)))
+    rows.append(("PASSED (every admitted call's message stored and exact)", str(r.passed)))
+    if r.caller == "fixed-time":
+        rows.append((f"admitted calls whole, beeps <= {BEEP_LATE_LIMIT_MS:g} ms late", str(r.admitted_whole)))
+        rows.append(("CLEAN (all admitted, on time, whole)", str(r.clean)))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

@@ -620,6 +620,7 @@ class Runtime:
         media_config = replace(
             media_config, inactivity_timeout=s.rtp_timeout_seconds, prebound=prebound
         )
+        media_config = replace(media_config, native_receive=s.media_receive == "native")
         media_config = replace(media_config, pacer=s.media_pacer)
         ua_config = replace(ua_config, network_policy=s.network_policy())
         registrar = self.registrar = self.make_registrar()
@@ -641,6 +642,8 @@ class Runtime:
                     loop_lag=s.admission_lag_ms / 1000,
                     prompt_late=s.admission_prompt_late_ms / 1000,
                     calm=s.admission_calm_seconds,
+                    busy_target=s.admission_loop_busy_percent / 100,
+                    answers_per_burst=s.admission_answers_per_100ms,
                 ),
             ),
             call_settings=CallSettings(default_region=s.default_region),

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     rtp_port_max: int = 30000
     max_calls: int = Field(default=600, ge=1)
     rtp_timeout_seconds: float = Field(default=30.0, ge=0)
+    # RTP of recordings read by a native thread (when the extension is built) or on the loop
+    media_receive: Literal["native", "python"] = "native"
     drain_seconds: float = Field(default=30.0, ge=0)
     silence_threshold: int = Field(default=200, ge=0, le=32767)
     public_url: str = ""
@@ -136,10 +138,16 @@ class Settings(BaseSettings):
     telephony_jwt_max_ttl: float = Field(default=4 * 3600.0, gt=0, le=7 * 86_400)
     # Admission by health (afterbeep.domain.admission): besides max_calls, new INVITEs get 503
     # once the event loop lags, or prompts leave late, past these (ms; 3 samples in a row; 0 =
-    # off), until no sample went past half of them for admission_calm_seconds.
+    # off), until no sample went past half of them for admission_calm_seconds; a node with
+    # fewer than 10 calls in progress always takes one more.
     admission_lag_ms: float = Field(default=50.0, ge=0)
     admission_prompt_late_ms: float = Field(default=50.0, ge=0)
     admission_calm_seconds: float = Field(default=3.0, ge=0)
+    # Admission that predicts: the calls that fit under this share of the event loop thread's
+    # time, by the cost per call it learns (0 = off); and on a loaded node at most this many new
+    # calls in any 100 ms (0 = off).
+    admission_loop_busy_percent: float = Field(default=75.0, ge=0, le=100)
+    admission_answers_per_100ms: int = Field(default=6, ge=0)
     # Prompts' RTP: "native", by the C thread of telephony/media/_pace.c (the Python pacer when
     # the extension is not built), or "python", on the event loop.
     media_pacer: Literal["native", "python"] = "native"

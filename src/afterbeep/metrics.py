@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -68,7 +68,22 @@ LOOP_LAG = Histogram(
 
 CALLS_REFUSED = Counter(
     "afterbeep_calls_refused_total",
-    "New INVITEs answered 503 by this node, by reason (max_calls, loop_lag, prompt_late, draining)",
+    "New INVITEs answered 503 by this node, by reason (max_calls, capacity, answer_rate, loop_lag, "
+    "prompt_late, draining)",
     ["reason"],
+    registry=REGISTRY,
+)
+
+LOOP_BUSY = Gauge(
+    "afterbeep_event_loop_busy_ratio",
+    "Share of the telephony event loop thread's time spent running (its CPU time over the last "
+    "half second): admission keeps it under its target",
+    registry=REGISTRY,
+)
+
+ADMISSION_CALL_LIMIT = Gauge(
+    "afterbeep_admission_call_limit",
+    "Calls in progress that fit under the event loop's busy target, by the cost per call learned "
+    "so far (AFTERBEEP_MAX_CALLS until one is learned)",
     registry=REGISTRY,
 )

@@ -156,3 +156,29 @@ def test_a_turn_then_the_end_of_the_audio_always_decides() -> None:
     pcm = pcm_of(quiet(300), say("Hello, who is this?"), quiet(600))
     decisions, _ = run(pcm, lambda _: "Hello, who is this?", late_frames=100)
     assert [d.answered_by for d in decisions] == [AnsweredBy.HUMAN]
+
+
+def test_a_short_greeting_whose_words_were_misheard_near_its_cue_is_a_machine() -> None:
+    for language, voice, text, heard in (
+        ("es", "es", "Deja tu mensaje.", "de la Tumensá."),
+        ("de", "de", "Nachricht nach dem Ton.", "das ich nach dem Tonn."),
+        ("en", "en-us", "You've reached Amy.", "You reach the mid."),
+    ):
+        pcm = pcm_of(quiet(300), say(text, voice), quiet(5000))
+        assert classify(pcm)[-1].answered_by is AnsweredBy.HUMAN, language  # timing alone
+        decisions, _ = run(pcm, lambda _, said=heard: said, language=language)
+        check_sequence(decisions)
+        assert decisions[0].cause == "WORDS-MACHINE", (language, decisions)
+        assert decisions[-1].answered_by is AnsweredBy.MACHINE_END_SILENCE
+        assert decisions[-1].cue is not None and decisions[-1].cue.startswith("~")
+
+
+def test_a_short_turn_opening_with_a_hello_is_a_person_after_the_shorter_silence() -> None:
+    speech = say("Hello, this is Jenny.")
+    pcm = pcm_of(quiet(300), speech, quiet(3000))
+    hello, _ = run(pcm, lambda _: "Hello, Nisyanis.")  # the name misheard: no cue, but a hello
+    neutral, _ = run(pcm, lambda _: "I will be more.")  # no cue and no hello
+    assert hello[-1].answered_by is AnsweredBy.HUMAN and hello[-1].cue == "hello"
+    assert neutral[-1].answered_by is AnsweredBy.HUMAN and neutral[-1].cue is None
+    s = WordsSettings()
+    assert neutral[-1].detection_ms - hello[-1].detection_ms == s.neutral_silence_ms - s.human_silence_ms

@@ -46,7 +46,7 @@ async def smtp() -> AsyncIterator[SmtpServer]:
 async def test_a_deposit_on_each_pacer(sqlite: Backend, smtp: SmtpServer, pacer: str) -> None:
     async with deposit_runtime(sqlite, smtp.url(), media_pacer=pacer) as rt, api_of(rt) as api:
         assert rt.telephony is not None
-        assert (rt.telephony.media.native is not None) == (pacer == "native")
+        assert (rt.telephony.media.native_pacer is not None) == (pacer == "native")
         mailbox = await api.mailbox(skip_instructions=True)
         words = speech(2.0, seed=31)
 

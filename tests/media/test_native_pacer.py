@@ -308,7 +308,7 @@ async def test_native_and_python_pacers_send_the_same_packets(ptime: int, pcma: 
     sent: dict[str, list[tuple[bool, int, int, int, bytes]]] = {}
     for kind in ("python", "native"):
         eng = engine(pacer=kind)
-        assert (eng.native is not None) == (kind == "native")
+        assert (eng.native_pacer is not None) == (kind == "native")
         rx = Receiver()
         try:
             session = await eng.open_session()
@@ -426,7 +426,7 @@ async def test_closing_the_session_ends_its_play_and_nothing_is_sent_after() -> 
         result = await play
         sent = len(rx.waiting())
         assert result.interrupted and result.frames == sent
-        assert eng.native is not None and eng.native.active == 0
+        assert eng.native_pacer is not None and eng.native_pacer.active == 0
     finally:
         rx.close()
         rx.sock.close()

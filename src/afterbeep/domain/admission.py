@@ -1,19 +1,39 @@
-"""Admission by health: whether a node that is not full should still take a new call.
+"""Admission: whether a node that is not full should still take a new call.
 
-A node that takes one call too many makes every call it holds late: its event loop lags, the
-beep comes after the caller started talking. So besides the count of calls (max_calls), the
-node samples its event loop's lag and the lateness of each prompt's first frame, and refuses
-new calls (503 with Retry-After: the proxy tries another node) while they are too late.
+A node that takes one call too many makes every call it holds late: its event loop saturates,
+the beep comes after the caller started talking. Waiting for lateness to show before refusing
+is too late: the calls admitted meanwhile already have late beeps. So the gate predicts:
 
-Hysteresis, so the door does not flap at the edge: ``trips`` samples in a row past a signal's
-limit close the door (one slow timer, a garbage collection, is not a trend); it opens again once
-no sample went past ``resume`` times its limit for ``calm`` seconds.
-Pure: samples are passed in, time is read from an injected monotonic clock (seconds).
+* **Capacity.** The loop thread's busy fraction (its CPU time over wall time, fed as a running
+  total with the calls in progress at each sample) is measured over a short window (``window``
+  seconds). From calm windows (few calls just admitted: a burst's set-up work is not a call's
+  steady cost) the gate learns the loop's own busy with no call and the busy fraction each
+  call adds (it rises at once, and falls as fast when learned at more calls than before, else
+  slowly). The call limit is what fits under ``busy_target``: ``(busy_target - idle busy) /
+  cost per call``. A new call past the limit, or while the window's busy fraction is past the
+  target, is refused; the door opens again ``resume_calls`` under the limit and under the
+  target (``busy_hysteresis`` under it while no limit is known). The limit counts calls at
+  once, while the busy fraction of calls just admitted shows only later: a burst stops at the
+  limit, not a window after it.
+* **Bursts.** Each new call's SIP, database reads and first prompt land at once; on a loaded
+  node (past half its call limit, or past half the busy target while no cost is known) at most
+  ``answers_per_burst`` calls are admitted in any ``burst_window`` seconds.
+* **Backstop, by health.** ``trips`` samples in a row of the loop's lag or of a prompt's
+  lateness past their limits close the door (one slow timer, a garbage collection, is not a
+  trend); it opens again once no sample went past ``resume`` times its limit for ``calm``
+  seconds.
+
+With few calls (under ``min_calls``) nothing here refuses: what keeps such a node busy or late
+is not its calls, and refusing them would not make it less so (a node starting up on a busy
+machine lags without a call). Pure: samples are passed in, time is read from an injected
+monotonic clock (seconds).
 """
 
 from __future__ import annotations
 
 import enum
+import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,17 +47,34 @@ class Refusal(enum.StrEnum):
     LOOP_LAG = "loop_lag"
     PROMPT_LATE = "prompt_late"
     DRAINING = "draining"
+    CAPACITY = "capacity"
+    ANSWER_RATE = "answer_rate"
 
 
 @dataclass(frozen=True, slots=True)
 class AdmissionPolicy:
-    """Limits in seconds (0 turns a signal off); ``resume`` is a fraction of the limit."""
+    """Limits in seconds (0 turns a signal off); ``resume`` is a fraction of the limit.
+
+    ``busy_target`` is a fraction of the loop thread's time (0 turns capacity off);
+    ``answers_per_burst`` 0 turns the burst cap off."""
 
     loop_lag: float = 0.05
     prompt_late: float = 0.05
     resume: float = 0.5
     calm: float = 3.0
     trips: int = 3
+    busy_target: float = 0.75
+    busy_hysteresis: float = 0.1
+    window: float = 0.5
+    min_calls: int = 10
+    resume_calls: int = 2
+    calm_admissions: float = 0.2  # a window teaches the cost when at most this share was new
+    settle: float = 1.0  # seconds before a window that count as part of it for that share
+    cost_rise: float = 0.5  # seconds: time constant of the cost per call going up
+    cost_fall: float = 10.0  # ... and going down
+    idle_busy: float = 0.02  # the loop's busy with no call, until one is measured
+    answers_per_burst: int = 6
+    burst_window: float = 0.1
 
     def __post_init__(self) -> None:
         if self.loop_lag < 0 or self.prompt_late < 0 or self.calm < 0:
@@ -46,10 +83,27 @@ class AdmissionPolicy:
             raise ValueError("admission trips must be at least 1")
         if not 0 < self.resume <= 1:
             raise ValueError("admission resume must be in (0, 1]")
+        if not 0 <= self.busy_target <= 1 or not 0 <= self.busy_hysteresis < 1:
+            raise ValueError("admission busy target and hysteresis must be in [0, 1]")
+        if self.window <= 0 or self.burst_window <= 0 or self.settle < 0:
+            raise ValueError("admission windows must be positive")
+        if self.cost_rise <= 0 or self.cost_fall <= 0:
+            raise ValueError("admission cost time constants must be positive")
+        if self.min_calls < 0 or self.resume_calls < 0 or self.answers_per_burst < 0:
+            raise ValueError("admission call counts out of range")
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    at: float
+    busy_total: float  # the loop thread's busy seconds so far
+    calls: int
+    admitted_total: int  # calls admitted so far
 
 
 class AdmissionGate:
-    """Feed it samples (`loop_lag`, `prompt_late`); ask `refusal()` at each new call."""
+    """Feed it samples (`loop_lag`, `prompt_late`, `loop_busy`); ask `refusal()` at each new
+    call and tell it `admitted()` when the call is taken."""
 
     def __init__(self, policy: AdmissionPolicy, clock: Callable[[], float]) -> None:
         self.policy = policy
@@ -58,6 +112,18 @@ class AdmissionGate:
         self._last_bad = 0.0  # when a sample last went past the resume level, while closed
         self._over: dict[Refusal, int] = {}  # samples in a row past the limit, per signal
         self.closings = 0  # times the door closed (each is logged once by the caller)
+        self._samples: deque[_Sample] = deque()
+        self._admitted = 0
+        self._answers: deque[float] = deque()  # when the calls of the last burst window came
+        self.busy: float | None = None  # the loop's busy fraction over the last window
+        self.cost: float | None = None  # busy fraction one call adds, once learned
+        self._cost_calls = 0.0  # the calls (window mean) of the sample the cost last followed
+        self.idle_busy = policy.idle_busy
+        self._idle_known = False
+        self._full = False  # capacity refusing, until the calls and the busy are back under
+        self._full_by_busy = False  # ... closed (or kept closed) by the busy fraction itself
+
+    # --- samples ------------------------------------------------------------------------------
 
     def loop_lag(self, seconds: float) -> None:
         self._sample(Refusal.LOOP_LAG, seconds, self.policy.loop_lag)
@@ -65,11 +131,121 @@ class AdmissionGate:
     def prompt_late(self, seconds: float) -> None:
         self._sample(Refusal.PROMPT_LATE, seconds, self.policy.prompt_late)
 
-    def refusal(self) -> Refusal | None:
-        """The reason to refuse a new call now, or None to take it."""
+    def loop_busy(self, busy_total: float, calls: int) -> None:
+        """The loop thread's busy seconds so far (a running total: its CPU time) and the calls
+        in progress now."""
+        now = self._clock()
+        samples = self._samples
+        dt = now - samples[-1].at if samples else 0.0
+        samples.append(_Sample(now, busy_total, calls, self._admitted))
+        keep = self.policy.window + self.policy.settle
+        while len(samples) > 2 and samples[1].at <= now - keep:
+            samples.popleft()
+        start = now - self.policy.window
+        first = next((s for s in reversed(samples) if s.at <= start), None)
+        if first is None:
+            first = samples[0]
+            if now - first.at < self.policy.window / 2:
+                return
+        span = now - first.at
+        busy = min(1.0, max(0.0, (busy_total - first.busy_total) / span))
+        self.busy = busy
+        window = [s for s in samples if s.at >= first.at]
+        mean_calls = sum(s.calls for s in window) / len(window)
+        new = self._admitted - samples[0].admitted_total
+        if new > self.policy.calm_admissions * max(mean_calls, 1.0):
+            return  # set-up work of calls just taken, or cost not yet shown, is not a call's
+        if max(s.calls for s in window) == 0:
+            weight = _weight(dt, self.policy.cost_fall) if self._idle_known else 1.0
+            self.idle_busy += weight * (busy - self.idle_busy)
+            self._idle_known = True
+        elif mean_calls >= self.policy.min_calls:
+            cost = max(busy - self.idle_busy, 0.0) / mean_calls
+            # A loop's cost is not quite linear (some work is per wake-up, not per call): what
+            # more calls cost each is news, not noise, and falls as fast as a rise would.
+            fast = self.cost is None or cost > self.cost or mean_calls > self._cost_calls
+            if self.cost is None:
+                self.cost = cost
+            else:
+                tau = self.policy.cost_rise if fast else self.policy.cost_fall
+                self.cost += _weight(dt, tau) * (cost - self.cost)
+            if fast:
+                self._cost_calls = mean_calls
+
+    # --- decisions ----------------------------------------------------------------------------
+
+    @property
+    def limit(self) -> int | None:
+        """The calls that fit under the busy target, once a call's cost is known."""
+        target = self.policy.busy_target
+        if not target or self.cost is None or self.cost <= 0:
+            return None
+        return max(0, math.floor((target - self.idle_busy) / self.cost))
+
+    def refusal(self, calls: int = 0) -> Refusal | None:
+        """The reason to refuse a new call now (``calls`` in progress), or None to take it."""
         if self._reason is not None and self._clock() - self._last_bad >= self.policy.calm:
             self._reason = None
-        return self._reason
+        if calls < self.policy.min_calls:
+            return None
+        if self._reason is not None:
+            return self._reason
+        if self._over_capacity(calls):
+            return Refusal.CAPACITY
+        if self._burst_full(calls):
+            return Refusal.ANSWER_RATE
+        return None
+
+    def admitted(self) -> None:
+        """A new call was taken (counted against the burst cap and the calm of a window)."""
+        self._admitted += 1
+        if self.policy.answers_per_burst:
+            now = self._clock()
+            self._answers.append(now)
+            self._forget_answers(now)
+
+    def _forget_answers(self, now: float) -> None:
+        answers = self._answers
+        while answers and answers[0] <= now - self.policy.burst_window:
+            answers.popleft()
+
+    def _over_capacity(self, calls: int) -> bool:
+        """Closes at the limit or the busy target; opens ``resume_calls`` under the limit and
+        under the target (``busy_hysteresis`` under it while no limit is known)."""
+        p = self.policy
+        if not p.busy_target:
+            return False
+        busy = self.busy or 0.0
+        limit = self.limit
+        if not self._full:
+            self._full_by_busy = busy >= p.busy_target
+            if self._full_by_busy or (limit is not None and calls >= limit):
+                self._full = True
+                self.closings += 1
+            return self._full
+        if busy >= p.busy_target:
+            self._full_by_busy = True
+        # with a limit known, its own margin (resume_calls) is the hysteresis; without, the
+        # busy fraction needs one
+        hysteresis = p.busy_hysteresis if self._full_by_busy and limit is None else 0.0
+        line = p.busy_target - hysteresis
+        if busy < line and (limit is None or calls < limit - p.resume_calls):
+            self._full = self._full_by_busy = False
+        return self._full
+
+    def _burst_full(self, calls: int) -> bool:
+        p = self.policy
+        if not p.answers_per_burst:
+            return False
+        limit = self.limit
+        if limit is not None:
+            loaded = calls >= limit / 2
+        else:
+            loaded = (self.busy or 0.0) >= p.busy_target / 2
+        if not loaded:
+            return False
+        self._forget_answers(self._clock())
+        return len(self._answers) >= p.answers_per_burst
 
     def _sample(self, reason: Refusal, seconds: float, limit: float) -> None:
         if limit <= 0:
@@ -86,3 +262,9 @@ class AdmissionGate:
         self._over[reason] = 0
         if self._reason is not None and seconds > limit * self.policy.resume:
             self._last_bad = self._clock()
+
+
+def _weight(dt: float, tau: float) -> float:
+    """The weight of a sample ``dt`` seconds after the last in an average with time constant
+    ``tau`` (seconds)."""
+    return 1.0 - math.exp(-max(dt, 0.0) / tau)

@@ -4,9 +4,16 @@ and the worker that sends what the email outbox holds.
 aiosmtplib does the protocol (plain, STARTTLS or implicit TLS, optional AUTH); its errors are
 translated here into `TemporaryEmailError` (retry later) and `PermanentEmailError` (give up).
 
+A message's WAV is not held in memory: the new-message email carries a `StreamedAttachment`
+(the stored object opened, not read), and `SmtpSender` base64-encodes it chunk by chunk into
+the DATA command, waiting for the socket to drain between chunks, so a five-minute recording
+costs a few chunks of memory, not the WAV plus its base64 plus the flattened email. aiosmtplib
+has no streaming DATA, so `_stream_data` does that command with its protocol's lock, write,
+drain and reply reading (aiosmtplib is pinned in constraints.txt; tests/notify cover it).
+
 `EmailDispatcher` is an `afterbeep.notify.outbox.OutboxWorker` over `email_outbox`: it claims
-due rows under a lease, builds each email from the current message and mailbox (the WAV read
-from storage when `attach_audio`, the time in the mailbox's zone, a fresh signed listen link),
+due rows under a lease, builds each email from the current message and mailbox (the WAV opened in
+storage when `attach_audio`, the time in the mailbox's zone, a fresh signed listen link),
 sends it, and records the outcome (see `afterbeep.services.notifications` for the retry rules
 and the `notification.failed` event). Delivery is at least once: a crash between the server's
 250 and the recording of it sends the email again after the lease.
@@ -14,24 +21,29 @@ and the `notification.failed` event). Delivery is at least once: a crash between
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import email.policy
 import html
 import logging
 import secrets
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.utils import formatdate, make_msgid
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosmtplib
 import aiosmtplib.email
 import numpy as np
+from aiosmtplib.protocol import LINE_ENDINGS_REGEX as _LONE_EOL
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from afterbeep.config import SmtpTarget
 from afterbeep.domain.clock import Clock
@@ -47,7 +59,13 @@ from afterbeep.services.ports.notifications import (
     NotificationOutcome,
     NotificationStatus,
 )
-from afterbeep.services.ports.storage import ObjectNotFound, ObjectStore, StorageUnavailable
+from afterbeep.services.ports.storage import (
+    ByteStream,
+    ObjectNotFound,
+    ObjectStore,
+    StorageError,
+    StorageUnavailable,
+)
 
 log = logging.getLogger("afterbeep.email")
 
@@ -55,6 +73,7 @@ log = logging.getLogger("afterbeep.email")
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 _B64_LINE = 76
 _SPLICE_OVER = 4096  # characters of base64 body from which `wire_bytes` splices it in
+_B64_IN = 57  # input bytes of one 76-column base64 line
 
 
 class EmailError(Exception):
@@ -86,6 +105,8 @@ class NewMessageMail:
     transcript: str | None = None
     # Still being transcribed when the email went: it says the transcript will follow.
     transcript_pending: bool = False
+    # The WAV as an opened stored object, streamed while the email is sent (instead of `wav`).
+    audio: ByteStream | None = None
 
 
 TRANSCRIPT_FOLLOWS = "The transcript is not ready yet; it will follow in the inbox."
@@ -179,6 +200,8 @@ def compose_new_message(mail: NewMessageMail, from_addr: str) -> EmailMessage:
     )
     if mail.wav is not None:
         attach_base64(msg, mail.wav, "audio/wav", f"{mail.message_id}.wav")
+    elif mail.audio is not None:
+        attach_stream(msg, mail.audio, "audio/wav", f"{mail.message_id}.wav")
     return msg
 
 
@@ -195,17 +218,76 @@ def attach_base64(msg: EmailMessage, data: bytes, content_type: str, filename: s
     msg.attach(part)
 
 
-def _base64_lines(data: bytes) -> bytes:
-    """`base64.encodebytes(data)` (76 columns, each line ending in LF), in a few C calls: that
-    one loops in Python over every 57-byte chunk, about 3 ms for a 12 s WAV."""
+class StreamedAttachment(EmailMessage):
+    """An attachment part whose body is not in the message: `source` (an opened stored object)
+    is base64-encoded while `SmtpSender` sends the email. Its payload is a token that marks
+    where that body goes in the flattened message. A source is read once: close it
+    (`aclose`) if the email is not sent."""
+
+    def __init__(self, source: ByteStream, policy: email.policy.Policy[Any]) -> None:
+        super().__init__(policy=policy)
+        self.source = source
+        self.token = f"afterbeep-stream-{secrets.token_hex(16)}"
+
+
+def attach_stream(msg: EmailMessage, source: ByteStream, content_type: str, filename: str) -> None:
+    """As `attach_base64`, the bytes read from `source` when the email is sent."""
+    part = StreamedAttachment(source, msg.policy)
+    part["Content-Type"] = content_type
+    part["Content-Transfer-Encoding"] = "base64"
+    part.add_header("Content-Disposition", "attachment", filename=filename)
+    part["MIME-Version"] = "1.0"
+    part.set_payload(part.token)
+    msg.make_mixed()
+    msg.attach(part)
+
+
+def streamed_parts(message: EmailMessage) -> list[StreamedAttachment]:
+    return [part for part in message.walk() if isinstance(part, StreamedAttachment)]
+
+
+def _base64_lines(data: bytes | memoryview, eol: bytes = b"\n") -> bytes:
+    """`base64.encodebytes(data)` (76 columns, each line ending in `eol`), in a few C calls:
+    that one loops in Python over every 57-byte chunk, about 3 ms for a 12 s WAV."""
     encoded = base64.b64encode(data)
     rows, rest = divmod(len(encoded), _B64_LINE)
-    lines = np.empty((rows, _B64_LINE + 1), dtype=np.uint8)
+    lines = np.empty((rows, _B64_LINE + len(eol)), dtype=np.uint8)
     lines[:, :_B64_LINE] = np.frombuffer(encoded, np.uint8, rows * _B64_LINE).reshape(
         rows, _B64_LINE
     )
-    lines[:, _B64_LINE] = ord("\n")
-    return lines.tobytes() + (encoded[-rest:] + b"\n" if rest else b"")
+    lines[:, _B64_LINE:] = np.frombuffer(eol, np.uint8)
+    return lines.tobytes() + (encoded[-rest:] + eol if rest else b"")
+
+
+async def base64_wire(source: ByteStream) -> AsyncIterator[bytes]:
+    """The base64 body of `source` as it goes on the wire (76 columns, CRLF), a chunk of it
+    per chunk read: input is cut on whole lines (57 bytes) and the rest carried over."""
+    carry = b""
+    async for chunk in source:
+        data = carry + chunk if carry else chunk
+        whole = len(data) - len(data) % _B64_IN
+        if whole:
+            yield _base64_lines(memoryview(data)[:whole], b"\r\n")
+        carry = data[whole:]
+    if carry:
+        yield _base64_lines(carry, b"\r\n")
+
+
+def wire_segments(
+    message: EmailMessage, *, utf8: bool = False, cte_type: str = "8bit"
+) -> list[bytes | StreamedAttachment]:
+    """The flattened message (`wire_bytes`) cut where each streamed part's body goes: bytes
+    around the parts, in order. Put together with `base64_wire` of each part's source, these
+    are the bytes `wire_bytes` gives for the same message with the data attached."""
+    flat = wire_bytes(message, utf8=utf8, cte_type=cte_type)
+    segments: list[bytes | StreamedAttachment] = []
+    for part in streamed_parts(message):
+        head, found, flat = flat.partition(part.token.encode("ascii"))
+        if not found:
+            raise ValueError("a streamed part's token is missing from the flattened message")
+        segments += [head, part]
+    segments.append(flat)
+    return segments
 
 
 def wire_bytes(message: EmailMessage, *, utf8: bool = False, cte_type: str = "8bit") -> bytes:
@@ -300,6 +382,8 @@ class SmtpSender:
         try:
             async with client:
                 await _send_message(client, message)
+        except StorageError as exc:
+            raise TemporaryEmailError(f"attachment not readable: {type(exc).__name__}") from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [error.code for error in exc.recipients]
             if all(500 <= code < 600 for code in codes):
@@ -311,6 +395,9 @@ class SmtpSender:
             raise TemporaryEmailError(f"SMTP {exc.code}: {exc.message[:200]}") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TemporaryEmailError(f"SMTP server unreachable: {type(exc).__name__}") from exc
+        finally:
+            for part in streamed_parts(message):
+                await part.source.aclose()
 
 
 async def _send_message(client: aiosmtplib.SMTP, message: EmailMessage) -> None:
@@ -336,8 +423,67 @@ async def _send_message(client: aiosmtplib.SMTP, message: EmailMessage) -> None:
     eight_bit = client.supports_extension("8BITMIME")
     if eight_bit:
         options.append("BODY=8BITMIME")
-    data = wire_bytes(message, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
-    await client.sendmail(sender, recipients, data, mail_options=options)
+    cte_type = "8bit" if eight_bit else "7bit"
+    if not streamed_parts(message):
+        data = wire_bytes(message, utf8=utf8, cte_type=cte_type)
+        await client.sendmail(sender, recipients, data, mail_options=options)
+        return
+    segments = wire_segments(message, utf8=utf8, cte_type=cte_type)
+    encoding = "utf-8" if utf8 else "ascii"
+    try:
+        await client.mail(sender, options=options, encoding=encoding)
+        refused: list[aiosmtplib.SMTPRecipientRefused] = []
+        for recipient in recipients:
+            try:
+                await client.rcpt(recipient, encoding=encoding)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused.append(exc)
+        if len(refused) == len(recipients):
+            raise aiosmtplib.SMTPRecipientsRefused(refused)
+    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+        with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+            await client.rset()
+        raise
+    try:
+        await _stream_data(client, segments)
+    except BaseException:
+        # Half a DATA cannot be taken back: the connection goes, and with it the email.
+        client.close()
+        raise
+
+
+async def _stream_data(client: aiosmtplib.SMTP, segments: list[bytes | StreamedAttachment]) -> None:
+    """`SMTP.data` for a message in segments: the streamed parts' bodies are encoded and
+    written chunk by chunk, each write drained before the next chunk is read."""
+    protocol = client.protocol
+    if protocol is None or protocol._command_lock is None:
+        raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+    timeout = client.timeout
+    async with protocol._command_lock:
+        protocol._response_pending = True
+        protocol.write(b"DATA\r\n")
+        started = await protocol.read_response(timeout=timeout)
+        if started.code != aiosmtplib.SMTPStatus.start_input:
+            raise aiosmtplib.SMTPDataError(started.code, started.message)
+        protocol._response_pending = True
+        last = len(segments) - 1
+        for index, segment in enumerate(segments):
+            if isinstance(segment, StreamedAttachment):
+                async for chunk in base64_wire(segment.source):
+                    protocol.write(chunk)  # base64 lines: CRLF already, never a leading dot
+                    async with asyncio.timeout(timeout):  # a server that stops reading
+                        await protocol._drain_helper()
+                continue
+            # Every segment starts a line (a body ends in CRLF); only the last ends the message.
+            if index == last:
+                segment = normalize_message_line_endings(segment)
+            elif segment:
+                segment = _LONE_EOL.sub(b"\r\n", segment)
+            protocol.write(PERIOD_REGEX.sub(b"..", segment))
+        protocol.write(b".\r\n")
+        response = await protocol.read_response(timeout=timeout)
+        if response.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
 
 
 class EmailSender(Protocol):
@@ -481,11 +627,11 @@ class EmailDispatcher(OutboxWorker[ClaimedNotification]):
             return compose_pin_locked(n.to_addr, mailbox.name, self._from_addr)
         if message is None:
             return _Cancelled("the message was deleted before the email was sent")
-        wav: bytes | None = None
+        audio: ByteStream | None = None
         too_large = mailbox.attach_audio and message.size_bytes > self._max_attachment
         if mailbox.attach_audio and not too_large:
             try:
-                wav = await self._store.get_bytes(message.audio_key)
+                audio = await self._store.open_range(message.audio_key)
             except ObjectNotFound:
                 log.error("message %s has no audio object; email sent without it", message.id)
         link = message_audio_link(
@@ -500,7 +646,8 @@ class EmailDispatcher(OutboxWorker[ClaimedNotification]):
             duration_ms=message.duration_ms,
             received_at=message.created_at,
             listen_url=link.url,
-            wav=wav,
+            wav=None,
+            audio=audio,
             message_id=message.id,
             audio_too_large=too_large,
             inbox_url=f"{self._public_url.rstrip('/')}/messages/{message.id}",

@@ -4,8 +4,8 @@ is told.
 `finalize` runs after the caller is gone (or at start-up, for a recording a crash left in the
 spool). In order: trim the trailing silence (not after `#`), discard what is shorter than the
 mailbox's `min_message_seconds`, write the 8 kHz mono 16-bit WAV, `MessageService.store_message`
-(audio uploaded, row committed, `message.created` published with a signed audio link), then
-queue the email in the email outbox. Every step may run again after a crash: the message is
+(audio uploaded, then in one transaction the row, `message.created` published with a signed
+audio link and the owner's email queued in the email outbox). Every step may run again after a crash: the message is
 keyed by its call id and the email by `new:<message id>`, so a retry makes no duplicate.
 
 The "mailbox is full" email goes out once per spell of fullness: `mailboxes.full_notified_at`
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
@@ -138,35 +139,32 @@ class DepositService:
                 extra={"mailbox_id": meta.mailbox_id, "call_id": meta.call_id},
             )
             return None
-        message = existing
-        if message is None:
-            keep_all = not recovered and meta.ended_by == EndedBy.FINISH_KEY.value
-            audio = (
-                pcm
-                if keep_all
-                else trim_trailing_silence(pcm, self._silence_threshold, TRIM_KEEP_MS)
+        if existing is not None:
+            await self._notify_owner(existing)  # a retry: queued already, or now
+            return existing
+        keep_all = not recovered and meta.ended_by == EndedBy.FINISH_KEY.value
+        audio = (
+            pcm if keep_all else trim_trailing_silence(pcm, self._silence_threshold, TRIM_KEEP_MS)
+        )
+        if audio.size < mailbox.min_message_seconds * TELEPHONY_RATE:
+            log.info(
+                "recording discarded: shorter than the mailbox minimum",
+                extra={
+                    "mailbox_id": mailbox.id,
+                    "call_id": meta.call_id,
+                    "duration_ms": audio.size * 1000 // TELEPHONY_RATE,
+                    "recovered": recovered,
+                },
             )
-            if audio.size < mailbox.min_message_seconds * TELEPHONY_RATE:
-                log.info(
-                    "recording discarded: shorter than the mailbox minimum",
-                    extra={
-                        "mailbox_id": mailbox.id,
-                        "call_id": meta.call_id,
-                        "duration_ms": audio.size * 1000 // TELEPHONY_RATE,
-                        "recovered": recovered,
-                    },
-                )
-                return None
-            try:
-                message = await self._store(meta, audio, recovered)
-            except NotFound:
-                log.warning(
-                    "recording dropped: its mailbox was deleted while it was stored",
-                    extra={"mailbox_id": meta.mailbox_id, "call_id": meta.call_id},
-                )
-                return None
-        await self._notify_owner(message)
-        return message
+            return None
+        try:
+            return await self._store(meta, audio, recovered)
+        except NotFound:
+            log.warning(
+                "recording dropped: its mailbox was deleted while it was stored",
+                extra={"mailbox_id": meta.mailbox_id, "call_id": meta.call_id},
+            )
+            return None
 
     async def mailbox_full(self, account_id: str, mailbox_id: str) -> bool:
         """A caller found the mailbox full: queue the "mailbox is full" email unless the owner
@@ -195,12 +193,28 @@ class DepositService:
         await self._notify_owner(message)
 
     async def _store(self, meta: RecordedCall, audio: Audio, recovered: bool) -> Message:
+        """Upload and add the message; the owner's emails are queued in the transaction that
+        adds its row (one transaction fewer than after it), or after, when another writer's
+        row was found. Should queueing them fail, the message is stored alone first, then
+        they are queued as for a retry: a broken email path never keeps a message out."""
+        told: list[tuple[bool, bool]] = []
+        email_failed = False
+
+        async def with_row(uow: UnitOfWork, mailbox: Mailbox, message: Message) -> None:
+            nonlocal email_failed
+            try:
+                told.append(await self._queue_owner_emails(uow, mailbox, message))
+            except Exception:
+                email_failed = True
+                raise
+
         fd, name = tempfile.mkstemp(prefix="deposit-", suffix=".wav", dir=self._tmp_dir)
         os.close(fd)
         path = Path(name)
         try:
             await asyncio.to_thread(write_wav, path, audio)
-            return await self._messages.store_message(
+            store = functools.partial(
+                self._messages.store_message,
                 account_id=meta.account_id,
                 mailbox_id=meta.mailbox_id,
                 call_id=meta.call_id,
@@ -210,48 +224,73 @@ class DepositService:
                 wav_path=path,
                 duration_ms=audio.size * 1000 // TELEPHONY_RATE,
                 recovered=recovered,
+                checked=True,
             )
+            try:
+                message = await store(with_row=with_row)
+            except Exception:
+                if not email_failed:
+                    raise
+                log.exception(
+                    "owner email not queued with the message: storing the message alone",
+                    extra={"mailbox_id": meta.mailbox_id, "call_id": meta.call_id},
+                )
+                message = await store()
         finally:
             await asyncio.to_thread(path.unlink, missing_ok=True)
+        if told:
+            self._owner_emails_queued(*told[0])
+        else:
+            await self._notify_owner(message)
+        return message
 
     async def _notify_owner(self, message: Message) -> None:
         """Queue the new-message email (once), and the "full" one if this message filled it."""
-        queued = team = False
         async with self._uow() as uow:
             mailbox = await find_mailbox(uow, message.account_id, message.mailbox_id)
             if mailbox is None:
                 return
-            if self._sequence is not None:
-                team = await self._sequence.admit(uow, mailbox, message)
-            if mailbox.notify_email:
-                now = self._clock.now()
-                email = rules.pending(
-                    account_id=message.account_id,
-                    kind=NotificationKind.NEW_MESSAGE,
-                    mailbox_id=mailbox.id,
-                    message_id=message.id,
-                    dedupe_key=rules.new_message_key(message.id),
-                    to_addr=mailbox.notify_email,
-                    now=now,
-                )
-                # The email waits for the transcript, in the row (a crash keeps the wait): the
-                # transcription worker makes it due when the transcript is written, and
-                # otherwise it goes at the deadline saying the transcript will follow. The
-                # status is read with the row locked, so a transcript written meanwhile sees
-                # this email and makes it due.
-                status = await uow.transcripts.message_status(
-                    message.account_id, message.id, lock=True
-                )
-                if status is TranscriptionStatus.PENDING:
-                    email = dataclasses.replace(email, next_attempt_at=now + self._email_wait)
-                queued = await uow.notifications.enqueue(email)
-            usage = (await uow.messages.usage(mailbox.account_id, [mailbox.id]))[mailbox.id]
-            if mailbox_rules.is_full(mailbox, usage):
-                queued = await self._queue_full_notice(uow, mailbox) or queued
+            told = await self._queue_owner_emails(uow, mailbox, message)
+        self._owner_emails_queued(*told)
+
+    def _owner_emails_queued(self, queued: bool, team: bool) -> None:
         if queued:
             self._email_queued()
         if team and self._sequence is not None:
             self._sequence.queued()
+
+    async def _queue_owner_emails(
+        self, uow: UnitOfWork, mailbox: Mailbox, message: Message
+    ) -> tuple[bool, bool]:
+        """In `uow`: the emails of `_notify_owner` and the team sequence's admission; whether
+        an email was queued, whether the sequence took the message."""
+        queued = team = False
+        if self._sequence is not None:
+            team = await self._sequence.admit(uow, mailbox, message)
+        if mailbox.notify_email:
+            now = self._clock.now()
+            email = rules.pending(
+                account_id=message.account_id,
+                kind=NotificationKind.NEW_MESSAGE,
+                mailbox_id=mailbox.id,
+                message_id=message.id,
+                dedupe_key=rules.new_message_key(message.id),
+                to_addr=mailbox.notify_email,
+                now=now,
+            )
+            # The email waits for the transcript, in the row (a crash keeps the wait): the
+            # transcription worker makes it due when the transcript is written, and
+            # otherwise it goes at the deadline saying the transcript will follow. The
+            # status is read with the row locked, so a transcript written meanwhile sees
+            # this email and makes it due.
+            status = await uow.transcripts.message_status(message.account_id, message.id, lock=True)
+            if status is TranscriptionStatus.PENDING:
+                email = dataclasses.replace(email, next_attempt_at=now + self._email_wait)
+            queued = await uow.notifications.enqueue(email)
+        usage = (await uow.messages.usage(mailbox.account_id, [mailbox.id]))[mailbox.id]
+        if mailbox_rules.is_full(mailbox, usage):
+            queued = await self._queue_full_notice(uow, mailbox) or queued
+        return queued, team
 
     async def _queue_full_notice(self, uow: UnitOfWork, mailbox: Mailbox) -> bool:
         if not mailbox.notify_email:

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,7 @@ from afterbeep.domain import messages as rules
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import InvalidInput, NotFound
 from afterbeep.domain.ids import is_id, new_id
-from afterbeep.domain.mailboxes import Usage
+from afterbeep.domain.mailboxes import Mailbox, Usage
 from afterbeep.domain.messages import Folder, Message
 from afterbeep.domain.transcripts import TranscriptionStatus
 from afterbeep.services.mailboxes import find_mailbox
@@ -131,12 +131,17 @@ class MessageService:
         wav_path: Path,
         duration_ms: int,
         recovered: bool = False,
+        checked: bool = False,
+        with_row: Callable[[UnitOfWork, Mailbox, Message], Awaitable[None]] | None = None,
     ) -> Message:
         """Keep a recorded message: audio first, then the row and `message.created`.
 
         Idempotent on (account, `call_id`): when that call already left a message it is
         returned as it is and nothing is uploaded. `call_id` must pass
         `domain.messages.check_call_id`; map a raw SIP Call-ID to such an id first.
+        `checked`: the caller has just seen the mailbox there and no message of that call (the
+        look-up before the upload is skipped). `with_row` runs in the transaction that adds
+        the row, when this call adds it (not when another writer's row is found).
         """
         key = message_key(account_id, rules.check_call_id(call_id))
         if duration_ms < 0:
@@ -145,12 +150,13 @@ class MessageService:
         caller_name = _clean_text(caller_name, CALLER_NAME_MAX)
         callee = _clean_text(callee, CALLER_MAX)
 
-        async with self._uow() as uow:
-            if await find_mailbox(uow, account_id, mailbox_id) is None:
-                raise NotFound("mailbox", mailbox_id)
-            existing = await uow.messages.get_by_call_id(account_id, call_id)
-        if existing is not None:
-            return existing
+        if not checked:
+            async with self._uow() as uow:
+                if await find_mailbox(uow, account_id, mailbox_id) is None:
+                    raise NotFound("mailbox", mailbox_id)
+                existing = await uow.messages.get_by_call_id(account_id, call_id)
+            if existing is not None:
+                return existing
 
         stored = await self._store.put_file(key, wav_path, rules.AUDIO_CONTENT_TYPE)
         now = self._clock.now()
@@ -187,6 +193,8 @@ class MessageService:
                         uow, account_id, SubjectKind.MESSAGE, message.id, mailbox.language
                     )
                 await uow.events.publish(account_id, rules.CREATED, rules.to_json(message))
+                if with_row is not None:
+                    await with_row(uow, mailbox, message)
             else:
                 # Another writer stored this call's message between our two transactions.
                 winner = await uow.messages.get_by_call_id(account_id, call_id)

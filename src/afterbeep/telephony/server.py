@@ -8,9 +8,10 @@ is asked first, synchronously, in the callback that received the INVITE: when it
 route (None: ask the router), an `Answer` route is answered right there on a pre-bound RTP pair
 (`MediaConfig.prebound`), so the 200 does not wait for the task to be scheduled behind a loop
 turn's worth of RTP callbacks. Past ``max_calls`` calls in progress, new INVITEs get 503 with
-Retry-After at once, before any media is bound; so do they while the node is unhealthy (its
-event loop lags, or prompts leave late: `afterbeep.domain.admission`), so that the calls already
-up keep their timing and the proxy tries another node. Shutdown runs in phases with deadlines,
+Retry-After at once, before any media is bound; so do they past the calls that fit under the
+event loop's busy target, in a burst on a loaded node, or while the node is unhealthy (its event
+loop lags, or prompts leave late: `afterbeep.domain.admission`), so that the calls already up
+keep their timing and the proxy tries another node. Shutdown runs in phases with deadlines,
 like uvicorn's: stop accepting (503), let calls in progress finish for ``drain_timeout``, end the rest (a
 recording in progress ends as by hang-up, so the script keeps what was said) and give their
 scripts ``hangup_timeout`` to finish, cancel what is left, then close the user agent (BYE to
@@ -31,7 +32,14 @@ from dataclasses import dataclass, field
 
 from afterbeep.domain.admission import AdmissionGate, AdmissionPolicy, Refusal
 from afterbeep.domain.phone import mask
-from afterbeep.metrics import CALLS_REFUSED, LOOP_LAG, PROMPT_LATE, SIP_INVITE_ROUTED
+from afterbeep.metrics import (
+    ADMISSION_CALL_LIMIT,
+    CALLS_REFUSED,
+    LOOP_BUSY,
+    LOOP_LAG,
+    PROMPT_LATE,
+    SIP_INVITE_ROUTED,
+)
 from afterbeep.telephony.call import (
     CallSettings,
     DialFailed,
@@ -102,7 +110,7 @@ class ServerStats:
     handler_errors: int = 0
     ended_by_shutdown: int = 0
     cancelled_by_shutdown: int = 0
-    rejected_unhealthy: int = 0  # loop lag or late prompts (see ServerLimits.admission)
+    rejected_unhealthy: int = 0  # by admission: capacity, bursts, loop lag, late prompts
 
 
 def telephony_configs(
@@ -188,6 +196,7 @@ class TelephonyServer:
         self.stats = ServerStats()
         self._stopped: asyncio.Future[None] | None = None
         self.admission = AdmissionGate(limits.admission, time.monotonic)
+        self.loop_cpu: Callable[[], float] = time.thread_time  # read on the loop's thread
         self._media.on_prompt_late = self._prompt_late
         self._lag_watch: asyncio.Task[None] | None = None
         self._refusals_unlogged = 0
@@ -326,7 +335,7 @@ class TelephonyServer:
             return
         refusal = Refusal.MAX_CALLS if len(self._calls) >= self.limits.max_calls else None
         if refusal is None:
-            refusal = self.admission.refusal()
+            refusal = self.admission.refusal(len(self._calls))
         if refusal is not None:
             if refusal is Refusal.MAX_CALLS:
                 self.stats.rejected_overload += 1
@@ -337,6 +346,7 @@ class TelephonyServer:
             invite.reject(503, "Service Unavailable", retry)
             return
         self.stats.accepted += 1
+        self.admission.admitted()
         call = SipCall(self._media, self._call_settings, invite=invite)
         route = self._quick_route(invite)
         if isinstance(route, Answer):
@@ -352,12 +362,16 @@ class TelephonyServer:
         now = time.monotonic()
         if now - self._refusal_logged_at < REFUSAL_LOG_INTERVAL:
             return
+        gate = self.admission
         log.warning(
-            "overload (%s): %d calls in progress, %d INVITE(s) refused, the last to %s",
+            "overload (%s): %d calls in progress, %d INVITE(s) refused, the last to %s "
+            "(loop busy %s, call limit %s)",
             refusal.value,
             len(self._calls),
             self._refusals_unlogged,
             mask(invite.request_user),
+            "n/a" if gate.busy is None else f"{gate.busy:.0%}",
+            "n/a" if gate.limit is None else gate.limit,
         )
         self._refusals_unlogged = 0
         self._refusal_logged_at = now
@@ -367,14 +381,24 @@ class TelephonyServer:
         self.admission.prompt_late(seconds)
 
     async def _watch_loop_lag(self) -> None:
-        """Sample how late the loop runs a timer: the lag every callback of it suffers."""
+        """Sample how late the loop runs a timer (the lag every callback of it suffers) and how
+        busy its thread is (this task runs on it: `time.thread_time` is the loop's CPU; its
+        waits for a CPU show as lag)."""
         loop = asyncio.get_running_loop()
         while True:
             expected = loop.time() + LAG_INTERVAL
             await asyncio.sleep(LAG_INTERVAL)
             lag = max(0.0, loop.time() - expected)
             LOOP_LAG.observe(lag)
-            self.admission.loop_lag(lag)
+            gate = self.admission
+            gate.loop_lag(lag)
+            gate.loop_busy(self.loop_cpu(), len(self._calls))
+            if gate.busy is not None:
+                LOOP_BUSY.set(gate.busy)
+            limit = gate.limit
+            ADMISSION_CALL_LIMIT.set(
+                self.limits.max_calls if limit is None else min(limit, self.limits.max_calls)
+            )
 
     def _call_done(self, task: asyncio.Task[None]) -> None:
         self._calls.pop(task, None)

@@ -6,6 +6,11 @@ once the recording ended, how). A kill -9 thus loses at most the last second: th
 not yet flushed, plus what the media layer still holds (a delivered block, reordering).
 Entries are removed only after the message is stored and committed; entries found at start-up
 are recovered.
+
+Two writes of the metadata per call, one fsync'd: `create` writes it (atomically, not synced:
+until the recording is closed nothing is promised, and a kill -9 keeps what the OS has; a
+power loss loses the unsynced PCM anyway), `close` syncs the PCM, then writes the metadata
+with how the recording ended and syncs it, before the caller hears "saved".
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ class SpoolEntry:
     meta_path: Path
 
 
-def _write_json_atomic(path: Path, data: dict[str, object]) -> None:
+def _write_json_atomic(path: Path, data: dict[str, object], *, sync: bool = True) -> None:
     tmp = path.with_suffix(".json.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, json.dumps(data).encode())
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -82,9 +88,9 @@ class SpoolWriter:
             self.flush()
 
     def create(self) -> None:
-        """Put the entry on disk (its metadata fsynced). Blocking: a deposit runs it on a
+        """Put the entry on disk (not synced: `close` does). Blocking: a deposit runs it on a
         thread while the greeting plays, and records into the writer even if it is late."""
-        _write_json_atomic(self.entry.meta_path, asdict(self.entry.meta))
+        _write_json_atomic(self.entry.meta_path, asdict(self.entry.meta), sync=False)
         self._fd = os.open(self.entry.pcm_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def flush(self) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +24,23 @@ _n = t.numbers.c
 # Messages deleted from the inbox stay restorable a while (`MessageService.trash`); every
 # read but the purge's leaves them out.
 _LIVE = _m.deleted_at.is_(None)
+
+# Read at every call to a mailbox (is it full?): built once, as building the statement cost
+# more CPU than running it; a statement object also keeps its cache key.
+_USAGE = (
+    select(
+        _m.mailbox_id,
+        func.count(),
+        func.coalesce(func.sum(_m.size_bytes), 0),
+        func.coalesce(func.sum(case((_m.read.is_(False), 1), else_=0)), 0),
+    )
+    .where(
+        _m.account_id == bindparam("account_id"),
+        _m.mailbox_id.in_(bindparam("mailbox_ids", expanding=True)),
+        _LIVE,
+    )
+    .group_by(_m.mailbox_id)
+)
 
 _SETTINGS = (
     "name",
@@ -183,9 +200,7 @@ class SqlMessageRepo:
         return bool(result.rowcount)
 
     async def get(self, account_id: str, message_id: str) -> Message | None:
-        query = select(t.messages).where(
-            _m.id == message_id, _m.account_id == account_id, _LIVE
-        )
+        query = select(t.messages).where(_m.id == message_id, _m.account_id == account_id, _LIVE)
         row = (await self._conn.execute(query)).first()
         return _message(row) if row else None
 
@@ -273,6 +288,12 @@ class SqlMessageRepo:
         found: dict[str, Usage] = {mailbox_id: Usage(0, 0) for mailbox_id in mailbox_ids}
         if not found:
             return found
+        rows = await self._conn.execute(
+            _USAGE, {"account_id": account_id, "mailbox_ids": list(found)}
+        )
+        for mailbox_id, count, size, unread in rows.all():
+            found[mailbox_id] = Usage(messages=int(count), bytes=int(size), unread=int(unread))
+        return found
         query = (
             select(
                 _m.mailbox_id,

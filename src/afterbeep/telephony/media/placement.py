@@ -55,6 +55,14 @@ class PlayoutPlacer:
         """Whether a packet would be placed right after the last one (see `advance`)."""
         return timestamp == self._next_ts and ssrc == self._ssrc
 
+    @property
+    def ssrc(self) -> int | None:
+        return self._ssrc
+
+    @property
+    def next_timestamp(self) -> int:
+        return self._next_ts
+
     def advance(self, timestamp: int, samples: int, arrival: float) -> None:
         """`place` for a packet that `is_next`: no silence, nothing skipped."""
         self._next_ts = (timestamp + samples) % TS_MOD

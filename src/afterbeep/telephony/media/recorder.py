@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -27,10 +28,10 @@ from afterbeep.audio.g711 import alaw_decode, ulaw_decode
 from afterbeep.telephony.media.dtmf import DtmfReceiver
 from afterbeep.telephony.media.placement import PlayoutPlacer
 from afterbeep.telephony.media.reorder import Reorderer
-from afterbeep.telephony.media.rtp import RtpIn
+from afterbeep.telephony.media.rtp import TS_MOD, RtpIn
 from afterbeep.telephony.media.sdp import CLOCK_RATE, Codec
 
-__all__ = ["AudioSink", "DigitSink", "Recorder"]
+__all__ = ["AudioSink", "DigitSink", "NativeStart", "Recorder"]
 
 AudioSink = Callable[[npt.NDArray[np.int16], int], None]
 DigitSink = Callable[[str], None]
@@ -39,6 +40,22 @@ _DECODERS: dict[Codec, Callable[[bytes], npt.NDArray[np.int16]]] = {
     Codec.PCMU: ulaw_decode,
     Codec.PCMA: alaw_decode,
 }
+
+
+class NativeStart(NamedTuple):
+    """A recorder's state as the native receiver needs it to take the next packets."""
+
+    pt: int
+    alaw: bool
+    ssrc: int
+    seq: int
+    ts: int
+    position: int
+    pending: bytes
+    pending_offset: int
+    pending_since: float
+
+
 _SILENCE_BLOCK = CLOCK_RATE  # gaps are delivered in blocks of at most one second
 _SSRC_QUIET = 0.2  # seconds: a retired SSRC may take over again after the current one is this quiet
 
@@ -72,6 +89,7 @@ class Recorder:
         self._pending_codec = Codec.PCMU
         self._pending_offset = 0
         self._pending_since = 0.0
+        self._last_pt: int | None = None  # of the last audio packet placed
         self.placer = PlayoutPlacer(CLOCK_RATE)
         self.dtmf = DtmfReceiver()
         self.dropped_payload_type = 0
@@ -162,6 +180,7 @@ class Recorder:
         ):
             return False
         self._ssrc_seen = arrival
+        self._last_pt = payload_type
         self.audio_packets += 1
         start = placer.position
         placer.advance(timestamp, len(payload), arrival)
@@ -174,6 +193,62 @@ class Recorder:
         if len(pending) >= self._block:
             self._emit()
         return True
+
+    # --- hand-over to the native receiver (`native.py`) ---------------------------------
+
+    def native_state(self) -> NativeStart | None:
+        """Where a native receiver may continue `receive_next`'s path from, or None when the
+        next packet could not take it (nothing received yet, a gap held, no sink)."""
+        ssrc, pt, placer = self._ssrc, self._last_pt, self.placer
+        expected = self._reorderer.expected
+        if (
+            ssrc is None
+            or pt is None
+            or expected is None
+            or self._on_audio is None
+            or len(self._reorderer)
+            or placer.ssrc != ssrc
+        ):
+            return None
+        codec = self._audio_pts.get(pt)
+        if codec is None or (self._pending and codec is not self._pending_codec):
+            return None
+        return NativeStart(
+            pt,
+            codec is Codec.PCMA,
+            ssrc,
+            expected & 0xFFFF,
+            placer.next_timestamp,
+            placer.position,
+            bytes(self._pending),
+            self._pending_offset if self._pending else placer.position,
+            self._pending_since,
+        )
+
+    def native_armed(self) -> None:
+        """The native receiver holds the block being collected now."""
+        self._pending.clear()
+
+    def native_advanced(self, packets: int, samples: int, next_ts: int, arrival: float) -> None:
+        """It took ``packets`` next packets (``samples`` in all); the last arrived at ``arrival``."""
+        self._reorderer.advance(packets)
+        self.placer.advance((next_ts - samples) % TS_MOD, samples, arrival)
+        self._ssrc_seen = arrival
+        self.audio_packets += packets
+
+    def native_block(self, pcm: npt.NDArray[np.int16], offset: int) -> None:
+        """A block it finished and decoded (the `_emit` of its collected packets)."""
+        if self._on_audio is not None:
+            self._on_audio(pcm, offset)
+
+    def native_returned(self, pending: bytes, offset: int, since: float) -> None:
+        """The block it was collecting, back into ours (its codec is the armed one)."""
+        if pending:
+            codec = self._audio_pts.get(self._last_pt) if self._last_pt is not None else None
+            self._pending_codec = codec if codec is not None else self._pending_codec
+            self._pending += pending
+            self._pending_offset = offset
+            self._pending_since = since
 
     def expire(self, now: float) -> None:
         for released in self._reorderer.expire(now):
@@ -216,6 +291,7 @@ class Recorder:
         samples = len(payload)  # G.711: one byte per sample
         if not samples:
             return
+        self._last_pt = packet.payload_type
         self.audio_packets += 1
         start = self.placer.position
         silence, skip, _ = self.placer.place(

@@ -55,6 +55,16 @@ class Reorderer(Generic[T]):
             return None
         return min(arrival for _, arrival in self._held.values()) + self.max_wait
 
+    @property
+    def expected(self) -> int | None:
+        """The extended sequence number expected next (None before the first packet)."""
+        return self._next
+
+    def advance(self, count: int) -> None:
+        """``count`` packets were taken in order elsewhere (the native receiver), nothing held."""
+        assert self._next is not None and not self._held
+        self._next += count
+
     def take_next(self, seq: int) -> bool:
         """If ``seq`` is exactly the one expected and nothing is held, consume it (the
         common case, without building a list): the caller delivers the item itself."""

@@ -94,6 +94,21 @@ class ReceptionStats:
         self._last_ts = ts
         self._last_arrival = arrival
 
+    def snapshot(self) -> tuple[int, float, int | None, float]:
+        """(extended highest sequence, jitter, last timestamp, last arrival): what the native
+        receiver continues `packet` from."""
+        return self._max, self._jitter, self._last_ts, self._last_arrival
+
+    def advanced(
+        self, packets: int, max_ext: int, jitter: float, last_ts: int | None, last_arrival: float
+    ) -> None:
+        """The native receiver took ``packets`` audio packets of this SSRC; its state now."""
+        self.received += packets
+        self._max = max_ext
+        self._jitter = jitter
+        self._last_ts = last_ts
+        self._last_arrival = last_arrival
+
     def sender_report(self, ssrc: int, ntp: int, arrival: float) -> None:
         if ssrc == self.ssrc:
             self._lsr = (ntp >> 16) & 0xFFFFFFFF

@@ -16,6 +16,11 @@ report, RTP inactivity, recorder expiry: a reorder gap or a partial audio block)
 released by :meth:`MediaSession.close`; no task per session (playout runs on the
 engine's pacer).
 
+With ``MediaConfig.native_receive`` (and the extension built) the RTP socket is not a loop
+transport: the engine's `native.NativeReceiver` thread reads it, takes the plain next audio
+packets of a recording while the session has it armed, and hands every other datagram back to
+`_rtp_in` in order (see `native.py`).
+
 Written here instead of using aiortp's ``RTPSession`` (0.8.0): it decodes every
 payload type as audio (telephone-event on PT 96 ends up in the recording), accepts
 RTP from any source, loses the tail of every recording and runs a sender task per
@@ -37,14 +42,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from aiortp.packet import RtcpSenderInfo
 
 from afterbeep.domain.netpolicy import NetworkPolicy, literal_address
-from afterbeep.telephony.media import sdp
+from afterbeep.telephony.media import native, sdp
 from afterbeep.telephony.media.errors import (
     MediaAddressNotAllowed,
     MediaSessionStateError,
@@ -81,6 +86,9 @@ from afterbeep.telephony.media.sender import (
     RtpSendStream,
 )
 
+if TYPE_CHECKING:
+    from afterbeep.telephony.media._recv import State as NativeState
+
 __all__ = [
     "InactivityHandler",
     "MediaConfig",
@@ -97,6 +105,8 @@ InactivityHandler = Callable[[], None]
 PromptLateness = Callable[[float], None]  # seconds a prompt's first frame left after it was due
 RtpTap = Callable[[bytes], None]  # a relay's hook on the receive path: raw RTP, accepted source
 _INACTIVITY_SLACK = 0.001
+_BLOCK_SAMPLES = 1600  # the native receiver's blocks: Recorder's defaults
+_FLUSH_AFTER = 0.4
 _PLAIN_RTP = RTP_VERSION << 6  # first octet: no padding, extension or CSRCs
 _AFTER_FIRST_OCTET = struct.Struct("!BHII")  # marker and payload type, sequence, timestamp, SSRC
 
@@ -124,6 +134,9 @@ class MediaConfig:
     pacer_granularity: float = 0.01
     sdp: SdpPrefs = field(default_factory=SdpPrefs)
     prebound: int = 0  # RTP/RTCP pairs kept bound ahead of time, so answering never waits
+    # RTP read by the native receive thread (`native.py`) when the extension is built;
+    # False: every packet on the event loop (AFTERBEEP_MEDIA_RECEIVE=python)
+    native_receive: bool = True
     # "native": prompts paced by the C thread of `_pace` when it is built; "python": `Pacer`
     pacer: str = "native"
 
@@ -187,6 +200,38 @@ class _Endpoint(asyncio.DatagramProtocol):
             self.closed.set_result(None)
 
 
+class _SocketTransport(asyncio.DatagramTransport):
+    """The RTP socket of a session whose packets the native receiver reads: the loop never
+    reads it (uvloop's UDP transport cannot stop reading), this sends and closes it."""
+
+    def __init__(self, sock: socket.socket, endpoint: _Endpoint) -> None:
+        super().__init__({"socket": sock, "sockname": sock.getsockname()})
+        self.sock = sock
+        self._endpoint = endpoint
+        self._closing = False
+        endpoint.connection_made(self)
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            pass  # a full send buffer drops a datagram, as a full network would
+        except OSError as exc:
+            self._endpoint.error_received(exc)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self.sock.close()
+            self._endpoint.connection_lost(None)
+
+    def abort(self) -> None:
+        self.close()
+
+
 @dataclass(slots=True)
 class _BoundPair:
     """An RTP socket on an even port and RTCP on the next, with their transports."""
@@ -218,16 +263,20 @@ class MediaEngine:
         self.pacer = Pacer(config.pacer_granularity, self._first_frame)
         self.on_prompt_late: PromptLateness | None = None
         self.prompts = PromptCache()
-        self.native = (
+        self.native_pacer = (
             NativePacer() if config.pacer == "native" and NativePacer.available() else None
         )
-        if config.pacer == "native" and self.native is None:
+        if config.pacer == "native" and self.native_pacer is None:
             log.warning("the native pacer (_pace) is not built: prompts are paced in Python")
         self._sessions: set[MediaSession] = set()
         self._pool: deque[_BoundPair] = deque()
         self._refill: asyncio.Task[None] | None = None
         self.prebound_misses = 0  # sessions asked for while the pool was empty
         self._closed = False
+        self._native_wanted = config.native_receive and native.available()
+        if config.native_receive and not native.available():
+            log.warning("the native RTP receiver is not built: RTP is read on the event loop")
+        self.native: native.NativeReceiver | None = None  # started with the first socket
 
     @property
     def sessions(self) -> int:
@@ -322,9 +371,13 @@ class MediaEngine:
             self.ports.reserve(port)
             rtp: tuple[asyncio.DatagramTransport, _Endpoint] | None = None
             try:
-                rtp = await loop.create_datagram_endpoint(
-                    lambda: _Endpoint(rtcp=False), sock=rtp_sock
-                )
+                if self._native_wanted:
+                    endpoint = _Endpoint(rtcp=False)
+                    rtp = (_SocketTransport(rtp_sock, endpoint), endpoint)
+                else:
+                    rtp = await loop.create_datagram_endpoint(
+                        lambda: _Endpoint(rtcp=False), sock=rtp_sock
+                    )
                 rtcp = await loop.create_datagram_endpoint(
                     lambda: _Endpoint(rtcp=True), sock=rtcp_sock
                 )
@@ -375,9 +428,21 @@ class MediaEngine:
             await self._discard(self._pool.popleft())
         for session in list(self._sessions):
             await session.close()
-        await self.pacer.close()
         if self.native is not None:
             self.native.close()
+            self.native = None
+        await self.pacer.close()
+        if self.native_pacer is not None:
+            self.native_pacer.close()
+
+    def _native_for(self, transport: asyncio.DatagramTransport) -> native.NativeReceiver | None:
+        if not isinstance(transport, _SocketTransport):
+            return None
+        if self.native is None:
+            self.native = native.NativeReceiver(
+                asyncio.get_running_loop(), _BLOCK_SAMPLES, _FLUSH_AFTER
+            )
+        return self.native
 
     def _forget(self, session: MediaSession) -> None:
         self._sessions.discard(session)
@@ -456,7 +521,7 @@ class MediaSession:
         self.on_inactivity: InactivityHandler | None = None
         # Set (by a relay), every RTP packet from the accepted source goes here as it arrives,
         # unparsed, instead of to the recorder: no reordering, decoding or DTMF detection.
-        self.on_rtp: RtpTap | None = None
+        self._on_rtp: RtpTap | None = None
         self.confirmed = True  # see expect_confirmation()
         self._on_confirmed: Callable[[], None] | None = None
         self._recorder = Recorder(
@@ -471,8 +536,8 @@ class MediaSession:
         self._cname = f"{secrets.token_hex(8)}@afterbeep".encode()
         self._send_lock = asyncio.Lock()
         self._jobs: set[AudioJob | DtmfJob] = set()
-        self._native: list[NativeJob] = []  # prompts on the native pacer, not ended yet
-        self._native_codec = (Codec.PCMU, 20)  # what they were started with
+        self._paced: list[NativeJob] = []  # prompts on the native pacer, not ended yet
+        self._paced_codec = (Codec.PCMU, 20)  # what they were started with
         sock = self._rtp_transport.get_extra_info("socket")
         self._rtp_fd: int = sock.fileno() if sock is not None else -1
         self._pending_offer: bytes | None = None
@@ -499,6 +564,12 @@ class MediaSession:
         self._socket_errors = 0
         self._rtp_endpoint.session = self
         self._rtcp_endpoint.session = self
+        self._native = engine._native_for(self._rtp_transport)
+        self._native_sid = 0
+        self._native_armed = False
+        if self._native is not None:
+            assert isinstance(self._rtp_transport, _SocketTransport)
+            self._native_sid = self._native.add(self._rtp_transport.sock, self)
 
     # --- callbacks ------------------------------------------------------------------------
 
@@ -508,7 +579,17 @@ class MediaSession:
 
     @on_audio.setter
     def on_audio(self, sink: AudioSink | None) -> None:
+        self._native_release()
         self._recorder.on_audio = sink
+
+    @property
+    def on_rtp(self) -> RtpTap | None:
+        return self._on_rtp
+
+    @on_rtp.setter
+    def on_rtp(self, tap: RtpTap | None) -> None:
+        self._native_release()
+        self._on_rtp = tap
 
     @property
     def on_dtmf(self) -> DigitSink | None:
@@ -626,6 +707,7 @@ class MediaSession:
             raise ValueError("negotiation is for another RTP port")
 
     def _set_negotiated(self, negotiated: Negotiated) -> None:
+        self._native_release()
         self.negotiated = negotiated
         if negotiated.remote_reachable:  # a c=0.0.0.0 hold keeps the source we know
             self._filter.reset(negotiated.remote_address)
@@ -638,7 +720,7 @@ class MediaSession:
         self.sending = negotiated.sends
         self._inactivity_reported = False
         self._arm_inactivity()
-        if self._native:
+        if self._paced:
             self._retarget_native(self._filter.send_to)
 
     # --- confirmation of the peer ---------------------------------------------------------
@@ -698,7 +780,7 @@ class MediaSession:
                 parts, result = [], PlayResult(0, 0, True)
             queue = [prompts.get(part) for part in parts]
             tail = prompts.get(then) if then is not None and len(then) else None
-            native = self._engine.native
+            native = self._engine.native_pacer
             if native is not None and every == 1:
                 resume = await self._play_native(native, queue, interrupt, tail)
                 if isinstance(resume, PlayResult):
@@ -746,7 +828,7 @@ class MediaSession:
         prompts = [*queue, tail] if tail is not None else list(queue)
         ends: list[asyncio.Future[NativeEnd]] = []
         jobs: list[NativeJob] = []
-        self._native_codec = (self.codec, self.ptime)
+        self._paced_codec = (self.codec, self.ptime)
         try:
             for index, prompt in enumerate(prompts):
                 end: asyncio.Future[NativeEnd] = self._loop.create_future()
@@ -757,7 +839,7 @@ class MediaSession:
                     return PlayResult(0, 0, False), queue, tail  # not a literal address
                 jobs.append(job)
                 ends.append(end)
-                self._native.append(job)
+                self._paced.append(job)
             if queue:
                 last = ends[len(queue) - 1]
                 if interrupt is not None:
@@ -771,11 +853,11 @@ class MediaSession:
             outcome = [await end for end in ends]
         finally:
             native.cancel(*jobs)  # a cancelled play: nothing of it is sent any more
-            self._native = [job for job in self._native if not job.ended]
+            self._paced = [job for job in self._paced if not job.ended]
         result = PlayResult(0, 0, False)
         for index, ended in enumerate(outcome[: len(queue)]):
             result = _joined(result, PlayResult(ended.frames, ended.samples, ended.interrupted))
-            if ended.interrupted and (self._native_codec != (self.codec, self.ptime)):
+            if ended.interrupted and (self._paced_codec != (self.codec, self.ptime)):
                 if self.state is not SessionState.STARTED:
                     return result
                 rest = [Prompt(queue[index].pcm[ended.samples :]), *queue[index + 1 :]]
@@ -845,11 +927,11 @@ class MediaSession:
     def _retarget_native(self, destination: tuple[str, int] | None) -> None:
         """The destination, payload type or hold changed while prompts play natively; a codec
         or ptime change ends them (`play` goes on in Python)."""
-        native = self._engine.native
-        jobs = self._native = [job for job in self._native if not job.ended]
+        native = self._engine.native_pacer
+        jobs = self._paced = [job for job in self._paced if not job.ended]
         if native is None or not jobs:
             return
-        if self._native_codec != (self.codec, self.ptime):
+        if self._paced_codec != (self.codec, self.ptime):
             native.cancel(*jobs)
             return
         if destination is not None:
@@ -885,8 +967,8 @@ class MediaSession:
     # --- receive path ---------------------------------------------------------------------
 
     def _rtp_in(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        if self.on_rtp is not None:
-            self._rtp_relayed(data, addr, self.on_rtp)
+        if self._on_rtp is not None:
+            self._rtp_relayed(data, addr, self._on_rtp)
             return
         # The fast path (nearly every packet of a call): a plain 12-byte header from the
         # latched source, the next audio packet of the stream. Anything else, or anything the
@@ -990,6 +1072,87 @@ class MediaSession:
             self._inactivity_reported = False
             self._arm_inactivity()
 
+    # --- the native receiver (native.py): it takes the stream's next packets while armed ---
+
+    def _native_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        """A datagram the thread did not take: ours to handle, after what it took before."""
+        if self._native_armed:
+            self._native_release()
+        self._rtp_in(data, addr)
+
+    def _native_ready(self) -> None:
+        if self._native_armed:
+            self._native_sync(disarm=False)
+
+    def _native_rearm(self) -> None:
+        """Arm the thread with our state, if the next packet may take the fast path."""
+        receiver = self._native
+        latched = self._filter.latched
+        if (
+            receiver is None
+            or self._native_armed
+            or not self._receiving
+            or self._on_rtp is not None
+            or self._inactivity_reported
+            or latched is None
+        ):
+            return
+        start = self._recorder.native_state()
+        if start is None or self._reception.ssrc != start.ssrc:
+            return
+        max_ext, jitter, last_ts, last_arrival = self._reception.snapshot()
+        if "%" in latched[0]:  # an IPv6 scope the thread does not compare: stay in Python
+            return
+        if receiver.rx.arm(
+            self._native_sid,
+            latched[0],
+            latched[1],
+            start.pt,
+            start.alaw,
+            start.ssrc,
+            start.seq,
+            start.ts,
+            start.position,
+            max_ext,
+            jitter,
+            last_ts,
+            last_arrival,
+            start.pending,
+            start.pending_offset,
+            start.pending_since,
+        ):
+            self._recorder.native_armed()
+            self._native_armed = True
+
+    def _native_release(self) -> None:
+        """Take the stream back from the thread: its blocks, counters and partial block."""
+        if self._native_armed:
+            self._native_armed = False
+            assert self._native is not None
+            self._native_apply(self._native.sync(self._native_sid, True))
+
+    def _native_sync(self, disarm: bool) -> None:
+        assert self._native is not None
+        self._native_apply(self._native.sync(self._native_sid, disarm))
+
+    def _native_apply(self, state: NativeState) -> None:
+        blocks, packets, octets, samples, _, next_ts, arrival, max_ext, jitter, last_ts, partial = (
+            state
+        )
+        recorder = self._recorder
+        if packets:
+            recorder.native_advanced(packets, samples, next_ts, arrival)
+            self._reception.advanced(packets, max_ext, jitter, last_ts, arrival)
+            self._last_rtp = max(self._last_rtp, arrival)
+            self._packets_received += packets
+            self._bytes_received += octets
+        for offset, pcm in blocks:
+            recorder.native_block(np.frombuffer(pcm, dtype=np.int16), offset)
+        if partial is not None:
+            recorder.native_returned(*partial)
+            if self._expiry_timer is None and recorder.holding:
+                self._arm_expiry()
+
     def _rtcp_in(self, data: bytes, addr: tuple[Any, ...]) -> None:
         if self.state is not SessionState.STARTED or not self._filter.accept_control(addr):
             self._dropped_source += 1
@@ -1031,6 +1194,8 @@ class MediaSession:
 
     def _check_inactivity(self) -> None:
         self._inactivity_timer = None
+        if self._native_armed:
+            self._native_sync(disarm=False)
         n = self.negotiated
         if self.state is not SessionState.STARTED or n is None or not n.expects_rtp:
             return
@@ -1041,6 +1206,7 @@ class MediaSession:
             )
             return
         self._inactivity_reported = True
+        self._native_release()  # the next packet comes through _received, which resets this
         log.info("no RTP for %.0f s on port %d", timeout, self.local_port)
         if self.on_inactivity is not None:
             self.on_inactivity()
@@ -1064,9 +1230,9 @@ class MediaSession:
         stream = self._stream
         sender = None
         packets, octets = stream.packets_sent, stream.octets_sent
-        native = self._engine.native
+        native = self._engine.native_pacer
         if native is not None:  # prompts playing on the thread: what they sent so far
-            for job in self._native:
+            for job in self._paced:
                 more, more_octets = native.progress(job)
                 packets, octets = packets + more, octets + more_octets
         if packets != self._reported_packets:
@@ -1099,6 +1265,8 @@ class MediaSession:
     # --- lifecycle ------------------------------------------------------------------------
 
     def stats(self) -> MediaStats:
+        if self._native_armed:
+            self._native_sync(disarm=False)
         recorder = self._recorder
         return MediaStats(
             packets_received=self._packets_received,
@@ -1135,10 +1303,15 @@ class MediaSession:
         for job in list(self._jobs):
             self._engine.pacer.discard(job)
             job.finish(interrupted=True)
-        if self._native and self._engine.native is not None:
-            self._engine.native.cancel(*self._native)  # the thread drops our socket now
-            self._native = []
+        if self._paced and self._engine.native_pacer is not None:
+            self._engine.native_pacer.cancel(*self._paced)  # the thread drops our socket now
+            self._paced = []
         try:
+            if self._native is not None:  # the thread lets go of the socket before it closes
+                armed, self._native_armed = self._native_armed, False
+                state = self._native.remove(self._native_sid)
+                if armed:
+                    self._native_apply(state)
             self._recorder.flush()
             if was_started and self.confirmed:
                 with contextlib.suppress(OSError):
