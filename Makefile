@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint typecheck unit system-deps venv benchmarks
 
-$(BIN)/.installed: pyproject.toml constraints.txt
+$(BIN)/.installed: pyproject.toml constraints.txt $(wildcard src/afterbeep/telephony/media/*.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'

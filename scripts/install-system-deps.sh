@@ -2,7 +2,8 @@
 # Installs the system packages the test suite talks to, when they are missing:
 # PostgreSQL (initdb/pg_ctl), SIPp (sip-tester), baresip (a real softphone), espeak-ng, sox and
 # Chromium (the browser tests drive Debian's build through Playwright; Playwright downloads none)
-# and tcpdump (what the benchmark's fixed-time caller heard).
+# tcpdump (what the benchmark's fixed-time caller heard), gcc and Python's headers (the C
+# extensions of the media path).
 #
 # Another apt or dpkg run (unattended-upgrades on a fresh machine, say) may hold the package
 # manager's locks: we wait for them, up to APT_LOCK_TIMEOUT seconds (default 600), instead of
@@ -17,7 +18,9 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v chromium >/dev/null || need+=(chromium)
 command -v tcpdump >/dev/null || need+=(tcpdump)  # benchmarks.sip_load --caller fixed-time
-command -v gcc >/dev/null || need+=(gcc)  # the native RTP receiver (pip install builds it)
+command -v gcc >/dev/null || need+=(gcc)  # the native RTP receiver and pacer (pip install builds them)
+python_include="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)"
+[ -f "$python_include/Python.h" ] || need+=(python3-dev)  # and Python's headers
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "installing system packages: ${need[*]}"
 SUDO=""

@@ -621,6 +621,7 @@ class Runtime:
             media_config, inactivity_timeout=s.rtp_timeout_seconds, prebound=prebound
         )
         media_config = replace(media_config, native_receive=s.media_receive == "native")
+        media_config = replace(media_config, pacer=s.media_pacer)
         ua_config = replace(ua_config, network_policy=s.network_policy())
         registrar = self.registrar = self.make_registrar()
         inbound: InboundCalls | None = None

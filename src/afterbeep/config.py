@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     # calls in any 100 ms (0 = off).
     admission_loop_busy_percent: float = Field(default=75.0, ge=0, le=100)
     admission_answers_per_100ms: int = Field(default=6, ge=0)
+    # Prompts' RTP: "native", by the C thread of telephony/media/_pace.c (the Python pacer when
+    # the extension is not built), or "python", on the event loop.
+    media_pacer: Literal["native", "python"] = "native"
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())

@@ -74,7 +74,7 @@ async def test_two_seconds_of_frames_with_continuous_numbering() -> None:
 
 
 async def test_many_sessions_share_one_pacing_loop_that_sleeps_when_idle() -> None:
-    eng = engine()
+    eng = engine(pacer="python")
     socks = [listener() for _ in range(20)]
     try:
         sessions = [await eng.open_session() for _ in socks]

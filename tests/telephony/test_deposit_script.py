@@ -153,7 +153,9 @@ async def test_hang_up_during_greeting_leaves_nothing(spool: Spool) -> None:
 class _StuckInGreeting(FakeCall):
     """A call whose greeting never ends (until the script is cancelled)."""
 
-    async def play(self, audio: Audio, interrupt_on: str = "") -> str | None:
+    async def play(
+        self, audio: Audio | tuple[Audio, ...], interrupt_on: str = "", then: Audio | None = None
+    ) -> str | None:
         await asyncio.Event().wait()
         return None
 

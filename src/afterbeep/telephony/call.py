@@ -740,8 +740,11 @@ class SipCall:
             raise CallEnded()
         return self.media
 
-    async def play(self, audio: Audio, interrupt_on: str = "") -> str | None:
-        """Play to the end, or until one of `interrupt_on` is pressed (that key is returned).
+    async def play(
+        self, audio: Audio | tuple[Audio, ...], interrupt_on: str = "", then: Audio | None = None
+    ) -> str | None:
+        """Play to the end, or until one of `interrupt_on` is pressed (that key is returned);
+        a tuple and `then` as `Call.play` says.
 
         Raises CallEnded when the far end hangs up.
         """
@@ -757,7 +760,7 @@ class SipCall:
             player = _Player(interrupt_on)
             self._player = player
             try:
-                await media.play(audio, interrupt=player.interrupt)
+                await media.play(audio, interrupt=player.interrupt, then=then)
             except MediaSessionStateError as exc:
                 raise CallEnded() from exc
             finally:

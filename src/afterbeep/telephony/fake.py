@@ -60,7 +60,19 @@ class FakeCall:
     async def answer(self) -> None:
         self.answered = True
 
-    async def play(self, audio: Audio, interrupt_on: str = "") -> str | None:
+    async def play(
+        self, audio: Audio | tuple[Audio, ...], interrupt_on: str = "", then: Audio | None = None
+    ) -> str | None:
+        key = None
+        for part in audio if isinstance(audio, tuple) else (audio,):
+            key = await self._play_one(part, interrupt_on)
+            if key is not None:
+                break
+        if then is not None:
+            await self._play_one(then, "")
+        return key
+
+    async def _play_one(self, audio: Audio, interrupt_on: str) -> str | None:
         self._check_alive()
         start, end = self.now, self.now + len(audio)
         if self.hangup_at_ms is not None:

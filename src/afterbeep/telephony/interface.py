@@ -48,8 +48,14 @@ class Call(Protocol):
 
     async def answer(self) -> None: ...
 
-    async def play(self, audio: Audio, interrupt_on: str = "") -> str | None:
+    async def play(
+        self, audio: Audio | tuple[Audio, ...], interrupt_on: str = "", then: Audio | None = None
+    ) -> str | None:
         """Play to the end, or until one of `interrupt_on` is pressed (that key is returned).
+
+        A tuple is played back to back, a key skipping the rest of it; `then` follows at once
+        (after a key too) and cannot be skipped: the whole sequence is on time even when the
+        event loop is not (a beep after the greeting, say).
 
         Raises CallEnded when the far end hangs up.
         """

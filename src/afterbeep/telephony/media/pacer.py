@@ -15,6 +15,11 @@ due is served at once, in :meth:`Pacer.add`, rather than at the next wake-up; on
 the next wake-up brings that wake-up forward. :meth:`Pacer.serve` is the serving step alone, with the time
 passed in, so tests drive it without an event loop. ``on_first_frame(job, now)`` (if set) is
 called as each job's first frame is sent (``afterbeep_prompt_late_seconds``).
+
+:class:`NativePacer` is the other way (``MediaConfig.pacer = "native"``, the default when the
+C extension ``_pace`` imports): prompts are sent by one native thread on its own clock, not by
+the event loop (see ``_pace.c``); the loop only hears, through an eventfd, when a prompt's first
+frame left and when it ended. Keep-alive silence and DTMF stay on :class:`Pacer`.
 """
 
 from __future__ import annotations
@@ -22,13 +27,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import importlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Protocol
 
 from afterbeep.telephony.media.errors import MediaSessionStateError
 
-__all__ = ["PacedJob", "Pacer"]
+_pace: ModuleType | None
+try:
+    _pace = importlib.import_module("afterbeep.telephony.media._pace")
+except ImportError:  # not built: the Python pacer does everything
+    _pace = None
+
+__all__ = ["NativeEnd", "NativeJob", "NativePacer", "PacedJob", "Pacer"]
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +180,155 @@ class Pacer:
 def _release(sleeper: asyncio.Future[None]) -> None:
     if not sleeper.done():
         sleeper.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class NativeEnd:
+    """How a native job ended; ``state`` is the stream's next frame (sequence, timestamp, due,
+    marker), None for a job cancelled before its predecessor ended."""
+
+    interrupted: bool
+    frames: int
+    samples: int
+    packets: int
+    octets: int
+    withheld: int
+    slips: int
+    send_errors: int
+    state: tuple[int, int, float, bool] | None
+
+
+class NativeJob:
+    """One prompt on the native thread: ``first(sent_at, due)`` as its first frame leaves,
+    ``done(end)`` once it ended (both on the event loop). ``intended`` is when its first frame
+    should leave (for the lateness of a chain's head: its due may have been moved)."""
+
+    __slots__ = ("done", "ended", "first", "id", "intended")
+
+    def __init__(self) -> None:
+        self.first: Callable[[float, float], None] = _ignore_first
+        self.done: Callable[[NativeEnd], None] = _ignore_done
+        self.id = 0
+        self.ended = False
+        self.intended = 0.0
+
+
+def _ignore_first(sent: float, due: float) -> None:
+    pass
+
+
+def _ignore_done(end: NativeEnd) -> None:
+    pass
+
+
+class _Dispatcher:
+    """The process's one reader of the thread's eventfd: events go to their job, whatever
+    engine started it (tests run several engines on one loop)."""
+
+    def __init__(self, pace: ModuleType) -> None:
+        self.pace = pace
+        self.jobs: dict[int, NativeJob] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is self._loop:
+            return
+        old = self._loop
+        if old is not None and not old.is_closed():
+            old.remove_reader(self.pace.fileno())
+        self.jobs.clear()  # a closed loop's jobs: their sessions are gone
+        loop.add_reader(self.pace.fileno(), self.drain)
+        self._loop = loop
+
+    def unwatch(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self.pace.fileno())
+        self._loop = None
+
+    def drain(self) -> None:
+        jobs = self.jobs
+        for event in self.pace.drain():
+            job = jobs.get(event[1])
+            if job is None:
+                continue
+            try:
+                if event[0] == 0:
+                    job.first(event[2], event[3])
+                else:
+                    del jobs[event[1]]
+                    job.ended = True
+                    job.done(NativeEnd(*event[3:]))
+            except Exception:  # one session's bookkeeping must not stop the others'
+                log.exception("native pacer event failed")
+
+
+_dispatcher: _Dispatcher | None = None
+
+
+class NativePacer:
+    """An engine's handle on the native thread (the thread and its clock are the process's)."""
+
+    def __init__(self, pace: ModuleType | None = None) -> None:
+        global _dispatcher
+        module = pace if pace is not None else _pace
+        if module is None:
+            raise MediaSessionStateError("the native pacer is not built")
+        if _dispatcher is None or _dispatcher.pace is not module:
+            _dispatcher = _Dispatcher(module)
+        self._dispatch = _dispatcher
+        self._closed = False
+
+    @staticmethod
+    def available() -> bool:
+        return _pace is not None
+
+    @property
+    def active(self) -> int:
+        return len(self._dispatch.jobs)
+
+    def start(self, job: NativeJob, after: NativeJob | None = None, **params: object) -> bool:
+        """Hand ``job`` to the thread (``params`` as ``_pace.start`` takes them); with ``after``
+        it begins where that one ends. False (nothing started) when ``after`` had already
+        ended: its end has been processed, start again from the stream's state."""
+        if self._closed:
+            raise MediaSessionStateError("the pacer is closed")
+        dispatch = self._dispatch
+        dispatch.watch(asyncio.get_running_loop())
+        if after is not None and after.ended:
+            return False
+        job_id: int = dispatch.pace.start(after=after.id if after is not None else 0, **params)
+        if job_id == 0:  # ended meanwhile: its end is waiting behind the eventfd
+            dispatch.drain()
+            return False
+        job.id = job_id
+        dispatch.jobs[job_id] = job
+        return True
+
+    def cancel(self, *jobs: NativeJob) -> None:
+        """End them now (interrupted): once this returns the thread sends none of their frames.
+        Their ``done`` runs before this returns."""
+        ids = [job.id for job in jobs if job.id and not job.ended]
+        if ids:
+            self._dispatch.pace.cancel(*ids)
+            self._dispatch.drain()
+
+    def retarget(
+        self, job: NativeJob, destination: tuple[str, int], payload_type: int, sending: bool
+    ) -> None:
+        if job.id and not job.ended:
+            self._dispatch.pace.retarget(
+                job.id, destination[0], destination[1], payload_type, sending
+            )
+
+    def progress(self, job: NativeJob) -> tuple[int, int]:
+        """Packets and octets ``job`` sent so far (0, 0 once ended: its end says it all)."""
+        if not job.id or job.ended:
+            return 0, 0
+        sent: tuple[int, int] | None = self._dispatch.pace.progress(job.id)
+        return sent if sent is not None else (0, 0)
+
+    def drain(self) -> None:
+        self._dispatch.drain()
+
+    def close(self) -> None:
+        self._closed = True

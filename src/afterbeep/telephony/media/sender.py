@@ -28,7 +28,9 @@ from afterbeep.telephony.media.rtp import SEQ_MOD, TS_MOD, build_rtp
 from afterbeep.telephony.media.sdp import CLOCK_RATE, Codec
 
 __all__ = [
+    "FOLLOW_WINDOW",
     "MAX_BURST",
+    "SILENCE_OCTET",
     "AudioJob",
     "DtmfJob",
     "PlayResult",
@@ -49,6 +51,7 @@ _ENCODERS: dict[Codec, Callable[[npt.NDArray[np.int16]], bytes]] = {
     Codec.PCMA: alaw_encode,
 }
 _SILENCE = {Codec.PCMU: bytes([ULAW_SILENCE]), Codec.PCMA: bytes([ALAW_SILENCE])}
+SILENCE_OCTET = {Codec.PCMU: ULAW_SILENCE, Codec.PCMA: ALAW_SILENCE}
 _HEADER = struct.Struct("!BBHII")  # RFC 3550 5.1, as rtp.build_rtp: V=2, no CSRC or extension
 _FIRST_OCTET = 0x80
 _MARKER = 0x80
@@ -160,6 +163,27 @@ class RtpSendStream:
         """A frame falls due while we must not send (hold): time passes, nothing is numbered."""
         self.skip(frame_seconds, frame_samples)
         self.frames_withheld += 1
+
+    def resume(
+        self,
+        state: tuple[int, int, float, bool],
+        packets: int,
+        octets: int,
+        withheld: int,
+        slips: int,
+    ) -> None:
+        """Frames were sent elsewhere (the native pacer): take up its numbering and schedule."""
+        self.sequence, self.timestamp, self.due, self._marker = state
+        self._begun = True
+        self.packets_sent += packets
+        self.octets_sent += octets
+        self.frames_withheld += withheld
+        self.slips += slips
+
+    @property
+    def marker(self) -> bool:
+        """The next packet opens a talkspurt."""
+        return self._marker
 
     def rtp_time(self, now: float) -> int:
         """The RTP timestamp that corresponds to ``now`` (for sender reports)."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import random
 import secrets
@@ -56,7 +57,7 @@ from afterbeep.telephony.media.errors import (
     SdpError,
 )
 from afterbeep.telephony.media.latch import SourceFilter
-from afterbeep.telephony.media.pacer import PacedJob, Pacer
+from afterbeep.telephony.media.pacer import NativeEnd, NativeJob, NativePacer, PacedJob, Pacer
 from afterbeep.telephony.media.ports import PortAllocator
 from afterbeep.telephony.media.recorder import AudioSink, DigitSink, Recorder
 from afterbeep.telephony.media.rtcp import (
@@ -73,8 +74,10 @@ from afterbeep.telephony.media.rtp import (
     MalformedPacketError,
     parse_rtp,
 )
-from afterbeep.telephony.media.sdp import Codec, Direction, Negotiated, SdpPrefs
+from afterbeep.telephony.media.sdp import CLOCK_RATE, Codec, Direction, Negotiated, SdpPrefs
 from afterbeep.telephony.media.sender import (
+    FOLLOW_WINDOW,
+    SILENCE_OCTET,
     AudioJob,
     DtmfJob,
     PlayResult,
@@ -134,6 +137,8 @@ class MediaConfig:
     # RTP read by the native receive thread (`native.py`) when the extension is built;
     # False: every packet on the event loop (AFTERBEEP_MEDIA_RECEIVE=python)
     native_receive: bool = True
+    # "native": prompts paced by the C thread of `_pace` when it is built; "python": `Pacer`
+    pacer: str = "native"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +263,11 @@ class MediaEngine:
         self.pacer = Pacer(config.pacer_granularity, self._first_frame)
         self.on_prompt_late: PromptLateness | None = None
         self.prompts = PromptCache()
+        self.native_pacer = (
+            NativePacer() if config.pacer == "native" and NativePacer.available() else None
+        )
+        if config.pacer == "native" and self.native_pacer is None:
+            log.warning("the native pacer (_pace) is not built: prompts are paced in Python")
         self._sessions: set[MediaSession] = set()
         self._pool: deque[_BoundPair] = deque()
         self._refill: asyncio.Task[None] | None = None
@@ -422,6 +432,8 @@ class MediaEngine:
             self.native.close()
             self.native = None
         await self.pacer.close()
+        if self.native_pacer is not None:
+            self.native_pacer.close()
 
     def _native_for(self, transport: asyncio.DatagramTransport) -> native.NativeReceiver | None:
         if not isinstance(transport, _SocketTransport):
@@ -440,6 +452,30 @@ class MediaEngine:
 def _log_refill_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("binding RTP port pairs ahead failed", exc_info=task.exception())
+
+
+def _joined(first: PlayResult, second: PlayResult) -> PlayResult:
+    return PlayResult(
+        first.frames + second.frames, first.samples + second.samples, second.interrupted
+    )
+
+
+class _SendFilter(SourceFilter):
+    """A SourceFilter that says when the address media goes to changes (latching, re-INVITE)."""
+
+    moved: Callable[[tuple[str, int] | None], None] | None = None
+    _send_to: tuple[str, int] | None = None
+
+    @property
+    def send_to(self) -> tuple[str, int] | None:
+        return self._send_to
+
+    @send_to.setter
+    def send_to(self, destination: tuple[str, int] | None) -> None:
+        changed = destination != self._send_to
+        self._send_to = destination
+        if changed and self.moved is not None:
+            self.moved(destination)
 
 
 def _settle(future: asyncio.Future[PlayResult], outcome: PlayResult | BaseException) -> None:
@@ -492,13 +528,18 @@ class MediaSession:
             window=self._config.reorder_window, max_wait=self._config.reorder_max_wait
         )
         self._reception = ReceptionStats()
-        self._filter = SourceFilter(None, self._config.allow_nat_latching)
+        self._filter = _SendFilter(None, self._config.allow_nat_latching)
+        self._filter.moved = self._retarget_native
         self._stream = RtpSendStream(
             secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
         )
         self._cname = f"{secrets.token_hex(8)}@afterbeep".encode()
         self._send_lock = asyncio.Lock()
         self._jobs: set[AudioJob | DtmfJob] = set()
+        self._paced: list[NativeJob] = []  # prompts on the native pacer, not ended yet
+        self._paced_codec = (Codec.PCMU, 20)  # what they were started with
+        sock = self._rtp_transport.get_extra_info("socket")
+        self._rtp_fd: int = sock.fileno() if sock is not None else -1
         self._pending_offer: bytes | None = None
         self._last_rtp = 0.0
         self._inactivity_reported = False
@@ -679,6 +720,8 @@ class MediaSession:
         self.sending = negotiated.sends
         self._inactivity_reported = False
         self._arm_inactivity()
+        if self._paced:
+            self._retarget_native(self._filter.send_to)
 
     # --- confirmation of the peer ---------------------------------------------------------
 
@@ -706,9 +749,10 @@ class MediaSession:
 
     async def play(
         self,
-        audio: Prompt | npt.NDArray[np.int16],
+        audio: Prompt | npt.NDArray[np.int16] | tuple[Prompt | npt.NDArray[np.int16], ...],
         interrupt: asyncio.Event | None = None,
         every: int = 1,
+        then: Prompt | npt.NDArray[np.int16] | None = None,
     ) -> PlayResult:
         """Send 8 kHz int16 PCM (or a shared :class:`Prompt`) in ptime frames on an
         absolute schedule.
@@ -718,24 +762,181 @@ class MediaSession:
         and continue sequence numbers and timestamps. While the stream is on hold the
         frames still take their time but are not sent. With ``every`` > 1 only one frame
         in ``every`` is sent (a keep-alive of silence).
+
+        A tuple plays its prompts back to back, and an interrupt skips what is left of them;
+        ``then`` is played right after them (after an interrupt too), uninterrupted, and the
+        result is that of ``audio``. On the native pacer the whole sequence is handed to the
+        thread at once, so each part starts on time however late the event loop is.
         """
         self._require_started()
-        if len(audio) == 0:
+        parts = [p for p in (audio if isinstance(audio, tuple) else (audio,)) if len(p)]
+        if not parts and (then is None or len(then) == 0):
             return PlayResult(0, 0, False)
         async with self._send_lock:
             self._require_started()
+            prompts = self._engine.prompts
+            result = PlayResult(0, 0, False)
             if interrupt is not None and interrupt.is_set():
-                return PlayResult(0, 0, True)
-            future: asyncio.Future[PlayResult] = self._loop.create_future()
-            job = AudioJob(
-                self._stream,
-                self,
-                self._engine.prompts.get(audio),
-                lambda outcome: _settle(future, outcome),
-                interrupt.is_set if interrupt is not None else None,
-                every,
-            )
-            return await self._run_job(job, future)
+                parts, result = [], PlayResult(0, 0, True)
+            queue = [prompts.get(part) for part in parts]
+            tail = prompts.get(then) if then is not None and len(then) else None
+            native = self._engine.native_pacer
+            if native is not None and every == 1:
+                resume = await self._play_native(native, queue, interrupt, tail)
+                if isinstance(resume, PlayResult):
+                    return resume if queue else result
+                before, queue, tail = resume  # not for the thread: (the rest) in Python
+                result = PlayResult(
+                    result.frames + before.frames, result.samples + before.samples, False
+                )
+            for prompt in queue:
+                played = await self._play_python(prompt, interrupt, every)
+                result = _joined(result, played)
+                if played.interrupted:
+                    break
+            if tail is not None and self.state is SessionState.STARTED:
+                await self._play_python(tail, None, 1)
+            return result
+
+    async def _play_python(
+        self, prompt: Prompt, interrupt: asyncio.Event | None, every: int
+    ) -> PlayResult:
+        future: asyncio.Future[PlayResult] = self._loop.create_future()
+        job = AudioJob(
+            self._stream,
+            self,
+            prompt,
+            lambda outcome: _settle(future, outcome),
+            interrupt.is_set if interrupt is not None else None,
+            every,
+        )
+        return await self._run_job(job, future)
+
+    async def _play_native(
+        self,
+        native: NativePacer,
+        queue: list[Prompt],
+        interrupt: asyncio.Event | None,
+        tail: Prompt | None,
+    ) -> PlayResult | tuple[PlayResult, list[Prompt], Prompt | None]:
+        """The prompts, then ``tail``, as one chain on the native thread. A PlayResult, or,
+        when a re-INVITE changed the codec or ptime mid-play (the thread's frames are cut for
+        the old ones), what was played and the prompts still to play."""
+        destination = self._filter.send_to
+        if destination is None or self._rtp_fd < 0 or not self.sending:
+            return PlayResult(0, 0, False), queue, tail
+        prompts = [*queue, tail] if tail is not None else list(queue)
+        ends: list[asyncio.Future[NativeEnd]] = []
+        jobs: list[NativeJob] = []
+        self._paced_codec = (self.codec, self.ptime)
+        try:
+            for index, prompt in enumerate(prompts):
+                end: asyncio.Future[NativeEnd] = self._loop.create_future()
+                job = NativeJob()
+                job.first = functools.partial(self._native_first, job, index == 0)
+                job.done = self._native_done(end)
+                if not self._start_native(native, job, prompt, jobs[-1] if jobs else None):
+                    return PlayResult(0, 0, False), queue, tail  # not a literal address
+                jobs.append(job)
+                ends.append(end)
+                self._paced.append(job)
+            if queue:
+                last = ends[len(queue) - 1]
+                if interrupt is not None:
+                    waiter = self._loop.create_task(interrupt.wait())
+                    try:
+                        await asyncio.wait((last, waiter), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
+                    if not last.done():
+                        native.cancel(*jobs[: len(queue)])  # the tail follows at once
+            outcome = [await end for end in ends]
+        finally:
+            native.cancel(*jobs)  # a cancelled play: nothing of it is sent any more
+            self._paced = [job for job in self._paced if not job.ended]
+        result = PlayResult(0, 0, False)
+        for index, ended in enumerate(outcome[: len(queue)]):
+            result = _joined(result, PlayResult(ended.frames, ended.samples, ended.interrupted))
+            if ended.interrupted and (self._paced_codec != (self.codec, self.ptime)):
+                if self.state is not SessionState.STARTED:
+                    return result
+                rest = [Prompt(queue[index].pcm[ended.samples :]), *queue[index + 1 :]]
+                return PlayResult(result.frames, result.samples, False), rest, tail
+            if ended.interrupted:
+                break
+        return result
+
+    def _start_native(
+        self, native: NativePacer, job: NativeJob, prompt: Prompt, after: NativeJob | None
+    ) -> bool:
+        stream = self._stream
+        ptime = self.ptime
+        samples = CLOCK_RATE * ptime // 1000
+        destination = self._filter.send_to
+        if destination is None:
+            return False
+        for following in (after, None) if after is not None else (None,):
+            if following is None:
+                now = time.monotonic()  # the thread's clock (uvloop's loop.time() is in ms)
+                job.intended = (
+                    stream.due if stream.begun and now - stream.due < FOLLOW_WINDOW else now
+                )
+                stream.begin(now, ptime / 1000, samples)
+            try:
+                started = native.start(
+                    job,
+                    following,
+                    fd=self._rtp_fd,
+                    host=destination[0],
+                    port=destination[1],
+                    payload=prompt.encoded(self.codec),
+                    frame_bytes=samples,
+                    ptime=ptime / 1000,
+                    pt=self.payload_type,
+                    silence=SILENCE_OCTET[self.codec],
+                    ssrc=stream.ssrc,
+                    seq=stream.sequence,
+                    ts=stream.timestamp,
+                    marker=stream.marker,
+                    due=stream.due,
+                    sending=self.sending,
+                )
+            except ValueError:  # a host name, not an address: the Python pacer resolves it
+                return False
+            if started:
+                return True
+        return False
+
+    def _native_first(self, job: NativeJob, head: bool, sent: float, due: float) -> None:
+        observe = self._engine.on_prompt_late
+        if observe is not None:
+            observe(max(0.0, sent - (job.intended if head else due)))
+
+    def _native_done(self, end: asyncio.Future[NativeEnd]) -> Callable[[NativeEnd], None]:
+        def done(outcome: NativeEnd) -> None:
+            if outcome.state is not None:
+                self._stream.resume(
+                    outcome.state, outcome.packets, outcome.octets, outcome.withheld, outcome.slips
+                )
+                self._bytes_sent += outcome.octets + RTP_HEADER_SIZE * outcome.packets
+            if not end.done():
+                end.set_result(outcome)
+
+        return done
+
+    def _retarget_native(self, destination: tuple[str, int] | None) -> None:
+        """The destination, payload type or hold changed while prompts play natively; a codec
+        or ptime change ends them (`play` goes on in Python)."""
+        native = self._engine.native_pacer
+        jobs = self._paced = [job for job in self._paced if not job.ended]
+        if native is None or not jobs:
+            return
+        if self._paced_codec != (self.codec, self.ptime):
+            native.cancel(*jobs)
+            return
+        if destination is not None:
+            for job in jobs:
+                native.retarget(job, destination, self.payload_type, self.sending)
 
     async def send_dtmf(self, digit: str, duration_ms: int = 100) -> PlayResult:
         """Send one RFC 4733 event on the negotiated telephone-event payload type."""
@@ -1028,13 +1229,19 @@ class MediaSession:
         now = self._loop.time()
         stream = self._stream
         sender = None
-        if stream.packets_sent != self._reported_packets:
-            self._reported_packets = stream.packets_sent
+        packets, octets = stream.packets_sent, stream.octets_sent
+        native = self._engine.native_pacer
+        if native is not None:  # prompts playing on the thread: what they sent so far
+            for job in self._paced:
+                more, more_octets = native.progress(job)
+                packets, octets = packets + more, octets + more_octets
+        if packets != self._reported_packets:
+            self._reported_packets = packets
             sender = RtcpSenderInfo(
                 ntp_timestamp=ntp_timestamp(time.time()),
                 rtp_timestamp=stream.rtp_time(now),
-                packet_count=stream.packets_sent & 0xFFFFFFFF,
-                octet_count=stream.octets_sent & 0xFFFFFFFF,
+                packet_count=packets & 0xFFFFFFFF,
+                octet_count=octets & 0xFFFFFFFF,
             )
         block = self._reception.report_block(now)
         return build_compound(stream.ssrc, self._cname, block, sender, bye)
@@ -1096,6 +1303,9 @@ class MediaSession:
         for job in list(self._jobs):
             self._engine.pacer.discard(job)
             job.finish(interrupted=True)
+        if self._paced and self._engine.native_pacer is not None:
+            self._engine.native_pacer.cancel(*self._paced)  # the thread drops our socket now
+            self._paced = []
         try:
             if self._native is not None:  # the thread lets go of the socket before it closes
                 armed, self._native_armed = self._native_armed, False

@@ -76,10 +76,12 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
     creating = asyncio.ensure_future(asyncio.to_thread(writer.create))
     try:
         greeting = box.greeting if box.greeting is not None else _system_greeting(box)
-        skipped = await call.play(greeting, interrupt_on="#")
-        if skipped is None and not box.skip_instructions:
-            await call.play(prompt("vm-instructions", box.language), interrupt_on="#")
-        await call.play(beep())
+        # One sequence, so that the beep leaves on time however late the event loop runs;
+        # `#` during the greeting or the instructions skips to the beep.
+        intro: tuple[Audio, ...] = (greeting,)
+        if not box.skip_instructions:
+            intro = (greeting, prompt("vm-instructions", box.language))
+        await call.play(intro, interrupt_on="#", then=beep())
         if creating.done():
             creating.result()  # a spool that cannot be written fails the call before recording
         recording = await call.record(
