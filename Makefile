@@ -30,4 +30,6 @@ typecheck: venv
 unit: venv system-deps
 	$(BIN)/pytest -n 2 --dist loadfile
 
-test: lint typecheck unit
+# System packages first: gcc and Python's headers must be there when the venv builds the
+# media path's C extensions (they are optional to `pip install`, so a missing gcc only warns).
+test: system-deps lint typecheck unit
