@@ -26,9 +26,11 @@ typecheck: venv
 	$(BIN)/mypy
 
 # Two workers (these are 2-core machines and most of the suite waits on real-time audio),
-# one test file per worker at a time so a file's peers and fixtures stay together.
+# one test file per worker at a time so a file's peers and fixtures stay together, handed out
+# in the order tests/conftest.py sorts them (the slowest files first) rather than xdist's
+# (the files with most tests first, which left the long few-test files for the end).
 unit: venv system-deps
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # System packages first: gcc and Python's headers must be there when the venv builds the
 # media path's C extensions (they are optional to `pip install`, so a missing gcc only warns).

@@ -195,3 +195,18 @@ async def account(runtime: Runtime) -> TestAccount:
 async def other_account(runtime: Runtime) -> TestAccount:
     issued = await runtime.accounts.create_account("Other Co")
     return TestAccount(issued.account_id, issued.secret)
+
+
+SLOWEST_FILES = Path(__file__).with_name("slowest_files.txt")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of tests/slowest_files.txt first, longest first; the others after them in
+    collection order, each file's tests in their own order. `make test` hands whole files to
+    the two workers in this order (`--dist loadfile --no-loadscope-reorder`): a long file
+    started last kept one worker busy for minutes after the other had finished."""
+    ranks: dict[str, int] = {}
+    for line in SLOWEST_FILES.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            ranks.setdefault(line.split()[-1], len(ranks))
+    items.sort(key=lambda item: ranks.get(item.nodeid.split("::", 1)[0], len(ranks)))

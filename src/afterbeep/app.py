@@ -18,10 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from fastapi import FastAPI
 
-from afterbeep.api.app import create_app
-from afterbeep.api.deps import ApiServices
 from afterbeep.api.idempotency import IdempotencySweeper
 from afterbeep.audio.amd import MachineDetector
 from afterbeep.audio.amd_cues import cue_language, load_cues
@@ -29,6 +26,9 @@ from afterbeep.audio.speech import EspeakSynthesizer
 from afterbeep.config import Settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from afterbeep.api.deps import ApiServices
     from afterbeep.asr.turns import TurnTranscriber
 from afterbeep.db.engine import Database
 from afterbeep.db.repos.delivery import SqlDeliveryStore
@@ -105,8 +105,6 @@ from afterbeep.telephony.sip.registrar import LockoutPolicy, Registrar
 from afterbeep.telephony.spool import Spool
 from afterbeep.telephony.spool_worker import SpoolHandoff, SpoolWorker
 from afterbeep.transcription.worker import TranscriptionWorker
-from afterbeep.web.app import install as install_web
-from afterbeep.web.session import WebServices
 
 if TYPE_CHECKING:
     import httpx
@@ -697,6 +695,12 @@ class Runtime:
     @property
     def app(self) -> FastAPI:
         if self._app is None:
+            # Imported here: the processes that serve no HTTP (the post-call worker, the CLI's
+            # commands) do not load FastAPI and the 189 routes.
+            from afterbeep.api.app import create_app
+            from afterbeep.web.app import install as install_web
+            from afterbeep.web.session import WebServices
+
             services = self.api_services()
             web = WebServices(
                 members=services.members,
@@ -716,6 +720,8 @@ class Runtime:
         return self._app
 
     def api_services(self) -> ApiServices:
+        from afterbeep.api.deps import ApiServices
+
         if self.store is None:
             raise RuntimeError("Runtime.start() must run first")
         s = self.settings

@@ -30,9 +30,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from afterbeep.config import Settings
-from afterbeep.telephony.spool import SpoolEntry
+if TYPE_CHECKING:
+    from afterbeep.config import Settings
+    from afterbeep.telephony.spool import SpoolEntry
 
 log = logging.getLogger("afterbeep.postcall")
 

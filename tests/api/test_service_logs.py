@@ -138,7 +138,7 @@ def test_no_colour_codes_on_a_terminal(tmp_path: Path) -> None:
         **COLOUR,
         "AFTERBEEP_DATA_DIR": str(tmp_path / "var"),
         "AFTERBEEP_HTTP_ADDR": f"127.0.0.1:{port}",
-        "AFTERBEEP_SIP_ADDR": f"127.0.0.1:{free_port()}",
+        "AFTERBEEP_SIP_ADDR": "127.0.0.1:0",  # one free port for UDP and TCP
         "AFTERBEEP_SMTP_URL": "smtp://127.0.0.1:9",
     }
     leader, follower = pty.openpty()

@@ -50,6 +50,22 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def udp_bound(port: int) -> bool:
+    """Whether a socket is bound to UDP `port`, read from /proc/net/udp: a probe that binds the
+    port itself could take it from the process about to bind it."""
+    suffix = f":{port:04X}"
+    with open("/proc/net/udp") as table:
+        next(table)
+        return any(line.split()[1].endswith(suffix) for line in table)
+
+
+async def wait_udp_bound(port: int, within: float = 10.0) -> None:
+    """Until a process (SIPp, which signals readiness only by its socket) has bound `port`."""
+    async with asyncio.timeout(within):
+        while not udp_bound(port):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
 @dataclass
 class SippResult:
     returncode: int

@@ -20,7 +20,15 @@ from afterbeep.telephony.sip.ua import (
     UserAgent,
 )
 
-from .conftest import CANNED_SDP, CannedUas, free_udp_port, make_config, received_count, run_sipp
+from .conftest import (
+    CANNED_SDP,
+    CannedUas,
+    free_udp_port,
+    make_config,
+    received_count,
+    run_sipp,
+    wait_udp_bound,
+)
 
 
 async def _dialog_events(dialog: Dialog) -> list[str]:
@@ -135,7 +143,7 @@ async def test_outbound_call_through_401_with_retransmitted_challenge(
             run_sipp(sipp_bin, "uas_auth_401.xml", tmp_path, remote=None, local_port=port)
         )
         try:
-            await asyncio.sleep(0.5)  # SIPp binds its port
+            await wait_udp_bound(port)
             call = await ua.invite(
                 f"sip:callee@127.0.0.1:{port}",
                 "sip:afterbeep@127.0.0.1",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -24,7 +23,7 @@ from afterbeep.telephony.ringing import SipRinger
 from afterbeep.telephony.scripts.ringer import BridgeEnd, RingResult, RingTarget
 from afterbeep.telephony.server import TelephonyServer, telephony_configs
 from tests.fixtures.rtp_pcap import RtpCapture, RtpStreamBuilder
-from tests.sip.conftest import SCENARIOS, SippResult, free_udp_port, run_sipp
+from tests.sip.conftest import SCENARIOS, SippResult, free_udp_port, run_sipp, wait_udp_bound
 
 EVENT_PT = 101
 
@@ -161,9 +160,7 @@ async def device(
     task = asyncio.ensure_future(
         run_sipp(sipp, scenario, workdir, remote=None, local_port=port, extra=extra)
     )
-    async with asyncio.timeout(5):
-        while not _bound(port):  # noqa: ASYNC110 (SIPp signals readiness only by its socket)
-            await asyncio.sleep(0.02)
+    await wait_udp_bound(port)
     return task, port
 
 
@@ -177,15 +174,6 @@ def caller(
     return asyncio.ensure_future(
         run_sipp(sipp, scenario, workdir, remote=f"127.0.0.1:{service_port}", extra=extra)
     )
-
-
-def _bound(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 _TRACE_TIME = re.compile(r"^-+ (\d{4}-\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+)", re.M)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from afterbeep.telephony.media import Codec
 from afterbeep.telephony.server import TelephonyServer, telephony_configs
 from tests.fixtures.rtp_pcap import RtpCapture, g711_roundtrip
 from tests.sip import conftest as sip_rig
-from tests.sip.conftest import SippResult, free_udp_port, run_sipp
+from tests.sip.conftest import SippResult, free_udp_port, run_sipp, wait_udp_bound
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,19 +38,8 @@ async def callee(
     task = asyncio.ensure_future(
         run_sipp(sipp, scenario, tmp_path, remote=None, local_port=port, extra=extra)
     )
-    async with asyncio.timeout(5):
-        while not _bound(port):  # noqa: ASYNC110 (SIPp signals readiness only by its socket)
-            await asyncio.sleep(0.02)
+    await wait_udp_bound(port)
     return task, port
-
-
-def _bound(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 async def test_dial_rings_then_answers_and_the_callee_hears_the_audio(

@@ -18,7 +18,6 @@ from datetime import timedelta
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from afterbeep.api.problems import problem
 from afterbeep.domain.clock import Clock
 from afterbeep.services.ports.idempotency import IdempotencyStore, StoredResponse
 
@@ -64,6 +63,13 @@ class BodyFingerprint:
         self._digest.update(self._carry)
         self._carry = b""
         return self._digest.hexdigest()
+
+
+def problem(status: int, error_id: str, title: str, detail: str = "") -> ASGIApp:
+    # Imported on use: `IdempotencySweeper` also runs in processes that load no FastAPI.
+    from afterbeep.api.problems import problem
+
+    return problem(status, error_id, title, detail)
 
 
 class IdempotencyMiddleware:

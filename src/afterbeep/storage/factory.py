@@ -16,7 +16,6 @@ from urllib.parse import unquote, urlsplit
 
 from afterbeep.services.ports.storage import InvalidKey, ObjectStore, validate_key
 from afterbeep.storage.local import LocalObjectStore
-from afterbeep.storage.s3 import S3ObjectStore, validate_bucket
 
 
 async def open_store(
@@ -71,6 +70,8 @@ def _build(
         return LocalObjectStore(root)
 
     if parts.scheme == "s3":
+        from afterbeep.storage.s3 import S3ObjectStore, validate_bucket  # aiobotocore: only here
+
         bucket = parts.netloc
         if not bucket:
             raise ValueError("AFTERBEEP_STORAGE_URL must name a bucket: s3://bucket[/prefix]")
