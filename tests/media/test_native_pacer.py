@@ -301,35 +301,43 @@ def relative(packets: list[Packet]) -> list[tuple[bool, int, int, int, bytes]]:
     ]
 
 
+async def _play_twice(
+    kind: str, greeting: Prompt, beep: Prompt, ptime: int, pcma: bool
+) -> list[tuple[bool, int, int, int, bytes]]:
+    eng = engine(pacer=kind)
+    assert (eng.native_pacer is not None) == (kind == "native")
+    rx = Receiver()
+    try:
+        session = await eng.open_session()
+        answer_to(session, rx.port, ptime, pcma)
+        first = await session.play(greeting)
+        second = await session.play((beep, greeting), then=beep)
+        stats = session.stats()
+        await session.close()
+        packets = rx.waiting()
+    finally:
+        rx.close()
+        rx.sock.close()
+        await eng.close()
+    frames = -(-len(greeting) // (8 * ptime))
+    beep_frames = -(-len(beep) // (8 * ptime))
+    assert first.frames == frames and second.frames == frames + beep_frames
+    assert stats.packets_sent == len(packets) == 2 * frames + 2 * beep_frames
+    assert stats.bytes_sent == sum(12 + len(p.payload) for p in packets)
+    return relative(packets)
+
+
 @pytest.mark.parametrize(("ptime", "pcma"), [(20, False), (30, True)])
 async def test_native_and_python_pacers_send_the_same_packets(ptime: int, pcma: bool) -> None:
     greeting = Prompt(make_signal(0.33, seed=4))  # not whole frames: the last one is padded
     beep = Prompt(make_signal(0.1, seed=5))
-    sent: dict[str, list[tuple[bool, int, int, int, bytes]]] = {}
-    for kind in ("python", "native"):
-        eng = engine(pacer=kind)
-        assert (eng.native_pacer is not None) == (kind == "native")
-        rx = Receiver()
-        try:
-            session = await eng.open_session()
-            answer_to(session, rx.port, ptime, pcma)
-            first = await session.play(greeting)
-            second = await session.play((beep, greeting), then=beep)
-            stats = session.stats()
-            await session.close()
-            packets = rx.waiting()
-        finally:
-            rx.close()
-            rx.sock.close()
-            await eng.close()
-        frames = -(-len(greeting) // (8 * ptime))
-        beep_frames = -(-len(beep) // (8 * ptime))
-        assert first.frames == frames and second.frames == frames + beep_frames
-        assert stats.packets_sent == len(packets) == 2 * frames + 2 * beep_frames
-        assert stats.bytes_sent == sum(12 + len(p.payload) for p in packets)
-        sent[kind] = relative(packets)
-        if any(p[0] for p in sent[kind][1:]):  # the loop began a play late: a new talkspurt
-            pytest.skip("the machine was too busy for back-to-back plays on the Python pacer")
+    sent = {"native": await _play_twice("native", greeting, beep, ptime, pcma)}
+    # The Python pacer begins a play when the loop gets to it: on a busy machine a late start is
+    # a new talkspurt (a marker mid-stream). Played again until one run has none.
+    for _ in range(5):
+        sent["python"] = await _play_twice("python", greeting, beep, ptime, pcma)
+        if not any(p[0] for p in sent["python"][1:]):
+            break
     assert sent["native"] == sent["python"]
 
 
