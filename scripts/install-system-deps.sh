@@ -3,7 +3,7 @@
 # PostgreSQL (initdb/pg_ctl), SIPp (sip-tester), baresip (a real softphone), espeak-ng, sox and
 # Chromium (the browser tests drive Debian's build through Playwright; Playwright downloads none)
 # tcpdump (what the benchmark's fixed-time caller heard), gcc and Python's headers (the C
-# extensions of the media path).
+# extensions of the media path), Kamailio (the SIP proxy in front of a cluster's nodes).
 #
 # Another apt or dpkg run (unattended-upgrades on a fresh machine, say) may hold the package
 # manager's locks: we wait for them, up to APT_LOCK_TIMEOUT seconds (default 600), instead of
@@ -18,6 +18,7 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v chromium >/dev/null || need+=(chromium)
 command -v tcpdump >/dev/null || need+=(tcpdump)  # benchmarks.sip_load --caller fixed-time
+{ [ -x /usr/sbin/kamailio ] || command -v kamailio >/dev/null; } || need+=(kamailio)  # the cluster tests: Kamailio in front of two nodes (issue 23)
 command -v gcc >/dev/null || need+=(gcc)  # the native RTP receiver and pacer (pip install builds them)
 python_include="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)"
 [ -f "$python_include/Python.h" ] || need+=(python3-dev)  # and Python's headers

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from afterbeep import logs
 from afterbeep.amd_cli import amd_app
 from afterbeep.campaign_cli import campaigns_cli
+from afterbeep.cluster.cli import cluster_cli
 from afterbeep.config import Settings, split_host_port
 from afterbeep.voicemail_cli import voicemails_cli
 
@@ -45,6 +46,7 @@ cli.add_typer(member_cli, name="member")
 cli.add_typer(voicemails_cli, name="voicemails")
 cli.add_typer(campaigns_cli, name="campaigns")
 cli.add_typer(amd_app, name="amd")
+cli.add_typer(cluster_cli, name="cluster")
 
 
 def settle_garbage_collector() -> None:

@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     # Prompts' RTP: "native", by the C thread of telephony/media/_pace.c (the Python pacer when
     # the extension is not built), or "python", on the event loop.
     media_pacer: Literal["native", "python"] = "native"
+    # This node's name in a cluster behind Kamailio (issue 23; afterbeep.cluster): "" for a
+    # service alone. Letters, digits, "-" and "_"; it names the node's spool and its leases.
+    node_id: str = Field(default="", max_length=40, pattern=r"^([A-Za-z0-9][A-Za-z0-9_-]*)?$")
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
