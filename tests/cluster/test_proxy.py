@@ -3,13 +3,17 @@ through a real Kamailio on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from afterbeep.app import Runtime
 from afterbeep.cli import cli
 from afterbeep.cluster.kamailio import (
     CONFIG_FILE,
@@ -23,6 +27,24 @@ from afterbeep.cluster.kamailio import (
     render,
     write_config,
 )
+from tests.conftest import Backend
+from tests.e2e.rig import (
+    BEEP_S,
+    GREETING_S,
+    SippRun,
+    api_of,
+    caller_pcap,
+    deposit_runtime,
+    settle,
+    silence,
+    sip_port,
+    sipp_calls,
+    speech,
+)
+from tests.fixtures.kamailio import kamailio_proxy
+from tests.sip import conftest as sip_rig
+
+sipp_bin = sip_rig.sipp_bin
 
 needs_kamailio = pytest.mark.skipif(
     shutil.which(KAMAILIO) is None,
@@ -153,3 +175,60 @@ def test_cluster_config_command_refuses_a_wildcard_node(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert not (tmp_path / "p" / CONFIG_FILE).exists()
+
+
+# --- a real Kamailio in front of two nodes sharing one PostgreSQL database and one S3 store ---
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(
+    backend: Backend, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[tuple[Runtime, Runtime]]:
+    """Two in-process nodes (their own SIP port, RTP range, data directory and node id) on the
+    same database and object store."""
+    async with (
+        deposit_runtime(backend, data_dir=tmp_path / "n1", node_id="n1", **overrides) as n1,
+        deposit_runtime(backend, data_dir=tmp_path / "n2", node_id="n2", **overrides) as n2,
+    ):
+        yield n1, n2
+
+
+LEAD_MS = int((GREETING_S + BEEP_S) * 1000) + 600  # the caller speaks well after the beep
+
+
+def nodes_of(*runtimes: Runtime) -> list[Node]:
+    return [Node(rt.settings.node_id, "127.0.0.1", sip_port(rt)) for rt in runtimes]
+
+
+def accepted(rt: Runtime) -> int:
+    assert rt.telephony is not None
+    return rt.telephony.stats.accepted
+
+
+async def leave_messages(sipp: str, cwd: Path, proxy_port: int, calls: int) -> SippRun:
+    caller_pcap(cwd, silence(LEAD_MS), speech(1.2, seed=7))
+    return await sipp_calls(
+        sipp, "deposit_uac_proxy.xml", cwd, proxy_port, calls=calls, hold_ms=LEAD_MS + 1500
+    )
+
+
+@needs_kamailio
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
+async def test_calls_through_kamailio_land_on_both_nodes_and_leave_messages(
+    backend: Backend, sipp_bin: str, tmp_path: Path
+) -> None:
+    async with (
+        two_nodes(backend, tmp_path) as (n1, n2),
+        kamailio_proxy(tmp_path, nodes_of(n1, n2), log_level=2) as proxy,
+        api_of(n1) as api,
+    ):
+        box = await api.mailbox(skip_instructions=True)
+        run = await leave_messages(sipp_bin, tmp_path / "calls", proxy.port, calls=4)
+        assert run.returncode == 0, run.output + proxy.output()[-3000:]
+        found = await api.wait_messages(box["id"], 4)
+        assert len(found) == 4
+        assert accepted(n1) >= 1 and accepted(n2) >= 1, proxy.output()[-3000:]
+        assert accepted(n1) + accepted(n2) == 4
+        await settle(n1)
+        await settle(n2)
