@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
+import socket
 import subprocess
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,7 @@ from tests.e2e.rig import (
 from tests.e2e.test_registration import PASSWORD, make_device, registrations
 from tests.fixtures import baresip as phone
 from tests.fixtures.kamailio import kamailio_proxy, options
+from tests.fixtures.service import free_sip_port
 from tests.sip import conftest as sip_rig
 
 sipp_bin = sip_rig.sipp_bin
@@ -87,7 +91,7 @@ def test_render_lists_every_node_in_the_dispatcher_set(tmp_path: Path) -> None:
     assert 'modparam("tm", "fr_timer", 2000)' in cfg
     assert "children=4" in cfg
     assert "ds_next_dst()" in cfg and "add_path_received()" in cfg
-    assert "$shtinc(cps=>$si::$Ts) > 50" in cfg
+    assert "$var(cps) > 50" in cfg
 
 
 def test_render_follows_the_spec_and_drops_the_limit_at_zero(tmp_path: Path) -> None:
@@ -331,3 +335,48 @@ async def test_a_phone_registered_through_kamailio_is_reached_from_either_node(
             assert f"from node 127.0.0.1:{sip_port(node)}: INVITE sip:" in log, log[-3000:]
         await settle(n1)
         await settle(n2)
+
+
+def invite(port: int, sock: socket.socket, n: int) -> bytes:
+    local = sock.getsockname()[1]
+    call_id = f"{uuid.uuid4().hex}-{n}"
+    sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n"
+    return (
+        f"INVITE sip:{DIALLED}@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{call_id[:20]};rport\r\n"
+        f"From: <sip:{CALLER}@127.0.0.1>;tag=t{n}\r\n"
+        f"To: <sip:{DIALLED}@127.0.0.1:{port}>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:c@127.0.0.1:{local}>\r\nMax-Forwards: 70\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+    ).encode()
+
+
+def first_answers(port: int, count: int) -> list[bytes]:
+    """`count` INVITEs sent at once from one source; the first answer to each (by Call-ID)."""
+    answers: dict[str, bytes] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        for n in range(count):
+            sock.sendto(invite(port, sock, n), ("127.0.0.1", port))
+        while len(answers) < count:
+            data = sock.recv(65535)
+            call_id = re.search(rb"^Call-ID: *(\S+)", data, re.M | re.I)
+            assert call_id is not None, data
+            answers.setdefault(call_id.group(1).decode(), data)
+    return list(answers.values())
+
+
+@needs_kamailio
+async def test_kamailio_refuses_new_calls_over_the_limit_per_source(tmp_path: Path) -> None:
+    # One new call a second per source; nothing listens at the node (the admitted INVITE only
+    # gets Kamailio's 100). Three INVITEs sent at once span at most two seconds: one is refused.
+    dead = Node("gone", "127.0.0.1", free_sip_port())
+    async with kamailio_proxy(tmp_path, [dead], calls_per_second_per_source=1) as proxy:
+        answers = await asyncio.to_thread(first_answers, proxy.port, 3)
+    refused = [a for a in answers if a.startswith(b"SIP/2.0 503")]
+    admitted = [a for a in answers if a.startswith(b"SIP/2.0 100")]
+    assert len(admitted) + len(refused) == 3
+    assert 1 <= len(refused) <= 2 and 1 <= len(admitted) <= 2
+    assert all(re.search(rb"^Retry-After: *1\r$", a, re.M) for a in refused), refused
