@@ -32,7 +32,7 @@ from afterbeep.cluster.kamailio import (
     render,
     write_config,
 )
-from afterbeep.telephony.server import TelephonyServer, telephony_configs
+from afterbeep.telephony.server import ServerLimits, TelephonyServer, telephony_configs
 from tests.conftest import Backend
 from tests.e2e.rig import (
     BEEP_S,
@@ -189,6 +189,20 @@ def test_cluster_config_command_refuses_a_wildcard_node(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert not (tmp_path / "p" / CONFIG_FILE).exists()
+
+
+async def test_a_node_answers_a_probe_200_while_it_takes_calls_else_503() -> None:
+    low, high = rtp_range()
+    ua_config, media_config = telephony_configs("127.0.0.1:0", None, low, high)
+    async with (
+        TelephonyServer(ua_config, media_config) as node,
+        TelephonyServer(ua_config, media_config, limits=ServerLimits(max_calls=0)) as full,
+    ):
+        assert node.udp_port is not None and full.udp_port is not None
+        assert await asyncio.to_thread(options, node.udp_port) == 200
+        assert await asyncio.to_thread(options, full.udp_port) == 503
+        node.drain()
+        assert await asyncio.to_thread(options, node.udp_port) == 503
 
 
 # --- a real Kamailio in front of two nodes sharing one PostgreSQL database and one S3 store ---
