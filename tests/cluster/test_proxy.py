@@ -180,7 +180,7 @@ def test_cluster_config_command_writes_the_files(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "sip:127.0.0.1:5072 0 0 duid=n2" in (out / DISPATCHER_FILE).read_text()
     assert "listen=udp:127.0.0.1:5070" in (out / CONFIG_FILE).read_text()
-    assert "kamailio" in result.output
+    assert "kamailio" in result.output and (out / "run").is_dir()
 
 
 def test_cluster_config_command_refuses_a_wildcard_node(tmp_path: Path) -> None:
@@ -394,3 +394,30 @@ async def test_kamailio_refuses_new_calls_over_the_limit_per_source(tmp_path: Pa
     assert len(admitted) + len(refused) == 3
     assert 1 <= len(refused) <= 2 and 1 <= len(admitted) <= 2
     assert all(re.search(rb"^Retry-After: *1\r$", a, re.M) for a in refused), refused
+
+
+@needs_kamailio
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+async def test_a_node_that_does_not_answer_is_passed_over_after_the_failover_timeout(
+    backend: Backend, sipp_bin: str, tmp_path: Path
+) -> None:
+    dead = Node("gone", "127.0.0.1", free_sip_port())  # nothing listens there
+    async with (
+        deposit_runtime(backend, node_id="n1") as n1,
+        kamailio_proxy(
+            tmp_path,
+            [dead, *nodes_of(n1)],
+            failover_timeout_ms=500,
+            probe_interval_seconds=60,
+            log_level=2,
+        ) as proxy,
+        api_of(n1) as api,
+    ):
+        box = await api.mailbox(skip_instructions=True)
+        run = await leave_messages(sipp_bin, tmp_path / "calls", proxy.port, calls=2)
+        assert run.returncode == 0, run.output + proxy.output()[-3000:]
+        assert len(await api.wait_messages(box["id"], 2)) == 2
+        assert accepted(n1) == 2
+        assert f"408 from a node, next: sip:127.0.0.1:{sip_port(n1)}" in proxy.output()
+        await settle(n1)
