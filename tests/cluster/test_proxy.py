@@ -11,10 +11,12 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosipua.message import SipRequest
 from typer.testing import CliRunner
 
 from afterbeep.app import Runtime
@@ -33,6 +35,8 @@ from afterbeep.cluster.kamailio import (
     write_config,
 )
 from afterbeep.telephony.server import ServerLimits, TelephonyServer, telephony_configs
+from afterbeep.telephony.sip.message import parse_message
+from afterbeep.telephony.sip.proxied import client_host
 from tests.conftest import Backend
 from tests.e2e.rig import (
     BEEP_S,
@@ -52,11 +56,12 @@ from tests.e2e.rig import (
     sipp_calls,
     speech,
 )
-from tests.e2e.test_registration import PASSWORD, make_device, registrations
+from tests.e2e.test_registration import PASSWORD, Phone, make_device, registrations
 from tests.fixtures import baresip as phone
 from tests.fixtures.kamailio import kamailio_proxy, options
 from tests.fixtures.service import free_sip_port
 from tests.sip import conftest as sip_rig
+from tests.sip.peer import RawPeer, status_of
 
 sipp_bin = sip_rig.sipp_bin
 
@@ -430,3 +435,75 @@ async def test_a_node_that_does_not_answer_is_passed_over_after_the_failover_tim
         assert accepted(n1) == 2
         assert f"408 from a node, next: sip:127.0.0.1:{sip_port(n1)}" in proxy.output()
         await settle(n1)
+
+
+def test_client_host_behind_a_trusted_proxy_is_the_address_the_proxy_heard() -> None:
+    def request(*vias: str) -> SipRequest:
+        lines = [f"Via: {v}" for v in vias]
+        raw = "\r\n".join(
+            ["REGISTER sip:127.0.0.1 SIP/2.0", *lines, "From: <sip:a@x>;tag=1", "To: <sip:a@x>",
+             "Call-ID: c", "CSeq: 1 REGISTER", "Content-Length: 0", "", ""]
+        )  # fmt: skip
+        message = parse_message(raw.encode())
+        assert isinstance(message, SipRequest)
+        return message
+
+    proxy = (ip_network("10.0.0.5/32"),)
+    kam = "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKk"
+    natted = request(kam, "SIP/2.0/UDP 192.168.1.20:5062;rport=40000;received=203.0.113.7")
+    assert client_host(natted, "10.0.0.5", proxy) == "203.0.113.7"
+    assert (
+        client_host(
+            request(kam, "SIP/2.0/UDP 198.51.100.4:5062;branch=z9hG4bKp"), "10.0.0.5", proxy
+        )
+        == "198.51.100.4"
+    )
+    assert (
+        client_host(request(f"{kam}, SIP/2.0/UDP 198.51.100.4"), "10.0.0.5", proxy)
+        == "198.51.100.4"
+    )
+    assert client_host(natted, "10.0.0.6", proxy) == "10.0.0.6"  # not a trusted proxy
+    assert client_host(natted, "10.0.0.5", ()) == "10.0.0.5"  # no proxy trusted
+    assert client_host(request(kam), "10.0.0.5", proxy) == "10.0.0.5"  # the proxy's own
+    assert client_host(request(kam, "SIP/2.0/UDP phone.example"), "10.0.0.5", proxy) == "10.0.0.5"
+
+
+@needs_kamailio
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+async def test_failed_digests_through_a_trusted_proxy_lock_out_the_client_not_the_proxy(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A guesser at 127.0.0.2 tries six device names through Kamailio (at 127.0.0.1): its address
+    is locked out (one failure per name, five per address); a phone at 127.0.0.1 still registers
+    through the same proxy."""
+    async with (
+        deposit_runtime(
+            backend, sip_auth_max_failures=1, sip_trusted_proxies="127.0.0.1/32"
+        ) as node,
+        kamailio_proxy(tmp_path, nodes_of(node)) as proxy,
+        api_of(node) as api,
+    ):
+        user_id, _ = await make_device(api, "201", "desk-201")
+        names = [f"guess-{n}" for n in range(6)]
+        for name in [*names, "spare-201"]:
+            await api.post(
+                "/v1/devices", {"user_id": user_id, "auth_username": name, "password": PASSWORD}
+            )
+        loop = asyncio.get_running_loop()
+        _, guesser = await loop.create_datagram_endpoint(RawPeer, local_addr=("127.0.0.2", 0))
+        desk_peer = await RawPeer.open()
+        try:
+            for name in names:
+                guess = Phone(guesser, proxy.port, name)
+                assert (
+                    status_of(await guess.register(f"Contact: <{guess.contact}>", password="wrong"))
+                    != 200
+                )
+            spare = Phone(guesser, proxy.port, "spare-201")  # right password, locked address
+            assert status_of(await spare.register(f"Contact: <{spare.contact}>")) == 403
+            desk = Phone(desk_peer, proxy.port, "desk-201")
+            assert status_of(await desk.register(f"Contact: <{desk.contact}>")) == 200
+        finally:
+            guesser.close()
+            desk_peer.close()
