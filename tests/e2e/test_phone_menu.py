@@ -73,6 +73,7 @@ GREETING = sequence(
     [PERSON_AT_EXTENSION, *say_digits(EXTENSION, "en"), "vm-unavailable-after-name"], "en"
 )
 LEAD_MS = (len(GREETING) + int(BEEP_S * 8000)) // 8 + 600  # a depositor speaks after the beep
+MESSAGE_S = 1.5  # what a depositor says: three half-second pieces, each listened for
 
 
 class Owner(RtpPeer):
@@ -164,8 +165,9 @@ class Served:
         before = {m["id"] for m in await self.api.messages(self.box["id"])}
         self.calls += 1
         cwd = self.tmp / f"deposit{self.calls}"
-        caller_pcap(cwd, silence(LEAD_MS), speech(2.5, seed=seed))
-        run = await sipp_calls(self.sipp, "deposit_uac.xml", cwd, sip_port(self.rt), hold_ms=LEAD_MS + 3000)
+        caller_pcap(cwd, silence(LEAD_MS), speech(MESSAGE_S, seed=seed))
+        hold_ms = LEAD_MS + int(MESSAGE_S * 1000) + 500
+        run = await sipp_calls(self.sipp, "deposit_uac.xml", cwd, sip_port(self.rt), hold_ms=hold_ms)
         assert run.returncode == 0, run.output
         await self.api.wait_messages(self.box["id"], len(before) + 1)
         [new] = [m for m in await self.api.messages(self.box["id"]) if m["id"] not in before]
