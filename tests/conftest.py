@@ -11,7 +11,7 @@ import compileall
 import os
 import secrets as pysecrets
 import shutil
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +151,27 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
             s3_secret_key=s3.secret_key,
         )
     return Backend(request.param, env)
+
+
+def on_backends(
+    argnames: str | tuple[str, ...], cases: Sequence[Any], *, postgres: Sequence[int]
+) -> pytest.MarkDecorator:
+    """Parametrize by `argnames` over every case of `cases` on SQLite, and over the cases at
+    the indexes `postgres` on PostgreSQL + S3 as well.
+
+    For inputs refused or parsed before the backend does anything of its own: the backend's
+    part (its look-ups, that nothing is stored) is the same for all of them, so PostgreSQL + S3
+    runs the cases that reach furthest into it (a look-up in another account, the audio
+    checked after the look-up of its hash); the rest would only repeat them there."""
+    names = (argnames,) if isinstance(argnames, str) else argnames
+    assert postgres and all(0 <= index < len(cases) for index in postgres)
+    params = [
+        pytest.param(name, *(case if len(names) > 1 else (case,)))
+        for name in BACKENDS
+        for index, case in enumerate(cases)
+        if name == "sqlite-local" or index in postgres
+    ]
+    return pytest.mark.parametrize(("backend", *names), params, indirect=["backend"])
 
 
 def make_settings(backend: Backend, **overrides: Any) -> Settings:

@@ -116,6 +116,11 @@ def child_env(backend: Backend, smtp: SmtpServer) -> dict[str, str]:
     }
 
 
+# The process's priority, restart and stop are the same over every backend; what the child
+# stores, and how, is tested on both by the tests above (the same code, run in this process).
+# At SCHED_IDLE, while the suite's other worker keeps both cores busy, this test is the file's
+# longest: once is enough.
+@pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 async def test_the_worker_process_runs_at_idle_priority_and_comes_back_after_a_kill(
     backend: Backend, smtp: SmtpServer
 ) -> None:

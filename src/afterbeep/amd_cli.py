@@ -19,13 +19,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from afterbeep.audio.amd import Audio, classify
-from afterbeep.audio.amd_cues import LANGUAGES, cue_language, load_cues
-from afterbeep.audio.decode import AudioError, probe_and_decode
-from afterbeep.audio.rendition import to_telephony
+from afterbeep.audio.amd_cues import LANGUAGES, cue_language
 
 if TYPE_CHECKING:
     from afterbeep.asr.whisper import WhisperEngine
+    from afterbeep.audio.amd import Audio
 
 amd_app = typer.Typer(no_args_is_help=True, help="Answering machine detection")
 
@@ -47,6 +45,13 @@ def classify_file(
 ) -> None:
     """Print the final decision as JSON: answered_by, cause, detection_ms, beep_end_ms,
     transcript, cue."""
+    # Imported here: numpy and the detector cost every other `afterbeep` command a tenth of
+    # a second at start.
+    from afterbeep.audio.amd import classify
+    from afterbeep.audio.amd_cues import load_cues
+    from afterbeep.audio.decode import AudioError, probe_and_decode
+    from afterbeep.audio.rendition import to_telephony
+
     code = cue_language(language)
     if code is None:
         typer.echo(f"no cue list for the language {language!r} (have {', '.join(LANGUAGES)})", err=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 from sqlalchemy import func, insert, select
 
 from afterbeep.app import Runtime
@@ -14,6 +13,7 @@ from afterbeep.domain.ids import new_id
 from afterbeep.domain.numbers import DestKind
 from afterbeep.services.numbers import NumberService
 from tests.conftest import TestAccount as Acct
+from tests.conftest import on_backends
 
 US = "+12025550123"
 
@@ -131,7 +131,8 @@ async def test_list_is_paginated(
     assert seen == ["+12025550103", "+12025550102", "+12025550101"]
 
 
-@pytest.mark.parametrize(
+# Forms are read by the domain before the number is stored: one of them on PostgreSQL too.
+@on_backends(
     "raw",
     [
         "2025550123",
@@ -141,6 +142,7 @@ async def test_list_is_paginated(
         "00 1 202 555 0123",
         "011 1 202 555 0123",
     ],
+    postgres=[1],
 )
 async def test_forms_are_normalised(
     client: httpx.AsyncClient, runtime: Runtime, account: Acct, raw: str
@@ -155,8 +157,8 @@ async def test_forms_are_normalised(
     assert r.json()["e164"] == US
 
 
-@pytest.mark.parametrize(
-    "raw", ["12345", "not a number", "+1 202 555 012", "+999 1234567", "0" * 40]
+@on_backends(
+    "raw", ["12345", "not a number", "+1 202 555 012", "+999 1234567", "0" * 40], postgres=[0]
 )
 async def test_bad_number_is_refused(
     client: httpx.AsyncClient, runtime: Runtime, account: Acct, raw: str

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
 from afterbeep.domain.campaigns import MAX_RECIPIENTS
-from tests.conftest import TestAccount
+from tests.conftest import TestAccount, on_backends
 from tests.ringless.support import (
     LA_SENDER,
     NYC_SENDER,
@@ -174,7 +174,8 @@ async def test_create_from_a_csv_upload_starting_later(
     assert due == [start]  # the engine holds them until the start
 
 
-@pytest.mark.parametrize(
+# The CSV is read before anything is stored: its richest shape on PostgreSQL too.
+@on_backends(
     "content",
     [
         b"+12125550123\n+13105550124\n",  # a single column, no header
@@ -182,6 +183,7 @@ async def test_create_from_a_csv_upload_starting_later(
         b"phone number\n+12125550123\n+13105550124\n",  # a single column with any header
         b'"first","TO","note"\n"A","+12125550123","x"\n"B","+13105550124",""\n',
     ],
+    postgres=[3],
 )
 async def test_csv_shapes(client: httpx.AsyncClient, account: TestAccount, content: bytes) -> None:
     use_case_id, media_id = await ringless(client, account)

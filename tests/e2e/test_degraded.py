@@ -42,7 +42,13 @@ AFTER_BEEP_MS = int((GREETING_S + BEEP_S) * 1000) + 600
 
 
 def sqlite(tmp_path: Path) -> Backend:
-    return Backend("sqlite-local", {"data_dir": tmp_path / "var", "secret_key": "e2e-" + "k" * 40})
+    # No transcription: its worker would run a speech model over every message left here (CPU
+    # the other tests wait for); its own tests are tests/e2e/test_transcripts.py and
+    # tests/services/test_transcripts.py.
+    return Backend(
+        "sqlite-local",
+        {"data_dir": tmp_path / "var", "secret_key": "e2e-" + "k" * 40, "transcribe": False},
+    )
 
 
 async def start_with_fast_email_retry(rt: Runtime) -> None:

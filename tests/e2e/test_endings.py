@@ -53,7 +53,13 @@ GAP_MS = 600 - 100  # about this much silence is recorded between the beep and t
 
 @pytest.fixture
 def sqlite(tmp_path: Path) -> Backend:
-    return Backend("sqlite-local", {"data_dir": tmp_path / "var", "secret_key": "e2e-" + "k" * 40})
+    # No transcription: its worker would run a speech model over every message left here (CPU
+    # the other tests wait for); its own tests are tests/e2e/test_transcripts.py and
+    # tests/services/test_transcripts.py.
+    return Backend(
+        "sqlite-local",
+        {"data_dir": tmp_path / "var", "secret_key": "e2e-" + "k" * 40, "transcribe": False},
+    )
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ RFC 4733 and keeps what it hears calls the `voicemail_main` number: mailbox numb
 listens to a new message (what it hears is the message), skips to the next, deletes and
 undeletes, saves to a folder, hears the envelope, goes back, deletes for good (gone when the
 call ends); records a busy greeting that a later caller on the busy path hears; changes the
-PIN and logs in with the new one. Then wrong PINs: three end the call, more lock the mailbox
-across calls, the owner gets the email (aiosmtpd), and the right PIN works once the lock ends.
+PIN and logs in with the new one. Then wrong PINs: three end the call, a fourth in the next
+call locks the mailbox, the owner gets the email (aiosmtpd), and the right PIN works once the
+lock ends.
 
 Each step waits for what the service does (a message read, audio heard, a setting stored),
 never a fixed time.
@@ -72,6 +73,7 @@ GREETING = sequence(
     [PERSON_AT_EXTENSION, *say_digits(EXTENSION, "en"), "vm-unavailable-after-name"], "en"
 )
 LEAD_MS = (len(GREETING) + int(BEEP_S * 8000)) // 8 + 600  # a depositor speaks after the beep
+MESSAGE_S = 1.5  # what a depositor says: three half-second pieces, each listened for
 
 
 class Owner(RtpPeer):
@@ -163,8 +165,9 @@ class Served:
         before = {m["id"] for m in await self.api.messages(self.box["id"])}
         self.calls += 1
         cwd = self.tmp / f"deposit{self.calls}"
-        caller_pcap(cwd, silence(LEAD_MS), speech(2.5, seed=seed))
-        run = await sipp_calls(self.sipp, "deposit_uac.xml", cwd, sip_port(self.rt), hold_ms=LEAD_MS + 3000)
+        caller_pcap(cwd, silence(LEAD_MS), speech(MESSAGE_S, seed=seed))
+        hold_ms = LEAD_MS + int(MESSAGE_S * 1000) + 500
+        run = await sipp_calls(self.sipp, "deposit_uac.xml", cwd, sip_port(self.rt), hold_ms=hold_ms)
         assert run.returncode == 0, run.output
         await self.api.wait_messages(self.box["id"], len(before) + 1)
         [new] = [m for m in await self.api.messages(self.box["id"]) if m["id"] not in before]
@@ -231,7 +234,7 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     with smtp_server() as smtp:
         async with (
             deposit_runtime(
-                backend, smtp.url(), pin_max_failures=5, pin_lock_seconds=LOCK_SECONDS,
+                backend, smtp.url(), pin_max_failures=4, pin_lock_seconds=LOCK_SECONDS,
                 rtp_timeout_seconds=300,
             ) as rt,  # fmt: skip
             api_of(rt) as api,
@@ -375,8 +378,8 @@ async def test_wrong_pins_end_the_call_then_lock_the_mailbox_and_the_owner_is_to
         await owner.send(f"{EXTENSION}#1111#", f"{EXTENSION}#1112#", f"{EXTENSION}#1113#")
     assert await failures() == (3, None)
 
-    async with served.owner_call() as owner:  # two more: locked
-        await owner.send(f"{EXTENSION}#1114#", f"{EXTENSION}#1115#")
+    async with served.owner_call() as owner:  # one more, in another call: locked
+        await owner.send(f"{EXTENSION}#1114#")
     count, locked_until = await failures()
     assert count == 0 and locked_until is not None and locked_until > datetime.now(UTC)
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
+import pytest
+from argon2 import PasswordHasher
 
 from afterbeep.audio.rendition import read_wav_pcm
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.mailboxes import Mailbox
 from afterbeep.domain.messages import Folder
 from afterbeep.domain.users import User
+from afterbeep.services import mailboxes
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.phone_menu import PhoneMenuService, PinCheck
 from afterbeep.services.ports.notifications import NotificationKind
@@ -26,6 +30,17 @@ from tests.services.test_deposits import OWNER, Rig, open_rig, speech
 PIN = "4826"
 BOB = "bob@clinic.example"
 CALLER = "tel:+12025550123"
+
+
+@pytest.fixture(autouse=True)
+def cheap_pin_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id at its smallest cost for this file's PINs: it checks one some sixty times, for
+    the lockout's counting, and at the product's cost each check takes a quarter of a CPU
+    second. A wrong PIN is still refused by Argon2 and the right one accepted; how the PIN is
+    stored is tests/api/test_mailboxes.py's (with the product's hasher)."""
+    monkeypatch.setattr(
+        mailboxes, "PasswordHasher", partial(PasswordHasher, time_cost=1, memory_cost=8, parallelism=1)
+    )
 
 
 @dataclass

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from afterbeep.domain.amd_words import CueList, parse_cues
+if TYPE_CHECKING:
+    from afterbeep.domain.amd_words import CueList
 
 LANGUAGES = ("en", "es", "fr", "de")
 
@@ -22,5 +24,7 @@ def load_cues(language: str) -> CueList:
     """The cue list of ``language`` (a code of `LANGUAGES`); read once per process."""
     if language not in LANGUAGES:
         raise KeyError(f"no AMD cue list for language {language!r}")
+    from afterbeep.domain.amd_words import parse_cues  # rapidfuzz: not at `afterbeep` start
+
     text = resources.files(__name__).joinpath(f"{language}.txt").read_text(encoding="utf-8")
     return parse_cues(language, text)
