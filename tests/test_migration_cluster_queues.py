@@ -19,7 +19,9 @@ HOLD = {"held_state", "held_ticket", "held_node", "held_until", "idle_since"}
 
 def _walk(conn: Connection) -> None:
     command.upgrade(alembic_config(conn), "0021_cc_connector")
-    conn.execute(text(f"INSERT INTO accounts (id, name, created_at) VALUES ('acc_a', 'x', '{NOW}')"))
+    conn.execute(
+        text(f"INSERT INTO accounts (id, name, created_at) VALUES ('acc_a', 'x', '{NOW}')")
+    )
     conn.execute(
         text(
             "INSERT INTO agent_states (account_id, user_id, status, updated_at)"

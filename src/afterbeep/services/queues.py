@@ -204,6 +204,11 @@ class QueueEngine:
         waiting = await self._look(queue, ticket)
         caller = line.caller(ticket)
         now = self._now()
+        if position_in(waiting, ticket) is None:  # its row expired (this node stalled): back
+            wall = self._clock.now()
+            joined = wall - timedelta(seconds=now - caller.joined_at)
+            await self.shared.join(queue.account_id, queue.id, ticket, joined, wall + HOLD_LEASE)
+            waiting = line_order([*waiting, WaitingCaller(ticket, joined)])
         if not caller.offered_to and next_to_offer(waiting) == ticket:
             chosen = line.choose_for(ticket, self.floor.agents, now)
             if chosen:

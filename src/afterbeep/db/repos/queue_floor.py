@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
 from afterbeep.db import tables as t
 from afterbeep.db.engine import Database
@@ -29,7 +29,7 @@ class SqlQueueFloor:
         self.node_id = node_id
 
     async def join(
-        self, account_id: str, queue_id: str, ticket: str, now: datetime, until: datetime
+        self, account_id: str, queue_id: str, ticket: str, joined_at: datetime, until: datetime
     ) -> None:
         async with self._db.begin() as conn:
             await conn.execute(
@@ -38,7 +38,7 @@ class SqlQueueFloor:
                     queue_id=queue_id,
                     account_id=account_id,
                     node_id=self.node_id,
-                    joined_at=now,
+                    joined_at=joined_at,
                     offered=False,
                     expires_at=until,
                 )
@@ -203,11 +203,7 @@ class SqlQueueFloor:
                 .where(
                     _AS.c.held_node == self.node_id,
                     _AS.c.held_until > now,
-                    and_(
-                        _AS.c.held_state.in_(
-                            [AgentState.OFFERING.value, AgentState.IN_CALL.value]
-                        )
-                    ),
+                    _AS.c.held_state.in_([AgentState.OFFERING.value, AgentState.IN_CALL.value]),
                 )
                 .values(held_until=until)
             )

@@ -29,7 +29,7 @@ class SharedFloor(Protocol):
     node_id: str
 
     async def join(
-        self, account_id: str, queue_id: str, ticket: str, now: datetime, until: datetime
+        self, account_id: str, queue_id: str, ticket: str, joined_at: datetime, until: datetime
     ) -> None: ...
 
     async def look(
@@ -68,9 +68,7 @@ class SharedFloor(Protocol):
         """The agent holds `ticket`'s call; `others` (offered too) are free; the caller leaves."""
         ...
 
-    async def call_ended(
-        self, account_id: str, user_id: str, wrap_up_until: datetime
-    ) -> None: ...
+    async def call_ended(self, account_id: str, user_id: str, wrap_up_until: datetime) -> None: ...
 
     async def left(self, ticket: str) -> None:
         """The caller left unanswered: its row and its offers' holds go."""
