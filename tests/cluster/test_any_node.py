@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
+from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.queue_floor import SqlQueueFloor
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.queues import (
@@ -29,8 +32,20 @@ from afterbeep.domain.queues import (
     QueueSettings,
     QueueStrategy,
 )
+from afterbeep.services.delivery import (
+    START_WITHIN,
+    AttemptResult,
+    DeliveryService,
+    SipDeposit,
+    lease_for,
+)
 from afterbeep.services.queues import HOLD_LEASE
+from afterbeep.services.webhooks import WebhookService
+from afterbeep.telephony.delivery_worker import DeliveryWorker
 from tests.conftest import Backend, make_settings
+from tests.e2e.rig import Api, api_of
+from tests.notify.test_webhook_dispatch import Receiver
+from tests.ringless.support import audio as mp3
 
 PG = pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
 NOON = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)
@@ -237,3 +252,187 @@ async def test_a_dead_nodes_callers_and_holds_expire(backend: Backend, tmp_path:
             tickets = (await conn.execute(select(t.queue_callers.c.ticket))).scalars().all()
         assert tickets == ["on-n2"]
         await eb.left(queue, "on-n2", None, hung_up=True)
+
+
+# --- ringless delivery ------------------------------------------------------------------------
+
+SENDS = 200
+SENDER = "+12025550177"
+
+
+class Carrier:
+    """The far end of both nodes' SIP deposits: takes each at once and counts it, by node."""
+
+    def __init__(self, expected: int) -> None:
+        self.calls: list[tuple[str, str]] = []  # (node, send id)
+        self.expected = expected
+        self.all_in = asyncio.Event()
+
+    def dialer(self, node: str) -> Any:
+        carrier = self
+
+        class Dialer:
+            async def sip_deposit(self, deposit: SipDeposit) -> AttemptResult:
+                carrier.calls.append((node, deposit.send_id))
+                if len(carrier.calls) >= carrier.expected:
+                    carrier.all_in.set()
+                await asyncio.sleep(0.005)  # the other node's worker gets its turn meanwhile
+                return AttemptResult(True, 200, None, 10_000)
+
+        return Dialer()
+
+
+def delivery_worker(rt: Runtime, dialer: Any) -> DeliveryWorker:
+    """The node's delivery worker as `Runtime.delivery` builds it, its SIP side the carrier."""
+    assert rt.store is not None and rt.deposits is not None
+    service = DeliveryService(
+        SqlDeliveryStore(rt.db), rt.store, rt.clock, rt.call_router(), rt.deposits, dialer
+    )
+    return DeliveryWorker(
+        SqlDeliveryStore(rt.db),
+        service,
+        rt.clock,
+        lease=lease_for(rt.settings.delivery_ring_timeout_seconds),
+        batch_size=10,
+        limits=rt.trunk_limits,
+        start_within=START_WITHIN,
+    )
+
+
+@contextlib.asynccontextmanager
+async def api_on(rt: Runtime, api: Api) -> AsyncIterator[Api]:
+    """The same account's API, served by another node."""
+    transport = httpx.ASGITransport(app=rt.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://afterbeep.test") as http:
+        yield Api(http, api.headers, api.account_id)
+
+
+@PG
+async def test_ringless_sends_made_on_both_nodes_are_delivered_once_each(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with (
+        two_nodes(backend, tmp_path) as (a, b),
+        api_of(a) as api_a,
+        api_on(b, api_a) as api_b,
+    ):
+        setup = await api_a.post(
+            "/v1/telephony-setups",
+            {
+                "name": "trunk",
+                "trunk_host": "127.0.0.1",
+                "trunk_port": 9,
+                "transport": "udp",
+                "max_calls_per_second": 1000,
+                "max_concurrent_calls": 20,
+                "numbers": [{"e164": SENDER}],
+                "deposit_uri": "sip:{to}@127.0.0.1:9",
+            },
+        )
+        await api_a.verify_sender(SENDER)
+        use_case = await api_a.post(
+            "/v1/use-cases",
+            {
+                "channel": "ringless_voicemail",
+                "name": "reminders",
+                "setup_id": setup["id"],
+                "sender_selection": "fixed",
+                "sender_number": SENDER,
+                "require_consent": False,
+                "calling_window": {"start": "00:00", "end": "00:00"},
+            },
+        )
+        media = await api_a.http.post(
+            "/v1/media", files={"file": ("m.mp3", mp3(11))}, headers=api_a.headers
+        )
+        assert media.status_code == 201, media.text
+        sends = []
+        for i in range(SENDS):  # half through each node's API
+            api = (api_a, api_b)[i % 2]
+            body = {
+                "to": f"+1202555{1000 + i}",
+                "use_case_id": use_case["id"],
+                "media_id": media.json()["id"],
+            }
+            sends.append((await api.post("/v1/voicemails", body, status=202))["id"])
+
+        carrier = Carrier(SENDS)
+        workers = [
+            delivery_worker(a, carrier.dialer("n1")),
+            delivery_worker(b, carrier.dialer("n2")),
+        ]
+        for worker in workers:
+            await worker.start()
+        try:
+            async with asyncio.timeout(120):
+                await carrier.all_in.wait()
+        finally:
+            for worker in workers:
+                await worker.stop(10.0)
+
+        delivered = [send_id for _, send_id in carrier.calls]
+        assert sorted(delivered) == sorted(sends)  # each once
+        by_node = {node: sum(1 for n, _ in carrier.calls if n == node) for node in ("n1", "n2")}
+        assert by_node["n1"] and by_node["n2"], by_node
+        s, at = t.voicemail_sends.c, t.send_attempts.c
+        async with a.db.begin() as conn:
+            statuses = set((await conn.execute(select(s.status).where(s.id.in_(sends)))).scalars())
+            attempts = (
+                await conn.execute(select(func.count()).select_from(t.send_attempts))
+            ).scalar_one()
+            per_send = (
+                await conn.execute(select(at.send_id).group_by(at.send_id).having(func.count() > 1))
+            ).all()
+        assert statuses == {"delivered"}
+        assert (attempts, per_send) == (SENDS, [])
+
+
+# --- webhook outbox ---------------------------------------------------------------------------
+
+EVENTS = 20
+
+
+@PG
+async def test_a_webhook_is_sent_once_with_both_nodes_dispatching(
+    backend: Backend, tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        async with two_nodes(backend, tmp_path) as (a, b):
+            issued = await a.accounts.create_account("Acme")
+            await WebhookService(a.uow, a.clock).create(
+                issued.account_id, receiver.url, ("message.created",), "s" * 32
+            )
+            dispatchers = [rt.dispatcher for rt in (a, b)]
+            for dispatcher in dispatchers:
+                assert dispatcher is not None
+                await dispatcher.start()
+            for i in range(EVENTS):
+                async with (a, b)[i % 2].uow() as uow:
+                    await uow.events.publish(
+                        issued.account_id, "message.created", {"message_id": f"msg_{i}"}
+                    )
+                for dispatcher in dispatchers:
+                    assert dispatcher is not None
+                    dispatcher.notify()
+            await receiver.wait_for(EVENTS)
+            async with asyncio.timeout(30):
+                while await pending_webhooks(a):  # noqa: ASYNC110  (rows, no event to wait on)
+                    await asyncio.sleep(0.05)
+            for dispatcher in dispatchers:
+                assert dispatcher is not None
+                await dispatcher.stop()
+        ids = sorted(json.loads(r.body)["data"]["message_id"] for r in receiver.requests)
+        assert ids == sorted(f"msg_{i}" for i in range(EVENTS))
+    finally:
+        await receiver.close()
+
+
+async def pending_webhooks(rt: Runtime) -> int:
+    d = t.webhook_deliveries.c
+    async with rt.db.begin() as conn:
+        query = (
+            select(func.count()).select_from(t.webhook_deliveries).where(d.status != "delivered")
+        )
+        return int((await conn.execute(query)).scalar_one())
