@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 import pytest
 from sqlalchemy import func, select
 
@@ -24,6 +27,7 @@ from afterbeep.app import Runtime
 from afterbeep.db import tables as t
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.queue_floor import SqlQueueFloor
+from afterbeep.domain.clock import iso
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.queues import (
     AgentStatus,
@@ -32,6 +36,7 @@ from afterbeep.domain.queues import (
     QueueSettings,
     QueueStrategy,
 )
+from afterbeep.domain.transcripts import Segment, Transcript
 from afterbeep.services.delivery import (
     START_WITHIN,
     AttemptResult,
@@ -39,11 +44,15 @@ from afterbeep.services.delivery import (
     SipDeposit,
     lease_for,
 )
+from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.queues import HOLD_LEASE
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.telephony.delivery_worker import DeliveryWorker
+from afterbeep.telephony.interface import EndedBy
+from afterbeep.telephony.spool import SpoolMeta
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import Api, api_of
+from tests.fixtures.smtp import smtp_server
 from tests.notify.test_webhook_dispatch import Receiver
 from tests.ringless.support import audio as mp3
 
@@ -66,21 +75,29 @@ class FakeClock:
 
 @contextlib.asynccontextmanager
 async def two_nodes(
-    backend: Backend, tmp_path: Path, clock: FakeClock | None = None, **overrides: Any
+    backend: Backend,
+    tmp_path: Path,
+    clock: FakeClock | None = None,
+    engine: Any = None,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[Runtime, Runtime]]:
-    """Two started runtimes (no workers) on the backend's database and store."""
+    """Two started runtimes (no workers) on the backend's database and store; `engine`: the
+    transcription engine both use."""
     nodes = []
     try:
         for node_id in ("n1", "n2"):
             settings = make_settings(
                 backend,
-                node_id=node_id,
-                data_dir=tmp_path / f"var-{node_id}",
-                sip_addr="127.0.0.1:0",
-                smtp_url="smtp://127.0.0.1:9",
-                **overrides,
+                **{
+                    "node_id": node_id,
+                    "data_dir": tmp_path / f"var-{node_id}",
+                    "sip_addr": "127.0.0.1:0",
+                    "smtp_url": "smtp://127.0.0.1:9",
+                    **overrides,
+                },
             )
-            rt = Runtime(settings, clock=clock)
+            factory = None if engine is None else (lambda _settings: engine)
+            rt = Runtime(settings, clock=clock, engine_factory=factory)
             nodes.append(rt)
             await rt.start(workers=False)
         yield nodes[0], nodes[1]
@@ -436,3 +453,92 @@ async def pending_webhooks(rt: Runtime) -> int:
             select(func.count()).select_from(t.webhook_deliveries).where(d.status != "delivered")
         )
         return int((await conn.execute(query)).scalar_one())
+
+
+# --- transcription jobs and email outbox ------------------------------------------------------
+
+MESSAGES = 6
+OWNER = "owner@clinic.example"
+
+
+class CountingEngine:
+    """A transcription engine (our port) that counts what it is asked, from any thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self._lock = threading.Lock()
+
+    def transcribe(self, audio: npt.NDArray[np.int16], language: str) -> Transcript:
+        with self._lock:
+            self.calls.append(len(audio))
+        ms = len(audio) // 8
+        return Transcript("call me back", language, (Segment(0, ms, "call me back", 0.9),), 0.9)
+
+
+async def leave_message(rt: Runtime, account_id: str, mailbox_id: str, index: int) -> str:
+    assert rt.deposits is not None
+    meta = SpoolMeta(
+        call_id=f"call_{index}",
+        account_id=account_id,
+        mailbox_id=mailbox_id,
+        caller="+12025550123",
+        caller_name=None,
+        callee="+12025550100",
+        started_at=iso(rt.clock.now()),
+        ended_by=EndedBy.FINISH_KEY.value,
+    )
+    rng = np.random.default_rng(index)
+    audio = rng.normal(0, 3000, 16_000).clip(-32768, 32767).astype(np.int16)
+    message = await rt.deposits.finalize(meta, audio, recovered=False)
+    assert message is not None
+    return message.id
+
+
+@PG
+async def test_each_transcription_job_and_email_is_done_once_with_both_nodes_working(
+    backend: Backend, tmp_path: Path
+) -> None:
+    engine = CountingEngine()
+    with smtp_server() as smtp:
+        async with two_nodes(
+            backend, tmp_path, engine=engine, transcribe=True, smtp_url=smtp.url()
+        ) as (a, b):
+            account_id = (await a.accounts.create_account("Acme")).account_id
+            assert a.store is not None
+            mailbox = await MailboxService(a.uow, a.store, a.clock).create(
+                account_id, {"name": "Front desk", "notify_email": OWNER}
+            )
+            for rt in (a, b):
+                await rt.start_transcription()
+                assert rt.email_dispatcher is not None
+                await rt.email_dispatcher.start()
+            left = [
+                await leave_message((a, b)[i % 2], account_id, mailbox.mailbox.id, i)
+                for i in range(MESSAGES)
+            ]
+            async with asyncio.timeout(60):
+                while await unfinished(a):  # noqa: ASYNC110  (rows of two nodes, no one event)
+                    await asyncio.sleep(0.05)
+        # Both nodes stopped: nothing more can be sent.
+        assert len(engine.calls) == MESSAGES
+        mails = smtp.messages()
+        assert len(mails) == MESSAGES
+        ids = sorted(m for mail in mails for m in left if m in mail.raw.decode(errors="replace"))
+        assert ids == sorted(left)
+
+
+async def unfinished(rt: Runtime) -> int:
+    j, e = t.transcription_jobs.c, t.email_outbox.c
+    async with rt.db.begin() as conn:
+        jobs = (
+            await conn.execute(
+                select(func.count()).select_from(t.transcription_jobs).where(j.status != "done")
+            )
+        ).scalar_one()
+        mails = (
+            await conn.execute(
+                select(func.count()).select_from(t.email_outbox).where(e.status != "sent")
+            )
+        ).scalar_one()
+        every = (await conn.execute(select(func.count()).select_from(t.email_outbox))).scalar_one()
+    return int(jobs) + int(mails) + (MESSAGES - int(every))
