@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -51,10 +52,12 @@ from afterbeep.telephony.delivery_worker import DeliveryWorker
 from afterbeep.telephony.interface import EndedBy
 from afterbeep.telephony.spool import SpoolMeta
 from tests.conftest import Backend, make_settings
-from tests.e2e.rig import Api, api_of
+from tests.e2e.rig import Api, api_of, deposit_runtime, sip_port
+from tests.e2e.test_registration import Phone, make_device
 from tests.fixtures.smtp import smtp_server
 from tests.notify.test_webhook_dispatch import Receiver
 from tests.ringless.support import audio as mp3
+from tests.sip.peer import RawPeer, header, status_of
 
 PG = pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
 NOON = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)
@@ -542,3 +545,65 @@ async def unfinished(rt: Runtime) -> int:
         ).scalar_one()
         every = (await conn.execute(select(func.count()).select_from(t.email_outbox))).scalar_one()
     return int(jobs) + int(mails) + (MESSAGES - int(every))
+
+
+# --- registrations ----------------------------------------------------------------------------
+
+CALLED = "+12025550142"
+
+
+@PG
+async def test_a_call_on_one_node_rings_the_device_registered_on_the_other(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """No proxy here: the device's contact is direct (`proxy23` covers the path through it)."""
+    phone_peer = await RawPeer.open()
+    caller_peer = await RawPeer.open()
+    try:
+        async with (
+            deposit_runtime(
+                backend, workers=False, node_id="n1", data_dir=tmp_path / "n1", drain_seconds=0
+            ) as a,
+            deposit_runtime(
+                backend, workers=False, node_id="n2", data_dir=tmp_path / "n2", drain_seconds=0
+            ) as b,
+            api_of(a) as api,
+        ):
+            await a.start_telephony()
+            await b.start_telephony()
+            user_id, _ = await make_device(api, "201", "desk-201")
+            await api.post("/v1/numbers", {"e164": CALLED, "dest_kind": "user", "dest_id": user_id})
+            desk = Phone(phone_peer, sip_port(a), "desk-201")
+            ok = await desk.register(f"Contact: <{desk.contact}>", "Expires: 120")
+            assert status_of(ok) == 200, ok.decode()
+
+            caller_peer.send(invite(caller_peer.port, sip_port(b)), sip_port(b))
+            rung = await phone_peer.wait_for(lambda d: d.startswith(b"INVITE "), timeout=10.0)
+            assert rung is not None, "the device registered on n1 was not rung by n2"
+            assert rung.startswith(f"INVITE {desk.contact} SIP/2.0".encode()), rung[:200]
+            assert f"127.0.0.1:{sip_port(b)}".encode() in (header(rung, "Via") or "").encode()
+    finally:
+        phone_peer.close()
+        caller_peer.close()
+
+
+def invite(own_port: int, to_port: int) -> bytes:
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {own_port + 2} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    lines = [
+        f"INVITE sip:{CALLED}@127.0.0.1:{to_port} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{own_port};branch=z9hG4bK{secrets.token_hex(6)};rport",
+        f"From: <sip:+12025550123@127.0.0.1>;tag=caller{own_port}",
+        f"To: <sip:{CALLED}@127.0.0.1>",
+        f"Call-ID: {secrets.token_hex(8)}@127.0.0.1",
+        "CSeq: 1 INVITE",
+        f"Contact: <sip:caller@127.0.0.1:{own_port}>",
+        "Max-Forwards: 70",
+        "Content-Type: application/sdp",
+        f"Content-Length: {len(sdp)}",
+        "",
+        sdp,
+    ]
+    return "\r\n".join(lines).encode()
