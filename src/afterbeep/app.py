@@ -665,6 +665,7 @@ class Runtime:
             authenticator=registrar,
             min_expires=s.sip_min_expires,
             unsolicited=s.sip_mwi_unsolicited,
+            remember_sent=not s.node_id,
         )
         registrar.on_registered = self.mwi_notifier.device_registered
         server.ua.on_subscribe = self.mwi_notifier.on_subscribe

@@ -30,6 +30,7 @@ from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.queue_floor import SqlQueueFloor
 from afterbeep.domain.clock import iso
 from afterbeep.domain.ids import new_id
+from afterbeep.domain.mwi import WaitingCounts
 from afterbeep.domain.queues import (
     AgentStatus,
     Queue,
@@ -50,6 +51,7 @@ from afterbeep.services.queues import HOLD_LEASE
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.telephony.delivery_worker import DeliveryWorker
 from afterbeep.telephony.interface import EndedBy
+from afterbeep.telephony.mwi import MwiNotifier
 from afterbeep.telephony.spool import SpoolMeta
 from tests.conftest import Backend, make_settings
 from tests.e2e.rig import Api, api_of, deposit_runtime, sip_port
@@ -58,6 +60,11 @@ from tests.fixtures.smtp import smtp_server
 from tests.notify.test_webhook_dispatch import Receiver
 from tests.ringless.support import audio as mp3
 from tests.sip.peer import RawPeer, header, status_of
+from tests.telephony.test_mwi import ACC, VM, counts_in
+from tests.telephony.test_mwi import Clock as MwiClock
+from tests.telephony.test_mwi import Sender as MwiSender
+from tests.telephony.test_mwi import Store as MwiStore
+from tests.telephony.test_mwi import contact as mwi_contact
 
 PG = pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
 NOON = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)
@@ -607,3 +614,31 @@ def invite(own_port: int, to_port: int) -> bytes:
         sdp,
     ]
     return "\r\n".join(lines).encode()
+
+
+# --- message waiting --------------------------------------------------------------------------
+
+
+async def test_the_node_that_sees_a_change_tells_the_phone_what_another_node_told_it_since() -> (
+    None
+):
+    """Counts X sent by n2, Y by n1, then X again by n2: n2 cannot know the phone shows Y, so a
+    node of a cluster (`remember_sent=False`, as `Runtime` sets with a node id) sends it."""
+    store = MwiStore(contacts=[mwi_contact()], counts_of={(ACC, VM): WaitingCounts(1, 0)})
+    sender = MwiSender()  # the phone: every NOTIFY of either node reaches it
+    n1, n2 = (
+        MwiNotifier(store, sender, MwiClock(), "pbx.example", remember_sent=False) for _ in range(2)
+    )
+    for node, counts in (
+        (n2, WaitingCounts(1, 0)),
+        (n1, WaitingCounts(0, 1)),
+        (n2, WaitingCounts(1, 0)),
+    ):
+        store.counts_of[(ACC, VM)] = counts
+        node.mailbox_changed(ACC, VM)
+        await node.idle()
+    assert [counts_in(s) for s in sender.sent] == [
+        WaitingCounts(1, 0),
+        WaitingCounts(0, 1),
+        WaitingCounts(1, 0),
+    ]
