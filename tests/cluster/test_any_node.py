@@ -326,6 +326,42 @@ def delivery_worker(rt: Runtime, dialer: Any) -> DeliveryWorker:
     )
 
 
+async def ringless_use_case(api: Api) -> tuple[str, str]:
+    """A consent-free ringless use case on a trunk nobody answers (the carrier is faked) and a
+    media: (use case id, media id)."""
+    setup = await api.post(
+        "/v1/telephony-setups",
+        {
+            "name": "trunk",
+            "trunk_host": "127.0.0.1",
+            "trunk_port": 9,
+            "transport": "udp",
+            "max_calls_per_second": 1000,
+            "max_concurrent_calls": 20,
+            "numbers": [{"e164": SENDER}],
+            "deposit_uri": "sip:{to}@127.0.0.1:9",
+        },
+    )
+    await api.verify_sender(SENDER)
+    use_case = await api.post(
+        "/v1/use-cases",
+        {
+            "channel": "ringless_voicemail",
+            "name": "reminders",
+            "setup_id": setup["id"],
+            "sender_selection": "fixed",
+            "sender_number": SENDER,
+            "require_consent": False,
+            "calling_window": {"start": "00:00", "end": "00:00"},
+        },
+    )
+    media = await api.http.post(
+        "/v1/media", files={"file": ("m.mp3", mp3(11))}, headers=api.headers
+    )
+    assert media.status_code == 201, media.text
+    return str(use_case["id"]), str(media.json()["id"])
+
+
 @contextlib.asynccontextmanager
 async def api_on(rt: Runtime, api: Api) -> AsyncIterator[Api]:
     """The same account's API, served by another node."""
@@ -343,43 +379,14 @@ async def test_ringless_sends_made_on_both_nodes_are_delivered_once_each(
         api_of(a) as api_a,
         api_on(b, api_a) as api_b,
     ):
-        setup = await api_a.post(
-            "/v1/telephony-setups",
-            {
-                "name": "trunk",
-                "trunk_host": "127.0.0.1",
-                "trunk_port": 9,
-                "transport": "udp",
-                "max_calls_per_second": 1000,
-                "max_concurrent_calls": 20,
-                "numbers": [{"e164": SENDER}],
-                "deposit_uri": "sip:{to}@127.0.0.1:9",
-            },
-        )
-        await api_a.verify_sender(SENDER)
-        use_case = await api_a.post(
-            "/v1/use-cases",
-            {
-                "channel": "ringless_voicemail",
-                "name": "reminders",
-                "setup_id": setup["id"],
-                "sender_selection": "fixed",
-                "sender_number": SENDER,
-                "require_consent": False,
-                "calling_window": {"start": "00:00", "end": "00:00"},
-            },
-        )
-        media = await api_a.http.post(
-            "/v1/media", files={"file": ("m.mp3", mp3(11))}, headers=api_a.headers
-        )
-        assert media.status_code == 201, media.text
+        use_case_id, media_id = await ringless_use_case(api_a)
         sends = []
         for i in range(SENDS):  # half through each node's API
             api = (api_a, api_b)[i % 2]
             body = {
                 "to": f"+1202555{1000 + i}",
-                "use_case_id": use_case["id"],
-                "media_id": media.json()["id"],
+                "use_case_id": use_case_id,
+                "media_id": media_id,
             }
             sends.append((await api.post("/v1/voicemails", body, status=202))["id"])
 
@@ -642,3 +649,51 @@ async def test_the_node_that_sees_a_change_tells_the_phone_what_another_node_tol
         WaitingCounts(0, 1),
         WaitingCounts(1, 0),
     ]
+
+
+# --- campaigns --------------------------------------------------------------------------------
+
+RECIPIENTS = 20
+
+
+@PG
+async def test_a_campaign_made_on_one_node_is_paused_and_resumed_on_the_other(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with (
+        two_nodes(backend, tmp_path) as (a, b),
+        api_of(a) as api_a,
+        api_on(b, api_a) as api_b,
+    ):
+        use_case_id, media_id = await ringless_use_case(api_a)
+        numbers = [f"+1202555{2000 + i}" for i in range(RECIPIENTS)]
+        campaign = await api_a.post(
+            "/v1/campaigns",
+            {"use_case_id": use_case_id, "media_id": media_id, "recipients": numbers},
+        )
+        paused = await api_b.post(f"/v1/campaigns/{campaign['id']}/pause", {}, status=200)
+        assert paused["status"] == "paused"
+        carrier = Carrier(RECIPIENTS)
+        workers = [
+            delivery_worker(a, carrier.dialer("n1")),
+            delivery_worker(b, carrier.dialer("n2")),
+        ]
+        assert await asyncio.gather(*(w.run_once() for w in workers)) == [0, 0]
+
+        resumed = await api_a.post(f"/v1/campaigns/{campaign['id']}/resume", {}, status=200)
+        assert resumed["status"] != "paused"
+        async with asyncio.timeout(60):
+            while len(carrier.calls) < RECIPIENTS:
+                await asyncio.gather(*(w.run_once() for w in workers))
+        assert await asyncio.gather(*(w.run_once() for w in workers)) == [0, 0]
+        s = t.voicemail_sends.c
+        async with a.db.begin() as conn:
+            rows = (
+                await conn.execute(select(s.id, s.status).where(s.campaign_id == campaign["id"]))
+            ).all()
+        assert sorted(send_id for _, send_id in carrier.calls) == sorted(r.id for r in rows)
+        assert {r.status for r in rows} == {"delivered"}
+        view = (
+            await api_b.http.get(f"/v1/campaigns/{campaign['id']}", headers=api_b.headers)
+        ).json()
+        assert view["status"] == "completed", view
