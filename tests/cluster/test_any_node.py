@@ -39,6 +39,7 @@ from afterbeep.domain.queues import (
     QueueStrategy,
 )
 from afterbeep.domain.transcripts import Segment, Transcript
+from afterbeep.domain.voicemail_sequence import Delivery
 from afterbeep.services.delivery import (
     START_WITHIN,
     AttemptResult,
@@ -48,6 +49,7 @@ from afterbeep.services.delivery import (
 )
 from afterbeep.services.mailboxes import MailboxService
 from afterbeep.services.queues import HOLD_LEASE
+from afterbeep.services.voicemail_sequence import SequenceWorker, Target
 from afterbeep.services.webhooks import WebhookService
 from afterbeep.telephony.delivery_worker import DeliveryWorker
 from afterbeep.telephony.interface import EndedBy
@@ -59,6 +61,7 @@ from tests.e2e.test_registration import Phone, make_device
 from tests.fixtures.smtp import smtp_server
 from tests.notify.test_webhook_dispatch import Receiver
 from tests.ringless.support import audio as mp3
+from tests.services.test_voicemail_sequence import API_NAME, FarEnd
 from tests.sip.peer import RawPeer, header, status_of
 from tests.telephony.test_mwi import ACC, VM, counts_in
 from tests.telephony.test_mwi import Clock as MwiClock
@@ -697,3 +700,41 @@ async def test_a_campaign_made_on_one_node_is_paused_and_resumed_on_the_other(
             await api_b.http.get(f"/v1/campaigns/{campaign['id']}", headers=api_b.headers)
         ).json()
         assert view["status"] == "completed", view
+
+
+# --- team voicemail sequence ------------------------------------------------------------------
+
+TEAM_MESSAGES = 4
+
+
+@PG
+async def test_each_team_voicemail_runs_its_sequence_once_with_both_nodes_working(
+    backend: Backend, tmp_path: Path
+) -> None:
+    far = FarEnd()  # the contact center both nodes' sequences talk to
+
+    async def local(delivery: Delivery) -> Target:
+        return Target(far, API_NAME)
+
+    async with two_nodes(backend, tmp_path) as (a, b), api_of(a) as api:
+        for rt in (a, b):
+            rt.sequence_targets.local = local
+        queue = await api.post("/v1/queues", {"name": "Support"})
+        box = await api.post(
+            "/v1/mailboxes",
+            {"name": "Support voicemail", "queue_id": queue["id"], "min_message_seconds": 1},
+        )
+        for i in range(TEAM_MESSAGES):
+            await leave_message((a, b)[i % 2], api.account_id, box["id"], i)
+        workers = [SequenceWorker(rt.uow, rt.sequence(), rt.clock) for rt in (a, b)]
+        async with asyncio.timeout(60):
+            while len([op for op in far.ops() if op == "route"]) < TEAM_MESSAGES:
+                await asyncio.gather(*(w.run_once() for w in workers))
+        assert await asyncio.gather(*(w.run_once() for w in workers)) == [0, 0]
+        creates = [key for op, key, _ in far.done if op == "create"]
+        assert len(creates) == len(set(creates)) == TEAM_MESSAGES
+        assert far.ops().count("route") == TEAM_MESSAGES
+        d = t.cc_deliveries.c
+        async with a.db.begin() as conn:
+            statuses = (await conn.execute(select(d.status))).scalars().all()
+        assert statuses == ["done"] * TEAM_MESSAGES
