@@ -14,6 +14,7 @@ import json
 import secrets
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,21 @@ from afterbeep.services.webhooks import WebhookService
 from afterbeep.telephony.delivery_worker import DeliveryWorker
 from afterbeep.telephony.interface import EndedBy
 from afterbeep.telephony.mwi import MwiNotifier
+from afterbeep.telephony.server import TelephonyServer, telephony_configs
 from afterbeep.telephony.spool import SpoolMeta
 from tests.conftest import Backend, make_settings
-from tests.e2e.rig import Api, api_of, deposit_runtime, sip_port
-from tests.e2e.test_registration import Phone, make_device
+from tests.e2e.rig import (
+    CALLER,
+    DIALLED,
+    NUMBER,
+    Api,
+    api_of,
+    deposit_runtime,
+    rtp_range,
+    sip_port,
+)
+from tests.e2e.test_pbx_calls import RingingPhone, set_status, stats, until
+from tests.e2e.test_registration import PASSWORD, Phone, make_device
 from tests.fixtures.smtp import smtp_server
 from tests.notify.test_webhook_dispatch import Receiver
 from tests.ringless.support import audio as mp3
@@ -738,3 +750,111 @@ async def test_each_team_voicemail_runs_its_sequence_once_with_both_nodes_workin
         async with a.db.begin() as conn:
             statuses = (await conn.execute(select(d.status))).scalars().all()
         assert statuses == ["done"] * TEAM_MESSAGES
+
+
+# --- a queue's calls over SIP, on two nodes ---------------------------------------------------
+
+
+@dataclass
+class AgentPhone(RingingPhone):
+    """A phone that rings and never answers, and keeps which node (SIP port) sent each INVITE."""
+
+    from_ports: list[int] = field(default_factory=list)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if data.startswith(b"INVITE ") and len(self.invites) == len(self.from_ports):
+            self.from_ports.append(addr[1])
+        super().datagram_received(data, addr)
+
+
+@PG
+async def test_queue_calls_on_two_nodes_ring_their_one_agent_one_at_a_time_in_order(
+    backend: Backend, tmp_path: Path
+) -> None:
+    loop = asyncio.get_running_loop()
+    _, agent_phone = await loop.create_datagram_endpoint(AgentPhone, local_addr=("127.0.0.1", 0))
+    try:
+        async with (
+            deposit_runtime(
+                backend, workers=False, node_id="n1", data_dir=tmp_path / "n1", drain_seconds=0
+            ) as a,
+            deposit_runtime(
+                backend, workers=False, node_id="n2", data_dir=tmp_path / "n2", drain_seconds=0
+            ) as b,
+            api_of(a) as api,
+        ):
+            await a.start_telephony()
+            await b.start_telephony()
+            user = await api.post("/v1/users", {"username": "301", "is_agent": True})
+            await api.post(
+                "/v1/devices",
+                {"user_id": user["id"], "auth_username": "desk-301", "password": PASSWORD},
+            )
+            registering = Phone(agent_phone, sip_port(a), "desk-301")
+            ok = await registering.register(f"Contact: <{registering.contact}>")
+            assert status_of(ok) == 200
+            queue = await api.post(
+                "/v1/queues",
+                {
+                    "name": "Support",
+                    "agent_ring_timeout_sec": 2,
+                    "max_wait_sec": 0,
+                    "max_no_answer": 0,
+                    "wrap_up_sec": 0,
+                    "announce_position": False,
+                    "members": [{"user_id": user["id"]}],
+                },
+            )
+            await api.post(
+                "/v1/numbers", {"e164": NUMBER, "dest_kind": "queue", "dest_id": queue["id"]}
+            )
+            await set_status(api, user["id"], "available")
+
+            low, high = rtp_range()
+            ua_config, media_config = telephony_configs("127.0.0.1:0", None, low, high)
+            async with TelephonyServer(ua_config, media_config) as callers, api_on(b, api) as api_b:
+                first = await (
+                    await callers.dial(
+                        f"sip:{DIALLED}@127.0.0.1:{sip_port(a)}",
+                        f"sip:{CALLER}@127.0.0.1",
+                        timeout=10,
+                    )
+                ).wait_answered()
+                await until(
+                    lambda: len(agent_phone.invites) == 1, "the agent rung for the caller on n1"
+                )
+                second = await (
+                    await callers.dial(
+                        f"sip:{DIALLED}@127.0.0.1:{sip_port(b)}",
+                        f"sip:{CALLER}@127.0.0.1",
+                        timeout=10,
+                    )
+                ).wait_answered()
+                body = await wait_stats(api_b, queue["id"], waiting=2)  # seen from n2
+                assert body["agents_by_state"]["offering"] <= 1, body
+
+                # The agent lets it ring out, again and again: the caller on n1 joined first
+                # and stays first, so n2 never offers its caller; one offer rings at a time.
+                await until(lambda: len(agent_phone.cancels) >= 3, "three offers rang out")
+                rung = len(agent_phone.invites)
+                assert set(agent_phone.from_ports) == {sip_port(a)}, agent_phone.from_ports
+                pairs = zip(agent_phone.cancels, agent_phone.invites[1:], strict=False)
+                assert all(ended <= next_one for ended, next_one in pairs), agent_phone
+
+                await first.hangup()  # the caller on n2 is next
+                await until(
+                    lambda: sip_port(b) in agent_phone.from_ports, "the agent rung for n2's caller"
+                )
+                assert agent_phone.from_ports[:rung] == [sip_port(a)] * rung
+                await second.hangup()
+                await wait_stats(api, queue["id"], waiting=0)
+                await wait_stats(api_b, queue["id"], waiting=0)
+    finally:
+        agent_phone.close()
+
+
+async def wait_stats(api: Api, queue_id: str, *, waiting: int) -> dict[str, Any]:
+    async with asyncio.timeout(20):
+        while (body := await stats(api, queue_id))["waiting"] != waiting:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return body
