@@ -276,7 +276,9 @@ async def test_a_dead_nodes_callers_and_holds_expire(backend: Backend, tmp_path:
         ea, eb = a.queue_engine, b.queue_engine
         await ea.load_statuses(queue)
         await eb.load_statuses(queue)
+        assert not await eb.anyone_waiting(account_id, queue.id)
         assert await ea.join(queue, "on-n1") is None
+        assert await eb.anyone_waiting(account_id, queue.id)  # so n2 refuses to delete it
         assert (await ea.step(queue, "on-n1")).offer == (agent,)
         clock.advance(1)
         assert await eb.join(queue, "on-n2") is None
