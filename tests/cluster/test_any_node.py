@@ -787,30 +787,8 @@ async def test_queue_calls_on_two_nodes_ring_their_one_agent_one_at_a_time_in_or
         ):
             await a.start_telephony()
             await b.start_telephony()
-            user = await api.post("/v1/users", {"username": "301", "is_agent": True})
-            await api.post(
-                "/v1/devices",
-                {"user_id": user["id"], "auth_username": "desk-301", "password": PASSWORD},
-            )
-            registering = Phone(agent_phone, sip_port(a), "desk-301")
-            ok = await registering.register(f"Contact: <{registering.contact}>")
-            assert status_of(ok) == 200
-            queue = await api.post(
-                "/v1/queues",
-                {
-                    "name": "Support",
-                    "agent_ring_timeout_sec": 2,
-                    "max_wait_sec": 0,
-                    "max_no_answer": 0,
-                    "wrap_up_sec": 0,
-                    "announce_position": False,
-                    "members": [{"user_id": user["id"]}],
-                },
-            )
-            await api.post(
-                "/v1/numbers", {"e164": NUMBER, "dest_kind": "queue", "dest_id": queue["id"]}
-            )
-            await set_status(api, user["id"], "available")
+            user_id = await registered_agent(api, a, agent_phone)
+            queue = await queue_to(api, user_id, agent_ring_timeout_sec=2)
 
             low, high = rtp_range()
             ua_config, media_config = telephony_configs("127.0.0.1:0", None, low, high)
@@ -860,3 +838,68 @@ async def wait_stats(api: Api, queue_id: str, *, waiting: int) -> dict[str, Any]
         while (body := await stats(api, queue_id))["waiting"] != waiting:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     return body
+
+
+@PG
+async def test_a_caller_hanging_up_while_its_offer_rings_cancels_it_at_once(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The queue application stops the ring as the ring stops its forks: the CANCEL still goes
+    (it went only when the node stopped, the agent's phone ringing on meanwhile)."""
+    loop = asyncio.get_running_loop()
+    _, agent_phone = await loop.create_datagram_endpoint(AgentPhone, local_addr=("127.0.0.1", 0))
+    try:
+        async with (
+            deposit_runtime(
+                backend, workers=False, node_id="n1", data_dir=tmp_path / "n1", drain_seconds=0
+            ) as a,
+            api_of(a) as api,
+        ):
+            await a.start_telephony()
+            user_id = await registered_agent(api, a, agent_phone)
+            await queue_to(api, user_id, agent_ring_timeout_sec=60)  # longer than `until` waits
+            low, high = rtp_range()
+            ua_config, media_config = telephony_configs("127.0.0.1:0", None, low, high)
+            async with TelephonyServer(ua_config, media_config) as callers:
+                call = await (
+                    await callers.dial(
+                        f"sip:{DIALLED}@127.0.0.1:{sip_port(a)}",
+                        f"sip:{CALLER}@127.0.0.1",
+                        timeout=10,
+                    )
+                ).wait_answered()
+                await until(lambda: len(agent_phone.invites) == 1, "the agent rung")
+                await call.hangup()
+                await until(lambda: len(agent_phone.cancels) == 1, "the offer cancelled")
+    finally:
+        agent_phone.close()
+
+
+async def registered_agent(api: Api, rt: Runtime, phone: AgentPhone) -> str:
+    """An available agent whose one device registered on `rt` from `phone`."""
+    user = await api.post("/v1/users", {"username": "301", "is_agent": True})
+    await api.post(
+        "/v1/devices", {"user_id": user["id"], "auth_username": "desk-301", "password": PASSWORD}
+    )
+    registering = Phone(phone, sip_port(rt), "desk-301")
+    assert status_of(await registering.register(f"Contact: <{registering.contact}>")) == 200
+    await set_status(api, user["id"], "available")
+    return str(user["id"])
+
+
+async def queue_to(api: Api, user_id: str, *, agent_ring_timeout_sec: int) -> dict[str, Any]:
+    """A queue of the one agent that NUMBER leads to; offers ring out, never a break."""
+    queue = await api.post(
+        "/v1/queues",
+        {
+            "name": "Support",
+            "agent_ring_timeout_sec": agent_ring_timeout_sec,
+            "max_wait_sec": 0,
+            "max_no_answer": 0,
+            "wrap_up_sec": 0,
+            "announce_position": False,
+            "members": [{"user_id": user_id}],
+        },
+    )
+    await api.post("/v1/numbers", {"e164": NUMBER, "dest_kind": "queue", "dest_id": queue["id"]})
+    return queue
