@@ -34,6 +34,7 @@ from afterbeep.db.engine import Database
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.repos.mwi import SqlMwiStore
+from afterbeep.db.repos.queue_floor import SqlQueueFloor
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.admission import AdmissionPolicy
 from afterbeep.domain.clock import Clock, SystemClock
@@ -232,6 +233,8 @@ class Runtime:
         # This node's live queues (who waits, what agents do), shared by the API and the queue
         # call application. The services take a UserLookup once the users repository exists.
         self.queue_engine = QueueEngine(self.uow, self.clock)
+        if settings.node_id and not self.db.is_sqlite:  # issue 23: one line per queue, shared
+            self.queue_engine.shared = SqlQueueFloor(self.db, settings.node_id)
         # Issue 18: `voice_calls` (below) is what an agent's work item shows of its voice call;
         # the agent's callback action uses `callbacks` (below); `work_items` is the WorkRouter
         # voice calls are routed with. One node runs its timers
@@ -296,6 +299,7 @@ class Runtime:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         await self.db.migrate()
+        self.queue_engine.start()
         s = self.settings
         self.store = await open_store(
             s.resolved_storage_url(),
@@ -663,6 +667,7 @@ class Runtime:
             authenticator=registrar,
             min_expires=s.sip_min_expires,
             unsolicited=s.sip_mwi_unsolicited,
+            remember_sent=not s.node_id,
         )
         registrar.on_registered = self.mwi_notifier.device_registered
         server.ua.on_subscribe = self.mwi_notifier.on_subscribe
@@ -832,6 +837,7 @@ class Runtime:
             await self._connector_client.aclose()
         await self.callbacks.stop(max(0.0, deadline - loop.time()))  # they ran meanwhile
         await self.work_items.stop()
+        await self.queue_engine.stop()
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:

@@ -211,7 +211,7 @@ async def test_agents_status_and_stats(
         stored = await uow.queues.get(account.id, queue["id"])
     assert stored is not None
     await engine.load_statuses(stored)
-    assert engine.join(stored, "call-1") is None
+    assert await engine.join(stored, "call-1") is None
     stats = await client.get(f"/v1/queues/{queue['id']}/stats", headers=account.headers)
     assert stats.status_code == 200, stats.text
     body = stats.json()
@@ -219,7 +219,7 @@ async def test_agents_status_and_stats(
     assert body["agents_by_state"]["waiting"] == 1 and body["agents_by_state"]["on_break"] == 1
     refused = await client.delete(f"/v1/queues/{queue['id']}", headers=account.headers)
     problem_of(refused, 409, "queue-in-use")
-    engine.left(stored, "call-1", None, hung_up=True)
+    await engine.left(stored, "call-1", None, hung_up=True)
     body = (await client.get(f"/v1/queues/{queue['id']}/stats", headers=account.headers)).json()
     assert (body["waiting"], body["abandoned"]) == (0, 1)
 

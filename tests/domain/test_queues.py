@@ -20,9 +20,13 @@ from afterbeep.domain.queues import (
     QueueMember,
     QueueSettings,
     QueueStrategy,
+    WaitingCaller,
     check_members,
     check_settings,
     choose_agents,
+    line_order,
+    next_to_offer,
+    position_in,
 )
 
 A = new_id("usr")
@@ -375,3 +379,39 @@ def test_settings_and_members_are_checked() -> None:
     assert err.value.field == "members[0].user_id"
     with pytest.raises(InvalidInput):
         check_members([QueueMember(A, tier_level=10)])
+
+
+# --- the line and holds every node shares (issue 23) --------------------------------------------
+
+
+def test_the_shared_line_is_first_come_first_served_across_nodes() -> None:
+    t0 = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)
+    later = datetime(2026, 6, 1, 16, 0, 5, tzinfo=UTC)
+    waiting = line_order(
+        [
+            WaitingCaller("c-late", later),
+            WaitingCaller("b-same-instant", t0, offered=True),
+            WaitingCaller("a-same-instant", t0, offered=True),
+        ]
+    )
+    assert [w.ticket for w in waiting] == ["a-same-instant", "b-same-instant", "c-late"]
+    assert position_in(waiting, "c-late") == 3
+    assert position_in(waiting, "gone") is None
+    assert next_to_offer(waiting) == "c-late"  # the two ahead have an offer ringing
+    assert next_to_offer([]) is None
+
+
+def test_an_agent_takes_the_state_every_node_sees() -> None:
+    agent = Agent("usr_a")
+    agent.sync(AgentStatus.AVAILABLE, AgentState.OFFERING, "call-1", 130.0, None, 100.0)
+    assert (agent.state_at(100.0), agent.offered_ticket) == (AgentState.OFFERING, "call-1")
+    assert not agent.can_take(100.0)
+    # the hold ended (or expired): free again, idle since the stored time
+    agent.sync(AgentStatus.AVAILABLE, None, None, None, 90.0, 101.0)
+    assert agent.can_take(101.0) and agent.idle_since == 90.0 and agent.offered_ticket is None
+    # wrap-up on another node: free when it ends
+    agent.sync(AgentStatus.AVAILABLE, AgentState.WRAP_UP, "call-2", 110.0, 110.0, 102.0)
+    assert not agent.can_take(105.0) and agent.can_take(110.0)
+    # logged out elsewhere
+    agent.sync(AgentStatus.OFFLINE, None, None, None, None, 111.0)
+    assert not agent.logged_in(111.0)

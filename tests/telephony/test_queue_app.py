@@ -206,7 +206,7 @@ async def test_the_abandon_key_leaves_for_the_abandon_destination() -> None:
 async def test_a_full_queue_refuses_the_caller() -> None:
     w = World(make_queue(A, max_queued=1))
     w.available(A)
-    assert w.engine.join(w.queue, "someone-else") is None
+    assert await w.engine.join(w.queue, "someone-else") is None
     assert await w.run() is QueueExit.QUEUE_FULL
     assert [dest for _, dest in w.routed.calls] == [FULL]
     assert not w.call.answered
@@ -236,7 +236,7 @@ async def test_position_is_announced_first_then_every_interval() -> None:
         )
     )
     w.available(A)
-    w.engine.join(w.queue, "ahead")  # one caller ahead, offered first
+    await w.engine.join(w.queue, "ahead")  # one caller ahead, offered first
     assert await w.run() is QueueExit.TIMEOUT
     second = position_prompt(2, "en", True)
     first = position_prompt(1, "en", True)

@@ -675,6 +675,14 @@ agent_states = Table(
     _updated(),
     # 0020_work_items: the capacity its work items and live calls share (null: the default)
     Column("capacity", Integer, nullable=True),
+    # 0022_cluster_queues: what holds the agent, the same on every node: a queue caller's offer
+    # (`offering`), its call (`in_call`) or its wrap-up (`wrap_up`), until `held_until` (renewed
+    # by the holding node; a dead node's hold expires); when it last became free.
+    Column("held_state", String(16), nullable=True),
+    Column("held_ticket", String(255), nullable=True),
+    Column("held_node", String(64), nullable=True),
+    Column("held_until", UtcDateTime(), nullable=True),
+    Column("idle_since", UtcDateTime(), nullable=True),
 )
 
 # 0014_users: users (extensions), their devices (SIP phones), where the devices are registered,
@@ -986,4 +994,19 @@ mailbox_pin_failures = Table(
     Column("window_start", UtcDateTime(), nullable=False),
     Column("locked_until", UtcDateTime(), nullable=True),
     Column("lockouts", Integer, nullable=False),
+)
+
+# 0022_cluster_queues: the callers waiting in queues, on whichever node (ticket: the call id);
+# `expires_at` is renewed by the caller's node, so a dead node's callers leave the line.
+queue_callers = Table(
+    "queue_callers",
+    metadata,
+    Column("ticket", String(255), primary_key=True),
+    Column("queue_id", String(40), nullable=False),
+    Column("account_id", String(40), nullable=False),
+    Column("node_id", String(64), nullable=False),
+    Column("joined_at", UtcDateTime(), nullable=False),
+    Column("offered", Boolean, nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Index("ix_queue_callers_queue_joined", "queue_id", "joined_at"),
 )

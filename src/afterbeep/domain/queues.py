@@ -20,6 +20,12 @@ after joining, then every `announce_interval_sec`.
 Everything here is synchronous and does no I/O: the time (`now`, seconds on a monotonic clock)
 is passed in, so the tests drive it without an event loop. The `Floor` holds the live state of
 one node's queues and agents (agents are shared: one agent may serve several queues).
+
+Several nodes (issue 23) share one line per queue and one hold per agent, stored: the callers
+waiting on every node (`WaitingCaller`, in `line_order`: who joined first, then the ticket), and
+what holds each agent (an offer, a call, a wrap-up) until a time its node renews. A node offers
+its caller only when it is `next_to_offer` in the shared line, and an agent only by claiming its
+hold; the node's `Floor` is brought up to the stored state first (`Agent.sync`).
 """
 
 from __future__ import annotations
@@ -242,6 +248,29 @@ class Agent:
         self.withdrawn()
         self.unreachable_until = now + UNREACHABLE_RETRY_SEC
 
+    def sync(
+        self,
+        status: AgentStatus,
+        held: AgentState | None,
+        ticket: str | None,
+        held_until: float | None,
+        idle_since: float | None,
+        now: float,
+    ) -> None:
+        """Take the state every node sees: the stored status, and what holds the agent
+        (`held`: offering, in call or wrap-up until `held_until`; None: free)."""
+        self.set_status(status, now)
+        if held is not None and held_until is not None and held_until > now:
+            self.state = held
+            self.offered_ticket = ticket if held is AgentState.OFFERING else None
+            if held is AgentState.WRAP_UP:
+                self.wrap_up_until = held_until
+        elif self.state in (AgentState.OFFERING, AgentState.IN_CALL):
+            self.state = AgentState.WAITING
+            self.offered_ticket = None
+        if idle_since is not None and self.state_at(now) is AgentState.WAITING:
+            self.idle_since = idle_since
+
     def call_ended(self, now: float, wrap_up_sec: float) -> None:
         self.offered_ticket = None
         if wrap_up_sec > 0:
@@ -315,6 +344,33 @@ def following_announcement(settings: QueueSettings, previous: float) -> float | 
     if settings.announce_interval_sec <= 0:
         return None
     return previous + settings.announce_interval_sec
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCaller:
+    """A caller waiting in a queue as every node sees it (`offered`: an offer of it rings)."""
+
+    ticket: str
+    joined_at: datetime
+    offered: bool = False
+
+
+def line_order(waiting: Iterable[WaitingCaller]) -> list[WaitingCaller]:
+    """First come first served across nodes; callers who joined at the same instant by ticket."""
+    return sorted(waiting, key=lambda w: (w.joined_at, w.ticket))
+
+
+def position_in(waiting: Sequence[WaitingCaller], ticket: str) -> int | None:
+    """1 for the next caller to be served (`waiting` in `line_order`); None: not in the line."""
+    for index, caller in enumerate(waiting):
+        if caller.ticket == ticket:
+            return index + 1
+    return None
+
+
+def next_to_offer(waiting: Sequence[WaitingCaller]) -> str | None:
+    """The caller the next free agent goes to: the first in line with no offer ringing."""
+    return next((w.ticket for w in waiting if not w.offered), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,33 +460,46 @@ class QueueLine:
         return True
 
     def dispatch(self, agents: Mapping[str, Agent], now: float) -> list[Offer]:
-        """Offer waiting callers, in order, to free agents; the agents chosen are `offering`.
-        A caller whose every free agent already missed it is offered to them again."""
+        """Offer waiting callers, in order, to free agents; the agents chosen are `offering`."""
         offers = []
         for caller in self.callers:
             if caller.offered_to:
                 continue
-            chosen = choose_agents(
-                self.settings,
-                self.members,
-                agents,
-                now,
-                last_offered=self.last_offered,
-                skip=caller.tried,
-            )
-            if not chosen and caller.tried:
-                caller.tried.clear()
-                chosen = choose_agents(
-                    self.settings, self.members, agents, now, last_offered=self.last_offered
-                )
+            chosen = self.choose_for(caller.ticket, agents, now)
             if not chosen:
                 break  # nobody free: later callers wait behind this one
-            for user_id in chosen:
-                agents[user_id].offer(caller.ticket, now)
-            caller.offered_to = tuple(chosen)
-            self.last_offered = chosen[-1]
-            offers.append(Offer(caller.ticket, tuple(chosen)))
+            offers.append(self.offer(caller.ticket, chosen, agents, now))
         return offers
+
+    def choose_for(self, ticket: str, agents: Mapping[str, Agent], now: float) -> list[str]:
+        """The agents to offer the caller to now (empty: none free). A caller whose every free
+        agent already missed it is offered to them again."""
+        caller = self.caller(ticket)
+        chosen = choose_agents(
+            self.settings,
+            self.members,
+            agents,
+            now,
+            last_offered=self.last_offered,
+            skip=caller.tried,
+        )
+        if not chosen and caller.tried:
+            caller.tried.clear()
+            chosen = choose_agents(
+                self.settings, self.members, agents, now, last_offered=self.last_offered
+            )
+        return chosen
+
+    def offer(
+        self, ticket: str, chosen: Sequence[str], agents: Mapping[str, Agent], now: float
+    ) -> Offer:
+        """The caller is offered to `chosen` (agents who can take it): they are `offering`."""
+        caller = self.caller(ticket)
+        for user_id in chosen:
+            agents[user_id].offer(ticket, now)
+        caller.offered_to = tuple(chosen)
+        self.last_offered = chosen[-1]
+        return Offer(ticket, tuple(chosen))
 
     def offer_ended(self, ticket: str, user_id: str) -> None:
         """One agent of the caller's offer is done ringing (answered or not)."""

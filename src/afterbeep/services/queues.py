@@ -2,17 +2,23 @@
 (`QueueEngine`) the queue call application runs against.
 
 The engine keeps who waits and what every agent is doing in this process's memory (one
-`domain.queues.Floor` per node, owned by the server); only agents' statuses are stored, so a
-status set through the API reaches every node when its next caller joins. Callers waiting on
-different nodes of a cluster do not see each other yet (a later issue).
+`domain.queues.Floor` per node, owned by the server); agents' statuses are stored, so a status
+set through the API reaches every node when its next caller joins. With a `SharedFloor` (a node
+of a cluster, issue 23) the stored state is the authority: waiting callers are rows every node
+sees (positions and the head of the line are the same everywhere), an agent is offered only once
+its node claimed the agent's stored hold (no double offer across nodes or queues), and a node
+renews its rows and holds (`HOLD_LEASE`): those of a node that died expire.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from afterbeep.domain.clock import Clock
 from afterbeep.domain.errors import Conflict, InvalidInput, NotFound
@@ -29,10 +35,15 @@ from afterbeep.domain.queues import (
     QueueMember,
     QueueSettings,
     Stats,
+    WaitingCaller,
     check_members,
     check_settings,
+    line_order,
+    next_to_offer,
+    position_in,
 )
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
+from afterbeep.services.ports.queues import SharedFloor, StoredAgent
 from afterbeep.services.ports.ring_groups import UserLookup
 from afterbeep.services.ring_groups import (
     UNSET,
@@ -44,6 +55,11 @@ from afterbeep.services.ring_groups import (
 )
 
 __all__ = ["UNSET", "AgentView", "QueueChanges", "QueueEngine", "QueueService", "Step"]
+
+log = logging.getLogger("afterbeep.queue")
+
+HOLD_LEASE = timedelta(seconds=30)  # a caller's row, an offer's or a call's hold, once renewed
+RENEW_EVERY_SEC = 10.0
 
 _DESTS = (
     "timeout_dest",
@@ -88,19 +104,24 @@ class Step:
 
 class QueueEngine:
     """The live queues of this node. `monotonic` is the time in seconds the domain rules run
-    on; `clock` dates stored statuses. Every method is called from the event loop's thread."""
+    on; `clock` dates stored statuses and the shared rows. Every method is called from the
+    event loop's thread."""
 
     def __init__(
         self,
         uow: UnitOfWorkFactory,
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
+        shared: SharedFloor | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._now = monotonic
+        self.shared = shared
         self.floor = Floor()
         self._handed: dict[str, set[str]] = {}  # ticket -> agents whose offer it was given
+        self._seen: dict[str, list[WaitingCaller]] = {}  # queue -> its shared line, last look
+        self._renewer: asyncio.Task[None] | None = None
         # Told the user id when an agent's status changes or its call ends (the work router).
         self.agent_listeners: list[Callable[[str], None]] = []
 
@@ -115,7 +136,11 @@ class QueueEngine:
         return self.floor.line(queue)
 
     async def load_statuses(self, queue: Queue) -> None:
-        """Bring the members' statuses up to date from the database (set on any node)."""
+        """Bring the members' statuses up to date from the database (set on any node); with a
+        shared floor, what holds them and the shared line too."""
+        if self.shared is not None:
+            await self._look(queue)
+            return
         async with self._uow() as uow:
             stored = await uow.queues.statuses(queue.account_id, [m.user_id for m in queue.members])
         now = self._now()
@@ -134,58 +159,145 @@ class QueueEngine:
         """The agent has no registered device: it is skipped for a while (not a missed offer)."""
         self.floor.agent(user_id).unreachable(self._now())
 
-    def join(self, queue: Queue, ticket: str) -> QueueExit | None:
+    async def join(self, queue: Queue, ticket: str) -> QueueExit | None:
         """The caller joins the queue, or is refused (`queue_full`, `no_agents`)."""
         line = self.floor.line(queue)
+        if self.shared is not None:
+            waiting = await self._look(queue)
+            if queue.settings.max_queued and len(waiting) >= queue.settings.max_queued:
+                return QueueExit.QUEUE_FULL
         now = self._now()
         refused = line.admit(self.floor.agents, now)
         if refused is None:
             line.join(ticket, now)
             self._handed[ticket] = set()
+            if self.shared is not None:
+                wall = self._clock.now()
+                await self.shared.join(queue.account_id, queue.id, ticket, wall, wall + HOLD_LEASE)
         return refused
 
-    def step(self, queue: Queue, ticket: str) -> Step:
+    async def step(self, queue: Queue, ticket: str) -> Step:
         line = self.floor.line(queue)
+        shared_position: int | None = None
+        if self.shared is not None:
+            shared_position = await self._offer_shared(queue, line, ticket)
         now = self._now()
         exit = line.exit_due(ticket, self.floor.agents, now)
         if exit is not None:
             return Step(exit=exit)
-        self.floor.dispatch(now)
+        if self.shared is None:
+            self.floor.dispatch(now)
         handed = self._handed.setdefault(ticket, set())
         offered = line.caller(ticket).offered_to
         new = tuple(a for a in offered if a not in handed)
         handed.update(new)
-        position = line.position(ticket) if line.announcement_due(ticket, now) else None
+        position = None
+        if line.announcement_due(ticket, now):
+            position = shared_position or line.position(ticket)
         return Step(position=position, offer=new)
 
-    def answered(self, queue: Queue, ticket: str, user_id: str) -> None:
+    async def _offer_shared(self, queue: Queue, line: QueueLine, ticket: str) -> int | None:
+        """Look at the shared line; when this caller is the next to offer, claim the agents
+        the strategy chooses (those another node holds meanwhile are not offered). Its
+        position in the shared line."""
+        assert self.shared is not None
+        waiting = await self._look(queue, ticket)
+        caller = line.caller(ticket)
+        now = self._now()
+        if position_in(waiting, ticket) is None:  # its row expired (this node stalled): back
+            wall = self._clock.now()
+            joined = wall - timedelta(seconds=now - caller.joined_at)
+            await self.shared.join(queue.account_id, queue.id, ticket, joined, wall + HOLD_LEASE)
+            waiting = line_order([*waiting, WaitingCaller(ticket, joined)])
+        if not caller.offered_to and next_to_offer(waiting) == ticket:
+            chosen = line.choose_for(ticket, self.floor.agents, now)
+            if chosen:
+                wall = self._clock.now()
+                got = await self.shared.claim(
+                    queue.account_id, chosen, ticket, wall, wall + HOLD_LEASE
+                )
+                if got:
+                    line.offer(ticket, got, self.floor.agents, now)
+        return position_in(waiting, ticket)
+
+    async def _look(self, queue: Queue, ticket: str | None = None) -> list[WaitingCaller]:
+        """The shared line of `queue` (in order), its members brought up to the stored state."""
+        assert self.shared is not None
+        wall = self._clock.now()
+        waiting, stored = await self.shared.look(
+            queue.account_id,
+            queue.id,
+            [m.user_id for m in queue.members],
+            wall,
+            wall + HOLD_LEASE,
+            ticket,
+        )
+        self.floor.line(queue)
+        now = self._now()
+        for member in queue.members:
+            self._sync(member.user_id, stored.get(member.user_id), wall, now)
+        ordered = self._seen[queue.id] = line_order(waiting)
+        return ordered
+
+    def _sync(self, user_id: str, row: StoredAgent | None, wall: datetime, now: float) -> None:
+        def local(at: datetime | None) -> float | None:
+            return None if at is None else now - (wall - at).total_seconds()
+
+        agent = self.floor.agent(user_id)
+        if row is None:
+            agent.sync(AgentStatus.OFFLINE, None, None, None, None, now)
+            return
+        agent.sync(
+            row.status, row.held, row.ticket, local(row.held_until), local(row.idle_since), now
+        )
+
+    async def answered(self, queue: Queue, ticket: str, user_id: str) -> None:
         self._handed.pop(ticket, None)
-        self.floor.answered(self.floor.line(queue), ticket, user_id)
+        others = self.floor.answered(self.floor.line(queue), ticket, user_id)
+        if self.shared is not None:
+            until = self._clock.now() + HOLD_LEASE
+            await self.shared.answered(queue.account_id, user_id, ticket, others, until)
 
     async def missed(self, queue: Queue, ticket: str, user_id: str) -> None:
         """The agent let the offer ring out; after `max_no_answer` in a row it goes on break
         (stored, so the API shows it)."""
         self._handed.get(ticket, set()).discard(user_id)
-        if self.floor.missed(self.floor.line(queue), ticket, user_id):
+        line = self.floor.line(queue)
+        on_break = self.floor.missed(line, ticket, user_id)
+        await self._release(queue, line, ticket, user_id)
+        if on_break:
             async with self._uow() as uow:
                 await uow.queues.set_status(
                     queue.account_id, user_id, AgentStatus.ON_BREAK, self._clock.now()
                 )
 
-    def offer_failed(self, queue: Queue, ticket: str, user_id: str) -> None:
+    async def offer_failed(self, queue: Queue, ticket: str, user_id: str) -> None:
         """The agent could not be rung (no registered device): skipped, not counted."""
         self._handed.get(ticket, set()).discard(user_id)
-        self.floor.unreachable(self.floor.line(queue), ticket, user_id, self._now())
+        line = self.floor.line(queue)
+        self.floor.unreachable(line, ticket, user_id, self._now())
+        await self._release(queue, line, ticket, user_id)
 
-    def left(
+    async def _release(self, queue: Queue, line: QueueLine, ticket: str, user_id: str) -> None:
+        if self.shared is not None:
+            still = bool(line.caller(ticket).offered_to)
+            await self.shared.release(queue.account_id, user_id, ticket, still_offered=still)
+
+    async def left(
         self, queue: Queue, ticket: str, exit: QueueExit | None, *, hung_up: bool = False
     ) -> None:
         """The caller left unanswered (an exit, or it hung up): nothing of it stays."""
         self._handed.pop(ticket, None)
         self.floor.left(self.floor.line(queue), ticket, exit, hung_up=hung_up)
+        if self.shared is not None:
+            await self.shared.left(ticket)
 
-    def call_ended(self, queue: Queue, user_id: str) -> None:
-        self.floor.call_ended(user_id, self._now(), queue.settings.wrap_up_sec)
+    async def call_ended(self, queue: Queue, user_id: str) -> None:
+        wrap_up = queue.settings.wrap_up_sec
+        self.floor.call_ended(user_id, self._now(), wrap_up)
+        if self.shared is not None:
+            until = self._clock.now() + timedelta(seconds=wrap_up)
+            await self.shared.call_ended(queue.account_id, user_id, until)
         self._agent_changed(user_id)
 
     def status_changed(self, user_id: str, status: AgentStatus) -> None:
@@ -193,13 +305,55 @@ class QueueEngine:
         self._agent_changed(user_id)
 
     def stats(self, queue: Queue) -> Stats:
-        return self.floor.line(queue).stats(self.floor.agents, self._now())
+        stats = self.floor.line(queue).stats(self.floor.agents, self._now())
+        seen = self._seen.get(queue.id)
+        if self.shared is None or seen is None:
+            return stats
+        wall = self._clock.now()
+        longest = max(((wall - w.joined_at).total_seconds() for w in seen), default=0.0)
+        return replace(stats, waiting=len(seen), longest_wait_sec=max(0.0, longest))
+
+    async def anyone_waiting(self, account_id: str, queue_id: str) -> bool:
+        """Whether callers wait in the queue (on any node, with a shared floor)."""
+        line = self.floor.lines.get(queue_id)
+        if line is not None and line.callers:
+            return True
+        if self.shared is None:
+            return False
+        wall = self._clock.now()
+        waiting, _ = await self.shared.look(account_id, queue_id, [], wall, wall + HOLD_LEASE)
+        return bool(waiting)
 
     def agent_state(self, user_id: str) -> tuple[AgentState, int, int]:
         agent = self.floor.agents.get(user_id)
         if agent is None:
             return AgentState.WAITING, 0, 0
         return agent.state_at(self._now()), agent.missed_in_row, agent.calls
+
+    async def renew(self) -> None:
+        """This node's callers and holds live another `HOLD_LEASE`."""
+        if self.shared is not None:
+            wall = self._clock.now()
+            await self.shared.renew(wall, wall + HOLD_LEASE)
+
+    def start(self, every: float = RENEW_EVERY_SEC) -> None:
+        """With a shared floor, renew this node's rows every `every` seconds until `stop`."""
+        if self.shared is not None and self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_loop(every), name="queue-renewer")
+
+    async def _renew_loop(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.renew()
+            except Exception:  # the database may be back at the next round
+                log.exception("renewing this node's queue rows failed")
+
+    async def stop(self) -> None:
+        task, self._renewer = self._renewer, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 class QueueService:
@@ -314,8 +468,7 @@ class QueueService:
                     f"queue {queue_id!r} gets the messages of mailboxes {', '.join(sorted(teams)[:5])}",
                     "queue-in-use",
                 )
-            line = self.engine.floor.lines.get(queue_id)
-            if line is not None and line.callers:
+            if await self.engine.anyone_waiting(account_id, queue_id):
                 raise Conflict(f"callers are waiting in queue {queue_id!r}", "queue-in-use")
             if not await uow.queues.delete(account_id, queue_id):
                 raise NotFound("queue", queue_id)

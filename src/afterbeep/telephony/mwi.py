@@ -264,6 +264,7 @@ class MwiNotifier:
         max_expires: int = MAX_EXPIRES,
         reap_every: float = REAP_SECONDS,
         unsolicited: bool = True,
+        remember_sent: bool = True,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -274,6 +275,9 @@ class MwiNotifier:
         self.max_expires = max_expires
         self._reap_every = reap_every
         self.unsolicited = unsolicited  # False: subscriptions only
+        # False on a node of a cluster: another node may have sent other counts since, so every
+        # round tells every target (`_last` stays empty).
+        self.remember_sent = remember_sent
         self._due: dict[tuple[str, str], _Due] = {}
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._last: dict[TargetKey, WaitingCounts] = {}
@@ -357,7 +361,7 @@ class MwiNotifier:
         status = await self._sender.to_subscription(
             sub, seq, state, summary_body(counts, sub.message_account)
         )
-        if 200 <= status < 300:
+        if 200 <= status < 300 and self.remember_sent:
             self._last[("sub", sub.id)] = counts
         elif status in (408, 481):
             log.info("message waiting: subscription ended by its NOTIFY's %d", status)
@@ -368,7 +372,7 @@ class MwiNotifier:
         account = account_uri(contact.username, self.domain)
         self.sent += 1
         status = await self._sender.to_contact(contact, account, summary_body(counts, account))
-        if 200 <= status < 300:
+        if 200 <= status < 300 and self.remember_sent:
             self._last[("reg", contact.device_id, contact.contact)] = counts
 
     # --- start and stop ---

@@ -234,7 +234,14 @@ class _Ringing:
                 await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
-            await self._stop_forks(forks)
+            # A cancel arriving now (the caller's application gave up on this ring as the
+            # caller hung up) must not cut the CANCELs short: the forks would ring on.
+            stopping = asyncio.ensure_future(self._stop_forks(forks))
+            try:
+                await asyncio.shield(stopping)
+            except asyncio.CancelledError:
+                await stopping
+                raise
 
     async def _stop_forks(self, forks: Sequence[_Fork]) -> None:
         """Cancel the forks still ringing; hang up any answer but the winner's."""

@@ -68,7 +68,7 @@ async def run_queue(call: Call, queue: Queue, env: PbxEnv, engine: QueueEngine) 
         if not await env.directory.user_targets(queue.account_id, user_id):
             engine.unreachable(user_id)
     ticket = call.call_id
-    refused = engine.join(queue, ticket)
+    refused = await engine.join(queue, ticket)
     if refused is not None:
         return await _leave(call, queue, env, refused)
     waiting = _Waiting(call, queue, env, engine, ticket)
@@ -117,15 +117,15 @@ class _Waiting:
         language = queue.language or self.env.language
         while True:
             if self.offer is None:
-                step = engine.step(queue, self.ticket)
+                step = await engine.step(queue, self.ticket)
                 if step.exit is not None:
-                    return self._left(step.exit)
+                    return await self._left(step.exit)
                 if step.offer:
                     await self._ring(step.offer)
                 if step.position is not None:
                     announcement = position_prompt(step.position, language, bool(self.keys))
                     if await self.call.play(announcement, interrupt_on=self.keys) == ABANDON_KEY:
-                        return self._left(QueueExit.ABANDON)
+                        return await self._left(QueueExit.ABANDON)
             music = asyncio.ensure_future(self.call.play(self._piece(), interrupt_on=self.keys))
             pending: list[asyncio.Future[Any]] = [music]
             if self.offer is not None:
@@ -140,7 +140,7 @@ class _Waiting:
                     return None
                 continue
             if music.result() == ABANDON_KEY:
-                return self._left(QueueExit.ABANDON)
+                return await self._left(QueueExit.ABANDON)
 
     def _piece(self) -> Audio:
         start = self.music_at % len(self.music)
@@ -156,11 +156,11 @@ class _Waiting:
         in_call = self.env.in_call
         for user_id in agents:
             if in_call is not None and in_call(user_id):
-                self.engine.offer_failed(self.queue, self.ticket, user_id)  # busy: skipped
+                await self.engine.offer_failed(self.queue, self.ticket, user_id)  # busy: skipped
                 continue
             found = await self.env.directory.user_targets(account_id, user_id)
             if not found:
-                self.engine.offer_failed(self.queue, self.ticket, user_id)
+                await self.engine.offer_failed(self.queue, self.ticket, user_id)
                 continue
             reachable.append(user_id)
             for target in found:
@@ -188,23 +188,23 @@ class _Waiting:
         if result.outcome is RingOutcome.ANSWERED and result.leg is not None:
             agent = self.offered.get(result.target) if result.target is not None else None
             agent = agent or agents[0]
-            engine.answered(queue, self.ticket, agent)
+            await engine.answered(queue, self.ticket, agent)
             self.done = True
             log.info("queue %s: %s answered", queue.id, agent)
             try:
                 await self.env.ringer.bridge(self.call, result.leg)
             finally:
-                engine.call_ended(queue, agent)
+                await engine.call_ended(queue, agent)
             return True
         for agent in agents:
             if result.outcome is RingOutcome.BUSY:
-                engine.offer_failed(queue, self.ticket, agent)  # in another call: not a miss
+                await engine.offer_failed(queue, self.ticket, agent)  # in another call: not a miss
             else:
                 await engine.missed(queue, self.ticket, agent)
         return False
 
-    def _left(self, exit: QueueExit) -> QueueExit:
-        self.engine.left(self.queue, self.ticket, exit)
+    async def _left(self, exit: QueueExit) -> QueueExit:
+        await self.engine.left(self.queue, self.ticket, exit)
         self.done = True
         return exit
 
@@ -215,5 +215,5 @@ class _Waiting:
             await stop(self.offer)
             self.offer = None
         if not self.done:
-            self.engine.left(self.queue, self.ticket, None, hung_up=True)
+            await self.engine.left(self.queue, self.ticket, None, hung_up=True)
             self.done = True
