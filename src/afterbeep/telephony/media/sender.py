@@ -13,9 +13,10 @@ the shared pacer calls :meth:`tick` on it whenever its stream is due.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,9 +29,11 @@ from afterbeep.telephony.media.rtp import SEQ_MOD, TS_MOD, build_rtp
 from afterbeep.telephony.media.sdp import CLOCK_RATE, Codec
 
 __all__ = [
+    "ANCHOR_WINDOW",
     "FOLLOW_WINDOW",
     "MAX_BURST",
     "SILENCE_OCTET",
+    "Anchored",
     "AudioJob",
     "DtmfJob",
     "PlayResult",
@@ -38,6 +41,7 @@ __all__ = [
     "PromptCache",
     "RtpSendStream",
     "SendTarget",
+    "anchor",
     "encode",
 ]
 
@@ -45,6 +49,9 @@ MAX_BURST = 5  # frames sent at once to catch up after a stall; beyond that the 
 # A play begun this soon after the previous one's schedule ended was meant to follow it at once:
 # its first frame is reported late by how late it left after that end (see `_Job.intended`).
 FOLLOW_WINDOW = 0.25
+# A sequence played from the answer (`anchor`) that reaches the pacer later than this after the
+# 200 OK starts late rather than without that much of its beginning.
+ANCHOR_WINDOW = 1.0
 
 _ENCODERS: dict[Codec, Callable[[npt.NDArray[np.int16]], bytes]] = {
     Codec.PCMU: ulaw_encode,
@@ -68,6 +75,55 @@ class PlayResult:
     frames: int
     samples: int
     interrupted: bool
+    skipped: int = 0  # samples not sent at the start: they were due before the play began
+
+
+@dataclass(frozen=True, slots=True)
+class Anchored:
+    """Where a sequence that should have started at its anchor begins, handed over at ``now``:
+    ``dropped`` whole prompts and ``offset`` samples (whole frames) of the next one are already
+    past; its first frame is due at ``due`` (within a frame before ``now``, or ``now``), which
+    is ``intended`` on the anchored schedule (``intended`` < ``due``: it starts late)."""
+
+    dropped: int
+    offset: int
+    skipped: int
+    due: float
+    intended: float
+
+
+def anchor(
+    lengths: Sequence[int],
+    frame_samples: int,
+    frame_seconds: float,
+    start_at: float,
+    now: float,
+    window: float = ANCHOR_WINDOW,
+) -> Anchored:
+    """Skip the frames of prompts of ``lengths`` samples (each one's last frame padded) that fell
+    due between ``start_at`` and ``now``, so that what follows them (a beep) leaves at its time
+    on the anchored schedule however late the sequence was handed over. The sequence's last part
+    (what ``lengths`` leaves out) is never cut: past it, or past ``window``, it starts ``now``."""
+    late = now - start_at
+    if late <= 0:
+        return Anchored(0, 0, 0, start_at, start_at)
+    if late > window:
+        return Anchored(0, 0, 0, now, start_at)
+    due_frames = int(late // frame_seconds)
+    frames = due_frames
+    dropped = 0
+    for length in lengths:
+        count = math.ceil(length / frame_samples)
+        if frames < count:
+            slot = start_at + due_frames * frame_seconds
+            return Anchored(dropped, frames * frame_samples, due_frames * frame_samples, slot, slot)
+        frames -= count
+        dropped += 1
+    whole = due_frames - frames  # every cuttable frame was due: the rest starts late
+    if frames == 0:
+        slot = start_at + whole * frame_seconds
+        return Anchored(dropped, 0, whole * frame_samples, slot, slot)
+    return Anchored(dropped, 0, whole * frame_samples, now, start_at + whole * frame_seconds)
 
 
 class SendTarget(Protocol):
@@ -222,9 +278,14 @@ class _Job:
     def due(self) -> float:
         return self.stream.due
 
-    def start(self, now: float) -> None:
+    def start(self, now: float, anchored: tuple[float, float] | None = None) -> None:
+        """Begin at ``now``; ``anchored`` (due, intended): a stream's first job, due then."""
         ptime = self.target.ptime
         stream = self.stream
+        if anchored is not None and not stream.begun:
+            self.intended = anchored[1]
+            stream.begin(anchored[0], ptime / 1000, CLOCK_RATE * ptime // 1000)
+            return
         follows = stream.begun and now - stream.due < FOLLOW_WINDOW
         self.intended = stream.due if follows else now
         stream.begin(now, ptime / 1000, CLOCK_RATE * ptime // 1000)
@@ -274,6 +335,17 @@ class Prompt:
 
     def __len__(self) -> int:
         return len(self.pcm)
+
+    def after(self, samples: int) -> Prompt:
+        """The prompt without its first ``samples``, sharing the encodings made so far (and the
+        frames of any frame size ``samples`` is a multiple of)."""
+        rest = Prompt(self.pcm[samples:])
+        for codec, data in self._encoded.items():
+            rest._encoded[codec] = data[samples:]
+        for (codec, size), frames in self._frames.items():
+            if samples % size == 0:
+                rest._frames[codec, size] = frames[samples // size :]
+        return rest
 
     @property
     def seconds(self) -> float:
