@@ -761,6 +761,10 @@ def run_deposit(
             result.notes.append("service-side INVITE->200 ms: " + scraped_invite_to_200(url))
             routed = scraped_invite_to_200(url, "afterbeep_sip_invite_routed_seconds")
             result.notes.append("service-side INVITE->route known ms: " + routed)
+            late = scraped_invite_to_200(url, "afterbeep_prompt_late_seconds")
+            result.notes.append("service-side prompt first frame late ms: " + late)
+            skipped = scraped_invite_to_200(url, "afterbeep_prompt_skipped_seconds")
+            result.notes.append("service-side greeting start skipped (200 OK to the pacer) ms: " + skipped)
             result.refused_by_reason, limit = scraped_admission(url)
             if limit is not None:
                 result.notes.append(f"admission: call limit at the end {limit:g}")

@@ -209,10 +209,11 @@ class RtpSendStream:
         self._marker = True  # audio after an event starts a new talkspurt
         return packet
 
-    def skip(self, frame_seconds: float, frame_samples: int) -> None:
-        """A frame's time passes unsent (as in silence suppression): the next one is marked."""
-        self.timestamp = (self.timestamp + frame_samples) % TS_MOD
-        self.due += frame_seconds
+    def skip(self, frame_seconds: float, frame_samples: int, count: int = 1) -> None:
+        """``count`` frames' time passes unsent (as in silence suppression): the next one is
+        marked."""
+        self.timestamp = (self.timestamp + count * frame_samples) % TS_MOD
+        self.due += count * frame_seconds
         self._marker = True
 
     def withhold(self, frame_seconds: float, frame_samples: int) -> None:
@@ -273,6 +274,7 @@ class _Job:
         self.samples = 0
         self.finished = False
         self.intended = 0.0  # when the first frame should leave: set by start()
+        self._now = 0.0  # of the tick under way
 
     @property
     def due(self) -> float:
@@ -295,6 +297,7 @@ class _Job:
         stream = self.stream
         interrupted = self._interrupted
         burst = 0
+        self._now = now
         while not self.finished and stream.due <= now:
             if burst == MAX_BURST:
                 stream.slip(now)
@@ -302,8 +305,8 @@ class _Job:
             if interrupted is not None and interrupted():
                 self.finish(interrupted=True)
                 break
-            self._frame()
-            burst += 1
+            if self._frame():
+                burst += 1
         return not self.finished
 
     def finish(self, interrupted: bool = False) -> None:
@@ -316,7 +319,8 @@ class _Job:
             self.finished = True
             self._done(exc)
 
-    def _frame(self) -> None:
+    def _frame(self) -> bool:
+        """Send (or withhold) the frame due; False when it only let unsent frames' time pass."""
         raise NotImplementedError
 
 
@@ -411,7 +415,9 @@ class AudioJob(_Job):
 
     With ``every`` > 1 only one frame in ``every`` is sent and the others' time passes unsent
     (a keep-alive: silence that keeps a NAT binding and the far end's media timers alive at a
-    fraction of the packets); an interrupt is still seen within one frame.
+    fraction of the packets). Its job is due only when a frame is to be sent (`due`): the unsent
+    frames between pass in one step, so the pacer wakes for it ``every`` times less; an
+    interrupt is seen at its next frame sent, or at once through `finish` (`MediaSession` does).
     """
 
     def __init__(
@@ -439,14 +445,35 @@ class AudioJob(_Job):
         """Audio a caller listens to (a keep-alive's silence is not)."""
         return self._every == 1
 
-    def _frame(self) -> None:
+    @property
+    def due(self) -> float:
+        """The next frame to send (a keep-alive's unsent frames are not waited for)."""
+        every = self._every
+        wait = -self.frames % every if every > 1 else 0
+        if not wait:
+            return self.stream.due
+        count = CLOCK_RATE * self.target.ptime // 1000
+        wait = min(wait, -(-(self._total - self.samples) // count))
+        return self.stream.due + wait * count / CLOCK_RATE
+
+    def _frame(self) -> bool:
         target = self.target
         if target.ptime != self._ptime or target.codec is not self._codec:
             self._configure(target.ptime, target.codec)
         count = self._frame_samples
         position = self.samples
+        sent = True
         if self._every > 1 and self.frames % self._every:
-            self.stream.skip(self._frame_seconds, count)
+            stream = self.stream
+            run = min(
+                self._every - self.frames % self._every,  # up to the next frame sent
+                -(-(self._total - position) // count),  # or the end
+                int((self._now - stream.due) / self._frame_seconds) + 1,  # of those due
+            )
+            stream.skip(self._frame_seconds, count, run)
+            self.frames += run - 1
+            position += (run - 1) * count
+            sent = False
         elif target.sending:
             frames = self._frames
             if frames is not None:
@@ -465,6 +492,7 @@ class AudioJob(_Job):
             self.finish()
         else:
             self.samples = position
+        return sent
 
     def _configure(self, ptime: int, codec: Codec) -> None:
         """At the first frame, and when a re-INVITE changed the ptime or codec mid-play."""
@@ -493,7 +521,7 @@ class DtmfJob(_Job):
         self._payloads = dtmf_payloads(digit, CLOCK_RATE * duration_ms // 1000, frame_samples)
         self._event_ts: int | None = None
 
-    def _frame(self) -> None:
+    def _frame(self) -> bool:
         target = self.target
         pt = target.event_payload_type
         ptime = target.ptime
@@ -512,3 +540,4 @@ class DtmfJob(_Job):
         self.samples += frame_samples
         if self.frames == len(self._payloads):
             self.finish()
+        return True

@@ -839,6 +839,13 @@ class MediaSession:
             interrupt.is_set if interrupt is not None else None,
             every,
         )
+        if every > 1 and interrupt is not None:  # the pacer ticks it only when it sends
+            waiter = self._loop.create_task(interrupt.wait())
+            waiter.add_done_callback(lambda _: job.finish(interrupted=True))
+            try:
+                return await self._run_job(job, future)
+            finally:
+                waiter.cancel()
         if anchored is None:
             return await self._run_job(job, future)
         shift = self._loop.time() - time.monotonic()  # the loop's clock (uvloop's: in ms)
