@@ -21,8 +21,9 @@
  * therefore never waits for the event loop.
  *
  * The RTP rules are those of sender.py (RtpSendStream/AudioJob), so both pacers send the same
- * packets: marker on the first packet of a talkspurt, at most MAX_BURST frames at once after a
- * stall then the schedule slips to "now", on hold frames pass unsent and the next is marked.
+ * packets: marker on the first packet of a talkspurt, on hold frames pass unsent and the next is
+ * marked; but after a stall of the thread, MAX_BURST frames go at once and the rest of those due
+ * are dropped (the Python pacer slips its schedule to "now" instead): a beep keeps its time.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -264,14 +265,29 @@ static void send_frame(Job *job) {
     job->position += count;
 }
 
-/* Sends the frames of `job` due by `now`; 1 once it has sent its last one. */
+/* A frame's time passes unsent, after a stall: the next packet opens a talkspurt. */
+static void drop_frame(Job *job) {
+    job->marker = 1;
+    job->ts += (uint32_t)job->frame_bytes;
+    job->due += job->ptime_ns;
+    job->frames++;
+    job->position += job->frame_bytes;
+}
+
+/* Sends the frames of `job` due by `now`; 1 once it has sent (or dropped) its last one.
+ * After a stall (this thread starved of a CPU) MAX_BURST frames go at once and the rest of
+ * those due are dropped, not sent late: the schedule, and with it a chain's beep, keeps its
+ * time (the Python pacer slips instead). `slips` counts the stalls. */
 static int serve_job(Job *job, int64_t now) {
     int burst = 0;
     if (job->due <= now && now - job->due > max_late_ns) max_late_ns = now - job->due;
     while (job->due <= now) {
         if (burst == MAX_BURST) {
-            job->due = now;
             job->slips++;
+            while (job->due <= now) {
+                drop_frame(job);
+                if (job->position >= job->length) return 1;
+            }
             return 0;
         }
         if (!job->first_reported) {
