@@ -89,6 +89,13 @@ PROMPT_SKIPPED = Histogram(
     registry=REGISTRY,
 )
 
+PROMPT_STALLS = Counter(
+    "afterbeep_prompt_stalls_total",
+    "Times a call's prompts fell more than 5 frames behind their schedule (the pacer starved of a "
+    "CPU): the native pacer dropped the frames due, the Python pacer slipped its schedule",
+    registry=REGISTRY,
+)
+
 ADMISSION_CALL_LIMIT = Gauge(
     "afterbeep_admission_call_limit",
     "Calls in progress that fit under the event loop's busy target, by the cost per call learned "

@@ -38,7 +38,7 @@ from afterbeep.domain.errors import InvalidPhoneNumber
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.netpolicy import NetworkPolicy
 from afterbeep.domain.phone import mask, to_e164
-from afterbeep.metrics import PROMPT_SKIPPED, SIP_INVITE_TO_200
+from afterbeep.metrics import PROMPT_SKIPPED, PROMPT_STALLS, SIP_INVITE_TO_200
 from afterbeep.telephony.interface import (
     Audio,
     CallEnded,
@@ -958,6 +958,9 @@ class SipCall:
         media = self.media
         if media is not None:
             try:
+                slips = media.stats().schedule_slips
+                if slips:
+                    PROMPT_STALLS.inc(slips)
                 await media.close()
             except (OSError, MediaError) as exc:
                 log.warning("call %s: closing media failed: %s", self.call_id, exc)
