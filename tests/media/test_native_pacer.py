@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import socket
 import struct
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -572,3 +574,32 @@ def test_after_a_stall_the_frames_due_are_dropped_and_the_follower_keeps_its_tim
     assert beep_ts == 160 * frames and ended_second[9] == 0
     due_next = ended_second[11][2]  # type: ignore[index]
     assert due_next == pytest.approx(due + (frames + 10) * 0.02)
+
+
+def _fifo_threads() -> int:
+    """Threads of this process under SCHED_FIFO (/proc: `policy` is field 41 of a task's stat)."""
+    count = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        count += fields[41 - 3] == "1"  # fields after the command name start at field 3
+    return count
+
+
+def test_the_thread_says_truly_whether_it_runs_real_time(sender: socket.socket) -> None:
+    rx = Receiver()
+    job = start(sender, rx.port, b"\x11" * 320)
+    wait_done({job})
+    assert pace.realtime() == (_fifo_threads() == 1)
+    allowed: list[bool] = []
+
+    def probe() -> None:  # may a thread of this process take SCHED_FIFO? (it ends right after)
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            allowed.append(True)
+        except PermissionError:
+            allowed.append(False)
+
+    probing = threading.Thread(target=probe)
+    probing.start()
+    probing.join()
+    assert [pace.realtime()] == allowed
