@@ -761,6 +761,11 @@ def run_deposit(
             result.notes.append("service-side INVITE->200 ms: " + scraped_invite_to_200(url))
             routed = scraped_invite_to_200(url, "afterbeep_sip_invite_routed_seconds")
             result.notes.append("service-side INVITE->route known ms: " + routed)
+            late = scraped_invite_to_200(url, "afterbeep_prompt_late_seconds")
+            result.notes.append("service-side prompt first frame late ms: " + late)
+            skipped = scraped_invite_to_200(url, "afterbeep_prompt_skipped_seconds")
+            result.notes.append("service-side greeting start skipped (200 OK to the pacer) ms: " + skipped)
+            result.notes.append(f"service-side prompt stalls (pacer behind by > 5 frames): {scraped_stalls(url)}")
             result.refused_by_reason, limit = scraped_admission(url)
             if limit is not None:
                 result.notes.append(f"admission: call limit at the end {limit:g}")
@@ -834,6 +839,15 @@ def scraped_invite_to_200(url: str, name: str = "afterbeep_sip_invite_to_200_sec
         edge = next((b for b, n in buckets if total and n >= q * total), None)
         parts.append(f"p{round(q * 100)}<={edge * 1000:g}" if edge is not None else f"p{round(q * 100)}=n/a")
     return " ".join(parts)
+
+
+def scraped_stalls(url: str) -> str:
+    """``afterbeep_prompt_stalls_total`` from /metrics (n/a: a version without it)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("afterbeep_prompt_stalls_total "):
+            return f"{float(line.rsplit(' ', 1)[1]):g}"
+    return "n/a"
 
 
 def scraped_admission(url: str) -> tuple[dict[str, int], float | None]:

@@ -81,6 +81,21 @@ LOOP_BUSY = Gauge(
     registry=REGISTRY,
 )
 
+PROMPT_SKIPPED = Histogram(
+    "afterbeep_prompt_skipped_seconds",
+    "How much of the start of a sequence played from the answer (greeting, instructions, beep) was "
+    "skipped because it reached the pacer after it was due: the loop's delay from the 200 OK",
+    buckets=(0.0, *_LATE_BUCKETS),
+    registry=REGISTRY,
+)
+
+PROMPT_STALLS = Counter(
+    "afterbeep_prompt_stalls_total",
+    "Times a call's prompts fell more than 5 frames behind their schedule (the pacer starved of a "
+    "CPU): the native pacer dropped the frames due, the Python pacer slipped its schedule",
+    registry=REGISTRY,
+)
+
 ADMISSION_CALL_LIMIT = Gauge(
     "afterbeep_admission_call_limit",
     "Calls in progress that fit under the event loop's busy target, by the cost per call learned "

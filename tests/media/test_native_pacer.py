@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import socket
 import struct
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -541,3 +543,63 @@ async def test_sender_reports_during_a_native_prompt_count_what_the_thread_sent(
         rx.close()
         rx.sock.close()
         await eng.close()
+
+
+def test_after_a_stall_the_frames_due_are_dropped_and_the_follower_keeps_its_time(
+    sender: socket.socket,
+) -> None:
+    """A job half a second behind (as after the thread was starved): MAX_BURST frames go at
+    once, the rest of those due are dropped, and the next prompt (a beep) starts at its slot."""
+    rx = Receiver()
+    greeting = bytes(range(256)) * 5 + bytes(range(64))  # 1344 octets: 9 frames (last padded)
+    beep = b"\x77" * 1600  # 10 frames
+    due = pace.now() - 0.5
+    first = start(sender, rx.port, greeting * 4, due=due)  # 34 frames, 25 of them past due
+    second = start(sender, rx.port, beep, after=first, seq=0, ts=0, marker=True)
+    done = wait_done({first, second})
+    packets = rx.waiting()
+    frames = -(-len(greeting * 4) // 160)
+    ended_first, ended_second = done[first], done[second]
+    assert ended_first[4] == frames and ended_first[10] == 0  # every frame's time passed
+    burst, rest = packets[: pace.MAX_BURST], packets[pace.MAX_BURST :]
+    assert [p.seq for p in packets] == [(65533 + n) % 65536 for n in range(len(packets))]
+    assert [p.ts for p in burst] == [(2**32 - 320 + 160 * n) % 2**32 for n in range(5)]
+    dropped = (rest[0].ts - burst[-1].ts) % 2**32 // 160 - 1
+    assert dropped >= 25 - pace.MAX_BURST and rest[0].marker  # a new talkspurt
+    assert len(packets) == frames - dropped + 10
+    assert ended_first[9] >= 1  # the stall is counted
+    # the beep: on the first job's schedule, all of it, right after the greeting's last frame
+    assert [p.payload for p in packets[-10:]] == [b"\x77" * 160] * 10
+    beep_ts = (packets[-10].ts - (2**32 - 320)) % 2**32
+    assert beep_ts == 160 * frames and ended_second[9] == 0
+    due_next = ended_second[11][2]  # type: ignore[index]
+    assert due_next == pytest.approx(due + (frames + 10) * 0.02)
+
+
+def _fifo_threads() -> int:
+    """Threads of this process under SCHED_FIFO (/proc: `policy` is field 41 of a task's stat)."""
+    count = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        count += fields[41 - 3] == "1"  # fields after the command name start at field 3
+    return count
+
+
+def test_the_thread_says_truly_whether_it_runs_real_time(sender: socket.socket) -> None:
+    rx = Receiver()
+    job = start(sender, rx.port, b"\x11" * 320)
+    wait_done({job})
+    assert pace.realtime() == (_fifo_threads() == 1)
+    allowed: list[bool] = []
+
+    def probe() -> None:  # may a thread of this process take SCHED_FIFO? (it ends right after)
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            allowed.append(True)
+        except PermissionError:
+            allowed.append(False)
+
+    probing = threading.Thread(target=probe)
+    probing.start()
+    probing.join()
+    assert [pace.realtime()] == allowed

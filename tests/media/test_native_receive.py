@@ -9,6 +9,7 @@ import contextlib
 import select
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ import pytest
 from afterbeep.audio import g711
 from afterbeep.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from afterbeep.telephony.media import MediaEngine, MediaSession, native
+from afterbeep.telephony.media._recv import Receiver
 from tests.media.helpers import Capture, engine, make_signal
 
 # Built by `pip install -e .` (make venv, after make system-deps installs gcc): a missing
@@ -396,3 +398,49 @@ async def test_a_failing_sink_does_not_stop_the_other_sessions() -> None:
         loop.set_exception_handler(None)
         peer.close()
         await eng.close()
+
+
+def _wakeups_settle(receiver: Receiver) -> int:
+    """The thread's wake-ups once it has had its first scan (then, idle, it blocks)."""
+    for _ in range(int(TIMEOUT / 0.01)):
+        if receiver.wakeups >= 1:
+            break
+        time.sleep(0.01)
+    return int(receiver.wakeups)
+
+
+def test_an_idle_receiver_does_not_wake_until_a_packet_comes() -> None:
+    receiver = native._recv.Receiver(bytes(512), bytes(512), 1600, 0.05)
+    rx, peer = udp(), udp()
+    try:
+        receiver.add(rx.fileno())
+        before = _wakeups_settle(receiver)
+        time.sleep(0.2)  # ten scan periods: the old thread woke for each
+        assert receiver.wakeups == before
+        peer.sendto(b"x", rx.getsockname())
+        assert select.select([receiver.fileno()], [], [], TIMEOUT)[0]
+        assert receiver.wakeups > before
+    finally:
+        receiver.close()
+        rx.close()
+        peer.close()
+
+
+def test_arming_with_a_partial_block_wakes_the_idle_thread_to_flush_it() -> None:
+    receiver = native._recv.Receiver(bytes(512), bytes(512), 1600, 0.05)
+    rx, peer = udp(), udp()
+    try:
+        sid = receiver.add(rx.fileno())
+        _wakeups_settle(receiver)
+        host, port = peer.getsockname()
+        pending = bytes(range(160))
+        since = native._recv.now()
+        assert receiver.arm(sid, host, port, 0, False, 1, 1, 160, 160, 0, 0.0, 0, since, pending, 0, since)
+        assert select.select([receiver.fileno()], [], [], TIMEOUT)[0]  # flushed without a packet
+        assert receiver.poll() == ([], [sid])
+        blocks = receiver.sync(sid, True)[0]
+        assert [(offset, len(pcm)) for offset, pcm in blocks] == [(0, 320)]  # 160 int16 samples
+    finally:
+        receiver.close()
+        rx.close()
+        peer.close()

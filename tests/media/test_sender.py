@@ -7,6 +7,7 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 
 from afterbeep.telephony.media.sdp import Codec
 from afterbeep.telephony.media.sender import (
@@ -213,3 +214,44 @@ def test_codec_change_mid_play_switches_encoding_at_the_same_sample() -> None:
     assert run_rest > 0.05
     assert [s.pt for s in target.sent] == [0] * 3 + [8] * 17
     assert target.sent[3].payload == prompt.encoded(Codec.PCMA)[480:640]
+
+
+def test_a_keepalive_is_due_only_at_its_frames_to_send() -> None:
+    """The pacer wakes for a keep-alive once per frame sent, not once per frame's time."""
+    stream, target, results = RtpSendStream(1, 0, 0), Target(), Outcomes()
+    job = AudioJob(stream, target, np.zeros(8000, dtype=np.int16), results.append, every=10)
+    job.start(0.0)
+    ticks = 0
+    now = 0.0
+    while not job.finished:
+        now = job.due  # a pacer that wakes exactly when the job is due
+        target.now = now
+        job.tick(now)
+        ticks += 1
+    assert ticks == 6 and results == [PlayResult(50, 8000, False)]  # five sent, then the end
+    assert [s.at for s in target.sent] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert [s.ts for s in target.sent] == [0, 1600, 3200, 4800, 6400]
+    assert stream.due == pytest.approx(1.0) and stream.timestamp == 8000
+
+
+def test_a_keepalive_woken_early_lets_pass_only_the_frames_already_due() -> None:
+    stream, target, results = RtpSendStream(1, 0, 0), Target(), Outcomes()
+    job = AudioJob(stream, target, np.zeros(8000, dtype=np.int16), results.append, every=10)
+    job.start(0.0)
+    job.tick(0.0)  # frame 0 sent; the next one to send is frame 10, at 0.2
+    assert job.due == pytest.approx(0.2)
+    job.tick(0.065)  # frames 1-3 are due (not sent), the rest not yet
+    assert stream.due == pytest.approx(0.08) and len(target.sent) == 1
+    assert job.due == pytest.approx(0.2)
+    job.tick(0.2)
+    assert len(target.sent) == 2 and target.sent[1].ts == 1600 and target.sent[1].marker
+
+
+def test_a_keepalive_ending_between_frames_to_send_is_due_at_its_end() -> None:
+    stream, target, results = RtpSendStream(1, 0, 0), Target(), Outcomes()
+    job = AudioJob(stream, target, np.zeros(800, dtype=np.int16), results.append, every=10)
+    job.start(0.0)
+    job.tick(0.0)
+    assert job.due == pytest.approx(0.1)  # five frames in all: four left, none of them sent
+    job.tick(0.1)
+    assert results == [PlayResult(5, 800, False)] and len(target.sent) == 1

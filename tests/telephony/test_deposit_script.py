@@ -154,7 +154,11 @@ class _StuckInGreeting(FakeCall):
     """A call whose greeting never ends (until the script is cancelled)."""
 
     async def play(
-        self, audio: Audio | tuple[Audio, ...], interrupt_on: str = "", then: Audio | None = None
+        self,
+        audio: Audio | tuple[Audio, ...],
+        interrupt_on: str = "",
+        then: Audio | None = None,
+        from_answer: bool = False,
     ) -> str | None:
         await asyncio.Event().wait()
         return None

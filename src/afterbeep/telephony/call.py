@@ -38,7 +38,7 @@ from afterbeep.domain.errors import InvalidPhoneNumber
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.netpolicy import NetworkPolicy
 from afterbeep.domain.phone import mask, to_e164
-from afterbeep.metrics import SIP_INVITE_TO_200
+from afterbeep.metrics import PROMPT_SKIPPED, PROMPT_STALLS, SIP_INVITE_TO_200
 from afterbeep.telephony.interface import (
     Audio,
     CallEnded,
@@ -459,6 +459,7 @@ class SipCall:
         self._answer_lock = asyncio.Lock()
         self._awaiting_answer_in_ack = False
         self._acked = asyncio.Event()
+        self._answered_at: float | None = None  # time.monotonic() as the 200 OK left
         # Inbound, nothing is sent before the caller is confirmed (the ACK, or its RTP): until
         # then the SDP address is only the INVITE's word, maybe a victim's (reflection).
         self._confirmed = asyncio.Event()
@@ -701,6 +702,7 @@ class SipCall:
         if dialog is None:
             self._end("cancelled")
             raise CallEnded()
+        self._answered_at = time.monotonic()
         SIP_INVITE_TO_200.observe(time.monotonic() - invite.received_at)
         self._attach(dialog)
 
@@ -741,10 +743,14 @@ class SipCall:
         return self.media
 
     async def play(
-        self, audio: Audio | tuple[Audio, ...], interrupt_on: str = "", then: Audio | None = None
+        self,
+        audio: Audio | tuple[Audio, ...],
+        interrupt_on: str = "",
+        then: Audio | None = None,
+        from_answer: bool = False,
     ) -> str | None:
         """Play to the end, or until one of `interrupt_on` is pressed (that key is returned);
-        a tuple and `then` as `Call.play` says.
+        a tuple, `then` and `from_answer` as `Call.play` says.
 
         Raises CallEnded when the far end hangs up.
         """
@@ -759,8 +765,13 @@ class SipCall:
                     raise CallEnded()
             player = _Player(interrupt_on)
             self._player = player
+            start_at = self._answered_at if from_answer else None
             try:
-                await media.play(audio, interrupt=player.interrupt, then=then)
+                played = await media.play(
+                    audio, interrupt=player.interrupt, then=then, start_at=start_at
+                )
+                if start_at is not None:
+                    PROMPT_SKIPPED.observe(played.skipped / RATE)
             except MediaSessionStateError as exc:
                 raise CallEnded() from exc
             finally:
@@ -947,6 +958,9 @@ class SipCall:
         media = self.media
         if media is not None:
             try:
+                slips = media.stats().schedule_slips
+                if slips:
+                    PROMPT_STALLS.inc(slips)
                 await media.close()
             except (OSError, MediaError) as exc:
                 log.warning("call %s: closing media failed: %s", self.call_id, exc)

@@ -61,7 +61,11 @@ class FakeCall:
         self.answered = True
 
     async def play(
-        self, audio: Audio | tuple[Audio, ...], interrupt_on: str = "", then: Audio | None = None
+        self,
+        audio: Audio | tuple[Audio, ...],
+        interrupt_on: str = "",
+        then: Audio | None = None,
+        from_answer: bool = False,
     ) -> str | None:
         key = None
         for part in audio if isinstance(audio, tuple) else (audio,):

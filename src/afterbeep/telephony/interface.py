@@ -49,13 +49,19 @@ class Call(Protocol):
     async def answer(self) -> None: ...
 
     async def play(
-        self, audio: Audio | tuple[Audio, ...], interrupt_on: str = "", then: Audio | None = None
+        self,
+        audio: Audio | tuple[Audio, ...],
+        interrupt_on: str = "",
+        then: Audio | None = None,
+        from_answer: bool = False,
     ) -> str | None:
         """Play to the end, or until one of `interrupt_on` is pressed (that key is returned).
 
         A tuple is played back to back, a key skipping the rest of it; `then` follows at once
         (after a key too) and cannot be skipped: the whole sequence is on time even when the
-        event loop is not (a beep after the greeting, say).
+        event loop is not (a beep after the greeting, say). With `from_answer`, the call's
+        first audio is timed from the answer: what of the tuple was due before the play began
+        is skipped, so that `then` is not late (a deposit's beep).
 
         Raises CallEnded when the far end hangs up.
         """

@@ -329,13 +329,15 @@ class MwiNotifier:
         account_id, mailbox_id = key
         now = self._clock.now()
         self.rounds += 1
-        counts = await self._store.counts(account_id, mailbox_id)
         subs = await self._store.subscriptions_of_mailbox(account_id, mailbox_id, now)
         contacts = (
             await self._store.contacts_of_mailbox(account_id, mailbox_id, now)
             if self.unsolicited
             else []
         )
+        if not subs and not contacts:
+            return  # nobody to tell: no count (a deposit's loop time, issue 24)
+        counts = await self._store.counts(account_id, mailbox_id)
         subscribed = {sub.device_id for sub in subs}
         jobs: list[Awaitable[None]] = []
         for sub in subs:

@@ -21,8 +21,9 @@
  * therefore never waits for the event loop.
  *
  * The RTP rules are those of sender.py (RtpSendStream/AudioJob), so both pacers send the same
- * packets: marker on the first packet of a talkspurt, at most MAX_BURST frames at once after a
- * stall then the schedule slips to "now", on hold frames pass unsent and the next is marked.
+ * packets: marker on the first packet of a talkspurt, on hold frames pass unsent and the next is
+ * marked; but after a stall of the thread, MAX_BURST frames go at once and the rest of those due
+ * are dropped (the Python pacer slips its schedule to "now" instead): a beep keeps its time.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -31,6 +32,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -105,6 +107,7 @@ static Event *events = NULL;
 static size_t n_events = 0, cap_events = 0;
 static uint64_t wakeups = 0;
 static int64_t max_late_ns = 0;
+static int realtime = 0; /* the thread runs SCHED_FIFO (allowed: CAP_SYS_NICE or RLIMIT_RTPRIO) */
 
 static int64_t clock_ns(void) {
     struct timespec ts;
@@ -264,14 +267,29 @@ static void send_frame(Job *job) {
     job->position += count;
 }
 
-/* Sends the frames of `job` due by `now`; 1 once it has sent its last one. */
+/* A frame's time passes unsent, after a stall: the next packet opens a talkspurt. */
+static void drop_frame(Job *job) {
+    job->marker = 1;
+    job->ts += (uint32_t)job->frame_bytes;
+    job->due += job->ptime_ns;
+    job->frames++;
+    job->position += job->frame_bytes;
+}
+
+/* Sends the frames of `job` due by `now`; 1 once it has sent (or dropped) its last one.
+ * After a stall (this thread starved of a CPU) MAX_BURST frames go at once and the rest of
+ * those due are dropped, not sent late: the schedule, and with it a chain's beep, keeps its
+ * time (the Python pacer slips instead). `slips` counts the stalls. */
 static int serve_job(Job *job, int64_t now) {
     int burst = 0;
     if (job->due <= now && now - job->due > max_late_ns) max_late_ns = now - job->due;
     while (job->due <= now) {
         if (burst == MAX_BURST) {
-            job->due = now;
             job->slips++;
+            while (job->due <= now) {
+                drop_frame(job);
+                if (job->position >= job->length) return 1;
+            }
             return 0;
         }
         if (!job->first_reported) {
@@ -306,7 +324,14 @@ static int64_t serve(int64_t now) {
 static void *run(void *unused) {
     (void)unused;
     int64_t last = 0;
+    /* Where allowed, the lowest real-time priority, as audio servers take (rtkit): a loaded
+     * machine then delays this thread's few microseconds per frame by less than a frame, where
+     * under the normal scheduler it can wait 100 ms and more. Its work per wake-up is bounded
+     * (one sendmsg per frame due), so it cannot hold a CPU; refused, it runs as before. */
+    struct sched_param param = {.sched_priority = 1};
+    int rt = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0;
     pthread_mutex_lock(&lock);
+    realtime = rt;
     while (!stopping) {
         int64_t now = clock_ns();
         wakeups++;
@@ -625,6 +650,15 @@ static PyObject *pace_stats(PyObject *self, PyObject *unused) {
     return out;
 }
 
+static PyObject *pace_realtime(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    pthread_mutex_lock(&lock);
+    int rt = realtime;
+    pthread_mutex_unlock(&lock);
+    return PyBool_FromLong(rt);
+}
+
 PyDoc_STRVAR(set_granularity_doc,
 "set_granularity(seconds): the thread wakes at most once per this (default 0.002)");
 
@@ -652,6 +686,8 @@ static PyMethodDef methods[] = {
     {"now", pace_now, METH_NOARGS, "the thread's clock (CLOCK_MONOTONIC), in seconds"},
     {"stats", pace_stats, METH_NOARGS, stats_doc},
     {"set_granularity", pace_set_granularity, METH_O, set_granularity_doc},
+    {"realtime", pace_realtime, METH_NOARGS,
+     "whether the thread runs SCHED_FIFO (False also before it started)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -660,6 +696,7 @@ static void after_fork_in_child(void) {
      * parent's sockets; their payload references are leaked rather than touched) */
     pthread_mutex_init(&lock, NULL);
     running = 0;
+    realtime = 0;
     active.len = waiting.len = 0;
     events = NULL;
     n_events = cap_events = 0;

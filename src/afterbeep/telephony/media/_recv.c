@@ -111,6 +111,7 @@ typedef struct {
     uint32_t nqueue;
     uint64_t overflow;
     uint64_t oversize;
+    uint64_t wakeups;  /* epoll_wait returns (idle, the thread blocks until a packet or a kick) */
     unsigned char *buf;
     struct mmsghdr msgs[READS_PER_WAKE];
     struct iovec iovs[READS_PER_WAKE];
@@ -300,23 +301,35 @@ static void read_socket(Receiver *self, uint32_t sid) {
     }
 }
 
-static void scan_partial(Receiver *self, double now) {
+/* Flushes the partial blocks that waited `flush_after`; 1 if some armed session still holds one. */
+static int scan_partial(Receiver *self, double now) {
+    int pending = 0;
     for (uint32_t sid = 0; sid < self->nslots; sid++) {
         Slot *s = &self->slots[sid];
-        if (s->used && s->armed && s->pending_len > 0 && s->pending_since + self->flush_after <= now)
+        if (!s->used || !s->armed || s->pending_len == 0)
+            continue;
+        if (s->pending_since + self->flush_after <= now) {
             if (finish_block(self, sid) < 0)
                 s->armed = 0;
+        } else {
+            pending = 1;
+        }
     }
+    return pending;
 }
 
 static void *run(void *arg) {
     Receiver *self = arg;
     struct epoll_event events[256];
     double next_scan = now_mono() + SCAN_MS / 1000.0;
+    int idle = 0; /* no partial block to flush: wait for a packet (or a kick), not the clock */
     for (;;) {
-        int timeout = (int)((next_scan - now_mono()) * 1000) + 1;
-        if (timeout < 0)
-            timeout = 0;
+        int timeout = -1;
+        if (!idle) {
+            timeout = (int)((next_scan - now_mono()) * 1000) + 1;
+            if (timeout < 0)
+                timeout = 0;
+        }
         int n = epoll_wait(self->epfd, events, 256, timeout);
         if (n > 0 && n < 256) {
             /* let more sockets get ready: one wake-up for many packets, not one each */
@@ -325,12 +338,22 @@ static void *run(void *arg) {
             n = epoll_wait(self->epfd, events, 256, 0);
         }
         pthread_mutex_lock(&self->lock);
+        self->wakeups++;
         if (self->stop) {
             pthread_mutex_unlock(&self->lock);
             return NULL;
         }
+        if (idle && n > 0)
+            next_scan = now_mono() + SCAN_MS / 1000.0; /* the first packet after a pause */
         for (int i = 0; i < n; i++) {
             uint64_t key = events[i].data.u64;
+            if (key == UINT64_MAX) { /* a kick (arm with a partial block): drain it */
+                uint64_t count;
+                if (read(self->stopfd, &count, sizeof count) < 0) { /* already drained */ }
+                idle = 0;
+                continue;
+            }
+            idle = 0;
             uint32_t sid = (uint32_t)key, generation = (uint32_t)(key >> 32);
             if (sid < self->nslots && self->slots[sid].used &&
                 self->slots[sid].generation == generation)
@@ -338,7 +361,7 @@ static void *run(void *arg) {
         }
         double now = now_mono();
         if (now >= next_scan) {
-            scan_partial(self, now);
+            idle = !scan_partial(self, now);
             next_scan = now + SCAN_MS / 1000.0;
         }
         pthread_mutex_unlock(&self->lock);
@@ -695,6 +718,10 @@ static PyObject *Receiver_arm(Receiver *self, PyObject *args, PyObject *kwds) {
         s->armed = s->holding = armed = 1;
     }
     pthread_mutex_unlock(&self->lock);
+    if (armed && pending.len > 0) { /* the thread may be blocked with no flush scheduled */
+        uint64_t one = 1;
+        if (write(self->stopfd, &one, sizeof one) < 0) { /* counter saturated: already readable */ }
+    }
     PyBuffer_Release(&pending);
     if (s == NULL)
         return NULL;
@@ -748,6 +775,14 @@ static PyObject *Receiver_poll(Receiver *self, PyObject *unused) {
     return Py_BuildValue("(NN)", packets, ready);
 }
 
+static PyObject *Receiver_wakeups(Receiver *self, void *closure) {
+    (void)closure;
+    pthread_mutex_lock(&self->lock);
+    uint64_t wakeups = self->wakeups;
+    pthread_mutex_unlock(&self->lock);
+    return PyLong_FromUnsignedLongLong(wakeups);
+}
+
 static PyObject *Receiver_overflow(Receiver *self, void *closure) {
     return PyLong_FromUnsignedLongLong(self->overflow);
 }
@@ -775,6 +810,7 @@ static PyObject *Receiver_oversize(Receiver *self, void *closure) {
 
 static PyGetSetDef Receiver_getset[] = {
     {"overflow", (getter)Receiver_overflow, NULL, "datagrams dropped: queue full", NULL},
+    {"wakeups", (getter)Receiver_wakeups, NULL, "times the thread woke (none while idle)", NULL},
     {"oversize", (getter)Receiver_oversize, NULL, "datagrams dropped: over 2048 bytes", NULL},
     {NULL}};
 

@@ -13,9 +13,10 @@ the shared pacer calls :meth:`tick` on it whenever its stream is due.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,9 +29,11 @@ from afterbeep.telephony.media.rtp import SEQ_MOD, TS_MOD, build_rtp
 from afterbeep.telephony.media.sdp import CLOCK_RATE, Codec
 
 __all__ = [
+    "ANCHOR_WINDOW",
     "FOLLOW_WINDOW",
     "MAX_BURST",
     "SILENCE_OCTET",
+    "Anchored",
     "AudioJob",
     "DtmfJob",
     "PlayResult",
@@ -38,6 +41,7 @@ __all__ = [
     "PromptCache",
     "RtpSendStream",
     "SendTarget",
+    "anchor",
     "encode",
 ]
 
@@ -45,6 +49,9 @@ MAX_BURST = 5  # frames sent at once to catch up after a stall; beyond that the 
 # A play begun this soon after the previous one's schedule ended was meant to follow it at once:
 # its first frame is reported late by how late it left after that end (see `_Job.intended`).
 FOLLOW_WINDOW = 0.25
+# A sequence played from the answer (`anchor`) that reaches the pacer later than this after the
+# 200 OK starts late rather than without that much of its beginning.
+ANCHOR_WINDOW = 1.0
 
 _ENCODERS: dict[Codec, Callable[[npt.NDArray[np.int16]], bytes]] = {
     Codec.PCMU: ulaw_encode,
@@ -68,6 +75,55 @@ class PlayResult:
     frames: int
     samples: int
     interrupted: bool
+    skipped: int = 0  # samples not sent at the start: they were due before the play began
+
+
+@dataclass(frozen=True, slots=True)
+class Anchored:
+    """Where a sequence that should have started at its anchor begins, handed over at ``now``:
+    ``dropped`` whole prompts and ``offset`` samples (whole frames) of the next one are already
+    past; its first frame is due at ``due`` (within a frame before ``now``, or ``now``), which
+    is ``intended`` on the anchored schedule (``intended`` < ``due``: it starts late)."""
+
+    dropped: int
+    offset: int
+    skipped: int
+    due: float
+    intended: float
+
+
+def anchor(
+    lengths: Sequence[int],
+    frame_samples: int,
+    frame_seconds: float,
+    start_at: float,
+    now: float,
+    window: float = ANCHOR_WINDOW,
+) -> Anchored:
+    """Skip the frames of prompts of ``lengths`` samples (each one's last frame padded) that fell
+    due between ``start_at`` and ``now``, so that what follows them (a beep) leaves at its time
+    on the anchored schedule however late the sequence was handed over. The sequence's last part
+    (what ``lengths`` leaves out) is never cut: past it, or past ``window``, it starts ``now``."""
+    late = now - start_at
+    if late <= 0:
+        return Anchored(0, 0, 0, start_at, start_at)
+    if late > window:
+        return Anchored(0, 0, 0, now, start_at)
+    due_frames = int(late // frame_seconds)
+    frames = due_frames
+    dropped = 0
+    for length in lengths:
+        count = math.ceil(length / frame_samples)
+        if frames < count:
+            slot = start_at + due_frames * frame_seconds
+            return Anchored(dropped, frames * frame_samples, due_frames * frame_samples, slot, slot)
+        frames -= count
+        dropped += 1
+    whole = due_frames - frames  # every cuttable frame was due: the rest starts late
+    if frames == 0:
+        slot = start_at + whole * frame_seconds
+        return Anchored(dropped, 0, whole * frame_samples, slot, slot)
+    return Anchored(dropped, 0, whole * frame_samples, now, start_at + whole * frame_seconds)
 
 
 class SendTarget(Protocol):
@@ -153,10 +209,11 @@ class RtpSendStream:
         self._marker = True  # audio after an event starts a new talkspurt
         return packet
 
-    def skip(self, frame_seconds: float, frame_samples: int) -> None:
-        """A frame's time passes unsent (as in silence suppression): the next one is marked."""
-        self.timestamp = (self.timestamp + frame_samples) % TS_MOD
-        self.due += frame_seconds
+    def skip(self, frame_seconds: float, frame_samples: int, count: int = 1) -> None:
+        """``count`` frames' time passes unsent (as in silence suppression): the next one is
+        marked."""
+        self.timestamp = (self.timestamp + count * frame_samples) % TS_MOD
+        self.due += count * frame_seconds
         self._marker = True
 
     def withhold(self, frame_seconds: float, frame_samples: int) -> None:
@@ -217,14 +274,20 @@ class _Job:
         self.samples = 0
         self.finished = False
         self.intended = 0.0  # when the first frame should leave: set by start()
+        self._now = 0.0  # of the tick under way
 
     @property
     def due(self) -> float:
         return self.stream.due
 
-    def start(self, now: float) -> None:
+    def start(self, now: float, anchored: tuple[float, float] | None = None) -> None:
+        """Begin at ``now``; ``anchored`` (due, intended): a stream's first job, due then."""
         ptime = self.target.ptime
         stream = self.stream
+        if anchored is not None and not stream.begun:
+            self.intended = anchored[1]
+            stream.begin(anchored[0], ptime / 1000, CLOCK_RATE * ptime // 1000)
+            return
         follows = stream.begun and now - stream.due < FOLLOW_WINDOW
         self.intended = stream.due if follows else now
         stream.begin(now, ptime / 1000, CLOCK_RATE * ptime // 1000)
@@ -234,6 +297,7 @@ class _Job:
         stream = self.stream
         interrupted = self._interrupted
         burst = 0
+        self._now = now
         while not self.finished and stream.due <= now:
             if burst == MAX_BURST:
                 stream.slip(now)
@@ -241,8 +305,8 @@ class _Job:
             if interrupted is not None and interrupted():
                 self.finish(interrupted=True)
                 break
-            self._frame()
-            burst += 1
+            if self._frame():
+                burst += 1
         return not self.finished
 
     def finish(self, interrupted: bool = False) -> None:
@@ -255,7 +319,8 @@ class _Job:
             self.finished = True
             self._done(exc)
 
-    def _frame(self) -> None:
+    def _frame(self) -> bool:
+        """Send (or withhold) the frame due; False when it only let unsent frames' time pass."""
         raise NotImplementedError
 
 
@@ -274,6 +339,17 @@ class Prompt:
 
     def __len__(self) -> int:
         return len(self.pcm)
+
+    def after(self, samples: int) -> Prompt:
+        """The prompt without its first ``samples``, sharing the encodings made so far (and the
+        frames of any frame size ``samples`` is a multiple of)."""
+        rest = Prompt(self.pcm[samples:])
+        for codec, data in self._encoded.items():
+            rest._encoded[codec] = data[samples:]
+        for (codec, size), frames in self._frames.items():
+            if samples % size == 0:
+                rest._frames[codec, size] = frames[samples // size :]
+        return rest
 
     @property
     def seconds(self) -> float:
@@ -339,7 +415,9 @@ class AudioJob(_Job):
 
     With ``every`` > 1 only one frame in ``every`` is sent and the others' time passes unsent
     (a keep-alive: silence that keeps a NAT binding and the far end's media timers alive at a
-    fraction of the packets); an interrupt is still seen within one frame.
+    fraction of the packets). Its job is due only when a frame is to be sent (`due`): the unsent
+    frames between pass in one step, so the pacer wakes for it ``every`` times less; an
+    interrupt is seen at its next frame sent, or at once through `finish` (`MediaSession` does).
     """
 
     def __init__(
@@ -367,14 +445,35 @@ class AudioJob(_Job):
         """Audio a caller listens to (a keep-alive's silence is not)."""
         return self._every == 1
 
-    def _frame(self) -> None:
+    @property
+    def due(self) -> float:
+        """The next frame to send (a keep-alive's unsent frames are not waited for)."""
+        every = self._every
+        wait = -self.frames % every if every > 1 else 0
+        if not wait:
+            return self.stream.due
+        count = CLOCK_RATE * self.target.ptime // 1000
+        wait = min(wait, -(-(self._total - self.samples) // count))
+        return self.stream.due + wait * count / CLOCK_RATE
+
+    def _frame(self) -> bool:
         target = self.target
         if target.ptime != self._ptime or target.codec is not self._codec:
             self._configure(target.ptime, target.codec)
         count = self._frame_samples
         position = self.samples
+        sent = True
         if self._every > 1 and self.frames % self._every:
-            self.stream.skip(self._frame_seconds, count)
+            stream = self.stream
+            run = min(
+                self._every - self.frames % self._every,  # up to the next frame sent
+                -(-(self._total - position) // count),  # or the end
+                int((self._now - stream.due) / self._frame_seconds) + 1,  # of those due
+            )
+            stream.skip(self._frame_seconds, count, run)
+            self.frames += run - 1
+            position += (run - 1) * count
+            sent = False
         elif target.sending:
             frames = self._frames
             if frames is not None:
@@ -393,6 +492,7 @@ class AudioJob(_Job):
             self.finish()
         else:
             self.samples = position
+        return sent
 
     def _configure(self, ptime: int, codec: Codec) -> None:
         """At the first frame, and when a re-INVITE changed the ptime or codec mid-play."""
@@ -421,7 +521,7 @@ class DtmfJob(_Job):
         self._payloads = dtmf_payloads(digit, CLOCK_RATE * duration_ms // 1000, frame_samples)
         self._event_ts: int | None = None
 
-    def _frame(self) -> None:
+    def _frame(self) -> bool:
         target = self.target
         pt = target.event_payload_type
         ptime = target.ptime
@@ -440,3 +540,4 @@ class DtmfJob(_Job):
         self.samples += frame_samples
         if self.frames == len(self._payloads):
             self.finish()
+        return True

@@ -78,12 +78,14 @@ from afterbeep.telephony.media.sdp import CLOCK_RATE, Codec, Direction, Negotiat
 from afterbeep.telephony.media.sender import (
     FOLLOW_WINDOW,
     SILENCE_OCTET,
+    Anchored,
     AudioJob,
     DtmfJob,
     PlayResult,
     Prompt,
     PromptCache,
     RtpSendStream,
+    anchor,
 )
 
 if TYPE_CHECKING:
@@ -456,7 +458,10 @@ def _log_refill_failure(task: asyncio.Task[None]) -> None:
 
 def _joined(first: PlayResult, second: PlayResult) -> PlayResult:
     return PlayResult(
-        first.frames + second.frames, first.samples + second.samples, second.interrupted
+        first.frames + second.frames,
+        first.samples + second.samples,
+        second.interrupted,
+        first.skipped + second.skipped,
     )
 
 
@@ -753,6 +758,7 @@ class MediaSession:
         interrupt: asyncio.Event | None = None,
         every: int = 1,
         then: Prompt | npt.NDArray[np.int16] | None = None,
+        start_at: float | None = None,
     ) -> PlayResult:
         """Send 8 kHz int16 PCM (or a shared :class:`Prompt`) in ptime frames on an
         absolute schedule.
@@ -767,6 +773,11 @@ class MediaSession:
         ``then`` is played right after them (after an interrupt too), uninterrupted, and the
         result is that of ``audio``. On the native pacer the whole sequence is handed to the
         thread at once, so each part starts on time however late the event loop is.
+
+        ``start_at`` (``time.monotonic()``, the 200 OK's time, say) anchors the stream's first
+        audio: what of the prompts (not ``then``) fell due before the play began is skipped, so
+        that the rest, and ``then``, leave at their time on that schedule (`sender.anchor`);
+        ``skipped`` in the result says how much.
         """
         self._require_started()
         parts = [p for p in (audio if isinstance(audio, tuple) else (audio,)) if len(p)]
@@ -780,26 +791,44 @@ class MediaSession:
                 parts, result = [], PlayResult(0, 0, True)
             queue = [prompts.get(part) for part in parts]
             tail = prompts.get(then) if then is not None and len(then) else None
+            anchored: Anchored | None = None
+            if start_at is not None and every == 1 and not self._stream.begun:
+                anchored = anchor(
+                    [len(prompt) for prompt in queue],
+                    CLOCK_RATE * self.ptime // 1000,
+                    self.ptime / 1000,
+                    start_at,
+                    time.monotonic(),
+                )
+                queue = queue[anchored.dropped :]
+                if anchored.offset:
+                    queue[0] = queue[0].after(anchored.offset)
+            skipped = PlayResult(0, 0, False, anchored.skipped if anchored is not None else 0)
             native = self._engine.native_pacer
             if native is not None and every == 1:
-                resume = await self._play_native(native, queue, interrupt, tail)
+                resume = await self._play_native(native, queue, interrupt, tail, anchored)
                 if isinstance(resume, PlayResult):
-                    return resume if queue else result
+                    return _joined(skipped, resume if queue else result)
                 before, queue, tail = resume  # not for the thread: (the rest) in Python
                 result = PlayResult(
                     result.frames + before.frames, result.samples + before.samples, False
                 )
             for prompt in queue:
-                played = await self._play_python(prompt, interrupt, every)
+                played = await self._play_python(prompt, interrupt, every, anchored)
+                anchored = None
                 result = _joined(result, played)
                 if played.interrupted:
                     break
             if tail is not None and self.state is SessionState.STARTED:
-                await self._play_python(tail, None, 1)
-            return result
+                await self._play_python(tail, None, 1, anchored)
+            return _joined(skipped, result)
 
     async def _play_python(
-        self, prompt: Prompt, interrupt: asyncio.Event | None, every: int
+        self,
+        prompt: Prompt,
+        interrupt: asyncio.Event | None,
+        every: int,
+        anchored: Anchored | None = None,
     ) -> PlayResult:
         future: asyncio.Future[PlayResult] = self._loop.create_future()
         job = AudioJob(
@@ -810,7 +839,17 @@ class MediaSession:
             interrupt.is_set if interrupt is not None else None,
             every,
         )
-        return await self._run_job(job, future)
+        if every > 1 and interrupt is not None:  # the pacer ticks it only when it sends
+            waiter = self._loop.create_task(interrupt.wait())
+            waiter.add_done_callback(lambda _: job.finish(interrupted=True))
+            try:
+                return await self._run_job(job, future)
+            finally:
+                waiter.cancel()
+        if anchored is None:
+            return await self._run_job(job, future)
+        shift = self._loop.time() - time.monotonic()  # the loop's clock (uvloop's: in ms)
+        return await self._run_job(job, future, (anchored.due + shift, anchored.intended + shift))
 
     async def _play_native(
         self,
@@ -818,6 +857,7 @@ class MediaSession:
         queue: list[Prompt],
         interrupt: asyncio.Event | None,
         tail: Prompt | None,
+        anchored: Anchored | None = None,
     ) -> PlayResult | tuple[PlayResult, list[Prompt], Prompt | None]:
         """The prompts, then ``tail``, as one chain on the native thread. A PlayResult, or,
         when a re-INVITE changed the codec or ptime mid-play (the thread's frames are cut for
@@ -835,7 +875,8 @@ class MediaSession:
                 job = NativeJob()
                 job.first = functools.partial(self._native_first, job, index == 0)
                 job.done = self._native_done(end)
-                if not self._start_native(native, job, prompt, jobs[-1] if jobs else None):
+                after = jobs[-1] if jobs else None
+                if not self._start_native(native, job, prompt, after, anchored):
                     return PlayResult(0, 0, False), queue, tail  # not a literal address
                 jobs.append(job)
                 ends.append(end)
@@ -867,7 +908,12 @@ class MediaSession:
         return result
 
     def _start_native(
-        self, native: NativePacer, job: NativeJob, prompt: Prompt, after: NativeJob | None
+        self,
+        native: NativePacer,
+        job: NativeJob,
+        prompt: Prompt,
+        after: NativeJob | None,
+        anchored: Anchored | None = None,
     ) -> bool:
         stream = self._stream
         ptime = self.ptime
@@ -876,7 +922,10 @@ class MediaSession:
         if destination is None:
             return False
         for following in (after, None) if after is not None else (None,):
-            if following is None:
+            if following is None and anchored is not None and not stream.begun:
+                job.intended = anchored.intended
+                stream.begin(anchored.due, ptime / 1000, samples)
+            elif following is None:
                 now = time.monotonic()  # the thread's clock (uvloop's loop.time() is in ms)
                 job.intended = (
                     stream.due if stream.begun and now - stream.due < FOLLOW_WINDOW else now
@@ -952,9 +1001,12 @@ class MediaSession:
             return await self._run_job(job, future)
 
     async def _run_job(
-        self, job: AudioJob | DtmfJob, future: asyncio.Future[PlayResult]
+        self,
+        job: AudioJob | DtmfJob,
+        future: asyncio.Future[PlayResult],
+        anchored: tuple[float, float] | None = None,
     ) -> PlayResult:
-        job.start(self._loop.time())
+        job.start(self._loop.time(), anchored)
         self._jobs.add(job)
         self._engine.pacer.add(job)
         try:

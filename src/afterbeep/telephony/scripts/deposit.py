@@ -76,12 +76,12 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
     creating = asyncio.ensure_future(asyncio.to_thread(writer.create))
     try:
         greeting = box.greeting if box.greeting is not None else _system_greeting(box)
-        # One sequence, so that the beep leaves on time however late the event loop runs;
-        # `#` during the greeting or the instructions skips to the beep.
+        # One sequence timed from the answer, so that the beep leaves on time however late the
+        # event loop runs; `#` during the greeting or the instructions skips to the beep.
         intro: tuple[Audio, ...] = (greeting,)
         if not box.skip_instructions:
             intro = (greeting, prompt("vm-instructions", box.language))
-        await call.play(intro, interrupt_on="#", then=beep())
+        await call.play(intro, interrupt_on="#", then=beep(), from_answer=True)
         if creating.done():
             creating.result()  # a spool that cannot be written fails the call before recording
         recording = await call.record(
