@@ -214,7 +214,7 @@ def _ready_at(url: str) -> Callable[[], bool]:
 ProxyCommand = Callable[[ClusterPlan], list[str]]
 
 
-def kamailio_command(kamailio: str, children: int) -> ProxyCommand:
+def kamailio_command(kamailio: str, children: int, calls_per_second: int) -> ProxyCommand:
     """Kamailio's argv for a plan: its configuration written by `afterbeep.cluster.kamailio`."""
 
     def build(cluster: ClusterPlan) -> list[str]:
@@ -224,15 +224,15 @@ def kamailio_command(kamailio: str, children: int) -> ProxyCommand:
             listen_host=cluster.host,
             listen_port=cluster.proxy_port,
             nodes=tuple(k.Node(n.node_id, n.host, n.sip_port) for n in cluster.nodes),
+            calls_per_second_per_source=calls_per_second,
             children=children,
         )
         config_dir = cluster.run_dir / "kamailio"
-        config_dir.mkdir(parents=True, exist_ok=True)
-        cfg = k.write_config(spec, config_dir)
-        argv = k.command(cfg, config_dir)
-        if argv and Path(argv[0]).name == "kamailio":
-            argv[0] = kamailio
-        return argv
+        try:
+            cfg = k.write_config(spec, config_dir)
+        except ValueError as exc:
+            raise ClusterError(f"the Kamailio configuration: {exc}") from exc
+        return k.command(cfg, config_dir, kamailio)
 
     return build
 
