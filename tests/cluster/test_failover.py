@@ -94,6 +94,25 @@ def test_sqlite_or_local_objects_are_refused_for_a_cluster(tmp_path: Path) -> No
     ]
 
 
+async def test_readyz_of_a_draining_node_says_so(tmp_path: Path, sqlite_template: Path) -> None:
+    from afterbeep.app import Runtime
+    from tests.conftest import copy_sqlite_template
+
+    copy_sqlite_template(sqlite_template, tmp_path / "var")
+    runtime = Runtime(Settings(data_dir=tmp_path / "var", transcribe=False))
+    await runtime.start(workers=False)
+    try:
+        transport = httpx.ASGITransport(app=runtime.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node.test") as http:
+            assert (await http.get("/readyz")).json() == {"status": "ok"}
+            runtime.begin_drain()
+            r = await http.get("/readyz")
+            assert r.status_code == 503
+            assert r.json() == {"status": "draining", "problems": ["draining"]}
+    finally:
+        await runtime.stop()
+
+
 # --- SIPp through Kamailio --------------------------------------------------------------------
 
 
@@ -326,7 +345,7 @@ async def test_leased_sends_of_a_dead_node_are_delivered_by_the_other(
 
     from tests.e2e.rig import rtp_range
 
-    pcm = np.repeat(speech(8.0, seed=5), 2).astype(np.float32) / 32768
+    pcm = np.repeat(speech(11.0, seed=5), 2).astype(np.float32) / 32768
     buffer = io.BytesIO()
     sf.write(buffer, pcm, 16000, format="MP3")
     low, high = rtp_range()
