@@ -110,6 +110,7 @@ def run_cluster(
         plan,
         run_until_signalled,
     )
+    from afterbeep.db.engine import Database
 
     settings = load_settings()
     if problem := backends_problem(settings):
@@ -137,6 +138,12 @@ def run_cluster(
     }
 
     async def main() -> None:
+        # Once, before any node starts: N nodes migrating one empty database at once collide.
+        database = Database(settings.resolved_database_url())
+        try:
+            await database.migrate()
+        finally:
+            await database.close()
         supervisor = Supervisor(
             cluster,
             shared,
