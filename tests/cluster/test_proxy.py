@@ -3,13 +3,19 @@ through a real Kamailio on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from afterbeep.app import Runtime
+from afterbeep.audio.tones import speech_like
 from afterbeep.cli import cli
 from afterbeep.cluster.kamailio import (
     CONFIG_FILE,
@@ -23,6 +29,32 @@ from afterbeep.cluster.kamailio import (
     render,
     write_config,
 )
+from afterbeep.telephony.server import TelephonyServer, telephony_configs
+from tests.conftest import Backend
+from tests.e2e.rig import (
+    BEEP_S,
+    CALLER,
+    DIALLED,
+    GREETING_S,
+    NUMBER,
+    WAIT,
+    SippRun,
+    api_of,
+    caller_pcap,
+    deposit_runtime,
+    rtp_range,
+    settle,
+    silence,
+    sip_port,
+    sipp_calls,
+    speech,
+)
+from tests.e2e.test_registration import PASSWORD, make_device, registrations
+from tests.fixtures import baresip as phone
+from tests.fixtures.kamailio import kamailio_proxy, options
+from tests.sip import conftest as sip_rig
+
+sipp_bin = sip_rig.sipp_bin
 
 needs_kamailio = pytest.mark.skipif(
     shutil.which(KAMAILIO) is None,
@@ -153,3 +185,149 @@ def test_cluster_config_command_refuses_a_wildcard_node(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert not (tmp_path / "p" / CONFIG_FILE).exists()
+
+
+# --- a real Kamailio in front of two nodes sharing one PostgreSQL database and one S3 store ---
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(
+    backend: Backend, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[tuple[Runtime, Runtime]]:
+    """Two in-process nodes (their own SIP port, RTP range, data directory and node id) on the
+    same database and object store."""
+    async with (
+        deposit_runtime(backend, data_dir=tmp_path / "n1", node_id="n1", **overrides) as n1,
+        deposit_runtime(backend, data_dir=tmp_path / "n2", node_id="n2", **overrides) as n2,
+    ):
+        yield n1, n2
+
+
+LEAD_MS = int((GREETING_S + BEEP_S) * 1000) + 600  # the caller speaks well after the beep
+
+
+def nodes_of(*runtimes: Runtime) -> list[Node]:
+    return [Node(rt.settings.node_id, "127.0.0.1", sip_port(rt)) for rt in runtimes]
+
+
+def accepted(rt: Runtime) -> int:
+    assert rt.telephony is not None
+    return rt.telephony.stats.accepted
+
+
+async def leave_messages(sipp: str, cwd: Path, proxy_port: int, calls: int) -> SippRun:
+    caller_pcap(cwd, silence(LEAD_MS), speech(1.2, seed=7))
+    return await sipp_calls(
+        sipp, "deposit_uac_proxy.xml", cwd, proxy_port, calls=calls, hold_ms=LEAD_MS + 1500
+    )
+
+
+@needs_kamailio
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
+async def test_calls_through_kamailio_land_on_both_nodes_and_leave_messages(
+    backend: Backend, sipp_bin: str, tmp_path: Path
+) -> None:
+    async with (
+        two_nodes(backend, tmp_path) as (n1, n2),
+        kamailio_proxy(tmp_path, nodes_of(n1, n2), log_level=2) as proxy,
+        api_of(n1) as api,
+    ):
+        box = await api.mailbox(skip_instructions=True)
+        run = await leave_messages(sipp_bin, tmp_path / "calls", proxy.port, calls=4)
+        assert run.returncode == 0, run.output + proxy.output()[-3000:]
+        found = await api.wait_messages(box["id"], 4)
+        assert len(found) == 4
+        assert accepted(n1) >= 1 and accepted(n2) >= 1, proxy.output()[-3000:]
+        assert accepted(n1) + accepted(n2) == 4
+        await settle(n1)
+        await settle(n2)
+
+
+@needs_kamailio
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
+async def test_a_draining_node_refuses_and_kamailio_sends_its_calls_to_the_other(
+    backend: Backend, sipp_bin: str, tmp_path: Path
+) -> None:
+    # Probes every 60 s: the draining node is still in the set when the calls come, so its 503s
+    # are what moves them (failure_route → ds_next_dst), not the probing.
+    async with (
+        two_nodes(backend, tmp_path) as (n1, n2),
+        kamailio_proxy(tmp_path, nodes_of(n1, n2), probe_interval_seconds=60, log_level=2) as proxy,
+        api_of(n1) as api,
+    ):
+        box = await api.mailbox(skip_instructions=True)
+        assert await asyncio.to_thread(options, sip_port(n2)) == 200
+        assert n2.telephony is not None
+        n2.telephony.drain()
+        assert await asyncio.to_thread(options, sip_port(n2)) == 503  # what a probe hears
+        assert await asyncio.to_thread(options, sip_port(n1)) == 200
+
+        run = await leave_messages(sipp_bin, tmp_path / "calls", proxy.port, calls=4)
+        assert run.returncode == 0, run.output + proxy.output()[-3000:]
+        assert run.received("SIP/2.0 503") == 0  # the caller never heard the refusal
+        assert len(await api.wait_messages(box["id"], 4)) == 4
+        assert accepted(n1) == 4 and accepted(n2) == 0
+        assert n2.telephony.stats.rejected_draining >= 1, proxy.output()[-3000:]
+        assert "503 from a node, next: sip:127.0.0.1:" in proxy.output()
+        await settle(n1)
+
+
+async def events(bare: phone.Baresip, kind: str, count: int) -> None:
+    async with asyncio.timeout(WAIT):
+        while sum(e.get("type") == kind for e in bare.events) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+@needs_kamailio
+@pytest.mark.skipif(not phone.available(), reason="baresip is not installed")
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
+async def test_a_phone_registered_through_kamailio_is_reached_from_either_node(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The REGISTER reaches one node with the proxy's Path; a call entering on each node in
+    turn (round robin) rings the phone through the proxy (the Path as Route), both answered."""
+    (tmp_path / "desk").mkdir()
+    async with (
+        two_nodes(backend, tmp_path, sip_digest_algorithms="MD5") as (n1, n2),  # baresip: MD5
+        kamailio_proxy(tmp_path, nodes_of(n1, n2), log_level=2) as proxy,
+        api_of(n1) as api,
+        phone.baresip_phone(tmp_path / "desk", speech_like(3000, seed=9)) as desk,
+    ):
+        user_id, _ = await make_device(api, "201", "bare-desk")
+        await api.post("/v1/numbers", {"e164": NUMBER, "dest_kind": "user", "dest_id": user_id})
+        await desk.command(
+            "uanew",
+            f"<sip:bare-desk@127.0.0.1:{proxy.port};transport=udp>;auth_pass={PASSWORD};"
+            "regint=300;audio_codecs=PCMU",
+        )
+        async with asyncio.timeout(WAIT):
+            while not (found := await registrations(api, user_id)):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        [registration] = found
+        assert registration["source"] == f"127.0.0.1:{proxy.port}"
+        [path] = registration["path"]
+        assert f"sip:127.0.0.1:{proxy.port};lr;received=" in path, path
+
+        low, high = rtp_range()
+        ua_config, media_config = telephony_configs("127.0.0.1:0", None, low, high)
+        async with TelephonyServer(ua_config, media_config) as caller:
+            for turn in (1, 2):
+                outbound = await caller.dial(
+                    f"sip:{DIALLED}@127.0.0.1:{proxy.port}", f"sip:{CALLER}@127.0.0.1", timeout=10
+                )
+                await events(desk, "CALL_INCOMING", turn)
+                await desk.command("accept")
+                call = await asyncio.wait_for(outbound.wait_answered(), WAIT)
+                await events(desk, "CALL_ESTABLISHED", turn)
+                await call.hangup()
+                await events(desk, "CALL_CLOSED", turn)  # the node's BYE came through the proxy
+
+        assert accepted(n1) == 1 and accepted(n2) == 1  # one call entered on each node
+        log = proxy.output()
+        for node in (n1, n2):  # each node's INVITE to the phone went through the proxy
+            assert f"from node 127.0.0.1:{sip_port(node)}: INVITE sip:" in log, log[-3000:]
+        await settle(n1)
+        await settle(n2)

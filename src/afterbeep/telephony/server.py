@@ -188,6 +188,7 @@ class TelephonyServer:
         self._router = router
         self._quick_router = quick_router
         self._ua = UserAgent(config, self._on_invite)
+        self._ua.accepting_calls = self.accepting_calls
         self._media = MediaEngine(media_config)
         self._calls: dict[asyncio.Task[None], SipCall] = {}
         self._all_done = asyncio.Event()
@@ -270,6 +271,15 @@ class TelephonyServer:
         self._lag_watch = asyncio.get_running_loop().create_task(
             self._watch_loop_lag(), name="loop-lag"
         )
+
+    def accepting_calls(self) -> bool:
+        """What an OPTIONS probe (a proxy in front of this node) is told: False while draining,
+        full, or refusing as unhealthy (a burst of answers alone does not count: a proxy sends the
+        INVITE refused with 503 to another node anyway)."""
+        if self.state is not ServerState.RUNNING or len(self._calls) >= self.limits.max_calls:
+            return False
+        refusal = self.admission.refusal(len(self._calls))
+        return refusal is None or refusal is Refusal.ANSWER_RATE
 
     def drain(self) -> None:
         """The first phase of `stop()` alone: new INVITEs get 503; calls in progress go on, and

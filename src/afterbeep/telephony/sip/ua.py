@@ -888,6 +888,9 @@ class UserAgent:
         self.on_register: Callable[[IncomingRequest], None] | None = None
         # SUBSCRIBE (new or in a subscription dialog) goes here when set (telephony.mwi)
         self.on_subscribe: Callable[[IncomingRequest], None] | None = None
+        # out-of-dialog OPTIONS (a proxy's probe): True = take calls (200), False = 503 (draining,
+        # full); None: 200 until the user agent closes
+        self.accepting_calls: Callable[[], bool] | None = None
         self._transport = TransportLayer(self._on_message)
         self._txns: dict[TxnKey, _Entry] = {}
         self._dialogs: dict[DialogId, Dialog] = {}
@@ -1239,6 +1242,13 @@ class UserAgent:
             req, 200, extra=(("Allow", ALLOW), ("Accept", SDP), ("Accept-Language", "en"))
         )
 
+    def _probe_response(self, req: SipRequest) -> SipResponse:
+        accepting = self.accepting_calls
+        if self._draining or self._closed or (accepting is not None and not accepting()):
+            retry = (("Retry-After", str(self.config.retry_after)),)
+            return self._response(req, 503, extra=retry)
+        return self._options_response(req)
+
     # --- plumbing: bookkeeping ---
 
     def _add_dialog(self, dialog: Dialog) -> None:
@@ -1375,7 +1385,7 @@ class UserAgent:
         if method == "INVITE":
             self._on_new_invite(req, entry)
         elif method == "OPTIONS":
-            self._respond(entry, self._options_response(req))
+            self._respond(entry, self._probe_response(req))
         elif method == "REGISTER" and self.on_register is not None:
             self.on_register(IncomingRequest(self, req, entry))
         elif method in ("BYE", "INFO"):
