@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import time
@@ -446,3 +447,53 @@ async def test_leased_sends_of_a_dead_node_are_delivered_by_the_other(
             assert {f"rvm_{s}" for s in sends} <= set(names)
             assert max(names.values()) == 1
     cluster.wait_ready("n1", restarts=restarts_before + 1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# --- last: the cluster's own stop ---------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+async def test_sigterm_drains_the_calls_then_stops_everything(
+    cluster: Cluster, sipp_bin: str, tmp_path: Path
+) -> None:
+    """(Stops the module's cluster: the last test of the file.)"""
+    status = cluster.status()
+    caller_pcap(tmp_path / "sipp", silence(LEAD_MS), speech(3.0, seed=3))
+    async with httpx.AsyncClient(base_url=cluster.node("n0")["http_url"], timeout=10) as http:
+        api = await cluster_api(cluster, http)
+        mailbox = await api.mailbox(skip_instructions=True)
+    sipp = await start_sipp(sipp_bin, tmp_path / "sipp", cluster.proxy_port, calls=2, rate=10, hold_ms=LEAD_MS + 3400)
+    try:
+        spools = [cluster.spool("n0"), cluster.spool("n1")]
+        await wait_until(
+            lambda: sum(e["pcm_bytes"] > 0 for s in spools for e in spooled(s).values()) >= 2, "both calls recording"
+        )
+        cluster.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            assert await sipp.wait() == 0  # both calls ended normally, their BYEs relayed by Kamailio
+    finally:
+        if sipp.returncode is None:
+            sipp.kill()
+            await sipp.wait()
+    assert await asyncio.to_thread(cluster.process.wait, 60) == 0
+    pids = [status["proxy"]["pid"], *(n["pid"] for n in status["nodes"])]
+    assert not [pid for pid in pids if alive(pid)]
+    log = await asyncio.to_thread(cluster.log.read_text)
+    assert "stopping: the nodes drain their calls, then Kamailio stops" in log
+    trace = read_trace((tmp_path / "sipp" / "messages.log").read_text(errors="replace"))
+    assert len(trace) == 2 and all(c.completed for c in trace.values())
+    pg = cluster.env["AFTERBEEP_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(pg)
+    try:
+        stored = await conn.fetchval("SELECT count(*) FROM messages WHERE mailbox_id = $1", mailbox["id"])
+    finally:
+        await conn.close()
+    assert stored == 2
