@@ -24,7 +24,7 @@ import pytest
 from afterbeep.cluster.node import SpoolBusy, SpoolLock, backends_problem, spool_directory
 from afterbeep.cluster.supervisor import ClusterError, plan
 from afterbeep.config import Settings
-from tests.e2e.rig import BEEP_S, DIALLED, GREETING_S, Api, caller_pcap, silence, speech
+from tests.e2e.rig import BEEP_S, GREETING_S, Api, caller_pcap, silence, speech
 from tests.fixtures.cluster import Cluster, cluster_fixture  # noqa: F401  (module fixture)
 from tests.fixtures.service import run_cli, running_service
 from tests.sip import conftest as sip_rig
@@ -34,6 +34,7 @@ sipp_bin = sip_rig.sipp_bin
 SCENARIO = Path(__file__).resolve().parent.parent / "sipp" / "cluster_deposit_uac.xml"
 LEAD_MS = int((GREETING_S + BEEP_S) * 1000) + 600  # skip_instructions: greeting, beep, margin
 BOUND = 60.0  # any wait for background work; never a speed assertion
+STORE_BOUND = 150.0  # for 100+ messages stored by post-call workers at idle priority
 PCM_BYTES_PER_S = 16000
 
 
@@ -146,11 +147,11 @@ def read_trace(messages: str) -> dict[str, CallTrace]:
 
 
 async def start_sipp(
-    sipp: str, work: Path, proxy_port: int, *, calls: int, rate: int, hold_ms: int
+    sipp: str, work: Path, proxy_port: int, dialled: str, *, calls: int, rate: int, hold_ms: int
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sipp, f"127.0.0.1:{proxy_port}",
-        "-sf", str(SCENARIO), "-s", DIALLED,
+        "-sf", str(SCENARIO), "-s", dialled,
         "-m", str(calls), "-l", str(calls), "-r", str(rate), "-rp", "1000",
         "-t", "u1", "-i", "127.0.0.1",
         "-p", str(sip_rig.free_udp_port()), "-mp", str(sip_rig.free_udp_port()),
@@ -190,6 +191,14 @@ async def cluster_api(cluster: Cluster, http: httpx.AsyncClient) -> Api:
     return Api(http, {"Authorization": f"Bearer {created['api_key']}"}, created["account_id"])
 
 
+async def mailbox_at(api: Api, dialled: str, **settings: Any) -> dict[str, Any]:
+    """A mailbox reached by `+1<dialled>` (each test of the module's database its own number)."""
+    body = {"name": "Front desk", "min_message_seconds": 1, **settings}
+    mailbox = await api.post("/v1/mailboxes", body)
+    await api.post("/v1/numbers", {"e164": "+1" + dialled, "dest_kind": "voicemail", "dest_id": mailbox["id"]})
+    return mailbox
+
+
 async def messages_of(api: Api, base: str, mailbox_id: str) -> list[dict[str, Any]]:
     r = await api.http.get(
         f"{base}/v1/mailboxes/{mailbox_id}/messages", params={"limit": 100}, headers=api.headers
@@ -206,7 +215,7 @@ async def messages_of(api: Api, base: str, mailbox_id: str) -> list[dict[str, An
     return items
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(330)
 async def test_kill_9_of_a_node_under_20_calls_per_second(
     cluster: Cluster, sipp_bin: str, tmp_path: Path
 ) -> None:
@@ -216,9 +225,9 @@ async def test_kill_9_of_a_node_under_20_calls_per_second(
     caller_pcap(tmp_path / "sipp", silence(LEAD_MS), speech(speech_s, seed=23))
     async with httpx.AsyncClient(base_url=n0["http_url"], timeout=10) as http:
         api = await cluster_api(cluster, http)
-        mailbox = await api.mailbox(skip_instructions=True, max_messages=1000)
+        mailbox = await mailbox_at(api, "2025550111", skip_instructions=True, max_messages=1000)
         sipp = await start_sipp(
-            sipp_bin, tmp_path / "sipp", cluster.proxy_port,
+            sipp_bin, tmp_path / "sipp", cluster.proxy_port, "2025550111",
             calls=calls, rate=rate, hold_ms=LEAD_MS + int(speech_s * 1000) + 400,
         )  # fmt: skip
         try:
@@ -267,14 +276,16 @@ async def test_kill_9_of_a_node_under_20_calls_per_second(
         unfinished = [e for e in at_kill.values() if e.get("ended_by") is None]
         surely_kept = [e for e in unfinished if e["pcm_bytes"] >= 2 * PCM_BYTES_PER_S]
 
-        deadline = time.monotonic() + BOUND
+        # the post-call workers store at idle CPU priority: slow on a busy machine
+        deadline = time.monotonic() + STORE_BOUND
         while True:
             stored = await messages_of(api, "", mailbox["id"])
             recovered = [m for m in stored if m["recovered"]]
             if len(stored) - len(recovered) >= completed and len(recovered) >= len(surely_kept):
                 break
-            assert time.monotonic() < deadline, (len(stored), len(recovered), completed, len(surely_kept))
-            await asyncio.sleep(0.3)
+            waiting = {n: len(spooled(cluster.spool(n))) for n in ("n0", "n1")}
+            assert time.monotonic() < deadline, (len(stored), len(recovered), completed, len(surely_kept), waiting)
+            await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)  # nothing more arrives (no duplicate stored late)
         stored = await messages_of(api, "", mailbox["id"])
         recovered = [m for m in stored if m["recovered"]]
@@ -295,9 +306,9 @@ async def test_spool_recover_of_a_dead_node_from_elsewhere(
     n1_data = n1["data_dir"]
     async with httpx.AsyncClient(base_url=n0["http_url"], timeout=10) as http:
         api = await cluster_api(cluster, http)
-        mailbox = await api.mailbox(skip_instructions=True)
+        mailbox = await mailbox_at(api, "2025550112", skip_instructions=True)
         sipp = await start_sipp(
-            sipp_bin, tmp_path / "sipp", cluster.proxy_port, calls=8, rate=10, hold_ms=LEAD_MS + 25_000
+            sipp_bin, tmp_path / "sipp", cluster.proxy_port, "2025550112", calls=8, rate=10, hold_ms=LEAD_MS + 25_000
         )
         try:
             await wait_until(
@@ -469,8 +480,10 @@ async def test_sigterm_drains_the_calls_then_stops_everything(
     caller_pcap(tmp_path / "sipp", silence(LEAD_MS), speech(3.0, seed=3))
     async with httpx.AsyncClient(base_url=cluster.node("n0")["http_url"], timeout=10) as http:
         api = await cluster_api(cluster, http)
-        mailbox = await api.mailbox(skip_instructions=True)
-    sipp = await start_sipp(sipp_bin, tmp_path / "sipp", cluster.proxy_port, calls=2, rate=10, hold_ms=LEAD_MS + 3400)
+        mailbox = await mailbox_at(api, "2025550113", skip_instructions=True)
+    sipp = await start_sipp(
+        sipp_bin, tmp_path / "sipp", cluster.proxy_port, "2025550113", calls=2, rate=10, hold_ms=LEAD_MS + 3400
+    )
     try:
         spools = [cluster.spool("n0"), cluster.spool("n1")]
         await wait_until(

@@ -327,7 +327,11 @@ class Supervisor:
                 return
             except TimeoutError:
                 pass
-            await child.start()
+            try:
+                await child.start()
+            except OSError as exc:  # the old process stays the one waited on: backoff again
+                self.say(f"{child.name} could not be started again: {exc}")
+                continue
             child.restarts += 1
             self.write_status()
             self.say(f"{child.name} started again (pid {child.pid})")
