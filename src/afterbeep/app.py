@@ -38,6 +38,7 @@ from afterbeep.db.repos.mwi import SqlMwiStore
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.admission import AdmissionPolicy
 from afterbeep.domain.clock import Clock, SystemClock
+from afterbeep.domain.netpolicy import parse_networks
 from afterbeep.domain.pin_lockout import PinLockoutPolicy
 from afterbeep.domain.transcripts import Transcript
 from afterbeep.notify.email import EmailDispatcher, SmtpSender, SmtpSignInMailer
@@ -626,6 +627,7 @@ class Runtime:
         media_config = replace(media_config, native_receive=s.media_receive == "native")
         media_config = replace(media_config, pacer=s.media_pacer)
         ua_config = replace(ua_config, network_policy=s.network_policy())
+        ua_config = replace(ua_config, trusted_proxies=parse_networks(s.sip_trusted_proxies))
         registrar = self.registrar = self.make_registrar()
         inbound: InboundCalls | None = None
         if router is None:

@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from afterbeep.domain.netpolicy import NetworkPolicy
+from afterbeep.domain.netpolicy import NetworkPolicy, parse_networks
 
 
 def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     # This node's name in a cluster behind Kamailio (issue 23; afterbeep.cluster): "" for a
     # service alone. Letters, digits, "-" and "_"; it names the node's spool and its leases.
     node_id: str = Field(default="", max_length=40, pattern=r"^([A-Za-z0-9][A-Za-z0-9_-]*)?$")
+    # The proxies in front of this node (Kamailio), comma-separated CIDRs: for what they relay,
+    # digest failures are counted against the address they received it from (the client's Via).
+    sip_trusted_proxies: str = ""
 
     def allowed_webhook_hosts(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
@@ -165,6 +168,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_networks(cls, value: str) -> str:
         NetworkPolicy.parse(value)
+        return value
+
+    @field_validator("sip_trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        parse_networks(value)
         return value
 
     @field_validator("smtp_url")

@@ -83,6 +83,10 @@ class Request:
     def headers(self, name: str) -> list[str]:
         return self.extra.get(name.lower(), [])
 
+    @property
+    def client_host(self) -> str:
+        return self.source[0]
+
     def respond(self, code: int, reason: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> None:
         raise AssertionError("the test calls handle()")
 

@@ -182,6 +182,10 @@ class Request:
     def headers(self, name: str) -> list[str]:
         return self.headers_of.get(name.lower(), [])
 
+    @property
+    def client_host(self) -> str:
+        return self.source[0]
+
     def respond(
         self,
         code: int,

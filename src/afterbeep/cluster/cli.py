@@ -67,8 +67,10 @@ def config_cmd(
     except ValueError as exc:
         typer.echo(f"afterbeep cluster config: {exc}", err=True)
         raise typer.Exit(2) from exc
+    runtime_dir = cfg.parent / "run"
+    runtime_dir.mkdir(exist_ok=True)
     typer.echo(f"wrote {cfg} and {cfg.parent / kamailio.DISPATCHER_FILE}")
-    typer.echo("run: " + " ".join(kamailio.command(cfg, cfg.parent / "run")))
+    typer.echo("run: " + " ".join(kamailio.command(cfg, runtime_dir)))
 
 
 @cluster_cli.command("run")

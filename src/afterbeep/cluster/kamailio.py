@@ -152,7 +152,7 @@ def write_config(spec: ProxySpec, directory: Path) -> Path:
 
 def command(config: Path, runtime_dir: Path, kamailio: str = KAMAILIO) -> list[str]:
     """Argv running Kamailio in the foreground (no fork), logging to stderr, with its control
-    files (pid, runtime dir) under ``runtime_dir`` rather than /run/kamailio."""
+    files (pid, runtime dir) under ``runtime_dir`` (which must exist) rather than /run/kamailio."""
     return [
         kamailio,
         "-DD",

@@ -63,6 +63,8 @@ class NodePlan:
         cluster-wide settings) and what is this node's own."""
         return {
             **shared,
+            # what reaches a node's SIP comes through Kamailio, on the same host
+            "AFTERBEEP_SIP_TRUSTED_PROXIES": shared.get("AFTERBEEP_SIP_TRUSTED_PROXIES") or self.host,
             "AFTERBEEP_NODE_ID": self.node_id,
             "AFTERBEEP_DATA_DIR": str(self.data_dir),
             "AFTERBEEP_HTTP_ADDR": f"{self.host}:{self.http_port}",

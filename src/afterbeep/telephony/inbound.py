@@ -288,7 +288,7 @@ class InboundCalls:
         if not answers and (not from_user or await self._router.device(from_user) is None):
             return None
         found = await self._registrar.authenticate(
-            "INVITE", answers, invite.source[0], self._clock.now(), proxy=True
+            "INVITE", answers, invite.client_host, self._clock.now(), proxy=True
         )
         if not isinstance(found, DeviceSecret):
             code, reason, headers = found

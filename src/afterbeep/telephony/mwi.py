@@ -124,6 +124,8 @@ class SubscribeRequest(Protocol):
     def transport(self) -> str: ...
     @property
     def contact(self) -> str: ...
+    @property
+    def client_host(self) -> str: ...  # source's host, or the client of a trusted proxy
     def headers(self, name: str) -> list[str]: ...
     def respond(
         self,
@@ -457,7 +459,7 @@ class MwiNotifier:
         if self._auth is None:
             return 403, "Forbidden", [], None, None
         found = await self._auth.authenticate(
-            "SUBSCRIBE", request.headers("authorization"), request.source[0], now
+            "SUBSCRIBE", request.headers("authorization"), request.client_host, now
         )
         if not isinstance(found, DeviceSecret):
             code, reason, headers = found

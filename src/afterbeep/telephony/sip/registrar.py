@@ -365,6 +365,8 @@ class RegisterRequest(Protocol):
     @property
     def transport(self) -> str: ...
     def headers(self, name: str) -> list[str]: ...
+    @property
+    def client_host(self) -> str: ...  # source's host, or the client of a trusted proxy
     def respond(
         self, code: int, reason: str | None = None, headers: Sequence[tuple[str, str]] = ()
     ) -> None: ...
@@ -427,7 +429,7 @@ class Registrar:
         """The answer to one REGISTER: (code, reason, headers)."""
         now = self._clock.now()
         found = await self.authenticate(
-            request.method, request.headers("authorization"), request.source[0], now
+            request.method, request.headers("authorization"), request.client_host, now
         )
         if not isinstance(found, DeviceSecret):
             return found

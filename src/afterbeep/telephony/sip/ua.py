@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 from aiosipua.headers import Via, parse_uri
 from aiosipua.message import SipRequest, SipResponse
 
-from afterbeep.domain.netpolicy import AddressBlocked, NetworkPolicy, literal_address
+from afterbeep.domain.netpolicy import AddressBlocked, IPNetwork, NetworkPolicy, literal_address
 from afterbeep.telephony.sip.auth import Credentials, DigestSession
 from afterbeep.telephony.sip.dialog import (
     DialogId,
@@ -60,6 +60,7 @@ from afterbeep.telephony.sip.message import (
     top_via,
     uri_of,
 )
+from afterbeep.telephony.sip.proxied import client_host
 from afterbeep.telephony.sip.transaction import (
     AckReceived,
     Action,
@@ -130,6 +131,8 @@ class UAConfig:
     # Outbound INVITEs go only to addresses it permits (resolved once, checked, then used);
     # None: no restriction (calls placed by tests and tools).
     network_policy: NetworkPolicy | None = None
+    # proxies in front of this node (Kamailio): `client_host` of what they relay is their client
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     def __post_init__(self) -> None:
         host, _ = parse_hostport(self.advertise)
@@ -301,6 +304,11 @@ class IncomingInvite(_EventSource[IncomingEvent]):
     @property
     def source(self) -> tuple[str, int]:
         return self._entry.flow.peer
+
+    @property
+    def client_host(self) -> str:
+        """The source's host, or behind a trusted proxy the host the proxy received this from."""
+        return client_host(self.request, self.source[0], self._ua.config.trusted_proxies)
 
     @property
     def transport(self) -> str:
@@ -848,6 +856,11 @@ class IncomingRequest:
     @property
     def source(self) -> tuple[str, int]:
         return self._entry.flow.peer
+
+    @property
+    def client_host(self) -> str:
+        """The source's host, or behind a trusted proxy the host the proxy received this from."""
+        return client_host(self.request, self.source[0], self._ua.config.trusted_proxies)
 
     @property
     def transport(self) -> str:
