@@ -122,7 +122,12 @@ async def test_readyz_of_a_draining_node_says_so(tmp_path: Path, sqlite_template
 class CallTrace:
     invite_at: datetime
     answered_by: int | None = None  # the node's SIP port, from the 200's Contact
-    completed: bool = False  # the BYE got its 200
+    answered_at: datetime | None = None
+    completed_at: datetime | None = None  # when the BYE got its 200
+
+    @property
+    def completed(self) -> bool:
+        return self.completed_at is not None
 
 
 def read_trace(messages: str) -> dict[str, CallTrace]:
@@ -135,14 +140,16 @@ def read_trace(messages: str) -> dict[str, CallTrace]:
         if call_id is None:
             continue
         key = call_id.group(1)
+        at = datetime.strptime(stamp, "%Y-%m-%d\t%H:%M:%S.%f")
         if "message sent" in block and body.startswith("INVITE ") and key not in calls:
-            calls[key] = CallTrace(datetime.strptime(stamp, "%Y-%m-%d\t%H:%M:%S.%f"))
+            calls[key] = CallTrace(at)
         elif "message received" in block and body.startswith("SIP/2.0 200") and key in calls:
             if re.search(r"^CSeq: *\d+ INVITE", body, flags=re.M | re.I):
                 contact = re.search(r"^(?:Contact|m): *<?sip:[^>;]*?:(\d+)", body, flags=re.M | re.I)
                 calls[key].answered_by = int(contact.group(1)) if contact else -1
+                calls[key].answered_at = at
             elif re.search(r"^CSeq: *\d+ BYE", body, flags=re.M | re.I):
-                calls[key].completed = True
+                calls[key].completed_at = at
     return calls
 
 
@@ -199,6 +206,26 @@ async def mailbox_at(api: Api, dialled: str, **settings: Any) -> dict[str, Any]:
     return mailbox
 
 
+async def missing_messages(cluster: Cluster, mailbox_id: str) -> list[Any]:
+    """For a failure's message: how many messages the database holds, and each call the nodes
+    logged that has none (node, call id, its log lines)."""
+    pg = cluster.env["AFTERBEEP_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(pg)
+    try:
+        rows = await conn.fetch("SELECT call_id FROM messages WHERE mailbox_id = $1", mailbox_id)
+    finally:
+        await conn.close()
+    stored = {r[0] for r in rows}
+    logs = {n: await asyncio.to_thread(Path(cluster.node(n)["log"]).read_text) for n in ("n0", "n1")}
+    missing = []
+    for node, text in logs.items():
+        for call in re.findall(r"call (call_\w+) from \S+ to \*+0111", text):
+            if call not in stored:
+                lines = [line[:160] for line in text.splitlines() if call in line]
+                missing.append((node, call, lines))
+    return [len(stored), missing]
+
+
 async def messages_of(api: Api, base: str, mailbox_id: str) -> list[dict[str, Any]]:
     r = await api.http.get(
         f"{base}/v1/mailboxes/{mailbox_id}/messages", params={"limit": 100}, headers=api.headers
@@ -251,11 +278,15 @@ async def test_kill_9_of_a_node_under_20_calls_per_second(
         assert not unanswered, f"{len(unanswered)} calls never answered"
         after = [c for c in trace.values() if c.invite_at > killed_at]
         assert all(c.completed for c in after)
-        # n1 is back (the supervisor starts it again) seconds later at the soonest: until then n0
-        # takes every call
-        soon_after = [c for c in after if (c.invite_at - killed_at).total_seconds() < 2.0]
-        assert len(soon_after) >= 10, "too few calls right after the kill"
-        assert {c.answered_by for c in soon_after} == {n0["sip_port"]}
+        # n0 takes the new calls until n1 is back (the supervisor starts it again): n1 answers
+        # none of them before its new process started
+        cluster.wait_ready("n1", restarts=restarts_before + 1)
+        n1_back_at = datetime.fromtimestamp(cluster.node("n1")["started_at"])
+        assert sum(c.answered_by == n0["sip_port"] for c in after) >= 10, "too few calls after the kill"
+        assert all(
+            c.answered_by == n0["sip_port"] or (c.answered_at is not None and c.answered_at > n1_back_at)
+            for c in after
+        )
         before = [c for c in trace.values() if c.invite_at <= killed_at]
         assert {c.answered_by for c in before} == {n0["sip_port"], n1["sip_port"]}  # both took calls
         # failures only among the calls connected on the dead node
@@ -269,9 +300,18 @@ async def test_kill_9_of_a_node_under_20_calls_per_second(
         )
         assert failed == connected_on_n1 and len(failed) >= 1
         completed = sum(c.completed for c in trace.values())
+        # finished: its recording closed (synced) before the kill. A node answers the caller's
+        # BYE at once and closes the recording just after: a call whose BYE was answered in the
+        # last moments before the kill may lose its last second, as any kill -9 does (its
+        # recording is then recovered, or discarded when shorter than the mailbox's minimum).
+        finished = [
+            c
+            for c in trace.values()
+            if c.completed_at is not None
+            and (c.answered_by == n0["sip_port"] or (killed_at - c.completed_at).total_seconds() > 1.0)
+        ]
 
-        # n1 is started again by the supervisor and recovers its own spool
-        cluster.wait_ready("n1", restarts=restarts_before + 1)
+        # n1, started again by the supervisor, recovers its own spool
         await wait_until(lambda: not spooled(spool1), "n1's spool recovered")
         unfinished = [e for e in at_kill.values() if e.get("ended_by") is None]
         surely_kept = [e for e in unfinished if e["pcm_bytes"] >= 2 * PCM_BYTES_PER_S]
@@ -281,17 +321,19 @@ async def test_kill_9_of_a_node_under_20_calls_per_second(
         while True:
             stored = await messages_of(api, "", mailbox["id"])
             recovered = [m for m in stored if m["recovered"]]
-            if len(stored) - len(recovered) >= completed and len(recovered) >= len(surely_kept):
+            if len(stored) - len(recovered) >= len(finished) and len(recovered) >= len(surely_kept):
                 break
-            waiting = {n: len(spooled(cluster.spool(n))) for n in ("n0", "n1")}
-            assert time.monotonic() < deadline, (len(stored), len(recovered), completed, len(surely_kept), waiting)
+            if time.monotonic() > deadline:
+                waiting = {n: len(spooled(cluster.spool(n))) for n in ("n0", "n1")}
+                missing = await missing_messages(cluster, mailbox["id"])
+                raise AssertionError((len(stored), len(recovered), len(finished), len(surely_kept), waiting, missing))
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)  # nothing more arrives (no duplicate stored late)
         stored = await messages_of(api, "", mailbox["id"])
         recovered = [m for m in stored if m["recovered"]]
         assert len({m["call_id"] for m in stored}) == len(stored)
         # every call that finished (before or after the kill, on either node) left one message
-        assert len(stored) - len(recovered) == completed
+        assert len(finished) <= len(stored) - len(recovered) <= completed
         assert len(surely_kept) <= len(recovered) <= len(unfinished)
 
 
@@ -304,6 +346,7 @@ async def test_spool_recover_of_a_dead_node_from_elsewhere(
     caller_pcap(tmp_path / "sipp", silence(LEAD_MS), speech(25.0, seed=7))
     spool1 = cluster.spool("n1")
     n1_data = n1["data_dir"]
+    await wait_until(lambda: not spooled(spool1), "n1's spool empty before the test")
     async with httpx.AsyncClient(base_url=n0["http_url"], timeout=10) as http:
         api = await cluster_api(cluster, http)
         mailbox = await mailbox_at(api, "2025550112", skip_instructions=True)

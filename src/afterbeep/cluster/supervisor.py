@@ -152,7 +152,8 @@ class Child:
     ready: Callable[[], bool] | None = None  # None: up as soon as started
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
-    started_at: float = 0.0
+    started_at: float = 0.0  # monotonic
+    started_wall: float = 0.0  # time.time(), for cluster.json
     failures_in_a_row: int = 0
     exits: list[int] = field(default_factory=list)
 
@@ -172,6 +173,7 @@ class Child:
                 stderr=asyncio.subprocess.STDOUT,
             )
         self.started_at = time.monotonic()
+        self.started_wall = time.time()
 
     async def wait_ready(self, timeout: float) -> None:
         if self.ready is None:
@@ -356,6 +358,7 @@ class Supervisor:
                     "data_dir": str(node.data_dir),
                     "pid": child.pid,
                     "restarts": child.restarts,
+                    "started_at": child.started_wall,
                     "log": str(child.log_path),
                 }
                 for node, child in zip(self.cluster.nodes, self.nodes, strict=True)
