@@ -23,6 +23,7 @@ from afterbeep.api.idempotency import IdempotencySweeper
 from afterbeep.audio.amd import MachineDetector
 from afterbeep.audio.amd_cues import cue_language, load_cues
 from afterbeep.audio.speech import EspeakSynthesizer
+from afterbeep.cluster.node import SpoolLock, spool_directory
 from afterbeep.config import Settings
 
 if TYPE_CHECKING:
@@ -202,6 +203,7 @@ class Runtime:
         self.deposits: DepositService | None = None
         self.spool: Spool | None = None
         self.spool_worker: SpoolWorker | None = None
+        self.spool_lock: SpoolLock | None = None
         self.postcall: PostCallProcess | None = None
         self.telephony: TelephonyServer | None = None
         self.registrar: Registrar | None = None
@@ -339,8 +341,11 @@ class Runtime:
             sequence=self.sequence_admission,
             message_waiting=self.mwi,
         )
-        self.spool = Spool(self.data_dir / "spool")
+        self.spool = Spool(spool_directory(self.data_dir, s.node_id))
         self.spool_worker = SpoolWorker(self.spool, self.deposits, self.clock)
+        if workers and s.node_id:
+            # A node's own spool: no `afterbeep spool recover` may take it while the node runs.
+            self.spool_lock = SpoolLock(self.spool.directory).acquire()
         if workers:
             self.idempotency_sweeper.start()
             self.trash_purger = TrashPurger(
@@ -796,6 +801,8 @@ class Runtime:
 
     async def readiness(self) -> list[str]:
         problems: list[str] = []
+        if self._drain_deadline is not None:
+            problems.append("draining")  # a proxy or balancer sends new work elsewhere
         try:
             async with self.db.engine.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")
@@ -862,3 +869,5 @@ class Runtime:
         if self.store is not None:
             await self.store.close()
         await self.db.close()
+        if self.spool_lock is not None:
+            self.spool_lock.release()

@@ -20,6 +20,7 @@ from afterbeep import logs
 from afterbeep.amd_cli import amd_app
 from afterbeep.campaign_cli import campaigns_cli
 from afterbeep.cluster.cli import cluster_cli
+from afterbeep.cluster.spool_cli import spool_cli
 from afterbeep.config import Settings, split_host_port
 from afterbeep.voicemail_cli import voicemails_cli
 
@@ -47,6 +48,7 @@ cli.add_typer(voicemails_cli, name="voicemails")
 cli.add_typer(campaigns_cli, name="campaigns")
 cli.add_typer(amd_app, name="amd")
 cli.add_typer(cluster_cli, name="cluster")
+cli.add_typer(spool_cli, name="spool")
 
 
 def settle_garbage_collector() -> None:
@@ -157,9 +159,15 @@ def serve() -> None:
     import uvicorn
 
     from afterbeep.app import CannotListen, Runtime
+    from afterbeep.cluster.node import SpoolBusy
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_json)
+    if settings.node_id:
+        from afterbeep.cluster.node import backends_problem
+
+        if problem := backends_problem(settings):
+            fail(problem)
     host, port = split_host_port(settings.http_addr, 8080)
     http_socket = bind_http(host, port)
     open_database(settings, create=True)
@@ -173,7 +181,7 @@ def serve() -> None:
         runtime = Runtime(settings)
         try:
             await runtime.start(postcall_process=settings.postcall == "process")
-        except CannotListen:
+        except (CannotListen, SpoolBusy):
             await runtime.stop()
             raise
         settle_garbage_collector()
@@ -207,7 +215,7 @@ def serve() -> None:
 
     try:
         run(main)
-    except CannotListen as exc:
+    except (CannotListen, SpoolBusy) as exc:
         fail(str(exc))
     finally:
         http_socket.close()

@@ -21,7 +21,8 @@ async def readyz(request: Request) -> JSONResponse:
     check = getattr(request.app.state, "readiness", None)
     problems: list[str] = await check() if check is not None else []
     if problems:
-        return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+        status = "draining" if "draining" in problems else "unavailable"
+        return JSONResponse({"status": status, "problems": problems}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

@@ -1,0 +1,1 @@
+"""Full deposits through Kamailio into a cluster of afterbeep nodes (issue 23)."""

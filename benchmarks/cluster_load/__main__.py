@@ -1,0 +1,3 @@
+from benchmarks.cluster_load.run import main
+
+main()
