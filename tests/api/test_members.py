@@ -5,17 +5,20 @@ body limit, and the undo window of a message deleted from the inbox."""
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
 from afterbeep.domain.errors import NotFound
 from afterbeep.domain.members import SESSION_SECONDS, AttemptWindow, safe_next, token_hash
+from afterbeep.services import members as members_module
 from afterbeep.services.members import MemberService
 from afterbeep.services.messages import UNDO_SECONDS, MessageService
 from afterbeep.services.ports.storage import ObjectNotFound
@@ -25,6 +28,17 @@ from tests.api.test_messages import Deposit, FakeClock, assert_problem
 from tests.conftest import TestAccount
 
 PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id at its smallest cost for this file's passwords (at the product's cost each hash
+    or check is a quarter of a CPU second, and the tests here make a dozen each). A wrong
+    password is still refused by Argon2 and the right one accepted;
+    test_sessions_expire_and_expired_rows_are_cleared signs in with the product's hasher."""
+    monkeypatch.setattr(
+        members_module, "PasswordHasher", partial(PasswordHasher, time_cost=1, memory_cost=8, parallelism=1)
+    )
 
 
 async def _member(
@@ -290,8 +304,9 @@ async def test_a_link_request_answers_the_same_whether_or_not_it_could_be_sent(
 
 
 async def test_sessions_expire_and_expired_rows_are_cleared(
-    runtime: Runtime, account: TestAccount
+    runtime: Runtime, account: TestAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(members_module, "PasswordHasher", PasswordHasher)  # the product's cost
     clock = FakeClock()
     members = MemberService(runtime.uow, clock, public_url="http://afterbeep.test")
     await members.create(
@@ -306,4 +321,7 @@ async def test_sessions_expire_and_expired_rows_are_cleared(
     assert second is not None and await members.session(second.token) is not None
     async with runtime.db.engine.connect() as conn:
         kept = (await conn.execute(select(t.web_sessions.c.token_hash))).scalars().all()
+        stored = (await conn.execute(select(t.members.c.password_hash))).scalar_one()
     assert kept == [token_hash(second.token)]  # the expired one is gone
+    defaults = PasswordHasher()
+    assert stored.startswith(f"$argon2id$v=19$m={defaults.memory_cost},t={defaults.time_cost},")
