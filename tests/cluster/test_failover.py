@@ -13,7 +13,7 @@ import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +246,7 @@ async def messages_of(api: Api, base: str, mailbox_id: str) -> list[dict[str, An
 async def test_kill_9_of_a_node_under_20_calls_per_second(
     cluster: Cluster, sipp_bin: str, tmp_path: Path
 ) -> None:
-    calls, rate, speech_s = 160, 20, 1.5  # 8 s of calls
+    calls, rate, speech_s = 200, 20, 1.5  # 10 s of calls, n1 killed after about 7 s
     n0, n1 = cluster.node("n0"), cluster.node("n1")
     restarts_before = n1["restarts"]
     caller_pcap(tmp_path / "sipp", silence(LEAD_MS), speech(speech_s, seed=23))
@@ -259,8 +259,14 @@ async def test_kill_9_of_a_node_under_20_calls_per_second(
         )  # fmt: skip
         try:
             spool1 = cluster.spool("n1")
-            # n1 is recording calls (the first ones arrived over 3 s ago): kill it
-            await wait_until(lambda: sum(e["pcm_bytes"] > 0 for e in spooled(spool1).values()) >= 3, "n1 recording")
+            # n1 has finished calls (their messages must be kept) and is recording others: kill it
+            n1_log = Path(n1["log"])
+            await wait_until(
+                lambda: len(re.findall(r"call call_\w+ ended", n1_log.read_text())) >= 3
+                and sum(e["pcm_bytes"] > 0 for e in spooled(spool1).values()) >= 3,
+                "n1 finished calls and recording others",
+            )
+            await asyncio.sleep(1.2)  # the finished ones' recordings closed well before the kill
             killed_at = datetime.now()
             cluster.kill("n1")
             at_kill = spooled(spool1)
@@ -300,41 +306,53 @@ async def test_kill_9_of_a_node_under_20_calls_per_second(
         )
         assert failed == connected_on_n1 and len(failed) >= 1
         completed = sum(c.completed for c in trace.values())
-        # finished: its recording closed (synced) before the kill. A node answers the caller's
-        # BYE at once and closes the recording just after: a call whose BYE was answered in the
-        # last moments before the kill may lose its last second, as any kill -9 does (its
-        # recording is then recovered, or discarded when shorter than the mailbox's minimum).
-        finished = [
-            c
-            for c in trace.values()
-            if c.completed_at is not None
-            and (c.answered_by == n0["sip_port"] or (killed_at - c.completed_at).total_seconds() > 1.0)
-        ]
 
         # n1, started again by the supervisor, recovers its own spool
         await wait_until(lambda: not spooled(spool1), "n1's spool recovered")
         unfinished = [e for e in at_kill.values() if e.get("ended_by") is None]
         surely_kept = [e for e in unfinished if e["pcm_bytes"] >= 2 * PCM_BYTES_PER_S]
 
-        # the post-call workers store at idle CPU priority: slow on a busy machine
-        deadline = time.monotonic() + STORE_BOUND
-        while True:
-            stored = await messages_of(api, "", mailbox["id"])
-            recovered = [m for m in stored if m["recovered"]]
-            if len(stored) - len(recovered) >= len(finished) and len(recovered) >= len(surely_kept):
-                break
-            if time.monotonic() > deadline:
-                waiting = {n: len(spooled(cluster.spool(n))) for n in ("n0", "n1")}
-                missing = await missing_messages(cluster, mailbox["id"])
-                raise AssertionError((len(stored), len(recovered), len(finished), len(surely_kept), waiting, missing))
-            await asyncio.sleep(0.5)
+        # the post-call workers store at idle CPU priority (slow on a busy machine): wait until
+        # both spools are empty, every recording stored or discarded
+        spool0 = cluster.spool("n0")
+        await wait_until(lambda: not spooled(spool0) and not spooled(spool1), "both spools empty", STORE_BOUND)
         await asyncio.sleep(1.0)  # nothing more arrives (no duplicate stored late)
+        assert not spooled(spool0) and not spooled(spool1)
         stored = await messages_of(api, "", mailbox["id"])
         recovered = [m for m in stored if m["recovered"]]
         assert len({m["call_id"] for m in stored}) == len(stored)
-        # every call that finished (before or after the kill, on either node) left one message
-        assert len(finished) <= len(stored) - len(recovered) <= completed
+        assert len(stored) - len(recovered) <= completed
         assert len(surely_kept) <= len(recovered) <= len(unfinished)
+
+        # every call that finished before the kill (its recording closed, synced, at least a
+        # second before), on either node, left its message
+        by_call = {m["call_id"] for m in stored}
+        logged = await node_calls(cluster)
+        killed_utc = killed_at.astimezone(UTC)
+        ended_before = {c for c, (_, ended) in logged.items() if ended is not None and ended < killed_utc - timedelta(seconds=1)}
+        assert ended_before, "no call finished before the kill"
+        assert ended_before <= by_call, await missing_messages(cluster, mailbox["id"])
+        # and n0 went on taking messages after it: the calls it answered after the kill. On a
+        # loaded machine the failover burst can make its loop start some recordings late (the
+        # caller's words then fall before the recording: too short, no message; issue 24).
+        after_kill = {c for c, (node, _) in logged.items() if node == "n0" and c not in ended_before}  # fmt: skip
+        kept_after = after_kill & by_call
+        print(f"{len(ended_before)} calls ended before the kill, all with a message; n0 took "
+              f"{len(after_kill)} calls not ended at the kill, {len(kept_after)} with a message")
+        assert kept_after, "n0 stored no message of a call after the kill"
+
+
+async def node_calls(cluster: Cluster) -> dict[str, tuple[str, datetime | None]]:
+    """Each call of the test's number the nodes logged: the node, and when it ended (UTC)."""
+    calls: dict[str, tuple[str, datetime | None]] = {}
+    for node in ("n0", "n1"):
+        text = await asyncio.to_thread(Path(cluster.node(node)["log"]).read_text)
+        for call in re.findall(r"call (call_\w+) from \S+ to \*+0111", text):
+            calls[call] = (node, None)
+        for stamp, call in re.findall(r"^(\S+) .*call (call_\w+) ended", text, re.MULTILINE):
+            if call in calls:
+                calls[call] = (calls[call][0], datetime.fromisoformat(stamp))
+    return calls
 
 
 @pytest.mark.timeout(180)
