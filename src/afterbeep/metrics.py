@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -100,5 +106,70 @@ ADMISSION_CALL_LIMIT = Gauge(
     "afterbeep_admission_call_limit",
     "Calls in progress that fit under the event loop's busy target, by the cost per call learned "
     "so far (AFTERBEEP_MAX_CALLS until one is learned)",
+    registry=REGISTRY,
+)
+
+
+class _NativeReceiveCounters(Protocol):
+    wakeups: int  # the loop woken by the receiver
+    datagrams: int  # handed to Python
+
+    def thread_counters(self) -> tuple[int, int, int, int]: ...  # wakeups, taken, dropped x2
+
+
+class NativeReceiveCollector(Collector):
+    """``afterbeep_recv_*``: the native RTP receivers' counters (`telephony/media/native.py`),
+    read when /metrics is scraped, so that the receive thread does no metric work per packet."""
+
+    _NAMES = (
+        ("thread_wakeups", "Times the native RTP receive thread woke (none while idle)"),
+        ("packets", "RTP packets the native receive thread took for recordings itself"),
+        ("overflow", "Datagrams the native receive thread dropped: its queue for Python was full"),
+        ("oversize", "Datagrams the native receive thread dropped: over 2048 bytes"),
+        ("wakeups", "Times the native receiver woke the event loop"),
+        ("datagrams", "Datagrams the native receiver handed to the Python receive path"),
+    )
+
+    def __init__(self) -> None:
+        self._receivers: weakref.WeakSet[_NativeReceiveCounters] = weakref.WeakSet()
+        self._closed = [0] * len(self._NAMES)  # totals of the receivers closed
+
+    def add(self, receiver: _NativeReceiveCounters) -> None:
+        self._receivers.add(receiver)
+
+    def remove(self, receiver: _NativeReceiveCounters) -> None:
+        if receiver in self._receivers:
+            self._receivers.discard(receiver)
+            for index, value in enumerate(self._values(receiver)):
+                self._closed[index] += value
+
+    @staticmethod
+    def _values(receiver: _NativeReceiveCounters) -> tuple[int, ...]:
+        return (*receiver.thread_counters(), receiver.wakeups, receiver.datagrams)
+
+    def collect(self) -> Iterator[Metric]:
+        totals = list(self._closed)
+        for receiver in list(self._receivers):
+            for index, value in enumerate(self._values(receiver)):
+                totals[index] += value
+        for (name, doc), value in zip(self._NAMES, totals, strict=True):
+            yield CounterMetricFamily(f"afterbeep_recv_{name}", doc, value=value)
+
+
+RECV_COUNTERS = NativeReceiveCollector()
+REGISTRY.register(RECV_COUNTERS)
+
+RECORDING_START_LATE = Histogram(
+    "afterbeep_recording_start_late_seconds",
+    "How long after the beep's scheduled end a message's recording was set up by its coroutine "
+    "(the audio received meanwhile is kept, up to the pre-roll)",
+    buckets=(0.0, *_LATE_BUCKETS),
+    registry=REGISTRY,
+)
+
+RECORDING_PREROLL_OVERFLOW = Counter(
+    "afterbeep_recording_preroll_overflow_total",
+    "Recordings set up later after the beep than the audio kept for them (the pre-roll): the "
+    "start of the message is lost",
     registry=REGISTRY,
 )

@@ -318,7 +318,7 @@ def test_decodes_every_code_as_the_python_decoder() -> None:
             state = receiver.remove(sid)
             blocks, count, octets, samples, seq, ts = state[:6]
             assert (count, octets, samples, seq, ts) == (2, 280, 256, 12, 1856)
-            [(offset, pcm)] = blocks
+            [(offset, pcm, _)] = blocks
             assert offset == 0
             expected: npt.NDArray[np.int16] = decode(codes)
             assert np.array_equal(np.frombuffer(pcm, dtype=np.int16), expected)
@@ -439,7 +439,7 @@ def test_arming_with_a_partial_block_wakes_the_idle_thread_to_flush_it() -> None
         assert select.select([receiver.fileno()], [], [], TIMEOUT)[0]  # flushed without a packet
         assert receiver.poll() == ([], [sid])
         blocks = receiver.sync(sid, True)[0]
-        assert [(offset, len(pcm)) for offset, pcm in blocks] == [(0, 320)]  # 160 int16 samples
+        assert [(offset, len(pcm)) for offset, pcm, _ in blocks] == [(0, 320)]  # 160 int16 samples
     finally:
         receiver.close()
         rx.close()

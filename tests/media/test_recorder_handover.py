@@ -58,7 +58,7 @@ def test_handed_over_stream_gives_the_same_blocks() -> None:
     # the thread's part: packets 3..32 (30 packets), blocks of 1600 samples from offset 0
     raw = start.pending + b"".join(packet(pcm, k, 0).payload for k in range(3, 33))
     for offset in range(0, 4800, 1600):
-        r.native_block(ulaw_decode(raw[offset : offset + 1600]), offset)
+        r.native_block(ulaw_decode(raw[offset : offset + 1600]), offset, offset / 8000)
     r.native_advanced(30, 30 * FRAME, (start.ts + 30 * FRAME) % (1 << 32), 32 * 0.02)
     r.native_returned(raw[4800:], 4800, 30 * 0.02)
     for k in range(33, 40):  # back on the Python path

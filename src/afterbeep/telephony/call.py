@@ -38,7 +38,13 @@ from afterbeep.domain.errors import InvalidPhoneNumber
 from afterbeep.domain.ids import new_id
 from afterbeep.domain.netpolicy import NetworkPolicy
 from afterbeep.domain.phone import mask, to_e164
-from afterbeep.metrics import PROMPT_SKIPPED, PROMPT_STALLS, SIP_INVITE_TO_200
+from afterbeep.metrics import (
+    PROMPT_SKIPPED,
+    PROMPT_STALLS,
+    RECORDING_PREROLL_OVERFLOW,
+    RECORDING_START_LATE,
+    SIP_INVITE_TO_200,
+)
 from afterbeep.telephony.interface import (
     Audio,
     CallEnded,
@@ -57,6 +63,7 @@ from afterbeep.telephony.media import (
     Prompt,
     SdpError,
 )
+from afterbeep.telephony.media.preroll import PreRoll
 from afterbeep.telephony.sip import (
     Answered,
     CallFailed,
@@ -475,6 +482,10 @@ class SipCall:
         self._take: RecordingTake | None = None
         self._taps: list[AudioTap] = []
         self.digits_received = 0
+        # From the first play on, what is received while nothing records (bounded), so that
+        # `record(from_prompt_end=True)` starts at the last prompt's end on the media clock.
+        self._preroll: PreRoll | None = None
+        self._prompt_end: float | None = None  # time.monotonic(): the last prompt's scheduled end
         if invite is not None:
             self._identify(invite)
             invite.listener = self._on_invite_event
@@ -563,6 +574,8 @@ class SipCall:
         take = self._take
         if take is not None:
             take.feed(pcm, self._loop.time())
+        elif self._preroll is not None and self.media is not None:
+            self._preroll.put(pcm, self.media.block_arrival)
         if self._taps:
             now = self._loop.time()
             for tap in self._taps:
@@ -755,6 +768,8 @@ class SipCall:
         Raises CallEnded when the far end hangs up.
         """
         media = self._require_media()
+        if self._preroll is None:
+            self._preroll = PreRoll()
         self._plays += 1
         for hush in self._fillers:
             hush.set()  # silence being sent gives way
@@ -772,6 +787,8 @@ class SipCall:
                 )
                 if start_at is not None:
                     PROMPT_SKIPPED.observe(played.skipped / RATE)
+                if media.send_stream.begun:
+                    self._prompt_end = media.send_stream.due
             except MediaSessionStateError as exc:
                 raise CallEnded() from exc
             finally:
@@ -795,14 +812,19 @@ class SipCall:
         silence_seconds: float,
         finish_on: str = "#",
         silence_threshold: int = 200,
+        from_prompt_end: bool = False,
     ) -> Recording:
         """Record into `sink` until a finish key, hang-up, the maximum length, or silence.
 
         A hang-up ends the recording normally (what was said is kept). While it records the
-        call sends silence: carriers and NATs drop a leg that is silent one way.
+        call sends silence: carriers and NATs drop a leg that is silent one way. With
+        `from_prompt_end`, as `interface.Call.record` says: the recording, its maximum length
+        and its silence start at the last prompt's scheduled end, the audio received since
+        then is kept (up to `PREROLL_SECONDS`).
         """
         media = self._require_media()
-        self._flush_received()  # what arrived before now is not part of the recording
+        self._flush_received()  # delivers what the media layer holds: to the pre-roll
+        preroll, self._preroll = self._preroll, None
         take = RecordingTake(
             sink,
             limit=round(max_seconds * RATE),
@@ -810,8 +832,10 @@ class SipCall:
             threshold=silence_threshold,
             finish_on=finish_on,
         )
-        self._take = take
         started = self._loop.time()
+        if from_prompt_end and self._prompt_end is not None:
+            started = self._take_preroll(take, preroll, self._prompt_end)
+        self._take = take
         quiet = asyncio.Event()
         filler = self._send_silence(media, quiet, every=_RECORDING_KEEPALIVE_EVERY)
         try:
@@ -842,6 +866,31 @@ class SipCall:
             raise take.error
         assert take.ended_by is not None
         return Recording(take.samples, take.ended_by)
+
+    def _take_preroll(self, take: RecordingTake, preroll: PreRoll | None, since: float) -> float:
+        """Feed `take` what was received from ``since`` (monotonic) on; the take's start on the
+        loop's clock."""
+        now = time.monotonic()
+        since = min(since, now)
+        shift = self._loop.time() - now  # the loop's clock (uvloop's: in ms)
+        late = now - since
+        RECORDING_START_LATE.observe(late)
+        take.last_audio = since + shift
+        if preroll is None:
+            return since + shift
+        lost = preroll.lost_after(since)
+        if lost > 0:
+            RECORDING_PREROLL_OVERFLOW.inc()
+            log.warning(
+                "call %s: recording set up %.0f ms after the prompt's end, past the audio kept: "
+                "its first %.0f ms are lost",
+                self.call_id,
+                late * 1000,
+                lost * 1000,
+            )
+        for pcm, arrival in preroll.since(since):
+            take.feed(pcm, arrival + pcm.size / RATE + shift)
+        return since + shift
 
     async def listen(self) -> AsyncGenerator[Audio, None]:
         """The audio received from now on, in blocks as the media layer delivers them (gaps

@@ -1,7 +1,8 @@
 """A scripted call for unit tests of call scripts: no network, no clock, time is in samples.
 
 The caller side is described up front: the audio it sends from the moment of answer, the keys
-it presses (at ms offsets on the call's timeline) and when it hangs up. Everything the script
+it presses (at ms offsets on the call's timeline) and when it hangs up. ``late_ms`` makes the
+script late after each play (an event loop that lags): time passes before its next step. Everything the script
 plays is kept in `played` with its start time, so a test can check what the caller heard.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from afterbeep.audio.levels import is_silent
 from afterbeep.telephony.interface import Audio, CallEnded, EndedBy, Recording, RecordingSink
+from afterbeep.telephony.media.preroll import PREROLL_SECONDS
 
 SAMPLES_PER_MS = 8
 FRAME = 160
@@ -24,6 +26,7 @@ class FakeCall:
     caller_audio: Audio = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     keys: list[tuple[int, str]] = field(default_factory=list)
     hangup_at_ms: int | None = None
+    late_ms: int = 0  # the script reaches its next step this late after each play
     call_id: str = "call_01jg8asp59ps9rtt7azhrhvcre"
     caller: str | None = "+12025550123"
     caller_name: str | None = None
@@ -33,6 +36,7 @@ class FakeCall:
     answered: bool = False
     hung_up_by_us: bool = False
     played: list[tuple[int, Audio]] = field(default_factory=list)
+    prompt_end: int | None = None  # where the last play ended
     _typed_ahead: list[str] = field(default_factory=list)
 
     @property
@@ -74,6 +78,8 @@ class FakeCall:
                 break
         if then is not None:
             await self._play_one(then, "")
+        self.prompt_end = self.now
+        self.now += self.late_ms * SAMPLES_PER_MS
         return key
 
     async def _play_one(self, audio: Audio, interrupt_on: str) -> str | None:
@@ -100,8 +106,11 @@ class FakeCall:
         silence_seconds: float,
         finish_on: str = "#",
         silence_threshold: int = 200,
+        from_prompt_end: bool = False,
     ) -> Recording:
         self._check_alive()
+        if from_prompt_end and self.prompt_end is not None:  # as SipCall: a bounded pre-roll
+            self.now = max(self.prompt_end, self.now - int(PREROLL_SECONDS * 8000))
         limit = int(max_seconds * 8000)
         silence_limit = int(silence_seconds * 8000)
         taken = 0

@@ -75,10 +75,15 @@ class Call(Protocol):
         silence_seconds: float,
         finish_on: str = "#",
         silence_threshold: int = 200,
+        from_prompt_end: bool = False,
     ) -> Recording:
         """Record into `sink` until a finish key, hang-up, the maximum length, or silence.
 
-        A hang-up ends the recording normally (what was said is kept).
+        A hang-up ends the recording normally (what was said is kept). The recording starts
+        now, or, with `from_prompt_end`, where the last prompt played ended on the media
+        clock (its last frame's scheduled time, a deposit's beep): what the caller said since
+        then is kept however late the script gets here (up to a few seconds), what came before
+        is not, and the maximum length and the silence count from there.
         """
         ...
 

@@ -44,6 +44,7 @@
 typedef struct Block {
     struct Block *next;
     int64_t offset;
+    double since;  /* arrival of its first packet: where the block starts on the receive clock */
     Py_ssize_t samples;
     int16_t pcm[];
 } Block;
@@ -112,6 +113,7 @@ typedef struct {
     uint64_t overflow;
     uint64_t oversize;
     uint64_t wakeups;  /* epoll_wait returns (idle, the thread blocks until a packet or a kick) */
+    uint64_t taken;    /* packets the thread took on the fast path (never handed to Python) */
     unsigned char *buf;
     struct mmsghdr msgs[READS_PER_WAKE];
     struct iovec iovs[READS_PER_WAKE];
@@ -151,6 +153,7 @@ static int finish_block(Receiver *self, uint32_t sid) {
         b->pcm[i] = table[s->pending[i]];
     b->next = NULL;
     b->offset = s->pending_offset;
+    b->since = s->pending_since;
     b->samples = s->pending_len;
     if (s->blocks_tail)
         s->blocks_tail->next = b;
@@ -236,6 +239,7 @@ static int take(Receiver *self, uint32_t sid, const unsigned char *d, Py_ssize_t
     s->pending_len += samples;
     s->position += samples;
     s->packets++;
+    self->taken++;
     s->octets += n;
     s->samples += samples;
     if (s->pending_len >= self->block && finish_block(self, sid) < 0)
@@ -566,7 +570,8 @@ static PyObject *Receiver_add(Receiver *self, PyObject *args) {
 }
 
 /* The state Python continues from: (blocks, packets, octets, samples, seq, ts, last_arrival,
- * max_ext, jitter, last_ts, partial). `blocks` is a list of (offset, bytearray of int16);
+ * max_ext, jitter, last_ts, partial). `blocks` is a list of (offset, bytearray of int16,
+ * arrival of the block's first packet);
  * `partial` (raw G.711, its offset, its start) only when the session is disarmed. */
 static PyObject *take_state(Receiver *self, Slot *s, int disarm) {
     PyObject *blocks = PyList_New(0);
@@ -575,7 +580,7 @@ static PyObject *take_state(Receiver *self, Slot *s, int disarm) {
     for (Block *b = s->blocks; b; b = b->next) {
         PyObject *pcm = PyByteArray_FromStringAndSize((const char *)b->pcm,
                                                       b->samples * (Py_ssize_t)sizeof(int16_t));
-        PyObject *item = pcm ? Py_BuildValue("(LN)", (long long)b->offset, pcm) : NULL;
+        PyObject *item = pcm ? Py_BuildValue("(LNd)", (long long)b->offset, pcm, b->since) : NULL;
         if (item == NULL || PyList_Append(blocks, item) < 0) {
             Py_XDECREF(item);
             Py_DECREF(blocks);
@@ -787,6 +792,14 @@ static PyObject *Receiver_overflow(Receiver *self, void *closure) {
     return PyLong_FromUnsignedLongLong(self->overflow);
 }
 
+static PyObject *Receiver_taken(Receiver *self, void *closure) {
+    (void)closure;
+    pthread_mutex_lock(&self->lock);
+    uint64_t taken = self->taken;
+    pthread_mutex_unlock(&self->lock);
+    return PyLong_FromUnsignedLongLong(taken);
+}
+
 static PyObject *now_py(PyObject *module, PyObject *unused) {
     return PyFloat_FromDouble(now_mono());
 }
@@ -812,6 +825,7 @@ static PyGetSetDef Receiver_getset[] = {
     {"overflow", (getter)Receiver_overflow, NULL, "datagrams dropped: queue full", NULL},
     {"wakeups", (getter)Receiver_wakeups, NULL, "times the thread woke (none while idle)", NULL},
     {"oversize", (getter)Receiver_oversize, NULL, "datagrams dropped: over 2048 bytes", NULL},
+    {"taken", (getter)Receiver_taken, NULL, "packets taken by the thread (not handed over)", NULL},
     {NULL}};
 
 static PyTypeObject ReceiverType = {

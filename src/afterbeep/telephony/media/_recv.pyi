@@ -1,6 +1,7 @@
 """Types of the native RTP receiver (`_recv.c`)."""
 
-Block = tuple[int, bytearray]  # (offset in samples, int16 PCM in native byte order)
+# (offset in samples, int16 PCM in native byte order, arrival of its first packet)
+Block = tuple[int, bytearray, float]
 Partial = tuple[bytes, int, float]  # raw G.711 of the unfinished block, its offset, its start
 # (blocks, packets, octets, samples, next seq, next ts, last arrival, extended highest seq,
 #  jitter, last ts, partial)
@@ -11,6 +12,8 @@ def now() -> float: ...
 
 class Receiver:
     overflow: int
+    oversize: int
+    taken: int
     wakeups: int
     def __init__(self, ulaw: bytes, alaw: bytes, block: int, flush_after: float) -> None: ...
     def fileno(self) -> int: ...

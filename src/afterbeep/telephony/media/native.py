@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from afterbeep.audio import g711
+from afterbeep.metrics import RECV_COUNTERS
 
 if TYPE_CHECKING:
     from afterbeep.telephony.media._recv import Queued, Receiver, State
@@ -63,6 +64,12 @@ class NativeReceiver:
         self.wakeups = 0
         self.datagrams = 0  # handed to Python
         loop.add_reader(self._rx.fileno(), self._wake)
+        RECV_COUNTERS.add(self)
+
+    def thread_counters(self) -> tuple[int, int, int, int]:
+        """The thread's wake-ups, packets taken, datagrams dropped (queue full, oversize)."""
+        rx = self._rx
+        return rx.wakeups, rx.taken, rx.overflow, rx.oversize
 
     def add(self, sock: socket.socket, client: NativeClient) -> int:
         """From now on the thread reads ``sock``; datagrams already waiting are dropped (they
@@ -116,6 +123,7 @@ class NativeReceiver:
             )
 
     def close(self) -> None:
+        RECV_COUNTERS.remove(self)
         self._loop.remove_reader(self._rx.fileno())
         self._rx.close()
         self._clients.clear()

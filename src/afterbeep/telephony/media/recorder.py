@@ -8,7 +8,10 @@ handed to the audio sink as 8 kHz int16 PCM; telephone-event payload types go to
 the :class:`DtmfReceiver`; anything else is dropped and counted.
 
 The sink is called with ``(pcm, offset)``: ``offset`` is the index of ``pcm[0]`` in
-the recording, counted in samples from the first audio packet. Gaps arrive as
+the recording, counted in samples from the first audio packet; during the call,
+:attr:`Recorder.block_arrival` is when ``pcm[0]`` arrived (its packet's receive time;
+for zeros standing for a gap, when they would have), so that a recording can start at
+a point of the receive clock rather than when its coroutine ran. Gaps arrive as
 explicit zero blocks, so the sink can simply append. Contiguous audio is decoded
 and delivered in blocks of ``block`` samples (200 ms by default: one decode and one
 sink call per ten packets instead of per packet); :meth:`Recorder.expire` delivers
@@ -94,6 +97,7 @@ class Recorder:
         self.dtmf = DtmfReceiver()
         self.dropped_payload_type = 0
         self.audio_packets = 0
+        self.block_arrival = 0.0  # of the block being handed to the sink
         self._lost = self._late = self._duplicates = 0
 
     @property
@@ -236,9 +240,11 @@ class Recorder:
         self._ssrc_seen = arrival
         self.audio_packets += packets
 
-    def native_block(self, pcm: npt.NDArray[np.int16], offset: int) -> None:
-        """A block it finished and decoded (the `_emit` of its collected packets)."""
+    def native_block(self, pcm: npt.NDArray[np.int16], offset: int, arrival: float) -> None:
+        """A block it finished and decoded (the `_emit` of its collected packets); ``arrival``:
+        of its first packet."""
         if self._on_audio is not None:
+            self.block_arrival = arrival
             self._on_audio(pcm, offset)
 
     def native_returned(self, pending: bytes, offset: int, since: float) -> None:
@@ -302,7 +308,7 @@ class Recorder:
         if silence or codec is not self._pending_codec:
             self._emit()
         if silence:
-            self._silence(start, silence)
+            self._silence(start, silence, packet.arrival)
         if not self._pending:
             self._pending_codec = codec
             self._pending_offset = start + silence
@@ -311,11 +317,15 @@ class Recorder:
         if len(self._pending) >= self._block:
             self._emit()
 
-    def _silence(self, offset: int, count: int) -> None:
+    def _silence(self, offset: int, count: int, end_arrival: float) -> None:
+        """Zeros for ``count`` samples from ``offset``; the audio after them arrived at
+        ``end_arrival``."""
         sink = self._on_audio
         assert sink is not None
+        end = offset + count
         while count > 0:
             block = min(count, _SILENCE_BLOCK)
+            self.block_arrival = end_arrival - (end - offset) / CLOCK_RATE
             sink(np.zeros(block, dtype=np.int16), offset)
             offset += block
             count -= block
@@ -326,4 +336,5 @@ class Recorder:
         data = bytes(self._pending)
         self._pending.clear()
         if self._on_audio is not None:
+            self.block_arrival = self._pending_since
             self._on_audio(_DECODERS[self._pending_codec](data), self._pending_offset)

@@ -588,6 +588,11 @@ class MediaSession:
         self._recorder.on_audio = sink
 
     @property
+    def block_arrival(self) -> float:
+        """While ``on_audio`` runs: when its block's first sample arrived (`Recorder`)."""
+        return self._recorder.block_arrival
+
+    @property
     def on_rtp(self) -> RtpTap | None:
         return self._on_rtp
 
@@ -1198,8 +1203,8 @@ class MediaSession:
             self._last_rtp = max(self._last_rtp, arrival)
             self._packets_received += packets
             self._bytes_received += octets
-        for offset, pcm in blocks:
-            recorder.native_block(np.frombuffer(pcm, dtype=np.int16), offset)
+        for offset, pcm, since in blocks:
+            recorder.native_block(np.frombuffer(pcm, dtype=np.int16), offset, since)
         if partial is not None:
             recorder.native_returned(*partial)
             if self._expiry_timer is None and recorder.holding:
