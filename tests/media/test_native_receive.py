@@ -19,6 +19,7 @@ import pytest
 
 from afterbeep.audio import g711
 from afterbeep.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from afterbeep.metrics import REGISTRY
 from afterbeep.telephony.media import MediaEngine, MediaSession, native
 from afterbeep.telephony.media._recv import Receiver
 from tests.media.helpers import Capture, engine, make_signal
@@ -310,6 +311,7 @@ def test_decodes_every_code_as_the_python_decoder() -> None:
             )
             assert armed
             codes = bytes(range(256))
+            sent = native._recv.now()
             peer.sendto(rtp(pt, 10, 1600, 77, codes[:100]), rx.getsockname())
             peer.sendto(rtp(pt, 11, 1700, 77, codes[100:]), rx.getsockname())
             assert select.select([receiver.fileno()], [], [], TIMEOUT)[0]
@@ -318,10 +320,12 @@ def test_decodes_every_code_as_the_python_decoder() -> None:
             state = receiver.remove(sid)
             blocks, count, octets, samples, seq, ts = state[:6]
             assert (count, octets, samples, seq, ts) == (2, 280, 256, 12, 1856)
-            [(offset, pcm, _)] = blocks
+            [(offset, pcm, arrival)] = blocks
             assert offset == 0
+            assert sent <= arrival <= native._recv.now()  # its first packet's receive time
             expected: npt.NDArray[np.int16] = decode(codes)
             assert np.array_equal(np.frombuffer(pcm, dtype=np.int16), expected)
+        assert receiver.taken == 4  # never handed to Python
     finally:
         receiver.close()
         rx.close()
@@ -444,3 +448,34 @@ def test_arming_with_a_partial_block_wakes_the_idle_thread_to_flush_it() -> None
         receiver.close()
         rx.close()
         peer.close()
+
+
+def _recv_metric(name: str) -> float:
+    value = REGISTRY.get_sample_value(f"afterbeep_recv_{name}_total")
+    assert value is not None
+    return value
+
+
+async def test_the_receivers_counters_are_in_the_metrics() -> None:
+    before = {name: _recv_metric(name) for name in ("packets", "thread_wakeups", "wakeups")}
+    receiver = native.NativeReceiver(asyncio.get_running_loop(), 1600, 0.4)
+    rx, peer = udp(), udp()
+    rx.setblocking(False)
+    try:
+        host, port = peer.getsockname()
+        sid = receiver.rx.add(rx.fileno())
+        assert receiver.rx.arm(
+            sid, host, port, 0, False, 5, 1, 160, 0, 0, 0.0, None, 0.0, b"", 0, 0.0
+        )
+        for k in range(3):
+            peer.sendto(rtp(0, 1 + k, 160 * (k + 1), 5, b"\xff" * 160), rx.getsockname())
+        await until(lambda: receiver.rx.taken == 3)
+        assert _recv_metric("packets") == before["packets"] + 3
+        assert _recv_metric("thread_wakeups") > before["thread_wakeups"]
+        receiver.rx.remove(sid)
+    finally:
+        receiver.close()
+        rx.close()
+        peer.close()
+    assert _recv_metric("packets") == before["packets"] + 3  # kept once the receiver is closed
+    assert _recv_metric("overflow") >= 0 and _recv_metric("oversize") >= 0

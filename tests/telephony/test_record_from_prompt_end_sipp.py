@@ -1,0 +1,93 @@
+"""A SIPp caller who talks over the greeting, then speaks 150 ms after the beep, while the event
+loop is blocked for 400 ms right after the beep (a burst of new calls): the recording holds
+all of what was said after the beep (compared with the audio sent) and nothing said before it,
+on the native receive thread and on the Python receive path. Without `from_prompt_end` the
+head of the speech is lost, which is what the check catches."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from afterbeep.audio.compare import compare
+from afterbeep.audio.tones import speech_like
+from afterbeep.metrics import REGISTRY
+from afterbeep.telephony.call import SipCall
+from afterbeep.telephony.interface import EndedBy, Recording
+from afterbeep.telephony.media import Codec
+from tests.fixtures.rtp_pcap import RtpStreamBuilder, g711_roundtrip, write_pcap
+from tests.telephony.test_call_sipp import MemorySink, call_sipp, calls_finished, serve, sipp_bin
+
+__all__ = ["sipp_bin"]
+
+pytestmark = pytest.mark.timeout(60)
+
+RATE = 8000
+GREETING = np.full(RATE, 1500, dtype=np.int16)  # 1 s
+BEEP = np.full(RATE // 10, 3000, dtype=np.int16)  # 0.1 s: the prompts end 1.1 s after the answer
+SPEAKS_AT = 1.25  # s after the answer (the ACK): 150 ms after the beep's end
+BLOCKED = 0.4  # s: the loop stalls right after the beep
+
+
+def _late_seconds() -> float:
+    value = REGISTRY.get_sample_value("afterbeep_recording_start_late_seconds_sum")
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    ("native_receive", "from_prompt_end"),
+    [(True, True), (False, True), (True, False)],
+    ids=["native", "python-receive", "from-now"],
+)
+async def test_a_late_loop_keeps_the_words_said_right_after_the_beep(
+    sipp_bin: str, tmp_path: Path, native_receive: bool, from_prompt_end: bool
+) -> None:
+    codec = Codec.PCMU
+    over = speech_like(700, seed=3)  # over the greeting: not part of the message
+    said = speech_like(2000, seed=7)
+    caller = np.zeros(int((SPEAKS_AT + 2.0) * RATE), dtype=np.int16)
+    caller[: len(over)] = over
+    caller[int(SPEAKS_AT * RATE) :] = said
+    write_pcap(tmp_path / "caller.pcap", RtpStreamBuilder(codec, 20, 101).audio(caller).take())
+    sink = MemorySink()
+    seen: dict[str, Any] = {}
+    late_before = _late_seconds()
+
+    async def script(call: SipCall) -> None:
+        await call.answer()
+        await call.play((GREETING,), then=BEEP, from_answer=True)
+        time.sleep(BLOCKED)  # noqa: ASYNC251 (on purpose: the event loop blocked, packets wait)
+        seen["recording"] = await call.record(
+            sink, max_seconds=20, silence_seconds=20, from_prompt_end=from_prompt_end
+        )
+
+    async with serve(script, native_receive=native_receive) as server:
+        await call_sipp(
+            sipp_bin,
+            "media_uac_speak_after_beep.xml",
+            tmp_path,
+            server,
+            ("codec_pt", codec.value),
+            ("codec_name", codec.name),
+            ("event_pt", 101),
+            ("ptime", 20),
+        )
+        await calls_finished(server)
+
+    recording: Recording = seen["recording"]
+    assert recording.ended_by is EndedBy.HANGUP
+    result = compare(g711_roundtrip(codec, said), sink.pcm)
+    print(f"native={native_receive} from_prompt_end={from_prompt_end}: {result}")
+    if not from_prompt_end:
+        assert result.missing_head_ms > 100  # the loss this test is about
+        return
+    assert result.missing_head_ms == 0
+    assert result.snr_db >= 30
+    assert 0 <= result.lag < 0.4 * RATE  # the message starts at the beep's end, ...
+    assert not np.abs(sink.pcm[: result.lag]).any()  # ... without what was said over the greeting
+    # observed in the metric (from the end of the beep's last frame, a frame after it left)
+    assert _late_seconds() - late_before >= BLOCKED - 0.03
