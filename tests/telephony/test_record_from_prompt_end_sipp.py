@@ -7,6 +7,7 @@ head of the speech is lost, which is what the check catches."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ from afterbeep.audio.compare import compare
 from afterbeep.audio.tones import speech_like
 from afterbeep.metrics import REGISTRY
 from afterbeep.telephony.call import SipCall
-from afterbeep.telephony.interface import EndedBy, Recording
+from afterbeep.telephony.interface import Audio, EndedBy, Recording, RecordingSink
 from afterbeep.telephony.media import Codec
+from afterbeep.telephony.prompts import beep
+from afterbeep.telephony.scripts.deposit import DepositBox, DepositResult, Outcome, leave_message
+from afterbeep.telephony.spool import Spool
 from tests.fixtures.rtp_pcap import RtpStreamBuilder, g711_roundtrip, write_pcap
 from tests.telephony.test_call_sipp import MemorySink, call_sipp, calls_finished, serve, sipp_bin
 
@@ -31,6 +35,32 @@ GREETING = np.full(RATE, 1500, dtype=np.int16)  # 1 s
 BEEP = np.full(RATE // 10, 3000, dtype=np.int16)  # 0.1 s: the prompts end 1.1 s after the answer
 SPEAKS_AT = 1.25  # s after the answer (the ACK): 150 ms after the beep's end
 BLOCKED = 0.4  # s: the loop stalls right after the beep
+
+
+def _caller(codec: Codec, tmp_path: Path, speaks_at: float) -> Audio:
+    """caller.pcap: 0.7 s of speech over the greeting, then from ``speaks_at`` 2 s of it (the
+    message); what is said after the beep is returned."""
+    over = speech_like(700, seed=3)
+    said = speech_like(2000, seed=7)
+    caller = np.zeros(int((speaks_at + 2.0) * RATE), dtype=np.int16)
+    caller[: len(over)] = over
+    caller[int(speaks_at * RATE) :] = said
+    write_pcap(tmp_path / "caller.pcap", RtpStreamBuilder(codec, 20, 101).audio(caller).take())
+    return said
+
+
+async def _call(sipp: str, tmp_path: Path, server: Any, codec: Codec) -> None:
+    await call_sipp(
+        sipp,
+        "media_uac_speak_after_beep.xml",
+        tmp_path,
+        server,
+        ("codec_pt", codec.value),
+        ("codec_name", codec.name),
+        ("event_pt", 101),
+        ("ptime", 20),
+    )
+    await calls_finished(server)
 
 
 def _late_seconds() -> float:
@@ -47,12 +77,7 @@ async def test_a_late_loop_keeps_the_words_said_right_after_the_beep(
     sipp_bin: str, tmp_path: Path, native_receive: bool, from_prompt_end: bool
 ) -> None:
     codec = Codec.PCMU
-    over = speech_like(700, seed=3)  # over the greeting: not part of the message
-    said = speech_like(2000, seed=7)
-    caller = np.zeros(int((SPEAKS_AT + 2.0) * RATE), dtype=np.int16)
-    caller[: len(over)] = over
-    caller[int(SPEAKS_AT * RATE) :] = said
-    write_pcap(tmp_path / "caller.pcap", RtpStreamBuilder(codec, 20, 101).audio(caller).take())
+    said = _caller(codec, tmp_path, SPEAKS_AT)
     sink = MemorySink()
     seen: dict[str, Any] = {}
     late_before = _late_seconds()
@@ -66,17 +91,7 @@ async def test_a_late_loop_keeps_the_words_said_right_after_the_beep(
         )
 
     async with serve(script, native_receive=native_receive) as server:
-        await call_sipp(
-            sipp_bin,
-            "media_uac_speak_after_beep.xml",
-            tmp_path,
-            server,
-            ("codec_pt", codec.value),
-            ("codec_name", codec.name),
-            ("event_pt", 101),
-            ("ptime", 20),
-        )
-        await calls_finished(server)
+        await _call(sipp_bin, tmp_path, server, codec)
 
     recording: Recording = seen["recording"]
     assert recording.ended_by is EndedBy.HANGUP
@@ -91,3 +106,72 @@ async def test_a_late_loop_keeps_the_words_said_right_after_the_beep(
     assert not np.abs(sink.pcm[: result.lag]).any()  # ... without what was said over the greeting
     # observed in the metric (from the end of the beep's last frame, a frame after it left)
     assert _late_seconds() - late_before >= BLOCKED - 0.03
+
+
+class _LateAfterTheBeep:
+    """The deposit's view of a SipCall whose event loop blocks as the recording is set up."""
+
+    def __init__(self, call: SipCall) -> None:
+        self._call = call
+        self.call_id, self.caller, self.callee = call.call_id, call.caller, call.callee
+        self.caller_name = call.caller_name
+        self.answer, self.play, self.hangup = call.answer, call.play, call.hangup
+        self.collect_digits = call.collect_digits
+
+    async def record(
+        self,
+        sink: RecordingSink,
+        *,
+        max_seconds: float,
+        silence_seconds: float,
+        finish_on: str = "#",
+        silence_threshold: int = 200,
+        from_prompt_end: bool = False,
+    ) -> Recording:
+        time.sleep(BLOCKED)  # noqa: ASYNC251 (on purpose: the event loop blocked, packets wait)
+        return await self._call.record(
+            sink,
+            max_seconds=max_seconds,
+            silence_seconds=silence_seconds,
+            finish_on=finish_on,
+            silence_threshold=silence_threshold,
+            from_prompt_end=from_prompt_end,
+        )
+
+
+async def test_a_deposit_on_a_late_loop_stores_the_words_said_right_after_the_beep(
+    sipp_bin: str, tmp_path: Path
+) -> None:
+    codec = Codec.PCMU
+    greeting = np.full(RATE, 1500, dtype=np.int16)
+    speaks_at = (len(greeting) + len(beep())) / RATE + 0.15
+    said = _caller(codec, tmp_path, speaks_at)
+    spool = Spool(tmp_path / "spool")
+    box = DepositBox(
+        account_id="acc_01jf18ah3jeb5w6dfp27sgjsbt",
+        mailbox_id="vm_01jg8asp59ps9rtt7azhrhvcre",
+        language="en",
+        greeting=greeting,
+        skip_instructions=True,
+        max_message_seconds=60,
+        min_message_seconds=1,
+        silence_seconds=10,
+        silence_threshold=200,
+        full=False,
+    )
+    results: list[DepositResult] = []
+
+    async def script(call: SipCall) -> None:
+        now = datetime.now(UTC)
+        results.append(await leave_message(_LateAfterTheBeep(call), box, spool, now))
+
+    async with serve(script) as server:
+        await _call(sipp_bin, tmp_path, server, codec)
+
+    [result] = results
+    assert result.outcome is Outcome.SAVED and result.entry is not None
+    stored = Spool.read_pcm(result.entry)
+    compared = compare(g711_roundtrip(codec, said), stored)
+    print(f"deposit: {compared}")
+    assert compared.missing_head_ms == 0 and compared.snr_db >= 30
+    assert 0 <= compared.lag < 0.4 * RATE and not np.abs(stored[: compared.lag]).any()
