@@ -766,6 +766,9 @@ def run_deposit(
             skipped = scraped_invite_to_200(url, "afterbeep_prompt_skipped_seconds")
             result.notes.append("service-side greeting start skipped (200 OK to the pacer) ms: " + skipped)
             result.notes.append(f"service-side prompt stalls (pacer behind by > 5 frames): {scraped_stalls(url)}")
+            started = scraped_invite_to_200(url, "afterbeep_recording_start_late_seconds")
+            overflow = scraped_stalls(url, "afterbeep_recording_preroll_overflow_total")
+            result.notes.append(f"service-side recording set up after the beep's end ms: {started}; past the pre-roll: {overflow}")
             result.refused_by_reason, limit = scraped_admission(url)
             if limit is not None:
                 result.notes.append(f"admission: call limit at the end {limit:g}")
@@ -841,11 +844,12 @@ def scraped_invite_to_200(url: str, name: str = "afterbeep_sip_invite_to_200_sec
     return " ".join(parts)
 
 
-def scraped_stalls(url: str) -> str:
-    """``afterbeep_prompt_stalls_total`` from /metrics (n/a: a version without it)."""
+def scraped_stalls(url: str, name: str = "afterbeep_prompt_stalls_total") -> str:
+    """``afterbeep_prompt_stalls_total`` (or another counter) from /metrics (n/a: a version
+    without it)."""
     text = httpx.get(url + "/metrics", timeout=10).text
     for line in text.splitlines():
-        if line.startswith("afterbeep_prompt_stalls_total "):
+        if line.startswith(name + " "):
             return f"{float(line.rsplit(' ', 1)[1]):g}"
     return "n/a"
 
