@@ -17,14 +17,22 @@ import pytest
 from afterbeep.audio.compare import compare
 from afterbeep.audio.tones import speech_like
 from afterbeep.metrics import REGISTRY
-from afterbeep.telephony.call import SipCall
+from afterbeep.telephony.call import CallSettings, SipCall
 from afterbeep.telephony.interface import Audio, EndedBy, Recording, RecordingSink
 from afterbeep.telephony.media import Codec
 from afterbeep.telephony.prompts import beep
 from afterbeep.telephony.scripts.deposit import DepositBox, DepositResult, Outcome, leave_message
+from afterbeep.telephony.server import TelephonyServer, telephony_configs
 from afterbeep.telephony.spool import Spool
 from tests.fixtures.rtp_pcap import RtpStreamBuilder, g711_roundtrip, write_pcap
-from tests.telephony.test_call_sipp import MemorySink, call_sipp, calls_finished, serve, sipp_bin
+from tests.telephony.test_call_sipp import (
+    RTP_RANGE,
+    MemorySink,
+    call_sipp,
+    calls_finished,
+    serve,
+    sipp_bin,
+)
 
 __all__ = ["sipp_bin"]
 
@@ -175,3 +183,38 @@ async def test_a_deposit_on_a_late_loop_stores_the_words_said_right_after_the_be
     print(f"deposit: {compared}")
     assert compared.missing_head_ms == 0 and compared.snr_db >= 30
     assert 0 <= compared.lag < 0.4 * RATE and not np.abs(stored[: compared.lag]).any()
+
+
+def _overflows() -> float:
+    return REGISTRY.get_sample_value("afterbeep_recording_preroll_overflow_total") or 0.0
+
+
+async def test_a_loop_later_than_the_pre_roll_keeps_the_newest_audio_and_counts_it(
+    sipp_bin: str, tmp_path: Path
+) -> None:
+    codec = Codec.PCMU
+    said = _caller(codec, tmp_path, SPEAKS_AT)
+    sink = MemorySink()
+    before = _overflows()
+
+    async def script(call: SipCall) -> None:
+        await call.answer()
+        await call.play((GREETING,), then=BEEP, from_answer=True)
+        time.sleep(BLOCKED)  # noqa: ASYNC251 (on purpose: the event loop blocked, packets wait)
+        await call.record(sink, max_seconds=20, silence_seconds=20, from_prompt_end=True)
+
+    ua_config, media_config = telephony_configs("127.0.0.1:0", None, *RTP_RANGE)
+    settings = CallSettings(preroll_seconds=0.1)  # shorter than the loop's 400 ms stall
+    server = TelephonyServer(ua_config, media_config, script, call_settings=settings)
+    await server.start()
+    try:
+        await _call(sipp_bin, tmp_path, server, codec)
+    finally:
+        await server.stop(drain_timeout=2, hangup_timeout=2)
+
+    assert _overflows() == before + 1
+    result = compare(g711_roundtrip(codec, said), sink.pcm)
+    print(f"past the pre-roll: {result}")
+    # about (0.4 - 0.1 - 0.15) s of the speech's head lost, the rest whole from there on
+    assert 50 <= result.missing_head_ms <= 250
+    assert result.snr_db >= 30 and result.missing_tail_ms == 0

@@ -63,7 +63,7 @@ from afterbeep.telephony.media import (
     Prompt,
     SdpError,
 )
-from afterbeep.telephony.media.preroll import PreRoll
+from afterbeep.telephony.media.preroll import PREROLL_SECONDS, PreRoll
 from afterbeep.telephony.sip import (
     Answered,
     CallFailed,
@@ -153,12 +153,14 @@ class MediaNotAllowed(DialFailed):
 class CallSettings:
     """``default_region`` turns national caller numbers into E.164; ``hangup_grace`` is how
     long RTP still in flight is awaited after a remote BYE before the recording is closed;
-    ``dtmf_dedup_window``: the same key by RFC 4733 and by INFO within this is one press."""
+    ``dtmf_dedup_window``: the same key by RFC 4733 and by INFO within this is one press;
+    ``preroll_seconds``: the audio kept for `record(from_prompt_end=True)`."""
 
     default_region: str = "US"
     hangup_grace: float = 0.1
     dtmf_dedup_window: float = 0.5
     retry_after: int = 30
+    preroll_seconds: float = PREROLL_SECONDS
 
 
 # --- who is calling -------------------------------------------------------------------------
@@ -769,7 +771,7 @@ class SipCall:
         """
         media = self._require_media()
         if self._preroll is None:
-            self._preroll = PreRoll()
+            self._preroll = PreRoll(round(self._settings.preroll_seconds * RATE))
         self._plays += 1
         for hush in self._fillers:
             hush.set()  # silence being sent gives way
