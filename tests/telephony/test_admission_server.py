@@ -76,7 +76,9 @@ async def test_a_blocked_event_loop_is_measured_and_closes_the_door() -> None:
     before_count, before_sum = sample(LOOP_LAG, "_count"), sample(LOOP_LAG, "_sum")
     before_refused = refused(Refusal.LOOP_LAG)
     limits = ServerLimits(
-        admission=AdmissionPolicy(loop_lag=0.1, prompt_late=0, calm=600.0, trips=1, min_calls=0)
+        admission=AdmissionPolicy(
+            loop_lag=0.1, prompt_late=0, calm=600.0, trips=1, samples=1, min_calls=0
+        )
     )
     async with serve(router=router, limits=limits) as server:
         await asyncio.sleep(0.12)  # the watcher is sampling
