@@ -457,3 +457,14 @@ def test_lag_most_of_the_time_closes_the_door_though_not_in_a_row() -> None:
         lag(g, clock, 0.08, 3)  # three timers late in four, the fourth on time
         lag(g, clock, 0.002)
     assert g.refusal() is Refusal.LOOP_LAG and g.closings == 1
+
+
+def test_a_signals_level_is_the_median_it_is_judged_by() -> None:
+    g, clock = gate()
+    assert g.level(Refusal.LOOP_LAG) is None
+    lag(g, clock, 0.002, 6)
+    lag(g, clock, 0.3, 4)
+    assert g.level(Refusal.LOOP_LAG) == 0.002  # four of ten stalled: the median is not
+    lag(g, clock, 0.3, 2)
+    assert g.level(Refusal.LOOP_LAG) == 0.3
+    assert g.refusal() is Refusal.LOOP_LAG

@@ -281,6 +281,15 @@ class AdmissionGate:
         self._forget_answers(self._clock())
         return len(self._answers) >= p.answers_per_burst
 
+    def level(self, reason: Refusal) -> float | None:
+        """What a signal (``LOOP_LAG``, ``PROMPT_LATE``) is judged by now: the lower median of
+        its samples kept (past its limit: more than half of them are), in seconds; None with
+        none kept."""
+        kept = self._signals.get(reason)
+        if not kept:
+            return None
+        return sorted(value for _, value in kept)[(len(kept) - 1) // 2]
+
     def _sample(self, reason: Refusal, seconds: float, limit: float) -> None:
         if limit <= 0:
             return
@@ -294,7 +303,8 @@ class AdmissionGate:
             kept.popleft()
         if len(kept) < p.trips:
             return
-        level = sorted(value for _, value in kept)[(len(kept) - 1) // 2]  # more than half past
+        level = self.level(reason)
+        assert level is not None
         if self._reason is not None:
             if level > limit * p.resume:
                 self._last_bad = now

@@ -373,15 +373,18 @@ class TelephonyServer:
         if now - self._refusal_logged_at < REFUSAL_LOG_INTERVAL:
             return
         gate = self.admission
+        lag, late = gate.level(Refusal.LOOP_LAG), gate.level(Refusal.PROMPT_LATE)
         log.warning(
             "overload (%s): %d calls in progress, %d INVITE(s) refused, the last to %s "
-            "(loop busy %s, call limit %s)",
+            "(loop busy %s, call limit %s, median loop lag %s, prompt lateness %s)",
             refusal.value,
             len(self._calls),
             self._refusals_unlogged,
             mask(invite.request_user),
             "n/a" if gate.busy is None else f"{gate.busy:.0%}",
             "n/a" if gate.limit is None else gate.limit,
+            "n/a" if lag is None else f"{lag * 1000:.0f} ms",
+            "n/a" if late is None else f"{late * 1000:.0f} ms",
         )
         self._refusals_unlogged = 0
         self._refusal_logged_at = now
