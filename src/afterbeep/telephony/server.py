@@ -274,12 +274,15 @@ class TelephonyServer:
 
     def accepting_calls(self) -> bool:
         """What an OPTIONS probe (a proxy in front of this node) is told: False while draining,
-        full, or refusing as unhealthy (a burst of answers alone does not count: a proxy sends the
-        INVITE refused with 503 to another node anyway)."""
+        full, or at its learned call limit. Not for what is judged at each INVITE, a burst of
+        answers or the health backstop (loop lag, late prompts): a proxy sends an INVITE refused
+        with 503 to another node anyway, while a probe's 503 takes the node out of its set until
+        the next probe (seconds), and when every node's loop lags at once, as on one shared
+        machine, the proxy then refuses every call itself."""
         if self.state is not ServerState.RUNNING or len(self._calls) >= self.limits.max_calls:
             return False
         refusal = self.admission.refusal(len(self._calls))
-        return refusal is None or refusal is Refusal.ANSWER_RATE
+        return refusal not in (Refusal.CAPACITY, Refusal.MAX_CALLS, Refusal.DRAINING)
 
     def drain(self) -> None:
         """The first phase of `stop()` alone: new INVITEs get 503; calls in progress go on, and
