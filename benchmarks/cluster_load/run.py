@@ -78,6 +78,7 @@ from benchmarks.sip_load.run import (
     read_sipp_stats,
     read_wav,
     scraped_admission,
+    socket_drops,
     wait_for,
 )
 from benchmarks.sip_load.series import Outcome, RunSpec, find_clean_level
@@ -272,7 +273,9 @@ def level_line(o: Outcome) -> str:
         f" | successful {f.get('successful')} / failed {f.get('failed')} / 503 at SIPp {f.get('refused')}"
         f" | INVITE->200 p99 {lat.get('p99', float('nan')):.1f} ms"
         f" | recordings {f.get('recordings')} exact {f.get('recordings_exact')} | emails {f.get('emails')}"
-        f" | nodes' 503 by reason: {refusals or 'n/a'} | clean {o.clean}"
+        f" | nodes' 503 by reason: {refusals or 'n/a'}"
+        f" | SIP drops {', '.join(f'{k} {v}' for k, v in (f.get('sip_drops') or {}).items()) or 'n/a'}"
+        f" | clean {o.clean}"
     )
 
 
@@ -326,6 +329,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
                 cpu_calls = {k: v - cpu_before[k] for k, v in cpu_of(status).items()}
                 machine_calls = machine_busy_seconds() - machine_before
                 node_admission(status, extra)
+                extra["sip_drops"] = sip_drops(status)
                 calls_ended = time.monotonic()
                 messages = wait_for(api.messages, lambda m: len(m) >= result.admitted, args.drain_seconds)
                 result.messages_stored_after_s = time.monotonic() - calls_ended
@@ -354,6 +358,15 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep and extra["passed"]:
             shutil.rmtree(work, ignore_errors=True)
     return summary
+
+
+def sip_drops(status: dict[str, Any]) -> dict[str, int]:
+    """Datagrams the kernel dropped at the SIP sockets of Kamailio and of each node (their
+    receive buffers full: a request lost there is retransmitted, then times out)."""
+    ports = {"kamailio": int(status["proxy"]["sip_port"])}
+    ports.update({node["node_id"]: int(node["sip_port"]) for node in status["nodes"]})
+    drops = socket_drops(tuple(ports.values()))
+    return {name: drops.get(port, 0) for name, port in ports.items()}
 
 
 def node_admission(status: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -395,6 +408,9 @@ def report(r: Result, extra: dict[str, Any], work: Path) -> None:
         shown = ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) or "none"
         limit = extra["node_call_limit"].get(name)
         rows.append((f"503s sent by {name}, by reason; call limit at the end", f"{shown}; {'n/a' if limit is None else f'{limit:g}'}"))
+    if "sip_drops" in extra:
+        shown = ", ".join(f"{name} {n}" for name, n in extra["sip_drops"].items())
+        rows.append(("UDP datagrams dropped at the SIP sockets", shown))
     if "machine_busy_cores_avg" in extra:
         rows.append(("machine busy cores during calls", f"{extra['machine_busy_cores_avg']:.2f} of {os.cpu_count()}"))
     rows.append(("PASSED (every call, recording exact, email sent)", str(extra["passed"])))

@@ -129,3 +129,19 @@ def test_each_nodes_refusals_are_read_from_its_metrics(monkeypatch: pytest.Monke
     assert extra["node_refusals"]["n1"] == {}
     assert extra["node_call_limit"] == {"n0": 34.0, "n1": 612.0, "n2": None}
     assert list(extra["node_refusals"]["n2"]) == ["(metrics unreadable: OSError)"]
+
+
+def test_the_sip_sockets_drops_are_read_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[int, ...]] = []
+
+    def drops(ports: tuple[int, ...]) -> dict[int, int]:
+        asked.append(ports)
+        return {5061: 12}
+
+    monkeypatch.setattr(cluster_load, "socket_drops", drops)
+    status = {
+        "proxy": {"sip_port": 5060},
+        "nodes": [{"node_id": "n0", "sip_port": 5061}, {"node_id": "n1", "sip_port": 5062}],
+    }
+    assert cluster_load.sip_drops(status) == {"kamailio": 0, "n0": 12, "n1": 0}
+    assert asked == [(5060, 5061, 5062)]
