@@ -11,8 +11,27 @@ INVITE→200 p50/p99/max (SIPp ``rtd``, through the proxy). Reported besides: CP
 average cores of Kamailio (all its processes) and of each node (``serve`` and its post-call
 worker), from /proc, during the calls and in all.
 
+Each node's 503s by reason (``afterbeep_calls_refused_total`` of its /metrics: Kamailio sends a
+refused INVITE on to another node, so they are not failed calls by themselves) and its learned
+call limit are reported after the calls. Before the calls, the quiet check of
+`benchmarks.sip_load` (``--quiet-check``, on by default: a 1-minute load average under
+``--quiet-load``, waiting at most ``--quiet-timeout`` seconds, the cluster already started).
+
+Like for like with the issue: every call is a full deposit (greeting, instructions, beep,
+recording, the WAV stored on S3, the message row in PostgreSQL, an email with the WAV), email on
+unless ``--no-email``. Transcription is on unless ``--no-transcribe``, as a node's default: it
+runs after the call, in each node's post-call process at idle CPU priority (``SCHED_IDLE``), one
+message at a time, and a message's email waits for its transcript up to
+``AFTERBEEP_EMAIL_WAIT_TRANSCRIPT_SECONDS`` (30 s), so emails arrive up to that much after the
+last call; its CPU is in the nodes' totals, not in the figures during the calls.
+
 The issue's goal: ``--calls 1000 --concurrency 1000``: zero failed calls, every recording exact,
-every email sent, INVITE→200 p99 <= 50 ms (``goal_met`` in the report).
+every email sent, INVITE→200 p99 <= 50 ms (``goal_met`` in the report). ``clean`` also wants no
+503 reaching SIPp (every call deposited) and a quiet machine. ``--find-clean-level --levels
+400,600,800,1000``: a run per level in ascending order (``--waves`` x level calls at level /
+``--rate-divisor`` a second, 83/s at 1,000), each behind the quiet check, up to the first that
+is not clean, no run starting after ``--max-minutes``; the highest clean level is printed, with
+a line per run, and written with ``--json`` (each run's own JSON beside it, ``<stem>_<level>``).
 """
 
 from __future__ import annotations
@@ -55,10 +74,14 @@ from benchmarks.sip_load.run import (
     cpu_seconds,
     free_port,
     machine_busy_seconds,
+    quiet_check,
     read_sipp_stats,
     read_wav,
+    scraped_admission,
+    socket_drops,
     wait_for,
 )
+from benchmarks.sip_load.series import Outcome, RunSpec, find_clean_level
 
 P99_GOAL_MS = 50.0
 
@@ -179,10 +202,93 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--storage-url", default="", help="s3://bucket, AFTERBEEP_S3_* from the environment (default: SeaweedFS started here)")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (a failed run always keeps it)")
+    parser.add_argument("--quiet-check", action=argparse.BooleanOptionalAction, default=True, help="before the calls, wait for a 1-minute load average under --quiet-load")
+    parser.add_argument("--quiet-load", type=float, default=0.5)
+    parser.add_argument("--quiet-timeout", type=float, default=600.0)
+    parser.add_argument("--find-clean-level", action="store_true", help="runs at --levels in ascending order up to the first that is not clean")
+    parser.add_argument("--levels", default="400,600,800,1000", help="--find-clean-level: concurrent calls")
+    parser.add_argument("--waves", type=float, default=2.0, help="--find-clean-level: calls = waves x level")
+    parser.add_argument("--rate-divisor", type=float, default=12.0, help="--find-clean-level: rate = level / this")
+    parser.add_argument("--max-minutes", type=float, default=10.0, help="--find-clean-level: no run starts after")
     args = parser.parse_args(argv)
+    levels = [int(v) for v in args.levels.split(",") if v.strip()]
     if args.calls > 5000 or args.concurrency > 2000 or args.time_limit > 900 or args.nodes > 16:
         parser.error("bounded: at most 5000 calls, 2000 concurrent, 900 s, 16 nodes")
+    if args.find_clean_level and (not levels or any(not 1 <= n <= 2000 for n in levels) or args.waves * max(levels) > 5000):
+        parser.error("--levels: 1 to 2000 concurrent calls, at most 5000 calls a run")
+    if args.find_clean_level:
+        sys.exit(0 if clean_levels(args, levels) is not None else 1)
+    summary = run_once(args)
+    sys.exit(0 if summary["passed"] else 1)
 
+
+def level_args(args: argparse.Namespace, level: int) -> argparse.Namespace:
+    """One run of the search: ``level`` concurrent calls, ``--waves`` x level of them at level /
+    ``--rate-divisor`` a second (83/s at 1,000, as the issue's run), each run's JSON beside
+    ``--json``."""
+    run = argparse.Namespace(**vars(args))
+    run.concurrency = level
+    run.calls = max(1, round(level * args.waves))
+    run.rate = max(1.0, round(level / args.rate_divisor, 1))
+    run.json = None if args.json is None else args.json.with_name(f"{args.json.stem}_{level}.json")
+    return run
+
+
+def clean_levels(args: argparse.Namespace, levels: list[int]) -> int | None:
+    """The highest of ``levels`` whose run was clean (`benchmarks.sip_load.series`' search with
+    one target); prints a line per run and, with ``--json``, writes the search."""
+
+    def run(spec: RunSpec) -> Outcome:
+        print(f"== cluster at {spec.level} concurrent", flush=True)
+        try:
+            figures = run_once(level_args(args, spec.level))
+        except Exception as exc:  # the search records the run as not clean
+            print(f"cluster at {spec.level}: the run failed: {exc!r}", flush=True)
+            figures = {"clean": False, "error": repr(exc)}
+        outcome = Outcome(spec, figures, 0 if figures["clean"] else 1)
+        print(level_line(outcome), flush=True)
+        return outcome
+
+    found = find_clean_level(run, levels, ["cluster"], args.max_minutes * 60)
+    highest = found.highest["cluster"]
+    print(f"highest clean level of the cluster: {highest if highest is not None else 'none of ' + args.levels}")
+    if found.stopped_by_time:
+        print(f"stopped: {args.max_minutes:g} minutes passed")
+    for outcome in found.runs:
+        print(level_line(outcome))
+    if args.json is not None:
+        runs = [{"level": o.spec.level, "clean": o.clean, "figures": o.figures} for o in found.runs]
+        args.json.write_text(json.dumps({"highest_clean_level": highest, "stopped_by_time": found.stopped_by_time, "runs": runs}, indent=2))
+    return highest
+
+
+def level_line(o: Outcome) -> str:
+    f = o.figures
+    lat = f.get("invite_to_200_ms") or {}
+    quiet = f.get("quiet") or {}
+    refusals = "; ".join(f"{node} " + (", ".join(f"{k} {v}" for k, v in sorted(by.items())) or "none") for node, by in sorted((f.get("node_refusals") or {}).items()))
+    return (
+        f"cluster {o.spec.level}: load {quiet.get('load_1min', float('nan')):.2f}"
+        f"{'' if quiet.get('quiet', True) else ' NOT QUIET'}"
+        f" | successful {f.get('successful')} / failed {f.get('failed')} / 503 at SIPp {f.get('refused')}"
+        f" | INVITE->200 p99 {lat.get('p99', float('nan')):.1f} ms"
+        f" | recordings {f.get('recordings')} exact {f.get('recordings_exact')} | emails {f.get('emails')}"
+        f" | nodes' 503 by reason: {refusals or 'n/a'}"
+        f" | SIP drops {', '.join(f'{k} {v}' for k, v in (f.get('sip_drops') or {}).items()) or 'n/a'}"
+        f" | clean {o.clean}"
+    )
+
+
+def is_clean(r: Result, extra: dict[str, Any]) -> bool:
+    """The issue's goal at this level: every call made and deposited (none failed, none refused
+    by both nodes), every recording exact, every email sent, INVITE→200 p99 <= 50 ms; and the
+    machine was quiet when the calls started (or the check was off, for small runs)."""
+    quiet = r.quiet.get("quiet", True) if r.quiet.get("checked") else True
+    return bool(extra["goal_met"]) and r.refused == 0 and r.created == r.calls and quiet
+
+
+def run_once(args: argparse.Namespace) -> dict[str, Any]:
+    """One run; prints its report and returns what ``--json`` holds."""
     work = Path(tempfile.mkdtemp(prefix="cluster_load_"))
     hold_ms = round(args.hold_seconds * 1000 / 20) * 20
     speech = speech_like(hold_ms, seed=11)
@@ -216,10 +322,14 @@ def main(argv: list[str] | None = None) -> None:
             with cluster(args, env, work / "cluster.log") as status:
                 first = status["nodes"][0]["http_url"]
                 api = DepositApi(first, env, email=not args.no_email)
+                quiet_check(args, result)
+                extra["load_1min_before"] = load_average()
                 cpu_before, machine_before = cpu_of(status), machine_busy_seconds()
                 run_sipp(args, work, int(status["proxy"]["sip_port"]), result)
                 cpu_calls = {k: v - cpu_before[k] for k, v in cpu_of(status).items()}
                 machine_calls = machine_busy_seconds() - machine_before
+                node_admission(status, extra)
+                extra["sip_drops"] = sip_drops(status)
                 calls_ended = time.monotonic()
                 messages = wait_for(api.messages, lambda m: len(m) >= result.admitted, args.drain_seconds)
                 result.messages_stored_after_s = time.monotonic() - calls_ended
@@ -240,19 +350,45 @@ def main(argv: list[str] | None = None) -> None:
         emails_ok = args.no_email or result.emails == result.recordings
         extra["goal_met"] = result.passed and emails_ok and p99 <= P99_GOAL_MS
         extra["passed"] = result.passed and emails_ok
+        extra["clean"] = is_clean(result, extra)
         report(result, extra, work)
+        summary = {**asdict(result), **extra, "work": str(work)}
         if args.json is not None:
-            args.json.write_text(json.dumps({**asdict(result), **extra, "work": str(work)}, indent=2))
+            args.json.write_text(json.dumps(summary, indent=2))
         if not args.keep and extra["passed"]:
             shutil.rmtree(work, ignore_errors=True)
-    sys.exit(0 if extra["passed"] else 1)
+    return summary
+
+
+def sip_drops(status: dict[str, Any]) -> dict[str, int]:
+    """Datagrams the kernel dropped at the SIP sockets of Kamailio and of each node (their
+    receive buffers full: a request lost there is retransmitted, then times out)."""
+    ports = {"kamailio": int(status["proxy"]["sip_port"])}
+    ports.update({node["node_id"]: int(node["sip_port"]) for node in status["nodes"]})
+    drops = socket_drops(tuple(ports.values()))
+    return {name: drops.get(port, 0) for name, port in ports.items()}
+
+
+def node_admission(status: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Each node's refusals by reason (``afterbeep_calls_refused_total``: 503s that Kamailio
+    may have sent on to the other node) and its learned call limit, from its /metrics."""
+    extra["node_refusals"], extra["node_call_limit"] = {}, {}
+    for node in status["nodes"]:
+        try:
+            by_reason, limit = scraped_admission(node["http_url"])
+        except Exception as exc:  # a report line, not a verdict
+            by_reason, limit = {"(metrics unreadable: " + type(exc).__name__ + ")": 0}, None
+        extra["node_refusals"][node["node_id"]] = by_reason
+        extra["node_call_limit"][node["node_id"]] = limit
 
 
 def report(r: Result, extra: dict[str, Any], work: Path) -> None:
     lat = r.invite_to_200_ms
+    quiet = r.quiet
+    waited = f" (quiet check: waited {quiet.get('waited_s', 0):g} s{'' if quiet.get('quiet', True) else ', NOT QUIET'})" if quiet.get("checked") else " (no quiet check)"
     rows = [
-        ("target", r.target),
-        ("load average before the calls", f"{extra['load_1min_before']:.2f}"),
+        ("target", r.target + ("" if r.transcribe else ", no transcription") + ("" if r.email else ", no email")),
+        ("load average before the calls", f"{extra['load_1min_before']:.2f}{waited}"),
         ("calls created / successful / failed / refused", f"{r.created} / {r.successful} / {r.failed} / {r.refused}"),
         ("SIPp -l / peak / mean concurrent", f"{r.concurrency} / {r.peak_concurrent} / {r.concurrent_avg:.1f}"),
         ("SIPp exit / retransmissions / wall s", f"{r.sipp_exit} / {r.retransmissions} / {r.wall_seconds:.1f}"),
@@ -268,10 +404,18 @@ def report(r: Result, extra: dict[str, Any], work: Path) -> None:
         cores = extra["cores_avg_during_calls"][name]
         total = extra["cpu_seconds_total"][name]
         rows.append((f"CPU s during calls (avg cores) / total: {name}", f"{seconds:.2f} ({cores:.3f}) / {total:.2f}"))
+    for name, by_reason in extra.get("node_refusals", {}).items():
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) or "none"
+        limit = extra["node_call_limit"].get(name)
+        rows.append((f"503s sent by {name}, by reason; call limit at the end", f"{shown}; {'n/a' if limit is None else f'{limit:g}'}"))
+    if "sip_drops" in extra:
+        shown = ", ".join(f"{name} {n}" for name, n in extra["sip_drops"].items())
+        rows.append(("UDP datagrams dropped at the SIP sockets", shown))
     if "machine_busy_cores_avg" in extra:
         rows.append(("machine busy cores during calls", f"{extra['machine_busy_cores_avg']:.2f} of {os.cpu_count()}"))
     rows.append(("PASSED (every call, recording exact, email sent)", str(extra["passed"])))
     rows.append((f"GOAL MET (and p99 <= {P99_GOAL_MS:g} ms)", str(extra["goal_met"])))
+    rows.append(("CLEAN (goal met, no 503 reached SIPp, quiet)", str(extra["clean"])))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

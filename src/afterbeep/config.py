@@ -137,12 +137,12 @@ class Settings(BaseSettings):
     telephony_jwt_audience: str = ""
     telephony_jwt_max_ttl: float = Field(default=4 * 3600.0, gt=0, le=7 * 86_400)
     # Admission by health (afterbeep.domain.admission): besides max_calls, new INVITEs get 503
-    # once the event loop lags, or prompts leave late, past these (ms; 3 samples in a row; 0 =
-    # off), until no sample went past half of them for admission_calm_seconds; a node with
-    # fewer than 10 calls in progress always takes one more.
+    # while the event loop lags, or prompts leave late, past these (ms; more than half of the
+    # last 10 samples; 0 = off), until the median was at most half of them for
+    # admission_calm_seconds; a node with fewer than 10 calls in progress always takes one more.
     admission_lag_ms: float = Field(default=50.0, ge=0)
     admission_prompt_late_ms: float = Field(default=50.0, ge=0)
-    admission_calm_seconds: float = Field(default=3.0, ge=0)
+    admission_calm_seconds: float = Field(default=0.5, ge=0)
     # Admission that predicts: the calls that fit under this share of the event loop thread's
     # time, by the cost per call it learns (0 = off); and on a loaded node at most this many new
     # calls in any 100 ms (0 = off).

@@ -76,7 +76,9 @@ async def test_a_blocked_event_loop_is_measured_and_closes_the_door() -> None:
     before_count, before_sum = sample(LOOP_LAG, "_count"), sample(LOOP_LAG, "_sum")
     before_refused = refused(Refusal.LOOP_LAG)
     limits = ServerLimits(
-        admission=AdmissionPolicy(loop_lag=0.1, prompt_late=0, calm=600.0, trips=1, min_calls=0)
+        admission=AdmissionPolicy(
+            loop_lag=0.1, prompt_late=0, calm=600.0, trips=1, samples=1, min_calls=0
+        )
     )
     async with serve(router=router, limits=limits) as server:
         await asyncio.sleep(0.12)  # the watcher is sampling
@@ -165,3 +167,32 @@ async def test_a_burst_on_a_loaded_node_is_cut_at_its_answers_per_window() -> No
         assert await _invite_with(server) == 200
         assert server.stats.rejected_unhealthy == 1
     assert refused(Refusal.ANSWER_RATE) == before + 1
+
+
+async def test_a_probe_hears_200_while_the_health_backstop_refuses_and_503_at_the_limit() -> None:
+    """The backstop refuses INVITEs (a proxy tries the next node for each), but a probe's 503
+    would take the node out of the proxy's set for seconds: only the call limit answers it 503."""
+    clock = FakeClock()
+    cpu = [0.0]
+    async with serve(router=router) as server:
+        policy = AdmissionPolicy(
+            loop_lag=0.05, prompt_late=0, trips=1, samples=1, min_calls=0, settle=0.0
+        )
+        server.admission = gate = AdmissionGate(policy, clock)
+        server.loop_cpu = lambda: cpu[0]
+        assert server.accepting_calls()
+        gate.loop_lag(0.2)
+        assert gate.refusal() is Refusal.LOOP_LAG
+        assert server.accepting_calls()  # what an OPTIONS probe is told
+        assert await _invite_with(server) == 503  # while the INVITE itself is refused
+        clock.now += policy.calm
+        gate.loop_lag(0.0)
+        assert gate.refusal() is None
+        gate.loop_busy(cpu[0], 0)
+        for _ in range(3):  # the loop fully busy with one call: the limit learned is 0 calls
+            clock.now += 0.5
+            cpu[0] += 0.5
+            gate.loop_busy(cpu[0], 1)
+        assert gate.limit == 0
+        assert gate.refusal() is Refusal.CAPACITY
+        assert not server.accepting_calls()

@@ -9,8 +9,11 @@ is too late: the calls admitted meanwhile already have late beeps. So the gate p
   seconds). From calm windows (few calls just admitted: a burst's set-up work is not a call's
   steady cost) the gate learns the loop's own busy with no call and the busy fraction each
   call adds (it rises at once, and falls as fast when learned at more calls than before, else
-  slowly). The call limit is what fits under ``busy_target``: ``(busy_target - idle busy) /
-  cost per call``. A new call past the limit, or while the window's busy fraction is past the
+  slowly; learned at under half the calls it was last learned at, it rises slowly too). A
+  window is calm when few calls were taken **and few ended** in it and the second before: as a
+  run ends, the work of the calls ending falls on ever fewer calls in progress, which would
+  make a call look dear and leave the node with a limit far under what it held. The call limit
+  is what fits under ``busy_target``: ``(busy_target - idle busy) / cost per call``. A new call past the limit, or while the window's busy fraction is past the
   target, is refused; the door opens again ``resume_calls`` under the limit and under the
   target (``busy_hysteresis`` under it while no limit is known). The limit counts calls at
   once, while the busy fraction of calls just admitted shows only later: a burst stops at the
@@ -18,10 +21,26 @@ is too late: the calls admitted meanwhile already have late beeps. So the gate p
 * **Bursts.** Each new call's SIP, database reads and first prompt land at once; on a loaded
   node (past half its call limit, or past half the busy target while no cost is known) at most
   ``answers_per_burst`` calls are admitted in any ``burst_window`` seconds.
-* **Backstop, by health.** ``trips`` samples in a row of the loop's lag or of a prompt's
-  lateness past their limits close the door (one slow timer, a garbage collection, is not a
-  trend); it opens again once no sample went past ``resume`` times its limit for ``calm``
-  seconds.
+* **Backstop, by health: refuse only while the calls already up are harmed.** Each signal (the
+  loop's lag, a prompt's lateness) keeps its last ``samples`` samples, none older than
+  ``stale`` seconds; once it has ``trips`` of them, the door closes when **more than half** are
+  past the signal's limit (the lower median): a lag or a lateness sustained over the window,
+  not one stall. A single stall (a garbage collection, one long callback, a moment without a
+  CPU) is one sample: it is over when it is measured, and refusing after it protects no call.
+  The door opens again once the lower median stayed at or under ``resume`` times the limit for
+  ``calm`` seconds (short: the window itself is the hysteresis); the signal then starts afresh.
+
+  Why these limits (defaults: 50 ms, the median of the last 10 samples, 0.5 s calm). Prompts are
+  paced by a native thread and timed from the answer, and a recording starts at the beep's end
+  on the media clock, so the loop's lag no longer makes a beep late or cuts a message: what it
+  harms is what the loop still does, SIP and call set-up. An INVITE waits for the loop as its
+  timers do; the issue's goal is INVITE→200 within 50 ms at p99 through the proxy, so a loop
+  whose timers are late by more than 50 ms most of the time answers most calls past that goal,
+  and its work queue is growing (it is saturated, not stalled). SIP's own timers are coarser
+  (T1 = 500 ms retransmissions, the proxy's failover on no answer): they are safe at that lag.
+  Prompts: the beep may be at most 60 ms late; most prompts leaving more than 50 ms late means
+  the next beeps will be too. The lag is sampled every 50 ms, so the window is at least half a
+  second of the loop, and a door closed by it opens again about 0.75 s after the lag ends.
 
 With few calls (under ``min_calls``) nothing here refuses: what keeps such a node busy or late
 is not its calls, and refusing them would not make it less so (a node starting up on a busy
@@ -61,8 +80,10 @@ class AdmissionPolicy:
     loop_lag: float = 0.05
     prompt_late: float = 0.05
     resume: float = 0.5
-    calm: float = 3.0
-    trips: int = 3
+    calm: float = 0.5
+    trips: int = 5  # the fewest samples a signal is judged on
+    samples: int = 10  # the last samples of a signal judged together
+    stale: float = 5.0  # seconds: older samples are forgotten
     busy_target: float = 0.75
     busy_hysteresis: float = 0.1
     window: float = 0.5
@@ -79,8 +100,10 @@ class AdmissionPolicy:
     def __post_init__(self) -> None:
         if self.loop_lag < 0 or self.prompt_late < 0 or self.calm < 0:
             raise ValueError("admission limits must not be negative")
-        if self.trips < 1:
-            raise ValueError("admission trips must be at least 1")
+        if not 1 <= self.trips <= self.samples:
+            raise ValueError("admission trips must be from 1 to samples")
+        if self.stale <= 0:
+            raise ValueError("admission stale must be positive")
         if not 0 < self.resume <= 1:
             raise ValueError("admission resume must be in (0, 1]")
         if not 0 <= self.busy_target <= 1 or not 0 <= self.busy_hysteresis < 1:
@@ -109,8 +132,8 @@ class AdmissionGate:
         self.policy = policy
         self._clock = clock
         self._reason: Refusal | None = None
-        self._last_bad = 0.0  # when a sample last went past the resume level, while closed
-        self._over: dict[Refusal, int] = {}  # samples in a row past the limit, per signal
+        self._last_bad = 0.0  # when a signal was last past its resume level, while closed
+        self._signals: dict[Refusal, deque[tuple[float, float]]] = {}  # (when, value) kept
         self.closings = 0  # times the door closed (each is logged once by the caller)
         self._samples: deque[_Sample] = deque()
         self._admitted = 0
@@ -153,8 +176,12 @@ class AdmissionGate:
         window = [s for s in samples if s.at >= first.at]
         mean_calls = sum(s.calls for s in window) / len(window)
         new = self._admitted - samples[0].admitted_total
-        if new > self.policy.calm_admissions * max(mean_calls, 1.0):
-            return  # set-up work of calls just taken, or cost not yet shown, is not a call's
+        ended = new - (calls - samples[0].calls)
+        if max(new, ended) > self.policy.calm_admissions * max(mean_calls, 1.0):
+            # set-up work of calls just taken, or cost not yet shown, is not a call's; nor is the
+            # work of calls ending (hang-up, the recording handed over), which at a run's end
+            # falls on ever fewer calls in progress
+            return
         if max(s.calls for s in window) == 0:
             weight = _weight(dt, self.policy.cost_fall) if self._idle_known else 1.0
             self.idle_busy += weight * (busy - self.idle_busy)
@@ -162,15 +189,21 @@ class AdmissionGate:
         elif mean_calls >= self.policy.min_calls:
             cost = max(busy - self.idle_busy, 0.0) / mean_calls
             # A loop's cost is not quite linear (some work is per wake-up, not per call): what
-            # more calls cost each is news, not noise, and falls as fast as a rise would.
-            fast = self.cost is None or cost > self.cost or mean_calls > self._cost_calls
+            # more calls cost each is news, not noise, and falls as fast as a rise would; what
+            # far fewer calls cost each (under half of those it was learned at) is mostly that
+            # fixed work shared among few, and rises only slowly.
+            fast = (
+                self.cost is None
+                or mean_calls > self._cost_calls
+                or (cost > self.cost and 2 * mean_calls >= self._cost_calls)
+            )
             if self.cost is None:
                 self.cost = cost
             else:
                 tau = self.policy.cost_rise if fast else self.policy.cost_fall
                 self.cost += _weight(dt, tau) * (cost - self.cost)
             if fast:
-                self._cost_calls = mean_calls
+                self._cost_calls = max(self._cost_calls, mean_calls)
 
     # --- decisions ----------------------------------------------------------------------------
 
@@ -186,6 +219,7 @@ class AdmissionGate:
         """The reason to refuse a new call now (``calls`` in progress), or None to take it."""
         if self._reason is not None and self._clock() - self._last_bad >= self.policy.calm:
             self._reason = None
+            self._signals.clear()  # judged afresh: what was kept is what closed the door
         if calls < self.policy.min_calls:
             return None
         if self._reason is not None:
@@ -247,21 +281,37 @@ class AdmissionGate:
         self._forget_answers(self._clock())
         return len(self._answers) >= p.answers_per_burst
 
+    def level(self, reason: Refusal) -> float | None:
+        """What a signal (``LOOP_LAG``, ``PROMPT_LATE``) is judged by now: the lower median of
+        its samples kept (past its limit: more than half of them are), in seconds; None with
+        none kept."""
+        kept = self._signals.get(reason)
+        if not kept:
+            return None
+        return sorted(value for _, value in kept)[(len(kept) - 1) // 2]
+
     def _sample(self, reason: Refusal, seconds: float, limit: float) -> None:
         if limit <= 0:
             return
-        if seconds > limit:
-            over = self._over[reason] = self._over.get(reason, 0) + 1
-            if self._reason is not None:
-                self._last_bad = self._clock()
-            elif over >= self.policy.trips:
-                self.closings += 1
-                self._reason = reason
-                self._last_bad = self._clock()
+        p = self.policy
+        now = self._clock()
+        kept = self._signals.get(reason)
+        if kept is None:
+            kept = self._signals[reason] = deque(maxlen=p.samples)
+        kept.append((now, seconds))
+        while kept[0][0] < now - p.stale:
+            kept.popleft()
+        if len(kept) < p.trips:
             return
-        self._over[reason] = 0
-        if self._reason is not None and seconds > limit * self.policy.resume:
-            self._last_bad = self._clock()
+        level = self.level(reason)
+        assert level is not None
+        if self._reason is not None:
+            if level > limit * p.resume:
+                self._last_bad = now
+        elif level > limit:
+            self.closings += 1
+            self._reason = reason
+            self._last_bad = now
 
 
 def _weight(dt: float, tau: float) -> float:

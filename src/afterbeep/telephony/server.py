@@ -274,12 +274,15 @@ class TelephonyServer:
 
     def accepting_calls(self) -> bool:
         """What an OPTIONS probe (a proxy in front of this node) is told: False while draining,
-        full, or refusing as unhealthy (a burst of answers alone does not count: a proxy sends the
-        INVITE refused with 503 to another node anyway)."""
+        full, or at its learned call limit. Not for what is judged at each INVITE, a burst of
+        answers or the health backstop (loop lag, late prompts): a proxy sends an INVITE refused
+        with 503 to another node anyway, while a probe's 503 takes the node out of its set until
+        the next probe (seconds), and when every node's loop lags at once, as on one shared
+        machine, the proxy then refuses every call itself."""
         if self.state is not ServerState.RUNNING or len(self._calls) >= self.limits.max_calls:
             return False
         refusal = self.admission.refusal(len(self._calls))
-        return refusal is None or refusal is Refusal.ANSWER_RATE
+        return refusal not in (Refusal.CAPACITY, Refusal.MAX_CALLS, Refusal.DRAINING)
 
     def drain(self) -> None:
         """The first phase of `stop()` alone: new INVITEs get 503; calls in progress go on, and
@@ -373,15 +376,18 @@ class TelephonyServer:
         if now - self._refusal_logged_at < REFUSAL_LOG_INTERVAL:
             return
         gate = self.admission
+        lag, late = gate.level(Refusal.LOOP_LAG), gate.level(Refusal.PROMPT_LATE)
         log.warning(
             "overload (%s): %d calls in progress, %d INVITE(s) refused, the last to %s "
-            "(loop busy %s, call limit %s)",
+            "(loop busy %s, call limit %s, median loop lag %s, prompt lateness %s)",
             refusal.value,
             len(self._calls),
             self._refusals_unlogged,
             mask(invite.request_user),
             "n/a" if gate.busy is None else f"{gate.busy:.0%}",
             "n/a" if gate.limit is None else gate.limit,
+            "n/a" if lag is None else f"{lag * 1000:.0f} ms",
+            "n/a" if late is None else f"{late * 1000:.0f} ms",
         )
         self._refusals_unlogged = 0
         self._refusal_logged_at = now
