@@ -954,7 +954,7 @@ class MediaSession:
                     marker=stream.marker,
                     due=stream.due,
                     sending=self.sending,
-                    every=every,
+                    **({"every": every} if every != 1 else {}),  # prompts: as before `every`
                 )
             except ValueError:  # a host name, not an address: the Python pacer resolves it
                 return False
