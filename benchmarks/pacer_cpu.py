@@ -11,6 +11,8 @@ due first frame in `Pacer.add`, at the loop time it was asked at). Rounds altern
 both; compare CPU, not wall time.
 
     .venv/bin/python -m benchmarks.pacer_cpu --sessions 300 --seconds 5 --rounds 4 [--json out.json]
+
+`--every 10`: each session plays a keep-alive instead (one frame in 10 sent, as while recording).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def prompt(seconds: float) -> Prompt:
     return Prompt(pcm)
 
 
-async def one_round(kind: str, ports: list[int], audio: Prompt) -> dict[str, Any]:
+async def one_round(kind: str, ports: list[int], audio: Prompt, every: int = 1) -> dict[str, Any]:
     engine = MediaEngine(
         MediaConfig(
             advertised_ip="127.0.0.1",
@@ -103,7 +105,7 @@ async def one_round(kind: str, ports: list[int], audio: Prompt) -> dict[str, Any
 
         async def play(session: MediaSession, delay: float) -> None:
             await asyncio.sleep(delay)
-            await session.play(audio)
+            await session.play(audio, every=every)
 
         wakeups0 = _thread_wakeups()
         cpu0, loop0, wall0 = time.process_time(), time.thread_time(), loop.time()
@@ -121,6 +123,7 @@ async def one_round(kind: str, ports: list[int], audio: Prompt) -> dict[str, Any
     late.sort()
     return {
         "pacer": kind,
+        "every": every,
         "sessions": len(ports),
         "frames": frames,
         "wall_s": round(wall, 3),
@@ -129,9 +132,11 @@ async def one_round(kind: str, ports: list[int], audio: Prompt) -> dict[str, Any
         "cpu_ms_per_1000_frames": round(1e6 * cpu / frames, 2),
         "loop_cpu_ms_per_1000_frames": round(1e6 * loop_cpu / frames, 2),
         "native_thread_wakeups": wakeups,
-        "first_frame_late_ms_p50_p99_max": [
+        "first_frame_late_ms_p50_p99_max": [  # none for keep-alives: not prompts
             round(1000 * late[int(q * (len(late) - 1))], 2) for q in (0.5, 0.99, 1.0)
-        ],
+        ]
+        if late
+        else None,
     }
 
 
@@ -146,7 +151,7 @@ async def main_async(
         results = []
         for n in range(args.rounds):
             kind = order[n % 4]
-            result = await one_round(kind, ports, audio)
+            result = await one_round(kind, ports, audio, args.every)
             print(json.dumps(result), flush=True)
             results.append(result)
         child.stdin.write("\n")
@@ -162,6 +167,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--every", type=int, default=1, help="send one frame in N (a keep-alive)")
     parser.add_argument("--json", help="write the rounds here")
     parser.add_argument("--drain", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -163,6 +163,13 @@ async def test_the_store_finds_contacts_and_keeps_subscriptions(runtime: Runtime
     await store.add(sub)
     assert await store.subscription("c1@10.0.0.9", "ours") == sub
     assert await store.subscriptions_of_mailbox(account_id, mailbox_id, now) == [sub]
+    assert await store.targets_of_mailbox(account_id, mailbox_id, now) == ([sub], [contact])
+    assert await store.targets_of_mailbox(account_id, mailbox_id, now, contacts=False) == (
+        [sub], [],
+    )  # fmt: skip
+    assert await store.targets_of_mailbox(account_id, "vm_other", now) == ([], [])
+    later_still = now + timedelta(seconds=700)  # both expired
+    assert await store.targets_of_mailbox(account_id, mailbox_id, later_still) == ([], [])
     assert [await store.next_seq(sub.id) for _ in range(2)] == [1, 2]
     later = now + timedelta(seconds=900)
     await store.refresh(

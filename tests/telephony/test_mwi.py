@@ -50,6 +50,7 @@ class Store:
     subs: dict[str, Subscription] = field(default_factory=dict)
     device_mailboxes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     recounts: int = 0
+    target_reads: int = 0
 
     async def counts(self, account_id: str, mailbox_id: str) -> WaitingCounts:
         self.recounts += 1
@@ -80,6 +81,13 @@ class Store:
             for s in self.subs.values()
             if (s.account_id, s.mailbox_id) == (account_id, mailbox_id) and s.expires_at > now
         ]
+
+    async def targets_of_mailbox(
+        self, account_id: str, mailbox_id: str, now: datetime, *, contacts: bool = True
+    ) -> tuple[list[Subscription], list[DeviceContact]]:
+        self.target_reads += 1
+        found = await self.contacts_of_mailbox(account_id, mailbox_id, now) if contacts else []
+        return await self.subscriptions_of_mailbox(account_id, mailbox_id, now), found
 
     async def subscription(self, call_id: str, local_tag: str) -> Subscription | None:
         return next(
@@ -287,6 +295,27 @@ async def test_changes_coalesce_into_one_recount_and_notify_only_what_changed() 
     await mwi.idle()
     assert [counts_in(s) for s in sender.sent] == [WaitingCounts(1, 0), WaitingCounts(0, 1)]
     assert sender.sent[-1].target == "sip:desk@10.0.0.9:5070"
+
+
+async def test_a_round_reads_its_targets_once_and_counts_only_a_watched_mailbox() -> None:
+    store = Store(contacts=[contact()], counts_of={(ACC, VM): WaitingCounts(1, 0)})
+    mwi = notifier(store, Sender())
+    mwi.mailbox_changed(ACC, OTHER_VM)  # a deposit into a mailbox nobody shows
+    await mwi.idle()
+    assert (mwi.rounds, store.target_reads, store.recounts) == (1, 1, 0)
+    mwi.mailbox_changed(ACC, VM)
+    await mwi.idle()
+    assert (mwi.rounds, store.target_reads, store.recounts) == (2, 2, 1)
+
+
+async def test_subscriptions_only_leave_registered_contacts_untold() -> None:
+    store = Store(contacts=[contact()], counts_of={(ACC, VM): WaitingCounts(1, 0)})
+    sender = Sender()
+    mwi = notifier(store, sender)
+    mwi.unsolicited = False
+    mwi.mailbox_changed(ACC, VM)
+    await mwi.idle()
+    assert (store.target_reads, store.recounts, sender.sent) == (1, 0, [])
 
 
 async def test_changes_during_a_round_make_exactly_one_more() -> None:

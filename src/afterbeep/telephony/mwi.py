@@ -70,6 +70,9 @@ class MwiStore(Protocol):
     ) -> list[DeviceContact]: ...
     async def contacts_of_device(self, device_id: str, now: datetime) -> list[DeviceContact]: ...
     async def watched_mailboxes(self, now: datetime) -> set[tuple[str, str]]: ...
+    async def targets_of_mailbox(
+        self, account_id: str, mailbox_id: str, now: datetime, *, contacts: bool = True
+    ) -> tuple[list[Subscription], list[DeviceContact]]: ...
     async def device_mailbox(self, device_id: str) -> tuple[str, str, str] | None: ...
     async def subscriptions_of_mailbox(
         self, account_id: str, mailbox_id: str, now: datetime
@@ -329,11 +332,8 @@ class MwiNotifier:
         account_id, mailbox_id = key
         now = self._clock.now()
         self.rounds += 1
-        subs = await self._store.subscriptions_of_mailbox(account_id, mailbox_id, now)
-        contacts = (
-            await self._store.contacts_of_mailbox(account_id, mailbox_id, now)
-            if self.unsolicited
-            else []
+        subs, contacts = await self._store.targets_of_mailbox(
+            account_id, mailbox_id, now, contacts=self.unsolicited
         )
         if not subs and not contacts:
             return  # nobody to tell: no count (a deposit's loop time, issue 24)

@@ -19,6 +19,9 @@ from afterbeep.domain.transcripts import TranscriptionStatus, transcript_from_js
 from afterbeep.services.ports import Page
 
 _b = t.mailboxes.c
+_GET = select(t.mailboxes).where(  # built once: every call and every deposit
+    _b.id == bindparam("mailbox_id"), _b.account_id == bindparam("account_id")
+)
 _m = t.messages.c
 _n = t.numbers.c
 # Messages deleted from the inbox stay restorable a while (`MessageService.trash`); every
@@ -116,8 +119,8 @@ class SqlMailboxRepo:
         )
 
     async def get(self, account_id: str, mailbox_id: str) -> Mailbox | None:
-        query = select(t.mailboxes).where(_b.id == mailbox_id, _b.account_id == account_id)
-        row = (await self._conn.execute(query)).first()
+        params = {"mailbox_id": mailbox_id, "account_id": account_id}
+        row = (await self._conn.execute(_GET, params)).first()
         return _mailbox(row) if row else None
 
     async def list(self, account_id: str, cursor: str | None, limit: int) -> Page[Mailbox]:

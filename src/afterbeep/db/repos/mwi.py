@@ -1,5 +1,8 @@
 """Message-waiting SQL: a mailbox's counts, the registered contacts that show them, and the
-`message-summary` subscriptions. One short transaction per call."""
+`message-summary` subscriptions. One short transaction per call.
+
+`targets_of_mailbox` runs at every deposit (on the call process's loop): its two selects are
+built once with bound parameters and share one direct read (`Database.begin_direct`)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
 
 from afterbeep.db import tables as t
 from afterbeep.db.engine import Database
@@ -46,6 +49,39 @@ def _subscription(row: Any) -> Subscription:
     )
 
 
+def _contacts_select() -> Any:
+    return (
+        select(
+            _R.account_id,
+            _R.device_id,
+            _U.voicemail_id,
+            _U.username,
+            _R.contact,
+            _R.path,
+            _R.source_host,
+            _R.source_port,
+            _R.transport,
+        )
+        .join(t.users, _U.id == _R.user_id)
+        .where(_R.expires_at > bindparam("now"), _U.voicemail_id.is_not(None))
+        .order_by(_R.device_id, _R.contact)
+    )
+
+
+_CONTACTS_OF_MAILBOX = _contacts_select().where(
+    _R.account_id == bindparam("account_id"), _U.voicemail_id == bindparam("mailbox_id")
+)
+_SUBSCRIPTIONS_OF_MAILBOX = (
+    select(t.mwi_subscriptions)
+    .where(
+        _S.account_id == bindparam("account_id"),
+        _S.mailbox_id == bindparam("mailbox_id"),
+        _S.expires_at > bindparam("now"),
+    )
+    .order_by(_S.id)
+)
+
+
 class SqlMwiStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -63,22 +99,7 @@ class SqlMwiStore:
         return WaitingCounts(int(new), int(old), int(urgent_new), int(urgent_old))
 
     def _contacts_query(self, now: datetime) -> Any:
-        return (
-            select(
-                _R.account_id,
-                _R.device_id,
-                _U.voicemail_id,
-                _U.username,
-                _R.contact,
-                _R.path,
-                _R.source_host,
-                _R.source_port,
-                _R.transport,
-            )
-            .join(t.users, _U.id == _R.user_id)
-            .where(_R.expires_at > now, _U.voicemail_id.is_not(None))
-            .order_by(_R.device_id, _R.contact)
-        )
+        return _contacts_select().params(now=now)
 
     @staticmethod
     def _contact(row: Any) -> DeviceContact:
@@ -97,11 +118,23 @@ class SqlMwiStore:
     async def contacts_of_mailbox(
         self, account_id: str, mailbox_id: str, now: datetime
     ) -> list[DeviceContact]:
-        query = self._contacts_query(now).where(
-            _R.account_id == account_id, _U.voicemail_id == mailbox_id
-        )
+        params = {"account_id": account_id, "mailbox_id": mailbox_id, "now": now}
         async with self._db.begin(readonly=True) as conn:
-            return [self._contact(row) for row in (await conn.execute(query)).all()]
+            rows = (await conn.execute(_CONTACTS_OF_MAILBOX, params)).all()
+        return [self._contact(row) for row in rows]
+
+    async def targets_of_mailbox(
+        self, account_id: str, mailbox_id: str, now: datetime, *, contacts: bool = True
+    ) -> tuple[list[Subscription], list[DeviceContact]]:
+        """The live subscriptions to the mailbox and (`contacts`) the registered contacts of
+        its user's devices, in one read."""
+        params = {"account_id": account_id, "mailbox_id": mailbox_id, "now": now}
+        async with self._db.begin_direct(readonly=True) as conn:
+            sub_rows = (await conn.execute(_SUBSCRIPTIONS_OF_MAILBOX, params)).all()
+            contact_rows = (
+                (await conn.execute(_CONTACTS_OF_MAILBOX, params)).all() if contacts else []
+            )
+        return [_subscription(row) for row in sub_rows], [self._contact(r) for r in contact_rows]
 
     async def contacts_of_device(self, device_id: str, now: datetime) -> list[DeviceContact]:
         query = self._contacts_query(now).where(_R.device_id == device_id)
@@ -136,13 +169,10 @@ class SqlMwiStore:
     async def subscriptions_of_mailbox(
         self, account_id: str, mailbox_id: str, now: datetime
     ) -> list[Subscription]:
-        query = (
-            select(t.mwi_subscriptions)
-            .where(_S.account_id == account_id, _S.mailbox_id == mailbox_id, _S.expires_at > now)
-            .order_by(_S.id)
-        )
+        params = {"account_id": account_id, "mailbox_id": mailbox_id, "now": now}
         async with self._db.begin(readonly=True) as conn:
-            return [_subscription(row) for row in (await conn.execute(query)).all()]
+            rows = (await conn.execute(_SUBSCRIPTIONS_OF_MAILBOX, params)).all()
+        return [_subscription(row) for row in rows]
 
     async def subscribed_devices(self, device_ids: Sequence[str], now: datetime) -> set[str]:
         if not device_ids:

@@ -13,7 +13,7 @@ import builtins
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +31,15 @@ from afterbeep.services.ports.notifications import (
 
 _E = t.email_outbox
 _B = t.mailboxes
+_CLEAR_FULL_NOTIFIED = (  # built once: every deposit
+    update(_B)
+    .where(
+        _B.c.id == bindparam("b_mailbox_id"),  # not a column's name (the update's own binds)
+        _B.c.account_id == bindparam("b_account_id"),
+        _B.c.full_notified_at.is_not(None),
+    )
+    .values(full_notified_at=None)
+)
 
 
 def _notification(row: Any) -> Notification:
@@ -171,13 +180,6 @@ class SqlNotificationRepo:
         return bool(result.rowcount)
 
     async def clear_full_notified(self, account_id: str, mailbox_id: str) -> bool:
-        result = await self._conn.execute(
-            update(_B)
-            .where(
-                _B.c.id == mailbox_id,
-                _B.c.account_id == account_id,
-                _B.c.full_notified_at.is_not(None),
-            )
-            .values(full_notified_at=None)
-        )
+        params = {"b_mailbox_id": mailbox_id, "b_account_id": account_id}
+        result = await self._conn.execute(_CLEAR_FULL_NOTIFIED, params)
         return bool(result.rowcount)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, exists, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,6 +17,7 @@ from afterbeep.domain.numbers import DestKind, Number, NumberStatus
 from afterbeep.services.ports import Page
 
 _N = t.numbers
+_BY_E164 = select(_N).where(_N.c.e164 == bindparam("e164"))  # built once: every call
 # Where each destination kind lives; kinds without a table cannot be referenced yet.
 _DEST_TABLES: dict[DestKind, Table] = {
     DestKind.VOICEMAIL: t.mailboxes,
@@ -94,7 +95,7 @@ class SqlNumberRepo:
         return _number(row) if row else None
 
     async def by_e164(self, e164: str) -> Number | None:
-        row = (await self._conn.execute(select(_N).where(_N.c.e164 == e164))).first()
+        row = (await self._conn.execute(_BY_E164, {"e164": e164})).first()
         return _number(row) if row else None
 
     async def list(self, account_id: str, cursor: str | None, limit: int) -> Page[Number]:

@@ -6,7 +6,7 @@ import builtins
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +26,14 @@ from afterbeep.domain.users import (
 from afterbeep.services.ports import Page
 
 _U = t.users
+_EXTENSION_OF = (  # built once: every deposit's greeting
+    select(_U.c.username)
+    .where(
+        _U.c.account_id == bindparam("account_id"), _U.c.voicemail_id == bindparam("mailbox_id")
+    )
+    .order_by(_U.c.username)
+    .limit(1)
+)
 _D = t.devices
 _R = t.registrations
 _F = t.sip_auth_failures
@@ -146,13 +154,8 @@ class SqlUserRepo:
 
     async def extension_of(self, account_id: str, mailbox_id: str) -> str | None:
         """The extension of the account's user whose mailbox it is (the lowest, if several)."""
-        query = (
-            select(_U.c.username)
-            .where(_U.c.account_id == account_id, _U.c.voicemail_id == mailbox_id)
-            .order_by(_U.c.username)
-            .limit(1)
-        )
-        return (await self._conn.execute(query)).scalar()
+        params = {"account_id": account_id, "mailbox_id": mailbox_id}
+        return (await self._conn.execute(_EXTENSION_OF, params)).scalar()
 
 
 def _device(row: Any) -> Device:

@@ -24,6 +24,11 @@
  * packets: marker on the first packet of a talkspurt, on hold frames pass unsent and the next is
  * marked; but after a stall of the thread, MAX_BURST frames go at once and the rest of those due
  * are dropped (the Python pacer slips its schedule to "now" instead): a beep keeps its time.
+ *
+ * A job started with `every` > 1 sends one frame in `every` (a keep-alive of silence while
+ * recording, as AudioJob does): the frames between pass unsent, the next sent one is marked, and
+ * the thread wakes for the frames it sends only. On the event loop it cost a timer, a task step
+ * and a `sendto` per keep-alive frame, 5 a second per recording call.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -57,6 +62,7 @@ typedef struct Job {
     Py_ssize_t length;
     Py_ssize_t position; /* samples (= octets for G.711) played so far */
     int frame_bytes;
+    int every; /* 1: every frame; n > 1: one frame in n is sent (a keep-alive) */
     int64_t ptime_ns;
     unsigned char silence;
     unsigned char pt;
@@ -276,14 +282,29 @@ static void drop_frame(Job *job) {
     job->position += job->frame_bytes;
 }
 
+/* When the next frame `job` sends is due (a keep-alive's unsent frames are not waited for). */
+static int64_t next_sent(const Job *job) {
+    if (job->every <= 1) return job->due;
+    int64_t wait = (job->every - job->frames % job->every) % job->every;
+    int64_t left = (job->length - job->position + job->frame_bytes - 1) / job->frame_bytes;
+    if (wait > left) wait = left;
+    return job->due + wait * job->ptime_ns;
+}
+
 /* Sends the frames of `job` due by `now`; 1 once it has sent (or dropped) its last one.
  * After a stall (this thread starved of a CPU) MAX_BURST frames go at once and the rest of
  * those due are dropped, not sent late: the schedule, and with it a chain's beep, keeps its
  * time (the Python pacer slips instead). `slips` counts the stalls. */
 static int serve_job(Job *job, int64_t now) {
     int burst = 0;
-    if (job->due <= now && now - job->due > max_late_ns) max_late_ns = now - job->due;
+    int64_t sent_due = next_sent(job);
+    if (sent_due <= now && now - sent_due > max_late_ns) max_late_ns = now - sent_due;
     while (job->due <= now) {
+        if (job->every > 1 && job->frames % job->every) { /* a keep-alive's unsent frame */
+            drop_frame(job);
+            if (job->position >= job->length) return 1;
+            continue;
+        }
         if (burst == MAX_BURST) {
             job->slips++;
             while (job->due <= now) {
@@ -315,7 +336,8 @@ static int64_t serve(int64_t now) {
             emit_done(job, 0, 1);
             continue; /* the item at i is another job now (or a successor appended) */
         }
-        if (job->due < next) next = job->due;
+        int64_t due = next_sent(job);
+        if (due < next) next = due;
         i++;
     }
     return next;
@@ -391,26 +413,32 @@ static int64_t seconds_to_ns(double seconds) { return (int64_t)(seconds * 1e9 + 
 
 PyDoc_STRVAR(start_doc,
 "start(fd, host, port, payload, frame_bytes, ptime, pt, silence, ssrc, seq, ts, marker, due,\n"
-"      sending, after=0) -> job id, or 0 when `after` is no longer waiting or playing\n\n"
+"      sending, after=0, every=1) -> job id, or 0 when `after` is no longer waiting or playing\n\n"
 "Send `payload` (bytes, one octet per sample) in frames of `frame_bytes` every `ptime`\n"
 "seconds, the first at `due` (time.monotonic() seconds) with sequence `seq`, timestamp `ts`.\n"
-"With `after`, the job begins where that job ends (its stream state wins over the given one).");
+"With `after`, the job begins where that job ends (its stream state wins over the given one).\n"
+"With `every` > 1 only one frame in `every` is sent (a keep-alive; the others' time passes).");
 
 static PyObject *pace_start(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"fd", "host", "port", "payload", "frame_bytes", "ptime", "pt",
                              "silence", "ssrc", "seq", "ts", "marker", "due", "sending",
-                             "after", NULL};
+                             "after", "every", NULL};
     int fd, port, frame_bytes, pt, silence, marker, sending;
     const char *host;
     PyObject *payload;
     double ptime, due;
     unsigned long ssrc, ts, seq;
     unsigned long long after = 0;
+    int every = 1;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiSidiikkkpdp|K", kwlist, &fd, &host, &port,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "isiSidiikkkpdp|Ki", kwlist, &fd, &host, &port,
                                      &payload, &frame_bytes, &ptime, &pt, &silence, &ssrc, &seq,
-                                     &ts, &marker, &due, &sending, &after))
+                                     &ts, &marker, &due, &sending, &after, &every))
         return NULL;
+    if (every < 1) {
+        PyErr_SetString(PyExc_ValueError, "every must be at least 1");
+        return NULL;
+    }
     if (frame_bytes <= 0 || frame_bytes > MAX_FRAME || ptime <= 0) {
         PyErr_SetString(PyExc_ValueError, "bad frame size or packet time");
         return NULL;
@@ -430,6 +458,7 @@ static PyObject *pace_start(PyObject *self, PyObject *args, PyObject *kwargs) {
     job->data = (const unsigned char *)PyBytes_AS_STRING(payload);
     job->length = PyBytes_GET_SIZE(payload);
     job->frame_bytes = frame_bytes;
+    job->every = every;
     job->ptime_ns = seconds_to_ns(ptime);
     job->silence = (unsigned char)silence;
     job->pt = (unsigned char)(pt & 0x7F);

@@ -19,7 +19,8 @@ called as each job's first frame is sent (``afterbeep_prompt_late_seconds``).
 :class:`NativePacer` is the other way (``MediaConfig.pacer = "native"``, the default when the
 C extension ``_pace`` imports): prompts are sent by one native thread on its own clock, not by
 the event loop (see ``_pace.c``); the loop only hears, through an eventfd, when a prompt's first
-frame left and when it ended. Keep-alive silence and DTMF stay on :class:`Pacer`.
+frame left and when it ended. Keep-alive silence goes there too (one frame in ``every``); DTMF,
+and everything when the extension is not built, stays on :class:`Pacer`.
 """
 
 from __future__ import annotations

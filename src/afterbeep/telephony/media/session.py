@@ -810,8 +810,8 @@ class MediaSession:
                     queue[0] = queue[0].after(anchored.offset)
             skipped = PlayResult(0, 0, False, anchored.skipped if anchored is not None else 0)
             native = self._engine.native_pacer
-            if native is not None and every == 1:
-                resume = await self._play_native(native, queue, interrupt, tail, anchored)
+            if native is not None and (every == 1 or tail is None):
+                resume = await self._play_native(native, queue, interrupt, tail, anchored, every)
                 if isinstance(resume, PlayResult):
                     return _joined(skipped, resume if queue else result)
                 before, queue, tail = resume  # not for the thread: (the rest) in Python
@@ -863,10 +863,13 @@ class MediaSession:
         interrupt: asyncio.Event | None,
         tail: Prompt | None,
         anchored: Anchored | None = None,
+        every: int = 1,
     ) -> PlayResult | tuple[PlayResult, list[Prompt], Prompt | None]:
         """The prompts, then ``tail``, as one chain on the native thread. A PlayResult, or,
         when a re-INVITE changed the codec or ptime mid-play (the thread's frames are cut for
-        the old ones), what was played and the prompts still to play."""
+        the old ones), what was played and the prompts still to play. ``every`` > 1: a
+        keep-alive (one frame in ``every`` sent; its first frame is not a prompt's, so not
+        measured for lateness)."""
         destination = self._filter.send_to
         if destination is None or self._rtp_fd < 0 or not self.sending:
             return PlayResult(0, 0, False), queue, tail
@@ -878,10 +881,11 @@ class MediaSession:
             for index, prompt in enumerate(prompts):
                 end: asyncio.Future[NativeEnd] = self._loop.create_future()
                 job = NativeJob()
-                job.first = functools.partial(self._native_first, job, index == 0)
+                if every == 1:
+                    job.first = functools.partial(self._native_first, job, index == 0)
                 job.done = self._native_done(end)
                 after = jobs[-1] if jobs else None
-                if not self._start_native(native, job, prompt, after, anchored):
+                if not self._start_native(native, job, prompt, after, anchored, every):
                     return PlayResult(0, 0, False), queue, tail  # not a literal address
                 jobs.append(job)
                 ends.append(end)
@@ -919,6 +923,7 @@ class MediaSession:
         prompt: Prompt,
         after: NativeJob | None,
         anchored: Anchored | None = None,
+        every: int = 1,
     ) -> bool:
         stream = self._stream
         ptime = self.ptime
@@ -954,6 +959,7 @@ class MediaSession:
                     marker=stream.marker,
                     due=stream.due,
                     sending=self.sending,
+                    **({"every": every} if every != 1 else {}),  # prompts: as before `every`
                 )
             except ValueError:  # a host name, not an address: the Python pacer resolves it
                 return False
