@@ -5,11 +5,15 @@ supervisor's children dying with it (kill -9 of `afterbeep cluster run`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -18,7 +22,21 @@ from afterbeep.db import tables as t
 from afterbeep.domain.queues import AgentStatus, Queue, QueueExit, QueueStrategy, Stats
 from afterbeep.services.queues import QueueService
 from tests.cluster.test_any_node import agent_available, make_queue
+from tests.cluster.test_failover import (
+    LEAD_MS,
+    SCENARIO,
+    cluster_api,
+    mailbox_at,
+    wait_until,
+)
 from tests.conftest import Backend, make_settings
+from tests.e2e.rig import caller_pcap, silence, speech
+from tests.fixtures.cluster import Cluster, cluster_env, running_cluster
+from tests.fixtures.seaweed import SeaweedS3
+from tests.fixtures.service import free_sip_port
+from tests.sip import conftest as sip_rig
+
+sipp_bin = sip_rig.sipp_bin
 
 PG = pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
 NOON = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)
@@ -213,3 +231,92 @@ async def test_callers_are_ordered_by_the_database_clock_not_a_skewed_node_clock
         assert stats.waiting == 2 and 0 <= stats.longest_wait_sec < 10  # not skewed by 10 s
         for rt, ticket in ((a, "first"), (b, "second")):
             await rt.queue_engine.left(queue, ticket, None, hung_up=True)
+
+
+# --- `afterbeep cluster run` (one node): a phone over TCP; kill -9 of the supervisor -----------
+
+
+@pytest.fixture(scope="module", name="one_node")
+def one_node_fixture(
+    pg_url: str, pg_template: str, seaweed_s3: SeaweedS3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    from tests.conftest import _run, fresh_pg_database
+
+    database_url = _run(fresh_pg_database(pg_url, pg_template))
+    env = cluster_env(tmp_path_factory.mktemp("one") / "var", database_url, seaweed_s3)
+    with running_cluster(env, nodes=1, rtp=(11000, 11199)) as running:
+        yield running
+
+
+@pytest.mark.timeout(120)
+async def test_a_phone_over_tcp_leaves_a_message_through_kamailio(
+    one_node: Cluster, sipp_bin: str, tmp_path: Path
+) -> None:
+    """SIPp over TCP to Kamailio, which relays to the node over UDP (record-routing both)."""
+    work = tmp_path / "sipp"
+    caller_pcap(work, silence(LEAD_MS), speech(1.5, seed=5))
+    async with httpx.AsyncClient(base_url=one_node.node("n0")["http_url"], timeout=10) as http:
+        api = await cluster_api(one_node, http)
+        mailbox = await mailbox_at(api, "2025550141", skip_instructions=True)
+        sipp = await asyncio.create_subprocess_exec(
+            sipp_bin, f"127.0.0.1:{one_node.proxy_port}",
+            "-sf", str(SCENARIO), "-s", "+12025550141", "-m", "1", "-l", "1",
+            "-t", "t1", "-i", "127.0.0.1", "-p", str(free_sip_port()),
+            "-mp", str(sip_rig.free_udp_port()), "-d", str(LEAD_MS + 2000),
+            "-timeout", "60s", "-recv_timeout", "20000", "-nostdin",
+            "-trace_msg", "-message_file", str(work / "messages.log"),
+            "-trace_err", "-error_file", str(work / "errors.log"),
+            cwd=work, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(90):
+                code = await sipp.wait()
+        finally:
+            if sipp.returncode is None:
+                sipp.kill()
+                await sipp.wait()
+        messages = (work / "messages.log").read_text(errors="replace")
+        assert code == 0, messages[-4000:]
+        assert re.search(r"^INVITE sip:\S+ SIP/2\.0$", messages, flags=re.M)
+        assert "SIP/2.0/TCP 127.0.0.1" in messages  # the caller's Via: it spoke TCP
+        await wait_until(
+            lambda: bool(_stored(one_node, mailbox["id"])), "the message stored", bound=60
+        )
+
+
+def _stored(cluster: Cluster, mailbox_id: str) -> int:
+    async def count() -> int:
+        pg = cluster.env["AFTERBEEP_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(pg)
+        try:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM messages WHERE mailbox_id = $1", mailbox_id
+            )
+        finally:
+            await conn.close()
+        return int(found)
+
+    return asyncio.run(count())
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+@pytest.mark.timeout(120)
+async def test_kill_9_of_the_supervisor_stops_its_nodes_and_kamailio(one_node: Cluster) -> None:
+    """(Ends the module's cluster: the last test of the file.) The children get SIGTERM from
+    the kernel when their parent dies: the node drains and exits, so does Kamailio."""
+    status = one_node.status()
+    pids = [status["proxy"]["pid"], *(n["pid"] for n in status["nodes"])]
+    assert all(not _gone(pid) for pid in pids)
+    one_node.process.kill()
+    await asyncio.to_thread(one_node.process.wait, 10)
+    await wait_until(lambda: all(_gone(pid) for pid in pids), "the children gone", bound=60)
+    node_log = await asyncio.to_thread(Path(status["nodes"][0]["log"]).read_text)
+    assert "Shutting down" in node_log, node_log[-2000:]  # SIGTERM: uvicorn's orderly stop
