@@ -15,12 +15,15 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from afterbeep.app import Runtime
 from afterbeep.db import tables as t
+from afterbeep.db.repos.work_items import SqlRouterLock
 from afterbeep.domain.queues import AgentStatus, Queue, QueueExit, QueueStrategy, Stats
+from afterbeep.domain.work_items import OfferStatus, WorkItemState
 from afterbeep.services.queues import QueueService
+from tests.api.test_ring_groups import add_users
 from tests.cluster.test_any_node import agent_available, make_queue
 from tests.cluster.test_failover import (
     LEAD_MS,
@@ -34,6 +37,9 @@ from tests.e2e.rig import caller_pcap, silence, speech
 from tests.fixtures.cluster import Cluster, cluster_env, running_cluster
 from tests.fixtures.seaweed import SeaweedS3
 from tests.fixtures.service import free_sip_port
+from tests.services.test_work_items import A as USER_A
+from tests.services.test_work_items import B as USER_B
+from tests.services.test_work_items import Rig
 from tests.sip import conftest as sip_rig
 
 sipp_bin = sip_rig.sipp_bin
@@ -231,6 +237,86 @@ async def test_callers_are_ordered_by_the_database_clock_not_a_skewed_node_clock
         assert stats.waiting == 2 and 0 <= stats.longest_wait_sec < 10  # not skewed by 10 s
         for rt, ticket in ((a, "first"), (b, "second")):
             await rt.queue_engine.left(queue, ticket, None, hung_up=True)
+
+
+# --- the work-items router on two nodes -----------------------------------------------------
+
+
+async def pending_offers(rt: Runtime) -> list[tuple[str, str]]:
+    """(item, agent) of every pending offer in the database."""
+    o = t.work_item_offers.c
+    async with rt.db.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(o.work_item_id, o.agent_id).where(o.status == OfferStatus.PENDING.value)
+            )
+        ).all()
+    return [(r.work_item_id, r.agent_id) for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def two_routers(
+    backend: Backend, tmp_path: Path
+) -> AsyncIterator[tuple[Rig, Rig, NodeClock]]:
+    clock = NodeClock(NOON)
+    async with nodes(backend, tmp_path, [clock, clock]) as (a, b):
+        assert isinstance(a.work_items.shared, SqlRouterLock)
+        account_id = (await a.accounts.create_account("Acme")).account_id
+        await add_users(a, account_id, USER_A, USER_B)
+        for rt in (a, b):
+            await rt.work_items.load()
+        yield Rig(a, clock, account_id), Rig(b, clock, account_id), clock  # type: ignore[arg-type]
+
+
+@PG
+async def test_an_offer_made_on_one_node_is_declined_and_accepted_on_the_other(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with two_routers(backend, tmp_path) as (n1, n2, _):
+        q = await n1.queue(USER_A, USER_B)
+        await n1.available(USER_A, USER_B)
+        feed = n2.work.subscribe(n2.account_id, USER_B)
+        item_id = await n1.place(q)
+        item, offers = await n2.item(item_id)
+        assert item.agent_id == USER_A and [o.status for o in offers] == [OfferStatus.PENDING]
+
+        await n2.work.decline(n2.account_id, USER_A, offers[0].id)  # made on n1
+        assert await pending_offers(n1.rt) == [(item_id, USER_B)]
+        event = feed.get_nowait()  # the offer to B, made on n2, told to B's feed there
+        assert event is not None and event.event == "work_item.offered"
+        # Both nodes' timers run at once: still one offer.
+        await asyncio.gather(n1.work.run_due(), n2.work.run_due())
+        assert await pending_offers(n2.rt) == [(item_id, USER_B)]
+        offer_b = (await n1.item(item_id))[1][-1]
+        accepted = await n1.work.accept(n1.account_id, USER_B, offer_b.id)  # made on n2
+        assert accepted.state is WorkItemState.ASSIGNED
+        await n2.work.run_due()
+        assert [i.id for i in n2.work.agent_items(n2.account_id, USER_B)] == [item_id]
+        done = await n2.work.complete(n2.account_id, USER_B, item_id, None)
+        assert done.state is WorkItemState.COMPLETED
+
+
+@PG
+async def test_two_nodes_routing_never_offer_an_item_twice_nor_past_an_agents_capacity(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with two_routers(backend, tmp_path) as (n1, n2, _):
+        q = await n1.queue(USER_A)
+        await n1.available(USER_A)
+        await n1.svc.work_items.set_capacity(n1.account_id, USER_A, 3)  # one voicemail at a time
+        placed = await asyncio.gather(n1.place(q), n2.place(q), n1.place(q), n2.place(q))
+        for _ in range(3):
+            await asyncio.gather(n1.work.run_due(), n2.work.run_due())
+        offered = await pending_offers(n1.rt)
+        assert len(offered) == 1 and offered[0][1] == USER_A and offered[0][0] in placed
+        # n2 sees the offer n1 or n2 made, and either node takes the answer.
+        await n2.work.run_due()
+        (pending,) = n2.work.agent_offers(n2.account_id, USER_A)
+        await n1.work.accept(n1.account_id, USER_A, pending.id)
+        await n2.work.complete(n2.account_id, USER_A, pending.work_item_id, None)
+        await asyncio.gather(n1.work.run_due(), n2.work.run_due())
+        after = await pending_offers(n2.rt)
+        assert len(after) == 1 and after[0][0] != pending.work_item_id
 
 
 # --- `afterbeep cluster run` (one node): a phone over TCP; kill -9 of the supervisor -----------
