@@ -319,6 +319,27 @@ async def test_two_nodes_routing_never_offer_an_item_twice_nor_past_an_agents_ca
         assert len(after) == 1 and after[0][0] != pending.work_item_id
 
 
+@PG
+async def test_work_items_round_robin_and_fewest_items_count_every_nodes_offers(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with two_routers(backend, tmp_path) as (n1, n2, _):
+        rr = await n1.queue(USER_A, USER_B, strategy=QueueStrategy.ROUND_ROBIN)
+        fewest = await n1.queue(USER_A, USER_B, strategy=QueueStrategy.FEWEST_CALLS)
+        await n1.available(USER_A, USER_B)
+        order = []
+        for index, (rig, queue_id) in enumerate([(n1, rr), (n2, rr), (n1, rr), (n2, fewest)]):
+            item_id = await rig.place(queue_id)
+            item, offers = await rig.item(item_id)
+            assert item.agent_id is not None, index
+            order.append(item.agent_id)
+            await rig.work.accept(rig.account_id, item.agent_id, offers[-1].id)
+            await rig.work.complete(rig.account_id, item.agent_id, item_id, None)
+        # Round robin goes on where the other node left it; then B, who accepted one item
+        # fewer (on either node), gets the next of the fewest-calls queue.
+        assert order == [USER_A, USER_B, USER_A, USER_B]
+
+
 # --- `afterbeep cluster run` (one node): a phone over TCP; kill -9 of the supervisor -----------
 
 

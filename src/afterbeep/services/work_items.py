@@ -265,11 +265,13 @@ class WorkItemService:
                 yield
 
     async def _refresh(self) -> None:
-        """The open items and pending offers as stored (another node may have changed them);
-        this node's agents' feeds are told the offers made and the items changed elsewhere."""
+        """The open items, pending offers and strategies' memory as stored (another node may
+        have changed them); this node's agents' feeds are told the offers made and the items
+        changed elsewhere."""
         async with self._reads() as uow:
             items = {i.id: i for i in await uow.work_items.open_items()}
             offers = {o.id: o for o in await uow.work_items.pending_offers()}
+            last_offered, handled = await uow.work_items.routing_memory()
             for account_id, queue_id in {(i.account_id, i.queue_id) for i in items.values()}:
                 if queue_id not in self._queues:
                     queue = await uow.queues.get(account_id, queue_id)
@@ -290,6 +292,7 @@ class WorkItemService:
         }
         before_loads = {key: self._item_load(key) for key in keys}
         self._items, self._offers = items, offers
+        self._round.last_offered, self._handled = last_offered, Counter(handled)
         self._loads_changed([k for k in keys if self._item_load(k) != before_loads[k]])
         self._announce(events)
 

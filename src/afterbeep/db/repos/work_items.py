@@ -206,6 +206,27 @@ class SqlWorkItemRepo:
         query = select(_O).where(_O.c.status == OfferStatus.PENDING.value).order_by(_O.c.id)
         return [_offer(r) for r in (await self._conn.execute(query)).all()]
 
+    async def routing_memory(self) -> tuple[dict[str, str], dict[tuple[str, str], int]]:
+        last = (
+            select(_O.c.queue_id, func.max(_O.c.id).label("id")).group_by(_O.c.queue_id).subquery()
+        )
+        lasts = (
+            await self._conn.execute(
+                select(_O.c.queue_id, _O.c.agent_id).join(last, _O.c.id == last.c.id)
+            )
+        ).all()
+        accepted = (
+            await self._conn.execute(
+                select(_O.c.account_id, _O.c.agent_id, func.count())
+                .where(_O.c.status == OfferStatus.ACCEPTED.value)
+                .group_by(_O.c.account_id, _O.c.agent_id)
+            )
+        ).all()
+        return (
+            {r.queue_id: r.agent_id for r in lasts},
+            {(r[0], r[1]): int(r[2]) for r in accepted},
+        )
+
     async def offers(self, account_id: str, item_id: str) -> builtins.list[WorkOffer]:
         query = (
             select(_O)

@@ -95,3 +95,8 @@ class WorkItemRepo(Protocol):
     async def pending_offers(self) -> builtins.list[WorkOffer]:
         """Every offer still waiting for its agent's answer."""
         ...
+
+    async def routing_memory(self) -> tuple[dict[str, str], dict[tuple[str, str], int]]:
+        """What the strategies remember, from every offer made: the agent offered last in
+        each queue (round robin), and the items each agent (account, user) accepted."""
+        ...
