@@ -562,7 +562,8 @@ class WorkItemService:
         )
 
     async def agent_item(self, account_id: str, user_id: str, item_id: str) -> WorkItem:
-        item = self._items.get(item_id)
+        # In a cluster, memory may lag what another node did: the stored item is the truth.
+        item = None if self.shared is not None else self._items.get(item_id)
         if item is None and is_id(item_id, "wi"):
             async with self._reads() as uow:
                 item = await uow.work_items.get(account_id, item_id)

@@ -166,6 +166,7 @@ class SqlQueueFloor:
         got = []
         try:
             async with self._db.begin() as conn:
+                await self._tally_row(conn, account_id, queue_id)
                 counted = await conn.execute(
                     update(_T)
                     .where(_T.c.queue_id == queue_id, _T.c.offers == offers_seen)
