@@ -23,6 +23,7 @@ from afterbeep.db.repos.work_items import SqlRouterLock
 from afterbeep.domain.queues import AgentStatus, Queue, QueueExit, QueueStrategy, Stats
 from afterbeep.domain.work_items import OfferStatus, WorkItemState
 from afterbeep.services.queues import QueueService
+from afterbeep.services.work_items import FeedEvent
 from tests.api.test_ring_groups import add_users
 from tests.cluster.test_any_node import agent_available, make_queue
 from tests.cluster.test_failover import (
@@ -275,18 +276,22 @@ async def test_an_offer_made_on_one_node_is_declined_and_accepted_on_the_other(
     async with two_routers(backend, tmp_path) as (n1, n2, _):
         q = await n1.queue(USER_A, USER_B)
         await n1.available(USER_A, USER_B)
-        feed = n2.work.subscribe(n2.account_id, USER_B)
+        feed_a, feed_b = (
+            n1.work.subscribe(n1.account_id, USER_A),
+            n1.work.subscribe(n1.account_id, USER_B),
+        )
         item_id = await n1.place(q)
         item, offers = await n2.item(item_id)
         assert item.agent_id == USER_A and [o.status for o in offers] == [OfferStatus.PENDING]
+        assert events(feed_a) == ["work_item.offered"]
 
         await n2.work.decline(n2.account_id, USER_A, offers[0].id)  # made on n1
         assert await pending_offers(n1.rt) == [(item_id, USER_B)]
-        event = feed.get_nowait()  # the offer to B, made on n2, told to B's feed there
-        assert event is not None and event.event == "work_item.offered"
-        # Both nodes' timers run at once: still one offer.
+        # Both nodes' timers run at once: still one offer; n1 tells its feeds what n2 did.
         await asyncio.gather(n1.work.run_due(), n2.work.run_due())
         assert await pending_offers(n2.rt) == [(item_id, USER_B)]
+        assert events(feed_a) == ["work_item.declined"]
+        assert events(feed_b) == ["work_item.offered"]
         offer_b = (await n1.item(item_id))[1][-1]
         accepted = await n1.work.accept(n1.account_id, USER_B, offer_b.id)  # made on n2
         assert accepted.state is WorkItemState.ASSIGNED
@@ -294,6 +299,18 @@ async def test_an_offer_made_on_one_node_is_declined_and_accepted_on_the_other(
         assert [i.id for i in n2.work.agent_items(n2.account_id, USER_B)] == [item_id]
         done = await n2.work.complete(n2.account_id, USER_B, item_id, None)
         assert done.state is WorkItemState.COMPLETED
+        await n1.work.run_due()
+        assert events(feed_b) == ["work_item.accepted", "work_item.completed"]
+
+
+def events(feed: asyncio.Queue[FeedEvent | None]) -> list[str]:
+    """The events waiting in an agent's feed, taken."""
+    found = []
+    while not feed.empty():
+        event = feed.get_nowait()
+        assert event is not None
+        found.append(event.event)
+    return found
 
 
 @PG

@@ -82,6 +82,12 @@ FEED_MAX = 1000  # events waiting for one slow feed reader; past it the feed is 
 RECORDING_LINK_SECONDS = 900
 _MESSAGE_ID = re.compile(r"msg_[0-9a-hjkmnp-tv-z]{26}")
 _LIVE_BUSY = frozenset({AgentState.OFFERING, AgentState.IN_CALL, AgentState.WRAP_UP})
+_OFFER_ENDS = {
+    OfferStatus.ACCEPTED: ACCEPTED,
+    OfferStatus.DECLINED: DECLINED,
+    OfferStatus.TIMED_OUT: TIMED_OUT,
+    OfferStatus.RESCINDED: CANCELED,
+}
 SHARED_POLL_SEC = 5.0  # in a cluster: how often a node looks for due items other nodes placed
 
 AgentKey = tuple[str, str]  # (account_id, user_id)
@@ -269,21 +275,42 @@ class WorkItemService:
         have changed them); this node's agents' feeds are told the offers made and the items
         changed elsewhere."""
         async with self._reads() as uow:
-            items = {i.id: i for i in await uow.work_items.open_items()}
-            offers = {o.id: o for o in await uow.work_items.pending_offers()}
-            last_offered, handled = await uow.work_items.routing_memory()
+            repo = uow.work_items
+            items = {i.id: i for i in await repo.open_items()}
+            offers = {o.id: o for o in await repo.pending_offers()}
+            last_offered, handled = await repo.routing_memory()
             for account_id, queue_id in {(i.account_id, i.queue_id) for i in items.values()}:
                 if queue_id not in self._queues:
                     queue = await uow.queues.get(account_id, queue_id)
                     if queue is not None:
                         self._queues[queue_id] = queue
+            ended = [await repo.offer(o) for o in self._offers if o not in offers]
+            closed = [
+                await repo.get(i.account_id, i.id)
+                for i in self._items.values()
+                if i.id not in items
+            ]
         events = []
+        told: set[str] = set()
+        for offer in ended:  # answered, timed out or withdrawn on another node
+            if offer is None:
+                continue
+            kind = _OFFER_ENDS.get(offer.status)
+            item = items.get(offer.work_item_id) or self._items.get(offer.work_item_id)
+            if kind is not None and item is not None:
+                events.append(FeedEvent(kind, item, offer))
+                told.add(item.id)
+        for gone in closed:  # completed or canceled on another node
+            if gone is not None and gone.id not in items and gone.id not in told:
+                kind = COMPLETED if gone.state is WorkItemState.COMPLETED else CANCELED
+                events.append(FeedEvent(kind, gone))
+                told.add(gone.id)
         for item in items.values():
             before = self._items.get(item.id)
             made = offers.get(item.offer_id or "")
             if made is not None and made.id not in self._offers:
                 events.append(FeedEvent(OFFERED, item, made))
-            elif before is not None and before != item:
+            elif before is not None and before != item and item.id not in told:
                 events.append(FeedEvent(UPDATED, item, made))
         keys = {
             (i.account_id, i.agent_id)
