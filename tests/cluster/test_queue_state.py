@@ -1,7 +1,8 @@
 """Issue 23, what was still per node: the queue strategies' state and the queue statistics
 (stored, the same from every node), the shared line ordered by the database's clock (not a
-node's), the work-items router with two nodes routing, accepting and declining, and the
-supervisor's children dying with it (kill -9 of `afterbeep cluster run`)."""
+node's), the work-items router with two nodes routing, accepting and declining, a phone over TCP
+through Kamailio, and the supervisor's children dying with it (kill -9 of `afterbeep cluster
+run`)."""
 
 from __future__ import annotations
 
