@@ -11,7 +11,7 @@ from afterbeep.db import tables as t
 from afterbeep.db.engine import alembic_config
 
 TABLES = (t.ring_groups, t.queues, t.agent_states)
-# Columns later migrations add (0020_work_items, 0022_cluster_queues).
+# Columns later migrations add (0020_work_items, 0022_cluster_queues, 0023_cluster_queue_state).
 LATER = {
     "queues": {
         "work_offer_timeout_sec",
@@ -19,7 +19,16 @@ LATER = {
         "work_fallback_queue_id",
         "work_ttl_sec",
     },
-    "agent_states": {"capacity", "held_state", "held_ticket", "held_node", "held_until", "idle_since"},
+    "agent_states": {
+        "capacity",
+        "held_state",
+        "held_ticket",
+        "held_node",
+        "held_until",
+        "idle_since",
+        "missed_in_row",
+        "calls",
+    },
 }
 
 

@@ -36,6 +36,7 @@ from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.repos.mwi import SqlMwiStore
 from afterbeep.db.repos.queue_floor import SqlQueueFloor
+from afterbeep.db.repos.work_items import SqlRouterLock
 from afterbeep.db.uow import unit_of_work_factory
 from afterbeep.domain.admission import AdmissionPolicy
 from afterbeep.domain.clock import Clock, SystemClock
@@ -252,6 +253,8 @@ class Runtime:
             secret_key=settings.resolved_secret_key,
             reads=self.lookups,
         )
+        if settings.node_id and not self.db.is_sqlite:  # issue 23: the nodes route in turn
+            self.work_items.shared = SqlRouterLock(self.db)
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
         # Voicemails for a team (issue 18): admitted where messages are stored, run by the

@@ -12,12 +12,18 @@ after a backoff (a node then recovers its own spool, as any restart of `serve` d
 
 What runs where is written to `<run_dir>/cluster.json` (pids, ports, restarts) at each change,
 for operators and tests.
+
+On Linux every child is started with a parent-death signal (`prctl(PR_SET_PDEATHSIG, SIGTERM)`):
+when the supervisor dies without stopping them (kill -9, a crash), each node gets SIGTERM and
+drains as on `stop()`, and Kamailio exits, instead of running on unsupervised. Elsewhere the
+children outlive a killed supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -38,6 +44,24 @@ RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds before the 1st, 2nd... r
 STEADY_SECONDS = 60.0  # a child that ran this long starts its backoff over
 READY_TIMEOUT = 90.0
 KILL_GRACE = 10.0  # past the drain, before SIGKILL
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> Callable[[], None]:
+    """What a child runs between fork and exec: SIGTERM when `parent` (the supervisor's pid)
+    dies; no exec when it died already (Linux only: the setting survives exec and is
+    cleared in a child's own children). Nothing elsewhere."""
+
+    def arm() -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # gone already: never start
+            os._exit(1)
+
+    return arm
 
 
 class ClusterError(Exception):
@@ -64,7 +88,8 @@ class NodePlan:
         return {
             **shared,
             # what reaches a node's SIP comes through Kamailio, on the same host
-            "AFTERBEEP_SIP_TRUSTED_PROXIES": shared.get("AFTERBEEP_SIP_TRUSTED_PROXIES") or self.host,
+            "AFTERBEEP_SIP_TRUSTED_PROXIES": shared.get("AFTERBEEP_SIP_TRUSTED_PROXIES")
+            or self.host,
             "AFTERBEEP_NODE_ID": self.node_id,
             "AFTERBEEP_DATA_DIR": str(self.data_dir),
             "AFTERBEEP_HTTP_ADDR": f"{self.host}:{self.http_port}",
@@ -171,6 +196,7 @@ class Child:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=die_with_parent(os.getpid()),
             )
         self.started_at = time.monotonic()
         self.started_wall = time.time()
@@ -183,7 +209,9 @@ class Child:
             if self.process is None or self.process.returncode is not None:
                 raise ClusterError(f"{self.name} exited while starting; see {self.log_path}")
             if time.monotonic() > deadline:
-                raise ClusterError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}")
+                raise ClusterError(
+                    f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}"
+                )
             await asyncio.sleep(0.2)
 
     def signal(self, sig: int) -> None:

@@ -683,6 +683,9 @@ agent_states = Table(
     Column("held_node", String(64), nullable=True),
     Column("held_until", UtcDateTime(), nullable=True),
     Column("idle_since", UtcDateTime(), nullable=True),
+    # 0023_cluster_queue_state: unanswered offers in a row (`max_no_answer`), calls answered
+    Column("missed_in_row", Integer, nullable=False, server_default="0"),
+    Column("calls", Integer, nullable=False, server_default="0"),
 )
 
 # 0014_users: users (extensions), their devices (SIP phones), where the devices are registered,
@@ -1009,4 +1012,19 @@ queue_callers = Table(
     Column("offered", Boolean, nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     Index("ix_queue_callers_queue_joined", "queue_id", "joined_at"),
+)
+
+# 0023_cluster_queue_state: what a queue's strategy and statistics keep, the same on every node:
+# offers made (a claim checks it did not change since its node looked), the agent offered last
+# (round robin), callers answered, abandoned and timed out.
+queue_tallies = Table(
+    "queue_tallies",
+    metadata,
+    Column("queue_id", String(40), primary_key=True),
+    Column("account_id", String(40), nullable=False),
+    Column("offers", Integer, nullable=False),
+    Column("last_offered", String(40), nullable=True),
+    Column("answered", Integer, nullable=False),
+    Column("abandoned", Integer, nullable=False),
+    Column("timed_out", Integer, nullable=False),
 )

@@ -7,7 +7,9 @@ set through the API reaches every node when its next caller joins. With a `Share
 of a cluster, issue 23) the stored state is the authority: waiting callers are rows every node
 sees (positions and the head of the line are the same everywhere), an agent is offered only once
 its node claimed the agent's stored hold (no double offer across nodes or queues), and a node
-renews its rows and holds (`HOLD_LEASE`): those of a node that died expire.
+renews its rows and holds (`HOLD_LEASE`): those of a node that died expire. What the strategies
+and statistics keep (round robin's position, agents' calls and missed streaks, the counts of
+answered, abandoned and timed-out callers) is stored too and changed in the same transactions.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from afterbeep.domain.queues import (
     position_in,
 )
 from afterbeep.services.ports import Page, UnitOfWork, UnitOfWorkFactory
-from afterbeep.services.ports.queues import SharedFloor, StoredAgent
+from afterbeep.services.ports.queues import QueueTally, SharedFloor, StoredAgent
 from afterbeep.services.ports.ring_groups import UserLookup
 from afterbeep.services.ring_groups import (
     UNSET,
@@ -121,6 +123,8 @@ class QueueEngine:
         self.floor = Floor()
         self._handed: dict[str, set[str]] = {}  # ticket -> agents whose offer it was given
         self._seen: dict[str, list[WaitingCaller]] = {}  # queue -> its shared line, last look
+        self._seen_at: dict[str, datetime] = {}  # queue -> the database's time at its last look
+        self._tally: dict[str, QueueTally] = {}  # queue -> its stored tally, last look
         self._renewer: asyncio.Task[None] | None = None
         # Told the user id when an agent's status changes or its call ends (the work router).
         self.agent_listeners: list[Callable[[str], None]] = []
@@ -173,7 +177,7 @@ class QueueEngine:
             self._handed[ticket] = set()
             if self.shared is not None:
                 wall = self._clock.now()
-                await self.shared.join(queue.account_id, queue.id, ticket, wall, wall + HOLD_LEASE)
+                await self.shared.join(queue.account_id, queue.id, ticket, wall + HOLD_LEASE)
         return refused
 
     async def step(self, queue: Queue, ticket: str) -> Step:
@@ -206,15 +210,17 @@ class QueueEngine:
         now = self._now()
         if position_in(waiting, ticket) is None:  # its row expired (this node stalled): back
             wall = self._clock.now()
-            joined = wall - timedelta(seconds=now - caller.joined_at)
-            await self.shared.join(queue.account_id, queue.id, ticket, joined, wall + HOLD_LEASE)
+            joined = await self.shared.join(
+                queue.account_id, queue.id, ticket, wall + HOLD_LEASE, now - caller.joined_at
+            )
             waiting = line_order([*waiting, WaitingCaller(ticket, joined)])
         if not caller.offered_to and next_to_offer(waiting) == ticket:
             chosen = line.choose_for(ticket, self.floor.agents, now)
             if chosen:
                 wall = self._clock.now()
+                seen = self._tally.get(queue.id, QueueTally()).offers
                 got = await self.shared.claim(
-                    queue.account_id, chosen, ticket, wall, wall + HOLD_LEASE
+                    queue.account_id, queue.id, chosen, ticket, wall, wall + HOLD_LEASE, seen
                 )
                 if got:
                     line.offer(ticket, got, self.floor.agents, now)
@@ -224,7 +230,7 @@ class QueueEngine:
         """The shared line of `queue` (in order), its members brought up to the stored state."""
         assert self.shared is not None
         wall = self._clock.now()
-        waiting, stored = await self.shared.look(
+        look = await self.shared.look(
             queue.account_id,
             queue.id,
             [m.user_id for m in queue.members],
@@ -232,11 +238,14 @@ class QueueEngine:
             wall + HOLD_LEASE,
             ticket,
         )
-        self.floor.line(queue)
+        line = self.floor.line(queue)
+        line.last_offered = look.tally.last_offered
         now = self._now()
         for member in queue.members:
-            self._sync(member.user_id, stored.get(member.user_id), wall, now)
-        ordered = self._seen[queue.id] = line_order(waiting)
+            self._sync(member.user_id, look.agents.get(member.user_id), wall, now)
+        self._tally[queue.id] = look.tally
+        self._seen_at[queue.id] = look.at
+        ordered = self._seen[queue.id] = line_order(look.waiting)
         return ordered
 
     def _sync(self, user_id: str, row: StoredAgent | None, wall: datetime, now: float) -> None:
@@ -250,13 +259,24 @@ class QueueEngine:
         agent.sync(
             row.status, row.held, row.ticket, local(row.held_until), local(row.idle_since), now
         )
+        agent.missed_in_row, agent.calls = row.missed_in_row, row.calls
+
+    async def refresh_agents(self, account_id: str, user_ids: Sequence[str]) -> None:
+        """With a shared floor, bring these agents up to their stored state (the API's view)."""
+        if self.shared is None or not user_ids:
+            return
+        wall = self._clock.now()
+        stored = await self.shared.agents(account_id, user_ids, wall)
+        now = self._now()
+        for user_id in user_ids:
+            self._sync(user_id, stored.get(user_id), wall, now)
 
     async def answered(self, queue: Queue, ticket: str, user_id: str) -> None:
         self._handed.pop(ticket, None)
         others = self.floor.answered(self.floor.line(queue), ticket, user_id)
         if self.shared is not None:
             until = self._clock.now() + HOLD_LEASE
-            await self.shared.answered(queue.account_id, user_id, ticket, others, until)
+            await self.shared.answered(queue.account_id, queue.id, user_id, ticket, others, until)
 
     async def missed(self, queue: Queue, ticket: str, user_id: str) -> None:
         """The agent let the offer ring out; after `max_no_answer` in a row it goes on break
@@ -264,7 +284,24 @@ class QueueEngine:
         self._handed.get(ticket, set()).discard(user_id)
         line = self.floor.line(queue)
         on_break = self.floor.missed(line, ticket, user_id)
-        await self._release(queue, line, ticket, user_id)
+        if self.shared is not None:  # the stored streak counts the misses of every node
+            still = bool(line.caller(ticket).offered_to)
+            streak = await self.shared.release(
+                queue.account_id,
+                user_id,
+                ticket,
+                still_offered=still,
+                missed=True,
+                max_no_answer=queue.settings.max_no_answer,
+                now=self._clock.now(),
+            )
+            agent = self.floor.agent(user_id)
+            agent.missed_in_row = streak or 0
+            max_no_answer = queue.settings.max_no_answer
+            on_break = bool(max_no_answer) and agent.missed_in_row >= max_no_answer
+            if on_break:
+                agent.status = AgentStatus.ON_BREAK
+            return
         if on_break:
             async with self._uow() as uow:
                 await uow.queues.set_status(
@@ -290,7 +327,14 @@ class QueueEngine:
         self._handed.pop(ticket, None)
         self.floor.left(self.floor.line(queue), ticket, exit, hung_up=hung_up)
         if self.shared is not None:
-            await self.shared.left(ticket)
+            counted = (
+                "abandoned"
+                if hung_up or exit is QueueExit.ABANDON
+                else "timed_out"
+                if exit is QueueExit.TIMEOUT
+                else None
+            )
+            await self.shared.left(queue.id, ticket, counted)
 
     async def call_ended(self, queue: Queue, user_id: str) -> None:
         wrap_up = queue.settings.wrap_up_sec
@@ -309,9 +353,17 @@ class QueueEngine:
         seen = self._seen.get(queue.id)
         if self.shared is None or seen is None:
             return stats
-        wall = self._clock.now()
-        longest = max(((wall - w.joined_at).total_seconds() for w in seen), default=0.0)
-        return replace(stats, waiting=len(seen), longest_wait_sec=max(0.0, longest))
+        at = self._seen_at[queue.id]  # the database's clock, that of `joined_at`
+        longest = max(((at - w.joined_at).total_seconds() for w in seen), default=0.0)
+        tally = self._tally.get(queue.id, QueueTally())
+        return replace(
+            stats,
+            waiting=len(seen),
+            longest_wait_sec=max(0.0, longest),
+            answered=tally.answered,
+            abandoned=tally.abandoned,
+            timed_out=tally.timed_out,
+        )
 
     async def anyone_waiting(self, account_id: str, queue_id: str) -> bool:
         """Whether callers wait in the queue (on any node, with a shared floor)."""
@@ -321,8 +373,8 @@ class QueueEngine:
         if self.shared is None:
             return False
         wall = self._clock.now()
-        waiting, _ = await self.shared.look(account_id, queue_id, [], wall, wall + HOLD_LEASE)
-        return bool(waiting)
+        look = await self.shared.look(account_id, queue_id, [], wall, wall + HOLD_LEASE)
+        return bool(look.waiting)
 
     def agent_state(self, user_id: str) -> tuple[AgentState, int, int]:
         agent = self.floor.agents.get(user_id)
@@ -484,6 +536,7 @@ class QueueService:
         async with self._uow() as uow:
             statuses = await uow.queues.statuses(account_id)
             queues = await _all_queues(uow, account_id)
+        await self.engine.refresh_agents(account_id, builtins.list(statuses))
         by_user: dict[str, list[str]] = {user_id: [] for user_id in statuses}
         if self._users is not None:
             for user_id in await self._users.agent_ids(account_id):
@@ -501,6 +554,7 @@ class QueueService:
         async with self._uow() as uow:
             statuses = await uow.queues.statuses(account_id, [user_id])
             queues = await _all_queues(uow, account_id)
+        await self.engine.refresh_agents(account_id, [user_id])
         queue_ids = [q.id for q in queues if any(m.user_id == user_id for m in q.members)]
         if user_id not in statuses and not queue_ids and self._users is None:
             raise NotFound("agent", user_id)

@@ -7,9 +7,15 @@ of every account in memory, and writes every change to the database before it is
 (webhooks go through the event outbox in the same transaction; the agents' feeds after the
 commit). A timer task wakes at the next offer timeout, overflow or time to live.
 
-One node runs the router (the one that runs `serve`'s workers): the open items live in its
-memory, loaded from the database on start (an offer that was ringing when the service died is
-withdrawn and the item offered again). Several nodes routing at once is a later issue.
+Alone, the router keeps the open items in memory, loaded from the database on start (an offer
+that was ringing when the service died is withdrawn and the item offered again). In a cluster
+(issue 23, `shared`: a `RouterLock`) every node routes: each change (placing, accepting,
+declining, completing an item, a timer round) is made under one advisory lock across the nodes,
+on the open items and pending offers read again from the database first, so two nodes never
+offer one item twice nor fill an agent past its capacity, and an offer made on one node is
+accepted or declined on another. A node polls every `SHARED_POLL_SEC` for the timers of items
+other nodes placed, and tells its agents' feeds the offers made elsewhere; an offer that was
+ringing when a node died is left to its timeout (a node starting does not know it is dead).
 
 Capacity is shared with live queue calls through the `QueueEngine`: a live call the agent is
 offered, in or wrapping up counts as a live call's weight here, and the engine offers no call
@@ -27,7 +33,7 @@ import logging
 import re
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -59,7 +65,7 @@ from afterbeep.services.contact_center import (
 from afterbeep.services.messages import message_audio_link
 from afterbeep.services.ports import Page, UnitOfWorkFactory
 from afterbeep.services.ports.ring_groups import UserLookup
-from afterbeep.services.ports.work_items import AgentToken
+from afterbeep.services.ports.work_items import AgentToken, RouterLock
 from afterbeep.services.queues import QueueEngine
 
 log = logging.getLogger("afterbeep.work_items")
@@ -76,6 +82,13 @@ FEED_MAX = 1000  # events waiting for one slow feed reader; past it the feed is 
 RECORDING_LINK_SECONDS = 900
 _MESSAGE_ID = re.compile(r"msg_[0-9a-hjkmnp-tv-z]{26}")
 _LIVE_BUSY = frozenset({AgentState.OFFERING, AgentState.IN_CALL, AgentState.WRAP_UP})
+_OFFER_ENDS = {
+    OfferStatus.ACCEPTED: ACCEPTED,
+    OfferStatus.DECLINED: DECLINED,
+    OfferStatus.TIMED_OUT: TIMED_OUT,
+    OfferStatus.RESCINDED: CANCELED,
+}
+SHARED_POLL_SEC = 5.0  # in a cluster: how often a node looks for due items other nodes placed
 
 AgentKey = tuple[str, str]  # (account_id, user_id)
 
@@ -177,6 +190,7 @@ class WorkItemService:
         self._task: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._loaded = False
+        self.shared: RouterLock | None = None  # a cluster's nodes route in turn (issue 23)
         if queue_engine is not None:
             queue_engine.agent_listeners.append(self._agent_changed)
 
@@ -193,6 +207,12 @@ class WorkItemService:
             return
         async with self._lock:
             if self._loaded:
+                return
+            if self.shared is not None:
+                async with self.shared.hold():
+                    await self._refresh()
+                    self._loaded = True
+                    await self._dispatch()
                 return
             now = self._clock.now()
             batch = _Batch()
@@ -238,12 +258,91 @@ class WorkItemService:
     def wake(self) -> None:
         self._wake.set()
 
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """This node's turn to change items; in a cluster, every node's turn, on the items as
+        stored."""
+        async with self._lock:
+            if self.shared is None:
+                yield
+                return
+            async with self.shared.hold():
+                await self._refresh()
+                yield
+
+    async def _refresh(self) -> None:
+        """The open items, pending offers and strategies' memory as stored (another node may
+        have changed them); this node's agents' feeds are told the offers made and the items
+        changed elsewhere."""
+        async with self._reads() as uow:
+            repo = uow.work_items
+            items = {i.id: i for i in await repo.open_items()}
+            offers = {o.id: o for o in await repo.pending_offers()}
+            last_offered, handled = await repo.routing_memory()
+            for account_id, queue_id in {(i.account_id, i.queue_id) for i in items.values()}:
+                if queue_id not in self._queues:
+                    queue = await uow.queues.get(account_id, queue_id)
+                    if queue is not None:
+                        self._queues[queue_id] = queue
+            ended = [await repo.offer(o) for o in self._offers if o not in offers]
+            closed = [
+                await repo.get(i.account_id, i.id)
+                for i in self._items.values()
+                if i.id not in items
+            ]
+        events = []
+        told: set[str] = set()
+        for offer in ended:  # answered, timed out or withdrawn on another node
+            if offer is None:
+                continue
+            kind = _OFFER_ENDS.get(offer.status)
+            item = items.get(offer.work_item_id) or self._items.get(offer.work_item_id)
+            if kind is not None and item is not None:
+                events.append(FeedEvent(kind, item, offer))
+                told.add(item.id)
+        for gone in closed:  # completed or canceled on another node
+            if gone is not None and gone.id not in items and gone.id not in told:
+                kind = COMPLETED if gone.state is WorkItemState.COMPLETED else CANCELED
+                events.append(FeedEvent(kind, gone))
+                told.add(gone.id)
+        for item in items.values():
+            before = self._items.get(item.id)
+            made = offers.get(item.offer_id or "")
+            if made is not None and made.id not in self._offers:
+                events.append(FeedEvent(OFFERED, item, made))
+            elif before is not None and before != item and item.id not in told:
+                events.append(FeedEvent(UPDATED, item, made))
+        keys = {
+            (i.account_id, i.agent_id)
+            for i in (*self._items.values(), *items.values())
+            if i.agent_id is not None
+        }
+        before_loads = {key: self._item_load(key) for key in keys}
+        self._items, self._offers = items, offers
+        self._round.last_offered, self._handled = last_offered, Counter(handled)
+        self._loads_changed([k for k in keys if self._item_load(k) != before_loads[k]])
+        self._announce(events)
+
+    def _loads_changed(self, keys: Iterable[AgentKey]) -> None:
+        now = self._clock.now()
+        for key in keys:
+            load = self._item_load(key)
+            if load == 0:
+                self._idle[key] = now
+            if self._engine is not None:
+                capacity = self._capacity.get(key, rules.DEFAULT_CAPACITY)
+                self._engine.floor.agent(key[1]).work_blocked = rules.live_call_blocked(
+                    capacity, load
+                )
+
     async def _run(self) -> None:
         while True:
             deadline = self.next_deadline()
             timeout = None
             if deadline is not None:
                 timeout = max(0.0, (deadline - self._clock.now()).total_seconds())
+            if self.shared is not None:
+                timeout = SHARED_POLL_SEC if timeout is None else min(timeout, SHARED_POLL_SEC)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
@@ -281,7 +380,7 @@ class WorkItemService:
 
     async def place(self, request: WorkRequest) -> WorkPlacement:
         await self.load()
-        async with self._lock:
+        async with self._guard():
             for item in await self._of_call(request.account_id, request.voice_call_id):
                 if item.state is not WorkItemState.CANCELED:
                     return WorkPlacement(item.id, item.queue_id, item.agent_id, False)
@@ -310,7 +409,7 @@ class WorkItemService:
 
     async def clear(self, account_id: str, voice_call_id: str, reason: str) -> bool:
         await self.load()
-        async with self._lock:
+        async with self._guard():
             found = [
                 i
                 for i in self._items.values()
@@ -490,7 +589,8 @@ class WorkItemService:
         )
 
     async def agent_item(self, account_id: str, user_id: str, item_id: str) -> WorkItem:
-        item = self._items.get(item_id)
+        # In a cluster, memory may lag what another node did: the stored item is the truth.
+        item = None if self.shared is not None else self._items.get(item_id)
         if item is None and is_id(item_id, "wi"):
             async with self._reads() as uow:
                 item = await uow.work_items.get(account_id, item_id)
@@ -518,7 +618,7 @@ class WorkItemService:
 
     async def accept(self, account_id: str, user_id: str, offer_id: str) -> WorkItem:
         await self.load()
-        async with self._lock:
+        async with self._guard():
             pending = await self._agent_offer(account_id, user_id, offer_id)
             item = self._items[pending.work_item_id]
             now = self._clock.now()
@@ -535,7 +635,7 @@ class WorkItemService:
 
     async def decline(self, account_id: str, user_id: str, offer_id: str) -> WorkItem:
         await self.load()
-        async with self._lock:
+        async with self._guard():
             pending = await self._agent_offer(account_id, user_id, offer_id)
             item, closed = rules.decline(
                 self._items[pending.work_item_id], pending, self._clock.now()
@@ -548,7 +648,7 @@ class WorkItemService:
 
     async def wrap_up(self, account_id: str, user_id: str, item_id: str) -> WorkItem:
         await self.load()
-        async with self._lock:
+        async with self._guard():
             item = rules.wrap_up(
                 await self.agent_item(account_id, user_id, item_id), self._clock.now()
             )
@@ -559,7 +659,7 @@ class WorkItemService:
         self, account_id: str, user_id: str, item_id: str, notes: str | None
     ) -> WorkItem:
         await self.load()
-        async with self._lock:
+        async with self._guard():
             item = rules.complete(
                 await self.agent_item(account_id, user_id, item_id), notes, self._clock.now()
             )
@@ -671,7 +771,7 @@ class WorkItemService:
     async def run_due(self) -> None:
         """Time out offers, overflow and expire items due now, then offer what can be."""
         await self.load()
-        async with self._lock:
+        async with self._guard():
             await self._run_due(self._clock.now())
             await self._dispatch()
 
@@ -813,16 +913,7 @@ class WorkItemService:
                 self._offers[changed.id] = changed
             else:
                 self._offers.pop(changed.id, None)
-        now = self._clock.now()
-        for key in touched:
-            load = self._item_load(key)
-            if load == 0:
-                self._idle[key] = now
-            if self._engine is not None:
-                capacity = self._capacity.get(key, rules.DEFAULT_CAPACITY)
-                self._engine.floor.agent(key[1]).work_blocked = rules.live_call_blocked(
-                    capacity, load
-                )
+        self._loads_changed(touched)
         self._announce(batch.events)
 
 

@@ -4,23 +4,40 @@ Waiting callers are rows of `queue_callers`; an agent's hold is columns of its `
 row, claimed by a conditional UPDATE (free, or its hold expired): on PostgreSQL the row lock
 taken by the UPDATE makes a second claimer wait and then find it held, so two nodes never offer
 the same agent. On SQLite (one process) the single writer does the same.
+
+What the strategies and statistics keep is stored too (`queue_tallies`, and an agent's missed
+streak and calls): a claim first bumps its queue's offer count, on the condition that it is the
+count its node saw when it chose (the row lock orders two claims of one queue; the second, made
+on a stale view, gets nothing and its node looks again). Callers are ordered by the database's
+clock (`clock_timestamp()`), never a node's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import Interval
 
 from afterbeep.db import tables as t
 from afterbeep.db.engine import Database
 from afterbeep.domain.queues import AgentState, AgentStatus, WaitingCaller
-from afterbeep.services.ports.queues import StoredAgent
+from afterbeep.services.ports.queues import Look, QueueTally, StoredAgent
 
 _C = t.queue_callers
 _AS = t.agent_states
+_T = t.queue_tallies
 _FREE = {"held_state": None, "held_ticket": None, "held_node": None, "held_until": None}
+_COUNTED = ("abandoned", "timed_out")
+
+
+class _NoneGot(Exception):
+    """A claim got no agent: what it wrote (the queue's offer count) is rolled back."""
 
 
 class SqlQueueFloor:
@@ -28,21 +45,48 @@ class SqlQueueFloor:
         self._db = db
         self.node_id = node_id
 
+    def _db_now(self) -> ColumnElement[Any]:
+        if self._db.is_sqlite:  # one process: its clock is the only one
+            return func.strftime("%Y-%m-%d %H:%M:%f", "now")
+        return func.clock_timestamp()
+
     async def join(
-        self, account_id: str, queue_id: str, ticket: str, joined_at: datetime, until: datetime
-    ) -> None:
+        self, account_id: str, queue_id: str, ticket: str, until: datetime, waited: float = 0.0
+    ) -> datetime:
+        joined: ColumnElement[Any] = self._db_now()
+        if waited > 0 and not self._db.is_sqlite:
+            joined = joined - literal(timedelta(seconds=waited), Interval())
         async with self._db.begin() as conn:
-            await conn.execute(
-                insert(_C).values(
-                    ticket=ticket,
-                    queue_id=queue_id,
-                    account_id=account_id,
-                    node_id=self.node_id,
-                    joined_at=joined_at,
-                    offered=False,
-                    expires_at=until,
+            at = (
+                await conn.execute(
+                    insert(_C)
+                    .values(
+                        ticket=ticket,
+                        queue_id=queue_id,
+                        account_id=account_id,
+                        node_id=self.node_id,
+                        joined_at=joined,
+                        offered=False,
+                        expires_at=until,
+                    )
+                    .returning(_C.c.joined_at)
                 )
-            )
+            ).scalar_one()
+            await self._tally_row(conn, account_id, queue_id)
+        assert isinstance(at, datetime)
+        return at
+
+    async def _tally_row(self, conn: AsyncConnection, account_id: str, queue_id: str) -> None:
+        values = {
+            "queue_id": queue_id,
+            "account_id": account_id,
+            "offers": 0,
+            "answered": 0,
+            "abandoned": 0,
+            "timed_out": 0,
+        }
+        make = sqlite_insert if self._db.is_sqlite else pg_insert
+        await conn.execute(make(_T).values(**values).on_conflict_do_nothing())
 
     async def look(
         self,
@@ -52,7 +96,7 @@ class SqlQueueFloor:
         now: datetime,
         until: datetime,
         ticket: str | None = None,
-    ) -> tuple[list[WaitingCaller], dict[str, StoredAgent]]:
+    ) -> Look:
         async with self._db.begin() as conn:
             if ticket is not None:
                 await conn.execute(
@@ -68,13 +112,34 @@ class SqlQueueFloor:
                     )
                 )
             ).all()
-            agents = (
-                await conn.execute(
-                    select(_AS).where(_AS.c.account_id == account_id, _AS.c.user_id.in_(user_ids))
-                )
-            ).all()
+            stored = await self._agents(conn, account_id, user_ids, now)
+            tally = (await conn.execute(select(_T).where(_T.c.queue_id == queue_id))).first()
+            at = (await conn.execute(select(self._db_now()))).scalar_one()
         waiting = [WaitingCaller(r.ticket, r.joined_at, bool(r.offered)) for r in rows]
-        stored = {
+        counts = QueueTally()
+        if tally is not None:
+            counts = QueueTally(
+                tally.offers, tally.last_offered, tally.answered, tally.abandoned, tally.timed_out
+            )
+        if isinstance(at, str):  # SQLite
+            at = datetime.fromisoformat(at).replace(tzinfo=now.tzinfo)
+        return Look(waiting, stored, counts, at)
+
+    async def agents(
+        self, account_id: str, user_ids: Sequence[str], now: datetime
+    ) -> dict[str, StoredAgent]:
+        async with self._db.begin() as conn:
+            return await self._agents(conn, account_id, user_ids, now)
+
+    async def _agents(
+        self, conn: AsyncConnection, account_id: str, user_ids: Sequence[str], now: datetime
+    ) -> dict[str, StoredAgent]:
+        agents = (
+            await conn.execute(
+                select(_AS).where(_AS.c.account_id == account_id, _AS.c.user_id.in_(user_ids))
+            )
+        ).all()
+        return {
             r.user_id: StoredAgent(
                 r.user_id,
                 AgentStatus(r.status),
@@ -82,46 +147,73 @@ class SqlQueueFloor:
                 r.held_ticket,
                 r.held_until,
                 r.idle_since,
+                r.missed_in_row,
+                r.calls,
             )
             for r in agents
         }
-        return waiting, stored
 
     async def claim(
         self,
         account_id: str,
+        queue_id: str,
         user_ids: Sequence[str],
         ticket: str,
         now: datetime,
         until: datetime,
+        offers_seen: int,
     ) -> list[str]:
         got = []
-        async with self._db.begin() as conn:
-            for user_id in user_ids:
-                result = await conn.execute(
-                    update(_AS)
-                    .where(
-                        _AS.c.account_id == account_id,
-                        _AS.c.user_id == user_id,
-                        _AS.c.status == AgentStatus.AVAILABLE.value,
-                        or_(_AS.c.held_state.is_(None), _AS.c.held_until <= now),
-                    )
-                    .values(
-                        held_state=AgentState.OFFERING.value,
-                        held_ticket=ticket,
-                        held_node=self.node_id,
-                        held_until=until,
-                    )
+        try:
+            async with self._db.begin() as conn:
+                await self._tally_row(conn, account_id, queue_id)
+                counted = await conn.execute(
+                    update(_T)
+                    .where(_T.c.queue_id == queue_id, _T.c.offers == offers_seen)
+                    .values(offers=_T.c.offers + 1)
                 )
-                if result.rowcount:
-                    got.append(user_id)
-            if got:
+                if not counted.rowcount:
+                    return []
+                for user_id in user_ids:
+                    result = await conn.execute(
+                        update(_AS)
+                        .where(
+                            _AS.c.account_id == account_id,
+                            _AS.c.user_id == user_id,
+                            _AS.c.status == AgentStatus.AVAILABLE.value,
+                            or_(_AS.c.held_state.is_(None), _AS.c.held_until <= now),
+                        )
+                        .values(
+                            held_state=AgentState.OFFERING.value,
+                            held_ticket=ticket,
+                            held_node=self.node_id,
+                            held_until=until,
+                        )
+                    )
+                    if result.rowcount:
+                        got.append(user_id)
+                if not got:
+                    raise _NoneGot
+                await conn.execute(
+                    update(_T).where(_T.c.queue_id == queue_id).values(last_offered=got[-1])
+                )
                 await conn.execute(update(_C).where(_C.c.ticket == ticket).values(offered=True))
+        except _NoneGot:
+            return []
         return got
 
     async def release(
-        self, account_id: str, user_id: str, ticket: str, *, still_offered: bool
-    ) -> None:
+        self,
+        account_id: str,
+        user_id: str,
+        ticket: str,
+        *,
+        still_offered: bool,
+        missed: bool = False,
+        max_no_answer: int = 0,
+        now: datetime | None = None,
+    ) -> int | None:
+        streak = None
         async with self._db.begin() as conn:
             await conn.execute(
                 update(_AS)
@@ -133,11 +225,37 @@ class SqlQueueFloor:
                 )
                 .values(**_FREE)
             )
+            if missed:
+                agent = (_AS.c.account_id == account_id) & (_AS.c.user_id == user_id)
+                streak = (
+                    await conn.execute(
+                        update(_AS)
+                        .where(agent)
+                        .values(missed_in_row=_AS.c.missed_in_row + 1)
+                        .returning(_AS.c.missed_in_row)
+                    )
+                ).scalar_one_or_none()
+                if streak is not None and max_no_answer and streak >= max_no_answer:
+                    on_break: dict[str, Any] = {"status": AgentStatus.ON_BREAK.value}
+                    if now is not None:
+                        on_break["updated_at"] = now
+                    await conn.execute(
+                        update(_AS)
+                        .where(agent, _AS.c.status == AgentStatus.AVAILABLE.value)
+                        .values(**on_break)
+                    )
             if not still_offered:
                 await conn.execute(update(_C).where(_C.c.ticket == ticket).values(offered=False))
+        return streak
 
     async def answered(
-        self, account_id: str, user_id: str, ticket: str, others: Sequence[str], until: datetime
+        self,
+        account_id: str,
+        queue_id: str,
+        user_id: str,
+        ticket: str,
+        others: Sequence[str],
+        until: datetime,
     ) -> None:
         async with self._db.begin() as conn:
             await conn.execute(
@@ -148,7 +266,12 @@ class SqlQueueFloor:
                     held_ticket=ticket,
                     held_node=self.node_id,
                     held_until=until,
+                    missed_in_row=0,
+                    calls=_AS.c.calls + 1,
                 )
+            )
+            await conn.execute(
+                update(_T).where(_T.c.queue_id == queue_id).values(answered=_T.c.answered + 1)
             )
             if others:
                 await conn.execute(
@@ -179,8 +302,13 @@ class SqlQueueFloor:
                 )
             )
 
-    async def left(self, ticket: str) -> None:
+    async def left(self, queue_id: str, ticket: str, counted: str | None = None) -> None:
         async with self._db.begin() as conn:
+            if counted in _COUNTED:
+                column = _T.c[counted]
+                await conn.execute(
+                    update(_T).where(_T.c.queue_id == queue_id).values({column: column + 1})
+                )
             await conn.execute(
                 update(_AS)
                 .where(

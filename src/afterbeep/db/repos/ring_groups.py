@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
@@ -244,10 +244,15 @@ class SqlQueueRepo(_Crud):
     async def set_status(
         self, account_id: str, user_id: str, status: AgentStatus, now: datetime
     ) -> None:
+        values: dict[str, Any] = {"status": status.value, "updated_at": now}
+        if status is AgentStatus.AVAILABLE:  # back from a break or offline: a new streak
+            values["missed_in_row"] = case(
+                (_AS.c.status != AgentStatus.AVAILABLE.value, 0), else_=_AS.c.missed_in_row
+            )
         result = await self._conn.execute(
             update(_AS)
             .where(_AS.c.account_id == account_id, _AS.c.user_id == user_id)
-            .values(status=status.value, updated_at=now)
+            .values(values)
         )
         if not result.rowcount:
             await self._conn.execute(

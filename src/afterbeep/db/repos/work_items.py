@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import zlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
+from afterbeep.db.engine import Database
 from afterbeep.db.repos._paging import page_query, split_page
 from afterbeep.domain.queues import AgentStatus
 from afterbeep.domain.work_items import (
@@ -198,6 +202,31 @@ class SqlWorkItemRepo:
         row = (await self._conn.execute(select(_O).where(_O.c.id == offer_id))).first()
         return _offer(row) if row else None
 
+    async def pending_offers(self) -> builtins.list[WorkOffer]:
+        query = select(_O).where(_O.c.status == OfferStatus.PENDING.value).order_by(_O.c.id)
+        return [_offer(r) for r in (await self._conn.execute(query)).all()]
+
+    async def routing_memory(self) -> tuple[dict[str, str], dict[tuple[str, str], int]]:
+        last = (
+            select(_O.c.queue_id, func.max(_O.c.id).label("id")).group_by(_O.c.queue_id).subquery()
+        )
+        lasts = (
+            await self._conn.execute(
+                select(_O.c.queue_id, _O.c.agent_id).join(last, _O.c.id == last.c.id)
+            )
+        ).all()
+        accepted = (
+            await self._conn.execute(
+                select(_O.c.account_id, _O.c.agent_id, func.count())
+                .where(_O.c.status == OfferStatus.ACCEPTED.value)
+                .group_by(_O.c.account_id, _O.c.agent_id)
+            )
+        ).all()
+        return (
+            {r.queue_id: r.agent_id for r in lasts},
+            {(r[0], r[1]): int(r[2]) for r in accepted},
+        )
+
     async def offers(self, account_id: str, item_id: str) -> builtins.list[WorkOffer]:
         query = (
             select(_O)
@@ -277,3 +306,22 @@ class SqlWorkItemRepo:
             .values(revoked_at=now)
         )
         return bool(done.rowcount)
+
+
+ROUTER_LOCK_KEY = zlib.crc32(b"afterbeep.work_router")  # the advisory lock's key (bigint space)
+
+
+class SqlRouterLock:
+    """The work router's advisory lock on PostgreSQL: a transaction on a connection of its own
+    holds `pg_advisory_xact_lock` for the block; a node that dies drops its connection, and
+    the lock with it."""
+
+    def __init__(self, db: Database, key: int = ROUTER_LOCK_KEY) -> None:
+        self._db = db
+        self._key = key
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        async with self._db.engine.connect() as conn, conn.begin():
+            await conn.execute(select(func.pg_advisory_xact_lock(self._key)))
+            yield

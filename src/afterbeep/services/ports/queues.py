@@ -20,6 +20,30 @@ class StoredAgent:
     ticket: str | None = None
     held_until: datetime | None = None
     idle_since: datetime | None = None
+    missed_in_row: int = 0
+    calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTally:
+    """What a queue's strategy and statistics keep: `offers` made (the version a claim checks),
+    the agent offered last (round robin), callers answered, abandoned and timed out."""
+
+    offers: int = 0
+    last_offered: str | None = None
+    answered: int = 0
+    abandoned: int = 0
+    timed_out: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """A queue as stored: its line, its members, its tally, and the database's time then."""
+
+    waiting: list[WaitingCaller]
+    agents: dict[str, StoredAgent]
+    tally: QueueTally
+    at: datetime
 
 
 class SharedFloor(Protocol):
@@ -29,8 +53,11 @@ class SharedFloor(Protocol):
     node_id: str
 
     async def join(
-        self, account_id: str, queue_id: str, ticket: str, joined_at: datetime, until: datetime
-    ) -> None: ...
+        self, account_id: str, queue_id: str, ticket: str, until: datetime, waited: float = 0.0
+    ) -> datetime:
+        """The caller stands in the line as joined `waited` seconds before now, on the
+        database's clock (one clock orders callers of every node): its `joined_at`."""
+        ...
 
     async def look(
         self,
@@ -40,38 +67,66 @@ class SharedFloor(Protocol):
         now: datetime,
         until: datetime,
         ticket: str | None = None,
-    ) -> tuple[list[WaitingCaller], dict[str, StoredAgent]]:
-        """The queue's line (live rows) and its members as stored; `ticket`'s row renewed."""
+    ) -> Look:
+        """The queue's line (live rows), its members and tally as stored; `ticket`'s row
+        renewed."""
         ...
+
+    async def agents(
+        self, account_id: str, user_ids: Sequence[str], now: datetime
+    ) -> dict[str, StoredAgent]: ...
 
     async def claim(
         self,
         account_id: str,
+        queue_id: str,
         user_ids: Sequence[str],
         ticket: str,
         now: datetime,
         until: datetime,
+        offers_seen: int,
     ) -> list[str]:
         """Hold each agent free and available for `ticket`'s offer: those it got (none when
-        another node or queue holds them); the caller is marked offered when it got any."""
+        another node or queue holds them, or when an offer of the queue was made since its
+        tally showed `offers_seen`: the choice was made on a stale view). When it got any, the
+        caller is marked offered and the tally counts the offer (the last agent got: round
+        robin's position), all in one transaction."""
         ...
 
     async def release(
-        self, account_id: str, user_id: str, ticket: str, *, still_offered: bool
-    ) -> None:
-        """`ticket`'s offer to the agent ended unanswered."""
+        self,
+        account_id: str,
+        user_id: str,
+        ticket: str,
+        *,
+        still_offered: bool,
+        missed: bool = False,
+        max_no_answer: int = 0,
+        now: datetime | None = None,
+    ) -> int | None:
+        """`ticket`'s offer to the agent ended unanswered; `missed` (it rang out): the agent's
+        streak grows, and at `max_no_answer` (0: never) its status is `on_break`. The streak
+        when `missed`."""
         ...
 
     async def answered(
-        self, account_id: str, user_id: str, ticket: str, others: Sequence[str], until: datetime
+        self,
+        account_id: str,
+        queue_id: str,
+        user_id: str,
+        ticket: str,
+        others: Sequence[str],
+        until: datetime,
     ) -> None:
-        """The agent holds `ticket`'s call; `others` (offered too) are free; the caller leaves."""
+        """The agent holds `ticket`'s call (its streak ends, its calls count one more);
+        `others` (offered too) are free; the caller leaves, counted answered."""
         ...
 
     async def call_ended(self, account_id: str, user_id: str, wrap_up_until: datetime) -> None: ...
 
-    async def left(self, ticket: str) -> None:
-        """The caller left unanswered: its row and its offers' holds go."""
+    async def left(self, queue_id: str, ticket: str, counted: str | None = None) -> None:
+        """The caller left unanswered: its row and its offers' holds go; `counted`: the tally
+        it adds one to (`abandoned`, `timed_out`)."""
         ...
 
     async def renew(self, now: datetime, until: datetime) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -34,6 +35,13 @@ class AgentToken:
     secret_hash: str
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class RouterLock(Protocol):
+    """One work router at a time across the nodes of a cluster (issue 23): held around each
+    change, released when its holder's connection ends (a dead node holds nothing)."""
+
+    def hold(self) -> AbstractAsyncContextManager[None]: ...
 
 
 class WorkItemRepo(Protocol):
@@ -83,3 +91,12 @@ class WorkItemRepo(Protocol):
     async def revoke_token(
         self, account_id: str, user_id: str, token_id: str, now: datetime
     ) -> bool: ...
+
+    async def pending_offers(self) -> builtins.list[WorkOffer]:
+        """Every offer still waiting for its agent's answer."""
+        ...
+
+    async def routing_memory(self) -> tuple[dict[str, str], dict[tuple[str, str], int]]:
+        """What the strategies remember, from every offer made: the agent offered last in
+        each queue (round robin), and the items each agent (account, user) accepted."""
+        ...
