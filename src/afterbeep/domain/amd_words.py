@@ -191,8 +191,12 @@ class WordsSettings:
     """Milliseconds of audio."""
 
     ask_after_ms: int = 500  # silence after the first turn before it is transcribed
+    reask_after_ms: int = 500  # the same when the turn went on after it was first sent
+    max_asks: int = 2  # a first turn is transcribed at most this often (it went on after each)
     short_turn_ms: int = 2000  # a first turn up to this long is a hello
     human_silence_ms: int = 800  # then this much silence: a person, unless the words say machine
+    quick_silence_ms: int = 0  # a short turn with a person's cue that is no name: a person after
+    # this much silence (0: off, as human_silence_ms); see `quick_cue`
     neutral_silence_ms: int = 1000  # the same when the words hold no cue (a beep may follow)
     neutral_turn_ms: int = 6000  # a longer first turn up to this long without cue words, then ...
     neutral_long_silence_ms: int = 1100  # ... this much silence: a person (0 above: off)
@@ -233,13 +237,22 @@ def decide_first_turn(
     person = words.verdict is Verdict.PERSON
     if turn_ms <= settings.short_turn_ms:
         hello = person or words.verdict is Verdict.HELLO
-        if silence_ms >= (settings.human_silence_ms if hello else settings.neutral_silence_ms):
+        wait = settings.human_silence_ms if hello else settings.neutral_silence_ms
+        if person and settings.quick_silence_ms and quick_cue(words):
+            wait = min(wait, settings.quick_silence_ms)
+        if silence_ms >= wait:
             return FirstTurnDecision(Call.HUMAN, "HUMAN-SHORT-WORDS", words.cue)
     elif person and silence_ms >= settings.human_silence_ms:
         return FirstTurnDecision(Call.HUMAN, "HUMAN-WORDS", words.cue)
     elif turn_ms <= settings.neutral_turn_ms and silence_ms >= settings.neutral_long_silence_ms:
         return FirstTurnDecision(Call.HUMAN, "HUMAN-WORDS", None)
     return None
+
+
+def quick_cue(words: Words) -> bool:
+    """A person's cue that is not a name: "Hello?" alone, "who is this", "speaking". A name
+    ("Hi, this is Kevin.") also opens greetings, which go on after a pause of up to 700 ms."""
+    return words.verdict is Verdict.PERSON and words.cue is not None and NAME not in words.cue
 
 
 def timing_may_decide(state: WordsState, silence_ms: int, settings: WordsSettings = WordsSettings()) -> bool:
