@@ -40,10 +40,12 @@ deliberate: by timing alone, a short greeting with no beep ("Leave a message." t
 reads as a person rather than risk playing a message to one.
 
 Words (with ``cues``): once 500 ms of silence follow the first turn, `turn_to_transcribe`
-hands its audio over (once; once more if the turn went on after that pause) and the caller
+hands its audio over (once; again if the turn went on after that pause, up to
+`WordsSettings.max_asks` times in all) and the caller
 transcribes it off this thread and gives the text to `hear`. `afterbeep.domain.amd_words`
 then decides with the timing: a machine cue starts the greeting at once (WORDS-MACHINE), a
-short turn or a person's words end in ``human`` after 800-1000 ms of silence, a first turn of
+short turn or a person's words end in ``human`` after 800-1000 ms of silence (a short turn
+with a person's phrase that is no name, "who is this", as soon as its words are back), a first turn of
 up to 6 s with no cue after 1.1 s. While the words are awaited the timing rules hold their
 decision, up to 2 s of silence; without words (busy pool, failure, too late) they decide
 alone and their cause says why (``HUMAN-SHORT/NOWORDS-BUSY``). A turn then the end of the
