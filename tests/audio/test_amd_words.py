@@ -5,6 +5,7 @@ runs the real engine."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -26,9 +27,10 @@ def run(
     language: str = "en",
     late_frames: int = 0,
     reason: str = "BUSY",
+    settings: WordsSettings | None = None,
 ) -> tuple[list[AmdDecision], list[Audio]]:
     """Feed 20 ms frames; a turn handed over is answered ``late_frames`` frames later."""
-    detector = MachineDetector(cues=load_cues(language))
+    detector = MachineDetector(cues=load_cues(language), words=settings)
     decisions: list[AmdDecision] = []
     asked: list[Audio] = []
     due: list[tuple[int, str | None]] = []
@@ -182,3 +184,27 @@ def test_a_short_turn_opening_with_a_hello_is_a_person_after_the_shorter_silence
     assert neutral[-1].answered_by is AnsweredBy.HUMAN and neutral[-1].cue is None
     s = WordsSettings()
     assert neutral[-1].detection_ms - hello[-1].detection_ms == s.neutral_silence_ms - s.human_silence_ms
+
+
+def test_a_turn_that_goes_on_twice_is_handed_over_up_to_max_asks_times() -> None:
+    pcm = pcm_of(quiet(300), say("Guten Morgen."), quiet(450), say("Praxis Acme."), quiet(450),
+                 say("Anna am Apparat."), quiet(4000))
+    said = ["Guten Morgen.", "Guten Morgen. Praxis Acme.", "Guten Morgen. Praxis Acme. Anna am Apparat."]
+    for asks in (2, 3):
+        s = WordsSettings(ask_after_ms=300, max_asks=asks)
+        texts = iter(said)
+        decisions, asked = run(pcm, lambda _, t=texts: next(t), language="de", settings=s)
+        assert len(asked) == asks and all(len(b) > len(a) for a, b in itertools.pairwise(asked))
+    # the third transcript covers the whole turn: its person's words decide it
+    assert decisions[-1].answered_by is AnsweredBy.HUMAN and decisions[-1].cue == "am apparat"
+
+
+def test_a_hello_with_a_persons_cue_is_decided_after_the_quick_silence() -> None:
+    speech = say("Hi, who is this?")
+    pcm = pcm_of(quiet(300), speech, quiet(3000))
+    s = WordsSettings(ask_after_ms=300, quick_silence_ms=500)
+    quick, _ = run(pcm, lambda _: "Hi, who is this?", settings=s)
+    named, _ = run(pcm, lambda _: "Hi, this is Kevin.", settings=s)
+    assert quick[-1].answered_by is AnsweredBy.HUMAN and quick[-1].cue == "who is this"
+    assert named[-1].answered_by is AnsweredBy.HUMAN and named[-1].cue == "this is <name>"
+    assert named[-1].detection_ms - quick[-1].detection_ms == s.human_silence_ms - s.quick_silence_ms

@@ -15,6 +15,7 @@ from afterbeep.domain.amd_words import (
     decide_first_turn,
     normalise,
     parse_cues,
+    quick_cue,
     read_words,
     timing_may_decide,
 )
@@ -242,3 +243,29 @@ def test_a_hello_is_a_person_after_a_short_turn_only() -> None:
     # a longer turn opening with a hello is weighed as one without cue
     assert decide_first_turn(4200, s.human_silence_ms, HEARD, hello) is None
     assert decide_first_turn(s.neutral_turn_ms + 20, 2500, HEARD, hello) is None
+
+
+def test_a_short_turn_with_a_persons_cue_that_is_no_name_is_a_person_after_the_quick_silence() -> None:
+    s = WordsSettings(quick_silence_ms=500)
+    who = read_words("Hi, who is this?", load_cues("en"))
+    alone = read_words("Hello?", load_cues("en"))
+    # a greeting's first sentence may be these: "Hi, this is Kevin.", "Hello.", "Guten Morgen."
+    name = read_words("Hi, this is Kevin.", load_cues("en"))
+    morning = read_words("Guten Morgen.", load_cues("de"))
+    hello = Words("Hello, Nisyanis.", Verdict.HELLO, "hello")
+    assert quick_cue(who) and who.phrase
+    assert alone.verdict is morning.verdict is name.verdict is Verdict.PERSON
+    assert not any(quick_cue(w) for w in (alone, morning, name, hello))
+    assert decide_first_turn(1400, 480, HEARD, who, settings=s) is None
+    decided = decide_first_turn(1400, 500, HEARD, who, settings=s)
+    assert decided is not None and decided.call is Call.HUMAN and decided.cause == "HUMAN-SHORT-WORDS"
+    for slower in (name, hello, alone, morning):
+        assert decide_first_turn(1400, s.human_silence_ms - 20, HEARD, slower, settings=s) is None
+        assert decide_first_turn(1400, s.human_silence_ms, HEARD, slower, settings=s) is not None
+    assert decide_first_turn(1400, 500, HEARD, NEUTRAL, settings=s) is None
+    # only after a short turn, only on the whole turn, and off by 0
+    assert decide_first_turn(s.short_turn_ms + 20, 500, HEARD, who, settings=s) is None
+    assert decide_first_turn(1400, 500, HEARD, who, whole_turn=False, settings=s) is None
+    assert decide_first_turn(1400, 500, HEARD, who, settings=WordsSettings(quick_silence_ms=0)) is None
+    # a person's phrase read from the list is what makes it quick, not the verdict alone
+    assert not quick_cue(Words("How can I help you?", Verdict.PERSON, "how can i help"))

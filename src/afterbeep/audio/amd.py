@@ -40,10 +40,12 @@ deliberate: by timing alone, a short greeting with no beep ("Leave a message." t
 reads as a person rather than risk playing a message to one.
 
 Words (with ``cues``): once 500 ms of silence follow the first turn, `turn_to_transcribe`
-hands its audio over (once; once more if the turn went on after that pause) and the caller
+hands its audio over (once; again if the turn went on after that pause, up to
+`WordsSettings.max_asks` times in all) and the caller
 transcribes it off this thread and gives the text to `hear`. `afterbeep.domain.amd_words`
 then decides with the timing: a machine cue starts the greeting at once (WORDS-MACHINE), a
-short turn or a person's words end in ``human`` after 800-1000 ms of silence, a first turn of
+short turn or a person's words end in ``human`` after 800-1000 ms of silence (a short turn
+with a person's phrase that is no name, "who is this", as soon as its words are back), a first turn of
 up to 6 s with no cue after 1.1 s. While the words are awaited the timing rules hold their
 decision, up to 2 s of silence; without words (busy pool, failure, too late) they decide
 alone and their cause says why (``HUMAN-SHORT/NOWORDS-BUSY``). A turn then the end of the
@@ -147,7 +149,6 @@ class _State(enum.Enum):
     DONE = enum.auto()
 
 
-_MAX_ASKS = 2  # a first turn is transcribed when it ends; once more if it went on after that
 _BLOCK_FRAMES = 25  # noise floor: minimum per 500 ms block, over the last few blocks
 _DIGITAL_SILENCE = 24  # frames within +-24: a lost packet or silence suppression, not line noise
 _PRE_EMPHASIS = 0.9  # high-pass: mains hum and rumble below the telephone band are not speech
@@ -278,7 +279,7 @@ class MachineDetector:
         w = self._words_settings
         turn = self._last_speech - self._turn_start
         went_on = (
-            self._asks == 1
+            1 <= self._asks < w.max_asks
             and self._words_state is WordsState.HEARD
             and self._words is not None
             and self._words.verdict is not Verdict.MACHINE
@@ -287,7 +288,7 @@ class MachineDetector:
         if (
             (went_on or (self._words_state is WordsState.WAITING and self._asks == 0))
             and self._turns == 1
-            and silence >= w.ask_after_ms
+            and silence >= (w.reask_after_ms if self._asks else w.ask_after_ms)
             and self._speech_ms >= self.settings.min_turn_speech_ms
         ):
             self._asked_end = self._last_speech
@@ -299,7 +300,7 @@ class MachineDetector:
                 self._words_state = WordsState.WAITING
                 start = max(0, self._first_speech - 200) // FRAME_MS
                 self._request = np.concatenate(self._frames[start:])
-            if self._asks >= _MAX_ASKS or self._words_state is WordsState.NONE:
+            if self._asks >= w.max_asks or self._words_state is WordsState.NONE:
                 self._frames = []
 
     def _caused(self, cause: str) -> str:
@@ -313,7 +314,7 @@ class MachineDetector:
     def _frame(self, frame: Audio) -> list[AmdDecision]:
         s = self.settings
         self._t += FRAME_MS
-        if self._cues is not None and self._asks < _MAX_ASKS:
+        if self._cues is not None and self._asks < self._words_settings.max_asks:
             self._frames.append(frame)
         t = self._t
         x = frame.astype(np.float32)

@@ -9,10 +9,13 @@ turn and its words say. The rule, people first:
   "not available", "you've reached", ...): ``machine`` at once, whatever the turn's length
   (cause WORDS-MACHINE): a beep or the end of the greeting is still waited for;
 - a turn up to `WordsSettings.short_turn_ms` (a hello, "Hi, this is Mark") whose words do not
-  say machine, then `human_silence_ms` (800) of silence when they are a person's ("Hello?"
-  alone, "who is this") or open with a filler and hold no cue ("Hello, Nisyanis." for "Hello,
-  this is Jenny": a hello, Verdict.HELLO), or `neutral_silence_ms` (1000) when they hold no
-  cue (time for a beep after a greeting whose words were not understood to start): ``human``
+  say machine, then `quick_silence_ms` (500; in practice when the words are back, since they
+  are asked for after 500 ms) when they hold a person's phrase that is no name ("who is this",
+  "speaking": `quick_cue`), `human_silence_ms` (800) of silence when they are a person's
+  otherwise ("Hello?" alone, "this is <name>": a greeting may open with these and go on after
+  a pause) or open with a filler and hold no cue ("Hello, Nisyanis." for "Hello, this is
+  Jenny": a hello, Verdict.HELLO), or `neutral_silence_ms` (1000) when they hold no cue (time
+  for a beep after a greeting whose words were not understood to start): ``human``
   (HUMAN-SHORT-WORDS);
 - a longer first turn whose words are a person's ("how can I help you", "speaking", a turn
   ending "this is <name>"), then `human_silence_ms` of silence: ``human`` (HUMAN-WORDS);
@@ -81,6 +84,7 @@ class Words:
     transcript: str
     verdict: Verdict
     cue: str | None = None
+    phrase: bool = False  # the cue is a phrase of the list (not fillers alone, "Hello?")
 
 
 def normalise(text: str) -> tuple[str, ...]:
@@ -164,7 +168,7 @@ def read_words(transcript: str, cues: CueList) -> Words:
     for phrase in cues.person:
         found = _ends_with(words, phrase, cues.fillers) if NAME in phrase else _contains(words, phrase)
         if found:
-            return Words(transcript, Verdict.PERSON, " ".join(phrase))
+            return Words(transcript, Verdict.PERSON, " ".join(phrase), phrase=True)
     if words and all(w in cues.fillers for w in words):
         return Words(transcript, Verdict.PERSON, " ".join(dict.fromkeys(words)))  # "Hello?" alone
     if words:
@@ -191,8 +195,12 @@ class WordsSettings:
     """Milliseconds of audio."""
 
     ask_after_ms: int = 500  # silence after the first turn before it is transcribed
+    reask_after_ms: int = 500  # the same when the turn went on after it was first sent
+    max_asks: int = 2  # a first turn is transcribed at most this often (it went on after each)
     short_turn_ms: int = 2000  # a first turn up to this long is a hello
     human_silence_ms: int = 800  # then this much silence: a person, unless the words say machine
+    quick_silence_ms: int = 500  # a short turn with a person's cue that is no name: a person after
+    # this much silence (0: off, as human_silence_ms); see `quick_cue`
     neutral_silence_ms: int = 1000  # the same when the words hold no cue (a beep may follow)
     neutral_turn_ms: int = 6000  # a longer first turn up to this long without cue words, then ...
     neutral_long_silence_ms: int = 1100  # ... this much silence: a person (0 above: off)
@@ -233,13 +241,23 @@ def decide_first_turn(
     person = words.verdict is Verdict.PERSON
     if turn_ms <= settings.short_turn_ms:
         hello = person or words.verdict is Verdict.HELLO
-        if silence_ms >= (settings.human_silence_ms if hello else settings.neutral_silence_ms):
+        wait = settings.human_silence_ms if hello else settings.neutral_silence_ms
+        if person and settings.quick_silence_ms and quick_cue(words):
+            wait = min(wait, settings.quick_silence_ms)
+        if silence_ms >= wait:
             return FirstTurnDecision(Call.HUMAN, "HUMAN-SHORT-WORDS", words.cue)
     elif person and silence_ms >= settings.human_silence_ms:
         return FirstTurnDecision(Call.HUMAN, "HUMAN-WORDS", words.cue)
     elif turn_ms <= settings.neutral_turn_ms and silence_ms >= settings.neutral_long_silence_ms:
         return FirstTurnDecision(Call.HUMAN, "HUMAN-WORDS", None)
     return None
+
+
+def quick_cue(words: Words) -> bool:
+    """A person's phrase that is no name: "who is this", "speaking", "how can I help". A name
+    ("Hi, this is Kevin.") and fillers alone ("Hello.", "Guten Morgen.") also open greetings,
+    which go on after a pause of up to 700 ms."""
+    return words.verdict is Verdict.PERSON and words.phrase and words.cue is not None and NAME not in words.cue
 
 
 def timing_may_decide(state: WordsState, silence_ms: int, settings: WordsSettings = WordsSettings()) -> bool:
