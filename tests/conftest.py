@@ -28,6 +28,8 @@ from afterbeep.db.engine import Database
 from tests.fixtures.postgres import postgres_cluster
 from tests.fixtures.seaweed import SeaweedS3, seaweed_s3  # noqa: F401  (session fixture)
 
+pytest_plugins = ["tests.file_durations"]
+
 # Answering machine detection by words loads a speech model: only its own tests turn it on
 # (they pass words on explicitly); everything else, services started here included, runs without.
 os.environ.setdefault("AFTERBEEP_AMD_WORDS", "off")

@@ -23,7 +23,7 @@ from afterbeep.app import Runtime
 from afterbeep.audio.amd_corpus import speak
 from afterbeep.audio.compare import compare
 from afterbeep.audio.tones import silence, tone
-from afterbeep.telephony.call import SipCall
+from afterbeep.telephony.call import CallSettings, SipCall
 from afterbeep.telephony.interface import Audio, CallEnded
 from afterbeep.telephony.server import Route, TelephonyServer, telephony_configs
 from afterbeep.telephony.sip import IncomingInvite
@@ -148,7 +148,13 @@ async def callee(*behaviours: Behaviour) -> AsyncIterator[Callee]:
     # A line that hangs up after 3 s without RTP: afterbeep sends silence while it listens.
     media_config = replace(media_config, inactivity_timeout=3.0)
     c = Callee(*behaviours)
-    async with TelephonyServer(ua_config, media_config, router=c._route) as server:
+    # After the service's BYE the line keeps receiving for half a second, not 0.1 s: the RTP
+    # sent before that BYE is all there, but a busy machine (load 14) delivered the last 200 ms
+    # of a drop only after the line had closed its media.
+    settings = CallSettings(hangup_grace=0.5)
+    async with TelephonyServer(
+        ua_config, media_config, router=c._route, call_settings=settings
+    ) as server:
         c.server = server
         yield c
 

@@ -270,7 +270,9 @@ def pieces(audio: Audio) -> list[Audio]:
 async def test_the_owner_walks_the_menu(served: Served) -> None:
     # no greeting nor name yet: "the person at extension 2 0 1 is not available"
     heard = await python_caller(served.rt, limit=len(GREETING) / 8000 + 1.0)
-    assert _contains(heard.heard.pcm, sent(GREETING))
+    # Its first quarter second left out: the service plays from the answer, the caller's
+    # recording starts a moment later (at load 9 the first packets were lost that way).
+    assert _contains(heard.heard.pcm, sent(GREETING)[2000:])
     await settle(served.rt)
     first = await served.deposit(seed=11)
     second = await served.deposit(seed=12)
