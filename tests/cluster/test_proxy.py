@@ -11,6 +11,7 @@ import contextlib
 import re
 import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from ipaddress import ip_network
@@ -90,7 +91,8 @@ def test_render_lists_every_node_in_the_dispatcher_set(tmp_path: Path) -> None:
     assert 'modparam("dispatcher", "flags", 2)' in cfg
     assert 'modparam("dispatcher", "ds_probing_mode", 1)' in cfg
     assert 'modparam("dispatcher", "ds_ping_interval", 2)' in cfg
-    assert 'modparam("tm", "fr_timer", 2000)' in cfg
+    assert 'modparam("tm", "fr_timer", 2000)' in cfg  # a new call to a node, the probes
+    assert cfg.count("t_set_fr(330000, 32000);") == 2  # in-dialog and nodes' own requests
     assert "children=4" in cfg
     assert "ds_next_dst()" in cfg and "add_path_received()" in cfg
     assert "$var(cps) > 50" in cfg
@@ -425,6 +427,107 @@ async def test_a_node_that_does_not_answer_is_passed_over_after_the_failover_tim
         assert accepted(n1) == 2
         assert f"408 from a node, next: sip:127.0.0.1:{sip_port(n1)}" in proxy.output()
         await settle(n1)
+
+
+class SlowByeNode:
+    """A stand-in node on UDP that answers an INVITE 200 at once and a BYE `bye_delay` later
+    (its retransmissions unanswered), as a node whose loop stalls for a moment."""
+
+    def __init__(self, bye_delay: float) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port: int = self.sock.getsockname()[1]
+        self.bye_delay = bye_delay
+        self.byes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> SlowByeNode:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, source = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            text = data.decode()
+            if text.startswith("INVITE "):
+                self.sock.sendto(self._answer(text, record_route=True), source)
+            elif text.startswith("BYE "):
+                self.byes += 1
+                if self.byes == 1:
+                    answer = self._answer(text, record_route=False)
+                    threading.Timer(self.bye_delay, self.sock.sendto, (answer, source)).start()
+
+    def _answer(self, request: str, *, record_route: bool) -> bytes:
+        head = request.split("\r\n\r\n", 1)[0].split("\r\n")[1:]
+        names = ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")
+        if record_route:
+            names += ("record-route",)
+        kept = [h for h in head if h.split(":", 1)[0].strip().lower() in names]
+        kept = [h + ";tag=node" if h.lower().startswith(("to:", "t:")) and "tag=" not in h else h for h in kept]
+        return (
+            "SIP/2.0 200 OK\r\n" + "\r\n".join(kept)
+            + f"\r\nContact: <sip:node@127.0.0.1:{self.port}>\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+
+
+def bye_through(proxy_port: int) -> bytes:
+    """A call through the proxy: INVITE, its 200, ACK and BYE along the route set; the BYE's
+    final answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        local = sock.getsockname()[1]
+        sock.sendto(invite(proxy_port, sock, 0), ("127.0.0.1", proxy_port))
+        while not (ok := sock.recv(65535)).startswith(b"SIP/2.0 200"):
+            pass
+        text = ok.decode()
+        header = lambda name: re.search(rf"^{name}: *(.+?)\r$", text, re.M | re.I)  # noqa: E731
+        routes = [m.group(1) for m in re.finditer(r"^Record-Route: *(.+?)\r$", text, re.M | re.I)]
+        contact = re.search(r"<(sip:[^>]+)>", header("Contact").group(1)).group(1)  # type: ignore[union-attr]
+        common = (
+            f"From: {header('From').group(1)}\r\nTo: {header('To').group(1)}\r\n"  # type: ignore[union-attr]
+            f"Call-ID: {header('Call-ID').group(1)}\r\n"  # type: ignore[union-attr]
+            + "".join(f"Route: {r}\r\n" for r in reversed(routes))
+            + "Max-Forwards: 70\r\nContent-Length: 0\r\n"
+        )
+        for method, cseq, branch in (("ACK", 1, "z9hG4bKack1"), ("BYE", 2, "z9hG4bKbye2")):
+            sock.sendto(
+                (
+                    f"{method} {contact} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
+                    f"CSeq: {cseq} {method}\r\n{common}\r\n"
+                ).encode(),
+                ("127.0.0.1", proxy_port),
+            )
+        while True:
+            answer = sock.recv(65535)
+            if re.search(rb"^CSeq: *2 BYE", answer, re.M | re.I) and not answer.startswith(b"SIP/2.0 1"):
+                return answer
+
+
+async def test_a_bye_to_a_node_slower_than_the_failover_time_still_ends_the_call(
+    tmp_path: Path,
+) -> None:
+    # Only a new call dispatched to a node waits the failover time; a BYE to a node that stalls
+    # for longer than that must still reach it and get its 200 (not Kamailio's 408).
+    with SlowByeNode(bye_delay=1.5) as node:
+        async with kamailio_proxy(
+            tmp_path, [Node("slow", "127.0.0.1", node.port)], failover_timeout_ms=500,
+            calls_per_second_per_source=0,
+        ) as proxy:  # fmt: skip
+            answer = await asyncio.to_thread(bye_through, proxy.port)
+        assert answer.startswith(b"SIP/2.0 200"), answer
+        assert node.byes >= 2  # the proxy retransmitted the BYE past the failover time
 
 
 def test_client_host_behind_a_trusted_proxy_is_the_address_the_proxy_heard() -> None:
