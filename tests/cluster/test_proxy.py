@@ -12,11 +12,12 @@ import re
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from aiosipua.message import SipRequest
@@ -110,7 +111,7 @@ def test_render_follows_the_spec_and_drops_the_limit_at_zero(tmp_path: Path) -> 
         advertise_host="198.51.100.7",
     )
     cfg = render(spec, tmp_path)[CONFIG_FILE]
-    assert "htable" not in cfg and "$shtinc" not in cfg
+    assert "cps=>" not in cfg and "$shtinc" not in cfg
     assert 'modparam("tm", "fr_timer", 700)' in cfg
     assert 'modparam("dispatcher", "ds_ping_interval", 5)' in cfg
     assert "children=2" in cfg
@@ -443,7 +444,7 @@ class SlowByeNode:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> SlowByeNode:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -473,9 +474,13 @@ class SlowByeNode:
         if record_route:
             names += ("record-route",)
         kept = [h for h in head if h.split(":", 1)[0].strip().lower() in names]
-        kept = [h + ";tag=node" if h.lower().startswith(("to:", "t:")) and "tag=" not in h else h for h in kept]
+        kept = [
+            h + ";tag=node" if h.lower().startswith(("to:", "t:")) and "tag=" not in h else h
+            for h in kept
+        ]
         return (
-            "SIP/2.0 200 OK\r\n" + "\r\n".join(kept)
+            "SIP/2.0 200 OK\r\n"
+            + "\r\n".join(kept)
             + f"\r\nContact: <sip:node@127.0.0.1:{self.port}>\r\nContent-Length: 0\r\n\r\n"
         ).encode()
 
@@ -511,7 +516,9 @@ def bye_through(proxy_port: int) -> bytes:
             )
         while True:
             answer = sock.recv(65535)
-            if re.search(rb"^CSeq: *2 BYE", answer, re.M | re.I) and not answer.startswith(b"SIP/2.0 1"):
+            if re.search(rb"^CSeq: *2 BYE", answer, re.M | re.I) and not answer.startswith(
+                b"SIP/2.0 1"
+            ):
                 return answer
 
 
@@ -528,6 +535,85 @@ async def test_a_bye_to_a_node_slower_than_the_failover_time_still_ends_the_call
             answer = await asyncio.to_thread(bye_through, proxy.port)
         assert answer.startswith(b"SIP/2.0 200"), answer
         assert node.byes >= 2  # the proxy retransmitted the BYE past the failover time
+
+
+class LateNode(SlowByeNode):
+    """A stand-in node that answers each INVITE 200, with no 100 before it, `invite_delay`
+    after it came (a node whose loop stalled, or that had just started again and read an
+    INVITE its dead predecessor was sent); what it is sent after that is kept."""
+
+    def __init__(self, invite_delay: float, tag: str) -> None:
+        super().__init__(bye_delay=0.0)
+        self.invite_delay, self.tag = invite_delay, tag
+        self.received: list[str] = []
+        self.answered = threading.Event()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, source = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            text = data.decode()
+            self.received.append(text.split("\r\n", 1)[0])
+            if text.startswith("INVITE "):
+                answer = self._answer(text, record_route=True).replace(
+                    b";tag=node", f";tag={self.tag}".encode()
+                )
+                threading.Timer(self.invite_delay, self._send, (answer, source)).start()
+
+    def _send(self, answer: bytes, source: Any) -> None:
+        self.sock.sendto(answer, source)
+        self.answered.set()
+
+
+def answers_by_call(
+    port: int, calls: int, *, after: threading.Event, quiet: float
+) -> dict[str, list[bytes]]:
+    """`calls` INVITEs sent at once; every answer to each (by Call-ID) until `after` is set
+    and then `quiet` seconds pass without one."""
+    answers: dict[str, list[bytes]] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        for n in range(calls):
+            sock.sendto(invite(port, sock, n), ("127.0.0.1", port))
+        sock.settimeout(0.2)
+        bound, deadline = time.monotonic() + 20, None
+        while time.monotonic() < (bound if deadline is None else deadline):
+            if deadline is None and after.wait(0):
+                deadline = time.monotonic() + quiet
+            try:
+                data = sock.recv(65535)
+            except TimeoutError:
+                continue
+            call_id = re.search(rb"^Call-ID: *(\S+)", data, re.M | re.I)
+            assert call_id is not None, data
+            answers.setdefault(call_id.group(1).decode(), []).append(data)
+    return answers
+
+
+async def test_a_200_from_a_node_after_the_failover_time_is_not_forwarded(tmp_path: Path) -> None:
+    # Two calls at once, one dispatched to each node: the late node's call fails over to the
+    # prompt one and is answered there; the late node's 200, sent after the proxy gave up on
+    # it, must not reach the caller as a second dialog of the same call.
+    with (
+        LateNode(invite_delay=2.0, tag="late") as late,
+        LateNode(invite_delay=0.0, tag="prompt") as prompt,
+    ):
+        async with kamailio_proxy(
+            tmp_path, [Node("late", "127.0.0.1", late.port), Node("prompt", "127.0.0.1", prompt.port)],
+            failover_timeout_ms=400, probe_interval_seconds=60, calls_per_second_per_source=0,
+        ) as proxy:  # fmt: skip
+            answers = await asyncio.to_thread(
+                answers_by_call, proxy.port, 2, after=late.answered, quiet=1.5
+            )
+            log = proxy.output()
+    assert late.answered.is_set()
+    oks = {call: [a for a in got if a.startswith(b"SIP/2.0 200")] for call, got in answers.items()}
+    assert len(oks) == 2
+    assert all(len(ok) == 1 and b";tag=prompt" in ok[0] for ok in oks.values()), oks
+    assert late.received and all(r.startswith("INVITE ") for r in late.received)  # never an ACK
+    assert f"200 from 127.0.0.1:{late.port} for" in log and "after the failover: dropped" in log
 
 
 def test_client_host_behind_a_trusted_proxy_is_the_address_the_proxy_heard() -> None:
