@@ -232,6 +232,49 @@ async def test_unacknowledged_200_hangs_up_with_bye() -> None:
             peer.close()
 
 
+def _raw_invite(peer: RawPeer, branch: str) -> bytes:
+    return (
+        b"INVITE sip:vm@127.0.0.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=%s\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:vm@127.0.0.1>\r\n"
+        b"Call-ID: %s@test\r\nCSeq: 1 INVITE\r\n"
+        b"Contact: <sip:a@127.0.0.1:%d>\r\nContent-Length: 0\r\n\r\n"
+        % (peer.port, branch.encode(), branch.encode(), peer.port)
+    )
+
+
+async def test_100_trying_only_for_an_invite_not_answered_at_once() -> None:
+    # §17.2.1: the 100 is for an INVITE the TU does not answer within 200 ms. One answered at
+    # once gets none, so that behind a proxy a node dying before its answer has said nothing
+    # and the proxy fails the call over.
+    async with UserAgent(make_config(t1=0.5)) as ua:
+        held: list[IncomingInvite] = []
+
+        def on_invite(invite: IncomingInvite) -> None:
+            if b"at-once" in invite.request.headers.get_first("call-id").encode():
+                invite.reject(486, "Busy Here")
+            else:
+                held.append(invite)
+
+        ua.on_invite = on_invite
+        peer = await RawPeer.open()
+        try:
+            port = ua.udp_port
+            assert port is not None
+            peer.send(_raw_invite(peer, "z9hG4bK-at-once"), port)
+            assert status_of(await peer.response("z9hG4bK-at-once")) == 486
+            peer.send(_raw_invite(peer, "z9hG4bK-held"), port)
+            trying = await peer.response("z9hG4bK-held", timeout=5, final=False)
+            assert status_of(trying) == 100
+            assert held
+            held[0].reject(486, "Busy Here")
+            assert status_of(await peer.response("z9hG4bK-held")) == 486
+            at_once = [d for d in peer.received if b"z9hG4bK-at-once" in d]
+            assert [status_of(d) for d in at_once] == [486]  # no 100 before it
+        finally:
+            peer.close()
+
+
 async def test_draining_rejects_new_invites_with_503_and_waits_for_calls() -> None:
     callee = Callee(dataclasses.replace(make_config(t1=0.02), retry_after=7))
     async with UserAgent(make_config(t1=0.02)) as caller:

@@ -92,6 +92,7 @@ logger = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER"
 SDP = "application/sdp"
+TRYING_AFTER = 0.2  # seconds: an INVITE not answered by then gets a 100 Trying (RFC 3261 §17.2.1)
 DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 _DTMF_CODES = {"10": "*", "11": "#", "12": "A", "13": "B", "14": "C", "15": "D"}
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
@@ -878,7 +879,8 @@ class IncomingRequest:
         to_tag: str | None = None,
     ) -> None:
         self._ua._respond(
-            self._entry, self._ua._response(self.request, code, reason, to_tag=to_tag, extra=headers)
+            self._entry,
+            self._ua._response(self.request, code, reason, to_tag=to_tag, extra=headers),
         )
 
     @property
@@ -1028,9 +1030,7 @@ class UserAgent:
             raise AddressBlocked()
         return str(ip)
 
-    async def send_request(
-        self, build: Callable[[str, str], SipRequest], hop: Hop
-    ) -> SipResponse:
+    async def send_request(self, build: Callable[[str, str], SipRequest], hop: Hop) -> SipResponse:
         """A non-INVITE request (NOTIFY) to `hop` in a client transaction of its own:
         `build(via, contact)` makes it; returns the final response (retransmitted over UDP
         per timer E; CallFailed 408 on timer F, 503 when it cannot be sent)."""
@@ -1194,6 +1194,25 @@ class UserAgent:
         machine = entry.machine
         if isinstance(machine, InviteServerTransaction | NonInviteServerTransaction):
             self._apply(entry, machine.respond(bytes(resp), resp.status_code))
+
+    def _trying_unless_answered(self, entry: _Entry, req: SipRequest) -> None:
+        """§17.2.1: a 100 Trying unless the INVITE is answered within 200 ms. Most are answered
+        at once (a mailbox); behind a proxy, a node that dies before answering then has sent
+        nothing, and the proxy gives the call to another node at its failover time, where a 100
+        would have made it wait for the dead node's answer."""
+        machine = entry.machine
+
+        def trying() -> None:
+            unanswered = (
+                isinstance(machine, InviteServerTransaction) and machine.last_response is None
+            )
+            if unanswered and not entry.done and not self._closed:
+                self._respond(entry, build_response(req, 100))
+
+        if self._loop is None:
+            trying()
+        else:
+            self._loop.call_later(TRYING_AFTER, trying)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._closed:
@@ -1383,7 +1402,7 @@ class UserAgent:
             self._respond(entry, self._response(req, code, extra=extra))
             return
         if method == "INVITE":
-            self._respond(entry, build_response(req, 100))
+            self._trying_unless_answered(entry, req)
         if method == "SUBSCRIBE" and self.on_subscribe is not None:
             self.on_subscribe(IncomingRequest(self, req, entry))
             return
