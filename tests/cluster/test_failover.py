@@ -410,8 +410,12 @@ async def node_calls(cluster: Cluster) -> dict[str, tuple[str, datetime | None]]
         text = await asyncio.to_thread(Path(cluster.node(node)["log"]).read_text)
         for call in re.findall(r"call (call_\w+) from \S+ to \*+0111", text):
             calls[call] = (node, None)
-        for stamp, call in re.findall(r"^(\S+) .*call (call_\w+) ended", text, re.MULTILINE):
-            if call in calls:
+        for stamp, call, why in re.findall(
+            r"^(\S+) .*call (call_\w+) ended \((\S+)\)", text, re.MULTILINE
+        ):
+            if why == "cancelled":  # answered after the proxy gave up on the node: taken elsewhere
+                calls.pop(call, None)
+            elif call in calls:
                 calls[call] = (calls[call][0], datetime.fromisoformat(stamp))
     return calls
 
