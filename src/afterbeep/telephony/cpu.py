@@ -1,0 +1,126 @@
+"""What the admission gate is fed about the CPU, read from Linux's /proc (running totals).
+
+* the process's CPU seconds over all its threads (`time.process_time`: the pacer and the
+  receiver are native threads of this process);
+* the CPU seconds it could have had: its own plus what stayed idle on the cores it may run on
+  (``os.sched_getaffinity``; idle and iowait of those cores in ``/proc/stat``) plus what niced
+  processes took there (``nice``: they give way to us), plus what our own children took (the
+  post-call child runs at idle priority: its CPU is ours when we want it), so that what others
+  take at our priority (the caller's SIPp, a neighbour) is not counted as ours;
+* the seconds the calling thread waited on a run queue (``/proc/thread-self/schedstat``, its
+  second field): read on the event loop's thread, the time the loop wanted a CPU and had none.
+
+Each is None where the kernel does not say (no /proc, schedstats off). Read every 50 ms by the
+server's lag watcher, never per packet.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CpuReader", "CpuReading", "idle_seconds", "process_seconds", "run_queue_wait"]
+
+_STAT = Path("/proc/stat")
+_SCHEDSTAT = Path("/proc/thread-self/schedstat")
+_CHILDREN = Path("/proc/thread-self/children")  # what the loop's thread started (subprocesses)
+
+
+@dataclass(frozen=True, slots=True)
+class CpuReading:
+    process: float  # the process's CPU seconds so far
+    available: float | None  # ... plus the idle seconds of its cores so far
+    loop_wait: float | None  # seconds the reading thread waited for a CPU so far
+
+
+def idle_seconds(stat: str, cpus: set[int], tick: float) -> float | None:
+    """Idle, iowait and niced seconds of ``cpus`` in the text of /proc/stat (``tick`` seconds
+    per unit); None when none of them is listed."""
+    total = 0
+    seen = False
+    for line in stat.splitlines():
+        if not line.startswith("cpu") or line.startswith("cpu "):
+            continue
+        name, *fields = line.split()
+        try:
+            cpu = int(name[3:])
+        except ValueError:
+            continue
+        if cpu in cpus and len(fields) >= 5:
+            total += int(fields[1]) + int(fields[3]) + int(fields[4])
+            seen = True
+    return total * tick if seen else None
+
+
+def run_queue_wait(schedstat: str) -> float | None:
+    """Seconds waited on a run queue, from the text of a /proc/.../schedstat (run ns, wait ns,
+    timeslices); None when it does not parse."""
+    fields = schedstat.split()
+    if len(fields) < 2 or not fields[1].isdigit():
+        return None
+    return int(fields[1]) / 1e9
+
+
+def process_seconds(stat: str, tick: float) -> float | None:
+    """User plus system seconds from the text of a /proc/<pid>/stat; None when it does not
+    parse."""
+    _, _, rest = stat.rpartition(")")  # the command name may hold spaces and parentheses
+    fields = rest.split()
+    if len(fields) < 13 or not fields[11].isdigit() or not fields[12].isdigit():
+        return None
+    return (int(fields[11]) + int(fields[12])) * tick
+
+
+class CpuReader:
+    """``reader()`` → a `CpuReading`; call it on the event loop's thread."""
+
+    def __init__(self) -> None:
+        try:
+            self._cpus: set[int] = set(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            self._cpus = set()
+        self._tick = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+        self._stat_ok = bool(self._cpus)
+        self._schedstat_ok = True
+
+    def __call__(self) -> CpuReading:
+        process = time.process_time()
+        return CpuReading(process, self._available(process), self._loop_wait())
+
+    def _available(self, process: float) -> float | None:
+        if not self._stat_ok:
+            return None
+        try:
+            idle = idle_seconds(_STAT.read_text(), self._cpus, self._tick)
+        except OSError:
+            idle = None
+        if idle is None:
+            self._stat_ok = False
+            return None
+        return idle + process + self._children()
+
+    def _children(self) -> float:
+        try:
+            pids = _CHILDREN.read_text().split()
+        except OSError:
+            return 0.0
+        total = 0.0
+        for pid in pids:
+            try:
+                total += process_seconds(Path(f"/proc/{pid}/stat").read_text(), self._tick) or 0.0
+            except OSError:
+                continue  # gone meanwhile
+        return total
+
+    def _loop_wait(self) -> float | None:
+        if not self._schedstat_ok:
+            return None
+        try:
+            wait = run_queue_wait(_SCHEDSTAT.read_text())
+        except OSError:
+            wait = None
+        if wait is None:
+            self._schedstat_ok = False
+        return wait
