@@ -244,6 +244,9 @@ class Result:
     beeps_heard: int | None = None
     calls_answered_in_capture: int | None = None
     caller_speech_late_ms: dict[str, float] = field(default_factory=dict)
+    # the target's first audio on the wire after its 200: when its prompts reached the pacer
+    # (afterbeep skips what fell due before, within 1 s of the 200; past that they start late)
+    first_audio_ms: dict[str, float] = field(default_factory=dict)
     first_second_incomplete: int = 0
     worst_first_second_missing_ms: float | None = None
     capture_packets: int | None = None
@@ -808,8 +811,11 @@ def heard(
     answered = [c for c in capture.calls if c.answered is not None]
     late: list[float] = []
     speech: list[float] = []
+    first: list[float] = []
     for call in answered:
         assert call.answered is not None
+        if call.times:
+            first.append(call.times[0] - call.answered)
         lateness = beep_lateness(call.arrivals(), call.answered, nominal, beep_sent)
         if lateness is not None:
             late.append(lateness)
@@ -821,6 +827,7 @@ def heard(
     result.beeps_heard = len(late)
     result.beep_late_ms = percentiles_ms(late)
     result.caller_speech_late_ms = percentiles_ms(speech)
+    result.first_audio_ms = percentiles_ms(first)
     result.capture_unmatched_rtp = capture.unmatched_rtp
     if capture.sip_unparsed:
         result.notes.append(f"capture: {capture.sip_unparsed} SIP datagrams not parsed")
@@ -1077,6 +1084,7 @@ def report(r: Result, work: Path) -> None:
             ("beeps heard / calls answered (capture)", f"{r.beeps_heard} / {r.calls_answered_in_capture}"),
             ("beep late ms p50 / p99 / max (admitted calls)", _p50_p99_max(late)),
             ("caller's speech late ms p50 / p99 / max", _p50_p99_max(spoke)),
+            ("target's first audio after its 200 ms p50 / p99 / max", _p50_p99_max(r.first_audio_ms)),
             (
                 "messages missing some of the first second",
                 f"{r.first_second_incomplete} / {r.recordings}"

@@ -389,7 +389,7 @@ class TelephonyServer:
             len(self._calls),
             self._refusals_unlogged,
             mask(invite.request_user),
-            "n/a" if gate.busy is None else f"{gate.busy:.0%}",
+            "n/a" if gate.loop_share is None else f"{gate.loop_share:.0%}",
             "n/a" if gate.limit is None else gate.limit,
             "n/a" if lag is None else f"{lag * 1000:.0f} ms",
             "n/a" if late is None else f"{late * 1000:.0f} ms",
