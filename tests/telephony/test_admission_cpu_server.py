@@ -1,7 +1,8 @@
-"""Admission on a served TelephonyServer whose cores a CPU hog takes: the node reads its CPU from
-/proc (its process's share of what it could have, its loop thread's wait for a CPU), and new
-INVITEs get 503 counted under the right reason in /metrics. The hogs are bounded to the test
-(a few seconds) and are not children of the node (a child's CPU would count as the node's)."""
+"""Admission on a served TelephonyServer whose cores CPU hogs take: the node reads its CPU from
+/proc (its process's share of what it could have, its loop thread's wait for a CPU). A loop that
+waits for a CPU behind them closes the door: new INVITEs get 503, counted as `cpu_wait` in
+/metrics; an idle node keeps its share (hogs do not make it look full). The hogs are bounded to
+the test (a few seconds) and are not children of the node (a child's CPU counts as the node's)."""
 
 from __future__ import annotations
 
@@ -65,25 +66,29 @@ async def router(invite: IncomingInvite) -> Route:
     return answer_and_leave
 
 
-async def test_a_node_whose_cores_are_taken_refuses_by_capacity() -> None:
-    """Hogs at the node's priority on every core it has: nothing is idle, so the process's
-    share of what it could have is whole, past its target: 503, counted as `capacity`."""
+async def test_hogs_on_every_core_leave_an_idle_node_its_share() -> None:
+    """Hogs at the node's priority take every core: nothing is idle, but the scheduler would
+    share the cores with the node if it wanted them, so its share of what it could have stays
+    small and its capacity door open (were what others take counted whole against it, an idle
+    node would look full and refuse every call)."""
     policy = AdmissionPolicy(
         loop_lag=0, prompt_late=0, cpu_wait=0, min_calls=0, answers_per_burst=0
     )
-    before = refused(Refusal.CAPACITY)
     async with serve(router=router, limits=ServerLimits(admission=policy)) as server:
         with hogs(per_core=2):
+            seen = 0
             for _ in range(SAMPLES):
                 await asyncio.sleep(0.05)
-                share = server.admission.cpu_share
-                if share is not None and share >= policy.cpu_target:
-                    break
-            assert server.admission.refusal() is Refusal.CAPACITY
-            assert await _invite_with(server) == 503
-        assert gauge(PROCESS_CPU_SHARE) >= policy.cpu_target
-        assert server.stats.rejected_unhealthy == 1
-    assert refused(Refusal.CAPACITY) == before + 1
+                if server.admission.cpu_share is not None:
+                    seen += 1
+                    if seen == 20:  # a second of samples with the hogs
+                        break
+            share = server.admission.cpu_share
+            assert share is not None and share < policy.cpu_target / 2
+            assert server.admission.refusal() is None
+            assert await _invite_with(server) == 200
+        assert 0 <= gauge(PROCESS_CPU_SHARE) < policy.cpu_target
+        assert server.stats.rejected_unhealthy == 0
 
 
 async def test_a_loop_that_waits_for_a_cpu_behind_hogs_refuses_by_cpu_wait() -> None:

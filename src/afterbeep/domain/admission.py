@@ -46,15 +46,16 @@ is too late: the calls admitted meanwhile already have late beeps. So the gate p
   receiver), so the loop thread's busy fraction says little about what a call costs the machine:
   on a machine whose cores are taken (by those threads, the caller, a neighbour) the loop looks
   cheap per call while it waits for a CPU. So the capacity above is also learned from the
-  process's CPU over all its threads, as a share of the CPU it can have (its own use plus what
-  is idle on the cores it may run on), fed as running totals with `loop_busy`; that share counts
-  against ``cpu_target`` (scaled onto ``busy_target``: the busy fraction is the larger of the two,
-  the loop's and the process's share times ``busy_target / cpu_target``). And the loop thread's
-  wait for a CPU (seconds runnable but not running per wall second, between two samples:
-  `cpu_wait`, fed as a running total) is a signal like the lag: past ``cpu_wait`` for more than
-  half of its last samples, the door closes (`Refusal.CPU_WAIT`), and opens after ``calm`` at or under
-  ``resume`` times it. It rises as soon as the machine is short of CPU, before the lag builds a
-  backlog of seconds that the calls already up would pay for.
+  process's CPU over all its threads, as a share of the CPU it can have (its own use, what is
+  idle on the cores it may run on, what others take there past their share: the adapter says),
+  fed as running totals with `loop_busy`; that share counts against ``cpu_target`` (scaled onto
+  ``busy_target``: the busy fraction is the larger of the two, the loop's and the process's
+  share times ``busy_target / cpu_target``). And the loop thread's wait for a CPU (seconds
+  runnable but not running per wall second, between two samples: `cpu_wait`, fed as a running
+  total) is a signal like the lag: past ``cpu_wait`` for more than half of its last samples, the
+  door closes (`Refusal.CPU_WAIT`), and opens after ``calm`` at or under ``resume`` times it. It
+  rises as soon as the machine is short of CPU, before the lag builds a backlog of seconds that
+  the calls already up would pay for.
 
 With few calls (under ``min_calls``) nothing here refuses: what keeps such a node busy or late
 is not its calls, and refusing them would not make it less so (a node starting up on a busy

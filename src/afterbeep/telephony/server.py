@@ -9,8 +9,9 @@ route (None: ask the router), an `Answer` route is answered right there on a pre
 (`MediaConfig.prebound`), so the 200 does not wait for the task to be scheduled behind a loop
 turn's worth of RTP callbacks. Past ``max_calls`` calls in progress, new INVITEs get 503 with
 Retry-After at once, before any media is bound; so do they past the calls that fit under the
-event loop's busy target, in a burst on a loaded node, or while the node is unhealthy (its event
-loop lags, or prompts leave late: `afterbeep.domain.admission`), so that the calls already up
+event loop's busy target or the process's CPU target (`afterbeep.telephony.cpu`), in a burst on
+a loaded node, or while the node is unhealthy (its event loop lags or waits for a CPU, or prompts
+leave late: `afterbeep.domain.admission`), so that the calls already up
 keep their timing and the proxy tries another node. Shutdown runs in phases with deadlines,
 like uvicorn's: stop accepting (503), let calls in progress finish for ``drain_timeout``, end the rest (a
 recording in progress ends as by hang-up, so the script keeps what was said) and give their
