@@ -105,8 +105,8 @@ PROMPT_STALLS = Counter(
 PROCESS_CPU_SHARE = Gauge(
     "afterbeep_process_cpu_share_ratio",
     "The process's CPU (all threads, over the last half second) as a share of the CPU it could "
-    "have had: its own, and what was idle or niced on its cores: admission keeps it under its "
-    "target",
+    "have had on its cores (its own; what was idle, niced or used by its children; what others "
+    "took past half of them): admission keeps it under its target",
     registry=REGISTRY,
 )
 

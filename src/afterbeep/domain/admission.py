@@ -212,7 +212,7 @@ class AdmissionGate:
     ) -> None:
         """The loop thread's busy seconds so far (a running total: its CPU time) and the calls
         in progress now; optionally the process's CPU seconds so far (all threads) and the CPU
-        seconds it could have had so far (its own and what was idle on its cores)."""
+        seconds it could have had so far (`afterbeep.telephony.cpu` says how it is counted)."""
         now = self._clock()
         samples = self._samples
         dt = now - samples[-1].at if samples else 0.0
