@@ -76,6 +76,7 @@ from tests.fixtures.smtp import SmtpServer, smtp_server
 from afterbeep.audio.compare import compare
 from afterbeep.audio.tones import speech_like
 from afterbeep.telephony.media import Codec
+from afterbeep.telephony.media.sender import ANCHOR_WINDOW
 from afterbeep.telephony.prompts import beep, prompt
 from benchmarks.affinity import pin, process_tree
 from benchmarks.sip_load import asterisk
@@ -244,6 +245,11 @@ class Result:
     beeps_heard: int | None = None
     calls_answered_in_capture: int | None = None
     caller_speech_late_ms: dict[str, float] = field(default_factory=dict)
+    # the target's first audio on the wire after its 200: when its prompts reached the pacer
+    # (afterbeep skips what fell due before, within 1 s of the 200; past that they start late)
+    first_audio_ms: dict[str, float] = field(default_factory=dict)
+    beeps_late: int | None = None  # beeps past BEEP_LATE_LIMIT_MS ...
+    beeps_late_handed_over_late: int | None = None  # ... of calls whose first audio came late
     first_second_incomplete: int = 0
     worst_first_second_missing_ms: float | None = None
     capture_packets: int | None = None
@@ -808,11 +814,19 @@ def heard(
     answered = [c for c in capture.calls if c.answered is not None]
     late: list[float] = []
     speech: list[float] = []
+    first: list[float] = []
+    result.beeps_late = result.beeps_late_handed_over_late = 0
     for call in answered:
         assert call.answered is not None
+        if call.times:
+            first.append(call.times[0] - call.answered)
         lateness = beep_lateness(call.arrivals(), call.answered, nominal, beep_sent)
         if lateness is not None:
             late.append(lateness)
+            if lateness * 1000 > BEEP_LATE_LIMIT_MS:
+                result.beeps_late += 1
+                if call.times and call.times[0] - call.answered > ANCHOR_WINDOW:
+                    result.beeps_late_handed_over_late += 1
         spoke = call.speech_started()
         if spoke is not None:
             speech.append(spoke - call.answered - nominal.speak_at_ms / 1000)
@@ -821,6 +835,7 @@ def heard(
     result.beeps_heard = len(late)
     result.beep_late_ms = percentiles_ms(late)
     result.caller_speech_late_ms = percentiles_ms(speech)
+    result.first_audio_ms = percentiles_ms(first)
     result.capture_unmatched_rtp = capture.unmatched_rtp
     if capture.sip_unparsed:
         result.notes.append(f"capture: {capture.sip_unparsed} SIP datagrams not parsed")
@@ -1077,6 +1092,11 @@ def report(r: Result, work: Path) -> None:
             ("beeps heard / calls answered (capture)", f"{r.beeps_heard} / {r.calls_answered_in_capture}"),
             ("beep late ms p50 / p99 / max (admitted calls)", _p50_p99_max(late)),
             ("caller's speech late ms p50 / p99 / max", _p50_p99_max(spoke)),
+            ("target's first audio after its 200 ms p50 / p99 / max", _p50_p99_max(r.first_audio_ms)),
+            (
+                f"beeps > {BEEP_LATE_LIMIT_MS:g} ms late / of them first audio > {ANCHOR_WINDOW:g} s after the 200",
+                f"{r.beeps_late} / {r.beeps_late_handed_over_late}",
+            ),
             (
                 "messages missing some of the first second",
                 f"{r.first_second_incomplete} / {r.recordings}"

@@ -656,6 +656,8 @@ class Runtime:
                     calm=s.admission_calm_seconds,
                     busy_target=s.admission_loop_busy_percent / 100,
                     answers_per_burst=s.admission_answers_per_100ms,
+                    cpu_target=s.admission_cpu_percent / 100,
+                    cpu_wait=s.admission_cpu_wait_percent / 100,
                 ),
             ),
             call_settings=CallSettings(default_region=s.default_region),

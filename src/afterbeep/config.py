@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     # calls in any 100 ms (0 = off).
     admission_loop_busy_percent: float = Field(default=75.0, ge=0, le=100)
     admission_answers_per_100ms: int = Field(default=6, ge=0)
+    # Admission by the CPU, not only the loop thread: the calls that fit under this share of the
+    # CPU the process could have (its own, all threads, plus what is idle on its cores; 0 = off),
+    # and 503 while the loop thread waits for a CPU more than this share of the time (0 = off).
+    admission_cpu_percent: float = Field(default=90.0, ge=0, le=100)
+    admission_cpu_wait_percent: float = Field(default=40.0, ge=0, le=100)
     # Prompts' RTP: "native", by the C thread of telephony/media/_pace.c (the Python pacer when
     # the extension is not built), or "python", on the event loop.
     media_pacer: Literal["native", "python"] = "native"

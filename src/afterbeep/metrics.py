@@ -75,7 +75,7 @@ LOOP_LAG = Histogram(
 CALLS_REFUSED = Counter(
     "afterbeep_calls_refused_total",
     "New INVITEs answered 503 by this node, by reason (max_calls, capacity, answer_rate, loop_lag, "
-    "prompt_late, draining)",
+    "prompt_late, draining, cpu_wait)",
     ["reason"],
     registry=REGISTRY,
 )
@@ -99,6 +99,21 @@ PROMPT_STALLS = Counter(
     "afterbeep_prompt_stalls_total",
     "Times a call's prompts fell more than 5 frames behind their schedule (the pacer starved of a "
     "CPU): the native pacer dropped the frames due, the Python pacer slipped its schedule",
+    registry=REGISTRY,
+)
+
+PROCESS_CPU_SHARE = Gauge(
+    "afterbeep_process_cpu_share_ratio",
+    "The process's CPU (all threads, over the last half second) as a share of the CPU it could "
+    "have had on its cores (its own; what was idle, niced or used by its children; what others "
+    "took past half of them): admission keeps it under its target",
+    registry=REGISTRY,
+)
+
+LOOP_CPU_WAIT = Gauge(
+    "afterbeep_event_loop_cpu_wait_ratio",
+    "Seconds the telephony event loop thread waited for a CPU per second (run-queue wait over the "
+    "last half second): admission refuses new calls past its limit (cpu_wait)",
     registry=REGISTRY,
 )
 

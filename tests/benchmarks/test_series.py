@@ -154,6 +154,9 @@ def test_overload_at_a_tiny_size_refuses_the_excess_and_measures_the_admitted(
     assert f["refused_in_capture"] == 1 and f["refused_by_reason"] == {"max_calls": 1}
     assert f["passed"] and f["recordings"] == f["recordings_exact"] == 2
     assert f["beeps_heard"] == 2 and f["beep_late_ms"]["n"] == 2
+    assert f["first_audio_ms"]["n"] == 2 and f["first_audio_ms"]["p50"] >= 0
+    assert (f["beeps_late"] == 0) is (f["beep_late_ms"]["max"] <= 60)
+    assert 0 <= f["beeps_late_handed_over_late"] <= f["beeps_late"] <= 2
     on_time = f["beep_late_ms"]["max"] <= 60 and f["first_second_incomplete"] == 0
     assert f["admitted_whole"] is on_time and summary["admitted_whole"] is on_time
     assert f["clean"] is False  # one call was refused

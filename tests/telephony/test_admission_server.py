@@ -59,6 +59,7 @@ async def test_late_prompts_refuse_new_calls_until_a_calm_spell() -> None:
     async with serve(router=router) as server:
         policy = AdmissionPolicy(loop_lag=0, prompt_late=0.05, calm=2.0, trips=2, min_calls=0)
         server.admission = AdmissionGate(policy, clock)
+        server.cpu = lambda: None
         assert server.media.on_prompt_late is not None
         server.media.on_prompt_late(0.2)
         assert await _invite_with(server) == 200  # one late prompt is not a trend
@@ -77,7 +78,7 @@ async def test_a_blocked_event_loop_is_measured_and_closes_the_door() -> None:
     before_refused = refused(Refusal.LOOP_LAG)
     limits = ServerLimits(
         admission=AdmissionPolicy(
-            loop_lag=0.1, prompt_late=0, calm=600.0, trips=1, samples=1, min_calls=0
+            loop_lag=0.1, prompt_late=0, calm=600.0, trips=1, samples=1, min_calls=0, cpu_wait=0
         )
     )
     async with serve(router=router, limits=limits) as server:
@@ -104,6 +105,7 @@ async def test_past_the_learned_call_limit_new_invites_get_503_with_retry_after(
         policy = AdmissionPolicy(loop_lag=0, prompt_late=0, min_calls=1, settle=0.0)
         server.admission = gate = AdmissionGate(policy, clock)
         server.loop_cpu = lambda: cpu[0]
+        server.cpu = lambda: None  # the gate judged on the test's samples alone
         first = asyncio.ensure_future(
             sipp_call(sipp_bin, "media_uac_short_call.xml", tmp_path, server)
         )
@@ -130,12 +132,12 @@ async def test_the_loop_busy_fraction_is_measured_and_published() -> None:
     in the busy fraction of the window that holds it (however long the machine made it take)."""
     async with serve(router=router) as server:
         await asyncio.sleep(0.6)
-        assert (server.admission.busy or 0.0) < 0.2  # an idle loop
+        assert (server.admission.loop_share or 0.0) < 0.2  # an idle loop
         started, cpu = time.monotonic(), time.thread_time()
         while time.thread_time() - cpu < 0.3:  # busy, not asleep
             pass
         await asyncio.sleep(0.06)
-        busy = server.admission.busy
+        busy = server.admission.loop_share
         span = time.monotonic() - started + 0.6  # the window reaches back at most this far
         assert busy is not None and busy >= 0.3 / span
         assert sample(LOOP_BUSY, "") == pytest.approx(busy)
@@ -153,6 +155,7 @@ async def test_a_burst_on_a_loaded_node_is_cut_at_its_answers_per_window() -> No
         )
         server.admission = gate = AdmissionGate(policy, clock)
         server.loop_cpu = lambda: cpu[0]
+        server.cpu = lambda: None  # the gate judged on the test's samples alone
         gate.loop_busy(cpu[0], 0)
         clock.now += 1.0
         cpu[0] += 0.5
@@ -180,6 +183,7 @@ async def test_a_probe_hears_200_while_the_health_backstop_refuses_and_503_at_th
         )
         server.admission = gate = AdmissionGate(policy, clock)
         server.loop_cpu = lambda: cpu[0]
+        server.cpu = lambda: None  # the gate judged on the test's samples alone
         assert server.accepting_calls()
         gate.loop_lag(0.2)
         assert gate.refusal() is Refusal.LOOP_LAG

@@ -42,6 +42,21 @@ is too late: the calls admitted meanwhile already have late beeps. So the gate p
   the next beeps will be too. The lag is sampled every 50 ms, so the window is at least half a
   second of the loop, and a door closed by it opens again about 0.75 s after the lag ends.
 
+* **The CPU, not only the loop thread.** The packet work runs on native threads (the pacer, the
+  receiver), so the loop thread's busy fraction says little about what a call costs the machine:
+  on a machine whose cores are taken (by those threads, the caller, a neighbour) the loop looks
+  cheap per call while it waits for a CPU. So the capacity above is also learned from the
+  process's CPU over all its threads, as a share of the CPU it can have (its own use, what is
+  idle on the cores it may run on, what others take there past their share: the adapter says),
+  fed as running totals with `loop_busy`; that share counts against ``cpu_target`` (scaled onto
+  ``busy_target``: the busy fraction is the larger of the two, the loop's and the process's
+  share times ``busy_target / cpu_target``). And the loop thread's wait for a CPU (seconds
+  runnable but not running per wall second, between two samples: `cpu_wait`, fed as a running
+  total) is a signal like the lag: past ``cpu_wait`` for more than half of its last samples, the
+  door closes (`Refusal.CPU_WAIT`), and opens after ``calm`` at or under ``resume`` times it. It
+  rises as soon as the machine is short of CPU, before the lag builds a backlog of seconds that
+  the calls already up would pay for.
+
 With few calls (under ``min_calls``) nothing here refuses: what keeps such a node busy or late
 is not its calls, and refusing them would not make it less so (a node starting up on a busy
 machine lags without a call). Pure: samples are passed in, time is read from an injected
@@ -68,6 +83,7 @@ class Refusal(enum.StrEnum):
     DRAINING = "draining"
     CAPACITY = "capacity"
     ANSWER_RATE = "answer_rate"
+    CPU_WAIT = "cpu_wait"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,8 @@ class AdmissionPolicy:
     idle_busy: float = 0.02  # the loop's busy with no call, until one is measured
     answers_per_burst: int = 6
     burst_window: float = 0.1
+    cpu_target: float = 0.9  # the process's share of the CPU it can have (0: not judged)
+    cpu_wait: float = 0.4  # seconds the loop waits for a CPU per wall second (0: off)
 
     def __post_init__(self) -> None:
         if self.loop_lag < 0 or self.prompt_late < 0 or self.calm < 0:
@@ -114,6 +132,8 @@ class AdmissionPolicy:
             raise ValueError("admission cost time constants must be positive")
         if self.min_calls < 0 or self.resume_calls < 0 or self.answers_per_burst < 0:
             raise ValueError("admission call counts out of range")
+        if not 0 <= self.cpu_target <= 1 or not 0 <= self.cpu_wait <= 1:
+            raise ValueError("admission CPU target and wait must be in [0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +142,8 @@ class _Sample:
     busy_total: float  # the loop thread's busy seconds so far
     calls: int
     admitted_total: int  # calls admitted so far
+    cpu_total: float | None = None  # the process's CPU seconds so far (all threads)
+    available_total: float | None = None  # ... and the CPU seconds it could have had
 
 
 class AdmissionGate:
@@ -145,6 +167,10 @@ class AdmissionGate:
         self._idle_known = False
         self._full = False  # capacity refusing, until the calls and the busy are back under
         self._full_by_busy = False  # ... closed (or kept closed) by the busy fraction itself
+        self.loop_share: float | None = None  # the loop thread's busy fraction, last window
+        self.cpu_share: float | None = None  # the process's share of the CPU it could have
+        self.wait: float | None = None  # the loop's wait for a CPU per wall second, last window
+        self._waits: deque[tuple[float, float]] = deque()  # (when, wait total)
 
     # --- samples ------------------------------------------------------------------------------
 
@@ -154,13 +180,43 @@ class AdmissionGate:
     def prompt_late(self, seconds: float) -> None:
         self._sample(Refusal.PROMPT_LATE, seconds, self.policy.prompt_late)
 
-    def loop_busy(self, busy_total: float, calls: int) -> None:
+    def cpu_wait(self, wait_total: float) -> None:
+        """The seconds the loop thread waited for a CPU so far (a running total)."""
+        if self.policy.cpu_wait <= 0:
+            return
+        now = self._clock()
+        waits = self._waits
+        waits.append((now, wait_total))
+        start = now - self.policy.window
+        while len(waits) > 2 and waits[1][0] <= start:
+            waits.popleft()
+        if len(waits) < 2:
+            return
+        (last_at, last_total), (first_at, first_total) = waits[-2], waits[0]
+        if now > last_at:
+            # judged per sample, as the lag is: one moment without a CPU is one sample
+            self._sample(
+                Refusal.CPU_WAIT,
+                max(0.0, (wait_total - last_total) / (now - last_at)),
+                self.policy.cpu_wait,
+            )
+        if now - first_at >= self.policy.window / 2:
+            self.wait = max(0.0, (wait_total - first_total) / (now - first_at))
+
+    def loop_busy(
+        self,
+        busy_total: float,
+        calls: int,
+        cpu_total: float | None = None,
+        available_total: float | None = None,
+    ) -> None:
         """The loop thread's busy seconds so far (a running total: its CPU time) and the calls
-        in progress now."""
+        in progress now; optionally the process's CPU seconds so far (all threads) and the CPU
+        seconds it could have had so far (`afterbeep.telephony.cpu` says how it is counted)."""
         now = self._clock()
         samples = self._samples
         dt = now - samples[-1].at if samples else 0.0
-        samples.append(_Sample(now, busy_total, calls, self._admitted))
+        samples.append(_Sample(now, busy_total, calls, self._admitted, cpu_total, available_total))
         keep = self.policy.window + self.policy.settle
         while len(samples) > 2 and samples[1].at <= now - keep:
             samples.popleft()
@@ -172,6 +228,20 @@ class AdmissionGate:
                 return
         span = now - first.at
         busy = min(1.0, max(0.0, (busy_total - first.busy_total) / span))
+        self.loop_share = busy
+        p = self.policy
+        if (
+            p.cpu_target
+            and cpu_total is not None
+            and available_total is not None
+            and first.cpu_total is not None
+            and first.available_total is not None
+            and available_total > first.available_total
+        ):
+            used = cpu_total - first.cpu_total
+            share = min(1.0, max(0.0, used / (available_total - first.available_total)))
+            self.cpu_share = share
+            busy = max(busy, min(1.0, share * p.busy_target / p.cpu_target))
         self.busy = busy
         window = [s for s in samples if s.at >= first.at]
         mean_calls = sum(s.calls for s in window) / len(window)

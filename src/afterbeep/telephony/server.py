@@ -9,8 +9,9 @@ route (None: ask the router), an `Answer` route is answered right there on a pre
 (`MediaConfig.prebound`), so the 200 does not wait for the task to be scheduled behind a loop
 turn's worth of RTP callbacks. Past ``max_calls`` calls in progress, new INVITEs get 503 with
 Retry-After at once, before any media is bound; so do they past the calls that fit under the
-event loop's busy target, in a burst on a loaded node, or while the node is unhealthy (its event
-loop lags, or prompts leave late: `afterbeep.domain.admission`), so that the calls already up
+event loop's busy target or the process's CPU target (`afterbeep.telephony.cpu`), in a burst on
+a loaded node, or while the node is unhealthy (its event loop lags or waits for a CPU, or prompts
+leave late: `afterbeep.domain.admission`), so that the calls already up
 keep their timing and the proxy tries another node. Shutdown runs in phases with deadlines,
 like uvicorn's: stop accepting (503), let calls in progress finish for ``drain_timeout``, end the rest (a
 recording in progress ends as by hang-up, so the script keeps what was said) and give their
@@ -36,7 +37,9 @@ from afterbeep.metrics import (
     ADMISSION_CALL_LIMIT,
     CALLS_REFUSED,
     LOOP_BUSY,
+    LOOP_CPU_WAIT,
     LOOP_LAG,
+    PROCESS_CPU_SHARE,
     PROMPT_LATE,
     SIP_INVITE_ROUTED,
 )
@@ -47,6 +50,7 @@ from afterbeep.telephony.call import (
     SipCall,
     dial,
 )
+from afterbeep.telephony.cpu import CpuReader, CpuReading
 from afterbeep.telephony.interface import CallEnded
 from afterbeep.telephony.media import MediaConfig, MediaEngine
 from afterbeep.telephony.sip import Credentials, IncomingInvite, UAConfig, UserAgent
@@ -198,6 +202,7 @@ class TelephonyServer:
         self._stopped: asyncio.Future[None] | None = None
         self.admission = AdmissionGate(limits.admission, time.monotonic)
         self.loop_cpu: Callable[[], float] = time.thread_time  # read on the loop's thread
+        self.cpu: Callable[[], CpuReading | None] = CpuReader()  # ... so is this (/proc)
         self._media.on_prompt_late = self._prompt_late
         self._lag_watch: asyncio.Task[None] | None = None
         self._refusals_unlogged = 0
@@ -379,15 +384,18 @@ class TelephonyServer:
         lag, late = gate.level(Refusal.LOOP_LAG), gate.level(Refusal.PROMPT_LATE)
         log.warning(
             "overload (%s): %d calls in progress, %d INVITE(s) refused, the last to %s "
-            "(loop busy %s, call limit %s, median loop lag %s, prompt lateness %s)",
+            "(loop busy %s, call limit %s, median loop lag %s, prompt lateness %s, "
+            "process CPU share %s, loop waiting for a CPU %s)",
             refusal.value,
             len(self._calls),
             self._refusals_unlogged,
             mask(invite.request_user),
-            "n/a" if gate.busy is None else f"{gate.busy:.0%}",
+            "n/a" if gate.loop_share is None else f"{gate.loop_share:.0%}",
             "n/a" if gate.limit is None else gate.limit,
             "n/a" if lag is None else f"{lag * 1000:.0f} ms",
             "n/a" if late is None else f"{late * 1000:.0f} ms",
+            "n/a" if gate.cpu_share is None else f"{gate.cpu_share:.0%}",
+            "n/a" if gate.wait is None else f"{gate.wait:.0%}",
         )
         self._refusals_unlogged = 0
         self._refusal_logged_at = now
@@ -397,9 +405,10 @@ class TelephonyServer:
         self.admission.prompt_late(seconds)
 
     async def _watch_loop_lag(self) -> None:
-        """Sample how late the loop runs a timer (the lag every callback of it suffers) and how
-        busy its thread is (this task runs on it: `time.thread_time` is the loop's CPU; its
-        waits for a CPU show as lag)."""
+        """Sample how late the loop runs a timer (the lag every callback of it suffers), how
+        busy its thread is (this task runs on it: `time.thread_time` is the loop's CPU), the
+        process's CPU (all threads) against what it could have, and the loop thread's wait for
+        a CPU (`afterbeep.telephony.cpu`)."""
         loop = asyncio.get_running_loop()
         while True:
             expected = loop.time() + LAG_INTERVAL
@@ -408,9 +417,21 @@ class TelephonyServer:
             LOOP_LAG.observe(lag)
             gate = self.admission
             gate.loop_lag(lag)
-            gate.loop_busy(self.loop_cpu(), len(self._calls))
-            if gate.busy is not None:
-                LOOP_BUSY.set(gate.busy)
+            cpu = self.cpu()
+            if cpu is not None and cpu.loop_wait is not None:
+                gate.cpu_wait(cpu.loop_wait)
+            gate.loop_busy(
+                self.loop_cpu(),
+                len(self._calls),
+                None if cpu is None else cpu.process,
+                None if cpu is None else cpu.available,
+            )
+            if gate.loop_share is not None:
+                LOOP_BUSY.set(gate.loop_share)
+            if gate.cpu_share is not None:
+                PROCESS_CPU_SHARE.set(gate.cpu_share)
+            if gate.wait is not None:
+                LOOP_CPU_WAIT.set(gate.wait)
             limit = gate.limit
             ADMISSION_CALL_LIMIT.set(
                 self.limits.max_calls if limit is None else min(limit, self.limits.max_calls)
