@@ -1,0 +1,97 @@
+"""A SIPp caller speaks 150 ms after the beep, presses `#` 400 ms later and goes on talking,
+while the event loop is blocked across that moment (a burst of new calls): the recording ends
+by the key, holds what was said before it and nothing of what came after, and the key is not
+left typed ahead. The loop is blocked either after `play()` returned (the key waits as typed
+ahead) or before it did (the key reaches the player of a prompt already over). Before, the
+key was typed ahead and the message ran on: the checks below fail on that."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from afterbeep.audio.compare import compare
+from afterbeep.audio.tones import speech_like
+from afterbeep.telephony.call import SipCall
+from afterbeep.telephony.interface import Audio, EndedBy, Recording
+from afterbeep.telephony.media import Codec
+from tests.fixtures.rtp_pcap import RtpStreamBuilder, g711_roundtrip, write_pcap
+from tests.telephony.test_call_sipp import MemorySink, call_sipp, calls_finished, serve, sipp_bin
+
+__all__ = ["sipp_bin"]
+
+pytestmark = pytest.mark.timeout(60)
+
+RATE = 8000
+GREETING = np.full(RATE, 1500, dtype=np.int16)  # 1 s
+BEEP = np.full(RATE // 10, 3000, dtype=np.int16)  # the prompts end 1.1 s after the answer
+SPEAKS_AT = 1.25  # s after the answer: 150 ms after the beep's end
+SAID = 0.4  # s of speech, then `#` (1.65 s after the answer), then more speech
+BLOCKED = 0.8  # s
+
+
+def _caller(codec: Codec, tmp_path: Path) -> tuple[Audio, Audio]:
+    """caller.pcap: speech over the greeting, the message, `#`, more speech."""
+    over = speech_like(700, seed=3)
+    said = speech_like(round(SAID * 1000), seed=7)
+    after = speech_like(1000, seed=9)
+    head = np.zeros(int(SPEAKS_AT * RATE), dtype=np.int16)
+    head[: len(over)] = over
+    stream = RtpStreamBuilder(codec, 20, 101)
+    stream.audio(np.concatenate([head, said])).digit("#").audio(after)
+    write_pcap(tmp_path / "caller.pcap", stream.take())
+    return said, after
+
+
+@pytest.mark.parametrize("blocked", ["after-play", "during-play"])
+async def test_a_hash_pressed_while_the_loop_lags_after_the_beep_ends_the_message(
+    sipp_bin: str, tmp_path: Path, blocked: str
+) -> None:
+    codec = Codec.PCMU
+    said, after = _caller(codec, tmp_path)
+    sink = MemorySink()
+    seen: dict[str, Any] = {}
+
+    async def script(call: SipCall) -> None:
+        await call.answer()
+        if blocked == "during-play":  # 0.1 s before the beep ends, past the `#`
+            asyncio.get_running_loop().call_later(1.0, time.sleep, BLOCKED)
+        seen["key"] = await call.play((GREETING,), interrupt_on="#", then=BEEP, from_answer=True)
+        if blocked == "after-play":
+            time.sleep(BLOCKED)  # noqa: ASYNC251 (on purpose: the event loop blocked, packets wait)
+            await asyncio.sleep(0.1)  # the loop takes the packets (the key) before record()
+        seen["recording"] = await call.record(
+            sink, max_seconds=20, silence_seconds=20, finish_on="#", from_prompt_end=True
+        )
+        seen["typed"] = await call.collect_digits(1, timeout=0)
+        async with asyncio.timeout(10):
+            await call.ended.wait()
+
+    async with serve(script) as server:
+        await call_sipp(
+            sipp_bin,
+            "media_uac_speak_after_beep.xml",
+            tmp_path,
+            server,
+            ("codec_pt", codec.value),
+            ("codec_name", codec.name),
+            ("event_pt", 101),
+            ("ptime", 20),
+        )
+        await calls_finished(server)
+
+    recording: Recording = seen["recording"]
+    assert seen["key"] is None  # the `#` came after the prompt: it interrupted nothing
+    assert recording.ended_by is EndedBy.FINISH_KEY
+    assert seen["typed"] == ""
+    result = compare(g711_roundtrip(codec, said), sink.pcm)
+    print(f"{blocked}: {result}, {len(sink.pcm)} samples")
+    assert result.missing_head_ms == 0 and result.missing_tail_ms == 0 and result.snr_db >= 30
+    assert 0 <= result.lag < 0.4 * RATE  # from the beep's end ...
+    assert len(sink.pcm) - result.lag - len(said) <= 160  # ... up to the key, nothing after it
+    assert compare(g711_roundtrip(codec, after), sink.pcm).snr_db < 10
