@@ -2,7 +2,7 @@
 while the event loop is blocked across that moment (a burst of new calls): the recording ends
 by the key, holds what was said before it and nothing of what came after, and the key is not
 left typed ahead. The loop is blocked either after `play()` returned (the key waits as typed
-ahead) or before it did (the key reaches the player of a prompt already over). Before, the
+ahead) or before it did (the key may reach the player of a prompt already over). Before, the
 key was typed ahead and the message ran on: the checks below fail on that."""
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ async def test_a_hash_pressed_while_the_loop_lags_after_the_beep_ends_the_messag
         await calls_finished(server)
 
     recording: Recording = seen["recording"]
-    assert seen["key"] is None  # the `#` came after the prompt: it interrupted nothing
+    # after the prompt, the `#` interrupted nothing (play() returns it if it got there first)
+    assert seen["key"] is None or blocked == "during-play"
     assert recording.ended_by is EndedBy.FINISH_KEY
     assert seen["typed"] == ""
     result = compare(g711_roundtrip(codec, said), sink.pcm)

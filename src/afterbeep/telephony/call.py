@@ -498,6 +498,7 @@ class SipCall:
         # `record(from_prompt_end=True)` starts at the last prompt's end on the media clock.
         self._preroll: PreRoll | None = None
         self._prompt_end: float | None = None  # time.monotonic(): the last prompt's scheduled end
+        self._late_key: _Typed | None = None  # the last play's key, come after that end
         if invite is not None:
             self._identify(invite)
             invite.listener = self._on_invite_event
@@ -812,7 +813,9 @@ class SipCall:
                     PROMPT_SKIPPED.observe(played.skipped / RATE)
                 if media.send_stream.begun:
                     self._prompt_end = media.send_stream.due
-                    self._after_the_end(player, self._prompt_end)
+                    typed = player.typed
+                    late = typed is not None and typed.arrival >= self._prompt_end
+                    self._late_key = typed if late else None
             except MediaSessionStateError as exc:
                 raise CallEnded() from exc
             finally:
@@ -828,27 +831,18 @@ class SipCall:
             raise CallEnded()
         return None
 
-    def _after_the_end(self, player: _Player, end: float) -> None:
-        """A key that arrived after the prompt's scheduled end (a play returning late) did not
-        interrupt it: typed ahead, in arrival order, as in the fake call."""
-        typed = player.typed
-        if typed is None or typed.arrival < end:
-            return
-        player.key = player.typed = None
-        at = sum(1 for earlier in self._typed if earlier.arrival <= typed.arrival)
-        self._typed.insert(at, typed)
-        self._wake.set()
-
     def _finish_typed(self, since: float, finish_on: str) -> _Typed | None:
-        """For a recording from ``since``: the keys typed ahead that arrived from then on came
-        during it. They are taken (ignored, as keys during a recording are) up to the first
-        finish key, which is returned; those after it stay typed ahead."""
+        """For a recording from ``since``: the keys that arrived from then on came during it,
+        the last play's key too when it arrived after the prompt's end (its play returned
+        late). The first finish key among them is returned; the keys typed ahead before it
+        are taken (ignored, as keys during a recording are), those after it stay."""
+        late, self._late_key = self._late_key, None
+        finish = late if late is not None and late.key in finish_on else None
         kept: deque[_Typed] = deque()
-        finish: _Typed | None = None
         for typed in self._typed:
-            if typed.arrival < since or finish is not None:
+            if typed.arrival < since or (finish is not None and typed.arrival >= finish.arrival):
                 kept.append(typed)
-            elif typed.key in finish_on:
+            elif finish is None and typed.key in finish_on:
                 finish = typed
         self._typed = kept
         return finish
