@@ -73,3 +73,17 @@ def test_the_default_bound_is_a_few_seconds() -> None:
     assert preroll.samples == round(PREROLL_SECONDS * RATE)
     preroll.clear()
     assert preroll.samples == 0 and preroll.lost_after(0.0) == 0.0
+
+
+@pytest.mark.parametrize("bound", [None, 5 * 1600 + 300])
+def test_until_a_mark_only_what_was_received_before_it(bound: int | None) -> None:
+    """A key pressed after the beep: the audio up to it, none after, the bound dropping or not."""
+    preroll = PreRoll() if bound is None else PreRoll(bound)
+    fill(preroll, 1.0)  # 5 blocks of 1600
+    mark = preroll.received
+    assert mark == 8000
+    fill(preroll, 0.4, t0=101.0)  # after the key
+    pcm = np.concatenate([p for p, _ in preroll.since(100.93, mark - 500)])
+    first = round(0.93 * RATE)
+    assert np.array_equal(pcm, ramp(first, mark - 500 - first))
+    assert list(preroll.since(100.0, 0)) == [] and preroll.received == 8000 + 3200

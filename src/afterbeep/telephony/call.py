@@ -30,7 +30,7 @@ import urllib.parse
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from typing import NamedTuple, NoReturn, Protocol
 
 import numpy as np
 
@@ -345,12 +345,22 @@ class AudioTap:
             self.fill(loop.time())
 
 
+class _Typed(NamedTuple):
+    """A key pressed while nothing took it: when it arrived (monotonic; an RFC 4733 key, its
+    packet's receive time) and the pre-roll's `received` count then (what came before it)."""
+
+    key: str
+    arrival: float
+    mark: int | None
+
+
 class _Player:
-    __slots__ = ("interrupt", "key", "keys")
+    __slots__ = ("interrupt", "key", "keys", "typed")
 
     def __init__(self, keys: str) -> None:
         self.keys = keys
         self.key: str | None = None
+        self.typed: _Typed | None = None  # the key, as it came
         self.interrupt = asyncio.Event()
 
 
@@ -475,7 +485,7 @@ class SipCall:
         if invite is None:
             self._confirmed.set()  # outbound: the far end answered our INVITE
         self._merger = DigitMerger(settings.dtmf_dedup_window)
-        self._typed: deque[str] = deque()
+        self._typed: deque[_Typed] = deque()
         self._wake = asyncio.Event()
         self._player: _Player | None = None
         self._plays = 0  # play() calls in progress
@@ -488,6 +498,7 @@ class SipCall:
         # `record(from_prompt_end=True)` starts at the last prompt's end on the media clock.
         self._preroll: PreRoll | None = None
         self._prompt_end: float | None = None  # time.monotonic(): the last prompt's scheduled end
+        self._late_key: _Typed | None = None  # the last play's key, come after that end
         if invite is not None:
             self._identify(invite)
             invite.listener = self._on_invite_event
@@ -584,20 +595,22 @@ class SipCall:
                 tap.put(pcm, now)
 
     def _on_rfc4733(self, key: str) -> None:
-        self._on_key(key, RFC4733)
+        arrival = self.media.event_arrival if self.media is not None else time.monotonic()
+        self._on_key(key, RFC4733, arrival)
 
     def _flush_received(self) -> None:
         """Have the media layer deliver the audio it holds (re-setting the sink does that)."""
         if self.media is not None:
             self.media.on_audio = self._on_audio
 
-    def _on_key(self, key: str, source: str) -> None:
+    def _on_key(self, key: str, source: str, arrival: float | None = None) -> None:
         if not self._merger.accept(key, source, self._loop.time()):
             return
         self.digits_received += 1
         player, take = self._player, self._take
         if player is not None and player.key is None and key in player.keys:
             player.key = key
+            player.typed = self._typed_key(key, arrival)
             player.interrupt.set()
         elif take is not None and take.ended_by is None:
             if key in take.finish_on:
@@ -605,8 +618,17 @@ class SipCall:
                 take.finish(EndedBy.FINISH_KEY)
             # other keys during a recording are ignored, as in the fake call
         else:
-            self._typed.append(key)
+            self._typed.append(self._typed_key(key, arrival))
             self._wake.set()
+
+    def _typed_key(self, key: str, arrival: float | None) -> _Typed:
+        """The key with its arrival and, while the pre-roll keeps audio, the audio before it
+        delivered there first (RFC 4733 keeps packet order) and counted."""
+        mark = None
+        if self._preroll is not None and self._take is None:
+            self._flush_received()
+            mark = self._preroll.received
+        return _Typed(key, time.monotonic() if arrival is None else arrival, mark)
 
     def _end(self, reason: str) -> None:
         if self.ended.is_set():
@@ -791,6 +813,9 @@ class SipCall:
                     PROMPT_SKIPPED.observe(played.skipped / RATE)
                 if media.send_stream.begun:
                     self._prompt_end = media.send_stream.due
+                    typed = player.typed
+                    late = typed is not None and typed.arrival >= self._prompt_end
+                    self._late_key = typed if late else None
             except MediaSessionStateError as exc:
                 raise CallEnded() from exc
             finally:
@@ -805,6 +830,22 @@ class SipCall:
         if self.ended.is_set():
             raise CallEnded()
         return None
+
+    def _finish_typed(self, since: float, finish_on: str) -> _Typed | None:
+        """For a recording from ``since``: the keys that arrived from then on came during it,
+        the last play's key too when it arrived after the prompt's end (its play returned
+        late). The first finish key among them is returned; the keys typed ahead before it
+        are taken (ignored, as keys during a recording are), those after it stay."""
+        late, self._late_key = self._late_key, None
+        finish = late if late is not None and late.key in finish_on else None
+        kept: deque[_Typed] = deque()
+        for typed in self._typed:
+            if typed.arrival < since or (finish is not None and typed.arrival >= finish.arrival):
+                kept.append(typed)
+            elif finish is None and typed.key in finish_on:
+                finish = typed
+        self._typed = kept
+        return finish
 
     async def record(
         self,
@@ -836,7 +877,11 @@ class SipCall:
         )
         started = self._loop.time()
         if from_prompt_end and self._prompt_end is not None:
-            started = self._take_preroll(take, preroll, self._prompt_end)
+            finish = self._finish_typed(self._prompt_end, finish_on)
+            until = finish.mark if finish is not None else None
+            started = self._take_preroll(take, preroll, self._prompt_end, until)
+            if finish is not None:
+                take.finish(EndedBy.FINISH_KEY)  # pressed after the beep, before we got here
         self._take = take
         quiet = asyncio.Event()
         filler = self._send_silence(media, quiet, every=_RECORDING_KEEPALIVE_EVERY)
@@ -869,9 +914,11 @@ class SipCall:
         assert take.ended_by is not None
         return Recording(take.samples, take.ended_by)
 
-    def _take_preroll(self, take: RecordingTake, preroll: PreRoll | None, since: float) -> float:
-        """Feed `take` what was received from ``since`` (monotonic) on; the take's start on the
-        loop's clock."""
+    def _take_preroll(
+        self, take: RecordingTake, preroll: PreRoll | None, since: float, until: int | None = None
+    ) -> float:
+        """Feed `take` what was received from ``since`` (monotonic) on (and before the mark
+        ``until``); the take's start on the loop's clock."""
         now = time.monotonic()
         since = min(since, now)
         shift = self._loop.time() - now  # the loop's clock (uvloop's: in ms)
@@ -890,7 +937,7 @@ class SipCall:
                 late * 1000,
                 lost * 1000,
             )
-        for pcm, arrival in preroll.since(since):
+        for pcm, arrival in preroll.since(since, until):
             take.feed(pcm, arrival + pcm.size / RATE + shift)
         return since + shift
 
@@ -973,7 +1020,7 @@ class SipCall:
         while True:
             had = len(digits)
             while self._typed:
-                key = self._typed.popleft()
+                key = self._typed.popleft().key
                 if key in terminator:
                     return digits
                 digits += key

@@ -2,8 +2,10 @@
 
 The caller side is described up front: the audio it sends from the moment of answer, the keys
 it presses (at ms offsets on the call's timeline) and when it hangs up. ``late_ms`` makes the
-script late after each play (an event loop that lags): time passes before its next step. Everything the script
-plays is kept in `played` with its start time, so a test can check what the caller heard.
+script late after each play (an event loop that lags): time passes before its next step, and
+keys pressed meanwhile are typed ahead (a `record(from_prompt_end=True)` takes those as pressed
+during the recording, as `SipCall` does). Everything the script plays is kept in `played` with
+its start time, so a test can check what the caller heard.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class FakeCall:
     hung_up_by_us: bool = False
     played: list[tuple[int, Audio]] = field(default_factory=list)
     prompt_end: int | None = None  # where the last play ended
-    _typed_ahead: list[str] = field(default_factory=list)
+    _typed_ahead: list[tuple[int, str]] = field(default_factory=list)  # (when, key)
 
     @property
     def now_ms(self) -> int:
@@ -80,6 +82,7 @@ class FakeCall:
             await self._play_one(then, "")
         self.prompt_end = self.now
         self.now += self.late_ms * SAMPLES_PER_MS
+        self._typed_ahead.extend(self._keys_between(self.prompt_end, self.now))
         return key
 
     async def _play_one(self, audio: Audio, interrupt_on: str) -> str | None:
@@ -92,7 +95,7 @@ class FakeCall:
                 self.played.append((start, audio[: at - start]))
                 self.now = at + 1
                 return key
-            self._typed_ahead.append(key)
+            self._typed_ahead.append((at, key))
         self.played.append((start, audio[: end - start]))
         self.now = end
         self._check_alive()
@@ -110,7 +113,14 @@ class FakeCall:
     ) -> Recording:
         self._check_alive()
         if from_prompt_end and self.prompt_end is not None:  # as SipCall: a bounded pre-roll
-            self.now = max(self.prompt_end, self.now - int(PREROLL_SECONDS * 8000))
+            since = self.prompt_end
+            # keys from the prompt's end on are the recording's: seen again below, from `now`
+            self._typed_ahead = [(at, key) for at, key in self._typed_ahead if at < since]
+            self.now = max(since, self.now - int(PREROLL_SECONDS * 8000))
+            lost = [at for at, key in self._keys_between(since, self.now) if key in finish_on]
+            if lost:
+                self.now = lost[0] + 1  # pressed before the audio kept began
+                return Recording(0, EndedBy.FINISH_KEY)
         limit = int(max_seconds * 8000)
         silence_limit = int(silence_seconds * 8000)
         taken = 0
@@ -146,7 +156,7 @@ class FakeCall:
         pending = self._typed_ahead
         self._typed_ahead = []
         deadline = self.now + int(timeout * 8000)
-        for index, key in enumerate(pending):
+        for index, (_, key) in enumerate(pending):
             if key in terminator or len(digits) + 1 >= max_digits:
                 self._typed_ahead = pending[index + 1 :]  # the rest stays typed ahead
                 return digits if key in terminator else digits + key

@@ -7,21 +7,87 @@ Claiming stamps `claimed_until`; an attempt is recorded, or a claim released, on
 exact lease still holds, so a worker that lost its lease cannot overwrite a newer result. On
 PostgreSQL `FOR UPDATE SKIP LOCKED` lets several workers and nodes claim at once; SQLite's
 single writer (`BEGIN IMMEDIATE`) makes the claim exclusive there.
+
+Every worker polls these, so the statements are built once per table and status, with bound
+parameters (building a select costs more than running it); a claim with extra conditions
+(`where`) builds its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, and_, case, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from afterbeep.db import tables as t
 
 PENDING = "pending"
+
+
+class _Statements(NamedTuple):
+    """One queue's poll, built once. Binds: ``b_now``, ``b_limit``, ``b_ids``, ``b_id`` and
+    ``b_lease_until`` (not columns' names: an update's own binds are)."""
+
+    due: Select[Any]
+    due_locked: Select[Any]  # PostgreSQL: FOR UPDATE SKIP LOCKED
+    claim: Update
+    release: Update
+    next_claimable: Select[Any]
+
+
+def _due(
+    table: Table, status: str, now: Any, where: Sequence[ColumnElement[bool]]
+) -> ColumnElement[bool]:
+    c = table.c
+    return and_(
+        c.status == status,
+        c.next_attempt_at <= now,
+        or_(c.claimed_until.is_(None), c.claimed_until <= now),
+        *where,
+    )
+
+
+@cache
+def _statements(table: Table, status: str) -> _Statements:
+    c = table.c
+    due = (
+        select(c.id)
+        .where(_due(table, status, bindparam("b_now"), ()))
+        .order_by(c.next_attempt_at, c.id)
+        .limit(bindparam("b_limit", type_=Integer))
+    )
+    leased_later = and_(c.claimed_until.is_not(None), c.claimed_until > c.next_attempt_at)
+    claimable_at = case((leased_later, c.claimed_until), else_=c.next_attempt_at)
+    return _Statements(
+        due=due,
+        due_locked=due.with_for_update(skip_locked=True),
+        claim=update(table)
+        .where(c.id.in_(bindparam("b_ids", expanding=True)))
+        .values(claimed_until=bindparam("b_lease_until")),
+        release=update(table)
+        .where(c.id == bindparam("b_id"), c.claimed_until == bindparam("b_lease_until"))
+        .values(claimed_until=None),
+        next_claimable=select(func.min(claimable_at, type_=t.UtcDateTime())).where(
+            c.status == status
+        ),
+    )
 
 
 async def claim_due_ids(
@@ -34,19 +100,19 @@ async def claim_due_ids(
     status: str = PENDING,
     where: Sequence[ColumnElement[bool]] = (),
 ) -> list[str]:
-    c = table.c
-    due = and_(
-        c.status == status,
-        c.next_attempt_at <= now,
-        or_(c.claimed_until.is_(None), c.claimed_until <= now),
-        *where,
-    )
-    query = select(c.id).where(due).order_by(c.next_attempt_at, c.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = [row.id for row in (await conn.execute(query)).all()]
+    built = _statements(table, status)
+    postgresql = conn.dialect.name == "postgresql"
+    if where:
+        c = table.c
+        query = select(c.id).where(_due(table, status, now, where))
+        query = query.order_by(c.next_attempt_at, c.id).limit(limit)
+        rows = await conn.execute(query.with_for_update(skip_locked=True) if postgresql else query)
+    else:
+        query = built.due_locked if postgresql else built.due
+        rows = await conn.execute(query, {"b_now": now, "b_limit": limit})
+    ids = [row.id for row in rows.all()]
     if ids:
-        await conn.execute(update(table).where(c.id.in_(ids)).values(claimed_until=lease_until))
+        await conn.execute(built.claim, {"b_ids": ids, "b_lease_until": lease_until})
     return ids
 
 
@@ -71,22 +137,14 @@ async def record_attempt(
 
 async def release(conn: AsyncConnection, table: Table, claims: Iterable[tuple[str, datetime]]) -> None:
     """Give claims back unattempted (row id, lease)."""
-    c = table.c
+    statement = _statements(table, PENDING).release  # the same whatever the status
     for row_id, lease_until in claims:
-        await conn.execute(
-            update(table)
-            .where(c.id == row_id, c.claimed_until == lease_until)
-            .values(claimed_until=None)
-        )
+        await conn.execute(statement, {"b_id": row_id, "b_lease_until": lease_until})
 
 
 async def next_claimable_at(
     conn: AsyncConnection, table: Table, *, status: str = PENDING
 ) -> datetime | None:
     """When the earliest waiting row can next be claimed (its due time, or its lease's end)."""
-    c = table.c
-    leased_later = and_(c.claimed_until.is_not(None), c.claimed_until > c.next_attempt_at)
-    claimable_at = case((leased_later, c.claimed_until), else_=c.next_attempt_at)
-    query = select(func.min(claimable_at, type_=t.UtcDateTime())).where(c.status == status)
-    value = (await conn.execute(query)).scalar_one_or_none()
+    value = (await conn.execute(_statements(table, status).next_claimable)).scalar_one_or_none()
     return value if isinstance(value, datetime) else None

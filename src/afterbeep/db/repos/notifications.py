@@ -40,6 +40,11 @@ _CLEAR_FULL_NOTIFIED = (  # built once: every deposit
     )
     .values(full_notified_at=None)
 )
+_CLAIMED = (  # built once: every poll that claims
+    select(_E)
+    .where(_E.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(_E.c.next_attempt_at, _E.c.id)
+)
 
 
 def _notification(row: Any) -> Notification:
@@ -124,11 +129,7 @@ class SqlNotificationRepo:
         ids = await leases.claim_due_ids(self._conn, _E, now, lease_until, limit)
         if not ids:
             return []
-        rows = (
-            await self._conn.execute(
-                select(_E).where(_E.c.id.in_(ids)).order_by(_E.c.next_attempt_at, _E.c.id)
-            )
-        ).all()
+        rows = (await self._conn.execute(_CLAIMED, {"b_ids": ids})).all()
         return [ClaimedNotification(_notification(r), lease_until) for r in rows]
 
     async def record_attempt(

@@ -44,6 +44,12 @@ _PENDING = DeliveryStatus.PENDING.value
 _SUBSCRIBERS = (
     select(_W.c.id, _W.c.events).where(_W.c.account_id == bindparam("account_id")).order_by(_W.c.id)
 )
+_CLAIMED = (  # built once: every poll that claims
+    select(_D, _W.c.url, _W.c.secret)
+    .join(_W, _W.c.id == _D.c.webhook_id)
+    .where(_D.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(_D.c.next_attempt_at, _D.c.id)
+)
 
 Watcher = Callable[[], None]
 _watchers: weakref.WeakKeyDictionary[Pool, list[Watcher]] = weakref.WeakKeyDictionary()
@@ -161,13 +167,7 @@ class SqlWebhookRepo:
         ids = await leases.claim_due_ids(self._conn, _D, now, lease_until, limit)
         if not ids:
             return []
-        joined = (
-            select(_D, _W.c.url, _W.c.secret)
-            .join(_W, _W.c.id == _D.c.webhook_id)
-            .where(_D.c.id.in_(ids))
-            .order_by(_D.c.next_attempt_at, _D.c.id)
-        )
-        rows = (await self._conn.execute(joined)).all()
+        rows = (await self._conn.execute(_CLAIMED, {"b_ids": ids})).all()
         return [ClaimedDelivery(_delivery(r), r.url, r.secret, lease_until) for r in rows]
 
     async def record_attempt(

@@ -5,7 +5,8 @@ A call keeps the blocks its recorder delivers while no recording runs, each with
 time of its first sample, up to ``limit`` samples (the oldest go first). :meth:`PreRoll.since`
 gives back what arrived from a moment on, the first block cut inside: a block's samples are
 taken to arrive in real time from its first one, which is how RTP sends them. Audio that
-arrived before that moment (the caller talking over the greeting) is not given back.
+arrived before that moment (the caller talking over the greeting) is not given back, nor,
+given ``until`` (a count of :attr:`PreRoll.received` taken as a key arrived), what came after it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class PreRoll:
         self._limit = limit
         self._blocks: deque[tuple[float, Audio]] = deque()
         self._samples = 0
+        self.received = 0  # samples ever put: a mark of "everything received so far"
         self.dropped_until: float | None = None  # where the audio dropped for the bound ended
 
     def put(self, pcm: Audio, arrival: float) -> None:
@@ -40,6 +42,7 @@ class PreRoll:
             return
         self._blocks.append((arrival, pcm))
         self._samples += pcm.size
+        self.received += pcm.size
         while self._samples > self._limit:
             first, oldest = self._blocks[0]
             excess = self._samples - self._limit
@@ -62,14 +65,20 @@ class PreRoll:
             return 0.0
         return max(0.0, self.dropped_until - start)
 
-    def since(self, start: float) -> Iterator[tuple[Audio, float]]:
-        """The blocks (cut) received from ``start`` on, with their first sample's arrival."""
+    def since(self, start: float, until: int | None = None) -> Iterator[tuple[Audio, float]]:
+        """The blocks (cut) received from ``start`` on, with their first sample's arrival;
+        with ``until``, only the samples received before :attr:`received` was ``until``."""
+        first = self.received - self._samples  # the `received` count of the oldest sample kept
         for arrival, pcm in self._blocks:
+            end = pcm.size if until is None else min(pcm.size, until - first)
+            first += pcm.size
+            if end <= 0:
+                return
             skip = round((start - arrival) * CLOCK_RATE)
             if skip <= 0:
-                yield pcm, arrival
-            elif skip < pcm.size:
-                yield pcm[skip:], arrival + skip / CLOCK_RATE
+                yield pcm[:end], arrival
+            elif skip < end:
+                yield pcm[skip:end], arrival + skip / CLOCK_RATE
 
     def clear(self) -> None:
         self._blocks.clear()

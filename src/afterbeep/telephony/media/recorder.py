@@ -98,6 +98,7 @@ class Recorder:
         self.dropped_payload_type = 0
         self.audio_packets = 0
         self.block_arrival = 0.0  # of the block being handed to the sink
+        self.event_arrival = 0.0  # of the telephone-event packet whose digit goes to on_dtmf
         self._lost = self._late = self._duplicates = 0
 
     @property
@@ -288,6 +289,7 @@ class Recorder:
         elif pt in self._event_pts:
             digit = self.dtmf.receive(packet.ssrc, packet.timestamp, packet.payload)
             if digit is not None and self.on_dtmf is not None:
+                self.event_arrival = packet.arrival
                 self.on_dtmf(digit)
         else:
             self.dropped_payload_type += 1

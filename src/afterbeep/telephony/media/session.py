@@ -593,6 +593,11 @@ class MediaSession:
         return self._recorder.block_arrival
 
     @property
+    def event_arrival(self) -> float:
+        """While ``on_dtmf`` runs: when its telephone-event packet arrived (`Recorder`)."""
+        return self._recorder.event_arrival
+
+    @property
     def on_rtp(self) -> RtpTap | None:
         return self._on_rtp
 

@@ -90,7 +90,8 @@ async def leave_message(call: Call, box: DepositBox, spool: Spool, now: datetime
             silence_seconds=box.silence_seconds,
             finish_on="#",
             silence_threshold=box.silence_threshold,
-            from_prompt_end=True,  # from the beep's end, however late the event loop is
+            # from the beep's end, however late the event loop is: a `#` pressed since ends it
+            from_prompt_end=True,
         )
         await asyncio.shield(creating)  # a cancelled script must not cancel the thread's task
     except CallEnded:
