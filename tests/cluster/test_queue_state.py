@@ -200,17 +200,17 @@ async def test_a_claim_made_on_a_stale_view_of_the_queue_gets_nothing(
         queue = make_queue(account_id, first, second, strategy=QueueStrategy.ROUND_ROBIN)
         floor_a, floor_b = a.queue_engine.shared, b.queue_engine.shared
         assert floor_a is not None and floor_b is not None
-        await floor_a.join(account_id, queue.id, "x", NOON + timedelta(minutes=1))
-        await floor_b.join(account_id, queue.id, "y", NOON + timedelta(minutes=1))
-        seen = (await floor_b.look(account_id, queue.id, [first, second], NOON, NOON)).tally
-        until = NOON + timedelta(seconds=30)
-        assert await floor_a.claim(account_id, queue.id, [first], "x", NOON, until, 0) == [first]
-        assert await floor_b.claim(account_id, queue.id, [second], "y", NOON, until, 0) == []
-        look = await floor_b.look(account_id, queue.id, [first, second], NOON, NOON)
+        lease = timedelta(seconds=30)
+        await floor_a.join(account_id, queue.id, "x", lease)
+        await floor_b.join(account_id, queue.id, "y", lease)
+        seen = (await floor_b.look(account_id, queue.id, [first, second], lease)).tally
+        assert await floor_a.claim(account_id, queue.id, [first], "x", lease, 0) == [first]
+        assert await floor_b.claim(account_id, queue.id, [second], "y", lease, 0) == []
+        look = await floor_b.look(account_id, queue.id, [first, second], lease)
         assert (seen.offers, look.tally.offers, look.tally.last_offered) == (0, 1, first)
         assert [w.offered for w in look.waiting] == [True, False]
         assert look.agents[second].held is None
-        claimed = await floor_b.claim(account_id, queue.id, [second], "y", NOON, until, 1)
+        claimed = await floor_b.claim(account_id, queue.id, [second], "y", lease, 1)
         assert claimed == [second]
 
 
@@ -238,6 +238,41 @@ async def test_callers_are_ordered_by_the_database_clock_not_a_skewed_node_clock
         stats = await stats_of(b, queue)
         assert stats.waiting == 2 and 0 <= stats.longest_wait_sec < 10  # not skewed by 10 s
         for rt, ticket in ((a, "first"), (b, "second")):
+            await rt.queue_engine.left(queue, ticket, None, hung_up=True)
+
+
+@PG
+async def test_holds_and_callers_rows_expire_on_the_database_clock_not_a_skewed_node_clock(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """n2's clock is an hour ahead of n1's (far past the lease): n1's caller row and n1's hold
+    on the agent still live for n2, which neither deletes the row nor offers the agent again;
+    n2's own hold, taken on the database's clock, is not taken for expired by n1."""
+    real = datetime.now(UTC)
+    behind, ahead = NodeClock(real), NodeClock(real + timedelta(hours=1))
+    async with nodes(backend, tmp_path, [behind, ahead]) as (a, b):
+        account_id = (await a.accounts.create_account("Acme")).account_id
+        agent = await agent_available(a, account_id)
+        queue = make_queue(account_id, agent)
+        assert await a.queue_engine.join(queue, "on-n1") is None
+        assert await offer_next(a, queue, "on-n1") == (agent,)
+        assert await b.queue_engine.join(queue, "on-n2") is None
+        step = await b.queue_engine.step(queue, "on-n2")
+        assert (step.position, step.offer) == (2, ())
+        await b.queue_engine.renew()
+        assert (await b.queue_engine.step(queue, "on-n2")).offer == ()
+        assert (await stats_of(b, queue)).waiting == 2
+        # The agent misses n1's offer; n2's caller gets it, and n1 leaves n2's hold alone.
+        await a.queue_engine.missed(queue, "on-n1", agent)
+        await a.queue_engine.left(queue, "on-n1", None, hung_up=True)
+        assert await offer_next(b, queue, "on-n2") == (agent,)
+        assert await a.queue_engine.join(queue, "again-n1") is None
+        step = await a.queue_engine.step(queue, "again-n1")
+        assert (step.position, step.offer) == (2, ())
+        await a.queue_engine.renew()
+        await b.queue_engine.refresh_agents(account_id, [agent])
+        assert b.queue_engine.agent_state(agent)[0].value == "offering"
+        for rt, ticket in ((b, "on-n2"), (a, "again-n1")):
             await rt.queue_engine.left(queue, ticket, None, hung_up=True)
 
 

@@ -7,7 +7,8 @@ set through the API reaches every node when its next caller joins. With a `Share
 of a cluster, issue 23) the stored state is the authority: waiting callers are rows every node
 sees (positions and the head of the line are the same everywhere), an agent is offered only once
 its node claimed the agent's stored hold (no double offer across nodes or queues), and a node
-renews its rows and holds (`HOLD_LEASE`): those of a node that died expire. What the strategies
+renews its rows and holds (`HOLD_LEASE`, on the database's clock): those of a node that died
+expire. What the strategies
 and statistics keep (round robin's position, agents' calls and missed streaks, the counts of
 answered, abandoned and timed-out callers) is stored too and changed in the same transactions.
 """
@@ -176,8 +177,7 @@ class QueueEngine:
             line.join(ticket, now)
             self._handed[ticket] = set()
             if self.shared is not None:
-                wall = self._clock.now()
-                await self.shared.join(queue.account_id, queue.id, ticket, wall + HOLD_LEASE)
+                await self.shared.join(queue.account_id, queue.id, ticket, HOLD_LEASE)
         return refused
 
     async def step(self, queue: Queue, ticket: str) -> Step:
@@ -209,18 +209,16 @@ class QueueEngine:
         caller = line.caller(ticket)
         now = self._now()
         if position_in(waiting, ticket) is None:  # its row expired (this node stalled): back
-            wall = self._clock.now()
             joined = await self.shared.join(
-                queue.account_id, queue.id, ticket, wall + HOLD_LEASE, now - caller.joined_at
+                queue.account_id, queue.id, ticket, HOLD_LEASE, now - caller.joined_at
             )
             waiting = line_order([*waiting, WaitingCaller(ticket, joined)])
         if not caller.offered_to and next_to_offer(waiting) == ticket:
             chosen = line.choose_for(ticket, self.floor.agents, now)
             if chosen:
-                wall = self._clock.now()
                 seen = self._tally.get(queue.id, QueueTally()).offers
                 got = await self.shared.claim(
-                    queue.account_id, queue.id, chosen, ticket, wall, wall + HOLD_LEASE, seen
+                    queue.account_id, queue.id, chosen, ticket, HOLD_LEASE, seen
                 )
                 if got:
                     line.offer(ticket, got, self.floor.agents, now)
@@ -229,28 +227,24 @@ class QueueEngine:
     async def _look(self, queue: Queue, ticket: str | None = None) -> list[WaitingCaller]:
         """The shared line of `queue` (in order), its members brought up to the stored state."""
         assert self.shared is not None
-        wall = self._clock.now()
         look = await self.shared.look(
-            queue.account_id,
-            queue.id,
-            [m.user_id for m in queue.members],
-            wall,
-            wall + HOLD_LEASE,
-            ticket,
+            queue.account_id, queue.id, [m.user_id for m in queue.members], HOLD_LEASE, ticket
         )
         line = self.floor.line(queue)
         line.last_offered = look.tally.last_offered
         now = self._now()
         for member in queue.members:
-            self._sync(member.user_id, look.agents.get(member.user_id), wall, now)
+            self._sync(member.user_id, look.agents.get(member.user_id), look.at, now)
         self._tally[queue.id] = look.tally
         self._seen_at[queue.id] = look.at
         ordered = self._seen[queue.id] = line_order(look.waiting)
         return ordered
 
-    def _sync(self, user_id: str, row: StoredAgent | None, wall: datetime, now: float) -> None:
+    def _sync(self, user_id: str, row: StoredAgent | None, db_now: datetime, now: float) -> None:
+        """`row`'s times are on the database's clock, `db_now` its time when read."""
+
         def local(at: datetime | None) -> float | None:
-            return None if at is None else now - (wall - at).total_seconds()
+            return None if at is None else now - (db_now - at).total_seconds()
 
         agent = self.floor.agent(user_id)
         if row is None:
@@ -265,18 +259,19 @@ class QueueEngine:
         """With a shared floor, bring these agents up to their stored state (the API's view)."""
         if self.shared is None or not user_ids:
             return
-        wall = self._clock.now()
-        stored = await self.shared.agents(account_id, user_ids, wall)
+        stored = await self.shared.agents(account_id, user_ids)
         now = self._now()
         for user_id in user_ids:
-            self._sync(user_id, stored.get(user_id), wall, now)
+            row = stored.get(user_id)
+            self._sync(user_id, row, row.at if row and row.at else self._clock.now(), now)
 
     async def answered(self, queue: Queue, ticket: str, user_id: str) -> None:
         self._handed.pop(ticket, None)
         others = self.floor.answered(self.floor.line(queue), ticket, user_id)
         if self.shared is not None:
-            until = self._clock.now() + HOLD_LEASE
-            await self.shared.answered(queue.account_id, queue.id, user_id, ticket, others, until)
+            await self.shared.answered(
+                queue.account_id, queue.id, user_id, ticket, others, HOLD_LEASE
+            )
 
     async def missed(self, queue: Queue, ticket: str, user_id: str) -> None:
         """The agent let the offer ring out; after `max_no_answer` in a row it goes on break
@@ -340,8 +335,7 @@ class QueueEngine:
         wrap_up = queue.settings.wrap_up_sec
         self.floor.call_ended(user_id, self._now(), wrap_up)
         if self.shared is not None:
-            until = self._clock.now() + timedelta(seconds=wrap_up)
-            await self.shared.call_ended(queue.account_id, user_id, until)
+            await self.shared.call_ended(queue.account_id, user_id, timedelta(seconds=wrap_up))
         self._agent_changed(user_id)
 
     def status_changed(self, user_id: str, status: AgentStatus) -> None:
@@ -372,8 +366,7 @@ class QueueEngine:
             return True
         if self.shared is None:
             return False
-        wall = self._clock.now()
-        look = await self.shared.look(account_id, queue_id, [], wall, wall + HOLD_LEASE)
+        look = await self.shared.look(account_id, queue_id, [], HOLD_LEASE)
         return bool(look.waiting)
 
     def agent_state(self, user_id: str) -> tuple[AgentState, int, int]:
@@ -385,8 +378,7 @@ class QueueEngine:
     async def renew(self) -> None:
         """This node's callers and holds live another `HOLD_LEASE`."""
         if self.shared is not None:
-            wall = self._clock.now()
-            await self.shared.renew(wall, wall + HOLD_LEASE)
+            await self.shared.renew(HOLD_LEASE)
 
     def start(self, every: float = RENEW_EVERY_SEC) -> None:
         """With a shared floor, renew this node's rows every `every` seconds until `stop`."""
