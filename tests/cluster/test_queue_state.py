@@ -23,6 +23,7 @@ from afterbeep.db import tables as t
 from afterbeep.db.repos.work_items import SqlRouterLock
 from afterbeep.domain.queues import AgentStatus, Queue, QueueExit, QueueStrategy, Stats
 from afterbeep.domain.work_items import OfferStatus, WorkItemState
+from afterbeep.services import work_items as work_items_service
 from afterbeep.services.queues import QueueService
 from afterbeep.services.work_items import FeedEvent
 from tests.api.test_ring_groups import add_users
@@ -293,9 +294,9 @@ async def pending_offers(rt: Runtime) -> list[tuple[str, str]]:
 
 @contextlib.asynccontextmanager
 async def two_routers(
-    backend: Backend, tmp_path: Path
+    backend: Backend, tmp_path: Path, start: datetime = NOON
 ) -> AsyncIterator[tuple[Rig, Rig, NodeClock]]:
-    clock = NodeClock(NOON)
+    clock = NodeClock(start)
     async with nodes(backend, tmp_path, [clock, clock]) as (a, b):
         assert isinstance(a.work_items.shared, SqlRouterLock)
         account_id = (await a.accounts.create_account("Acme")).account_id
@@ -480,3 +481,75 @@ async def test_kill_9_of_the_supervisor_stops_its_nodes_and_kamailio(one_node: C
     await wait_until(lambda: all(_gone(pid) for pid in pids), "the children gone", bound=60)
     node_log = await asyncio.to_thread(Path(status["nodes"][0]["log"]).read_text)
     assert "Shutting down" in node_log, node_log[-2000:]  # SIGTERM: uvicorn's orderly stop
+
+
+# --- what one node changes, the other hears at once (LISTEN/NOTIFY); idle longest -------------
+
+
+async def next_event(feed: asyncio.Queue[FeedEvent | None]) -> FeedEvent:
+    async with asyncio.timeout(30):  # a bound, far past a notification; the poll is at 60 s
+        event = await feed.get()
+    assert event is not None
+    return event
+
+
+@PG
+async def test_work_items_changed_on_one_node_reach_the_other_without_its_poll(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the poll at 60 s, n2's router hears of n1's offer, answer and completion (its
+    agents' feed and its memory), and n2's queue engine of a status set on n1."""
+    monkeypatch.setattr(work_items_service, "SHARED_POLL_SEC", 60.0)
+    async with two_routers(backend, tmp_path) as (n1, n2, _):
+        for rig in (n1, n2):
+            assert rig.rt.changes is not None and rig.rt.changes.listening.is_set()
+            await rig.work.start()
+        q = await n1.queue(USER_A)
+        await n1.available(USER_A)
+        feed = n2.work.subscribe(n2.account_id, USER_A)
+        item_id = await n1.place(q)
+        offered = await next_event(feed)
+        assert (offered.event, offered.item.id) == ("work_item.offered", item_id)
+        assert offered.offer is not None
+        assert [o.id for o in n2.work.agent_offers(n2.account_id, USER_A)] == [offered.offer.id]
+        await n1.work.accept(n1.account_id, USER_A, offered.offer.id)
+        assert (await next_event(feed)).event == "work_item.accepted"
+        assert [i.id for i in n2.work.agent_items(n2.account_id, USER_A)] == [item_id]
+        await n1.work.complete(n1.account_id, USER_A, item_id, None)
+        assert (await next_event(feed)).event == "work_item.completed"
+        assert n2.work.agent_items(n2.account_id, USER_A) == []
+        assert n2.work.notifications >= 3
+        assert n1.work.notifications == 0  # nothing changed on n2 (its own are skipped)
+
+        # The agent-state channel: a status set on n1 is in n2's queue engine's memory.
+        await service(n1.rt).set_status(n1.account_id, USER_A, AgentStatus.ON_BREAK)
+        engine = n2.rt.queue_engine
+        await wait_until(
+            lambda: engine.floor.agents.get(USER_A) is not None
+            and engine.floor.agents[USER_A].status is AgentStatus.ON_BREAK,
+            "the status on n2",
+            bound=30,
+        )
+
+
+@PG
+async def test_idle_longest_is_the_same_on_every_node(backend: Backend, tmp_path: Path) -> None:
+    """A became available before B, then handled an item on n1; n2, which never saw it busy,
+    offers the next item of a longest-idle queue to B, idle longest by the stored time."""
+    start = datetime.now(UTC) - timedelta(hours=1)  # the agents became available an hour ago
+    async with two_routers(backend, tmp_path, start) as (n1, n2, _):
+        only_a = await n1.queue(USER_A)
+        both = await n1.queue(USER_A, USER_B, strategy=QueueStrategy.LONGEST_IDLE)
+        await n1.available(USER_A, USER_B)
+        item_id = await n1.place(only_a)
+        offer = (await n1.item(item_id))[1][-1]
+        await n1.work.accept(n1.account_id, USER_A, offer.id)
+        await n1.work.complete(n1.account_id, USER_A, item_id, None)
+        s = t.agent_states.c
+        async with n2.rt.db.begin() as conn:
+            idle = (
+                await conn.execute(select(s.idle_since).where(s.user_id == USER_A))
+            ).scalar_one()
+        assert idle is not None and idle > start + timedelta(minutes=30)  # the database's clock
+        item, _ = await n2.item(await n2.place(both))
+        assert item.agent_id == USER_B

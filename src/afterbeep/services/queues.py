@@ -129,6 +129,8 @@ class QueueEngine:
         self._renewer: asyncio.Task[None] | None = None
         # Told the user id when an agent's status changes or its call ends (the work router).
         self.agent_listeners: list[Callable[[str], None]] = []
+        self._told: set[tuple[str, str]] = set()  # agents changed elsewhere, being read again
+        self._reads: set[asyncio.Task[None]] = set()
 
     def monotonic(self) -> float:
         return self._now()
@@ -342,6 +344,36 @@ class QueueEngine:
         self.floor.agent(user_id).set_status(status, self._now())
         self._agent_changed(user_id)
 
+    async def tell_status(self, account_id: str, user_id: str) -> None:
+        """With a shared floor, the other nodes hear of the agent's new status at once."""
+        if self.shared is not None:
+            await self.shared.status_changed(account_id, user_id)
+
+    def notified(self, payload: str) -> None:
+        """Another node changed an agent's stored state ("<node> <account> <user>"): read it
+        again, then tell the listeners (the work router routes again)."""
+        node, _, rest = payload.partition(" ")
+        account_id, _, user_id = rest.partition(" ")
+        if self.shared is None or node == self.shared.node_id or not user_id:
+            return
+        key = (account_id, user_id)
+        if key in self._told:  # already being read: that read sees this change too
+            return
+        self._told.add(key)
+        task = asyncio.get_running_loop().create_task(self._read_told(key))
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+
+    async def _read_told(self, key: tuple[str, str]) -> None:
+        await asyncio.sleep(0)  # notifications of one commit arrive together
+        self._told.discard(key)
+        try:
+            await self.refresh_agents(key[0], [key[1]])
+        except Exception:  # the next look reads it anyway
+            log.exception("reading an agent changed on another node failed")
+            return
+        self._agent_changed(key[1])
+
     def stats(self, queue: Queue) -> Stats:
         stats = self.floor.line(queue).stats(self.floor.agents, self._now())
         seen = self._seen.get(queue.id)
@@ -398,6 +430,9 @@ class QueueEngine:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        for read in list(self._reads):
+            read.cancel()
+        await asyncio.gather(*self._reads, return_exceptions=True)
 
 
 class QueueService:
@@ -558,6 +593,7 @@ class QueueService:
             await uow.queues.set_status(account_id, user_id, status, self._clock.now())
             queues = await _all_queues(uow, account_id)
         self.engine.status_changed(user_id, status)
+        await self.engine.tell_status(account_id, user_id)
         queue_ids = [q.id for q in queues if any(m.user_id == user_id for m in q.members)]
         return self._view(user_id, status, queue_ids)
 

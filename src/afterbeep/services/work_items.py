@@ -13,9 +13,14 @@ that was ringing when the service died is withdrawn and the item offered again).
 declining, completing an item, a timer round) is made under one advisory lock across the nodes,
 on the open items and pending offers read again from the database first, so two nodes never
 offer one item twice nor fill an agent past its capacity, and an offer made on one node is
-accepted or declined on another. A node polls every `SHARED_POLL_SEC` for the timers of items
-other nodes placed, and tells its agents' feeds the offers made elsewhere; an offer that was
-ringing when a node died is left to its timeout (a node starting does not know it is dead).
+accepted or declined on another. Each change is announced to the other nodes at its commit
+(`changed`: PostgreSQL NOTIFY), and a node told (`notified`) reads the items and offers again
+at once, tells its agents' feeds the offers made and items changed elsewhere and takes on
+their timers; it also polls every `SHARED_POLL_SEC`, the fallback for a lost notification. An
+offer that was ringing when a node died is left to its timeout (a node starting does not know
+it is dead). "Idle longest" is the stored `idle_since` of each agent (set on the database's
+clock, under the lock, when its last item ends; also when a live call's wrap-up ends), the
+same on every node.
 
 Capacity is shared with live queue calls through the `QueueEngine`: a live call the agent is
 offered, in or wrapping up counts as a live call's weight here, and the engine offers no call
@@ -65,7 +70,7 @@ from afterbeep.services.contact_center import (
 from afterbeep.services.messages import message_audio_link
 from afterbeep.services.ports import Page, UnitOfWorkFactory
 from afterbeep.services.ports.ring_groups import UserLookup
-from afterbeep.services.ports.work_items import AgentToken, RouterLock
+from afterbeep.services.ports.work_items import AgentRecord, AgentToken, RouterLock
 from afterbeep.services.queues import QueueEngine
 
 log = logging.getLogger("afterbeep.work_items")
@@ -191,6 +196,8 @@ class WorkItemService:
         self._timers: set[asyncio.TimerHandle] = set()
         self._loaded = False
         self.shared: RouterLock | None = None  # a cluster's nodes route in turn (issue 23)
+        self.origin = secrets.token_hex(8)  # names this router's change notifications
+        self.notifications = 0  # change notifications from other nodes taken (tests, benchmark)
         if queue_engine is not None:
             queue_engine.agent_listeners.append(self._agent_changed)
 
@@ -257,6 +264,12 @@ class WorkItemService:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def notified(self, origin: str) -> None:
+        """Another node changed items or offers: read them again (a timer round) now."""
+        if origin != self.origin:
+            self.notifications += 1
+            self._wake.set()
 
     @contextlib.asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -861,7 +874,7 @@ class WorkItemService:
                     record.status if record is not None else AgentStatus.OFFLINE,
                     capacity,
                     self._item_load(key) + self._live_load(user_id),
-                    self._idle.get(key) or (record.since if record is not None else None),
+                    self._idle_since(key, record),
                     self._handled[key] + live_calls,
                 )
             settings = {qid: (q.settings, q.members) for qid, q in queues.items()}
@@ -880,10 +893,47 @@ class WorkItemService:
                 batch.events.append(FeedEvent(OFFERED, reserved, made))
         await self._save(batch)
 
+    def _idle_since(self, key: AgentKey, record: AgentRecord | None) -> datetime | None:
+        """Since when the agent is idle: in a cluster as stored (every node's items and calls),
+        else as this node saw; never before its status last changed."""
+        since = record.since if record is not None else None
+        if self.shared is not None:
+            idle = record.idle_since if record is not None else None
+        else:
+            idle = self._idle.get(key)
+        if idle is not None and (since is None or idle > since or self.shared is None):
+            return idle
+        return since
+
+    def _going_idle(self, batch: _Batch) -> dict[str, builtins.list[str]]:
+        """By account, the agents the batch leaves holding no item (they held some)."""
+        after = dict(self._items)
+        for item in [*batch.added, *batch.items]:
+            if item.open:
+                after[item.id] = item
+            else:
+                after.pop(item.id, None)
+        keys = {
+            (i.account_id, i.agent_id)
+            for i in self._items.values()
+            if i.agent_id is not None and i.holds
+        }
+        idle: dict[str, builtins.list[str]] = {}
+        for account_id, user_id in sorted(k for k in keys if k[1] is not None):
+            held = sum(
+                i.holds
+                for i in after.values()
+                if i.account_id == account_id and i.agent_id == user_id
+            )
+            if not held:
+                idle.setdefault(account_id, []).append(user_id)
+        return idle
+
     async def _save(self, batch: _Batch) -> None:
         """Commit the batch, then apply it to memory, then announce it."""
         if not (batch.added or batch.items or batch.new_offers or batch.offers):
             return
+        idle = self._going_idle(batch) if self.shared is not None else {}
         async with self._uow() as uow:
             repo = uow.work_items
             for item in batch.added:
@@ -897,6 +947,10 @@ class WorkItemService:
             for event in batch.events:
                 if event.event not in (UPDATED, WRAPPING):
                     await uow.events.publish(event.item.account_id, event.event, _payload(event))
+            if self.shared is not None:
+                for account_id, user_ids in idle.items():
+                    await repo.mark_idle(account_id, user_ids, self._clock.now())
+                await repo.changed(self.origin)
         touched: set[AgentKey] = set()
         for item in [*batch.added, *batch.items]:
             previous = self._items.get(item.id)

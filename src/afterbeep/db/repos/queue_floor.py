@@ -39,6 +39,7 @@ from sqlalchemy.types import Interval
 
 from afterbeep.db import tables as t
 from afterbeep.db.engine import Database
+from afterbeep.db.notify import AGENT_STATE_CHANNEL, notify
 from afterbeep.domain.clock import Clock, SystemClock
 from afterbeep.domain.queues import AgentState, AgentStatus, WaitingCaller
 from afterbeep.services.ports.queues import Look, QueueTally, StoredAgent
@@ -76,6 +77,15 @@ class SqlQueueFloor:
         if self._db.is_sqlite:
             return literal(self._clock.now() + lease, t.UtcDateTime())
         return func.clock_timestamp() + literal(lease, Interval())
+
+    async def _tell(self, conn: AsyncConnection, account_id: str, *user_ids: str) -> None:
+        """The other nodes hear at commit that these agents' stored state changed."""
+        for user_id in user_ids:
+            await notify(conn, AGENT_STATE_CHANNEL, f"{self.node_id} {account_id} {user_id}")
+
+    async def status_changed(self, account_id: str, user_id: str) -> None:
+        async with self._db.begin() as conn:
+            await self._tell(conn, account_id, user_id)
 
     async def join(
         self, account_id: str, queue_id: str, ticket: str, lease: timedelta, waited: float = 0.0
@@ -229,6 +239,7 @@ class SqlQueueFloor:
                         got.append(user_id)
                 if not got:
                     raise _NoneGot
+                await self._tell(conn, account_id, *got)
                 await conn.execute(
                     update(_T).where(_T.c.queue_id == queue_id).values(last_offered=got[-1])
                 )
@@ -281,6 +292,7 @@ class SqlQueueFloor:
                     )
             if not still_offered:
                 await conn.execute(update(_C).where(_C.c.ticket == ticket).values(offered=False))
+            await self._tell(conn, account_id, user_id)
         return streak
 
     async def answered(
@@ -319,6 +331,7 @@ class SqlQueueFloor:
                     .values(**_FREE)
                 )
             await conn.execute(delete(_C).where(_C.c.ticket == ticket))
+            await self._tell(conn, account_id, user_id, *others)
 
     async def call_ended(self, account_id: str, user_id: str, wrap_up: timedelta) -> None:
         async with self._db.begin() as conn:
@@ -336,6 +349,7 @@ class SqlQueueFloor:
                     idle_since=self._until(wrap_up),
                 )
             )
+            await self._tell(conn, account_id, user_id)
 
     async def left(self, queue_id: str, ticket: str, counted: str | None = None) -> None:
         async with self._db.begin() as conn:

@@ -129,6 +129,10 @@ class SharedFloor(Protocol):
         it adds one to (`abandoned`, `timed_out`)."""
         ...
 
+    async def status_changed(self, account_id: str, user_id: str) -> None:
+        """Tell the other nodes the agent's status changed (stored by the caller)."""
+        ...
+
     async def renew(self, lease: timedelta) -> None:
         """Every caller and every offer or call this node holds lives another `lease`."""
         ...
