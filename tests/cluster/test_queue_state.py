@@ -525,8 +525,10 @@ async def test_work_items_changed_on_one_node_reach_the_other_without_its_poll(
         await service(n1.rt).set_status(n1.account_id, USER_A, AgentStatus.ON_BREAK)
         engine = n2.rt.queue_engine
         await wait_until(
-            lambda: engine.floor.agents.get(USER_A) is not None
-            and engine.floor.agents[USER_A].status is AgentStatus.ON_BREAK,
+            lambda: (
+                engine.floor.agents.get(USER_A) is not None
+                and engine.floor.agents[USER_A].status is AgentStatus.ON_BREAK
+            ),
             "the status on n2",
             bound=30,
         )
