@@ -2,14 +2,15 @@
 (issue 23).
 
     .venv/bin/python -m benchmarks.queue_pg --items 500 --agents 20 [--rate 50]
-        [--database-url postgresql://...] [--json FILE]
+        [--database-url postgresql://...] [--json FILE] [--poll-only]
 
 Two in-process runtimes `n1` and `n2` (as `afterbeep cluster run`'s nodes: a node id each, one
 database; no SIP, no HTTP) route `--items` work items (voicemails) to `--agents` agents of one
 queue, placed alternately on `n1` and `n2` at `--rate` a second. Each agent answers on one node
 (agent i on node i mod 2), so about half the offers are made on the node that does not hold the
 agent's feed, which hears of them by the change notifications (LISTEN/NOTIFY): it accepts at
-once, then completes. Without ``--database-url`` a PostgreSQL cluster is started here with
+once, then completes (``--poll-only``: no notifications, it learns by its 5 s poll; the
+A/B of what notifications cost). Without ``--database-url`` a PostgreSQL cluster is started here with
 ``pg_stat_statements`` loaded.
 
 Reported per item: statements the nodes sent (counted on their connections: SQLAlchemy's
@@ -60,6 +61,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 class Result:
     items: int
     agents: int
+    notify: bool = True  # False: the other node learns by its poll alone
     seconds: float = 0.0
     completed: int = 0
     double_accepts: int = 0
@@ -183,7 +185,9 @@ def count_statements(rt: Runtime) -> Counter[str]:
 
 
 @contextlib.asynccontextmanager
-async def two_nodes(database_url: str, data_dir: Path) -> AsyncIterator[list[Runtime]]:
+async def two_nodes(
+    database_url: str, data_dir: Path, notify: bool = True
+) -> AsyncIterator[list[Runtime]]:
     started: list[Runtime] = []
     try:
         for node_id in ("n1", "n2"):
@@ -199,6 +203,8 @@ async def two_nodes(database_url: str, data_dir: Path) -> AsyncIterator[list[Run
             rt = Runtime(settings)
             started.append(rt)
             await rt.start(workers=False)
+            if not notify and rt.changes is not None:  # the poll alone (A/B)
+                await rt.changes.stop()
             await rt.work_items.start()
         yield started
     finally:
@@ -241,11 +247,13 @@ async def check(rt: Runtime, account_id: str, ids: list[str], result: Result) ->
                 result.overlapping_offers += 1
 
 
-async def run(database_url: str, items: int, agents: int, rate: float) -> Result:
-    result = Result(items, agents)
+async def run(
+    database_url: str, items: int, agents: int, rate: float, notify: bool = True
+) -> Result:
+    result = Result(items, agents, notify)
     pg = await Pg.open(database_url.replace("postgresql+asyncpg://", "postgresql://"))
     with tempfile.TemporaryDirectory(prefix="afterbeep-queue-pg-") as tmp:
-        async with two_nodes(database_url, Path(tmp)) as nodes:
+        async with two_nodes(database_url, Path(tmp), notify) as nodes:
             n1 = nodes[0]
             account_id = (await n1.accounts.create_account("Bench")).account_id
             users = [new_id("usr") for _ in range(agents)]
@@ -322,7 +330,8 @@ async def fresh_database(url: str) -> str:
 
 def report(result: Result) -> str:
     lines = [
-        f"items {result.items}, agents {result.agents}, 2 nodes: {result.seconds} s,"
+        f"items {result.items}, agents {result.agents}, 2 nodes"
+        f"{'' if result.notify else ' (poll only)'}: {result.seconds} s,"
         f" completed {result.completed}, accepted twice {result.double_accepts},"
         f" offered to two at once {result.overlapping_offers}, lost races {result.lost_races}",
         f"statements sent per item {result.statements_per_item} (by node {result.statements}),"
@@ -344,11 +353,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="items placed per second")
     parser.add_argument("--database-url", help="a PostgreSQL server (a new database is made)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--poll-only", action="store_true", help="no change notifications (A/B): the 5 s poll"
+    )
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
         server = args.database_url or stack.enter_context(own_postgres())
         url = asyncio.run(fresh_database(server))
-        result = asyncio.run(run(url, args.items, args.agents, args.rate))
+        result = asyncio.run(run(url, args.items, args.agents, args.rate, not args.poll_only))
     print(report(result))
     if args.json is not None:
         args.json.write_text(json.dumps({**asdict(result), "ok": result.ok}, indent=2))

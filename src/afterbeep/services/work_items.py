@@ -192,6 +192,8 @@ class WorkItemService:
         self._feeds: dict[AgentKey, set[asyncio.Queue[FeedEvent | None]]] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._poked = False  # woken to route
+        self._heard = False  # woken by another node's change
         self._task: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._loaded = False
@@ -263,12 +265,18 @@ class WorkItemService:
                 feed.put_nowait(None)
 
     def wake(self) -> None:
+        self._poke()
+
+    def _poke(self) -> None:
+        """Route (a timer round) now."""
+        self._poked = True
         self._wake.set()
 
     def notified(self, origin: str) -> None:
-        """Another node changed items or offers: read them again (a timer round) now."""
+        """Another node changed items or offers: read them again now (that node routed)."""
         if origin != self.origin:
             self.notifications += 1
+            self._heard = True
             self._wake.set()
 
     @contextlib.asynccontextmanager
@@ -283,15 +291,26 @@ class WorkItemService:
                 await self._refresh()
                 yield
 
-    async def _refresh(self) -> None:
-        """The open items, pending offers and strategies' memory as stored (another node may
-        have changed them); this node's agents' feeds are told the offers made and the items
-        changed elsewhere."""
+    async def _catch_up(self) -> None:
+        """What other nodes changed, read (this node's feeds told) under the router's lock
+        held shared: a view no node changes meanwhile. Routes nothing (the node that made the
+        change routed)."""
+        assert self.shared is not None
+        async with self._lock, self.shared.hold(shared=True):
+            await self._refresh(memory=False)
+
+    async def _refresh(self, memory: bool = True) -> None:
+        """The open items, pending offers and (`memory`) strategies' memory as stored (another
+        node may have changed them); this node's agents' feeds are told the offers made and the
+        items changed elsewhere."""
         async with self._reads() as uow:
             repo = uow.work_items
             items = {i.id: i for i in await repo.open_items()}
             offers = {o.id: o for o in await repo.pending_offers()}
-            last_offered, handled = await repo.routing_memory()
+            if memory:
+                last_offered, handled = await repo.routing_memory()
+            else:
+                last_offered, handled = self._round.last_offered, dict(self._handled)
             for account_id, queue_id in {(i.account_id, i.queue_id) for i in items.values()}:
                 if queue_id not in self._queues:
                     queue = await uow.queues.get(account_id, queue_id)
@@ -356,11 +375,20 @@ class WorkItemService:
                 timeout = max(0.0, (deadline - self._clock.now()).total_seconds())
             if self.shared is not None:
                 timeout = SHARED_POLL_SEC if timeout is None else min(timeout, SHARED_POLL_SEC)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+            timed_out = False
             try:
-                await self.run_due()
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                timed_out = True
+            self._wake.clear()
+            poked, self._poked = self._poked, False
+            heard, self._heard = self._heard, False
+            try:
+                if poked or timed_out:
+                    await self.run_due()
+                elif heard:
+                    await self._catch_up()
+                # else: a new item's timers, taken on by the loop
             except Exception:  # a database hiccup must not end routing; next wake retries
                 log.exception("work router: a timer round failed")
                 await asyncio.sleep(1.0)
@@ -368,7 +396,7 @@ class WorkItemService:
     def _agent_changed(self, user_id: str) -> None:
         """The live queue engine changed an agent (status, a call ended): route again, and
         again when its wrap-up is over."""
-        self._wake.set()
+        self._poke()
         if self._engine is None:
             return
         agent = self._engine.floor.agents.get(user_id)
@@ -384,7 +412,7 @@ class WorkItemService:
         def fire() -> None:
             if handle is not None:
                 self._timers.discard(handle)
-            self._wake.set()
+            self._poke()
 
         handle = loop.call_later(delay, fire)
         self._timers.add(handle)
@@ -417,7 +445,7 @@ class WorkItemService:
             await self._dispatch(added=item)
             log.info("work item %s placed in queue %s", item.id, queue.id)
             placed = self._items.get(item.id, item)
-        self._wake.set()
+        self._wake.set()  # its timers (it is routed)
         return WorkPlacement(placed.id, placed.queue_id, placed.agent_id, True)
 
     async def clear(self, account_id: str, voice_call_id: str, reason: str) -> bool:
@@ -513,7 +541,7 @@ class WorkItemService:
             self._engine.floor.agent(user_id).work_blocked = rules.live_call_blocked(
                 self._capacity[key], self._item_load(key)
             )
-        self._wake.set()
+        self._poke()
 
     async def capacities(self, account_id: str) -> dict[str, int]:
         async with self._reads() as uow:
@@ -637,7 +665,7 @@ class WorkItemService:
             now = self._clock.now()
             if rules.due(item, self._settings(item), now) is not None:
                 await self._run_due(now)
-                self._wake.set()
+                self._poke()
                 pending = await self._agent_offer(account_id, user_id, offer_id)
             item, closed = rules.accept(item, pending, now)
             self._handled[(account_id, user_id)] += 1

@@ -335,7 +335,8 @@ class SqlRouterLock:
         self._key = key
 
     @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
+    async def hold(self, shared: bool = False) -> AsyncIterator[None]:
+        take = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
         async with self._db.engine.connect() as conn, conn.begin():
-            await conn.execute(select(func.pg_advisory_xact_lock(self._key)))
+            await conn.execute(select(take(self._key)))
             yield

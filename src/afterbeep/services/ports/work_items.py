@@ -41,9 +41,10 @@ class AgentToken:
 
 class RouterLock(Protocol):
     """One work router at a time across the nodes of a cluster (issue 23): held around each
-    change, released when its holder's connection ends (a dead node holds nothing)."""
+    change, released when its holder's connection ends (a dead node holds nothing). Held
+    `shared`, by readers at once, while no node holds it to change."""
 
-    def hold(self) -> AbstractAsyncContextManager[None]: ...
+    def hold(self, shared: bool = False) -> AbstractAsyncContextManager[None]: ...
 
 
 class WorkItemRepo(Protocol):
