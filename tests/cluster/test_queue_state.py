@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select, update
 
 from afterbeep.app import Runtime
+from afterbeep.db import notify as notify_module
 from afterbeep.db import tables as t
 from afterbeep.db.repos.work_items import SqlRouterLock
 from afterbeep.domain.queues import AgentStatus, Queue, QueueExit, QueueStrategy, Stats
@@ -555,3 +556,35 @@ async def test_idle_longest_is_the_same_on_every_node(backend: Backend, tmp_path
         assert idle is not None and idle > start + timedelta(minutes=30)  # the database's clock
         item, _ = await n2.item(await n2.place(both))
         assert item.agent_id == USER_B
+
+
+@PG
+async def test_a_node_whose_listening_connection_is_cut_reads_what_it_missed_when_back(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(work_items_service, "SHARED_POLL_SEC", 60.0)
+    monkeypatch.setattr(notify_module, "RECONNECT_SEC", 60.0)  # back when the test says
+    async with two_routers(backend, tmp_path) as (n1, n2, _):
+        for rig in (n1, n2):
+            await rig.work.start()
+        q = await n1.queue(USER_A)
+        await n1.available(USER_A)
+        listener = n2.rt.changes
+        assert listener is not None and listener.backend_pid is not None
+        feed = n2.work.subscribe(n2.account_id, USER_A)
+        database = n2.rt.settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(database)
+        try:
+            cut = listener.backend_pid
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", cut)
+        finally:
+            await conn.close()
+        await wait_until(lambda: not listener.listening.is_set(), "the cut seen", bound=30)
+        heard = n2.work.notifications
+        item_id = await n1.place(q)  # while n2 does not listen: its notification is lost
+        await asyncio.sleep(0)
+        assert feed.empty() and n2.work.notifications == heard
+        listener.retry_now()
+        offered = await next_event(feed)  # read again once listening
+        assert (offered.event, offered.item.id) == ("work_item.offered", item_id)
+        assert listener.listening.is_set() and listener.backend_pid != cut

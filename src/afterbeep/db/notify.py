@@ -4,8 +4,9 @@ A node that commits a change of shared state sends `pg_notify(channel, payload)`
 transaction (PostgreSQL delivers it at commit, to every session listening). `PgListener`
 holds one asyncpg connection of its own, listening on the channels; each notification calls
 the channel's callbacks on the event loop (the payload names its sender, so a node skips its
-own). A broken connection is opened again after a pause; meanwhile, and for anything a
-notification could miss, each node's poll stays the fallback.
+own). A broken connection is opened again after a pause, and then every callback is called
+with an empty payload (changes may have been missed meanwhile: read again); each node's poll
+stays the fallback.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class PgListener:
         self._callbacks: dict[str, list[Callable[[str], None]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()  # set while the connection listens
+        self.backend_pid: int | None = None  # the listening session's, on the server
+        self._retry = asyncio.Event()
 
     def on(self, channel: str, callback: Callable[[str], None]) -> None:
         self._callbacks.setdefault(channel, []).append(callback)
@@ -63,6 +66,10 @@ class PgListener:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def retry_now(self) -> None:
+        """Listen again now, not after the pause (a broken connection)."""
+        self._retry.set()
+
     def _deliver(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         for callback in self._callbacks.get(channel, ()):
             try:
@@ -71,6 +78,7 @@ class PgListener:
                 log.exception("a change notification on %s failed", channel)
 
     async def _run(self) -> None:
+        first = True
         while True:
             conn: asyncpg.Connection | None = None
             try:
@@ -79,7 +87,12 @@ class PgListener:
                 conn.add_termination_listener(_setter(lost))
                 for channel in self._callbacks:
                     await conn.add_listener(channel, self._deliver)
+                self.backend_pid = conn.get_server_pid()
                 self.listening.set()
+                if not first:  # what changed while nobody listened is read again
+                    for channel in self._callbacks:
+                        self._deliver(conn, 0, channel, "")
+                first = False
                 await lost.wait()
                 log.warning("change notifications: connection lost; listening again")
             except asyncio.CancelledError:
@@ -92,4 +105,6 @@ class PgListener:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close(timeout=2))
             self.listening.clear()
-            await asyncio.sleep(RECONNECT_SEC)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retry.wait(), RECONNECT_SEC)
+            self._retry.clear()
