@@ -1,8 +1,9 @@
 """Issue 23, what was still per node: the queue strategies' state and the queue statistics
-(stored, the same from every node), the shared line ordered by the database's clock (not a
-node's), the work-items router with two nodes routing, accepting and declining, a phone over TCP
-through Kamailio, and the supervisor's children dying with it (kill -9 of `afterbeep cluster
-run`)."""
+(stored, the same from every node), the shared line and the leases on the database's clock (not
+a node's, even an hour off), the work-items router with two nodes routing, accepting and
+declining, their changes heard at once by the other node (LISTEN/NOTIFY, the poll at 60 s; a
+cut listening connection), idle longest from the stored time, a phone over TCP through
+Kamailio, and the supervisor's children dying with it (kill -9 of `afterbeep cluster run`)."""
 
 from __future__ import annotations
 
@@ -533,6 +534,13 @@ async def test_work_items_changed_on_one_node_reach_the_other_without_its_poll(
             "the status on n2",
             bound=30,
         )
+        # An item placed on n2 waits (nobody available); the agent is back, set on n1: the item
+        # is offered (n1 heard of it) without either poll.
+        waiting = await n2.place(q)
+        assert (await n2.item(waiting))[0].state is WorkItemState.PENDING
+        await service(n1.rt).set_status(n1.account_id, USER_A, AgentStatus.AVAILABLE)
+        offered = await next_event(feed)
+        assert (offered.event, offered.item.id) == ("work_item.offered", waiting)
 
 
 @PG

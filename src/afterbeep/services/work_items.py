@@ -394,9 +394,14 @@ class WorkItemService:
                 await asyncio.sleep(1.0)
 
     def _agent_changed(self, user_id: str) -> None:
-        """The live queue engine changed an agent (status, a call ended): route again, and
-        again when its wrap-up is over."""
-        self._poke()
+        """The live queue engine changed an agent (status, a call ended, on this node or, in a
+        cluster, another): route again, and again when its wrap-up is over. In a cluster, only
+        when items wait (memory follows the other nodes' changes; the poll covers a lost one):
+        each hold a live queue call takes or frees on any node lands here."""
+        if self.shared is None or any(
+            i.state is WorkItemState.PENDING for i in self._items.values()
+        ):
+            self._poke()
         if self._engine is None:
             return
         agent = self._engine.floor.agents.get(user_id)
