@@ -7,8 +7,8 @@
 Two in-process runtimes `n1` and `n2` (as `afterbeep cluster run`'s nodes: a node id each, one
 database; no SIP, no HTTP) route `--items` work items (voicemails) to `--agents` agents of one
 queue, placed alternately on `n1` and `n2` at `--rate` a second. Each agent answers on one node
-(agent i on node i mod 2), so about half the offers are made on the node that does not hold the
-agent's feed, which hears of them by the change notifications (LISTEN/NOTIFY): it accepts at
+(agents 0 and 1 on n1, 2 and 3 on n2...), so about half the offers are made on the node that
+does not hold the agent's feed, which hears of them by the change notifications (LISTEN/NOTIFY): it accepts at
 once, then completes (``--poll-only``: no notifications, it learns by its 5 s poll; the
 A/B of what notifications cost). Without ``--database-url`` a PostgreSQL cluster is started here with
 ``pg_stat_statements`` loaded.
@@ -17,7 +17,8 @@ Reported per item: statements the nodes sent (counted on their connections: SQLA
 ``before_cursor_execute``), transactions committed in the database (``pg_stat_database``), and
 the PostgreSQL processes' CPU seconds (the postmaster's own and its reaped children's, plus its
 live children's, from /proc: the server must run on this machine); with ``pg_stat_statements``
-loaded, also the statements the server executed and the most frequent ones. Checked: every item
+loaded, also the statements the server executed and the most frequent ones; and the time from
+each offer (its `offered_at`) to its agent's feed, either node. Checked: every item
 completed, no item ever accepted twice, no item offered to two agents at once.
 """
 
@@ -76,6 +77,10 @@ class Result:
     notifications: dict[str, int] = field(default_factory=dict)  # taken, by node
     server_statements_per_item: float | None = None  # pg_stat_statements
     top_statements: list[tuple[int, str]] = field(default_factory=list)
+    # From an offer (its `offered_at`) to its agent's feed: p50, p99, max; of items placed on
+    # the node that does not hold the agent's feed (their first offer is made there)
+    offer_to_feed_ms: dict[str, float] = field(default_factory=dict)
+    placed_elsewhere_to_feed_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +89,18 @@ class Result:
             and self.double_accepts == 0
             and self.overlapping_offers == 0
         )
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    return {
+        "n": len(ordered),
+        "p50": round(ordered[len(ordered) // 2], 1),
+        "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1),
+        "max": round(ordered[-1], 1),
+    }
 
 
 def postgres_cpu_seconds(postmaster: int) -> float:
@@ -216,6 +233,7 @@ class Agent:
     def __init__(self, rt: Runtime, account_id: str, user_id: str, result: Result) -> None:
         self.rt, self.account_id, self.user_id, self.result = rt, account_id, user_id, result
         self.feed = rt.work_items.subscribe(account_id, user_id)
+        self.delays: list[tuple[str, float]] = []  # (item, ms)
 
     async def run(self, done: asyncio.Event) -> None:
         work = self.rt.work_items
@@ -225,6 +243,8 @@ class Agent:
                 return
             if got.event != OFFERED or got.offer is None or got.offer.agent_id != self.user_id:
                 continue
+            delay = (datetime.now(UTC) - got.offer.offered_at).total_seconds() * 1000
+            self.delays.append((got.item.id, delay))
             try:
                 await work.accept(self.account_id, self.user_id, got.offer.id)
                 await work.complete(self.account_id, self.user_id, got.item.id, None)
@@ -269,8 +289,11 @@ async def run(
             for user_id in users:
                 await svc.queues.set_status(account_id, user_id, AgentStatus.AVAILABLE)
             counters = {rt.settings.node_id or "": count_statements(rt) for rt in nodes}
+            # Agents 0 and 1 on n1, 2 and 3 on n2...: items placed in turn on n1 and n2 go to
+            # agents in turn (longest idle) on the node that placed them and on the other.
             crowd = [
-                Agent(nodes[i % 2], account_id, user_id, result) for i, user_id in enumerate(users)
+                Agent(nodes[(i // 2) % 2], account_id, user_id, result)
+                for i, user_id in enumerate(users)
             ]
             done = asyncio.Event()
             tasks = [asyncio.create_task(a.run(done)) for a in crowd]
@@ -280,12 +303,14 @@ async def run(
             for counter in counters.values():
                 counter.clear()
             ids = []
+            placed_on: dict[str, Runtime] = {}
             for index in range(items):
                 rt = nodes[index % 2]
                 placed = await rt.work_items.place(
                     WorkRequest(account_id, new_id("vc"), queue.id, Channel.VOICEMAIL, 5)
                 )
                 ids.append(placed.work_item_id)
+                placed_on[placed.work_item_id] = rt
                 await asyncio.sleep(1 / rate)
             deadline = time.monotonic() + 60 + items / 5
             while time.monotonic() < deadline:
@@ -310,6 +335,10 @@ async def run(
                 rt.settings.node_id or "": rt.work_items.notifications for rt in nodes
             }
             await check(n1, account_id, ids, result)
+            result.offer_to_feed_ms = spread([d for a in crowd for _, d in a.delays])
+            result.placed_elsewhere_to_feed_ms = spread(
+                [d for a in crowd for item, d in a.delays if placed_on[item] is not a.rt]
+            )
     await pg.conn.close()
     result.statements_per_item = round(sum(result.statements.values()) / items, 1)
     result.commits_per_item = round(spent_commits / items, 1)
@@ -339,6 +368,8 @@ def report(result: Result) -> str:
         f"PostgreSQL CPU {result.pg_cpu_seconds} s ({result.pg_cpu_ms_per_item} ms per item);"
         f" the nodes' process {result.nodes_cpu_seconds} s;"
         f" notifications taken {result.notifications}",
+        f"offer to its agent's feed (ms): {result.offer_to_feed_ms};"
+        f" of items placed on the other node: {result.placed_elsewhere_to_feed_ms}",
     ]
     if result.server_statements_per_item is not None:
         lines.append(f"pg_stat_statements: {result.server_statements_per_item} per item; top:")
