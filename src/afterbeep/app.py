@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from afterbeep.api.deps import ApiServices
     from afterbeep.asr.turns import TurnTranscriber
 from afterbeep.db.engine import Database
+from afterbeep.db.notify import AGENT_STATE_CHANNEL, WORK_ITEMS_CHANNEL, PgListener
 from afterbeep.db.repos.delivery import SqlDeliveryStore
 from afterbeep.db.repos.idempotency import SqlIdempotencyStore
 from afterbeep.db.repos.mwi import SqlMwiStore
@@ -255,6 +256,11 @@ class Runtime:
         )
         if settings.node_id and not self.db.is_sqlite:  # issue 23: the nodes route in turn
             self.work_items.shared = SqlRouterLock(self.db)
+        self.changes: PgListener | None = None  # issue 23: other nodes' changes heard at once
+        if settings.node_id and not self.db.is_sqlite:
+            self.changes = PgListener(self.db.url)
+            self.changes.on(WORK_ITEMS_CHANNEL, self.work_items.notified)
+            self.changes.on(AGENT_STATE_CHANNEL, self.queue_engine.notified)
         # Per trunk (telephony setup): deposits, drops and devices' calls out share its limits.
         self.trunk_pacer = Pacer()
         # Voicemails for a team (issue 18): admitted where messages are stored, run by the
@@ -305,6 +311,8 @@ class Runtime:
         self.data_dir.chmod(0o700)
         await self.db.migrate()
         self.queue_engine.start()
+        if self.changes is not None:
+            await self.changes.start()
         s = self.settings
         self.store = await open_store(
             s.resolved_storage_url(),
@@ -850,6 +858,8 @@ class Runtime:
         await self.callbacks.stop(max(0.0, deadline - loop.time()))  # they ran meanwhile
         await self.work_items.stop()
         await self.queue_engine.stop()
+        if self.changes is not None:
+            await self.changes.stop()
         if self.telephony is not None:
             await self.telephony.stop(drain_timeout=max(0.0, deadline - loop.time()))
         if self.registrar is not None:

@@ -1,8 +1,9 @@
 """Issue 23, what was still per node: the queue strategies' state and the queue statistics
-(stored, the same from every node), the shared line ordered by the database's clock (not a
-node's), the work-items router with two nodes routing, accepting and declining, a phone over TCP
-through Kamailio, and the supervisor's children dying with it (kill -9 of `afterbeep cluster
-run`)."""
+(stored, the same from every node), the shared line and the leases on the database's clock (not
+a node's, even an hour off), the work-items router with two nodes routing, accepting and
+declining, their changes heard at once by the other node (LISTEN/NOTIFY, the poll at 60 s; a
+cut listening connection), idle longest from the stored time, a phone over TCP through
+Kamailio, and the supervisor's children dying with it (kill -9 of `afterbeep cluster run`)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ import pytest
 from sqlalchemy import select, update
 
 from afterbeep.app import Runtime
+from afterbeep.db import notify as notify_module
 from afterbeep.db import tables as t
 from afterbeep.db.repos.work_items import SqlRouterLock
 from afterbeep.domain.queues import AgentStatus, Queue, QueueExit, QueueStrategy, Stats
 from afterbeep.domain.work_items import OfferStatus, WorkItemState
+from afterbeep.services import work_items as work_items_service
 from afterbeep.services.queues import QueueService
 from afterbeep.services.work_items import FeedEvent
 from tests.api.test_ring_groups import add_users
@@ -200,17 +203,17 @@ async def test_a_claim_made_on_a_stale_view_of_the_queue_gets_nothing(
         queue = make_queue(account_id, first, second, strategy=QueueStrategy.ROUND_ROBIN)
         floor_a, floor_b = a.queue_engine.shared, b.queue_engine.shared
         assert floor_a is not None and floor_b is not None
-        await floor_a.join(account_id, queue.id, "x", NOON + timedelta(minutes=1))
-        await floor_b.join(account_id, queue.id, "y", NOON + timedelta(minutes=1))
-        seen = (await floor_b.look(account_id, queue.id, [first, second], NOON, NOON)).tally
-        until = NOON + timedelta(seconds=30)
-        assert await floor_a.claim(account_id, queue.id, [first], "x", NOON, until, 0) == [first]
-        assert await floor_b.claim(account_id, queue.id, [second], "y", NOON, until, 0) == []
-        look = await floor_b.look(account_id, queue.id, [first, second], NOON, NOON)
+        lease = timedelta(seconds=30)
+        await floor_a.join(account_id, queue.id, "x", lease)
+        await floor_b.join(account_id, queue.id, "y", lease)
+        seen = (await floor_b.look(account_id, queue.id, [first, second], lease)).tally
+        assert await floor_a.claim(account_id, queue.id, [first], "x", lease, 0) == [first]
+        assert await floor_b.claim(account_id, queue.id, [second], "y", lease, 0) == []
+        look = await floor_b.look(account_id, queue.id, [first, second], lease)
         assert (seen.offers, look.tally.offers, look.tally.last_offered) == (0, 1, first)
         assert [w.offered for w in look.waiting] == [True, False]
         assert look.agents[second].held is None
-        claimed = await floor_b.claim(account_id, queue.id, [second], "y", NOON, until, 1)
+        claimed = await floor_b.claim(account_id, queue.id, [second], "y", lease, 1)
         assert claimed == [second]
 
 
@@ -241,6 +244,41 @@ async def test_callers_are_ordered_by_the_database_clock_not_a_skewed_node_clock
             await rt.queue_engine.left(queue, ticket, None, hung_up=True)
 
 
+@PG
+async def test_holds_and_callers_rows_expire_on_the_database_clock_not_a_skewed_node_clock(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """n2's clock is an hour ahead of n1's (far past the lease): n1's caller row and n1's hold
+    on the agent still live for n2, which neither deletes the row nor offers the agent again;
+    n2's own hold, taken on the database's clock, is not taken for expired by n1."""
+    real = datetime.now(UTC)
+    behind, ahead = NodeClock(real), NodeClock(real + timedelta(hours=1))
+    async with nodes(backend, tmp_path, [behind, ahead]) as (a, b):
+        account_id = (await a.accounts.create_account("Acme")).account_id
+        agent = await agent_available(a, account_id)
+        queue = make_queue(account_id, agent)
+        assert await a.queue_engine.join(queue, "on-n1") is None
+        assert await offer_next(a, queue, "on-n1") == (agent,)
+        assert await b.queue_engine.join(queue, "on-n2") is None
+        step = await b.queue_engine.step(queue, "on-n2")
+        assert (step.position, step.offer) == (2, ())
+        await b.queue_engine.renew()
+        assert (await b.queue_engine.step(queue, "on-n2")).offer == ()
+        assert (await stats_of(b, queue)).waiting == 2
+        # The agent misses n1's offer; n2's caller gets it, and n1 leaves n2's hold alone.
+        await a.queue_engine.missed(queue, "on-n1", agent)
+        await a.queue_engine.left(queue, "on-n1", None, hung_up=True)
+        assert await offer_next(b, queue, "on-n2") == (agent,)
+        assert await a.queue_engine.join(queue, "again-n1") is None
+        step = await a.queue_engine.step(queue, "again-n1")
+        assert (step.position, step.offer) == (2, ())
+        await a.queue_engine.renew()
+        await b.queue_engine.refresh_agents(account_id, [agent])
+        assert b.queue_engine.agent_state(agent)[0].value == "offering"
+        for rt, ticket in ((b, "on-n2"), (a, "again-n1")):
+            await rt.queue_engine.left(queue, ticket, None, hung_up=True)
+
+
 # --- the work-items router on two nodes -----------------------------------------------------
 
 
@@ -258,9 +296,9 @@ async def pending_offers(rt: Runtime) -> list[tuple[str, str]]:
 
 @contextlib.asynccontextmanager
 async def two_routers(
-    backend: Backend, tmp_path: Path
+    backend: Backend, tmp_path: Path, start: datetime = NOON
 ) -> AsyncIterator[tuple[Rig, Rig, NodeClock]]:
-    clock = NodeClock(NOON)
+    clock = NodeClock(start)
     async with nodes(backend, tmp_path, [clock, clock]) as (a, b):
         assert isinstance(a.work_items.shared, SqlRouterLock)
         account_id = (await a.accounts.create_account("Acme")).account_id
@@ -445,3 +483,116 @@ async def test_kill_9_of_the_supervisor_stops_its_nodes_and_kamailio(one_node: C
     await wait_until(lambda: all(_gone(pid) for pid in pids), "the children gone", bound=60)
     node_log = await asyncio.to_thread(Path(status["nodes"][0]["log"]).read_text)
     assert "Shutting down" in node_log, node_log[-2000:]  # SIGTERM: uvicorn's orderly stop
+
+
+# --- what one node changes, the other hears at once (LISTEN/NOTIFY); idle longest -------------
+
+
+async def next_event(feed: asyncio.Queue[FeedEvent | None]) -> FeedEvent:
+    async with asyncio.timeout(30):  # a bound, far past a notification; the poll is at 60 s
+        event = await feed.get()
+    assert event is not None
+    return event
+
+
+@PG
+async def test_work_items_changed_on_one_node_reach_the_other_without_its_poll(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the poll at 60 s, n2's router hears of n1's offer, answer and completion (its
+    agents' feed and its memory), and n2's queue engine of a status set on n1."""
+    monkeypatch.setattr(work_items_service, "SHARED_POLL_SEC", 60.0)
+    async with two_routers(backend, tmp_path) as (n1, n2, _):
+        for rig in (n1, n2):
+            assert rig.rt.changes is not None and rig.rt.changes.listening.is_set()
+            await rig.work.start()
+        q = await n1.queue(USER_A)
+        await n1.available(USER_A)
+        feed = n2.work.subscribe(n2.account_id, USER_A)
+        item_id = await n1.place(q)
+        offered = await next_event(feed)
+        assert (offered.event, offered.item.id) == ("work_item.offered", item_id)
+        assert offered.offer is not None
+        assert [o.id for o in n2.work.agent_offers(n2.account_id, USER_A)] == [offered.offer.id]
+        await n1.work.accept(n1.account_id, USER_A, offered.offer.id)
+        assert (await next_event(feed)).event == "work_item.accepted"
+        assert [i.id for i in n2.work.agent_items(n2.account_id, USER_A)] == [item_id]
+        await n1.work.complete(n1.account_id, USER_A, item_id, None)
+        assert (await next_event(feed)).event == "work_item.completed"
+        assert n2.work.agent_items(n2.account_id, USER_A) == []
+        assert n2.work.notifications >= 3
+        assert n1.work.notifications == 0  # nothing changed on n2 (its own are skipped)
+
+        # The agent-state channel: a status set on n1 is in n2's queue engine's memory.
+        await service(n1.rt).set_status(n1.account_id, USER_A, AgentStatus.ON_BREAK)
+        engine = n2.rt.queue_engine
+        await wait_until(
+            lambda: (
+                engine.floor.agents.get(USER_A) is not None
+                and engine.floor.agents[USER_A].status is AgentStatus.ON_BREAK
+            ),
+            "the status on n2",
+            bound=30,
+        )
+        # An item placed on n2 waits (nobody available); the agent is back, set on n1: the item
+        # is offered (n1 heard of it) without either poll.
+        waiting = await n2.place(q)
+        assert (await n2.item(waiting))[0].state is WorkItemState.PENDING
+        await service(n1.rt).set_status(n1.account_id, USER_A, AgentStatus.AVAILABLE)
+        offered = await next_event(feed)
+        assert (offered.event, offered.item.id) == ("work_item.offered", waiting)
+
+
+@PG
+async def test_idle_longest_is_the_same_on_every_node(backend: Backend, tmp_path: Path) -> None:
+    """A became available before B, then handled an item on n1; n2, which never saw it busy,
+    offers the next item of a longest-idle queue to B, idle longest by the stored time."""
+    start = datetime.now(UTC) - timedelta(hours=1)  # the agents became available an hour ago
+    async with two_routers(backend, tmp_path, start) as (n1, n2, _):
+        only_a = await n1.queue(USER_A)
+        both = await n1.queue(USER_A, USER_B, strategy=QueueStrategy.LONGEST_IDLE)
+        await n1.available(USER_A, USER_B)
+        item_id = await n1.place(only_a)
+        offer = (await n1.item(item_id))[1][-1]
+        await n1.work.accept(n1.account_id, USER_A, offer.id)
+        await n1.work.complete(n1.account_id, USER_A, item_id, None)
+        s = t.agent_states.c
+        async with n2.rt.db.begin() as conn:
+            idle = (
+                await conn.execute(select(s.idle_since).where(s.user_id == USER_A))
+            ).scalar_one()
+        assert idle is not None and idle > start + timedelta(minutes=30)  # the database's clock
+        item, _ = await n2.item(await n2.place(both))
+        assert item.agent_id == USER_B
+
+
+@PG
+async def test_a_node_whose_listening_connection_is_cut_reads_what_it_missed_when_back(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(work_items_service, "SHARED_POLL_SEC", 60.0)
+    monkeypatch.setattr(notify_module, "RECONNECT_SEC", 60.0)  # back when the test says
+    async with two_routers(backend, tmp_path) as (n1, n2, _):
+        for rig in (n1, n2):
+            await rig.work.start()
+        q = await n1.queue(USER_A)
+        await n1.available(USER_A)
+        listener = n2.rt.changes
+        assert listener is not None and listener.backend_pid is not None
+        feed = n2.work.subscribe(n2.account_id, USER_A)
+        database = n2.rt.settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(database)
+        try:
+            cut = listener.backend_pid
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", cut)
+        finally:
+            await conn.close()
+        await wait_until(lambda: not listener.listening.is_set(), "the cut seen", bound=30)
+        heard = n2.work.notifications
+        item_id = await n1.place(q)  # while n2 does not listen: its notification is lost
+        await asyncio.sleep(0)
+        assert feed.empty() and n2.work.notifications == heard
+        listener.retry_now()
+        offered = await next_event(feed)  # read again once listening
+        assert (offered.event, offered.item.id) == ("work_item.offered", item_id)
+        assert listener.listening.is_set() and listener.backend_pid != cut

@@ -7,7 +7,8 @@ set through the API reaches every node when its next caller joins. With a `Share
 of a cluster, issue 23) the stored state is the authority: waiting callers are rows every node
 sees (positions and the head of the line are the same everywhere), an agent is offered only once
 its node claimed the agent's stored hold (no double offer across nodes or queues), and a node
-renews its rows and holds (`HOLD_LEASE`): those of a node that died expire. What the strategies
+renews its rows and holds (`HOLD_LEASE`, on the database's clock): those of a node that died
+expire. What the strategies
 and statistics keep (round robin's position, agents' calls and missed streaks, the counts of
 answered, abandoned and timed-out callers) is stored too and changed in the same transactions.
 """
@@ -128,6 +129,8 @@ class QueueEngine:
         self._renewer: asyncio.Task[None] | None = None
         # Told the user id when an agent's status changes or its call ends (the work router).
         self.agent_listeners: list[Callable[[str], None]] = []
+        self._told: set[tuple[str, str]] = set()  # agents changed elsewhere, being read again
+        self._reads: set[asyncio.Task[None]] = set()
 
     def monotonic(self) -> float:
         return self._now()
@@ -176,8 +179,7 @@ class QueueEngine:
             line.join(ticket, now)
             self._handed[ticket] = set()
             if self.shared is not None:
-                wall = self._clock.now()
-                await self.shared.join(queue.account_id, queue.id, ticket, wall + HOLD_LEASE)
+                await self.shared.join(queue.account_id, queue.id, ticket, HOLD_LEASE)
         return refused
 
     async def step(self, queue: Queue, ticket: str) -> Step:
@@ -209,18 +211,16 @@ class QueueEngine:
         caller = line.caller(ticket)
         now = self._now()
         if position_in(waiting, ticket) is None:  # its row expired (this node stalled): back
-            wall = self._clock.now()
             joined = await self.shared.join(
-                queue.account_id, queue.id, ticket, wall + HOLD_LEASE, now - caller.joined_at
+                queue.account_id, queue.id, ticket, HOLD_LEASE, now - caller.joined_at
             )
             waiting = line_order([*waiting, WaitingCaller(ticket, joined)])
         if not caller.offered_to and next_to_offer(waiting) == ticket:
             chosen = line.choose_for(ticket, self.floor.agents, now)
             if chosen:
-                wall = self._clock.now()
                 seen = self._tally.get(queue.id, QueueTally()).offers
                 got = await self.shared.claim(
-                    queue.account_id, queue.id, chosen, ticket, wall, wall + HOLD_LEASE, seen
+                    queue.account_id, queue.id, chosen, ticket, HOLD_LEASE, seen
                 )
                 if got:
                     line.offer(ticket, got, self.floor.agents, now)
@@ -229,28 +229,24 @@ class QueueEngine:
     async def _look(self, queue: Queue, ticket: str | None = None) -> list[WaitingCaller]:
         """The shared line of `queue` (in order), its members brought up to the stored state."""
         assert self.shared is not None
-        wall = self._clock.now()
         look = await self.shared.look(
-            queue.account_id,
-            queue.id,
-            [m.user_id for m in queue.members],
-            wall,
-            wall + HOLD_LEASE,
-            ticket,
+            queue.account_id, queue.id, [m.user_id for m in queue.members], HOLD_LEASE, ticket
         )
         line = self.floor.line(queue)
         line.last_offered = look.tally.last_offered
         now = self._now()
         for member in queue.members:
-            self._sync(member.user_id, look.agents.get(member.user_id), wall, now)
+            self._sync(member.user_id, look.agents.get(member.user_id), look.at, now)
         self._tally[queue.id] = look.tally
         self._seen_at[queue.id] = look.at
         ordered = self._seen[queue.id] = line_order(look.waiting)
         return ordered
 
-    def _sync(self, user_id: str, row: StoredAgent | None, wall: datetime, now: float) -> None:
+    def _sync(self, user_id: str, row: StoredAgent | None, db_now: datetime, now: float) -> None:
+        """`row`'s times are on the database's clock, `db_now` its time when read."""
+
         def local(at: datetime | None) -> float | None:
-            return None if at is None else now - (wall - at).total_seconds()
+            return None if at is None else now - (db_now - at).total_seconds()
 
         agent = self.floor.agent(user_id)
         if row is None:
@@ -265,18 +261,19 @@ class QueueEngine:
         """With a shared floor, bring these agents up to their stored state (the API's view)."""
         if self.shared is None or not user_ids:
             return
-        wall = self._clock.now()
-        stored = await self.shared.agents(account_id, user_ids, wall)
+        stored = await self.shared.agents(account_id, user_ids)
         now = self._now()
         for user_id in user_ids:
-            self._sync(user_id, stored.get(user_id), wall, now)
+            row = stored.get(user_id)
+            self._sync(user_id, row, row.at if row and row.at else self._clock.now(), now)
 
     async def answered(self, queue: Queue, ticket: str, user_id: str) -> None:
         self._handed.pop(ticket, None)
         others = self.floor.answered(self.floor.line(queue), ticket, user_id)
         if self.shared is not None:
-            until = self._clock.now() + HOLD_LEASE
-            await self.shared.answered(queue.account_id, queue.id, user_id, ticket, others, until)
+            await self.shared.answered(
+                queue.account_id, queue.id, user_id, ticket, others, HOLD_LEASE
+            )
 
     async def missed(self, queue: Queue, ticket: str, user_id: str) -> None:
         """The agent let the offer ring out; after `max_no_answer` in a row it goes on break
@@ -340,13 +337,42 @@ class QueueEngine:
         wrap_up = queue.settings.wrap_up_sec
         self.floor.call_ended(user_id, self._now(), wrap_up)
         if self.shared is not None:
-            until = self._clock.now() + timedelta(seconds=wrap_up)
-            await self.shared.call_ended(queue.account_id, user_id, until)
+            await self.shared.call_ended(queue.account_id, user_id, timedelta(seconds=wrap_up))
         self._agent_changed(user_id)
 
     def status_changed(self, user_id: str, status: AgentStatus) -> None:
         self.floor.agent(user_id).set_status(status, self._now())
         self._agent_changed(user_id)
+
+    async def tell_status(self, account_id: str, user_id: str) -> None:
+        """With a shared floor, the other nodes hear of the agent's new status at once."""
+        if self.shared is not None:
+            await self.shared.status_changed(account_id, user_id)
+
+    def notified(self, payload: str) -> None:
+        """Another node changed an agent's stored state ("<node> <account> <user>"): read it
+        again, then tell the listeners (the work router routes again)."""
+        node, _, rest = payload.partition(" ")
+        account_id, _, user_id = rest.partition(" ")
+        if self.shared is None or node == self.shared.node_id or not user_id:
+            return
+        key = (account_id, user_id)
+        if key in self._told:  # already being read: that read sees this change too
+            return
+        self._told.add(key)
+        task = asyncio.get_running_loop().create_task(self._read_told(key))
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+
+    async def _read_told(self, key: tuple[str, str]) -> None:
+        await asyncio.sleep(0)  # notifications of one commit arrive together
+        self._told.discard(key)
+        try:
+            await self.refresh_agents(key[0], [key[1]])
+        except Exception:  # the next look reads it anyway
+            log.exception("reading an agent changed on another node failed")
+            return
+        self._agent_changed(key[1])
 
     def stats(self, queue: Queue) -> Stats:
         stats = self.floor.line(queue).stats(self.floor.agents, self._now())
@@ -372,8 +398,7 @@ class QueueEngine:
             return True
         if self.shared is None:
             return False
-        wall = self._clock.now()
-        look = await self.shared.look(account_id, queue_id, [], wall, wall + HOLD_LEASE)
+        look = await self.shared.look(account_id, queue_id, [], HOLD_LEASE)
         return bool(look.waiting)
 
     def agent_state(self, user_id: str) -> tuple[AgentState, int, int]:
@@ -385,8 +410,7 @@ class QueueEngine:
     async def renew(self) -> None:
         """This node's callers and holds live another `HOLD_LEASE`."""
         if self.shared is not None:
-            wall = self._clock.now()
-            await self.shared.renew(wall, wall + HOLD_LEASE)
+            await self.shared.renew(HOLD_LEASE)
 
     def start(self, every: float = RENEW_EVERY_SEC) -> None:
         """With a shared floor, renew this node's rows every `every` seconds until `stop`."""
@@ -406,6 +430,9 @@ class QueueEngine:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        for read in list(self._reads):
+            read.cancel()
+        await asyncio.gather(*self._reads, return_exceptions=True)
 
 
 class QueueService:
@@ -566,6 +593,7 @@ class QueueService:
             await uow.queues.set_status(account_id, user_id, status, self._clock.now())
             queues = await _all_queues(uow, account_id)
         self.engine.status_changed(user_id, status)
+        await self.engine.tell_status(account_id, user_id)
         queue_ids = [q.id for q in queues if any(m.user_id == user_id for m in q.members)]
         return self._view(user_id, status, queue_ids)
 

@@ -13,9 +13,14 @@ that was ringing when the service died is withdrawn and the item offered again).
 declining, completing an item, a timer round) is made under one advisory lock across the nodes,
 on the open items and pending offers read again from the database first, so two nodes never
 offer one item twice nor fill an agent past its capacity, and an offer made on one node is
-accepted or declined on another. A node polls every `SHARED_POLL_SEC` for the timers of items
-other nodes placed, and tells its agents' feeds the offers made elsewhere; an offer that was
-ringing when a node died is left to its timeout (a node starting does not know it is dead).
+accepted or declined on another. Each change is announced to the other nodes at its commit
+(`changed`: PostgreSQL NOTIFY), and a node told (`notified`) reads the items and offers again
+at once, tells its agents' feeds the offers made and items changed elsewhere and takes on
+their timers; it also polls every `SHARED_POLL_SEC`, the fallback for a lost notification. An
+offer that was ringing when a node died is left to its timeout (a node starting does not know
+it is dead). "Idle longest" is the stored `idle_since` of each agent (set on the database's
+clock, under the lock, when its last item ends; also when a live call's wrap-up ends), the
+same on every node.
 
 Capacity is shared with live queue calls through the `QueueEngine`: a live call the agent is
 offered, in or wrapping up counts as a live call's weight here, and the engine offers no call
@@ -65,7 +70,7 @@ from afterbeep.services.contact_center import (
 from afterbeep.services.messages import message_audio_link
 from afterbeep.services.ports import Page, UnitOfWorkFactory
 from afterbeep.services.ports.ring_groups import UserLookup
-from afterbeep.services.ports.work_items import AgentToken, RouterLock
+from afterbeep.services.ports.work_items import AgentRecord, AgentToken, RouterLock
 from afterbeep.services.queues import QueueEngine
 
 log = logging.getLogger("afterbeep.work_items")
@@ -187,10 +192,14 @@ class WorkItemService:
         self._feeds: dict[AgentKey, set[asyncio.Queue[FeedEvent | None]]] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._poked = False  # woken to route
+        self._heard = False  # woken by another node's change
         self._task: asyncio.Task[None] | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._loaded = False
         self.shared: RouterLock | None = None  # a cluster's nodes route in turn (issue 23)
+        self.origin = secrets.token_hex(8)  # names this router's change notifications
+        self.notifications = 0  # change notifications from other nodes taken (tests, benchmark)
         if queue_engine is not None:
             queue_engine.agent_listeners.append(self._agent_changed)
 
@@ -256,7 +265,19 @@ class WorkItemService:
                 feed.put_nowait(None)
 
     def wake(self) -> None:
+        self._poke()
+
+    def _poke(self) -> None:
+        """Route (a timer round) now."""
+        self._poked = True
         self._wake.set()
+
+    def notified(self, origin: str) -> None:
+        """Another node changed items or offers: read them again now (that node routed)."""
+        if origin != self.origin:
+            self.notifications += 1
+            self._heard = True
+            self._wake.set()
 
     @contextlib.asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -270,15 +291,26 @@ class WorkItemService:
                 await self._refresh()
                 yield
 
-    async def _refresh(self) -> None:
-        """The open items, pending offers and strategies' memory as stored (another node may
-        have changed them); this node's agents' feeds are told the offers made and the items
-        changed elsewhere."""
+    async def _catch_up(self) -> None:
+        """What other nodes changed, read (this node's feeds told) under the router's lock
+        held shared: a view no node changes meanwhile. Routes nothing (the node that made the
+        change routed)."""
+        assert self.shared is not None
+        async with self._lock, self.shared.hold(shared=True):
+            await self._refresh(memory=False)
+
+    async def _refresh(self, memory: bool = True) -> None:
+        """The open items, pending offers and (`memory`) strategies' memory as stored (another
+        node may have changed them); this node's agents' feeds are told the offers made and the
+        items changed elsewhere."""
         async with self._reads() as uow:
             repo = uow.work_items
             items = {i.id: i for i in await repo.open_items()}
             offers = {o.id: o for o in await repo.pending_offers()}
-            last_offered, handled = await repo.routing_memory()
+            if memory:
+                last_offered, handled = await repo.routing_memory()
+            else:
+                last_offered, handled = self._round.last_offered, dict(self._handled)
             for account_id, queue_id in {(i.account_id, i.queue_id) for i in items.values()}:
                 if queue_id not in self._queues:
                     queue = await uow.queues.get(account_id, queue_id)
@@ -343,19 +375,33 @@ class WorkItemService:
                 timeout = max(0.0, (deadline - self._clock.now()).total_seconds())
             if self.shared is not None:
                 timeout = SHARED_POLL_SEC if timeout is None else min(timeout, SHARED_POLL_SEC)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+            timed_out = False
             try:
-                await self.run_due()
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                timed_out = True
+            self._wake.clear()
+            poked, self._poked = self._poked, False
+            heard, self._heard = self._heard, False
+            try:
+                if poked or timed_out:
+                    await self.run_due()
+                elif heard:
+                    await self._catch_up()
+                # else: a new item's timers, taken on by the loop
             except Exception:  # a database hiccup must not end routing; next wake retries
                 log.exception("work router: a timer round failed")
                 await asyncio.sleep(1.0)
 
     def _agent_changed(self, user_id: str) -> None:
-        """The live queue engine changed an agent (status, a call ended): route again, and
-        again when its wrap-up is over."""
-        self._wake.set()
+        """The live queue engine changed an agent (status, a call ended, on this node or, in a
+        cluster, another): route again, and again when its wrap-up is over. In a cluster, only
+        when items wait (memory follows the other nodes' changes; the poll covers a lost one):
+        each hold a live queue call takes or frees on any node lands here."""
+        if self.shared is None or any(
+            i.state is WorkItemState.PENDING for i in self._items.values()
+        ):
+            self._poke()
         if self._engine is None:
             return
         agent = self._engine.floor.agents.get(user_id)
@@ -371,7 +417,7 @@ class WorkItemService:
         def fire() -> None:
             if handle is not None:
                 self._timers.discard(handle)
-            self._wake.set()
+            self._poke()
 
         handle = loop.call_later(delay, fire)
         self._timers.add(handle)
@@ -404,7 +450,7 @@ class WorkItemService:
             await self._dispatch(added=item)
             log.info("work item %s placed in queue %s", item.id, queue.id)
             placed = self._items.get(item.id, item)
-        self._wake.set()
+        self._wake.set()  # its timers (it is routed)
         return WorkPlacement(placed.id, placed.queue_id, placed.agent_id, True)
 
     async def clear(self, account_id: str, voice_call_id: str, reason: str) -> bool:
@@ -500,7 +546,7 @@ class WorkItemService:
             self._engine.floor.agent(user_id).work_blocked = rules.live_call_blocked(
                 self._capacity[key], self._item_load(key)
             )
-        self._wake.set()
+        self._poke()
 
     async def capacities(self, account_id: str) -> dict[str, int]:
         async with self._reads() as uow:
@@ -624,7 +670,7 @@ class WorkItemService:
             now = self._clock.now()
             if rules.due(item, self._settings(item), now) is not None:
                 await self._run_due(now)
-                self._wake.set()
+                self._poke()
                 pending = await self._agent_offer(account_id, user_id, offer_id)
             item, closed = rules.accept(item, pending, now)
             self._handled[(account_id, user_id)] += 1
@@ -861,7 +907,7 @@ class WorkItemService:
                     record.status if record is not None else AgentStatus.OFFLINE,
                     capacity,
                     self._item_load(key) + self._live_load(user_id),
-                    self._idle.get(key) or (record.since if record is not None else None),
+                    self._idle_since(key, record),
                     self._handled[key] + live_calls,
                 )
             settings = {qid: (q.settings, q.members) for qid, q in queues.items()}
@@ -880,10 +926,47 @@ class WorkItemService:
                 batch.events.append(FeedEvent(OFFERED, reserved, made))
         await self._save(batch)
 
+    def _idle_since(self, key: AgentKey, record: AgentRecord | None) -> datetime | None:
+        """Since when the agent is idle: in a cluster as stored (every node's items and calls),
+        else as this node saw; never before its status last changed."""
+        since = record.since if record is not None else None
+        if self.shared is not None:
+            idle = record.idle_since if record is not None else None
+        else:
+            idle = self._idle.get(key)
+        if idle is not None and (since is None or idle > since or self.shared is None):
+            return idle
+        return since
+
+    def _going_idle(self, batch: _Batch) -> dict[str, builtins.list[str]]:
+        """By account, the agents the batch leaves holding no item (they held some)."""
+        after = dict(self._items)
+        for item in [*batch.added, *batch.items]:
+            if item.open:
+                after[item.id] = item
+            else:
+                after.pop(item.id, None)
+        keys = {
+            (i.account_id, i.agent_id)
+            for i in self._items.values()
+            if i.agent_id is not None and i.holds
+        }
+        idle: dict[str, builtins.list[str]] = {}
+        for account_id, user_id in sorted(k for k in keys if k[1] is not None):
+            held = sum(
+                i.holds
+                for i in after.values()
+                if i.account_id == account_id and i.agent_id == user_id
+            )
+            if not held:
+                idle.setdefault(account_id, []).append(user_id)
+        return idle
+
     async def _save(self, batch: _Batch) -> None:
         """Commit the batch, then apply it to memory, then announce it."""
         if not (batch.added or batch.items or batch.new_offers or batch.offers):
             return
+        idle = self._going_idle(batch) if self.shared is not None else {}
         async with self._uow() as uow:
             repo = uow.work_items
             for item in batch.added:
@@ -897,6 +980,10 @@ class WorkItemService:
             for event in batch.events:
                 if event.event not in (UPDATED, WRAPPING):
                     await uow.events.publish(event.item.account_id, event.event, _payload(event))
+            if self.shared is not None:
+                for account_id, user_ids in idle.items():
+                    await repo.mark_idle(account_id, user_ids, self._clock.now())
+                await repo.changed(self.origin)
         touched: set[AgentKey] = set()
         for item in [*batch.added, *batch.items]:
             previous = self._items.get(item.id)

@@ -9,7 +9,10 @@ What the strategies and statistics keep is stored too (`queue_tallies`, and an a
 streak and calls): a claim first bumps its queue's offer count, on the condition that it is the
 count its node saw when it chose (the row lock orders two claims of one queue; the second, made
 on a stale view, gets nothing and its node looks again). Callers are ordered by the database's
-clock (`clock_timestamp()`), never a node's.
+clock (`clock_timestamp()`), never a node's; so are leases: a hold or a caller's row lives until
+the database's time when it was taken or renewed plus the lease, and its expiry is compared in
+SQL with the database's time, so the nodes' clocks need not agree. (On SQLite, one process, the
+node's clock is the only one: it is used as given.)
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,6 +39,8 @@ from sqlalchemy.types import Interval
 
 from afterbeep.db import tables as t
 from afterbeep.db.engine import Database
+from afterbeep.db.notify import AGENT_STATE_CHANNEL, notify
+from afterbeep.domain.clock import Clock, SystemClock
 from afterbeep.domain.queues import AgentState, AgentStatus, WaitingCaller
 from afterbeep.services.ports.queues import Look, QueueTally, StoredAgent
 
@@ -41,17 +56,39 @@ class _NoneGot(Exception):
 
 
 class SqlQueueFloor:
-    def __init__(self, db: Database, node_id: str) -> None:
+    def __init__(self, db: Database, node_id: str, clock: Clock | None = None) -> None:
         self._db = db
         self.node_id = node_id
+        self._clock = clock or SystemClock()  # SQLite only
 
     def _db_now(self) -> ColumnElement[Any]:
         if self._db.is_sqlite:  # one process: its clock is the only one
             return func.strftime("%Y-%m-%d %H:%M:%f", "now")
         return func.clock_timestamp()
 
+    def _now(self) -> ColumnElement[Any]:
+        """Now, for leases: the database's clock (on SQLite, the node's)."""
+        if self._db.is_sqlite:
+            return literal(self._clock.now(), t.UtcDateTime())
+        return func.clock_timestamp()
+
+    def _until(self, lease: timedelta) -> ColumnElement[Any]:
+        """`lease` from now, on the database's clock (on SQLite, the node's)."""
+        if self._db.is_sqlite:
+            return literal(self._clock.now() + lease, t.UtcDateTime())
+        return func.clock_timestamp() + literal(lease, Interval())
+
+    async def _tell(self, conn: AsyncConnection, account_id: str, *user_ids: str) -> None:
+        """The other nodes hear at commit that these agents' stored state changed."""
+        for user_id in user_ids:
+            await notify(conn, AGENT_STATE_CHANNEL, f"{self.node_id} {account_id} {user_id}")
+
+    async def status_changed(self, account_id: str, user_id: str) -> None:
+        async with self._db.begin() as conn:
+            await self._tell(conn, account_id, user_id)
+
     async def join(
-        self, account_id: str, queue_id: str, ticket: str, until: datetime, waited: float = 0.0
+        self, account_id: str, queue_id: str, ticket: str, lease: timedelta, waited: float = 0.0
     ) -> datetime:
         joined: ColumnElement[Any] = self._db_now()
         if waited > 0 and not self._db.is_sqlite:
@@ -67,7 +104,7 @@ class SqlQueueFloor:
                         node_id=self.node_id,
                         joined_at=joined,
                         offered=False,
-                        expires_at=until,
+                        expires_at=self._until(lease),
                     )
                     .returning(_C.c.joined_at)
                 )
@@ -93,8 +130,7 @@ class SqlQueueFloor:
         account_id: str,
         queue_id: str,
         user_ids: Sequence[str],
-        now: datetime,
-        until: datetime,
+        lease: timedelta,
         ticket: str | None = None,
     ) -> Look:
         async with self._db.begin() as conn:
@@ -102,9 +138,11 @@ class SqlQueueFloor:
                 await conn.execute(
                     update(_C)
                     .where(_C.c.ticket == ticket, _C.c.node_id == self.node_id)
-                    .values(expires_at=until)
+                    .values(expires_at=self._until(lease))
                 )
-            await conn.execute(delete(_C).where(_C.c.queue_id == queue_id, _C.c.expires_at <= now))
+            await conn.execute(
+                delete(_C).where(_C.c.queue_id == queue_id, _C.c.expires_at <= self._now())
+            )
             rows = (
                 await conn.execute(
                     select(_C.c.ticket, _C.c.joined_at, _C.c.offered).where(
@@ -112,43 +150,51 @@ class SqlQueueFloor:
                     )
                 )
             ).all()
-            stored = await self._agents(conn, account_id, user_ids, now)
             tally = (await conn.execute(select(_T).where(_T.c.queue_id == queue_id))).first()
-            at = (await conn.execute(select(self._db_now()))).scalar_one()
+            at = await self._at(conn)
+            stored = await self._agents(conn, account_id, user_ids, at)
         waiting = [WaitingCaller(r.ticket, r.joined_at, bool(r.offered)) for r in rows]
         counts = QueueTally()
         if tally is not None:
             counts = QueueTally(
                 tally.offers, tally.last_offered, tally.answered, tally.abandoned, tally.timed_out
             )
-        if isinstance(at, str):  # SQLite
-            at = datetime.fromisoformat(at).replace(tzinfo=now.tzinfo)
         return Look(waiting, stored, counts, at)
 
-    async def agents(
-        self, account_id: str, user_ids: Sequence[str], now: datetime
-    ) -> dict[str, StoredAgent]:
+    async def _at(self, conn: AsyncConnection) -> datetime:
+        """The database's time (the reference of what is read in this transaction)."""
+        if self._db.is_sqlite:
+            return self._clock.now()
+        at = (await conn.execute(select(func.clock_timestamp()))).scalar_one()
+        assert isinstance(at, datetime)
+        return at
+
+    async def agents(self, account_id: str, user_ids: Sequence[str]) -> dict[str, StoredAgent]:
         async with self._db.begin() as conn:
-            return await self._agents(conn, account_id, user_ids, now)
+            return await self._agents(conn, account_id, user_ids, await self._at(conn))
 
     async def _agents(
-        self, conn: AsyncConnection, account_id: str, user_ids: Sequence[str], now: datetime
+        self, conn: AsyncConnection, account_id: str, user_ids: Sequence[str], at: datetime
     ) -> dict[str, StoredAgent]:
+        live = and_(_AS.c.held_state.is_not(None), _AS.c.held_until > self._now())
         agents = (
             await conn.execute(
-                select(_AS).where(_AS.c.account_id == account_id, _AS.c.user_id.in_(user_ids))
+                select(_AS, live.label("held_live")).where(
+                    _AS.c.account_id == account_id, _AS.c.user_id.in_(user_ids)
+                )
             )
         ).all()
         return {
             r.user_id: StoredAgent(
                 r.user_id,
                 AgentStatus(r.status),
-                AgentState(r.held_state) if r.held_state and r.held_until > now else None,
+                AgentState(r.held_state) if r.held_live else None,
                 r.held_ticket,
                 r.held_until,
                 r.idle_since,
                 r.missed_in_row,
                 r.calls,
+                at,
             )
             for r in agents
         }
@@ -159,8 +205,7 @@ class SqlQueueFloor:
         queue_id: str,
         user_ids: Sequence[str],
         ticket: str,
-        now: datetime,
-        until: datetime,
+        lease: timedelta,
         offers_seen: int,
     ) -> list[str]:
         got = []
@@ -181,19 +226,20 @@ class SqlQueueFloor:
                             _AS.c.account_id == account_id,
                             _AS.c.user_id == user_id,
                             _AS.c.status == AgentStatus.AVAILABLE.value,
-                            or_(_AS.c.held_state.is_(None), _AS.c.held_until <= now),
+                            or_(_AS.c.held_state.is_(None), _AS.c.held_until <= self._now()),
                         )
                         .values(
                             held_state=AgentState.OFFERING.value,
                             held_ticket=ticket,
                             held_node=self.node_id,
-                            held_until=until,
+                            held_until=self._until(lease),
                         )
                     )
                     if result.rowcount:
                         got.append(user_id)
                 if not got:
                     raise _NoneGot
+                await self._tell(conn, account_id, *got)
                 await conn.execute(
                     update(_T).where(_T.c.queue_id == queue_id).values(last_offered=got[-1])
                 )
@@ -246,6 +292,7 @@ class SqlQueueFloor:
                     )
             if not still_offered:
                 await conn.execute(update(_C).where(_C.c.ticket == ticket).values(offered=False))
+            await self._tell(conn, account_id, user_id)
         return streak
 
     async def answered(
@@ -255,7 +302,7 @@ class SqlQueueFloor:
         user_id: str,
         ticket: str,
         others: Sequence[str],
-        until: datetime,
+        lease: timedelta,
     ) -> None:
         async with self._db.begin() as conn:
             await conn.execute(
@@ -265,7 +312,7 @@ class SqlQueueFloor:
                     held_state=AgentState.IN_CALL.value,
                     held_ticket=ticket,
                     held_node=self.node_id,
-                    held_until=until,
+                    held_until=self._until(lease),
                     missed_in_row=0,
                     calls=_AS.c.calls + 1,
                 )
@@ -284,8 +331,9 @@ class SqlQueueFloor:
                     .values(**_FREE)
                 )
             await conn.execute(delete(_C).where(_C.c.ticket == ticket))
+            await self._tell(conn, account_id, user_id, *others)
 
-    async def call_ended(self, account_id: str, user_id: str, wrap_up_until: datetime) -> None:
+    async def call_ended(self, account_id: str, user_id: str, wrap_up: timedelta) -> None:
         async with self._db.begin() as conn:
             await conn.execute(
                 update(_AS)
@@ -297,10 +345,11 @@ class SqlQueueFloor:
                 )
                 .values(
                     held_state=AgentState.WRAP_UP.value,
-                    held_until=wrap_up_until,
-                    idle_since=wrap_up_until,
+                    held_until=self._until(wrap_up),
+                    idle_since=self._until(wrap_up),
                 )
             )
+            await self._tell(conn, account_id, user_id)
 
     async def left(self, queue_id: str, ticket: str, counted: str | None = None) -> None:
         async with self._db.begin() as conn:
@@ -319,19 +368,19 @@ class SqlQueueFloor:
             )
             await conn.execute(delete(_C).where(_C.c.ticket == ticket))
 
-    async def renew(self, now: datetime, until: datetime) -> None:
+    async def renew(self, lease: timedelta) -> None:
         async with self._db.begin() as conn:
             await conn.execute(
                 update(_C)
-                .where(_C.c.node_id == self.node_id, _C.c.expires_at > now)
-                .values(expires_at=until)
+                .where(_C.c.node_id == self.node_id, _C.c.expires_at > self._now())
+                .values(expires_at=self._until(lease))
             )
             await conn.execute(
                 update(_AS)
                 .where(
                     _AS.c.held_node == self.node_id,
-                    _AS.c.held_until > now,
+                    _AS.c.held_until > self._now(),
                     _AS.c.held_state.in_([AgentState.OFFERING.value, AgentState.IN_CALL.value]),
                 )
-                .values(held_until=until)
+                .values(held_until=self._until(lease))
             )

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from afterbeep.db import tables as t
 from afterbeep.db.engine import Database
+from afterbeep.db.notify import WORK_ITEMS_CHANNEL, notify
 from afterbeep.db.repos._paging import page_query, split_page
 from afterbeep.domain.queues import AgentStatus
 from afterbeep.domain.work_items import (
@@ -236,13 +237,26 @@ class SqlWorkItemRepo:
         return [_offer(r) for r in (await self._conn.execute(query)).all()]
 
     async def agents(self, account_id: str, user_ids: builtins.list[str]) -> dict[str, AgentRecord]:
-        query = select(_AS.c.user_id, _AS.c.status, _AS.c.capacity, _AS.c.updated_at).where(
-            _AS.c.account_id == account_id, _AS.c.user_id.in_(user_ids)
-        )
+        query = select(
+            _AS.c.user_id, _AS.c.status, _AS.c.capacity, _AS.c.updated_at, _AS.c.idle_since
+        ).where(_AS.c.account_id == account_id, _AS.c.user_id.in_(user_ids))
         return {
-            r.user_id: AgentRecord(r.user_id, AgentStatus(r.status), r.capacity, r.updated_at)
+            r.user_id: AgentRecord(
+                r.user_id, AgentStatus(r.status), r.capacity, r.updated_at, r.idle_since
+            )
             for r in (await self._conn.execute(query)).all()
         }
+
+    async def mark_idle(self, account_id: str, user_ids: builtins.list[str], now: datetime) -> None:
+        at: Any = now if self._conn.dialect.name == "sqlite" else func.clock_timestamp()
+        await self._conn.execute(
+            update(_AS)
+            .where(_AS.c.account_id == account_id, _AS.c.user_id.in_(user_ids))
+            .values(idle_since=at)
+        )
+
+    async def changed(self, origin: str) -> None:
+        await notify(self._conn, WORK_ITEMS_CHANNEL, origin)
 
     async def set_capacity(
         self, account_id: str, user_id: str, capacity: int | None, now: datetime
@@ -321,7 +335,8 @@ class SqlRouterLock:
         self._key = key
 
     @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
+    async def hold(self, shared: bool = False) -> AsyncIterator[None]:
+        take = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
         async with self._db.engine.connect() as conn, conn.begin():
-            await conn.execute(select(func.pg_advisory_xact_lock(self._key)))
+            await conn.execute(select(take(self._key)))
             yield

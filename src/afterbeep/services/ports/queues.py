@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from afterbeep.domain.queues import AgentState, AgentStatus, WaitingCaller
@@ -12,7 +12,8 @@ from afterbeep.domain.queues import AgentState, AgentStatus, WaitingCaller
 
 @dataclass(frozen=True, slots=True)
 class StoredAgent:
-    """An agent as stored: its status and what holds it (None: nothing) until when."""
+    """An agent as stored: its status and what holds it (None: nothing) until when; `at`: the
+    database's time when it was read (the clock of `held_until` and `idle_since`)."""
 
     user_id: str
     status: AgentStatus
@@ -22,6 +23,7 @@ class StoredAgent:
     idle_since: datetime | None = None
     missed_in_row: int = 0
     calls: int = 0
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +50,14 @@ class Look:
 
 class SharedFloor(Protocol):
     """Rows of every node: callers waiting (renewed by their node) and agents' holds. Every
-    write names this node; a hold or a caller its node stops renewing expires."""
+    write names this node; a hold or a caller its node stops renewing expires. A `lease` runs
+    from the database's time when it is taken or renewed, and is compared with the database's
+    time: the nodes' clocks need not agree."""
 
     node_id: str
 
     async def join(
-        self, account_id: str, queue_id: str, ticket: str, until: datetime, waited: float = 0.0
+        self, account_id: str, queue_id: str, ticket: str, lease: timedelta, waited: float = 0.0
     ) -> datetime:
         """The caller stands in the line as joined `waited` seconds before now, on the
         database's clock (one clock orders callers of every node): its `joined_at`."""
@@ -64,17 +68,14 @@ class SharedFloor(Protocol):
         account_id: str,
         queue_id: str,
         user_ids: Sequence[str],
-        now: datetime,
-        until: datetime,
+        lease: timedelta,
         ticket: str | None = None,
     ) -> Look:
         """The queue's line (live rows), its members and tally as stored; `ticket`'s row
         renewed."""
         ...
 
-    async def agents(
-        self, account_id: str, user_ids: Sequence[str], now: datetime
-    ) -> dict[str, StoredAgent]: ...
+    async def agents(self, account_id: str, user_ids: Sequence[str]) -> dict[str, StoredAgent]: ...
 
     async def claim(
         self,
@@ -82,8 +83,7 @@ class SharedFloor(Protocol):
         queue_id: str,
         user_ids: Sequence[str],
         ticket: str,
-        now: datetime,
-        until: datetime,
+        lease: timedelta,
         offers_seen: int,
     ) -> list[str]:
         """Hold each agent free and available for `ticket`'s offer: those it got (none when
@@ -116,19 +116,23 @@ class SharedFloor(Protocol):
         user_id: str,
         ticket: str,
         others: Sequence[str],
-        until: datetime,
+        lease: timedelta,
     ) -> None:
         """The agent holds `ticket`'s call (its streak ends, its calls count one more);
         `others` (offered too) are free; the caller leaves, counted answered."""
         ...
 
-    async def call_ended(self, account_id: str, user_id: str, wrap_up_until: datetime) -> None: ...
+    async def call_ended(self, account_id: str, user_id: str, wrap_up: timedelta) -> None: ...
 
     async def left(self, queue_id: str, ticket: str, counted: str | None = None) -> None:
         """The caller left unanswered: its row and its offers' holds go; `counted`: the tally
         it adds one to (`abandoned`, `timed_out`)."""
         ...
 
-    async def renew(self, now: datetime, until: datetime) -> None:
-        """Every caller and every offer or call this node holds lives until `until`."""
+    async def status_changed(self, account_id: str, user_id: str) -> None:
+        """Tell the other nodes the agent's status changed (stored by the caller)."""
+        ...
+
+    async def renew(self, lease: timedelta) -> None:
+        """Every caller and every offer or call this node holds lives another `lease`."""
         ...

@@ -18,12 +18,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class AgentRecord:
     """What is stored of an agent: its status (and since when) and its capacity (None: the
-    default)."""
+    default); `idle_since`: when it last became idle (its last item or call ended), on the
+    database's clock in a cluster."""
 
     user_id: str
     status: AgentStatus
     capacity: int | None
     since: datetime | None
+    idle_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +41,10 @@ class AgentToken:
 
 class RouterLock(Protocol):
     """One work router at a time across the nodes of a cluster (issue 23): held around each
-    change, released when its holder's connection ends (a dead node holds nothing)."""
+    change, released when its holder's connection ends (a dead node holds nothing). Held
+    `shared`, by readers at once, while no node holds it to change."""
 
-    def hold(self) -> AbstractAsyncContextManager[None]: ...
+    def hold(self, shared: bool = False) -> AbstractAsyncContextManager[None]: ...
 
 
 class WorkItemRepo(Protocol):
@@ -99,4 +102,12 @@ class WorkItemRepo(Protocol):
     async def routing_memory(self) -> tuple[dict[str, str], dict[tuple[str, str], int]]:
         """What the strategies remember, from every offer made: the agent offered last in
         each queue (round robin), and the items each agent (account, user) accepted."""
+        ...
+
+    async def mark_idle(self, account_id: str, user_ids: builtins.list[str], now: datetime) -> None:
+        """The agents hold nothing more from now (on PostgreSQL, the database's clock)."""
+        ...
+
+    async def changed(self, origin: str) -> None:
+        """Tell the other nodes at commit that items or offers changed (`origin`: who)."""
         ...

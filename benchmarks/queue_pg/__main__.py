@@ -1,0 +1,3 @@
+from benchmarks.queue_pg.run import main
+
+main()
