@@ -408,3 +408,25 @@ class HookReceiver:
             pass
         finally:
             writer.close()
+
+
+# --- a short greeting, for tests whose callers need not wait for the system one ---------------
+
+SHORT_GREETING_S = 0.5
+
+
+async def short_greeting(api: Api, mailbox_id: str, *fields: str) -> Audio:
+    """A half-second greeting (speech-like, uploaded as a WAV) set as the mailbox's `fields`
+    (`greeting_media_id` when none is named); the audio, as uploaded."""
+    import soundfile as sf
+
+    audio = speech(SHORT_GREETING_S, seed=5)
+    wav = io.BytesIO()
+    sf.write(wav, audio, 8000, format="WAV", subtype="PCM_16")
+    files = {"file": ("short.wav", wav.getvalue(), "audio/wav")}
+    media = await api.http.post("/v1/media", files=files, headers=api.headers)
+    assert media.status_code == 201, media.text
+    body = {name: media.json()["id"] for name in fields or ("greeting_media_id",)}
+    patched = await api.http.patch(f"/v1/mailboxes/{mailbox_id}", json=body, headers=api.headers)
+    assert patched.status_code == 200, patched.text
+    return audio

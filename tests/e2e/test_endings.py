@@ -89,7 +89,7 @@ def heard_prompt(name: str, heard: Audio) -> float:
 
 async def test_pound_keeps_the_whole_recording_and_says_saved(rt: Runtime, api: Api) -> None:
     mailbox = await api.mailbox(skip_instructions=True)
-    words = speech(3.0, seed=21)
+    words = speech(1.5, seed=21)
 
     async def speak_then_pound(call: SipCall) -> None:
         await call.play(silence(AFTER_BEEP_MS))
@@ -114,10 +114,10 @@ async def test_hang_up_saves_and_trims(
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
     mailbox = await api.mailbox(skip_instructions=True)
-    words = speech(3.0, seed=22)
-    caller_pcap(tmp_path, silence(AFTER_BEEP_MS), words, silence(2000))
+    words = speech(1.5, seed=22)
+    caller_pcap(tmp_path, silence(AFTER_BEEP_MS), words, silence(1200))
     run = await sipp_calls(
-        sipp_bin, "deposit_uac.xml", tmp_path, sip_port(rt), hold_ms=AFTER_BEEP_MS + 5200
+        sipp_bin, "deposit_uac.xml", tmp_path, sip_port(rt), hold_ms=AFTER_BEEP_MS + 1500 + 1400
     )
     assert run.returncode == 0, run.output
     [message] = await api.wait_messages(mailbox["id"], 1)
@@ -148,7 +148,7 @@ async def test_silence_ends_the_recording(
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
     mailbox = await api.mailbox(skip_instructions=True, silence_seconds=2)
-    words = speech(3.0, seed=24)
+    words = speech(1.5, seed=24)
     caller_pcap(tmp_path, silence(AFTER_BEEP_MS), words, silence(8000))
     run = await sipp_calls(sipp_bin, "deposit_uac_until_bye.xml", tmp_path, sip_port(rt))
     assert run.returncode == 0, run.output
@@ -211,10 +211,10 @@ async def test_pound_during_the_greeting_skips_to_the_beep(
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
     mailbox = await api.mailbox()  # greeting and instructions: about 8.3 s if not skipped
-    words = speech(3.0, seed=26)
+    words = speech(1.5, seed=26)
     caller_pcap(tmp_path, silence(500), "#", silence(1000), words)
     run = await sipp_calls(
-        sipp_bin, "deposit_uac.xml", tmp_path, sip_port(rt), hold_ms=500 + 200 + 1000 + 3000 + 400
+        sipp_bin, "deposit_uac.xml", tmp_path, sip_port(rt), hold_ms=500 + 200 + 1000 + 1500 + 400
     )
     assert run.returncode == 0, run.output
     [message] = await api.wait_messages(mailbox["id"], 1)
