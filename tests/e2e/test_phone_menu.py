@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import io
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from typing import Any
 import numpy as np
 import pytest
 import pytest_asyncio
-import soundfile as sf
 
 from afterbeep.app import Runtime
 from afterbeep.domain.pin_lockout import source_of
@@ -49,6 +47,7 @@ from tests.e2e.rig import (
     CALLER,
     NUMBER,
     OWNER,
+    SHORT_GREETING_S,
     WAIT,
     Api,
     api_of,
@@ -57,6 +56,7 @@ from tests.e2e.rig import (
     python_caller,
     sent,
     settle,
+    short_greeting,
     silence,
     sip_port,
     sipp_calls,
@@ -79,9 +79,8 @@ LOCK_SECONDS = 8.0  # long enough for a call while locked (its prompt says why)
 GREETING = sequence(
     [PERSON_AT_EXTENSION, *say_digits(EXTENSION, "en"), "vm-unavailable-after-name"], "en"
 )
-# Once the walk heard GREETING, the mailbox gets SHORT_GREETING: depositors need not wait.
-SHORT_GREETING = speech(0.5, seed=5)
-LEAD_MS = (len(SHORT_GREETING) + int(BEEP_S * 8000)) // 8 + 600  # a depositor speaks after the beep
+# Once the walk heard GREETING, the mailbox gets a half-second one: depositors need not wait.
+LEAD_MS = int((SHORT_GREETING_S + BEEP_S) * 1000) + 600  # a depositor speaks after the beep
 MESSAGE_S = 1.5  # what a depositor says: three half-second pieces, each listened for
 
 
@@ -192,25 +191,14 @@ class Served:
         return data
 
     async def short_greeting(self) -> None:
-        """SHORT_GREETING as the mailbox's greeting (uploaded as a WAV), once."""
-        if self.greeting_set:
-            return
-        wav = io.BytesIO()
-        sf.write(wav, SHORT_GREETING, 8000, format="WAV", subtype="PCM_16")
-        files = {"file": ("short.wav", wav.getvalue(), "audio/wav")}
-        media = await self.api.http.post("/v1/media", files=files, headers=self.api.headers)
-        assert media.status_code == 201, media.text
-        patched = await self.api.http.patch(
-            f"/v1/mailboxes/{self.box['id']}",
-            json={"greeting_media_id": media.json()["id"]},
-            headers=self.api.headers,
-        )
-        assert patched.status_code == 200, patched.text
-        self.greeting_set = True
+        """A half-second greeting for the mailbox (rig's `short_greeting`), once."""
+        if not self.greeting_set:
+            await short_greeting(self.api, self.box["id"])
+            self.greeting_set = True
 
     async def deposit(self, seed: int) -> dict[str, Any]:
-        """A caller leaves a message on NUMBER (the user's, nobody answers; SHORT_GREETING,
-        then the beep): the message."""
+        """A caller leaves a message on NUMBER (the user's, nobody answers; the short
+        greeting, then the beep): the message."""
         await self.short_greeting()
         before = {m["id"] for m in await self.api.messages(self.box["id"])}
         self.calls += 1
