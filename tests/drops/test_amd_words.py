@@ -30,7 +30,7 @@ from afterbeep.telephony.call import SipCall
 from afterbeep.telephony.media import Codec
 from tests.conftest import Backend
 from tests.drops.support import attempts_of, row_of
-from tests.drops.test_e2e import MESSAGE, Line, _pcm, a_drop, answer_with, callee
+from tests.drops.test_e2e import DROP_MESSAGE, Line, _pcm, a_drop, answer_with, callee
 from tests.drops.test_quiet_box import _listening
 from tests.e2e.rig import WAIT, api_of, sent
 from tests.fixtures.rtp_pcap import RtpStreamBuilder, write_pcap
@@ -153,6 +153,6 @@ async def test_a_box_with_a_short_greeting_and_no_beep_receives_the_whole_messag
         assert (row.status, row.answered_by) == ("left_voicemail", "machine_end_silence"), row
         (line,) = line_owner.lines
         assert line.greeting_done is not None
-        result = compare(sent(MESSAGE), line.received_since(line.greeting_done))
+        result = compare(sent(DROP_MESSAGE), line.received_since(line.greeting_done))
         assert result.snr_db > 30, result
         assert result.missing_head_ms < 40 and result.missing_tail_ms < 40, result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import random
 import re
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import soundfile as sf
 
 from afterbeep.app import Runtime
 from afterbeep.audio.rendition import read_wav_pcm
@@ -408,3 +410,23 @@ class HookReceiver:
             pass
         finally:
             writer.close()
+
+
+# --- a short greeting, for tests whose callers need not wait for the system one ---------------
+
+SHORT_GREETING_S = 0.5
+
+
+async def short_greeting(api: Api, mailbox_id: str, *fields: str) -> Audio:
+    """A half-second greeting (speech-like, uploaded as a WAV) set as the mailbox's `fields`
+    (`greeting_media_id` when none is named); the audio, as uploaded."""
+    audio = speech(SHORT_GREETING_S, seed=5)
+    wav = io.BytesIO()
+    sf.write(wav, audio, 8000, format="WAV", subtype="PCM_16")
+    files = {"file": ("short.wav", wav.getvalue(), "audio/wav")}
+    media = await api.http.post("/v1/media", files=files, headers=api.headers)
+    assert media.status_code in (200, 201), media.text  # 200: the same audio is stored already
+    body = {name: media.json()["id"] for name in fields or ("greeting_media_id",)}
+    patched = await api.http.patch(f"/v1/mailboxes/{mailbox_id}", json=body, headers=api.headers)
+    assert patched.status_code == 200, patched.text
+    return audio

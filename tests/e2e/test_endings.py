@@ -26,7 +26,7 @@ from afterbeep.telephony.prompts import beep, prompt
 from tests.conftest import Backend
 from tests.e2e.rig import (
     BEEP_S,
-    GREETING_S,
+    SHORT_GREETING_S,
     WAIT,
     Api,
     api_of,
@@ -35,6 +35,7 @@ from tests.e2e.rig import (
     python_caller,
     sent,
     settle,
+    short_greeting,
     silence,
     sip_port,
     sipp_calls,
@@ -47,7 +48,9 @@ sipp_bin = sip_rig.sipp_bin
 
 pytestmark = pytest.mark.timeout(90)
 
-AFTER_BEEP_MS = int((GREETING_S + BEEP_S) * 1000) + 600
+# The endings' mailboxes get a half-second greeting (`short_greeting`): the caller speaks 0.85 s
+# after the answer. The system greeting is played in test_pound_during_the_greeting_...
+AFTER_BEEP_MS = int((SHORT_GREETING_S + BEEP_S) * 1000) + 600
 GAP_MS = 600 - 100  # about this much silence is recorded between the beep and the speech
 
 
@@ -89,7 +92,8 @@ def heard_prompt(name: str, heard: Audio) -> float:
 
 async def test_pound_keeps_the_whole_recording_and_says_saved(rt: Runtime, api: Api) -> None:
     mailbox = await api.mailbox(skip_instructions=True)
-    words = speech(3.0, seed=21)
+    await short_greeting(api, mailbox["id"])
+    words = speech(1.5, seed=21)
 
     async def speak_then_pound(call: SipCall) -> None:
         await call.play(silence(AFTER_BEEP_MS))
@@ -114,10 +118,11 @@ async def test_hang_up_saves_and_trims(
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
     mailbox = await api.mailbox(skip_instructions=True)
-    words = speech(3.0, seed=22)
-    caller_pcap(tmp_path, silence(AFTER_BEEP_MS), words, silence(2000))
+    await short_greeting(api, mailbox["id"])
+    words = speech(1.5, seed=22)
+    caller_pcap(tmp_path, silence(AFTER_BEEP_MS), words, silence(1200))
     run = await sipp_calls(
-        sipp_bin, "deposit_uac.xml", tmp_path, sip_port(rt), hold_ms=AFTER_BEEP_MS + 5200
+        sipp_bin, "deposit_uac.xml", tmp_path, sip_port(rt), hold_ms=AFTER_BEEP_MS + 1500 + 1400
     )
     assert run.returncode == 0, run.output
     [message] = await api.wait_messages(mailbox["id"], 1)
@@ -132,6 +137,7 @@ async def test_maximum_length_stops_the_recording(
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
     mailbox = await api.mailbox(skip_instructions=True, max_message_seconds=5)
+    await short_greeting(api, mailbox["id"])
     words = speech(9.0, seed=23)
     caller_pcap(tmp_path, silence(AFTER_BEEP_MS), words)
     run = await sipp_calls(sipp_bin, "deposit_uac_until_bye.xml", tmp_path, sip_port(rt))
@@ -148,7 +154,8 @@ async def test_silence_ends_the_recording(
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
     mailbox = await api.mailbox(skip_instructions=True, silence_seconds=2)
-    words = speech(3.0, seed=24)
+    await short_greeting(api, mailbox["id"])
+    words = speech(1.5, seed=24)
     caller_pcap(tmp_path, silence(AFTER_BEEP_MS), words, silence(8000))
     run = await sipp_calls(sipp_bin, "deposit_uac_until_bye.xml", tmp_path, sip_port(rt))
     assert run.returncode == 0, run.output
@@ -163,6 +170,7 @@ async def test_too_short_leaves_no_message(
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
     mailbox = await api.mailbox(skip_instructions=True, min_message_seconds=2)
+    await short_greeting(api, mailbox["id"])
     caller_pcap(tmp_path, silence(AFTER_BEEP_MS), speech(0.6, seed=25))
     run = await sipp_calls(
         sipp_bin, "deposit_uac.xml", tmp_path, sip_port(rt), hold_ms=AFTER_BEEP_MS + 1200
@@ -211,10 +219,10 @@ async def test_pound_during_the_greeting_skips_to_the_beep(
     rt: Runtime, api: Api, sipp_bin: str, tmp_path: Path
 ) -> None:
     mailbox = await api.mailbox()  # greeting and instructions: about 8.3 s if not skipped
-    words = speech(3.0, seed=26)
+    words = speech(1.5, seed=26)
     caller_pcap(tmp_path, silence(500), "#", silence(1000), words)
     run = await sipp_calls(
-        sipp_bin, "deposit_uac.xml", tmp_path, sip_port(rt), hold_ms=500 + 200 + 1000 + 3000 + 400
+        sipp_bin, "deposit_uac.xml", tmp_path, sip_port(rt), hold_ms=500 + 200 + 1000 + 1500 + 400
     )
     assert run.returncode == 0, run.output
     [message] = await api.wait_messages(mailbox["id"], 1)
