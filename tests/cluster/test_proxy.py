@@ -540,13 +540,15 @@ async def test_a_bye_to_a_node_slower_than_the_failover_time_still_ends_the_call
 class LateNode(SlowByeNode):
     """A stand-in node that answers each INVITE 200, with no 100 before it, `invite_delay`
     after it came (a node whose loop stalled, or that had just started again and read an
-    INVITE its dead predecessor was sent); what it is sent after that is kept."""
+    INVITE its dead predecessor was sent); with `bye_after`, it then hangs up that long after
+    its 200 (as a node does with no ACK or no RTP). What it is sent is kept."""
 
-    def __init__(self, invite_delay: float, tag: str) -> None:
+    def __init__(self, invite_delay: float, tag: str, bye_after: float | None = None) -> None:
         super().__init__(bye_delay=0.0)
-        self.invite_delay, self.tag = invite_delay, tag
+        self.invite_delay, self.tag, self.bye_after = invite_delay, tag, bye_after
         self.received: list[str] = []
         self.answered = threading.Event()
+        self.bye_answered = threading.Event()
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -560,11 +562,30 @@ class LateNode(SlowByeNode):
                 answer = self._answer(text, record_route=True).replace(
                     b";tag=node", f";tag={self.tag}".encode()
                 )
-                threading.Timer(self.invite_delay, self._send, (answer, source)).start()
+                threading.Timer(self.invite_delay, self._send, (text, answer, source)).start()
+            elif re.search(r"^CSeq: *\d+ BYE", text, re.M | re.I) and text.startswith("SIP/2.0 "):
+                self.bye_answered.set()
 
-    def _send(self, answer: bytes, source: Any) -> None:
+    def _send(self, invite: str, answer: bytes, source: Any) -> None:
         self.sock.sendto(answer, source)
         self.answered.set()
+        if self.bye_after is not None:
+            threading.Timer(self.bye_after, self._bye, (invite, source)).start()
+
+    def _bye(self, invite: str, proxy: Any) -> None:
+        """The UAS's BYE along the route set it was given (Record-Route, in order)."""
+        header = lambda name: re.search(rf"^{name}: *(.+?)\r$", invite, re.M | re.I)  # noqa: E731
+        caller = re.search(r"<(sip:[^>]+)>", header("Contact").group(1)).group(1)  # type: ignore[union-attr]
+        routes = [m.group(1) for m in re.finditer(r"^Record-Route: *(.+?)\r$", invite, re.M | re.I)]
+        bye = (
+            f"BYE {caller} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{self.tag}bye;rport\r\n"
+            f"From: {header('To').group(1)};tag={self.tag}\r\nTo: {header('From').group(1)}\r\n"  # type: ignore[union-attr]
+            f"Call-ID: {header('Call-ID').group(1)}\r\nCSeq: 1 BYE\r\n"  # type: ignore[union-attr]
+            + "".join(f"Route: {r}\r\n" for r in routes)
+            + "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.sock.sendto(bye.encode(), proxy)
 
 
 def answers_by_call(
@@ -595,9 +616,10 @@ def answers_by_call(
 async def test_a_200_from_a_node_after_the_failover_time_is_not_forwarded(tmp_path: Path) -> None:
     # Two calls at once, one dispatched to each node: the late node's call fails over to the
     # prompt one and is answered there; the late node's 200, sent after the proxy gave up on
-    # it, must not reach the caller as a second dialog of the same call.
+    # it, must not reach the caller as a second dialog of the same call. The late node then
+    # hangs up, as a node never acknowledged does: the proxy answers that BYE itself.
     with (
-        LateNode(invite_delay=2.0, tag="late") as late,
+        LateNode(invite_delay=2.0, tag="late", bye_after=0.3) as late,
         LateNode(invite_delay=0.0, tag="prompt") as prompt,
     ):
         async with kamailio_proxy(
@@ -605,14 +627,16 @@ async def test_a_200_from_a_node_after_the_failover_time_is_not_forwarded(tmp_pa
             failover_timeout_ms=400, probe_interval_seconds=60, calls_per_second_per_source=0,
         ) as proxy:  # fmt: skip
             answers = await asyncio.to_thread(
-                answers_by_call, proxy.port, 2, after=late.answered, quiet=1.5
+                answers_by_call, proxy.port, 2, after=late.bye_answered, quiet=1.0
             )
             log = proxy.output()
-    assert late.answered.is_set()
+    assert late.answered.is_set() and late.bye_answered.is_set()
     oks = {call: [a for a in got if a.startswith(b"SIP/2.0 200")] for call, got in answers.items()}
     assert len(oks) == 2
     assert all(len(ok) == 1 and b";tag=prompt" in ok[0] for ok in oks.values()), oks
-    assert late.received and all(r.startswith("INVITE ") for r in late.received)  # never an ACK
+    assert not [a for got in answers.values() for a in got if a.startswith(b"BYE ")]
+    invites = [r for r in late.received if r.startswith("INVITE ")]
+    assert invites and late.received == [*invites, "SIP/2.0 200 OK"]  # never an ACK; its BYE's 200
     assert f"200 from 127.0.0.1:{late.port} for" in log and "after the failover: dropped" in log
 
 
