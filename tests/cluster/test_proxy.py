@@ -441,6 +441,7 @@ class SlowByeNode:
         self.port: int = self.sock.getsockname()[1]
         self.bye_delay = bye_delay
         self.byes = 0
+        self.tag = "node"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -459,14 +460,16 @@ class SlowByeNode:
                 data, source = self.sock.recvfrom(65535)
             except TimeoutError:
                 continue
-            text = data.decode()
-            if text.startswith("INVITE "):
-                self.sock.sendto(self._answer(text, record_route=True), source)
-            elif text.startswith("BYE "):
-                self.byes += 1
-                if self.byes == 1:
-                    answer = self._answer(text, record_route=False)
-                    threading.Timer(self.bye_delay, self.sock.sendto, (answer, source)).start()
+            self._on(data.decode(), source)
+
+    def _on(self, text: str, source: Any) -> None:
+        if text.startswith("INVITE "):
+            self.sock.sendto(self._answer(text, record_route=True), source)
+        elif text.startswith("BYE "):
+            self.byes += 1
+            if self.byes == 1:
+                answer = self._answer(text, record_route=False)
+                threading.Timer(self.bye_delay, self.sock.sendto, (answer, source)).start()
 
     def _answer(self, request: str, *, record_route: bool) -> bytes:
         head = request.split("\r\n\r\n", 1)[0].split("\r\n")[1:]
@@ -475,7 +478,7 @@ class SlowByeNode:
             names += ("record-route",)
         kept = [h for h in head if h.split(":", 1)[0].strip().lower() in names]
         kept = [
-            h + ";tag=node" if h.lower().startswith(("to:", "t:")) and "tag=" not in h else h
+            h + f";tag={self.tag}" if h.lower().startswith(("to:", "t:")) and "tag=" not in h else h
             for h in kept
         ]
         return (
@@ -550,21 +553,13 @@ class LateNode(SlowByeNode):
         self.answered = threading.Event()
         self.bye_answered = threading.Event()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, source = self.sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            text = data.decode()
-            self.received.append(text.split("\r\n", 1)[0])
-            if text.startswith("INVITE "):
-                answer = self._answer(text, record_route=True).replace(
-                    b";tag=node", f";tag={self.tag}".encode()
-                )
-                threading.Timer(self.invite_delay, self._send, (text, answer, source)).start()
-            elif re.search(r"^CSeq: *\d+ BYE", text, re.M | re.I) and text.startswith("SIP/2.0 "):
-                self.bye_answered.set()
+    def _on(self, text: str, source: Any) -> None:
+        self.received.append(text.split("\r\n", 1)[0])
+        if text.startswith("INVITE "):
+            answer = self._answer(text, record_route=True)
+            threading.Timer(self.invite_delay, self._send, (text, answer, source)).start()
+        elif re.search(r"^CSeq: *\d+ BYE", text, re.M | re.I) and text.startswith("SIP/2.0 "):
+            self.bye_answered.set()
 
     def _send(self, invite: str, answer: bytes, source: Any) -> None:
         self.sock.sendto(answer, source)
